@@ -1,0 +1,45 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SAMPLE := assets/sample.mp4
+OUT    ?= out.mp4
+
+.PHONY: help demo test test-slow lint gui bench model clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed  ## set up, detect on the bundled sample clip, write out.mp4
+	$(BIN)/python run.py --video $(SAMPLE) --record $(OUT) --headless --overwrite
+
+test: $(VENV)/.installed-dev  ## set up with the dev extra and run the default test suite
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+
+test-slow:  $(VENV)/.installed-dev  ## the slow tests (longer real-data runs)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m slow
+
+lint: $(VENV)/.installed-dev  ## ruff
+	$(BIN)/ruff check .
+
+gui: $(VENV)/.installed  ## open the desktop window on the bundled sample clip
+	$(BIN)/python run.py --video $(SAMPLE)
+
+bench: $(VENV)/.installed  ## proposal count vs fps (and AP) on the bundled clip → bench/
+	$(BIN)/python run.py bench --video $(SAMPLE) --out bench
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The application: sources → pipeline → render / record / export / GUI. Knows video, threads and Qt."""

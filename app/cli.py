@@ -1,0 +1,66 @@
+"""Command line entry point (``run.py`` and the ``frcnn-video`` console script).
+
+``frcnn-video [run options]`` runs the detector on a video, camera, image folder or stream;
+``frcnn-video bench|train|eval|autolabel ...`` are the other jobs. Every error a user can cause ends
+in one line on stderr and a non-zero exit — never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS = {
+    "bench": ("app.bench", "proposal count vs fps (and AP), per stage, with a naive baseline"),
+    "train": ("app.train", "train or fine-tune a model on COCO-format data"),
+    "eval": ("app.evaluate", "COCO AP/AP50 of a model on a COCO JSON"),
+    "autolabel": ("app.autolabel", "label a video or image folder with the teacher → COCO JSON"),
+}
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 3
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+            return int(module.main(argv[1:]) or 0)
+        from app.run import main as run_main
+
+        return int(run_main(argv) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        return report_error(exc)
+
+
+def report_error(exc: BaseException) -> int:
+    """Print one line for ``exc`` and return the exit status."""
+    from app.errors import UserError
+    from detector.config import ConfigError
+    from detector.detector import DeviceError
+    from detector.weights import WeightsError
+
+    if os.environ.get("FRCNN_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, (UserError, ConfigError, WeightsError, DeviceError)):
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(f"internal error: {type(exc).__name__}: {message} (set FRCNN_DEBUG=1 for the traceback)", file=sys.stderr)
+    return EXIT_INTERNAL_ERROR
+
+
+def subcommand_help() -> str:
+    """Lines for the main --help, listing the other jobs."""
+    return "other jobs:\n" + "\n".join(f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items())

@@ -1,0 +1,116 @@
+"""Model builders, by name: the paper's Faster R-CNN and torchvision's COCO detectors.
+
+Everything is assembled from torchvision's tested parts (AnchorGenerator, RegionProposalNetwork,
+RoIHeads, MultiScaleRoIAlign, ops.nms); nothing here re-implements NMS, IoU or RoI pooling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+from torchvision.models import detection
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor, TwoMLPHead
+from torchvision.ops import MultiScaleRoIAlign
+
+from detector.backbones import build_backbone
+
+TORCHVISION_MODELS = (
+    "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+)
+PAPER = "paper"
+DEFAULT = "default"  # the bundled checkpoint in assets/ (a ``paper`` model)
+MODEL_NAMES = (DEFAULT, PAPER, *TORCHVISION_MODELS)
+
+# 91 entries, index 0 = background, 'N/A' for ids unused by COCO; read from the weights' metadata,
+# which is available offline (only the tensors are downloaded).
+COCO_CLASS_NAMES: tuple[str, ...] = tuple(detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+
+# The paper's anchors: 3 scales × 3 aspect ratios = k = 9 per position (ratio = height / width).
+PAPER_ANCHOR_SIZES: tuple[tuple[int, ...], ...] = ((128, 256, 512),)
+PAPER_ASPECT_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0)
+
+# The paper's training settings (Ren et al. 2015, §3.1.3 and §3.2), as torchvision keyword arguments.
+PAPER_TRAINING = dict(
+    rpn_fg_iou_thresh=0.7,  # IoU ≥ 0.7 with a ground-truth box → positive anchor
+    rpn_bg_iou_thresh=0.3,  # IoU < 0.3 with every ground-truth box → negative anchor
+    rpn_batch_size_per_image=256,  # 256 anchors per image ...
+    rpn_positive_fraction=0.5,  # ... at most 128 of them positive
+    rpn_pre_nms_top_n_train=12000,
+    rpn_post_nms_top_n_train=2000,
+    rpn_nms_thresh=0.7,
+    box_batch_size_per_image=128,  # Fast R-CNN: 128 RoIs per image, 25 % foreground
+    box_positive_fraction=0.25,
+    box_fg_iou_thresh=0.5,
+    box_bg_iou_thresh=0.5,
+)
+
+
+def build_paper(
+    num_classes: int,
+    backbone: str = "mobilenet_v2",
+    anchor_sizes: Sequence[Sequence[int]] = PAPER_ANCHOR_SIZES,
+    aspect_ratios: Sequence[float] = PAPER_ASPECT_RATIOS,
+    representation_size: int = 1024,
+    roi_output_size: int = 7,
+    reduce_channels: int | None = 256,
+    min_size: int = 600,
+    max_size: int = 1000,
+    backbone_kwargs: dict | None = None,
+    **faster_rcnn_kwargs,
+) -> FasterRCNN:
+    """The Faster R-CNN of Ren et al.: a shared conv backbone, an RPN with k anchors per position,
+    RoI pooling to ``roi_output_size``² into a two-layer fc head, softmax classifier and per-class
+    box regressor.
+
+    Args:
+        num_classes: number of classes including the background (index 0).
+        backbone: a name registered in ``detector.backbones``.
+        anchor_sizes: one tuple of anchor sizes (pixels) per backbone level, all the same length;
+            with the 3 ``aspect_ratios`` this gives k = len(sizes) × 3 anchors per position.
+        reduce_channels: width of the 1×1 conv put after backbones wider than it.
+        min_size, max_size: the test/train resize of the transform (paper: 600 / 1000).
+    """
+    body = build_backbone(backbone, reduce_channels=reduce_channels, **(backbone_kwargs or {}))
+    levels = len(body.strides)
+    anchor_sizes = tuple(tuple(int(s) for s in level) for level in anchor_sizes)
+    if len(anchor_sizes) != levels:
+        raise ValueError(
+            f"anchor_sizes has {len(anchor_sizes)} levels but backbone {backbone!r} gives {levels} feature maps"
+        )
+    if len({len(level) for level in anchor_sizes}) != 1:
+        raise ValueError(f"every level needs the same number of anchor sizes; got {anchor_sizes}")
+    anchors = AnchorGenerator(sizes=anchor_sizes, aspect_ratios=(tuple(aspect_ratios),) * levels)
+    names = [str(i) for i in range(levels)]
+    roi_pool = MultiScaleRoIAlign(featmap_names=names, output_size=roi_output_size, sampling_ratio=2)
+    head = TwoMLPHead(body.out_channels * roi_output_size**2, representation_size)
+    predictor = FastRCNNPredictor(representation_size, num_classes)
+    settings = {**PAPER_TRAINING, **faster_rcnn_kwargs}
+    return FasterRCNN(
+        body,
+        num_classes=None,
+        min_size=min_size,
+        max_size=max_size,
+        image_mean=body.image_mean,
+        image_std=body.image_std,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=roi_pool,
+        box_head=head,
+        box_predictor=predictor,
+        **settings,
+    )
+
+
+def build_torchvision(name: str, num_classes: int = len(COCO_CLASS_NAMES)) -> FasterRCNN:
+    """One of torchvision's COCO Faster R-CNN builders, randomly initialised (no download)."""
+    if name not in TORCHVISION_MODELS:
+        raise ValueError(f"{name!r} is not one of torchvision's builders: {', '.join(TORCHVISION_MODELS)}")
+    return getattr(detection, name)(weights=None, weights_backbone=None, num_classes=num_classes)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

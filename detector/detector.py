@@ -1,0 +1,255 @@
+"""The staged, timed detector: preprocess → backbone → RPN → RoI head → postprocess.
+
+It reads like torchvision's ``GeneralizedRCNN.forward`` and runs the very same modules, so its
+detections equal the model's own forward; splitting the stages lets each one be timed and lets the
+proposal count, score threshold and class filter change between two calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from detector.config import ConfigError, DetectorConfig, check_probability, check_proposals
+from detector.detections import Detections, valid_names
+from detector.factory import ModelInfo, create_model
+
+log = logging.getLogger(__name__)
+
+STAGES = ("preprocess", "backbone", "rpn", "roi_heads", "postprocess")
+
+
+class DeviceError(RuntimeError):
+    """The requested device is not available; the message is one line."""
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds spent in each stage of one ``detect`` call (for the whole batch)."""
+
+    preprocess: float = 0.0
+    backbone: float = 0.0
+    rpn: float = 0.0
+    roi_heads: float = 0.0
+    postprocess: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.preprocess + self.backbone + self.rpn + self.roi_heads + self.postprocess
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "total": self.total}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} was asked for, but this machine has no CUDA GPU; use --device cpu")
+        index = torch.device(name).index or 0
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype, str | None]:
+    """The compute dtype for ``precision`` on ``device``, and a note when a fallback was taken."""
+    if precision == "auto":
+        return (torch.float16 if device.type == "cuda" else torch.float32), None
+    if precision == "fp16" and device.type != "cuda":
+        return torch.float32, "fp16 is not supported on the CPU (no fast half kernels); running in fp32 instead"
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision], None
+
+
+class Detector:
+    """A Faster R-CNN ready for frames.
+
+    Args:
+        config: what to build and how to run it.
+        model, class_names, info: an already built model (tests, training); otherwise the model is
+            created from ``config`` by ``detector.factory.create_model``.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None, *, model: nn.Module | None = None,
+                 class_names: Sequence[str] | None = None, info: ModelInfo | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self.device = resolve_device(self.config.device)
+        self.dtype, note = resolve_precision(self.config.precision, self.device)
+        self.notes: list[str] = [note] if note else []
+        if model is None:
+            model, class_names, info = create_model(self.config)
+        if class_names is None:
+            raise ValueError("class_names must be given with a model")
+        self.model = model.eval().to(self.device)
+        if self.device.type == "cuda":
+            self.model.backbone.to(memory_format=torch.channels_last)  # faster convs on tensor cores
+        self.class_names = tuple(class_names)
+        self.info = info or ModelInfo(type(model).__name__, "given", True, {}, {})
+        if self.info.warning:
+            self.notes.append(self.info.warning)
+        self._lock = threading.Lock()
+        self._classes: tuple[str, ...] = ()
+        self._apply_static(self.config)
+        self.set_proposal_count(self.config.proposals, self.config.pre_nms_proposals)
+        self.set_score_threshold(self.config.score_threshold)
+        self.set_classes(self.config.classes)
+        self.last_times = StageTimes()
+        self.last_proposal_counts: list[int] = []
+
+    # ----------------------------------------------------------------- public knobs (thread-safe)
+    @property
+    def precision(self) -> str:
+        return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
+
+    @property
+    def proposal_count(self) -> int:
+        return self.model.rpn._post_nms_top_n["testing"]
+
+    @property
+    def pre_nms_count(self) -> int:
+        return self.model.rpn._pre_nms_top_n["testing"]
+
+    @property
+    def score_threshold(self) -> float:
+        return float(self.model.roi_heads.score_thresh)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self._classes
+
+    def set_proposal_count(self, n: int, pre_nms: int | None = None) -> None:
+        """Keep the top ``n`` RPN proposals after NMS (per image) from the next call on.
+
+        ``pre_nms``: proposals kept per feature level before NMS; None = max(1000, 2n).
+        """
+        check_proposals(n, "proposal count")
+        if pre_nms is not None:
+            check_proposals(pre_nms, "pre-NMS proposal count")
+        with self._lock:
+            # torchvision keeps these in private dicts; this is the one place that touches them.
+            self.model.rpn._post_nms_top_n["testing"] = int(n)
+            self.model.rpn._pre_nms_top_n["testing"] = int(pre_nms if pre_nms is not None else max(1000, 2 * n))
+
+    def set_score_threshold(self, threshold: float) -> None:
+        threshold = check_probability(threshold, "score threshold")
+        with self._lock:
+            self.model.roi_heads.score_thresh = threshold
+
+    def set_classes(self, names: Sequence[str] | None) -> None:
+        """Keep only these classes (empty or None = all). Unknown names raise ``ConfigError`` listing the valid ones."""
+        names = tuple(names or ())
+        unknown = [n for n in names if n not in self.class_names or n in ("N/A", "__background__")]
+        if unknown:
+            raise ConfigError(
+                f"unknown class name(s) {', '.join(unknown)}; this model knows: {', '.join(valid_names(self.class_names))}"
+            )
+        with self._lock:
+            self._classes = names
+
+    def _apply_static(self, config: DetectorConfig) -> None:
+        transform, roi = self.model.transform, self.model.roi_heads
+        if config.min_size is not None:
+            transform.min_size = (config.min_size,)
+        if config.max_size is not None:
+            transform.max_size = config.max_size
+        roi.nms_thresh = config.nms_threshold
+        roi.detections_per_img = config.detections_per_image
+
+    # ----------------------------------------------------------------- the staged forward
+    def __call__(self, frames, **kwargs) -> list[Detections]:
+        return self.detect(frames, **kwargs)
+
+    @torch.inference_mode()
+    def detect(self, frames: Sequence[np.ndarray] | np.ndarray, *, bgr: bool = False, timing: bool = True) -> list[Detections]:
+        """Detect objects in a batch of frames.
+
+        Args:
+            frames: uint8 images [H, W, 3] (one, or a sequence; sizes may differ).
+            bgr: the frames are BGR (OpenCV order) rather than RGB.
+            timing: synchronise the device around each stage so that ``last_times`` is exact.
+        Returns:
+            one ``Detections`` per frame, boxes in that frame's pixels.
+        """
+        if isinstance(frames, np.ndarray) and frames.ndim == 3:
+            frames = [frames]
+        frames = list(frames)
+        if not frames:
+            return []
+        for i, f in enumerate(frames):
+            if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3 or min(f.shape[:2]) < 1:
+                got = f"{f.dtype} {f.shape}" if isinstance(f, np.ndarray) else type(f).__name__
+                raise ValueError(f"frame {i} must be a uint8 array [H, W, 3]; got {got}")
+        with self._lock:  # a consistent set of knobs for the whole call
+            classes = self._classes
+            times = StageTimes()
+            sync = torch.cuda.synchronize if (timing and self.device.type == "cuda") else (lambda: None)
+            clock = time.perf_counter
+
+            t = clock()
+            images, original_sizes = self._to_tensors(frames, bgr)
+            image_list, _ = self.model.transform(images)
+            if self.device.type == "cuda":
+                image_list.tensors = image_list.tensors.contiguous(memory_format=torch.channels_last)
+            sync()
+            times.preprocess, t = (clock() - t) * 1e3, clock()
+
+            with self._autocast():
+                features = self.model.backbone(image_list.tensors)
+                if isinstance(features, torch.Tensor):
+                    features = OrderedDict([("0", features)])
+                sync()
+                times.backbone, t = (clock() - t) * 1e3, clock()
+
+                proposals, _ = self.model.rpn(image_list, features)
+                sync()
+                times.rpn, t = (clock() - t) * 1e3, clock()
+
+                detections, _ = self.model.roi_heads(features, proposals, image_list.image_sizes)
+                sync()
+                times.roi_heads, t = (clock() - t) * 1e3, clock()
+
+            detections = self.model.transform.postprocess(detections, image_list.image_sizes, original_sizes)
+            results = [self._to_detections(d, classes) for d in detections]
+            times.postprocess = (clock() - t) * 1e3
+            self.last_times = times
+            self.last_proposal_counts = [len(p) for p in proposals]
+        return results
+
+    def _to_tensors(self, frames: list[np.ndarray], bgr: bool) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
+        """uint8 [H, W, 3] numpy → float [3, H, W] in [0, 1] on the device (RGB). Resize and
+        normalisation follow in the model's transform, on the device."""
+        pin = self.device.type == "cuda"
+        out = []
+        for f in frames:
+            t = torch.from_numpy(np.ascontiguousarray(f))
+            if pin:
+                t = t.pin_memory()
+            t = t.to(self.device, non_blocking=True).permute(2, 0, 1)
+            if bgr:
+                t = t.flip(0)
+            out.append(t.float().div_(255.0))
+        return out, [(f.shape[0], f.shape[1]) for f in frames]
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _to_detections(self, d: dict[str, torch.Tensor], classes: tuple[str, ...]) -> Detections:
+        det = Detections(
+            d["boxes"].float().cpu().numpy(),
+            d["scores"].float().cpu().numpy(),
+            d["labels"].cpu().numpy(),
+            self.class_names,
+        )
+        return det.filter(classes=classes) if classes else det
