@@ -25,11 +25,11 @@ class Detections:
     class_names: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4) if np.size(self.boxes) else np.zeros((0, 4), np.float32)
+        if np.size(self.boxes) and (np.ndim(self.boxes) != 2 or np.shape(self.boxes)[1] != 4):
+            raise ValueError(f"boxes must have shape [N, 4]; got {np.shape(self.boxes)}")
+        boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
         class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
-        if np.ndim(self.boxes) not in (1, 2) or (np.size(self.boxes) and np.shape(self.boxes)[-1] != 4):
-            raise ValueError(f"boxes must have shape [N, 4]; got {np.shape(self.boxes)}")
         if not (len(boxes) == len(scores) == len(class_ids)):
             raise ValueError(
                 f"boxes, scores and class_ids must have the same length; got {len(boxes)}, {len(scores)}, {len(class_ids)}"

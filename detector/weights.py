@@ -35,7 +35,7 @@ def read_weights_file(path: str | Path) -> dict:
                 f"weights file {path} was refused: it holds pickled Python objects, not only tensors ({first[:160]})"
             ) from None
         raise WeightsError(f"weights file {path} is not a PyTorch weights file ({first[:160]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # torch.load raises many types on garbage (KeyError, EOFError, ...): report it
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"weights file {path} is not a PyTorch weights file ({first[:160]})") from None
     if not isinstance(obj, dict):
