@@ -1,0 +1,431 @@
+"""The status and control widgets of the side panel.
+
+- ``FpsGauge``: the measured fps as a bar with the 30 and 60 fps targets marked; each mark is green
+  when met, amber when near, red when missed — one glance says where the run stands.
+- ``StageBar``: the per-frame time stacked by stage (backbone / RPN / RoI head / other) against the
+  33 ms and 17 ms budgets of those two targets.
+- ``ProposalControl``, ``ThresholdControl``, ``ClassChecklist``: the live detector knobs.
+
+Widgets only show and emit; they never talk to the pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from PyQt6.QtCore import QRectF, QSignalBlocker, QSize, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QPainter, QPen
+from PyQt6.QtWidgets import (
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.fps_meter import TARGETS, Level, TargetStatus, target_status
+
+LEVEL_COLORS = {
+    Level.MET: QColor(46, 204, 113),
+    Level.NEAR: QColor(241, 196, 15),
+    Level.MISSED: QColor(231, 76, 60),
+}
+TRACK = QColor(58, 62, 70)
+TEXT = QColor(230, 232, 236)
+MUTED = QColor(150, 156, 166)
+
+STAGE_COLORS = {
+    "backbone": QColor(52, 152, 219),
+    "rpn": QColor(230, 126, 34),
+    "roi_heads": QColor(155, 89, 182),
+    "other": QColor(127, 140, 141),
+}
+STAGE_LABELS = {"backbone": "backbone", "rpn": "RPN", "roi_heads": "RoI head", "other": "pre/post"}
+
+PROPOSAL_PRESETS = (50, 100, 300, 1000)
+PROPOSAL_MIN, PROPOSAL_MAX = 1, 2000
+
+
+class FpsGauge(QWidget):
+    """A horizontal bar 0…scale fps with the target marks; ``set_fps`` from the GUI thread."""
+
+    def __init__(self, targets: Sequence[float] = TARGETS, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.targets = tuple(sorted(float(t) for t in targets))
+        self._fps = 0.0
+        self._statuses = [target_status(0.0, t) for t in self.targets]
+        self.setMinimumHeight(64)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def statuses(self) -> list[TargetStatus]:
+        return list(self._statuses)
+
+    def set_fps(self, fps: float) -> None:
+        self._fps = max(0.0, float(fps))
+        self._statuses = [target_status(self._fps, t) for t in self.targets]
+        self.setToolTip(" · ".join(s.text for s in self._statuses))
+        self.update()
+
+    def scale_max(self) -> float:
+        """The bar's full scale: the top target + 25 %, growing in steps of 30 beyond it."""
+        top = self.targets[-1] * 1.25 if self.targets else 75.0
+        return max(top, math.ceil(self._fps * 1.1 / 30.0) * 30.0)
+
+    def bar_color(self) -> QColor:
+        """Green when every target is met, else the colour of the lowest target's level."""
+        if not self._statuses:
+            return LEVEL_COLORS[Level.MET]
+        if all(s.met for s in self._statuses):
+            return LEVEL_COLORS[Level.MET]
+        if self._statuses[0].met:  # 30 met, 60 not: still good for most uses
+            return QColor(39, 174, 96).darker(115)
+        return LEVEL_COLORS[self._statuses[0].level]
+
+    def sizeHint(self) -> QSize:
+        return QSize(260, 64)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        w = self.width()
+        big = QFont(self.font())
+        big.setPixelSize(20)
+        big.setBold(True)
+        p.setFont(big)
+        p.setPen(TEXT)
+        p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{self._fps:5.1f} fps")
+        small = QFont(self.font())
+        small.setPixelSize(11)
+        p.setFont(small)
+        p.setPen(MUTED)
+        p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, "display, 1 s window")
+
+        track = QRectF(0, 32, w, 12)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(TRACK)
+        p.drawRoundedRect(track, 4, 4)
+        full = self.scale_max()
+        fill = QRectF(track.left(), track.top(), track.width() * min(1.0, self._fps / full), track.height())
+        p.setBrush(self.bar_color())
+        p.drawRoundedRect(fill, 4, 4)
+        for status in self._statuses:
+            x = track.left() + track.width() * status.target / full
+            color = LEVEL_COLORS[status.level]
+            p.setPen(QPen(color, 2.5))
+            p.drawLine(int(x), int(track.top()) - 3, int(x), int(track.bottom()) + 3)
+            p.setFont(small)
+            label = status.text
+            text_rect = QRectF(x - 40, track.bottom() + 3, 80, 16)
+            p.drawText(text_rect, Qt.AlignmentFlag.AlignCenter, label)
+        p.end()
+
+
+class StageBar(QWidget):
+    """Per-frame milliseconds stacked by stage, with the 30/60 fps frame budgets marked."""
+
+    STAGES = ("backbone", "rpn", "roi_heads", "other")
+
+    def __init__(self, targets: Sequence[float] = TARGETS, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.budgets_ms = tuple(sorted(1000.0 / t for t in targets))
+        self._ms = dict.fromkeys(self.STAGES, 0.0)
+        self.setMinimumHeight(58)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    @property
+    def ms(self) -> dict[str, float]:
+        return dict(self._ms)
+
+    @property
+    def total(self) -> float:
+        return sum(self._ms.values())
+
+    def set_times(self, backbone: float, rpn: float, roi_heads: float, other: float = 0.0) -> None:
+        self._ms = {"backbone": max(0.0, backbone), "rpn": max(0.0, rpn), "roi_heads": max(0.0, roi_heads), "other": max(0.0, other)}
+        self.setToolTip("\n".join(f"{STAGE_LABELS[k]}: {v:.1f} ms" for k, v in self._ms.items()))
+        self.update()
+
+    def scale_max(self) -> float:
+        """Full scale in ms: the slowest budget + 20 %, or a round 1/2/5 × 10^k above a slower frame."""
+        top = max(self.budgets_ms) * 1.2 if self.budgets_ms else 40.0
+        total = self.total
+        if total <= top:
+            return top
+        k = 10 ** math.floor(math.log10(total))
+        return next(m * k for m in (1, 2, 5, 10) if m * k >= total)
+
+    def sizeHint(self) -> QSize:
+        return QSize(260, 58)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        w = self.width()
+        small = QFont(self.font())
+        small.setPixelSize(11)
+        p.setFont(small)
+        p.setPen(TEXT)
+        p.drawText(QRectF(0, 0, w, 16), Qt.AlignmentFlag.AlignLeft, f"detector {self.total:.1f} ms / frame")
+        track = QRectF(0, 19, w, 12)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(TRACK)
+        p.drawRect(track)
+        full = self.scale_max()
+        x = track.left()
+        for stage in self.STAGES:
+            seg = track.width() * self._ms[stage] / full
+            seg = min(seg, track.right() - x)
+            if seg > 0:
+                p.setBrush(STAGE_COLORS[stage])
+                p.drawRect(QRectF(x, track.top(), seg, track.height()))
+                x += seg
+        for budget in self.budgets_ms:
+            bx = track.left() + track.width() * budget / full
+            if bx <= track.right():
+                p.setPen(QPen(QColor(255, 255, 255, 200), 1.5, Qt.PenStyle.DashLine))
+                p.drawLine(int(bx), int(track.top()) - 2, int(bx), int(track.bottom()) + 2)
+                p.setPen(MUTED)
+                p.drawText(QRectF(bx - 30, 2, 60, 14), Qt.AlignmentFlag.AlignCenter, f"{budget:.0f}")
+        # Legend: a coloured square and the milliseconds of each stage.
+        lx, ly = 0.0, track.bottom() + 6
+        for stage in self.STAGES:
+            text = f"{STAGE_LABELS[stage]} {self._ms[stage]:.1f}"
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(STAGE_COLORS[stage])
+            p.drawRect(QRectF(lx, ly + 3, 8, 8))
+            p.setPen(TEXT)
+            tw = p.fontMetrics().horizontalAdvance(text)
+            p.drawText(QRectF(lx + 11, ly, tw + 4, 14), Qt.AlignmentFlag.AlignLeft, text)
+            lx += 11 + tw + 10
+        p.end()
+
+
+def proposals_to_position(n: int, steps: int = 1000) -> int:
+    """Slider position for a proposal count (log scale, so 50 and 1000 are both easy to hit)."""
+    n = min(max(int(n), PROPOSAL_MIN), PROPOSAL_MAX)
+    return round(steps * math.log(n / PROPOSAL_MIN) / math.log(PROPOSAL_MAX / PROPOSAL_MIN))
+
+
+def position_to_proposals(position: int, steps: int = 1000) -> int:
+    value = PROPOSAL_MIN * (PROPOSAL_MAX / PROPOSAL_MIN) ** (position / steps)
+    return min(max(round(value), PROPOSAL_MIN), PROPOSAL_MAX)
+
+
+class ProposalControl(QWidget):
+    """RPN proposals kept per frame: a log-scale slider, an exact spin box and presets.
+
+    Signal: ``value_changed(int)`` once per distinct value, whichever control moved.
+    """
+
+    value_changed = pyqtSignal(int)
+
+    def __init__(self, value: int = 300, presets: Sequence[int] = PROPOSAL_PRESETS, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._value = int(value)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 1000)
+        self.slider.setToolTip("RPN proposals kept per frame (log scale)")
+        self.spin = QSpinBox()
+        self.spin.setRange(PROPOSAL_MIN, PROPOSAL_MAX)
+        self.spin.setAccelerated(True)
+        self.spin.setToolTip("RPN proposals kept per frame")
+        self.preset_buttons: dict[int, QPushButton] = {}
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.spin)
+        presets_row = QHBoxLayout()
+        presets_row.setContentsMargins(0, 0, 0, 0)
+        presets_row.setSpacing(4)
+        for n in presets:
+            button = QPushButton(str(n))
+            button.setCheckable(True)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.setToolTip(f"keep {n} proposals")
+            button.clicked.connect(lambda _checked=False, n=n: self.set_value(n))
+            self.preset_buttons[n] = button
+            presets_row.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addLayout(presets_row)
+        self.slider.valueChanged.connect(lambda pos: self.set_value(position_to_proposals(pos), from_slider=True))
+        self.spin.valueChanged.connect(self.set_value)
+        self._show(self._value, from_slider=False)
+
+    def value(self) -> int:
+        return self._value
+
+    def set_value(self, n: int, from_slider: bool = False) -> None:
+        n = min(max(int(n), PROPOSAL_MIN), PROPOSAL_MAX)
+        changed = n != self._value
+        self._value = n
+        self._show(n, from_slider)
+        if changed:
+            self.value_changed.emit(n)
+
+    def _show(self, n: int, from_slider: bool) -> None:
+        with QSignalBlocker(self.spin):
+            self.spin.setValue(n)
+        if not from_slider:  # moving the slider under the user's hand would make it jump
+            with QSignalBlocker(self.slider):
+                self.slider.setValue(proposals_to_position(n))
+        for preset, button in self.preset_buttons.items():
+            button.setChecked(preset == n)
+
+
+class ThresholdControl(QWidget):
+    """Score threshold 0…1: a slider in steps of 0.01 and a spin box. Signal ``value_changed(float)``."""
+
+    value_changed = pyqtSignal(float)
+
+    def __init__(self, value: float = 0.5, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 100)
+        self.slider.setToolTip("detections scoring below this are hidden")
+        self.spin = QDoubleSpinBox()
+        self.spin.setRange(0.0, 1.0)
+        self.spin.setDecimals(2)
+        self.spin.setSingleStep(0.05)
+        self._value = round(float(value), 2)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.slider, 1)
+        layout.addWidget(self.spin)
+        self.slider.valueChanged.connect(lambda pos: self.set_value(pos / 100.0))
+        self.spin.valueChanged.connect(self.set_value)
+        self._show(self._value)
+
+    def value(self) -> float:
+        return self._value
+
+    def set_value(self, value: float) -> None:
+        value = min(max(round(float(value), 2), 0.0), 1.0)
+        changed = value != self._value
+        self._value = value
+        self._show(value)
+        if changed:
+            self.value_changed.emit(value)
+
+    def _show(self, value: float) -> None:
+        with QSignalBlocker(self.slider):
+            self.slider.setValue(round(value * 100))
+        with QSignalBlocker(self.spin):
+            self.spin.setValue(value)
+
+
+class ClassChecklist(QWidget):
+    """Which classes to show: a filterable checklist with All / None.
+
+    Signal ``classes_changed(tuple)``: the checked names, or () when all are checked (= no filter).
+    Nothing checked also means no filter — the detector has no "show nothing" setting — and the
+    summary line says so.
+    """
+
+    classes_changed = pyqtSignal(tuple)
+
+    def __init__(self, names: Sequence[str] = (), checked: Sequence[str] = (), parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("filter classes…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.list = QListWidget()
+        self.list.setUniformItemSizes(True)
+        self.list.setMinimumHeight(90)
+        self.summary = QLabel()
+        self.summary.setObjectName("muted")
+        self.all_button, self.none_button = QPushButton("All"), QPushButton("None")
+        for b in (self.all_button, self.none_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.all_button.clicked.connect(lambda: self._set_all(True))
+        self.none_button.clicked.connect(lambda: self._set_all(False))
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.filter_edit, 1)
+        top.addWidget(self.all_button)
+        top.addWidget(self.none_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(self.summary)
+        self.filter_edit.textChanged.connect(self._apply_filter)
+        self.list.itemChanged.connect(lambda _item: self._emit())
+        self.set_names(names, checked)
+
+    def set_names(self, names: Sequence[str], checked: Sequence[str] = ()) -> None:
+        chosen = set(checked)
+        with QSignalBlocker(self.list):
+            self.list.clear()
+            for name in names:
+                item = QListWidgetItem(name)
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                on = not chosen or name in chosen
+                item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+                self.list.addItem(item)
+        self._last = self.selection()
+        self._update_summary()
+
+    def names(self) -> list[str]:
+        return [self.list.item(i).text() for i in range(self.list.count())]
+
+    def checked(self) -> list[str]:
+        return [self.list.item(i).text() for i in range(self.list.count())
+                if self.list.item(i).checkState() == Qt.CheckState.Checked]
+
+    def selection(self) -> tuple[str, ...]:
+        """What the detector should keep: () for all."""
+        checked = self.checked()
+        return () if len(checked) in (0, self.list.count()) else tuple(checked)
+
+    def set_checked(self, names: Sequence[str]) -> None:
+        wanted = set(names)
+        with QSignalBlocker(self.list):
+            for i in range(self.list.count()):
+                item = self.list.item(i)
+                item.setCheckState(Qt.CheckState.Checked if item.text() in wanted else Qt.CheckState.Unchecked)
+        self._emit()
+
+    def _set_all(self, on: bool) -> None:
+        with QSignalBlocker(self.list):
+            for i in range(self.list.count()):
+                item = self.list.item(i)
+                if not item.isHidden():
+                    item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+        self._emit()
+
+    def _apply_filter(self, text: str) -> None:
+        needle = text.strip().lower()
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            item.setHidden(bool(needle) and needle not in item.text().lower())
+
+    def _emit(self) -> None:
+        self._update_summary()
+        selection = self.selection()
+        if selection != self._last:
+            self._last = selection
+            self.classes_changed.emit(selection)
+
+    def _update_summary(self) -> None:
+        n, total = len(self.checked()), self.list.count()
+        if n == total:
+            self.summary.setText(f"showing all {total} classes")
+        elif n == 0:
+            self.summary.setText("none checked — showing all classes")
+        else:
+            self.summary.setText(f"showing {n} of {total} classes")
