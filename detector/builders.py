@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 from torchvision.models import detection
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor, TwoMLPHead
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from detector.backbones import build_backbone
 
@@ -57,6 +58,7 @@ def build_paper(
     aspect_ratios: Sequence[float] = PAPER_ASPECT_RATIOS,
     representation_size: int = 1024,
     roi_output_size: int = 7,
+    roi_op: str = "align",
     reduce_channels: int | None = 256,
     min_size: int = 600,
     max_size: int = 1000,
@@ -72,6 +74,8 @@ def build_paper(
         backbone: a name registered in ``detector.backbones``.
         anchor_sizes: one tuple of anchor sizes (pixels) per backbone level, all the same length;
             with the 3 ``aspect_ratios`` this gives k = len(sizes) × 3 anchors per position.
+        roi_op: "align" (RoIAlign over all levels, torchvision's default) or "pool" (the paper's
+            RoI max pooling, on a single-level backbone).
         reduce_channels: width of the 1×1 conv put after backbones wider than it.
         min_size, max_size: the test/train resize of the transform (paper: 600 / 1000).
     """
@@ -86,11 +90,15 @@ def build_paper(
         raise ValueError(f"every level needs the same number of anchor sizes; got {anchor_sizes}")
     anchors = AnchorGenerator(sizes=anchor_sizes, aspect_ratios=(tuple(aspect_ratios),) * levels)
     names = [str(i) for i in range(levels)]
-    roi_pool = MultiScaleRoIAlign(featmap_names=names, output_size=roi_output_size, sampling_ratio=2)
+    align = MultiScaleRoIAlign(featmap_names=names, output_size=roi_output_size, sampling_ratio=2)
+    if roi_op not in ("align", "pool"):
+        raise ValueError(f"roi_op {roi_op!r} is unknown; expected 'align' or 'pool'")
+    if roi_op == "pool" and levels != 1:
+        raise ValueError(f"roi_op 'pool' needs a single-level backbone; {backbone!r} gives {levels} levels")
     head = TwoMLPHead(body.out_channels * roi_output_size**2, representation_size)
     predictor = FastRCNNPredictor(representation_size, num_classes)
     settings = {**PAPER_TRAINING, **faster_rcnn_kwargs}
-    return FasterRCNN(
+    model = FasterRCNN(
         body,
         num_classes=None,
         min_size=min_size,
@@ -98,11 +106,28 @@ def build_paper(
         image_mean=body.image_mean,
         image_std=body.image_std,
         rpn_anchor_generator=anchors,
-        box_roi_pool=roi_pool,
+        box_roi_pool=align,
         box_head=head,
         box_predictor=predictor,
         **settings,
     )
+    if roi_op == "pool":  # FasterRCNN's constructor accepts only MultiScaleRoIAlign: swap it in after
+        model.roi_heads.box_roi_pool = RoIPool(names[0], roi_output_size, body.strides[0])
+    return model
+
+
+class RoIPool(nn.Module):
+    """The paper's RoI max pooling (``torchvision.ops.roi_pool``) with the interface that
+    ``RoIHeads`` expects of ``box_roi_pool``: (features, proposals, image_shapes) → [K, C, S, S]."""
+
+    def __init__(self, featmap_name: str, output_size: int, stride: int) -> None:
+        super().__init__()
+        self.featmap_name, self.output_size, self.spatial_scale = featmap_name, (output_size, output_size), 1.0 / stride
+
+    def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor], image_shapes) -> torch.Tensor:
+        x = features[self.featmap_name]
+        boxes = [p.to(x.dtype) for p in proposals]
+        return roi_pool(x, boxes, self.output_size, self.spatial_scale)
 
 
 def build_torchvision(name: str, num_classes: int = len(COCO_CLASS_NAMES)) -> FasterRCNN:

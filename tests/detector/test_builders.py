@@ -68,3 +68,17 @@ def test_configurable_anchor_sizes_and_level_check():
 
 def test_coco_names():
     assert len(COCO_CLASS_NAMES) == 91 and COCO_CLASS_NAMES[1] == "person" and COCO_CLASS_NAMES[3] == "car"
+
+
+def test_papers_roi_max_pooling_option(small_frame):
+    from detector import Detector, DetectorConfig
+    from detector.builders import RoIPool
+
+    torch.manual_seed(0)
+    model = build_paper(num_classes=3, backbone="resnet18", roi_op="pool", min_size=128, max_size=192).eval()
+    assert isinstance(model.roi_heads.box_roi_pool, RoIPool) and model.roi_heads.box_roi_pool.spatial_scale == 1 / 16
+    det = Detector(DetectorConfig(model="paper", device="cpu", score_threshold=0.0), model=model,
+                   class_names=("__background__", "a", "b"))
+    assert len(det.detect([small_frame])[0]) > 0
+    with pytest.raises(ValueError, match="roi_op 'warp' is unknown"):
+        build_paper(num_classes=3, backbone="resnet18", roi_op="warp")
