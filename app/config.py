@@ -1,0 +1,139 @@
+"""One frozen configuration object for the pipeline, filled by the CLI and the GUI alike."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from app.errors import UserError
+
+SOURCE_KINDS = ("video", "camera", "images", "url")
+# every_frame: files and image folders — frames in = frames out, none lost, order kept.
+# drop_stale: live sources — only the newest frame waits for the detector; older ones are dropped
+# and counted, so latency never builds up when inference is slower than the source.
+POLICIES = ("auto", "every_frame", "drop_stale")
+LIVE_KINDS = ("camera", "url")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".m4v")  # containers that take H.264
+EXPORT_EXTENSIONS = (".json", ".csv")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Where frames come from, where results go, and how the threads run.
+
+    Attributes:
+        source_kind: "video", "camera", "images" or "url".
+        source: a file path, a camera index ("0"), a folder or glob of images, or a URL.
+        record: annotated H.264 video to write (.mp4/.mkv/.mov/.m4v), or None.
+        export: detections to write as rows (.json or .csv), or None.
+        overwrite: replace existing outputs; without it an existing output is refused untouched.
+        max_frames: stop after this many frames read from the source; None = all.
+        policy: "every_frame", "drop_stale", or "auto" (drop_stale for cameras and URLs).
+        realtime: pace a file at its own timestamps, as a camera would deliver it (with drop_stale
+            this plays a file like a live source).
+        batch_size: frames per ``detect`` call; 0 = auto (4 on CUDA for every_frame sources, else 1).
+        queue_size: capacity of each queue between threads (frames).
+        image_fps: the frame rate given to an image folder, which has no timestamps.
+        open_timeout_s: how long to wait for a camera or URL to open or to deliver a frame.
+        fps_window_s: the sliding window of the fps measurement.
+        draw_stats: draw the fps / stage-ms line on annotated frames.
+        headless: no window (the CLI's --headless).
+    """
+
+    source_kind: str = "video"
+    source: str = ""
+    record: str | None = None
+    export: str | None = None
+    overwrite: bool = False
+    max_frames: int | None = None
+    policy: str = "auto"
+    realtime: bool = False
+    batch_size: int = 0
+    queue_size: int = 8
+    image_fps: float = 10.0
+    open_timeout_s: float = 10.0
+    fps_window_s: float = 2.0
+    draw_stats: bool = True
+    headless: bool = False
+
+    def __post_init__(self) -> None:
+        if self.source_kind not in SOURCE_KINDS:
+            raise UserError(f"source kind {self.source_kind!r} is unknown; expected one of {', '.join(SOURCE_KINDS)}")
+        if not isinstance(self.source, str) or not self.source:
+            raise UserError(f"no {self.source_kind} given: the source is {self.source!r}")
+        if self.source_kind == "camera" and not (self.source.isdigit() or self.source.startswith("/dev/")):
+            raise UserError(f"camera {self.source!r} must be an index such as 0 or a device such as /dev/video0")
+        if self.policy not in POLICIES:
+            raise UserError(f"policy {self.policy!r} is unknown; expected one of {', '.join(POLICIES)}")
+        if self.max_frames is not None and (not _is_int(self.max_frames) or self.max_frames < 1):
+            raise UserError(f"max frames {self.max_frames!r} must be an integer ≥ 1")
+        if not _is_int(self.batch_size) or not 0 <= self.batch_size <= 64:
+            raise UserError(f"batch size {self.batch_size!r} must be an integer between 0 (auto) and 64")
+        if not _is_int(self.queue_size) or not 1 <= self.queue_size <= 256:
+            raise UserError(f"queue size {self.queue_size!r} must be an integer between 1 and 256")
+        for name in ("image_fps", "open_timeout_s", "fps_window_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
+                raise UserError(f"{name} {value!r} must be a number in (0, 1000]")
+        if self.record is not None:
+            _check_extension(self.record, VIDEO_EXTENSIONS, "recording", "a video")
+        if self.export is not None:
+            _check_extension(self.export, EXPORT_EXTENSIONS, "export", "a detections file")
+        if self.record and self.export and _same_file(self.record, self.export):
+            raise UserError(f"--record and --export name the same file {self.record}")
+
+    @property
+    def effective_policy(self) -> str:
+        if self.policy != "auto":
+            return self.policy
+        return "drop_stale" if self.source_kind in LIVE_KINDS else "every_frame"
+
+    @property
+    def live(self) -> bool:
+        return self.source_kind in LIVE_KINDS
+
+    def with_(self, **changes) -> PipelineConfig:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def check_outputs(self) -> None:
+        """Refuse outputs that cannot or must not be written — before any work is done.
+
+        Nothing is created or changed here; raises ``UserError`` naming the path and the reason.
+        """
+        for path, what in ((self.record, "recording"), (self.export, "export")):
+            if path is not None:
+                check_output_path(path, what, overwrite=self.overwrite)
+
+
+def check_output_path(path: str, what: str, *, overwrite: bool) -> Path:
+    """Check that ``path`` can be written: its folder exists and is writable, and it is not an
+    existing file (unless ``overwrite``) or a directory. Touches nothing."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise UserError(f"{what} output {path} is a directory; give a file name")
+    if not folder.is_dir():
+        raise UserError(f"{what} output {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{what} output {path}: the folder {folder} is not writable")
+    if p.exists() and not overwrite:
+        raise UserError(f"{what} output {path} already exists; pass --overwrite to replace it (it was left untouched)")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise UserError(f"{what} output {path} exists and is not writable")
+    return p
+
+
+def _check_extension(path: str, allowed: tuple[str, ...], what: str, kind: str) -> None:
+    ext = Path(path).suffix.lower()
+    if ext not in allowed:
+        raise UserError(f"{what} output {path} has extension {ext or '(none)'!r}, which is not {kind}; use {', '.join(allowed)}")
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

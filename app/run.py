@@ -1,0 +1,262 @@
+"""The run command: ``python run.py --video clip.mp4 --record out.mp4 [--headless] ...``.
+
+Parses the options into a ``PipelineConfig`` and a ``DetectorConfig``, checks the outputs before
+any work, then opens the GUI (with a display) or runs headless with a progress bar and a summary.
+Exit status: 0 done; 1 done but some frames could not be decoded; 2 bad input (one line on
+stderr, from ``app.cli``); 130 interrupted (the recording is finalised all the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from app.errors import UserError
+
+EXIT_OK = 0
+EXIT_BAD_FRAMES = 1
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one ``UserError`` line instead of usage + exit."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app.cli import subcommand_help
+
+    parser = _Parser(
+        prog="run.py",
+        description="Detect objects with Faster R-CNN in a video file, camera, image folder or stream; "
+        "show them in a window, record an annotated H.264 video and/or export the detections.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "frame policies:\n"
+            "  files and image folders: every frame — frames in = frames out, none lost, order kept.\n"
+            "  cameras and URLs: latest frame — when the detector is slower than the source, stale frames\n"
+            "  are dropped (and counted) so that latency never builds up.\n\n"
+            "exit status: 0 done; 1 done, but some frames could not be decoded (skipped and counted);\n"
+            "  2 bad input or options (one line on stderr); 130 interrupted by Ctrl-C (outputs finalised).\n\n"
+            "examples:\n"
+            "  python run.py --video assets/sample.mp4 --record out.mp4 --headless --overwrite\n"
+            "  python run.py --camera 0 --classes person,car --proposals 100\n"
+            "  python run.py --images frames/ --export dets.csv --headless\n\n"
+            + subcommand_help()
+            + "\n  (python run.py JOB --help for each)"
+        ),
+    )
+    src = parser.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", metavar="PATH", help="a video file (any container/codec FFmpeg decodes)")
+    src.add_argument("--camera", metavar="N", help="a camera index (0 = /dev/video0) or a device path")
+    src.add_argument("--images", metavar="DIR", help="a folder of images, or a quoted glob such as 'frames/*.jpg'")
+    src.add_argument("--url", metavar="URL", help="a stream: rtsp://, rtmp://, http(s)://, udp:// (10 s timeout)")
+
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--record", metavar="OUT", help="write the annotated video (H.264) to OUT: .mp4, .mkv, .mov or .m4v")
+    out.add_argument("--export", metavar="OUT", help="write one row per detection (frame, timestamp s, class, score, "
+                     "x1, y1, x2, y2) to OUT: .json or .csv")
+    out.add_argument("--overwrite", action="store_true", help="replace existing outputs (without it they are refused, untouched)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="default", metavar="NAME",
+                       help="default (the bundled model), paper, or a torchvision COCO builder such as "
+                            "fasterrcnn_mobilenet_v3_large_fpn (default: %(default)s)")
+    model.add_argument("--weights", default="default", metavar="FILE",
+                       help="a .pt/.pth checkpoint, or default | torchvision | random (untrained; for speed tests) "
+                            "(default: %(default)s)")
+    model.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run (default: %(default)s)")
+    model.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                       help="compute precision; auto = fp16 on CUDA, fp32 on the CPU (default: %(default)s)")
+    model.add_argument("--proposals", type=int, default=300, metavar="N",
+                       help="RPN proposals kept per frame: fewer is faster (default: %(default)s)")
+    model.add_argument("--score-threshold", type=float, default=0.5, metavar="X",
+                       help="drop detections scoring below X, 0..1 (default: %(default)s)")
+    model.add_argument("--classes", default="", metavar="A,B",
+                       help="keep only these classes, comma-separated (e.g. person,car); default: all")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    run.add_argument("--headless", action="store_true",
+                     help="no window: a progress bar (frames, fps, ETA) and a summary at the end "
+                          "(frames read/processed/written/dropped, mean fps, per-stage ms)")
+    return parser
+
+
+def build_configs(args: argparse.Namespace):
+    """(PipelineConfig, DetectorConfig) from parsed options; raises UserError / ConfigError."""
+    from app.config import PipelineConfig
+    from detector.config import DetectorConfig
+
+    kind = next(k for k in ("video", "camera", "images", "url") if getattr(args, k) is not None)
+    pipeline = PipelineConfig(
+        source_kind=kind,
+        source=str(getattr(args, kind)),
+        record=args.record,
+        export=args.export,
+        overwrite=args.overwrite,
+        max_frames=args.max_frames,
+        headless=args.headless,
+    )
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    detector = DetectorConfig(
+        model=args.model,
+        weights=args.weights,
+        device=args.device,
+        precision=args.precision,
+        proposals=args.proposals,
+        score_threshold=args.score_threshold,
+        classes=classes,
+    )
+    return pipeline, detector
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    pipeline_config, detector_config = build_configs(args)
+    pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
+
+    if not pipeline_config.headless:
+        if has_display():
+            try:
+                from app.gui.main_window import run_gui
+            except ImportError as exc:
+                note(f"the GUI cannot be loaded ({exc}); running headless")
+            else:
+                return int(run_gui(pipeline_config, detector_config) or 0)
+        else:
+            note("no display (DISPLAY and WAYLAND_DISPLAY are unset): running headless")
+        pipeline_config = pipeline_config.with_(headless=True)
+    return run_headless(pipeline_config, detector_config)
+
+
+def run_headless(pipeline_config, detector_config) -> int:
+    """Run to the end with a progress bar on stderr; Ctrl-C (or SIGTERM) stops within about a
+    second, finalises the outputs and returns 130."""
+    from app.pipeline import Pipeline
+    from app.sources import open_source
+
+    previous = _sigterm_as_interrupt()
+    pipeline = None
+    try:
+        pipeline_config.check_outputs()
+        source = open_source(pipeline_config)
+        for line in source.notes:
+            note(line)
+        try:
+            from detector.detector import Detector
+
+            detector = Detector(detector_config)
+        except BaseException:
+            source.close()
+            raise
+        for line in detector.notes:
+            note(line)
+        pipeline = Pipeline(pipeline_config, detector, source)
+        progress = Progress(sys.stderr)
+        interrupted = False
+        pipeline.start()
+        try:
+            while not pipeline.wait(0.2):
+                progress.update(pipeline.stats())
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            pipeline.stop()
+        stats = pipeline.stats()
+        progress.update(stats, final=True)
+        print(stats.summary(), file=sys.stderr)
+        for line in source.notes:
+            if line.startswith(source.name + ":") and "gave up" in line:
+                note(line)
+        _report_outputs(pipeline, pipeline_config)
+        if interrupted:
+            print("interrupted: threads stopped, outputs finalised", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if stats.bad_frames:
+            print(f"warning: {stats.bad_frames} frame(s) of {source.name} could not be decoded and were skipped "
+                  f"(the other {stats.frames_read} were processed)", file=sys.stderr)
+            return EXIT_BAD_FRAMES
+        return EXIT_OK
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _report_outputs(pipeline, config) -> None:
+    if pipeline.record_sink is not None:
+        rec = pipeline.record_sink.recorder
+        extra = f", padded by {rec.padded[0]}×{rec.padded[1]} px to even size" if any(rec.padded) else ""
+        print(f"recording: {rec.path} ({rec.frames_written} frames{extra})", file=sys.stdout)
+    if pipeline.export_sink is not None:
+        exp = pipeline.export_sink.exporter
+        print(f"detections: {exp.path} ({exp.rows_written} rows from {exp.frames_written} frames)", file=sys.stdout)
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM takes the Ctrl-C path, so a killed run still finalises its recording."""
+    import threading
+
+    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def note(line: str) -> None:
+    print(f"note: {line}", file=sys.stderr)
+
+
+class Progress:
+    """A one-line progress bar on a terminal (frames, fps, ETA); a plain line every few seconds
+    elsewhere (logs, CI), so that a file never fills with carriage returns."""
+
+    def __init__(self, stream, every_s: float = 5.0) -> None:
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.every_s = every_s
+        self._last = 0.0
+
+    def line(self, stats) -> str:
+        total = stats.total_frames
+        done = stats.frames_written
+        fps = stats.fps or stats.mean_fps
+        if total:
+            frac = min(1.0, done / total)
+            bar = "#" * int(frac * 20)
+            head = f"[{bar:<20}] {done}/{total} frames {frac:4.0%}"
+        else:
+            head = f"{done} frames"
+        rate = f"{fps:5.1f} fps" if fps else "  --- fps"
+        eta = ""
+        if total and fps and not stats.finished:
+            left = max(0, total - done) / fps
+            eta = f" | ETA {int(left // 60)}:{int(left % 60):02d}"
+        dropped = f" | {stats.frames_dropped} dropped" if stats.frames_dropped else ""
+        return f"{head} | {rate}{eta}{dropped}"
+
+    def update(self, stats, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r" + self.line(stats) + "\x1b[K" + ("\n" if final else ""))
+            self.stream.flush()
+        elif final or now - self._last >= self.every_s:
+            if not final or self._last:
+                self.stream.write(self.line(stats) + "\n")
+                self.stream.flush()
+            self._last = now
