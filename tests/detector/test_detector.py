@@ -117,7 +117,14 @@ def test_bf16_runs_on_cpu_under_autocast(small_frame):
     fp32 = Detector(cfg)
     bf16 = Detector(cfg.with_(precision="bf16"), model=fp32.model, class_names=fp32.class_names)
     assert bf16.precision == "bf16" and not bf16.notes
-    det = bf16.detect([small_frame])[0]
+    seen = {}
+    hook = bf16.model.roi_heads.box_head.register_forward_hook(lambda m, i, o: seen.update(head=o.dtype))
+    hook2 = bf16.model.roi_heads.box_predictor.register_forward_hook(lambda m, i, o: seen.update(pred=o[1].dtype))
+    try:
+        det = bf16.detect([small_frame])[0]
+    finally:
+        hook.remove(), hook2.remove()
+    assert seen == {"head": torch.bfloat16, "pred": torch.float32}  # fc layers in bf16, box decoding in fp32
     assert len(det) > 0 and det.boxes.dtype == np.float32
     assert next(bf16.model.parameters()).dtype == torch.float32  # autocast, the weights stay fp32
     assert det.boxes[:, 2].max() <= small_frame.shape[1]
