@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector.config import ConfigError, DetectorConfig, check_probability, check_proposals
+from detector.config import PRECISIONS, ConfigError, DetectorConfig, check_probability, check_proposals
 from detector.detections import Detections, valid_names
 from detector.factory import ModelInfo, create_model
 
@@ -176,6 +176,19 @@ class Detector:
             )
         with self._lock:
             self._classes = names
+
+    def set_precision(self, precision: str) -> str | None:
+        """Compute in ``precision`` ("auto", "fp32", "fp16", "bf16") from the next call on.
+
+        The weights stay fp32 on the device and reduced precision runs under autocast, so nothing
+        is reloaded. Returns a note when the device forced a fallback (fp16 on the CPU → fp32).
+        """
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
+        dtype, note = resolve_precision(precision, self.device)
+        with self._lock:
+            self.dtype = dtype
+        return note
 
     def _apply_static(self, config: DetectorConfig) -> None:
         transform, roi = self.model.transform, self.model.roi_heads
