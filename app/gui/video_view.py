@@ -1,0 +1,140 @@
+"""The video area: the newest frame, scaled to fit, with the detections drawn over it by QPainter.
+
+Boxes are drawn in window pixels rather than burnt into the frame, so labels stay sharp at any window
+size and the frame itself is never copied for display. ``annotated_image`` draws the same overlay at
+the frame's own resolution (screenshots).
+"""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import QPointF, QRectF, QSize, Qt
+from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPen
+from PyQt6.QtWidgets import QSizePolicy, QWidget
+
+from app.render import DEFAULT_STYLE
+from detector.detections import Detections
+
+BACKGROUND = QColor(24, 26, 30)
+
+
+def class_color(class_id: int) -> QColor:
+    """The class's colour in the recordings (``app.render``), so the window and the files agree."""
+    return QColor(*DEFAULT_STYLE.color(class_id))
+
+
+def draw_detections(painter: QPainter, detections: Detections, scale: float = 1.0,
+                    offset: QPointF | None = None, font_px: float = 13.0) -> None:
+    """Draw boxes with "class score" labels.
+
+    Args:
+        painter: an active painter on the target.
+        detections: boxes in frame pixels (x1, y1, x2, y2).
+        scale, offset: frame pixels → target pixels (``target = frame * scale + offset``).
+        font_px: label height in target pixels.
+    """
+    if not len(detections):
+        return
+    offset = offset or QPointF(0.0, 0.0)
+    font = QFont(painter.font())
+    font.setPixelSize(max(8, round(font_px)))
+    font.setBold(True)
+    painter.setFont(font)
+    metrics = QFontMetricsF(font)
+    pen_width = max(1.5, 2.0 * min(1.0, scale * 1.5))
+    names = detections.class_names
+    # Draw low scores first so that the confident boxes end up on top.
+    order = detections.scores.argsort()
+    for i in order:
+        x1, y1, x2, y2 = (float(v) for v in detections.boxes[i])
+        rect = QRectF(x1 * scale + offset.x(), y1 * scale + offset.y(), (x2 - x1) * scale, (y2 - y1) * scale)
+        color = class_color(int(detections.class_ids[i]))
+        painter.setPen(QPen(color, pen_width))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(rect)
+        label = f"{names[int(detections.class_ids[i])]} {float(detections.scores[i]):.2f}"
+        text_w, text_h = metrics.horizontalAdvance(label) + 6, metrics.height() + 2
+        top = rect.top() - text_h if rect.top() - text_h >= 0 else rect.top()
+        label_rect = QRectF(rect.left() - pen_width / 2, top, text_w, text_h)
+        painter.fillRect(label_rect, color.darker(160))
+        painter.setPen(QColor(255, 255, 255))
+        painter.drawText(label_rect, Qt.AlignmentFlag.AlignCenter, label)
+
+
+class VideoView(QWidget):
+    """Shows one frame and its detections; ``set_frame`` from the GUI thread only."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(320, 240)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # we paint every pixel
+        self._image: QImage | None = None
+        self._detections: Detections | None = None
+        self._placeholder = "No video — open a file or a camera from the File menu"
+        self.frames_shown = 0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def image(self) -> QImage | None:
+        return self._image
+
+    @property
+    def detections(self) -> Detections | None:
+        return self._detections
+
+    def set_frame(self, image: QImage, detections: Detections | None = None) -> None:
+        self._image = image
+        self._detections = detections
+        self.frames_shown += 1
+        self.update()
+
+    def clear(self, placeholder: str | None = None) -> None:
+        self._image, self._detections = None, None
+        if placeholder is not None:
+            self._placeholder = placeholder
+        self.update()
+
+    def sizeHint(self) -> QSize:
+        if self._image is not None:
+            return self._image.size()
+        return QSize(768, 576)
+
+    # ------------------------------------------------------------------ geometry
+    def image_rect(self) -> QRectF:
+        """Where the frame lands in the widget (aspect ratio kept, centred)."""
+        if self._image is None or self._image.isNull():
+            return QRectF()
+        iw, ih = self._image.width(), self._image.height()
+        scale = min(self.width() / iw, self.height() / ih)
+        w, h = iw * scale, ih * scale
+        return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+
+    # ------------------------------------------------------------------ painting
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), BACKGROUND)
+        if self._image is None or self._image.isNull():
+            painter.setPen(QColor(170, 175, 185))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._placeholder)
+            painter.end()
+            return
+        target = self.image_rect()
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        painter.drawImage(target, self._image)
+        if self._detections is not None:
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            scale = target.width() / self._image.width()
+            draw_detections(painter, self._detections, scale, target.topLeft(), font_px=max(11.0, min(15.0, 13.0 * scale)))
+        painter.end()
+
+    def annotated_image(self) -> QImage | None:
+        """The current frame at its own resolution with the detections drawn (a copy)."""
+        if self._image is None or self._image.isNull():
+            return None
+        out = self._image.convertToFormat(QImage.Format.Format_RGB32)
+        if self._detections is not None and len(self._detections):
+            painter = QPainter(out)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            draw_detections(painter, self._detections, 1.0, None, font_px=max(12.0, out.height() / 40))
+            painter.end()
+        return out
