@@ -1,0 +1,264 @@
+"""The three measurements of the benchmark: the staged detector on frames in memory, the naive
+single-thread loop (read → torchvision model → draw → write), and the pipeline end to end.
+
+The detector is measured on frames decoded beforehand, so that its fps is the detector's alone; the
+two loops decode, detect, draw and encode the same first ``n`` frames of the same file, so that their
+ratio is a like-for-like speed-up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from app.errors import UserError
+from detector.detections import Detections
+from detector.detector import STAGES, Detector, StageTimes
+
+from .stats import median_p90
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One decoded frame: position in the file, seconds since the first frame (exact), RGB uint8 [H, W, 3]."""
+
+    index: int
+    timestamp: Fraction
+    image: np.ndarray
+
+
+@dataclass
+class DetectorRun:
+    """Per-frame measurements of the staged detector (after warm-up)."""
+
+    times: list[StageTimes] = field(default_factory=list)
+    wall_ms: list[float] = field(default_factory=list)  # the whole ``detect`` call, per frame
+    proposals: list[int] = field(default_factory=list)  # RPN proposals actually kept, per frame
+    detections: dict[int, Detections] = field(default_factory=dict)  # by frame index
+
+    @property
+    def fps(self) -> float:
+        """Frames per second over the measured frames (frames / summed call time)."""
+        total = sum(self.wall_ms)
+        return 1000.0 * len(self.wall_ms) / total if total > 0 else float("nan")
+
+    def stage_stats(self) -> dict[str, tuple[float, float]]:
+        """{stage: (median ms, p90 ms)} for every stage and "total" (the summed stages)."""
+        out = {stage: median_p90([getattr(t, stage) for t in self.times]) for stage in STAGES}
+        out["total"] = median_p90([t.total for t in self.times])
+        return out
+
+
+@dataclass
+class LoopRun:
+    """An end-to-end run (decode → detect → draw → encode) over the first frames of a file."""
+
+    wall_s: float
+    timestamps: list[Fraction]  # of the frames that were processed, in order, relative to the first
+    detections: int = 0
+
+    @property
+    def frames(self) -> int:
+        return len(self.timestamps)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+def open_video(path: Path):
+    """A PyAV container with a video stream, or ``UserError`` naming the file and the reason."""
+    import av
+
+    if not path.exists():
+        raise UserError(f"video {path} does not exist")
+    if not path.is_file():
+        raise UserError(f"video {path} is not a file")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot open video {path}: {exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise UserError(f"{path} has no video stream")
+    return container
+
+
+def read_frames(path: Path, n: int) -> list[DecodedFrame]:
+    """The first ``n`` decodable frames of ``path`` (fewer if the file is shorter), RGB.
+
+    Timestamps are relative to the first frame, as the pipeline's sources keep them."""
+    import av
+
+    frames: list[DecodedFrame] = []
+    with open_video(path) as container:
+        stream = container.streams.video[0]
+        first = None
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                if len(frames) >= n:
+                    break
+                ts = _timestamp(frame, stream, i)
+                first = ts if first is None else first
+                frames.append(DecodedFrame(i, ts - first, frame.to_ndarray(format="rgb24")))
+        except av.error.FFmpegError as exc:
+            if not frames:
+                raise UserError(f"cannot decode video {path}: {exc}") from None
+    if not frames:
+        raise UserError(f"video {path} holds no decodable frames")
+    return frames
+
+
+def _timestamp(frame, stream, index: int) -> Fraction:
+    """Seconds of ``frame``, exact; a stream without pts counts frames at its average rate."""
+    if frame.pts is not None and frame.time_base is not None:
+        return frame.pts * Fraction(frame.time_base)
+    rate = stream.average_rate or Fraction(25)
+    return Fraction(index) / Fraction(rate)
+
+
+# --------------------------------------------------------------------------------- the detector
+def measure_detector(detector: Detector, frames: Sequence[DecodedFrame], warmup: int,
+                     tick: Callable[[], None] = lambda: None) -> DetectorRun:
+    """Run ``detector`` one frame at a time (batch 1, the live case) over ``frames``.
+
+    The first ``warmup`` calls (on the first frames, cycled) are not counted: they pay for lazy
+    initialisation, allocator growth and, on CUDA, kernel selection. Stage times are synchronised
+    on the device (``timing=True``).
+    """
+    for i in range(warmup):
+        detector.detect(frames[i % len(frames)].image, timing=True)
+        tick()
+    run = DetectorRun()
+    clock = time.perf_counter
+    for frame in frames:
+        start = clock()
+        (det,) = detector.detect(frame.image, timing=True)
+        run.wall_ms.append((clock() - start) * 1e3)
+        run.times.append(detector.last_times)
+        run.proposals.extend(detector.last_proposal_counts)
+        run.detections[frame.index] = det
+        tick()
+    return run
+
+
+# --------------------------------------------------------------------------------- the naive loop
+def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch.device,
+               class_names: Sequence[str], warmup: int = 1, tick: Callable[[], None] = lambda: None) -> LoopRun:
+    """The plain baseline: one Python thread that reads a frame, calls the torchvision model
+    directly (``model([tensor])``), draws the boxes with OpenCV and encodes the frame — then the next.
+
+    ``model`` is used as it comes (its own proposal counts and precision: fp32). It is warmed up on
+    the first frame ``warmup`` times before the clock starts, as the detector is. The encoder is
+    H.264 through PyAV with the source's timestamps, as the pipeline's recorder.
+    """
+    import av
+
+    model = model.eval().to(device)
+    first_frames = read_frames(path, 1)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model([_to_tensor(first_frames[0].image, device)])
+            tick()
+    timestamps: list[Fraction] = []
+    detections = 0
+    start = time.perf_counter()
+    with open_video(path) as container, av.open(str(record), "w") as out:
+        stream = container.streams.video[0]
+        encoder = None
+        first = None
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                if len(timestamps) >= n:
+                    break
+                ts = _timestamp(frame, stream, i)
+                first = ts if first is None else first
+                rgb = frame.to_ndarray(format="rgb24")
+                with torch.inference_mode():
+                    result = model([_to_tensor(rgb, device)])[0]
+                boxes = result["boxes"].float().cpu().numpy()
+                scores = result["scores"].float().cpu().numpy()
+                labels = result["labels"].cpu().numpy()
+                detections += len(boxes)
+                image = _draw(rgb, boxes, scores, labels, class_names)
+                if encoder is None:
+                    encoder = _add_h264(out, stream, image.shape[1], image.shape[0])
+                video_frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                video_frame.pts = int((ts - first) / encoder.codec_context.time_base)
+                out.mux(encoder.encode(video_frame))
+                timestamps.append(ts - first)
+                tick()
+        finally:
+            if encoder is not None:
+                out.mux(encoder.encode())
+    return LoopRun(time.perf_counter() - start, timestamps, detections)
+
+
+def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div_(255.0)
+
+
+def _even(image: np.ndarray) -> np.ndarray:
+    """H.264 in yuv420p needs even sizes: drop a last odd row / column."""
+    h, w = image.shape[:2]
+    return image[: h - h % 2, : w - w % 2]
+
+
+def _draw(rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+          class_names: Sequence[str]) -> np.ndarray:
+    import cv2
+
+    image = np.ascontiguousarray(_even(rgb))
+    for (x1, y1, x2, y2), score, label in zip(boxes.astype(int), scores, labels):
+        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), 2)
+        name = class_names[label] if 0 <= label < len(class_names) else str(label)
+        cv2.putText(image, f"{name} {score:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (0, 255, 0), 1, cv2.LINE_AA)
+    return image
+
+
+def _add_h264(out, source_stream, width: int, height: int):
+    rate = source_stream.average_rate or Fraction(25)
+    stream = out.add_stream("libx264", rate=rate)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.codec_context.time_base = Fraction(1, 1000) if source_stream.time_base is None else Fraction(source_stream.time_base)
+    stream.options = {"crf": "23", "preset": "veryfast"}  # the pipeline recorder's settings
+    return stream
+
+
+# --------------------------------------------------------------------------------- the pipeline
+def pipeline_loop(detector: Detector, path: Path, n: int, record: Path,
+                  tick: Callable[[], None] = lambda: None) -> LoopRun | None:
+    """The product's pipeline end to end on the first ``n`` frames of ``path``: its file source
+    (every frame, none dropped), inference worker, drawing and H.264 recorder threads, with
+    ``detector`` already built and warm. The clock runs from opening the file to the closed
+    recording, as the naive loop's does. None when this checkout has no pipeline."""
+    try:
+        from app.config import PipelineConfig
+        from app.pipeline import Pipeline
+    except ModuleNotFoundError as exc:
+        if exc.name in ("app.config", "app.pipeline"):
+            return None
+        raise
+
+    timestamps: list[Fraction] = []
+    detections = 0
+
+    def on_result(result, annotated) -> None:
+        nonlocal detections
+        timestamps.append(Fraction(result.frame.timestamp))
+        detections += len(result.detections)
+        tick()
+
+    config = PipelineConfig(source_kind="video", source=str(path), record=str(record), overwrite=True,
+                            max_frames=n, policy="every_frame", headless=True)
+    start = time.perf_counter()
+    Pipeline(config, detector, on_result=on_result).run()
+    return LoopRun(time.perf_counter() - start, timestamps, detections)

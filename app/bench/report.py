@@ -1,0 +1,214 @@
+"""What the benchmark writes: the terminal table, ``results.csv``, ``results.json`` and
+``proposals_vs_fps.png``; and the description of the machine it ran on."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+from detector.detector import STAGES
+
+CSV_NAME, JSON_NAME, PLOT_NAME = "results.csv", "results.json", "proposals_vs_fps.png"
+OUTPUT_NAMES = (CSV_NAME, JSON_NAME, PLOT_NAME)
+TARGET_FPS = (30, 60)
+
+# One row per model × precision × proposal count. Times in ms per frame (batch 1); fps in frames/s.
+COLUMNS: tuple[str, ...] = (
+    "model", "weights", "trained", "device", "precision", "proposals", "proposals_kept_mean", "frames",
+    "detector_fps", "total_ms_median", "total_ms_p90",
+    *(f"{stage}_ms_{stat}" for stage in STAGES for stat in ("median", "p90")),
+    "detections_mean", "pipeline_fps", "pipeline_frames", "baseline_fps", "speedup_vs_baseline",
+    "ap", "ap50", "ap_images", "peak_rss_mb", "gpu_peak_mb",
+)
+
+
+def machine_info() -> dict:
+    """CPU, cores, GPU, library versions and the date (UTC): written into results.json."""
+    import av
+    import numpy
+    import torch
+    import torchvision
+
+    gpu = None
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        gpu = {"name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
+               "count": torch.cuda.device_count(), "cuda": torch.version.cuda,
+               "cudnn": torch.backends.cudnn.version()}
+    return {
+        "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "pyav": av.__version__,
+        "numpy": numpy.__version__,
+        "load_average_at_start": _loadavg(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------------- files
+def write_csv(path: Path, rows: Sequence[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k)) for k in COLUMNS})
+
+
+def _csv_value(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-3 and value else round(value, 3)
+    return value
+
+
+def write_json(path: Path, document: dict) -> None:
+    path.write_text(json.dumps(_json_safe(document), indent=2, allow_nan=False) + "\n")
+
+
+def _json_safe(value):
+    """NaN and inf are not JSON: they become null."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else round(value, 4)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------------- terminal
+TABLE = (
+    ("model", "model", "{}"), ("prec", "precision", "{}"), ("props", "proposals", "{}"),
+    ("det fps", "detector_fps", "{:.2f}"), ("ms med", "total_ms_median", "{:.1f}"), ("ms p90", "total_ms_p90", "{:.1f}"),
+    ("pre", "preprocess_ms_median", "{:.1f}"), ("backbone", "backbone_ms_median", "{:.1f}"),
+    ("rpn", "rpn_ms_median", "{:.1f}"), ("roi", "roi_heads_ms_median", "{:.1f}"), ("post", "postprocess_ms_median", "{:.1f}"),
+    ("e2e fps", "pipeline_fps", "{:.2f}"), ("naive", "baseline_fps", "{:.2f}"), ("×naive", "speedup_vs_baseline", "{:.2f}"),
+    ("AP", "ap", "{:.3f}"), ("AP50", "ap50", "{:.3f}"), ("RSS MB", "peak_rss_mb", "{:.0f}"),
+)
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """The results as an aligned text table (ms are medians per frame; empty cells were not measured)."""
+    cells = [[title for title, _, _ in TABLE]]
+    for row in rows:
+        cells.append([_cell(row.get(key), fmt) for _, key, fmt in TABLE])
+    if any(row.get("gpu_peak_mb") is not None for row in rows):
+        cells[0].append("GPU MB")
+        for line, row in zip(cells[1:], rows):
+            line.append(_cell(row.get("gpu_peak_mb"), "{:.0f}"))
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return fmt.format(value)
+
+
+# --------------------------------------------------------------------------------- plot
+def plot(path: Path, rows: Sequence[dict], title: str) -> None:
+    """fps (detector and end to end) and AP / AP50 against the proposal count, log x, with the 30
+    and 60 fps targets; the naive loop of each model is a dotted horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, ScalarFormatter
+
+    has_ap = any(row.get("ap") is not None for row in rows)
+    fig, (ax_fps, ax_ap) = plt.subplots(2, 1, figsize=(8.5, 8), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["precision"]), []).append(row)
+    baselines: dict[str, float] = {}
+    all_fps: list[float] = []
+    for i, ((model, precision), group) in enumerate(groups.items()):
+        color = colors[i % len(colors)]
+        group = sorted(group, key=lambda r: r["proposals"])
+        x = [r["proposals"] for r in group]
+        name = f"{model} {precision}" + ("" if group[0].get("trained") else " (random weights)")
+        det = [_nan(r.get("detector_fps")) for r in group]
+        ax_fps.plot(x, det, "o-", color=color, label=f"{name}: detector")
+        all_fps += det
+        e2e = [_nan(r.get("pipeline_fps")) for r in group]
+        if not all(math.isnan(v) for v in e2e):
+            ax_fps.plot(x, e2e, "s--", color=color, label=f"{name}: end to end (pipeline)")
+            all_fps += e2e
+        base = group[0].get("baseline_fps")
+        if base is not None and not math.isnan(base) and model not in baselines:
+            baselines[model] = base
+            ax_fps.axhline(base, color=color, linestyle=":", linewidth=1.5, label=f"{model}: naive loop (fp32, default proposals)")
+            all_fps.append(base)
+        if has_ap:
+            ax_ap.plot(x, [_nan(r.get("ap")) for r in group], "o-", color=color, label=f"{name}: AP")
+            ax_ap.plot(x, [_nan(r.get("ap50")) for r in group], "^--", color=color, label=f"{name}: AP50")
+    for target, style in zip(TARGET_FPS, ("--", "-.")):
+        ax_fps.axhline(target, color="0.35", linestyle=style, linewidth=1)
+        ax_fps.annotate(f"{target} fps target", xy=(0.01, target), xycoords=("axes fraction", "data"),
+                        xytext=(0, 3), textcoords="offset points", fontsize=8, color="0.3")
+    finite = [v for v in all_fps if v > 0 and not math.isnan(v)]
+    ax_fps.set_yscale("log")
+    low = min(finite + [TARGET_FPS[0]]) / 1.6
+    high = max(finite + [TARGET_FPS[-1]]) * 1.6
+    ax_fps.set_ylim(low, high)
+    ax_fps.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax_fps.set_ylabel("frames per second (log)")
+    ax_fps.grid(True, which="both", alpha=0.3)
+    ax_fps.legend(fontsize=7, loc="best")
+    ax_fps.set_title(title, fontsize=10)
+
+    ax_ap.set_xscale("log")
+    proposals = sorted({r["proposals"] for r in rows})
+    ax_ap.xaxis.set_major_locator(FixedLocator(proposals))
+    ax_ap.xaxis.set_minor_locator(NullLocator())
+    ax_ap.xaxis.set_major_formatter(ScalarFormatter())
+    ax_ap.set_xlabel("RPN proposals kept per image (log)")
+    ax_ap.set_ylabel("COCO AP")
+    ax_ap.set_ylim(0, 1)
+    ax_ap.grid(True, alpha=0.3)
+    if has_ap:
+        ax_ap.legend(fontsize=7, loc="best")
+    else:
+        ax_ap.text(0.5, 0.5, "AP not measured: no labelled frames (pass --annotations COCO.json)",
+                   ha="center", va="center", transform=ax_ap.transAxes, fontsize=9, color="0.4")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)

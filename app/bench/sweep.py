@@ -1,0 +1,291 @@
+"""The sweep: models × precisions × proposal counts, measured and written out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from app.errors import UserError
+from detector.config import DetectorConfig
+from detector.detector import Detector, resolve_device
+from detector.factory import ASSETS_DIR, create_model
+
+from . import measure, report
+from .accuracy import LabelledFrames, load_labels
+from .stats import Progress, peak_rss_mb, reset_peak_rss
+
+DEFAULT_PROPOSALS = (50, 100, 300, 1000, 2000)
+DEFAULT_FRAMES = 100
+DEFAULT_WARMUP = 5
+PRECISIONS = ("fp32", "fp16", "bf16")
+BUNDLED_SAMPLE = ASSETS_DIR / "sample.mp4"
+# The default model's held-out evaluation set: teacher labels of the bundled sample's frames.
+BUNDLED_LABELS = ASSETS_DIR / "sample_labels.json"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything one benchmark run needs; validated on construction (``UserError``, one line).
+
+    ``models`` pairs each model name with its weights; ``precisions`` None = fp32 on the CPU,
+    fp32 and fp16 on CUDA; ``annotations`` None = the bundled labels when ``video`` is the bundled
+    sample, else no AP.
+    """
+
+    video: Path
+    models: tuple[tuple[str, str], ...] = (("default", "default"),)
+    proposals: tuple[int, ...] = DEFAULT_PROPOSALS
+    precisions: tuple[str, ...] | None = None
+    device: str = "auto"
+    frames: int = DEFAULT_FRAMES
+    warmup: int = DEFAULT_WARMUP
+    score_threshold: float = 0.05
+    min_size: int | None = None
+    max_size: int | None = None
+    backbone: str = "mobilenet_v2"
+    annotations: Path | None = None
+    frame_offset: int = 0
+    out: Path = Path("bench")
+    overwrite: bool = False
+    pipeline: bool = True
+    baseline: bool = True
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise UserError("no model to benchmark")
+        if not self.proposals or any(not isinstance(p, int) or p < 1 for p in self.proposals):
+            raise UserError(f"proposals {self.proposals!r} must be integers ≥ 1")
+        if self.precisions is not None:
+            bad = [p for p in self.precisions if p not in PRECISIONS]
+            if bad or not self.precisions:
+                raise UserError(f"precision {','.join(bad) or '(none)'} is unknown; expected fp32, fp16 or bf16")
+        if not isinstance(self.frames, int) or self.frames < 1:
+            raise UserError(f"--frames {self.frames!r} must be an integer ≥ 1")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise UserError(f"--warmup {self.warmup!r} must be an integer ≥ 0")
+
+    def detector_config(self, model: str, weights: str, precision: str = "fp32") -> DetectorConfig:
+        return DetectorConfig(model=model, weights=weights, backbone=self.backbone, device=self.device,
+                              precision=precision, proposals=max(self.proposals), score_threshold=self.score_threshold,
+                              min_size=self.min_size, max_size=self.max_size)
+
+
+@dataclass
+class BenchResult:
+    rows: list[dict]
+    document: dict
+    table: str
+    notes: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that is a file, or that holds anything, unless ``overwrite``.
+    Touches nothing."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"--out {out} exists and is not empty; pass --overwrite to write the results into it (it was left untouched)")
+    parent = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), Path("/"))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: {parent} is not writable")
+
+
+def run_bench(config: BenchConfig, progress_stream=None,
+              detector_factory: Callable[[DetectorConfig], Detector] = Detector) -> BenchResult:
+    """Measure, write results.csv / results.json / proposals_vs_fps.png into ``config.out``, and
+    return the rows, the JSON document and the text table.
+
+    ``detector_factory`` builds the staged detector of each model × precision (tests pass a fake).
+    """
+    check_out_dir(config.out, config.overwrite)
+    # Build every detector config first: a bad model, weights or size is reported before any work.
+    for model, weights in config.models:
+        config.detector_config(model, weights)
+    device = resolve_device(config.device)
+    precisions = config.precisions or (("fp32", "fp16") if device.type == "cuda" else ("fp32",))
+    frames = measure.read_frames(config.video, config.frames)
+    notes: list[str] = []
+    if len(frames) < config.frames:
+        notes.append(f"{config.video} has only {len(frames)} frames; measured on those (asked for {config.frames})")
+    if config.note:
+        notes.append(config.note)
+    labels = _labels(config, frames, notes)
+    machine = report.machine_info()
+
+    n = len(frames)
+    per_model = (len(precisions) * len(config.proposals) * (config.warmup + n + (n if config.pipeline else 0))
+                 + (2 * (n + 1) if config.baseline else 0))
+    progress = Progress(per_model * len(config.models), stream=progress_stream)
+    rows: list[dict] = []
+    baselines: list[dict] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        for model_name, weights in config.models:
+            model_rows, baseline = _bench_model(config, model_name, weights, precisions, device, frames, labels,
+                                                Path(scratch), progress, notes, detector_factory)
+            rows += model_rows
+            if baseline:
+                baselines.append(baseline)
+    progress.close()
+    machine["load_average_at_end"] = report._loadavg()
+    machine["wall_s"] = round(time.monotonic() - started, 1)
+
+    document = {
+        "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+                     "precisions": list(precisions), "frames_measured": n,
+                     "frame_timestamps_s": [float(f.timestamp) for f in frames[:3]] + (["…"] if n > 3 else []),
+                     "measurement": "batch 1, one frame per detect call; ms per frame; detector_fps = frames / summed call time; "
+                                    "pipeline_fps = frames / wall time from opening the file to the closed recording"},
+        "machine": machine,
+        "labels": None if labels is None else {"source": labels.source, "images": labels.images, "boxes": labels.boxes},
+        "baselines": baselines,
+        "notes": notes,
+        "columns": list(report.COLUMNS),
+        "rows": rows,
+    }
+    config.out.mkdir(parents=True, exist_ok=True)
+    files = [config.out / name for name in report.OUTPUT_NAMES]
+    report.write_csv(files[0], rows)
+    report.write_json(files[1], document)
+    title = (f"{config.video.name}: {n} frames, {frames[0].image.shape[1]}×{frames[0].image.shape[0]} — "
+             f"{machine['cpu']} ({machine['cores']} cores)" + (f", {machine['gpu']['name']}" if machine["gpu"] else "")
+             + f" — {machine['date_utc'][:10]}")
+    report.plot(files[2], rows, title)
+    return BenchResult(rows, document, report.format_table(rows), notes, files)
+
+
+def _labels(config: BenchConfig, frames, notes: list[str]) -> LabelledFrames | None:
+    path = config.annotations
+    if path is None:
+        if config.video.resolve() == BUNDLED_SAMPLE.resolve() and BUNDLED_LABELS.exists():
+            path = BUNDLED_LABELS
+        else:
+            notes.append("no labelled frames (pass --annotations COCO.json): AP and AP50 not measured")
+            return None
+    size = (frames[0].image.shape[1], frames[0].image.shape[0])
+    labels = load_labels(path, [f.index for f in frames], size, config.frame_offset)
+    notes.append(f"AP on {labels.images} labelled frames of the {len(frames)} measured ({labels.boxes} boxes) from {path}")
+    return labels
+
+
+def build_baseline_model(config: DetectorConfig):
+    """The plain torchvision model of the naive loop: (model, class names, info).
+
+    It keeps the model's own proposal counts and runs in fp32; only the image size (``min_size`` /
+    ``max_size``) and the score threshold follow ``config``, so that the naive loop and the detector
+    see the same pixels and draw the same kind of boxes."""
+    model, class_names, info = create_model(config)
+    if config.min_size is not None:
+        model.transform.min_size = (config.min_size,)
+    if config.max_size is not None:
+        model.transform.max_size = config.max_size
+    model.roi_heads.score_thresh = config.score_threshold
+    return model.eval(), class_names, info
+
+
+def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions, device: torch.device, frames,
+                 labels: LabelledFrames | None, scratch: Path, progress: Progress, notes: list[str],
+                 detector_factory: Callable[[DetectorConfig], Detector]):
+    """All rows of one model, and its naive-loop record (None with ``--no-baseline``)."""
+    n = len(frames)
+    base_runs: list[measure.LoopRun] = []
+    baseline_model = None
+    base_info = None
+    if config.baseline:
+        baseline_model, class_names, base_info = build_baseline_model(config.detector_config(model_name, weights))
+        progress.set_label(f"{model_name}: naive loop (1/2)")
+        base_runs.append(measure.naive_loop(baseline_model, config.video, n, scratch / "naive.mp4", device,
+                                            class_names, warmup=1, tick=progress.advance))
+
+    rows: list[dict] = []
+    done_dtypes: set = set()
+    for precision in precisions:
+        detector = detector_factory(config.detector_config(model_name, weights, precision))
+        for line in detector.notes:
+            if line not in notes:
+                notes.append(line)
+        if detector.dtype in done_dtypes:
+            notes.append(f"{model_name} {precision}: runs as {detector.precision} on {device.type}, already measured; skipped")
+            progress.advance((config.warmup + n + (n if config.pipeline else 0)) * len(config.proposals))
+            continue
+        done_dtypes.add(detector.dtype)
+        for proposals in config.proposals:
+            detector.set_proposal_count(proposals)
+            label = f"{model_name} {detector.precision} {proposals} proposals"
+            reset_peak_rss()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            progress.set_label(f"{label}: detector")
+            run = measure.measure_detector(detector, frames, config.warmup, tick=progress.advance)
+            pipe = None
+            if config.pipeline:
+                progress.set_label(f"{label}: pipeline")
+                pipe = measure.pipeline_loop(detector, config.video, n, scratch / "pipeline.mp4", tick=progress.advance)
+                if pipe is None:
+                    progress.advance(n)
+            metrics = labels.evaluate(run.detections) if labels is not None else None
+            row = _row(detector, model_name, weights, proposals, run, pipe, metrics)
+            row["peak_rss_mb"] = peak_rss_mb()
+            if device.type == "cuda":
+                row["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+            rows.append(row)
+            if pipe is not None and base_runs and pipe.timestamps != base_runs[0].timestamps:
+                notes.append(f"{label}: the pipeline processed {pipe.frames} frames, the naive loop {base_runs[0].frames} "
+                             "(or other timestamps) — the ratio compares different work")
+        del detector
+    if config.pipeline and rows and all(r["pipeline_fps"] is None for r in rows):
+        notes.append("the pipeline (app/pipeline.py) is not available in this checkout: end-to-end fps not measured")
+
+    if not config.baseline:
+        return rows, None
+    progress.set_label(f"{model_name}: naive loop (2/2)")
+    base_runs.append(measure.naive_loop(baseline_model, config.video, n, scratch / "naive.mp4", device,
+                                        class_names, warmup=1, tick=progress.advance))
+    fps_runs = [r.fps for r in base_runs]
+    base_fps = sum(fps_runs) / len(fps_runs)
+    for row in rows:
+        row["baseline_fps"] = base_fps
+        if row["pipeline_fps"] is not None:
+            row["speedup_vs_baseline"] = row["pipeline_fps"] / base_fps
+    rpn = baseline_model.rpn
+    baseline = {
+        "model": model_name, "weights": weights, "trained": base_info.trained, "precision": "fp32",
+        "proposals": rpn._post_nms_top_n["testing"], "pre_nms_proposals": rpn._pre_nms_top_n["testing"],
+        "frames": base_runs[0].frames, "fps": base_fps, "fps_runs": fps_runs,
+        "spread": (max(fps_runs) - min(fps_runs)) / base_fps if base_fps else None,
+        "what": "one Python thread: PyAV decode → model([tensor]) → cv2 draw → PyAV H.264 encode; run before and after the sweep",
+    }
+    return rows, baseline
+
+
+def _row(detector: Detector, model_name: str, weights: str, proposals: int, run: measure.DetectorRun,
+         pipe: measure.LoopRun | None, metrics: dict | None) -> dict:
+    stats = run.stage_stats()
+    row = {
+        "model": model_name, "weights": weights, "trained": detector.info.trained, "device": str(detector.device),
+        "precision": detector.precision, "proposals": proposals,
+        "proposals_kept_mean": sum(run.proposals) / len(run.proposals) if run.proposals else None,
+        "frames": len(run.wall_ms), "detector_fps": run.fps,
+        "total_ms_median": stats["total"][0], "total_ms_p90": stats["total"][1],
+    }
+    for stage, (median, p90) in stats.items():
+        if stage != "total":
+            row[f"{stage}_ms_median"], row[f"{stage}_ms_p90"] = median, p90
+    row["detections_mean"] = sum(len(d) for d in run.detections.values()) / max(1, len(run.detections))
+    row["pipeline_fps"] = pipe.fps if pipe is not None else None
+    row["pipeline_frames"] = pipe.frames if pipe is not None else None
+    row["baseline_fps"] = row["speedup_vs_baseline"] = None
+    row["ap"] = row["ap50"] = row["ap_images"] = None
+    if metrics is not None:
+        row["ap"], row["ap50"], row["ap_images"] = metrics["AP"], metrics["AP50"], metrics["images"]
+        row["ap75"], row["per_class_ap50"] = metrics.get("AP75"), metrics.get("per_class_AP50")
+    row["peak_rss_mb"] = row["gpu_peak_mb"] = None
+    return row
