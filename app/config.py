@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -116,13 +117,26 @@ def check_output_path(path: str, what: str, *, overwrite: bool) -> Path:
         raise UserError(f"{what} output {path} is a directory; give a file name")
     if not folder.is_dir():
         raise UserError(f"{what} output {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not _writable(folder):
         raise UserError(f"{what} output {path}: the folder {folder} is not writable")
     if p.exists() and not overwrite:
         raise UserError(f"{what} output {path} already exists; pass --overwrite to replace it (it was left untouched)")
     if p.exists() and not os.access(p, os.W_OK):
         raise UserError(f"{what} output {path} exists and is not writable")
     return p
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``. ``os.access`` alone says yes to root on
+    read-only places (/sys, read-only mounts), so an anonymous temporary file is tried too; it
+    vanishes on close and leaves nothing behind."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def _check_extension(path: str, allowed: tuple[str, ...], what: str, kind: str) -> None:

@@ -1,0 +1,228 @@
+"""Every bad input of issue 3 gets one clear line and a non-zero exit — never a traceback, a hang
+or lost data. Most cases run ``app.cli.main`` in-process (the same code path as ``run.py``, minus
+the interpreter start); a few run ``python run.py`` in a subprocess with a timeout."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from app.cli import main as cli_main
+from tests.app.test_sources import write_clip
+from tests.conftest import ROOT, SAMPLE, decode_pts
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    rc = cli_main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_error_line(err: str, *needles: str) -> str:
+    """The stderr of a refused run: exactly one line, 'error: ...', naming what was wrong."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture()
+def fast(tiny_weights):
+    """Options for a quick real run: the tiny checkpoint, no window."""
+    return ["--weights", tiny_weights, "--headless"]
+
+
+def test_missing_file(capsys, tmp_path, fast):
+    rc, _, err = run(capsys, "--video", tmp_path / "nope.mp4", *fast)
+    assert rc == 2
+    one_error_line(err, "nope.mp4", "does not exist")
+
+
+def test_directory_as_video(capsys, tmp_path, fast):
+    rc, _, err = run(capsys, "--video", tmp_path, *fast)
+    assert rc == 2
+    one_error_line(err, "is a directory", "--images")
+
+
+def test_text_file_as_video(capsys, tmp_path, fast):
+    path = tmp_path / "readme.mp4"
+    path.write_text("this is not a video\n")
+    rc, _, err = run(capsys, "--video", path, *fast)
+    assert rc == 2
+    one_error_line(err, "text file")
+
+
+def test_zero_byte_file(capsys, tmp_path, fast):
+    path = tmp_path / "zero.mp4"
+    path.write_bytes(b"")
+    rc, _, err = run(capsys, "--video", path, *fast)
+    assert rc == 2
+    one_error_line(err, "empty (0 bytes)")
+
+
+def test_audio_only_file(capsys, tmp_path, fast):
+    path = tmp_path / "tone.m4a"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 8000
+        for packet in s.encode(frame):
+            c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    rc, _, err = run(capsys, "--video", path, *fast)
+    assert rc == 2
+    one_error_line(err, "no video stream", "audio")
+
+
+def test_mp4_truncated_before_its_index(capsys, tmp_path, fast):
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(SAMPLE.read_bytes()[:300_000])
+    rc, _, err = run(capsys, "--video", path, *fast)
+    assert rc == 2
+    one_error_line(err, "moov")
+
+
+def test_corrupt_video_is_decoded_as_far_as_possible_and_said_so(capsys, tmp_path, fast, clip10):
+    data = bytearray(clip10.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 20000, 7):  # damages whole packets, not just macroblocks
+        data[i] ^= 0x5A
+    path = tmp_path / "corrupt.mp4"
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out.mp4"
+    rc, stdout, err = run(capsys, "--video", path, "--record", out, *fast)
+    assert "Traceback" not in err
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert rc == 1 and len(warning) == 1 and "could not be decoded" in warning[0], err
+    bad = int(warning[0].split()[1])
+    pts, _ = decode_pts(out)  # nothing decodable was lost: it is all in the recording
+    assert bad >= 1 and len(pts) + bad >= 10 and len(pts) >= 5
+
+
+def test_video_without_duration_in_its_header_runs_and_says_so(capsys, tmp_path, fast):
+    path = write_clip(tmp_path / "raw.h264", "libx264", "yuv420p", size=(64, 48), fmt="h264")
+    out = tmp_path / "out.mp4"
+    rc, _, err = run(capsys, "--video", path, "--record", out, *fast)
+    assert rc == 0 and "Traceback" not in err
+    assert any(line.startswith("note:") and "no duration" in line for line in err.splitlines())
+    assert len(decode_pts(out)[0]) == 6
+
+
+def test_unknown_camera_index(capsys, fast):
+    rc, _, err = run(capsys, "--camera", "57", *fast)
+    assert rc == 2
+    one_error_line(err, "camera 57")
+
+
+def test_camera_that_is_not_an_index(capsys, fast):
+    rc, _, err = run(capsys, "--camera", "front", *fast)
+    assert rc == 2
+    one_error_line(err, "'front'", "index")
+
+
+def test_unreachable_url(capsys, fast):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc, _, err = run(capsys, "--url", f"rtsp://127.0.0.1:{port}/cam", *fast)
+    assert rc == 2
+    one_error_line(err, "cannot open stream", f"127.0.0.1:{port}")
+
+
+def test_output_folder_missing(capsys, tmp_path, clip10, fast):
+    rc, _, err = run(capsys, "--video", clip10, "--record", tmp_path / "no" / "such" / "out.mp4", *fast)
+    assert rc == 2
+    one_error_line(err, "folder", "does not exist")
+    assert not (tmp_path / "no").exists()
+
+
+def test_output_folder_not_writable(capsys, tmp_path, clip10, fast):
+    if os.geteuid() == 0:
+        folder = Path("/sys")  # root may write anywhere a permission bit allows; not here
+    else:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+    rc, _, err = run(capsys, "--video", clip10, "--export", folder / "dets.json", *fast)
+    assert rc == 2
+    one_error_line(err, "not writable")
+
+
+@pytest.mark.parametrize("option, name", [("--record", "out.mp4"), ("--export", "dets.csv")])
+def test_existing_output_without_overwrite_is_refused_untouched(capsys, tmp_path, clip10, fast, option, name):
+    path = tmp_path / name
+    path.write_bytes(b"precious")
+    os.utime(path, (1_000_000, 1_000_000))
+    rc, _, err = run(capsys, "--video", clip10, option, path, *fast)
+    assert rc == 2
+    one_error_line(err, "already exists", "--overwrite")
+    assert path.read_bytes() == b"precious" and path.stat().st_mtime == 1_000_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing else was written either
+
+
+@pytest.mark.parametrize("option, name", [("--record", "out.txt"), ("--record", "out"), ("--export", "dets.xml")])
+def test_output_extension(capsys, tmp_path, clip10, fast, option, name):
+    rc, _, err = run(capsys, "--video", clip10, option, tmp_path / name, *fast)
+    assert rc == 2
+    one_error_line(err, "extension", "use .")
+    assert not (tmp_path / name).exists()
+
+
+def test_unknown_class_names_list_the_valid_ones(capsys, clip10, fast):
+    rc, _, err = run(capsys, "--video", clip10, "--classes", "person,unicorn", *fast)
+    assert rc == 2
+    line = one_error_line(err, "unicorn")
+    assert "person" in line.split("unicorn", 1)[1] and "car" in line  # the valid names follow
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_proposal_count_not_positive(capsys, clip10, fast, value):
+    rc, _, err = run(capsys, "--video", clip10, "--proposals", value, *fast)
+    assert rc == 2
+    one_error_line(err, "proposals", value, "≥ 1")
+
+
+def test_proposal_count_not_a_number(capsys, clip10, fast):
+    rc, _, err = run(capsys, "--video", clip10, "--proposals", "many", *fast)
+    assert rc == 2
+    one_error_line(err, "--proposals", "'many'")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu(capsys, clip10, fast):
+    rc, _, err = run(capsys, "--video", clip10, "--device", "cuda", *fast)
+    assert rc == 2
+    one_error_line(err, "cuda", "no CUDA GPU", "--device cpu")
+
+
+@pytest.mark.parametrize("content", [b"not a model at all", b"PK\x03\x04 broken zip"])
+def test_weights_file_that_is_not_a_model(capsys, tmp_path, clip10, content):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    rc, _, err = run(capsys, "--video", clip10, "--weights", path, "--headless")
+    assert rc == 2
+    one_error_line(err, str(path))
+
+
+def test_no_source(capsys):
+    rc, _, err = run(capsys, "--record", "out.mp4")
+    assert rc == 2
+    one_error_line(err, "--video")
+
+
+def test_missing_file_in_a_real_process(tmp_path):
+    """The whole door, interpreter included: one line, status 2, quickly."""
+    proc = subprocess.run([sys.executable, "run.py", "--video", str(tmp_path / "gone.mp4"), "--headless"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    one_error_line(proc.stderr, "gone.mp4", "does not exist")

@@ -1,0 +1,65 @@
+"""Export rows: one per detection, JSON and CSV, complete after close, from a real pipeline run."""
+
+from __future__ import annotations
+
+import json
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from app.config import PipelineConfig
+from app.export import COLUMNS, Exporter, read_rows, result_rows
+from app.frames import Frame, Result
+from app.pipeline import Pipeline
+from detector.detections import Detections
+from tests.app.fakes import NAMES, FakeDetector
+
+
+def result(index: int, n: int) -> Result:
+    boxes = np.array([[i, 2 * i, i + 10.5, 2 * i + 20.25] for i in range(n)], np.float32)
+    det = Detections(boxes, np.linspace(0.9, 0.5, n), [1 + i % 2 for i in range(n)], NAMES)
+    frame = Frame(index, index * 1001, Fraction(1, 30000), np.zeros((4, 4, 3), np.uint8), time.monotonic())
+    return Result(frame, det)
+
+
+@pytest.mark.parametrize("ext", ["json", "csv"])
+def test_rows_round_trip(tmp_path, ext):
+    path = tmp_path / f"dets.{ext}"
+    with Exporter(path) as exporter:
+        for i, n in enumerate([2, 0, 3]):
+            exporter.write(result(i, n))
+    rows = read_rows(path)
+    assert len(rows) == 5 and exporter.frames_written == 3
+    assert list(rows[0]) == list(COLUMNS)
+    assert [r["frame"] for r in rows] == [0, 0, 2, 2, 2]
+    assert rows[2]["timestamp_s"] == pytest.approx(2 * 1001 / 30000, abs=1e-6)
+    assert [r["class"] for r in rows[:2]] == ["person", "car"]
+    assert rows[1]["x2"] == pytest.approx(11.5) and rows[1]["y2"] == pytest.approx(22.25)
+    assert rows[0]["score"] == pytest.approx(0.9)
+
+
+def test_empty_json_is_valid(tmp_path):
+    path = tmp_path / "none.json"
+    Exporter(path).close()
+    assert json.loads(path.read_text()) == []
+
+
+def test_unknown_extension():
+    with pytest.raises(ValueError, match="json or .csv"):
+        Exporter("dets.txt")
+
+
+def test_result_rows_follow_the_detections():
+    rows = result_rows(result(5, 3))
+    assert [(r["x1"], r["y1"]) for r in rows] == [(0, 0), (1, 2), (2, 4)]
+
+
+def test_pipeline_exports_every_frame(clip10, tmp_path):
+    path = tmp_path / "run.csv"
+    Pipeline(PipelineConfig(source_kind="video", source=str(clip10), export=str(path)), FakeDetector()).run()
+    rows = read_rows(path)
+    assert [r["frame"] for r in rows] == list(range(10))
+    assert [r["x1"] for r in rows] == list(range(10))  # the box the detector gave frame i
+    assert [r["timestamp_s"] for r in rows] == pytest.approx([i / 10 for i in range(10)])

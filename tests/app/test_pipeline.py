@@ -1,0 +1,182 @@
+"""The threaded pipeline on real decoded frames: order and timestamps kept, errors reach the caller,
+stop within a second, pause, live knobs, sinks added and removed while running, drop_stale."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import av
+import numpy as np
+import pytest
+
+from app.config import PipelineConfig
+from app.pipeline import Pipeline
+from app.sinks import CallbackSink
+from app.sources import FileSource, SourceError
+from tests.app.fakes import FakeDetector
+from tests.conftest import SAMPLE, decode_pts
+
+
+def config(path, **kw) -> PipelineConfig:
+    return PipelineConfig(source_kind="video", source=str(path), **kw)
+
+
+def collect(pipeline: Pipeline) -> list:
+    results = []
+    pipeline.add_sink(CallbackSink(lambda r, img: results.append((r, img)), needs_image=True))
+    return results
+
+
+def pipeline_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("pipeline-") and t.is_alive()]
+
+
+def test_every_frame_in_order_with_equal_timestamps(clip10, tiny_detector):
+    p = Pipeline(config(clip10), tiny_detector)
+    results = collect(p)
+    stats = p.run()
+    pts, tb = decode_pts(clip10)
+    assert [r.frame.index for r, _ in results] == list(range(10))
+    assert [r.frame.pts for r, _ in results] == pts
+    assert all(r.frame.time_base == tb for r, _ in results)
+    assert stats.frames_read == stats.frames_processed == stats.frames_written == 10
+    assert stats.frames_dropped == 0 and stats.finished
+    assert set(stats.mean_stage_ms) >= {"backbone", "rpn", "roi_heads", "total"} and stats.mean_stage_ms["backbone"] > 0
+    assert stats.mean_fps and stats.mean_fps > 0 and stats.mean_latency_ms > 0
+    annotated = results[0][1]
+    assert annotated.shape == results[0][0].frame.image.shape and not np.array_equal(annotated, results[0][0].frame.image)
+    assert not pipeline_threads()
+
+
+def test_batches_keep_order(clip10):
+    det = FakeDetector(delay_s=0.05)
+    p = Pipeline(config(clip10, batch_size=4), det)
+    results = collect(p)
+    p.run()
+    assert [r.frame.index for r, _ in results] == list(range(10))
+    assert [r.detections.boxes[0, 0] for r, _ in results] == list(range(10))  # frame i got detections i
+    assert max(det.calls) > 1 and sum(det.calls) == 10
+    assert all(r.times.backbone == pytest.approx(10.0) for r, _ in results)  # per frame, not per batch
+
+
+def test_worker_exception_reaches_the_caller(clip10):
+    p = Pipeline(config(clip10), FakeDetector(fail_at=3))
+    finished = []
+    p.on_finish = finished.append
+    t = time.monotonic()
+    with pytest.raises(RuntimeError, match="boom at frame 3"):
+        p.run()
+    assert time.monotonic() - t < 5
+    assert not pipeline_threads()
+    assert len(finished) == 1 and isinstance(finished[0], RuntimeError)
+
+
+def test_sink_exception_reaches_the_caller(clip10):
+    p = Pipeline(config(clip10), FakeDetector())
+
+    def broken(result, image):
+        raise OSError("disk full")
+
+    p.add_sink(CallbackSink(broken))
+    with pytest.raises(OSError, match="disk full"):
+        p.run()
+    assert not pipeline_threads()
+
+
+def test_stop_within_a_second_with_a_slow_detector():
+    p = Pipeline(config(SAMPLE), FakeDetector(delay_s=0.3)).start()
+    while p.stats().frames_written < 2:
+        time.sleep(0.02)
+    t = time.monotonic()
+    p.stop()
+    assert time.monotonic() - t < 1.0
+    assert not pipeline_threads()
+    stats = p.stats()
+    assert stats.finished and stats.frames_written < 145
+
+
+def test_pause_and_resume(clip10):
+    p = Pipeline(config(clip10), FakeDetector(delay_s=0.02)).start()
+    p.pause()
+    time.sleep(0.3)
+    frozen = p.stats().frames_processed
+    time.sleep(0.3)
+    assert p.paused and p.stats().frames_processed == frozen and frozen < 10
+    p.resume()
+    p.wait(10)
+    p.stop()
+    assert p.stats().frames_written == 10
+
+
+def test_live_knobs_take_effect_on_the_next_frame(clip10, tiny_detector):
+    p = Pipeline(config(clip10), tiny_detector)
+    results = collect(p)
+    try:
+        p.set_proposal_count(7)
+        p.set_score_threshold(0.0)
+        p.run()
+    finally:
+        tiny_detector.set_proposal_count(300)
+    assert all(r.proposals <= 7 for r, _ in results) and max(r.proposals for r, _ in results) == 7
+    with pytest.raises(ValueError, match="unknown class"):
+        p.set_classes(["unicorn"])
+
+
+def test_record_started_and_stopped_while_running(tmp_path):
+    out = tmp_path / "mid.mp4"
+    p = Pipeline(config(SAMPLE, max_frames=40), FakeDetector(delay_s=0.01)).start()
+    while p.stats().frames_written < 5:
+        time.sleep(0.01)
+    p.start_recording(out)
+    while p.stats().frames_written < 20:
+        time.sleep(0.01)
+    assert p.stop_recording() == out
+    p.wait(20)
+    p.stop()
+    pts, _ = decode_pts(out)
+    assert 5 <= len(pts) <= 20 and pts[0] == 0  # the recording's clock starts at 0
+    assert all(b - a == 1024 for a, b in zip(pts, pts[1:]))  # consecutive source frames, 0.1 s apart
+
+
+def test_drop_stale_keeps_latency_flat(clip10):
+    """A file paced like a camera (10 fps) and a detector at ~3 fps: frames are dropped, counted,
+    and the detector always gets a fresh one."""
+    cfg = config(SAMPLE, policy="drop_stale", realtime=True, max_frames=25)
+    p = Pipeline(cfg, FakeDetector(delay_s=0.3))
+    results = collect(p)
+    stats = p.run()
+    assert stats.frames_dropped > 5
+    assert stats.frames_read == stats.frames_processed + stats.frames_dropped
+    assert [r.frame.index for r, _ in results] == sorted(r.frame.index for r, _ in results)
+    assert max(r.latency for r, _ in results) < 0.45  # never more than one frame waiting
+
+
+def test_source_error_reaches_the_caller(clip10):
+    class Failing(FileSource):
+        def frames(self):
+            for frame in super().frames():
+                if frame.index == 4:
+                    raise SourceError(f"{self.name}: the stream ended abruptly")
+                yield frame
+
+    p = Pipeline(config(clip10), FakeDetector(), Failing(str(clip10)))
+    results = collect(p)
+    with pytest.raises(SourceError, match="ended abruptly"):
+        p.run()
+    assert len(results) <= 4 and not pipeline_threads()
+
+
+def test_video_frames_equal_pyav_decoding(clip10):
+    """The frames the detector sees are PyAV's own RGB conversion of each picture."""
+    with av.open(str(clip10)) as c:
+        expected = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    seen = []
+
+    class Keep(FakeDetector):
+        def detect(self, frames, **kw):
+            seen.extend(frames)
+            return super().detect(frames, **kw)
+
+    Pipeline(config(clip10), Keep()).run()
+    assert len(seen) == 10 and all(np.array_equal(a, b) for a, b in zip(seen, expected))

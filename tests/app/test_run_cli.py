@@ -1,0 +1,113 @@
+"""The run command: help, option mapping, the progress bar, and whole runs through run.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app.export import read_rows
+from app.run import Progress, build_configs, build_parser
+from app.stats import PipelineStats
+from tests.conftest import ROOT, decode_pts
+
+OPTIONS = ("--video", "--camera", "--images", "--url", "--record", "--export", "--model", "--weights", "--device",
+           "--precision", "--proposals", "--score-threshold", "--classes", "--max-frames", "--headless", "--overwrite")
+
+
+def no_display_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+
+
+def test_help_describes_every_option_and_the_other_jobs():
+    proc = subprocess.run([sys.executable, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for option in OPTIONS:
+        assert option in proc.stdout
+    for job in ("bench", "train", "eval", "autolabel"):
+        assert f"  {job} " in proc.stdout
+    assert "every frame" in proc.stdout and "latest frame" in proc.stdout
+    # every option has its own help text
+    for action in build_parser()._actions:
+        assert action.help, action.option_strings
+
+
+def test_options_map_to_the_configs():
+    args = build_parser().parse_args(["--camera", "2", "--record", "o.mkv", "--classes", " person, car ,", "--proposals",
+                                      "50", "--score-threshold", "0.25", "--device", "cpu", "--precision", "bf16",
+                                      "--max-frames", "7", "--headless", "--overwrite", "--export", "d.csv"])
+    pipeline, detector = build_configs(args)
+    assert (pipeline.source_kind, pipeline.source, pipeline.record, pipeline.export) == ("camera", "2", "o.mkv", "d.csv")
+    assert pipeline.max_frames == 7 and pipeline.headless and pipeline.overwrite
+    assert pipeline.effective_policy == "drop_stale"
+    assert detector.classes == ("person", "car") and detector.proposals == 50
+    assert detector.score_threshold == 0.25 and detector.device == "cpu" and detector.precision == "bf16"
+
+
+def test_progress_line_has_frames_fps_and_eta():
+    class Stream:
+        def __init__(self):
+            self.text = ""
+
+        def write(self, s):
+            self.text += s
+
+        def flush(self):
+            pass
+
+    stats = PipelineStats(frames_written=50, total_frames=150, fps=10.0)
+    line = Progress(Stream()).line(stats)
+    assert "50/150 frames" in line and "10.0 fps" in line and "ETA 0:10" in line
+    assert "ETA" not in Progress(Stream()).line(PipelineStats(frames_written=5, fps=4.0))  # total unknown
+    stream = Stream()
+    progress = Progress(stream, every_s=60)
+    progress.update(stats)
+    progress.update(stats)  # not a terminal: at most one line per minute here
+    assert stream.text.count("\n") == 1
+
+
+def test_whole_run_records_and_exports(tmp_path, clip10, tiny_weights):
+    out, dets = tmp_path / "out.mp4", tmp_path / "dets.json"
+    proc = subprocess.run(
+        [sys.executable, "run.py", "--video", str(clip10), "--record", str(out), "--export", str(dets),
+         "--weights", str(tiny_weights), "--score-threshold", "0", "--proposals", "50"],  # no --headless, no display
+        cwd=ROOT, env=no_display_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "no display" in proc.stderr and "running headless" in proc.stderr
+    assert "10 read, 10 processed, 10 written, 0 dropped" in proc.stderr
+    assert "fps" in proc.stderr and "backbone" in proc.stderr
+    assert str(out) in proc.stdout and str(dets) in proc.stdout
+    assert decode_pts(out) == decode_pts(clip10)
+    rows = read_rows(dets)
+    assert rows and {r["frame"] for r in rows} == set(range(10))
+
+
+@pytest.mark.parametrize("max_frames", [3])
+def test_max_frames_and_overwrite(capsys, tmp_path, clip10, tiny_weights, max_frames):
+    from app.cli import main
+
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"old")
+    rc = main(["--video", str(clip10), "--record", str(out), "--overwrite", "--max-frames", str(max_frames),
+               "--weights", str(tiny_weights), "--headless"])
+    assert rc == 0, capsys.readouterr().err
+    assert len(decode_pts(out)[0]) == max_frames
+
+
+def test_image_folder_run(capsys, tmp_path, frame_rgb, tiny_weights):
+    import cv2
+
+    from app.cli import main
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.jpg"), frame_rgb[i * 10:i * 10 + 101, :161, ::-1])  # odd size
+    out = tmp_path / "imgs.mp4"
+    rc = main(["--images", str(tmp_path), "--record", str(out), "--weights", str(tiny_weights), "--headless"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "padded" in captured.out
+    pts, tb = decode_pts(out)
+    assert len(pts) == 3 and pts[1] * tb == pytest.approx(0.1)  # image folders are timed at 10 fps

@@ -1,0 +1,258 @@
+"""Sources: real PyAV decoding of several containers and codecs, exact timestamps, bad files,
+image folders, cameras and URLs that cannot be opened, and the drop_stale slot."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from app.config import PipelineConfig
+from app.frames import Frame
+from app.sources import (
+    CameraSource,
+    FileSource,
+    ImageFolderSource,
+    LatestFrame,
+    SourceError,
+    UrlSource,
+    open_source,
+)
+from tests.conftest import MEDIA, SAMPLE, decode_pts
+
+
+def write_clip(path: Path, codec: str, pix_fmt: str, size=(64, 48), pts=None, time_base=Fraction(1, 25), fmt=None):
+    """A few synthetic frames (a moving bright square) encoded with ``codec``."""
+    w, h = size
+    pts = pts if pts is not None else list(range(6))
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        s.time_base = time_base
+        s.codec_context.time_base = time_base
+        for i, p in enumerate(pts):
+            img = np.full((h, w, 3), 40, np.uint8)
+            img[(i * 5) % (h - 8):(i * 5) % (h - 8) + 8, 4:12] = 250
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = p
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
+def put(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def read_all(source) -> list[Frame]:
+    with source:
+        return list(source.frames())
+
+
+def test_file_frames_and_timestamps_match_pyav(clip10):
+    frames = read_all(FileSource(str(clip10)))
+    pts, tb = decode_pts(clip10)
+    assert [f.index for f in frames] == list(range(10))
+    assert [f.pts for f in frames] == [p - pts[0] for p in pts]
+    assert all(f.time_base == tb for f in frames)
+    assert frames[3].timestamp == Fraction(3, 10)  # exact, not 0.30000000000000004
+    assert frames[0].image.shape == (576, 768, 3) and frames[0].image.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "name, codec, pix_fmt, size",
+    [
+        ("a.avi", "mpeg4", "yuv420p", (64, 48)),  # MPEG-4 part 2 in AVI
+        ("a.mkv", "libx264", "yuv444p", (65, 49)),  # 4:4:4 chroma, odd size
+        ("a.webm", "libvpx", "yuv420p", (64, 48)),  # VP8
+        ("b.webm", "libvpx-vp9", "yuv420p", (64, 48)),  # VP9
+        ("a.mpg", "mpeg2video", "yuv420p", (64, 48)),  # MPEG-2 program stream
+    ],
+)
+def test_containers_and_codecs(tmp_path, name, codec, pix_fmt, size):
+    path = write_clip(tmp_path / name, codec, pix_fmt, size)
+    frames = read_all(FileSource(str(path)))
+    assert len(frames) == 6
+    assert frames[0].image.shape == (size[1], size[0], 3)
+    assert [f.index for f in frames] == list(range(6))
+    assert all(b.pts > a.pts for a, b in zip(frames, frames[1:]))
+    # The square moves down by 5 rows a frame: decoding really gives these pictures, in order.
+    rows = [int(np.argmax(f.image[:, 8, 0] > 150)) for f in frames]
+    assert rows == [(i * 5) % (size[1] - 8) for i in range(6)]
+
+
+def test_variable_frame_rate_keeps_each_timestamp(tmp_path):
+    pts = [0, 40, 80, 200, 210, 500]  # ms: irregular gaps
+    path = write_clip(tmp_path / "vfr.mkv", "libx264", "yuv420p", pts=pts, time_base=Fraction(1, 1000))
+    frames = read_all(FileSource(str(path)))
+    assert [f.timestamp for f in frames] == [Fraction(p, 1000) for p in pts]
+
+
+def test_real_mpeg4_avi():
+    path = MEDIA / "vtest.avi"
+    if not path.exists():
+        pytest.skip("shared media not present")
+    source = FileSource(str(path))
+    with source:
+        frames = []
+        for frame in source.frames():
+            frames.append(frame)
+            if len(frames) == 3:
+                break
+    assert source.codec in ("msmpeg4v3", "msmpeg4", "mpeg4") and source.total_frames == 795
+    assert [f.seconds for f in frames] == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_corrupt_file_counts_bad_frames_and_keeps_going(tmp_path):
+    data = bytearray(SAMPLE.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 20000, 7):
+        data[i] ^= 0x5A
+    path = tmp_path / "corrupt.mp4"
+    path.write_bytes(bytes(data))
+    source = FileSource(str(path))
+    frames = read_all(source)
+    assert source.bad_frames > 0
+    assert 100 < len(frames) < 145
+    assert len(frames) + source.bad_frames <= 150
+
+
+def test_mp4_cut_before_its_index_is_named(tmp_path):
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(SAMPLE.read_bytes()[: SAMPLE.stat().st_size // 2])
+    with pytest.raises(SourceError, match="moov"):
+        FileSource(str(path))
+
+
+def test_truncated_stream_decodes_what_is_there(tmp_path):
+    full = write_clip(tmp_path / "full.ts", "mpeg2video", "yuv420p", size=(320, 240), pts=list(range(60)))
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    frames = read_all(FileSource(str(cut)))
+    assert 10 < len(frames) < 60
+
+
+def test_no_duration_in_header_is_read_to_the_end(tmp_path):
+    path = write_clip(tmp_path / "raw.h264", "libx264", "yuv420p", fmt="h264")
+    source = FileSource(str(path))
+    assert source.total_frames is None
+    assert any("no duration" in n for n in source.notes)
+    frames = read_all(source)
+    assert len(frames) == 6
+    assert all(b.pts > a.pts for a, b in zip(frames, frames[1:]))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.mp4", "does not exist"),
+        (lambda d: d, "is a directory"),
+        (lambda d: put(d / "empty.mp4", b""), "empty"),
+        (lambda d: put(d / "notes.mp4", b"hello, not a video\n"), "text file"),
+        (lambda d: put(d / "noise.mp4", bytes(range(256)) * 40), "not a video"),
+    ],
+)
+def test_unusable_files_say_why(tmp_path, make, message):
+    with pytest.raises(SourceError, match=message):
+        FileSource(str(make(tmp_path)))
+
+
+def test_audio_only_file(tmp_path):
+    path = tmp_path / "tone.wav"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in s.encode(frame):
+            c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    with pytest.raises(SourceError, match="no video stream.*audio"):
+        FileSource(str(path))
+
+
+def test_image_folder_and_glob(tmp_path, frame_rgb):
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), frame_rgb[::4, ::4, ::-1])
+    (tmp_path / "f3.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "readme.txt").write_text("ignored")
+    source = ImageFolderSource(str(tmp_path), fps=4)
+    frames = read_all(source)
+    assert len(frames) == 3 and source.bad_frames == 1
+    assert [f.timestamp for f in frames] == [Fraction(0), Fraction(1, 4), Fraction(1, 2)]
+    assert np.array_equal(frames[0].image, frame_rgb[::4, ::4])  # PNG is lossless, RGB order kept
+    assert len(read_all(ImageFolderSource(str(tmp_path / "*.png")))) == 3
+    with pytest.raises(SourceError, match="no images"):
+        ImageFolderSource(str(tmp_path / "*.gif"))
+
+
+def test_unknown_camera_index():
+    with pytest.raises(SourceError, match="camera 57"):
+        CameraSource("57", timeout_s=1)
+
+
+def test_unreachable_url_fails_fast():
+    with socket.socket() as s:  # a port that was free a moment ago: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = time.monotonic()
+    with pytest.raises(SourceError, match="cannot open stream"):
+        UrlSource(f"http://127.0.0.1:{port}/live.mp4", timeout_s=2)
+    assert time.monotonic() - t < 5
+
+
+def test_silent_url_times_out():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # accepts the connection, never answers
+    try:
+        t = time.monotonic()
+        with pytest.raises(SourceError, match="within 1 s"):
+            UrlSource(f"http://127.0.0.1:{server.getsockname()[1]}/x.mp4", timeout_s=1)
+        assert time.monotonic() - t < 6
+    finally:
+        server.close()
+
+
+def test_open_source_dispatches(clip10):
+    assert isinstance(open_source(PipelineConfig(source_kind="video", source=str(clip10))), FileSource)
+
+
+def test_latest_frame_never_holds_more_than_the_newest():
+    slot = LatestFrame()
+    produced, taken, sizes = 200, [], []
+    image = np.zeros((2, 2, 3), np.uint8)
+
+    def produce():
+        for i in range(produced):
+            slot.put(Frame(i, i, Fraction(1, 100), image, time.monotonic()))
+            sizes.append(len(slot))
+            time.sleep(0.001)
+        slot.close()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    while True:
+        frame = slot.get(0.5)
+        if frame is None:
+            if slot.closed:
+                break
+            continue
+        taken.append(frame.index)
+        time.sleep(0.02)  # a consumer 20× slower than the source
+    thread.join(2)
+    assert max(sizes) == 1
+    assert taken == sorted(taken) and len(set(taken)) == len(taken)
+    assert len(taken) < produced / 3  # most frames were stale ...
+    assert slot.dropped == produced - len(taken)  # ... and each one was counted
+    assert taken[-1] == produced - 1  # the newest frame is the one that is kept

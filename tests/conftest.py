@@ -1,0 +1,80 @@
+"""Shared fixtures: small real data cut from the bundled sample clip, and a small, fast real detector."""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "assets" / "sample.mp4"
+MEDIA = Path("/work/shared/media")
+TINY = dict(model="paper", weights="random", backbone="resnet18", min_size=128, max_size=160, device="cpu",
+            score_threshold=0.0)
+
+
+def cut_clip(path: Path, n: int, *, source: Path = SAMPLE, codec: str = "libx264", options: dict | None = None) -> Path:
+    """The first ``n`` frames of ``source`` re-encoded to ``path`` with their own pts and time base."""
+    with av.open(str(source)) as src, av.open(str(path), "w") as dst:
+        stream_in = src.streams.video[0]
+        out = dst.add_stream(codec, rate=stream_in.average_rate)
+        out.width, out.height = stream_in.codec_context.width, stream_in.codec_context.height
+        out.pix_fmt = "yuv420p"
+        out.time_base = stream_in.time_base
+        out.codec_context.time_base = stream_in.time_base
+        out.options = options or {"preset": "ultrafast"}
+        for i, frame in enumerate(src.decode(stream_in)):
+            if i == n:
+                break
+            frame.pict_type = av.video.frame.PictureType.NONE
+            for packet in out.encode(frame):
+                dst.mux(packet)
+        for packet in out.encode():
+            dst.mux(packet)
+    return path
+
+
+def decode_pts(path: Path | str) -> tuple[list[int], Fraction]:
+    """Every frame's pts and the stream's time base, decoded straight with PyAV."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        return [f.pts for f in c.decode(stream)], Fraction(stream.time_base)
+
+
+@pytest.fixture(scope="session")
+def clip10(tmp_path_factory) -> Path:
+    """A 10-frame H.264 mp4 (768×576, 10 fps) cut from the sample clip."""
+    return cut_clip(tmp_path_factory.mktemp("clips") / "clip10.mp4", 10)
+
+
+@pytest.fixture(scope="session")
+def tiny_detector():
+    """A real Faster R-CNN (paper model, ResNet-18, 128-px input, random weights): tens of ms a frame."""
+    from detector import Detector, DetectorConfig
+
+    return Detector(DetectorConfig(**TINY))
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, tiny_detector) -> Path:
+    """The tiny detector as a checkpoint file, so that ``run.py --weights FILE`` is fast."""
+    from detector.weights import save_checkpoint
+
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    arch = {"backbone": "resnet18", "min_size": 128, "max_size": 160}
+    return save_checkpoint(path, tiny_detector.model, model_name="paper", arch=arch, class_names=tiny_detector.class_names)
+
+
+@pytest.fixture()
+def frame_rgb() -> np.ndarray:
+    """One real RGB frame of the sample clip (576×768)."""
+    with av.open(str(SAMPLE)) as c:
+        return next(c.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def python() -> str:
+    return sys.executable
