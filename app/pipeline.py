@@ -302,12 +302,17 @@ class Pipeline:
         try:
             target()
         except BaseException as exc:  # noqa: BLE001 — every error must reach wait(), none may hang
-            with self._error_lock:
-                if self._error is None:
-                    self._error = exc
-            self._stop.set()
-            self._latest.close()
+            self._record_error(exc)
             self._finish_if_done()
+
+    def _record_error(self, exc: BaseException) -> None:
+        """Keep the first error and stop everything. Called before any end-of-stream signal of a
+        failing thread, so that nobody can see a normal end first."""
+        with self._error_lock:
+            if self._error is None:
+                self._error = exc
+        self._stop.set()
+        self._latest.close()
 
     def _put(self, q: queue.Queue, item) -> bool:
         """Put with a timeout loop; False if the pipeline stopped first."""
@@ -348,10 +353,11 @@ class Pipeline:
                     break
         finally:
             self.source.close()
-            if live:
-                self._latest.close()
-            else:
-                self._put(self._frames, _END)
+        # Only a normal end (or a stop) gets here; an exception goes to _guard first.
+        if live:
+            self._latest.close()
+        else:
+            self._put(self._frames, _END)
 
     def _take_batch(self) -> tuple[list[Frame], bool]:
         """Up to ``batch_size`` frames: waits for the first, takes the others only if they are
@@ -380,29 +386,27 @@ class Pipeline:
 
     def _worker(self) -> None:
         ended = False
-        try:
-            while not self._stop.is_set() and not ended:
-                if not self._resume.is_set():
-                    self._resume.wait(POLL_S)
-                    continue
-                batch, ended = self._take_batch()
-                if not batch:
-                    continue
-                detections = self.detector.detect([f.image for f in batch])
-                done = time.monotonic()
-                per_frame = _divide(self.detector.last_times, len(batch))
-                counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
-                for i, (frame, det) in enumerate(zip(batch, detections)):
-                    proposals = counts[i] if i < len(counts) else 0
-                    result = Result(frame, det, per_frame, proposals, done, len(batch))
-                    if not self._put(self._results, result):
-                        return
-                    self._processed += 1
-                    self._proposals = proposals
-                    self._stages.add(per_frame.as_dict())
-        finally:
-            if not self._stop.is_set():
-                self._put(self._results, _END)
+        while not self._stop.is_set() and not ended:
+            if not self._resume.is_set():
+                self._resume.wait(POLL_S)
+                continue
+            batch, ended = self._take_batch()
+            if not batch:
+                continue
+            detections = self.detector.detect([f.image for f in batch])
+            done = time.monotonic()
+            per_frame = _divide(self.detector.last_times, len(batch))
+            counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
+            for i, (frame, det) in enumerate(zip(batch, detections)):
+                proposals = counts[i] if i < len(counts) else 0
+                result = Result(frame, det, per_frame, proposals, done, len(batch))
+                if not self._put(self._results, result):
+                    return
+                self._processed += 1
+                self._proposals = proposals
+                self._stages.add(per_frame.as_dict())
+        if not self._stop.is_set():  # a normal end: tell the sink thread
+            self._put(self._results, _END)
 
     def _sink_loop(self) -> None:
         try:
@@ -414,6 +418,9 @@ class Pipeline:
                 if item is _END:
                     break
                 self._deliver(item)
+        except BaseException as exc:
+            self._record_error(exc)  # before on_finish runs below
+            raise
         finally:
             self._close_sinks()
             self._finished_at_end()

@@ -1,0 +1,53 @@
+"""The fps meter counts intervals, not ticks, over a sliding window; the summary names every count."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.stats import FpsMeter, PipelineStats, StageAverages
+
+
+def test_fps_is_intervals_over_time_not_ticks():
+    meter = FpsMeter(window_s=2.0)
+    for i in range(11):  # 11 ticks 0.1 s apart: 10 intervals in 1 s
+        meter.tick(i * 0.1)
+    assert meter.fps() == pytest.approx(10.0)  # (n - 1) / span, not n / span = 11
+
+
+def test_window_slides_and_one_slow_frame_does_not_dominate():
+    meter = FpsMeter(window_s=1.0)
+    t = 0.0
+    for _ in range(30):
+        t += 1 / 30
+        meter.tick(t)
+    t += 0.2  # one slow frame
+    meter.tick(t)
+    assert 20 < meter.fps() < 30  # 1/last-interval would say 5
+    for _ in range(60):  # two seconds at 10 fps push the old ticks out of the window
+        t += 0.1
+        meter.tick(t)
+    assert meter.fps() == pytest.approx(10.0)
+
+
+def test_stalled_stream_reads_none():
+    meter = FpsMeter(window_s=1.0)
+    meter.tick(0.0)
+    assert meter.fps() is None  # one tick is no rate
+    meter.tick(0.5)
+    assert meter.fps(now=0.6) == pytest.approx(2.0)
+    assert meter.fps(now=5.0) is None
+
+
+def test_stage_averages():
+    avg = StageAverages(recent=2)
+    for backbone in (10.0, 20.0, 30.0):
+        avg.add({"backbone": backbone, "total": backbone})
+    assert avg.recent()["backbone"] == pytest.approx(25.0)
+    assert avg.mean()["backbone"] == pytest.approx(20.0)
+
+
+def test_summary_names_every_count():
+    text = PipelineStats(frames_read=12, frames_processed=11, frames_written=10, frames_dropped=2, bad_frames=1,
+                         mean_fps=9.5, mean_stage_ms={"backbone": 40.0}, elapsed_s=1.2, mean_latency_ms=80).summary()
+    assert "12 read, 11 processed, 10 written, 2 dropped, 1 bad" in text
+    assert "9.50 fps" in text and "backbone 40.0" in text and "80 ms" in text
