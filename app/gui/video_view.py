@@ -23,7 +23,7 @@ def class_color(class_id: int) -> QColor:
 
 
 def draw_detections(painter: QPainter, detections: Detections, scale: float = 1.0,
-                    offset: QPointF | None = None, font_px: float = 13.0) -> None:
+                    offset: QPointF | None = None, font_px: float = 13.0, bounds: QRectF | None = None) -> None:
     """Draw boxes with "class score" labels.
 
     Args:
@@ -31,6 +31,8 @@ def draw_detections(painter: QPainter, detections: Detections, scale: float = 1.
         detections: boxes in frame pixels (x1, y1, x2, y2).
         scale, offset: frame pixels → target pixels (``target = frame * scale + offset``).
         font_px: label height in target pixels.
+        bounds: the frame's area on the target; labels stay inside it (above a box when there is
+            room, else inside the box's top). None = from y 0.
     """
     if not len(detections):
         return
@@ -44,6 +46,7 @@ def draw_detections(painter: QPainter, detections: Detections, scale: float = 1.
     names = detections.class_names
     # Draw low scores first so that the confident boxes end up on top.
     order = detections.scores.argsort()
+    top_limit = bounds.top() if bounds is not None else 0.0
     for i in order:
         x1, y1, x2, y2 = (float(v) for v in detections.boxes[i])
         rect = QRectF(x1 * scale + offset.x(), y1 * scale + offset.y(), (x2 - x1) * scale, (y2 - y1) * scale)
@@ -53,7 +56,7 @@ def draw_detections(painter: QPainter, detections: Detections, scale: float = 1.
         painter.drawRect(rect)
         label = f"{names[int(detections.class_ids[i])]} {float(detections.scores[i]):.2f}"
         text_w, text_h = metrics.horizontalAdvance(label) + 6, metrics.height() + 2
-        top = rect.top() - text_h if rect.top() - text_h >= 0 else rect.top()
+        top = rect.top() - text_h if rect.top() - text_h >= top_limit else rect.top()
         label_rect = QRectF(rect.left() - pen_width / 2, top, text_w, text_h)
         painter.fillRect(label_rect, color.darker(160))
         painter.setPen(QColor(255, 255, 255))
@@ -71,6 +74,8 @@ class VideoView(QWidget):
         self._image: QImage | None = None
         self._detections: Detections | None = None
         self._placeholder = "No video — open a file or a camera from the File menu"
+        self._paused = False
+        self._recording = False
         self.frames_shown = 0
 
     # ------------------------------------------------------------------ state
@@ -86,6 +91,14 @@ class VideoView(QWidget):
         self._image = image
         self._detections = detections
         self.frames_shown += 1
+        self.update()
+
+    def set_paused(self, on: bool) -> None:
+        self._paused = bool(on)
+        self.update()
+
+    def set_recording(self, on: bool) -> None:
+        self._recording = bool(on)
         self.update()
 
     def clear(self, placeholder: str | None = None) -> None:
@@ -124,8 +137,33 @@ class VideoView(QWidget):
         if self._detections is not None:
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             scale = target.width() / self._image.width()
-            draw_detections(painter, self._detections, scale, target.topLeft(), font_px=max(11.0, min(15.0, 13.0 * scale)))
+            painter.save()
+            painter.setClipRect(target)  # boxes and labels never spill into the letterbox
+            draw_detections(painter, self._detections, scale, target.topLeft(),
+                            font_px=max(11.0, min(15.0, 13.0 * scale)), bounds=target)
+            painter.restore()
+        self._draw_badges(painter, target)
         painter.end()
+
+    def _draw_badges(self, painter: QPainter, target: QRectF) -> None:
+        """"PAUSED" and "● REC" in the frame's top corners (window only, never in screenshots)."""
+        font = QFont(self.font())
+        font.setPixelSize(13)
+        font.setBold(True)
+        painter.setFont(font)
+        metrics = QFontMetricsF(font)
+        for on, text, color, right in ((self._paused, "❚❚ PAUSED", QColor(45, 108, 223), False),
+                                       (self._recording, "● REC", QColor(192, 57, 43), True)):
+            if not on:
+                continue
+            w, h = metrics.horizontalAdvance(text) + 16, metrics.height() + 8
+            x = target.right() - w - 10 if right else target.left() + 10
+            badge = QRectF(x, target.top() + 10, w, h)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(color)
+            painter.drawRoundedRect(badge, 4, 4)
+            painter.setPen(QColor(255, 255, 255))
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
 
     def annotated_image(self) -> QImage | None:
         """The current frame at its own resolution with the detections drawn (a copy)."""

@@ -1,0 +1,292 @@
+"""The one object that drives the pipeline for the window, on its own QThread.
+
+Everything that can block — opening a camera or URL (seconds), stopping a pipeline (waits for a
+``detect`` call), finalising a recording (flushes the encoder), and even a knob change (the
+detector's lock is held for a whole ``detect``) — happens here, never on the GUI thread. The window
+talks to the controller only through queued signals and hears back through signals (Qt for Python's
+worker-object pattern); it never holds the pipeline.
+
+Frames take a separate, faster path: the pipeline's sink thread pushes each result into the
+``FrameBridge``, which keeps only the newest one for the GUI.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from PyQt6.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal, pyqtSlot
+
+from app.config import PipelineConfig
+from app.gui.bridge import FrameBridge
+from app.pipeline import Pipeline
+from app.sinks import CallbackSink
+from app.sources import open_source
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_MS = 250
+STOP_TIMEOUT_S = 30.0  # a stop waits for a running detect call (seconds on a CPU) and the encoder flush
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line shown in the window."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    from app.errors import UserError
+    from detector.config import ConfigError
+
+    if isinstance(exc, (UserError, ConfigError)) and first:
+        return first
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class PipelineController(QObject):
+    """Owns the detector's knobs and the running pipeline; lives on ``thread``.
+
+    Requests (emit from the GUI thread; they run on the controller's thread, in order):
+        open_requested(PipelineConfig), stop_requested(), pause_requested(bool),
+        record_requested(str path, bool overwrite), stop_record_requested(), shutdown_requested().
+    Knobs: ``set_knob(name, value)`` from any thread — only the newest value of each knob is applied.
+
+    Reports (to the GUI thread, queued):
+        opened(dict): the source started — name, kind, size, rate, total_frames, notes.
+        stats_ready(PipelineStats): a snapshot, 4 × a second while a pipeline exists.
+        finished(str): the run ended; the text says how ("" when it simply reached its end).
+        error(str): one line to show; the window stays usable.
+        recording(str, bool): (path, on) — a recording started, or was finalised.
+        paused(bool), knobs_applied(dict), stopped().
+    """
+
+    open_requested = pyqtSignal(object)
+    stop_requested = pyqtSignal()
+    pause_requested = pyqtSignal(bool)
+    record_requested = pyqtSignal(str, bool)
+    stop_record_requested = pyqtSignal()
+    shutdown_requested = pyqtSignal()
+
+    opened = pyqtSignal(dict)
+    stats_ready = pyqtSignal(object)
+    finished = pyqtSignal(str)
+    error = pyqtSignal(str)
+    recording = pyqtSignal(str, bool)
+    paused = pyqtSignal(bool)
+    knobs_applied = pyqtSignal(dict)
+    stopped = pyqtSignal()
+    shut_down = pyqtSignal()
+
+    _knobs_pending = pyqtSignal()
+    _pipeline_done = pyqtSignal(int, object)
+
+    KNOBS = ("proposals", "score_threshold", "classes", "precision")
+
+    def __init__(self, detector, bridge: FrameBridge) -> None:
+        super().__init__()
+        self.detector = detector
+        self.bridge = bridge
+        self.pipeline: Pipeline | None = None
+        self._generation = 0
+        self._paused = False
+        self._knob_lock = threading.Lock()
+        self._knobs: dict[str, object] = {}
+        self._knob_event_pending = False
+        self._timer: QTimer | None = None
+        queued = Qt.ConnectionType.QueuedConnection
+        self.open_requested.connect(self._open, queued)
+        self.stop_requested.connect(self._stop_pipeline, queued)
+        self.pause_requested.connect(self._pause, queued)
+        self.record_requested.connect(self._start_recording, queued)
+        self.stop_record_requested.connect(self._stop_recording, queued)
+        self.shutdown_requested.connect(self._shutdown, queued)
+        self._knobs_pending.connect(self._apply_knobs, queued)
+        self._pipeline_done.connect(self._on_pipeline_done, queued)
+
+    # ------------------------------------------------------------------ any thread
+    def set_knob(self, name: str, value) -> None:
+        """Ask for a knob change; coalesced, so a dragged slider never builds a backlog."""
+        if name not in self.KNOBS:
+            raise ValueError(f"knob {name!r} is unknown; expected one of {', '.join(self.KNOBS)}")
+        with self._knob_lock:
+            self._knobs[name] = value
+            notify = not self._knob_event_pending
+            self._knob_event_pending = True
+        if notify:
+            self._knobs_pending.emit()
+
+    # ------------------------------------------------------------------ controller thread
+    @pyqtSlot()
+    def _apply_knobs(self) -> None:
+        with self._knob_lock:
+            knobs, self._knobs, self._knob_event_pending = self._knobs, {}, False
+        applied: dict[str, object] = {}
+        for name, value in knobs.items():
+            try:
+                if name == "proposals":
+                    self.detector.set_proposal_count(int(value))
+                elif name == "score_threshold":
+                    self.detector.set_score_threshold(float(value))
+                elif name == "classes":
+                    self.detector.set_classes(tuple(value))
+                elif name == "precision":
+                    note = self.detector.set_precision(str(value))
+                    if note:
+                        self.error.emit(note)
+                    value = self.detector.precision
+                applied[name] = value
+            except Exception as exc:  # a refused value is shown; the other knobs still apply
+                self.error.emit(f"{name}: {one_line(exc)}")
+        if applied:
+            self.knobs_applied.emit(applied)
+
+    @pyqtSlot(object)
+    def _open(self, config: PipelineConfig) -> None:
+        self._stop_pipeline()
+        try:
+            source = open_source(config)
+        except Exception as exc:
+            self.error.emit(one_line(exc))
+            return
+        self._generation += 1
+        generation = self._generation
+        try:
+            pipeline = Pipeline(config, self.detector, source,
+                                on_finish=lambda err, g=generation: self._pipeline_done.emit(g, err))
+            pipeline.add_sink(CallbackSink(lambda result, _annotated: self.bridge.push(result), needs_image=False))
+            if self._paused:
+                pipeline.pause()
+            pipeline.start()
+        except Exception as exc:
+            source.close()
+            self.error.emit(one_line(exc))
+            return
+        self.pipeline = pipeline
+        self.opened.emit({
+            "name": source.name or config.source,
+            "kind": config.source_kind,
+            "rate": float(source.rate) if source.rate else None,
+            "total_frames": source.total_frames,
+            "notes": list(getattr(source, "notes", [])),
+            "config": config,
+        })
+        if pipeline.record_sink is not None:
+            self.recording.emit(str(pipeline.record_sink.path), True)
+        self._ensure_timer()
+        self._emit_stats()
+
+    @pyqtSlot()
+    def _stop_pipeline(self) -> None:
+        pipeline, self.pipeline = self.pipeline, None
+        if pipeline is None:
+            return
+        self._generation += 1  # its finish report is stale from now on
+        recording = pipeline.record_sink.path if pipeline.record_sink is not None else None
+        try:
+            pipeline.stop(timeout=STOP_TIMEOUT_S)
+        except Exception as exc:
+            self.error.emit(one_line(exc))
+        if pipeline.error is not None:
+            self.error.emit(one_line(pipeline.error))
+        if recording is not None:
+            self.recording.emit(str(recording), False)
+        self.stats_ready.emit(pipeline.stats())
+        self.stopped.emit()
+
+    @pyqtSlot(int, object)
+    def _on_pipeline_done(self, generation: int, error: object) -> None:
+        """The pipeline reached its end (or failed) by itself."""
+        if generation != self._generation or self.pipeline is None:
+            return
+        pipeline, self.pipeline = self.pipeline, None
+        recording = pipeline.record_sink.path if pipeline.record_sink is not None else None
+        try:
+            pipeline.stop(timeout=STOP_TIMEOUT_S)  # joins the threads; the sinks are closed already
+        except Exception as exc:
+            error = error or exc
+        error = error or pipeline.error
+        if recording is not None:
+            self.recording.emit(str(recording), False)
+        stats = pipeline.stats()
+        self.stats_ready.emit(stats)
+        if error is not None:
+            self.error.emit(one_line(error))
+            self.finished.emit(f"stopped by an error after {stats.frames_written} frames")
+        else:
+            self.finished.emit(f"end of {pipeline.source.name or 'source'}: {stats.frames_written} frames")
+
+    @pyqtSlot(bool)
+    def _pause(self, on: bool) -> None:
+        self._paused = bool(on)
+        if self.pipeline is not None:
+            self.pipeline.pause() if on else self.pipeline.resume()
+        self.paused.emit(self._paused)
+
+    @pyqtSlot(str, bool)
+    def _start_recording(self, path: str, overwrite: bool) -> None:
+        if self.pipeline is None or self.pipeline.finished:
+            self.error.emit("nothing is playing: open a video, camera or stream before recording")
+            self.recording.emit(path, False)
+            return
+        try:
+            sink = self.pipeline.start_recording(path, overwrite=overwrite)
+        except Exception as exc:
+            self.error.emit(one_line(exc))
+            self.recording.emit(path, False)
+            return
+        self.recording.emit(str(sink.path), True)
+
+    @pyqtSlot()
+    def _stop_recording(self) -> None:
+        if self.pipeline is None:
+            return
+        try:
+            path = self.pipeline.stop_recording()
+        except Exception as exc:
+            self.error.emit(f"the recording could not be finalised: {one_line(exc)}")
+            return
+        if path is not None:
+            self.recording.emit(str(path), False)
+
+    @pyqtSlot()
+    def _shutdown(self) -> None:
+        """Stop the pipeline (finalising a recording), then end this thread's event loop."""
+        if self._timer is not None:
+            self._timer.stop()
+        self._stop_pipeline()
+        self.shut_down.emit()
+        QThread.currentThread().quit()
+
+    def _ensure_timer(self) -> None:
+        if self._timer is None:  # created here so that it lives on this thread
+            self._timer = QTimer(self)
+            self._timer.setInterval(STATS_INTERVAL_MS)
+            self._timer.timeout.connect(self._emit_stats)
+        self._timer.start()
+
+    @pyqtSlot()
+    def _emit_stats(self) -> None:
+        if self.pipeline is not None:
+            self.stats_ready.emit(self.pipeline.stats())
+
+
+def start_controller(detector, bridge: FrameBridge) -> tuple[PipelineController, QThread]:
+    """A controller on a new, started QThread named ``gui-control``."""
+    thread = QThread()
+    thread.setObjectName("gui-control")
+    controller = PipelineController(detector, bridge)
+    controller.moveToThread(thread)
+    thread.start()
+    return controller, thread
+
+
+def default_output_name(folder: Path, stem: str, suffix: str, now: float | None = None) -> Path:
+    """``folder/stem-YYYYmmdd-HHMMSS.suffix``, with -2, -3… when that name is taken."""
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    path = folder / f"{stem}-{stamp}{suffix}"
+    n = 2
+    while path.exists():
+        path = folder / f"{stem}-{stamp}-{n}{suffix}"
+        n += 1
+    return path

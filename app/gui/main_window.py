@@ -1,0 +1,581 @@
+"""The main window: live video with detections, performance against 30/60 fps, live controls.
+
+Threads: the GUI thread owns every widget. The pipeline's threads push results into a
+``FrameBridge`` (newest frame only) and a ``PipelineController`` on its own QThread does every
+blocking pipeline call; both talk to the window by queued signals. Closing the window stops the
+pipeline, finalises a recording and ends the controller's thread before ``closeEvent`` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PyQt6.QtCore import QSize, Qt, QTimer
+from PyQt6.QtGui import QAction, QColor, QKeySequence, QPalette
+from PyQt6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.config import PipelineConfig
+from app.gui.bridge import FrameBridge, rgb_to_qimage
+from app.gui.controller import STOP_TIMEOUT_S, default_output_name, one_line, start_controller
+from app.gui.fps_meter import FpsMeter, RollingMean
+from app.gui.video_view import VideoView
+from app.gui.widgets import ClassChecklist, FpsGauge, ProposalControl, StageBar, ThresholdControl
+from app.stats import PipelineStats
+from detector.detections import valid_names
+
+log = logging.getLogger(__name__)
+
+VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.m4v *.avi *.webm *.mpg *.mpeg *.ts *.flv *.wmv);;All files (*)"
+PANEL_WIDTH = 330
+
+
+def available_precisions(device: torch.device) -> list[str]:
+    """The precisions worth offering on ``device`` (fp16 has no fast kernels on the CPU)."""
+    if device.type == "cuda":
+        return ["fp32", "fp16", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+    return ["fp32", "bf16"]
+
+
+class Banner(QFrame):
+    """A coloured one-line message over the video, with a close button."""
+
+    def __init__(self, kind: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName(f"banner-{kind}")
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()
+
+    @property
+    def text(self) -> str:
+        return self.label.text()
+
+
+class MainWindow(QMainWindow):
+    """The detector's live window.
+
+    Args:
+        detector: a built ``detector.Detector``; its knobs are driven live.
+        output_dir: where the default recording and screenshot names go (default: the current folder).
+        pace_files: play files and image folders at their own frame rate (like a player) rather
+            than as fast as the detector allows.
+    """
+
+    def __init__(self, detector, *, output_dir: str | Path | None = None, pace_files: bool = True) -> None:
+        super().__init__()
+        self.detector = detector
+        self.output_dir = Path(output_dir) if output_dir is not None else Path.cwd()
+        self.pace_files = pace_files
+        self.config: PipelineConfig | None = None
+        self.recording_path: Path | None = None
+        self.last_screenshot: Path | None = None
+        self.is_paused = False
+        self.is_running = False
+        self.frames_displayed = 0
+        self.last_result = None
+        self.last_stats: PipelineStats | None = None
+        self._closed = False
+
+        self.meter = FpsMeter(window_s=1.0)
+        self.latency = RollingMean(30)
+        self.bridge = FrameBridge(self)
+        self.controller, self.control_thread = start_controller(detector, self.bridge)
+
+        self.setWindowTitle("Faster R-CNN — live detection")
+        self.resize(1180, 720)
+        self._build_ui()
+        self._build_actions()
+        self._connect()
+        self._show_detector_state()
+
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(200)
+        self._status_timer.timeout.connect(self._refresh_fps)
+        self._status_timer.start()
+
+    # ================================================================== layout
+    def _build_ui(self) -> None:
+        self.view = VideoView()
+        self.warning_banner = Banner("warning")
+        self.error_banner = Banner("error")
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.warning_banner)
+        column.addWidget(self.error_banner)
+        column.addWidget(self.view, 1)
+
+        panel = QWidget()
+        panel.setObjectName("panel")
+        side = QVBoxLayout(panel)
+        side.setContentsMargins(10, 10, 10, 10)
+        side.setSpacing(10)
+
+        # --- performance
+        perf = QGroupBox("Performance")
+        perf_layout = QVBoxLayout(perf)
+        self.fps_gauge = FpsGauge()
+        self.stage_bar = StageBar()
+        self.detector_fps_label = QLabel("detector: -- fps")
+        self.latency_label = QLabel("capture → display: -- ms")
+        self.dropped_label = QLabel("dropped: 0")
+        self.progress_label = QLabel("frame --")
+        for label in (self.detector_fps_label, self.latency_label, self.dropped_label, self.progress_label):
+            label.setObjectName("stat")
+        perf_layout.addWidget(self.fps_gauge)
+        perf_layout.addWidget(self.detector_fps_label)
+        perf_layout.addWidget(self.latency_label)
+        perf_layout.addWidget(self.dropped_label)
+        perf_layout.addWidget(self.progress_label)
+        perf_layout.addWidget(self.stage_bar)
+
+        # --- detector knobs
+        knobs = QGroupBox("Detector")
+        form = QFormLayout(knobs)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.proposal_control = ProposalControl(self.detector.proposal_count)
+        self.threshold_control = ThresholdControl(self.detector.score_threshold)
+        self.precision_combo = QComboBox()
+        precisions = available_precisions(self.detector.device)
+        self.precision_combo.addItems(precisions)
+        if self.detector.precision not in precisions:
+            self.precision_combo.addItem(self.detector.precision)
+        self.precision_combo.setCurrentText(self.detector.precision)
+        self.precision_combo.setToolTip(f"compute precision on {self.detector.device.type} (autocast; weights stay fp32)")
+        if not hasattr(self.detector, "set_precision"):
+            self.precision_combo.setEnabled(False)
+        self.proposals_seen = QLabel("")
+        self.proposals_seen.setObjectName("muted")
+        form.addRow("Proposals", self.proposal_control)
+        form.addRow("", self.proposals_seen)
+        form.addRow("Score ≥", self.threshold_control)
+        form.addRow("Precision", self.precision_combo)
+
+        classes = QGroupBox("Classes")
+        classes_layout = QVBoxLayout(classes)
+        self.class_list = ClassChecklist(valid_names(self.detector.class_names), self.detector.classes)
+        classes_layout.addWidget(self.class_list)
+
+        # --- actions
+        buttons = QHBoxLayout()
+        self.pause_button = QPushButton("Pause")
+        self.record_button = QPushButton("● Record")
+        self.record_button.setObjectName("record")
+        self.screenshot_button = QPushButton("Screenshot")
+        for b in (self.pause_button, self.record_button):
+            b.setCheckable(True)
+        for b in (self.pause_button, self.record_button, self.screenshot_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            buttons.addWidget(b)
+
+        side.addWidget(perf)
+        side.addWidget(knobs)
+        side.addWidget(classes, 1)
+        side.addLayout(buttons)
+
+        scroll = QScrollArea()
+        scroll.setWidget(panel)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFixedWidth(PANEL_WIDTH)
+        scroll.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+
+        root = QWidget()
+        row = QHBoxLayout(root)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(central, 1)
+        row.addWidget(scroll)
+        self.setCentralWidget(root)
+
+        self.source_label = QLabel("no source")
+        self.model_label = QLabel(self._model_text())
+        self.statusBar().addWidget(self.source_label, 1)
+        self.statusBar().addPermanentWidget(self.model_label)
+
+    def _model_text(self) -> str:
+        info = getattr(self.detector, "info", None)
+        name = getattr(info, "name", "model")
+        trained = "" if getattr(info, "trained", True) else " (untrained)"
+        return f"{name}{trained} · {self.detector.device.type} · {self.detector.precision}"
+
+    def _build_actions(self) -> None:
+        def action(text: str, slot, shortcuts=(), checkable: bool = False, tip: str = "") -> QAction:
+            act = QAction(text, self)
+            if shortcuts:
+                act.setShortcuts([QKeySequence(s) for s in shortcuts])
+            act.setCheckable(checkable)
+            if tip:
+                act.setStatusTip(tip)
+            act.triggered.connect(slot)
+            self.addAction(act)  # shortcuts work while the menu is closed
+            return act
+
+        self.open_file_action = action("Open &video…", self.choose_video, ["Ctrl+O"], tip="open a video file")
+        self.open_images_action = action("Open &image folder…", self.choose_images, tip="open a folder of images")
+        self.open_camera_action = action("Open &camera…", self.choose_camera, ["Ctrl+K"], tip="open a camera by index")
+        self.open_url_action = action("Open stream &URL…", self.choose_url, ["Ctrl+U"], tip="open an rtsp:// or http:// stream")
+        self.restart_action = action("&Restart source", self.restart, ["F5"], tip="play the current source again")
+        self.pause_action = action("&Pause", self.toggle_pause, ["Space"], checkable=True)
+        self.record_action = action("&Record", self.toggle_recording, ["R"], checkable=True,
+                                    tip="record the annotated video to a timestamped file")
+        self.record_to_action = action("Record &to…", self.choose_recording, ["Ctrl+Shift+R"])
+        self.screenshot_action = action("&Screenshot", self.take_screenshot, ["S"])
+        self.quit_action = action("&Quit", self.close, ["Q", "Esc"])
+        self.shortcuts_action = action("&Keyboard shortcuts", self.show_shortcuts, ["F1"])
+
+        menu = self.menuBar().addMenu("&File")
+        for act in (self.open_file_action, self.open_images_action, self.open_camera_action, self.open_url_action,
+                    self.restart_action):
+            menu.addAction(act)
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+        menu = self.menuBar().addMenu("&Playback")
+        for act in (self.pause_action, self.record_action, self.record_to_action, self.screenshot_action):
+            menu.addAction(act)
+        menu = self.menuBar().addMenu("&Help")
+        menu.addAction(self.shortcuts_action)
+
+    def _connect(self) -> None:
+        queued = Qt.ConnectionType.QueuedConnection
+        self.bridge.frame_available.connect(self._show_newest_frame, queued)
+        c = self.controller
+        c.opened.connect(self._on_opened, queued)
+        c.stats_ready.connect(self._on_stats, queued)
+        c.finished.connect(self._on_finished, queued)
+        c.error.connect(self.show_error, queued)
+        c.recording.connect(self._on_recording, queued)
+        c.paused.connect(self._on_paused, queued)
+        c.knobs_applied.connect(self._on_knobs_applied, queued)
+
+        self.proposal_control.value_changed.connect(lambda n: self.controller.set_knob("proposals", n))
+        self.threshold_control.value_changed.connect(lambda x: self.controller.set_knob("score_threshold", x))
+        self.class_list.classes_changed.connect(lambda names: self.controller.set_knob("classes", names))
+        self.precision_combo.currentTextChanged.connect(lambda p: self.controller.set_knob("precision", p))
+        self.pause_button.clicked.connect(lambda on: self.set_paused(on))
+        self.record_button.clicked.connect(lambda _on: self.toggle_recording())
+        self.screenshot_button.clicked.connect(self.take_screenshot)
+
+    def _show_detector_state(self) -> None:
+        notes = [n for n in getattr(self.detector, "notes", []) if n]
+        if notes:
+            self.warning_banner.show_message("⚠ " + "\n⚠ ".join(notes))
+
+    # ================================================================== sources
+    def open_source(self, config: PipelineConfig) -> None:
+        """Stop what is playing and play ``config``'s source (the controller opens it off the GUI thread)."""
+        if self.pace_files and config.source_kind in ("video", "images") and not config.realtime:
+            config = config.with_(realtime=True)
+        self.config = config
+        self.error_banner.hide()
+        self.meter.reset()
+        self.latency.reset()
+        self.source_label.setText(f"opening {config.source_kind} {config.source} …")
+        self.controller.open_requested.emit(config)
+
+    def _menu_config(self, kind: str, source: str) -> PipelineConfig | None:
+        """A config for a source chosen in the window: the run's settings without its outputs."""
+        base = self.config or PipelineConfig(source_kind=kind, source=source)
+        try:
+            return base.with_(source_kind=kind, source=source, record=None, export=None, policy="auto")
+        except Exception as exc:
+            self.show_error(one_line(exc))
+            return None
+
+    def choose_video(self) -> None:
+        start = str(Path(self.config.source).parent) if self.config and self.config.source_kind == "video" else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a video", start, VIDEO_FILTER)
+        if path and (config := self._menu_config("video", path)):
+            self.open_source(config)
+
+    def choose_images(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of images")
+        if path and (config := self._menu_config("images", path)):
+            self.open_source(config)
+
+    def choose_camera(self) -> None:
+        index, ok = QInputDialog.getInt(self, "Open a camera", "Camera index (0 = the first camera):", 0, 0, 63)
+        if ok and (config := self._menu_config("camera", str(index))):
+            self.open_source(config)
+
+    def choose_url(self) -> None:
+        url, ok = QInputDialog.getText(self, "Open a stream", "Stream URL (rtsp://…, http://…):")
+        if ok and url.strip() and (config := self._menu_config("url", url.strip())):
+            self.open_source(config)
+
+    def restart(self) -> None:
+        if self.config is not None:
+            self.open_source(self.config.with_(record=None, export=None))
+
+    # ================================================================== controls
+    def set_paused(self, on: bool) -> None:
+        self.controller.pause_requested.emit(bool(on))
+
+    def toggle_pause(self) -> None:
+        self.set_paused(not self.is_paused)
+
+    def toggle_recording(self) -> None:
+        """R: stop the running recording, or start one under a default timestamped name."""
+        if self.recording_path is not None:
+            self.controller.stop_record_requested.emit()
+        else:
+            self.start_recording(default_output_name(self.output_dir, "recording", ".mp4"))
+        self._sync_record_controls()  # until the controller confirms
+
+    def choose_recording(self) -> None:
+        suggestion = str(default_output_name(self.output_dir, "recording", ".mp4"))
+        path, _ = QFileDialog.getSaveFileName(self, "Record to", suggestion, "MP4 video (*.mp4);;Matroska (*.mkv)")
+        if path:
+            if self.recording_path is not None:
+                self.controller.stop_record_requested.emit()
+            self.start_recording(Path(path), overwrite=True)  # the dialog asked about overwriting
+
+    def start_recording(self, path: Path, overwrite: bool = False) -> None:
+        self.controller.record_requested.emit(str(path), overwrite)
+
+    def take_screenshot(self, path: str | Path | None = None) -> Path | None:
+        """Save the current frame with its boxes at the frame's own resolution (PNG)."""
+        image = self.view.annotated_image()
+        if image is None:
+            self.show_error("no frame to save yet")
+            return None
+        target = Path(path) if path else default_output_name(self.output_dir, "screenshot", ".png")
+        if not image.save(str(target)):
+            self.show_error(f"the screenshot could not be written to {target}")
+            return None
+        self.last_screenshot = target
+        self.statusBar().showMessage(f"screenshot saved: {target}", 5000)
+        return target
+
+    def show_error(self, message: str) -> None:
+        log.warning("%s", message)
+        self.error_banner.show_message(message)
+
+    def show_shortcuts(self) -> None:
+        QMessageBox.information(
+            self, "Keyboard shortcuts",
+            "Space  pause / resume\nR  record on / off\nS  screenshot\nCtrl+O  open a video\n"
+            "Ctrl+K  open a camera\nCtrl+U  open a stream\nF5  restart the source\nQ, Esc  quit",
+        )
+
+    # ================================================================== reports from the controller
+    def _show_newest_frame(self) -> None:
+        result = self.bridge.take()
+        if result is None or self._closed:
+            return
+        now = time.monotonic()
+        self.view.set_frame(rgb_to_qimage(result.frame.image), result.detections)
+        self.last_result = result
+        self.frames_displayed += 1
+        self.meter.tick(now)
+        self.latency.add(now - result.frame.captured)
+
+    def _on_opened(self, info: dict) -> None:
+        self.is_running = True
+        rate = f" · {info['rate']:.3g} fps" if info.get("rate") else ""
+        total = f" · {info['total_frames']} frames" if info.get("total_frames") else ""
+        self.source_label.setText(f"{info['kind']}: {info['name']}{rate}{total}")
+        self.setWindowTitle(f"{Path(str(info['name'])).name} — Faster R-CNN live detection")
+        if info.get("notes"):
+            self.statusBar().showMessage("; ".join(info["notes"]), 8000)
+
+    def _on_finished(self, text: str) -> None:
+        self.is_running = False
+        self.statusBar().showMessage(text + " — F5 plays it again", 0)
+
+    def _on_recording(self, path: str, on: bool) -> None:
+        if on:
+            self.recording_path = Path(path)
+            self.statusBar().showMessage(f"recording to {path}", 5000)
+        else:
+            if self.recording_path is not None and Path(path) == self.recording_path:
+                saved = Path(path).exists()  # the recorder opens its file with the first frame
+                self.statusBar().showMessage(f"recording saved: {path}" if saved else
+                                             "recording stopped before any frame arrived: no file written", 8000)
+            self.recording_path = None
+        self._sync_record_controls()
+
+    def _sync_record_controls(self) -> None:
+        on = self.recording_path is not None
+        for widget in (self.record_button, self.record_action):
+            widget.blockSignals(True)
+            widget.setChecked(on)
+            widget.blockSignals(False)
+        self.record_button.setText("■ Stop recording" if on else "● Record")
+        self.view.set_recording(on)
+
+    def _on_paused(self, on: bool) -> None:
+        self.is_paused = on
+        for widget in (self.pause_button, self.pause_action):
+            widget.blockSignals(True)
+            widget.setChecked(on)
+            widget.blockSignals(False)
+        self.pause_button.setText("Resume" if on else "Pause")
+        self.view.set_paused(on)
+
+    def _on_knobs_applied(self, knobs: dict) -> None:
+        if "precision" in knobs:
+            self.model_label.setText(self._model_text())
+            self.precision_combo.blockSignals(True)
+            self.precision_combo.setCurrentText(str(knobs["precision"]))
+            self.precision_combo.blockSignals(False)
+
+    def _on_stats(self, stats: PipelineStats) -> None:
+        self.last_stats = stats
+        ms = stats.stage_ms or {}
+        if ms:
+            self.stage_bar.set_times(ms.get("backbone", 0.0), ms.get("rpn", 0.0), ms.get("roi_heads", 0.0),
+                                     ms.get("preprocess", 0.0) + ms.get("postprocess", 0.0))
+        fps = f"{stats.fps:.1f}" if stats.fps else "--"
+        self.detector_fps_label.setText(f"detector: {fps} fps · mean {stats.mean_fps or 0:.1f}")
+        self.dropped_label.setText(
+            f"dropped: {stats.frames_dropped} stale · {self.bridge.replaced} not shown · {stats.bad_frames} bad"
+        )
+        total = f" / {stats.total_frames}" if stats.total_frames else ""
+        state = " (paused)" if stats.paused else (" (finished)" if stats.finished else "")
+        self.progress_label.setText(f"frame {stats.frames_written}{total}{state}")
+        if stats.proposals:
+            self.proposals_seen.setText(f"RPN kept {stats.proposals} on the last frame")
+
+    def _refresh_fps(self) -> None:
+        now = time.monotonic()
+        self.fps_gauge.set_fps(self.meter.fps(now))
+        latency = f"{self.latency.mean * 1e3:.0f}" if len(self.latency) else "--"
+        self.latency_label.setText(f"capture → display: {latency} ms")
+
+    # ================================================================== shutdown
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self, timeout_s: float = STOP_TIMEOUT_S + 5) -> bool:
+        """Stop the pipeline (finalising a recording) and the controller's thread; True when all ended."""
+        if self._closed:
+            return True
+        self._closed = True
+        self._status_timer.stop()
+        self.controller.shutdown_requested.emit()
+        done = self.control_thread.wait(int(timeout_s * 1000))
+        if not done:
+            log.warning("the pipeline did not stop within %.0f s", timeout_s)
+        return done
+
+    def sizeHint(self) -> QSize:
+        return QSize(1180, 720)
+
+
+# ====================================================================== styling
+STYLE_SHEET = """
+QMainWindow, #panel { background: #1e2127; }
+QGroupBox { color: #e6e8ec; font-weight: 600; border: 1px solid #3a3e46; border-radius: 6px;
+            margin-top: 14px; padding: 10px 8px 8px 8px; }
+QGroupBox::title { subcontrol-origin: margin; left: 10px; padding: 0 4px; }
+QLabel { color: #e6e8ec; }
+QLabel#stat { color: #c8ccd4; }
+QLabel#muted { color: #969ca6; font-size: 11px; }
+#banner-warning { background: #5c4a0f; border-bottom: 1px solid #8a6d12; }
+#banner-warning QLabel { color: #ffe08a; }
+#banner-error { background: #5e1f1b; border-bottom: 1px solid #92302a; }
+#banner-error QLabel { color: #ffd2cc; }
+QPushButton { background: #2c3038; color: #e6e8ec; border: 1px solid #444a55; border-radius: 4px; padding: 5px 8px; }
+QPushButton:hover { background: #353a44; }
+QPushButton:checked { background: #2d6cdf; border-color: #2d6cdf; }
+QPushButton#record:checked { background: #c0392b; border-color: #c0392b; }
+QStatusBar { background: #181a1f; color: #aab0ba; }
+QStatusBar QLabel { color: #aab0ba; padding: 0 6px; }
+"""
+
+
+def apply_theme(app: QApplication) -> None:
+    """Fusion with a dark palette: video reads best on dark surroundings."""
+    app.setStyle("Fusion")
+    palette = QPalette()
+    for role, color in (
+        (QPalette.ColorRole.Window, "#1e2127"), (QPalette.ColorRole.WindowText, "#e6e8ec"),
+        (QPalette.ColorRole.Base, "#16181d"), (QPalette.ColorRole.AlternateBase, "#23262d"),
+        (QPalette.ColorRole.Text, "#e6e8ec"), (QPalette.ColorRole.Button, "#2c3038"),
+        (QPalette.ColorRole.ButtonText, "#e6e8ec"), (QPalette.ColorRole.Highlight, "#2d6cdf"),
+        (QPalette.ColorRole.HighlightedText, "#ffffff"), (QPalette.ColorRole.ToolTipBase, "#2c3038"),
+        (QPalette.ColorRole.ToolTipText, "#e6e8ec"), (QPalette.ColorRole.PlaceholderText, "#7c828c"),
+    ):
+        palette.setColor(role, QColor(color))
+    app.setPalette(palette)
+    app.setStyleSheet(STYLE_SHEET)
+
+
+# ====================================================================== entry point
+def run_gui(pipeline_config: PipelineConfig, detector_config) -> int:
+    """Open the window on ``pipeline_config``'s source with a detector built from ``detector_config``.
+
+    Builds the detector first (a bad model or device raises here, before any window, as a one-line
+    error for the CLI), then runs Qt's event loop until the window closes. Ctrl-C in the terminal
+    closes the window the same way. Returns the exit status: 0, or 130 after Ctrl-C.
+    """
+    from detector.detector import Detector
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("frcnn-video")
+    apply_theme(app)
+    detector = Detector(detector_config)
+    output_dir = Path(pipeline_config.record).parent if pipeline_config.record else None
+    window = MainWindow(detector, output_dir=output_dir)
+    window.show()
+    window.open_source(pipeline_config)
+
+    interrupted = []
+
+    def on_sigint(*_args) -> None:
+        interrupted.append(True)
+        window.close()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    # Python runs signal handlers only between bytecodes: wake the interpreter while Qt's loop runs.
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    try:
+        status = app.exec()
+    finally:
+        wake.stop()
+        signal.signal(signal.SIGINT, previous)
+        window.shutdown()
+    return 130 if interrupted else int(status)

@@ -1,0 +1,212 @@
+"""The window on a real clip with a real detector, offscreen: frames, boxes, live knobs, recording,
+errors, shortcuts, and a clean shutdown."""
+
+from __future__ import annotations
+
+import threading
+
+import av
+import numpy as np
+import pytest
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import QApplication
+
+from app.config import PipelineConfig
+from app.gui.bridge import qimage_to_array
+from app.gui.main_window import MainWindow, run_gui
+from app.gui.widgets import proposals_to_position
+
+WAIT_MS = 30_000  # generous: 2 slow CI cores; the waits end as soon as the condition holds
+
+
+def live_threads() -> set[threading.Thread]:
+    """Python threads that are running. Qt's own threads show up as ``_DummyThread`` objects,
+    which never report an end; the controller's QThread is checked with ``isFinished`` instead."""
+    return {t for t in threading.enumerate() if t.is_alive() and not isinstance(t, threading._DummyThread)}
+
+
+@pytest.fixture
+def window(qtbot, gui_detector, tmp_path):
+    win = MainWindow(gui_detector, output_dir=tmp_path, pace_files=False)
+    qtbot.addWidget(win)
+    win.resize(1000, 640)
+    win.show()
+    yield win
+    win.close()
+
+
+def play(window: MainWindow, clip, **changes) -> None:
+    window.open_source(PipelineConfig(source_kind="video", source=str(clip), **changes))
+
+
+def test_frames_arrive_and_boxes_are_drawn(qtbot, window, clip10):
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 2, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.last_stats is not None and window.last_stats.finished, timeout=WAIT_MS)
+    assert window.frames_displayed >= 2
+    assert window.last_stats.frames_written == 10  # every frame of the file went through
+    dets = window.view.detections
+    assert dets is not None and len(dets) > 0
+
+    with_boxes = qimage_to_array(window.view.grab().toImage())
+    window.view.set_frame(window.view.image, dets[:0])  # the same frame without its boxes
+    without = qimage_to_array(window.view.grab().toImage())
+    differs = np.abs(with_boxes.astype(int) - without).sum(axis=2) > 30
+    # The top box's left edge, in window pixels: the overlay changed the pixels there.
+    rect = window.view.image_rect()
+    scale = rect.width() / window.view.image.width()
+    best = int(dets.scores.argmax())
+    x1, y1, x2, y2 = dets.boxes[best]
+    x = int(round(rect.left() + x1 * scale))
+    ys = slice(int(rect.top() + (y1 + (y2 - y1) * 0.4) * scale), int(rect.top() + (y1 + (y2 - y1) * 0.6) * scale) + 1)
+    assert differs[ys, max(0, x - 2) : x + 3].any(), "no box edge where the detector put a box"
+    assert not differs[: int(rect.top())].any(), "pixels changed outside the frame"
+
+    assert "frame 10 / 10" in window.progress_label.text()
+    assert window.fps_gauge.fps >= 0 and "capture → display" in window.latency_label.text()
+
+
+def test_proposal_slider_changes_the_detector_live(qtbot, window, gui_detector, clip10):
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_Space)  # pause: the file waits where it is
+    qtbot.waitUntil(lambda: window.is_paused, timeout=WAIT_MS)
+    assert gui_detector.proposal_count == 300
+
+    window.proposal_control.slider.setValue(proposals_to_position(50))
+    qtbot.waitUntil(lambda: gui_detector.proposal_count == 50, timeout=WAIT_MS)
+    assert window.proposal_control.spin.value() == 50
+
+    shown = window.frames_displayed
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.frames_displayed > shown + 1, timeout=WAIT_MS)
+    assert 0 < window.last_result.proposals <= 50  # the RPN kept what the slider says
+
+    qtbot.mouseClick(window.proposal_control.preset_buttons[1000], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: gui_detector.proposal_count == 1000, timeout=WAIT_MS)
+
+
+def test_threshold_classes_and_precision_knobs(qtbot, window, gui_detector):
+    window.threshold_control.spin.setValue(0.35)
+    window.class_list.set_checked(["person", "car"])
+    window.precision_combo.setCurrentText("bf16")
+    qtbot.waitUntil(lambda: gui_detector.precision == "bf16", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: gui_detector.score_threshold == pytest.approx(0.35), timeout=WAIT_MS)
+    assert gui_detector.classes == ("person", "car")
+    qtbot.waitUntil(lambda: "bf16" in window.model_label.text(), timeout=WAIT_MS)
+    window.precision_combo.setCurrentText("fp32")
+    qtbot.waitUntil(lambda: gui_detector.precision == "fp32", timeout=WAIT_MS)
+
+
+def test_untrained_weights_warning_is_shown(window):
+    assert window.warning_banner.isVisible()
+    assert "UNTRAINED" in window.warning_banner.text
+
+
+def test_record_toggle_writes_a_playable_file(qtbot, window, clip10, tmp_path):
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    window.set_paused(True)
+    qtbot.waitUntil(lambda: window.is_paused, timeout=WAIT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: window.recording_path is not None, timeout=WAIT_MS)
+    path = window.recording_path
+    assert path.parent == tmp_path and path.name.startswith("recording-") and path.suffix == ".mp4"
+    assert window.record_button.isChecked()
+
+    shown = window.frames_displayed
+    window.set_paused(False)
+    qtbot.waitUntil(lambda: window.frames_displayed >= shown + 3, timeout=WAIT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_R)  # stop: the recording is finalised now, mid-run
+    qtbot.waitUntil(lambda: window.recording_path is None, timeout=WAIT_MS)
+    assert not window.record_button.isChecked()
+
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) >= 2
+    assert frames[0].shape == (576, 768, 3)
+
+
+def test_closing_stops_every_thread_and_finalises_the_recording(qtbot, gui_detector, clip10, tmp_path):
+    before = live_threads()
+    win = MainWindow(gui_detector, output_dir=tmp_path, pace_files=True)  # paced: still running at close
+    qtbot.addWidget(win)
+    win.show()
+    play(win, clip10)
+    qtbot.waitUntil(lambda: win.frames_displayed >= 1, timeout=WAIT_MS)
+    win.start_recording(tmp_path / "at-close.mp4")
+    qtbot.waitUntil(lambda: win.recording_path is not None, timeout=WAIT_MS)
+    shown = win.frames_displayed
+    qtbot.waitUntil(lambda: win.frames_displayed >= shown + 2, timeout=WAIT_MS)  # frames went into the file
+    assert any(t.name.startswith("pipeline-") for t in live_threads())
+    assert win.last_stats is None or not win.last_stats.finished
+
+    qtbot.keyClick(win, Qt.Key.Key_Q)  # Q quits: closing stops the pipeline before it returns
+    assert not win.isVisible()
+    assert win.control_thread.isFinished()
+    assert live_threads() <= before, f"threads left: {sorted(t.name for t in live_threads() - before)}"
+    with av.open(str(tmp_path / "at-close.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) >= 1
+
+
+def test_errors_show_in_the_window_and_it_stays_usable(qtbot, window, clip10, tmp_path):
+    missing = tmp_path / "missing.mp4"
+    play(window, missing)
+    qtbot.waitUntil(lambda: window.error_banner.isVisible(), timeout=WAIT_MS)
+    assert "missing.mp4" in window.error_banner.text
+
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    play(window, text)  # opening hides the old error; the new one replaces it
+    qtbot.waitUntil(lambda: window.error_banner.isVisible() and "notes.mp4" in window.error_banner.text,
+                    timeout=WAIT_MS)
+
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    assert not window.error_banner.isVisible()
+
+
+def test_screenshot_saves_the_annotated_frame(qtbot, window, clip10, tmp_path):
+    assert window.take_screenshot() is None and window.error_banner.isVisible()  # nothing to save yet
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_S)
+    assert window.last_screenshot is not None and window.last_screenshot.exists()
+    with av.open(str(window.last_screenshot)) as container:
+        image = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert image.shape == (576, 768, 3)
+
+
+def test_shortcuts_are_the_documented_ones(window):
+    def keys(action):
+        return {s.toString() for s in action.shortcuts()}
+
+    assert keys(window.pause_action) == {"Space"}
+    assert keys(window.record_action) == {"R"}
+    assert keys(window.quit_action) == {"Q", "Esc"}
+
+
+def test_run_gui_opens_plays_and_returns(qtbot, clip10):
+    from PyQt6.QtCore import QTimer
+
+    from detector.config import DetectorConfig
+
+    seen = {}
+
+    def close_when_playing():
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if windows and windows[0].frames_displayed >= 2:
+            seen["frames"] = windows[0].frames_displayed
+            windows[0].close()
+            QApplication.instance().quit()
+        else:
+            QTimer.singleShot(50, close_when_playing)
+
+    QTimer.singleShot(50, close_when_playing)
+    status = run_gui(
+        PipelineConfig(source_kind="video", source=str(clip10)),
+        DetectorConfig(model="paper", weights="random", backbone="resnet18", min_size=128, max_size=160,
+                       device="cpu", score_threshold=0.0),
+    )
+    assert status == 0
+    assert seen["frames"] >= 2
