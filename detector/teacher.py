@@ -22,6 +22,10 @@ from detector.detections import Detections
 
 BACKGROUND = "__background__"
 COLOR_ORDERS = ("rgb", "bgr")
+# Darknet's coco.names spells six classes the VOC way; use COCO's (and torchvision's) names so that
+# teacher labels, the student and COCO JSON agree.
+DARKNET_TO_COCO = {"motorbike": "motorcycle", "aeroplane": "airplane", "sofa": "couch",
+                   "pottedplant": "potted plant", "diningtable": "dining table", "tvmonitor": "tv"}
 
 
 class TeacherError(RuntimeError):
@@ -62,7 +66,7 @@ class YoloTeacher:
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.color = color
-        coco = [line.strip() for line in Path(names).read_text().splitlines() if line.strip()]
+        coco = [DARKNET_TO_COCO.get(n, n) for n in (line.strip() for line in Path(names).read_text().splitlines()) if n]
         self.class_names: tuple[str, ...] = (BACKGROUND, *coco)
         with tempfile.TemporaryDirectory() as tmp:
             patched = Path(tmp) / "yolov3-tiny.cfg"

@@ -1,0 +1,170 @@
+"""``autolabel``: run the YOLOv3-tiny teacher over a video, an image folder or one image → COCO JSON.
+
+Frames of a video are written as JPEG files next to the JSON (``<out stem>_images/``), so that the
+JSON is an ordinary COCO dataset that ``train`` and ``eval`` read. Teacher boxes scoring at least
+``--label-score`` become annotations; boxes between ``--min-score`` and ``--label-score`` are kept as
+``iscrowd=1`` "ignore" regions (evaluation neither rewards nor punishes detections there; training
+drops them), so that uncertain teacher boxes do not teach the student wrong background.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.errors import UserError
+
+DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+DEFAULT_TEACHER_DIR = Path(".cache") / "darknet"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def iter_video(path: Path, start: int = 0, end: int | None = None, every: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, RGB uint8 [H, W, 3]) of frames ``start <= i < end`` with ``i % every == 0``,
+    decoded by PyAV in file order. A file PyAV cannot open raises ``UserError``."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise UserError(f"cannot open video {path}: {exc}") from None
+    with container:
+        if not container.streams.video:
+            raise UserError(f"{path} has no video stream")
+        for index, frame in enumerate(container.decode(video=0)):
+            if end is not None and index >= end:
+                break
+            if index >= start and (index - start) % every == 0:
+                yield index, frame.to_ndarray(format="rgb24")
+
+
+def iter_images(paths: Sequence[Path]) -> Iterator[tuple[int, np.ndarray]]:
+    """(position, RGB uint8 [H, W, 3]) of image files; an unreadable file raises ``UserError``."""
+    for index, path in enumerate(paths):
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise UserError(f"cannot read image {path} (not an image, or corrupt)")
+        yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def coco_categories(classes: Sequence[str]) -> list[dict]:
+    return [{"id": i, "name": name, "supercategory": "object"} for i, name in enumerate(classes, 1)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run.py autolabel", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("source", help="a video file, a folder of images, or one image")
+    p.add_argument("--out", required=True, help="COCO JSON to write")
+    p.add_argument("--teacher-dir", default=str(DEFAULT_TEACHER_DIR),
+                   help="folder with yolov3-tiny.cfg, yolov3-tiny.weights and coco.names (make model fetches them)")
+    p.add_argument("--sizes", default="416,608", help="teacher input sizes, merged by per-class NMS")
+    p.add_argument("--classes", default=",".join(DEFAULT_CLASSES), help="COCO class names to label (comma-separated)")
+    p.add_argument("--min-score", type=float, default=0.25, help="teacher boxes below this are dropped")
+    p.add_argument("--label-score", type=float, default=0.4,
+                   help="boxes from --min-score up to this are marked iscrowd=1 (ignore); above it they are labels")
+    p.add_argument("--start", type=int, default=0, help="first frame index (videos)")
+    p.add_argument("--end", type=int, default=None, help="stop before this frame index (videos)")
+    p.add_argument("--every", type=int, default=1, help="label every n-th frame (videos)")
+    p.add_argument("--images-dir", default=None, help="where video frames are written (default: <out stem>_images)")
+    return p
+
+
+def _parse_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--sizes {text!r} must be comma-separated integers, e.g. 416,608") from None
+    if not sizes or any(s < 32 or s % 32 for s in sizes):
+        raise UserError(f"--sizes {text!r}: every size must be a multiple of 32 (e.g. 416,608)")
+    return sizes
+
+
+def autolabel(source: Path, out: Path, teacher, classes: Sequence[str], min_score: float, label_score: float,
+              start: int = 0, end: int | None = None, every: int = 1, images_dir: Path | None = None) -> dict:
+    """Label ``source`` with ``teacher`` (a ``detector.teacher.YoloTeacher`` with color="rgb") and
+    write the COCO JSON ``out``; returns the dataset dict. Boxes are COCO [x, y, w, h] in pixels."""
+    unknown = sorted(set(classes) - set(teacher.class_names[1:]))
+    if unknown:
+        raise UserError(f"--classes: {', '.join(unknown)} not among the teacher's COCO names")
+    out = out.resolve()
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UserError(f"{source} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        frames, names = iter_images(files), [str(f.resolve()) for f in files]
+    elif source.suffix.lower() in IMAGE_SUFFIXES:
+        frames, names = iter_images([source]), [str(source.resolve())]
+    else:
+        frames, names = iter_video(source, start, end, every), None
+        images_dir = (images_dir or out.with_name(out.stem + "_images")).resolve()
+        images_dir.mkdir(parents=True, exist_ok=True)
+    category = {name: i for i, name in enumerate(classes, 1)}
+    images: list[dict] = []
+    annotations: list[dict] = []
+    for index, rgb in frames:
+        if names is None:
+            path = images_dir / f"frame_{index:06d}.jpg"
+            cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            file_name = str(path.relative_to(out.parent)) if path.is_relative_to(out.parent) else str(path)
+        else:
+            file_name = names[index]
+        image_id = len(images) + 1
+        images.append({"id": image_id, "file_name": file_name, "width": int(rgb.shape[1]),
+                       "height": int(rgb.shape[0]), "frame_index": int(index)})
+        det = teacher.detect_one(rgb).filter(min_score, list(classes))
+        for box, score, name in zip(det.boxes, det.scores, det.labels):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": category[name],
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "area": round((x2 - x1) * (y2 - y1), 2), "iscrowd": int(score < label_score),
+                "score": round(float(score), 4),
+            })
+    if not images:
+        raise UserError(f"{source} gave no frames (start {start}, end {end}, every {every})")
+    dataset = {
+        "info": {"description": f"teacher labels of {source.name}", "teacher": "YOLOv3-tiny (cv2.dnn, patched cfg)",
+                 "sizes": list(teacher.sizes), "min_score": min_score, "label_score": label_score},
+        "images": images, "annotations": annotations, "categories": coco_categories(classes),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dataset))
+    return dataset
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from detector.teacher import TeacherError, YoloTeacher
+
+        source = Path(args.source)
+        if not source.exists():
+            raise UserError(f"source {source} does not exist")
+        if not 0.0 <= args.min_score <= args.label_score <= 1.0:
+            raise UserError(f"need 0 ≤ --min-score ({args.min_score}) ≤ --label-score ({args.label_score}) ≤ 1")
+        if args.every < 1 or args.start < 0 or (args.end is not None and args.end <= args.start):
+            raise UserError(f"bad frame range: --start {args.start} --end {args.end} --every {args.every}")
+        classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+        if not classes:
+            raise UserError("--classes is empty")
+        try:
+            teacher = YoloTeacher.from_directory(args.teacher_dir, sizes=_parse_sizes(args.sizes),
+                                                 score_threshold=args.min_score, color="rgb")
+        except TeacherError as exc:
+            raise UserError(str(exc)) from None
+        data = autolabel(source, Path(args.out), teacher, classes, args.min_score, args.label_score,
+                         args.start, args.end, args.every, Path(args.images_dir) if args.images_dir else None)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    labels = sum(1 for a in data["annotations"] if not a["iscrowd"])
+    print(f"{args.out}: {len(data['images'])} images, {labels} boxes, "
+          f"{len(data['annotations']) - labels} ignore regions")
+    return 0

@@ -1,0 +1,123 @@
+"""COCO AP of detections against a COCO-format ground truth, computed by pycocotools (never our own AP).
+
+Predictions are matched to the ground truth's categories by class name, so a model with any label
+map (COCO's 91, or our 7) can be scored on any COCO JSON. Ground-truth boxes marked ``iscrowd=1``
+(the autolabeller's uncertain teacher boxes) are "ignore" regions: a detection on them is neither a
+true nor a false positive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from detector.detections import Detections
+
+
+def load_coco(source: str | Path | dict) -> COCO:
+    """A pycocotools ``COCO`` from a JSON file or an already loaded dict (quietly)."""
+    coco = COCO()
+    if isinstance(source, dict):
+        dataset = source
+    else:
+        import json
+
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"COCO JSON {path} does not exist")
+        try:
+            dataset = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    for key in ("images", "annotations", "categories"):
+        if key not in dataset:
+            raise ValueError(f"COCO JSON has no {key!r} list (keys: {', '.join(dataset)})")
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def detections_to_results(coco: COCO, predictions: Mapping[int, Detections]) -> list[dict]:
+    """COCO result rows ({image_id, category_id, bbox [x, y, w, h], score}) for the categories of
+    ``coco``; detections of classes the ground truth does not have are dropped."""
+    category_by_name = {c["name"]: c["id"] for c in coco.loadCats(coco.getCatIds())}
+    rows: list[dict] = []
+    for image_id, det in predictions.items():
+        if image_id not in coco.imgs:
+            raise KeyError(f"prediction for image id {image_id}, which the ground truth does not have")
+        for box, score, name in zip(det.boxes, det.scores, det.labels):
+            if name not in category_by_name:
+                continue
+            x1, y1, x2, y2 = (float(v) for v in box)
+            rows.append({"image_id": int(image_id), "category_id": category_by_name[name],
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+    return rows
+
+
+def evaluate(coco: COCO, predictions: Mapping[int, Detections]) -> dict:
+    """COCO box AP of ``predictions`` (image id → Detections in that image's pixels) on ``coco``.
+
+    Images of the ground truth without an entry in ``predictions`` count as having no detections.
+    Returns {"AP", "AP50", "AP75", "per_class_AP50": {name: AP50}, "per_class_AP": {...},
+    "images", "detections"}; a class without ground truth is left out of the per-class tables.
+    """
+    names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    rows = detections_to_results(coco, predictions)
+    present = sorted({a["category_id"] for a in coco.dataset["annotations"] if not a.get("iscrowd", 0)})
+    empty = {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "per_class_AP50": {names[c]: 0.0 for c in present},
+             "per_class_AP": {names[c]: 0.0 for c in present}, "images": len(coco.imgs), "detections": 0}
+    if not rows or not present:
+        return empty
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = coco.loadRes(rows)
+        ev = COCOeval(coco, results, iouType="bbox")
+        ev.params.imgIds = sorted(coco.imgs)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]
+    precision = ev.eval["precision"]
+    cat_index = {c: k for k, c in enumerate(ev.params.catIds)}
+
+    def class_ap(cat: int, iou_index: slice | int) -> float:
+        p = precision[iou_index, :, cat_index[cat], 0, -1]
+        p = p[p > -1]
+        return float(p.mean()) if p.size else 0.0
+
+    return {
+        "AP": max(float(ev.stats[0]), 0.0),
+        "AP50": max(float(ev.stats[1]), 0.0),
+        "AP75": max(float(ev.stats[2]), 0.0),
+        "per_class_AP50": {names[c]: class_ap(c, 0) for c in present},
+        "per_class_AP": {names[c]: class_ap(c, slice(None)) for c in present},
+        "images": len(coco.imgs),
+        "detections": len(rows),
+    }
+
+
+def ground_truth_as_detections(coco: COCO, class_names: tuple[str, ...]) -> dict[int, Detections]:
+    """The ground truth itself as score-1 detections (non-crowd boxes) — a sanity reference (AP 1.0)."""
+    index = {n: i for i, n in enumerate(class_names)}
+    names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    out: dict[int, Detections] = {}
+    for image_id in coco.imgs:
+        anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0) and names[a["category_id"]] in index]
+        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                          for a in anns], np.float32).reshape(-1, 4)
+        ids = np.array([index[names[a["category_id"]]] for a in anns], np.int64)
+        out[image_id] = Detections(boxes, np.ones(len(anns), np.float32), ids, class_names)
+    return out
+
+
+def format_metrics(metrics: dict) -> str:
+    """One line: AP / AP50 / AP75 and the per-class AP50."""
+    per_class = ", ".join(f"{k} {v:.3f}" for k, v in metrics["per_class_AP50"].items())
+    return (f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}"
+            f"  (AP50 per class: {per_class or 'none'})")
