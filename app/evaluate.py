@@ -1,0 +1,107 @@
+"""``eval``: COCO AP / AP50 / AP75 (and AP50 per class) of a model — or of the teacher — on a COCO JSON.
+
+The model is any the product can load (``--model``/``--weights`` as for running it); ``--teacher-sizes``
+scores the YOLOv3-tiny teacher instead, so that the student can be put next to it. AP is computed by
+pycocotools; detections of classes the JSON does not have are ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+
+from app.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run.py eval", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="COCO JSON with the ground truth (file_name relative to it)")
+    p.add_argument("--model", default="default", help="model name (default = the bundled checkpoint)")
+    p.add_argument("--weights", default="default", help="'default', 'torchvision', or a weights/checkpoint file")
+    p.add_argument("--proposals", type=int, default=300, help="RPN proposals per image after NMS")
+    p.add_argument("--score-threshold", type=float, default=0.05, help="detections below are dropped (low for AP)")
+    p.add_argument("--min-size", type=int, default=None, help="test short side (default: the model's)")
+    p.add_argument("--max-size", type=int, default=None, help="test long-side limit (default: the model's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--teacher-sizes", default=None,
+                   help="score the YOLOv3-tiny teacher at these sizes (e.g. 608 or 416,608) instead of a model")
+    p.add_argument("--teacher-dir", default=str(Path(".cache") / "darknet"), help="the teacher's Darknet files")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        metrics = run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from detector.evaluate import format_metrics
+
+    print(f"{args.data}: {format_metrics(metrics)}  [{metrics['images']} images, {metrics['seconds']:.1f} s]")
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=1))
+    return 0
+
+
+def run(args) -> dict:
+    from detector.evaluate import evaluate, load_coco
+
+    path = Path(args.data)
+    if not path.is_file():
+        raise UserError(f"--data {path} does not exist")
+    try:
+        coco = load_coco(path)
+    except ValueError as exc:
+        raise UserError(f"--data {path}: {exc}") from None
+    detect = _teacher(args) if args.teacher_sizes else _model(args)
+    predictions = {}
+    started = time.perf_counter()
+    for image_id, info in sorted(coco.imgs.items()):
+        file = Path(info["file_name"])
+        file = file if file.is_absolute() else path.parent / file
+        bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise UserError(f"image {file} (id {image_id}) of {path} cannot be read")
+        predictions[image_id] = detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    seconds = time.perf_counter() - started
+    metrics = evaluate(coco, predictions)
+    metrics["seconds"] = seconds
+    return metrics
+
+
+def _model(args):
+    from detector.config import ConfigError, DetectorConfig
+    from detector.detector import Detector
+    from detector.weights import WeightsError
+
+    try:
+        config = DetectorConfig(model=args.model, weights=args.weights, device=args.device, precision="fp32",
+                                proposals=args.proposals, score_threshold=args.score_threshold,
+                                min_size=args.min_size, max_size=args.max_size)
+        detector = Detector(config)
+    except (ConfigError, WeightsError) as exc:
+        raise UserError(str(exc)) from None
+    for note in detector.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return lambda rgb: detector.detect([rgb], timing=False)[0]
+
+
+def _teacher(args):
+    from detector.teacher import TeacherError, YoloTeacher
+
+    try:
+        sizes = tuple(int(s) for s in args.teacher_sizes.split(",") if s.strip())
+        teacher = YoloTeacher.from_directory(args.teacher_dir, sizes=sizes, score_threshold=args.score_threshold,
+                                             color="rgb")
+    except (TeacherError, ValueError) as exc:
+        raise UserError(f"teacher: {exc}") from None
+    return teacher.detect_one

@@ -1,0 +1,195 @@
+"""``train``: train or fine-tune a Faster R-CNN on COCO-format data (see ``detector.train``).
+
+A new ``paper`` model is described by --backbone / --anchor-sizes / ...; ``--init CHECKPOINT`` fine-tunes
+one of our checkpoints instead (its architecture is kept; a different class list gets a new predictor).
+Every epoch writes ``OUT/last.pt`` (our checkpoint format, fp32), ``OUT/resume.pt`` (model, optimizer
+and epoch, for ``--resume``) and ``OUT/history.json``; the evaluation on --val is printed each epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.errors import UserError
+
+BACKBONE_WEIGHT_KWARG = {"yolov3_tiny": "darknet_weights", "mobilenet_v2": "imagenet_weights"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run.py train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train", required=True, help="COCO JSON of the training images")
+    p.add_argument("--val", action="append", default=[], metavar="NAME=JSON",
+                   help="COCO JSON evaluated after every epoch (repeatable; NAME= is optional)")
+    p.add_argument("--out", required=True, help="output folder (last.pt, resume.pt, history.json)")
+    arch = p.add_argument_group("a new paper model (ignored with --init)")
+    arch.add_argument("--backbone", default="yolov3_tiny", help="a backbone of detector.backbones")
+    arch.add_argument("--backbone-weights", default=None,
+                      help="initial backbone weights: yolov3-tiny.weights (Darknet) or a MobileNetV2 features state dict")
+    arch.add_argument("--anchor-sizes", default="16,32,64;128,256,512",
+                      help="anchor sizes in pixels, one comma list per backbone level separated by ';'")
+    arch.add_argument("--reduce-channels", type=int, default=128, help="width of the 1×1 reduction")
+    arch.add_argument("--representation-size", type=int, default=512, help="width of the two fc layers")
+    arch.add_argument("--min-size", type=int, default=480, help="test-time short side (px)")
+    arch.add_argument("--max-size", type=int, default=800, help="test-time long side limit (px)")
+    p.add_argument("--init", default=None, help="fine-tune this checkpoint instead of building a new model")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
+    opt = p.add_argument_group("optimisation (paper: SGD lr 0.001, momentum 0.9, weight decay 0.0005)")
+    opt.add_argument("--epochs", type=int, default=10)
+    opt.add_argument("--iters-per-epoch", type=int, default=None, help="default: one pass over the data")
+    opt.add_argument("--batch-size", type=int, default=2)
+    opt.add_argument("--lr", type=float, default=0.001)
+    opt.add_argument("--momentum", type=float, default=0.9)
+    opt.add_argument("--weight-decay", type=float, default=5e-4)
+    opt.add_argument("--warmup-iters", type=int, default=100)
+    opt.add_argument("--box-lambda", type=float, default=10.0, help="the paper's λ of the RPN box loss")
+    opt.add_argument("--scales", default="", help="training short sides for scale jitter, e.g. 448,544 (default: --min-size)")
+    opt.add_argument("--no-hflip", action="store_true", help="no random horizontal flips")
+    opt.add_argument("--no-cache", action="store_true", help="do not cache a frozen trunk's features")
+    opt.add_argument("--schedule", choices=("joint", "alternating"), default="joint",
+                     help="joint training, or the paper's 4-step alternating training")
+    opt.add_argument("--rpn-pre-nms-train", type=int, default=None, help="RPN boxes per level before NMS (paper 12000)")
+    opt.add_argument("--rpn-post-nms-train", type=int, default=None, help="RPN proposals after NMS (paper 2000)")
+    opt.add_argument("--time-limit", type=float, default=None, help="stop after the epoch that passes this many minutes")
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    return p
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{what} {text!r} must be comma-separated integers") from None
+
+
+def _val_sets(specs: Sequence[str]) -> list[tuple[str, Path]]:
+    out = []
+    for spec in specs:
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        path = Path(path)
+        out.append((name or path.stem, path))
+    return out
+
+
+def _build_model(args, class_names: tuple[str, ...]):
+    """(model, arch dict for the checkpoint, model class names)."""
+    import torch
+
+    from detector.builders import build_paper
+    from detector.weights import WeightsError, load_checkpoint, load_into
+
+    if args.init:
+        try:
+            ckpt = load_checkpoint(args.init)
+        except WeightsError as exc:
+            raise UserError(str(exc)) from None
+        if ckpt["model"] != "paper":
+            raise UserError(f"--init {args.init} is a {ckpt['model']!r} checkpoint; train fine-tunes 'paper' checkpoints")
+        arch, names = dict(ckpt["arch"]), tuple(ckpt["class_names"])
+        model = build_paper(num_classes=len(names), **arch)
+        load_into(model, ckpt["state_dict"], args.init)
+        if names != class_names:
+            from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+            width = model.roi_heads.box_predictor.cls_score.in_features
+            model.roi_heads.box_predictor = FastRCNNPredictor(width, len(class_names))
+            print(f"note: {args.init} has classes {list(names[1:])}; the data has {list(class_names[1:])}: new predictor",
+                  file=sys.stderr)
+        return model, arch, class_names
+    levels = [_ints(level, "--anchor-sizes") for level in args.anchor_sizes.split(";") if level.strip()]
+    arch = {"backbone": args.backbone, "anchor_sizes": [list(level) for level in levels],
+            "representation_size": args.representation_size, "reduce_channels": args.reduce_channels,
+            "min_size": args.min_size, "max_size": args.max_size}
+    backbone_kwargs = {}
+    if args.backbone_weights:
+        if args.backbone not in BACKBONE_WEIGHT_KWARG:
+            raise UserError(f"--backbone-weights is supported for {', '.join(BACKBONE_WEIGHT_KWARG)}, not {args.backbone!r}")
+        if not Path(args.backbone_weights).is_file():
+            raise UserError(f"--backbone-weights {args.backbone_weights} does not exist")
+        backbone_kwargs[BACKBONE_WEIGHT_KWARG[args.backbone]] = args.backbone_weights
+    torch.manual_seed(args.seed)
+    try:
+        # the backbone weights only initialise the model: the checkpoint's state dict carries them,
+        # so the saved arch does not name the file
+        model = build_paper(num_classes=len(class_names), **arch, backbone_kwargs=backbone_kwargs)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return model, arch, class_names
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    import torch
+
+    from detector.evaluate import format_metrics
+    from detector.train import CocoDetectionData, Trainer, TrainConfig, config_dict
+    from detector.weights import save_checkpoint
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for path in [args.train, *(p for _, p in _val_sets(args.val))]:
+        if not Path(path).is_file():
+            raise UserError(f"COCO JSON {path} does not exist")
+    try:
+        data = CocoDetectionData(args.train)
+    except ValueError as exc:
+        raise UserError(f"--train {args.train}: {exc}") from None
+    model, arch, class_names = _build_model(args, data.class_names)
+    val = [(name, CocoDetectionData(path, class_names)) for name, path in _val_sets(args.val)]
+    try:
+        config = TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+            weight_decay=args.weight_decay, warmup_iters=args.warmup_iters, box_lambda=args.box_lambda,
+            scales=_ints(args.scales, "--scales"), hflip=not args.no_hflip, cache_features=not args.no_cache,
+            schedule=args.schedule, seed=args.seed, iters_per_epoch=args.iters_per_epoch,
+            time_limit_s=args.time_limit * 60 if args.time_limit else None,
+            rpn_pre_nms_train=args.rpn_pre_nms_train, rpn_post_nms_train=args.rpn_post_nms_train,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start_epoch, optimizer_state, history = 0, None, []
+    if args.resume:
+        resume = out / "resume.pt"
+        if not resume.is_file():
+            raise UserError(f"--resume: {resume} does not exist")
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        start_epoch, optimizer_state = int(state["epoch"]), state["optimizer"]
+        history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
+        print(f"resuming after epoch {start_epoch}")
+    trainer = Trainer(model, data, config, val=val)
+    trainer.history = history
+    print(f"training {len(data)} images of {args.train}, classes {list(class_names[1:])}, "
+          f"{'cached frozen-trunk features' if trainer.cached else 'full forward'}, schedule {config.schedule}", flush=True)
+    started = time.time()
+
+    def on_epoch(tr: Trainer, record: dict) -> None:
+        optimizer = record.pop("optimizer")
+        for name, metrics in record.get("val", {}).items():
+            print(f"epoch {record['epoch']} {name}: {format_metrics(metrics)}", flush=True)
+        meta = {"train": config_dict(config), "train_data": str(args.train), "history": tr.history,
+                "init": args.init}
+        save_checkpoint(out / "last.pt", tr.model, model_name="paper", arch=arch, class_names=class_names,
+                        meta=meta, half=False)
+        torch.save({"model": tr.model.state_dict(), "optimizer": optimizer, "epoch": record["epoch"]}, out / "resume.pt")
+        (out / "history.json").write_text(json.dumps(tr.history, indent=1))
+
+    trainer.run(on_epoch, start_epoch=start_epoch, optimizer_state=optimizer_state)
+    print(f"done in {time.time() - started:.0f} s: {out / 'last.pt'}")
+    return 0
