@@ -142,6 +142,7 @@ class MainWindow(QMainWindow):
         column.addWidget(self.warning_banner)
         column.addWidget(self.error_banner)
         column.addWidget(self.view, 1)
+        column.addWidget(self._build_control_strip())
 
         panel = QWidget()
         panel.setObjectName("panel")
@@ -158,6 +159,9 @@ class MainWindow(QMainWindow):
         self.latency_label = QLabel("capture → display: -- ms")
         self.dropped_label = QLabel("dropped: 0")
         self.progress_label = QLabel("frame --")
+        self.dropped_label.setToolTip("stale: live frames replaced before the detector saw them\n"
+                                      "not shown: results replaced before the window could paint them\n"
+                                      "bad: frames the source could not decode")
         for label in (self.detector_fps_label, self.latency_label, self.dropped_label, self.progress_label):
             label.setObjectName("stat")
         perf_layout.addWidget(self.fps_gauge)
@@ -194,22 +198,9 @@ class MainWindow(QMainWindow):
         self.class_list = ClassChecklist(valid_names(self.detector.class_names), self.detector.classes)
         classes_layout.addWidget(self.class_list)
 
-        # --- actions
-        buttons = QHBoxLayout()
-        self.pause_button = QPushButton("Pause")
-        self.record_button = QPushButton("● Record")
-        self.record_button.setObjectName("record")
-        self.screenshot_button = QPushButton("Screenshot")
-        for b in (self.pause_button, self.record_button):
-            b.setCheckable(True)
-        for b in (self.pause_button, self.record_button, self.screenshot_button):
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            buttons.addWidget(b)
-
         side.addWidget(perf)
         side.addWidget(knobs)
         side.addWidget(classes, 1)
-        side.addLayout(buttons)
 
         scroll = QScrollArea()
         scroll.setWidget(panel)
@@ -231,6 +222,32 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel(self._model_text())
         self.statusBar().addWidget(self.source_label, 1)
         self.statusBar().addPermanentWidget(self.model_label)
+
+    def _build_control_strip(self) -> QWidget:
+        """Pause / record / screenshot under the video, like a player's transport bar."""
+        strip = QFrame()
+        strip.setObjectName("strip")
+        row = QHBoxLayout(strip)
+        row.setContentsMargins(8, 6, 8, 6)
+        self.open_button = QPushButton("Open…")
+        self.pause_button = QPushButton("❚❚ Pause")
+        self.record_button = QPushButton("● Record")
+        self.record_button.setObjectName("record")
+        self.screenshot_button = QPushButton("Screenshot")
+        for b in (self.pause_button, self.record_button):
+            b.setCheckable(True)
+        self.pause_button.setToolTip("pause / resume (Space)")
+        self.record_button.setToolTip("record the annotated video to a timestamped file (R)")
+        self.screenshot_button.setToolTip("save the current frame with its boxes as PNG (S)")
+        self.open_button.setToolTip("open a video file (Ctrl+O); cameras and streams are in the File menu")
+        for b in (self.open_button, self.pause_button, self.record_button, self.screenshot_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        row.addWidget(self.open_button)
+        row.addStretch(1)
+        row.addWidget(self.pause_button)
+        row.addWidget(self.record_button)
+        row.addWidget(self.screenshot_button)
+        return strip
 
     def _model_text(self) -> str:
         info = getattr(self.detector, "info", None)
@@ -293,7 +310,8 @@ class MainWindow(QMainWindow):
         self.precision_combo.currentTextChanged.connect(lambda p: self.controller.set_knob("precision", p))
         self.pause_button.clicked.connect(lambda on: self.set_paused(on))
         self.record_button.clicked.connect(lambda _on: self.toggle_recording())
-        self.screenshot_button.clicked.connect(self.take_screenshot)
+        self.screenshot_button.clicked.connect(lambda: self.take_screenshot())
+        self.open_button.clicked.connect(self.choose_video)
 
     def _show_detector_state(self) -> None:
         notes = [n for n in getattr(self.detector, "notes", []) if n]
@@ -304,7 +322,10 @@ class MainWindow(QMainWindow):
     def open_source(self, config: PipelineConfig) -> None:
         """Stop what is playing and play ``config``'s source (the controller opens it off the GUI thread)."""
         if self.pace_files and config.source_kind in ("video", "images") and not config.realtime:
-            config = config.with_(realtime=True)
+            # Play like a player: at the file's own rate, every frame, and a short queue so that a
+            # detector slower than the video does not pile up seconds of frames between reader and
+            # detector (the capture-to-display latency stays a couple of frame times).
+            config = config.with_(realtime=True, queue_size=min(config.queue_size, 2))
         self.config = config
         self.error_banner.hide()
         self.meter.reset()
@@ -449,7 +470,7 @@ class MainWindow(QMainWindow):
             widget.blockSignals(True)
             widget.setChecked(on)
             widget.blockSignals(False)
-        self.pause_button.setText("Resume" if on else "Pause")
+        self.pause_button.setText("▶ Resume" if on else "❚❚ Pause")
         self.view.set_paused(on)
 
     def _on_knobs_applied(self, knobs: dict) -> None:
@@ -520,6 +541,7 @@ QPushButton { background: #2c3038; color: #e6e8ec; border: 1px solid #444a55; bo
 QPushButton:hover { background: #353a44; }
 QPushButton:checked { background: #2d6cdf; border-color: #2d6cdf; }
 QPushButton#record:checked { background: #c0392b; border-color: #c0392b; }
+#strip { background: #181a1f; border-top: 1px solid #2c3038; }
 QStatusBar { background: #181a1f; color: #aab0ba; }
 QStatusBar QLabel { color: #aab0ba; padding: 0 6px; }
 """

@@ -142,7 +142,7 @@ class StageBar(QWidget):
         super().__init__(parent)
         self.budgets_ms = tuple(sorted(1000.0 / t for t in targets))
         self._ms = dict.fromkeys(self.STAGES, 0.0)
-        self.setMinimumHeight(58)
+        self.setMinimumHeight(72)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     @property
@@ -168,7 +168,7 @@ class StageBar(QWidget):
         return next(m * k for m in (1, 2, 5, 10) if m * k >= total)
 
     def sizeHint(self) -> QSize:
-        return QSize(260, 58)
+        return QSize(260, 72)
 
     def paintEvent(self, event) -> None:  # noqa: N802
         p = QPainter(self)
@@ -179,37 +179,37 @@ class StageBar(QWidget):
         p.setFont(small)
         p.setPen(TEXT)
         p.drawText(QRectF(0, 0, w, 16), Qt.AlignmentFlag.AlignLeft, f"detector {self.total:.1f} ms / frame")
-        track = QRectF(0, 19, w, 12)
+        if self.budgets_ms:
+            p.setPen(MUTED)
+            budgets = " · ".join(f"{b:.0f}" for b in sorted(self.budgets_ms, reverse=True))
+            p.drawText(QRectF(0, 0, w, 16), Qt.AlignmentFlag.AlignRight, f"┆ budgets {budgets} ms")
+        track = QRectF(0, 20, w, 12)
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(TRACK)
         p.drawRect(track)
         full = self.scale_max()
         x = track.left()
         for stage in self.STAGES:
-            seg = track.width() * self._ms[stage] / full
-            seg = min(seg, track.right() - x)
+            seg = min(track.width() * self._ms[stage] / full, track.right() - x)
             if seg > 0:
                 p.setBrush(STAGE_COLORS[stage])
                 p.drawRect(QRectF(x, track.top(), seg, track.height()))
                 x += seg
-        for budget in self.budgets_ms:
+        p.setPen(QPen(QColor(255, 255, 255, 210), 1.5, Qt.PenStyle.DashLine))
+        for budget in self.budgets_ms:  # the 30 and 60 fps frame budgets as dashed marks
             bx = track.left() + track.width() * budget / full
             if bx <= track.right():
-                p.setPen(QPen(QColor(255, 255, 255, 200), 1.5, Qt.PenStyle.DashLine))
-                p.drawLine(int(bx), int(track.top()) - 2, int(bx), int(track.bottom()) + 2)
-                p.setPen(MUTED)
-                p.drawText(QRectF(bx - 30, 2, 60, 14), Qt.AlignmentFlag.AlignCenter, f"{budget:.0f}")
-        # Legend: a coloured square and the milliseconds of each stage.
-        lx, ly = 0.0, track.bottom() + 6
-        for stage in self.STAGES:
-            text = f"{STAGE_LABELS[stage]} {self._ms[stage]:.1f}"
+                p.drawLine(int(bx), int(track.top()) - 3, int(bx), int(track.bottom()) + 3)
+        # Legend: two columns of a coloured square and the milliseconds of each stage.
+        col_w = w / 2
+        for i, stage in enumerate(self.STAGES):
+            lx, ly = (i % 2) * col_w, track.bottom() + 6 + (i // 2) * 16
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(STAGE_COLORS[stage])
             p.drawRect(QRectF(lx, ly + 3, 8, 8))
             p.setPen(TEXT)
-            tw = p.fontMetrics().horizontalAdvance(text)
-            p.drawText(QRectF(lx + 11, ly, tw + 4, 14), Qt.AlignmentFlag.AlignLeft, text)
-            lx += 11 + tw + 10
+            p.drawText(QRectF(lx + 12, ly, col_w - 14, 14), Qt.AlignmentFlag.AlignLeft,
+                       f"{STAGE_LABELS[stage]} {self._ms[stage]:.1f} ms")
         p.end()
 
 
@@ -345,7 +345,7 @@ class ClassChecklist(QWidget):
         self.filter_edit.setClearButtonEnabled(True)
         self.list = QListWidget()
         self.list.setUniformItemSizes(True)
-        self.list.setMinimumHeight(90)
+        self.list.setMinimumHeight(60)
         self.summary = QLabel()
         self.summary.setObjectName("muted")
         self.all_button, self.none_button = QPushButton("All"), QPushButton("None")
