@@ -112,8 +112,7 @@ class Detector:
         self.model = model.eval().to(self.device)
         if self.device.type == "cuda":
             self.model.backbone.to(memory_format=torch.channels_last)  # faster convs on tensor cores
-        if self.dtype != torch.float32:
-            _decode_in_fp32(self.model)
+        _decode_in_fp32(self.model)  # a no-op in fp32; ready for set_precision() to half
         self.class_names = tuple(class_names)
         self.info = info or ModelInfo(type(model).__name__, "given", True, {}, {})
         if self.info.warning:

@@ -130,6 +130,20 @@ def test_bf16_runs_on_cpu_under_autocast(small_frame):
     assert det.boxes[:, 2].max() <= small_frame.shape[1]
 
 
+def test_precision_changes_at_run_time_without_reloading(paper_detector, small_frame):
+    weights = paper_detector.model.roi_heads.box_head.fc6.weight
+    try:
+        assert paper_detector.set_precision("bf16") is None and paper_detector.precision == "bf16"
+        assert len(paper_detector.detect([small_frame])[0]) > 0
+        assert "fp16 is not supported on the CPU" in paper_detector.set_precision("fp16")
+        assert paper_detector.precision == "fp32"
+        with pytest.raises(ConfigError, match="precision 'fp8' is unknown"):
+            paper_detector.set_precision("fp8")
+    finally:
+        paper_detector.set_precision("fp32")
+    assert paper_detector.model.roi_heads.box_head.fc6.weight is weights
+
+
 def test_cuda_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
