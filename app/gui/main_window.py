@@ -120,6 +120,7 @@ class MainWindow(QMainWindow):
 
         self.setWindowTitle("Faster R-CNN — live detection")
         self.resize(1180, 720)
+        self.setAcceptDrops(True)  # drop a video file or an image folder on the window to play it
         self._build_ui()
         self._build_actions()
         self._connect()
@@ -307,6 +308,8 @@ class MainWindow(QMainWindow):
         self.proposal_control.value_changed.connect(lambda n: self.controller.set_knob("proposals", n))
         self.threshold_control.value_changed.connect(lambda x: self.controller.set_knob("score_threshold", x))
         self.class_list.classes_changed.connect(lambda names: self.controller.set_knob("classes", names))
+        self.threshold_control.value_changed.connect(lambda _x: self._refilter_shown())
+        self.class_list.classes_changed.connect(lambda _names: self._refilter_shown())
         self.precision_combo.currentTextChanged.connect(lambda p: self.controller.set_knob("precision", p))
         self.pause_button.clicked.connect(lambda on: self.set_paused(on))
         self.record_button.clicked.connect(lambda _on: self.toggle_recording())
@@ -407,6 +410,19 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"screenshot saved: {target}", 5000)
         return target
 
+    def _refilter_shown(self) -> None:
+        """Apply a stricter threshold or class filter to the frame on screen at once.
+
+        The detector applies the knobs from the next frame on; when paused, or when a frame takes
+        seconds, the shown boxes follow the controls now. (A looser setting cannot add boxes the
+        detector did not return; those come with the next frame.)
+        """
+        if self.last_result is None or self.view.image is None:
+            return
+        shown = self.last_result.detections.filter(min_score=self.threshold_control.value(),
+                                                   classes=self.class_list.selection() or None)
+        self.view.set_detections(shown)
+
     def show_error(self, message: str) -> None:
         log.warning("%s", message)
         self.error_banner.show_message(message)
@@ -502,6 +518,17 @@ class MainWindow(QMainWindow):
         self.fps_gauge.set_fps(self.meter.fps(now))
         latency = f"{self.latency.mean * 1e3:.0f}" if len(self.latency) else "--"
         self.latency_label.setText(f"capture → display: {latency} ms")
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() and event.mimeData().urls()[0].isLocalFile():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        path = Path(event.mimeData().urls()[0].toLocalFile())
+        config = self._menu_config("images" if path.is_dir() else "video", str(path))
+        if config is not None:
+            self.open_source(config)
+            event.acceptProposedAction()
 
     # ================================================================== shutdown
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)

@@ -93,6 +93,11 @@ class VideoView(QWidget):
         self.frames_shown += 1
         self.update()
 
+    def set_detections(self, detections: Detections | None) -> None:
+        """Redraw the current frame with other detections (a knob moved while paused or slow)."""
+        self._detections = detections
+        self.update()
+
     def set_paused(self, on: bool) -> None:
         self._paused = bool(on)
         self.update()

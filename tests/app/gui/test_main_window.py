@@ -63,6 +63,16 @@ def test_frames_arrive_and_boxes_are_drawn(qtbot, window, clip10):
     assert not differs[: int(rect.top())].any(), "pixels changed outside the frame"
 
     assert "frame 10 / 10" in window.progress_label.text()
+
+    # A stricter threshold or class filter applies to the frame on screen at once (it is paused or
+    # finished here; the detector itself changes from the next frame on).
+    window.view.set_detections(dets)
+    window.threshold_control.set_value(float(dets.scores.max()) + 0.01)
+    assert len(window.view.detections) == 0
+    window.threshold_control.set_value(0.0)
+    assert len(window.view.detections) == len(dets)
+    window.class_list.set_checked(["person"])
+    assert set(window.view.detections.labels) <= {"person"} and len(window.view.detections) < len(dets)
     assert window.fps_gauge.fps >= 0 and "capture → display" in window.latency_label.text()
 
 
@@ -164,6 +174,19 @@ def test_errors_show_in_the_window_and_it_stays_usable(qtbot, window, clip10, tm
     play(window, clip10)
     qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
     assert not window.error_banner.isVisible()
+
+
+def test_dropping_a_file_plays_it(qtbot, window, clip10):
+    from PyQt6.QtCore import QMimeData, QPointF, QUrl
+    from PyQt6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(clip10))])
+    event = QDropEvent(QPointF(100, 100), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    assert window.config.source == str(clip10) and window.config.record is None
 
 
 def test_screenshot_saves_the_annotated_frame(qtbot, window, clip10, tmp_path):
