@@ -596,8 +596,8 @@ def run_gui(pipeline_config: PipelineConfig, detector_config) -> int:
     """Open the window on ``pipeline_config``'s source with a detector built from ``detector_config``.
 
     Builds the detector first (a bad model or device raises here, before any window, as a one-line
-    error for the CLI), then runs Qt's event loop until the window closes. Ctrl-C in the terminal
-    closes the window the same way. Returns the exit status: 0, or 130 after Ctrl-C.
+    error for the CLI), then runs Qt's event loop until the window closes. Ctrl-C (or SIGTERM) in the
+    terminal closes the window the same way. Returns the exit status: 0, or 130 after a signal.
     """
     from detector.detector import Detector
 
@@ -612,11 +612,12 @@ def run_gui(pipeline_config: PipelineConfig, detector_config) -> int:
 
     interrupted = []
 
-    def on_sigint(*_args) -> None:
+    def on_signal(*_args) -> None:
         interrupted.append(True)
-        window.close()
+        window.close()  # stops the pipeline and finalises a recording, as the close button does
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    # Ctrl-C and SIGTERM close the window cleanly (headless runs treat them alike).
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Python runs signal handlers only between bytecodes: wake the interpreter while Qt's loop runs.
     wake = QTimer()
     wake.timeout.connect(lambda: None)
@@ -625,6 +626,7 @@ def run_gui(pipeline_config: PipelineConfig, detector_config) -> int:
         status = app.exec()
     finally:
         wake.stop()
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         window.shutdown()
     return 130 if interrupted else int(status)
