@@ -340,7 +340,8 @@ class MainWindow(QMainWindow):
         """A config for a source chosen in the window: the run's settings without its outputs."""
         base = self.config or PipelineConfig(source_kind=kind, source=source)
         try:
-            return base.with_(source_kind=kind, source=source, record=None, export=None, policy="auto")
+            return base.with_(source_kind=kind, source=source, record=None, export=None, policy="auto",
+                              realtime=False)  # open_source paces files again; live sources need no pacing
         except Exception as exc:
             self.show_error(one_line(exc))
             return None

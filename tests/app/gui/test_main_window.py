@@ -171,6 +171,10 @@ def test_errors_show_in_the_window_and_it_stays_usable(qtbot, window, clip10, tm
     qtbot.waitUntil(lambda: window.error_banner.isVisible() and "notes.mp4" in window.error_banner.text,
                     timeout=WAIT_MS)
 
+    window.open_source(PipelineConfig(source_kind="camera", source="7", open_timeout_s=2.0))
+    qtbot.waitUntil(lambda: window.error_banner.isVisible() and "camera 7" in window.error_banner.text,
+                    timeout=WAIT_MS)
+
     play(window, clip10)
     qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
     assert not window.error_banner.isVisible()
