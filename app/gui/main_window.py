@@ -277,7 +277,10 @@ class MainWindow(QMainWindow):
         self.record_action = action("&Record", self.toggle_recording, ["R"], checkable=True,
                                     tip="record the annotated video to a timestamped file")
         self.record_to_action = action("Record &to…", self.choose_recording, ["Ctrl+Shift+R"])
-        self.screenshot_action = action("&Screenshot", self.take_screenshot, ["S"])
+        self.screenshot_action = action("&Screenshot", lambda: self.take_screenshot(), ["S"])
+        self.pace_action = action("Play files at their own &frame rate", self.set_pacing, checkable=True,
+                                  tip="off: files play as fast as the detector allows (its real throughput)")
+        self.pace_action.setChecked(self.pace_files)
         self.quit_action = action("&Quit", self.close, ["Q", "Esc"])
         self.shortcuts_action = action("&Keyboard shortcuts", self.show_shortcuts, ["F1"])
 
@@ -290,6 +293,8 @@ class MainWindow(QMainWindow):
         menu = self.menuBar().addMenu("&Playback")
         for act in (self.pause_action, self.record_action, self.record_to_action, self.screenshot_action):
             menu.addAction(act)
+        menu.addSeparator()
+        menu.addAction(self.pace_action)
         menu = self.menuBar().addMenu("&Help")
         menu.addAction(self.shortcuts_action)
 
@@ -324,11 +329,11 @@ class MainWindow(QMainWindow):
     # ================================================================== sources
     def open_source(self, config: PipelineConfig) -> None:
         """Stop what is playing and play ``config``'s source (the controller opens it off the GUI thread)."""
-        if self.pace_files and config.source_kind in ("video", "images") and not config.realtime:
-            # Play like a player: at the file's own rate, every frame, and a short queue so that a
-            # detector slower than the video does not pile up seconds of frames between reader and
-            # detector (the capture-to-display latency stays a couple of frame times).
-            config = config.with_(realtime=True, queue_size=min(config.queue_size, 2))
+        if config.source_kind in ("video", "images"):
+            # Play like a player: every frame, at the file's own rate when pacing is on, and a short
+            # queue so that a detector slower than the video does not pile up seconds of frames
+            # between reader and detector (capture-to-display stays a couple of frame times).
+            config = config.with_(realtime=self.pace_files, queue_size=min(config.queue_size, 2))
         self.config = config
         self.error_banner.hide()
         self.meter.reset()
@@ -366,6 +371,14 @@ class MainWindow(QMainWindow):
         url, ok = QInputDialog.getText(self, "Open a stream", "Stream URL (rtsp://…, http://…):")
         if ok and url.strip() and (config := self._menu_config("url", url.strip())):
             self.open_source(config)
+
+    def set_pacing(self, on: bool) -> None:
+        """Pace files at their frame rate, or run them as fast as the detector allows; a file that
+        is playing starts again with the new setting."""
+        self.pace_files = bool(on)
+        self.pace_action.setChecked(self.pace_files)
+        if self.config is not None and self.config.source_kind in ("video", "images"):
+            self.restart()
 
     def restart(self) -> None:
         if self.config is not None:
@@ -500,6 +513,8 @@ class MainWindow(QMainWindow):
     def _on_stats(self, stats: PipelineStats) -> None:
         self.last_stats = stats
         ms = stats.stage_ms or {}
+        if ms.get("total"):
+            self.fps_gauge.set_capacity(1000.0 / ms["total"])
         if ms:
             self.stage_bar.set_times(ms.get("backbone", 0.0), ms.get("rpn", 0.0), ms.get("roi_heads", 0.0),
                                      ms.get("preprocess", 0.0) + ms.get("postprocess", 0.0))

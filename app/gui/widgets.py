@@ -55,12 +55,21 @@ PROPOSAL_MIN, PROPOSAL_MAX = 1, 2000
 
 
 class FpsGauge(QWidget):
-    """A horizontal bar 0…scale fps with the target marks; ``set_fps`` from the GUI thread."""
+    """A horizontal bar 0…scale fps with the target marks; ``set_fps`` from the GUI thread.
+
+    The bar is the measured display rate; the marks at 30 and 60 take the colour of its level
+    against each target. ``set_capacity`` adds a white tick for what the detector alone could do
+    (1000 / its ms per frame): a file paced at 10 fps shows 10 fps, and the tick says whether the
+    detector would keep up with a 30 or 60 fps source.
+    """
+
+    SCALE_LIMIT = 240.0  # beyond this the bar would squeeze the targets into its left end
 
     def __init__(self, targets: Sequence[float] = TARGETS, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.targets = tuple(sorted(float(t) for t in targets))
         self._fps = 0.0
+        self._capacity: float | None = None
         self._statuses = [target_status(0.0, t) for t in self.targets]
         self.setMinimumHeight(64)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -73,16 +82,33 @@ class FpsGauge(QWidget):
     def statuses(self) -> list[TargetStatus]:
         return list(self._statuses)
 
+    @property
+    def capacity(self) -> float | None:
+        return self._capacity
+
     def set_fps(self, fps: float) -> None:
         self._fps = max(0.0, float(fps))
         self._statuses = [target_status(self._fps, t) for t in self.targets]
-        self.setToolTip(" · ".join(s.text for s in self._statuses))
+        self._update_tooltip()
         self.update()
 
+    def set_capacity(self, fps: float | None) -> None:
+        """The detector-alone rate (None = unknown)."""
+        self._capacity = float(fps) if fps and math.isfinite(fps) and fps > 0 else None
+        self._update_tooltip()
+        self.update()
+
+    def _update_tooltip(self) -> None:
+        lines = ["display rate: " + " · ".join(s.text for s in self._statuses)]
+        if self._capacity is not None:
+            lines.append(f"the detector alone: {self._capacity:.1f} fps (1000 / its ms per frame)")
+        self.setToolTip("\n".join(lines))
+
     def scale_max(self) -> float:
-        """The bar's full scale: the top target + 25 %, growing in steps of 30 beyond it."""
+        """The bar's full scale: the top target + 25 %, growing in steps of 30 beyond it (≤ 240)."""
         top = self.targets[-1] * 1.25 if self.targets else 75.0
-        return max(top, math.ceil(self._fps * 1.1 / 30.0) * 30.0)
+        highest = max(self._fps, self._capacity or 0.0)
+        return min(max(top, math.ceil(highest * 1.1 / 30.0) * 30.0), max(top, self.SCALE_LIMIT))
 
     def bar_color(self) -> QColor:
         """Green when every target is met, else the colour of the lowest target's level."""
@@ -111,7 +137,8 @@ class FpsGauge(QWidget):
         small.setPixelSize(11)
         p.setFont(small)
         p.setPen(MUTED)
-        p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, "display, 1 s window")
+        note = f"detector alone ≤ {self._capacity:.0f} fps" if self._capacity is not None else "shown, 1 s window"
+        p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, note)
 
         track = QRectF(0, 32, w, 12)
         p.setPen(Qt.PenStyle.NoPen)
@@ -130,6 +157,11 @@ class FpsGauge(QWidget):
             label = status.text
             text_rect = QRectF(x - 40, track.bottom() + 3, 80, 16)
             p.drawText(text_rect, Qt.AlignmentFlag.AlignCenter, label)
+        if self._capacity is not None:  # a white tick: what the detector alone could sustain
+            x = track.left() + track.width() * min(1.0, self._capacity / full)
+            x = min(max(x, track.left() + 2), track.right() - 2)
+            p.setPen(QPen(QColor(255, 255, 255), 2.0))
+            p.drawLine(int(x), int(track.top()) + 1, int(x), int(track.bottom()) - 1)
         p.end()
 
 

@@ -108,6 +108,14 @@ def test_threshold_classes_and_precision_knobs(qtbot, window, gui_detector):
     qtbot.waitUntil(lambda: gui_detector.precision == "fp32", timeout=WAIT_MS)
 
 
+def test_pacing_toggle_restarts_the_file_at_its_own_rate(qtbot, window, clip10):
+    play(window, clip10)
+    assert window.config.realtime is False  # this window was made with pace_files=False
+    window.pace_action.trigger()
+    assert window.pace_files and window.config.realtime and window.config.source == str(clip10)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+
+
 def test_untrained_weights_warning_is_shown(window):
     assert window.warning_banner.isVisible()
     assert "UNTRAINED" in window.warning_banner.text

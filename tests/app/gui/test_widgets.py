@@ -48,6 +48,22 @@ def test_fps_gauge_marks_take_the_colour_of_their_level(qtbot):
     assert gauge.bar_color() == LEVEL_COLORS[Level.MET]
 
 
+def test_fps_gauge_shows_what_the_detector_alone_could_do(qtbot):
+    gauge = FpsGauge()
+    qtbot.addWidget(gauge)
+    gauge.resize(300, 64)
+    gauge.set_fps(10.0)  # a 10 fps file, paced: the display cannot show more
+    gauge.set_capacity(45.0)  # ...but the detector would keep up with a 30 fps source
+    assert gauge.capacity == 45.0 and "45.0 fps" in gauge.toolTip()
+    image = grab(gauge)
+    x = round(gauge.width() * 45.0 / gauge.scale_max())
+    assert (image[36:41, x - 1 : x + 2] > 240).all(axis=2).any(), "no white capacity tick"
+    gauge.set_capacity(1000.0)  # a fast GPU: the scale stops at 240 so the targets stay readable
+    assert gauge.scale_max() == gauge.SCALE_LIMIT
+    gauge.set_capacity(None)
+    assert gauge.capacity is None
+
+
 def test_stage_bar_scale_grows_with_a_slow_frame(qtbot):
     bar = StageBar()
     qtbot.addWidget(bar)
