@@ -1,0 +1,113 @@
+"""Training on a tiny real set: one frame of the sample clip with its six people (hand-checked boxes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+from detector.builders import build_paper
+from detector.train import CocoDetectionData, Trainer, TrainConfig, has_frozen_trunk
+
+# frame 0 of assets/sample.mp4: six people, head to feet (x1, y1, x2, y2), checked by drawing them
+PEOPLE = [(640, 191, 666, 284), (461, 221, 499, 316), (326, 374, 386, 516), (218, 157, 245, 218),
+          (311, 159, 351, 233), (137, 153, 168, 220)]
+
+
+@pytest.fixture()
+def one_image(tmp_path, sample_frames) -> Path:
+    cv2.imwrite(str(tmp_path / "f0.jpg"), cv2.cvtColor(sample_frames[0], cv2.COLOR_RGB2BGR))
+    anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+             "area": (x2 - x1) * (y2 - y1), "iscrowd": 0} for i, (x1, y1, x2, y2) in enumerate(PEOPLE)]
+    anns.append({"id": 99, "image_id": 1, "category_id": 1, "bbox": [0, 0, 30, 30], "area": 900, "iscrowd": 1})
+    data = {"images": [{"id": 1, "file_name": "f0.jpg", "width": 768, "height": 576}], "annotations": anns,
+            "categories": [{"id": 1, "name": "person"}]}
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _model(num_classes: int, backbone: str = "yolov3_tiny"):
+    torch.manual_seed(0)
+    anchors = ((16, 32, 64), (128, 256, 512)) if backbone == "yolov3_tiny" else ((32, 64, 128),)
+    return build_paper(num_classes, backbone=backbone, anchor_sizes=anchors,
+                       representation_size=128, reduce_channels=64, min_size=288, max_size=384)
+
+
+def test_dataset_reads_boxes_and_drops_crowd(one_image):
+    data = CocoDetectionData(one_image)
+    assert data.class_names == ("__background__", "person")
+    assert len(data) == 1 and data.samples[0].boxes.shape == (6, 4)
+    assert data.image(0).shape == (576, 768, 3)
+
+
+def test_training_overfits_one_image_with_cached_trunk(one_image):
+    data = CocoDetectionData(one_image)
+    model = _model(len(data.class_names))
+    assert has_frozen_trunk(model)
+    cfg = TrainConfig(epochs=1, iters_per_epoch=100, batch_size=1, lr=0.05, warmup_iters=5, hflip=False,
+                      rpn_pre_nms_train=500, rpn_post_nms_train=200, log_every=1000)
+    trainer = Trainer(model, data, cfg)
+    trainer.model.train()
+    item = trainer._train_item(0)
+    with torch.no_grad():
+        start = float(sum(trainer.losses([item]).values()))
+    trainer.run()
+    trainer.model.train()
+    with torch.no_grad():
+        end = float(sum(trainer.losses([item]).values()))
+    assert trainer.cached and len(trainer.cache) == 1
+    assert end < 0.5 * start, f"loss {start:.3f} → {end:.3f}"
+    # the trunk stayed frozen
+    assert not any(p.grad is not None for p in model.backbone.trunk.parameters())
+
+
+def test_rpn_box_loss_gets_the_paper_lambda_weight(one_image):
+    data = CocoDetectionData(one_image)
+    model = _model(len(data.class_names))
+    trainer = Trainer(model, data, TrainConfig(hflip=False, box_lambda=10.0))
+    trainer.model.train()
+    item = trainer._train_item(0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        w10 = trainer.losses([item])["loss_rpn_box_reg"]
+    trainer.config = TrainConfig(hflip=False, box_lambda=5.0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        w5 = trainer.losses([item])["loss_rpn_box_reg"]
+    torch.testing.assert_close(w10, 2 * w5)
+
+
+def test_alternating_schedule_trains_each_part_in_turn(one_image):
+    data = CocoDetectionData(one_image)
+    model = _model(len(data.class_names))
+    cfg = TrainConfig(epochs=4, iters_per_epoch=2, batch_size=1, schedule="alternating", hflip=False,
+                      rpn_pre_nms_train=300, rpn_post_nms_train=100, warmup_iters=1)
+    trainer = Trainer(model, data, cfg)
+    history = trainer.run()
+    assert [h["step"] for h in history] == ["rpn", "detector", "rpn_head", "detector_head"]
+    assert "loss_classifier" not in history[0] and "loss_objectness" in history[0]
+    assert "loss_objectness" not in history[1] and "loss_classifier" in history[1]
+
+
+def test_uncached_backbone_trains_end_to_end(one_image):
+    data = CocoDetectionData(one_image)
+    model = _model(len(data.class_names), backbone="resnet18")
+    cfg = TrainConfig(epochs=1, iters_per_epoch=2, batch_size=1, hflip=True, scales=(224, 256), warmup_iters=1,
+                      rpn_pre_nms_train=300, rpn_post_nms_train=100)
+    trainer = Trainer(model, data, cfg)
+    assert not trainer.cached
+    before = model.backbone.body[0].weight.detach().clone()
+    history = trainer.run()
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in history[0].items() if k.startswith("loss"))
+    assert not torch.equal(before, model.backbone.body[0].weight)
+
+
+def test_bad_config_is_named():
+    with pytest.raises(ValueError, match="schedule 'bogus'"):
+        TrainConfig(schedule="bogus")
+    with pytest.raises(ValueError, match="epochs ≥ 4"):
+        TrainConfig(schedule="alternating", epochs=2)
