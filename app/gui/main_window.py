@@ -156,7 +156,8 @@ class MainWindow(QMainWindow):
         perf_layout = QVBoxLayout(perf)
         self.fps_gauge = FpsGauge()
         self.stage_bar = StageBar()
-        self.detector_fps_label = QLabel("detector: -- fps")
+        self.detector_fps_label = QLabel("pipeline: -- fps")
+        self.detector_fps_label.setToolTip("results per second leaving the pipeline (2 s window), and over the whole run")
         self.latency_label = QLabel("capture → display: -- ms")
         self.dropped_label = QLabel("dropped: 0")
         self.progress_label = QLabel("frame --")
@@ -518,8 +519,9 @@ class MainWindow(QMainWindow):
         if ms:
             self.stage_bar.set_times(ms.get("backbone", 0.0), ms.get("rpn", 0.0), ms.get("roi_heads", 0.0),
                                      ms.get("preprocess", 0.0) + ms.get("postprocess", 0.0))
-        fps = f"{stats.fps:.1f}" if stats.fps else "--"
-        self.detector_fps_label.setText(f"detector: {fps} fps · mean {stats.mean_fps or 0:.1f}")
+        now = f"{stats.fps:.1f}" if stats.fps else "--"
+        mean = f"{stats.mean_fps:.1f}" if stats.mean_fps else "--"
+        self.detector_fps_label.setText(f"pipeline: {now} fps now · {mean} mean")
         self.dropped_label.setText(
             f"dropped: {stats.frames_dropped} stale · {self.bridge.replaced} not shown · {stats.bad_frames} bad"
         )

@@ -137,7 +137,11 @@ class FpsGauge(QWidget):
         small.setPixelSize(11)
         p.setFont(small)
         p.setPen(MUTED)
-        note = f"detector alone ≤ {self._capacity:.0f} fps" if self._capacity is not None else "shown, 1 s window"
+        if self._capacity is not None:
+            digits = 1 if self._capacity < 10 else 0
+            note = f"detector alone: {self._capacity:.{digits}f} fps"
+        else:
+            note = "shown, 1 s window"
         p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, note)
 
         track = QRectF(0, 32, w, 12)
