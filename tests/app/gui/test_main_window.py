@@ -4,6 +4,7 @@ errors, shortcuts, and a clean shutdown."""
 from __future__ import annotations
 
 import threading
+import time
 
 import av
 import numpy as np
@@ -74,6 +75,21 @@ def test_frames_arrive_and_boxes_are_drawn(qtbot, window, clip10):
     window.class_list.set_checked(["person"])
     assert set(window.view.detections.labels) <= {"person"} and len(window.view.detections) < len(dets)
     assert window.fps_gauge.fps >= 0 and "capture → display" in window.latency_label.text()
+
+
+def test_a_busy_gui_shows_the_newest_frame_not_a_backlog(qtbot, window, clip10):
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    shown, pushed = window.frames_displayed, window.bridge.pushed
+    deadline = time.monotonic() + 20
+    while window.bridge.pushed < pushed + 3:  # the GUI thread is busy: no events are processed
+        assert time.monotonic() < deadline, "the pipeline delivered no results"
+        time.sleep(0.02)
+    QApplication.processEvents()
+    # Three or more results arrived while the GUI was busy; it paints once, the newest one.
+    assert window.frames_displayed == shown + 1
+    assert window.bridge.replaced >= 2
+    assert window.last_result.frame.index >= 3
 
 
 def test_proposal_slider_changes_the_detector_live(qtbot, window, gui_detector, clip10):
