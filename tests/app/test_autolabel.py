@@ -1,0 +1,96 @@
+"""autolabel: three real frames → a COCO JSON that pycocotools loads (a stub teacher always; the real
+YOLOv3-tiny teacher when its files are present)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from app import autolabel
+from detector.detections import Detections
+from tests.conftest import cut_clip
+from tests.detector.conftest import read_frames
+from tests.detector.darknet_files import darknet_dir, needs_darknet
+
+NAMES = ("__background__", "person", "bicycle", "car", "motorcycle", "bus", "truck", "dog")
+
+
+class StubTeacher:
+    """Two boxes per frame: a confident person and an uncertain car, placed from the frame's size."""
+
+    class_names = NAMES
+    sizes = (416,)
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def detect_one(self, rgb: np.ndarray) -> Detections:
+        h, w = rgb.shape[:2]
+        self.seen.append((h, w))
+        return Detections(np.array([[10, 20, 40, 100], [w - 60, h - 40, w - 1, h - 1]], np.float32),
+                          np.array([0.9, 0.3], np.float32), np.array([1, 3]), NAMES)
+
+
+def _load(path: Path) -> COCO:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(path))
+
+
+@pytest.fixture(scope="module")
+def three_frames(tmp_path_factory) -> Path:
+    return cut_clip(tmp_path_factory.mktemp("clip") / "three.mp4", 3)
+
+
+def test_video_to_coco_json_with_frames_written(tmp_path, three_frames):
+    out = tmp_path / "labels.json"
+    teacher = StubTeacher()
+    autolabel.autolabel(three_frames, out, teacher, ("person", "car"), min_score=0.25, label_score=0.5)
+    coco = _load(out)
+    assert len(coco.imgs) == 3 and teacher.seen == [(576, 768)] * 3
+    assert {c["name"] for c in coco.loadCats(coco.getCatIds())} == {"person", "car"}
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert len(anns) == 6
+    assert sorted(a["iscrowd"] for a in anns) == [0, 0, 0, 1, 1, 1]  # the 0.3 car is an ignore region
+    person = next(a for a in anns if a["iscrowd"] == 0)
+    assert person["bbox"] == [10.0, 20.0, 30.0, 80.0]  # COCO x, y, w, h
+    for info in coco.imgs.values():
+        image = cv2.imread(str(out.parent / info["file_name"]))
+        assert image is not None and image.shape[:2] == (info["height"], info["width"])
+
+
+def test_image_folder_and_class_filter(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, frame in enumerate(read_frames(3)):
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(frame[:240, :320], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "folder.json"
+    autolabel.autolabel(folder, out, StubTeacher(), ("person",), min_score=0.25, label_score=0.5)
+    coco = _load(out)
+    assert len(coco.imgs) == 3 and len(coco.getAnnIds()) == 3  # cars not asked for
+    assert all(Path(i["file_name"]).is_file() for i in coco.imgs.values())
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert autolabel.main([str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "x.json")]) == 2
+    assert autolabel.main([str(tmp_path), "--out", str(tmp_path / "x.json"), "--teacher-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    assert "yolov3-tiny.cfg" in err[1]
+
+
+@needs_darknet
+def test_real_teacher_on_three_frames(tmp_path, three_frames):
+    out = tmp_path / "real.json"
+    assert autolabel.main([str(three_frames), "--out", str(out), "--teacher-dir", str(darknet_dir())]) == 0
+    coco = _load(out)
+    assert len(coco.imgs) == 3
+    people = [a for a in coco.loadAnns(coco.getAnnIds(catIds=coco.getCatIds(catNms=["person"]))) if not a["iscrowd"]]
+    assert len(people) >= 3 * 4  # this scene shows at least 4 clearly visible people per frame
+    assert json.loads(out.read_text())["info"]["sizes"] == [416, 608]

@@ -1,0 +1,72 @@
+"""The train and eval commands end to end on one real frame: checkpoint, resume, AP, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+import torch
+
+from app import evaluate as eval_cli
+from app import train as train_cli
+from detector.weights import load_checkpoint
+from tests.detector.conftest import read_frames
+from tests.detector.darknet_files import darknet_dir, needs_darknet
+from tests.detector.test_train import PEOPLE
+
+
+@pytest.fixture()
+def one_json(tmp_path):
+    cv2.imwrite(str(tmp_path / "f0.jpg"), cv2.cvtColor(read_frames(1)[0], cv2.COLOR_RGB2BGR))
+    anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+             "area": (x2 - x1) * (y2 - y1), "iscrowd": 0} for i, (x1, y1, x2, y2) in enumerate(PEOPLE)]
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "f0.jpg", "width": 768, "height": 576}],
+                                "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
+    return path
+
+
+TINY = ["--reduce-channels", "32", "--representation-size", "64", "--min-size", "256", "--max-size", "352",
+        "--iters-per-epoch", "2", "--batch-size", "1", "--rpn-pre-nms-train", "200", "--rpn-post-nms-train", "100",
+        "--warmup-iters", "1"]
+
+
+def test_train_writes_checkpoint_history_and_resumes(tmp_path, one_json, capsys):
+    out = tmp_path / "run"
+    args = ["--train", str(one_json), "--val", f"self={one_json}", "--out", str(out), "--epochs", "1", *TINY]
+    assert train_cli.main(args) == 0
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["model"] == "paper" and ckpt["class_names"] == ["__background__", "person"]
+    assert ckpt["arch"]["backbone"] == "yolov3_tiny" and "backbone_kwargs" not in ckpt["arch"]
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 1 and "self" in history[0]["val"]
+    assert train_cli.main(["--train", str(one_json), "--out", str(out), "--epochs", "2", "--resume", *TINY]) == 0
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
+    state = torch.load(out / "resume.pt", weights_only=True)
+    assert state["epoch"] == 2
+
+    # eval loads the checkpoint through the product's factory and scores it with pycocotools
+    metrics_file = tmp_path / "m.json"
+    assert eval_cli.main(["--data", str(one_json), "--weights", str(out / "last.pt"), "--json", str(metrics_file)]) == 0
+    metrics = json.loads(metrics_file.read_text())
+    assert 0.0 <= metrics["AP"] <= 1.0 and metrics["images"] == 1
+
+
+def test_cli_errors_are_one_line(tmp_path, one_json, capsys):
+    assert train_cli.main(["--train", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")]) == 2
+    assert train_cli.main(["--train", str(one_json), "--out", str(tmp_path / "o"), "--anchor-sizes", "16,x"]) == 2
+    assert train_cli.main(["--train", str(one_json), "--out", str(tmp_path / "o"), "--resume"]) == 2
+    assert eval_cli.main(["--data", str(one_json), "--weights", str(tmp_path / "none.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and all(line.startswith("error: ") for line in err), err
+
+
+@needs_darknet
+def test_eval_scores_the_teacher(tmp_path, one_json):
+    out = tmp_path / "t.json"
+    assert eval_cli.main(["--data", str(one_json), "--teacher-sizes", "416,608", "--teacher-dir", str(darknet_dir()),
+                          "--json", str(out)]) == 0
+    # the labels are the teacher's own hand-checked people: it must find them
+    assert json.loads(out.read_text())["AP50"] > 0.9
