@@ -41,5 +41,8 @@ gui: $(VENV)/.installed  ## open the desktop window on the bundled sample clip
 bench: $(VENV)/.installed  ## proposal count vs fps (and AP) on the bundled clip → bench/
 	$(BIN)/python run.py bench --video $(SAMPLE) --out bench
 
+model: $(VENV)/.installed  ## fetch the teacher, label, train (~25 min on 2 cores), evaluate → assets/default_model.pt, MODEL_CARD.md
+	$(BIN)/python scripts/make_model.py
+
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
