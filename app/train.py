@@ -136,7 +136,7 @@ def _run(args) -> int:
     import torch
 
     from detector.evaluate import format_metrics
-    from detector.train import CocoDetectionData, Trainer, TrainConfig, config_dict
+    from detector.train import CocoDetectionData, TrainConfig, Trainer, config_dict
     from detector.weights import save_checkpoint
 
     if args.threads:

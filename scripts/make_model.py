@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from detector.weights import load_checkpoint, save_checkpoint
     from detector.builders import build_paper
+    from detector.weights import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(run / "last.pt")
     model = build_paper(num_classes=len(ckpt["class_names"]), **ckpt["arch"])

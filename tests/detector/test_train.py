@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from detector.builders import build_paper
-from detector.train import CocoDetectionData, Trainer, TrainConfig, has_frozen_trunk
+from detector.train import CocoDetectionData, TrainConfig, Trainer, has_frozen_trunk
 
 # frame 0 of assets/sample.mp4: six people, head to feet (x1, y1, x2, y2), checked by drawing them
 PEOPLE = [(640, 191, 666, 284), (461, 221, 499, 316), (326, 374, 386, 516), (218, 157, 245, 218),
