@@ -8,11 +8,13 @@ ratio is a like-for-like speed-up.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +25,8 @@ from detector.detections import Detections
 from detector.detector import STAGES, Detector, StageTimes
 
 from .stats import median_p90
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,32 @@ def _timestamp(frame, stream, index: int) -> Fraction:
         return frame.pts * Fraction(frame.time_base)
     rate = stream.average_rate or Fraction(25)
     return Fraction(index) / Fraction(rate)
+
+
+def on_worker_thread(fn: Callable[[], T], name: str = "bench-measure") -> T:
+    """Run ``fn`` on a fresh thread and return its result (its exception is re-raised here).
+
+    The pipeline detects on a worker thread; the detector sweep and the naive loop run on one too,
+    so that all three measure under the same threading. It can matter: on this project's 2-core
+    machine, oversubscribed by other jobs, the same detector driven from the main thread ran up to
+    3–5× slower than from a fresh worker thread in several runs (libgomp's active waiting; with
+    OMP_WAIT_POLICY=passive both matched), which made a main-thread naive loop look far slower.
+    """
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 — handed to the caller below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)  # short joins: Ctrl-C reaches the main thread promptly
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------- the detector

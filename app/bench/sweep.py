@@ -7,6 +7,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -122,7 +123,7 @@ def run_bench(config: BenchConfig, progress_stream=None,
 
     n = len(frames)
     per_model = (len(precisions) * len(config.proposals) * (config.warmup + n + (n if config.pipeline else 0))
-                 + (2 * (n + 1) if config.baseline else 0))
+                 + (2 * (n + config.warmup) if config.baseline else 0))
     progress = Progress(per_model * len(config.models), stream=progress_stream)
     rows: list[dict] = []
     baselines: list[dict] = []
@@ -202,8 +203,9 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
     if config.baseline:
         baseline_model, class_names, base_info = build_baseline_model(config.detector_config(model_name, weights))
         progress.set_label(f"{model_name}: naive loop (1/2)")
-        base_runs.append(measure.naive_loop(baseline_model, config.video, n, scratch / "naive.mp4", device,
-                                            class_names, warmup=1, tick=progress.advance))
+        naive = partial(measure.naive_loop, baseline_model, config.video, n, scratch / "naive.mp4", device,
+                        class_names, warmup=config.warmup, tick=progress.advance)
+        base_runs.append(measure.on_worker_thread(naive))
 
     rows: list[dict] = []
     done_dtypes: set = set()
@@ -224,7 +226,8 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             progress.set_label(f"{label}: detector")
-            run = measure.measure_detector(detector, frames, config.warmup, tick=progress.advance)
+            run = measure.on_worker_thread(
+                partial(measure.measure_detector, detector, frames, config.warmup, tick=progress.advance))
             pipe = None
             if config.pipeline:
                 progress.set_label(f"{label}: pipeline")
@@ -247,8 +250,7 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
     if not config.baseline:
         return rows, None
     progress.set_label(f"{model_name}: naive loop (2/2)")
-    base_runs.append(measure.naive_loop(baseline_model, config.video, n, scratch / "naive.mp4", device,
-                                        class_names, warmup=1, tick=progress.advance))
+    base_runs.append(measure.on_worker_thread(naive))
     fps_runs = [r.fps for r in base_runs]
     base_fps = sum(fps_runs) / len(fps_runs)
     for row in rows:
