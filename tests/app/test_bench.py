@@ -1,0 +1,186 @@
+"""The benchmark: the sweep writes its three files, AP is pycocotools' on the right frames, and the
+naive loop and the pipeline process the very same frames. Small: a 6-frame 160×120 clip cut from the
+sample, a 64-px random ``paper`` model."""
+
+from __future__ import annotations
+
+import csv
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from app.bench import measure
+from app.bench.accuracy import load_labels
+from app.bench.report import COLUMNS, OUTPUT_NAMES
+from app.bench.sweep import BenchConfig, build_baseline_model, run_bench
+from app.cli import main as cli_main
+from app.errors import UserError
+from detector.builders import COCO_CLASS_NAMES
+from detector.config import DetectorConfig
+from detector.detections import Detections
+from detector.detector import Detector, StageTimes
+
+SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "sample.mp4"
+RATE = Fraction(30000, 1001)  # 29.97 fps: timestamps that a rounding error would shift
+TINY = dict(models=(("paper", "random"),), min_size=64, max_size=96, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """6 real frames of the sample, 160×120, H.264 at 29.97 fps."""
+    path = tmp_path_factory.mktemp("bench") / "clip.mp4"
+    with av.open(str(SAMPLE)) as src, av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=RATE)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.codec_context.time_base = 1 / RATE
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == 6:
+                break
+            small = frame.reformat(width=160, height=120, format="rgb24")
+            vf = av.VideoFrame.from_ndarray(small.to_ndarray(), format="rgb24")
+            vf.pts, vf.time_base = i, 1 / RATE
+            out.mux(stream.encode(vf))
+        out.mux(stream.encode())
+    return path
+
+
+def labels_json(path: Path, frames: int = 3, offset: int = 0, size=(160, 120)) -> Path:
+    """A COCO JSON with two boxes (a person, a car) on each of the first ``frames`` frames, moving."""
+    images, annotations = [], []
+    for i in range(frames):
+        images.append({"id": 10 + i, "file_name": f"frame_{i + offset:06d}.jpg", "width": size[0], "height": size[1],
+                       "frame_index": i + offset})
+        for k, (category, box) in enumerate(((1, [10 + 5 * i, 20, 30, 60]), (2, [90, 40 + 3 * i, 50, 30]))):
+            annotations.append({"id": 100 + 2 * i + k, "image_id": 10 + i, "category_id": category, "bbox": box,
+                                "area": box[2] * box[3], "iscrowd": 0})
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]}))
+    return path
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict]]:
+    with path.open() as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def test_sweep_writes_the_three_files_with_the_columns(clip, tmp_path):
+    out = tmp_path / "out"
+    result = run_bench(BenchConfig(video=clip, proposals=(5, 50), frames=3, out=out,
+                                   annotations=labels_json(tmp_path / "gt.json"), **TINY))
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_NAMES)
+
+    header, rows = read_csv(out / "results.csv")
+    assert header == list(COLUMNS)
+    assert [int(r["proposals"]) for r in rows] == [5, 50]
+    for r in rows:
+        assert r["model"] == "paper" and r["precision"] == "fp32" and r["frames"] == "3"
+        for column in ("detector_fps", "total_ms_median", "backbone_ms_p90", "pipeline_fps", "baseline_fps",
+                       "speedup_vs_baseline", "ap", "ap50", "peak_rss_mb"):
+            assert r[column] != "", column
+        assert float(r["detector_fps"]) > 0 and float(r["total_ms_p90"]) >= float(r["total_ms_median"]) > 0
+        assert 0.0 <= float(r["ap"]) <= 1.0 and r["ap_images"] == "3"
+        assert float(r["speedup_vs_baseline"]) == pytest.approx(float(r["pipeline_fps"]) / float(r["baseline_fps"]), rel=0.01)
+        assert r["pipeline_frames"] == "3"
+
+    doc = json.loads((out / "results.json").read_text())
+    for key in ("cpu", "cores", "gpu", "torch", "torchvision", "date_utc"):
+        assert key in doc["machine"], key
+    assert doc["machine"]["torch"] == torch.__version__
+    assert [r["proposals"] for r in doc["rows"]] == [5, 50]
+    assert doc["baselines"][0]["frames"] == 3 and len(doc["baselines"][0]["fps_runs"]) == 2
+    png = (out / "proposals_vs_fps.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "det fps" in result.table and result.table.count("\n") == 3  # header, rule, two rows
+
+
+class GroundTruthDetector:
+    """A stand-in for ``Detector`` that returns exactly the labelled boxes of each frame (or nothing)."""
+
+    def __init__(self, config: DetectorConfig, boxes_by_frame: dict[bytes, Detections] | None) -> None:
+        self.config, self.boxes_by_frame = config, boxes_by_frame
+        self.device, self.dtype, self.precision, self.notes = torch.device("cpu"), torch.float32, "fp32", []
+        self.info = type("Info", (), {"trained": True})()
+        self.last_times, self.last_proposal_counts = StageTimes(1, 1, 1, 1, 1), [1]
+
+    def set_proposal_count(self, n: int, pre_nms: int | None = None) -> None:
+        self.last_proposal_counts = [n]
+
+    def detect(self, image, *, bgr=False, timing=True) -> list[Detections]:
+        if self.boxes_by_frame is None:
+            return [Detections.empty(COCO_CLASS_NAMES)]
+        return [self.boxes_by_frame[image.tobytes()]]
+
+
+@pytest.mark.parametrize(("returns", "expected"), [("truth", 1.0), ("nothing", 0.0)])
+def test_ap_is_one_for_the_ground_truth_and_zero_for_nothing(clip, tmp_path, returns, expected):
+    gt = json.loads(labels_json(tmp_path / "gt.json").read_text())
+    frames = measure.read_frames(clip, 3)
+    person, car = COCO_CLASS_NAMES.index("person"), COCO_CLASS_NAMES.index("car")
+    truth = {}
+    for frame, image in zip(frames, gt["images"]):
+        anns = [a for a in gt["annotations"] if a["image_id"] == image["id"]]
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], np.float32)
+        ids = [person if a["category_id"] == 1 else car for a in anns]
+        truth[frame.image.tobytes()] = Detections(boxes, np.ones(len(anns), np.float32), ids, COCO_CLASS_NAMES)
+
+    result = run_bench(
+        BenchConfig(video=clip, models=(("paper", "random"),), proposals=(5, 50), frames=3, warmup=1,
+                    annotations=tmp_path / "gt.json", out=tmp_path / "out", pipeline=False, baseline=False),
+        detector_factory=lambda cfg: GroundTruthDetector(cfg, truth if returns == "truth" else None),
+    )
+    assert [r["ap"] for r in result.rows] == [expected, expected]
+    assert [r["ap50"] for r in result.rows] == [expected, expected]
+    _, rows = read_csv(tmp_path / "out" / "results.csv")
+    assert [float(r["ap"]) for r in rows] == [expected, expected]
+    assert all(r["pipeline_fps"] == "" and r["baseline_fps"] == "" for r in rows)
+
+
+@pytest.mark.parametrize("n", [4, 50])
+def test_naive_loop_and_pipeline_read_the_same_frames(clip, tmp_path, n):
+    config = DetectorConfig(model="paper", weights="random", device="cpu", min_size=64, max_size=96)
+    model, names, _ = build_baseline_model(config)
+    naive = measure.naive_loop(model, clip, n, tmp_path / "naive.mp4", torch.device("cpu"), names)
+    piped = measure.pipeline_loop(Detector(config), clip, n, tmp_path / "pipeline.mp4")
+    expected = [Fraction(i * 1001, 30000) for i in range(min(n, 6))]
+    assert naive.timestamps == expected
+    assert piped is not None and piped.timestamps == expected
+    assert [f.timestamp for f in measure.read_frames(clip, n)] == expected  # the detector's frames too
+    with av.open(str(tmp_path / "naive.mp4")) as c:  # the naive loop's recording holds them all
+        assert sum(1 for _ in c.decode(video=0)) == len(expected)
+
+
+def test_labels_tie_images_to_frames_by_frame_index_with_an_offset(tmp_path):
+    path = labels_json(tmp_path / "gt.json", frames=5, offset=650)
+    labels = load_labels(path, [0, 1, 2], (160, 120), frame_offset=650)
+    assert labels.image_of_frame == {0: 10, 1: 11, 2: 12} and labels.boxes == 6
+    with pytest.raises(UserError, match="label none of the benchmarked frames 0–2"):
+        load_labels(path, [0, 1, 2], (160, 120))
+    with pytest.raises(UserError, match=r"is 160×120, but the video's frames are 768×576"):
+        load_labels(path, [0, 1, 2], (768, 576), frame_offset=650)
+
+
+def test_cli_refuses_bad_input_with_one_line(clip, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert cli_main(["bench", "--video", str(clip), "--out", str(out)]) == 2
+    assert "not empty; pass --overwrite" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    for argv, message in (
+        (["--video", str(clip), "--proposals", "50,0"], "--proposals '50,0': 0 must be ≥ 1"),
+        (["--video", str(clip), "--proposals", "50,lots"], "'lots' is not an integer"),
+        (["--video", str(tmp_path / "missing.mp4")], "does not exist"),
+        (["--video", str(clip), "--model", "paper,default", "--weights", "a,b,c"], "--weights has 3 values for 2 models"),
+        (["--video", str(clip), "--precision", "fp8"], "precision fp8 is unknown"),
+        (["--video", str(clip), "--model", "yolo"], "model 'yolo' is unknown"),
+    ):
+        assert cli_main(["bench", *argv, "--out", str(tmp_path / "new")]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "new").exists()
