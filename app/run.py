@@ -122,6 +122,11 @@ def has_display() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Idle OpenMP threads sleep instead of spinning. On a CPU shared with other work (2 cores and
+    # a decoder, an encoder and the GUI beside the detector) spinning threads starve the ones with
+    # work: measured 10-30× slower detect() calls (docs/pipeline.md). Must be set before torch
+    # loads; a value the user set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     pipeline_config, detector_config = build_configs(args)
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
@@ -164,6 +169,7 @@ def run_headless(pipeline_config, detector_config) -> int:
             note(line)
         pipeline = Pipeline(pipeline_config, detector, source)
         progress = Progress(sys.stderr)
+        notes_before = len(source.notes)
         interrupted = False
         pipeline.start()
         try:
@@ -171,14 +177,17 @@ def run_headless(pipeline_config, detector_config) -> int:
                 progress.update(pipeline.stats())
         except KeyboardInterrupt:
             interrupted = True
+            # A second Ctrl-C while the recording is being finalised would leave it unplayable.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         finally:
             pipeline.stop()
+        if interrupted:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         stats = pipeline.stats()
         progress.update(stats, final=True)
         print(stats.summary(), file=sys.stderr)
-        for line in source.notes:
-            if line.startswith(source.name + ":") and "gave up" in line:
-                note(line)
+        for line in source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, gave up, ...)
+            note(line)
         _report_outputs(pipeline, pipeline_config)
         if interrupted:
             print("interrupted: threads stopped, outputs finalised", file=sys.stderr)
@@ -198,7 +207,9 @@ def run_headless(pipeline_config, detector_config) -> int:
 def _report_outputs(pipeline, config) -> None:
     if pipeline.record_sink is not None:
         rec = pipeline.record_sink.recorder
-        extra = f", padded by {rec.padded[0]}×{rec.padded[1]} px to even size" if any(rec.padded) else ""
+        extra = f", padded by {rec.padded[0]} column(s) and {rec.padded[1]} row(s) to an even size" if any(rec.padded) else ""
+        if rec.frames_resized:
+            extra += f", {rec.frames_resized} frame(s) of another size scaled to {rec.size[0]}×{rec.size[1]}"
         print(f"recording: {rec.path} ({rec.frames_written} frames{extra})", file=sys.stdout)
     if pipeline.export_sink is not None:
         exp = pipeline.export_sink.exporter

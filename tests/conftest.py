@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Before torch loads (pytest reads this file first): idle OpenMP threads sleep instead of spinning,
+# as app.run does. On this project's 2-core test machines, shared with other jobs, spinning made
+# detect() calls in the main thread 10-30× slower (docs/pipeline.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from fractions import Fraction
 from pathlib import Path
 
