@@ -161,7 +161,8 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
         color = colors[i % len(colors)]
         group = sorted(group, key=lambda r: r["proposals"])
         x = [r["proposals"] for r in group]
-        name = f"{model} {precision}" + ("" if group[0].get("trained") else " (random weights)")
+        short = model.removeprefix("fasterrcnn_")
+        name = f"{short} {precision}" + ("" if group[0].get("trained") else " (random weights)")
         det = [_nan(r.get("detector_fps")) for r in group]
         ax_fps.plot(x, det, "o-", color=color, label=f"{name}: detector")
         all_fps += det
@@ -172,7 +173,7 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
         base = group[0].get("baseline_fps")
         if base is not None and not math.isnan(base) and model not in baselines:
             baselines[model] = base
-            ax_fps.axhline(base, color=color, linestyle=":", linewidth=1.5, label=f"{model}: naive loop (fp32, default proposals)")
+            ax_fps.axhline(base, color=color, linestyle=":", linewidth=1.5, label=f"{short}: naive loop (fp32, default proposals)")
             all_fps.append(base)
         if has_ap:
             ax_ap.plot(x, [_nan(r.get("ap")) for r in group], "o-", color=color, label=f"{name}: AP")
@@ -199,7 +200,7 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     ax_ap.xaxis.set_major_formatter(ScalarFormatter())
     ax_ap.set_xlabel("RPN proposals kept per image (log)")
     ax_ap.set_ylabel("COCO AP")
-    ax_ap.set_ylim(0, 1)
+    ax_ap.set_ylim(-0.02, 1.02)
     ax_ap.grid(True, alpha=0.3)
     if has_ap:
         ax_ap.legend(fontsize=7, loc="best")
