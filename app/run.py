@@ -165,8 +165,10 @@ def run_headless(pipeline_config, detector_config) -> int:
         except BaseException:
             source.close()
             raise
+        logged = getattr(detector.info, "warning", None)  # detector.factory has logged that one already
         for line in detector.notes:
-            note(line)
+            if line != logged:
+                note(line)
         pipeline = Pipeline(pipeline_config, detector, source)
         progress = Progress(sys.stderr)
         notes_before = len(source.notes)

@@ -111,3 +111,20 @@ def test_image_folder_run(capsys, tmp_path, frame_rgb, tiny_weights):
     assert "padded" in captured.out
     pts, tb = decode_pts(out)
     assert len(pts) == 3 and pts[1] * tb == pytest.approx(0.1)  # image folders are timed at 10 fps
+
+
+def test_with_a_display_the_gui_gets_both_configs(monkeypatch, tmp_path, clip10):
+    import types
+
+    from app.cli import main
+
+    calls = []
+    fake = types.ModuleType("app.gui.main_window")
+    fake.run_gui = lambda pipeline_config, detector_config: calls.append((pipeline_config, detector_config)) or 0
+    monkeypatch.setitem(sys.modules, "app.gui.main_window", fake)
+    monkeypatch.setenv("DISPLAY", ":99")
+    assert main(["--video", str(clip10), "--record", str(tmp_path / "o.mp4"), "--proposals", "100"]) == 0
+    (pipeline_config, detector_config), = calls
+    assert pipeline_config.source == str(clip10) and not pipeline_config.headless
+    assert pipeline_config.record == str(tmp_path / "o.mp4") and detector_config.proposals == 100
+    assert not (tmp_path / "o.mp4").exists()  # the GUI, not the CLI, writes it
