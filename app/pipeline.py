@@ -92,7 +92,7 @@ class Pipeline:
         self._stages = StageAverages()
         self._latency: deque[float] = deque(maxlen=30)
         self._latency_sum = 0.0
-        self._read = self._processed = self._written = self._paused_skipped = 0
+        self._read = self._processed = self._written = 0
         self._proposals = 0
         self._started_at: float | None = None
         self._first_frame_at: float | None = None

@@ -111,3 +111,26 @@ def test_sigint_mid_record_leaves_a_playable_file(tmp_path, tiny_weights):
     pts, tb = decode_pts(out)  # the partial recording decodes back
     assert 1 <= len(pts) < 145
     assert [p * tb for p in pts] == [Fraction(i, 10) for i in range(len(pts))]
+
+
+@pytest.mark.slow
+def test_whole_sample_every_frame_recorded_with_its_timestamp(tmp_path, tiny_weights):
+    """All 145 frames of the bundled clip through run.py: frames in = frames out, equal timestamps."""
+    out = tmp_path / "all.mp4"
+    proc = subprocess.run([sys.executable, "run.py", "--video", str(SAMPLE), "--record", str(out), "--headless",
+                           "--weights", str(tiny_weights)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert decode_pts(out) == decode_pts(SAMPLE)
+
+
+@pytest.mark.slow
+def test_real_mpeg4_avi_decodes_every_frame():
+    from app.sources import FileSource
+    from tests.conftest import MEDIA
+
+    path = MEDIA / "vtest.avi"
+    if not path.exists():
+        pytest.skip("shared media not present")
+    with FileSource(str(path)) as source:
+        frames = sum(1 for _ in source.frames())
+    assert frames == source.total_frames == 795 and source.bad_frames == 0
