@@ -157,10 +157,14 @@ class FileSource(Source):
                 break
             except av.error.EOFError:
                 break
+            except OSError as exc:  # av.error.OSError: the file or connection failed, not the data
+                if self._closed.is_set():
+                    break
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise SourceError(f"reading {self.name} failed after {index} frames: {reason}") from None
             except av.error.FFmpegError as exc:
                 # A broken container chunk: count it and resume demuxing after it.
-                if not self._bad(exc, "demux"):
-                    break
+                self._bad(exc, "demux")
                 bad_in_a_row += 1
                 if bad_in_a_row > MAX_BAD_IN_A_ROW:
                     break
@@ -194,11 +198,10 @@ class FileSource(Source):
         if not decoded_any and self.bad_frames and not self._closed.is_set():
             raise SourceError(f"no frame of {self.name} could be decoded ({self.bad_frames} bad packets): the file is corrupt")
 
-    def _bad(self, exc: Exception, where: str) -> bool:
+    def _bad(self, exc: Exception, where: str) -> None:
         self.bad_frames += 1
         if self.bad_frames == 1:
             log.debug("%s: %s error: %s", self.name, where, exc)
-        return True
 
     def _synthetic_pts(self, index: int) -> int:
         if not any("without timestamps" in n for n in self.notes):

@@ -3,6 +3,7 @@ image folders, cameras and URLs that cannot be opened, and the drop_stale slot."
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -256,3 +257,81 @@ def test_latest_frame_never_holds_more_than_the_newest():
     assert len(taken) < produced / 3  # most frames were stale ...
     assert slot.dropped == produced - len(taken)  # ... and each one was counted
     assert taken[-1] == produced - 1  # the newest frame is the one that is kept
+
+
+def test_url_source_reads_a_real_http_stream(tmp_path):
+    """An MPEG-TS over HTTP, as live streams are sent (SimpleHTTPRequestHandler cannot seek, so
+    not an MP4 with its index at the end)."""
+    import functools
+    import http.server
+
+    clip = write_clip(tmp_path / "live.ts", "libx264", "yuv420p", pts=[i * 3600 for i in range(12)],
+                      time_base=Fraction(1, 90000))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        source = UrlSource(f"http://127.0.0.1:{server.server_address[1]}/{clip.name}", timeout_s=5)
+        assert source.live
+        frames = read_all(source)
+        # An MP4 whose index is at the end needs seeking, which this server cannot do: a read
+        # error, reported as such rather than as hundreds of "bad frames".
+        shutil.copy(SAMPLE, tmp_path / "needs_seek.mp4")
+        seeking = UrlSource(f"http://127.0.0.1:{server.server_address[1]}/needs_seek.mp4", timeout_s=5)
+        with pytest.raises(SourceError, match="reading .*needs_seek.mp4 failed after 0 frames"):
+            read_all(seeking)
+    finally:
+        server.shutdown()
+        server.server_close()
+    pts, tb = decode_pts(clip)
+    assert [f.timestamp for f in frames] == [(p - pts[0]) * tb for p in pts]
+    assert [f.seconds for f in frames] == pytest.approx([i * 0.04 for i in range(12)])
+
+
+class FakeCapture:
+    """cv2.VideoCapture stand-in: ``ok`` frames, then failures."""
+
+    def __init__(self, ok: int) -> None:
+        self.ok, self.reads, self.released = ok, 0, False
+
+    def read(self):
+        self.reads += 1
+        if self.reads <= self.ok:
+            time.sleep(0.01)
+            return True, np.full((6, 8, 3), self.reads, np.uint8)
+        return False, None
+
+    def release(self):
+        self.released = True
+
+
+def fake_camera(ok: int, timeout_s: float) -> CameraSource:
+    import cv2
+
+    camera = CameraSource.__new__(CameraSource)
+    Source_init(camera)
+    camera._cv2, camera.name, camera._timeout, camera.capture = cv2, "camera 0", timeout_s, FakeCapture(ok)
+    return camera
+
+
+def Source_init(obj) -> None:  # noqa: N802 — the base initialiser, without opening a device
+    from app.sources import Source
+
+    Source.__init__(obj)
+
+
+def test_camera_frames_carry_the_capture_clock():
+    camera = fake_camera(ok=5, timeout_s=0.3)
+    frames = []
+    with pytest.raises(SourceError, match="no frame for 0.3 s"):
+        for frame in camera.frames():
+            frames.append(frame)
+    camera.close()
+    assert len(frames) == 5 and camera.capture.released
+    assert frames[0].pts == 0 and all(b.pts > a.pts for a, b in zip(frames, frames[1:]))
+    assert frames[1].image[0, 0, 0] == 2  # BGR → RGB of the second picture
+    gaps = [float(b.timestamp - a.timestamp) for a, b in zip(frames, frames[1:])]
+    assert all(0.005 < g < 0.2 for g in gaps)  # real capture intervals (~10 ms), not a fixed rate
+    assert camera.bad_frames > 0
