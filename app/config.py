@@ -31,8 +31,10 @@ class PipelineConfig:
         overwrite: replace existing outputs; without it an existing output is refused untouched.
         max_frames: stop after this many frames read from the source; None = all.
         policy: "every_frame", "drop_stale", or "auto" (drop_stale for cameras and URLs).
-        realtime: pace a file at its own timestamps, as a camera would deliver it (with drop_stale
-            this plays a file like a live source).
+        realtime: pace frames at their own timestamps, as a camera would deliver them (with
+            drop_stale this plays a file like a live source). None = auto: on for URLs, whose
+            "live" stream may well be a file that arrives faster than real time and would otherwise
+            be mostly dropped; off for everything else.
         batch_size: frames per ``detect`` call; 0 = auto (4 on CUDA for every_frame sources, else 1).
         queue_size: capacity of each queue between threads (frames).
         image_fps: the frame rate given to an image folder, which has no timestamps.
@@ -49,7 +51,7 @@ class PipelineConfig:
     overwrite: bool = False
     max_frames: int | None = None
     policy: str = "auto"
-    realtime: bool = False
+    realtime: bool | None = None
     batch_size: int = 0
     queue_size: int = 8
     image_fps: float = 10.0
@@ -89,6 +91,10 @@ class PipelineConfig:
         if self.policy != "auto":
             return self.policy
         return "drop_stale" if self.source_kind in LIVE_KINDS else "every_frame"
+
+    @property
+    def effective_realtime(self) -> bool:
+        return self.source_kind == "url" if self.realtime is None else bool(self.realtime)
 
     @property
     def live(self) -> bool:

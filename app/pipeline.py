@@ -24,6 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from detector.detector import StageTimes
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05  # the timeout of every blocking get/put: how fast a thread notices the stop event
+MAX_PACE_S = 2.0  # realtime pacing never waits longer for one frame: a larger gap is a discontinuity
 _END = object()  # end of stream, passed down the queues
 
 
@@ -327,6 +329,7 @@ class Pipeline:
     def _reader(self) -> None:
         live = self.policy == "drop_stale"
         limit = self.config.max_frames
+        realtime = self.config.effective_realtime
         pace_origin: float | None = None  # monotonic time of timestamp 0 (realtime pacing)
         try:
             for frame in self.source.frames():
@@ -338,12 +341,15 @@ class Pipeline:
                     while not self._resume.is_set() and not self._stop.is_set():
                         self._resume.wait(POLL_S)
                         pace_origin = None  # after a pause, playback resumes from here
-                if self.config.realtime:
-                    if pace_origin is None:
-                        pace_origin = time.monotonic() - frame.seconds
-                    delay = pace_origin + frame.seconds - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
-                        break
+                if realtime:
+                    now = time.monotonic()
+                    delay = None if pace_origin is None else pace_origin + frame.seconds - now
+                    if delay is None or delay > MAX_PACE_S:  # first frame, or a jump in the timestamps
+                        pace_origin, delay = now - frame.seconds, 0.0
+                    if delay > 0:
+                        if self._stop.wait(delay):
+                            break
+                        frame = replace(frame, captured=time.monotonic())  # it "arrives" now, like a camera frame
                 self._read += 1
                 if live:
                     self._latest.put(frame, count_drop=not self.paused)
