@@ -136,6 +136,8 @@ def on_worker_thread(fn: Callable[[], T], name: str = "bench-measure") -> T:
     machine, oversubscribed by other jobs, the same detector driven from the main thread ran up to
     3–5× slower than from a fresh worker thread in several runs (libgomp's active waiting; with
     OMP_WAIT_POLICY=passive both matched), which made a main-thread naive loop look far slower.
+    ``app.bench.main`` sets OMP_WAIT_POLICY=PASSIVE as ``run.py`` does; the worker thread keeps the
+    comparison fair also where the policy is not in force (a test, an imported sweep).
     """
     box: dict[str, object] = {}
 

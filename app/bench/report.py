@@ -46,7 +46,7 @@ def machine_info() -> dict:
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "omp_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS") if k in os.environ},
+        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "GLIBC_TUNABLES") if k in os.environ},
         "gpu": gpu,
         "platform": platform.platform(),
         "python": platform.python_version(),

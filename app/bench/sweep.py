@@ -17,13 +17,10 @@ from detector.config import DetectorConfig
 from detector.detector import Detector, resolve_device
 from detector.factory import ASSETS_DIR, create_model
 
-from . import measure, report
+from . import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP, measure, report
 from .accuracy import LabelledFrames, load_labels
 from .stats import Progress, peak_rss_mb, reset_peak_rss
 
-DEFAULT_PROPOSALS = (50, 100, 300, 1000, 2000)
-DEFAULT_FRAMES = 100
-DEFAULT_WARMUP = 5
 PRECISIONS = ("fp32", "fp16", "bf16")
 BUNDLED_SAMPLE = ASSETS_DIR / "sample.mp4"
 # The default model's held-out evaluation set for the bundled sample (vtest.avi frames 650–794):
