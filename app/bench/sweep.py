@@ -15,7 +15,7 @@ import torch
 from app.errors import UserError
 from detector.config import DetectorConfig
 from detector.detector import Detector, resolve_device
-from detector.factory import ASSETS_DIR, create_model
+from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
 
 from . import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP, measure, report
 from .accuracy import LabelledFrames, load_labels
@@ -149,6 +149,7 @@ def run_bench(config: BenchConfig, progress_stream=None,
                                     "pipeline_fps = frames / wall time from opening the file to the closed recording"},
         "machine": machine,
         "labels": None if labels is None else {"source": labels.source, "images": labels.images, "boxes": labels.boxes},
+        "weights_files": _weights_files(config),
         "baselines": baselines,
         "notes": notes,
         "columns": list(report.COLUMNS),
@@ -163,6 +164,24 @@ def run_bench(config: BenchConfig, progress_stream=None,
              + f" — {machine['date_utc'][:10]}")
     report.plot(files[2], rows, title)
     return BenchResult(rows, document, report.format_table(rows), notes, files)
+
+
+def _weights_files(config: BenchConfig) -> dict[str, dict]:
+    """Size, date and sha256 of every weights file measured, so that a result names its checkpoint."""
+    import datetime as dt
+    import hashlib
+
+    out = {}
+    for model, weights in config.models:
+        cfg = config.detector_config(model, weights)
+        path = cfg.weights_path or (DEFAULT_MODEL_PATH if model == "default" and weights == "default" else None)
+        if path is None or not path.is_file():
+            continue
+        stat = path.stat()
+        out[model] = {"path": str(path), "bytes": stat.st_size,
+                      "modified_utc": dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return out
 
 
 def _labels(config: BenchConfig, frames, notes: list[str]) -> LabelledFrames | None:
