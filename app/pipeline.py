@@ -85,6 +85,7 @@ class Pipeline:
         self._sinks: list[Sink] = []
         self._sinks_lock = threading.Lock()
         self._error: BaseException | None = None
+        self._deferred_error: BaseException | None = None  # a source failure, raised after the drain
         self._error_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._finished = threading.Event()
@@ -155,6 +156,8 @@ class Pipeline:
             self._finished.wait(left)  # short waits: Ctrl-C reaches the main thread promptly
         if self._error is not None:
             raise self._error
+        if self._finished.is_set() and self._deferred_error is not None:
+            raise self._deferred_error
         return self._finished.is_set()
 
     def run(self) -> PipelineStats:
@@ -204,7 +207,10 @@ class Pipeline:
 
     @property
     def error(self) -> BaseException | None:
-        return self._error
+        """The first exception of any thread; a source failure once the frames read before it are done."""
+        if self._error is not None:
+            return self._error
+        return self._deferred_error if self._finished.is_set() else None
 
     # ------------------------------------------------------------------ live controls
     def pause(self) -> None:
@@ -357,9 +363,13 @@ class Pipeline:
                     break
                 if limit is not None and self._read >= limit:
                     break
+        except Exception as exc:
+            # The source failed: what was read before is still detected and written (no lost
+            # data), then wait() raises this error.
+            self._deferred_error = exc
         finally:
             self.source.close()
-        # Only a normal end (or a stop) gets here; an exception goes to _guard first.
+        # A normal end, a stop or a source failure gets here; other exceptions go to _guard first.
         if live:
             self._latest.close()
         else:
@@ -482,7 +492,7 @@ class Pipeline:
             self._finished.set()
         if self.on_finish is not None:
             try:
-                self.on_finish(self._error)
+                self.on_finish(self._error or self._deferred_error)
             except Exception as exc:  # a broken callback must not hide the run's own outcome
                 log.warning("on_finish callback failed: %s", exc)
 

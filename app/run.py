@@ -181,6 +181,12 @@ def run_headless(pipeline_config, detector_config) -> int:
             interrupted = True
             # A second Ctrl-C while the recording is being finalised would leave it unplayable.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except Exception:
+            pipeline.stop()
+            if pipeline.stats().frames_written:  # say what was kept before the one error line
+                print(pipeline.stats().summary(), file=sys.stderr)
+                _report_outputs(pipeline, pipeline_config)
+            raise
         finally:
             pipeline.stop()
         if interrupted:

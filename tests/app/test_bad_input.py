@@ -226,3 +226,23 @@ def test_missing_file_in_a_real_process(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     one_error_line(proc.stderr, "gone.mp4", "does not exist")
+
+
+def test_source_failing_mid_run_keeps_what_was_recorded(capsys, monkeypatch, tmp_path, clip10, fast):
+    from app.sources import FileSource, SourceError
+
+    original = FileSource.frames
+
+    def breaks_after_four(self):
+        for frame in original(self):
+            if frame.index == 4:
+                raise SourceError(f"reading {self.name} failed after 4 frames: Connection reset by peer")
+            yield frame
+
+    monkeypatch.setattr(FileSource, "frames", breaks_after_four)
+    out = tmp_path / "partial.mp4"
+    rc, stdout, err = run(capsys, "--video", clip10, "--record", out, *fast)
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"error: reading {clip10} failed after 4 frames: Connection reset by peer"
+    assert str(out) in stdout
+    assert len(decode_pts(out)[0]) == 4  # the frames before the failure are recorded, the file is finalised
