@@ -65,14 +65,15 @@ def evaluate(coco: COCO, predictions: Mapping[int, Detections]) -> dict:
     """COCO box AP of ``predictions`` (image id → Detections in that image's pixels) on ``coco``.
 
     Images of the ground truth without an entry in ``predictions`` count as having no detections.
-    Returns {"AP", "AP50", "AP75", "per_class_AP50": {name: AP50}, "per_class_AP": {...},
+    Returns {"AP", "AP50", "AP75", "per_class_AP50": {name: AP50}, "per_class_AP75", "per_class_AP",
     "images", "detections"}; a class without ground truth is left out of the per-class tables.
     """
     names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
     rows = detections_to_results(coco, predictions)
     present = sorted({a["category_id"] for a in coco.dataset["annotations"] if not a.get("iscrowd", 0)})
     empty = {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "per_class_AP50": {names[c]: 0.0 for c in present},
-             "per_class_AP": {names[c]: 0.0 for c in present}, "images": len(coco.imgs), "detections": 0}
+             "per_class_AP75": {names[c]: 0.0 for c in present}, "per_class_AP": {names[c]: 0.0 for c in present},
+             "images": len(coco.imgs), "detections": 0}
     if not rows or not present:
         return empty
     with contextlib.redirect_stdout(io.StringIO()):
@@ -96,6 +97,7 @@ def evaluate(coco: COCO, predictions: Mapping[int, Detections]) -> dict:
         "AP50": max(float(ev.stats[1]), 0.0),
         "AP75": max(float(ev.stats[2]), 0.0),
         "per_class_AP50": {names[c]: class_ap(c, 0) for c in present},
+        "per_class_AP75": {names[c]: class_ap(c, 5) for c in present},  # iouThrs[5] = 0.75
         "per_class_AP": {names[c]: class_ap(c, slice(None)) for c in present},
         "images": len(coco.imgs),
         "detections": len(rows),

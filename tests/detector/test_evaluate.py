@@ -50,6 +50,8 @@ def test_shifted_boxes_lose_ap75_but_keep_ap50():
     m = evaluate(coco, shifted)
     assert m["AP50"] == pytest.approx(1.0)
     assert m["AP75"] < 0.5
+    assert all(v < 0.5 for v in m["per_class_AP75"].values())
+    assert all(v == pytest.approx(1.0) for v in m["per_class_AP50"].values())
 
 
 def test_predictions_of_unknown_classes_are_ignored_and_crowd_is_ignore():
