@@ -42,6 +42,7 @@ from app.render import annotate, stats_line  # noqa: E402
 from app.sources import FileSource  # noqa: E402
 from detector import Detector, DetectorConfig  # noqa: E402
 from detector.factory import DEFAULT_MODEL_PATH  # noqa: E402
+from detector.weights import WeightsError  # noqa: E402
 
 
 class TimedDetector:
@@ -112,12 +113,16 @@ def main() -> int:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
+    detector, model_note = None, "paper model, mobilenet_v2, RANDOM weights (assets/default_model.pt missing) — speed only"
     if DEFAULT_MODEL_PATH.exists():
-        config, model_note = DetectorConfig(device=args.device), f"default model ({DEFAULT_MODEL_PATH.name})"
-    else:
-        config = DetectorConfig(model="paper", weights="random", device=args.device)
-        model_note = "paper model, mobilenet_v2, RANDOM weights (assets/default_model.pt missing) — speed only"
-    detector = TimedDetector(Detector(config))
+        try:
+            detector = TimedDetector(Detector(DetectorConfig(device=args.device)))
+            model_note = f"default model ({DEFAULT_MODEL_PATH.name}: {detector.inner.info.name}, {detector.inner.info.arch})"
+        except WeightsError as exc:
+            model_note = f"paper model, mobilenet_v2, RANDOM weights (the default model did not load: {exc}) — speed only"
+    if detector is None:
+        detector = TimedDetector(Detector(DetectorConfig(model="paper", weights="random", device=args.device)))
+    print(f"model: {model_note}", flush=True)
     with av.open(args.video) as c:
         warm = next(c.decode(video=0)).to_ndarray(format="rgb24")
     detector.inner.detect([warm])  # first call allocates; keep it out of both measurements
