@@ -86,6 +86,15 @@ def test_close_twice_and_never_opened(tmp_path):
 
 
 def test_sigint_mid_record_leaves_a_playable_file(tmp_path, tiny_weights):
+    interrupt_mid_record(tmp_path, tiny_weights, signal.SIGINT)
+
+
+@pytest.mark.slow
+def test_sigterm_takes_the_same_path(tmp_path, tiny_weights):
+    interrupt_mid_record(tmp_path, tiny_weights, signal.SIGTERM)
+
+
+def interrupt_mid_record(tmp_path, tiny_weights, signum) -> None:
     out = tmp_path / "interrupted.mp4"
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     proc = subprocess.Popen(
@@ -98,7 +107,7 @@ def test_sigint_mid_record_leaves_a_playable_file(tmp_path, tiny_weights):
             time.sleep(0.1)
         time.sleep(0.5)
         assert proc.poll() is None, f"run ended before the interrupt: {proc.communicate()}"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         t = time.monotonic()
         stdout, stderr = proc.communicate(timeout=20)
         stopped_in = time.monotonic() - t
