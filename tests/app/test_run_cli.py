@@ -128,3 +128,46 @@ def test_with_a_display_the_gui_gets_both_configs(monkeypatch, tmp_path, clip10)
     assert pipeline_config.source == str(clip10) and not pipeline_config.headless
     assert pipeline_config.record == str(tmp_path / "o.mp4") and detector_config.proposals == 100
     assert not (tmp_path / "o.mp4").exists()  # the GUI, not the CLI, writes it
+
+
+def test_url_run_is_paced_and_keeps_the_newest_frames(capsys, tmp_path, tiny_weights):
+    """--url on a real HTTP stream: latest-frame policy, paced at the stream's own rate."""
+    import functools
+    import http.server
+    import threading
+    import time
+    from fractions import Fraction
+
+    from app.cli import main
+    from tests.app.test_sources import write_clip
+
+    served = tmp_path / "srv"
+    served.mkdir()
+    clip = write_clip(served / "live.ts", "libx264", "yuv420p", size=(320, 240), pts=[i * 3600 for i in range(40)],
+                      time_base=Fraction(1, 90000))  # 40 frames at 25 fps = 1.6 s
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "live.mp4"
+    try:
+        t = time.monotonic()
+        rc = main(["--url", f"http://127.0.0.1:{server.server_address[1]}/live.ts", "--record", str(out),
+                   "--weights", str(tiny_weights), "--headless"])
+        took = time.monotonic() - t
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert took > 1.5  # paced at 25 fps, not read as fast as the disk allows
+    counts = err.split("frames: ", 1)[1].split("\n", 1)[0]  # "40 read, N processed, N written, D dropped, 0 bad"
+    read, processed, written, dropped = (int(counts.split(", ")[i].split()[0]) for i in range(4))
+    assert read == 40 and processed == written == read - dropped
+    src_pts, src_tb = decode_pts(clip)
+    rec_pts, rec_tb = decode_pts(out)
+    assert len(rec_pts) == written
+    # Every recorded frame keeps its own instant of the stream: dropped frames leave gaps in time,
+    # they do not speed the video up.
+    source_times = {(p - src_pts[0]) * src_tb for p in src_pts}
+    assert {(p - rec_pts[0]) * rec_tb for p in rec_pts} <= source_times
