@@ -260,8 +260,9 @@ class Pipeline:
             raise RuntimeError(f"already recording to {self.record_sink.path}")
         check_output_path(str(path), "recording", overwrite=overwrite)
         sink = RecordSink(path, time_base=self.source.time_base, rate=self.source.rate)
+        self.add_sink(sink)
         self.record_sink = sink
-        return self.add_sink(sink)
+        return sink
 
     def stop_recording(self) -> Path | None:
         """Finalise the running recording; returns its path (None if none was running)."""

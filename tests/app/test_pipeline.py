@@ -221,3 +221,12 @@ def test_realtime_pacing_follows_timestamps_but_skips_a_jump(tmp_path):
     assert 0.55 < took < 3.0  # ~0.6 s of paced frames, the jump not waited for
     assert PipelineConfig(source_kind="url", source="rtsp://cam/1").effective_realtime
     assert not config(clip).effective_realtime
+
+
+def test_recording_cannot_start_after_the_end(tmp_path, clip10):
+    p = Pipeline(config(clip10), FakeDetector())
+    p.run()
+    with pytest.raises(RuntimeError, match="finished"):
+        p.start_recording(tmp_path / "late.mp4")
+    assert p.record_sink is None and p.stop_recording() is None
+    assert not (tmp_path / "late.mp4").exists()
