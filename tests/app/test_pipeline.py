@@ -230,3 +230,22 @@ def test_recording_cannot_start_after_the_end(tmp_path, clip10):
         p.start_recording(tmp_path / "late.mp4")
     assert p.record_sink is None and p.stop_recording() is None
     assert not (tmp_path / "late.mp4").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_batches_waiting_frames_and_keeps_order(clip10):
+    import torch
+
+    from detector import Detector, DetectorConfig
+    from tests.conftest import TINY
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    detector = Detector(DetectorConfig(**{**TINY, "device": "cuda"}))
+    p = Pipeline(config(clip10), detector)
+    assert p.batch_size == 4  # auto: batches on CUDA for every_frame sources
+    results = collect(p)
+    p.run()
+    pts, _ = decode_pts(clip10)
+    assert [r.frame.pts for r, _ in results] == pts
+    assert max(r.batch_size for r, _ in results) > 1
