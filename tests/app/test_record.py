@@ -143,3 +143,23 @@ def test_real_mpeg4_avi_decodes_every_frame():
     with FileSource(str(path)) as source:
         frames = sum(1 for _ in source.frames())
     assert frames == source.total_frames == 795 and source.bad_frames == 0
+
+
+def test_fragmented_mp4_decodes(tmp_path):
+    out = tmp_path / "frag.mp4"
+    with Recorder(out, time_base=Fraction(1, 10), fragmented=True) as rec:
+        for i in range(12):
+            rec.write(np.full((32, 48, 3), i * 20, np.uint8), i)
+    pts, tb = decode_pts(out)
+    assert [p * tb for p in pts] == [Fraction(i, 10) for i in range(12)]
+
+
+def test_a_frame_of_another_size_is_scaled_and_counted(tmp_path):
+    out = tmp_path / "sizes.mp4"
+    with Recorder(out, time_base=Fraction(1, 10)) as rec:
+        rec.write(np.zeros((32, 48, 3), np.uint8), 0)
+        rec.write(np.full((64, 96, 3), 200, np.uint8), 1)
+    assert rec.frames_resized == 1 and rec.size == (48, 32)
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert [f.shape for f in frames] == [(32, 48, 3)] * 2 and frames[1].mean() > 150
