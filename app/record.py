@@ -55,7 +55,10 @@ class Recorder:
 
         self.padded = (width % 2, height % 2)
         self.size = (width + self.padded[0], height + self.padded[1])
-        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if self.fragmented else {}
+        # negative_cts_offsets: without an edit list (none in a fragmented MP4) B-frame reordering
+        # would otherwise start the video at the encoder's delay (0.2 s at 10 fps), not at 0.
+        flags = "frag_keyframe+empty_moov+default_base_moof+negative_cts_offsets"
+        options = {"movflags": flags} if self.fragmented else {}
         try:
             self._container = av.open(str(self.path), mode="w", options=options)
         except av.error.FFmpegError as exc:
