@@ -61,7 +61,8 @@ class TrainConfig:
         epochs: passes over the data (for ``alternating``: split evenly over the 4 steps).
         batch_size: images per iteration.
         lr: SGD learning rate (paper: 0.001), reached after ``warmup_iters`` linear warm-up.
-        lr_drop_at: fraction of all iterations after which the lr is multiplied by 0.1 (paper: 60k of 80k).
+        lr_drop_at: fraction of all iterations (or of ``time_limit_s``, whichever is reached first) after
+            which the lr is multiplied by 0.1 (paper: 60k of 80k iterations).
         box_lambda: the paper's λ for the RPN box loss (see the module docstring for the mapping).
         scales: training short-side sizes, one drawn per image (scale jitter); empty = the model's.
         hflip: random horizontal flips.
@@ -371,7 +372,13 @@ class Trainer:
                        disable=not sys.stderr.isatty()) if tqdm else range(per_epoch)
             for it in bar:
                 self.iteration = epoch * per_epoch + it
-                lr = cfg.lr * (0.1 if self.iteration >= cfg.lr_drop_at * total else 1.0)
+                # the drop comes after lr_drop_at of the planned iterations, or of the time limit if that
+                # runs out first, so that a run cut short by its time budget still gets its low-lr phase
+                elapsed = time.perf_counter() - started
+                progress = self.iteration / total
+                if cfg.time_limit_s:
+                    progress = max(progress, elapsed / cfg.time_limit_s)
+                lr = cfg.lr * (0.1 if progress >= cfg.lr_drop_at else 1.0)
                 if steps_done < cfg.warmup_iters:
                     lr *= (steps_done + 1) / cfg.warmup_iters
                 for group in optimizer.param_groups:

@@ -111,3 +111,15 @@ def test_bad_config_is_named():
         TrainConfig(schedule="bogus")
     with pytest.raises(ValueError, match="epochs ≥ 4"):
         TrainConfig(schedule="alternating", epochs=2)
+
+
+def test_lr_drops_when_the_time_budget_runs_short(one_image):
+    """A run whose time limit is (nearly) spent gets its ×0.1 phase even though few iterations ran."""
+    data = CocoDetectionData(one_image)
+    lrs = {}
+    for limit in (None, 1e-6):
+        cfg = TrainConfig(epochs=1, iters_per_epoch=2, batch_size=1, lr=0.01, warmup_iters=1, hflip=False,
+                          time_limit_s=limit, rpn_pre_nms_train=200, rpn_post_nms_train=100)
+        trainer = Trainer(_model(len(data.class_names)), data, cfg)
+        trainer.run(on_epoch=lambda tr, rec, key=limit: lrs.__setitem__(key, rec["optimizer"]["param_groups"][0]["lr"]))
+    assert lrs[None] == pytest.approx(0.01) and lrs[1e-6] == pytest.approx(0.001)
