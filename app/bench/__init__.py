@@ -2,10 +2,10 @@
 
 For every model × precision × proposal count it measures the staged detector (fps; per-stage ms,
 median and p90, after warm-up, device-synchronised), the pipeline end to end (decode → detect → draw
-→ encode) on the same clip, AP / AP50 on labelled frames, and peak memory. In the same run, once per
-model before and once after its sweep, a naive single-thread loop calls the torchvision model
-directly (fp32, the model's own proposal count) on the same frames; the pipeline's fps over the
-naive loop's is the speed-up. Writes results.csv, results.json and proposals_vs_fps.png to --out.
+→ encode) on the same clip, AP / AP50 on labelled frames, and peak memory. In the same run, right
+beside every pipeline run, a naive single-thread loop calls the torchvision model directly (fp32,
+the model's own proposal count) on the same frames; the pipeline's fps over the naive loop's is the
+speed-up. Writes results.csv, results.json and proposals_vs_fps.png to --out.
 """
 
 from __future__ import annotations

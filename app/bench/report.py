@@ -155,7 +155,7 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["model"], row["precision"]), []).append(row)
-    baselines: dict[str, float] = {}
+    baselines: set[str] = set()
     all_fps: list[float] = []
     for i, ((model, precision), group) in enumerate(groups.items()):
         color = colors[i % len(colors)]
@@ -170,11 +170,18 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
         if not all(math.isnan(v) for v in e2e):
             ax_fps.plot(x, e2e, "s--", color=color, label=f"{name}: end to end (pipeline)")
             all_fps += e2e
-        base = group[0].get("baseline_fps")
-        if base is not None and not math.isnan(base) and model not in baselines:
-            baselines[model] = base
-            ax_fps.axhline(base, color=color, linestyle=":", linewidth=1.5, label=f"{short}: naive loop (fp32, default proposals)")
-            all_fps.append(base)
+        base = [_nan(r.get("baseline_fps")) for r in group]
+        if not all(math.isnan(v) for v in base) and model not in baselines:
+            # The naive loop is the same for every precision of a model: drawn once, at each point
+            # where it was run (beside that point's pipeline run).
+            baselines.add(model)
+            if len(set(base)) == 1:
+                ax_fps.axhline(base[0], color=color, linestyle=":", linewidth=1.5,
+                               label=f"{short}: naive loop (fp32, default proposals)")
+            else:
+                ax_fps.plot(x, base, "x:", color=color, linewidth=1.5,
+                            label=f"{short}: naive loop (fp32, default proposals), run beside each point")
+            all_fps += base
         if has_ap:
             ax_ap.plot(x, [_nan(r.get("ap")) for r in group], "o-", color=color, label=f"{name}: AP")
             ax_ap.plot(x, [_nan(r.get("ap50")) for r in group], "^--", color=color, label=f"{name}: AP50")

@@ -124,8 +124,8 @@ def run_bench(config: BenchConfig, progress_stream=None,
     machine = report.machine_info()
 
     n = len(frames)
-    per_model = (len(precisions) * len(config.proposals) * (config.warmup + n + (n if config.pipeline else 0))
-                 + (2 * (n + config.warmup) if config.baseline else 0))
+    per_model = (len(precisions) * len(config.proposals) * _steps_per_row(config, n)
+                 + (n + config.warmup if config.baseline and not config.pipeline else 0))
     progress = Progress(per_model * len(config.models), stream=progress_stream)
     rows: list[dict] = []
     baselines: list[dict] = []
@@ -218,16 +218,23 @@ def build_baseline_model(config: DetectorConfig):
 def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions, device: torch.device, frames,
                  labels: LabelledFrames | None, scratch: Path, progress: Progress, notes: list[str],
                  detector_factory: Callable[[DetectorConfig], Detector]):
-    """All rows of one model, and its naive-loop record (None with ``--no-baseline``)."""
+    """All rows of one model, and its naive-loop record (None with ``--no-baseline``).
+
+    With the pipeline measured, the naive loop runs right beside it for every row, in alternating
+    order (naive → pipeline, then pipeline → naive, ...), so that each ratio compares two runs made
+    under the same load even when the machine's load drifts during the sweep (it did: other jobs
+    started and stopped on the shared 2-core box). Without the pipeline it runs once.
+    """
     n = len(frames)
     base_runs: list[measure.LoopRun] = []
-    baseline_model = None
-    base_info = None
+    naive = baseline_model = base_info = None
     if config.baseline:
         baseline_model, class_names, base_info = build_baseline_model(config.detector_config(model_name, weights))
-        progress.set_label(f"{model_name}: naive loop (1/2)")
         naive = partial(measure.naive_loop, baseline_model, config.video, n, scratch / "naive.mp4", device,
                         class_names, warmup=config.warmup, tick=progress.advance)
+    paired = naive is not None and config.pipeline
+    if naive is not None and not paired:
+        progress.set_label(f"{model_name}: naive loop")
         base_runs.append(measure.on_worker_thread(naive))
 
     rows: list[dict] = []
@@ -239,7 +246,7 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                 notes.append(line)
         if detector.dtype in done_dtypes:
             notes.append(f"{model_name} {precision}: runs as {detector.precision} on {device.type}, already measured; skipped")
-            progress.advance((config.warmup + n + (n if config.pipeline else 0)) * len(config.proposals))
+            progress.advance(_steps_per_row(config, n) * len(config.proposals))
             continue
         done_dtypes.add(detector.dtype)
         for proposals in config.proposals:
@@ -251,44 +258,59 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
             progress.set_label(f"{label}: detector")
             run = measure.on_worker_thread(
                 partial(measure.measure_detector, detector, frames, config.warmup, tick=progress.advance))
-            pipe = None
+            pipe = base = None
             if config.pipeline:
+                naive_first = len(rows) % 2 == 0
+                if paired and naive_first:
+                    progress.set_label(f"{label}: naive loop")
+                    base = measure.on_worker_thread(naive)
                 progress.set_label(f"{label}: pipeline")
                 pipe = measure.pipeline_loop(detector, config.video, n, scratch / "pipeline.mp4", tick=progress.advance)
                 if pipe is None:
                     progress.advance(n)
+                if paired and not naive_first:
+                    progress.set_label(f"{label}: naive loop")
+                    base = measure.on_worker_thread(naive)
+                if base is not None:
+                    base_runs.append(base)
             metrics = labels.evaluate(run.detections) if labels is not None else None
             row = _row(detector, model_name, weights, proposals, run, pipe, metrics)
             row["peak_rss_mb"] = peak_rss_mb()
             if device.type == "cuda":
                 row["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+            base = base or (base_runs[0] if base_runs else None)
+            if base is not None:
+                row["baseline_fps"] = base.fps
+                if pipe is not None:
+                    row["speedup_vs_baseline"] = pipe.fps / base.fps
+                    if pipe.timestamps != base.timestamps:
+                        notes.append(f"{label}: the pipeline processed {pipe.frames} frames, the naive loop {base.frames} "
+                                     "(or other timestamps) — the ratio compares different work")
             rows.append(row)
-            if pipe is not None and base_runs and pipe.timestamps != base_runs[0].timestamps:
-                notes.append(f"{label}: the pipeline processed {pipe.frames} frames, the naive loop {base_runs[0].frames} "
-                             "(or other timestamps) — the ratio compares different work")
         del detector
     if config.pipeline and rows and all(r["pipeline_fps"] is None for r in rows):
         notes.append("the pipeline (app/pipeline.py) is not available in this checkout: end-to-end fps not measured")
 
-    if not config.baseline:
+    if naive is None:
         return rows, None
-    progress.set_label(f"{model_name}: naive loop (2/2)")
-    base_runs.append(measure.on_worker_thread(naive))
     fps_runs = [r.fps for r in base_runs]
-    base_fps = sum(fps_runs) / len(fps_runs)
-    for row in rows:
-        row["baseline_fps"] = base_fps
-        if row["pipeline_fps"] is not None:
-            row["speedup_vs_baseline"] = row["pipeline_fps"] / base_fps
+    base_fps = sum(fps_runs) / len(fps_runs) if fps_runs else float("nan")
     rpn = baseline_model.rpn
     baseline = {
         "model": model_name, "weights": weights, "trained": base_info.trained, "precision": "fp32",
         "proposals": rpn._post_nms_top_n["testing"], "pre_nms_proposals": rpn._pre_nms_top_n["testing"],
-        "frames": base_runs[0].frames, "fps": base_fps, "fps_runs": fps_runs,
-        "spread": (max(fps_runs) - min(fps_runs)) / base_fps if base_fps else None,
-        "what": "one Python thread: PyAV decode → model([tensor]) → cv2 draw → PyAV H.264 encode; run before and after the sweep",
+        "frames": base_runs[0].frames if base_runs else 0, "fps_mean": base_fps, "fps_runs": fps_runs,
+        "spread": (max(fps_runs) - min(fps_runs)) / base_fps if len(fps_runs) > 1 and base_fps else None,
+        "what": "one Python thread: PyAV decode → model([tensor]) → cv2 draw → PyAV H.264 encode; "
+                + ("run beside the pipeline for every row, alternating which goes first" if paired else "run once"),
     }
     return rows, baseline
+
+
+def _steps_per_row(config: BenchConfig, n: int) -> int:
+    """Progress steps of one row: detector (warm-up + frames), pipeline, and the paired naive loop."""
+    paired = config.baseline and config.pipeline
+    return config.warmup + n + (n if config.pipeline else 0) + (n + config.warmup if paired else 0)
 
 
 def _row(detector: Detector, model_name: str, weights: str, proposals: int, run: measure.DetectorRun,

@@ -93,7 +93,9 @@ def test_sweep_writes_the_three_files_with_the_columns(clip, tmp_path):
         assert key in doc["machine"], key
     assert doc["machine"]["torch"] == torch.__version__
     assert [r["proposals"] for r in doc["rows"]] == [5, 50]
+    # the naive loop ran beside each row's pipeline run, and each row's ratio uses its own
     assert doc["baselines"][0]["frames"] == 3 and len(doc["baselines"][0]["fps_runs"]) == 2
+    assert [r["baseline_fps"] for r in doc["rows"]] == pytest.approx(doc["baselines"][0]["fps_runs"], rel=1e-3)
     png = (out / "proposals_vs_fps.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert "det fps" in result.table and result.table.count("\n") == 3  # header, rule, two rows
