@@ -186,3 +186,16 @@ def test_cli_refuses_bad_input_with_one_line(clip, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "new").exists()
+
+
+def test_a_precision_that_runs_as_another_is_measured_once(clip, tmp_path):
+    """fp16 on a CPU runs as fp32 (the detector falls back): one set of rows and a note, not two."""
+    result = run_bench(
+        BenchConfig(video=clip, models=(("paper", "random"),), proposals=(5, 50), precisions=("fp32", "fp16"),
+                    frames=2, warmup=0, out=tmp_path / "out", pipeline=False, baseline=False),
+        detector_factory=lambda cfg: GroundTruthDetector(cfg, None),
+    )
+    assert [(r["precision"], r["proposals"]) for r in result.rows] == [("fp32", 5), ("fp32", 50)]
+    assert any("paper fp16: runs as fp32" in note and "skipped" in note for note in result.notes)
+    assert any("AP and AP50 not measured" in note for note in result.notes)
+    assert all(r["ap"] is None for r in result.rows)
