@@ -550,6 +550,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================== shutdown
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.hide()  # gone at once, even while a slow detect call or the encoder flush is awaited
         self.shutdown()
         super().closeEvent(event)
 
