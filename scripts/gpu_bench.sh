@@ -8,26 +8,33 @@
 #       CUDA graphs, each measured against the previous state in the same run;
 #   env.txt, log.txt — nvidia-smi, versions, and the whole console output.
 #
-# The device image lacks PyAV and pycocotools. Fetch their wheels once, on the CPU machine:
-#     scripts/gpu_bench.sh --fetch-wheels          # → .whl/ (ignored through .git/info/exclude)
-# then run there in one go (device tool `run`, carry [".whl"], timeout_s 600):
+# The device image lacks PyAV and pycocotools, and .cache/ (the held-out labels `make model` writes)
+# does not travel. Prepare both once, on the CPU machine:
+#     scripts/gpu_bench.sh --prepare      # → .gpu_bench/: two wheels (~36 MB) + the labels, if made
+# then run there in one go (device tool `run`, carry [".gpu_bench"], timeout_s 580):
 #     bash scripts/gpu_bench.sh
-# It stays inside ~8 minutes on an H200 (each part has its own timeout, so a slow part still leaves
-# the others' files). FRAMES, WARMUP, PROPOSALS, MODELS, WEIGHTS override the defaults.
+# About 9 minutes at most: each part has its own timeout and writes as it goes, so a slow part still
+# leaves its rows. FRAMES, WARMUP, PROPOSALS, MODELS, WEIGHTS override the defaults. What travels is
+# capped at 64 MiB: the wheels, the 25 MB checkpoint and the tree come close — keep stray files out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ "${1:-}" == "--fetch-wheels" ]]; then
+CARRY=${CARRY:-.gpu_bench}
+LABELS=.cache/data/vtest_heldout.json  # teacher labels of vtest frames 650–794 = the sample's frames
+
+if [[ "${1:-}" == "--prepare" ]]; then
     # The versions this project runs with here; cp312 manylinux wheels for the device's Python 3.12.
     AV_VERSION=$(.venv/bin/python -c 'import av; print(av.__version__)' 2>/dev/null || echo 18.1.0)
     COCO_VERSION=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("pycocotools"))' 2>/dev/null || echo 2.0.11)
-    grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+    grep -qx "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude
+    mkdir -p "$CARRY"
     for spec in "av==$AV_VERSION" "pycocotools==$COCO_VERSION"; do
         python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
             --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-            --platform manylinux2014_x86_64 -d .whl "$spec" || exit 1
+            --platform manylinux2014_x86_64 -d "$CARRY" "$spec" || exit 1
     done
-    ls -la .whl
+    if [[ -f "$LABELS" ]]; then cp "$LABELS" "$CARRY/"; else echo "note: $LABELS not made (make model): no AP on the GPU"; fi
+    ls -la "$CARRY"
     exit 0
 fi
 
@@ -37,12 +44,14 @@ WARMUP=${WARMUP:-10}
 PROPOSALS=${PROPOSALS:-50,100,300,1000,2000}
 MODELS=${MODELS:-fasterrcnn_resnet50_fpn,fasterrcnn_mobilenet_v3_large_fpn,default}
 WEIGHTS=${WEIGHTS:-random,random,default}
+SPEEDUP_MODELS=${SPEEDUP_MODELS:-fasterrcnn_resnet50_fpn,fasterrcnn_mobilenet_v3_large_fpn}
+DEVICE=${DEVICE:-cuda}  # DEVICE=cpu MODELS=paper WEIGHTS=random FRAMES=3 ...: a smoke test of this script on a CPU
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 export PYTHONUNBUFFERED=1
 
-if [[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+if ls "$CARRY"/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CARRY"/*.whl || exit 1
     export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 
@@ -64,20 +73,23 @@ PY
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 if grep -q "MISSING" "$OUT/env.txt"; then
-    echo "a package is missing (see above): run 'scripts/gpu_bench.sh --fetch-wheels' on the CPU machine and carry .whl"
+    echo "a package is missing (see above): run 'scripts/gpu_bench.sh --prepare' on the CPU machine and carry $CARRY"
     exit 2
 fi
 [[ -f assets/default_model.pt ]] || echo "note: assets/default_model.pt is absent: 'default' runs the paper model with random weights"
 
+ANNOTATIONS=()
+[[ -f "$CARRY/vtest_heldout.json" ]] && ANNOTATIONS=(--annotations "$CARRY/vtest_heldout.json" --frame-offset 650)
+
 echo "== bench: $MODELS ($WEIGHTS), fp32,fp16, proposals $PROPOSALS, $FRAMES frames"
-timeout 330 python3 run.py bench --video assets/sample.mp4 --device cuda --precision fp32,fp16 \
+timeout 330 python3 run.py bench "${ANNOTATIONS[@]}" --video assets/sample.mp4 --device "$DEVICE" --precision fp32,fp16 \
     --model "$MODELS" --weights "$WEIGHTS" --proposals "$PROPOSALS" --frames "$FRAMES" --warmup "$WARMUP" \
     --out "$OUT/bench" --overwrite --note "scripts/gpu_bench.sh on the device machine"
 echo "bench exit status $?"
 
 echo "== speed-up ladder"
-timeout 200 python3 scripts/gpu_speedups.py --video assets/sample.mp4 --device cuda \
-    --models fasterrcnn_resnet50_fpn,fasterrcnn_mobilenet_v3_large_fpn --weights random --proposals 300 \
-    --frames 60 --warmup 10 --out "$OUT/speedups.json"
+timeout 200 python3 scripts/gpu_speedups.py --video assets/sample.mp4 --device "$DEVICE" \
+    --models "$SPEEDUP_MODELS" --weights random --proposals 300 \
+    --frames "$(( FRAMES < 60 ? FRAMES : 60 ))" --warmup "$WARMUP" --out "$OUT/speedups.json"
 echo "speedups exit status $?"
 ls -la "$OUT" "$OUT/bench"

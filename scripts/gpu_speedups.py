@@ -114,7 +114,8 @@ def feature_error(features, reference) -> float:
     return worst
 
 
-def ladder(name: str, weights: str, args, frames, device: torch.device) -> list[dict]:
+def ladder(name: str, weights: str, args, frames, device: torch.device, save) -> None:
+    """Measure the cumulative states for one model; ``save(row)`` is called for every row."""
     config = DetectorConfig(model=name, weights=weights, device=str(device), precision="fp32",
                             proposals=args.proposals, score_threshold=args.score_threshold,
                             min_size=args.min_size, max_size=args.max_size)
@@ -129,12 +130,11 @@ def ladder(name: str, weights: str, args, frames, device: torch.device) -> list[
     model.roi_heads.score_thresh = args.score_threshold
     eager_backbone = model.backbone
     state = State()
-    rows: list[dict] = []
     reference = None
     previous_fps = None
     for step in args.steps:
         if step == "+fp16" and device.type != "cuda":
-            rows.append({"model": name, "step": step, "skipped": "fp16 autocast is CUDA-only here"})
+            save({"model": name, "step": step, "skipped": "fp16 autocast is CUDA-only here"})
             continue
         row = {"model": name, "weights": weights, "trained": info.trained, "step": step, "proposals": args.proposals}
         try:
@@ -156,7 +156,7 @@ def ladder(name: str, weights: str, args, frames, device: torch.device) -> list[
             if step in ("+compile", "+cudagraph"):
                 model.backbone = eager_backbone
                 state.compiled = None
-        rows.append(row)
+        save(row)
         print(json.dumps(row), flush=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -168,9 +168,8 @@ def ladder(name: str, weights: str, args, frames, device: torch.device) -> list[
         median, p90 = median_p90(ms)
         row = {"model": name, "weights": weights, "step": f"Detector {precision} (the product)", "proposals": args.proposals,
                "fps": 1000.0 * len(ms) / sum(ms), "ms_median": median, "ms_p90": p90}
-        rows.append(row)
+        save(row)
         print(json.dumps(row), flush=True)
-    return rows
 
 
 def main(argv=None) -> int:
@@ -200,19 +199,24 @@ def main(argv=None) -> int:
     weights = args.weights.split(",")
     weights = weights * len(models) if len(weights) == 1 else weights
     frames = [f.image for f in read_frames(Path(args.video), args.frames)]
-    rows = []
-    for name, w in zip(models, weights):
-        rows += ladder(name, w, args, frames, device)
     doc = {
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "video": args.video, "frames": len(frames), "warmup": args.warmup,
         "what": "cumulative states; batch 1; ms per frame synchronised; speedup_vs_previous = fps / fps of the previous good state",
-        "rows": rows,
+        "rows": [],
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(row: dict) -> None:
+        # Written after every row: a run cut short by its time limit still leaves what it measured.
+        doc["rows"].append(row)
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+
+    for name, w in zip(models, weights):
+        ladder(name, w, args, frames, device, save)
+    print(f"wrote {out}")
     return 0
 
 
