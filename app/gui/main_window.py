@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -611,16 +612,41 @@ def apply_theme(app: QApplication) -> None:
 
 
 # ====================================================================== entry point
+def platform_problem(timeout_s: float = 30.0) -> str | None:
+    """None when Qt can open its windowing plugin here; else Qt's complaint, in one line.
+
+    Qt aborts the whole process when its platform plugin cannot load (on Linux typically a missing
+    ``libxcb-cursor0``), which no ``try`` can catch; so a throwaway process tries first.
+    """
+    code = "import sys; from PyQt6.QtWidgets import QApplication; QApplication(sys.argv[:1])"
+    try:
+        probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None  # a slow machine, not a broken one: let the real start decide
+    if probe.returncode == 0:
+        return None
+    lines = [line.strip() for line in probe.stderr.splitlines() if line.strip()]
+    qt_lines = [line for line in lines if "qt.qpa" in line or "platform plugin" in line]
+    return (qt_lines or lines or [f"exit status {probe.returncode}"])[0]
+
+
 def run_gui(pipeline_config: PipelineConfig, detector_config) -> int:
     """Open the window on ``pipeline_config``'s source with a detector built from ``detector_config``.
 
-    Builds the detector first (a bad model or device raises here, before any window, as a one-line
-    error for the CLI), then runs Qt's event loop until the window closes. Ctrl-C (or SIGTERM) in the
+    Checks that Qt can open a window and builds the detector first (a missing system library, a bad
+    model or device raises here, before any window, as a one-line error for the CLI), then runs Qt's event loop until the window closes. Ctrl-C (or SIGTERM) in the
     terminal closes the window the same way. Returns the exit status: 0, or 130 after a signal.
     """
+    from app.errors import UserError
     from detector.detector import Detector
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance()
+    if app is None:
+        problem = platform_problem()
+        if problem:
+            raise UserError(f"the window cannot open: {problem} — install the missing system library "
+                            "(see the README) or run with --headless")
+        app = QApplication(sys.argv[:1])
     app.setApplicationName("frcnn-video")
     apply_theme(app)
     detector = Detector(detector_config)

@@ -42,3 +42,13 @@ def test_ctrl_c_closes_the_window_and_finalises_the_recording(clip10, tmp_path):
     assert "Traceback" not in log, log
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) >= 1
+
+
+def test_a_window_system_that_cannot_load_is_one_line_not_an_abort(monkeypatch):
+    from app.gui.main_window import platform_problem
+
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert platform_problem() is None
+    monkeypatch.setenv("QT_QPA_PLATFORM", "no-such-platform")  # Qt would abort the process here
+    problem = platform_problem()
+    assert problem is not None and "no-such-platform" in problem and "\n" not in problem
