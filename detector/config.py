@@ -30,8 +30,8 @@ class DetectorConfig:
         device: "auto" (cuda when available), "cpu" or "cuda" / "cuda:N".
         precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16".
         proposals: RPN proposals kept after NMS per image at test time (the paper's top-N).
-        pre_nms_proposals: RPN proposals kept before NMS (per feature level); None = 2 × proposals,
-            at least 1000 — torchvision's own test-time ratio.
+        pre_nms_proposals: RPN proposals kept before NMS (per feature level); None = max(1000,
+            proposals), torchvision's own test-time setting.
         score_threshold: detections scoring below are dropped.
         nms_threshold: IoU of the per-class NMS in the RoI head.
         classes: class names to keep; empty = all.
@@ -94,11 +94,18 @@ class DetectorConfig:
     def effective_pre_nms(self) -> int:
         if self.pre_nms_proposals is not None:
             return self.pre_nms_proposals
-        return max(1000, 2 * self.proposals)
+        return default_pre_nms(self.proposals)
 
     def with_(self, **changes) -> DetectorConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+
+def default_pre_nms(proposals: int) -> int:
+    """Pre-NMS proposals per level when none is set: torchvision's test-time 1000, or the post-NMS
+    count when that is larger (NMS cannot keep more than it is given). At equal settings the staged
+    detector then does exactly the RPN work of the torchvision model."""
+    return max(1000, proposals)
 
 
 def _is_int(value) -> bool:

@@ -19,7 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector.config import PRECISIONS, ConfigError, DetectorConfig, check_probability, check_proposals
+from detector.config import (
+    PRECISIONS,
+    ConfigError,
+    DetectorConfig,
+    check_probability,
+    check_proposals,
+    default_pre_nms,
+)
 from detector.detections import Detections, valid_names
 from detector.factory import ModelInfo, create_model
 
@@ -150,7 +157,7 @@ class Detector:
     def set_proposal_count(self, n: int, pre_nms: int | None = None) -> None:
         """Keep the top ``n`` RPN proposals after NMS (per image) from the next call on.
 
-        ``pre_nms``: proposals kept per feature level before NMS; None = max(1000, 2n).
+        ``pre_nms``: proposals kept per feature level before NMS; None = max(1000, n), as torchvision.
         """
         check_proposals(n, "proposal count")
         if pre_nms is not None:
@@ -158,7 +165,7 @@ class Detector:
         with self._lock:
             # torchvision keeps these in private dicts; this is the one place that touches them.
             self.model.rpn._post_nms_top_n["testing"] = int(n)
-            self.model.rpn._pre_nms_top_n["testing"] = int(pre_nms if pre_nms is not None else max(1000, 2 * n))
+            self.model.rpn._pre_nms_top_n["testing"] = int(pre_nms if pre_nms is not None else default_pre_nms(n))
 
     def set_score_threshold(self, threshold: float) -> None:
         threshold = check_probability(threshold, "score threshold")

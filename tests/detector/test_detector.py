@@ -169,3 +169,17 @@ def test_half_precision_on_gpu_matches_fp32(precision, sample_frames):
     assert float((iou >= 0.9).float().mean()) >= 0.9
     matched = box_iou(torch.from_numpy(top.boxes), torch.from_numpy(half.boxes)).argmax(dim=1).numpy()
     np.testing.assert_allclose(half.scores[matched], top.scores, atol=0.05)
+
+
+def test_default_pre_nms_matches_torchvision_at_equal_settings():
+    model = build_torchvision("fasterrcnn_mobilenet_v3_large_fpn")
+    own = dict(model.rpn._pre_nms_top_n), dict(model.rpn._post_nms_top_n)
+    det = Detector(DetectorConfig(model="fasterrcnn_mobilenet_v3_large_fpn", proposals=own[1]["testing"], **CPU),
+                   model=model, class_names=COCO_CLASS_NAMES)
+    assert (det.pre_nms_count, det.proposal_count) == (own[0]["testing"], own[1]["testing"]) == (1000, 1000)
+    det.set_proposal_count(100)
+    assert det.pre_nms_count == 1000  # fewer kept after NMS, NMS still sees torchvision's 1000
+    det.set_proposal_count(3000)
+    assert det.pre_nms_count == 3000
+    det.set_proposal_count(100, pre_nms=400)
+    assert det.pre_nms_count == 400
