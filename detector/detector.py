@@ -124,7 +124,13 @@ class Detector:
         self.info = info or ModelInfo(type(model).__name__, "given", True, {}, {})
         if self.info.warning:
             self.notes.append(self.info.warning)
-        self._lock = threading.Lock()
+        # Knobs are written under a short lock and applied to the model at the start of the next
+        # ``detect``: a setter never waits for a running detect (seconds on a CPU), and one call
+        # always runs with one consistent set of values. ``_run_lock`` serialises ``detect`` calls.
+        self._knob_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._proposals = self._pre_nms = 0
+        self._score = 0.0
         self._classes: tuple[str, ...] = ()
         self._apply_static(self.config)
         self.set_proposal_count(self.config.proposals, self.config.pre_nms_proposals)
@@ -140,15 +146,15 @@ class Detector:
 
     @property
     def proposal_count(self) -> int:
-        return self.model.rpn._post_nms_top_n["testing"]
+        return self._proposals
 
     @property
     def pre_nms_count(self) -> int:
-        return self.model.rpn._pre_nms_top_n["testing"]
+        return self._pre_nms
 
     @property
     def score_threshold(self) -> float:
-        return float(self.model.roi_heads.score_thresh)
+        return self._score
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -162,15 +168,14 @@ class Detector:
         check_proposals(n, "proposal count")
         if pre_nms is not None:
             check_proposals(pre_nms, "pre-NMS proposal count")
-        with self._lock:
-            # torchvision keeps these in private dicts; this is the one place that touches them.
-            self.model.rpn._post_nms_top_n["testing"] = int(n)
-            self.model.rpn._pre_nms_top_n["testing"] = int(pre_nms if pre_nms is not None else default_pre_nms(n))
+        with self._knob_lock:
+            self._proposals = int(n)
+            self._pre_nms = int(pre_nms if pre_nms is not None else default_pre_nms(n))
 
     def set_score_threshold(self, threshold: float) -> None:
         threshold = check_probability(threshold, "score threshold")
-        with self._lock:
-            self.model.roi_heads.score_thresh = threshold
+        with self._knob_lock:
+            self._score = threshold
 
     def set_classes(self, names: Sequence[str] | None) -> None:
         """Keep only these classes (empty or None = all). Unknown names raise ``ConfigError`` listing the valid ones."""
@@ -180,7 +185,7 @@ class Detector:
             raise ConfigError(
                 f"unknown class name(s) {', '.join(unknown)}; this model knows: {', '.join(valid_names(self.class_names))}"
             )
-        with self._lock:
+        with self._knob_lock:
             self._classes = names
 
     def set_precision(self, precision: str) -> str | None:
@@ -192,9 +197,18 @@ class Detector:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision {precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
         dtype, note = resolve_precision(precision, self.device)
-        with self._lock:
+        with self._knob_lock:
             self.dtype = dtype
         return note
+
+    def _apply_knobs(self) -> tuple[tuple[str, ...], torch.dtype]:
+        """Copy the knobs onto the model for this call; returns (classes, dtype) to use."""
+        with self._knob_lock:
+            # torchvision keeps the proposal counts in private dicts; this is the one place that touches them.
+            self.model.rpn._post_nms_top_n["testing"] = self._proposals
+            self.model.rpn._pre_nms_top_n["testing"] = self._pre_nms
+            self.model.roi_heads.score_thresh = self._score
+            return self._classes, self.dtype
 
     def _apply_static(self, config: DetectorConfig) -> None:
         transform, roi = self.model.transform, self.model.roi_heads
@@ -229,8 +243,8 @@ class Detector:
             if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3 or min(f.shape[:2]) < 1:
                 got = f"{f.dtype} {f.shape}" if isinstance(f, np.ndarray) else type(f).__name__
                 raise ValueError(f"frame {i} must be a uint8 array [H, W, 3]; got {got}")
-        with self._lock:  # a consistent set of knobs for the whole call
-            classes = self._classes
+        with self._run_lock:
+            classes, dtype = self._apply_knobs()  # one consistent set of knobs for the whole call
             times = StageTimes()
             sync = torch.cuda.synchronize if (timing and self.device.type == "cuda") else (lambda: None)
             clock = time.perf_counter
@@ -243,7 +257,7 @@ class Detector:
             sync()
             times.preprocess, t = (clock() - t) * 1e3, clock()
 
-            with self._autocast():
+            with self._autocast(dtype):
                 features = self.model.backbone(image_list.tensors)
                 if isinstance(features, torch.Tensor):
                     features = OrderedDict([("0", features)])
@@ -280,10 +294,10 @@ class Detector:
             out.append(t.float().div_(255.0))
         return out, [(f.shape[0], f.shape[1]) for f in frames]
 
-    def _autocast(self):
-        if self.dtype == torch.float32:
+    def _autocast(self, dtype: torch.dtype):
+        if dtype == torch.float32:
             return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _to_detections(self, d: dict[str, torch.Tensor], classes: tuple[str, ...]) -> Detections:
         det = Detections(

@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 from app.bench.measure import read_frames  # noqa: E402
 from app.bench.stats import median_p90  # noqa: E402
-from detector.config import DetectorConfig  # noqa: E402
+from detector.config import DetectorConfig, default_pre_nms  # noqa: E402
 from detector.detector import Detector  # noqa: E402
 from detector.factory import create_model  # noqa: E402
 
@@ -126,7 +126,7 @@ def ladder(name: str, weights: str, args, frames, device: torch.device, save) ->
         model.transform.max_size = args.max_size
     model = model.eval().to(device)
     model.rpn._post_nms_top_n["testing"] = args.proposals
-    model.rpn._pre_nms_top_n["testing"] = max(1000, 2 * args.proposals)
+    model.rpn._pre_nms_top_n["testing"] = default_pre_nms(args.proposals)
     model.roi_heads.score_thresh = args.score_threshold
     eager_backbone = model.backbone
     state = State()

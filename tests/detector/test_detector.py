@@ -183,3 +183,31 @@ def test_default_pre_nms_matches_torchvision_at_equal_settings():
     assert det.pre_nms_count == 3000
     det.set_proposal_count(100, pre_nms=400)
     assert det.pre_nms_count == 400
+
+
+def test_knobs_do_not_wait_for_a_running_detect(paper_detector, small_frame):
+    import threading
+    import time
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_backbone(module, inputs, output):
+        entered.set()
+        release.wait(10)
+
+    paper_detector.set_proposal_count(30)
+    hook = paper_detector.model.backbone.register_forward_hook(slow_backbone)
+    worker = threading.Thread(target=paper_detector.detect, args=([small_frame],))
+    try:
+        worker.start()
+        assert entered.wait(10)
+        t = time.monotonic()
+        paper_detector.set_proposal_count(7)  # while detect() is inside the backbone
+        assert time.monotonic() - t < 1.0 and paper_detector.proposal_count == 7
+    finally:
+        release.set()
+        worker.join(10)
+        hook.remove()
+    assert paper_detector.last_proposal_counts == [30]  # the running call kept its values
+    paper_detector.detect([small_frame])
+    assert paper_detector.last_proposal_counts == [7]  # the next one took the new count
