@@ -10,36 +10,68 @@ from detector.detector import STAGES
 
 
 class FpsMeter:
-    """Frames per second over the last ``window_s`` seconds of tick times (pyqtgraph's
-    ``FrameCounter`` idea): n ticks span n − 1 intervals, so fps = (n − 1) / (t_last − t_first);
-    one slow frame does not make the reading jump as 1 / last-interval would. Thread-safe.
+    """Frames per second over the last ``window_s`` seconds of ``tick`` timestamps (pyqtgraph's
+    ``FrameCounter`` idea), shared by the pipeline's stats and the GUI's display rate.
+
+    ``n`` timestamps span ``n - 1`` intervals, so fps = (n − 1) / (t_last − t_first) — never
+    1 / last interval, so one slow frame does not make the reading jump. A rate slower than one
+    frame per window is still measured, from the last two frames.
+
+    Args:
+        window_s: length of the sliding window in seconds.
+        stale_s: with ``now`` given and no frame for this long (or 1.5 × the last interval, whichever
+            is longer) there is no rate — a stalled or paused stream does not keep its old reading.
+        max_samples: bound on the timestamps kept (memory stays bounded at any rate).
+
+    Timestamps are seconds on one monotonic clock, passed in so that tests can use synthetic times.
+    Thread-safe.
     """
 
-    def __init__(self, window_s: float = 2.0) -> None:
-        if window_s <= 0:
-            raise ValueError(f"fps window must be > 0 seconds; got {window_s}")
-        self.window_s = window_s
-        self._ticks: deque[float] = deque()
+    def __init__(self, window_s: float = 1.0, stale_s: float = 2.0, max_samples: int = 1000) -> None:
+        if not window_s > 0:
+            raise ValueError(f"fps window must be > 0 seconds; got {window_s!r}")
+        if not stale_s > 0:
+            raise ValueError(f"stale_s must be > 0 seconds; got {stale_s!r}")
+        if max_samples < 2:
+            raise ValueError(f"max_samples must be ≥ 2 (a rate needs two timestamps); got {max_samples!r}")
+        self.window_s = float(window_s)
+        self.stale_s = float(stale_s)
+        self._times: deque[float] = deque(maxlen=int(max_samples))
         self._lock = threading.Lock()
 
     def tick(self, t: float) -> None:
+        """Record one frame at time ``t`` (seconds)."""
         with self._lock:
-            self._ticks.append(t)
-            while self._ticks and t - self._ticks[0] > self.window_s:
-                self._ticks.popleft()
-
-    def fps(self, now: float | None = None) -> float | None:
-        """fps over the window ending at the last tick; None before two ticks. With ``now``,
-        ticks older than the window before ``now`` are forgotten (a stalled stream reads None)."""
-        with self._lock:
-            ticks = [t for t in self._ticks if now is None or now - t <= self.window_s]
-        if len(ticks) < 2 or ticks[-1] <= ticks[0]:
-            return None
-        return (len(ticks) - 1) / (ticks[-1] - ticks[0])
+            if self._times and t < self._times[-1]:
+                raise ValueError(f"timestamps must not go backwards: {t!r} after {self._times[-1]!r}")
+            self._times.append(float(t))
+            # Keep the window plus the one frame before it (a slow stream is measured from two frames).
+            while len(self._times) > 2 and self._times[1] < t - self.window_s:
+                self._times.popleft()
 
     def reset(self) -> None:
         with self._lock:
-            self._ticks.clear()
+            self._times.clear()
+
+    def fps(self, now: float | None = None) -> float | None:
+        """The rate over the window ending at the last tick; None with fewer than two frames, or
+        when stalled at ``now``."""
+        with self._lock:
+            times = list(self._times)
+        if len(times) < 2:
+            return None
+        last, before = times[-1], times[-2]
+        if now is not None and now - last > max(self.stale_s, 1.5 * (last - before)):
+            return None
+        first = next((t for t in times if t >= last - self.window_s), before)
+        if first == last:  # only one frame inside the window: measure from the previous one
+            first = before
+        n_intervals = sum(1 for t in times if t >= first) - 1
+        span = last - first
+        return n_intervals / span if span > 0 else None
+
+    def __len__(self) -> int:
+        return len(self._times)
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,10 @@ from PyQt6.QtWidgets import (
 from app.config import PipelineConfig
 from app.gui.bridge import FrameBridge, rgb_to_qimage
 from app.gui.controller import STOP_TIMEOUT_S, default_output_name, one_line, start_controller
-from app.gui.fps_meter import FpsMeter, RollingMean
+from app.gui.fps_meter import RollingMean
 from app.gui.video_view import VideoView
 from app.gui.widgets import ClassChecklist, FpsGauge, ProposalControl, StageBar, ThresholdControl
-from app.stats import PipelineStats
+from app.stats import FpsMeter, PipelineStats
 from detector.detections import valid_names
 
 log = logging.getLogger(__name__)
@@ -534,7 +534,7 @@ class MainWindow(QMainWindow):
 
     def _refresh_fps(self) -> None:
         now = time.monotonic()
-        self.fps_gauge.set_fps(self.meter.fps(now))
+        self.fps_gauge.set_fps(self.meter.fps(now) or 0.0)
         latency = f"{self.latency.mean * 1e3:.0f}" if len(self.latency) else "--"
         self.latency_label.setText(f"capture → display: {latency} ms")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.gui.fps_meter import FpsMeter, Level, RollingMean, target_status
+from app.gui.fps_meter import Level, RollingMean, target_status, target_statuses
+from app.stats import FpsMeter
 
 
 def ticks(meter: FpsMeter, fps: float, n: int, start: float = 0.0) -> float:
@@ -46,18 +47,18 @@ def test_a_slow_stream_is_still_measured():
     assert meter.fps(now=8.0) == pytest.approx(0.4)
 
 
-def test_a_stalled_stream_reads_zero():
+def test_a_stalled_stream_reads_no_rate():
     meter = FpsMeter(window_s=1.0, stale_s=2.0)
     last = ticks(meter, 30.0, 60)
     assert meter.fps(now=last + 0.5) == pytest.approx(30.0)
-    assert meter.fps(now=last + 2.5) == 0.0
+    assert meter.fps(now=last + 2.5) is None
 
 
-def test_fewer_than_two_frames_read_zero():
+def test_fewer_than_two_frames_read_no_rate():
     meter = FpsMeter()
-    assert meter.fps() == 0.0
+    assert meter.fps() is None
     meter.tick(1.0)
-    assert meter.fps() == 0.0
+    assert meter.fps() is None
 
 
 def test_memory_is_bounded():
@@ -91,7 +92,7 @@ def test_target_levels(fps, level30, level60):
     meter = FpsMeter(window_s=1.0)
     if fps:
         ticks(meter, fps, 200)
-    s30, s60 = meter.statuses()
+    s30, s60 = target_statuses(meter.fps())
     assert (s30.target, s60.target) == (30.0, 60.0)
     assert (s30.level, s60.level) == (level30, level60)
     assert s30.met == (level30 is Level.MET)
