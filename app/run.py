@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from app.errors import UserError
 
@@ -218,10 +219,10 @@ def _report_outputs(pipeline, config) -> None:
         extra = f", padded by {rec.padded[0]} column(s) and {rec.padded[1]} row(s) to an even size" if any(rec.padded) else ""
         if rec.frames_resized:
             extra += f", {rec.frames_resized} frame(s) of another size scaled to {rec.size[0]}×{rec.size[1]}"
-        print(f"recording: {rec.path} ({rec.frames_written} frames{extra})", file=sys.stdout)
+        print(f"recording: {Path(rec.path).resolve()} ({rec.frames_written} frames{extra})", file=sys.stdout)
     if pipeline.export_sink is not None:
         exp = pipeline.export_sink.exporter
-        print(f"detections: {exp.path} ({exp.rows_written} rows from {exp.frames_written} frames)", file=sys.stdout)
+        print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames)", file=sys.stdout)
 
 
 def _sigterm_as_interrupt():
