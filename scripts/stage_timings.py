@@ -2,8 +2,9 @@
 
     python scripts/stage_timings.py [--models paper,fasterrcnn_mobilenet_v3_large_320_fpn] [--repeat 5]
 
-Random weights: speed depends on the weights only through the number of detections, and the
-RPN/RoI stages always see exactly the proposal count set here.
+"default" runs the bundled model; the others run with random weights. Beware: an untrained RPN
+scores near-identical boxes, so NMS may leave far fewer proposals than asked for — the "kept" column
+shows how many the RoI head really saw.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from detector import STAGES, Detector, DetectorConfig
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="paper,fasterrcnn_mobilenet_v3_large_320_fpn")
+    parser.add_argument("--models", default="default,paper,fasterrcnn_mobilenet_v3_large_320_fpn")
     parser.add_argument("--proposals", default="100,1000")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
@@ -29,19 +30,21 @@ def main() -> None:
         frame = next(c.decode(video=0)).to_ndarray(format="rgb24")
     frame = cv2.resize(frame, (640, 480), interpolation=cv2.INTER_AREA)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; frame 640×480")
-    print(f"{'model':40s} {'N':>5s} " + " ".join(f"{s:>11s}" for s in STAGES) + f" {'total':>8s} {'fps':>6s}")
+    print(f"{'model':40s} {'N':>5s} {'kept':>5s} " + " ".join(f"{s:>11s}" for s in STAGES) + f" {'total':>8s} {'fps':>6s}")
     for name in args.models.split(","):
         size = dict(min_size=480, max_size=640) if name == "paper" else {}
-        det = Detector(DetectorConfig(model=name, weights="random", device="cpu", **size))
+        weights = "default" if name == "default" else "random"
+        det = Detector(DetectorConfig(model=name, weights=weights, device="cpu", **size))
         for n in map(int, args.proposals.split(",")):
             det.set_proposal_count(n)
             det.detect([frame])  # warm-up
-            runs = []
+            runs, kept = [], []
             for _ in range(args.repeat):
                 det.detect([frame])
                 runs.append(det.last_times.as_dict())
+                kept += det.last_proposal_counts
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            print(f"{name:40s} {n:5d} " + " ".join(f"{med[s]:9.1f}ms" for s in STAGES)
+            print(f"{name:40s} {n:5d} {statistics.median(kept):5.0f} " + " ".join(f"{med[s]:9.1f}ms" for s in STAGES)
                   + f" {med['total']:6.1f}ms {1000 / med['total']:6.1f}")
 
 
