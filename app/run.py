@@ -182,9 +182,9 @@ def run_headless(pipeline_config, detector_config) -> int:
             interrupted = True
             # A second Ctrl-C while the recording is being finalised would leave it unplayable.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        except Exception:
+        except Exception:  # say what was kept, then re-raise: the CLI prints the one error line
             pipeline.stop()
-            if pipeline.stats().frames_written:  # say what was kept before the one error line
+            if pipeline.stats().frames_written:
                 print(pipeline.stats().summary(), file=sys.stderr)
                 _report_outputs(pipeline, pipeline_config)
             raise
