@@ -39,7 +39,7 @@ gui: $(VENV)/.installed  ## open the desktop window on the bundled sample clip
 	$(BIN)/python run.py --video $(SAMPLE)
 
 bench: $(VENV)/.installed  ## proposal count vs fps (and AP) on the bundled clip → bench/
-	$(BIN)/python run.py bench --video $(SAMPLE) --out bench
+	$(BIN)/python run.py bench --video $(SAMPLE) --out bench --overwrite
 
 model: $(VENV)/.installed  ## fetch the teacher, label, train (~25 min on 2 cores), evaluate → assets/default_model.pt, MODEL_CARD.md
 	$(BIN)/python scripts/make_model.py
