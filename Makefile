@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE := assets/sample.mp4
 OUT    ?= out.mp4
 
-.PHONY: help demo test test-slow lint gui bench model clean
+.PHONY: help demo test test-slow lint gui bench model teacher clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ bench: $(VENV)/.installed  ## proposal count vs fps (and AP) on the bundled clip
 
 model: $(VENV)/.installed  ## fetch the teacher, label, train (~25 min on 2 cores), evaluate → assets/default_model.pt, MODEL_CARD.md
 	$(BIN)/python scripts/make_model.py
+
+teacher: $(VENV)/.installed  ## fetch only the teacher's Darknet files (.cache/darknet), which the parity tests use
+	$(BIN)/python scripts/make_model.py --fetch-only
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

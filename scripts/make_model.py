@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=26.0, help="training time limit")
     p.add_argument("--force", action="store_true", help="label and train again even if outputs exist")
     p.add_argument("--skip-train", action="store_true", help="use the existing training run in the cache")
+    p.add_argument("--fetch-only", action="store_true",
+                   help="only fetch the teacher's Darknet files into CACHE/darknet (the parity tests use them)")
     p.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md from the shipped checkpoint's meta")
     p.add_argument("--compare-runs", nargs=2, metavar=("JOINT_DIR", "ALTERNATING_DIR"), default=None,
                    help="two `run.py train` output folders (same data, --schedule joint / alternating) to tabulate")
@@ -259,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         write_card(assets / "MODEL_CARD.md", shipped, ckpt, ckpt["meta"], {}, args.compare_runs)
         return 0
     darknet = fetch_teacher(cache)
+    if args.fetch_only:
+        print(f"teacher files in {darknet}")
+        return 0
     sets = label(media, data, darknet, args.force)
     zoom = data / "vtest_zoom.json"
     if args.force or not zoom.is_file():
