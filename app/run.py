@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--weights", default="default", metavar="FILE",
                        help="a .pt/.pth checkpoint, or default | torchvision | random (untrained; for speed tests) "
                             "(default: %(default)s)")
+    model.add_argument("--backbone", default="mobilenet_v2", metavar="NAME",
+                       help="backbone of --model paper: mobilenet_v2, resnet18, resnet50 or yolov3_tiny (default: %(default)s)")
     model.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run (default: %(default)s)")
     model.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
                        help="compute precision; auto = fp16 on CUDA, fp32 on the CPU (default: %(default)s)")
@@ -109,6 +111,7 @@ def build_configs(args: argparse.Namespace):
     detector = DetectorConfig(
         model=args.model,
         weights=args.weights,
+        backbone=args.backbone,
         device=args.device,
         precision=args.precision,
         proposals=args.proposals,

@@ -43,6 +43,12 @@ def build_backbone(name: str, reduce_channels: int | None = 256, **kwargs) -> nn
     return BACKBONES[name](reduce_channels=reduce_channels, **kwargs)
 
 
+def available_backbones() -> list[str]:
+    """The names ``build_backbone`` accepts."""
+    _load_optional_backbones()
+    return sorted(BACKBONES)
+
+
 def _load_optional_backbones() -> None:
     # The Darknet trunk registers itself on import; import it lazily to keep start-up light.
     try:

@@ -61,6 +61,10 @@ class DetectorConfig:
 
         if self.model not in MODEL_NAMES:
             raise ConfigError(f"model {self.model!r} is unknown; expected one of {', '.join(MODEL_NAMES)}")
+        from detector.backbones import available_backbones
+
+        if self.backbone not in available_backbones():
+            raise ConfigError(f"backbone {self.backbone!r} is unknown; expected one of {', '.join(available_backbones())}")
         if not isinstance(self.weights, str) or not self.weights:
             raise ConfigError(f"weights {self.weights!r} must be 'default', 'torchvision', 'random' or a file path")
         if self.precision not in PRECISIONS:
