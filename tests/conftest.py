@@ -47,6 +47,18 @@ def cut_clip(path: Path, n: int, *, source: Path = SAMPLE, codec: str = "libx264
     return path
 
 
+def write_audio_only(path: Path, codec: str = "aac") -> Path:
+    """A real file with one silent mono audio stream and no video ("aac" → .m4a, "pcm_s16le" → .wav)."""
+    sample_format, dtype, samples = {"aac": ("fltp", np.float32, 1024), "pcm_s16le": ("s16", np.int16, 800)}[codec]
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream(codec, rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, samples), dtype), format=sample_format, layout="mono")
+        frame.sample_rate = 8000
+        c.mux(stream.encode(frame))
+        c.mux(stream.encode())
+    return path
+
+
 def decode_pts(path: Path | str) -> tuple[list[int], Fraction]:
     """Every frame's pts and the stream's time base, decoded straight with PyAV."""
     with av.open(str(path)) as c:

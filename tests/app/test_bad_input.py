@@ -10,14 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
 
 from app.cli import main as cli_main
 from tests.app.test_sources import write_clip
-from tests.conftest import ROOT, SAMPLE, decode_pts
+from tests.conftest import ROOT, SAMPLE, decode_pts, write_audio_only
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
@@ -71,15 +69,7 @@ def test_zero_byte_file(capsys, tmp_path, fast):
 
 
 def test_audio_only_file(capsys, tmp_path, fast):
-    path = tmp_path / "tone.m4a"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("aac", rate=8000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate = 8000
-        for packet in s.encode(frame):
-            c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+    path = write_audio_only(tmp_path / "tone.m4a", "aac")
     rc, _, err = run(capsys, "--video", path, *fast)
     assert rc == 2
     one_error_line(err, "no video stream", "audio")

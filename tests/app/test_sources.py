@@ -25,7 +25,7 @@ from app.sources import (
     UrlSource,
     open_source,
 )
-from tests.conftest import MEDIA, SAMPLE, decode_pts
+from tests.conftest import MEDIA, SAMPLE, decode_pts, write_audio_only
 
 
 def write_clip(path: Path, codec: str, pix_fmt: str, size=(64, 48), pts=None, time_base=Fraction(1, 25), fmt=None):
@@ -167,15 +167,7 @@ def test_unusable_files_say_why(tmp_path, make, message):
 
 
 def test_audio_only_file(tmp_path):
-    path = tmp_path / "tone.wav"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("pcm_s16le", rate=8000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
-        frame.sample_rate = 8000
-        for packet in s.encode(frame):
-            c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+    path = write_audio_only(tmp_path / "tone.wav", "pcm_s16le")
     with pytest.raises(SourceError, match="no video stream.*audio"):
         FileSource(str(path))
 
