@@ -136,6 +136,3 @@ def build_torchvision(name: str, num_classes: int = len(COCO_CLASS_NAMES)) -> Fa
         raise ValueError(f"{name!r} is not one of torchvision's builders: {', '.join(TORCHVISION_MODELS)}")
     return getattr(detection, name)(weights=None, weights_backbone=None, num_classes=num_classes)
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
