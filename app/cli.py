@@ -13,12 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = {
-    "bench": ("app.bench", "proposal count vs fps (and AP), per stage, with a naive baseline"),
-    "train": ("app.train", "train or fine-tune a model on COCO-format data"),
-    "eval": ("app.evaluate", "COCO AP/AP50 of a model on a COCO JSON"),
-    "autolabel": ("app.autolabel", "label a video or image folder with the teacher → COCO JSON"),
-}
+from app.jobs import SUBCOMMANDS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
@@ -59,8 +54,3 @@ def report_error(exc: BaseException) -> int:
         return EXIT_USER_ERROR
     print(f"internal error: {type(exc).__name__}: {message} (set FRCNN_DEBUG=1 for the traceback)", file=sys.stderr)
     return EXIT_INTERNAL_ERROR
-
-
-def subcommand_help() -> str:
-    """Lines for the main --help, listing the other jobs."""
-    return "other jobs:\n" + "\n".join(f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items())

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.errors import UserError
+from app.jobs import subcommand_help
 
 EXIT_OK = 0
 EXIT_BAD_FRAMES = 1
@@ -31,8 +32,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.cli import subcommand_help
-
     parser = _Parser(
         prog="run.py",
         description="Detect objects with Faster R-CNN in a video file, camera, image folder or stream; "

@@ -19,6 +19,8 @@ from torch import nn
 from torchvision import models
 from torchvision.ops import FrozenBatchNorm2d
 
+from detector import darknet
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -37,7 +39,6 @@ def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]
 def build_backbone(name: str, reduce_channels: int | None = 256, **kwargs) -> nn.Module:
     """Build a registered backbone; ``reduce_channels`` sets the width of the 1×1 reduction
     applied to maps wider than it (None keeps the native width)."""
-    _load_optional_backbones()
     if name not in BACKBONES:
         raise ValueError(f"backbone {name!r} is unknown; expected one of {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name](reduce_channels=reduce_channels, **kwargs)
@@ -45,17 +46,7 @@ def build_backbone(name: str, reduce_channels: int | None = 256, **kwargs) -> nn
 
 def available_backbones() -> list[str]:
     """The names ``build_backbone`` accepts."""
-    _load_optional_backbones()
     return sorted(BACKBONES)
-
-
-def _load_optional_backbones() -> None:
-    # The Darknet trunk registers itself on import; import it lazily to keep start-up light.
-    try:
-        import detector.darknet  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if exc.name != "detector.darknet":
-            raise
 
 
 class SingleLevel(nn.Module):
@@ -123,3 +114,8 @@ def resnet18(reduce_channels: int | None = 256) -> nn.Module:
 def resnet50(reduce_channels: int | None = 256) -> nn.Module:
     """ResNet-50 up to conv4 (stride 16, 1024 channels → 256), the paper's ResNet setting."""
     return _resnet_c4("resnet50", 1024, reduce_channels)
+
+
+# Backbones defined in their own modules. They do not import this one (no import circle): the
+# registry lives here and registers them.
+register_backbone("yolov3_tiny")(darknet.yolov3_tiny)

@@ -1,5 +1,5 @@
 """Darknet YOLOv3-tiny in torch: a ``.cfg`` parser, a ``.weights`` reader, and the frozen COCO trunk
-registered as the ``yolov3_tiny`` backbone of the ``paper`` Faster R-CNN.
+registered (by ``detector.backbones``) as the ``yolov3_tiny`` backbone of the ``paper`` Faster R-CNN.
 
 The trunk's convolutions were trained on COCO detection by the YOLOv3-tiny authors; here they are a
 frozen shared feature extractor (as the paper's steps 3–4 freeze the shared convolutions), and only
@@ -35,8 +35,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from detector.backbones import register_backbone
 
 # Darknet's BN: (x - mean) / sqrt(var + eps). cv2.dnn's Darknet importer uses eps = 1e-6 (measured: 1e-5
 # instead gives 8.7e-3 max abs difference on the first layer, 1e-6 gives 1e-4).
@@ -479,7 +477,6 @@ class YoloTinyBackbone(nn.Module):
         return self.neck(self.trunk_features(x))
 
 
-@register_backbone("yolov3_tiny")
 def yolov3_tiny(reduce_channels: int | None = 256, darknet_weights: str | None = None,
                 darknet_cfg: str | None = None) -> nn.Module:
     """YOLOv3-tiny's COCO-trained trunk, frozen, at strides 16 and 32 (see ``YoloTinyBackbone``).

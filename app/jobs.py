@@ -1,0 +1,19 @@
+"""The jobs of the command line besides ``run``: name → (module with ``main(argv)``, one line of help).
+
+Its own module so that ``app.cli`` (which dispatches) and ``app.run`` (whose --help lists them) both
+read it without importing each other.
+"""
+
+from __future__ import annotations
+
+SUBCOMMANDS = {
+    "bench": ("app.bench", "proposal count vs fps (and AP), per stage, with a naive baseline"),
+    "train": ("app.train", "train or fine-tune a model on COCO-format data"),
+    "eval": ("app.evaluate", "COCO AP/AP50 of a model on a COCO JSON"),
+    "autolabel": ("app.autolabel", "label a video or image folder with the teacher → COCO JSON"),
+}
+
+
+def subcommand_help() -> str:
+    """Lines for the main --help, listing the other jobs."""
+    return "other jobs:\n" + "\n".join(f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items())
