@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not pipeline_config.headless:
         if has_display():
             try:
-                from app.gui.main_window import run_gui
+                from app.gui.launch import run_gui
             except ImportError as exc:
                 note(f"the GUI cannot be loaded ({exc}); running headless")
             else:

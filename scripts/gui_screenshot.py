@@ -35,7 +35,8 @@ def main() -> int:
     from PyQt6.QtWidgets import QApplication
 
     from app.config import PipelineConfig
-    from app.gui.main_window import MainWindow, apply_theme
+    from app.gui.launch import apply_theme
+    from app.gui.main_window import MainWindow
     from detector.config import DetectorConfig
     from detector.detector import Detector
 

@@ -9,17 +9,13 @@ pipeline, finalises a recording and ends the controller's thread before ``closeE
 from __future__ import annotations
 
 import logging
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 from PyQt6.QtCore import QSize, Qt, QTimer
-from PyQt6.QtGui import QAction, QColor, QKeySequence, QPalette
+from PyQt6.QtGui import QAction, QKeySequence
 from PyQt6.QtWidgets import (
-    QApplication,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -569,109 +565,3 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:
         return QSize(1180, 720)
-
-
-# ====================================================================== styling
-STYLE_SHEET = """
-QMainWindow, #panel { background: #1e2127; }
-QGroupBox { color: #e6e8ec; font-weight: 600; border: 1px solid #3a3e46; border-radius: 6px;
-            margin-top: 14px; padding: 10px 8px 8px 8px; }
-QGroupBox::title { subcontrol-origin: margin; left: 10px; padding: 0 4px; }
-QLabel { color: #e6e8ec; }
-QLabel#stat { color: #c8ccd4; }
-QLabel#muted { color: #969ca6; font-size: 11px; }
-#banner-warning { background: #5c4a0f; border-bottom: 1px solid #8a6d12; }
-#banner-warning QLabel { color: #ffe08a; }
-#banner-error { background: #5e1f1b; border-bottom: 1px solid #92302a; }
-#banner-error QLabel { color: #ffd2cc; }
-QPushButton { background: #2c3038; color: #e6e8ec; border: 1px solid #444a55; border-radius: 4px; padding: 5px 8px; }
-QPushButton:hover { background: #353a44; }
-QPushButton:checked { background: #2d6cdf; border-color: #2d6cdf; }
-QPushButton#record:checked { background: #c0392b; border-color: #c0392b; }
-#strip { background: #181a1f; border-top: 1px solid #2c3038; }
-QStatusBar { background: #181a1f; color: #aab0ba; }
-QStatusBar QLabel { color: #aab0ba; padding: 0 6px; }
-"""
-
-
-def apply_theme(app: QApplication) -> None:
-    """Fusion with a dark palette: video reads best on dark surroundings."""
-    app.setStyle("Fusion")
-    palette = QPalette()
-    for role, color in (
-        (QPalette.ColorRole.Window, "#1e2127"), (QPalette.ColorRole.WindowText, "#e6e8ec"),
-        (QPalette.ColorRole.Base, "#16181d"), (QPalette.ColorRole.AlternateBase, "#23262d"),
-        (QPalette.ColorRole.Text, "#e6e8ec"), (QPalette.ColorRole.Button, "#2c3038"),
-        (QPalette.ColorRole.ButtonText, "#e6e8ec"), (QPalette.ColorRole.Highlight, "#2d6cdf"),
-        (QPalette.ColorRole.HighlightedText, "#ffffff"), (QPalette.ColorRole.ToolTipBase, "#2c3038"),
-        (QPalette.ColorRole.ToolTipText, "#e6e8ec"), (QPalette.ColorRole.PlaceholderText, "#7c828c"),
-    ):
-        palette.setColor(role, QColor(color))
-    app.setPalette(palette)
-    app.setStyleSheet(STYLE_SHEET)
-
-
-# ====================================================================== entry point
-def platform_problem(timeout_s: float = 30.0) -> str | None:
-    """None when Qt can open its windowing plugin here; else Qt's complaint, in one line.
-
-    Qt aborts the whole process when its platform plugin cannot load (on Linux typically a missing
-    ``libxcb-cursor0``), which no ``try`` can catch; so a throwaway process tries first.
-    """
-    code = "import sys; from PyQt6.QtWidgets import QApplication; QApplication(sys.argv[:1])"
-    try:
-        probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return None  # a slow machine, not a broken one: let the real start decide
-    if probe.returncode == 0:
-        return None
-    lines = [line.strip() for line in probe.stderr.splitlines() if line.strip()]
-    qt_lines = [line for line in lines if "qt.qpa" in line or "platform plugin" in line]
-    return (qt_lines or lines or [f"exit status {probe.returncode}"])[0]
-
-
-def run_gui(pipeline_config: PipelineConfig, detector_config) -> int:
-    """Open the window on ``pipeline_config``'s source with a detector built from ``detector_config``.
-
-    Checks that Qt can open a window and builds the detector first (a missing system library, a bad
-    model or device raises here, before any window, as a one-line error for the CLI), then runs Qt's event loop until the window closes. Ctrl-C (or SIGTERM) in the
-    terminal closes the window the same way. Returns the exit status: 0, or 130 after a signal.
-    """
-    from app.errors import UserError
-    from detector.detector import Detector
-
-    app = QApplication.instance()
-    if app is None:
-        problem = platform_problem()
-        if problem:
-            raise UserError(f"the window cannot open: {problem} — install the missing system library "
-                            "(see the README) or run with --headless")
-        app = QApplication(sys.argv[:1])
-    app.setApplicationName("frcnn-video")
-    apply_theme(app)
-    detector = Detector(detector_config)
-    output_dir = Path(pipeline_config.record).parent if pipeline_config.record else None
-    window = MainWindow(detector, output_dir=output_dir)
-    window.show()
-    window.open_source(pipeline_config)
-
-    interrupted = []
-
-    def on_signal(*_args) -> None:
-        interrupted.append(True)
-        window.close()  # stops the pipeline and finalises a recording, as the close button does
-
-    # Ctrl-C and SIGTERM close the window cleanly (headless runs treat them alike).
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    # Python runs signal handlers only between bytecodes: wake the interpreter while Qt's loop runs.
-    wake = QTimer()
-    wake.timeout.connect(lambda: None)
-    wake.start(200)
-    try:
-        status = app.exec()
-    finally:
-        wake.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        window.shutdown()
-    return 130 if interrupted else int(status)

@@ -14,7 +14,8 @@ from PyQt6.QtWidgets import QApplication
 
 from app.config import PipelineConfig
 from app.gui.bridge import qimage_to_array
-from app.gui.main_window import MainWindow, run_gui
+from app.gui.launch import run_gui
+from app.gui.main_window import MainWindow
 from app.gui.widgets import proposals_to_position
 
 WAIT_MS = 30_000  # generous: 2 slow CI cores; the waits end as soon as the condition holds

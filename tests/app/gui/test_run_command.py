@@ -45,7 +45,7 @@ def test_ctrl_c_closes_the_window_and_finalises_the_recording(clip10, tmp_path):
 
 
 def test_a_window_system_that_cannot_load_is_one_line_not_an_abort(monkeypatch):
-    from app.gui.main_window import platform_problem
+    from app.gui.launch import platform_problem
 
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     assert platform_problem() is None
