@@ -41,6 +41,8 @@ class PipelineConfig:
         open_timeout_s: how long to wait for a camera or URL to open or to deliver a frame.
         fps_window_s: the sliding window of the fps measurement.
         draw_stats: draw the fps / stage-ms line on annotated frames.
+        decode_threads / encode_threads: FFmpeg's decoder threads and libx264's threads; 0 = their
+            own choice. ``app.threads`` picks them so that they do not take the detector's cores.
         headless: no window (the CLI's --headless).
     """
 
@@ -58,6 +60,8 @@ class PipelineConfig:
     open_timeout_s: float = 10.0
     fps_window_s: float = 2.0
     draw_stats: bool = True
+    decode_threads: int = 0
+    encode_threads: int = 0
     headless: bool = False
 
     def __post_init__(self) -> None:
@@ -73,6 +77,9 @@ class PipelineConfig:
             raise UserError(f"max frames {self.max_frames!r} must be an integer ≥ 1")
         if not _is_int(self.batch_size) or not 0 <= self.batch_size <= 64:
             raise UserError(f"batch size {self.batch_size!r} must be an integer between 0 (auto) and 64")
+        for name in ("decode_threads", "encode_threads"):
+            if not _is_int(getattr(self, name)) or not 0 <= getattr(self, name) <= 64:
+                raise UserError(f"{name} {getattr(self, name)!r} must be an integer between 0 (auto) and 64")
         if not _is_int(self.queue_size) or not 1 <= self.queue_size <= 256:
             raise UserError(f"queue size {self.queue_size!r} must be an integer between 1 and 256")
         for name in ("image_fps", "open_timeout_s", "fps_window_s"):

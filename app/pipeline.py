@@ -259,7 +259,7 @@ class Pipeline:
         if self.record_sink is not None:
             raise RuntimeError(f"already recording to {self.record_sink.path}")
         check_output_path(str(path), "recording", overwrite=overwrite)
-        sink = RecordSink(path, time_base=self.source.time_base, rate=self.source.rate)
+        sink = RecordSink(path, time_base=self.source.time_base, rate=self.source.rate, threads=self.config.encode_threads)
         self.add_sink(sink)
         self.record_sink = sink
         return sink

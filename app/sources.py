@@ -80,9 +80,10 @@ class FileSource(Source):
     first frame; frames without pts get index / rate (and a note).
     """
 
-    def __init__(self, path: str, *, timeout_s: float | None = None) -> None:
+    def __init__(self, path: str, *, timeout_s: float | None = None, threads: int = 0) -> None:
         super().__init__()
         self.name = str(path)
+        self._threads = threads
         self._check_path(path)
         import av  # local: keeps `run.py --help` fast
 
@@ -127,6 +128,8 @@ class FileSource(Source):
             raise SourceError(f"{self.name} has no video stream (it holds {kinds})")
         stream = self.container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads: decoding keeps up with the detector
+        if self._threads:  # 0 = FFmpeg's choice (cores + 1); the thread budget may ask for fewer
+            stream.thread_count = self._threads
         self.stream = stream
         self.time_base = Fraction(stream.time_base) if stream.time_base else DEFAULT_TIME_BASE
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -223,9 +226,9 @@ class UrlSource(FileSource):
 
     live = True
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 10.0, threads: int = 0) -> None:
         self._timeout = timeout_s
-        super().__init__(url, timeout_s=timeout_s)
+        super().__init__(url, timeout_s=timeout_s, threads=threads)
 
     def _check_path(self, path: str) -> None:
         if "://" not in path:
@@ -333,9 +336,9 @@ def open_source(config: PipelineConfig) -> Source:
     """The source ``config`` names, opened (raises ``SourceError`` with one line)."""
     kind, target = config.source_kind, config.source
     if kind == "video":
-        return FileSource(target)
+        return FileSource(target, threads=config.decode_threads)
     if kind == "url":
-        return UrlSource(target, timeout_s=config.open_timeout_s)
+        return UrlSource(target, timeout_s=config.open_timeout_s, threads=config.decode_threads)
     if kind == "images":
         return ImageFolderSource(target, fps=config.image_fps)
     return CameraSource(target, timeout_s=config.open_timeout_s)

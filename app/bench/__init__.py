@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="mobilenet_v2", help="backbone of the 'paper' model")
     p.add_argument("--proposals", default=",".join(map(str, DEFAULT_PROPOSALS)), help="RPN proposal counts, comma-separated")
     p.add_argument("--precision", default=None,
-                   help="fp32, fp16, bf16, comma-separated (default: fp32 on the CPU, fp32,fp16 on CUDA)")
+                   help="fp32, fp16, bf16, int8, comma-separated (default: fp32 on the CPU, fp32,fp16 on CUDA)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames measured per setting (the first N of the clip)")
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="uncounted detector calls before each setting")
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end pipeline runs")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive loop")
     p.add_argument("--note", default="", help="a line stored in results.json (e.g. what else ran on the machine)")
+    p.add_argument("--gate-file", default=None,
+                   help="with --precision fp32,int8 and labels: also write the int8 accuracy verdict here "
+                        "(assets/int8_gate.json ships it with the bundled model); it always goes to the user cache")
     return p
 
 
@@ -90,6 +93,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         pipeline=not args.no_pipeline,
         baseline=not args.no_baseline,
         note=args.note,
+        gate_file=Path(args.gate_file) if args.gate_file else None,
     )
 
 

@@ -21,7 +21,7 @@ from . import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP, measure, report
 from .accuracy import LabelledFrames, load_labels
 from .stats import Progress, peak_rss_mb, reset_peak_rss
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 BUNDLED_SAMPLE = ASSETS_DIR / "sample.mp4"
 # The default model's held-out evaluation set for the bundled sample (vtest.avi frames 650–794):
 # (COCO JSON, frame offset), first found wins — labels shipped in assets/, else the teacher labels
@@ -59,6 +59,7 @@ class BenchConfig:
     pipeline: bool = True
     baseline: bool = True
     note: str = ""
+    gate_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -68,7 +69,7 @@ class BenchConfig:
         if self.precisions is not None:
             bad = [p for p in self.precisions if p not in PRECISIONS]
             if bad or not self.precisions:
-                raise UserError(f"precision {','.join(bad) or '(none)'} is unknown; expected fp32, fp16 or bf16")
+                raise UserError(f"precision {','.join(bad) or '(none)'} is unknown; expected fp32, fp16, bf16 or int8")
         if not isinstance(self.frames, int) or self.frames < 1:
             raise UserError(f"--frames {self.frames!r} must be an integer ≥ 1")
         if not isinstance(self.warmup, int) or self.warmup < 0:
@@ -101,8 +102,15 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise UserError(f"--out {out}: {parent} is not writable")
 
 
+def default_factory(config: DetectorConfig) -> Detector:
+    """The staged detector, with frames of the bundled sample to calibrate int8 on."""
+    from app.fastpath import sample_frames
+
+    return Detector(config, calibration=sample_frames)
+
+
 def run_bench(config: BenchConfig, progress_stream=None,
-              detector_factory: Callable[[DetectorConfig], Detector] = Detector) -> BenchResult:
+              detector_factory: Callable[[DetectorConfig], Detector] = default_factory) -> BenchResult:
     """Measure, write results.csv / results.json / proposals_vs_fps.png into ``config.out``, and
     return the rows, the JSON document and the text table.
 
@@ -129,6 +137,7 @@ def run_bench(config: BenchConfig, progress_stream=None,
     progress = Progress(per_model * len(config.models), stream=progress_stream)
     rows: list[dict] = []
     baselines: list[dict] = []
+    gates: dict[str, dict] = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         for model_name, weights in config.models:
@@ -137,6 +146,12 @@ def run_bench(config: BenchConfig, progress_stream=None,
             rows += model_rows
             if baseline:
                 baselines.append(baseline)
+            gate = _gate(config, model_rows, labels)
+            if gate is not None:
+                gates[model_name] = gate
+                notes.append(f"{model_name}: int8 AP50 {gate['ap50_int8']:.3f} vs fp32 {gate['ap50_fp32']:.3f} → "
+                             f"{'passes' if gate['ok'] else 'fails'} the int8 gate (within {gate['tolerance']}): "
+                             f"{'auto may pick int8' if gate['ok'] else 'auto will not pick int8'}")
     progress.close()
     machine["load_average_at_end"] = report._loadavg()
     machine["wall_s"] = round(time.monotonic() - started, 1)
@@ -151,6 +166,7 @@ def run_bench(config: BenchConfig, progress_stream=None,
         "labels": None if labels is None else {"source": labels.source, "images": labels.images, "boxes": labels.boxes},
         "weights_files": _weights_files(config),
         "baselines": baselines,
+        "int8_gate": gates,
         "notes": notes,
         "columns": list(report.COLUMNS),
         "rows": rows,
@@ -164,6 +180,17 @@ def run_bench(config: BenchConfig, progress_stream=None,
              + f" — {machine['date_utc'][:10]}")
     report.plot(files[2], rows, title)
     return BenchResult(rows, document, report.format_table(rows), notes, files)
+
+
+def _gate(config: BenchConfig, rows: list[dict], labels: LabelledFrames | None) -> dict | None:
+    """The int8 verdict of one model's fp32 and int8 rows, written to the user's gate file (and
+    to ``--gate-file``); None without labels or without both precisions."""
+    identity = next((r.get("model_identity") for r in rows if r.get("model_identity")), None)
+    if labels is None or identity is None:
+        return None
+    from .gate import int8_gate
+
+    return int8_gate(rows, identity, Path(labels.source).name, (None, config.gate_file) if config.gate_file else (None,))
 
 
 def _weights_files(config: BenchConfig) -> dict[str, dict]:
@@ -244,11 +271,11 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
         for line in detector.notes:
             if line not in notes:
                 notes.append(line)
-        if detector.dtype in done_dtypes:
+        if detector.precision in done_dtypes:
             notes.append(f"{model_name} {precision}: runs as {detector.precision} on {device.type}, already measured; skipped")
             progress.advance(_steps_per_row(config, n) * len(config.proposals))
             continue
-        done_dtypes.add(detector.dtype)
+        done_dtypes.add(detector.precision)
         for proposals in config.proposals:
             detector.set_proposal_count(proposals)
             label = f"{model_name} {detector.precision} {proposals} proposals"
@@ -275,6 +302,10 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                     base_runs.append(base)
             metrics = labels.evaluate(run.detections) if labels is not None else None
             row = _row(detector, model_name, weights, proposals, run, pipe, metrics)
+            if "int8" in precisions and hasattr(detector, "info"):
+                from detector.probe import model_identity
+
+                row["model_identity"] = model_identity(detector)
             row["peak_rss_mb"] = peak_rss_mb()
             if device.type == "cuda":
                 row["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
