@@ -58,6 +58,12 @@ class DetectorSetup:
     notes: list[str] = field(default_factory=list)
     probe: object | None = None  # detector.probe.ProbeResult when the probe ran
 
+    def with_threads(self, config):
+        """``config`` (a ``PipelineConfig``) with the budget's decoder and encoder threads, unless
+        it sets its own."""
+        return config.with_(decode_threads=config.decode_threads or self.budget.decode,
+                            encode_threads=config.encode_threads or self.budget.encode)
+
 
 def build_detector(config: DetectorConfig, *, reprobe: bool = False, budget: ThreadBudget | None = None,
                    calibration: Callable[[], list[np.ndarray]] | None = sample_frames,

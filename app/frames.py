@@ -57,6 +57,8 @@ class Result:
         proposals: RPN proposals the detector kept for this frame.
         done: ``time.monotonic()`` when the detections were ready.
         batch_size: how many frames shared the ``detect`` call.
+        detected: False when a live frame was skipped by the adaptive controller and carries the
+            detections of the last detected frame.
     """
 
     frame: Frame
@@ -65,6 +67,7 @@ class Result:
     proposals: int = 0
     done: float = 0.0
     batch_size: int = 1
+    detected: bool = True
 
     @property
     def latency(self) -> float:

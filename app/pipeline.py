@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.adapt import AdaptConfig, AdaptiveController
 from app.config import PipelineConfig, check_output_path
 from app.frames import Frame, Result
 from app.render import DEFAULT_STYLE, Style, annotate, stats_line
@@ -97,6 +98,10 @@ class Pipeline:
         self._latency_sum = 0.0
         self._read = self._processed = self._written = 0
         self._proposals = 0
+        self._done_times: deque[float] = deque(maxlen=100_000)  # when each result was delivered (fps series)
+        rate = float(self.source.rate) if self.source.rate else None
+        self.adapt = AdaptiveController(detector, AdaptConfig(target_fps=config.target_fps, live=self.policy == "drop_stale",
+                                                              source_fps=rate))
         self._started_at: float | None = None
         self._first_frame_at: float | None = None
         self._last_result_at: float | None = None
@@ -110,16 +115,16 @@ class Pipeline:
     def from_configs(cls, config: PipelineConfig, detector_config, **kwargs) -> Pipeline:
         """Check the outputs, open the source, then build the detector (the slow part) — so a bad
         output or source is reported before any model is loaded."""
-        from detector.detector import Detector
+        from app.fastpath import build_detector
 
         config.check_outputs()
         source = open_source(config)
         try:
-            detector = Detector(detector_config)
+            detector, setup = build_detector(detector_config)
         except BaseException:
             source.close()
             raise
-        return cls(config, detector, source, **kwargs)
+        return cls(setup.with_threads(config), detector, source, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Pipeline:
@@ -232,6 +237,10 @@ class Pipeline:
     def set_score_threshold(self, threshold: float) -> None:
         self.detector.set_score_threshold(threshold)
 
+    def set_target_fps(self, fps: float | None) -> None:
+        """Hold ``fps`` with the adaptive controller from the next frame on (None = off)."""
+        self.adapt.set_target(fps)
+
     def set_classes(self, names: Sequence[str] | None) -> None:
         """Classes to keep (empty = all); unknown names raise, listing the valid ones."""
         self.detector.set_classes(names)
@@ -275,6 +284,7 @@ class Pipeline:
     # ------------------------------------------------------------------ stats
     def stats(self) -> PipelineStats:
         now = time.monotonic()
+        adapt = self.adapt.status()
         start = self._first_frame_at
         end = self._last_result_at if self._finished.is_set() else now
         mean_fps = None
@@ -298,6 +308,8 @@ class Pipeline:
             elapsed_s=(now if not self._finished.is_set() else (self._last_result_at or now)) - (self._started_at or now),
             paused=self.paused,
             finished=self._finished.is_set(),
+            adapt=adapt if adapt.target_fps is not None or adapt.changes else None,
+            done_times=tuple(self._done_times) if self._finished.is_set() else (),
         )
 
     def _expected_frames(self) -> int | None:
@@ -403,22 +415,38 @@ class Pipeline:
 
     def _worker(self) -> None:
         ended = False
+        last: Result | None = None
+        skipped = 0
+        idle = 0.0  # time spent waiting for frames since the last detect (not the detector's cost)
         while not self._stop.is_set() and not ended:
             if not self._resume.is_set():
                 self._resume.wait(POLL_S)
                 continue
+            waited = time.monotonic()
             batch, ended = self._take_batch()
+            idle += time.monotonic() - waited
             if not batch:
+                continue
+            if self.policy == "drop_stale" and last is not None and not self.adapt.detect_next():
+                # Frame skip (live sources only, set by the adaptive controller): shown with the
+                # last detections. A file never gets here: every one of its frames is detected.
+                if not self._put(self._results, replace(last, frame=batch[0], done=time.monotonic(), detected=False)):
+                    return
+                self._processed += 1
+                skipped += 1
                 continue
             detections = self.detector.detect([f.image for f in batch])
             done = time.monotonic()
             per_frame = _divide(self.detector.last_times, len(batch))
+            self.adapt.observe(done, per_frame.as_dict(), shown=len(batch) + skipped, detected=len(batch), idle_s=idle)
+            skipped, idle = 0, 0.0
             counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
             for i, (frame, det) in enumerate(zip(batch, detections)):
                 proposals = counts[i] if i < len(counts) else 0
                 result = Result(frame, det, per_frame, proposals, done, len(batch))
                 if not self._put(self._results, result):
                     return
+                last = result
                 self._processed += 1
                 self._proposals = proposals
                 self._stages.add(per_frame.as_dict())
@@ -460,6 +488,7 @@ class Pipeline:
         self._latency.append(latency)
         self._latency_sum += latency
         self._last_result_at = now
+        self._done_times.append(now)
         self._written += 1
 
     def _close_sinks(self) -> None:

@@ -157,8 +157,7 @@ class Detector:
         self.set_precision(precision)
         # channels_last: faster convs on CUDA's tensor cores; on a CPU it depends on the CPU and
         # the model, so "auto" stays contiguous until the app's probe has measured it.
-        self.set_memory_format("channels_last" if self.config.memory_format == "auto" and self.device.type == "cuda"
-                               else self.config.memory_format)
+        self.set_memory_format(self.config.memory_format)
         self.last_times = StageTimes()
         self.last_proposal_counts: list[int] = []
 

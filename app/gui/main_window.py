@@ -38,6 +38,7 @@ from app.config import PipelineConfig
 from app.gui.bridge import FrameBridge, rgb_to_qimage
 from app.gui.controller import STOP_TIMEOUT_S, default_output_name, one_line, start_controller
 from app.gui.fps_meter import RollingMean
+from app.gui.target import TargetControl
 from app.gui.video_view import VideoView
 from app.gui.widgets import ClassChecklist, FpsGauge, ProposalControl, StageBar, ThresholdControl
 from app.stats import FpsMeter, PipelineStats
@@ -179,6 +180,8 @@ class MainWindow(QMainWindow):
         self.precision_combo = QComboBox()
         precisions = available_precisions(self.detector.device)
         self.precision_combo.addItems(precisions)
+        if getattr(self.detector, "int8_available", False) and "int8" not in precisions:
+            precisions.append("int8")
         if self.detector.precision not in precisions:
             self.precision_combo.addItem(self.detector.precision)
         self.precision_combo.setCurrentText(self.detector.precision)
@@ -191,6 +194,8 @@ class MainWindow(QMainWindow):
         form.addRow("", self.proposals_seen)
         form.addRow("Score ≥", self.threshold_control)
         form.addRow("Precision", self.precision_combo)
+        self.target_control = TargetControl()
+        form.addRow("Target", self.target_control)
 
         classes = QGroupBox("Classes")
         classes_layout = QVBoxLayout(classes)
@@ -314,6 +319,7 @@ class MainWindow(QMainWindow):
         self.threshold_control.value_changed.connect(lambda _x: self._refilter_shown())
         self.class_list.classes_changed.connect(lambda _names: self._refilter_shown())
         self.precision_combo.currentTextChanged.connect(lambda p: self.controller.set_knob("precision", p))
+        self.target_control.target_changed.connect(self._on_target)
         self.pause_button.clicked.connect(lambda on: self.set_paused(on))
         self.record_button.clicked.connect(lambda _on: self.toggle_recording())
         self.screenshot_button.clicked.connect(lambda: self.take_screenshot())
@@ -333,6 +339,8 @@ class MainWindow(QMainWindow):
             # between reader and detector (capture-to-display stays a couple of frame times).
             config = config.with_(realtime=self.pace_files, queue_size=min(config.queue_size, 2))
         self.config = config
+        if config.target_fps is not None and self.target_control.target() is None:
+            self.target_control.set_target(config.target_fps)  # --target-fps given with the window
         self.error_banner.hide()
         self.meter.reset()
         self.latency.reset()
@@ -508,8 +516,14 @@ class MainWindow(QMainWindow):
             self.precision_combo.setCurrentText(str(knobs["precision"]))
             self.precision_combo.blockSignals(False)
 
+    def _on_target(self, fps: float | None) -> None:
+        """With a target the controller owns the proposal count (and the input size)."""
+        self.proposal_control.setEnabled(fps is None)
+        self.controller.set_knob("target_fps", fps)
+
     def _on_stats(self, stats: PipelineStats) -> None:
         self.last_stats = stats
+        self.target_control.show_status(stats.adapt)
         ms = stats.stage_ms or {}
         if ms.get("total"):
             self.fps_gauge.set_capacity(1000.0 / ms["total"])

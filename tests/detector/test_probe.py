@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from detector import probe
+from detector import profiles
 from detector.probe import BASELINE, Candidate, choose_cpu_setup
 
 
@@ -38,7 +38,7 @@ def detector(tiny_detector):
 
 def _choose(detector, clock, cache_file, **kwargs):
     kwargs.setdefault("precisions", ("fp32", "bf16"))
-    return choose_cpu_setup(detector, [None], measure=clock, cache_file=cache_file, gate={}, **kwargs)
+    return choose_cpu_setup(detector, [None], measure=clock, cache_file=cache_file, profiles={}, **kwargs)
 
 
 def test_auto_never_picks_a_precision_slower_than_fp32(detector, cache_file):
@@ -81,30 +81,34 @@ def test_int8_is_tried_only_when_its_accuracy_gate_passed(detector, cache_file, 
     clock = FakeClock({"fp32": 100.0, "fp32+channels_last": 100.0, "int8": 20.0})
     monkeypatch.setattr(type(detector), "int8_available", property(lambda self: True))
     monkeypatch.setattr(type(detector), "set_precision", lambda self, p: None)
-    identity = probe.model_identity(detector)
+    identity = profiles.model_identity(detector)
 
-    no_record = choose_cpu_setup(detector, [None], precisions=("fp32", "int8"), measure=clock, cache_file=cache_file, gate={})
+    no_record = choose_cpu_setup(detector, [None], precisions=("fp32", "int8"), measure=clock, cache_file=cache_file,
+                                 profiles={})
     assert "int8" not in clock.calls and no_record.choice == BASELINE
     assert "never measured" in no_record.reason
 
-    failed = {identity: {"ap50_fp32": 0.66, "ap50_int8": 0.62, "ok": False}}
-    choose_cpu_setup(detector, [None], precisions=("fp32", "int8"), measure=clock, cache_file=cache_file, gate=failed)
+    failed = {identity: {"int8": profiles.int8_record(0.66, 0.62, "labels")}}
+    choose_cpu_setup(detector, [None], precisions=("fp32", "int8"), measure=clock, cache_file=cache_file, profiles=failed)
     assert "int8" not in clock.calls
 
-    passed = {identity: {"ap50_fp32": 0.66, "ap50_int8": 0.661, "ok": True}}
-    result = choose_cpu_setup(detector, [None], precisions=("fp32", "int8"), measure=clock, cache_file=cache_file, gate=passed)
+    passed = {identity: {"int8": profiles.int8_record(0.66, 0.655, "labels")}}
+    result = choose_cpu_setup(detector, [None], precisions=("fp32", "int8"), measure=clock, cache_file=cache_file,
+                              profiles=passed)
     assert "int8" in clock.calls and result.choice == Candidate("int8", False)
 
 
-def test_the_gate_record_passes_within_the_tolerance(tmp_path):
-    path = tmp_path / "gate.json"
-    assert probe.record_gate("m", 0.660, 0.652, "labels", path)["ok"] is True
-    assert probe.record_gate("n", 0.660, 0.645, "labels", path)["ok"] is False
-    assert set(probe.load_gate([path])) == {"m", "n"}
+def test_the_int8_verdict_passes_within_the_tolerance_and_is_kept_per_model(tmp_path):
+    path = tmp_path / "profiles.json"
+    assert profiles.record_profile("m", "int8", profiles.int8_record(0.660, 0.652, "labels"), path)["ok"] is True
+    assert profiles.record_profile("n", "int8", profiles.int8_record(0.660, 0.645, "labels"), path)["ok"] is False
+    profiles.record_profile("m", "accuracy", {"scales": [240, 480]}, path)
+    loaded = profiles.load_profiles([path])
+    assert set(loaded) == {"m", "n"} and set(loaded["m"]) == {"int8", "accuracy"}
 
 
 def test_the_real_probe_measures_and_keeps_fp32_unless_faster(detector, cache_file, frame_rgb):
     result = choose_cpu_setup(detector, [frame_rgb[:240, :320]], precisions=("fp32", "bf16"), rounds=1,
-                              cache_file=cache_file, gate={})
+                              cache_file=cache_file, profiles={})
     assert set(result.ms) == {"fp32", "fp32+channels_last", "bf16", "bf16+channels_last"}
     assert result.ms[result.choice.name] <= result.ms["fp32"]
