@@ -270,9 +270,20 @@ class AdaptiveController:
             fps = min(fps, self.config.source_fps)
         return fps
 
+    def _levels(self) -> tuple[list[int], list[int]]:
+        """The input sizes and proposal counts to choose from: the configured levels, the user's
+        setting, and — for a model whose own size is below the smallest level — steps down from it."""
+        base = self._user.input_size
+        scales = set(self.config.scales) | {base, self._setting.input_size}
+        if base < min(self.config.scales):
+            scales |= {max(32, round(base * f / 8) * 8) for f in (0.875, 0.75, 0.625, 0.5)}
+        proposals = set(self.config.proposals) | {self._user.proposals, self._setting.proposals}
+        return sorted(scales), sorted(proposals)
+
     def _grid(self) -> list[Setting]:
         skips = range(1, self.config.max_skip + 1) if self.config.live else (1,)
-        return [Setting(s, p, k) for s in self.config.scales for p in self.config.proposals for k in skips]
+        scales, proposals = self._levels()
+        return [Setting(s, p, k) for s in scales for p in proposals for k in skips]
 
     def _decide(self, now: float) -> None:
         target = self.config.target_fps
@@ -328,7 +339,8 @@ class AdaptiveController:
     def _neighbours(self, cur: Setting) -> list[Setting]:
         """The settings one level away on one knob."""
         out = []
-        for knob, levels in (("input_size", self.config.scales), ("proposals", self.config.proposals),
+        scales, proposals = self._levels()
+        for knob, levels in (("input_size", scales), ("proposals", proposals),
                              ("skip", range(1, self.config.max_skip + 1) if self.config.live else (1,))):
             ordered = sorted(set(levels) | {getattr(cur, knob)})
             i = ordered.index(getattr(cur, knob))
