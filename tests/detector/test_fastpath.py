@@ -169,3 +169,27 @@ def test_set_input_size_applies_at_the_next_call_and_keeps_boxes_in_frame_pixels
         tiny_detector.set_input_size(tiny_detector.base_input_size)
     with pytest.raises(ConfigError, match="input size"):
         tiny_detector.set_input_size(8)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_int8_falls_back_to_fp16_and_channels_last_is_on(frames):
+    det = Detector(DetectorConfig(model="paper", backbone="resnet18", weights="random", device="cuda",
+                                  min_size=128, max_size=160, precision="int8"), calibration=frames[:2])
+    assert det.precision == "fp16" and any("int8 is a CPU path" in n for n in det.notes)
+    assert det.channels_last
+    (d,) = det.detect(frames[4])
+    det.set_input_size(96)
+    (small,) = det.detect(frames[4])
+    assert d.boxes.dtype == small.boxes.dtype == np.float32
+
+
+def test_the_cpu_keeps_contiguous_unless_asked(tiny_detector):
+    assert tiny_detector.channels_last is False  # "auto" on a CPU waits for the probe
+    tiny_detector.set_memory_format("channels_last")
+    try:
+        assert tiny_detector.channels_last
+    finally:
+        tiny_detector.set_memory_format("contiguous")
+    with pytest.raises(ConfigError, match="memory format"):
+        tiny_detector.set_memory_format("nhwc")
