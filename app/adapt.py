@@ -8,16 +8,21 @@ the last detections). A file never loses a frame: there the controller lowers th
 How it steers (``observe`` is called after every detected frame, with the clock passed in, so a
 test can drive it with a simulated one):
 
-* It measures the rate results leave the worker (mean interval since the last change, so the
-  measure of a setting is never mixed with the one before) and keeps smoothed per-stage times.
-* A cost model from those times predicts the rate of every other setting: preprocess, backbone and
-  RPN scale with the pixel count, the RoI head with the proposal count, the rest stays.
-* When the measured rate is below ``target × (1 − tolerance)`` it moves towards the most accurate
-  setting predicted to reach ``target × (1 + margin)``; when it is above the target and a more
-  accurate setting is predicted to hold ``target × (1 + up_margin)`` it moves up. Otherwise it holds.
-* One knob per move (possibly by several levels), then ``settle`` frames are measured before the
-  next decision. A move up that had to be undone bans that setting for a while (doubling each time),
-  so it does not oscillate; the hysteresis band between the two thresholds does the rest.
+* It measures the rate the worker sustains — intervals since the last move only, so two settings
+  are never mixed; time spent waiting for a frame left out; the slowest eighth left out, so one
+  frame delayed by another process does not count as the setting's cost — and keeps smoothed
+  per-stage times.
+* A cost model from those times predicts every other setting: preprocess, backbone and RPN scale
+  with the pixel count, the RoI head with the proposal count, the rest stays; its ratios are applied
+  to the measured rate (on a shared machine the absolute times are off, the ratios hold).
+* Below ``target × (1 − tolerance)`` (after ``settle`` frames) it moves towards the most accurate
+  setting predicted to reach ``target × (1 + margin)``, the knob that gains the most first; when
+  none can, one knob to its floor, the one that costs the least accuracy first (frame skip last).
+* Above ``target × (1 + tolerance)``, held and measured for ``raise_after`` frames, it moves towards
+  the most accurate setting predicted to hold ``target × (1 + up_margin)`` — possibly through a
+  trade (fewer proposals, then more pixels). Otherwise it holds.
+* One knob per move (possibly by several levels). A move up that had to be undone bars every
+  setting at least as costly for ``ban_frames`` frames, doubling each time: no back-and-forth.
 
 Which setting is "more accurate" comes from ``accuracy(setting)``: the model's measured AP50 grid
 (``detector.profiles``, written by ``run.py bench --scales ...``), interpolated between the measured
@@ -57,7 +62,9 @@ def table_accuracy(table: dict) -> Callable[[Setting], float]:
     [[...] per scale]}``: bilinear in (log size, log proposals), clamped at the grid's edges."""
     scales = [math.log(v) for v in table["scales"]]
     props = [math.log(v) for v in table["proposals"]]
-    values = table["ap50"]
+    # More proposals never lose a box the fewer found: a dip in the measured row is noise, so each
+    # row is made non-decreasing in the proposal count (equal values then rank the cheaper first).
+    values = [[max(row[: j + 1]) for j in range(len(row))] for row in table["ap50"]]
 
     def locate(axis: list[float], x: float) -> tuple[int, int, float]:
         if x <= axis[0]:
@@ -115,6 +122,7 @@ class AdaptConfig:
         margin: aim a move down at target × (1 + margin).
         up_margin: move up only to a setting predicted to hold target × (1 + up_margin).
         settle: frames measured after a move before the next decision.
+        raise_after: frames a setting is held, and measured, before a move up.
         ban_frames: frames a setting stays banned after a move up to it had to be undone.
     """
 
@@ -127,7 +135,8 @@ class AdaptConfig:
     tolerance: float = 0.04
     margin: float = 0.06
     up_margin: float = 0.15
-    settle: int = 3
+    settle: int = 5
+    raise_after: int = 15
     ban_frames: int = 40
 
     def __post_init__(self) -> None:
@@ -182,8 +191,10 @@ class AdaptiveController:
         self._stage: dict[str, float] = {}
         self._overhead_ms: float | None = None
         self._last_t: float | None = None
-        self._banned: dict[Setting, int] = {}  # setting → frame number until which it is banned
-        self._ban_length: dict[Setting, int] = {}
+        # After a move up that had to be undone: no setting at least as costly as the one that fell
+        # short, until the frame number ``_ceiling[1]`` (the ban doubles each time).
+        self._ceiling: tuple[Setting, int] | None = None
+        self._ban_length = self.config.ban_frames
         self._last_up: tuple[int, Setting, Setting] | None = None  # (frame, from, to)
         self._state = "off" if self.config.target_fps is None else "measuring"
         self._reason = "off" if self.config.target_fps is None else "measuring the first frames"
@@ -204,8 +215,8 @@ class AdaptiveController:
         with self._lock:
             was = self.config.target_fps
             self.config = replace(self.config, target_fps=fps)
-            self._banned.clear()
-            self._ban_length.clear()
+            self._ceiling = None
+            self._ban_length = self.config.ban_frames
             self._reset_measure()
             if fps is None:
                 self._apply(self._user, "off: back to the user's setting", record=was is not None)
@@ -256,7 +267,20 @@ class AdaptiveController:
 
     # ------------------------------------------------------------------ the decision
     def predict_fps(self, setting: Setting) -> float | None:
-        """The rate ``setting`` would reach, from the cost model (None before any measurement)."""
+        """The rate ``setting`` would reach (None before any measurement): the cost model's ratio
+        between ``setting`` and the current one, times the rate measured now. (The model alone is
+        off on a shared machine — other processes stretch every stage — but its ratios hold.)"""
+        model = self._model_fps(setting)
+        here, measured = self._model_fps(self._setting), self._measured_fps()
+        if model is None or not here or not measured:
+            return model
+        fps = model * measured / here
+        if self.config.live and self.config.source_fps:
+            fps = min(fps, self.config.source_fps)
+        return fps
+
+    def _model_fps(self, setting: Setting) -> float | None:
+        """The cost model: preprocess, backbone and RPN ∝ pixels, RoI head ∝ proposals, the rest fixed."""
         if not self._stage:
             return None
         cur = self._setting
@@ -265,10 +289,7 @@ class AdaptiveController:
         scaled = sum(self._stage.get(k, 0.0) for k in ("preprocess", "backbone", "rpn")) * pixels
         detect_ms = scaled + roi + self._stage.get("postprocess", 0.0)
         # k frames shown per detect: one detect, and the per-frame work outside it k times
-        fps = 1000.0 * setting.skip / max(1e-3, detect_ms + setting.skip * (self._overhead_ms or 0.0))
-        if self.config.live and self.config.source_fps:
-            fps = min(fps, self.config.source_fps)
-        return fps
+        return 1000.0 * setting.skip / max(1e-3, detect_ms + setting.skip * (self._overhead_ms or 0.0))
 
     def _levels(self) -> tuple[list[int], list[int]]:
         """The input sizes and proposal counts to choose from: the configured levels, the user's
@@ -295,20 +316,18 @@ class AdaptiveController:
         grid = self._grid()
         if fps < target * (1 - self.config.tolerance):
             if self._last_up and self._last_up[2] == cur and frame - self._last_up[0] <= 3 * self.config.ban_frames:
-                length = self._ban_length.get(cur, self.config.ban_frames)
-                self._banned[cur] = frame + length
-                self._ban_length[cur] = 2 * length
+                self._ceiling = (cur, frame + self._ban_length)
+                self._ban_length *= 2
             aim = target * (1 + self.config.margin)
-            ok = [s for s in grid if self.accuracy(s) < self.accuracy(cur) and (self.predict_fps(s) or 0) >= aim]
-            if ok:
-                goal = max(ok, key=self.accuracy)
-            else:
-                cheaper = [s for s in grid if (self.predict_fps(s) or 0) > (self.predict_fps(cur) or 0)]
-                if not cheaper:
+            ok = [s for s in grid if (self.predict_fps(s) or 0) >= aim]
+            if ok:  # towards the most accurate setting predicted to reach the aim; the faster knob first
+                step = self._one_knob(cur, max(ok, key=self.accuracy), down=True)
+            else:  # out of reach: one knob to its cheapest level, the one that costs the least accuracy first
+                floors = [s for s in self._floors(cur) if (self.predict_fps(s) or 0) > (self.predict_fps(cur) or 0)]
+                if not floors:
                     self._state, self._reason = "floor", f"{fps:.1f} fps < {target:g}: already the cheapest setting"
                     return
-                goal = max(cheaper, key=lambda s: (self.predict_fps(s), self.accuracy(s)))
-            step = self._one_knob(cur, goal, down=True)
+                step = max(floors, key=self.accuracy)
             self._apply(step, f"{fps:.1f} fps < {target * (1 - self.config.tolerance):.1f}: lower "
                               f"{_knob_change(cur, step)} (predicted {self.predict_fps(step):.1f} fps)", now=now)
             self._state = "lowering"
@@ -316,13 +335,16 @@ class AdaptiveController:
             return
         aim = target * (1 + self.config.up_margin)
         better = [s for s in grid if self.accuracy(s) > self.accuracy(cur) and (self.predict_fps(s) or 0) >= aim
-                  and self._banned.get(s, -1) < frame]
-        if better:
+                  and self._allowed(s)]
+        # Moving up is optional, so it waits for a longer, steadier measure than moving down does.
+        steady = self._measured_fps(window=self.config.raise_after) if self._since_change >= self.config.raise_after else None
+        if steady is not None and steady >= target * (1 + self.config.tolerance) and better:
             goal = max(better, key=self.accuracy)
             step = self._one_knob(cur, goal, down=False)
             if step != cur and (self.predict_fps(step) or 0) >= aim:
                 before = self.predict_fps(step)
-                self._apply(step, f"{fps:.1f} fps, headroom: raise {_knob_change(cur, step)} (predicted {before:.1f} fps)", now=now)
+                verb = "raise" if self.accuracy(step) > self.accuracy(cur) else f"on the way to {goal.describe()}, trade"
+                self._apply(step, f"{fps:.1f} fps, headroom: {verb} {_knob_change(cur, step)} (predicted {before:.1f} fps)", now=now)
                 self._state = "raising"
                 self._last_up = (frame, cur, step)
                 return
@@ -331,10 +353,30 @@ class AdaptiveController:
             self._state, self._reason = "ceiling", f"{fps:.1f} fps ≥ {target:g}: the most accurate setting"
             return
         up = min(nxt, key=self.accuracy)
-        banned = " (banned after it fell short)" if self._banned.get(up, -1) >= frame else ""
+        banned = "" if self._allowed(up) else f" (capped until frame {self._ceiling[1]}: a move up fell short)"
         self._state = "holding"
         self._reason = (f"{fps:.1f} fps ≥ {target * (1 - self.config.tolerance):.1f}; next better {up.describe()} "
                         f"predicted {self.predict_fps(up) or 0:.1f} < {aim:.1f}{banned}")
+
+    def _allowed(self, setting: Setting) -> bool:
+        """False while ``setting`` costs at least as much as a move up that recently fell short."""
+        if self._ceiling is None or self._frames > self._ceiling[1]:
+            return True
+        here, failed = self._model_fps(setting), self._model_fps(self._ceiling[0])
+        return here is not None and failed is not None and here > 1.02 * failed
+
+    def _floors(self, cur: Setting) -> list[Setting]:
+        """``cur`` with one knob at its cheapest level (smallest size, fewest proposals, most skip)."""
+        scales, proposals = self._levels()
+        out = [replace(cur, input_size=scales[0]), replace(cur, proposals=proposals[0])]
+        if self.config.live and self._at_floor(cur):
+            out.append(replace(cur, skip=self.config.max_skip))
+        return [s for s in out if s != cur]
+
+    def _at_floor(self, setting: Setting) -> bool:
+        """Input size and proposals at their cheapest: only then may a live source skip frames."""
+        scales, proposals = self._levels()
+        return setting.input_size == scales[0] and setting.proposals == proposals[0]
 
     def _neighbours(self, cur: Setting) -> list[Setting]:
         """The settings one level away on one knob."""
@@ -355,18 +397,20 @@ class AdaptiveController:
             options.append(replace(cur, input_size=goal.input_size))
         if goal.proposals != cur.proposals:
             options.append(replace(cur, proposals=goal.proposals))
-        if goal.skip != cur.skip:
+        if goal.skip != cur.skip and (goal.skip < cur.skip or self._at_floor(cur)):
             options.append(replace(cur, skip=goal.skip))
         if not options:
             return cur
         if len(options) == 1:
             return options[0]
-        if down:  # the knob that costs the least accuracy first; the next decision takes the other
-            faster = [s for s in options if (self.predict_fps(s) or 0) > (self.predict_fps(cur) or 0)] or options
-            return max(faster, key=self.accuracy)
+        if down:  # the knob that gains the most speed first; the next decision takes the other
+            return max(options, key=lambda s: (self.predict_fps(s) or 0, self.accuracy(s)))
         aim = self.config.target_fps * (1 + self.config.up_margin)
-        meeting = [s for s in options if self.accuracy(s) > self.accuracy(cur) and (self.predict_fps(s) or 0) >= aim]
-        return max(meeting, key=self.accuracy) if meeting else cur
+        meeting = [s for s in options if (self.predict_fps(s) or 0) >= aim and self._allowed(s)]
+        better = [s for s in meeting if self.accuracy(s) > self.accuracy(cur)]
+        # A trade (say fewer proposals, then more pixels) passes a setting that is a little less
+        # accurate on the way: allowed when it holds the aim and the goal is the reason.
+        return max(better or meeting, key=self.accuracy) if meeting else cur
 
     # ------------------------------------------------------------------ helpers
     def _current_detector_setting(self) -> Setting:
@@ -390,8 +434,13 @@ class AdaptiveController:
         self._intervals: list[float] = []
         self._since_change = 0
 
-    def _measured_fps(self) -> float | None:
-        recent = self._intervals[-8:]
+    def _measured_fps(self, window: int = 8) -> float | None:
+        """Frames per second over the last ``window`` intervals since the move, the longest eighth
+        left out (at least one from 5 on): one frame delayed by another process does not make a
+        setting look slow, while a steady slow-down still counts in full."""
+        recent = sorted(self._intervals[-window:])
+        if len(recent) >= 5:
+            recent = recent[: len(recent) - max(1, len(recent) // 8)]
         if not recent:
             return None
         mean = sum(recent) / len(recent)

@@ -14,7 +14,7 @@ benchmark measures AP50 of fp32 and int8 on labelled frames and records a pass w
 
 The answer is cached as JSON under the user's cache folder (``cache_dir()``), keyed by the machine
 (CPU model, cores, torch version, intra-op threads) and the model (name, weights file sha256, input
-size); ``refresh=True`` measures again.
+size, proposal count); ``refresh=True`` measures again.
 """
 
 from __future__ import annotations
@@ -132,7 +132,10 @@ def choose_cpu_setup(detector, frames: Sequence[np.ndarray], *, precisions: Sequ
             c = Candidate(precision, bool(cl))
             if c not in candidates:
                 candidates.append(c)
+    # The proposal count is in the key: it sets the RoI head's share of a frame, and precisions
+    # speed the backbone and the head by different factors.
     key = " || ".join((machine_key(), model_identity(detector), f"input {detector.input_size}",
+                       f"proposals {detector.proposal_count}",
                        "candidates " + ",".join(c.name for c in candidates)))
     cached = {} if refresh else _read_json(cache_file).get(key)
     if cached:
