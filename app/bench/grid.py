@@ -4,6 +4,8 @@ and a plot of the trade the adaptive controller (``app.adapt``) makes.
 A setting is on the front when no other setting of the same model and precision is at least as
 fast *and* at least as accurate, and strictly better in one of the two. Detector fps (frames in
 memory, batch 1) is the speed used: it is what the input size and the proposal count change.
+Accuracy is AP50 weighted by each class's labelled boxes (``ap50_boxes``, see ``app.bench.profile``)
+when the rows have it, else COCO's class-mean AP50.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ def _ok(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def mark_pareto(rows: Sequence[dict], speed: str = "detector_fps", accuracy: str = "ap50") -> None:
+def mark_pareto(rows: Sequence[dict], speed: str = "detector_fps", accuracy: str | None = None) -> None:
     """Set ``row["pareto"]`` True/False for rows with both measures (None for the others), per
     model × weights × precision."""
+    accuracy = accuracy or _accuracy_key(rows)
     for row in rows:
         row["pareto"] = None
     groups: dict[tuple, list[dict]] = {}
@@ -38,6 +41,10 @@ def mark_pareto(rows: Sequence[dict], speed: str = "detector_fps", accuracy: str
             dominated = any(o is not row and o[speed] >= fps and o[accuracy] >= ap and (o[speed] > fps or o[accuracy] > ap)
                             for o in group)
             row["pareto"] = not dominated
+
+
+def _accuracy_key(rows: Sequence[dict]) -> str:
+    return "ap50_boxes" if any(_ok(r.get("ap50_boxes")) for r in rows) else "ap50"
 
 
 def pareto_rows(rows: Sequence[dict]) -> list[dict]:
@@ -54,7 +61,8 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     import matplotlib.pyplot as plt
 
     cells = [r for r in rows if _ok(r.get("detector_fps"))]
-    has_ap = any(_ok(r.get("ap50")) for r in cells)
+    key = _accuracy_key(cells)
+    has_ap = any(_ok(r.get(key)) for r in cells)
     fig, ax = plt.subplots(figsize=(10, 6.5))
     scales = sorted({r.get("input_size") for r in cells if r.get("input_size")})
     proposals = sorted({r["proposals"] for r in cells})
@@ -63,19 +71,19 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     for row in cells:
         i = scales.index(row["input_size"]) if row.get("input_size") in scales else 0
         color = cmap(i / max(1, len(scales) - 1))
-        y = row["ap50"] if has_ap and _ok(row.get("ap50")) else row.get("total_ms_median")
+        y = row[key] if has_ap and _ok(row.get(key)) else row.get("total_ms_median")
         ax.scatter(row["detector_fps"], y, color=color, marker=markers[proposals.index(row["proposals"]) % len(markers)],
                    s=60, edgecolors="black" if row.get("pareto") else "none", linewidths=1.2, zorder=3)
     groups: dict[tuple, list[dict]] = {}
     for row in cells:
         if row.get("pareto"):
             groups.setdefault(_key(row), []).append(row)
-    for key, front in groups.items():
+    for group, front in groups.items():
         front = sorted(front, key=lambda r: r["detector_fps"])
-        ax.plot([r["detector_fps"] for r in front], [r["ap50"] for r in front], "-", color="0.25", linewidth=1.2,
-                zorder=2, label=f"Pareto front ({key[0]} {key[2]})")
+        ax.plot([r["detector_fps"] for r in front], [r[key] for r in front], "-", color="0.25", linewidth=1.2,
+                zorder=2, label=f"Pareto front ({group[0]} {group[2]})")
         for r in front:
-            ax.annotate(f"{r['input_size']}px/{r['proposals']}", (r["detector_fps"], r["ap50"]), xytext=(4, 4),
+            ax.annotate(f"{r['input_size']}px/{r['proposals']}", (r["detector_fps"], r[key]), xytext=(4, 4),
                         textcoords="offset points", fontsize=7, color="0.2")
     for target, style in ((30, "--"), (60, "-.")):
         ax.axvline(target, color="0.5", linestyle=style, linewidth=1)
@@ -87,7 +95,8 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
         ax.scatter([], [], color="0.6", marker=markers[j % len(markers)], label=f"{p} proposals")
     ax.set_xscale("log")
     ax.set_xlabel("detector fps (batch 1, frames in memory; log)")
-    ax.set_ylabel("AP50 (held-out labels)" if has_ap else "ms per frame (no labels: AP not measured)")
+    label = "AP50, weighted by labelled boxes per class" if key == "ap50_boxes" else "AP50 (COCO, class mean)"
+    ax.set_ylabel(label if has_ap else "ms per frame (no labels: AP not measured)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title(title + "\ninput size × proposals: black-edged = on the Pareto front", fontsize=9)

@@ -51,7 +51,7 @@ def accuracy_profile(rows: Sequence[dict], labels, labels_name: str) -> dict | N
     for r in rows:
         if r.get("ap50") is None or r.get("input_size") is None:
             continue
-        value = box_weighted_ap50(r, counts)
+        value = r.get("ap50_boxes") if r.get("ap50_boxes") is not None else box_weighted_ap50(r, counts)
         key = (int(r["input_size"]), int(r["proposals"]))
         cells[key] = max(cells.get(key, -1.0), value)
     scales = sorted({s for s, _ in cells})

@@ -24,7 +24,7 @@ COLUMNS: tuple[str, ...] = (
     "detector_fps", "total_ms_median", "total_ms_p90",
     *(f"{stage}_ms_{stat}" for stage in STAGES for stat in ("median", "p90")),
     "detections_mean", "pipeline_fps", "pipeline_frames", "baseline_fps", "speedup_vs_baseline",
-    "ap", "ap50", "ap_images", "pareto", "peak_rss_mb", "gpu_peak_mb",
+    "ap", "ap50", "ap50_boxes", "ap_images", "pareto", "peak_rss_mb", "gpu_peak_mb",
 )
 
 
@@ -114,7 +114,7 @@ TABLE = (
     ("pre", "preprocess_ms_median", "{:.1f}"), ("backbone", "backbone_ms_median", "{:.1f}"),
     ("rpn", "rpn_ms_median", "{:.1f}"), ("roi", "roi_heads_ms_median", "{:.1f}"), ("post", "postprocess_ms_median", "{:.1f}"),
     ("e2e fps", "pipeline_fps", "{:.2f}"), ("naive", "baseline_fps", "{:.2f}"), ("×naive", "speedup_vs_baseline", "{:.2f}"),
-    ("AP", "ap", "{:.3f}"), ("AP50", "ap50", "{:.3f}"), ("front", "pareto", "{}"), ("RSS MB", "peak_rss_mb", "{:.0f}"),
+    ("AP", "ap", "{:.3f}"), ("AP50", "ap50", "{:.3f}"), ("AP50 box", "ap50_boxes", "{:.3f}"), ("front", "pareto", "{}"), ("RSS MB", "peak_rss_mb", "{:.0f}"),
 )
 
 

@@ -318,6 +318,10 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                     base_runs.append(base)
             metrics = labels.evaluate(run.detections) if labels is not None else None
             row = _row(detector, model_name, weights, proposals, run, pipe, metrics)
+            if labels is not None:
+                from .profile import box_weighted_ap50, boxes_per_class
+
+                row["ap50_boxes"] = box_weighted_ap50(row, boxes_per_class(labels))
             if hasattr(detector, "info") and labels is not None:
                 from detector.profiles import model_identity
 
