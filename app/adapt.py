@@ -18,9 +18,12 @@ test can drive it with a simulated one):
 * Below ``target × (1 − tolerance)`` (after ``settle`` frames) it moves towards the most accurate
   setting predicted to reach ``target × (1 + margin)``, the knob that gains the most first; when
   none can, one knob to its floor, the one that costs the least accuracy first (frame skip last).
-* Above ``target × (1 + tolerance)``, held and measured for ``raise_after`` frames, it moves towards
-  the most accurate setting predicted to hold ``target × (1 + up_margin)`` — possibly through a
-  trade (fewer proposals, then more pixels). Otherwise it holds.
+* Above ``target × (1 + tolerance)``, held and measured for ``raise_after`` frames, it moves one
+  level of one knob up — the most accurate such move predicted to hold ``target × (1 + up_margin)``.
+  Otherwise it holds. (Down may jump several levels; up creeps.)
+* Predictions learn: after each move the change it delivered is compared with the one predicted,
+  and later predictions are scaled by that share (work the model does not see — decoding, drawing
+  and encoding full frames on the same cores — does not shrink with the input size).
 * One knob per move (possibly by several levels). A move up that had to be undone bars every
   setting at least as costly for ``ban_frames`` frames, doubling each time: no back-and-forth.
 
@@ -190,6 +193,8 @@ class AdaptiveController:
         self._reset_measure()
         self._stage: dict[str, float] = {}
         self._overhead_ms: float | None = None
+        self._gain = 1.0  # share of a predicted change that moves deliver (learnt, 0.3–1.2)
+        self._pending: tuple[float, float] | None = None  # (rate before the last move, its model ratio)
         self._last_t: float | None = None
         # After a move up that had to be undone: no setting at least as costly as the one that fell
         # short, until the frame number ``_ceiling[1]`` (the ban doubles each time).
@@ -274,7 +279,10 @@ class AdaptiveController:
         here, measured = self._model_fps(self._setting), self._measured_fps()
         if model is None or not here or not measured:
             return model
-        fps = model * measured / here
+        # ``_gain``: how much of a predicted change the last moves really delivered. Work the model
+        # does not see (decoding, drawing and encoding full frames on the same cores) does not
+        # shrink with the input, so at small sizes a move gains less than the pixels say.
+        fps = measured * (1.0 + self._gain * (model / here - 1.0))
         if self.config.live and self.config.source_fps:
             fps = min(fps, self.config.source_fps)
         return fps
@@ -312,6 +320,11 @@ class AdaptiveController:
         cur = self._setting
         if fps is None:
             return
+        if self._pending is not None:  # learn from the last move: delivered / predicted change
+            before, model_ratio = self._pending
+            self._pending = None
+            ratio = (fps / before - 1.0) / (model_ratio - 1.0)
+            self._gain = 0.7 * self._gain + 0.3 * min(1.2, max(0.3, ratio))
         frame = self._frames
         grid = self._grid()
         if fps < target * (1 - self.config.tolerance):
@@ -321,7 +334,7 @@ class AdaptiveController:
             aim = target * (1 + self.config.margin)
             ok = [s for s in grid if (self.predict_fps(s) or 0) >= aim]
             if ok:  # towards the most accurate setting predicted to reach the aim; the faster knob first
-                step = self._one_knob(cur, max(ok, key=self.accuracy), down=True)
+                step = self._one_knob(cur, max(ok, key=self.accuracy))
             else:  # out of reach: one knob to its cheapest level, the one that costs the least accuracy first
                 floors = [s for s in self._floors(cur) if (self.predict_fps(s) or 0) > (self.predict_fps(cur) or 0)]
                 if not floors:
@@ -334,17 +347,16 @@ class AdaptiveController:
             self._last_up = None
             return
         aim = target * (1 + self.config.up_margin)
-        better = [s for s in grid if self.accuracy(s) > self.accuracy(cur) and (self.predict_fps(s) or 0) >= aim
-                  and self._allowed(s)]
-        # Moving up is optional, so it waits for a longer, steadier measure than moving down does.
+        # Moving up is optional: it waits for a longer, steadier measure than moving down does, and
+        # goes one level of one knob at a time (down may jump; up creeps — no overshoot to undo).
         steady = self._measured_fps(window=self.config.raise_after) if self._since_change >= self.config.raise_after else None
-        if steady is not None and steady >= target * (1 + self.config.tolerance) and better:
-            goal = max(better, key=self.accuracy)
-            step = self._one_knob(cur, goal, down=False)
-            if step != cur and (self.predict_fps(step) or 0) >= aim:
-                before = self.predict_fps(step)
-                verb = "raise" if self.accuracy(step) > self.accuracy(cur) else f"on the way to {goal.describe()}, trade"
-                self._apply(step, f"{fps:.1f} fps, headroom: {verb} {_knob_change(cur, step)} (predicted {before:.1f} fps)", now=now)
+        if steady is not None and steady >= target * (1 + self.config.tolerance):
+            ups = [s for s in self._neighbours(cur) if self.accuracy(s) > self.accuracy(cur)
+                   and (self.predict_fps(s) or 0) >= aim and self._allowed(s)]
+            if ups:
+                step = max(ups, key=self.accuracy)
+                self._apply(step, f"{steady:.1f} fps, headroom: raise {_knob_change(cur, step)} "
+                                  f"(predicted {self.predict_fps(step):.1f} fps)", now=now)
                 self._state = "raising"
                 self._last_up = (frame, cur, step)
                 return
@@ -389,9 +401,8 @@ class AdaptiveController:
             out += [replace(cur, **{knob: ordered[j]}) for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
         return out
 
-    def _one_knob(self, cur: Setting, goal: Setting, down: bool) -> Setting:
-        """Move towards ``goal`` changing one knob: of the single-knob settings on the way, the most
-        accurate one that is faster when going down, the most accurate that still meets the aim going up."""
+    def _one_knob(self, cur: Setting, goal: Setting) -> Setting:
+        """A move down towards ``goal`` that changes one knob: the one predicted to gain most."""
         options = []
         if goal.input_size != cur.input_size:
             options.append(replace(cur, input_size=goal.input_size))
@@ -403,14 +414,8 @@ class AdaptiveController:
             return cur
         if len(options) == 1:
             return options[0]
-        if down:  # the knob that gains the most speed first; the next decision takes the other
-            return max(options, key=lambda s: (self.predict_fps(s) or 0, self.accuracy(s)))
-        aim = self.config.target_fps * (1 + self.config.up_margin)
-        meeting = [s for s in options if (self.predict_fps(s) or 0) >= aim and self._allowed(s)]
-        better = [s for s in meeting if self.accuracy(s) > self.accuracy(cur)]
-        # A trade (say fewer proposals, then more pixels) passes a setting that is a little less
-        # accurate on the way: allowed when it holds the aim and the goal is the reason.
-        return max(better or meeting, key=self.accuracy) if meeting else cur
+        # the knob that gains the most speed first; the next decision takes the other
+        return max(options, key=lambda s: (self.predict_fps(s) or 0, self.accuracy(s)))
 
     # ------------------------------------------------------------------ helpers
     def _current_detector_setting(self) -> Setting:
@@ -418,6 +423,11 @@ class AdaptiveController:
 
     def _apply(self, setting: Setting, reason: str, now: float = 0.0, record: bool = True) -> None:
         cur = self._setting
+        measured, predicted = self._measured_fps(), self.predict_fps(setting)
+        self._pending = None
+        if measured and predicted and abs(predicted / measured - 1.0) > 0.05 and self._gain:
+            # the model's own ratio for this move, to compare with what it delivers
+            self._pending = (measured, 1.0 + (predicted / measured - 1.0) / self._gain)
         if setting.input_size != cur.input_size:
             self.detector.set_input_size(setting.input_size)
         if setting.proposals != cur.proposals:
