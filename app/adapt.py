@@ -364,11 +364,18 @@ class AdaptiveController:
         if not nxt:
             self._state, self._reason = "ceiling", f"{fps:.1f} fps ≥ {target:g}: the most accurate setting"
             return
-        up = min(nxt, key=self.accuracy)
-        banned = "" if self._allowed(up) else f" (capped until frame {self._ceiling[1]}: a move up fell short)"
+        up = max(nxt, key=lambda s: (self.predict_fps(s) or 0))  # the cheapest step up
+        predicted = self.predict_fps(up) or 0
+        if not self._allowed(up):
+            why = f"capped until frame {self._ceiling[1]}: a move up fell short"
+        elif predicted < aim:
+            why = f"predicted {predicted:.1f} < {aim:.1f}"
+        elif steady is None:
+            why = f"measuring {self.config.raise_after} frames before a move up"
+        else:
+            why = f"steady {steady:.1f} fps < {target * (1 + self.config.tolerance):.1f}"
         self._state = "holding"
-        self._reason = (f"{fps:.1f} fps ≥ {target * (1 - self.config.tolerance):.1f}; next better {up.describe()} "
-                        f"predicted {self.predict_fps(up) or 0:.1f} < {aim:.1f}{banned}")
+        self._reason = f"{fps:.1f} fps ≥ {target * (1 - self.config.tolerance):.1f}; next better {up.describe()}: {why}"
 
     def _allowed(self, setting: Setting) -> bool:
         """False while ``setting`` costs at least as much as a move up that recently fell short."""
