@@ -1,16 +1,21 @@
 """The thread budget: how many threads torch, FFmpeg's decoder and libx264 get.
 
 Left to themselves all three size their pools by the core count: torch takes every core for its
-intra-op threads, FFmpeg's frame threads take cores + 1, libx264 1.5 × cores plus lookahead threads.
-On a small machine that is several runnable threads per core, and the detector — nearly the whole
-cost of a frame — is preempted by a decoder and an encoder that need a few ms a frame each.
+intra-op threads, FFmpeg's frame threads take cores + 1, libx264 1.5 × cores plus lookahead
+threads. On a small machine that is several runnable threads per core beside the detector, which is
+nearly the whole cost of a frame.
 
 The budget gives torch every core (its threads sleep between frames: ``OMP_WAIT_POLICY=PASSIVE``,
-set by ``app.run``), and the decoder and the encoder a small fixed number of threads: one each up to
-4 cores. A 768×576 H.264 frame decodes in 2–4 ms and encodes (x264 veryfast) in 5–10 ms on one
-thread, so one thread each keeps up with any detector rate this project reaches on a CPU, while
-the pipeline's other two threads overlap them with ``detect``. Measured in ``docs/benchmarks.md``
-(the thread rows of ``scripts/fast_path_bench.py``).
+set by ``app.run``) and the decoder one thread up to 4 cores: a 768×576 frame decodes in ~2.5 ms on
+one thread, far under any detector rate a CPU reaches here, and FFmpeg's frame threads only add
+runnable threads and a few frames of delay. libx264 keeps its own threads: with one thread the
+sink thread encodes each frame itself (~10 ms with drawing) and the pipeline measured slower.
+
+Measured on 2 cores (``scripts/fast_path_bench.py --parts threads``, int8 default model, 300
+proposals, 3 rounds alternating, load 1.5–4): torch 2 / decoder 1 / x264 auto 10.7, 9.7, 9.8 fps;
+torch 2 / 1 / 1: 9.4, 9.5, 9.3; torch 2 / auto / auto (the libraries' own): 8.7, 9.2, 9.7;
+torch 1 / 1 / 1: 9.0–9.7. The differences are within 10 % and the machine was shared; a busier
+earlier run ranked them otherwise. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ def plan(cores: int | None = None, *, gpu: bool = False) -> ThreadBudget:
     if gpu:
         return ThreadBudget(cores, torch=min(4, cores), decode=0, encode=0)
     if cores <= 4:
-        return ThreadBudget(cores, torch=cores, decode=1, encode=1)
+        return ThreadBudget(cores, torch=cores, decode=1, encode=0)
     return ThreadBudget(cores, torch=cores - 1, decode=2, encode=max(2, cores // 4))
 
 

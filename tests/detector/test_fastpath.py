@@ -193,3 +193,24 @@ def test_the_cpu_keeps_contiguous_unless_asked(tiny_detector):
         tiny_detector.set_memory_format("contiguous")
     with pytest.raises(ConfigError, match="memory format"):
         tiny_detector.set_memory_format("nhwc")
+
+
+@needs_model
+def test_small_input_sizes_shrink_the_frame_first_and_find_the_same_objects(default_detector, frames, monkeypatch):
+    """At 240 px a 576-px frame is shrunk in uint8 (OpenCV, area filter) before the float transform;
+    the detections match those of the transform's own resize (IoU ≥ 0.5 for every confident one)."""
+    import detector.detector as module
+
+    det = default_detector
+    det.set_precision("fp32")
+    det.set_input_size(240)
+    try:
+        fast = [det.detect(f)[0] for f in frames[4:]]
+        monkeypatch.setattr(module, "PRESCALE_BELOW", 0.0)  # never shrink first
+        reference = [det.detect(f)[0] for f in frames[4:]]
+    finally:
+        det.set_input_size(det.base_input_size)
+    ious = []
+    for r, f in zip(reference, fast):
+        ious += _matches(r, f) + _matches(f, r)
+    assert len(ious) >= 6 and min(ious) >= 0.5 and np.mean(ious) >= 0.8, sorted(ious)[:5]
