@@ -189,7 +189,7 @@ def test_bursts_of_slow_frames_from_other_processes_do_not_make_it_oscillate():
         assert len(back_and_forth) <= 2, trace
         for a, b in back_and_forth:  # never more than one step back and forth
             assert b in controller._neighbours(a), (a, b, trace)
-        assert status.changes <= 10, trace
+        assert status.changes <= 12, trace  # creeping up one level at a time after an overshoot down
         mean = 100 / (times[110] - times[10])
         # the bursts cost ~25 % of the time whatever the setting: the mean lands near the target
         assert mean >= 0.8 * target, (mean, target)
