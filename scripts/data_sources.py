@@ -159,11 +159,15 @@ SOURCES: tuple[Source, ...] = (
            "cat, bird, cow, dog, horse, sheep", (
                Item("*/explore_farm_animals/resource/animals/*.webp"),
                Item("*/explore_farm_animals/resource/animals/horse.webp", "heldout", "a herd of horses"),
+               Item("*/explore_farm_animals/resource/animals/chicken.webp", "heldout", "four hens"),
+               Item("*/explore_farm_animals/resource/animals/cow.webp", "heldout", "three cows in a field"),
+               Item("*/explore_farm_animals/resource/animals/sheep.webp", "heldout", "a sheep"),
            ), bundle=GC + "explore_farm_animals.rcc"),
     Source("gcompris_world", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
            "bear, bird, giraffe", (
                Item("*/explore_world_animals/resource/animals/*.webp"),
                Item("*/explore_world_animals/resource/animals/giraffe.webp", "heldout", "two giraffes"),
+               Item("*/explore_world_animals/resource/animals/polar_bear.webp", "heldout", "a polar bear in snow"),
            ), bundle=GC + "explore_world_animals.rcc"),
     Source("gcompris_erase", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
            "bird, horse, giraffe, cat, cow, bear, sheep", (
@@ -175,12 +179,14 @@ SOURCES: tuple[Source, ...] = (
            "chair, cup, knife, spoon, fork, bowl, sports ball, scissors", (
                Item("*/categorization/resource/images/others/*.webp"),
                Item("*/categorization/resource/images/tools/scissors*.webp"),
+               Item("*/categorization/resource/images/others/chair.webp", "heldout", "a white chair"),
            ), bundle=GC + "categorization.rcc"),
     Source("gcompris_music", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
            "person, chair", (
                Item("*/explore_world_music/resource/music/*.webp", note="musicians"),
                Item("*/explore_world_music/resource/music/australia.webp", "heldout", "a man playing a didgeridoo"),
                Item("*/explore_world_music/resource/music/ireland.webp", "heldout", "four musicians seated"),
+               Item("*/explore_world_music/resource/music/mexico.webp", "heldout", "mariachi players, close"),
            ), bundle=GC + "explore_world_music.rcc"),
     Source("gcompris_monuments", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
            "person (small), car (small)", (Item("*/explore_monuments/resource/*/*.webp", note="outdoor scenes"),),
