@@ -518,13 +518,19 @@ def export_frames(items: list[Sample], out_dir: Path) -> list[Path]:
     return paths
 
 
+def _frames_text(item: Item) -> str:
+    if not item.ranges:
+        return "" if item.step == 1 else f", every {item.step}th frame"
+    if all(b - a == 1 for a, b in item.ranges):
+        return f", frames {', '.join(str(a) for a, _ in item.ranges)}"
+    return f", every {item.step}th frame of " + ", ".join(f"{a}-{b - 1}" for a, b in item.ranges)
+
+
 def table_markdown(sources: tuple[Source, ...] = SOURCES) -> str:
     """The source table for the model card: registry, package, members, use, licence, origin."""
     lines = ["| source | registry | package | members (use) | licence | origin | classes |", "|---|---|---|---|---|---|---|"]
     for s in sources:
-        members = "<br>".join(
-            f"`{Path(i.path).name}` ({i.use}" + (f", every {i.step}th of {list(i.ranges)}" if i.ranges else "") + ")"
-            for i in s.items)
+        members = "<br>".join(f"`{Path(i.path).name}` ({i.use}{_frames_text(i)})" for i in s.items)
         lines.append(f"| {s.name} | {s.registry} | `{s.package}` | {members} | {s.licence} | {s.origin} | {s.classes} |")
     return "\n".join(lines)
 
