@@ -198,13 +198,12 @@ def decode(outputs: Sequence[torch.Tensor], input_size: tuple[int, int]) -> tupl
     """Upstream's GFL decoding of one image.
 
     Args:
-        outputs: per level ``Tensor[124, h, w]`` (the head's raw output) or ``Tensor[h·w, 124]``
-            (the TF.js graph's class-score-then-bins rows), in stride order 8, 16, 32; rows hold
-            sigmoid scores if ``[h·w, 124]`` comes from the graph — see ``decode_graph_outputs``.
+        outputs: the head's raw output per level, ``Tensor[124, h, w]`` (80 class logits, then 4 × 11
+            distance bins), in stride order 8, 16, 32.
         input_size: (height, width) of the network input; boxes are clipped to it.
     Returns:
-        boxes ``Tensor[N, 4]`` (x1, y1, x2, y2) in input pixels, scores ``Tensor[N, 80]`` in [0, 1];
-        N = Σ h·w over the levels.
+        boxes ``Tensor[N, 4]`` (x1, y1, x2, y2) in input pixels and scores ``Tensor[N, 80]`` in [0, 1],
+        one row per cell (N = Σ h·w over the levels).
     """
     boxes, scores = [], []
     bins = torch.arange(NANODET_REG_MAX + 1, dtype=torch.float32)
