@@ -6,8 +6,9 @@ hits every candidate alike; medians reported:
 
 1. trunk ms on one 640×480 frame: ``nanodet`` vs ``yolov3_tiny`` (``backbone.trunk_features``),
    contiguous and channels_last, and their ratio;
-2. teacher ms per frame (the frames below, as they are): YOLOv3-tiny 416+608 and 416, NanoDet 416
-   (torch modules) and its graph run by ``detector.tfjs``, CenterNet 512, YOLO + NanoDet fused;
+2. teacher ms per 768×576 vtest frame: YOLOv3-tiny 416+608 and 416, NanoDet 416 and 416+608 (torch
+   modules), NanoDet's network alone as modules and as the graph run by ``detector.tfjs``, CenterNet
+   512, YOLO + NanoDet fused;
 3. persons found (score ≥ 0.4 and ≥ 0.25) on vtest.avi and bikes.mp4 frames by each teacher — a
    sanity check, not an evaluation (no ground truth here).
 
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "yolo 416+608": build_teacher(("yolo",), 0.25, darknet_dir=cache / "darknet"),
         "yolo 416": build_teacher(("yolo",), 0.25, yolo_sizes=(416,), darknet_dir=cache / "darknet"),
         "nanodet 416": NanoDetTeacher.from_directory(cache / "tfjs", score_threshold=0.25),
+        "nanodet 416+608": NanoDetTeacher.from_directory(cache / "tfjs", sizes=(416, 608), score_threshold=0.25),
         "centernet 512": CenterNetTeacher.from_directory(cache / "tfjs", score_threshold=0.25),
         "yolo+nanodet WBF": build_teacher(("yolo", "nanodet"), 0.25, darknet_dir=cache / "darknet",
                                           tfjs_dir=cache / "tfjs"),
