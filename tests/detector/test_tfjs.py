@@ -66,17 +66,21 @@ def conv_nhwc(x: np.ndarray, w: np.ndarray, stride: int, pads: tuple[int, int, i
     return out[None]
 
 
-def test_fused_conv_same_padding_puts_the_odd_pixel_after(tmp_path):
+@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
+def test_fused_conv_same_padding_puts_the_odd_pixel_after(tmp_path, data_format):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, 4, 4, 2)).astype(np.float32)
     w = rng.normal(size=(3, 3, 2, 3)).astype(np.float32)
     b = np.array([0.5, -0.5, 7.0], np.float32)
+    strides = _ints(1, 2, 2, 1) if data_format == "NHWC" else _ints(1, 1, 2, 2)
     node = {"name": "out", "op": "_FusedConv2D", "input": ["x", "w", "b"],
-            "attr": {"strides": _ints(1, 2, 2, 1), "padding": _s("SAME"), "data_format": _s("NHWC"),
+            "attr": {"strides": strides, "padding": _s("SAME"), "data_format": _s(data_format),
                      "dilations": _ints(1, 1, 1, 1), "fused_ops": {"list": {"s": [_s("BiasAdd")["s"], _s("Relu6")["s"]]}},
                      "num_args": {"i": "1"}}}
     graph = GraphModel.load(write_graph(tmp_path, [node], {"w": w, "b": b}))
-    got = graph.run({"x": torch.from_numpy(x)})["out:0"].numpy()
+    feed = torch.from_numpy(x) if data_format == "NHWC" else torch.from_numpy(x).permute(0, 3, 1, 2)
+    got = graph.run({"x": feed})["out:0"]
+    got = (got if data_format == "NHWC" else got.permute(0, 2, 3, 1)).numpy()
     # TF: 4 px, k 3, stride 2 → 2 outputs, total padding 1, all of it after (bottom/right)
     expected = np.clip(conv_nhwc(x, w, 2, (0, 1, 0, 1)) + b, 0, 6)
     assert got.shape == (1, 2, 2, 3)
