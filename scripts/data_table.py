@@ -79,6 +79,18 @@ GC_README = ("Wikimedia Commons photos, each with its author, source and licence
              "CC-BY, CC-BY-SA) in the bundle's README (copied as LICENCES.json)")
 OPENCV_DOC = "opencv-doc=4.6.0+dfsg-12"
 GCOMPRIS = "gcompris-qt-data=3.1-2"
+SC = "./usr/share/scratch/Media/"
+SCRATCH = "scratch=1.4.0.6~dfsg1-6.1"
+SCRATCH_LICENCE = "CC-BY-SA-3.0 (Scratch's media, MIT; Debian's copyright: Files: Media/*)"
+TP = "./usr/share/tuxpaint/stamps/"
+GIMP = "./usr/share/gimp/2.0/help/en/images/"
+LOMIRI_COPYRIGHT = "./usr/share/doc/lomiri-wallpapers-{}/copyright"
+
+
+def _each(prefix: str, names: str, note: str = "") -> tuple[Item, ...]:
+    """One train item per space-separated name (a name may be a glob) under ``prefix``."""
+    return tuple(Item(prefix + n, note=note) for n in names.split())
+
 
 SOURCES: tuple[Source, ...] = (
     Source("opencv_samples", "debian", OPENCV_DOC, "Apache-2.0 (OpenCV)",
@@ -183,6 +195,131 @@ SOURCES: tuple[Source, ...] = (
     Source("tuxpaint", "debian", "tuxpaint-data=1:0.9.28-sdl2-1", "GPL-2+ (Tux Paint)",
            "Tux Paint's own template photos", "sheep",
            (Item("./usr/share/tuxpaint/templates/sheep.jpg", note="a flock far away"),)),
+    Source("opencv_calibration", "debian", OPENCV_DOC, "Apache-2.0 (OpenCV)",
+           "OpenCV's own calibration and stereo samples (photographers not named)",
+           "person, tv, keyboard, mouse, book, potted plant", (
+               Item(OCV + "left[01][0-9].jpg", note="indoor, grey: a man at a desk holding a chessboard; "
+                    "person (mostly hidden, face visible in left06), tv (CRT monitor), keyboard"),
+               Item(OCV + "left.jpg", note="two books on a floor"),
+               Item(OCV + "aloeL.jpg", note="a potted aloe (potted plant)"),
+               Item(OCV + "right[01][0-9].jpg", "exclude", "the other camera of the left*.jpg stereo pairs"),
+           )),
+    Source("gimp_help", "debian", "gimp-help-en=2.10.34-2", "GFDL-1.2+ (GIMP documentation team)",
+           "photos of the GIMP manual's tutorials and examples (photographers not named)",
+           "truck, person, car, bird", (
+               Item(GIMP + "tutorials/tone-mapping/apple-orchard-truck-from-camera.jpg",
+                    note="truck: a pickup in an orchard, dark"),
+               Item(GIMP + "tutorials/quickie-flip-example-source.jpg", note="person x6: soldiers in kilts"),
+               Item(GIMP + "tutorials/quickie-jpeg-example.jpg", note="car x2: vintage cars"),
+               Item(GIMP + "tutorials/quickie-crop-example-source.jpg", note="bird: a duck on grass"),
+               Item(GIMP + "using/duck_orig.png", note="bird x3: ducklings, close"),
+           )),
+    Source("gnome_faces", "debian", "gnome-control-center-data=1:43.6-2~deb12u1",
+           "GPL-2+ and GPL-3+ and LGPL-2+ and Expat and CC0-1.0 (Debian's copyright, Files: *)",
+           "GNOME's user-avatar photos (512x512); photographers not named in the package",
+           "person, surfboard, cat, bird, cup, book, airplane", (
+               Item("./usr/share/pixmaps/faces/surfer.jpg", note="person, surfboard"),
+               Item("./usr/share/pixmaps/faces/cat.jpg", note="cat, close"),
+               Item("./usr/share/pixmaps/faces/hummingbird.jpg", note="bird, close"),
+               Item("./usr/share/pixmaps/faces/coffee2.jpg", note="cup on a table"),
+               Item("./usr/share/pixmaps/faces/book.jpg", note="book, open on grass"),
+               Item("./usr/share/pixmaps/faces/plane.jpg", note="airplane (a wing from the cabin)"),
+           )),
+    Source("lomiri_1604", "debian", "lomiri-wallpapers-16.04=20.04.0-2", "per file in Debian's copyright "
+           "(copied as LICENCES.json)", "Ubuntu wallpaper-contest photos, each with its author and licence "
+           "(CC-BY-4.0, CC-BY-SA-4.0)", "dog, bottle, wine glass, dining table, bowl, clock", (
+               Item("./usr/share/backgrounds/friends_by_Aitzol_Berasategi.jpg", note="dog x2 at a window"),
+               Item("./usr/share/backgrounds/Wine_by_Jakkub_Mede.jpg",
+                    note="indoor: bottle, wine glass, a low table, a loudspeaker, a drum on a beanbag"),
+               Item("./usr/share/backgrounds/Picture_0B_by_freespace.jpg", note="bowl with a halved fig"),
+               Item("./usr/share/backgrounds/greentock_by_Peter_Nerlich.jpg", note="clock, close, tilted"),
+           ), licence_file=LOMIRI_COPYRIGHT.format("16.04")),
+    Source("lomiri_2004", "debian", "lomiri-wallpapers-20.04=20.04.0-2", "per file in Debian's copyright "
+           "(copied as LICENCES.json)", "Ubuntu wallpaper-contest photo (CC-BY-SA-3.0, Lukas Baubkus)", "bird",
+           (Item("./usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg", note="bird: a nuthatch on a trunk"),),
+           licence_file=LOMIRI_COPYRIGHT.format("20.04")),
+    Source("mahotas", "pypi", "mahotas==1.4.19", "MIT (mahotas)",
+           "luispedro.jpg is mahotas' author, Luis Pedro Coelho, in the package's own demo data",
+           "person", (
+               Item("mahotas/demos/data/luispedro.jpg", note="person: head and shoulders, close-up"),
+               Item("mahotas/demos/data/lena.jpg", "exclude", "the 'Lena' magazine scan: no licence"),
+               Item("mahotas/demos/data/DepartmentStore.jpg", "exclude", "a Where's-Wally drawing"),
+           )),
+    Source("scratch_cutouts", "debian", SCRATCH, SCRATCH_LICENCE,
+           "Scratch 1.4's photo costumes (people, vehicles, things, animals cut out of photos, ~100-270 px); "
+           "its drawn costumes are left out", "person, bus, car, bicycle, airplane, train, boat, fire hydrant, "
+           "umbrella, vase, bowl, sports ball, bird, cow, elephant, cell phone", (
+               *_each(SC + "Costumes/People/", "amon1.gif anjuli-*.gif anna-*.gif breakdancer[0-9].gif "
+                      "calvrett*.gif cassy-*.gif chamak*.gif dan[0-9].gif ed.gif football-*.gif jay.gif "
+                      "jodi*.gif lee-fan.gif mako-*.gif marissa*.gif nathan.gif nina1.gif paul1.gif "
+                      "referee*.gif ribbon-dancer.gif sam.gif thai-dancer*.gif", "person, full body"),
+               Item(SC + "Costumes/People/cassy-phone-1.gif", note="person, full body, cell phone"),
+               Item(SC + "Costumes/Transportation/bus.gif", note="bus, side view"),
+               *_each(SC + "Costumes/Transportation/", "car-blue.gif car-bug.gif car-cow.gif", "car"),
+               Item(SC + "Costumes/Transportation/bike.gif", note="bicycle"),
+               Item(SC + "Costumes/Transportation/airplane.gif", note="airplane"),
+               Item(SC + "Costumes/Transportation/train.gif", note="train (three freight wagons)"),
+               *_each(SC + "Costumes/Transportation/", "sail-boat.gif tug-boat.gif yacht.gif", "boat"),
+               Item(SC + "Costumes/Things/fire-hydrant.gif", note="fire hydrant"),
+               Item(SC + "Costumes/Things/umbrella.gif", note="umbrella"),
+               Item(SC + "Costumes/Things/flower-vase.gif", note="vase with flowers"),
+               Item(SC + "Costumes/Things/cheesy-puffs.gif", note="bowl"),
+               Item(SC + "Costumes/Things/tennisball.png", note="sports ball"),
+               Item(SC + "Costumes/Animals/bird-flying.gif", note="bird (a pigeon)"),
+               Item(SC + "Costumes/Animals/cow1.gif", note="cow"),
+               Item(SC + "Costumes/Animals/elephant.gif", note="elephant"),
+           ), cutout=True),
+    Source("scratch_scenes", "debian", SCRATCH, SCRATCH_LICENCE,
+           "Scratch 1.4's photo backgrounds (480x360): rooms, streets, fields, mostly without COCO objects "
+           "(scenes for negatives, or grounds to paste the cut-outs on); drawn ones and murals are left out",
+           "bench, oven, sink, chair, person (small, stadium crowds)", (
+               *_each(SC + "Backgrounds/Indoors/", "chalkboard.jpg clothing-store.jpg hall.jpg kitchen.jpg "
+                      "the-movies-inside.jpg", "indoor scene"),
+               Item(SC + "Backgrounds/Nature/*.jpg", note="outdoor scene"),
+               Item(SC + "Backgrounds/Nature/flowers.gif", note="flowers"),
+               Item(SC + "Backgrounds/Outdoors/*.jpg", note="outdoor scene"),
+               Item(SC + "Backgrounds/Sports/*.jpg", note="sports ground; small crowds in two"),
+               *(Item(SC + p, "exclude", "a drawing or a painted mural") for p in (
+                   "Backgrounds/Nature/woods-and-bench.jpg", "Backgrounds/Outdoors/all-sports-mural.jpg",
+                   "Backgrounds/Outdoors/berkeley-mural.jpg", "Backgrounds/Outdoors/graffiti.jpg",
+                   "Backgrounds/Outdoors/mural-faro.jpg", "Backgrounds/Outdoors/school2.jpg")),
+           )),
+    Source("tuxpaint_stamps", "debian", "tuxpaint-stamps-default=2022.06.04-1", "GPL-2+ (Tux Paint stamps)",
+           "Tux Paint's photo stamps (objects cut out of photos); the upstream changelog names the origin of "
+           "some (e.g. firetruck: Aaron M. Lang, CC-BY-2.5; F-22: Wikimedia Commons); drawn stamps left out",
+           "bus, truck, car, airplane, boat, person, bird, cow, sheep, horse, dog, bear, zebra, giraffe, "
+           "elephant, teddy bear, toilet, scissors, sports ball, tennis racket, apple, orange, banana, "
+           "broccoli, carrot", (
+               Item(TP + "vehicles/masstransit/green_korean_bus.png", note="bus, side view"),
+               *_each(TP + "vehicles/", "auto/truck.png emergency/firetruck.png garbagetruck.png", "truck"),
+               Item(TP + "vehicles/construction/dumper.png", note="truck-like: a site dumper"),
+               Item(TP + "vehicles/race/indycar.png", note="car (a race car)"),
+               *_each(TP, "vehicles/flight/planes/747.png military/vehicles/f22_raptor.png", "airplane"),
+               Item(TP + "vehicles/ship/chineseJunk.png", note="boat"),
+               *_each(TP + "people/", "fireman200b.png fireman240a.png", "person, full body (protective suit)"),
+               *_each(TP + "animals/birds/", "blackbird.png chicken_profile.png crow.png drake.png duck.png "
+                      "gander.png hen.png heron_greatblue_flying.png owl.png pelican.png penguin.png pigeon.png "
+                      "pink_flamingo.png rooster.png seagull.png turkey.png", "bird"),
+               *_each(TP + "animals/mammals/", "bears/bear.png bears/european-bear.png", "bear"),
+               *_each(TP + "animals/mammals/bovines/", "cow.png cow_white.png bull.png", "cow"),
+               *_each(TP + "animals/mammals/bovines/", "sheep.png sheep_lamb.png ram.png", "sheep"),
+               *_each(TP + "animals/mammals/dogs/", "dog.png dingo.png", "dog"),
+               Item(TP + "animals/mammals/equines/horse.png", note="horse"),
+               Item(TP + "animals/mammals/equines/zebra.png", note="zebra"),
+               Item(TP + "animals/mammals/giraffe.png", note="giraffe"),
+               Item(TP + "animals/mammals/elephant.png", note="elephant"),
+               Item(TP + "animals/mammals/bears/toys/edward_bear.png", note="teddy bear"),
+               Item(TP + "household/toilet.png", note="toilet"),
+               *_each(TP + "household/arttools/", "scissors_small_open.png scissors_small_closed.png", "scissors"),
+               *_each(TP + "sports/", "basketball.png soccer.png", "sports ball"),
+               Item(TP + "sports/tennis_racket.png", note="tennis racket"),
+               *_each(TP + "food/fruit/", "apple_fuji.png apple_granny_smith.png apple_green.png apple_red.png "
+                      "apple_sierra_beauty.png", "apple"),
+               *_each(TP + "food/fruit/", "orange.png mandarine.png sliced_orange.png orange_seville.png", "orange"),
+               Item(TP + "food/fruit/banana.png", note="banana"),
+               Item(TP + "food/vegetables/broccoli.png", note="broccoli"),
+               Item(TP + "food/vegetables/carrot.png", note="carrot"),
+           ), cutout=True),
     # Looked at and left out whole (listed so that nobody adds them back by accident):
     Source("excluded_pypi_face_recognition", "pypi", "face-recognition==1.3.0", "MIT (face_recognition)",
            "White House photos whose embedded notice forbids manipulating or reproducing them", "person",
@@ -194,4 +331,29 @@ SOURCES: tuple[Source, ...] = (
     Source("excluded_npm_exif_js", "npm", "exif-js@2.3.0", "MIT (exif-js)",
            "Bush-dog.jpg is an AP photo (credited in its EXIF); the others have no stated origin", "person, dog",
            (Item("package/example/*.jpg", "exclude", "an AP press photo among them; origin of the rest unknown"),)),
+    Source("excluded_gcompris_rest", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
+           "-", tuple(Item(GC + name, "exclude", why) for name, why in (
+               ("lang.rcc", "drawn word pictures"), ("photo_hunter.rcc", "openclipart drawings"),
+               ("paintings.rcc", "paintings"), ("details.rcc", "paintings and monuments, no COCO objects"),
+               ("babyshapes.rcc", "paintings; a dog cut into puzzle pieces"), ("clickgame.rcc", "fish drawings"),
+               ("leftright.rcc", "hands only"), ("louis-braille.rcc", "Braille and a statue, no COCO objects"),
+               ("chronos.rcc", "drawings"), ("categorization.rcc", "fishes, monuments, renewable energy, tools: "
+                                         "no COCO objects (its household objects and scissors are used above)"),
+           ))),
+    Source("excluded_debian_openboard", "debian", "openboard-common=1.6.4+dfsg-1", "GPL-3 (OpenBoard)",
+           "wannaworktogether.mp4 is Creative Commons' animated film", "-",
+           (Item("./usr/share/openboard/library/videos/*.mp4", "exclude", "an animation"),)),
+    Source("excluded_debian_palapeli", "debian", "palapeli-data=4:22.12.3-1", "GPL-2+ (Palapeli)",
+           "five puzzle photos: a castle, a bridge at night, citrus slices, a bee, a chameleon", "-",
+           (Item("./usr/share/palapeli/collection/*.jpg", "exclude", "no COCO objects"),)),
+    Source("excluded_debian_wallpapers", "debian", "mate-backgrounds=1.26.0-1", "GPL-2+ (MATE)",
+           "flowers, grass, landscapes and abstracts; ukui-wallpapers=20.04.3-1.1 and sway-backgrounds=1.7-6 are "
+           "digital art; lomiri's other wallpapers are landscapes and abstracts", "-",
+           (Item("./usr/share/backgrounds/mate/*/*", "exclude", "no COCO objects"),)),
+    Source("excluded_pypi_insightface", "pypi", "insightface==0.7.3", "MIT (insightface)",
+           "t1.jpg, a group photo of unknown origin, and a celebrity portrait", "person",
+           (Item("insightface/data/images/*", "exclude", "no stated origin; a celebrity photo"),), sdist=True),
+    Source("excluded_npm_tracking", "npm", "tracking@1.1.3", "BSD-3-Clause (tracking.js)",
+           "faces.jpg/png of unknown origin, minions.mp4 (an animated film's clip), the rest drawings", "person",
+           (Item("package/*/assets/*", "exclude", "no stated origin, an animation, drawings"),)),
 )
