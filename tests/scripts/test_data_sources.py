@@ -128,7 +128,8 @@ def test_fetch_extracts_only_the_listed_members_once(tmp_path):
     assert {k: sorted(p.name for p in Path(v).iterdir()) for k, v in got.items()} == {
         "wheel": [".complete", "a.png", "b.png"], "sdist": [".complete", "c.png"], "npm": [".complete", "d.png"]}
     stamp = json.loads((tmp_path / "data" / "wheel" / ".complete").read_text())
-    assert stamp == {"package": "fake-pics==1.0", "files": {"a.png": "fake/data/a.png", "b.png": "fake/data/b.png"}}
+    assert stamp["package"] == "fake-pics==1.0" and stamp["patterns"] == ["fake/data/*.png", "fake/data/b.png"]
+    assert stamp["files"] == {"a.png": "fake/data/a.png", "b.png": "fake/data/b.png"}
     assert {s.key: s.note for s in ds.samples(tmp_path, "train", sources)} == {
         "wheel/a.png": "", "sdist/c.png": "", "npm/d.png": ""}
     assert [s.key for s in ds.samples(tmp_path, "heldout", sources)] == ["wheel/b.png"]
@@ -195,3 +196,71 @@ def test_export_frames_writes_the_sampled_frames(tmp_path, clip10):
     paths = ds.export_frames(samples, tmp_path)
     assert [p.name for p in paths] == ["clip10_000000.jpg", "clip10_000004.jpg", "clip10_000008.jpg"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_a_changed_member_list_is_fetched_again(tmp_path):
+    (tmp_path / "pkgs").mkdir()
+    _wheel(tmp_path / "pkgs" / "fake_pics-1.0-py3-none-any.whl", {"fake/a.png": PNG, "fake/b.png": PNG})
+    first = ds.Source("w", "pypi", "fake-pics==1.0", "MIT", "-", "-", (ds.Item("fake/a.png"),))
+    assert sorted(p.name for p in ds.fetch_source(first, tmp_path).iterdir()) == [".complete", "a.png"]
+    more = ds.Source("w", "pypi", "fake-pics==1.0", "MIT", "-", "-", (ds.Item("fake/a.png"), ds.Item("fake/b.png")))
+    assert sorted(p.name for p in ds.fetch_source(more, tmp_path).iterdir()) == [".complete", "a.png", "b.png"]
+
+
+def _sprite(fmt: str) -> bytes:
+    """A 4x3 red square on a transparent 8x6 ground, as GIF (palette transparency) or RGBA PNG."""
+    from PIL import Image
+
+    im = Image.new("RGBA", (8, 6), (0, 0, 255, 0))
+    im.paste((255, 0, 0, 255), (2, 1, 6, 4))
+    out = io.BytesIO()
+    if fmt == "GIF":
+        im = im.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=2)
+        blue = next(i for i, c in enumerate(im.getpalette()[:6:3]) if c == 0)  # the palette index of the ground
+        im.save(out, "GIF", transparency=blue)
+    else:
+        im.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_cutouts_become_rgba_png_on_grey_with_their_mask(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "pkgs").mkdir()
+    _wheel(tmp_path / "pkgs" / "fake_pics-1.0-py3-none-any.whl",
+           {"fake/bus.gif": _sprite("GIF"), "fake/dog.png": _sprite("PNG")})
+    source = ds.Source("c", "pypi", "fake-pics==1.0", "MIT", "-", "-", (ds.Item("fake/*"),), cutout=True)
+    folder = ds.fetch_source(source, tmp_path)
+    for name in ("bus.png", "dog.png"):
+        px = np.asarray(Image.open(folder / name))
+        assert px.shape == (6, 8, 4), name
+        assert (px[..., 3] > 0).sum() == 12 and px[2, 3].tolist() == [255, 0, 0, 255], name  # the object, opaque
+        assert px[0, 0].tolist() == [ds.CUTOUT_GREY] * 3 + [0], name  # the ground: grey, transparent
+    assert {s.key: s.cutout for s in ds.samples(tmp_path, "train", (source,))} == {"c/bus.png": True, "c/dog.png": True}
+
+
+def test_a_per_file_licence_list_leaves_out_the_unfree_files(tmp_path, capsys):
+    copyright = ("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+                 "Files: *\nCopyright: 2020 The Project\nLicense: GPL-2+\n\n"
+                 "Files: pics/a.jpg\nCopyright: 2018, A\nLicense: CC-BY-4.0\n\n"
+                 "Files: pics/b.jpg\nCopyright: 2018, B\nLicense: CC-BY-NC-4.0\n\n"
+                 "Files: debian/*\nCopyright: 2021 Packager\nLicense: CC-BY-NC-ND-4.0\n")
+    (tmp_path / "pkgs").mkdir()
+    _wheel(tmp_path / "pkgs" / "fake_pics-1.0-py3-none-any.whl", {
+        "share/a.jpg": PNG, "share/b.jpg": PNG, "share/c.jpg": PNG, "doc/copyright": copyright.encode()})
+    source = ds.Source("l", "pypi", "fake-pics==1.0", "per file", "-", "-", (ds.Item("share/*.jpg"),),
+                       licence_file="doc/copyright")
+    folder = ds.fetch_source(source, tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == [".complete", "LICENCES.json", "a.jpg", "c.jpg"]
+    got = json.loads((folder / "LICENCES.json").read_text())
+    assert got["a.jpg"] == {"copyright": "2018, A", "license": "CC-BY-4.0"} and got["c.jpg"]["license"] == "GPL-2+"
+    assert "share/b.jpg has no free licence" in capsys.readouterr().out
+
+
+def test_cutout_sources_are_pictures_and_licence_lists_are_doc_members():
+    for s in ds.SOURCES:
+        if s.cutout:
+            assert s.kind == "image" and not s.bundle, s.name
+        if s.licence_file:
+            assert not s.bundle and s.licence_file.startswith("./usr/share/doc/"), s.name
