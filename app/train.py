@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--scales", default="", help="training short sides for scale jitter, e.g. 448,544 (default: --min-size)")
     opt.add_argument("--no-hflip", action="store_true", help="no random horizontal flips (without --augment)")
     opt.add_argument("--no-cache", action="store_true", help="do not cache a frozen trunk's features")
+    opt.add_argument("--trunk-precision", choices=("fp32", "bf16"), default="fp32",
+                     help="run a frozen trunk in bf16 (about 2× faster on CPUs with AMX / AVX-512 BF16)")
     opt.add_argument("--augment", default="",
                      help="on-the-fly augmentations, comma-separated: mosaic,scale,color,flip (none by default; "
                           "with any, nothing is cached and flips come only from 'flip')")
@@ -219,7 +221,7 @@ def _run(args) -> int:
             time_limit_s=args.time_limit * 60 if args.time_limit else None,
             rpn_pre_nms_train=args.rpn_pre_nms_train, rpn_post_nms_train=args.rpn_post_nms_train,
             augment=augment, scale_range=scale_range, mosaic_prob=args.mosaic_prob,
-            ignore_ioa=None if args.no_ignore else args.ignore_ioa,
+            ignore_ioa=None if args.no_ignore else args.ignore_ioa, trunk_precision=args.trunk_precision,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

@@ -192,3 +192,38 @@ def test_bad_augment_settings_are_named():
         TrainConfig(augment=("zoom",))
     with pytest.raises(ValueError, match="ignore_ioa 1.5"):
         TrainConfig(ignore_ioa=1.5)
+
+
+def test_trunk_runs_channels_last_and_optionally_bf16_with_the_same_maps(one_image):
+    data = CocoDetectionData(one_image)
+    model = _model(len(data.class_names))
+    trainer = Trainer(model, data, TrainConfig())
+    image = trainer._prepare(data.annotated(0), 288, False, cache=False).image[None]
+    with torch.no_grad():
+        plain = model.backbone.trunk_features(image)
+    fast = trainer._trunk(image)
+    for a, b in zip(fast, plain):
+        assert a.is_contiguous() and a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    trainer.config = TrainConfig(trunk_precision="bf16")
+    for a, b in zip(trainer._trunk(image), plain):
+        assert a.dtype == torch.float32 and float((a - b).abs().max() / b.abs().max()) < 0.05
+    with pytest.raises(ValueError, match="trunk_precision 'fp16'"):
+        TrainConfig(trunk_precision="fp16")
+
+
+def test_a_trunk_that_refuses_channels_last_gets_contiguous_input(one_image):
+    data = CocoDetectionData(one_image)
+    model = _model(len(data.class_names))
+    original = model.backbone.trunk_features
+
+    def strict(x):  # as a converted graph that reshapes with view() would
+        if not x.is_contiguous():
+            raise RuntimeError("view size is not compatible with input tensor's size and stride")
+        return original(x)
+
+    model.backbone.trunk_features = strict
+    trainer = Trainer(model, data, TrainConfig(augment=("flip",)))
+    assert not trainer.channels_last
+    assert len(trainer._trunk(torch.rand(1, 3, 64, 96))) == 2
+    assert Trainer(_model(len(data.class_names)), data, TrainConfig()).channels_last
