@@ -28,6 +28,13 @@ import numpy as np
 
 AUGMENTATIONS = ("mosaic", "scale", "color", "flip")
 
+# (height, width) of an image → the factor that takes it to the training size
+Resize = Callable[[int, int], float]
+
+
+def _unit(height: int, width: int) -> float:
+    return 1.0
+
 
 def _empty_boxes() -> np.ndarray:
     return np.zeros((0, 4), np.float32)
@@ -74,7 +81,9 @@ class AugmentConfig:
         brightness / contrast / saturation: factors drawn from [1 − v, 1 + v]; hue: a shift drawn from
             [−v, v] of the hue circle.
         min_visible: area share of a box that must stay inside a crop for it to keep its label.
-        min_side: boxes narrower or lower than this (px, after the transform) become ignore boxes.
+        min_side: boxes narrower or lower than this (px, after the transform) become ignore boxes: a
+            person-shaped box (1:2) under 6 px wide stays below IoU 0.3 with every 16 px anchor (0.28
+            at 6×12 on 11×23), so it would be learnt only through torchvision's forced best-anchor match.
         fill: the grey of canvas areas the image does not cover.
     """
 
@@ -86,7 +95,7 @@ class AugmentConfig:
     saturation: float = 0.5
     hue: float = 0.03
     min_visible: float = 0.6
-    min_side: float = 4.0
+    min_side: float = 6.0
     fill: int = 114
 
     def __post_init__(self) -> None:
@@ -133,7 +142,7 @@ def crop_rules(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, width:
 
 
 def place(a: Annotated, scale: float, offset: tuple[float, float], canvas: tuple[int, int], *,
-          fill: int = 114, min_visible: float = 0.6, min_side: float = 4.0) -> Annotated:
+          fill: int = 114, min_visible: float = 0.6, min_side: float = 6.0) -> Annotated:
     """``a`` scaled by ``scale``, shifted by ``offset`` = (tx, ty) px and cut to ``canvas`` = (W, H).
 
     A point (x, y) of the image (pixel-edge coordinates) lands at (s·x + tx, s·y + ty). Shrinking
@@ -197,9 +206,14 @@ def _random_placement(a: Annotated, rng: np.random.Generator, scale: float, wind
     return place(a, scale, (tx, ty), window, fill=cfg.fill, min_visible=cfg.min_visible, min_side=cfg.min_side)
 
 
-def random_scale(a: Annotated, rng: np.random.Generator, cfg: AugmentConfig) -> Annotated:
-    """Zoom in or out by a factor drawn log-uniformly from ``cfg.scale_range``; the canvas keeps ``a``'s size."""
-    return _random_placement(a, rng, _draw_scale(rng, cfg.scale_range), a.size, cfg)
+def _canvas(a: Annotated, base: float) -> tuple[int, int]:
+    return max(1, round(a.size[0] * base)), max(1, round(a.size[1] * base))
+
+
+def random_scale(a: Annotated, rng: np.random.Generator, cfg: AugmentConfig, base: float = 1.0) -> Annotated:
+    """Zoom in or out by a factor drawn log-uniformly from ``cfg.scale_range``, on a canvas of ``a``'s size
+    × ``base`` (a resize to the training size folded in, so that the image is resampled once)."""
+    return _random_placement(a, rng, base * _draw_scale(rng, cfg.scale_range), _canvas(a, base), cfg)
 
 
 def hflip(a: Annotated) -> Annotated:
@@ -238,29 +252,31 @@ def color_jitter(a: Annotated, rng: np.random.Generator, cfg: AugmentConfig) -> 
 
 
 def mosaic(items: Sequence[Annotated], rng: np.random.Generator, cfg: AugmentConfig, *, flip: bool = False,
-           scale: bool = False, canvas: tuple[int, int] | None = None) -> Annotated:
-    """Four images in the 2×2 quadrants around a random centre of ``canvas`` (default: the first image's size).
+           scale: bool = False, canvas: tuple[int, int] | None = None, resize: Resize | None = None) -> Annotated:
+    """Four images in the 2×2 quadrants around a random centre of ``canvas`` (default: the first image's
+    size × its ``resize`` factor).
 
-    The centre is drawn from the middle half of each axis. Each image keeps its own object scale (× a
-    draw of ``cfg.scale_range`` when ``scale``; mirrored at random when ``flip``) and shows a random
-    window of itself — around one of its labelled boxes when it is larger than its quadrant — so the
-    mosaic changes the context and the crop edges, not the size of the objects.
+    The centre is drawn from the middle half of each axis. Each image keeps its own object scale — its
+    ``resize(height, width)`` factor (default 1), × a draw of ``cfg.scale_range`` when ``scale``;
+    mirrored at random when ``flip`` — and shows a random window of itself, around one of its labelled
+    boxes when it is larger than its quadrant: the mosaic changes the context and the crop edges, not
+    the size of the objects.
     """
     if len(items) != 4:
         raise ValueError(f"a mosaic needs 4 images; got {len(items)}")
-    width, height = canvas or items[0].size
+    resize = resize or _unit
+    width, height = canvas or _canvas(items[0], resize(*items[0].image.shape[:2]))
     cx = int(round(rng.uniform(0.25, 0.75) * width))
     cy = int(round(rng.uniform(0.25, 0.75) * height))
     quadrants = ((0, 0, cx, cy), (cx, 0, width, cy), (0, cy, cx, height), (cx, cy, width, height))
     out = np.full((height, width, 3), cfg.fill, np.uint8)
     boxes, labels, ignore = [], [], []
     for item, (x0, y0, x1, y1) in zip(items, quadrants):
-        if flip and rng.random() < 0.5:
-            item = hflip(item)
-        s = _draw_scale(rng, cfg.scale_range) if scale else 1.0
-        if x1 <= x0 or y1 <= y0:
-            continue
+        s = resize(*item.image.shape[:2]) * (_draw_scale(rng, cfg.scale_range) if scale else 1.0)
         tile = _random_placement(item, rng, s, (x1 - x0, y1 - y0), cfg)
+        # mirroring the placed tile (its offset was random) costs less than mirroring the source image
+        if flip and rng.random() < 0.5:
+            tile = hflip(tile)
         out[y0:y1, x0:x1] = tile.image
         boxes.append(_move(tile.boxes, 1, 1, x0, y0))
         labels.append(tile.labels)
@@ -271,8 +287,11 @@ def mosaic(items: Sequence[Annotated], rng: np.random.Generator, cfg: AugmentCon
 class Augmenter:
     """The augmentation of one training sample under ``config``.
 
-    ``augmenter(sample, rng, more)``: with probability ``mosaic_prob`` (when "mosaic" is on) a mosaic of
-    ``sample`` and three more drawn by ``more()``; otherwise a flip (p = ½) and a zoom. Colour jitter last.
+    ``augmenter(sample, rng, more, resize)``: with probability ``mosaic_prob`` (when "mosaic" is on) a
+    mosaic of ``sample`` and three more drawn by ``more()``; otherwise a zoom and a flip (p = ½). Colour
+    jitter last. ``resize(height, width)`` is the factor that takes an image to the training size: the
+    output is drawn at that size directly (one resampling, and the augmentation works on the small
+    image — a 1080p frame costs what a 576p one does); default 1 (the sample's own size).
     """
 
     def __init__(self, config: AugmentConfig) -> None:
@@ -282,17 +301,24 @@ class Augmenter:
     def active(self) -> bool:
         return bool(self.config.ops)
 
-    def __call__(self, sample: Annotated, rng: np.random.Generator,
-                 more: Callable[[], Annotated] | None = None) -> Annotated:
+    def __call__(self, sample: Annotated, rng: np.random.Generator, more: Callable[[], Annotated] | None = None,
+                 resize: Resize | None = None) -> Annotated:
         cfg, ops = self.config, self.config.ops
+        resize = resize or _unit
         if "mosaic" in ops and more is not None and rng.random() < cfg.mosaic_prob:
-            out = mosaic([sample, more(), more(), more()], rng, cfg, flip="flip" in ops, scale="scale" in ops)
+            out = mosaic([sample, more(), more(), more()], rng, cfg, flip="flip" in ops, scale="scale" in ops,
+                         resize=resize)
         else:
-            out = sample
+            base = resize(*sample.image.shape[:2])
+            if "scale" in ops:
+                out = random_scale(sample, rng, cfg, base)
+            elif base != 1.0:
+                out = place(sample, base, (0.0, 0.0), _canvas(sample, base), fill=cfg.fill,
+                            min_visible=cfg.min_visible, min_side=cfg.min_side)
+            else:
+                out = sample
             if "flip" in ops and rng.random() < 0.5:
                 out = hflip(out)
-            if "scale" in ops:
-                out = random_scale(out, rng, cfg)
         if "color" in ops:
             out = color_jitter(out, rng, cfg)
         return out

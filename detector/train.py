@@ -201,19 +201,23 @@ class Trainer:
         self.epoch = 0
 
     # ------------------------------------------------------------------ preparation and caching
-    def _prepare(self, sample: Annotated, scale: int, flip: bool, cache: bool) -> Prepared:
-        """Resize ``sample`` to short side ``scale`` (maybe mirrored); with ``cache``, run the frozen trunk
-        now and keep its maps (fp16) instead of the image. Target: "boxes" [N, 4], "labels" [N],
-        "ignore" [M, 4], in the resized pixels."""
+    def _resize_factor(self, scale: int) -> Callable[[int, int], float]:
+        """(height, width) → the factor of the model transform's rule: short side → ``scale``, long
+        side ≤ its max_size."""
+        max_size = self.model.transform.max_size
+        return lambda h, w: min(scale / min(h, w), max_size / max(h, w))
+
+    def _prepare(self, sample: Annotated, scale: int, flip: bool, cache: bool, resized: bool = False) -> Prepared:
+        """Resize ``sample`` to short side ``scale`` (maybe mirrored; ``resized``: it is at its training
+        size already); with ``cache``, run the frozen trunk now and keep its maps (fp16) instead of the
+        image. Target: "boxes" [N, 4], "labels" [N], "ignore" [M, 4], in the resized pixels."""
         if flip:
             sample = hflip(sample)
         rgb, transform = sample.image, self.model.transform
         h, w = rgb.shape[:2]
-        # the model transform's rule: short side → scale, long side ≤ max_size; the resize itself is
-        # OpenCV's bilinear on uint8 (as torchvision's interpolate on float, ~5× faster), and it
-        # leaves the transform alone (it is not switched to another size, nor does it draw from
-        # torch's random generator)
-        factor = min(scale / min(h, w), transform.max_size / max(h, w))
+        # the resize is OpenCV's bilinear on uint8 (as torchvision's interpolate on float, ~5× faster),
+        # and it leaves the transform alone (not switched to another size, nor drawing from torch's RNG)
+        factor = 1.0 if resized else self._resize_factor(scale)(h, w)
         size = (math.floor(h * factor), math.floor(w * factor))
         if size != (h, w):
             rgb = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_LINEAR)
@@ -245,8 +249,9 @@ class Trainer:
         started = time.perf_counter()
         scale = self.rng.choice(self.scales)
         if self.augmenter.active:
-            sample = self.augmenter(self._annotated(d, i), self.np_rng, more=lambda: self._annotated(*self.mix.draw()))
-            prepared = self._prepare(sample, scale, False, cache=False)
+            sample = self.augmenter(self._annotated(d, i), self.np_rng, more=lambda: self._annotated(*self.mix.draw()),
+                                    resize=self._resize_factor(scale))
+            prepared = self._prepare(sample, scale, False, cache=False, resized=True)
         else:
             flip = self.config.hflip and self.rng.random() < 0.5
             key = (d, i, scale, flip)

@@ -196,3 +196,15 @@ def test_bad_settings_are_named():
         AugmentConfig(scale_range=(3.0, 0.3))
     with pytest.raises(ValueError, match="5 boxes but 4 labels"):
         Annotated(np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4)), np.zeros(4))
+
+
+def test_the_resize_to_the_training_size_is_folded_in():
+    """With a resize factor the output is drawn at the training size directly: here a zoom of 1 at
+    480/576 equals OpenCV's area resize of the frame, boxes scaled with it; mosaics use that canvas too."""
+    a = _frame0()
+    aug = Augmenter(AugmentConfig(ops=("scale",), scale_range=(1.0, 1.0)))
+    out = aug(a, np.random.default_rng(0), resize=lambda h, w: 480 / h)
+    np.testing.assert_array_equal(out.image, cv2.resize(a.image, (640, 480), interpolation=cv2.INTER_AREA))
+    np.testing.assert_allclose(out.boxes, a.boxes * (480 / 576), atol=1e-3)
+    items = _painted(read_frames(4))
+    assert mosaic(items, np.random.default_rng(0), AugmentConfig(), resize=lambda h, w: 0.5).image.shape == (288, 384, 3)

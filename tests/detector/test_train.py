@@ -138,6 +138,8 @@ def test_augmented_training_lowers_the_loss_with_the_trunk_under_no_grad(one_ima
                       rpn_pre_nms_train=500, rpn_post_nms_train=200, log_every=1000)
     trainer = Trainer(model, data, cfg)
     assert not trainer.cached
+    # the augmentation draws at the training size (the model's 288 px short side here) in one go
+    assert min(trainer._train_item(0, 0).image_size) == 288
     trainer.model.train()
     item = trainer._prepare(data.annotated(0), trainer.eval_size, False, cache=False)
 
