@@ -1,4 +1,5 @@
-"""``eval``: COCO AP / AP50 / AP75 (and AP50 per class) of a model — or of the teacher — on a COCO JSON.
+"""``eval``: COCO AP / AP50 / AP75 (and AP50 per class) of a model — or of the teacher — on a COCO JSON,
+and the share of objects found (recall at IoU ≥ 0.5 of the detections scoring ≥ 0.3; all, per class, persons).
 
 The model is any the product can load (``--model``/``--weights`` as for running it); ``--teacher-sizes``
 scores the YOLOv3-tiny teacher instead, and ``--teachers yolo,nanodet,centernet`` any of the teachers
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teachers", default=None,
                    help="score these teachers instead of a model: comma list of yolo, nanodet, centernet (fused by WBF)")
     p.add_argument("--tfjs-dir", default=str(Path(".cache") / "tfjs"), help="NanoDet's and CenterNet's TF.js files")
+    p.add_argument("--recall-iou", type=float, default=0.5, help="IoU at which a detection finds an object")
+    p.add_argument("--recall-score", type=float, default=0.3,
+                   help="detections scoring at least this count for the recall (the threshold a user runs with)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     return p
 
@@ -51,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from detector.evaluate import format_metrics
 
     print(f"{args.data}: {format_metrics(metrics)}  [{metrics['images']} images, {metrics['seconds']:.1f} s]")
+    found = ", ".join(f"{name} {f}/{n}" for name, (f, n) in metrics["per_class_found"].items())
+    print(f"found per class (IoU ≥ {args.recall_iou:g}, score ≥ {args.recall_score:g}): {found or 'no objects'}")
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=1))
     return 0
@@ -60,6 +66,9 @@ def run(args) -> dict:
     from detector.evaluate import evaluate, load_coco
 
     path = Path(args.data)
+    for name, value in (("--recall-iou", args.recall_iou), ("--recall-score", args.recall_score)):
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{name} {value} must be in [0, 1]")
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
     try:
@@ -77,7 +86,7 @@ def run(args) -> dict:
             raise UserError(f"image {file} (id {image_id}) of {path} cannot be read")
         predictions[image_id] = detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     seconds = time.perf_counter() - started
-    metrics = evaluate(coco, predictions)
+    metrics = evaluate(coco, predictions, recall_iou=args.recall_iou, recall_score=args.recall_score)
     metrics["seconds"] = seconds
     return metrics
 

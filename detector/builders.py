@@ -35,6 +35,17 @@ COCO_CLASS_NAMES: tuple[str, ...] = tuple(detection.FasterRCNN_ResNet50_FPN_Weig
 PAPER_ANCHOR_SIZES: tuple[tuple[int, ...], ...] = ((128, 256, 512),)
 PAPER_ASPECT_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0)
 
+
+def default_anchor_sizes(levels: int) -> tuple[tuple[int, ...], ...]:
+    """k = 9 anchors per position on every level: 3 sizes × the 3 ratios. One level: the paper's
+    128/256/512. Several: 3 · levels sizes spaced geometrically from 16 to 512 px, finest level first
+    (two levels: 16/32/64 and 128/256/512, the default model's)."""
+    if levels == 1:
+        return PAPER_ANCHOR_SIZES
+    n = 3 * levels
+    sizes = [int(round(16 * 32 ** (i / (n - 1)))) for i in range(n)]
+    return tuple(tuple(sizes[3 * level: 3 * level + 3]) for level in range(levels))
+
 # The paper's training settings (Ren et al. 2015, §3.1.3 and §3.2), as torchvision keyword arguments.
 PAPER_TRAINING = dict(
     rpn_fg_iou_thresh=0.7,  # IoU ≥ 0.7 with a ground-truth box → positive anchor
@@ -54,7 +65,7 @@ PAPER_TRAINING = dict(
 def build_paper(
     num_classes: int,
     backbone: str = "mobilenet_v2",
-    anchor_sizes: Sequence[Sequence[int]] = PAPER_ANCHOR_SIZES,
+    anchor_sizes: Sequence[Sequence[int]] | None = PAPER_ANCHOR_SIZES,
     aspect_ratios: Sequence[float] = PAPER_ASPECT_RATIOS,
     representation_size: int = 1024,
     roi_output_size: int = 7,
@@ -74,6 +85,7 @@ def build_paper(
         backbone: a name registered in ``detector.backbones``.
         anchor_sizes: one tuple of anchor sizes (pixels) per backbone level, all the same length;
             with the 3 ``aspect_ratios`` this gives k = len(sizes) × 3 anchors per position.
+            None = ``default_anchor_sizes`` for the backbone's number of levels.
         roi_op: "align" (RoIAlign over all levels, torchvision's default) or "pool" (the paper's
             RoI max pooling, on a single-level backbone).
         reduce_channels: width of the 1×1 conv put after backbones wider than it.
@@ -81,6 +93,8 @@ def build_paper(
     """
     body = build_backbone(backbone, reduce_channels=reduce_channels, **(backbone_kwargs or {}))
     levels = len(body.strides)
+    if anchor_sizes is None:
+        anchor_sizes = default_anchor_sizes(levels)
     anchor_sizes = tuple(tuple(int(s) for s in level) for level in anchor_sizes)
     if len(anchor_sizes) != levels:
         raise ValueError(
