@@ -159,3 +159,19 @@ def test_pipeline_on_the_rendered_clip_writes_exact_counts(rendered, tmp_path):
     overlay = results[-1].overlay
     assert overlay.lines[0].in_total == 2 and overlay.zones[0].entries_total == 3
     assert pipeline.analytics.summary_lines()[1].startswith("line 1 (--line 0.5,0,0.5,1): in 2 (person 2), out 2")
+
+
+@pytest.mark.slow
+def test_real_detector_end_to_end_on_rendered_people(tmp_path, capsys):
+    """The whole product on a clip of real people (cut from the sample) walking the known paths
+    over the sample's own empty street: run.py with the bundled model, --line and --zone. The
+    counts file must hold exactly what the paths imply. (~100 detector calls: slow on a CPU.)"""
+    from app.cli import main as cli_main
+    from tests.conftest import SAMPLE
+
+    video = clip.write_clip(tmp_path / "people.mp4", clip.PeopleRenderer(SAMPLE))
+    rc = cli_main(["--video", str(video), "--headless", "--line", clip.LINE, "--zone", clip.ZONE,
+                   "--export", str(tmp_path / "dets.csv")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    check_counts(json.loads((tmp_path / "dets.counts.json").read_text()), clip.expected_counts(everyone_a_person=True))
