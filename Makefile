@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SAMPLE := assets/sample.mp4
 OUT    ?= out.mp4
+# The tracker (app/track.py). --no-deps: its wheel asks for opencv-python, whose bundled Qt clashes
+# with PyQt6; what it really needs is in pyproject.toml's dependencies.
+TRACKERS := trackers==2.6.1
 
 .PHONY: help demo test test-slow lint gui bench model teacher data clean
 
@@ -16,11 +19,13 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e .
+	$(BIN)/pip install --no-deps '$(TRACKERS)'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install --no-deps '$(TRACKERS)'
 	touch $@ $(VENV)/.installed
 
 $(VENV)/.installed-model: pyproject.toml | $(BIN)/python

@@ -42,6 +42,11 @@ class PipelineConfig:
         fps_window_s: the sliding window of the fps measurement.
         draw_stats: draw the fps / stage-ms line on annotated frames.
         headless: no window (the CLI's --headless).
+        track: give every detection a persistent track ID (ByteTrack); lines and zones turn it on too.
+        trails: draw each track's recent path.
+        lines: counting lines, each (x1, y1, x2, y2): fractions of the frame when all are in [0, 1],
+            else source pixels (``app.count.Shape``).
+        zones: counting zones, each (x1, y1, x2, y2, x3, y3, …), the same way.
     """
 
     source_kind: str = "video"
@@ -59,6 +64,10 @@ class PipelineConfig:
     fps_window_s: float = 2.0
     draw_stats: bool = True
     headless: bool = False
+    track: bool = False
+    trails: bool = True
+    lines: tuple[tuple[float, ...], ...] = ()
+    zones: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if self.source_kind not in SOURCE_KINDS:
@@ -85,6 +94,24 @@ class PipelineConfig:
             _check_extension(self.export, EXPORT_EXTENSIONS, "export", "a detections file")
         if self.record and self.export and _same_file(self.record, self.export):
             raise UserError(f"--record and --export name the same file {self.record}")
+        from app.count import Shape  # here: app.count imports nothing heavy, but config is imported everywhere
+
+        for kind in ("lines", "zones"):
+            shapes = tuple(Shape(kind[:-1], tuple(c)) for c in getattr(self, kind))  # validates; UserError
+            object.__setattr__(self, kind, tuple(s.coords for s in shapes))
+
+    @property
+    def counting(self) -> bool:
+        return bool(self.lines or self.zones)
+
+    @property
+    def counts_file(self) -> str | None:
+        """Where the counts go: next to the export (``dets.csv`` → ``dets.counts.json``), when there
+        are lines or zones and an export."""
+        if not (self.counting and self.export):
+            return None
+        p = Path(self.export)
+        return str(p.with_name(p.stem + ".counts.json"))
 
     @property
     def effective_policy(self) -> str:
@@ -109,7 +136,7 @@ class PipelineConfig:
 
         Nothing is created or changed here; raises ``UserError`` naming the path and the reason.
         """
-        for path, what in ((self.record, "recording"), (self.export, "export")):
+        for path, what in ((self.record, "recording"), (self.export, "export"), (self.counts_file, "counts")):
             if path is not None:
                 check_output_path(path, what, overwrite=self.overwrite)
 

@@ -1,4 +1,6 @@
-"""The export sink: one row per detection (frame, timestamp s, class, score, x1, y1, x2, y2), as JSON or CSV.
+"""The export sink: one row per detection (frame, timestamp s, class, score, x1, y1, x2, y2, track id), as
+JSON or CSV. ``track_id`` is the tracker's identity of the object, -1 when tracking is off (or the
+track is not confirmed yet).
 
 Rows are written as they come and the file is completed by ``close()``, so a run stopped by
 Ctrl-C still leaves a valid file with every frame processed so far.
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from app.frames import Result
 
-COLUMNS = ("frame", "timestamp_s", "class", "score", "x1", "y1", "x2", "y2")
+COLUMNS = ("frame", "timestamp_s", "class", "score", "x1", "y1", "x2", "y2", "track_id")
 
 
 def result_rows(result: Result) -> list[dict]:
@@ -21,7 +23,7 @@ def result_rows(result: Result) -> list[dict]:
     t = round(frame.seconds, 6)
     return [
         {"frame": frame.index, "timestamp_s": t, "class": row["class"], "score": row["score"],
-         "x1": row["x1"], "y1": row["y1"], "x2": row["x2"], "y2": row["y2"]}
+         "x1": row["x1"], "y1": row["y1"], "x2": row["x2"], "y2": row["y2"], "track_id": row["track_id"]}
         for row in det.to_rows()
     ]
 
@@ -80,6 +82,7 @@ def read_rows(path: str | Path) -> list[dict]:
         rows = list(csv.DictReader(f))
     for row in rows:
         row["frame"] = int(row["frame"])
+        row["track_id"] = int(row["track_id"]) if row.get("track_id") not in (None, "") else -1
         for key in ("timestamp_s", "score", "x1", "y1", "x2", "y2"):
             row[key] = float(row[key])
     return rows

@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--classes", default="", metavar="A,B",
                        help="keep only these classes, comma-separated (e.g. person,car); default: all")
 
+    track = parser.add_argument_group("tracking and counting")
+    track.add_argument("--track", action="store_true",
+                       help="give each object a persistent ID across frames (ByteTrack), drawn as #ID with a trail "
+                            "and exported as track_id")
+    track.add_argument("--no-trails", dest="trails", action="store_false", help="do not draw the tracks' recent paths")
+    track.add_argument("--line", action="append", default=[], metavar="X1,Y1,X2,Y2",
+                       help="count objects crossing this line, in/out per class (repeatable; turns on --track). "
+                            "Coordinates all in 0..1 = fractions of the frame, else source pixels. 'in' = from the "
+                            "right of X1,Y1→X2,Y2 to its left as seen on screen")
+    track.add_argument("--zone", action="append", default=[], metavar="X1,Y1,X2,Y2,X3,Y3,...",
+                       help="count objects inside this polygon now and its entries, per class (repeatable; turns "
+                            "on --track). The counts, with the time of every crossing, go to EXPORT.counts.json "
+                            "next to --export")
+
     run = parser.add_argument_group("run")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--headless", action="store_true",
@@ -94,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def build_configs(args: argparse.Namespace):
     """(PipelineConfig, DetectorConfig) from parsed options; raises UserError / ConfigError."""
     from app.config import PipelineConfig
+    from app.count import Shape
     from detector.config import DetectorConfig
 
     kind = next(k for k in ("video", "camera", "images", "url") if getattr(args, k) is not None)
@@ -105,6 +120,10 @@ def build_configs(args: argparse.Namespace):
         overwrite=args.overwrite,
         max_frames=args.max_frames,
         headless=args.headless,
+        track=args.track,
+        trails=args.trails,
+        lines=tuple(Shape.parse("line", text).coords for text in args.line),
+        zones=tuple(Shape.parse("zone", text).coords for text in args.zone),
     )
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
     detector = DetectorConfig(
@@ -162,6 +181,7 @@ def run_headless(pipeline_config, detector_config) -> int:
         for line in source.notes:
             note(line)
         try:
+            check_shapes(pipeline_config, source)  # a line outside the frame: refused before the model loads
             from detector.detector import Detector
 
             detector = Detector(detector_config)
@@ -197,6 +217,8 @@ def run_headless(pipeline_config, detector_config) -> int:
         stats = pipeline.stats()
         progress.update(stats, final=True)
         print(stats.summary(), file=sys.stderr)
+        for line in pipeline.analytics.summary_lines():
+            print(line, file=sys.stderr)
         for line in source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, gave up, ...)
             note(line)
         _report_outputs(pipeline, pipeline_config)
@@ -225,6 +247,18 @@ def _report_outputs(pipeline, config) -> None:
     if pipeline.export_sink is not None:
         exp = pipeline.export_sink.exporter
         print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames)", file=sys.stdout)
+    if config.counts_file and Path(config.counts_file).exists():
+        print(f"counts: {Path(config.counts_file).resolve()}", file=sys.stdout)
+
+
+def check_shapes(config, source) -> None:
+    """Refuse a --line or --zone outside the frame as soon as the source tells its size (a video
+    file does when opened; other sources at their first frame, before it is detected)."""
+    size = (getattr(source, "width", None), getattr(source, "height", None))
+    if config.counting and all(isinstance(v, int) and v > 0 for v in size):
+        from app.analytics import Analytics
+
+        Analytics.from_config(config).check(size)
 
 
 def _sigterm_as_interrupt():

@@ -19,7 +19,7 @@ from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
 
 from . import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP, measure, report
 from .accuracy import LabelledFrames, load_labels
-from .stats import Progress, peak_rss_mb, reset_peak_rss
+from .stats import Progress, median_p90, peak_rss_mb, reset_peak_rss
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 BUNDLED_SAMPLE = ASSETS_DIR / "sample.mp4"
@@ -275,6 +275,12 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                     base_runs.append(base)
             metrics = labels.evaluate(run.detections) if labels is not None else None
             row = _row(detector, model_name, weights, proposals, run, pipe, metrics)
+            track_ms = measure.measure_tracker(run, frames)  # the tracker on this row's detections
+            if track_ms is None:
+                if "tracker not measured: the trackers package is missing" not in notes:
+                    notes.append("tracker not measured: the trackers package is missing")
+            else:
+                row["track_ms_median"], row["track_ms_p90"] = median_p90(track_ms)
             row["peak_rss_mb"] = peak_rss_mb()
             if device.type == "cuda":
                 row["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -335,4 +341,5 @@ def _row(detector: Detector, model_name: str, weights: str, proposals: int, run:
         row["ap"], row["ap50"], row["ap_images"] = metrics["AP"], metrics["AP50"], metrics["images"]
         row["ap75"], row["per_class_ap50"] = metrics.get("AP75"), metrics.get("per_class_AP50")
     row["peak_rss_mb"] = row["gpu_peak_mb"] = None
+    row["track_ms_median"] = row["track_ms_p90"] = None
     return row

@@ -79,7 +79,10 @@ class PipelineController(QObject):
     _knobs_pending = pyqtSignal()
     _pipeline_done = pyqtSignal(int, object)
 
-    KNOBS = ("proposals", "score_threshold", "classes", "precision")
+    KNOBS = ("proposals", "score_threshold", "classes", "precision", "track", "trails", "counters")
+    # Applied to the running pipeline's tracking stage; the window keeps them in its config too, so
+    # that the next source it opens starts with them.
+    ANALYTICS_KNOBS = ("track", "trails", "counters")
 
     def __init__(self, detector, bridge: FrameBridge) -> None:
         super().__init__()
@@ -133,6 +136,8 @@ class PipelineController(QObject):
                     if note:
                         self.error.emit(note)
                     value = self.detector.precision
+                elif name in self.ANALYTICS_KNOBS and self.pipeline is not None:
+                    apply_analytics(self.pipeline.analytics, name, value)
                 applied[name] = value
             except Exception as exc:  # a refused value is shown; the other knobs still apply
                 self.error.emit(f"{name}: {one_line(exc)}")
@@ -267,6 +272,20 @@ class PipelineController(QObject):
     def _emit_stats(self) -> None:
         if self.pipeline is not None:
             self.stats_ready.emit(self.pipeline.stats())
+
+
+def apply_analytics(analytics, name: str, value) -> None:
+    """Set the tracking knob ``name`` ("track", "trails", or "counters" = (lines, zones)) on a
+    pipeline's ``app.analytics.Analytics``."""
+    from app.count import Shape
+
+    if name == "track":
+        analytics.set_tracking(bool(value))
+    elif name == "trails":
+        analytics.set_trails(bool(value))
+    else:
+        lines, zones = value
+        analytics.set_shapes([Shape("line", tuple(c)) for c in lines], [Shape("zone", tuple(c)) for c in zones])
 
 
 def start_controller(detector, bridge: FrameBridge) -> tuple[PipelineController, QThread]:

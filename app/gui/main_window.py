@@ -38,6 +38,7 @@ from app.config import PipelineConfig
 from app.gui.bridge import FrameBridge, rgb_to_qimage
 from app.gui.controller import STOP_TIMEOUT_S, default_output_name, one_line, start_controller
 from app.gui.fps_meter import RollingMean
+from app.gui.tracking import ShapeTool, TrackingControl, TrackingPanel
 from app.gui.video_view import VideoView
 from app.gui.widgets import ClassChecklist, FpsGauge, ProposalControl, StageBar, ThresholdControl
 from app.stats import FpsMeter, PipelineStats
@@ -197,8 +198,14 @@ class MainWindow(QMainWindow):
         self.class_list = ClassChecklist(valid_names(self.detector.class_names), self.detector.classes)
         classes_layout.addWidget(self.class_list)
 
+        tracking = QGroupBox("Tracking")
+        self.tracking_panel = TrackingPanel()
+        QVBoxLayout(tracking).addWidget(self.tracking_panel)
+        self.view.tool = ShapeTool(self.view)  # draws counting lines and zones with the mouse
+
         side.addWidget(perf)
         side.addWidget(knobs)
+        side.addWidget(tracking)
         side.addWidget(classes, 1)
 
         scroll = QScrollArea()
@@ -318,6 +325,9 @@ class MainWindow(QMainWindow):
         self.record_button.clicked.connect(lambda _on: self.toggle_recording())
         self.screenshot_button.clicked.connect(lambda: self.take_screenshot())
         self.open_button.clicked.connect(self.choose_video)
+        self.tracking = TrackingControl(self.tracking_panel, self.view.tool, self.controller)
+        self.tracking.changed.connect(self._on_tracking_changed)
+        self.tracking.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
 
     def _show_detector_state(self) -> None:
         notes = [n for n in getattr(self.detector, "notes", []) if n]
@@ -332,6 +342,7 @@ class MainWindow(QMainWindow):
             # queue so that a detector slower than the video does not pile up seconds of frames
             # between reader and detector (capture-to-display stays a couple of frame times).
             config = config.with_(realtime=self.pace_files, queue_size=min(config.queue_size, 2))
+        config = self.tracking.adopt(config)  # tracking, lines and zones carry over to every source
         self.config = config
         self.error_banner.hide()
         self.meter.reset()
@@ -348,6 +359,10 @@ class MainWindow(QMainWindow):
         except Exception as exc:
             self.show_error(one_line(exc))
             return None
+
+    def _on_tracking_changed(self, state: dict) -> None:
+        if self.config is not None:  # F5 and the next source keep the lines, zones and switches
+            self.config = self.config.with_(**state)
 
     def choose_video(self) -> None:
         start = str(Path(self.config.source).parent) if self.config and self.config.source_kind == "video" else ""
@@ -452,7 +467,8 @@ class MainWindow(QMainWindow):
         if result is None or self._closed:
             return
         now = time.monotonic()
-        self.view.set_frame(rgb_to_qimage(result.frame.image), result.detections)
+        self.view.set_frame(rgb_to_qimage(result.frame.image), result.detections, result.overlay)
+        self.tracking_panel.show_counts(result.overlay, self.tracking.shapes)
         self.last_result = result
         self.frames_displayed += 1
         self.meter.tick(now)
