@@ -28,10 +28,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --no-deps '$(TRACKERS)'
 	touch $@ $(VENV)/.installed
 
-$(VENV)/.installed-model: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --upgrade pip
+$(VENV)/.installed-model: $(VENV)/.installed
 	$(BIN)/pip install -e '.[model]'
-	touch $@ $(VENV)/.installed
+	touch $@
 
 demo: $(VENV)/.installed  ## set up, detect on the bundled sample clip, write out.mp4
 	$(BIN)/python run.py --video $(SAMPLE) --record $(OUT) --headless --overwrite
