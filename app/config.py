@@ -17,6 +17,8 @@ POLICIES = ("auto", "every_frame", "drop_stale")
 LIVE_KINDS = ("camera", "url")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".m4v")  # containers that take H.264
 EXPORT_EXTENSIONS = (".json", ".csv")
+RECONNECT_FOREVER = -1  # PipelineConfig.reconnect: retry a dropped live source without end
+MAX_STREAMS = 16  # streams one process runs with one detector (app/multi.py)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class PipelineConfig:
         fps_window_s: the sliding window of the fps measurement.
         draw_stats: draw the fps / stage-ms line on annotated frames.
         headless: no window (the CLI's --headless).
+        reconnect: attempts to reopen a live source that dropped (errored, ended or stalled)
+            before giving up; ``RECONNECT_FOREVER`` (-1, the default) never gives up, 0 = off.
+            Files and image folders are never reopened.
+        stall_timeout_s: a live source that delivers no frame this long has dropped.
     """
 
     source_kind: str = "video"
@@ -59,6 +65,8 @@ class PipelineConfig:
     fps_window_s: float = 2.0
     draw_stats: bool = True
     headless: bool = False
+    reconnect: int = RECONNECT_FOREVER
+    stall_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.source_kind not in SOURCE_KINDS:
@@ -75,7 +83,9 @@ class PipelineConfig:
             raise UserError(f"batch size {self.batch_size!r} must be an integer between 0 (auto) and 64")
         if not _is_int(self.queue_size) or not 1 <= self.queue_size <= 256:
             raise UserError(f"queue size {self.queue_size!r} must be an integer between 1 and 256")
-        for name in ("image_fps", "open_timeout_s", "fps_window_s"):
+        if not _is_int(self.reconnect) or self.reconnect < RECONNECT_FOREVER:
+            raise UserError(f"reconnect {self.reconnect!r} must be a number of attempts ≥ 0, or forever")
+        for name in ("image_fps", "open_timeout_s", "fps_window_s", "stall_timeout_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
                 raise UserError(f"{name} {value!r} must be a number in (0, 1000]")
