@@ -207,8 +207,7 @@ def open_streams(configs, notes: list[str]):
         for name, config in configs:
             if config.live and config.reconnect:
                 source = open_reconnecting(config, unreachable_ok=True)
-                if source.down:
-                    notes.append(f"{name}: {source.last_event.line()}")
+                notes.extend(f"{name}: {event.line()}" for event in source.take_events())  # said once, here
             else:
                 try:
                     source = open_plain_source(config)
@@ -366,7 +365,7 @@ class MultiProgress:
             total = f"/{s.total_frames}" if s.total_frames else ""
             fps = f"{s.fps:.1f}" if s.fps else "--"
             state = stats.states.get(name, "running")
-            extra = "" if state in ("running", "ended") else f" {state}"
+            extra = "" if state in ("running", "ended") else f" {state.split(':', 1)[0]}"  # the reason comes at the end
             parts.append(f"{name} {s.frames_written}{total} {fps} fps{extra}")
         total = f"{stats.fps:.1f}" if stats.fps else "--"
         batch = f"{stats.mean_batch:.1f}" if stats.mean_batch else "--"

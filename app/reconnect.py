@@ -200,6 +200,7 @@ class ReconnectingSource(Source):
         self.stall_timeout_s = stall_timeout_s
         self.open_timeout_s = open_timeout_s
         self.drops = 0
+        self.gave_up = False
         self._open = open_fn
         self._backoff = backoff
         self._lock = threading.Lock()
@@ -249,7 +250,8 @@ class ReconnectingSource(Source):
 
     @property
     def down(self) -> bool:
-        return self._down_since is not None
+        """Not delivering: dropped and being reopened, or given up."""
+        return self._down_since is not None or self.gave_up
 
     @property
     def down_s(self) -> float:
@@ -367,6 +369,9 @@ class ReconnectingSource(Source):
             self._attempt = 0
         if self.retries != RECONNECT_FOREVER and self._attempt >= self.retries:
             down = now - self._down_since
+            self._down_total += down  # the clock of time down stops here
+            self._down_since = None
+            self.gave_up = True
             self._emit(SourceEvent(self.name, "gave_up", reason, self._attempt, None, down, now))
             raise SourceUnavailable(f"{self.name}: gave up after {self._attempt} reconnection attempt(s) "
                                     f"({reason})")

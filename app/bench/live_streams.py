@@ -8,8 +8,10 @@ one frame's bytes at a time at the stream's frame rate.
 ``python -m app.bench.live_streams http --port P [--video CLIP] [--frames N] [--fps F]`` serves
 ``http://127.0.0.1:P/live.ts`` (every client gets the stream from its start, no length stated, as
 a live HTTP stream; ``ready`` on stdout when listening); ``... udp --port P`` sends the stream to
-``udp://127.0.0.1:P``. ``LiveServer`` runs either as a child process (``start``, ``kill``,
-``restart``).
+``udp://127.0.0.1:P``; ``... rtsp --port P`` publishes it (RTP over UDP) to an RTSP server's source
+port, ``rtsp://127.0.0.1:P/live`` — Debian's ``rtsp-server-perl`` relays it to its clients.
+``LiveServer`` runs either as a child process (``start``, ``kill``, ``restart``); for RTSP it runs
+the relay too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -135,6 +138,48 @@ def send_udp(port: int, data: bytes, offsets: Sequence[int], fps: float, stop: t
             _sent(i)
 
 
+def publish_rtsp(port: int, frames: Sequence[np.ndarray], fps: int, gop: int = 5) -> None:
+    """Encode ``frames`` in real time and publish them to rtsp://127.0.0.1:port/live (ANNOUNCE /
+    RECORD, RTP over UDP: the interleaved TCP mode is one that rtsp-server-perl does not parse)."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(f"rtsp://127.0.0.1:{port}/live", "w", format="rtsp", options={"rtsp_transport": "udp"}) as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+        s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
+        start = time.monotonic()
+        for i, image in enumerate(frames):
+            delay = start + i / fps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in s.encode(frame):
+                out.mux(packet)
+            if i == 0:
+                print("ready", flush=True)
+            _sent(i + 1)
+
+
+RTSP_RELAY = "rtsp-server-perl"  # Debian's package of the same name (RTSP::Server)
+
+
+def rtsp_relay_available() -> bool:
+    return shutil.which(RTSP_RELAY) is not None
+
+
+def wait_listening(port: int, timeout_s: float) -> bool:
+    """Whether something accepts TCP connections on the loopback ``port`` within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A loopback port that was free a moment ago."""
     with socket.socket(socket.AF_INET, kind) as s:
@@ -152,23 +197,35 @@ class LiveServer:
 
     def __init__(self, protocol: str = "http", *, port: int | None = None, frames: int = 600, fps: int = 10,
                  size: tuple[int, int] = (160, 120), video: str | Path | None = None) -> None:
-        if protocol not in ("http", "udp"):
-            raise ValueError(f"protocol {protocol!r}: expected http or udp")
+        if protocol not in ("http", "udp", "rtsp"):
+            raise ValueError(f"protocol {protocol!r}: expected http, udp or rtsp")
         self.protocol = protocol
-        self.port = port or free_port(socket.SOCK_STREAM if protocol == "http" else socket.SOCK_DGRAM)
-        self.args = ["--port", str(self.port), "--frames", str(frames), "--fps", str(fps), "--size", f"{size[0]}x{size[1]}"]
+        self.port = port or free_port(socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM)
+        self.source_port = free_port() if protocol == "rtsp" else None  # where the relay takes the publisher
+        target = self.source_port if protocol == "rtsp" else self.port
+        self.args = ["--port", str(target), "--frames", str(frames), "--fps", str(fps), "--size", f"{size[0]}x{size[1]}"]
         if video is not None:
             self.args += ["--video", str(video)]
         self.process: subprocess.Popen | None = None
+        self.relay: subprocess.Popen | None = None
         self.sent = 0  # frames sent on the current connection (HTTP) or since the start (UDP)
         self._cond = threading.Condition()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/live.ts" if self.protocol == "http" else f"udp://127.0.0.1:{self.port}"
+        return {"http": f"http://127.0.0.1:{self.port}/live.ts", "udp": f"udp://127.0.0.1:{self.port}",
+                "rtsp": f"rtsp://127.0.0.1:{self.port}/live"}[self.protocol]
 
     def start(self, timeout_s: float = 30.0) -> LiveServer:
         root = Path(__file__).resolve().parents[2]
+        if self.protocol == "rtsp":
+            if not rtsp_relay_available():
+                raise RuntimeError(f"{RTSP_RELAY} is not installed (apt-get install {RTSP_RELAY})")
+            self.relay = subprocess.Popen([RTSP_RELAY, "--clientport", str(self.port), "--serverport", str(self.source_port)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if not (wait_listening(self.source_port, timeout_s) and wait_listening(self.port, timeout_s)):
+                self.kill()
+                raise RuntimeError(f"{RTSP_RELAY} did not listen on ports {self.port}, {self.source_port} within {timeout_s:g} s")
         env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         process = subprocess.Popen([sys.executable, "-m", "app.bench.live_streams", self.protocol, *self.args],
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=root, env=env, text=True)
@@ -198,10 +255,11 @@ class LiveServer:
 
     def kill(self) -> None:
         """End the server as a crash would (SIGKILL): its connections drop without a goodbye."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
-        self.process = None
+        for process in (self.process, self.relay):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(5)
+        self.process = self.relay = None
 
     def restart(self) -> LiveServer:
         self.kill()
@@ -216,7 +274,7 @@ class LiveServer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.bench.live_streams", description=__doc__.split("\n\n")[0])
-    p.add_argument("protocol", choices=("http", "udp"))
+    p.add_argument("protocol", choices=("http", "udp", "rtsp"))
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--frames", type=int, default=600)
     p.add_argument("--fps", type=int, default=10)
@@ -228,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         w, h = (int(v) for v in args.size.split("x"))
         frames = synthetic_frames(args.frames, (w, h))
+    if args.protocol == "rtsp":
+        publish_rtsp(args.port, frames, args.fps)
+        return 0
     data, offsets = make_ts(frames, args.fps)
     if args.protocol == "http":
         serve_http(args.port, data, offsets, args.fps)

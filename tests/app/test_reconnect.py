@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from app.bench.live_streams import LiveServer
+from app.bench.live_streams import LiveServer, rtsp_relay_available
 from app.config import RECONNECT_FOREVER, PipelineConfig
 from app.frames import Frame
 from app.pipeline import Pipeline
@@ -241,3 +241,43 @@ def test_udp_stream_that_stops_and_resumes(tmp_path, tiny_detector):
     pts, tb = decode_pts(out)
     assert len(pts) == len(results) and all(b > a for a, b in zip(pts, pts[1:]))
     assert max(float((b - a) * tb) for a, b in zip(pts, pts[1:])) > 1.0  # the silence is a gap in the file
+
+
+@pytest.mark.slow  # ~15-25 s: the relay and the publisher start twice
+@pytest.mark.skipif(not rtsp_relay_available(), reason="no RTSP server: apt-get install rtsp-server-perl")
+def test_rtsp_server_killed_and_restarted(tmp_path, tiny_detector):
+    """RTSP through Debian's rtsp-server-perl, fed by a publisher: both killed and started again."""
+    out = tmp_path / "rtsp.mp4"
+    server = LiveServer("rtsp", frames=300).start()
+    results = []
+    try:
+        assert server.wait_sent(5, 20)
+        config = PipelineConfig(source_kind="url", source=server.url, record=str(out), stall_timeout_s=1.5)
+        source = open_source(config)
+        events: list[SourceEvent] = []
+        source.add_listener(events.append)
+        pipeline = Pipeline(config, tiny_detector, source, on_result=lambda r, a: results.append(r))
+        pipeline.start()
+        try:
+            deadline = time.monotonic() + 15
+            while len(results) < 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            server.kill()
+            deadline = time.monotonic() + 5
+            while not any(e.state == "lost" for e in events) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            server.start()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                after = [r for r in results if events and events[-1].state == "reconnected" and r.done > events[-1].at]
+                if len(after) >= 5:
+                    break
+                time.sleep(0.05)
+        finally:
+            pipeline.stop()
+    finally:
+        server.kill()
+    assert [e.state for e in events][0] == "lost" and events[-1].state == "reconnected", [e.line() for e in events]
+    assert len(after) >= 5 and pipeline.error is None
+    pts, _ = decode_pts(out)
+    assert len(pts) == len(results) and all(b > a for a, b in zip(pts, pts[1:]))
