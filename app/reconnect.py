@@ -310,6 +310,8 @@ class ReconnectingSource(Source):
     def _connected(self, source: Source, now: float) -> None:
         self._inner = source
         self._alive_at = now
+        if self.rate is None:  # it was down from the start: the first connection tells the rate
+            self.rate = source.rate
         self._offset = None  # placed after the old frames by the first new one
         for note in source.notes:
             if note not in self.notes:
