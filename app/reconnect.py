@@ -125,7 +125,7 @@ class _Connection:
     def _run(self, open_fn: Callable[[], Source] | None, source: Source | None) -> None:
         # The longest silence just before the end tells a read timeout (a stall) from a real end.
         # The last few gaps count too: at its end a decoder hands out the frames it held at once.
-        last, gaps = time.monotonic(), deque(maxlen=8)
+        last, gaps = None, deque(maxlen=8)
         try:
             if source is None:
                 source = open_fn()
@@ -138,9 +138,10 @@ class _Connection:
                 last = now
                 if not self._put(("frame", frame, 0.0)):
                     return
-            self._put(("end", None, max(time.monotonic() - last, *gaps, 0.0)))
+            self._put(("end", None, max(time.monotonic() - last, *gaps)))
         except BaseException as exc:  # noqa: BLE001 — every failure is handed to the reader as a drop
-            self._put(("error", exc, max(time.monotonic() - last, *gaps, 0.0)))
+            # An attempt that could not open is no stall, however long opening took.
+            self._put(("error", exc, 0.0 if last is None else max(time.monotonic() - last, *gaps)))
         finally:
             if source is not None:
                 source.close()
