@@ -9,6 +9,9 @@
   the clip's frames at 10 fps), T seconds after the first result → per-stream fps, capture →
   result latency, frames dropped as stale, batch sizes used. Pacing is off (the servers send in
   real time already), so the latency is what a camera would see.
+* **ab**: the detector alone on the same 8 frames, N at a time batched vs one at a time, alternating
+  which goes first, ``--ab-rounds`` rounds: median ms per frame and their ratio — whether batching
+  pays on this device, with the load's drift shared fairly by both.
 
     python scripts/streams_bench.py [--streams 1,2,4] [--modes files,live] [--frames 30] [--seconds 20] \
         [--proposals 100] [--json docs/benchmarks/streams-cpu.json]
@@ -85,6 +88,26 @@ def run_live(detector, video: Path, n: int, seconds: float, batch: int) -> dict:
     return out
 
 
+def run_ab(detector, frames, n: int, rounds: int) -> dict:
+    import statistics
+
+    times: dict[str, list[float]] = {"batched": [], "single": []}
+    for r in range(rounds):
+        for mode in ("batched", "single") if r % 2 == 0 else ("single", "batched"):
+            for start in range(0, 8 - n + 1, n):
+                group = frames[start:start + n]
+                t = time.perf_counter()
+                if mode == "batched":
+                    detector.detect(group)
+                else:
+                    for f in group:
+                        detector.detect([f])
+                times[mode].append((time.perf_counter() - t) / n * 1e3)
+    b, s = statistics.median(times["batched"]), statistics.median(times["single"])
+    return {"mode": "ab", "streams": n, "rounds": rounds, "batched_ms_per_frame": b, "single_ms_per_frame": s,
+            "ratio": b / s, "samples": times}
+
+
 def row(mode: str, n: int, batch: int, wall: float, stats, baseline=None, sizes0=None) -> dict:
     per_stream = {}
     total = 0
@@ -122,6 +145,7 @@ def main() -> int:
     p.add_argument("--proposals", type=int, default=100)
     p.add_argument("--device", default="auto")
     p.add_argument("--compare-batch1", action="store_true", help="files: also run with the batch capped at 1")
+    p.add_argument("--ab-rounds", type=int, default=4, help="rounds of the batched-vs-single A/B (mode ab)")
     p.add_argument("--json", default=None, help="write the rows and the machine's state here")
     args = p.parse_args()
     counts = [int(v) for v in args.streams.split(",")]
@@ -129,7 +153,7 @@ def main() -> int:
 
     detector = Detector(DetectorConfig(model=args.model, weights=args.weights, device=args.device, proposals=args.proposals))
     with av.open(args.video) as c:
-        warm = [f.to_ndarray(format="rgb24") for _, f in zip(range(max(counts)), c.decode(video=0))]
+        warm = [f.to_ndarray(format="rgb24") for _, f in zip(range(max(8, *counts)), c.decode(video=0))]
     for k in sorted(set(counts)):  # warm-up: every batch size the runs will use
         for _ in range(2):
             detector.detect(warm[:k])
@@ -137,6 +161,15 @@ def main() -> int:
     rows = []
     for mode in modes:
         for n in counts:
+            if mode == "ab":
+                if n > 1:
+                    r = run_ab(detector, warm, n, args.ab_rounds)
+                    r["load_after"] = os.getloadavg()[0]
+                    rows.append(r)
+                    print(f"ab    {n} at a time: batched {r['batched_ms_per_frame']:.0f} ms/frame, one at a time "
+                          f"{r['single_ms_per_frame']:.0f} ms/frame, ratio {r['ratio']:.2f}; load {r['load_after']:.1f}",
+                          flush=True)
+                continue
             batches = [0, 1] if (mode == "files" and args.compare_batch1 and n > 1) else [0]
             for batch in batches:
                 r = run_files(detector, Path(args.video), n, args.frames, batch) if mode == "files" else \
