@@ -242,7 +242,7 @@ class MultiPipeline:
         self._stop.set()
         for lane in self.lanes:
             lane.close_input()
-            if lane.source.thread_safe_close:
+            if getattr(lane.source, "thread_safe_close", False):
                 lane.source.close()  # wakes a reader waiting on a live source that is down
         deadline = time.monotonic() + timeout
         for thread in self._threads:

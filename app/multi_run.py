@@ -5,6 +5,7 @@
 pipeline (app/run.py), with several it is ``app.multi.MultiPipeline``: one detector, one batch per
 step, per-stream recordings (``--record out.mp4`` → ``out-<stream>.mp4``) and one export with a
 ``stream`` column. Live sources reconnect (``--reconnect``, ``--stall-timeout``; app/reconnect.py).
+``--max-frames`` applies to each stream.
 
 Bad input is one line and exit status 2, before the model is loaded: the same source twice, more
 than ``MAX_STREAMS`` streams, a camera or file that does not exist (named), an output that exists.
