@@ -17,6 +17,8 @@ POLICIES = ("auto", "every_frame", "drop_stale")
 LIVE_KINDS = ("camera", "url")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".m4v")  # containers that take H.264
 EXPORT_EXTENSIONS = (".json", ".csv")
+RECONNECT_FOREVER = -1  # PipelineConfig.reconnect: retry a dropped live source without end
+MAX_STREAMS = 16  # streams one process runs with one detector (app/multi.py)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class PipelineConfig:
         lines: counting lines, each (x1, y1, x2, y2): fractions of the frame when all are in [0, 1],
             else source pixels (``app.count.Shape``).
         zones: counting zones, each (x1, y1, x2, y2, x3, y3, …), the same way.
+        reconnect: attempts to reopen a live source that dropped (errored, ended or stalled)
+            before giving up; ``RECONNECT_FOREVER`` (-1, the default) never gives up, 0 = off.
+            Files and image folders are never reopened.
+        stall_timeout_s: a live source that delivers no frame this long has dropped.
     """
 
     source_kind: str = "video"
@@ -68,6 +74,8 @@ class PipelineConfig:
     trails: bool = True
     lines: tuple[tuple[float, ...], ...] = ()
     zones: tuple[tuple[float, ...], ...] = ()
+    reconnect: int = RECONNECT_FOREVER
+    stall_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.source_kind not in SOURCE_KINDS:
@@ -84,7 +92,9 @@ class PipelineConfig:
             raise UserError(f"batch size {self.batch_size!r} must be an integer between 0 (auto) and 64")
         if not _is_int(self.queue_size) or not 1 <= self.queue_size <= 256:
             raise UserError(f"queue size {self.queue_size!r} must be an integer between 1 and 256")
-        for name in ("image_fps", "open_timeout_s", "fps_window_s"):
+        if not _is_int(self.reconnect) or self.reconnect < RECONNECT_FOREVER:
+            raise UserError(f"reconnect {self.reconnect!r} must be a number of attempts ≥ 0, or forever")
+        for name in ("image_fps", "open_timeout_s", "fps_window_s", "stall_timeout_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
                 raise UserError(f"{name} {value!r} must be a number in (0, 1000]")

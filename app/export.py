@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from app.frames import Result
@@ -29,25 +30,32 @@ def result_rows(result: Result) -> list[dict]:
 
 
 class Exporter:
-    """Writes rows to ``path`` (.json: a list of objects; .csv: a header and one line per row)."""
+    """Writes rows to ``path`` (.json: a list of objects; .csv: a header and one line per row).
 
-    def __init__(self, path: str | Path) -> None:
+    ``extra_columns`` come first in every row, their values given to ``write`` (many streams in
+    one file: ``Exporter(path, extra_columns=("stream",))``, ``write(result, stream="cam1")``).
+    """
+
+    def __init__(self, path: str | Path, *, extra_columns: Sequence[str] = ()) -> None:
         self.path = Path(path)
         self.format = self.path.suffix.lower().lstrip(".")
         if self.format not in ("json", "csv"):
             raise ValueError(f"export {path}: expected a .json or .csv file, got {self.path.suffix!r}")
+        self.columns = (*extra_columns, *COLUMNS)
         self.rows_written = 0
         self.frames_written = 0
         self._file = open(self.path, "w", newline="" if self.format == "csv" else None, encoding="utf-8")  # noqa: SIM115
         if self.format == "csv":
-            self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
+            self._csv = csv.DictWriter(self._file, fieldnames=self.columns)
             self._csv.writeheader()
         else:
             self._file.write("[")
         self._closed = False
 
-    def write(self, result: Result) -> None:
+    def write(self, result: Result, **extra) -> None:
         for row in result_rows(result):
+            if extra:
+                row = {**extra, **row}
             if self.format == "csv":
                 self._csv.writerow(row)
             else:

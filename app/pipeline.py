@@ -185,6 +185,8 @@ class Pipeline:
         self._stop.set()
         self._resume.set()
         self._latest.close()
+        if getattr(self.source, "thread_safe_close", False):
+            self.source.close()  # wakes a reader waiting on a live source that is down (app/reconnect.py)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread is not threading.current_thread():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from app.errors import UserError
 from app.jobs import subcommand_help
+from app.multi_run import add_source_options, source_list
 
 EXIT_OK = 0
 EXIT_BAD_FRAMES = 1
@@ -47,21 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  python run.py --video assets/sample.mp4 --record out.mp4 --headless --overwrite\n"
             "  python run.py --camera 0 --classes person,car --proposals 100\n"
-            "  python run.py --images frames/ --export dets.csv --headless\n\n"
+            "  python run.py --images frames/ --export dets.csv --headless\n"
+            "  python run.py --url rtsp://cam1/s --url rtsp://cam2/s --record out.mp4   (out-cam1-s.mp4, out-cam2-s.mp4)\n\n"
             + subcommand_help()
             + "\n  (python run.py JOB --help for each)"
         ),
     )
-    src = parser.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
-    src.add_argument("--video", metavar="PATH", help="a video file (any container/codec FFmpeg decodes)")
-    src.add_argument("--camera", metavar="N", help="a camera index (0 = /dev/video0) or a device path")
-    src.add_argument("--images", metavar="DIR", help="a folder of images, or a quoted glob such as 'frames/*.jpg'")
-    src.add_argument("--url", metavar="URL", help="a stream: rtsp://, rtmp://, http(s)://, udp:// (10 s timeout)")
+    add_source_options(parser)  # --video/--camera/--images/--url, repeatable; --sources, --reconnect
 
     out = parser.add_argument_group("outputs")
-    out.add_argument("--record", metavar="OUT", help="write the annotated video (H.264) to OUT: .mp4, .mkv, .mov or .m4v")
+    out.add_argument("--record", metavar="OUT", help="write the annotated video (H.264) to OUT: .mp4, .mkv, .mov or .m4v "
+                     "(several streams: one file each, OUT-<stream>.mp4)")
     out.add_argument("--export", metavar="OUT", help="write one row per detection (frame, timestamp s, class, score, "
-                     "x1, y1, x2, y2) to OUT: .json or .csv")
+                     "x1, y1, x2, y2) to OUT: .json or .csv (several streams: one file, with a 'stream' column first)")
     out.add_argument("--overwrite", action="store_true", help="replace existing outputs (without it they are refused, untouched)")
 
     model = parser.add_argument_group("model")
@@ -111,10 +110,10 @@ def build_configs(args: argparse.Namespace):
     from app.count import Shape
     from detector.config import DetectorConfig
 
-    kind = next(k for k in ("video", "camera", "images", "url") if getattr(args, k) is not None)
+    kind, source = source_list(args)[0]
     pipeline = PipelineConfig(
         source_kind=kind,
-        source=str(getattr(args, kind)),
+        source=str(source),
         record=args.record,
         export=args.export,
         overwrite=args.overwrite,
@@ -124,6 +123,8 @@ def build_configs(args: argparse.Namespace):
         trails=args.trails,
         lines=tuple(Shape.parse("line", text).coords for text in args.line),
         zones=tuple(Shape.parse("zone", text).coords for text in args.zone),
+        reconnect=args.reconnect,
+        stall_timeout_s=args.stall_timeout,
     )
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
     detector = DetectorConfig(
@@ -151,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     pipeline_config, detector_config = build_configs(args)
+    if len(sources := source_list(args)) > 1:  # many streams, one detector: app/multi_run.py
+        from app.multi_run import run_many
+
+        return run_many(args, sources, detector_config)
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
 
     if not pipeline_config.headless:
@@ -199,6 +204,7 @@ def run_headless(pipeline_config, detector_config) -> int:
         pipeline.start()
         try:
             while not pipeline.wait(0.2):
+                _print_source_events(source, progress)
                 progress.update(pipeline.stats())
         except KeyboardInterrupt:
             interrupted = True
@@ -215,10 +221,13 @@ def run_headless(pipeline_config, detector_config) -> int:
         if interrupted:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         stats = pipeline.stats()
+        _print_source_events(source, progress)
         progress.update(stats, final=True)
         print(stats.summary(), file=sys.stderr)
         for line in pipeline.analytics.summary_lines():
             print(line, file=sys.stderr)
+        if hasattr(source, "summary"):  # a live source that reconnects: its drops and time down
+            print(f"reconnection: {source.summary()}", file=sys.stderr)
         for line in source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, gave up, ...)
             note(line)
         _report_outputs(pipeline, pipeline_config)
@@ -235,6 +244,12 @@ def run_headless(pipeline_config, detector_config) -> int:
             pipeline.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _print_source_events(source, progress) -> None:
+    """One line per change of a reconnecting source's state (lost, retrying, reconnected)."""
+    for event in source.take_events() if hasattr(source, "take_events") else ():
+        progress.message(event.line())
 
 
 def _report_outputs(pipeline, config) -> None:
@@ -305,6 +320,11 @@ class Progress:
             eta = f" | ETA {int(left // 60)}:{int(left % 60):02d}"
         dropped = f" | {stats.frames_dropped} dropped" if stats.frames_dropped else ""
         return f"{head} | {rate}{eta}{dropped}"
+
+    def message(self, line: str) -> None:
+        """A line of its own above the progress bar (a reconnection)."""
+        self.stream.write(("\r\x1b[K" if self.tty else "") + line + "\n")
+        self.stream.flush()
 
     def update(self, stats, final: bool = False) -> None:
         now = time.monotonic()

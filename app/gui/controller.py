@@ -57,6 +57,7 @@ class PipelineController(QObject):
         error(str): one line to show; the window stays usable.
         recording(str, bool): (path, on) — a recording started, or was finalised.
         paused(bool), knobs_applied(dict), stopped().
+        source_state(SourceEvent): a live source dropped, is being reopened, or is back (app/reconnect.py).
     """
 
     open_requested = pyqtSignal(object)
@@ -75,6 +76,7 @@ class PipelineController(QObject):
     knobs_applied = pyqtSignal(dict)
     stopped = pyqtSignal()
     shut_down = pyqtSignal()
+    source_state = pyqtSignal(object)
 
     _knobs_pending = pyqtSignal()
     _pipeline_done = pyqtSignal(int, object)
@@ -166,6 +168,8 @@ class PipelineController(QObject):
             self.error.emit(one_line(exc))
             return
         self.pipeline = pipeline
+        if hasattr(source, "add_listener"):  # a live source that reconnects: forward its changes
+            source.add_listener(lambda event, g=generation: self._forward_source_state(g, event))
         self.opened.emit({
             "name": source.name or config.source,
             "kind": config.source_kind,
@@ -178,6 +182,11 @@ class PipelineController(QObject):
             self.recording.emit(str(pipeline.record_sink.path), True)
         self._ensure_timer()
         self._emit_stats()
+
+    def _forward_source_state(self, generation: int, event) -> None:
+        """On the reading thread: pass the change on, unless it is about a source replaced since."""
+        if generation == self._generation:
+            self.source_state.emit(event)
 
     @pyqtSlot()
     def _stop_pipeline(self) -> None:

@@ -109,6 +109,7 @@ class MainWindow(QMainWindow):
         self.frames_displayed = 0
         self.last_result = None
         self.last_stats: PipelineStats | None = None
+        self.source_event = None  # the live source's latest drop while it is down (app/reconnect.py)
         self._closed = False
 
         self.meter = FpsMeter(window_s=1.0)
@@ -314,6 +315,7 @@ class MainWindow(QMainWindow):
         c.recording.connect(self._on_recording, queued)
         c.paused.connect(self._on_paused, queued)
         c.knobs_applied.connect(self._on_knobs_applied, queued)
+        c.source_state.connect(self._on_source_state, queued)
 
         self.proposal_control.value_changed.connect(lambda n: self.controller.set_knob("proposals", n))
         self.threshold_control.value_changed.connect(lambda x: self.controller.set_knob("score_threshold", x))
@@ -345,6 +347,7 @@ class MainWindow(QMainWindow):
         config = self.tracking.adopt(config)  # tracking, lines and zones carry over to every source
         self.config = config
         self.error_banner.hide()
+        self.source_event = None
         self.meter.reset()
         self.latency.reset()
         self.source_label.setText(f"opening {config.source_kind} {config.source} …")
@@ -544,8 +547,23 @@ class MainWindow(QMainWindow):
         if stats.proposals:
             self.proposals_seen.setText(f"RPN kept {stats.proposals} on the last frame")
 
+    def _on_source_state(self, event) -> None:
+        """A live source dropped (the banner counts down to the next attempt) or is back."""
+        self.source_event = None if event.state == "reconnected" else event
+        if self.source_event is None:
+            self.warning_banner.hide()
+            self.statusBar().showMessage(event.line(), 8000)
+        else:
+            self._show_source_state()
+
+    def _show_source_state(self) -> None:
+        e = self.source_event
+        self.warning_banner.show_message(f"⚠ {e.source}: {e.status(time.monotonic())} — {e.reason}")
+
     def _refresh_fps(self) -> None:
         now = time.monotonic()
+        if self.source_event is not None and self.source_event.state != "gave_up":
+            self._show_source_state()  # the countdown to the next attempt
         self.fps_gauge.set_fps(self.meter.fps(now) or 0.0)
         latency = f"{self.latency.mean * 1e3:.0f}" if len(self.latency) else "--"
         self.latency_label.setText(f"capture → display: {latency} ms")
