@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE := assets/sample.mp4
 OUT    ?= out.mp4
 
-.PHONY: help demo test test-slow lint gui bench model teacher clean
+.PHONY: help demo test test-slow lint gui bench serve model teacher clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,14 @@ gui: $(VENV)/.installed  ## open the desktop window on the bundled sample clip
 
 bench: $(VENV)/.installed  ## proposal count vs fps (and AP) on the bundled clip → bench/
 	$(BIN)/python run.py bench --video $(SAMPLE) --out bench --overwrite
+
+$(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[serve]'
+	touch $@ $(VENV)/.installed
+
+serve: $(VENV)/.installed-serve  ## set up Ray Serve, run docs/streams.txt (a file + the same file as a live camera) on a local cluster
+	$(BIN)/python run.py serve --sources docs/streams.txt --overwrite
 
 model: $(VENV)/.installed  ## fetch the teacher, label, train (~25 min on 2 cores), evaluate → assets/default_model.pt, MODEL_CARD.md
 	$(BIN)/python scripts/make_model.py

@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
                      "x1, y1, x2, y2) to OUT: .json or .csv")
     out.add_argument("--overwrite", action="store_true", help="replace existing outputs (without it they are refused, untouched)")
 
+    add_model_arguments(parser)
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    run.add_argument("--headless", action="store_true",
+                     help="no window: a progress bar (frames, fps, ETA) and a summary at the end "
+                          "(frames read/processed/written/dropped, mean fps, per-stage ms)")
+    return parser
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options (--model ... --classes), shared by the run and serve commands."""
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="default", metavar="NAME",
                        help="default (the bundled model), paper, or a torchvision COCO builder such as "
@@ -83,18 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--classes", default="", metavar="A,B",
                        help="keep only these classes, comma-separated (e.g. person,car); default: all")
 
-    run = parser.add_argument_group("run")
-    run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    run.add_argument("--headless", action="store_true",
-                     help="no window: a progress bar (frames, fps, ETA) and a summary at the end "
-                          "(frames read/processed/written/dropped, mean fps, per-stage ms)")
-    return parser
-
 
 def build_configs(args: argparse.Namespace):
     """(PipelineConfig, DetectorConfig) from parsed options; raises UserError / ConfigError."""
     from app.config import PipelineConfig
-    from detector.config import DetectorConfig
 
     kind = next(k for k in ("video", "camera", "images", "url") if getattr(args, k) is not None)
     pipeline = PipelineConfig(
@@ -106,8 +110,15 @@ def build_configs(args: argparse.Namespace):
         max_frames=args.max_frames,
         headless=args.headless,
     )
+    return pipeline, detector_config_from_args(args)
+
+
+def detector_config_from_args(args: argparse.Namespace):
+    """The ``DetectorConfig`` of the model options; raises ConfigError."""
+    from detector.config import DetectorConfig
+
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-    detector = DetectorConfig(
+    return DetectorConfig(
         model=args.model,
         weights=args.weights,
         backbone=args.backbone,
@@ -117,7 +128,6 @@ def build_configs(args: argparse.Namespace):
         score_threshold=args.score_threshold,
         classes=classes,
     )
-    return pipeline, detector
 
 
 def has_display() -> bool:

@@ -1,0 +1,134 @@
+"""The sources file, the serve settings, the status table and the serve command's one-line errors
+(without a cluster: every case here fails before Ray would start)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from app.errors import UserError
+from app.serve.config import ServeConfig, check_reachable, parse_address
+from app.serve.ingest import StreamStatus
+from app.serve.status import RateTracker, status_table
+from app.serve.streams import collect_streams, parse_stream, read_sources
+from app.stats import PipelineStats
+from tests.conftest import ROOT, SAMPLE
+
+
+def test_sources_file_lines(tmp_path):
+    f = tmp_path / "streams.txt"
+    f.write_text(
+        "# cameras and files\n"
+        "\n"
+        "--name lobby --camera 0 --record lobby.mp4\n"
+        f"--video {SAMPLE} --export a.json --max-frames 20   # a comment\n"
+        f"--video {SAMPLE} --live --on gpu-node\n"
+        "--url rtsp://cam.local/door?x=1\n"
+    )
+    lobby, clip, replay, door = read_sources(f, in_flight=3)
+    assert (lobby.name, lobby.live, lobby.config.batch_size, lobby.config.record) == ("lobby", True, 1, "lobby.mp4")
+    assert (clip.name, clip.live, clip.config.batch_size, clip.config.max_frames) == ("sample", False, 3, 20)
+    assert replay.name == "sample-2" and replay.live and replay.config.effective_realtime and replay.on == "gpu-node"
+    assert door.name == "cam.local_door" and door.live
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--video a.mp4 --proposals 100", "--proposals is a setting of the shared deployment"),
+    ("--camera 0 --live", "--live is for files"),
+    ("--record x.mp4", "one of the arguments --video --camera --images --url is required"),
+    ("--video a.mp4 --export a.txt", "not a detections file"),
+    ("--video 'a.mp4", "No closing quotation"),
+    ("--video a.mp4 --on 'bad name'", "must be a Ray resource name"),
+    ("--video a.mp4 --bogus 1", "unrecognized arguments: --bogus"),
+])
+def test_bad_lines_name_the_line(tmp_path, line, message):
+    f = tmp_path / "s.txt"
+    f.write_text(f"--video ok.mp4\n{line}\n")
+    with pytest.raises(UserError, match=message) as info:
+        read_sources(f)
+    assert str(info.value).startswith(f"{f}:2: ") and "\n" not in str(info.value)
+
+
+def test_names_and_outputs_must_not_clash():
+    with pytest.raises(UserError, match="a stream named 'a' is already listed"):
+        collect_streams(None, ["--name a --video x.mp4", "--name a --video y.mp4"])
+    with pytest.raises(UserError, match="streams 'x' and 'y' both write out.csv"):
+        collect_streams(None, ["--video x.mp4 --export out.csv", "--video y.mp4 --export out.csv"])
+    with pytest.raises(UserError, match="no streams"):
+        collect_streams(None, [])
+    with pytest.raises(UserError, match="sources file nope.txt does not exist"):
+        collect_streams("nope.txt", [])
+
+
+def test_overwrite_and_in_flight_reach_every_stream():
+    (spec,) = collect_streams(None, ["--video x.mp4 --export o.json"], overwrite=True, in_flight=6)
+    assert spec.config.overwrite and spec.config.batch_size == 6 and spec.config.effective_policy == "every_frame"
+    assert parse_stream("--camera /dev/video2").name == "camera2"
+
+
+def test_serve_config_checks():
+    with pytest.raises(UserError, match="--replicas 0"):
+        ServeConfig(replicas=0)
+    with pytest.raises(UserError, match="--transport 'gzip'"):
+        ServeConfig(transport="gzip")
+    with pytest.raises(UserError, match="--batch-wait-s -1"):
+        ServeConfig(batch_wait_timeout_s=-1)
+    assert parse_address("head.local") == ("head.local", 6379)
+    assert parse_address("ray://head:10001") == ("head", 10001) and parse_address("auto") is None
+    with pytest.raises(UserError, match="is not HOST:PORT"):
+        ServeConfig(address="head:port")
+
+
+def test_unreachable_address_is_one_line():
+    import socket
+
+    with socket.socket() as s:  # a port on this machine that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UserError, match=rf"cannot join the Ray cluster at 127.0.0.1:{port}: connection refused"):
+        check_reachable(f"127.0.0.1:{port}", timeout_s=2)
+
+
+def status(name, state, written, total=None, **stats):
+    return StreamStatus(name, state, node="n1", stats=PipelineStats(frames_written=written, total_frames=total, **stats))
+
+
+def test_status_table_one_line_per_stream():
+    rates = RateTracker(window_s=10)
+    streams = [status("a", "running", 10, 100, latency_ms=210.0), status("cam", "running", 50, frames_dropped=7)]
+    rates.update(streams, now=0.0)
+    streams = [status("a", "running", 30, 100, latency_ms=230.0), status("cam", "failed", 55, frames_dropped=9)]
+    streams[1] = StreamStatus("cam", "failed", node="n1", stats=streams[1].stats, error="camera 0 delivered no frame for 10 s")
+    replicas = [{"replica": "abcdefgh12", "fps": 9.5, "mean_batch": 1.9, "busy": 0.97, "proposals": 300, "score_threshold": 0.5}]
+    lines = status_table(streams, replicas, rates.update(streams, now=4.0))
+    assert lines[0].split() == ["stream", "state", "frames", "fps", "latency", "dropped", "retries", "batch", "node"]
+    assert lines[1].split()[:5] == ["a", "running", "30/100", "5.0", "230"]
+    assert lines[2].split()[:4] == ["cam", "failed", "55", "--"] and " 9 " in lines[2]
+    assert lines[3].startswith("total: 5.0 fps over 1 running stream(s); replicas: 1 (proposals 300, threshold 0.5)")
+    assert "abcdefgh: 9.5 fps, batch 1.9, busy 97%" in lines[3]
+    assert lines[4] == "cam: camera 0 delivered no frame for 10 s"
+
+
+def run_serve(*args, env=None):
+    return subprocess.run([sys.executable, "run.py", "serve", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_serve_without_ray_says_how_to_install():
+    """With Ray not importable the command says how to install it, in one line."""
+    code = "import sys; sys.modules['ray'] = None; from app.cli import main; sys.exit(main(sys.argv[1:]))"
+    out = subprocess.run([sys.executable, "-c", code, "serve", "--stream", f"--video {SAMPLE}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: run.py serve needs Ray Serve, which is not installed: pip install -e '.[serve]' (or pip install 'ray[serve]')"]
+
+
+def test_serve_bad_input_is_one_line_before_any_cluster():
+    out = run_serve("--stream", "--video missing.mp4")
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: stream 'missing': video file missing.mp4 does not exist"], out.stderr
+    out = run_serve("--stream", f"--video {SAMPLE}", "--replicas", "0")
+    assert out.returncode == 2 and out.stderr.strip() == "error: --replicas 0 must be an integer between 1 and 256"
