@@ -176,6 +176,8 @@ class ServeSession:
             raise RuntimeError("deploy() first")
         resources = self._resources()
         for spec in specs:
+            if spec.name in self._specs:
+                raise UserError(f"a stream named {spec.name!r} already runs in this session")
             if spec.on is not None and spec.on not in resources:
                 raise UserError(f"stream {spec.name!r}: no node has the resource {spec.on!r} "
                                 f"(start that node with ray start --resources '{{\"{spec.on}\": 1}}')")
@@ -185,12 +187,13 @@ class ServeSession:
                 except UserError as exc:
                     raise UserError(f"stream {spec.name!r}: {exc}") from None
         actor_class = _stream_actor_class()
+        started = {}
         for spec in specs:
             options = {"resources": {spec.on: 0.001}} if spec.on else {}
-            self._actors[spec.name] = actor_class.options(**options).remote(
+            actor = actor_class.options(**options).remote(
                 spec, self.handle, transport=self.transport, retry_for_s=self.config.retry_for_s)
-            self._specs[spec.name] = spec
-        started = {name: actor.start.remote() for name, actor in self._actors.items()}
+            self._actors[spec.name], self._specs[spec.name] = actor, spec
+            started[spec.name] = actor.start.remote()
         statuses = []
         for name, ref in started.items():
             try:

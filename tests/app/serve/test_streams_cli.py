@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -132,3 +133,19 @@ def test_serve_bad_input_is_one_line_before_any_cluster():
         "error: stream 'missing': video file missing.mp4 does not exist"], out.stderr
     out = run_serve("--stream", f"--video {SAMPLE}", "--replicas", "0")
     assert out.returncode == 2 and out.stderr.strip() == "error: --replicas 0 must be an integer between 1 and 256"
+
+
+def test_serve_unreachable_address_is_one_line_exit_2():
+    pytest.importorskip("ray.serve", reason="the address is checked when joining, which needs Ray")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    out = run_serve("--stream", f"--video {SAMPLE}", "--address", f"127.0.0.1:{port}")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"error: cannot join the Ray cluster at 127.0.0.1:{port}: connection refused "
+        f"(start one with `ray start --head --port {port}`)"]
+    assert time.monotonic() - started < 60  # not Ray's own minute-long connect retries
