@@ -75,6 +75,7 @@ class ServeSession:
         kwargs = dict(namespace=NAMESPACE, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
         if cfg.address is not None:
             check_reachable(cfg.address)
+            _send_token_if_any()
             try:
                 context = ray.init(address=cfg.address, **kwargs)
             except ConnectionError as exc:
@@ -264,9 +265,11 @@ class ServeSession:
                 for actor in self._actors.values():
                     ray.kill(actor)
             if self._deployed:
-                serve.delete(APP_NAME)  # replicas drain and stop before the controller goes
-                if self._owns_cluster:
-                    serve.shutdown()
+                # The replicas drain and stop. Serve itself (its controller) is left to
+                # ray.shutdown() below when the cluster is ours: serve.shutdown() kills the
+                # controller under this driver's handle, whose pending calls Ray then reports as
+                # failed tasks on the user's screen. On a joined cluster Serve belongs to others.
+                serve.delete(APP_NAME)
             if self.board is not None:
                 ray.kill(self.board)
         finally:
@@ -278,6 +281,21 @@ class ServeSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _send_token_if_any() -> None:
+    """Attach this machine's Ray token when joining a cluster.
+
+    ``ray start --head`` turns token authentication on by itself once a token exists
+    (``~/.ray/auth_token``, which any local ``ray.init`` writes since Ray 2.59), but
+    ``ray.init(address=...)`` sends no token unless ``RAY_AUTH_MODE=token`` is set: the join then
+    retries "InvalidAuthToken" for a minute and fails. A head without authentication ignores a
+    token, so sending one whenever there is one is safe. A value the user set is kept."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    default = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.isfile(default):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _stream_actor_class():
