@@ -310,9 +310,9 @@ def _stream_actor_class():
             self.node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
 
     # num_cpus=0: a stream decodes, draws and encodes, but must never wait for a CPU the replicas
-    # hold; max_concurrency=2: status() answers while stop() finalises a recording.
-    return ray.remote(num_cpus=0, max_concurrency=2,
-                      runtime_env={"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}})(StreamActor)
+    # hold; max_concurrency=2: status() answers while stop() finalises a recording. No runtime_env:
+    # a stream does no OpenMP work, and one would cost each actor a dedicated worker start.
+    return ray.remote(num_cpus=0, max_concurrency=2)(StreamActor)
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -10,7 +10,8 @@ Each line is written as the ``run`` command's source and output options, so a li
     --name replay --video assets/sample.mp4 --live                  # a file played as a camera
 
 Blank lines and ``#`` comments are ignored. Relative paths are relative to the directory that
-``run.py serve`` is started in (the same as for ``run.py``). ``--on NAME`` pins the stream to the
+``run.py serve`` is started in (the same as for ``run.py``) and are made absolute before a stream
+starts: a stream on another node needs its files at the same absolute paths there. ``--on NAME`` pins the stream to the
 nodes started with ``ray start --resources '{"NAME": 1}'`` — the node a camera is plugged into, or
 the one whose disk holds the file. Model options (``--proposals`` ...) are not stream options:
 every stream shares the one deployment, so they go to ``run.py serve`` itself.
@@ -21,6 +22,7 @@ Nothing here imports Ray: a bad sources file is reported before any cluster is s
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -93,7 +95,11 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
         raise UserError(f"{where}: {exc} (a line holds run.py's source and output options, e.g. "
                         f"--video clip.mp4 --export clip.csv)") from None
     kind = next(k for k in SOURCE_OPTIONS if getattr(args, k) is not None)
-    source = str(getattr(args, kind))
+    name = args.name or default_name(kind, str(getattr(args, kind)))
+    # Paths are made absolute here, against the directory run.py serve runs in: the actor that
+    # opens and writes them may run in another directory, or on another node (which must then
+    # hold the same path).
+    source = _absolute(getattr(args, kind)) if kind in ("video", "images") else str(getattr(args, kind))
     live_kind = kind in LIVE_KINDS
     if args.live and live_kind:
         raise UserError(f"{where}: --live is for files and image folders; a {kind} is live already")
@@ -101,7 +107,7 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
         raise UserError(f"{where}: --on {args.on!r} must be a Ray resource name (letters, digits, _ . : / -)")
     try:
         config = PipelineConfig(
-            source_kind=kind, source=source, record=args.record, export=args.export, overwrite=overwrite,
+            source_kind=kind, source=source, record=_absolute(args.record), export=_absolute(args.export), overwrite=overwrite,
             max_frames=args.max_frames, headless=True,
             # --live: a file played as a camera would deliver it (its own timestamps), latest frame only.
             policy="drop_stale" if args.live else "auto",
@@ -110,7 +116,11 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
         )
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
-    return StreamSpec(args.name or default_name(kind, source), config, args.on)
+    return StreamSpec(name, config, args.on)
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
 
 
 def default_name(kind: str, source: str) -> str:

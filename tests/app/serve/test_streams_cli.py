@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +15,7 @@ from app.serve.ingest import StreamStatus
 from app.serve.status import RateTracker, status_table
 from app.serve.streams import collect_streams, parse_stream, read_sources
 from app.stats import PipelineStats
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import SAMPLE
 
 
 def test_sources_file_lines(tmp_path):
@@ -29,10 +29,12 @@ def test_sources_file_lines(tmp_path):
         "--url rtsp://cam.local/door?x=1\n"
     )
     lobby, clip, replay, door = read_sources(f, in_flight=3)
-    assert (lobby.name, lobby.live, lobby.config.batch_size, lobby.config.record) == ("lobby", True, 1, "lobby.mp4")
+    assert (lobby.name, lobby.live, lobby.config.batch_size) == ("lobby", True, 1)
+    assert lobby.config.record == str(Path.cwd() / "lobby.mp4")  # absolute: the actor may run elsewhere
     assert (clip.name, clip.live, clip.config.batch_size, clip.config.max_frames) == ("sample", False, 3, 20)
     assert replay.name == "sample-2" and replay.live and replay.config.effective_realtime and replay.on == "gpu-node"
-    assert door.name == "cam.local_door" and door.live
+    assert door.name == "cam.local_door" and door.live and door.config.source == "rtsp://cam.local/door?x=1"
+    assert clip.config.source == str(SAMPLE) and lobby.config.source == "0"
 
 
 @pytest.mark.parametrize("line, message", [
@@ -55,7 +57,7 @@ def test_bad_lines_name_the_line(tmp_path, line, message):
 def test_names_and_outputs_must_not_clash():
     with pytest.raises(UserError, match="a stream named 'a' is already listed"):
         collect_streams(None, ["--name a --video x.mp4", "--name a --video y.mp4"])
-    with pytest.raises(UserError, match="streams 'x' and 'y' both write out.csv"):
+    with pytest.raises(UserError, match="streams 'x' and 'y' both write /.*/out.csv; give each its own file"):
         collect_streams(None, ["--video x.mp4 --export out.csv", "--video y.mp4 --export out.csv"])
     with pytest.raises(UserError, match="no streams"):
         collect_streams(None, [])
@@ -112,30 +114,33 @@ def test_status_table_one_line_per_stream():
     assert lines[4] == "cam: camera 0 delivered no frame for 10 s"
 
 
-def run_serve(*args, env=None):
-    return subprocess.run([sys.executable, "run.py", "serve", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env=env)
+def run_serve(capsys, *args) -> tuple[int, str]:
+    """``run.py serve ARGS`` in this process (as app.cli runs it): (exit status, stderr)."""
+    from app.cli import main
+
+    status = main(["serve", *args])
+    return status, capsys.readouterr().err
 
 
-def test_serve_without_ray_says_how_to_install():
+def test_serve_without_ray_says_how_to_install(capsys, monkeypatch):
     """With Ray not importable the command says how to install it, in one line."""
-    code = "import sys; sys.modules['ray'] = None; from app.cli import main; sys.exit(main(sys.argv[1:]))"
-    out = subprocess.run([sys.executable, "-c", code, "serve", "--stream", f"--video {SAMPLE}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2, out.stderr
-    assert out.stderr.strip().splitlines() == [
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray looks like to import
+    status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}")
+    assert status == 2 and err.strip().splitlines() == [
         "error: run.py serve needs Ray Serve, which is not installed: pip install -e '.[serve]' (or pip install 'ray[serve]')"]
 
 
-def test_serve_bad_input_is_one_line_before_any_cluster():
-    out = run_serve("--stream", "--video missing.mp4")
-    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
-        "error: stream 'missing': video file missing.mp4 does not exist"], out.stderr
-    out = run_serve("--stream", f"--video {SAMPLE}", "--replicas", "0")
-    assert out.returncode == 2 and out.stderr.strip() == "error: --replicas 0 must be an integer between 1 and 256"
+def test_serve_bad_input_is_one_line_before_any_cluster(capsys):
+    status, err = run_serve(capsys, "--stream", "--video missing.mp4")
+    assert status == 2 and err.strip().splitlines() == [
+        f"error: stream 'missing': video file {Path.cwd() / 'missing.mp4'} does not exist"], err
+    status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--replicas", "0")
+    assert status == 2 and err.strip() == "error: --replicas 0 must be an integer between 1 and 256"
+    status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--proposals", "0")
+    assert status == 2 and err.strip() == "error: proposals 0 must be an integer ≥ 1"
 
 
-def test_serve_unreachable_address_is_one_line_exit_2():
+def test_serve_unreachable_address_is_one_line_exit_2(capsys):
     pytest.importorskip("ray.serve", reason="the address is checked when joining, which needs Ray")
     import socket
 
@@ -143,9 +148,9 @@ def test_serve_unreachable_address_is_one_line_exit_2():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     started = time.monotonic()
-    out = run_serve("--stream", f"--video {SAMPLE}", "--address", f"127.0.0.1:{port}")
-    assert out.returncode == 2, out.stderr
-    assert out.stderr.strip().splitlines() == [
+    status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--address", f"127.0.0.1:{port}")
+    assert status == 2, err
+    assert err.strip().splitlines() == [
         f"error: cannot join the Ray cluster at 127.0.0.1:{port}: connection refused "
         f"(start one with `ray start --head --port {port}`)"]
-    assert time.monotonic() - started < 60  # not Ray's own minute-long connect retries
+    assert time.monotonic() - started < 60  # not Ray's own minute of connect retries
