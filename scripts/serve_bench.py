@@ -66,7 +66,7 @@ def bench_transport(frames: list[np.ndarray], rounds: int) -> dict:
         async def __call__(self, payload: FramePayload) -> int:
             return int(payload.decode()[0, 0, 0])
 
-    ray.init(num_cpus=2, object_store_memory=256 * 2**20, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, object_store_memory=256 * 2**20, include_dashboard=False, log_to_driver=False)
     try:
         handle = serve.run(Decode.bind(), name="transport", route_prefix=None)
         for transport in ("raw", "jpeg"):
@@ -89,6 +89,38 @@ def bench_transport(frames: list[np.ndarray], rounds: int) -> dict:
     finally:
         ray.shutdown()
     return out
+
+
+def bench_stream_costs(frames: list[np.ndarray]) -> dict:
+    """CPU ms per frame of what a stream actor does besides waiting for the deployment: decode
+    (PyAV, H.264 768x576), draw the boxes, encode the recording (libx264 veryfast), one core."""
+    import tempfile
+
+    from app.record import Recorder
+    from app.render import annotate
+    from app.sources import FileSource
+    from detector import Detector, DetectorConfig
+
+    detections = Detector(DetectorConfig(device="cpu")).detect(frames[:1])[0]
+    t = time.perf_counter()
+    n = 0
+    with FileSource(str(SAMPLE)) as source:
+        for _ in source.frames():
+            n += 1
+            if n == 100:
+                break
+    decode = (time.perf_counter() - t) * 1e3 / n
+    t = time.perf_counter()
+    drawn = [annotate(f, detections) for f in frames]
+    draw = (time.perf_counter() - t) * 1e3 / len(frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = Recorder(Path(tmp) / "x.mp4", time_base=__import__("fractions").Fraction(1, 10))
+        t = time.perf_counter()
+        for i, image in enumerate(drawn * 3):
+            rec.write(image, i)
+        rec.close()
+        encode = (time.perf_counter() - t) * 1e3 / (3 * len(drawn))
+    return {"decode_ms": decode, "draw_ms": draw, "encode_ms": encode, "boxes_drawn": len(detections)}
 
 
 def bench_in_process(frames_n: int) -> dict:
@@ -121,8 +153,10 @@ def bench_streams(session, counts: list[int], frames_n: int, live_s: float, tag:
             if mode == "file":
                 while not all(s.state in ("done", "failed", "stopped") for s in session.statuses() if s.name in names):
                     time.sleep(0.2)
+                replicas = session.replica_status()  # their last 5 s
             else:
                 time.sleep(live_s)
+                replicas = session.replica_status()
                 session.stop_streams()
             wall = time.perf_counter() - t
             final = [s for s in session.statuses() if s.name in names]
@@ -137,6 +171,7 @@ def bench_streams(session, counts: list[int], frames_n: int, live_s: float, tag:
                 "dropped_fraction": (1 - written / read) if read else 0.0,
                 "retries": sum(s.retries for s in final),
                 "mean_batch": float(np.mean([s.batch for s in final])),
+                "replicas_last_5s": [{k: r[k] for k in ("fps", "batch", "busy")} for r in replicas],
                 "load_before": before, "load_after": load(),
             }
             rows.append(row)
@@ -152,7 +187,7 @@ def main() -> int:
     p.add_argument("--live-s", type=float, default=20.0, help="seconds each live run lasts")
     p.add_argument("--replicas", default="1", help="replica counts to try, comma-separated (CPUs shared out)")
     p.add_argument("--transport-rounds", type=int, default=60)
-    p.add_argument("--skip-transport", action="store_true")
+    p.add_argument("--parts", default="transport,costs,inprocess,serve", help="what to measure, comma-separated")
     args = p.parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -172,13 +207,18 @@ def main() -> int:
         "clip": f"{SAMPLE.name} (768x576, 10 fps)",
     }
     frames = sample_frames(20)
-    if not args.skip_transport:
-        results["transport"] = bench_transport(frames, args.transport_rounds)
+    parts = args.parts.split(",")
+    if "transport" in parts:
+        results["transport"] = {"load_before": load(), **bench_transport(frames, args.transport_rounds), "load_after": load()}
         print(json.dumps(results["transport"]), flush=True)
-    results["in_process"] = {"load_before": load(), **bench_in_process(args.frames), "load_after": load()}
-    print(json.dumps(results["in_process"]), flush=True)
+    if "costs" in parts:
+        results["stream_costs"] = {"load_before": load(), **bench_stream_costs(frames), "load_after": load()}
+        print(json.dumps(results["stream_costs"]), flush=True)
+    if "inprocess" in parts:
+        results["in_process"] = {"load_before": load(), **bench_in_process(args.frames), "load_after": load()}
+        print(json.dumps(results["in_process"]), flush=True)
     results["serve"] = []
-    for replicas in (int(r) for r in args.replicas.split(",")):
+    for replicas in (int(r) for r in args.replicas.split(",") if "serve" in parts):
         with ServeSession(ServeConfig(replicas=replicas, object_store_mb=256)) as session:
             session.deploy(DetectorConfig(device="cpu", precision="fp32"))
             rows = bench_streams(session, counts, args.frames, args.live_s, f"r{replicas}")

@@ -158,7 +158,8 @@ class ReplicaLoad:
                 self._spans.popleft()
 
     def snapshot(self, now: float | None = None) -> dict:
-        """``batches``, ``frames``, ``mean_batch`` (whole run); ``busy`` (0..1) and ``fps`` over the window."""
+        """``batches``, ``frames``, ``mean_batch`` (whole run); ``busy`` (0..1), ``fps`` and ``batch``
+        (mean frames per batch) over the window."""
         now = time.monotonic() if now is None else now
         with self._lock:
             spans = [s for s in self._spans if s[1] >= now - self.window_s]
@@ -171,6 +172,7 @@ class ReplicaLoad:
             "mean_batch": frames / batches if batches else 0.0,
             "busy": max(0.0, min(1.0, busy / window)),
             "fps": sum(n for *_, n in spans) / window,
+            "batch": sum(n for *_, n in spans) / len(spans) if spans else 0.0,
         }
 
 

@@ -81,7 +81,8 @@ class ServeSession:
             except ConnectionError as exc:
                 raise UserError(f"cannot join the Ray cluster at {cfg.address}: {_first_line(exc)}") from None
         else:
-            context = ray.init(num_cpus=cfg.num_cpus or os.cpu_count() or 1, object_store_memory=cfg.object_store_mb * 2**20,
+            # address="local": always a new cluster, even when `ray start` runs one on this machine
+            context = ray.init(address="local", num_cpus=cfg.num_cpus or os.cpu_count() or 1, object_store_memory=cfg.object_store_mb * 2**20,
                                include_dashboard=cfg.dashboard, **kwargs)
         self._connected = True
         # Every process of a local cluster names this folder on its command line (tests check that

@@ -44,7 +44,7 @@ class StreamStatus:
         stats: the pipeline's stats (frames, fps, latency, drops, bad frames, stage ms).
         retries: frames sent again after a replica died.
         replicas: replicas that have answered this stream so far.
-        batch: mean frames per replica batch this stream's frames were part of (recent).
+        batch: mean frames per replica batch that this stream's last 30 frames were part of.
         error: the one-line error of a failed stream.
         notes: remarks about the source (no duration, guessed timestamps ...).
         outputs: one line per written output (path, frames / rows), once finished.
@@ -110,8 +110,8 @@ class StreamWorker:
             state = "stopped" if self._stopped else "done"
         else:
             state = "running"
-        replies = self.detector.last_replies
-        batch = sum(r.batch_size for r in replies) / len(replies) if replies else 0.0
+        sizes = list(self.detector.recent_batch_sizes)
+        batch = sum(sizes) / len(sizes) if sizes else 0.0
         return StreamStatus(
             name=self.spec.name, state=state, node=self.node, source=p.source.name, stats=p.stats(),
             retries=self.detector.retries, replicas=len(self.detector.replicas_seen - {""}), batch=batch,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -57,6 +58,7 @@ class RemoteDetector:
         self.last_times = StageTimes()
         self.last_proposal_counts: list[int] = []
         self.last_replies: list[FrameReply] = []
+        self.recent_batch_sizes: deque[int] = deque(maxlen=30)  # replica batch of each recent frame
         self.retries = 0
         self.replicas_seen: set[str] = set()
         self._closed = threading.Event()
@@ -74,6 +76,7 @@ class RemoteDetector:
                 if k != "total":
                     total[k] = total.get(k, 0.0) + v
             self.replicas_seen.add(reply.replica)
+            self.recent_batch_sizes.append(reply.batch_size)
         self.last_times = StageTimes(**total)
         self.last_proposal_counts = [r.proposals for r in replies]
         self.last_replies = replies

@@ -57,7 +57,7 @@ def replicas_line(replicas: Sequence[dict]) -> str:
     """``replicas: 2 | a1b2: 7.9 fps, batch 1.8, busy 96% | ...`` (fps and busy over the last 5 s)."""
     if not replicas:
         return "replicas: none answering (starting or being replaced)"
-    parts = [f"{r['replica'][:8]}: {r['fps']:.1f} fps, batch {r['mean_batch']:.1f}, busy {r['busy']:.0%}" for r in replicas]
+    parts = [f"{r['replica'][:8]}: {r['fps']:.1f} fps, batch {r['batch']:.1f}, busy {r['busy']:.0%}" for r in replicas]
     knobs = f"proposals {replicas[0]['proposals']}, threshold {replicas[0]['score_threshold']:g}"
     return f"replicas: {len(replicas)} ({knobs}) | " + " | ".join(parts)
 

@@ -100,9 +100,9 @@ def test_replica_load_over_its_window():
     load.add(3.0, 3.5, 2)
     snap = load.snapshot(now=5.0)
     assert snap["batches"] == 2 and snap["frames"] == 6 and snap["mean_batch"] == 3.0
-    assert snap["busy"] == pytest.approx(1.5 / 5.0) and snap["fps"] == pytest.approx(6 / 5.0)
+    assert snap["busy"] == pytest.approx(1.5 / 5.0) and snap["fps"] == pytest.approx(6 / 5.0) and snap["batch"] == 3.0
     later = load.snapshot(now=7.5)  # the first batch has left the window
-    assert later["busy"] == pytest.approx(0.5 / 5.0) and later["fps"] == pytest.approx(2 / 5.0)
+    assert later["busy"] == pytest.approx(0.5 / 5.0) and later["fps"] == pytest.approx(2 / 5.0) and later["batch"] == 2.0
 
 
 def test_reply_defaults_are_one_frame():

@@ -104,7 +104,7 @@ def test_status_table_one_line_per_stream():
     rates.update(streams, now=0.0)
     streams = [status("a", "running", 30, 100, latency_ms=230.0), status("cam", "failed", 55, frames_dropped=9)]
     streams[1] = StreamStatus("cam", "failed", node="n1", stats=streams[1].stats, error="camera 0 delivered no frame for 10 s")
-    replicas = [{"replica": "abcdefgh12", "fps": 9.5, "mean_batch": 1.9, "busy": 0.97, "proposals": 300, "score_threshold": 0.5}]
+    replicas = [{"replica": "abcdefgh12", "fps": 9.5, "batch": 1.9, "busy": 0.97, "proposals": 300, "score_threshold": 0.5}]
     lines = status_table(streams, replicas, rates.update(streams, now=4.0))
     assert lines[0].split() == ["stream", "state", "frames", "fps", "latency", "dropped", "retries", "batch", "node"]
     assert lines[1].split()[:5] == ["a", "running", "30/100", "5.0", "230"]
