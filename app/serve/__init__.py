@@ -137,7 +137,7 @@ def serve_streams(config, detector_config, specs, *, duration_s: float | None = 
             for status in started:
                 for line in status.notes:
                     _say(out, f"note: {status.name}: {line}")
-            knob_thread = _start_knob_reader(session, out)
+            _start_knob_reader(session, out)  # a daemon blocked on stdin: it ends with the process
             deadline = None if duration_s is None else time.monotonic() + duration_s
             try:
                 while not session.wait(config.status_every_s):
@@ -151,7 +151,6 @@ def serve_streams(config, detector_config, specs, *, duration_s: float | None = 
             replicas = session.replica_status()
             final = session.stop_streams()
             printer.show(status_table(final, replicas), final=True)
-            del knob_thread  # a daemon blocked on stdin; it ends with the process
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -123,7 +123,11 @@ class ServeSession:
                             f"CPUs; the cluster has {resources.get('CPU', 0):g} (lower --replica-cpus or --replicas)")
         self.transport = cfg.transport if cfg.transport != "auto" else ("raw" if len(self.nodes) <= 1 else "jpeg")
         self.knobs = Knobs(detector_config.proposals, detector_config.score_threshold)
-        self.board = Board.options(name=BOARD_NAME, namespace=NAMESPACE, lifetime=None).remote(self.knobs)
+        try:
+            self.board = Board.options(name=BOARD_NAME, namespace=NAMESPACE, lifetime=None).remote(self.knobs)
+        except ValueError:  # the name is taken: a driver that is still running owns it
+            raise UserError("another run.py serve is running on this cluster (one at a time: they would share "
+                            "the deployment)") from None
         ray.get(self.board.get.remote())
         # No HTTP proxy: frames reach the replicas through deployment handles only.
         serve.start(proxy_location="Disabled")

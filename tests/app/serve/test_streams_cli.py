@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from pathlib import Path
@@ -154,3 +155,48 @@ def test_serve_unreachable_address_is_one_line_exit_2(capsys):
         f"error: cannot join the Ray cluster at 127.0.0.1:{port}: connection refused "
         f"(start one with `ray start --head --port {port}`)"]
     assert time.monotonic() - started < 60  # not Ray's own minute of connect retries
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_table_is_redrawn_in_place_on_a_terminal_and_printed_every_10_s_elsewhere():
+    from app.serve import TablePrinter
+
+    tty = FakeTerminal()
+    printer = TablePrinter(tty, every_s=1.0)
+    printer.show(["a", "b"])
+    printer.show(["c", "d"])
+    assert tty.getvalue() == "a\nb\n\x1b[2F\x1b[Jc\nd\n"  # up two lines, clear, redraw
+    log = io.StringIO()
+    printer = TablePrinter(log, every_s=1.0)
+    printer.show(["x"])  # within 10 s of the start: nothing
+    printer.show(["y"], final=True)
+    assert log.getvalue() == "y\n"
+
+
+def test_knob_commands_typed_on_a_terminal(monkeypatch):
+    from app.serve import _start_knob_reader
+    from app.serve.batching import Knobs
+
+    class Session:
+        knobs = Knobs(300, 0.5)
+
+        def set_knobs(self, proposals=None, score_threshold=None):
+            self.knobs = Knobs(proposals or self.knobs.proposals,
+                               self.knobs.score_threshold if score_threshold is None else score_threshold)
+            return self.knobs
+
+    stdin = FakeTerminal("proposals 100\nthreshold 0.7\nthreshold 7\nbogus\n")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    out, session = io.StringIO(), Session()
+    _start_knob_reader(session, out).join(10)
+    assert (session.knobs.proposals, session.knobs.score_threshold) == (100, 0.7)
+    assert out.getvalue().splitlines() == [
+        "deployment: proposals 100, score threshold 0.5",
+        "deployment: proposals 100, score threshold 0.7",
+        "error: score threshold 7.0 must be a number between 0 and 1",
+        "commands: proposals N | threshold X   (Ctrl-C stops every stream)",
+    ]
