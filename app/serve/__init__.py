@@ -109,11 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.duration is not None and not args.duration > 0:
         raise UserError(f"--duration {args.duration!r} must be > 0 seconds")
     detector_config = detector_config_from_args(args)
+    if detector_config.weights_path is not None:  # the replicas may run in another directory or node
+        detector_config = detector_config.with_(weights=os.path.abspath(detector_config.weights_path))
     specs = collect_streams(args.sources, args.stream, overwrite=args.overwrite, in_flight=config.in_flight)
     if not ray_available():
         raise UserError(INSTALL_HINT)
     if config.address is None:
         _check_local_sources(specs)
+        _check_local_model(detector_config)
     return serve_streams(config, detector_config, specs, duration_s=args.duration)
 
 
@@ -179,6 +182,18 @@ def _check_local_sources(specs) -> None:
                 open_stream_source(spec.config).close()
             except UserError as exc:
                 raise UserError(f"stream {spec.name!r}: {exc}") from None
+
+
+def _check_local_model(detector_config) -> None:
+    """On a local cluster the replicas run here: a weights file that is not one, or --device cuda
+    without a GPU, is refused now — a replica that fails to start is retried by Serve for a minute."""
+    from detector.detector import resolve_device
+    from detector.weights import read_weights_file
+
+    if detector_config.device != "auto":
+        resolve_device(detector_config.device)
+    if detector_config.weights_path is not None:
+        read_weights_file(detector_config.weights_path)
 
 
 class TablePrinter:

@@ -137,8 +137,10 @@ class ServeSession:
         self._deployed = True
         try:
             self.handle = serve.run(app, name=APP_NAME, route_prefix=None)
-        except Exception as exc:  # Serve's message carries the replica's traceback: keep its last line
-            raise UserError(f"the detector deployment could not start: {_cause_line(exc)}") from None
+        except Exception as exc:
+            # Serve says only "failed to update"; the deployment's status holds the replica's
+            # traceback, whose last line is the error (a weights file missing on a node, no GPU...).
+            raise UserError(f"the detector deployment could not start: {_cause_line(_deployment_message(exc))}") from None
 
     def _auto_cpus(self, resources: dict[str, float]) -> float:
         if self.replica_gpus:
@@ -330,11 +332,24 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _cause_line(exc: BaseException) -> str:
-    """The last "SomeError: message" line of a Serve deployment failure (the replica's own error)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+def _deployment_message(exc: BaseException) -> str:
+    from ray import serve
+
+    from app.serve.deployment import APP_NAME, DEPLOYMENT_NAME
+
+    try:
+        app = serve.status().applications[APP_NAME]
+        return app.deployments[DEPLOYMENT_NAME].message or app.message or str(exc)
+    except Exception:  # no status to read: Serve's own words
+        return str(exc)
+
+
+def _cause_line(text: str) -> str:
+    """The last "SomeError: message" line of a traceback (the replica's own error), without the
+    module path of the exception's class."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     for line in reversed(lines):
-        head = line.split(":", 1)[0]
-        if head.endswith(("Error", "Exception")) and " " not in head:
-            return line
-    return lines[-1] if lines else type(exc).__name__
+        head, _, message = line.partition(": ")
+        if head.endswith(("Error", "Exception")) and " " not in head and message:
+            return message
+    return lines[-1] if lines else "no reason given"

@@ -200,3 +200,24 @@ def test_knob_commands_typed_on_a_terminal(monkeypatch):
         "error: score threshold 7.0 must be a number between 0 and 1",
         "commands: proposals N | threshold X   (Ctrl-C stops every stream)",
     ]
+
+
+def test_a_replica_that_cannot_start_is_reported_by_its_own_error():
+    from app.serve.cluster import _cause_line
+
+    traceback = (
+        "RuntimeError: Traceback (most recent call last):\n"
+        '  File "/x/replica.py", line 1867, in initialize\n'
+        "    await self._user_callable_wrapper.initialize_callable()\n"
+        '  File "/x/detector/weights.py", line 40, in read_weights_file\n'
+        '    raise WeightsError(f"weights file {path} is not a PyTorch weights file") from None\n'
+        "detector.weights.WeightsError: weights file /data/w.pt is not a PyTorch weights file (174812789)\n")
+    assert _cause_line(traceback) == "weights file /data/w.pt is not a PyTorch weights file (174812789)"
+    assert _cause_line("Failed to update the deployments ['detector'].") == "Failed to update the deployments ['detector']."
+
+
+def test_serve_refuses_a_bad_weights_file_or_device_before_any_cluster(capsys, tmp_path):
+    bad = tmp_path / "w.pt"
+    bad.write_text("not weights")
+    status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--weights", str(bad))
+    assert status == 2 and err.startswith(f"error: weights file {bad} ") and err.count("\n") == 1
