@@ -139,6 +139,24 @@ def test_a_killed_replica_is_replaced_and_the_stream_carries_on(session, local_d
     assert_export_equals(read_rows(tmp_path / "k.json"), expected)
 
 
+def test_a_replaced_replica_comes_back_with_the_live_knobs(session):
+    """Knobs changed while running survive a replica's death: the new one reads them from the board."""
+    try:
+        session.set_knobs(proposals=120, score_threshold=0.6)
+        old_pid = session.handle.pid.remote().result(timeout_s=60)
+        os.kill(old_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 300
+        while True:
+            rows = [r for r in session.replica_status() if r["pid"] != old_pid]
+            if rows:
+                break
+            assert time.monotonic() < deadline, "no replica came back"
+            time.sleep(1.0)
+        assert (rows[0]["proposals"], rows[0]["score_threshold"]) == (120, 0.6)
+    finally:
+        session.set_knobs(proposals=MODEL.proposals, score_threshold=MODEL.score_threshold)
+
+
 def test_close_leaves_no_ray_process(session):
     session_dir = session.session_dir
     assert session_dir and Path(session_dir).is_dir()
