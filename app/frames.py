@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 
 from detector.detections import Detections
-from detector.detector import StageTimes
+from detector.stages import StageTimes
 
 
 @dataclass(frozen=True)

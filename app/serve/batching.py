@@ -23,7 +23,7 @@ import numpy as np
 
 from detector.config import check_probability, check_proposals
 from detector.detections import Detections
-from detector.detector import StageTimes
+from detector.stages import StageTimes
 
 TRANSPORTS = ("raw", "jpeg")
 DEFAULT_JPEG_QUALITY = 90

@@ -23,7 +23,7 @@ import numpy as np
 
 from app.serve.batching import DEFAULT_JPEG_QUALITY, FramePayload, FrameReply
 from detector.detections import Detections
-from detector.detector import StageTimes
+from detector.stages import StageTimes
 
 log = logging.getLogger(__name__)
 

@@ -221,3 +221,16 @@ def test_serve_refuses_a_bad_weights_file_or_device_before_any_cluster(capsys, t
     bad.write_text("not weights")
     status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--weights", str(bad))
     assert status == 2 and err.startswith(f"error: weights file {bad} ") and err.count("\n") == 1
+
+
+def test_a_stream_process_does_not_load_torch():
+    """A stream's actor imports only what carries frames and results: no torch (seconds to import and
+    ~300 MB per stream process)."""
+    import subprocess
+
+    code = ("import sys, app.serve.cluster, app.serve.ingest, app.serve.status, app.sinks; "
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[3], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
