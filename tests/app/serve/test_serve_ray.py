@@ -192,3 +192,28 @@ def test_serve_command_end_to_end(clip10, tmp_path):
     table = out.stderr.splitlines()
     assert any(line.split()[:3] == ["one", "done", "4/4"] for line in table), out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_ctrl_c_stops_the_streams_and_finalises_the_recording(tmp_path):
+    out_mp4 = tmp_path / "cam.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "run.py", "serve", "--num-cpus", "2", "--object-store-mb", "128",
+         "--stream", f"--name cam --video {SAMPLE} --live --record {out_mp4}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out_mp4.exists() and out_mp4.stat().st_size > 0):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "no recording started"
+            time.sleep(0.5)
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "interrupted: streams stopped, outputs finalised" in stderr and "Traceback" not in stderr
+    assert f"cam: recording {out_mp4}" in stdout
+    with av.open(str(out_mp4)) as c:  # a finalised MP4: it opens and every frame decodes
+        assert sum(1 for _ in c.decode(video=0)) >= 1

@@ -131,7 +131,8 @@ def test_serve_without_ray_says_how_to_install(capsys, monkeypatch):
         "error: run.py serve needs Ray Serve, which is not installed: pip install -e '.[serve]' (or pip install 'ray[serve]')"]
 
 
-def test_serve_bad_input_is_one_line_before_any_cluster(capsys):
+def test_serve_bad_input_is_one_line_before_any_cluster(capsys, monkeypatch):
+    monkeypatch.setattr("app.serve.ray_available", lambda: True)  # these checks come first, Ray or not
     status, err = run_serve(capsys, "--stream", "--video missing.mp4")
     assert status == 2 and err.strip().splitlines() == [
         f"error: stream 'missing': video file {Path.cwd() / 'missing.mp4'} does not exist"], err
@@ -216,7 +217,8 @@ def test_a_replica_that_cannot_start_is_reported_by_its_own_error():
     assert _cause_line("Failed to update the deployments ['detector'].") == "Failed to update the deployments ['detector']."
 
 
-def test_serve_refuses_a_bad_weights_file_or_device_before_any_cluster(capsys, tmp_path):
+def test_serve_refuses_a_bad_weights_file_or_device_before_any_cluster(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("app.serve.ray_available", lambda: True)
     bad = tmp_path / "w.pt"
     bad.write_text("not weights")
     status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--weights", str(bad))
@@ -234,3 +236,8 @@ def test_a_stream_process_does_not_load_torch():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+    import torch
+
+    if not torch.cuda.is_available():
+        status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--device", "cuda")
+        assert status == 2 and err.strip() == "error: device 'cuda' was asked for, but this machine has no CUDA GPU; use --device cpu"
