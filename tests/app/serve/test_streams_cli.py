@@ -223,6 +223,11 @@ def test_serve_refuses_a_bad_weights_file_or_device_before_any_cluster(capsys, t
     bad.write_text("not weights")
     status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--weights", str(bad))
     assert status == 2 and err.startswith(f"error: weights file {bad} ") and err.count("\n") == 1
+    import torch
+
+    if not torch.cuda.is_available():
+        status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--device", "cuda")
+        assert status == 2 and err.strip() == "error: device 'cuda' was asked for, but this machine has no CUDA GPU; use --device cpu"
 
 
 def test_a_stream_process_does_not_load_torch():
@@ -236,8 +241,3 @@ def test_a_stream_process_does_not_load_torch():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-    import torch
-
-    if not torch.cuda.is_available():
-        status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--device", "cuda")
-        assert status == 2 and err.strip() == "error: device 'cuda' was asked for, but this machine has no CUDA GPU; use --device cpu"
