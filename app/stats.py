@@ -6,7 +6,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from detector.detector import STAGES
+from detector.stages import STAGES
 
 
 class FpsMeter:
