@@ -26,8 +26,9 @@ from app.stats import PipelineStats
 def open_stream_source(config: PipelineConfig) -> Source:
     """Open one stream's source — the one place ``serve`` does so.
 
-    Today this is ``app.sources.open_source``. A source that reconnects when a camera or URL drops
-    (issue 11) goes here and nowhere else: the worker, its frame policy and its outputs do not change.
+    ``app.sources.open_source`` wraps a camera or URL in a ``ReconnectingSource`` (app/reconnect.py)
+    unless the stream's config turns reconnection off, so a live stream that drops is reopened with
+    backoff where it runs; the worker, its frame policy and its outputs do not change.
     """
     return open_source(config)
 
