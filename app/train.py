@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "(auto: 128,256,512 on one level; 16..512 px spread geometrically over several, "
                            "e.g. 16,32,64;128,256,512 on yolov3_tiny's two)")
     arch.add_argument("--reduce-channels", type=int, default=128, help="width of the 1×1 reduction")
+    arch.add_argument("--neck", default=None, choices=("reduce", "head"),
+                      help="nanodet only: 'reduce' (a 1×1 conv + ReLU per level) or 'head' (NanoDet's own head "
+                           "towers and 80-class logit maps, initialised from --backbone-weights and trained)")
+    arch.add_argument("--box-head", default="fc", choices=("fc", "prior"),
+                      help="'fc': the paper's two fc layers, softmax and box regressor; 'prior': the same plus the "
+                           "class prior of the backbone's logit maps (needs --neck head; classes in COCO order)")
     arch.add_argument("--representation-size", type=int, default=512, help="width of the two fc layers")
     arch.add_argument("--min-size", type=int, default=480, help="test-time short side (px)")
     arch.add_argument("--max-size", type=int, default=800, help="test-time long side limit (px)")
@@ -160,8 +166,14 @@ def _build_model(args, class_names: tuple[str, ...]):
         levels = [_ints(level, "--anchor-sizes") for level in args.anchor_sizes.split(";") if level.strip()]
     arch = {"backbone": args.backbone, "anchor_sizes": None if levels is None else [list(level) for level in levels],
             "representation_size": args.representation_size, "reduce_channels": args.reduce_channels,
-            "min_size": args.min_size, "max_size": args.max_size}
-    backbone_kwargs = {}
+            "min_size": args.min_size, "max_size": args.max_size, "box_head": args.box_head}
+    if args.neck is not None:
+        if args.backbone != "nanodet":
+            raise UserError(f"--neck is an option of the nanodet backbone, not of {args.backbone!r}")
+        arch["backbone_kwargs"] = {"neck": args.neck}
+    if args.box_head == "prior":
+        _check_prior_classes(class_names)
+    backbone_kwargs = dict(arch.get("backbone_kwargs", {}))
     if args.backbone_weights:
         if args.backbone not in BACKBONE_WEIGHT_KWARG:
             raise UserError(f"--backbone-weights is supported for {', '.join(BACKBONE_WEIGHT_KWARG)}, not {args.backbone!r}")
@@ -172,12 +184,22 @@ def _build_model(args, class_names: tuple[str, ...]):
     try:
         # the backbone weights only initialise the model: the checkpoint's state dict carries them,
         # so the saved arch does not name the file
-        model = build_paper(num_classes=len(class_names), **arch, backbone_kwargs=backbone_kwargs)
+        model = build_paper(num_classes=len(class_names), **{**arch, "backbone_kwargs": backbone_kwargs})
     except ValueError as exc:
         raise UserError(str(exc)) from None
     # the checkpoint names the sizes used, also when they were chosen automatically
     arch["anchor_sizes"] = [list(level) for level in model.rpn.anchor_generator.sizes]
     return model, arch, class_names
+
+
+def _check_prior_classes(class_names: Sequence[str]) -> None:
+    """The 'prior' box head reads the classes in the order of the teacher's logit maps (COCO's 80)."""
+    from detector.builders import COCO_CLASS_NAMES
+
+    coco80 = tuple(n for n in COCO_CLASS_NAMES[1:] if n != "N/A")
+    if tuple(class_names[1:]) != coco80:
+        raise UserError(f"--box-head prior needs the data's classes to be COCO's 80 in order (autolabel --classes all); "
+                        f"got {len(class_names) - 1}: {', '.join(class_names[1:6])}…")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredict
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from detector.backbones import build_backbone
+from detector.prior_head import PriorPredictor, TwoMLPHeadWithPrior
 
 TORCHVISION_MODELS = (
     "fasterrcnn_resnet50_fpn",
@@ -24,6 +25,7 @@ TORCHVISION_MODELS = (
     "fasterrcnn_mobilenet_v3_large_320_fpn",
 )
 PAPER = "paper"
+BOX_HEADS = ("fc", "prior")
 DEFAULT = "default"  # the bundled checkpoint in assets/ (a ``paper`` model)
 MODEL_NAMES = (DEFAULT, PAPER, *TORCHVISION_MODELS)
 
@@ -74,6 +76,7 @@ def build_paper(
     min_size: int = 600,
     max_size: int = 1000,
     backbone_kwargs: dict | None = None,
+    box_head: str = "fc",
     **faster_rcnn_kwargs,
 ) -> FasterRCNN:
     """The Faster R-CNN of Ren et al.: a shared conv backbone, an RPN with k anchors per position,
@@ -90,7 +93,13 @@ def build_paper(
             RoI max pooling, on a single-level backbone).
         reduce_channels: width of the 1×1 conv put after backbones wider than it.
         min_size, max_size: the test/train resize of the transform (paper: 600 / 1000).
+        backbone_kwargs: passed to the backbone's builder (e.g. ``{"neck": "head"}`` for ``nanodet``).
+        box_head: "fc" (the paper's two fc layers, softmax classifier, box regressor) or "prior": the
+            same, plus a class prior read from the backbone's class-logit channels
+            (``detector.prior_head``; needs a backbone with ``prior_channels``).
     """
+    if box_head not in BOX_HEADS:
+        raise ValueError(f"box_head {box_head!r} is unknown; expected one of {', '.join(BOX_HEADS)}")
     body = build_backbone(backbone, reduce_channels=reduce_channels, **(backbone_kwargs or {}))
     levels = len(body.strides)
     if anchor_sizes is None:
@@ -109,8 +118,15 @@ def build_paper(
         raise ValueError(f"roi_op {roi_op!r} is unknown; expected 'align' or 'pool'")
     if roi_op == "pool" and levels != 1:
         raise ValueError(f"roi_op 'pool' needs a single-level backbone; {backbone!r} gives {levels} levels")
-    head = TwoMLPHead(body.out_channels * roi_output_size**2, representation_size)
-    predictor = FastRCNNPredictor(representation_size, num_classes)
+    if box_head == "prior":
+        if getattr(body, "prior_channels", None) is None:
+            raise ValueError(f"box_head 'prior' needs a backbone with class-logit maps; {backbone!r} with "
+                             f"{backbone_kwargs or {}} has none (nanodet with neck 'head' has)")
+        head = TwoMLPHeadWithPrior(body.out_channels, roi_output_size, representation_size, body.prior_channels)
+        predictor = PriorPredictor(representation_size, num_classes)
+    else:
+        head = TwoMLPHead(body.out_channels * roi_output_size**2, representation_size)
+        predictor = FastRCNNPredictor(representation_size, num_classes)
     settings = {**PAPER_TRAINING, **faster_rcnn_kwargs}
     model = FasterRCNN(
         body,

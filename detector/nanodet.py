@@ -245,24 +245,43 @@ def decode_graph_outputs(outputs: dict[str, torch.Tensor], input_size: tuple[int
     return torch.cat(boxes), torch.cat(all_scores)
 
 
+NECKS = ("reduce", "head")
+
+
 class NanoDetBackbone(nn.Module):
     """The frozen NanoDet-g trunk (CSP backbone + PAN, COCO-trained) as a three-level backbone.
 
     ``forward(x: Tensor[B, 3, H, W] normalised RGB) -> OrderedDict{"0": [B, C, H/8, W/8], "1": [B, C,
-    H/16, W/16], "2": [B, C, H/32, W/32]}`` with C = ``out_channels``: a trainable 1×1 conv + ReLU per
-    level (the PAN's maps are linear sums). ``trunk_features`` / ``neck`` split the forward at the
-    frozen/trainable boundary so that training can cache the trunk's maps.
+    H/16, W/16], "2": [B, C, H/32, W/32]}``. ``trunk_features`` / ``neck`` split the forward at the
+    frozen/trainable boundary so that training can cache the trunk's maps. The trainable neck is
+
+    * ``"reduce"``: a 1×1 conv + ReLU per level to C = ``reduce_channels`` (the PAN's maps are linear sums);
+    * ``"head"``: NanoDet's own head per level — its 3×3 conv + LeakyReLU (128 channels, the "tower")
+      and its 1×1 conv to the 80 COCO class logits — giving C = 128 + 80 channels: the tower's features,
+      then the class-logit maps (``prior_channels``). Initialised from the teacher and trained further,
+      the logit maps let the RoI head start from NanoDet's own classification of each RoI
+      (``detector.prior_head``) instead of from nothing.
     """
 
-    def __init__(self, reduce_channels: int = NANODET_WIDTH) -> None:
+    def __init__(self, reduce_channels: int = NANODET_WIDTH, neck: str = "reduce") -> None:
         super().__init__()
+        if neck not in NECKS:
+            raise ValueError(f"nanodet neck {neck!r} is unknown; expected one of {', '.join(NECKS)}")
         self.trunk = NanoDetTrunk()
         for p in self.trunk.parameters():
             p.requires_grad_(False)
-        self.reduce = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(NANODET_WIDTH, reduce_channels, 1), nn.ReLU(inplace=True)) for _ in NANODET_STRIDES
-        )
-        self.out_channels = reduce_channels
+        self.neck_kind = neck
+        if neck == "reduce":
+            self.reduce = nn.ModuleList(
+                nn.Sequential(nn.Conv2d(NANODET_WIDTH, reduce_channels, 1), nn.ReLU(inplace=True)) for _ in NANODET_STRIDES
+            )
+            self.out_channels = reduce_channels
+            self.prior_channels: tuple[int, int] | None = None
+        else:
+            self.towers = nn.ModuleList(ConvAct(NANODET_WIDTH, NANODET_WIDTH) for _ in NANODET_STRIDES)
+            self.class_maps = nn.ModuleList(nn.Conv2d(NANODET_WIDTH, NANODET_NUM_CLASSES, 1) for _ in NANODET_STRIDES)
+            self.out_channels = NANODET_WIDTH + NANODET_NUM_CLASSES
+            self.prior_channels = (NANODET_WIDTH, NANODET_WIDTH + NANODET_NUM_CLASSES)
         self.strides = NANODET_STRIDES
         self.image_mean = [m / 255 for m in NANODET_MEAN_RGB]
         self.image_std = [s / 255 for s in NANODET_STD_RGB]
@@ -279,22 +298,36 @@ class NanoDetBackbone(nn.Module):
             return self.trunk(x)
 
     def neck(self, maps: Sequence[torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
-        return OrderedDict((str(i), red(m)) for i, (red, m) in enumerate(zip(self.reduce, maps)))
+        if self.neck_kind == "reduce":
+            return OrderedDict((str(i), red(m)) for i, (red, m) in enumerate(zip(self.reduce, maps)))
+        out = OrderedDict()
+        for i, (tower, classes, m) in enumerate(zip(self.towers, self.class_maps, maps)):
+            t = tower(m)
+            out[str(i)] = torch.cat((t, classes(t)), 1)
+        return out
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         return self.neck(self.trunk_features(x))
 
 
-def nanodet(reduce_channels: int | None = NANODET_WIDTH, tfjs_model: str | None = None) -> nn.Module:
+def nanodet(reduce_channels: int | None = NANODET_WIDTH, tfjs_model: str | None = None, neck: str = "reduce") -> nn.Module:
     """NanoDet-g's COCO-trained trunk, frozen, at strides 8, 16 and 32 (see ``NanoDetBackbone``).
 
     Args:
-        reduce_channels: width of the trainable 1×1 convs (None: the PAN's own 128).
-        tfjs_model: the human library's ``nanodet.json`` to read the trunk from. None leaves it random —
-            a checkpoint's state dict then supplies it (no TF.js file at run time).
+        reduce_channels: width of the trainable 1×1 convs of the "reduce" neck (None: the PAN's own 128).
+        tfjs_model: the human library's ``nanodet.json`` to read the trunk (and, for the "head" neck, the
+            head's towers and class convs) from. None leaves them random — a checkpoint's state dict then
+            supplies them (no TF.js file at run time).
+        neck: "reduce" or "head" (see ``NanoDetBackbone``).
     """
-    body = NanoDetBackbone(int(reduce_channels or NANODET_WIDTH))
+    body = NanoDetBackbone(int(reduce_channels or NANODET_WIDTH), neck)
     if tfjs_model is not None:
         full = load_tfjs_weights(NanoDet(), tfjs_model)
         body.trunk.load_state_dict(full.trunk.state_dict())
+        if neck == "head":
+            with torch.no_grad():
+                for tower, classes, conv, out in zip(body.towers, body.class_maps, full.head.convs, full.head.outputs):
+                    tower.load_state_dict(conv.state_dict())
+                    classes.weight.copy_(out.weight[:NANODET_NUM_CLASSES])
+                    classes.bias.copy_(out.bias[:NANODET_NUM_CLASSES])
     return body

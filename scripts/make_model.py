@@ -60,7 +60,7 @@ TEACHER_RUNS = {
 }
 # The student. lr 0.01 rather than the paper's 0.001: the paper trains 80k iterations, this budget
 # allows a few thousand; the trunk is frozen and only the neck and heads learn.
-ARCH = ["--backbone", "nanodet", "--anchor-sizes", "auto", "--reduce-channels", "128",
+ARCH = ["--backbone", "nanodet", "--neck", "head", "--box-head", "prior", "--anchor-sizes", "auto",
         "--representation-size", "512", "--min-size", "416", "--max-size", "736"]
 TRAIN = ["--epochs", "1000", "--iters-per-epoch", "500", "--batch-size", "2", "--lr", "0.01", "--warmup-iters", "100",
          "--scales", "352,416,480", "--augment", "mosaic,scale,color,flip", "--scale-range", "0.3,3",
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=str(ROOT / ".cache"), help="downloads (CACHE/pkgs, CACHE/data, teachers)")
     p.add_argument("--work", default=None, help="staged pictures, labels, training run, evaluations (default CACHE/v3)")
     p.add_argument("--assets", default=str(ROOT / "assets"))
-    p.add_argument("--minutes", type=float, default=50.0, help="training time budget")
+    p.add_argument("--minutes", type=float, default=45.0, help="training time budget")
     p.add_argument("--force", action="store_true", help="redo every step even if its output exists")
     p.add_argument("--until", choices=STEPS, default="evaluate", help="stop after this step (evaluate = ship)")
     p.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md from the shipped checkpoint's meta")
