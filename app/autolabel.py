@@ -1,4 +1,7 @@
-"""``autolabel``: run the YOLOv3-tiny teacher over a video, an image folder or one image → COCO JSON.
+"""``autolabel``: run the teacher(s) over a video, an image folder or one image → COCO JSON.
+
+The teacher is YOLOv3-tiny by default; ``--teachers yolo,nanodet`` runs several and fuses their boxes
+by weighted boxes fusion (``detector.fusion``); ``--classes all`` labels COCO's 80 classes.
 
 Frames of a video are written as JPEG files next to the JSON (``<out stem>_images/``), so that the
 JSON is an ordinary COCO dataset that ``train`` and ``eval`` read. Teacher boxes scoring at least
@@ -19,9 +22,9 @@ import cv2
 import numpy as np
 
 from app.errors import UserError
+from app.teachers import add_teacher_arguments, teacher_from_args
 
 DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
-DEFAULT_TEACHER_DIR = Path(".cache") / "darknet"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -62,10 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("source", help="a video file, a folder of images, or one image")
     p.add_argument("--out", required=True, help="COCO JSON to write")
-    p.add_argument("--teacher-dir", default=str(DEFAULT_TEACHER_DIR),
-                   help="folder with yolov3-tiny.cfg, yolov3-tiny.weights and coco.names (make model fetches them)")
-    p.add_argument("--sizes", default="416,608", help="teacher input sizes, merged by per-class NMS")
-    p.add_argument("--classes", default=",".join(DEFAULT_CLASSES), help="COCO class names to label (comma-separated)")
+    add_teacher_arguments(p, "yolo", ("--sizes",))
+    p.add_argument("--teacher-score", type=float, default=None,
+                   help="each teacher's own score threshold before the fusion (default: --min-score)")
+    p.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
+                   help="COCO class names to label (comma-separated), or 'all' for the teacher's 80")
     p.add_argument("--min-score", type=float, default=0.25, help="teacher boxes below this are dropped")
     p.add_argument("--label-score", type=float, default=0.4,
                    help="boxes from --min-score up to this are marked iscrowd=1 (ignore); above it they are labels")
@@ -76,19 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise UserError(f"--sizes {text!r} must be comma-separated integers, e.g. 416,608") from None
-    if not sizes or any(s < 32 or s % 32 for s in sizes):
-        raise UserError(f"--sizes {text!r}: every size must be a multiple of 32 (e.g. 416,608)")
-    return sizes
-
-
 def autolabel(source: Path, out: Path, teacher, classes: Sequence[str], min_score: float, label_score: float,
               start: int = 0, end: int | None = None, every: int = 1, images_dir: Path | None = None) -> dict:
-    """Label ``source`` with ``teacher`` (a ``detector.teacher.YoloTeacher`` with color="rgb") and
+    """Label ``source`` with ``teacher`` (``detect_one(rgb) -> Detections``, e.g. a
+    ``detector.teacher.YoloTeacher`` with color="rgb" or a ``detector.fusion.FusedTeacher``) and
     write the COCO JSON ``out``; returns the dataset dict. Boxes are COCO [x, y, w, h] in pixels."""
     unknown = sorted(set(classes) - set(teacher.class_names[1:]))
     if unknown:
@@ -130,7 +125,8 @@ def autolabel(source: Path, out: Path, teacher, classes: Sequence[str], min_scor
     if not images:
         raise UserError(f"{source} gave no frames (start {start}, end {end}, every {every})")
     dataset = {
-        "info": {"description": f"teacher labels of {source.name}", "teacher": "YOLOv3-tiny (cv2.dnn, patched cfg)",
+        "info": {"description": f"teacher labels of {source.name}",
+                 "teacher": getattr(teacher, "description", "YOLOv3-tiny (cv2.dnn, patched cfg)"),
                  "sizes": list(teacher.sizes), "min_score": min_score, "label_score": label_score},
         "images": images, "annotations": annotations, "categories": coco_categories(classes),
     }
@@ -142,8 +138,6 @@ def autolabel(source: Path, out: Path, teacher, classes: Sequence[str], min_scor
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from detector.teacher import TeacherError, YoloTeacher
-
         source = Path(args.source)
         if not source.exists():
             raise UserError(f"source {source} does not exist")
@@ -154,11 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
         if not classes:
             raise UserError("--classes is empty")
-        try:
-            teacher = YoloTeacher.from_directory(args.teacher_dir, sizes=_parse_sizes(args.sizes),
-                                                 score_threshold=args.min_score, color="rgb")
-        except TeacherError as exc:
-            raise UserError(str(exc)) from None
+        teacher = teacher_from_args(args, "label", args.min_score if args.teacher_score is None else args.teacher_score)
+        if classes == ("all",):
+            classes = tuple(teacher.class_names[1:])
         data = autolabel(source, Path(args.out), teacher, classes, args.min_score, args.label_score,
                          args.start, args.end, args.every, Path(args.images_dir) if args.images_dir else None)
     except UserError as exc:

@@ -17,6 +17,8 @@ POLICIES = ("auto", "every_frame", "drop_stale")
 LIVE_KINDS = ("camera", "url")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".m4v")  # containers that take H.264
 EXPORT_EXTENSIONS = (".json", ".csv")
+RECONNECT_FOREVER = -1  # PipelineConfig.reconnect: retry a dropped live source without end
+MAX_STREAMS = 16  # streams one process runs with one detector (app/multi.py)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,15 @@ class PipelineConfig:
         decode_threads / encode_threads: FFmpeg's decoder threads and libx264's threads; 0 = their
             own choice. ``app.threads`` picks them so that they do not take the detector's cores.
         headless: no window (the CLI's --headless).
+        track: give every detection a persistent track ID (ByteTrack); lines and zones turn it on too.
+        trails: draw each track's recent path.
+        lines: counting lines, each (x1, y1, x2, y2): fractions of the frame when all are in [0, 1],
+            else source pixels (``app.count.Shape``).
+        zones: counting zones, each (x1, y1, x2, y2, x3, y3, …), the same way.
+        reconnect: attempts to reopen a live source that dropped (errored, ended or stalled)
+            before giving up; ``RECONNECT_FOREVER`` (-1, the default) never gives up, 0 = off.
+            Files and image folders are never reopened.
+        stall_timeout_s: a live source that delivers no frame this long has dropped.
     """
 
     source_kind: str = "video"
@@ -69,6 +80,12 @@ class PipelineConfig:
     decode_threads: int = 0
     encode_threads: int = 0
     headless: bool = False
+    track: bool = False
+    trails: bool = True
+    lines: tuple[tuple[float, ...], ...] = ()
+    zones: tuple[tuple[float, ...], ...] = ()
+    reconnect: int = RECONNECT_FOREVER
+    stall_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.source_kind not in SOURCE_KINDS:
@@ -91,7 +108,9 @@ class PipelineConfig:
                 raise UserError(f"{name} {getattr(self, name)!r} must be an integer between 0 (auto) and 64")
         if not _is_int(self.queue_size) or not 1 <= self.queue_size <= 256:
             raise UserError(f"queue size {self.queue_size!r} must be an integer between 1 and 256")
-        for name in ("image_fps", "open_timeout_s", "fps_window_s"):
+        if not _is_int(self.reconnect) or self.reconnect < RECONNECT_FOREVER:
+            raise UserError(f"reconnect {self.reconnect!r} must be a number of attempts ≥ 0, or forever")
+        for name in ("image_fps", "open_timeout_s", "fps_window_s", "stall_timeout_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
                 raise UserError(f"{name} {value!r} must be a number in (0, 1000]")
@@ -105,6 +124,24 @@ class PipelineConfig:
             _check_extension(self.adapt_log, (".json",), "adaptive log", "a JSON file")
         if self.record and self.export and _same_file(self.record, self.export):
             raise UserError(f"--record and --export name the same file {self.record}")
+        from app.count import Shape  # here: app.count imports nothing heavy, but config is imported everywhere
+
+        for kind in ("lines", "zones"):
+            shapes = tuple(Shape(kind[:-1], tuple(c)) for c in getattr(self, kind))  # validates; UserError
+            object.__setattr__(self, kind, tuple(s.coords for s in shapes))
+
+    @property
+    def counting(self) -> bool:
+        return bool(self.lines or self.zones)
+
+    @property
+    def counts_file(self) -> str | None:
+        """Where the counts go: next to the export (``dets.csv`` → ``dets.counts.json``), when there
+        are lines or zones and an export."""
+        if not (self.counting and self.export):
+            return None
+        p = Path(self.export)
+        return str(p.with_name(p.stem + ".counts.json"))
 
     @property
     def effective_policy(self) -> str:
@@ -129,7 +166,8 @@ class PipelineConfig:
 
         Nothing is created or changed here; raises ``UserError`` naming the path and the reason.
         """
-        for path, what in ((self.record, "recording"), (self.export, "export"), (self.adapt_log, "adaptive log")):
+        for path, what in ((self.record, "recording"), (self.export, "export"), (self.counts_file, "counts"),
+                           (self.adapt_log, "adaptive log")):
             if path is not None:
                 check_output_path(path, what, overwrite=self.overwrite)
 

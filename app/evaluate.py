@@ -1,7 +1,9 @@
-"""``eval``: COCO AP / AP50 / AP75 (and AP50 per class) of a model — or of the teacher — on a COCO JSON.
+"""``eval``: COCO AP / AP50 / AP75 (and AP50 per class) of a model — or of the teacher — on a COCO JSON,
+and the share of objects found (recall at IoU ≥ 0.5 of the detections scoring ≥ 0.3; all, per class, persons).
 
 The model is any the product can load (``--model``/``--weights`` as for running it); ``--teacher-sizes``
-scores the YOLOv3-tiny teacher instead, so that the student can be put next to it. AP is computed by
+scores the YOLOv3-tiny teacher instead, and ``--teachers yolo,nanodet,centernet`` any of the teachers
+(several: fused by weighted boxes fusion), so that the student can be put next to them. AP is computed by
 pycocotools; detections of classes the JSON does not have are ignored.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 import cv2
 
 from app.errors import UserError
+from app.teachers import add_teacher_arguments, teacher_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=None, help="test short side (default: the model's)")
     p.add_argument("--max-size", type=int, default=None, help="test long-side limit (default: the model's)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--teacher-sizes", default=None,
-                   help="score the YOLOv3-tiny teacher at these sizes (e.g. 608 or 416,608) instead of a model")
-    p.add_argument("--teacher-dir", default=str(Path(".cache") / "darknet"), help="the teacher's Darknet files")
+    add_teacher_arguments(p, None, ("--teacher-sizes",))
+    p.add_argument("--recall-iou", type=float, default=0.5, help="IoU at which a detection finds an object")
+    p.add_argument("--recall-score", type=float, default=0.3,
+                   help="detections scoring at least this count for the recall (the threshold a user runs with)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     return p
 
@@ -47,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from detector.evaluate import format_metrics
 
     print(f"{args.data}: {format_metrics(metrics)}  [{metrics['images']} images, {metrics['seconds']:.1f} s]")
+    found = ", ".join(f"{name} {f}/{n}" for name, (f, n) in metrics["per_class_found"].items())
+    print(f"found per class (IoU ≥ {args.recall_iou:g}, score ≥ {args.recall_score:g}): {found or 'no objects'}")
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=1))
     return 0
@@ -56,13 +62,16 @@ def run(args) -> dict:
     from detector.evaluate import evaluate, load_coco
 
     path = Path(args.data)
+    for name, value in (("--recall-iou", args.recall_iou), ("--recall-score", args.recall_score)):
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{name} {value} must be in [0, 1]")
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
     try:
         coco = load_coco(path)
     except ValueError as exc:
         raise UserError(f"--data {path}: {exc}") from None
-    detect = _teacher(args) if args.teacher_sizes else _model(args)
+    detect = _teacher(args) if args.yolo_sizes or args.teachers else _model(args)
     predictions = {}
     started = time.perf_counter()
     for image_id, info in sorted(coco.imgs.items()):
@@ -73,7 +82,7 @@ def run(args) -> dict:
             raise UserError(f"image {file} (id {image_id}) of {path} cannot be read")
         predictions[image_id] = detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     seconds = time.perf_counter() - started
-    metrics = evaluate(coco, predictions)
+    metrics = evaluate(coco, predictions, recall_iou=args.recall_iou, recall_score=args.recall_score)
     metrics["seconds"] = seconds
     return metrics
 
@@ -96,12 +105,4 @@ def _model(args):
 
 
 def _teacher(args):
-    from detector.teacher import TeacherError, YoloTeacher
-
-    try:
-        sizes = tuple(int(s) for s in args.teacher_sizes.split(",") if s.strip())
-        teacher = YoloTeacher.from_directory(args.teacher_dir, sizes=sizes, score_threshold=args.score_threshold,
-                                             color="rgb")
-    except (TeacherError, ValueError) as exc:
-        raise UserError(f"teacher: {exc}") from None
-    return teacher.detect_one
+    return teacher_from_args(args, "evaluate", args.score_threshold).detect_one

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from detector.detections import Detections
-from detector.detector import StageTimes
+from detector.stages import StageTimes
+
+if TYPE_CHECKING:
+    from app.analytics import Overlay
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class Result:
         proposals: RPN proposals the detector kept for this frame.
         done: ``time.monotonic()`` when the detections were ready.
         batch_size: how many frames shared the ``detect`` call.
+        overlay: trails and counter states to draw (``app.analytics``); None when tracking is off.
         detected: False when a live frame was skipped by the adaptive controller and carries the
             detections of the last detected frame.
     """
@@ -67,6 +72,7 @@ class Result:
     proposals: int = 0
     done: float = 0.0
     batch_size: int = 1
+    overlay: Overlay | None = None
     detected: bool = True
 
     @property

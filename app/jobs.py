@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "train": ("app.train", "train or fine-tune a model on COCO-format data"),
     "eval": ("app.evaluate", "COCO AP/AP50 of a model on a COCO JSON"),
     "autolabel": ("app.autolabel", "label a video or image folder with the teacher → COCO JSON"),
+    "serve": ("app.serve", "many streams on a Ray cluster: the detector as a batched Ray Serve deployment"),
 }
 
 

@@ -30,13 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from app.adapt import AdaptConfig, AdaptiveController
+from app.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
 from app.frames import Frame, Result
 from app.render import DEFAULT_STYLE, Style, annotate, stats_line
 from app.sinks import CallbackSink, ExportSink, RecordSink, Sink
 from app.sources import LatestFrame, Source, open_source
 from app.stats import FpsMeter, PipelineStats, StageAverages
-from detector.detector import StageTimes
+from detector.stages import StageTimes
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class Pipeline:
         self.source = source if source is not None else open_source(config)
         self.style = style
         self.policy = config.effective_policy
+        # Tracking and counting (app/analytics.py): inert until switched on; the worker feeds it every
+        # frame the detector saw, with the frame's timestamp, so IDs survive frames dropped before it.
+        self.analytics = Analytics.from_config(config, float(self.source.rate) if self.source.rate else None)
         self.on_finish = on_finish
         device = getattr(getattr(detector, "device", None), "type", "cpu")
         self.batch_size = config.batch_size or (4 if device == "cuda" and self.policy == "every_frame" else 1)
@@ -134,10 +138,14 @@ class Pipeline:
         try:
             if self.config.record:
                 self.start_recording(self.config.record, overwrite=self.config.overwrite)
+            if self.config.counts_file:  # checked before the export file is opened (and truncated)
+                check_output_path(self.config.counts_file, "counts", overwrite=self.config.overwrite)
             if self.config.export:
                 check_output_path(self.config.export, "export", overwrite=self.config.overwrite)
                 self.export_sink = ExportSink(self.config.export)
                 self.add_sink(self.export_sink)
+            if self.config.counts_file:
+                self.add_sink(CountsSink(self.config.counts_file, self.analytics))
         except BaseException:
             self._close_sinks()
             self.source.close()
@@ -182,6 +190,8 @@ class Pipeline:
         self._stop.set()
         self._resume.set()
         self._latest.close()
+        if getattr(self.source, "thread_safe_close", False):
+            self.source.close()  # wakes a reader waiting on a live source that is down (app/reconnect.py)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -427,9 +437,11 @@ class Pipeline:
             idle += time.monotonic() - waited
             if not batch:
                 continue
+            self.analytics.bind(batch[0].size)  # lines/zones outside the frame: refused before any detection
             if self.policy == "drop_stale" and last is not None and not self.adapt.detect_next():
                 # Frame skip (live sources only, set by the adaptive controller): shown with the
-                # last detections. A file never gets here: every one of its frames is detected.
+                # last detections and overlay (the tracker sees detected frames only). A file never
+                # gets here: every one of its frames is detected.
                 if not self._put(self._results, replace(last, frame=batch[0], done=time.monotonic(), detected=False)):
                     return
                 self._processed += 1
@@ -443,13 +455,17 @@ class Pipeline:
             counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
             for i, (frame, det) in enumerate(zip(batch, detections)):
                 proposals = counts[i] if i < len(counts) else 0
-                result = Result(frame, det, per_frame, proposals, done, len(batch))
+                det, overlay = self.analytics.process(det, frame.index, frame.seconds)
+                stage_ms = per_frame.as_dict()
+                if self.analytics.last_ms is not None:
+                    stage_ms["track"] = self.analytics.last_ms
+                result = Result(frame, det, per_frame, proposals, done, len(batch), overlay)
                 if not self._put(self._results, result):
                     return
                 last = result
                 self._processed += 1
                 self._proposals = proposals
-                self._stages.add(per_frame.as_dict())
+                self._stages.add(stage_ms)
         if not self._stop.is_set():  # a normal end: tell the sink thread
             self._put(self._results, _END)
 
@@ -479,7 +495,7 @@ class Pipeline:
                 if self.config.draw_stats:
                     text = stats_line(self._fps.fps(), {k: v for k, v in result.times.as_dict().items()
                                                         if k in ("backbone", "rpn", "roi_heads")}, result.proposals)
-                annotated = annotate(result.frame.image, result.detections, text, self.style)
+                annotated = annotate(result.frame.image, result.detections, text, self.style, result.overlay)
             for sink in sinks:
                 sink.write(result, annotated)
         now = time.monotonic()

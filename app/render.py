@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from app.overlay import draw_overlay, track_color
 from detector.detections import Detections
+
+if TYPE_CHECKING:
+    from app.analytics import Overlay
 
 
 @dataclass(frozen=True)
@@ -33,21 +38,25 @@ DEFAULT_STYLE = Style()
 
 
 def draw_detections(image: np.ndarray, detections: Detections, style: Style = DEFAULT_STYLE) -> np.ndarray:
-    """A copy of ``image`` (uint8 [H, W, 3], RGB) with a box and a "class score" label per detection.
+    """A copy of ``image`` (uint8 [H, W, 3], RGB) with a box and a "class score" label per detection;
+    a tracked detection gets its track's colour and "#id" after the score.
 
     Boxes are (x1, y1, x2, y2) in the image's pixels; the input is not modified.
     """
     out = np.ascontiguousarray(image).copy()
     h, w = out.shape[:2]
-    for box, score, class_id in zip(detections.boxes, detections.scores, detections.class_ids):
+    track_ids = detections.track_ids if detections.track_ids is not None else np.full(len(detections), -1)
+    for box, score, class_id, track_id in zip(detections.boxes, detections.scores, detections.class_ids, track_ids):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w - 1))
         y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h - 1))
-        color = style.color(class_id)
+        color = track_color(track_id) if track_id >= 0 else style.color(class_id)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, style.thickness, cv2.LINE_AA)
         label = detections.class_names[int(class_id)]
         if style.show_scores:
             label = f"{label} {float(score):.2f}"
+        if track_id >= 0:
+            label = f"{label} #{int(track_id)}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, style.font_scale, 1)
         ty = y1 - 3 if y1 - th - base - 3 >= 0 else y1 + th + 3  # above the box, or inside at the top
         cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 2, ty + base - 1), color, cv2.FILLED)
@@ -76,7 +85,11 @@ def draw_text_line(image: np.ndarray, text: str, style: Style = DEFAULT_STYLE) -
     return image
 
 
-def annotate(image: np.ndarray, detections: Detections, text: str | None = None, style: Style = DEFAULT_STYLE) -> np.ndarray:
-    """Boxes, labels and (optionally) the stats line: a new image, the input untouched."""
+def annotate(image: np.ndarray, detections: Detections, text: str | None = None, style: Style = DEFAULT_STYLE,
+             overlay: Overlay | None = None) -> np.ndarray:
+    """Boxes, labels, (optionally) the tracking overlay — trails, lines and zones with their counts —
+    and the stats line: a new image, the input untouched."""
     out = draw_detections(image, detections, style)
+    if overlay is not None:
+        draw_overlay(out, overlay, style.font_scale)
     return draw_text_line(out, text, style) if text else out

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from app.errors import UserError
 from app.jobs import subcommand_help
+from app.multi_run import add_source_options, source_list
 
 EXIT_OK = 0
 EXIT_BAD_FRAMES = 1
@@ -47,23 +48,53 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  python run.py --video assets/sample.mp4 --record out.mp4 --headless --overwrite\n"
             "  python run.py --camera 0 --classes person,car --proposals 100\n"
-            "  python run.py --images frames/ --export dets.csv --headless\n\n"
+            "  python run.py --images frames/ --export dets.csv --headless\n"
+            "  python run.py --url rtsp://cam1/s --url rtsp://cam2/s --record out.mp4   (out-cam1-s.mp4, out-cam2-s.mp4)\n\n"
             + subcommand_help()
             + "\n  (python run.py JOB --help for each)"
         ),
     )
-    src = parser.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
-    src.add_argument("--video", metavar="PATH", help="a video file (any container/codec FFmpeg decodes)")
-    src.add_argument("--camera", metavar="N", help="a camera index (0 = /dev/video0) or a device path")
-    src.add_argument("--images", metavar="DIR", help="a folder of images, or a quoted glob such as 'frames/*.jpg'")
-    src.add_argument("--url", metavar="URL", help="a stream: rtsp://, rtmp://, http(s)://, udp:// (10 s timeout)")
+    add_source_options(parser)  # --video/--camera/--images/--url, repeatable; --sources, --reconnect
 
     out = parser.add_argument_group("outputs")
-    out.add_argument("--record", metavar="OUT", help="write the annotated video (H.264) to OUT: .mp4, .mkv, .mov or .m4v")
+    out.add_argument("--record", metavar="OUT", help="write the annotated video (H.264) to OUT: .mp4, .mkv, .mov or .m4v "
+                     "(several streams: one file each, OUT-<stream>.mp4)")
     out.add_argument("--export", metavar="OUT", help="write one row per detection (frame, timestamp s, class, score, "
-                     "x1, y1, x2, y2) to OUT: .json or .csv")
+                     "x1, y1, x2, y2) to OUT: .json or .csv (several streams: one file, with a 'stream' column first)")
     out.add_argument("--overwrite", action="store_true", help="replace existing outputs (without it they are refused, untouched)")
 
+    add_model_arguments(parser)
+
+    track = parser.add_argument_group("tracking and counting")
+    track.add_argument("--track", action="store_true",
+                       help="give each object a persistent ID across frames (ByteTrack), drawn as #ID with a trail "
+                            "and exported as track_id")
+    track.add_argument("--no-trails", dest="trails", action="store_false", help="do not draw the tracks' recent paths")
+    track.add_argument("--line", action="append", default=[], metavar="X1,Y1,X2,Y2",
+                       help="count objects crossing this line, in/out per class (repeatable; turns on --track). "
+                            "Coordinates all in 0..1 = fractions of the frame, else source pixels. 'in' = from the "
+                            "right of X1,Y1→X2,Y2 to its left as seen on screen")
+    track.add_argument("--zone", action="append", default=[], metavar="X1,Y1,X2,Y2,X3,Y3,...",
+                       help="count objects inside this polygon now and its entries, per class (repeatable; turns "
+                            "on --track). The counts, with the time of every crossing, go to EXPORT.counts.json "
+                            "next to --export")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    run.add_argument("--target-fps", type=float, metavar="N",
+                     help="hold N frames per second: the input size (240-800 px) and the proposal count (50-1000) "
+                          "are lowered or raised, one at a time, to the most accurate setting that holds it; live "
+                          "sources may also skip frames (files never lose one)")
+    run.add_argument("--adapt-log", metavar="OUT.json",
+                     help="with --target-fps: write the controller's moves and the fps of every 10 frames to OUT.json")
+    run.add_argument("--headless", action="store_true",
+                     help="no window: a progress bar (frames, fps, ETA) and a summary at the end "
+                          "(frames read/processed/written/dropped, mean fps, per-stage ms)")
+    return parser
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options (--model ... --classes), shared by the run and serve commands."""
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="default", metavar="NAME",
                        help="default (the bundled model), paper, or a torchvision COCO builder such as "
@@ -90,39 +121,39 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--classes", default="", metavar="A,B",
                        help="keep only these classes, comma-separated (e.g. person,car); default: all")
 
-    run = parser.add_argument_group("run")
-    run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    run.add_argument("--target-fps", type=float, metavar="N",
-                     help="hold N frames per second: the input size (240-800 px) and the proposal count (50-1000) "
-                          "are lowered or raised, one at a time, to the most accurate setting that holds it; live "
-                          "sources may also skip frames (files never lose one)")
-    run.add_argument("--adapt-log", metavar="OUT.json",
-                     help="with --target-fps: write the controller's moves and the fps of every 10 frames to OUT.json")
-    run.add_argument("--headless", action="store_true",
-                     help="no window: a progress bar (frames, fps, ETA) and a summary at the end "
-                          "(frames read/processed/written/dropped, mean fps, per-stage ms)")
-    return parser
-
 
 def build_configs(args: argparse.Namespace):
     """(PipelineConfig, DetectorConfig) from parsed options; raises UserError / ConfigError."""
     from app.config import PipelineConfig
-    from detector.config import DetectorConfig
+    from app.count import Shape
 
-    kind = next(k for k in ("video", "camera", "images", "url") if getattr(args, k) is not None)
+    kind, source = source_list(args)[0]
     pipeline = PipelineConfig(
         source_kind=kind,
-        source=str(getattr(args, kind)),
+        source=str(source),
         record=args.record,
         export=args.export,
         overwrite=args.overwrite,
         max_frames=args.max_frames,
         headless=args.headless,
+        track=args.track,
+        trails=args.trails,
+        lines=tuple(Shape.parse("line", text).coords for text in args.line),
+        zones=tuple(Shape.parse("zone", text).coords for text in args.zone),
+        reconnect=args.reconnect,
+        stall_timeout_s=args.stall_timeout,
         target_fps=args.target_fps,
         adapt_log=args.adapt_log,
     )
+    return pipeline, detector_config_from_args(args)
+
+
+def detector_config_from_args(args: argparse.Namespace):
+    """The ``DetectorConfig`` of the model options; raises ConfigError."""
+    from detector.config import DetectorConfig
+
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-    detector = DetectorConfig(
+    return DetectorConfig(
         model=args.model,
         weights=args.weights,
         backbone=args.backbone,
@@ -133,7 +164,6 @@ def build_configs(args: argparse.Namespace):
         score_threshold=args.score_threshold,
         classes=classes,
     )
-    return pipeline, detector
 
 
 def has_display() -> bool:
@@ -148,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     pipeline_config, detector_config = build_configs(args)
+    if len(sources := source_list(args)) > 1:  # many streams, one detector: app/multi_run.py
+        from app.multi_run import run_many
+
+        return run_many(args, sources, detector_config)
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
 
     if not pipeline_config.headless:
@@ -178,6 +212,7 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
         for line in source.notes:
             note(line)
         try:
+            check_shapes(pipeline_config, source)  # a line outside the frame: refused before the model loads
             from app.fastpath import build_detector
 
             detector, setup = build_detector(detector_config, reprobe=reprobe)
@@ -185,7 +220,7 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
             source.close()
             raise
         logged = getattr(detector.info, "warning", None)  # detector.factory has logged that one already
-        for line in [*detector.notes, *setup.notes]:
+        for line in detector.notes:
             if line != logged:
                 note(line)
         pipeline_config = setup.with_threads(pipeline_config)
@@ -196,6 +231,7 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
         pipeline.start()
         try:
             while not pipeline.wait(0.2):
+                _print_source_events(source, progress)
                 progress.update(pipeline.stats())
         except KeyboardInterrupt:
             interrupted = True
@@ -212,8 +248,15 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
         if interrupted:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         stats = pipeline.stats()
+        _print_source_events(source, progress)
         progress.update(stats, final=True)
         print(stats.summary(), file=sys.stderr)
+        for line in setup.notes:  # what --precision auto chose and why: at the end, not before a first error
+            note(line)
+        for line in pipeline.analytics.summary_lines():
+            print(line, file=sys.stderr)
+        if hasattr(source, "summary"):  # a live source that reconnects: its drops and time down
+            print(f"reconnection: {source.summary()}", file=sys.stderr)
         for line in source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, gave up, ...)
             note(line)
         _report_outputs(pipeline, pipeline_config)
@@ -236,6 +279,12 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
             signal.signal(signal.SIGTERM, previous)
 
 
+def _print_source_events(source, progress) -> None:
+    """One line per change of a reconnecting source's state (lost, retrying, reconnected)."""
+    for event in source.take_events() if hasattr(source, "take_events") else ():
+        progress.message(event.line())
+
+
 def _report_outputs(pipeline, config) -> None:
     if pipeline.record_sink is not None:
         rec = pipeline.record_sink.recorder
@@ -246,6 +295,18 @@ def _report_outputs(pipeline, config) -> None:
     if pipeline.export_sink is not None:
         exp = pipeline.export_sink.exporter
         print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames)", file=sys.stdout)
+    if config.counts_file and Path(config.counts_file).exists():
+        print(f"counts: {Path(config.counts_file).resolve()}", file=sys.stdout)
+
+
+def check_shapes(config, source) -> None:
+    """Refuse a --line or --zone outside the frame as soon as the source tells its size (a video
+    file does when opened; other sources at their first frame, before it is detected)."""
+    size = (getattr(source, "width", None), getattr(source, "height", None))
+    if config.counting and all(isinstance(v, int) and v > 0 for v in size):
+        from app.analytics import Analytics
+
+        Analytics.from_config(config).check(size)
 
 
 def _sigterm_as_interrupt():
@@ -294,6 +355,11 @@ class Progress:
         adapt = getattr(stats, "adapt", None)
         knobs = f" | {adapt.setting.describe()} ({adapt.state})" if adapt is not None and adapt.target_fps else ""
         return f"{head} | {rate}{eta}{dropped}{knobs}"
+
+    def message(self, line: str) -> None:
+        """A line of its own above the progress bar (a reconnection)."""
+        self.stream.write(("\r\x1b[K" if self.tty else "") + line + "\n")
+        self.stream.flush()
 
     def update(self, stats, final: bool = False) -> None:
         now = time.monotonic()

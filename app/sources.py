@@ -35,6 +35,11 @@ class SourceError(UserError):
     """The source cannot be opened or stopped delivering frames; the message is one line."""
 
 
+class SourceUnavailable(SourceError):
+    """The source exists but cannot be reached now (a connection refused or timed out, a camera
+    busy or silent): worth trying again, unlike a missing file or a malformed URL."""
+
+
 class Source:
     """What every source tells about itself. Subclasses implement ``frames()``.
 
@@ -51,6 +56,9 @@ class Source:
     live: bool = False
     rate: Fraction | None = None
     total_frames: int | None = None
+    # close() may be called while frames() runs on another thread: it only signals (app/reconnect.py).
+    # Not so for PyAV and OpenCV sources, whose close() must wait until their reader has let go.
+    thread_safe_close: bool = False
 
     def __init__(self) -> None:
         self.bad_frames = 0
@@ -80,7 +88,9 @@ class FileSource(Source):
     first frame; frames without pts get index / rate (and a note).
     """
 
-    def __init__(self, path: str, *, timeout_s: float | None = None, threads: int = 0) -> None:
+    _open_error: type[SourceError] = SourceError  # what a failed av.open raises
+
+    def __init__(self, path: str, *, timeout_s: float | tuple[float, float] | None = None, threads: int = 0) -> None:
         super().__init__()
         self.name = str(path)
         self._threads = threads
@@ -94,7 +104,7 @@ class FileSource(Source):
         except av.error.FileNotFoundError:
             raise SourceError(f"{self.name} does not exist") from None
         except av.error.FFmpegError as exc:
-            raise SourceError(self._open_failure(exc)) from None
+            raise self._open_error(self._open_failure(exc)) from None
         try:
             self._init_stream()
         except BaseException:
@@ -222,13 +232,21 @@ class FileSource(Source):
 
 
 class UrlSource(FileSource):
-    """A network stream (rtsp://, rtmp://, http(s)://, udp://...) through PyAV, with a timeout."""
+    """A network stream (rtsp://, rtmp://, http(s)://, udp://...) through PyAV, with a timeout.
+
+    ``read_timeout_s`` bounds each read once open (default: ``timeout_s``); a stream silent that long
+    ends. ``finite`` is True when the server stated the stream's length in bytes (a file served
+    over HTTP): its end is the end, whereas a live stream that ends has dropped.
+    """
 
     live = True
+    _open_error = SourceUnavailable
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0, threads: int = 0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 10.0, read_timeout_s: float | None = None,
+                 threads: int = 0) -> None:
         self._timeout = timeout_s
-        super().__init__(url, timeout_s=timeout_s, threads=threads)
+        super().__init__(url, timeout_s=(timeout_s, read_timeout_s or timeout_s), threads=threads)
+        self.finite = (getattr(self.container, "size", -1) or -1) > 0
 
     def _check_path(self, path: str) -> None:
         if "://" not in path:
@@ -304,7 +322,7 @@ class CameraSource(Source):
         self.capture = cv2.VideoCapture(target, api)
         if not self.capture.isOpened():
             self.capture.release()
-            raise SourceError(f"camera {device} could not be opened (busy, or not a capture device)")
+            raise SourceUnavailable(f"camera {device} could not be opened (busy, or not a capture device)")
         rate = self.capture.get(cv2.CAP_PROP_FPS)
         self.rate = Fraction(rate).limit_denominator(1001) if rate and rate > 0 else None
 
@@ -316,7 +334,7 @@ class CameraSource(Source):
             if not ok or bgr is None:
                 self.bad_frames += 1
                 if now - last_ok > self._timeout:
-                    raise SourceError(f"{self.name} delivered no frame for {self._timeout:g} s")
+                    raise SourceUnavailable(f"{self.name} delivered no frame for {self._timeout:g} s")
                 time.sleep(0.01)
                 continue
             last_ok = now
@@ -333,7 +351,17 @@ class CameraSource(Source):
 
 
 def open_source(config: PipelineConfig) -> Source:
-    """The source ``config`` names, opened (raises ``SourceError`` with one line)."""
+    """The source ``config`` names, opened (raises ``SourceError`` with one line). A live source
+    with ``config.reconnect`` on comes wrapped in a ``ReconnectingSource`` (app/reconnect.py)."""
+    if config.live and config.reconnect:
+        from app.reconnect import open_reconnecting
+
+        return open_reconnecting(config)
+    return open_plain_source(config)
+
+
+def open_plain_source(config: PipelineConfig) -> Source:
+    """The source ``config`` names, opened, without reconnection."""
     kind, target = config.source_kind, config.source
     if kind == "video":
         return FileSource(target, threads=config.decode_threads)

@@ -6,7 +6,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from detector.detector import STAGES
+from detector.stages import STAGES
 
 
 class FpsMeter:
@@ -120,13 +120,14 @@ class PipelineStats:
     def summary(self) -> str:
         """Lines for the end of a headless run."""
         fps = f"{self.mean_fps:.2f}" if self.mean_fps else "--"
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.mean_stage_ms.items()) or "--"
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.mean_stage_ms.items() if k != "track") or "--"
+        tracker = f"\ntracker ms per frame: {self.mean_stage_ms['track']:.2f}" if "track" in self.mean_stage_ms else ""
         latency = f"{self.mean_latency_ms:.0f} ms" if self.mean_latency_ms is not None else "--"
         text = (
             f"frames: {self.frames_read} read, {self.frames_processed} processed, {self.frames_written} written, "
             f"{self.frames_dropped} dropped, {self.bad_frames} bad\n"
             f"speed: {fps} fps mean over {self.elapsed_s:.1f} s; capture-to-result latency {latency}\n"
-            f"detector ms per frame: {stages}"
+            f"detector ms per frame: {stages}{tracker}"
         )
         if self.adapt is not None:
             from app.adapt import fps_series
@@ -141,28 +142,42 @@ class PipelineStats:
 
 
 class StageAverages:
-    """Running and recent means of the stage times per frame (thread-safe)."""
+    """Running and recent means of the stage times per frame (thread-safe).
+
+    The detector's stages (and "total") are averaged over every frame; another stage that only
+    some frames pass through (the tracker, "track", switched on mid-run) over the frames that did.
+    """
+
+    BASE = (*STAGES, "total")
 
     def __init__(self, recent: int = 30) -> None:
         self._lock = threading.Lock()
         self._recent: deque[dict[str, float]] = deque(maxlen=recent)
-        self._sums = dict.fromkeys((*STAGES, "total"), 0.0)
+        self._sums = dict.fromkeys(self.BASE, 0.0)
+        self._counts = dict.fromkeys(self.BASE, 0)
         self._n = 0
 
     def add(self, stage_ms: dict[str, float]) -> None:
         with self._lock:
             self._recent.append(stage_ms)
-            for k in self._sums:
-                self._sums[k] += stage_ms.get(k, 0.0)
+            for k in (*self.BASE, *(k for k in stage_ms if k not in self.BASE)):
+                self._sums[k] = self._sums.get(k, 0.0) + stage_ms.get(k, 0.0)
+                self._counts[k] = self._counts.get(k, 0) + 1
             self._n += 1
 
     def recent(self) -> dict[str, float]:
         with self._lock:
             rows = list(self._recent)
+            keys = list(self._sums)
         if not rows:
             return {}
-        return {k: sum(r.get(k, 0.0) for r in rows) / len(rows) for k in self._sums}
+        out = {}
+        for k in keys:
+            values = [r.get(k, 0.0) for r in rows] if k in self.BASE else [r[k] for r in rows if k in r]
+            if values:
+                out[k] = sum(values) / len(values)
+        return out
 
     def mean(self) -> dict[str, float]:
         with self._lock:
-            return {k: v / self._n for k, v in self._sums.items()} if self._n else {}
+            return {k: v / self._counts[k] for k, v in self._sums.items() if self._counts[k]} if self._n else {}

@@ -1,20 +1,29 @@
 """Faster R-CNN for frames: config, builders, weights and the staged, timed detector.
 
-Knows tensors and images only — never video files, threads or Qt.
+Knows tensors and images only — never video files, threads or Qt. The names below load on first
+use (PEP 562), so that importing a torch-free part (``detector.detections``, ``detector.stages``)
+does not load torch.
 """
 
-from detector.config import ConfigError, DetectorConfig
-from detector.detections import Detections
-from detector.detector import STAGES, Detector, DeviceError, StageTimes
-from detector.weights import WeightsError
+from __future__ import annotations
 
-__all__ = [
-    "STAGES",
-    "ConfigError",
-    "Detections",
-    "Detector",
-    "DetectorConfig",
-    "DeviceError",
-    "StageTimes",
-    "WeightsError",
-]
+import importlib
+
+_WHERE = {
+    "STAGES": "detector.stages",
+    "StageTimes": "detector.stages",
+    "ConfigError": "detector.config",
+    "DetectorConfig": "detector.config",
+    "Detections": "detector.detections",
+    "Detector": "detector.detector",
+    "DeviceError": "detector.detector",
+    "WeightsError": "detector.weights",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'detector' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from torch import nn
 from torchvision import models
 from torchvision.ops import FrozenBatchNorm2d
 
-from detector import darknet
+from detector import darknet, nanodet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -119,3 +119,4 @@ def resnet50(reduce_channels: int | None = 256) -> nn.Module:
 # Backbones defined in their own modules. They do not import this one (no import circle): the
 # registry lives here and registers them.
 register_backbone("yolov3_tiny")(darknet.yolov3_tiny)
+register_backbone("nanodet")(nanodet.nanodet)

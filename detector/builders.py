@@ -16,6 +16,7 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredict
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from detector.backbones import build_backbone
+from detector.prior_head import PriorPredictor, TwoMLPHeadWithPrior
 
 TORCHVISION_MODELS = (
     "fasterrcnn_resnet50_fpn",
@@ -24,6 +25,7 @@ TORCHVISION_MODELS = (
     "fasterrcnn_mobilenet_v3_large_320_fpn",
 )
 PAPER = "paper"
+BOX_HEADS = ("fc", "prior")
 DEFAULT = "default"  # the bundled checkpoint in assets/ (a ``paper`` model)
 MODEL_NAMES = (DEFAULT, PAPER, *TORCHVISION_MODELS)
 
@@ -34,6 +36,17 @@ COCO_CLASS_NAMES: tuple[str, ...] = tuple(detection.FasterRCNN_ResNet50_FPN_Weig
 # The paper's anchors: 3 scales × 3 aspect ratios = k = 9 per position (ratio = height / width).
 PAPER_ANCHOR_SIZES: tuple[tuple[int, ...], ...] = ((128, 256, 512),)
 PAPER_ASPECT_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0)
+
+
+def default_anchor_sizes(levels: int) -> tuple[tuple[int, ...], ...]:
+    """k = 9 anchors per position on every level: 3 sizes × the 3 ratios. One level: the paper's
+    128/256/512. Several: 3 · levels sizes spaced geometrically from 16 to 512 px, finest level first
+    (two levels: 16/32/64 and 128/256/512, the default model's)."""
+    if levels == 1:
+        return PAPER_ANCHOR_SIZES
+    n = 3 * levels
+    sizes = [int(round(16 * 32 ** (i / (n - 1)))) for i in range(n)]
+    return tuple(tuple(sizes[3 * level: 3 * level + 3]) for level in range(levels))
 
 # The paper's training settings (Ren et al. 2015, §3.1.3 and §3.2), as torchvision keyword arguments.
 PAPER_TRAINING = dict(
@@ -54,7 +67,7 @@ PAPER_TRAINING = dict(
 def build_paper(
     num_classes: int,
     backbone: str = "mobilenet_v2",
-    anchor_sizes: Sequence[Sequence[int]] = PAPER_ANCHOR_SIZES,
+    anchor_sizes: Sequence[Sequence[int]] | None = PAPER_ANCHOR_SIZES,
     aspect_ratios: Sequence[float] = PAPER_ASPECT_RATIOS,
     representation_size: int = 1024,
     roi_output_size: int = 7,
@@ -63,6 +76,7 @@ def build_paper(
     min_size: int = 600,
     max_size: int = 1000,
     backbone_kwargs: dict | None = None,
+    box_head: str = "fc",
     **faster_rcnn_kwargs,
 ) -> FasterRCNN:
     """The Faster R-CNN of Ren et al.: a shared conv backbone, an RPN with k anchors per position,
@@ -74,13 +88,22 @@ def build_paper(
         backbone: a name registered in ``detector.backbones``.
         anchor_sizes: one tuple of anchor sizes (pixels) per backbone level, all the same length;
             with the 3 ``aspect_ratios`` this gives k = len(sizes) × 3 anchors per position.
+            None = ``default_anchor_sizes`` for the backbone's number of levels.
         roi_op: "align" (RoIAlign over all levels, torchvision's default) or "pool" (the paper's
             RoI max pooling, on a single-level backbone).
         reduce_channels: width of the 1×1 conv put after backbones wider than it.
         min_size, max_size: the test/train resize of the transform (paper: 600 / 1000).
+        backbone_kwargs: passed to the backbone's builder (e.g. ``{"neck": "head"}`` for ``nanodet``).
+        box_head: "fc" (the paper's two fc layers, softmax classifier, box regressor) or "prior": the
+            same, plus a class prior read from the backbone's class-logit channels
+            (``detector.prior_head``; needs a backbone with ``prior_channels``).
     """
+    if box_head not in BOX_HEADS:
+        raise ValueError(f"box_head {box_head!r} is unknown; expected one of {', '.join(BOX_HEADS)}")
     body = build_backbone(backbone, reduce_channels=reduce_channels, **(backbone_kwargs or {}))
     levels = len(body.strides)
+    if anchor_sizes is None:
+        anchor_sizes = default_anchor_sizes(levels)
     anchor_sizes = tuple(tuple(int(s) for s in level) for level in anchor_sizes)
     if len(anchor_sizes) != levels:
         raise ValueError(
@@ -95,8 +118,15 @@ def build_paper(
         raise ValueError(f"roi_op {roi_op!r} is unknown; expected 'align' or 'pool'")
     if roi_op == "pool" and levels != 1:
         raise ValueError(f"roi_op 'pool' needs a single-level backbone; {backbone!r} gives {levels} levels")
-    head = TwoMLPHead(body.out_channels * roi_output_size**2, representation_size)
-    predictor = FastRCNNPredictor(representation_size, num_classes)
+    if box_head == "prior":
+        if getattr(body, "prior_channels", None) is None:
+            raise ValueError(f"box_head 'prior' needs a backbone with class-logit maps; {backbone!r} with "
+                             f"{backbone_kwargs or {}} has none (nanodet with neck 'head' has)")
+        head = TwoMLPHeadWithPrior(body.out_channels, roi_output_size, representation_size, body.prior_channels)
+        predictor = PriorPredictor(representation_size, num_classes)
+    else:
+        head = TwoMLPHead(body.out_channels * roi_output_size**2, representation_size)
+        predictor = FastRCNNPredictor(representation_size, num_classes)
     settings = {**PAPER_TRAINING, **faster_rcnn_kwargs}
     model = FasterRCNN(
         body,

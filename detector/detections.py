@@ -17,12 +17,15 @@ class Detections:
         scores: float32 [N] in [0, 1].
         class_ids: int64 [N], indices into ``class_names``.
         class_names: the model's full label map (index → name); index 0 is the background.
+        track_ids: int64 [N], the identity a tracker gave each detection (-1: not tracked yet, e.g.
+            a track's first frame), or None when no tracker ran. A detector never sets it.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     class_names: tuple[str, ...]
+    track_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if np.size(self.boxes) and (np.ndim(self.boxes) != 2 or np.shape(self.boxes)[1] != 4):
@@ -41,6 +44,16 @@ class Detections:
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "class_ids", class_ids)
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        if self.track_ids is not None:
+            track_ids = np.asarray(self.track_ids)
+            if track_ids.size and not np.issubdtype(track_ids.dtype, np.integer):
+                raise ValueError(f"track_ids must be integers; got dtype {track_ids.dtype}")
+            track_ids = track_ids.astype(np.int64).reshape(-1)
+            if len(track_ids) != len(scores):
+                raise ValueError(f"track_ids must have one entry per detection; got {len(track_ids)} for {len(scores)}")
+            if len(track_ids) and track_ids.min() < -1:
+                raise ValueError(f"track id {int(track_ids.min())} is invalid; ids are ≥ 0, or -1 for 'not tracked yet'")
+            object.__setattr__(self, "track_ids", track_ids)
 
     @classmethod
     def empty(cls, class_names: Sequence[str]) -> Detections:
@@ -58,7 +71,12 @@ class Detections:
         """Select detections by a boolean mask, an index array or a slice."""
         if isinstance(index, (int, np.integer)):
             index = [index]
-        return Detections(self.boxes[index], self.scores[index], self.class_ids[index], self.class_names)
+        track_ids = None if self.track_ids is None else self.track_ids[index]
+        return Detections(self.boxes[index], self.scores[index], self.class_ids[index], self.class_names, track_ids)
+
+    def with_track_ids(self, track_ids: np.ndarray | Sequence[int] | None) -> Detections:
+        """The same detections, in the same order, with ``track_ids`` (int [N], -1 = untracked)."""
+        return Detections(self.boxes, self.scores, self.class_ids, self.class_names, track_ids)
 
     def filter(self, min_score: float = 0.0, classes: Sequence[str] | None = None) -> Detections:
         """Keep detections scoring at least ``min_score`` and (if given) whose class is in ``classes``."""
@@ -72,7 +90,8 @@ class Detections:
         return self[keep]
 
     def to_rows(self) -> list[dict]:
-        """JSON-ready rows: one dict per detection."""
+        """JSON-ready rows: one dict per detection; ``track_id`` is -1 when no tracker ran."""
+        track_ids = self.track_ids if self.track_ids is not None else np.full(len(self), -1, np.int64)
         return [
             {
                 "class": self.class_names[int(c)],
@@ -82,8 +101,9 @@ class Detections:
                 "y1": round(float(b[1]), 2),
                 "x2": round(float(b[2]), 2),
                 "y2": round(float(b[3]), 2),
+                "track_id": int(t),
             }
-            for b, s, c in zip(self.boxes, self.scores, self.class_ids)
+            for b, s, c, t in zip(self.boxes, self.scores, self.class_ids, track_ids)
         ]
 
 

@@ -13,7 +13,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -30,33 +29,15 @@ from detector.config import (
 )
 from detector.detections import Detections, valid_names
 from detector.factory import ModelInfo, create_model
+from detector.stages import STAGES, StageTimes  # noqa: F401 — STAGES re-exported: detector.detector.STAGES
 
 log = logging.getLogger(__name__)
 
-STAGES = ("preprocess", "backbone", "rpn", "roi_heads", "postprocess")
 PRESCALE_BELOW = 0.6  # frames shrunk by more than this (to 60 % of their size) are first shrunk in uint8
 
 
 class DeviceError(RuntimeError):
     """The requested device is not available; the message is one line."""
-
-
-@dataclass
-class StageTimes:
-    """Milliseconds spent in each stage of one ``detect`` call (for the whole batch)."""
-
-    preprocess: float = 0.0
-    backbone: float = 0.0
-    rpn: float = 0.0
-    roi_heads: float = 0.0
-    postprocess: float = 0.0
-
-    @property
-    def total(self) -> float:
-        return self.preprocess + self.backbone + self.rpn + self.roi_heads + self.postprocess
-
-    def as_dict(self) -> dict[str, float]:
-        return {**asdict(self), "total": self.total}
 
 
 def resolve_device(name: str) -> torch.device:

@@ -4,6 +4,11 @@ Predictions are matched to the ground truth's categories by class name, so a mod
 map (COCO's 91, or our 7) can be scored on any COCO JSON. Ground-truth boxes marked ``iscrowd=1``
 (the autolabeller's uncertain teacher boxes) are "ignore" regions: a detection on them is neither a
 true nor a false positive.
+
+Next to AP, the share of objects *found*: recall at IoU ≥ 0.5 of the detections with score ≥ 0.3
+(the threshold a user runs with), over the non-crowd ground truth, overall and per class — greedy by
+score, each detection taking at most one box of its class (the unmatched one it overlaps most) and
+each box found at most once.
 """
 
 from __future__ import annotations
@@ -14,10 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torchvision.ops import box_iou
 
 from detector.detections import Detections
+
+RECALL_IOU = 0.5
+RECALL_SCORE = 0.3
 
 
 def load_coco(source: str | Path | dict) -> COCO:
@@ -61,13 +71,67 @@ def detections_to_results(coco: COCO, predictions: Mapping[int, Detections]) -> 
     return rows
 
 
-def evaluate(coco: COCO, predictions: Mapping[int, Detections]) -> dict:
-    """COCO box AP of ``predictions`` (image id → Detections in that image's pixels) on ``coco``.
+def recall(coco: COCO, predictions: Mapping[int, Detections], iou_threshold: float = RECALL_IOU,
+           score_threshold: float = RECALL_SCORE) -> dict:
+    """The share of non-crowd ground-truth boxes found by a detection of their class with score ≥
+    ``score_threshold`` at IoU ≥ ``iou_threshold``.
+
+    Per image and class, detections are taken by descending score; each takes the unmatched box it
+    overlaps most (if that IoU reaches the threshold), so one detection finds at most one box and a
+    box is found at most once. Detections of classes the ground truth does not have are ignored.
+
+    Returns {"recall": found / objects (0.0 without objects), "found", "objects",
+    "per_class_recall": {name: recall}, "per_class_found": {name: [found, objects]}} for every class
+    with ground truth.
+    """
+    names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    found: dict[str, int] = {}
+    objects: dict[str, int] = {}
+    for image_id in coco.imgs:
+        anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        det = predictions.get(image_id)
+        for name in sorted({names[a["category_id"]] for a in anns}):
+            gt = [a["bbox"] for a in anns if names[a["category_id"]] == name]
+            objects[name] = objects.get(name, 0) + len(gt)
+            found.setdefault(name, 0)
+            if det is None or len(det) == 0:
+                continue
+            mask = (np.asarray(det.labels) == name) & (det.scores >= score_threshold)
+            if not mask.any():
+                continue
+            order = np.argsort(-det.scores[mask], kind="stable")
+            boxes = torch.as_tensor(det.boxes[mask][order], dtype=torch.float64)
+            gt_xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in gt], dtype=torch.float64)
+            iou = box_iou(boxes, gt_xyxy)  # [D, G], detections by descending score
+            taken = torch.zeros(len(gt), dtype=torch.bool)
+            for row in iou:
+                row = row.masked_fill(taken, -1.0)
+                best = int(row.argmax())
+                if row[best] >= iou_threshold:
+                    taken[best] = True
+            found[name] += int(taken.sum())
+    total, hits = sum(objects.values()), sum(found.values())
+    return {"recall": hits / total if total else 0.0, "found": hits, "objects": total,
+            "per_class_recall": {n: found[n] / objects[n] for n in sorted(objects)},
+            "per_class_found": {n: [found[n], objects[n]] for n in sorted(objects)}}
+
+
+def evaluate(coco: COCO, predictions: Mapping[int, Detections], recall_iou: float = RECALL_IOU,
+             recall_score: float = RECALL_SCORE) -> dict:
+    """COCO box AP of ``predictions`` (image id → Detections in that image's pixels) on ``coco``,
+    and the recall of :func:`recall`.
 
     Images of the ground truth without an entry in ``predictions`` count as having no detections.
     Returns {"AP", "AP50", "AP75", "per_class_AP50": {name: AP50}, "per_class_AP75", "per_class_AP",
-    "images", "detections"}; a class without ground truth is left out of the per-class tables.
+    "images", "detections", "recall", "found", "objects", "per_class_recall", "per_class_found",
+    "recall_iou", "recall_score"}; a class without ground truth is left out of the per-class tables.
     """
+    found = {**recall(coco, predictions, recall_iou, recall_score), "recall_iou": recall_iou,
+             "recall_score": recall_score}
+    return {**_ap(coco, predictions), **found}
+
+
+def _ap(coco: COCO, predictions: Mapping[int, Detections]) -> dict:
     names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
     rows = detections_to_results(coco, predictions)
     present = sorted({a["category_id"] for a in coco.dataset["annotations"] if not a.get("iscrowd", 0)})
@@ -119,7 +183,13 @@ def ground_truth_as_detections(coco: COCO, class_names: tuple[str, ...]) -> dict
 
 
 def format_metrics(metrics: dict) -> str:
-    """One line: AP / AP50 / AP75 and the per-class AP50."""
+    """One line: AP / AP50 / AP75, the per-class AP50, and the recall (all objects, persons)."""
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in metrics["per_class_AP50"].items())
-    return (f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}"
+    line = (f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}"
             f"  (AP50 per class: {per_class or 'none'})")
+    if "recall" in metrics:
+        person = metrics["per_class_found"].get("person")
+        line += (f"  recall@IoU{metrics['recall_iou']:g}/score{metrics['recall_score']:g} {metrics['recall']:.3f}"
+                 f" ({metrics['found']}/{metrics['objects']}"
+                 + (f"; persons {person[0]}/{person[1]}" if person else "") + ")")
+    return line

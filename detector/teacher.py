@@ -53,6 +53,8 @@ class YoloTeacher:
         color: channel order of the frames given to ``detect`` ("rgb" or "bgr").
     """
 
+    description = "YOLOv3-tiny (cv2.dnn, patched cfg)"
+
     def __init__(self, cfg: str | Path, weights: str | Path, names: str | Path, sizes: Sequence[int] = (416, 608),
                  score_threshold: float = 0.25, nms_threshold: float = 0.45, color: str = "rgb") -> None:
         for f in (cfg, weights, names):

@@ -181,6 +181,26 @@ def measure_detector(detector: Detector, frames: Sequence[DecodedFrame], warmup:
     return run
 
 
+# --------------------------------------------------------------------------------- the tracker
+def measure_tracker(run: DetectorRun, frames: Sequence[DecodedFrame]) -> list[float] | None:
+    """ms per frame of the tracker (``app.track.Tracker``, ByteTrack) over the detector's own
+    detections of ``frames``, in order, with their timestamps — the stage ``--track`` adds after
+    the detector. None when the ``trackers`` package is missing."""
+    from app.track import Tracker
+
+    span = float(frames[-1].timestamp - frames[0].timestamp) if len(frames) > 1 else 0.0
+    rate = (len(frames) - 1) / span if span > 0 else None
+    try:
+        tracker = Tracker(rate)
+    except UserError:
+        return None
+    times = []
+    for frame in frames:
+        tracker.update(run.detections[frame.index], float(frame.timestamp))
+        times.append(tracker.last_ms)
+    return times
+
+
 # --------------------------------------------------------------------------------- the naive loop
 def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch.device,
                class_names: Sequence[str], warmup: int = 1, tick: Callable[[], None] = lambda: None) -> LoopRun:

@@ -23,6 +23,7 @@ COLUMNS: tuple[str, ...] = (
     "model", "weights", "trained", "device", "precision", "input_size", "proposals", "proposals_kept_mean", "frames",
     "detector_fps", "total_ms_median", "total_ms_p90",
     *(f"{stage}_ms_{stat}" for stage in STAGES for stat in ("median", "p90")),
+    "track_ms_median", "track_ms_p90",  # the tracker (--track) on the row's detections, its own stage
     "detections_mean", "pipeline_fps", "pipeline_frames", "baseline_fps", "speedup_vs_baseline",
     "ap", "ap50", "ap50_boxes", "ap_images", "pareto", "peak_rss_mb", "gpu_peak_mb",
 )
@@ -113,6 +114,7 @@ TABLE = (
     ("det fps", "detector_fps", "{:.2f}"), ("ms med", "total_ms_median", "{:.1f}"), ("ms p90", "total_ms_p90", "{:.1f}"),
     ("pre", "preprocess_ms_median", "{:.1f}"), ("backbone", "backbone_ms_median", "{:.1f}"),
     ("rpn", "rpn_ms_median", "{:.1f}"), ("roi", "roi_heads_ms_median", "{:.1f}"), ("post", "postprocess_ms_median", "{:.1f}"),
+    ("track", "track_ms_median", "{:.2f}"),
     ("e2e fps", "pipeline_fps", "{:.2f}"), ("naive", "baseline_fps", "{:.2f}"), ("×naive", "speedup_vs_baseline", "{:.2f}"),
     ("AP", "ap", "{:.3f}"), ("AP50", "ap50", "{:.3f}"), ("AP50 box", "ap50_boxes", "{:.3f}"), ("front", "pareto", "{}"), ("RSS MB", "peak_rss_mb", "{:.0f}"),
 )

@@ -20,7 +20,7 @@ from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
 
 from . import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP, grid, measure, report
 from .accuracy import LabelledFrames, load_labels
-from .stats import Progress, peak_rss_mb, reset_peak_rss
+from .stats import Progress, median_p90, peak_rss_mb, reset_peak_rss
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 BUNDLED_SAMPLE = ASSETS_DIR / "sample.mp4"
@@ -326,6 +326,12 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                 from detector.profiles import model_identity
 
                 row["model_identity"] = model_identity(detector)
+            track_ms = measure.measure_tracker(run, frames)  # the tracker on this row's detections
+            if track_ms is None:
+                if "tracker not measured: the trackers package is missing" not in notes:
+                    notes.append("tracker not measured: the trackers package is missing")
+            else:
+                row["track_ms_median"], row["track_ms_p90"] = median_p90(track_ms)
             row["peak_rss_mb"] = peak_rss_mb()
             if device.type == "cuda":
                 row["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -386,4 +392,5 @@ def _row(detector: Detector, model_name: str, weights: str, proposals: int, run:
         row["ap"], row["ap50"], row["ap_images"] = metrics["AP"], metrics["AP50"], metrics["images"]
         row["ap75"], row["per_class_ap50"] = metrics.get("AP75"), metrics.get("per_class_AP50")
     row["peak_rss_mb"] = row["gpu_peak_mb"] = None
+    row["track_ms_median"] = row["track_ms_p90"] = None
     return row

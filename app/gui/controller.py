@@ -57,6 +57,7 @@ class PipelineController(QObject):
         error(str): one line to show; the window stays usable.
         recording(str, bool): (path, on) — a recording started, or was finalised.
         paused(bool), knobs_applied(dict), stopped().
+        source_state(SourceEvent): a live source dropped, is being reopened, or is back (app/reconnect.py).
     """
 
     open_requested = pyqtSignal(object)
@@ -75,11 +76,15 @@ class PipelineController(QObject):
     knobs_applied = pyqtSignal(dict)
     stopped = pyqtSignal()
     shut_down = pyqtSignal()
+    source_state = pyqtSignal(object)
 
     _knobs_pending = pyqtSignal()
     _pipeline_done = pyqtSignal(int, object)
 
-    KNOBS = ("proposals", "score_threshold", "classes", "precision", "target_fps")
+    KNOBS = ("proposals", "score_threshold", "classes", "precision", "target_fps", "track", "trails", "counters")
+    # Applied to the running pipeline's tracking stage; the window keeps them in its config too, so
+    # that the next source it opens starts with them.
+    ANALYTICS_KNOBS = ("track", "trails", "counters")
 
     def __init__(self, detector, bridge: FrameBridge) -> None:
         super().__init__()
@@ -138,6 +143,8 @@ class PipelineController(QObject):
                     if note:
                         self.error.emit(note)
                     value = self.detector.precision
+                elif name in self.ANALYTICS_KNOBS and self.pipeline is not None:
+                    apply_analytics(self.pipeline.analytics, name, value)
                 applied[name] = value
             except Exception as exc:  # a refused value is shown; the other knobs still apply
                 self.error.emit(f"{name}: {one_line(exc)}")
@@ -169,6 +176,8 @@ class PipelineController(QObject):
             self.error.emit(one_line(exc))
             return
         self.pipeline = pipeline
+        if hasattr(source, "add_listener"):  # a live source that reconnects: forward its changes
+            source.add_listener(lambda event, g=generation: self._forward_source_state(g, event))
         self.opened.emit({
             "name": source.name or config.source,
             "kind": config.source_kind,
@@ -181,6 +190,11 @@ class PipelineController(QObject):
             self.recording.emit(str(pipeline.record_sink.path), True)
         self._ensure_timer()
         self._emit_stats()
+
+    def _forward_source_state(self, generation: int, event) -> None:
+        """On the reading thread: pass the change on, unless it is about a source replaced since."""
+        if generation == self._generation:
+            self.source_state.emit(event)
 
     @pyqtSlot()
     def _stop_pipeline(self) -> None:
@@ -275,6 +289,20 @@ class PipelineController(QObject):
     def _emit_stats(self) -> None:
         if self.pipeline is not None:
             self.stats_ready.emit(self.pipeline.stats())
+
+
+def apply_analytics(analytics, name: str, value) -> None:
+    """Set the tracking knob ``name`` ("track", "trails", or "counters" = (lines, zones)) on a
+    pipeline's ``app.analytics.Analytics``."""
+    from app.count import Shape
+
+    if name == "track":
+        analytics.set_tracking(bool(value))
+    elif name == "trails":
+        analytics.set_trails(bool(value))
+    else:
+        lines, zones = value
+        analytics.set_shapes([Shape("line", tuple(c)) for c in lines], [Shape("zone", tuple(c)) for c in zones])
 
 
 def start_controller(detector, bridge: FrameBridge) -> tuple[PipelineController, QThread]:

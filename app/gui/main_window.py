@@ -39,6 +39,7 @@ from app.gui.bridge import FrameBridge, rgb_to_qimage
 from app.gui.controller import STOP_TIMEOUT_S, default_output_name, one_line, start_controller
 from app.gui.fps_meter import RollingMean
 from app.gui.target import TargetControl
+from app.gui.tracking import ShapeTool, TrackingControl, TrackingPanel
 from app.gui.video_view import VideoView
 from app.gui.widgets import ClassChecklist, FpsGauge, ProposalControl, StageBar, ThresholdControl
 from app.stats import FpsMeter, PipelineStats
@@ -50,11 +51,12 @@ VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.m4v *.avi *.webm *.mpg *.mpeg *.ts *
 PANEL_WIDTH = 330
 
 
-def available_precisions(device: torch.device) -> list[str]:
-    """The precisions worth offering on ``device`` (fp16 has no fast kernels on the CPU)."""
+def available_precisions(device: torch.device, int8: bool = False) -> list[str]:
+    """The precisions worth offering on ``device`` (fp16 has no fast kernels on the CPU; int8 is a
+    CPU path, offered when the detector has calibration frames)."""
     if device.type == "cuda":
         return ["fp32", "fp16", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
-    return ["fp32", "bf16"]
+    return ["fp32", "bf16"] + (["int8"] if int8 else [])
 
 
 class Banner(QFrame):
@@ -109,6 +111,7 @@ class MainWindow(QMainWindow):
         self.frames_displayed = 0
         self.last_result = None
         self.last_stats: PipelineStats | None = None
+        self.source_event = None  # the live source's latest drop while it is down (app/reconnect.py)
         self._closed = False
 
         self.meter = FpsMeter(window_s=1.0)
@@ -178,10 +181,8 @@ class MainWindow(QMainWindow):
         self.proposal_control = ProposalControl(self.detector.proposal_count)
         self.threshold_control = ThresholdControl(self.detector.score_threshold)
         self.precision_combo = QComboBox()
-        precisions = available_precisions(self.detector.device)
+        precisions = available_precisions(self.detector.device, getattr(self.detector, "int8_available", False))
         self.precision_combo.addItems(precisions)
-        if getattr(self.detector, "int8_available", False) and "int8" not in precisions:
-            precisions.append("int8")
         if self.detector.precision not in precisions:
             self.precision_combo.addItem(self.detector.precision)
         self.precision_combo.setCurrentText(self.detector.precision)
@@ -194,7 +195,7 @@ class MainWindow(QMainWindow):
         form.addRow("", self.proposals_seen)
         form.addRow("Score ≥", self.threshold_control)
         form.addRow("Precision", self.precision_combo)
-        self.target_control = TargetControl()
+        self.target_control = TargetControl(owns=(self.proposal_control,))  # the controller's knobs while on
         form.addRow("Target", self.target_control)
 
         classes = QGroupBox("Classes")
@@ -202,8 +203,14 @@ class MainWindow(QMainWindow):
         self.class_list = ClassChecklist(valid_names(self.detector.class_names), self.detector.classes)
         classes_layout.addWidget(self.class_list)
 
+        tracking = QGroupBox("Tracking")
+        self.tracking_panel = TrackingPanel()
+        QVBoxLayout(tracking).addWidget(self.tracking_panel)
+        self.view.tool = ShapeTool(self.view)  # draws counting lines and zones with the mouse
+
         side.addWidget(perf)
         side.addWidget(knobs)
+        side.addWidget(tracking)
         side.addWidget(classes, 1)
 
         scroll = QScrollArea()
@@ -312,6 +319,7 @@ class MainWindow(QMainWindow):
         c.recording.connect(self._on_recording, queued)
         c.paused.connect(self._on_paused, queued)
         c.knobs_applied.connect(self._on_knobs_applied, queued)
+        c.source_state.connect(self._on_source_state, queued)
 
         self.proposal_control.value_changed.connect(lambda n: self.controller.set_knob("proposals", n))
         self.threshold_control.value_changed.connect(lambda x: self.controller.set_knob("score_threshold", x))
@@ -319,11 +327,14 @@ class MainWindow(QMainWindow):
         self.threshold_control.value_changed.connect(lambda _x: self._refilter_shown())
         self.class_list.classes_changed.connect(lambda _names: self._refilter_shown())
         self.precision_combo.currentTextChanged.connect(lambda p: self.controller.set_knob("precision", p))
-        self.target_control.target_changed.connect(self._on_target)
+        self.target_control.target_changed.connect(lambda fps: self.controller.set_knob("target_fps", fps))
         self.pause_button.clicked.connect(lambda on: self.set_paused(on))
         self.record_button.clicked.connect(lambda _on: self.toggle_recording())
         self.screenshot_button.clicked.connect(lambda: self.take_screenshot())
         self.open_button.clicked.connect(self.choose_video)
+        self.tracking = TrackingControl(self.tracking_panel, self.view.tool, self.controller)
+        self.tracking.changed.connect(self._on_tracking_changed)
+        self.tracking.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
 
     def _show_detector_state(self) -> None:
         notes = [n for n in getattr(self.detector, "notes", []) if n]
@@ -338,10 +349,10 @@ class MainWindow(QMainWindow):
             # queue so that a detector slower than the video does not pile up seconds of frames
             # between reader and detector (capture-to-display stays a couple of frame times).
             config = config.with_(realtime=self.pace_files, queue_size=min(config.queue_size, 2))
+        config = self.tracking.adopt(config)  # tracking, lines and zones carry over to every source
         self.config = config
-        if config.target_fps is not None and self.target_control.target() is None:
-            self.target_control.set_target(config.target_fps)  # --target-fps given with the window
         self.error_banner.hide()
+        self.source_event = None
         self.meter.reset()
         self.latency.reset()
         self.source_label.setText(f"opening {config.source_kind} {config.source} …")
@@ -356,6 +367,10 @@ class MainWindow(QMainWindow):
         except Exception as exc:
             self.show_error(one_line(exc))
             return None
+
+    def _on_tracking_changed(self, state: dict) -> None:
+        if self.config is not None:  # F5 and the next source keep the lines, zones and switches
+            self.config = self.config.with_(**state)
 
     def choose_video(self) -> None:
         start = str(Path(self.config.source).parent) if self.config and self.config.source_kind == "video" else ""
@@ -460,7 +475,8 @@ class MainWindow(QMainWindow):
         if result is None or self._closed:
             return
         now = time.monotonic()
-        self.view.set_frame(rgb_to_qimage(result.frame.image), result.detections)
+        self.view.set_frame(rgb_to_qimage(result.frame.image), result.detections, result.overlay)
+        self.tracking_panel.show_counts(result.overlay, self.tracking.shapes)
         self.last_result = result
         self.frames_displayed += 1
         self.meter.tick(now)
@@ -516,11 +532,6 @@ class MainWindow(QMainWindow):
             self.precision_combo.setCurrentText(str(knobs["precision"]))
             self.precision_combo.blockSignals(False)
 
-    def _on_target(self, fps: float | None) -> None:
-        """With a target the controller owns the proposal count (and the input size)."""
-        self.proposal_control.setEnabled(fps is None)
-        self.controller.set_knob("target_fps", fps)
-
     def _on_stats(self, stats: PipelineStats) -> None:
         self.last_stats = stats
         self.target_control.show_status(stats.adapt)
@@ -542,8 +553,23 @@ class MainWindow(QMainWindow):
         if stats.proposals:
             self.proposals_seen.setText(f"RPN kept {stats.proposals} on the last frame")
 
+    def _on_source_state(self, event) -> None:
+        """A live source dropped (the banner counts down to the next attempt) or is back."""
+        self.source_event = None if event.state == "reconnected" else event
+        if self.source_event is None:
+            self.warning_banner.hide()
+            self.statusBar().showMessage(event.line(), 8000)
+        else:
+            self._show_source_state()
+
+    def _show_source_state(self) -> None:
+        e = self.source_event
+        self.warning_banner.show_message(f"⚠ {e.source}: {e.status(time.monotonic())} — {e.reason}")
+
     def _refresh_fps(self) -> None:
         now = time.monotonic()
+        if self.source_event is not None and self.source_event.state != "gave_up":
+            self._show_source_state()  # the countdown to the next attempt
         self.fps_gauge.set_fps(self.meter.fps(now) or 0.0)
         latency = f"{self.latency.mean * 1e3:.0f}" if len(self.latency) else "--"
         self.latency_label.setText(f"capture → display: {latency} ms")

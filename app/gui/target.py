@@ -14,12 +14,16 @@ CHOICES = ("off", "30 fps", "60 fps", "custom")
 
 
 class TargetControl(QWidget):
-    """Signal ``target_changed(object)``: a float (frames per second) or None (off)."""
+    """Signal ``target_changed(object)``: a float (frames per second) or None (off).
+
+    ``owns``: widgets the controller takes over while a target is set (the proposal slider); they
+    are disabled then, so a hand on them does not fight the controller."""
 
     target_changed = pyqtSignal(object)
 
-    def __init__(self, target: float | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, target: float | None = None, parent: QWidget | None = None, owns: tuple[QWidget, ...] = ()) -> None:
         super().__init__(parent)
+        self.owns = tuple(owns)
         self.combo = QComboBox()
         self.combo.addItems(CHOICES)
         self.combo.setToolTip("hold this rate by lowering or raising the input size and the proposal count\n"
@@ -40,6 +44,7 @@ class TargetControl(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.status)
         self._target: float | None = None
+        self._chosen = False  # the user has picked a target here (then nothing else overrides it)
         self.combo.currentIndexChanged.connect(lambda _i: self._emit())
         self.spin.valueChanged.connect(lambda _v: self._emit())
         self.set_target(target, emit=False)
@@ -67,10 +72,13 @@ class TargetControl(QWidget):
 
     def _sync(self) -> None:
         self.spin.setEnabled(self.combo.currentIndex() == 3)
+        for widget in self.owns:
+            widget.setEnabled(self._target is None)
         if self._target is None:
             self.status.setText("off: input size and proposals as set")
 
     def _emit(self) -> None:
+        self._chosen = True
         target = self._read()
         changed = target != self._target
         self._target = target
@@ -79,9 +87,12 @@ class TargetControl(QWidget):
             self.target_changed.emit(target)
 
     def show_status(self, adapt) -> None:
-        """Show an ``app.adapt.AdaptStatus`` (or None: no pipeline, or off)."""
+        """Show an ``app.adapt.AdaptStatus`` (or None: no pipeline, or off). A target set elsewhere
+        (``--target-fps`` with the window) is adopted by the selector."""
         if adapt is None or adapt.target_fps is None or adapt.setting is None:
             self._sync()
             return
+        if self._target is None and not self._chosen:
+            self.set_target(adapt.target_fps, emit=False)
         fps = f"{adapt.measured_fps:.1f} fps" if adapt.measured_fps else "-- fps"
         self.status.setText(f"{adapt.setting.describe()} · {fps}\n{adapt.state}: {adapt.reason}")

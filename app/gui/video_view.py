@@ -11,6 +11,8 @@ from PyQt6.QtCore import QPointF, QRectF, QSize, Qt
 from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
+from app.gui.tracking import draw_overlay
+from app.overlay import track_color
 from app.render import DEFAULT_STYLE
 from detector.detections import Detections
 
@@ -24,7 +26,7 @@ def class_color(class_id: int) -> QColor:
 
 def draw_detections(painter: QPainter, detections: Detections, scale: float = 1.0,
                     offset: QPointF | None = None, font_px: float = 13.0, bounds: QRectF | None = None) -> None:
-    """Draw boxes with "class score" labels.
+    """Draw boxes with "class score" labels ("class score #id" and the track's colour when tracked).
 
     Args:
         painter: an active painter on the target.
@@ -50,11 +52,14 @@ def draw_detections(painter: QPainter, detections: Detections, scale: float = 1.
     for i in order:
         x1, y1, x2, y2 = (float(v) for v in detections.boxes[i])
         rect = QRectF(x1 * scale + offset.x(), y1 * scale + offset.y(), (x2 - x1) * scale, (y2 - y1) * scale)
-        color = class_color(int(detections.class_ids[i]))
+        track_id = int(detections.track_ids[i]) if detections.track_ids is not None else -1
+        color = QColor(*track_color(track_id)) if track_id >= 0 else class_color(int(detections.class_ids[i]))
         painter.setPen(QPen(color, pen_width))
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawRect(rect)
         label = f"{names[int(detections.class_ids[i])]} {float(detections.scores[i]):.2f}"
+        if track_id >= 0:
+            label += f" #{track_id}"
         text_w, text_h = metrics.horizontalAdvance(label) + 6, metrics.height() + 2
         top = rect.top() - text_h if rect.top() - text_h >= top_limit else rect.top()
         label_rect = QRectF(rect.left() - pen_width / 2, top, text_w, text_h)
@@ -73,6 +78,8 @@ class VideoView(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # we paint every pixel
         self._image: QImage | None = None
         self._detections: Detections | None = None
+        self._overlay = None  # app.analytics.Overlay: trails, lines and zones with their counts
+        self.tool = None  # app.gui.tracking.ShapeTool: paints the line or zone being drawn
         self._placeholder = "No video — open a file or a camera from the File menu"
         self._paused = False
         self._recording = False
@@ -87,9 +94,14 @@ class VideoView(QWidget):
     def detections(self) -> Detections | None:
         return self._detections
 
-    def set_frame(self, image: QImage, detections: Detections | None = None) -> None:
+    @property
+    def overlay(self):
+        return self._overlay
+
+    def set_frame(self, image: QImage, detections: Detections | None = None, overlay=None) -> None:
         self._image = image
         self._detections = detections
+        self._overlay = overlay
         self.frames_shown += 1
         self.update()
 
@@ -107,7 +119,7 @@ class VideoView(QWidget):
         self.update()
 
     def clear(self, placeholder: str | None = None) -> None:
-        self._image, self._detections = None, None
+        self._image, self._detections, self._overlay = None, None, None
         if placeholder is not None:
             self._placeholder = placeholder
         self.update()
@@ -147,8 +159,21 @@ class VideoView(QWidget):
             draw_detections(painter, self._detections, scale, target.topLeft(),
                             font_px=max(11.0, min(15.0, 13.0 * scale)), bounds=target)
             painter.restore()
+        self._draw_tracking(painter, target)
         self._draw_badges(painter, target)
         painter.end()
+
+    def _draw_tracking(self, painter: QPainter, target: QRectF) -> None:
+        """Trails, lines and zones with their counts, and the shape being drawn with the mouse."""
+        painter.save()
+        painter.setClipRect(target)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        if self._overlay is not None:
+            draw_overlay(painter, self._overlay, target.width() / self._image.width(), target.topLeft(),
+                         font_px=max(11.0, min(15.0, 13.0 * target.width() / self._image.width())))
+        if self.tool is not None:
+            self.tool.paint(painter, target)
+        painter.restore()
 
     def _draw_badges(self, painter: QPainter, target: QRectF) -> None:
         """"PAUSED" and "● REC" in the frame's top corners (window only, never in screenshots)."""
@@ -175,9 +200,13 @@ class VideoView(QWidget):
         if self._image is None or self._image.isNull():
             return None
         out = self._image.convertToFormat(QImage.Format.Format_RGB32)
-        if self._detections is not None and len(self._detections):
+        has_boxes = self._detections is not None and len(self._detections)
+        if has_boxes or self._overlay is not None:
             painter = QPainter(out)
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-            draw_detections(painter, self._detections, 1.0, None, font_px=max(12.0, out.height() / 40))
+            if has_boxes:
+                draw_detections(painter, self._detections, 1.0, None, font_px=max(12.0, out.height() / 40))
+            if self._overlay is not None:
+                draw_overlay(painter, self._overlay, 1.0, None, font_px=max(12.0, out.height() / 40))
             painter.end()
         return out

@@ -18,6 +18,7 @@ from detector.detections import Detections
 from tests.conftest import cut_clip
 from tests.detector.conftest import read_frames
 from tests.detector.darknet_files import darknet_dir, needs_darknet
+from tests.detector.tfjs_files import needs_tfjs, tfjs_dir
 
 NAMES = ("__background__", "person", "bicycle", "car", "motorcycle", "bus", "truck", "dog")
 
@@ -94,3 +95,43 @@ def test_real_teacher_on_three_frames(tmp_path, three_frames):
     people = [a for a in coco.loadAnns(coco.getAnnIds(catIds=coco.getCatIds(catNms=["person"]))) if not a["iscrowd"]]
     assert len(people) >= 3 * 4  # this scene shows at least 4 clearly visible people per frame
     assert json.loads(out.read_text())["info"]["sizes"] == [416, 608]
+
+
+def test_fused_teachers_keep_the_two_threshold_scheme(tmp_path, three_frames):
+    pytest.importorskip("ensemble_boxes")
+    from detector.fusion import FusedTeacher
+
+    out = tmp_path / "fused.json"
+    teacher = FusedTeacher([StubTeacher(), StubTeacher()])
+    autolabel.autolabel(three_frames, out, teacher, ("person", "car"), min_score=0.25, label_score=0.5)
+    anns = _load(out).loadAnns(_load(out).getAnnIds())
+    # two teachers agreeing keep their scores: the 0.9 person is a label, the 0.3 car an ignore region
+    assert sorted((a["category_id"], a["iscrowd"]) for a in anns) == [(1, 0)] * 3 + [(2, 1)] * 3
+    assert "fused by WBF" in json.loads(out.read_text())["info"]["teacher"]
+
+
+def test_centernet_may_not_label_and_teacher_lists_are_checked(tmp_path, capsys):
+    image = tmp_path / "one.png"
+    cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
+    assert autolabel.main([str(image), "--out", str(tmp_path / "x.json"), "--teachers", "yolo,centernet"]) == 2
+    assert autolabel.main([str(image), "--out", str(tmp_path / "x.json"), "--teachers", "yolo,ssd"]) == 2
+    assert autolabel.main([str(image), "--out", str(tmp_path / "x.json"), "--teachers", "yolo,nanodet",
+                           "--fuse-weights", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+    assert "licence" in err[0] and "ssd" in err[1] and "1 weights for 2 teachers" in err[2]
+    assert not (tmp_path / "x.json").exists()
+
+
+@needs_darknet
+@needs_tfjs
+def test_real_yolo_and_nanodet_fused_on_all_classes(tmp_path, three_frames):
+    out = tmp_path / "fused.json"
+    assert autolabel.main([str(three_frames), "--out", str(out), "--teacher-dir", str(darknet_dir()),
+                           "--tfjs-dir", str(tfjs_dir()), "--teachers", "yolo,nanodet", "--classes", "all",
+                           "--end", "2"]) == 0
+    data = json.loads(out.read_text())
+    assert len(data["categories"]) == 80 and len(data["images"]) == 2
+    assert "YOLOv3-tiny" in data["info"]["teacher"] and "NanoDet" in data["info"]["teacher"]
+    people = [a for a in data["annotations"] if a["category_id"] == 1 and not a["iscrowd"]]
+    assert len(people) >= 2 * 4  # at least 4 clearly visible people per frame

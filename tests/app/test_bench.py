@@ -81,12 +81,13 @@ def test_sweep_writes_the_three_files_with_the_columns(clip, tmp_path):
     for r in rows:
         assert r["model"] == "paper" and r["precision"] == "fp32" and r["frames"] == "3"
         for column in ("detector_fps", "total_ms_median", "backbone_ms_p90", "pipeline_fps", "baseline_fps",
-                       "speedup_vs_baseline", "ap", "ap50", "peak_rss_mb"):
+                       "speedup_vs_baseline", "ap", "ap50", "peak_rss_mb", "track_ms_median", "track_ms_p90"):
             assert r[column] != "", column
         assert float(r["detector_fps"]) > 0 and float(r["total_ms_p90"]) >= float(r["total_ms_median"]) > 0
         assert 0.0 <= float(r["ap"]) <= 1.0 and r["ap_images"] == "3"
         assert float(r["speedup_vs_baseline"]) == pytest.approx(float(r["pipeline_fps"]) / float(r["baseline_fps"]), rel=0.01)
         assert r["pipeline_frames"] == "3"
+        assert 0 < float(r["track_ms_median"]) <= float(r["track_ms_p90"])  # the tracker, a stage of its own
 
     doc = json.loads((out / "results.json").read_text())
     for key in ("cpu", "cores", "gpu", "torch", "torchvision", "date_utc"):

@@ -63,3 +63,31 @@ def test_pipeline_exports_every_frame(clip10, tmp_path):
     assert [r["frame"] for r in rows] == list(range(10))
     assert [r["x1"] for r in rows] == list(range(10))  # the box the detector gave frame i
     assert [r["timestamp_s"] for r in rows] == pytest.approx([i / 10 for i in range(10)])
+
+
+@pytest.mark.parametrize("ext", ["json", "csv"])
+def test_track_ids_round_trip(tmp_path, ext):
+    """The tracker's IDs come back from the file as they went in; -1 when a row has none."""
+    path = tmp_path / f"tracked.{ext}"
+    sent = [[7, -1], [], [7, 12, 0]]
+    with Exporter(path) as exporter:
+        for i, ids in enumerate(sent):
+            r = result(i, len(ids))
+            exporter.write(Result(r.frame, r.detections.with_track_ids(ids)))
+        exporter.write(result(3, 2))  # tracking off for this frame: no IDs
+    rows = read_rows(path)
+    assert [r["track_id"] for r in rows] == [7, -1, 7, 12, 0, -1, -1]
+    assert all(isinstance(r["track_id"], int) for r in rows)
+
+
+def test_pipeline_with_tracking_exports_the_ids_it_drew(clip10, tmp_path):
+    """The real tracker in the pipeline on 10 real frames (the fake detector's box moves 1 px a
+    frame): the export's track_id column is the IDs of the results the sinks received."""
+    path = tmp_path / "tracked.csv"
+    seen = []
+    config = PipelineConfig(source_kind="video", source=str(clip10), export=str(path), track=True)
+    Pipeline(config, FakeDetector(), on_result=lambda r, _img: seen.append(r)).run()
+    rows = read_rows(path)
+    ids = [int(t) for r in seen for t in r.detections.track_ids]
+    assert [r["track_id"] for r in rows] == ids and len(rows) == 10
+    assert ids[:2] == [-1, -1] and set(ids[2:]) == {0}  # confirmed on its third frame, then one ID

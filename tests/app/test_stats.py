@@ -51,3 +51,14 @@ def test_summary_names_every_count():
                          mean_fps=9.5, mean_stage_ms={"backbone": 40.0}, elapsed_s=1.2, mean_latency_ms=80).summary()
     assert "12 read, 11 processed, 10 written, 2 dropped, 1 bad" in text
     assert "9.50 fps" in text and "backbone 40.0" in text and "80 ms" in text
+
+
+def test_the_tracker_is_its_own_stage_averaged_over_the_frames_it_ran():
+    avg = StageAverages(recent=10)
+    avg.add({"backbone": 10.0, "total": 10.0})
+    avg.add({"backbone": 30.0, "total": 30.0, "track": 1.0})  # tracking switched on
+    avg.add({"backbone": 20.0, "total": 20.0, "track": 3.0})
+    assert avg.mean()["backbone"] == pytest.approx(20.0) and avg.mean()["track"] == pytest.approx(2.0)
+    assert avg.recent()["track"] == pytest.approx(2.0)
+    text = PipelineStats(mean_stage_ms=avg.mean()).summary()
+    assert "tracker ms per frame: 2.00" in text and "track 2" not in text.split("tracker")[0]

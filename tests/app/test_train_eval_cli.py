@@ -14,6 +14,7 @@ from detector.weights import load_checkpoint
 from tests.detector.conftest import read_frames
 from tests.detector.darknet_files import darknet_dir, needs_darknet
 from tests.detector.test_train import PEOPLE
+from tests.detector.tfjs_files import needs_tfjs, tfjs_dir
 
 
 @pytest.fixture()
@@ -52,6 +53,8 @@ def test_train_writes_checkpoint_history_and_resumes(tmp_path, one_json, capsys)
     assert eval_cli.main(["--data", str(one_json), "--weights", str(out / "last.pt"), "--json", str(metrics_file)]) == 0
     metrics = json.loads(metrics_file.read_text())
     assert 0.0 <= metrics["AP"] <= 1.0 and metrics["images"] == 1
+    assert metrics["objects"] == 6 and metrics["per_class_found"]["person"][1] == 6
+    assert "found per class (IoU ≥ 0.5, score ≥ 0.3): person " in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_line(tmp_path, one_json, capsys):
@@ -70,3 +73,57 @@ def test_eval_scores_the_teacher(tmp_path, one_json):
                           "--json", str(out)]) == 0
     # the labels are the teacher's own hand-checked people: it must find them
     assert json.loads(out.read_text())["AP50"] > 0.9
+
+
+@needs_tfjs
+@pytest.mark.parametrize("teachers", ["nanodet", "centernet"])
+def test_eval_scores_the_tfjs_teachers(tmp_path, one_json, teachers):
+    out = tmp_path / "t.json"
+    assert eval_cli.main(["--data", str(one_json), "--teachers", teachers, "--tfjs-dir", str(tfjs_dir()),
+                          "--json", str(out)]) == 0
+    # the two hand-checked people of the frame (head to feet) are found by each teacher
+    assert json.loads(out.read_text())["AP50"] > 0.9
+
+
+def test_train_mixes_weighted_sets_with_augmentation(tmp_path, one_json, capsys):
+    crowd = json.loads(one_json.read_text())
+    crowd["annotations"][0]["iscrowd"] = 1
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(crowd))
+    out = tmp_path / "aug"
+    args = ["--data", f"{one_json}:1.0,{other}:0.5", "--out", str(out), "--epochs", "1",
+            "--augment", "mosaic,scale,color,flip", "--scale-range", "0.5,2", *TINY]
+    assert train_cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "weight 0.5" in printed and "augmented (mosaic,scale,color,flip)" in printed and "IoA ≥ 0.5" in printed
+    meta = load_checkpoint(out / "last.pt")["meta"]
+    assert meta["train_data"] == {str(one_json): 1.0, str(other): 0.5}
+    assert meta["train"]["augment"] == ["mosaic", "scale", "color", "flip"] and meta["train"]["scale_range"] == [0.5, 2.0]
+    # --anchor-sizes auto gave the two-level backbone 3 sizes per level (k = 9 with the 3 ratios)
+    assert load_checkpoint(out / "last.pt")["arch"]["anchor_sizes"] == [[16, 32, 64], [128, 256, 512]]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--augment", "mosaic,zoom"], "'zoom' is unknown"),
+    (["--scale-range", "3"], "--scale-range '3' must be 2 comma-separated numbers"),
+    (["--scale-range", "3,0.3"], "scale range 3.0, 0.3"),
+    (["--mosaic-prob", "2"], "mosaic probability 2.0"),
+    (["--ignore-ioa", "0"], "ignore_ioa 0.0"),
+])
+def test_bad_training_values_are_one_line(tmp_path, one_json, capsys, extra, message):
+    assert train_cli.main(["--data", str(one_json), "--out", str(tmp_path / "o"), *TINY, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{json}:x", "the weight 'x' is not a number"),
+    ("{json}:0", "must be a number > 0"),
+    ("{json}:1,{missing}:1", "does not exist"),
+    (",", "names no COCO JSON"),
+])
+def test_bad_data_specs_are_one_line(tmp_path, one_json, capsys, spec, message):
+    spec = spec.format(json=one_json, missing=tmp_path / "missing.json")
+    assert train_cli.main(["--data", spec, "--out", str(tmp_path / "o"), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err

@@ -2,7 +2,13 @@ import pytest
 import torch
 from torchvision.models.detection.image_list import ImageList
 
-from detector.builders import COCO_CLASS_NAMES, PAPER_ANCHOR_SIZES, PAPER_ASPECT_RATIOS, build_paper
+from detector.builders import (
+    COCO_CLASS_NAMES,
+    PAPER_ANCHOR_SIZES,
+    PAPER_ASPECT_RATIOS,
+    build_paper,
+    default_anchor_sizes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +88,23 @@ def test_papers_roi_max_pooling_option(small_frame):
     assert len(det.detect([small_frame])[0]) > 0
     with pytest.raises(ValueError, match="roi_op 'warp' is unknown"):
         build_paper(num_classes=3, backbone="resnet18", roi_op="warp")
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_default_anchors_are_nine_per_position_on_every_level(levels):
+    sizes = default_anchor_sizes(levels)
+    assert len(sizes) == levels and all(len(level) == 3 for level in sizes)
+    flat = [s for level in sizes for s in level]
+    assert flat == sorted(flat) and len(set(flat)) == len(flat)  # finest level first, no size twice
+    if levels == 1:
+        assert sizes == PAPER_ANCHOR_SIZES
+    else:
+        assert flat[0] == 16 and flat[-1] == 512
+    assert default_anchor_sizes(2) == ((16, 32, 64), (128, 256, 512))  # the default model's
+
+
+def test_auto_anchors_follow_the_backbone_levels():
+    model = build_paper(num_classes=3, backbone="yolov3_tiny", anchor_sizes=None, reduce_channels=32,
+                        representation_size=64)
+    assert model.rpn.anchor_generator.num_anchors_per_location() == [9, 9]
+    assert model.rpn.anchor_generator.sizes == default_anchor_sizes(2)

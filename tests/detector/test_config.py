@@ -23,7 +23,7 @@ def test_defaults_are_valid():
         ("model", "yolo", "model 'yolo'"),
         ("min_size", 8, "min_size 8"),
         ("classes", "person", "classes 'person'"),
-        ("backbone", "vgg16", "backbone 'vgg16' is unknown; expected one of mobilenet_v2, resnet18"),
+        ("backbone", "vgg16", "backbone 'vgg16' is unknown; expected one of mobilenet_v2, nanodet, resnet18"),
     ],
 )
 def test_bad_values_are_named(field, value, named):

@@ -59,4 +59,21 @@ def test_mask_indexing_keeps_rows_together():
 def test_rows_are_json_ready():
     rows = make().to_rows()
     assert json.loads(json.dumps(rows)) == rows
-    assert rows[1] == {"class": "car", "class_id": 2, "score": 0.4, "x1": 5.0, "y1": 5.0, "x2": 50.0, "y2": 60.0}
+    assert rows[1] == {"class": "car", "class_id": 2, "score": 0.4, "x1": 5.0, "y1": 5.0, "x2": 50.0, "y2": 60.0,
+                       "track_id": -1}
+    tracked = make().with_track_ids([4, -1, 9]).to_rows()
+    assert [r["track_id"] for r in tracked] == [4, -1, 9]
+
+
+def test_track_ids_follow_the_rows_and_are_validated():
+    det = make().with_track_ids(np.array([7, -1, 3]))
+    assert det.track_ids.dtype == np.int64
+    np.testing.assert_array_equal(det[np.array([True, False, True])].track_ids, [7, 3])
+    np.testing.assert_array_equal(det.filter(min_score=0.5).track_ids, [7, 3])
+    assert make()[:2].track_ids is None  # no tracker ran: stays None through selection
+    with pytest.raises(ValueError, match="one entry per detection; got 2 for 3"):
+        make().with_track_ids([1, 2])
+    with pytest.raises(ValueError, match="must be integers"):
+        make().with_track_ids([1.5, 2.0, 3.0])
+    with pytest.raises(ValueError, match="track id -2 is invalid"):
+        make().with_track_ids([1, -2, 3])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from detector.detections import Detections
-from detector.evaluate import evaluate, ground_truth_as_detections, load_coco
+from detector.evaluate import evaluate, format_metrics, ground_truth_as_detections, load_coco, recall
 
 NAMES = ("__background__", "person", "car")
 
@@ -75,3 +75,65 @@ def test_bad_json_is_named(tmp_path):
     bad.write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_coco(bad)
+
+
+def _recall_case() -> tuple[dict, dict]:
+    """Ground truth and detections where the objects found are known by construction (see the comments)."""
+    def ann(i, image, cat, box, crowd=0):
+        x1, y1, x2, y2 = box
+        return {"id": i, "image_id": image, "category_id": cat, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "area": (x2 - x1) * (y2 - y1), "iscrowd": crowd}
+
+    p1, p2, p3 = (100, 100, 150, 200), (105, 100, 155, 200), (300, 100, 350, 200)
+    car, crowd, p4, p5 = (400, 300, 500, 360), (10, 10, 60, 110), (50, 50, 100, 150), (200, 200, 260, 320)
+    data = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 640, "height": 480} for i in (1, 2, 3)],
+            "annotations": [ann(1, 1, 1, p1), ann(2, 1, 1, p2), ann(3, 1, 1, p3), ann(4, 1, 2, car),
+                            ann(5, 1, 1, crowd, crowd=1), ann(6, 2, 1, p4), ann(7, 3, 1, p5)],
+            "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]}
+    dets = {
+        1: Detections(np.array([
+            [100, 100, 155, 200],  # person 0.9 over p1 and p2 (IoU 0.91 with each): finds one of them only
+            p3,                    # person 0.2 exactly on p3: below the score threshold, not found
+            p3,                    # car 0.95 on p3: the wrong class finds no person
+            crowd,                 # person 0.7 on the crowd box: crowd boxes are not objects to find
+            [420, 300, 520, 360],  # car 0.5, 20 px off (IoU 80/120 = 0.67): finds the car
+        ], np.float32), np.array([0.9, 0.2, 0.95, 0.7, 0.5]), np.array([1, 1, 2, 1, 2]), NAMES),
+        # image 2: no entry — its person p4 is not found
+        3: Detections(np.array([[226, 200, 286, 320]], np.float32), np.array([0.99]), np.array([1]), NAMES),
+        # ↑ p5 moved 26 px: IoU 34/86 = 0.40, found at IoU 0.3 but not at 0.5
+    }
+    return data, dets
+
+
+def test_recall_counts_objects_found_by_construction():
+    data, dets = _recall_case()
+    m = evaluate(load_coco(data), dets)
+    # persons p1..p5 (the crowd box is not one): only the 0.9 detection finds one; the car is found
+    assert m["per_class_found"] == {"car": [1, 1], "person": [1, 5]}
+    assert m["found"] == 2 and m["objects"] == 6 and m["recall"] == pytest.approx(2 / 6)
+    assert m["per_class_recall"]["person"] == pytest.approx(0.2)
+    assert "persons 1/5" in format_metrics(m) and "(2/6" in format_metrics(m)
+    # a looser IoU finds p5 too; a lower score threshold counts the 0.2 detection on p3
+    assert recall(load_coco(data), dets, iou_threshold=0.3)["per_class_found"]["person"] == [2, 5]
+    assert recall(load_coco(data), dets, score_threshold=0.1)["per_class_found"]["person"] == [2, 5]
+
+
+def test_recall_is_greedy_by_score_and_one_to_one():
+    """Two boxes side by side, two detections: the higher-scoring one takes the box it overlaps most,
+    leaving the other box to the second detection; a third, duplicate detection finds nothing more."""
+    data = {"images": [{"id": 1, "file_name": "1.jpg", "width": 640, "height": 480}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [100, 100, 50, 100], "area": 5000,
+                             "iscrowd": 0},
+                            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [130, 100, 50, 100], "area": 5000,
+                             "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]}
+    coco = load_coco(data)
+    # the 0.9 detection overlaps box 2 most (IoU 0.82 vs 0.33 with box 1); the 0.8 one overlaps box 2
+    # (IoU 0.54) and box 1 (IoU 0.54 too): box 2 being taken, it finds box 1
+    boxes = np.array([[125, 100, 175, 200], [115, 100, 165, 200], [125, 100, 175, 200]], np.float32)
+    two = Detections(boxes[:2], np.array([0.9, 0.8]), np.array([1, 1]), NAMES)
+    assert recall(coco, {1: two})["found"] == 2
+    dup = Detections(boxes[[0, 2]], np.array([0.9, 0.85]), np.array([1, 1]), NAMES)
+    assert recall(coco, {1: dup})["found"] == 1
+    assert recall(load_coco({**data, "annotations": []}), {1: two}) == {
+        "recall": 0.0, "found": 0, "objects": 0, "per_class_recall": {}, "per_class_found": {}}

@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
 from detector.builders import build_paper
-from detector.train import CocoDetectionData, TrainConfig, Trainer, has_frozen_trunk
+from detector.train import CocoDetectionData, TrainConfig, Trainer, WeightedMix, has_frozen_trunk
+from detector.train_data import category_names
 
 # frame 0 of assets/sample.mp4: six people, head to feet (x1, y1, x2, y2), checked by drawing them
 PEOPLE = [(640, 191, 666, 284), (461, 221, 499, 316), (326, 374, 386, 516), (218, 157, 245, 218),
@@ -37,10 +39,11 @@ def _model(num_classes: int, backbone: str = "yolov3_tiny"):
                        representation_size=128, reduce_channels=64, min_size=288, max_size=384)
 
 
-def test_dataset_reads_boxes_and_drops_crowd(one_image):
+def test_dataset_reads_boxes_and_keeps_crowd_as_ignore(one_image):
     data = CocoDetectionData(one_image)
     assert data.class_names == ("__background__", "person")
     assert len(data) == 1 and data.samples[0].boxes.shape == (6, 4)
+    np.testing.assert_array_equal(data.samples[0].ignore, [[0, 0, 30, 30]])
     assert data.image(0).shape == (576, 768, 3)
 
 
@@ -52,7 +55,7 @@ def test_training_overfits_one_image_with_cached_trunk(one_image):
                       rpn_pre_nms_train=500, rpn_post_nms_train=200, log_every=1000)
     trainer = Trainer(model, data, cfg)
     trainer.model.train()
-    item = trainer._train_item(0)
+    item = trainer._train_item(0, 0)
     with torch.no_grad():
         start = float(sum(trainer.losses([item]).values()))
     trainer.run()
@@ -70,7 +73,7 @@ def test_rpn_box_loss_gets_the_paper_lambda_weight(one_image):
     model = _model(len(data.class_names))
     trainer = Trainer(model, data, TrainConfig(hflip=False, box_lambda=10.0))
     trainer.model.train()
-    item = trainer._train_item(0)
+    item = trainer._train_item(0, 0)
     torch.manual_seed(0)
     with torch.no_grad():
         w10 = trainer.losses([item])["loss_rpn_box_reg"]
@@ -123,3 +126,106 @@ def test_lr_drops_when_the_time_budget_runs_short(one_image):
         trainer = Trainer(_model(len(data.class_names)), data, cfg)
         trainer.run(on_epoch=lambda tr, rec, key=limit: lrs.__setitem__(key, rec["optimizer"]["param_groups"][0]["lr"]))
     assert lrs[None] == pytest.approx(0.01) and lrs[1e-6] == pytest.approx(0.001)
+
+
+def test_augmented_training_lowers_the_loss_with_the_trunk_under_no_grad(one_image):
+    """A smoke run: 40 augmented iterations (mosaic, zoom, colour, flips) on the real frame; the loss on
+    the frame as it is falls, nothing is cached, and only the neck and heads get gradients."""
+    data = CocoDetectionData(one_image)
+    model = _model(len(data.class_names))
+    cfg = TrainConfig(epochs=1, iters_per_epoch=40, batch_size=1, lr=0.05, warmup_iters=5, seed=1,
+                      augment=("mosaic", "scale", "color", "flip"), scale_range=(0.5, 2.0),
+                      rpn_pre_nms_train=500, rpn_post_nms_train=200, log_every=1000)
+    trainer = Trainer(model, data, cfg)
+    assert not trainer.cached
+    # the augmentation draws at the training size (the model's 288 px short side here) in one go
+    assert min(trainer._train_item(0, 0).image_size) == 288
+    trainer.model.train()
+    item = trainer._prepare(data.annotated(0), trainer.eval_size, False, cache=False)
+
+    def loss() -> float:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return float(sum(trainer.losses([item]).values()))
+
+    start = loss()
+    history = trainer.run()
+    trainer.model.train()
+    end = loss()
+    assert end < 0.7 * start, f"loss {start:.3f} → {end:.3f}"
+    assert trainer.cache == {} and history[0]["iters_per_s"] > 0
+    assert all(p.grad is None for p in model.backbone.trunk.parameters())
+    assert all(p.grad is not None for p in model.backbone.reduce.parameters())
+
+
+def _json(tmp_path, name: str, images: int, categories=("person",)) -> Path:
+    frame = tmp_path / "f0.jpg"
+    if not frame.exists():
+        cv2.imwrite(str(frame), np.zeros((64, 64, 3), np.uint8))
+    data = {"images": [{"id": i + 1, "file_name": "f0.jpg", "width": 64, "height": 64} for i in range(images)],
+            "annotations": [], "categories": [{"id": 10 + j, "name": n} for j, n in enumerate(categories)]}
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_weighted_mix_draws_by_weight_and_covers_each_set(tmp_path):
+    import random
+
+    a, b = _json(tmp_path, "a.json", 3), _json(tmp_path, "b.json", 10, ("person", "dog"))
+    names = category_names([a, b])
+    assert names == ("__background__", "person", "dog")
+    mix = WeightedMix([(CocoDetectionData(a, names), 3.0), (CocoDetectionData(b, names), 1.0)], random.Random(0))
+    assert len(mix) == 13
+    draws = [mix.draw() for _ in range(4000)]
+    share_a = sum(d == 0 for d, _ in draws) / len(draws)
+    assert 0.72 < share_a < 0.78  # 3 / (3 + 1)
+    # within a dataset, every image comes once before any comes twice
+    first_b = [i for d, i in draws if d == 1][:10]
+    assert sorted(first_b) == list(range(10))
+    with pytest.raises(ValueError, match="weight 0"):
+        WeightedMix([(CocoDetectionData(a, names), 0)], random.Random(0))
+    with pytest.raises(ValueError, match="class names"):
+        WeightedMix([(CocoDetectionData(a), 1.0), (CocoDetectionData(b), 1.0)], random.Random(0))
+
+
+def test_bad_augment_settings_are_named():
+    with pytest.raises(ValueError, match="'zoom' is unknown"):
+        TrainConfig(augment=("zoom",))
+    with pytest.raises(ValueError, match="ignore_ioa 1.5"):
+        TrainConfig(ignore_ioa=1.5)
+
+
+def test_trunk_runs_channels_last_and_optionally_bf16_with_the_same_maps(one_image):
+    data = CocoDetectionData(one_image)
+    model = _model(len(data.class_names))
+    trainer = Trainer(model, data, TrainConfig())
+    image = trainer._prepare(data.annotated(0), 288, False, cache=False).image[None]
+    with torch.no_grad():
+        plain = model.backbone.trunk_features(image)
+    fast = trainer._trunk(image)
+    for a, b in zip(fast, plain):
+        assert a.is_contiguous() and a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    trainer.config = TrainConfig(trunk_precision="bf16")
+    for a, b in zip(trainer._trunk(image), plain):
+        assert a.dtype == torch.float32 and float((a - b).abs().max() / b.abs().max()) < 0.05
+    with pytest.raises(ValueError, match="trunk_precision 'fp16'"):
+        TrainConfig(trunk_precision="fp16")
+
+
+def test_a_trunk_that_refuses_channels_last_gets_contiguous_input(one_image):
+    data = CocoDetectionData(one_image)
+    model = _model(len(data.class_names))
+    original = model.backbone.trunk_features
+
+    def strict(x):  # as a converted graph that reshapes with view() would
+        if not x.is_contiguous():
+            raise RuntimeError("view size is not compatible with input tensor's size and stride")
+        return original(x)
+
+    model.backbone.trunk_features = strict
+    trainer = Trainer(model, data, TrainConfig(augment=("flip",)))
+    assert not trainer.channels_last
+    assert len(trainer._trunk(torch.rand(1, 3, 64, 96))) == 2
+    assert Trainer(_model(len(data.class_names)), data, TrainConfig()).channels_last

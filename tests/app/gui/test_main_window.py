@@ -270,8 +270,9 @@ def test_run_gui_opens_plays_and_returns(qtbot, clip10):
         windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
         if windows and windows[0].frames_displayed >= 2:
             seen["frames"] = windows[0].frames_displayed
-            windows[0].close()
-            QApplication.instance().quit()
+            windows[0].close()  # the last window closing ends app.exec(); an extra quit() here would be
+            # handled after exec returned and leave Qt's quit flag set, so every later event loop of
+            # this test process would return at once (qtbot.waitUntil would never see another event)
         else:
             QTimer.singleShot(50, close_when_playing)
 

@@ -1,0 +1,140 @@
+"""A grid of streams: one tile per stream (its video with boxes, and a caption with its fps, latency
+and state), laid out 1, 2×1, 2×2, 3×2, 3×3 …; a click on a tile enlarges it, another click (or
+``show_all``) brings the grid back. Widgets only show and emit; they never touch the pipeline."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
+
+from app.gui.bridge import rgb_to_qimage
+from app.gui.video_view import VideoView
+from app.stats import PipelineStats
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(columns, rows) for ``n`` tiles: 1 → 1×1, 2 → 2×1, 3–4 → 2×2, 5–6 → 3×2, 7–9 → 3×3 …"""
+    if n < 1:
+        raise ValueError(f"a grid needs at least one tile; got {n}")
+    cols = math.ceil(math.sqrt(n))
+    return cols, math.ceil(n / cols)
+
+
+class StreamTile(QFrame):
+    """One stream: its video and a one-line caption. Emits ``clicked(name)``."""
+
+    clicked = pyqtSignal(str)
+
+    def __init__(self, name: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self.setObjectName("tile")
+        self.view = VideoView()
+        self.view.setMinimumSize(160, 120)
+        self.view.clear(f"{name}: waiting for the first frame")
+        self.caption = QLabel(name)
+        self.caption.setObjectName("stat")
+        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        self.setToolTip(f"{name} — click to enlarge, click again for all streams")
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(2)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.caption)
+        self.frames_shown = 0
+
+    def show_result(self, result) -> None:
+        """The newest result of this stream (GUI thread)."""
+        self.view.set_frame(rgb_to_qimage(result.frame.image), result.detections)
+        self.frames_shown += 1
+
+    def set_stats(self, stats: PipelineStats | None, state: str) -> None:
+        parts = [self.name]
+        if stats is not None:
+            parts.append(f"{stats.fps:.1f} fps" if stats.fps else "-- fps")
+            if stats.latency_ms is not None:
+                parts.append(f"{stats.latency_ms:.0f} ms")
+            parts.append(f"{stats.frames_written} frames")
+            if stats.frames_dropped:
+                parts.append(f"{stats.frames_dropped} dropped")
+        if state and state != "running":
+            parts.append(state)
+        self.caption.setText(" · ".join(parts))
+        if self.view.image is None and state != "running":  # no frame yet: say why in the tile itself
+            self.view.clear(f"{self.name}: {state}")
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit(self.name)
+        super().mouseReleaseEvent(event)
+
+
+class StreamGrid(QWidget):
+    """The tiles of ``names`` in a grid; ``enlarged`` is the one shown alone, or None.
+
+    Emits ``enlarged_changed(name or None)``.
+    """
+
+    enlarged_changed = pyqtSignal(object)
+
+    def __init__(self, names: Sequence[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        if not names:
+            raise ValueError("a grid needs at least one stream")
+        self.names = list(names)
+        self.tiles = {name: StreamTile(name) for name in self.names}
+        self.enlarged: str | None = None
+        self._layout = QGridLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(4)
+        for tile in self.tiles.values():
+            tile.clicked.connect(self.toggle)
+        self._relayout()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(columns, rows) on screen now."""
+        return (1, 1) if self.enlarged is not None else grid_shape(len(self.names))
+
+    def toggle(self, name: str) -> None:
+        """Enlarge ``name``; if it is the enlarged one, show all again."""
+        self.enlarge(None if self.enlarged == name else name)
+
+    def enlarge(self, name: str | None) -> None:
+        if name is not None and name not in self.tiles:
+            raise KeyError(f"no stream {name!r}; the streams are {', '.join(self.names)}")
+        if name == self.enlarged:
+            return
+        self.enlarged = name
+        self._relayout()
+        self.enlarged_changed.emit(name)
+
+    def show_all(self) -> None:
+        self.enlarge(None)
+
+    def _relayout(self) -> None:
+        while self._layout.count():
+            self._layout.takeAt(0)
+        for r in range(self._layout.rowCount()):
+            self._layout.setRowStretch(r, 0)
+        for c in range(self._layout.columnCount()):
+            self._layout.setColumnStretch(c, 0)
+        if self.enlarged is not None:
+            for name, tile in self.tiles.items():
+                tile.setVisible(name == self.enlarged)
+            self._layout.addWidget(self.tiles[self.enlarged], 0, 0)
+            self._layout.setRowStretch(0, 1)
+            self._layout.setColumnStretch(0, 1)
+            return
+        cols, rows = grid_shape(len(self.names))
+        for i, name in enumerate(self.names):
+            self._layout.addWidget(self.tiles[name], i // cols, i % cols)
+            self.tiles[name].setVisible(True)
+        for r in range(rows):
+            self._layout.setRowStretch(r, 1)
+        for c in range(cols):
+            self._layout.setColumnStretch(c, 1)

@@ -1,0 +1,306 @@
+"""Tracking and counting in the window: the overlay drawn with QPainter, the mouse tool that draws
+a counting line or zone on the video, and the side panel's "Tracking" box.
+
+- ``draw_overlay``: trails, lines and zones with their counts, in the colours of the recordings
+  (``app.overlay``), in window pixels.
+- ``ShapeTool``: an event filter on the ``VideoView``. "Draw line": press at one end, release at the
+  other. "Draw zone": click the corners, double-click (or right-click, or Enter) to close it with
+  three or more; Esc cancels. Points are taken as fractions of the frame, so a line drawn once
+  fits any source. Emits ``shape_drawn("line" | "zone", (x1, y1, x2, y2, …))``.
+- ``TrackingPanel``: track / trails switches, draw line / draw zone / clear, and the live counts.
+  It only shows and emits; the window passes its requests to the controller.
+"""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QPolygonF
+from PyQt6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from app.analytics import Overlay
+from app.overlay import LINE_COLOR, ZONE_COLOR, track_color
+
+DRAFT_COLOR = QColor(255, 235, 59)
+
+
+def _map(x: float, y: float, scale: float, offset: QPointF) -> QPointF:
+    return QPointF(x * scale + offset.x(), y * scale + offset.y())
+
+
+def draw_overlay(painter: QPainter, overlay: Overlay, scale: float = 1.0, offset: QPointF | None = None,
+                 font_px: float = 13.0) -> None:
+    """Zones (translucent), trails and lines with their counts; frame pixels → ``target = frame * scale + offset``."""
+    offset = offset or QPointF(0.0, 0.0)
+    font = QFont(painter.font())
+    font.setPixelSize(max(8, round(font_px)))
+    font.setBold(True)
+    painter.setFont(font)
+    metrics = QFontMetricsF(font)
+    for zone in overlay.zones:
+        poly = QPolygonF([_map(x, y, scale, offset) for x, y in zone.polygon])
+        fill = QColor(*ZONE_COLOR, 45)
+        painter.setPen(QPen(QColor(*ZONE_COLOR), 2))
+        painter.setBrush(fill)
+        painter.drawPolygon(poly)
+        box = poly.boundingRect()
+        _label(painter, metrics, zone.text(), QPointF(box.left() + 4, box.top() + 4), QColor(*ZONE_COLOR), below=True)
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    for tid, points in (overlay.trails or {}).items():
+        if len(points) >= 2:
+            painter.setPen(QPen(QColor(*track_color(tid)), 2))
+            painter.drawPolyline(QPolygonF([_map(x, y, scale, offset) for x, y in points]))
+    for line in overlay.lines:
+        a, b = (_map(x, y, scale, offset) for x, y in line.points)
+        painter.setPen(QPen(QColor(*LINE_COLOR), 2.5))
+        painter.drawLine(a, b)
+        _label(painter, metrics, line.text(), (a + b) / 2, QColor(*LINE_COLOR))
+
+
+def _label(painter: QPainter, metrics: QFontMetricsF, text: str, anchor: QPointF, color: QColor, below: bool = False) -> None:
+    w, h = metrics.horizontalAdvance(text) + 8, metrics.height() + 4
+    rect = QRectF(anchor.x(), anchor.y(), w, h) if below else QRectF(anchor.x() - w / 2, anchor.y() - h - 4, w, h)
+    painter.fillRect(rect, QColor(0, 0, 0, 170))
+    painter.setPen(color)
+    painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+
+
+class ShapeTool(QObject):
+    """Draws a counting line or zone on a ``VideoView`` with the mouse (see the module's docstring).
+
+    Signals: ``shape_drawn(str kind, tuple coords)`` with coords in fractions of the frame;
+    ``mode_changed(str)`` ("" when idle).
+    """
+
+    shape_drawn = pyqtSignal(str, tuple)
+    mode_changed = pyqtSignal(str)
+
+    def __init__(self, view) -> None:
+        super().__init__(view)
+        self.view = view
+        self.mode = ""
+        self.points: list[QPointF] = []  # fractions of the frame
+        self.hover: QPointF | None = None
+        view.installEventFilter(self)
+        view.setMouseTracking(True)
+
+    def start(self, mode: str) -> None:
+        """Start drawing a "line" or a "zone" ("" cancels)."""
+        if mode not in ("", "line", "zone"):
+            raise ValueError(f"draw mode {mode!r} is unknown; expected line or zone")
+        self.mode, self.points, self.hover = mode, [], None
+        self.view.setCursor(Qt.CursorShape.CrossCursor if mode else Qt.CursorShape.ArrowCursor)
+        if mode:
+            self.view.setFocus()
+        self.view.update()
+        self.mode_changed.emit(mode)
+
+    def to_fraction(self, pos: QPointF) -> QPointF | None:
+        """A widget position as a fraction of the frame (clamped to it); None without a frame."""
+        rect = self.view.image_rect()
+        if rect.isEmpty():
+            return None
+        fx = min(1.0, max(0.0, (pos.x() - rect.left()) / rect.width()))
+        fy = min(1.0, max(0.0, (pos.y() - rect.top()) / rect.height()))
+        return QPointF(fx, fy)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
+        if obj is not self.view or not self.mode:
+            return False
+        kind = event.type()
+        if kind == QEvent.Type.KeyPress:
+            if event.key() == Qt.Key.Key_Escape:
+                self.start("")
+                return True
+            if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.mode == "zone":
+                self._finish()
+                return True
+            return False
+        if kind not in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease,
+                        QEvent.Type.MouseMove, QEvent.Type.MouseButtonDblClick):
+            return False
+        point = self.to_fraction(event.position())
+        if point is None:
+            return False
+        if kind == QEvent.Type.MouseMove:
+            self.hover = point
+            self.view.update()
+            return True
+        button = event.button()
+        if self.mode == "line":
+            if kind == QEvent.Type.MouseButtonPress and button == Qt.MouseButton.LeftButton:
+                self.points = [point]
+            elif kind == QEvent.Type.MouseButtonRelease and button == Qt.MouseButton.LeftButton and self.points:
+                if _far(self.points[0], point, self.view.image_rect()):
+                    self.points.append(point)
+                    self._finish()
+                else:
+                    self.points = []  # a click, not a drag: nothing to draw yet
+            return True
+        # zone
+        if kind == QEvent.Type.MouseButtonPress and button == Qt.MouseButton.LeftButton:
+            if not self.points or _far(self.points[-1], point, self.view.image_rect()):
+                self.points.append(point)
+        elif kind == QEvent.Type.MouseButtonDblClick or (kind == QEvent.Type.MouseButtonPress
+                                                         and button == Qt.MouseButton.RightButton):
+            self._finish()
+        self.view.update()
+        return True
+
+    def _finish(self) -> None:
+        kind, points = self.mode, list(self.points)
+        enough = len(points) == 2 if kind == "line" else len(points) >= 3
+        if not enough:
+            return  # a zone needs a third corner: keep drawing
+        coords = tuple(round(v, 4) for p in points for v in (p.x(), p.y()))
+        self.start("")
+        self.shape_drawn.emit(kind, coords)
+
+    def paint(self, painter: QPainter, target: QRectF) -> None:
+        """The shape being drawn, over the frame shown in ``target``."""
+        if not self.mode or not self.points:
+            return
+        pts = [QPointF(target.left() + p.x() * target.width(), target.top() + p.y() * target.height())
+               for p in (*self.points, *([self.hover] if self.hover is not None else []))]
+        painter.setPen(QPen(DRAFT_COLOR, 2, Qt.PenStyle.DashLine))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawPolyline(QPolygonF(pts))
+        for p in pts[: len(self.points)]:
+            painter.drawEllipse(p, 3, 3)
+
+
+def _far(a: QPointF, b: QPointF, rect: QRectF, min_px: float = 4.0) -> bool:
+    """Whether two fractional points are at least ``min_px`` window pixels apart."""
+    return ((a.x() - b.x()) * rect.width()) ** 2 + ((a.y() - b.y()) * rect.height()) ** 2 >= min_px ** 2
+
+
+class TrackingPanel(QWidget):
+    """The "Tracking" box: switches, drawing buttons, and the counts.
+
+    Signals: ``track_toggled(bool)``, ``trails_toggled(bool)``, ``draw_requested(str)`` ("line" or
+    "zone"), ``clear_requested()``.
+    """
+
+    track_toggled = pyqtSignal(bool)
+    trails_toggled = pyqtSignal(bool)
+    draw_requested = pyqtSignal(str)
+    clear_requested = pyqtSignal()
+
+    def __init__(self, track: bool = False, trails: bool = True, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.track_check = QCheckBox("Track objects (IDs)")
+        self.track_check.setChecked(track)
+        self.track_check.setToolTip("ByteTrack: a persistent ID per object, drawn as #ID\n"
+                                    "lines and zones keep tracking on while they exist")
+        self.trails_check = QCheckBox("Trails")
+        self.trails_check.setChecked(trails)
+        self.trails_check.setToolTip("draw each track's path over the last 2 s")
+        self.line_button = QPushButton("Draw line")
+        self.zone_button = QPushButton("Draw zone")
+        self.clear_button = QPushButton("Clear")
+        self.line_button.setToolTip("drag across the video: objects crossing it are counted in / out by class")
+        self.zone_button.setToolTip("click the corners on the video, double-click to close:\n"
+                                    "objects inside now and entries by class (Esc cancels)")
+        self.clear_button.setToolTip("remove every line and zone")
+        for b in (self.line_button, self.zone_button):
+            b.setCheckable(True)
+        for b in (self.line_button, self.zone_button, self.clear_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.counts_label = QLabel("no lines or zones — draw one on the video")
+        self.counts_label.setObjectName("muted")
+        self.counts_label.setWordWrap(True)
+        switches = QHBoxLayout()
+        switches.setContentsMargins(0, 0, 0, 0)
+        switches.addWidget(self.track_check)
+        switches.addWidget(self.trails_check)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        for b in (self.line_button, self.zone_button, self.clear_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(switches)
+        layout.addLayout(buttons)
+        layout.addWidget(self.counts_label)
+        self.track_check.toggled.connect(self.track_toggled)
+        self.trails_check.toggled.connect(self.trails_toggled)
+        self.line_button.clicked.connect(lambda on: self.draw_requested.emit("line" if on else ""))
+        self.zone_button.clicked.connect(lambda on: self.draw_requested.emit("zone" if on else ""))
+        self.clear_button.clicked.connect(self.clear_requested)
+
+    def show_mode(self, mode: str) -> None:
+        """Reflect the drawing tool's mode on the buttons."""
+        for button, name in ((self.line_button, "line"), (self.zone_button, "zone")):
+            button.blockSignals(True)
+            button.setChecked(mode == name)
+            button.blockSignals(False)
+
+    def set_tracking(self, on: bool) -> None:
+        self.track_check.blockSignals(True)
+        self.track_check.setChecked(on)
+        self.track_check.blockSignals(False)
+
+    def show_counts(self, overlay: Overlay | None, shapes: int) -> None:
+        if overlay is not None and overlay.texts():
+            self.counts_label.setText("\n".join(overlay.texts()))
+        elif shapes:
+            self.counts_label.setText(f"{shapes} counter(s) — counts appear with the next frame")
+        else:
+            self.counts_label.setText("no lines or zones — draw one on the video")
+
+
+class TrackingControl(QObject):
+    """The window's tracking state, tied to its panel, its mouse tool and the controller.
+
+    ``state`` (track, trails, lines, zones) starts from the first source's config — the command
+    line's ``--track``, ``--line``, ``--zone`` — and from then on follows the panel; ``adopt(config)``
+    gives every source the window opens the current state. Changes reach the running pipeline as
+    controller knobs, from its next frame on.
+
+    Signals: ``changed(dict)`` the new state; ``message(str)`` a line for the status bar.
+    """
+
+    changed = pyqtSignal(dict)
+    message = pyqtSignal(str)
+
+    def __init__(self, panel: TrackingPanel, tool: ShapeTool, controller) -> None:
+        super().__init__(panel)
+        self.panel, self.tool, self.controller = panel, tool, controller
+        self.state: dict | None = None
+        panel.track_toggled.connect(lambda on: self.set(track=on))
+        panel.trails_toggled.connect(lambda on: self.set(trails=on))
+        panel.draw_requested.connect(tool.start)
+        panel.clear_requested.connect(lambda: self.set(lines=(), zones=()))
+        tool.mode_changed.connect(panel.show_mode)
+        tool.shape_drawn.connect(self.add_shape)
+
+    @property
+    def shapes(self) -> int:
+        return len(self.state["lines"]) + len(self.state["zones"]) if self.state else 0
+
+    def adopt(self, config):
+        """``config`` with the window's tracking state (the first config sets that state)."""
+        if self.state is None:
+            self.state = {k: getattr(config, k) for k in ("track", "trails", "lines", "zones")}
+            for check, on in ((self.panel.track_check, config.track), (self.panel.trails_check, config.trails)):
+                check.blockSignals(True)
+                check.setChecked(on)
+                check.blockSignals(False)
+        return config.with_(**self.state)
+
+    def set(self, **changes) -> None:
+        """Change ``track``, ``trails``, ``lines`` or ``zones`` now and for later sources."""
+        state = dict(self.state or {"track": False, "trails": True, "lines": (), "zones": ()})
+        state.update(changes)
+        self.state = state
+        for name in ("track", "trails"):
+            if name in changes:
+                self.controller.set_knob(name, state[name])
+        if "lines" in changes or "zones" in changes:
+            self.controller.set_knob("counters", (state["lines"], state["zones"]))
+        self.changed.emit(dict(state))
+
+    def add_shape(self, kind: str, coords: tuple) -> None:
+        """A line or zone drawn on the video (fractions of the frame) becomes a counter."""
+        key = "lines" if kind == "line" else "zones"
+        self.set(**{key: (*(self.state or {}).get(key, ()), tuple(coords))})
+        self.message.emit(f"{kind} added: objects are counted from the next frame on")

@@ -1,0 +1,393 @@
+"""The run command's sources — one or many — and the run of many streams in one process.
+
+``--video``, ``--camera``, ``--images`` and ``--url`` may each be repeated, in any order, and
+``--sources FILE`` adds one source per line; with one source the run is the single-stream
+pipeline (app/run.py), with several it is ``app.multi.MultiPipeline``: one detector, one batch per
+step, per-stream recordings (``--record out.mp4`` → ``out-<stream>.mp4``) and one export with a
+``stream`` column. Live sources reconnect (``--reconnect``, ``--stall-timeout``; app/reconnect.py).
+``--max-frames`` applies to each stream.
+
+Bad input is one line and exit status 2, before the model is loaded: the same source twice, more
+than ``MAX_STREAMS`` streams, a camera or file that does not exist (named), an output that exists.
+A live stream that exists but cannot be reached at the start does not stop the others: it is
+tried again in the background (or, with ``--reconnect off``, left out and reported at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.errors import UserError
+
+SOURCE_OPTIONS = ("video", "camera", "images", "url")
+EXIT_OK, EXIT_BAD_FRAMES, EXIT_SOURCE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# ====================================================================== options
+class _AddSource(argparse.Action):
+    """Appends (kind, value) to ``namespace.sources`` in the order given; ``namespace.<kind>``
+    keeps the last value, as a plain option would."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.sources = [*(getattr(namespace, "sources", None) or []), (self.dest, values)]
+
+
+def reconnect_value(text: str) -> int:
+    """``--reconnect``: a number of attempts per drop, ``forever`` (-1) or ``off`` (0)."""
+    from app.config import RECONNECT_FOREVER
+
+    word = text.strip().lower()
+    if word == "forever":
+        return RECONNECT_FOREVER
+    if word in ("off", "no", "never"):
+        return 0
+    if word.isdigit():
+        return int(word)
+    raise argparse.ArgumentTypeError(f"expected a number of attempts, forever or off; got {text!r}")
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """The source options of the run command (each may be repeated: one stream per use)."""
+    from app.config import MAX_STREAMS
+
+    group = parser.add_argument_group(
+        f"sources (one or more, up to {MAX_STREAMS}: repeat an option for more streams; several streams share "
+        "one detector, batched)")
+    group.add_argument("--video", metavar="PATH", action=_AddSource, help="a video file (any container/codec FFmpeg decodes)")
+    group.add_argument("--camera", metavar="N", action=_AddSource, help="a camera index (0 = /dev/video0) or a device path")
+    group.add_argument("--images", metavar="DIR", action=_AddSource,
+                       help="a folder of images, or a quoted glob such as 'frames/*.jpg'")
+    group.add_argument("--url", metavar="URL", action=_AddSource,
+                       help="a stream: rtsp://, rtmp://, http(s)://, udp:// (10 s to open)")
+    group.add_argument("--sources", metavar="FILE", dest="sources_file",
+                       help="a text file with one source per line: 'video PATH', 'camera N', 'images DIR', 'url URL' "
+                            "(or just the path, URL or camera index); lines starting with # are comments")
+    group.add_argument("--reconnect", metavar="N|forever|off", type=reconnect_value, default="forever",
+                       help="reopen a camera or URL that errors, ends or stalls, with backoff 1, 2, 4 … ≤ 30 s: "
+                            "N attempts per drop, forever, or off; files are never reopened (default: forever)")
+    group.add_argument("--stall-timeout", metavar="S", type=float, default=5.0,
+                       help="a camera or URL that delivers no frame for S seconds has dropped (default: %(default)s)")
+    parser.set_defaults(sources=[])
+
+
+def source_list(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Every source given, in order: the options, then the lines of ``--sources``."""
+    sources = list(getattr(args, "sources", None) or [])
+    if getattr(args, "sources_file", None):
+        sources += read_sources_file(args.sources_file)
+    if not sources:
+        raise UserError("no source given: pass --video, --camera, --images, --url or --sources (see --help)")
+    return sources
+
+
+def read_sources_file(path: str) -> list[tuple[str, str]]:
+    """(kind, value) per line of a sources file; the kind may be left out and is then guessed."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"sources file {path} does not exist" if not p.exists() else f"sources file {path} is not a file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"sources file {path} cannot be read as text: {exc}") from None
+    out = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        head, _, rest = line.partition(" ")
+        if head in SOURCE_OPTIONS and rest.strip():
+            out.append((head, rest.strip()))
+        elif " " in line and "://" not in line.split(" ", 1)[0] and not Path(line).exists():
+            raise UserError(f"sources file {path}, line {number}: {line!r} — expected 'KIND VALUE' with KIND one of "
+                            f"{', '.join(SOURCE_OPTIONS)}, or a path, URL or camera index")
+        else:
+            out.append((guess_kind(line), line))
+    if not out:
+        raise UserError(f"sources file {path} lists no source")
+    return out
+
+
+def guess_kind(value: str) -> str:
+    if "://" in value:
+        return "url"
+    if value.isdigit() or value.startswith("/dev/video"):
+        return "camera"
+    if Path(value).is_dir() or any(ch in value for ch in "*?["):
+        return "images"
+    return "video"
+
+
+# ====================================================================== streams
+def source_key(kind: str, value: str) -> tuple[str, str]:
+    """What makes two sources the same: a file's real path, a camera's device, a URL's text."""
+    if kind in ("video", "images") and not any(ch in value for ch in "*?["):
+        return kind, str(Path(value).resolve())
+    if kind == "camera":
+        m = re.fullmatch(r"(?:/dev/video)?(\d+)", value)
+        return kind, m.group(1) if m else str(Path(value).resolve())
+    return kind, value.strip()
+
+
+def stream_name(kind: str, value: str) -> str:
+    """A short name for file names and the export: the file's stem, camera0, the URL's host-port-path."""
+    if kind == "camera":
+        m = re.fullmatch(r"(?:/dev/video)?(\d+)", value)
+        raw = f"camera{m.group(1)}" if m else Path(value).name
+    elif kind == "url":
+        raw = re.sub(r"^[a-z0-9+.-]+://", "", value, flags=re.I).split("?", 1)[0].rstrip("/")
+        raw = raw.rsplit(".", 1)[0] if "/" in raw and "." in raw.rsplit("/", 1)[-1] else raw
+    elif kind == "images":
+        raw = Path(value.split("*", 1)[0]).name or "images"
+    else:
+        raw = Path(value).stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.") or kind
+
+
+def unique_names(sources: Sequence[tuple[str, str]]) -> list[str]:
+    names: list[str] = []
+    for kind, value in sources:
+        base = stream_name(kind, value)
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.append(name)
+    return names
+
+
+def per_stream_path(path: str, name: str) -> str:
+    """``out.mp4`` → ``out-<name>.mp4`` beside it."""
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-{name}{p.suffix}"))
+
+
+def check_sources(sources: Sequence[tuple[str, str]]) -> None:
+    """One line for too many streams or a source given twice."""
+    from app.config import MAX_STREAMS
+
+    if len(sources) > MAX_STREAMS:
+        raise UserError(f"{len(sources)} sources given; at most {MAX_STREAMS} streams run in one process")
+    seen: dict[tuple[str, str], int] = {}
+    for i, (kind, value) in enumerate(sources, 1):
+        key = source_key(kind, value)
+        if key in seen:
+            raise UserError(f"the same source is given twice: --{kind} {value} (streams {seen[key]} and {i})")
+        seen[key] = i
+
+
+def stream_configs(args: argparse.Namespace, sources: Sequence[tuple[str, str]]):
+    """(name, PipelineConfig) per stream; each records to its own file, the export is the run's."""
+    from app.config import PipelineConfig
+
+    check_sources(sources)
+    out = []
+    for name, (kind, value) in zip(unique_names(sources), sources):
+        out.append((name, PipelineConfig(
+            source_kind=kind, source=str(value), record=per_stream_path(args.record, name) if args.record else None,
+            export=None, overwrite=args.overwrite, max_frames=args.max_frames, headless=args.headless,
+            reconnect=args.reconnect, stall_timeout_s=args.stall_timeout)))
+    return out
+
+
+def open_streams(configs, notes: list[str]):
+    """The ``Stream`` of every config, sources opened. A source that does not exist raises at once
+    (the others are closed). A live one that cannot be reached now starts down and is retried
+    (reconnect on), or is left out with a note in ``notes`` (reconnect off). Returns (streams,
+    left_out: {name: error})."""
+    from app.multi import Stream
+    from app.reconnect import open_reconnecting
+    from app.sources import SourceUnavailable, open_plain_source
+
+    streams, left_out = [], {}
+    try:
+        for name, config in configs:
+            if config.live and config.reconnect:
+                source = open_reconnecting(config, unreachable_ok=True)
+                notes.extend(f"{name}: {event.line()}" for event in source.take_events())  # said once, here
+            else:
+                try:
+                    source = open_plain_source(config)
+                except SourceUnavailable as exc:
+                    left_out[name] = exc
+                    notes.append(f"{name} is left out: {exc}")
+                    continue
+            streams.append(Stream(name, config, source))
+    except BaseException:
+        for stream in streams:
+            stream.source.close()
+        raise
+    if all(getattr(s.source, "down", False) for s in streams):
+        for stream in streams:
+            stream.source.close()
+        reasons = [str(e) for e in left_out.values()] + [s.source.last_event.reason for s in streams]
+        raise UserError(f"none of the {len(configs)} streams could be opened: {reasons[0]}")
+    return streams, left_out
+
+
+# ====================================================================== the run
+def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], detector_config) -> int:
+    """The run command with several sources: checks, then the window or the headless run."""
+    from app.run import has_display, note
+
+    configs = stream_configs(args, sources)
+    for _, config in configs:
+        config.check_outputs()
+    if args.export:  # the single run's rules: a .json or .csv that may be written
+        configs[0][1].with_(export=args.export).check_outputs()
+    headless = args.headless
+    if not headless:
+        if has_display():
+            try:
+                from app.gui.multi_window import run_multi_gui
+            except ImportError as exc:
+                note(f"the GUI cannot be loaded ({exc}); running headless")
+            else:
+                notes: list[str] = []
+                streams, left_out = open_streams(configs, notes)
+                for line in notes:
+                    note(line)
+                return int(run_multi_gui(streams, detector_config, export=args.export, overwrite=args.overwrite) or 0)
+        else:
+            note("no display (DISPLAY and WAYLAND_DISPLAY are unset): running headless")
+    return run_many_headless(configs, detector_config, export=args.export, overwrite=args.overwrite)
+
+
+def run_many_headless(configs, detector_config, *, export: str | None, overwrite: bool) -> int:
+    """All streams to their end with a progress line; Ctrl-C or SIGTERM stop within about a
+    second, finalise every recording and the export, and return 130."""
+    from app.multi import MultiPipeline
+    from app.run import _sigterm_as_interrupt, note
+
+    previous = _sigterm_as_interrupt()
+    pipeline = None
+    try:
+        notes: list[str] = []
+        streams, left_out = open_streams(configs, notes)
+        for stream in streams:
+            notes.extend(f"{stream.name}: {line}" for line in stream.source.notes)
+        for line in notes:
+            note(line)
+        try:
+            from app.fastpath import build_detector  # threads, int8 calibration, the CPU probe
+
+            detector, setup = build_detector(detector_config)
+        except BaseException:
+            for stream in streams:
+                stream.source.close()
+            raise
+        logged = getattr(detector.info, "warning", None)
+        for line in detector.notes:
+            if line != logged:
+                note(line)
+        pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite)
+        progress = MultiProgress(sys.stderr)
+        interrupted = False
+        pipeline.start()
+        try:
+            while not pipeline.wait(0.2):
+                _print_events(streams, progress)
+                progress.update(pipeline.stats())
+        except KeyboardInterrupt:
+            interrupted = True
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the finalising short
+        finally:
+            pipeline.stop()
+        if interrupted:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        _print_events(streams, progress)
+        stats = pipeline.stats()
+        progress.update(stats, final=True)
+        print(stats.summary(), file=sys.stderr)
+        for line in setup.notes:  # what --precision auto chose and why: at the end, not before a first error
+            note(line)
+        for stream in streams:
+            if hasattr(stream.source, "summary"):
+                print(f"reconnection: {stream.source.summary()}", file=sys.stderr)
+        _report_outputs(pipeline)
+        if interrupted:
+            print("interrupted: threads stopped, outputs finalised", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        failed = {**left_out, **pipeline.errors()}
+        if failed:
+            lines = [f"stream {name}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                     for name, exc in failed.items()]
+            raise UserError("; ".join(lines))
+        bad = {name: s.bad_frames for name, s in stats.streams.items() if s.bad_frames}
+        if bad:
+            print("warning: frames that could not be decoded were skipped: "
+                  + ", ".join(f"{name} {n}" for name, n in bad.items()), file=sys.stderr)
+            return EXIT_BAD_FRAMES
+        return EXIT_OK
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _print_events(streams, progress: MultiProgress) -> None:
+    for stream in streams:
+        take = getattr(stream.source, "take_events", None)
+        for event in take() if take else ():
+            progress.message(f"{stream.name}: {event.line()}")
+
+
+def _report_outputs(pipeline) -> None:
+    for lane in pipeline.lanes:
+        if lane.record_sink is not None:
+            rec = lane.record_sink.recorder
+            if rec.frames_written:
+                print(f"recording {lane.name}: {Path(rec.path).resolve()} ({rec.frames_written} frames)")
+            else:
+                print(f"recording {lane.name}: none written (no frame arrived)")
+    if pipeline.exporter is not None:
+        exp = pipeline.exporter
+        print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames "
+              f"of {len(pipeline.lanes)} streams, column 'stream')")
+
+
+class MultiProgress:
+    """The progress line of a multi-stream run: each stream's frames and fps, the total, the batch.
+    On a terminal one line redrawn in place; elsewhere a line every few seconds."""
+
+    def __init__(self, stream, every_s: float = 5.0) -> None:
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.every_s = every_s
+        self._last = 0.0
+
+    @staticmethod
+    def line(stats) -> str:
+        parts = []
+        for name, s in stats.streams.items():
+            total = f"/{s.total_frames}" if s.total_frames else ""
+            fps = f"{s.fps:.1f}" if s.fps else "--"
+            state = stats.states.get(name, "running")
+            extra = "" if state in ("running", "ended") else f" {state.split(':', 1)[0]}"  # the reason comes at the end
+            parts.append(f"{name} {s.frames_written}{total} {fps} fps{extra}")
+        total = f"{stats.fps:.1f}" if stats.fps else "--"
+        batch = f"{stats.mean_batch:.1f}" if stats.mean_batch else "--"
+        return " | ".join(parts) + f" | all {total} fps, batch {batch}"
+
+    def message(self, line: str) -> None:
+        """A line of its own (a reconnection), above the progress line."""
+        self.stream.write(("\r\x1b[K" if self.tty else "") + line + "\n")
+        self.stream.flush()
+
+    def update(self, stats, final: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r" + self.line(stats) + "\x1b[K" + ("\n" if final else ""))
+            self.stream.flush()
+        elif final or now - self._last >= self.every_s:
+            if not final or self._last:
+                self.stream.write(self.line(stats) + "\n")
+                self.stream.flush()
+            self._last = now

@@ -1,0 +1,268 @@
+"""``serve``: many streams on a Ray cluster — the detector as a batched Ray Serve deployment.
+
+    python run.py serve --sources streams.txt                 # a one-node cluster in this process
+    python run.py serve --sources streams.txt --address HEAD:6379 --replicas 4
+
+Every stream gets a Ray actor (``app.serve.ingest``) that reads its source under the stream's frame
+policy, sends the frames to the detector deployment (``app.serve.deployment``: N replicas, dynamic
+batching across streams) and writes that stream's recording and export on the node it runs on.
+A table shows each stream's frames, fps, latency, drops and the replicas' load; on a terminal,
+``proposals N`` / ``threshold X`` typed while it runs change the running deployment.
+
+Ray is an optional dependency (``pip install -e '.[serve]'``); this module imports it only when a
+run starts, so ``--help`` and the rest of the app work without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from app.errors import UserError
+
+EXIT_OK = 0
+EXIT_STREAM_PROBLEM = 1  # a stream failed, or frames could not be decoded
+EXIT_INTERRUPTED = 130
+INSTALL_HINT = ("run.py serve needs Ray Serve, which is not installed: pip install -e '.[serve]' "
+                "(or pip install 'ray[serve]')")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UserError(f"{message} (see run.py serve --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app.run import add_model_arguments
+
+    p = _Parser(prog="run.py serve", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="sources file: one stream per line, as run.py's source and output options, e.g.\n"
+                       "  --name lobby --camera 0 --record lobby.mp4\n"
+                       "  --name clip  --video assets/sample.mp4 --export clip.json\n"
+                       "  --name replay --video assets/sample.mp4 --live      # a file played as a camera\n"
+                       "  (--on RESOURCE pins a stream to the nodes started with that Ray resource)\n\n"
+                       "exit status: 0 every stream ended; 1 a stream failed or had undecodable frames;\n"
+                       "  2 bad input, options or an unreachable --address (one line); 130 interrupted.\n"
+                       "Docs: docs/serve.md (a 2-node cluster), docs/benchmarks.md (streams per machine).")
+    streams = p.add_argument_group("streams")
+    streams.add_argument("--sources", metavar="FILE", help="the streams, one per line (see below)")
+    streams.add_argument("--stream", action="append", default=[], metavar="LINE",
+                         help="one more stream, written as a line of the sources file (repeatable)")
+    streams.add_argument("--overwrite", action="store_true", help="replace existing recordings and exports")
+    streams.add_argument("--transport", default="auto", choices=("auto", "raw", "jpeg"),
+                         help="frames travel as raw shared-memory objects or JPEG; auto = raw on one node, "
+                              "jpeg across several (default: %(default)s)")
+    streams.add_argument("--in-flight", type=int, default=4, metavar="N",
+                         help="frames a file stream keeps in flight (live streams: 1) (default: %(default)s)")
+    streams.add_argument("--retry-for-s", type=float, default=120.0, metavar="S",
+                         help="resend a frame for this long while no replica answers (default: %(default)s)")
+
+    cluster = p.add_argument_group("cluster")
+    cluster.add_argument("--address", metavar="ADDR",
+                         help="join a running cluster: HOST:PORT of `ray start --head`, auto, or ray://HOST:PORT; "
+                              "default: start a one-node cluster in this process")
+    cluster.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local cluster (default: all)")
+    cluster.add_argument("--object-store-mb", type=int, default=256, metavar="MB",
+                         help="shared-memory object store of the local cluster (default: %(default)s)")
+    cluster.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with the local cluster")
+
+    dep = p.add_argument_group("deployment")
+    dep.add_argument("--replicas", type=int, default=1, metavar="N", help="detector replicas (default: %(default)s)")
+    dep.add_argument("--replica-cpus", type=float, metavar="X",
+                     help="CPUs per replica = its torch threads (default: the CPUs shared out, 1 with GPUs)")
+    dep.add_argument("--replica-gpus", type=float, metavar="X", help="GPUs per replica (default: 1 when the cluster has GPUs)")
+    dep.add_argument("--max-batch-size", type=int, default=8, metavar="N", help="frames per replica batch (default: %(default)s)")
+    dep.add_argument("--batch-wait-s", type=float, default=0.02, metavar="S",
+                     help="how long a replica waits for a batch to fill (default: %(default)s)")
+    add_model_arguments(p)
+
+    run = p.add_argument_group("run")
+    run.add_argument("--duration", type=float, metavar="S", help="stop every stream after S seconds (live sources run until stopped)")
+    run.add_argument("--status-every-s", type=float, default=2.0, metavar="S", help="status table refresh (default: %(default)s)")
+    return p
+
+
+def ray_available() -> bool:
+    return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.serve") is not None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run.py: replicas and streams inherit it
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from app.run import detector_config_from_args
+    from app.serve.config import ServeConfig
+    from app.serve.streams import collect_streams
+
+    config = ServeConfig(
+        address=args.address, replicas=args.replicas, replica_cpus=args.replica_cpus, replica_gpus=args.replica_gpus,
+        max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_s, transport=args.transport,
+        in_flight=args.in_flight, num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
+        dashboard=args.dashboard, retry_for_s=args.retry_for_s, status_every_s=args.status_every_s,
+    )
+    if args.duration is not None and not args.duration > 0:
+        raise UserError(f"--duration {args.duration!r} must be > 0 seconds")
+    detector_config = detector_config_from_args(args)
+    if detector_config.weights_path is not None:  # the replicas may run in another directory or node
+        detector_config = detector_config.with_(weights=os.path.abspath(detector_config.weights_path))
+    specs = collect_streams(args.sources, args.stream, overwrite=args.overwrite, in_flight=config.in_flight)
+    if not ray_available():
+        raise UserError(INSTALL_HINT)
+    if config.address is None:
+        _check_local_sources(specs)
+        _check_local_model(detector_config)
+    return serve_streams(config, detector_config, specs, duration_s=args.duration)
+
+
+def serve_streams(config, detector_config, specs, *, duration_s: float | None = None, out=sys.stderr) -> int:
+    """Deploy, run ``specs`` to their end (or ``duration_s``, or Ctrl-C), print the table; the exit status."""
+    from app.serve.cluster import ServeSession
+    from app.serve.status import RateTracker, status_table
+
+    interrupted = False
+    printer = TablePrinter(out, config.status_every_s)
+    rates = RateTracker()
+    with ServeSession(config) as session:
+        previous = _sigterm_as_interrupt()  # after ray.init, which installs its own SIGTERM handler
+        try:
+            _say(out, _cluster_line(session))
+            session.deploy(detector_config)
+            _say(out, f"deployment: {config.replicas} replica(s) × {session.replica_cpus:g} CPU / {session.replica_gpus:g} GPU, "
+                      f"batches of ≤ {config.max_batch_size} frames within {config.batch_wait_timeout_s * 1e3:.0f} ms; "
+                      f"frames travel as {session.transport}")
+            started = session.start_streams(specs)
+            for status in started:
+                for line in status.notes:
+                    _say(out, f"note: {status.name}: {line}")
+            _start_knob_reader(session, out)  # a daemon blocked on stdin: it ends with the process
+            deadline = None if duration_s is None else time.monotonic() + duration_s
+            try:
+                while not session.wait(config.status_every_s):
+                    statuses = session.statuses()
+                    printer.show(status_table(statuses, session.replica_status(), rates.update(statuses)))
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+            except KeyboardInterrupt:
+                interrupted = True
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the finalising short
+            replicas = session.replica_status()
+            final = session.stop_streams()
+            printer.show(status_table(final, replicas), final=True)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+    for status in final:
+        for line in status.outputs:
+            print(f"{status.name}: {line}", file=sys.stdout)
+    if interrupted:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _say(out, "interrupted: streams stopped, outputs finalised")
+        return EXIT_INTERRUPTED
+    problems = [s for s in final if s.state == "failed" or s.stats.bad_frames]
+    for s in problems:
+        _say(out, f"error: stream {s.name}: {s.error}" if s.error else
+             f"warning: {s.stats.bad_frames} frame(s) of stream {s.name} could not be decoded and were skipped")
+    return EXIT_STREAM_PROBLEM if problems else EXIT_OK
+
+
+def _check_local_sources(specs) -> None:
+    """On a local cluster the streams run on this machine: a missing or unreadable file or folder is
+    refused now, before a cluster is started (cameras and URLs are opened by their actor)."""
+    from app.serve.ingest import open_stream_source
+
+    for spec in specs:
+        if spec.config.source_kind in ("video", "images"):
+            try:
+                open_stream_source(spec.config).close()
+            except UserError as exc:
+                raise UserError(f"stream {spec.name!r}: {exc}") from None
+
+
+def _check_local_model(detector_config) -> None:
+    """On a local cluster the replicas run here: a weights file that is not one, or --device cuda
+    without a GPU, is refused now — a replica that fails to start is retried by Serve for a minute."""
+    from detector.detector import resolve_device
+    from detector.weights import read_weights_file
+
+    if detector_config.device != "auto":
+        resolve_device(detector_config.device)
+    if detector_config.weights_path is not None:
+        read_weights_file(detector_config.weights_path)
+
+
+class TablePrinter:
+    """Redraws the table in place on a terminal; elsewhere prints it every ``max(10, every_s)`` s."""
+
+    def __init__(self, stream, every_s: float) -> None:
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.every_s = every_s if self.tty else max(10.0, every_s)
+        self._lines = 0
+        self._last = time.monotonic()
+
+    def show(self, lines: list[str], final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and not self.tty and now - self._last < self.every_s:
+            return
+        self._last = now
+        if self.tty and self._lines:
+            self.stream.write(f"\x1b[{self._lines}F\x1b[J")  # up to the table's first line, clear below
+        self.stream.write("\n".join(lines) + "\n")
+        self.stream.flush()
+        self._lines = len(lines) if self.tty and not final else 0
+
+
+def _cluster_line(session) -> str:
+    nodes = session.nodes
+    res = session._resources()
+    where = f"joined {session.config.address}" if session.config.address else "local one-node cluster"
+    return (f"cluster: {where}: {len(nodes)} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; "
+            f"Ray logs in /tmp/ray/session_latest/logs (on every node)")
+
+
+def _start_knob_reader(session, out) -> threading.Thread | None:
+    """On a terminal, ``proposals N`` / ``threshold X`` typed while the streams run change the
+    running deployment (every replica, from its next batch)."""
+    if not sys.stdin or not sys.stdin.isatty():
+        return None
+
+    def loop() -> None:
+        for line in sys.stdin:
+            words = line.split()
+            if not words:
+                continue
+            try:
+                if words[0] in ("proposals", "p") and len(words) == 2:
+                    knobs = session.set_knobs(proposals=int(words[1]))
+                elif words[0] in ("threshold", "t") and len(words) == 2:
+                    knobs = session.set_knobs(score_threshold=float(words[1]))
+                else:
+                    _say(out, "commands: proposals N | threshold X   (Ctrl-C stops every stream)")
+                    continue
+                _say(out, f"deployment: proposals {knobs.proposals}, score threshold {knobs.score_threshold:g}")
+            except (ValueError, UserError) as exc:
+                _say(out, f"error: {exc}")
+
+    thread = threading.Thread(target=loop, name="serve-knobs", daemon=True)
+    thread.start()
+    return thread
+
+
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _say(out, line: str) -> None:
+    print(line, file=out, flush=True)

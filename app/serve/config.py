@@ -1,0 +1,123 @@
+"""The settings of a ``serve`` run (Ray-free): one frozen object, validated once, and the address check."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from app.errors import UserError
+from app.serve.batching import TRANSPORTS
+
+DEFAULT_RAY_PORT = 6379  # `ray start --head`'s default GCS port
+ADDRESS_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the cluster, the deployment and the streams run.
+
+    Attributes:
+        address: a running cluster to join (``HOST:PORT``, ``auto`` = the one started on this machine
+            with ``ray start``, or ``ray://HOST:PORT`` through Ray Client); None = start a one-node
+            cluster in this process, stopped when it ends.
+        replicas: detector replicas.
+        replica_cpus: CPUs each replica holds (its torch threads); None = the cluster's CPUs shared
+            out (at most one node's), or 1 with GPUs.
+        replica_gpus: GPUs per replica; None = 1 when the cluster has GPUs, else 0.
+        max_batch_size, batch_wait_timeout_s: the replicas' dynamic batching.
+        transport: how frames travel — "raw" (shared-memory objects), "jpeg", or "auto" (raw on a
+            one-node cluster, jpeg when there are several nodes and frames may cross the network).
+        in_flight: frames a file stream keeps in flight (live streams keep one).
+        num_cpus: CPUs of a local cluster; None = all of this machine's.
+        object_store_mb: a local cluster's shared-memory object store (frames in flight live here).
+        dashboard: start Ray's dashboard with a local cluster (http://127.0.0.1:8265).
+        retry_for_s: how long a frame is sent again while no replica answers (one died).
+        status_every_s: how often the status table is refreshed.
+    """
+
+    address: str | None = None
+    replicas: int = 1
+    replica_cpus: float | None = None
+    replica_gpus: float | None = None
+    max_batch_size: int = 8
+    batch_wait_timeout_s: float = 0.02
+    transport: str = "auto"
+    in_flight: int = 4
+    num_cpus: int | None = None
+    object_store_mb: int = 256
+    dashboard: bool = False
+    retry_for_s: float = 120.0
+    status_every_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        _int_in(self.replicas, "--replicas", 1, 256)
+        _int_in(self.max_batch_size, "--max-batch-size", 1, 256)
+        _int_in(self.in_flight, "--in-flight", 1, 64)
+        _int_in(self.object_store_mb, "--object-store-mb", 64, 1_000_000)
+        if self.num_cpus is not None:
+            _int_in(self.num_cpus, "--num-cpus", 1, 4096)
+        _number_in(self.batch_wait_timeout_s, "--batch-wait-s", 0.0, 10.0)
+        _number_in(self.retry_for_s, "--retry-for-s", 0.0, 86_400.0)
+        _number_in(self.status_every_s, "--status-every-s", 0.1, 3600.0)
+        if self.replica_cpus is not None:
+            _number_in(self.replica_cpus, "--replica-cpus", 0.0, 4096.0)
+        if self.replica_gpus is not None:
+            _number_in(self.replica_gpus, "--replica-gpus", 0.0, 64.0)
+        if self.transport not in ("auto", *TRANSPORTS):
+            raise UserError(f"--transport {self.transport!r} is unknown; expected auto, {', '.join(TRANSPORTS)}")
+        if self.address is not None:
+            parse_address(self.address)
+
+
+def parse_address(address: str) -> tuple[str, int] | None:
+    """(host, port) to check before joining ``address``; None for ``auto``. Raises ``UserError``."""
+    text = address.strip()
+    if text == "auto":
+        return None
+    rest = text.removeprefix("ray://")
+    default_port = 10001 if text.startswith("ray://") else DEFAULT_RAY_PORT  # Ray Client's port
+    if not rest or "/" in rest or " " in rest:
+        raise UserError(f"--address {address!r} is not HOST:PORT, auto or ray://HOST:PORT")
+    if rest.startswith("["):  # [IPv6]:PORT
+        host, _, port = rest[1:].partition("]")
+        port = port.removeprefix(":") or str(default_port)
+    elif rest.count(":") == 1:
+        host, port = rest.split(":")
+    elif ":" not in rest:
+        host, port = rest, str(default_port)
+    else:
+        raise UserError(f"--address {address!r}: write an IPv6 address as [ADDRESS]:PORT")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address!r} is not HOST:PORT, auto or ray://HOST:PORT")
+    return host, int(port)
+
+
+def check_reachable(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
+    """Fail with one line when nothing listens at ``address`` — before Ray, whose own connect
+    waits and retries for a minute or more."""
+    target = parse_address(address)
+    if target is None:
+        return
+    host, port = target
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except socket.gaierror:
+        raise UserError(f"cannot join the Ray cluster at {address}: unknown host {host!r}") from None
+    except TimeoutError:
+        raise UserError(f"cannot join the Ray cluster at {address}: no answer within {timeout_s:g} s "
+                        f"(is `ray start --head` running there, and the port open?)") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UserError(f"cannot join the Ray cluster at {address}: {reason.lower()} "
+                        f"(start one with `ray start --head --port {port}`)") from None
+
+
+def _int_in(value, name: str, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise UserError(f"{name} {value!r} must be an integer between {lo} and {hi}")
+
+
+def _number_in(value, name: str, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise UserError(f"{name} {value!r} must be a number between {lo:g} and {hi:g}")

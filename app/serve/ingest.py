@@ -1,0 +1,154 @@
+"""One stream's ingest: its source, the product's ``Pipeline`` with a ``RemoteDetector``, its outputs.
+
+``StreamWorker`` is the body of the Ray actor that ``app.serve.cluster`` starts for every stream
+(wrapped with ``ray.remote`` there, so that this module stays Ray-free and testable). It runs where
+Ray places it — on the node that has the stream's ``--on`` resource — and opens the source and
+writes the recording and the export **there**. Its frame policy is the pipeline's: a file sends
+every frame (``every_frame``, ``batch_size`` frames in flight), a camera or URL only the newest
+(``drop_stale``, one in flight, stale frames dropped and counted).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.config import PipelineConfig
+from app.pipeline import Pipeline
+from app.serve.remote import RemoteDetector
+from app.serve.streams import StreamSpec
+from app.sources import Source, open_source
+from app.stats import PipelineStats
+
+
+def open_stream_source(config: PipelineConfig) -> Source:
+    """Open one stream's source — the one place ``serve`` does so.
+
+    ``app.sources.open_source`` wraps a camera or URL in a ``ReconnectingSource`` (app/reconnect.py)
+    unless the stream's config turns reconnection off, so a live stream that drops is reopened with
+    backoff where it runs; the worker, its frame policy and its outputs do not change.
+    """
+    return open_source(config)
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """A picklable snapshot of one stream for the status table and the final report.
+
+    Attributes:
+        name: the stream's name.
+        state: "starting", "running", "done", "failed" or "stopped".
+        node: host name and address of the node the stream runs on.
+        source: the source as shown to the user; total frames in ``stats``.
+        stats: the pipeline's stats (frames, fps, latency, drops, bad frames, stage ms).
+        retries: frames sent again after a replica died.
+        replicas: replicas that have answered this stream so far.
+        batch: mean frames per replica batch that this stream's last 30 frames were part of.
+        error: the one-line error of a failed stream.
+        notes: remarks about the source (no duration, guessed timestamps ...).
+        outputs: one line per written output (path, frames / rows), once finished.
+    """
+
+    name: str
+    state: str
+    node: str = ""
+    source: str = ""
+    stats: PipelineStats = field(default_factory=PipelineStats)
+    retries: int = 0
+    replicas: int = 0
+    batch: float = 0.0
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+class StreamWorker:
+    """Runs one stream against the deployment.
+
+    Args:
+        spec: the stream.
+        submit: ``fn(FramePayload) -> response`` (the deployment handle's ``remote``).
+        transport: "raw" or "jpeg".
+        retryable: exception types meaning "the replica died, send again".
+        retry_for_s: how long a frame keeps being retried.
+        source_opener: opens the source (``open_stream_source``; tests pass their own).
+    """
+
+    def __init__(self, spec: StreamSpec, submit: Callable, *, transport: str = "raw",
+                 retryable: tuple[type[BaseException], ...] = (), retry_for_s: float = 120.0,
+                 source_opener: Callable[[PipelineConfig], Source] = open_stream_source) -> None:
+        self.spec = spec
+        self.detector = RemoteDetector(submit, transport=transport, retryable=retryable, retry_for_s=retry_for_s)
+        self.source_opener = source_opener
+        self.pipeline: Pipeline | None = None
+        self.node = f"{socket.gethostname()}"
+        self._stopped = False
+
+    def start(self) -> StreamStatus:
+        """Check the outputs and open the source on this node, then start the pipeline. A bad
+        source or output raises ``UserError`` (one line) and nothing is left open."""
+        config = self.spec.config
+        config.check_outputs()
+        source = self.source_opener(config)
+        try:
+            self.pipeline = Pipeline(config, self.detector, source)
+            self.pipeline.start()
+        except BaseException:
+            source.close()
+            raise
+        return self.status()
+
+    def status(self) -> StreamStatus:
+        p = self.pipeline
+        if p is None:
+            return StreamStatus(self.spec.name, "starting", self.node, self.spec.config.source)
+        error = p.error
+        if error is not None:
+            state = "failed"
+        elif p.finished:
+            state = "stopped" if self._stopped else "done"
+        else:
+            state = "running"
+        sizes = list(self.detector.recent_batch_sizes)
+        batch = sum(sizes) / len(sizes) if sizes else 0.0
+        return StreamStatus(
+            name=self.spec.name, state=state, node=self.node, source=p.source.name, stats=p.stats(),
+            retries=self.detector.retries, replicas=len(self.detector.replicas_seen - {""}), batch=batch,
+            error=_one_line(error) if error is not None else None, notes=tuple(p.source.notes),
+            outputs=self._outputs() if p.finished else (),
+        )
+
+    def wait(self, timeout: float) -> bool:
+        """True once the stream has ended (its outputs are finalised); never raises."""
+        p = self.pipeline
+        if p is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while not p.finished and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return p.finished
+
+    def stop(self) -> StreamStatus:
+        """Stop the stream, finalise the recording and the export; returns the final status."""
+        if self.pipeline is not None and not self.pipeline.finished:
+            self._stopped = True
+            self.detector.close()
+            self.pipeline.stop()
+        return self.status()
+
+    def _outputs(self) -> tuple[str, ...]:
+        p, lines = self.pipeline, []
+        if p.record_sink is not None:
+            rec = p.record_sink.recorder
+            lines.append(f"recording {rec.path.resolve()} ({rec.frames_written} frames)")
+        if p.export_sink is not None:
+            exp = p.export_sink.exporter
+            lines.append(f"detections {exp.path.resolve()} ({exp.rows_written} rows from {exp.frames_written} frames)")
+        return tuple(lines)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

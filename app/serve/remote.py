@@ -1,0 +1,112 @@
+"""``RemoteDetector``: the detector deployment seen through the ``Detector`` interface.
+
+The ingest actor runs the product's own ``Pipeline`` (reader, frame policy, drawing, recording,
+export, stats) with this object in place of a local detector. Every frame of a ``detect`` call
+becomes its own request, so the deployment's ``@serve.batch`` can put frames of several streams in
+one batch; the replies come back in the order of the frames.
+
+A replica that dies (killed, out of memory, its node lost) fails the requests it held; Ray Serve
+starts a new one. Those frames are sent again until ``retry_for_s`` has passed, so a file stream
+still gets every frame detected and a live stream carries on. Ray-free: the caller passes the
+submit function and which exceptions mean "the replica is gone".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from app.serve.batching import DEFAULT_JPEG_QUALITY, FramePayload, FrameReply
+from detector.detections import Detections
+from detector.stages import StageTimes
+
+log = logging.getLogger(__name__)
+
+
+class DeploymentError(RuntimeError):
+    """The deployment did not answer (no replica came back in time); the message is one line."""
+
+
+class RemoteDetector:
+    """Sends frames to a detector deployment and waits for their detections.
+
+    Args:
+        submit: ``fn(FramePayload) -> response`` whose ``result(timeout_s=...)`` returns a
+            ``FrameReply`` (a Serve ``DeploymentHandle.remote``).
+        transport: "raw" or "jpeg" (see ``FramePayload``).
+        retryable: exception types after which a frame is sent again (a replica died).
+        retry_for_s: how long one frame keeps being retried before the stream fails.
+        reply_timeout_s: how long one request may take (a healthy replica answers in well under a second).
+    """
+
+    device = None  # the pipeline's auto batch size reads this; the stream config sets it instead
+
+    def __init__(self, submit: Callable[[FramePayload], object], *, transport: str = "raw",
+                 jpeg_quality: int = DEFAULT_JPEG_QUALITY, retryable: tuple[type[BaseException], ...] = (),
+                 retry_for_s: float = 120.0, reply_timeout_s: float = 120.0) -> None:
+        self.submit = submit
+        self.transport = transport
+        self.jpeg_quality = jpeg_quality
+        self.retryable = retryable
+        self.retry_for_s = retry_for_s
+        self.reply_timeout_s = reply_timeout_s
+        self.last_times = StageTimes()
+        self.last_proposal_counts: list[int] = []
+        self.last_replies: list[FrameReply] = []
+        self.recent_batch_sizes: deque[int] = deque(maxlen=30)  # replica batch of each recent frame
+        self.retries = 0
+        self.replicas_seen: set[str] = set()
+        self._closed = threading.Event()
+
+    def detect(self, frames: Sequence[np.ndarray] | np.ndarray, **kwargs) -> list[Detections]:
+        """One ``Detections`` per frame (uint8 [H, W, 3] RGB), in order; all frames are in flight at once."""
+        if isinstance(frames, np.ndarray) and frames.ndim == 3:
+            frames = [frames]
+        payloads = [FramePayload.encode(f, self.transport, self.jpeg_quality) for f in frames]
+        pending = [self.submit(p) for p in payloads]
+        replies = [self._reply(response, payload) for response, payload in zip(pending, payloads)]
+        total: dict[str, float] = {}
+        for reply in replies:
+            for k, v in reply.times.as_dict().items():
+                if k != "total":
+                    total[k] = total.get(k, 0.0) + v
+            self.replicas_seen.add(reply.replica)
+            self.recent_batch_sizes.append(reply.batch_size)
+        self.last_times = StageTimes(**total)
+        self.last_proposal_counts = [r.proposals for r in replies]
+        self.last_replies = replies
+        return [r.detections for r in replies]
+
+    def _reply(self, response, payload: FramePayload) -> FrameReply:
+        deadline = None
+        while True:
+            try:
+                return response.result(timeout_s=self.reply_timeout_s)
+            except TimeoutError:
+                raise DeploymentError(f"the detector deployment gave no reply within {self.reply_timeout_s:g} s") from None
+            except self.retryable as exc:
+                now = time.monotonic()
+                deadline = deadline or now + self.retry_for_s
+                if now >= deadline or self._closed.is_set():
+                    raise DeploymentError(f"no detector replica answered for {self.retry_for_s:g} s "
+                                          f"(last error: {type(exc).__name__})") from None
+                self.retries += 1
+                log.info("a replica failed (%s); sending the frame again", type(exc).__name__)
+                self._closed.wait(0.2)  # give the controller a moment to route around the dead replica
+                response = self.submit(payload)
+
+    def close(self) -> None:
+        """Stop retrying (the stream is being stopped)."""
+        self._closed.set()
+
+    # The pipeline's live controls call these; the knobs live on the deployment (ServeSession.set_knobs).
+    def set_proposal_count(self, n: int) -> None:
+        raise NotImplementedError("proposals are a setting of the shared deployment: use ServeSession.set_knobs")
+
+    set_score_threshold = set_proposal_count
+    set_classes = set_proposal_count

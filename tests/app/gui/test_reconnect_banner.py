@@ -1,0 +1,49 @@
+"""The single-stream window while its live stream drops: it stays up, counts down to the next
+attempt, and goes on showing frames once the server is back."""
+
+from __future__ import annotations
+
+import time
+
+from app.bench.live_streams import LiveServer
+from app.config import PipelineConfig
+from app.gui.main_window import MainWindow
+from app.reconnect import SourceEvent
+
+WAIT_MS = 30_000  # generous: 2 shared CI cores; the waits end as soon as the condition holds
+
+
+def test_the_banner_counts_down_and_goes_when_the_source_is_back(qtbot, gui_detector, tmp_path):
+    window = MainWindow(gui_detector, output_dir=tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    now = time.monotonic()
+    window._on_source_state(SourceEvent("rtsp://cam/1", "lost", "connection reset", 2, now + 4.0, 1.0, now))
+    assert window.warning_banner.isVisible()
+    assert window.warning_banner.text == "⚠ rtsp://cam/1: reconnecting (attempt 2, next in 4 s) — connection reset"
+    window._on_source_state(SourceEvent("rtsp://cam/1", "reconnected", "", 2, None, 5.0, now + 5))
+    assert not window.warning_banner.isVisible() and window.source_event is None
+    assert "reconnected after 5.0 s down" in window.statusBar().currentMessage()
+    window.close()
+
+
+def test_a_killed_server_is_reported_and_frames_resume(qtbot, gui_detector, tmp_path):
+    server = LiveServer("http", frames=300).start()
+    window = MainWindow(gui_detector, output_dir=tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        window.open_source(PipelineConfig(source_kind="url", source=server.url, stall_timeout_s=2.0))
+        qtbot.waitUntil(lambda: window.frames_displayed >= 3, timeout=WAIT_MS)
+        server.kill()
+        qtbot.waitUntil(lambda: window.warning_banner.isVisible() and "reconnecting" in window.warning_banner.text,
+                        timeout=WAIT_MS)
+        assert "reconnecting (attempt 1" in window.warning_banner.text and window.is_running
+        server.start()
+        qtbot.waitUntil(lambda: not window.warning_banner.isVisible(), timeout=WAIT_MS)
+        shown = window.frames_displayed
+        qtbot.waitUntil(lambda: window.frames_displayed >= shown + 3, timeout=WAIT_MS)
+        assert "reconnected after" in window.statusBar().currentMessage()
+    finally:
+        window.close()
+        server.kill()

@@ -1,0 +1,168 @@
+"""RemoteDetector and StreamWorker without Ray: a stand-in deployment that batches like
+``@serve.batch`` (frames of several callers in one ``detect_batch``), the product's pipeline on top,
+frames resent after a replica "dies", and a stream's outputs written by its worker."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from app.export import read_rows
+from app.serve.batching import detect_batch
+from app.serve.ingest import StreamWorker
+from app.serve.remote import DeploymentError, RemoteDetector
+from app.serve.streams import parse_stream
+from app.sources import FileSource
+
+
+class Died(Exception):
+    """Stands in for Ray's RayActorError."""
+
+
+class FakeDeployment:
+    """Collects requests for ``wait_s`` (up to ``max_batch``) and answers them with one
+    ``detect_batch`` call — what the replica's ``@serve.batch`` method does. ``fail_next`` requests
+    fail with ``Died`` as if their replica had been killed."""
+
+    def __init__(self, detector, *, max_batch: int = 8, wait_s: float = 0.02) -> None:
+        self.detector, self.max_batch, self.wait_s = detector, max_batch, wait_s
+        self.requests: queue.Queue = queue.Queue()
+        self.batches: list[int] = []
+        self.fail_next = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def submit(self, payload) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        if self.fail_next:
+            self.fail_next -= 1
+            future.set_exception(Died("replica killed"))
+        else:
+            self.requests.put((payload, future))
+        return Response(future)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = [self.requests.get(timeout=0.05)]
+            except queue.Empty:
+                continue
+            deadline = time.monotonic() + self.wait_s
+            while len(batch) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                try:
+                    batch.append(self.requests.get(timeout=left))
+                except queue.Empty:
+                    break
+            self.batches.append(len(batch))
+            for (_, future), reply in zip(batch, detect_batch(self.detector, [p for p, _ in batch], replica="fake")):
+                future.set_result(reply)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
+
+
+class Response:
+    def __init__(self, future) -> None:
+        self.future = future
+
+    def result(self, timeout_s=None):
+        return self.future.result(timeout=timeout_s)
+
+
+@pytest.fixture()
+def deployment(tiny_detector):
+    d = FakeDeployment(tiny_detector)
+    yield d
+    d.close()
+
+
+def frames_of(path, n=None) -> list[np.ndarray]:
+    with FileSource(str(path)) as source:
+        return [f.image for f in source.frames()][:n]
+
+
+def same(a, b) -> bool:
+    return (len(a) == len(b) and np.array_equal(a.class_ids, b.class_ids)
+            and np.allclose(a.boxes, b.boxes, atol=1e-3) and np.allclose(a.scores, b.scores, atol=1e-5))
+
+
+def test_remote_detector_answers_like_the_detector(deployment, tiny_detector, clip10):
+    frames = frames_of(clip10, 4)
+    remote = RemoteDetector(deployment.submit)
+    got = remote.detect(frames)
+    assert deployment.batches and max(deployment.batches) > 1  # the frames shared batches
+    for frame, det in zip(frames, got):
+        assert same(det, tiny_detector.detect([frame])[0])
+    assert remote.last_times.total > 0 and len(remote.last_proposal_counts) == 4
+    assert remote.replicas_seen == {"fake"}
+
+
+def test_a_frame_whose_replica_died_is_sent_again(deployment, tiny_detector, clip10):
+    frame = frames_of(clip10, 1)[0]
+    deployment.fail_next = 2
+    remote = RemoteDetector(deployment.submit, retryable=(Died,), retry_for_s=30)
+    det = remote.detect([frame])[0]
+    assert remote.retries == 2 and same(det, tiny_detector.detect([frame])[0])
+
+
+def test_no_replica_for_too_long_fails_with_one_line(deployment, clip10):
+    deployment.fail_next = 10**6
+    remote = RemoteDetector(deployment.submit, retryable=(Died,), retry_for_s=0.5)
+    with pytest.raises(DeploymentError, match=r"no detector replica answered for 0.5 s \(last error: Died\)"):
+        remote.detect(frames_of(clip10, 1))
+
+
+def test_other_errors_are_not_retried(deployment, clip10):
+    deployment.fail_next = 1
+    with pytest.raises(Died):
+        RemoteDetector(deployment.submit, retryable=()).detect(frames_of(clip10, 1))
+
+
+def test_two_stream_workers_share_the_deployment_and_write_their_exports(deployment, tiny_detector, clip10, tmp_path):
+    """Two file streams through one batching deployment: every frame of each detected, in order,
+    each stream's export equal to the in-process detector on its own frames."""
+    specs = [parse_stream(f"--name s{i} --video {clip10} --export {tmp_path / f's{i}.json'}", in_flight=4) for i in (1, 2)]
+    workers = [StreamWorker(spec, deployment.submit) for spec in specs]
+    for w in workers:
+        assert w.start().state == "running"
+    assert all(w.wait(120) for w in workers)
+    expected = [tiny_detector.detect([f])[0] for f in frames_of(clip10)]
+    for w, spec in zip(workers, specs):
+        status = w.status()
+        assert status.state == "done" and status.error is None
+        assert status.stats.frames_written == 10 and status.stats.frames_dropped == 0
+        rows = read_rows(spec.config.export)
+        assert sorted({r["frame"] for r in rows}) == list(range(10))
+        for i, det in enumerate(expected):
+            mine = [r for r in rows if r["frame"] == i]
+            assert len(mine) == len(det)
+            np.testing.assert_allclose([[r["x1"], r["y1"], r["x2"], r["y2"]] for r in mine], det.boxes, atol=0.011)
+        assert any("detections" in line and "from 10 frames" in line for line in status.outputs)
+    assert max(deployment.batches) > 4  # frames of both streams met in one batch (4 in flight each)
+
+
+def test_a_stream_that_cannot_open_reports_one_line(deployment, tmp_path):
+    from app.errors import UserError
+
+    spec = parse_stream(f"--video {tmp_path / 'missing.mp4'}")
+    with pytest.raises(UserError, match="does not exist"):
+        StreamWorker(spec, deployment.submit).start()
+
+
+def test_stop_finalises_and_says_stopped(tiny_detector, clip10, tmp_path):
+    slow = FakeDeployment(tiny_detector, max_batch=1)
+    try:
+        spec = parse_stream(f"--video {clip10} --export {tmp_path / 'x.csv'}", in_flight=1)
+        worker = StreamWorker(spec, slow.submit)
+        worker.start()
+        status = worker.stop()
+        assert status.state in ("stopped", "done") and (tmp_path / "x.csv").read_text().startswith("frame,")
+    finally:
+        slow.close()

@@ -1,0 +1,134 @@
+"""The ignore label: on a real frame, no anchor or RoI sampled as background lies on an ignore region —
+while without the label some do; inference and checkpoints are untouched."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from detector.ignore import IgnoreAwareRoIHeads, IgnoreAwareRPN, ignore_overlap, ignored, use_ignore_regions
+from detector.train import CocoDetectionData, TrainConfig, Trainer
+from tests.detector.test_train import PEOPLE, _model
+
+# frame 0 of assets/sample.mp4 (drawn and checked): the white van at the top right, the car cut by the
+# right edge of the frame, and the man on the right (labelled uncertain here) are ignore regions
+VAN, EDGE_CAR = (650, 42, 724, 100), (734, 48, 768, 96)
+UNCERTAIN = PEOPLE[0]
+
+
+@pytest.fixture()
+def frame_with_ignore(tmp_path, sample_frames):
+    cv2.imwrite(str(tmp_path / "f0.jpg"), cv2.cvtColor(sample_frames[0], cv2.COLOR_RGB2BGR))
+    anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+             "area": (x2 - x1) * (y2 - y1), "iscrowd": 0} for i, (x1, y1, x2, y2) in enumerate(PEOPLE[1:])]
+    for j, (box, cat) in enumerate(((VAN, 2), (EDGE_CAR, 2), (UNCERTAIN, 1))):
+        x1, y1, x2, y2 = box
+        anns.append({"id": 100 + j, "image_id": 1, "category_id": cat, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                     "area": (x2 - x1) * (y2 - y1), "iscrowd": 1})
+    path = tmp_path / "ignore.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "f0.jpg", "width": 768, "height": 576}],
+                                "annotations": anns,
+                                "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]}))
+    return CocoDetectionData(path)
+
+
+class SamplerSpy:
+    """Records what torchvision's sampler returns (positive and negative masks per image)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, labels):
+        pos, neg = self.inner(labels)
+        self.calls.append((pos, neg))
+        return pos, neg
+
+
+def _sampled_negatives(data: CocoDetectionData, ioa: float | None, rpn_batch: int, roi_batch: int):
+    """(negative anchors [K, 4], negative RoIs [R, 4], ignore boxes [M, 4]) of one training step, in
+    the resized image's pixels."""
+    model = _model(len(data.class_names))
+    model.rpn.fg_bg_sampler.batch_size_per_image = rpn_batch
+    model.roi_heads.fg_bg_sampler.batch_size_per_image = roi_batch
+    trainer = Trainer(model, data, TrainConfig(hflip=False, ignore_ioa=ioa, rpn_pre_nms_train=2000,
+                                               rpn_post_nms_train=1000))
+    rpn, heads = trainer.model.rpn, trainer.model.roi_heads
+    spy = rpn.fg_bg_sampler = SamplerSpy(rpn.fg_bg_sampler)
+    seen: dict[str, list] = {}
+    assign, select = rpn.assign_targets_to_anchors, heads.select_training_samples
+
+    def record_anchors(anchors, targets):
+        seen["anchors"] = anchors
+        return assign(anchors, targets)
+
+    def record_rois(proposals, targets):
+        out = select(proposals, targets)
+        seen["rois"] = out
+        return out
+
+    rpn.assign_targets_to_anchors, heads.select_training_samples = record_anchors, record_rois
+    trainer.model.train()
+    item = trainer._train_item(0, 0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        trainer.losses([item])
+    (_, neg), = spy.calls
+    anchors = seen["anchors"][0][neg[0].bool()]
+    proposals, _, labels, _ = seen["rois"]
+    return anchors, proposals[0][labels[0] == 0], item.target["ignore"]
+
+
+@pytest.mark.parametrize("rpn_batch, roi_batch", [(256, 128), (4096, 1024)])
+def test_sampled_negatives_avoid_ignore_regions_only_with_the_label(frame_with_ignore, rpn_batch, roi_batch):
+    data = frame_with_ignore
+    assert data.samples[0].ignore.shape == (3, 4)
+    on_anchors, on_rois, ignore = _sampled_negatives(data, 0.5, rpn_batch, roi_batch)
+    off_anchors, off_rois, _ = _sampled_negatives(data, None, rpn_batch, roi_batch)
+    assert len(ignore) == 3
+    # as many negatives are sampled either way (the ignored ones are replaced by others)
+    assert len(on_anchors) == len(off_anchors) > 0 and len(on_rois) > 0
+    # RPN: background means IoU < 0.3 with every box; RoI head: IoU < 0.5
+    assert not ignored(on_anchors, ignore, 0.5, 0.3).any()
+    assert not ignored(on_rois, ignore, 0.5, 0.5).any()
+    if rpn_batch > 256:  # a large sample: without the label, background is sampled on the ignore regions
+        assert ignored(off_anchors, ignore, 0.5, 0.3).sum() >= 5
+        assert ignored(off_rois, ignore, 0.5, 0.5).sum() >= 5
+
+
+def test_overlap_measures():
+    boxes = torch.tensor([[0, 0, 10, 10], [5, 5, 15, 15], [0, 0, 100, 100], [50, 50, 60, 60.0]])
+    ioa, iou = ignore_overlap(boxes, torch.tensor([[0, 0, 20, 20.0]]))
+    torch.testing.assert_close(ioa, torch.tensor([1.0, 1.0, 0.04, 0.0]))  # share of each box inside
+    torch.testing.assert_close(iou, torch.tensor([0.25, 0.25, 0.04, 0.0]))
+    # the IoU rule catches a large box around a small ignore box (IoA 0.4 < 0.5, IoU 0.4 ≥ 0.3)
+    big = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    assert ignored(big, torch.tensor([[0.0, 0.0, 10.0, 4.0]]), 0.5, 0.3).item()
+    assert not ignored(big, torch.tensor([[0.0, 0.0, 10.0, 4.0]]), 0.5, 0.5).item()
+    assert not ignored(big, None, 0.5, 0.3).any()
+
+
+def test_inference_and_checkpoints_are_untouched(sample_frames):
+    plain = _model(3).eval()
+    keys = {k: v.clone() for k, v in plain.state_dict().items()}
+    aware = use_ignore_regions(_model(3).eval())
+    assert isinstance(aware.rpn, IgnoreAwareRPN) and isinstance(aware.roi_heads, IgnoreAwareRoIHeads)
+    assert not aware.rpn.training and aware.rpn._post_nms_top_n == plain.rpn._post_nms_top_n
+    assert list(aware.state_dict()) == list(keys)
+    aware.load_state_dict(keys)  # an old checkpoint loads
+    image = torch.from_numpy(np.ascontiguousarray(sample_frames[0])).permute(2, 0, 1).float() / 255
+    with torch.no_grad():
+        a, b = plain([image])[0], aware([image])[0]
+    assert len(a["boxes"]) > 0
+    torch.testing.assert_close(a["boxes"], b["boxes"])
+    torch.testing.assert_close(a["scores"], b["scores"])
+    # a second call changes only the threshold
+    assert use_ignore_regions(aware, 0.7).rpn.ignore_ioa == 0.7 and aware.roi_heads.ignore_ioa == 0.7
+    with pytest.raises(ValueError, match="IoA threshold 0"):
+        use_ignore_regions(aware, 0.0)
