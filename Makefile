@@ -8,7 +8,7 @@ OUT    ?= out.mp4
 # with PyQt6; what it really needs is in pyproject.toml's dependencies.
 TRACKERS := trackers==2.6.1
 
-.PHONY: help demo test test-slow lint gui bench serve model teacher data clean
+.PHONY: help demo test test-slow lint gui bench fastpath serve model teacher data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ gui: $(VENV)/.installed  ## open the desktop window on the bundled sample clip
 
 bench: $(VENV)/.installed  ## proposal count vs fps (and AP) on the bundled clip → bench/
 	$(BIN)/python run.py bench --video $(SAMPLE) --out bench --overwrite
+
+fastpath: $(VENV)/.installed  ## the CPU fast path step by step, the thread budget and --target-fps (scripts/fast_path_bench.py) → bench/fastpath/
+	$(BIN)/python scripts/fast_path_bench.py --parts steps,threads,adapt --out bench/fastpath
 
 $(VENV)/.installed-serve: $(VENV)/.installed
 	$(BIN)/pip install -e '.[serve]'

@@ -43,6 +43,12 @@ class PipelineConfig:
         open_timeout_s: how long to wait for a camera or URL to open or to deliver a frame.
         fps_window_s: the sliding window of the fps measurement.
         draw_stats: draw the fps / stage-ms line on annotated frames.
+        adapt_log: a .json file for the controller's moves and fps series (needs ``target_fps``).
+        target_fps: frames per second for the adaptive controller (``app.adapt``) to hold by
+            turning the input size, the proposal count and — live sources only — the frame skip;
+            None = off.
+        decode_threads / encode_threads: FFmpeg's decoder threads and libx264's threads; 0 = their
+            own choice. ``app.threads`` picks them so that they do not take the detector's cores.
         headless: no window (the CLI's --headless).
         track: give every detection a persistent track ID (ByteTrack); lines and zones turn it on too.
         trails: draw each track's recent path.
@@ -69,6 +75,10 @@ class PipelineConfig:
     open_timeout_s: float = 10.0
     fps_window_s: float = 2.0
     draw_stats: bool = True
+    target_fps: float | None = None
+    adapt_log: str | None = None
+    decode_threads: int = 0
+    encode_threads: int = 0
     headless: bool = False
     track: bool = False
     trails: bool = True
@@ -90,6 +100,12 @@ class PipelineConfig:
             raise UserError(f"max frames {self.max_frames!r} must be an integer ≥ 1")
         if not _is_int(self.batch_size) or not 0 <= self.batch_size <= 64:
             raise UserError(f"batch size {self.batch_size!r} must be an integer between 0 (auto) and 64")
+        if self.target_fps is not None and (isinstance(self.target_fps, bool) or not isinstance(self.target_fps, (int, float))
+                                            or not 0 < self.target_fps <= 1000):
+            raise UserError(f"target fps {self.target_fps!r} must be a number in (0, 1000]")
+        for name in ("decode_threads", "encode_threads"):
+            if not _is_int(getattr(self, name)) or not 0 <= getattr(self, name) <= 64:
+                raise UserError(f"{name} {getattr(self, name)!r} must be an integer between 0 (auto) and 64")
         if not _is_int(self.queue_size) or not 1 <= self.queue_size <= 256:
             raise UserError(f"queue size {self.queue_size!r} must be an integer between 1 and 256")
         if not _is_int(self.reconnect) or self.reconnect < RECONNECT_FOREVER:
@@ -102,6 +118,10 @@ class PipelineConfig:
             _check_extension(self.record, VIDEO_EXTENSIONS, "recording", "a video")
         if self.export is not None:
             _check_extension(self.export, EXPORT_EXTENSIONS, "export", "a detections file")
+        if self.adapt_log is not None:
+            if self.target_fps is None:
+                raise UserError("--adapt-log needs --target-fps (there is nothing to log without a target)")
+            _check_extension(self.adapt_log, (".json",), "adaptive log", "a JSON file")
         if self.record and self.export and _same_file(self.record, self.export):
             raise UserError(f"--record and --export name the same file {self.record}")
         from app.count import Shape  # here: app.count imports nothing heavy, but config is imported everywhere
@@ -146,7 +166,8 @@ class PipelineConfig:
 
         Nothing is created or changed here; raises ``UserError`` naming the path and the reason.
         """
-        for path, what in ((self.record, "recording"), (self.export, "export"), (self.counts_file, "counts")):
+        for path, what in ((self.record, "recording"), (self.export, "export"), (self.counts_file, "counts"),
+                           (self.adapt_log, "adaptive log")):
             if path is not None:
                 check_output_path(path, what, overwrite=self.overwrite)
 

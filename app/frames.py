@@ -62,6 +62,8 @@ class Result:
         done: ``time.monotonic()`` when the detections were ready.
         batch_size: how many frames shared the ``detect`` call.
         overlay: trails and counter states to draw (``app.analytics``); None when tracking is off.
+        detected: False when a live frame was skipped by the adaptive controller and carries the
+            detections of the last detected frame.
     """
 
     frame: Frame
@@ -71,6 +73,7 @@ class Result:
     done: float = 0.0
     batch_size: int = 1
     overlay: Overlay | None = None
+    detected: bool = True
 
     @property
     def latency(self) -> float:

@@ -273,9 +273,9 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
         for line in notes:
             note(line)
         try:
-            from detector.detector import Detector
+            from app.fastpath import build_detector  # threads, int8 calibration, the CPU probe
 
-            detector = Detector(detector_config)
+            detector, setup = build_detector(detector_config)
         except BaseException:
             for stream in streams:
                 stream.source.close()
@@ -303,6 +303,8 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
         stats = pipeline.stats()
         progress.update(stats, final=True)
         print(stats.summary(), file=sys.stderr)
+        for line in setup.notes:  # what --precision auto chose and why: at the end, not before a first error
+            note(line)
         for stream in streams:
             if hasattr(stream.source, "summary"):
                 print(f"reconnection: {stream.source.summary()}", file=sys.stderr)

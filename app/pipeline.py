@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.adapt import AdaptConfig, AdaptiveController
 from app.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
 from app.frames import Frame, Result
@@ -101,6 +102,10 @@ class Pipeline:
         self._latency_sum = 0.0
         self._read = self._processed = self._written = 0
         self._proposals = 0
+        self._done_times: deque[float] = deque(maxlen=100_000)  # when each result was delivered (fps series)
+        rate = float(self.source.rate) if self.source.rate else None
+        self.adapt = AdaptiveController(detector, AdaptConfig(target_fps=config.target_fps, live=self.policy == "drop_stale",
+                                                              source_fps=rate))
         self._started_at: float | None = None
         self._first_frame_at: float | None = None
         self._last_result_at: float | None = None
@@ -114,16 +119,16 @@ class Pipeline:
     def from_configs(cls, config: PipelineConfig, detector_config, **kwargs) -> Pipeline:
         """Check the outputs, open the source, then build the detector (the slow part) — so a bad
         output or source is reported before any model is loaded."""
-        from detector.detector import Detector
+        from app.fastpath import build_detector
 
         config.check_outputs()
         source = open_source(config)
         try:
-            detector = Detector(detector_config)
+            detector, setup = build_detector(detector_config)
         except BaseException:
             source.close()
             raise
-        return cls(config, detector, source, **kwargs)
+        return cls(setup.with_threads(config), detector, source, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Pipeline:
@@ -242,6 +247,10 @@ class Pipeline:
     def set_score_threshold(self, threshold: float) -> None:
         self.detector.set_score_threshold(threshold)
 
+    def set_target_fps(self, fps: float | None) -> None:
+        """Hold ``fps`` with the adaptive controller from the next frame on (None = off)."""
+        self.adapt.set_target(fps)
+
     def set_classes(self, names: Sequence[str] | None) -> None:
         """Classes to keep (empty = all); unknown names raise, listing the valid ones."""
         self.detector.set_classes(names)
@@ -269,7 +278,7 @@ class Pipeline:
         if self.record_sink is not None:
             raise RuntimeError(f"already recording to {self.record_sink.path}")
         check_output_path(str(path), "recording", overwrite=overwrite)
-        sink = RecordSink(path, time_base=self.source.time_base, rate=self.source.rate)
+        sink = RecordSink(path, time_base=self.source.time_base, rate=self.source.rate, threads=self.config.encode_threads)
         self.add_sink(sink)
         self.record_sink = sink
         return sink
@@ -285,6 +294,7 @@ class Pipeline:
     # ------------------------------------------------------------------ stats
     def stats(self) -> PipelineStats:
         now = time.monotonic()
+        adapt = self.adapt.status()
         start = self._first_frame_at
         end = self._last_result_at if self._finished.is_set() else now
         mean_fps = None
@@ -308,6 +318,8 @@ class Pipeline:
             elapsed_s=(now if not self._finished.is_set() else (self._last_result_at or now)) - (self._started_at or now),
             paused=self.paused,
             finished=self._finished.is_set(),
+            adapt=adapt if adapt.target_fps is not None or adapt.changes else None,
+            done_times=tuple(self._done_times) if self._finished.is_set() else (),
         )
 
     def _expected_frames(self) -> int | None:
@@ -413,17 +425,33 @@ class Pipeline:
 
     def _worker(self) -> None:
         ended = False
+        last: Result | None = None
+        skipped = 0
+        idle = 0.0  # time spent waiting for frames since the last detect (not the detector's cost)
         while not self._stop.is_set() and not ended:
             if not self._resume.is_set():
                 self._resume.wait(POLL_S)
                 continue
+            waited = time.monotonic()
             batch, ended = self._take_batch()
+            idle += time.monotonic() - waited
             if not batch:
                 continue
             self.analytics.bind(batch[0].size)  # lines/zones outside the frame: refused before any detection
+            if self.policy == "drop_stale" and last is not None and not self.adapt.detect_next():
+                # Frame skip (live sources only, set by the adaptive controller): shown with the
+                # last detections and overlay (the tracker sees detected frames only). A file never
+                # gets here: every one of its frames is detected.
+                if not self._put(self._results, replace(last, frame=batch[0], done=time.monotonic(), detected=False)):
+                    return
+                self._processed += 1
+                skipped += 1
+                continue
             detections = self.detector.detect([f.image for f in batch])
             done = time.monotonic()
             per_frame = _divide(self.detector.last_times, len(batch))
+            self.adapt.observe(done, per_frame.as_dict(), shown=len(batch) + skipped, detected=len(batch), idle_s=idle)
+            skipped, idle = 0, 0.0
             counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
             for i, (frame, det) in enumerate(zip(batch, detections)):
                 proposals = counts[i] if i < len(counts) else 0
@@ -434,6 +462,7 @@ class Pipeline:
                 result = Result(frame, det, per_frame, proposals, done, len(batch), overlay)
                 if not self._put(self._results, result):
                     return
+                last = result
                 self._processed += 1
                 self._proposals = proposals
                 self._stages.add(stage_ms)
@@ -475,6 +504,7 @@ class Pipeline:
         self._latency.append(latency)
         self._latency_sum += latency
         self._last_result_at = now
+        self._done_times.append(now)
         self._written += 1
 
     def _close_sinks(self) -> None:

@@ -29,17 +29,18 @@ class Recorder:
         time_base: the unit of the ``pts`` given to ``write`` (the source's time base).
         rate: nominal frame rate (a hint for the encoder's rate control); None = 25.
         crf, preset: libx264 quality and speed.
+        threads: libx264's threads; 0 = its own choice (1.5 × cores, plus lookahead threads).
         fragmented: write a fragmented MP4 (``frag_keyframe+empty_moov``) that stays playable
             even if the process is killed without finishing; the default is a normal MP4,
             finalised by ``close()``, which every exit path of the pipeline calls.
     """
 
     def __init__(self, path: str | Path, *, time_base: Fraction, rate: Fraction | None = None, crf: int = 23,
-                 preset: str = "veryfast", fragmented: bool = False) -> None:
+                 preset: str = "veryfast", fragmented: bool = False, threads: int = 0) -> None:
         self.path = Path(path)
         self.time_base = Fraction(time_base)
         self.rate = Fraction(rate) if rate else Fraction(25)
-        self.crf, self.preset, self.fragmented = crf, preset, fragmented
+        self.crf, self.preset, self.fragmented, self.threads = crf, preset, fragmented, threads
         self.frames_written = 0
         self.frames_skipped = 0  # frames whose pts did not increase
         self.frames_resized = 0  # frames whose size differed from the first one
@@ -68,7 +69,7 @@ class Recorder:
         stream.pix_fmt = "yuv420p"
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
-        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        stream.options = {"crf": str(self.crf), "preset": self.preset, **({"threads": str(self.threads)} if self.threads else {})}
         self._stream = stream
         if any(self.padded):
             log.info("recording %s: %dx%d is odd, padded to %dx%d", self.path, width, height, *self.size)

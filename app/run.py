@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = parser.add_argument_group("run")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    run.add_argument("--target-fps", type=float, metavar="N",
+                     help="hold N frames per second: the input size (240-800 px) and the proposal count (50-1000) "
+                          "are lowered or raised, one at a time, to the most accurate setting that holds it; live "
+                          "sources may also skip frames (files never lose one)")
+    run.add_argument("--adapt-log", metavar="OUT.json",
+                     help="with --target-fps: write the controller's moves and the fps of every 10 frames to OUT.json")
     run.add_argument("--headless", action="store_true",
                      help="no window: a progress bar (frames, fps, ETA) and a summary at the end "
                           "(frames read/processed/written/dropped, mean fps, per-stage ms)")
@@ -99,8 +105,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--backbone", default="mobilenet_v2", metavar="NAME",
                        help="backbone of --model paper: mobilenet_v2, resnet18, resnet50 or yolov3_tiny (default: %(default)s)")
     model.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run (default: %(default)s)")
-    model.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                       help="compute precision; auto = fp16 on CUDA, fp32 on the CPU (default: %(default)s)")
+    model.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"),
+                       help="compute precision; auto = fp16 on CUDA; on the CPU the fastest of fp32, bf16 and int8 "
+                            "measured on this machine (once, then cached; int8 only for a model whose int8 accuracy "
+                            "was checked). int8: CPU only (default: %(default)s)")
+    model.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
+                       help="channels_last layout for the backbone; auto = on for CUDA, measured on the CPU "
+                            "(default: %(default)s)")
+    model.add_argument("--reprobe", action="store_true",
+                       help="measure the CPU fast path again instead of using the cached answer")
     model.add_argument("--proposals", type=int, default=300, metavar="N",
                        help="RPN proposals kept per frame: fewer is faster (default: %(default)s)")
     model.add_argument("--score-threshold", type=float, default=0.5, metavar="X",
@@ -129,6 +142,8 @@ def build_configs(args: argparse.Namespace):
         zones=tuple(Shape.parse("zone", text).coords for text in args.zone),
         reconnect=args.reconnect,
         stall_timeout_s=args.stall_timeout,
+        target_fps=args.target_fps,
+        adapt_log=args.adapt_log,
     )
     return pipeline, detector_config_from_args(args)
 
@@ -144,6 +159,7 @@ def detector_config_from_args(args: argparse.Namespace):
         backbone=args.backbone,
         device=args.device,
         precision=args.precision,
+        memory_format={"auto": "auto", "on": "channels_last", "off": "contiguous"}[args.channels_last],
         proposals=args.proposals,
         score_threshold=args.score_threshold,
         classes=classes,
@@ -175,14 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ImportError as exc:
                 note(f"the GUI cannot be loaded ({exc}); running headless")
             else:
-                return int(run_gui(pipeline_config, detector_config) or 0)
+                return int(run_gui(pipeline_config, detector_config, reprobe=args.reprobe) or 0)
         else:
             note("no display (DISPLAY and WAYLAND_DISPLAY are unset): running headless")
         pipeline_config = pipeline_config.with_(headless=True)
-    return run_headless(pipeline_config, detector_config)
+    return run_headless(pipeline_config, detector_config, reprobe=args.reprobe)
 
 
-def run_headless(pipeline_config, detector_config) -> int:
+def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int:
     """Run to the end with a progress bar on stderr; Ctrl-C (or SIGTERM) stops within about a
     second, finalises the outputs and returns 130."""
     from app.pipeline import Pipeline
@@ -197,9 +213,9 @@ def run_headless(pipeline_config, detector_config) -> int:
             note(line)
         try:
             check_shapes(pipeline_config, source)  # a line outside the frame: refused before the model loads
-            from detector.detector import Detector
+            from app.fastpath import build_detector
 
-            detector = Detector(detector_config)
+            detector, setup = build_detector(detector_config, reprobe=reprobe)
         except BaseException:
             source.close()
             raise
@@ -207,6 +223,7 @@ def run_headless(pipeline_config, detector_config) -> int:
         for line in detector.notes:
             if line != logged:
                 note(line)
+        pipeline_config = setup.with_threads(pipeline_config)
         pipeline = Pipeline(pipeline_config, detector, source)
         progress = Progress(sys.stderr)
         notes_before = len(source.notes)
@@ -234,6 +251,8 @@ def run_headless(pipeline_config, detector_config) -> int:
         _print_source_events(source, progress)
         progress.update(stats, final=True)
         print(stats.summary(), file=sys.stderr)
+        for line in setup.notes:  # what --precision auto chose and why: at the end, not before a first error
+            note(line)
         for line in pipeline.analytics.summary_lines():
             print(line, file=sys.stderr)
         if hasattr(source, "summary"):  # a live source that reconnects: its drops and time down
@@ -241,6 +260,10 @@ def run_headless(pipeline_config, detector_config) -> int:
         for line in source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, gave up, ...)
             note(line)
         _report_outputs(pipeline, pipeline_config)
+        if pipeline_config.adapt_log:
+            from app.adapt import write_log
+
+            print(f"adaptive log: {write_log(pipeline_config.adapt_log, stats)}", file=sys.stdout)
         if interrupted:
             print("interrupted: threads stopped, outputs finalised", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -329,7 +352,9 @@ class Progress:
             left = max(0, total - done) / fps
             eta = f" | ETA {int(left // 60)}:{int(left % 60):02d}"
         dropped = f" | {stats.frames_dropped} dropped" if stats.frames_dropped else ""
-        return f"{head} | {rate}{eta}{dropped}"
+        adapt = getattr(stats, "adapt", None)
+        knobs = f" | {adapt.setting.describe()} ({adapt.state})" if adapt is not None and adapt.target_fps else ""
+        return f"{head} | {rate}{eta}{dropped}{knobs}"
 
     def message(self, line: str) -> None:
         """A line of its own above the progress bar (a reconnection)."""

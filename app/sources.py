@@ -90,9 +90,10 @@ class FileSource(Source):
 
     _open_error: type[SourceError] = SourceError  # what a failed av.open raises
 
-    def __init__(self, path: str, *, timeout_s: float | tuple[float, float] | None = None) -> None:
+    def __init__(self, path: str, *, timeout_s: float | tuple[float, float] | None = None, threads: int = 0) -> None:
         super().__init__()
         self.name = str(path)
+        self._threads = threads
         self._check_path(path)
         import av  # local: keeps `run.py --help` fast
 
@@ -137,6 +138,8 @@ class FileSource(Source):
             raise SourceError(f"{self.name} has no video stream (it holds {kinds})")
         stream = self.container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads: decoding keeps up with the detector
+        if self._threads:  # 0 = FFmpeg's choice (cores + 1); the thread budget may ask for fewer
+            stream.thread_count = self._threads
         self.stream = stream
         self.time_base = Fraction(stream.time_base) if stream.time_base else DEFAULT_TIME_BASE
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -239,9 +242,10 @@ class UrlSource(FileSource):
     live = True
     _open_error = SourceUnavailable
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0, read_timeout_s: float | None = None) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 10.0, read_timeout_s: float | None = None,
+                 threads: int = 0) -> None:
         self._timeout = timeout_s
-        super().__init__(url, timeout_s=(timeout_s, read_timeout_s or timeout_s))
+        super().__init__(url, timeout_s=(timeout_s, read_timeout_s or timeout_s), threads=threads)
         self.finite = (getattr(self.container, "size", -1) or -1) > 0
 
     def _check_path(self, path: str) -> None:
@@ -360,9 +364,9 @@ def open_plain_source(config: PipelineConfig) -> Source:
     """The source ``config`` names, opened, without reconnection."""
     kind, target = config.source_kind, config.source
     if kind == "video":
-        return FileSource(target)
+        return FileSource(target, threads=config.decode_threads)
     if kind == "url":
-        return UrlSource(target, timeout_s=config.open_timeout_s)
+        return UrlSource(target, timeout_s=config.open_timeout_s, threads=config.decode_threads)
     if kind == "images":
         return ImageFolderSource(target, fps=config.image_fps)
     return CameraSource(target, timeout_s=config.open_timeout_s)

@@ -94,6 +94,8 @@ class PipelineStats:
         proposals: RPN proposals kept for the latest frame.
         elapsed_s: seconds since start.
         paused, finished: the pipeline's state.
+        adapt: the adaptive controller's status (``app.adapt.AdaptStatus``) while it is on.
+        done_times: when each result was delivered (monotonic s), in the final snapshot only.
     """
 
     frames_read: int = 0
@@ -112,6 +114,8 @@ class PipelineStats:
     elapsed_s: float = 0.0
     paused: bool = False
     finished: bool = False
+    adapt: object | None = None
+    done_times: tuple[float, ...] = ()
 
     def summary(self) -> str:
         """Lines for the end of a headless run."""
@@ -119,12 +123,22 @@ class PipelineStats:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.mean_stage_ms.items() if k != "track") or "--"
         tracker = f"\ntracker ms per frame: {self.mean_stage_ms['track']:.2f}" if "track" in self.mean_stage_ms else ""
         latency = f"{self.mean_latency_ms:.0f} ms" if self.mean_latency_ms is not None else "--"
-        return (
+        text = (
             f"frames: {self.frames_read} read, {self.frames_processed} processed, {self.frames_written} written, "
             f"{self.frames_dropped} dropped, {self.bad_frames} bad\n"
             f"speed: {fps} fps mean over {self.elapsed_s:.1f} s; capture-to-result latency {latency}\n"
             f"detector ms per frame: {stages}{tracker}"
         )
+        if self.adapt is not None:
+            from app.adapt import fps_series
+
+            a = self.adapt
+            series = " ".join(f"{v:.1f}" for v in fps_series(self.done_times, 10)) or "--"
+            moves = "; ".join(f"frame {f}: {s.describe()}" for f, _t, s, _r in a.history) or "none"
+            target = f"{a.target_fps:g} fps" if a.target_fps else "off"
+            text += (f"\nadaptive: target {target} → {a.setting.describe()} ({a.state}: {a.reason})"
+                     f"\n  fps per 10 frames: {series}\n  {a.changes} change(s): {moves}")
+        return text
 
 
 class StageAverages:

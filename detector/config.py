@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Weights sources that are not file paths.
@@ -28,7 +29,13 @@ class DetectorConfig:
         weights: "default", "torchvision", "random", or a path to a ``.pt``/``.pth`` file.
         backbone: backbone of the ``paper`` model (see ``detector.backbones.BACKBONES``).
         device: "auto" (cuda when available), "cpu" or "cuda" / "cuda:N".
-        precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16".
+        precision: "auto", "fp32", "fp16", "bf16" or "int8". auto = fp16 on CUDA; on the CPU fp32,
+            unless the app's probe (``detector.probe``) measured another one faster on this machine.
+            int8 (CPU only) quantizes the backbone (static, calibrated on real frames) and the box
+            head's fc layers (dynamic); see ``detector.quantize``.
+        memory_format: "auto" (channels_last on CUDA; on the CPU what the probe measured faster,
+            else contiguous), "channels_last" or "contiguous": the layout of the backbone's weights
+            and input.
         proposals: RPN proposals kept after NMS per image at test time (the paper's top-N).
         pre_nms_proposals: RPN proposals kept before NMS (per feature level); None = max(1000,
             proposals), torchvision's own test-time setting.
@@ -46,6 +53,7 @@ class DetectorConfig:
     backbone: str = "mobilenet_v2"
     device: str = "auto"
     precision: str = "auto"
+    memory_format: str = "auto"
     proposals: int = 300
     pre_nms_proposals: int | None = None
     score_threshold: float = 0.5
@@ -69,6 +77,8 @@ class DetectorConfig:
             raise ConfigError(f"weights {self.weights!r} must be 'default', 'torchvision', 'random' or a file path")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ConfigError(f"memory format {self.memory_format!r} is unknown; expected one of {', '.join(MEMORY_FORMATS)}")
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ConfigError(f"device {self.device!r} is unknown; expected auto, cpu, cuda or cuda:N")
         check_proposals(self.proposals, "proposals")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -304,6 +305,20 @@ def _layer_infos(sections: Sequence[Section]) -> list[_LayerInfo]:
     return infos
 
 
+def check_input(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """``x`` if it is ``Tensor[B, channels, H, W]``, else ``ValueError`` quoting its shape.
+
+    A module-level function wrapped by ``torch.fx.wrap``: torch.fx records the call instead of
+    tracing into its ``if`` on the shape, so the trunk stays traceable (int8 quantization,
+    ``detector.quantize``) and the check still runs on every call of the traced graph."""
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"the Darknet trunk expects Tensor[B, 3, H, W] RGB in [0, 1]; got shape {tuple(x.shape)}")
+    return x
+
+
+torch.fx.wrap("check_input")
+
+
 class DarknetTrunk(nn.Module):
     """The layers of a Darknet cfg needed to compute ``outputs`` (Darknet layer indices).
 
@@ -364,8 +379,7 @@ class DarknetTrunk(nn.Module):
 
     def forward_all(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         """Every built layer's output up to the last requested one, keyed by Darknet layer index."""
-        if x.dim() != 4 or x.shape[1] != self.sections[0].int("channels", 3):
-            raise ValueError(f"the Darknet trunk expects Tensor[B, 3, H, W] RGB in [0, 1]; got shape {tuple(x.shape)}")
+        x = check_input(x, self.sections[0].int("channels", 3))
         cache: dict[int, torch.Tensor] = {}
         previous = x
         for index in range(self.last + 1):

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from detector.config import (
+    MEMORY_FORMATS,
     PRECISIONS,
     ConfigError,
     DetectorConfig,
@@ -31,6 +32,8 @@ from detector.factory import ModelInfo, create_model
 from detector.stages import STAGES, StageTimes  # noqa: F401 — STAGES re-exported: detector.detector.STAGES
 
 log = logging.getLogger(__name__)
+
+PRESCALE_BELOW = 0.6  # frames shrunk by more than this (to 60 % of their size) are first shrunk in uint8
 
 
 class DeviceError(RuntimeError):
@@ -49,13 +52,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype, str | None]:
-    """The compute dtype for ``precision`` on ``device``, and a note when a fallback was taken."""
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str | None]:
+    """The precision that ``precision`` means on ``device`` ("fp32", "fp16", "bf16" or "int8"), and
+    a note when a fallback was taken. "auto" here is fp16 on CUDA, fp32 on the CPU; the app's probe
+    (``detector.probe``) may then set a faster one it measured."""
     if precision == "auto":
-        return (torch.float16 if device.type == "cuda" else torch.float32), None
+        return ("fp16" if device.type == "cuda" else "fp32"), None
     if precision == "fp16" and device.type != "cuda":
-        return torch.float32, "fp16 is not supported on the CPU (no fast half kernels); running in fp32 instead"
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision], None
+        return "fp32", "fp16 is not supported on the CPU (no fast half kernels); running in fp32 instead"
+    if precision == "int8" and device.type != "cpu":
+        return "fp16", "int8 is a CPU path (torch.ao's x86 kernels); running in fp16 on the GPU instead"
+    return precision, None
+
+
+_AUTOCAST = {"fp32": torch.float32, "int8": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def _decode_in_fp32(model: nn.Module) -> None:
@@ -84,21 +94,26 @@ class Detector:
         config: what to build and how to run it.
         model, class_names, info: an already built model (tests, training); otherwise the model is
             created from ``config`` by ``detector.factory.create_model``.
+        calibration: real uint8 RGB frames ``[H, W, 3]`` (or a function returning them, called only
+            when int8 is first asked for) on which the int8 backbone's activation ranges are measured.
     """
 
     def __init__(self, config: DetectorConfig | None = None, *, model: nn.Module | None = None,
-                 class_names: Sequence[str] | None = None, info: ModelInfo | None = None) -> None:
+                 class_names: Sequence[str] | None = None, info: ModelInfo | None = None,
+                 calibration: Sequence[np.ndarray] | Callable[[], Sequence[np.ndarray]] | None = None) -> None:
         self.config = config or DetectorConfig()
         self.device = resolve_device(self.config.device)
-        self.dtype, note = resolve_precision(self.config.precision, self.device)
+        precision, note = resolve_precision(self.config.precision, self.device)
         self.notes: list[str] = [note] if note else []
+        self.calibration = calibration
+        self._int8: tuple[nn.Module, nn.Module] | None = None  # (backbone, box head), built on first use
         if model is None:
             model, class_names, info = create_model(self.config)
         if class_names is None:
             raise ValueError("class_names must be given with a model")
         self.model = model.eval().to(self.device)
-        if self.device.type == "cuda":
-            self.model.backbone.to(memory_format=torch.channels_last)  # faster convs on tensor cores
+        self._float_box_head = self.model.roi_heads.box_head
+        self._applied_channels_last = False  # the layout the backbone's weights are in now
         _decode_in_fp32(self.model)  # a no-op in fp32; ready for set_precision() to half
         self.class_names = tuple(class_names)
         self.info = info or ModelInfo(type(model).__name__, "given", True, {}, {})
@@ -112,17 +127,52 @@ class Detector:
         self._proposals = self._pre_nms = 0
         self._score = 0.0
         self._classes: tuple[str, ...] = ()
+        self._precision = "fp32"
+        self._channels_last = False
         self._apply_static(self.config)
+        transform = self.model.transform
+        self._base_size = (int(transform.min_size[-1]), int(transform.max_size))  # (short side, long-side cap)
+        self._input_size = self._base_size[0]
         self.set_proposal_count(self.config.proposals, self.config.pre_nms_proposals)
         self.set_score_threshold(self.config.score_threshold)
         self.set_classes(self.config.classes)
+        self.set_precision(precision)
+        # channels_last: faster convs on CUDA's tensor cores; on a CPU it depends on the CPU and
+        # the model, so "auto" stays contiguous until the app's probe has measured it.
+        self.set_memory_format(self.config.memory_format)
         self.last_times = StageTimes()
         self.last_proposal_counts: list[int] = []
 
     # ----------------------------------------------------------------- public knobs (thread-safe)
     @property
     def precision(self) -> str:
-        return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
+        return self._precision
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The autocast dtype of the current precision (float32 for fp32 and int8)."""
+        return _AUTOCAST[self._precision]
+
+    @property
+    def channels_last(self) -> bool:
+        return self._channels_last
+
+    @property
+    def input_size(self) -> int:
+        """The short side, in pixels, frames are resized to before the backbone."""
+        return self._input_size
+
+    @property
+    def base_input_size(self) -> int:
+        """The model's own short side (its configured ``min_size``)."""
+        return self._base_size[0]
+
+    @property
+    def int8_available(self) -> bool:
+        """Whether ``set_precision("int8")`` can work: a CPU, torch's x86 engine, calibration frames."""
+        from detector.quantize import int8_supported
+
+        return self.device.type == "cpu" and (self._int8 is not None or (self.calibration is not None and int8_supported()))
 
     @property
     def proposal_count(self) -> int:
@@ -169,26 +219,79 @@ class Detector:
             self._classes = names
 
     def set_precision(self, precision: str) -> str | None:
-        """Compute in ``precision`` ("auto", "fp32", "fp16", "bf16") from the next call on.
+        """Compute in ``precision`` ("auto", "fp32", "fp16", "bf16", "int8") from the next call on.
 
-        The weights stay fp32 on the device and reduced precision runs under autocast, so nothing
-        is reloaded. Returns a note when the device forced a fallback (fp16 on the CPU → fp32).
+        The weights stay fp32 on the device and fp16/bf16 run under autocast, so nothing is
+        reloaded. int8 quantizes a copy of the backbone and the box head the first time it is asked
+        for (seconds, on the calling thread; see ``detector.quantize``) and keeps it. Returns a note
+        when the device forced a fallback (fp16 on the CPU → fp32, int8 on a GPU → fp16).
         """
         if precision not in PRECISIONS:
             raise ConfigError(f"precision {precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
-        dtype, note = resolve_precision(precision, self.device)
+        precision, note = resolve_precision(precision, self.device)
+        if precision == "int8":
+            self._ensure_int8()
         with self._knob_lock:
-            self.dtype = dtype
+            self._precision = precision
         return note
 
-    def _apply_knobs(self) -> tuple[tuple[str, ...], torch.dtype]:
-        """Copy the knobs onto the model for this call; returns (classes, dtype) to use."""
+    def set_memory_format(self, memory_format: str) -> None:
+        """Lay out the backbone's weights and input as "channels_last" or "contiguous" from the
+        next call on ("auto" = channels_last on CUDA, contiguous on the CPU)."""
+        if memory_format not in MEMORY_FORMATS:
+            raise ConfigError(f"memory format {memory_format!r} is unknown; expected one of {', '.join(MEMORY_FORMATS)}")
+        on = memory_format == "channels_last" or (memory_format == "auto" and self.device.type == "cuda")
+        with self._knob_lock:
+            self._channels_last = on
+
+    def set_input_size(self, short_side: int) -> None:
+        """Resize frames so that their short side is ``short_side`` pixels from the next call on.
+
+        The long-side cap scales with it (the model's max/min ratio), so every frame keeps the
+        aspect-ratio handling it had at the model's own size. Fewer pixels: a faster backbone and
+        RPN, and fewer small objects found.
+        """
+        if not isinstance(short_side, int) or isinstance(short_side, bool) or not 32 <= short_side <= 4096:
+            raise ConfigError(f"input size {short_side!r} must be an integer number of pixels in 32..4096")
+        with self._knob_lock:
+            self._input_size = short_side
+
+    def _ensure_int8(self) -> None:
+        """Build the int8 backbone and box head once (outside the knob lock: it takes seconds)."""
+        if self._int8 is not None:
+            return
+        from detector.quantize import QuantizationError, quantize_backbone, quantize_box_head, to_images
+
+        if self.device.type != "cpu":
+            raise ConfigError("int8 runs on the CPU only")
+        frames = self.calibration() if callable(self.calibration) else self.calibration
+        if not frames:
+            raise ConfigError("int8 needs calibration frames (real frames of the kind the model will see); none were given")
+        with self._run_lock:  # the transform is shared with detect
+            images = to_images(self.model.transform, frames, self.device)
+        try:
+            self._int8 = (quantize_backbone(self.model.backbone, images), quantize_box_head(self._float_box_head))
+        except QuantizationError as exc:
+            raise ConfigError(f"int8: {exc}") from None
+
+    def _apply_knobs(self) -> tuple[tuple[str, ...], str, bool]:
+        """Copy the knobs onto the model for this call; returns (classes, precision, channels_last)."""
         with self._knob_lock:
             # torchvision keeps the proposal counts in private dicts; this is the one place that touches them.
             self.model.rpn._post_nms_top_n["testing"] = self._proposals
             self.model.rpn._pre_nms_top_n["testing"] = self._pre_nms
             self.model.roi_heads.score_thresh = self._score
-            return self._classes, self.dtype
+            short, long_cap = self._base_size
+            self.model.transform.min_size = (self._input_size,)
+            self.model.transform.max_size = max(self._input_size, round(self._input_size * long_cap / short))
+            precision, channels_last = self._precision, self._channels_last
+            classes = self._classes
+        int8 = precision == "int8" and self._int8 is not None
+        self.model.roi_heads.box_head = self._int8[1] if int8 else self._float_box_head
+        if channels_last != self._applied_channels_last:
+            self.model.backbone.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            self._applied_channels_last = channels_last
+        return classes, precision, channels_last
 
     def _apply_static(self, config: DetectorConfig) -> None:
         transform, roi = self.model.transform, self.model.roi_heads
@@ -224,7 +327,7 @@ class Detector:
                 got = f"{f.dtype} {f.shape}" if isinstance(f, np.ndarray) else type(f).__name__
                 raise ValueError(f"frame {i} must be a uint8 array [H, W, 3]; got {got}")
         with self._run_lock:
-            classes, dtype = self._apply_knobs()  # one consistent set of knobs for the whole call
+            classes, precision, channels_last = self._apply_knobs()  # one consistent set of knobs for the whole call
             times = StageTimes()
             sync = torch.cuda.synchronize if (timing and self.device.type == "cuda") else (lambda: None)
             clock = time.perf_counter
@@ -232,13 +335,14 @@ class Detector:
             t = clock()
             images, original_sizes = self._to_tensors(frames, bgr)
             image_list, _ = self.model.transform(images)
-            if self.device.type == "cuda":
+            if channels_last:
                 image_list.tensors = image_list.tensors.contiguous(memory_format=torch.channels_last)
             sync()
             times.preprocess, t = (clock() - t) * 1e3, clock()
 
-            with self._autocast(dtype):
-                features = self.model.backbone(image_list.tensors)
+            backbone = self._int8[0] if precision == "int8" and self._int8 is not None else self.model.backbone
+            with self._autocast(_AUTOCAST[precision]):
+                features = backbone(image_list.tensors)
                 if isinstance(features, torch.Tensor):
                     features = OrderedDict([("0", features)])
                 sync()
@@ -261,11 +365,16 @@ class Detector:
 
     def _to_tensors(self, frames: list[np.ndarray], bgr: bool) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
         """uint8 [H, W, 3] numpy → float [3, H, W] in [0, 1] on the device (RGB). Resize and
-        normalisation follow in the model's transform, on the device."""
+        normalisation follow in the model's transform, on the device.
+
+        A frame far larger than the input size (the adaptive controller's small sizes) is first
+        shrunk on the CPU in uint8 with OpenCV's area filter to the size the transform would give:
+        converting and resizing the full frame in float took 8–9 ms of a 38 ms frame at 240 px.
+        Returned sizes are the frames' own, so boxes still come back in frame pixels."""
         pin = self.device.type == "cuda"
         out = []
         for f in frames:
-            t = torch.from_numpy(np.ascontiguousarray(f))
+            t = torch.from_numpy(np.ascontiguousarray(self._prescale(f)))
             if pin:
                 t = t.pin_memory()
             t = t.to(self.device, non_blocking=True).permute(2, 0, 1)
@@ -273,6 +382,18 @@ class Detector:
                 t = t.flip(0)
             out.append(t.float().div_(255.0))
         return out, [(f.shape[0], f.shape[1]) for f in frames]
+
+    def _prescale(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` shrunk to the transform's output size when that is under ``PRESCALE_BELOW`` of
+        it (else untouched: at the model's own sizes the result equals the model's own forward)."""
+        h, w = frame.shape[:2]
+        transform = self.model.transform
+        scale = min(transform.min_size[-1] / min(h, w), transform.max_size / max(h, w))
+        if scale >= PRESCALE_BELOW or self.device.type != "cpu":
+            return frame
+        import cv2
+
+        return cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
     def _autocast(self, dtype: torch.dtype):
         if dtype == torch.float32:

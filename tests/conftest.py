@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 # Before torch loads (pytest reads this file first): idle OpenMP threads sleep instead of spinning,
 # as app.run does. On this project's 2-core test machines, shared with other jobs, spinning made
 # detect() calls in the main thread 10-30× slower (docs/pipeline.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The CPU probe's answers and int8 verdicts go to a throw-away folder, never the user's cache.
+os.environ["FRCNN_CACHE_DIR"] = tempfile.mkdtemp(prefix="frcnn-test-cache-")
 from fractions import Fraction
 from pathlib import Path
 

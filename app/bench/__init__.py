@@ -39,8 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights: one for every model, or one per model (comma-separated): default, random, torchvision or a file")
     p.add_argument("--backbone", default="mobilenet_v2", help="backbone of the 'paper' model")
     p.add_argument("--proposals", default=",".join(map(str, DEFAULT_PROPOSALS)), help="RPN proposal counts, comma-separated")
+    p.add_argument("--scales", default=None,
+                   help="input short sides in pixels, comma-separated (e.g. 240,320,480,640,800): a scale × proposals "
+                        "grid with the Pareto front of fps and AP50 marked, plotted to scale_vs_proposals.png "
+                        "(default: the model's own size only)")
     p.add_argument("--precision", default=None,
-                   help="fp32, fp16, bf16, comma-separated (default: fp32 on the CPU, fp32,fp16 on CUDA)")
+                   help="fp32, fp16, bf16, int8, comma-separated (default: fp32 on the CPU, fp32,fp16 on CUDA)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames measured per setting (the first N of the clip)")
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="uncounted detector calls before each setting")
@@ -59,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end pipeline runs")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive loop")
     p.add_argument("--note", default="", help="a line stored in results.json (e.g. what else ran on the machine)")
+    p.add_argument("--profile-file", default=None,
+                   help="with labels: also write the model's profile here — the int8 verdict (--precision fp32,int8) "
+                        "and the accuracy grid (--scales) that --precision auto and --target-fps use; "
+                        "assets/model_profiles.json ships the bundled model's. It always goes to the user cache")
     return p
 
 
@@ -90,6 +98,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         pipeline=not args.no_pipeline,
         baseline=not args.no_baseline,
         note=args.note,
+        profile_file=Path(args.profile_file) if args.profile_file else None,
+        scales=_ints(args.scales, "--scales") if args.scales else None,
     )
 
 
@@ -101,14 +111,18 @@ def _split(text: str, option: str) -> list[str]:
 
 
 def _proposals(text: str) -> tuple[int, ...]:
+    return _ints(text, "--proposals")
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
     values = []
-    for item in _split(text, "--proposals"):
+    for item in _split(text, option):
         try:
             value = int(item)
         except ValueError:
-            raise UserError(f"--proposals {text!r}: {item!r} is not an integer") from None
+            raise UserError(f"{option} {text!r}: {item!r} is not an integer") from None
         if value < 1:
-            raise UserError(f"--proposals {text!r}: {value} must be ≥ 1")
+            raise UserError(f"{option} {text!r}: {value} must be ≥ 1")
         values.append(value)
     return tuple(sorted(set(values)))
 

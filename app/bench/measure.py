@@ -287,11 +287,12 @@ def _add_h264(out, source_stream, width: int, height: int):
 
 # --------------------------------------------------------------------------------- the pipeline
 def pipeline_loop(detector: Detector, path: Path, n: int, record: Path,
-                  tick: Callable[[], None] = lambda: None) -> LoopRun | None:
+                  tick: Callable[[], None] = lambda: None, **config_changes) -> LoopRun | None:
     """The product's pipeline end to end on the first ``n`` frames of ``path``: its file source
     (every frame, none dropped), inference worker, drawing and H.264 recorder threads, with
     ``detector`` already built and warm. The clock runs from opening the file to the closed
-    recording, as the naive loop's does. None when this checkout has no pipeline."""
+    recording, as the naive loop's does. None when this checkout has no pipeline. ``config_changes``:
+    other ``PipelineConfig`` fields (decoder / encoder threads, a target fps)."""
     try:
         from app.config import PipelineConfig
         from app.pipeline import Pipeline
@@ -310,7 +311,7 @@ def pipeline_loop(detector: Detector, path: Path, n: int, record: Path,
         tick()
 
     config = PipelineConfig(source_kind="video", source=str(path), record=str(record), overwrite=True,
-                            max_frames=n, policy="every_frame", headless=True)
+                            max_frames=n, policy="every_frame", headless=True, **config_changes)
     start = time.perf_counter()
     Pipeline(config, detector, on_result=on_result).run()
     return LoopRun(time.perf_counter() - start, timestamps, detections)

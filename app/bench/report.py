@@ -20,12 +20,12 @@ TARGET_FPS = (30, 60)
 
 # One row per model × precision × proposal count. Times in ms per frame (batch 1); fps in frames/s.
 COLUMNS: tuple[str, ...] = (
-    "model", "weights", "trained", "device", "precision", "proposals", "proposals_kept_mean", "frames",
+    "model", "weights", "trained", "device", "precision", "input_size", "proposals", "proposals_kept_mean", "frames",
     "detector_fps", "total_ms_median", "total_ms_p90",
     *(f"{stage}_ms_{stat}" for stage in STAGES for stat in ("median", "p90")),
     "track_ms_median", "track_ms_p90",  # the tracker (--track) on the row's detections, its own stage
     "detections_mean", "pipeline_fps", "pipeline_frames", "baseline_fps", "speedup_vs_baseline",
-    "ap", "ap50", "ap_images", "peak_rss_mb", "gpu_peak_mb",
+    "ap", "ap50", "ap50_boxes", "ap_images", "pareto", "peak_rss_mb", "gpu_peak_mb",
 )
 
 
@@ -110,13 +110,13 @@ def _json_safe(value):
 
 # --------------------------------------------------------------------------------- terminal
 TABLE = (
-    ("model", "model", "{}"), ("prec", "precision", "{}"), ("props", "proposals", "{}"),
+    ("model", "model", "{}"), ("prec", "precision", "{}"), ("px", "input_size", "{}"), ("props", "proposals", "{}"),
     ("det fps", "detector_fps", "{:.2f}"), ("ms med", "total_ms_median", "{:.1f}"), ("ms p90", "total_ms_p90", "{:.1f}"),
     ("pre", "preprocess_ms_median", "{:.1f}"), ("backbone", "backbone_ms_median", "{:.1f}"),
     ("rpn", "rpn_ms_median", "{:.1f}"), ("roi", "roi_heads_ms_median", "{:.1f}"), ("post", "postprocess_ms_median", "{:.1f}"),
     ("track", "track_ms_median", "{:.2f}"),
     ("e2e fps", "pipeline_fps", "{:.2f}"), ("naive", "baseline_fps", "{:.2f}"), ("×naive", "speedup_vs_baseline", "{:.2f}"),
-    ("AP", "ap", "{:.3f}"), ("AP50", "ap50", "{:.3f}"), ("RSS MB", "peak_rss_mb", "{:.0f}"),
+    ("AP", "ap", "{:.3f}"), ("AP50", "ap50", "{:.3f}"), ("AP50 box", "ap50_boxes", "{:.3f}"), ("front", "pareto", "{}"), ("RSS MB", "peak_rss_mb", "{:.0f}"),
 )
 
 
@@ -138,6 +138,8 @@ def format_table(rows: Sequence[dict]) -> str:
 def _cell(value, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if isinstance(value, bool):
+        return "◆" if value else ""
     return fmt.format(value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -17,11 +18,11 @@ from detector.config import DetectorConfig
 from detector.detector import Detector, resolve_device
 from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
 
-from . import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP, measure, report
+from . import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP, grid, measure, report
 from .accuracy import LabelledFrames, load_labels
 from .stats import Progress, median_p90, peak_rss_mb, reset_peak_rss
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 BUNDLED_SAMPLE = ASSETS_DIR / "sample.mp4"
 # The default model's held-out evaluation set for the bundled sample (vtest.avi frames 650–794):
 # (COCO JSON, frame offset), first found wins — labels shipped in assets/, else the teacher labels
@@ -59,6 +60,8 @@ class BenchConfig:
     pipeline: bool = True
     baseline: bool = True
     note: str = ""
+    profile_file: Path | None = None
+    scales: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -68,9 +71,11 @@ class BenchConfig:
         if self.precisions is not None:
             bad = [p for p in self.precisions if p not in PRECISIONS]
             if bad or not self.precisions:
-                raise UserError(f"precision {','.join(bad) or '(none)'} is unknown; expected fp32, fp16 or bf16")
+                raise UserError(f"precision {','.join(bad) or '(none)'} is unknown; expected fp32, fp16, bf16 or int8")
         if not isinstance(self.frames, int) or self.frames < 1:
             raise UserError(f"--frames {self.frames!r} must be an integer ≥ 1")
+        if self.scales is not None and (not self.scales or any(not isinstance(s, int) or not 32 <= s <= 4096 for s in self.scales)):
+            raise UserError(f"--scales {self.scales!r} must be short sides in pixels, 32..4096")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise UserError(f"--warmup {self.warmup!r} must be an integer ≥ 0")
 
@@ -101,8 +106,15 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise UserError(f"--out {out}: {parent} is not writable")
 
 
+def default_factory(config: DetectorConfig) -> Detector:
+    """The staged detector, with frames of the bundled sample to calibrate int8 on."""
+    from app.fastpath import sample_frames
+
+    return Detector(config, calibration=sample_frames)
+
+
 def run_bench(config: BenchConfig, progress_stream=None,
-              detector_factory: Callable[[DetectorConfig], Detector] = Detector) -> BenchResult:
+              detector_factory: Callable[[DetectorConfig], Detector] = default_factory) -> BenchResult:
     """Measure, write results.csv / results.json / proposals_vs_fps.png into ``config.out``, and
     return the rows, the JSON document and the text table.
 
@@ -124,11 +136,12 @@ def run_bench(config: BenchConfig, progress_stream=None,
     machine = report.machine_info()
 
     n = len(frames)
-    per_model = (len(precisions) * len(config.proposals) * _steps_per_row(config, n)
+    per_model = (len(precisions) * len(config.proposals) * len(config.scales or (None,)) * _steps_per_row(config, n)
                  + (n + config.warmup if config.baseline and not config.pipeline else 0))
     progress = Progress(per_model * len(config.models), stream=progress_stream)
     rows: list[dict] = []
     baselines: list[dict] = []
+    profiles: dict[str, dict] = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         for model_name, weights in config.models:
@@ -137,6 +150,14 @@ def run_bench(config: BenchConfig, progress_stream=None,
             rows += model_rows
             if baseline:
                 baselines.append(baseline)
+            found = _profile(config, model_rows, labels)
+            if found:
+                profiles[model_name] = found
+            if "int8" in found:
+                gate = found["int8"]
+                notes.append(f"{model_name}: int8 AP50 {gate['ap50_int8']:.3f} vs fp32 {gate['ap50_fp32']:.3f} → "
+                             f"{'passes' if gate['ok'] else 'fails'} the int8 gate (within {gate['tolerance']}): "
+                             f"{'auto may pick int8' if gate['ok'] else 'auto will not pick int8'}")
     progress.close()
     machine["load_average_at_end"] = report._loadavg()
     machine["wall_s"] = round(time.monotonic() - started, 1)
@@ -151,19 +172,39 @@ def run_bench(config: BenchConfig, progress_stream=None,
         "labels": None if labels is None else {"source": labels.source, "images": labels.images, "boxes": labels.boxes},
         "weights_files": _weights_files(config),
         "baselines": baselines,
+        "model_profiles": profiles,
         "notes": notes,
         "columns": list(report.COLUMNS),
         "rows": rows,
     }
     config.out.mkdir(parents=True, exist_ok=True)
     files = [config.out / name for name in report.OUTPUT_NAMES]
+    grid.mark_pareto(rows)
     report.write_csv(files[0], rows)
     report.write_json(files[1], document)
     title = (f"{config.video.name}: {n} frames, {frames[0].image.shape[1]}×{frames[0].image.shape[0]} — "
              f"{machine['cpu']} ({machine['cores']} cores)" + (f", {machine['gpu']['name']}" if machine["gpu"] else "")
              + f" — {machine['date_utc'][:10]}")
     report.plot(files[2], rows, title)
+    if config.scales and len(config.scales) > 1:
+        files.append(config.out / grid.PLOT_NAME)
+        grid.plot(files[-1], rows, title)
     return BenchResult(rows, document, report.format_table(rows), notes, files)
+
+
+def _profile(config: BenchConfig, rows: list[dict], labels: LabelledFrames | None) -> dict[str, dict]:
+    """The int8 verdict (fp32 and int8 rows) and the accuracy grid (``--scales``) of one model,
+    written to the user's profile file and to ``--profile-file``; {} without labels."""
+    identity = next((r.get("model_identity") for r in rows if r.get("model_identity")), None)
+    if labels is None or identity is None:
+        return {}
+    from . import profile
+
+    name = Path(labels.source).name
+    found = {"int8": profile.int8_profile(rows, name), "accuracy": profile.accuracy_profile(rows, labels, name)}
+    found = {k: v for k, v in found.items() if v is not None}
+    profile.write_profile(identity, found, (None, config.profile_file) if config.profile_file else (None,))
+    return found
 
 
 def _weights_files(config: BenchConfig) -> dict[str, dict]:
@@ -244,14 +285,16 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
         for line in detector.notes:
             if line not in notes:
                 notes.append(line)
-        if detector.dtype in done_dtypes:
+        if detector.precision in done_dtypes:
             notes.append(f"{model_name} {precision}: runs as {detector.precision} on {device.type}, already measured; skipped")
-            progress.advance(_steps_per_row(config, n) * len(config.proposals))
+            progress.advance(_steps_per_row(config, n) * len(config.proposals) * len(config.scales or (None,)))
             continue
-        done_dtypes.add(detector.dtype)
-        for proposals in config.proposals:
+        done_dtypes.add(detector.precision)
+        for scale, proposals in itertools.product(config.scales or (None,), config.proposals):
+            if scale is not None:
+                detector.set_input_size(scale)
             detector.set_proposal_count(proposals)
-            label = f"{model_name} {detector.precision} {proposals} proposals"
+            label = f"{model_name} {detector.precision} {proposals} proposals" + (f" at {scale} px" if scale else "")
             reset_peak_rss()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -275,6 +318,14 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                     base_runs.append(base)
             metrics = labels.evaluate(run.detections) if labels is not None else None
             row = _row(detector, model_name, weights, proposals, run, pipe, metrics)
+            if labels is not None:
+                from .profile import box_weighted_ap50, boxes_per_class
+
+                row["ap50_boxes"] = box_weighted_ap50(row, boxes_per_class(labels))
+            if hasattr(detector, "info") and labels is not None:
+                from detector.profiles import model_identity
+
+                row["model_identity"] = model_identity(detector)
             track_ms = measure.measure_tracker(run, frames)  # the tracker on this row's detections
             if track_ms is None:
                 if "tracker not measured: the trackers package is missing" not in notes:
@@ -324,7 +375,7 @@ def _row(detector: Detector, model_name: str, weights: str, proposals: int, run:
     stats = run.stage_stats()
     row = {
         "model": model_name, "weights": weights, "trained": detector.info.trained, "device": str(detector.device),
-        "precision": detector.precision, "proposals": proposals,
+        "precision": detector.precision, "input_size": getattr(detector, "input_size", None), "proposals": proposals,
         "proposals_kept_mean": sum(run.proposals) / len(run.proposals) if run.proposals else None,
         "frames": len(run.wall_ms), "detector_fps": run.fps,
         "total_ms_median": stats["total"][0], "total_ms_p90": stats["total"][1],

@@ -81,7 +81,7 @@ class PipelineController(QObject):
     _knobs_pending = pyqtSignal()
     _pipeline_done = pyqtSignal(int, object)
 
-    KNOBS = ("proposals", "score_threshold", "classes", "precision", "track", "trails", "counters")
+    KNOBS = ("proposals", "score_threshold", "classes", "precision", "target_fps", "track", "trails", "counters")
     # Applied to the running pipeline's tracking stage; the window keeps them in its config too, so
     # that the next source it opens starts with them.
     ANALYTICS_KNOBS = ("track", "trails", "counters")
@@ -91,6 +91,7 @@ class PipelineController(QObject):
         self.detector = detector
         self.bridge = bridge
         self.pipeline: Pipeline | None = None
+        self.target_fps: float | None = None  # the adaptive controller's target, kept across sources
         self._generation = 0
         self._paused = False
         self._knob_lock = threading.Lock()
@@ -133,6 +134,10 @@ class PipelineController(QObject):
                     self.detector.set_score_threshold(float(value))
                 elif name == "classes":
                     self.detector.set_classes(tuple(value))
+                elif name == "target_fps":
+                    self.target_fps = None if value is None else float(value)
+                    if self.pipeline is not None:
+                        self.pipeline.set_target_fps(self.target_fps)
                 elif name == "precision":
                     note = self.detector.set_precision(str(value))
                     if note:
@@ -160,6 +165,9 @@ class PipelineController(QObject):
             pipeline = Pipeline(config, self.detector, source,
                                 on_finish=lambda err, g=generation: self._pipeline_done.emit(g, err))
             pipeline.add_sink(CallbackSink(lambda result, _annotated: self.bridge.push(result), needs_image=False))
+            if self.target_fps is not None or config.target_fps is not None:
+                self.target_fps = self.target_fps if self.target_fps is not None else config.target_fps
+                pipeline.set_target_fps(self.target_fps)
             if self._paused:
                 pipeline.pause()
             pipeline.start()

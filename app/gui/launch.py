@@ -74,7 +74,7 @@ def platform_problem(timeout_s: float = 30.0) -> str | None:
     return (qt_lines or lines or [f"exit status {probe.returncode}"])[0]
 
 
-def run_gui(pipeline_config: PipelineConfig, detector_config) -> int:
+def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = False) -> int:
     """Open the window on ``pipeline_config``'s source with a detector built from ``detector_config``.
 
     Checks that Qt can open a window and builds the detector first (a missing system library, a bad
@@ -82,7 +82,7 @@ def run_gui(pipeline_config: PipelineConfig, detector_config) -> int:
     terminal closes the window the same way. Returns the exit status: 0, or 130 after a signal.
     """
     from app.errors import UserError
-    from detector.detector import Detector
+    from app.fastpath import build_detector
 
     app = QApplication.instance()
     if app is None:
@@ -93,7 +93,8 @@ def run_gui(pipeline_config: PipelineConfig, detector_config) -> int:
         app = QApplication(sys.argv[:1])
     app.setApplicationName("frcnn-video")
     apply_theme(app)
-    detector = Detector(detector_config)
+    detector, setup = build_detector(detector_config, reprobe=reprobe)
+    pipeline_config = setup.with_threads(pipeline_config)
     output_dir = Path(pipeline_config.record).parent if pipeline_config.record else None
     window = MainWindow(detector, output_dir=output_dir)
     window.show()

@@ -38,6 +38,7 @@ from app.config import PipelineConfig
 from app.gui.bridge import FrameBridge, rgb_to_qimage
 from app.gui.controller import STOP_TIMEOUT_S, default_output_name, one_line, start_controller
 from app.gui.fps_meter import RollingMean
+from app.gui.target import TargetControl
 from app.gui.tracking import ShapeTool, TrackingControl, TrackingPanel
 from app.gui.video_view import VideoView
 from app.gui.widgets import ClassChecklist, FpsGauge, ProposalControl, StageBar, ThresholdControl
@@ -50,11 +51,12 @@ VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.m4v *.avi *.webm *.mpg *.mpeg *.ts *
 PANEL_WIDTH = 330
 
 
-def available_precisions(device: torch.device) -> list[str]:
-    """The precisions worth offering on ``device`` (fp16 has no fast kernels on the CPU)."""
+def available_precisions(device: torch.device, int8: bool = False) -> list[str]:
+    """The precisions worth offering on ``device`` (fp16 has no fast kernels on the CPU; int8 is a
+    CPU path, offered when the detector has calibration frames)."""
     if device.type == "cuda":
         return ["fp32", "fp16", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
-    return ["fp32", "bf16"]
+    return ["fp32", "bf16"] + (["int8"] if int8 else [])
 
 
 class Banner(QFrame):
@@ -179,7 +181,7 @@ class MainWindow(QMainWindow):
         self.proposal_control = ProposalControl(self.detector.proposal_count)
         self.threshold_control = ThresholdControl(self.detector.score_threshold)
         self.precision_combo = QComboBox()
-        precisions = available_precisions(self.detector.device)
+        precisions = available_precisions(self.detector.device, getattr(self.detector, "int8_available", False))
         self.precision_combo.addItems(precisions)
         if self.detector.precision not in precisions:
             self.precision_combo.addItem(self.detector.precision)
@@ -193,6 +195,8 @@ class MainWindow(QMainWindow):
         form.addRow("", self.proposals_seen)
         form.addRow("Score ≥", self.threshold_control)
         form.addRow("Precision", self.precision_combo)
+        self.target_control = TargetControl(owns=(self.proposal_control,))  # the controller's knobs while on
+        form.addRow("Target", self.target_control)
 
         classes = QGroupBox("Classes")
         classes_layout = QVBoxLayout(classes)
@@ -323,6 +327,7 @@ class MainWindow(QMainWindow):
         self.threshold_control.value_changed.connect(lambda _x: self._refilter_shown())
         self.class_list.classes_changed.connect(lambda _names: self._refilter_shown())
         self.precision_combo.currentTextChanged.connect(lambda p: self.controller.set_knob("precision", p))
+        self.target_control.target_changed.connect(lambda fps: self.controller.set_knob("target_fps", fps))
         self.pause_button.clicked.connect(lambda on: self.set_paused(on))
         self.record_button.clicked.connect(lambda _on: self.toggle_recording())
         self.screenshot_button.clicked.connect(lambda: self.take_screenshot())
@@ -529,6 +534,7 @@ class MainWindow(QMainWindow):
 
     def _on_stats(self, stats: PipelineStats) -> None:
         self.last_stats = stats
+        self.target_control.show_status(stats.adapt)
         ms = stats.stage_ms or {}
         if ms.get("total"):
             self.fps_gauge.set_capacity(1000.0 / ms["total"])

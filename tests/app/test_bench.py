@@ -200,3 +200,37 @@ def test_a_precision_that_runs_as_another_is_measured_once(clip, tmp_path):
     assert any("paper fp16: runs as fp32" in note and "skipped" in note for note in result.notes)
     assert any("AP and AP50 not measured" in note for note in result.notes)
     assert all(r["ap"] is None for r in result.rows)
+
+
+def test_a_scale_grid_marks_the_pareto_front_and_writes_the_models_profile(clip, tmp_path):
+    """Real tiny detector on real frames: every scale × proposals cell measured, the front is the
+    set no other cell beats in both fps and AP50, and the AP50 grid lands in the profile file."""
+    labels_json(tmp_path / "gt.json")
+    profile_file = tmp_path / "profiles.json"
+    result = run_bench(BenchConfig(video=clip, proposals=(5, 50), frames=3, scales=(48, 64, 96),
+                                   annotations=tmp_path / "gt.json", out=tmp_path / "out", pipeline=False,
+                                   baseline=False, profile_file=profile_file, **TINY))
+    rows = result.rows
+    assert sorted((r["input_size"], r["proposals"]) for r in rows) == [(s, p) for s in (48, 64, 96) for p in (5, 50)]
+    front = [r for r in rows if r["pareto"]]
+    assert front
+    key = "ap50_boxes"
+    for r in rows:
+        dominated = any(o["detector_fps"] >= r["detector_fps"] and o[key] >= r[key]
+                        and (o["detector_fps"] > r["detector_fps"] or o[key] > r[key]) for o in rows)
+        assert r["pareto"] is (not dominated)
+    assert (tmp_path / "out" / "scale_vs_proposals.png").stat().st_size > 10_000
+    profile = next(iter(json.loads(profile_file.read_text()).values()))
+    assert profile["accuracy"]["scales"] == [48, 64, 96] and profile["accuracy"]["proposals"] == [5, 50]
+    assert len(profile["accuracy"]["ap50"]) == 3 and "int8" not in profile  # int8 was not measured
+
+
+def test_the_int8_verdict_compares_the_same_cells():
+    from app.bench.profile import int8_profile
+
+    rows = [{"precision": p, "input_size": 480, "proposals": n, "ap50": ap, "ap_images": 80}
+            for p, n, ap in (("fp32", 100, 0.650), ("int8", 100, 0.645), ("fp32", 300, 0.660), ("int8", 300, 0.640))]
+    verdict = int8_profile(rows, "labels.json")
+    assert verdict["ap50_fp32"] == 0.66 and verdict["ap50_int8"] == 0.64 and verdict["ok"] is False  # 300 decides
+    assert int8_profile(rows[:2], "labels.json")["ok"] is True
+    assert int8_profile([r for r in rows if r["precision"] == "fp32"], "x") is None

@@ -120,7 +120,7 @@ def test_with_a_display_the_gui_gets_both_configs(monkeypatch, tmp_path, clip10)
 
     calls = []
     fake = types.ModuleType("app.gui.launch")
-    fake.run_gui = lambda pipeline_config, detector_config: calls.append((pipeline_config, detector_config)) or 0
+    fake.run_gui = lambda pipeline_config, detector_config, **options: calls.append((pipeline_config, detector_config)) or 0
     monkeypatch.setitem(sys.modules, "app.gui.launch", fake)
     monkeypatch.setenv("DISPLAY", ":99")
     assert main(["--video", str(clip10), "--record", str(tmp_path / "o.mp4"), "--proposals", "100"]) == 0

@@ -1,0 +1,105 @@
+"""The scale × proposals grid: which settings are worth having (the Pareto front of fps and AP50),
+and a plot of the trade the adaptive controller (``app.adapt``) makes.
+
+A setting is on the front when no other setting of the same model and precision is at least as
+fast *and* at least as accurate, and strictly better in one of the two. Detector fps (frames in
+memory, batch 1) is the speed used: it is what the input size and the proposal count change.
+Accuracy is AP50 weighted by each class's labelled boxes (``ap50_boxes``, see ``app.bench.profile``)
+when the rows have it, else COCO's class-mean AP50.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+PLOT_NAME = "scale_vs_proposals.png"
+
+
+def _key(row: dict) -> tuple:
+    return row.get("model"), row.get("weights"), row.get("precision")
+
+
+def _ok(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def mark_pareto(rows: Sequence[dict], speed: str = "detector_fps", accuracy: str | None = None) -> None:
+    """Set ``row["pareto"]`` True/False for rows with both measures (None for the others), per
+    model × weights × precision."""
+    accuracy = accuracy or _accuracy_key(rows)
+    for row in rows:
+        row["pareto"] = None
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if _ok(row.get(speed)) and _ok(row.get(accuracy)):
+            groups.setdefault(_key(row), []).append(row)
+    for group in groups.values():
+        for row in group:
+            fps, ap = row[speed], row[accuracy]
+            dominated = any(o is not row and o[speed] >= fps and o[accuracy] >= ap and (o[speed] > fps or o[accuracy] > ap)
+                            for o in group)
+            row["pareto"] = not dominated
+
+
+def _accuracy_key(rows: Sequence[dict]) -> str:
+    return "ap50_boxes" if any(_ok(r.get("ap50_boxes")) for r in rows) else "ap50"
+
+
+def pareto_rows(rows: Sequence[dict]) -> list[dict]:
+    """The rows on the front, fastest first."""
+    return sorted((r for r in rows if r.get("pareto")), key=lambda r: -r["detector_fps"])
+
+
+def plot(path: Path, rows: Sequence[dict], title: str) -> None:
+    """AP50 against detector fps for every scale × proposals cell (one marker per proposal count,
+    one colour per input size), the Pareto front as a line, the 30 / 60 fps targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = [r for r in rows if _ok(r.get("detector_fps"))]
+    key = _accuracy_key(cells)
+    has_ap = any(_ok(r.get(key)) for r in cells)
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    scales = sorted({r.get("input_size") for r in cells if r.get("input_size")})
+    proposals = sorted({r["proposals"] for r in cells})
+    cmap = plt.get_cmap("viridis")
+    markers = "os^Dv<>P*X"
+    for row in cells:
+        i = scales.index(row["input_size"]) if row.get("input_size") in scales else 0
+        color = cmap(i / max(1, len(scales) - 1))
+        y = row[key] if has_ap and _ok(row.get(key)) else row.get("total_ms_median")
+        ax.scatter(row["detector_fps"], y, color=color, marker=markers[proposals.index(row["proposals"]) % len(markers)],
+                   s=60, edgecolors="black" if row.get("pareto") else "none", linewidths=1.2, zorder=3)
+    groups: dict[tuple, list[dict]] = {}
+    for row in cells:
+        if row.get("pareto"):
+            groups.setdefault(_key(row), []).append(row)
+    for group, front in groups.items():
+        front = sorted(front, key=lambda r: r["detector_fps"])
+        ax.plot([r["detector_fps"] for r in front], [r[key] for r in front], "-", color="0.25", linewidth=1.2,
+                zorder=2, label=f"Pareto front ({group[0]} {group[2]})")
+        for r in front:
+            ax.annotate(f"{r['input_size']}px/{r['proposals']}", (r["detector_fps"], r[key]), xytext=(4, 4),
+                        textcoords="offset points", fontsize=7, color="0.2")
+    for target, style in ((30, "--"), (60, "-.")):
+        ax.axvline(target, color="0.5", linestyle=style, linewidth=1)
+        ax.annotate(f"{target} fps", xy=(target, 0.02), xycoords=("data", "axes fraction"), xytext=(3, 0),
+                    textcoords="offset points", fontsize=8, color="0.35")
+    for i, s in enumerate(scales):
+        ax.scatter([], [], color=cmap(i / max(1, len(scales) - 1)), marker="o", label=f"{s} px short side")
+    for j, p in enumerate(proposals):
+        ax.scatter([], [], color="0.6", marker=markers[j % len(markers)], label=f"{p} proposals")
+    ax.set_xscale("log")
+    ax.set_xlabel("detector fps (batch 1, frames in memory; log)")
+    label = "AP50, weighted by labelled boxes per class" if key == "ap50_boxes" else "AP50 (COCO, class mean)"
+    ax.set_ylabel(label if has_ap else "ms per frame (no labels: AP not measured)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.set_title(title + "\ninput size × proposals: black-edged = on the Pareto front", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

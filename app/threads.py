@@ -1,0 +1,74 @@
+"""The thread budget: how many threads torch, FFmpeg's decoder and libx264 get.
+
+Left to themselves all three size their pools by the core count: torch takes every core for its
+intra-op threads, FFmpeg's frame threads take cores + 1, libx264 1.5 × cores plus lookahead
+threads. On a small machine that is several runnable threads per core beside the detector, which is
+nearly the whole cost of a frame.
+
+The budget gives torch every core (its threads sleep between frames: ``OMP_WAIT_POLICY=PASSIVE``,
+set by ``app.run``) and the decoder one thread up to 4 cores: a 768×576 frame decodes in ~2.5 ms on
+one thread, far under any detector rate a CPU reaches here, and FFmpeg's frame threads only add
+runnable threads and a few frames of delay. libx264 keeps its own threads: with one thread the
+sink thread encodes each frame itself (~10 ms with drawing) and the pipeline measured slower.
+
+Measured on 2 cores (``scripts/fast_path_bench.py --parts threads``, int8 default model, 300
+proposals, 3 rounds alternating, load 1.5–4): torch 2 / decoder 1 / x264 auto 10.7, 9.7, 9.8 fps;
+torch 2 / 1 / 1: 9.4, 9.5, 9.3; torch 2 / auto / auto (the libraries' own): 8.7, 9.2, 9.7;
+torch 1 / 1 / 1: 9.0–9.7. The differences are within 10 % and the machine was shared; a busier
+earlier run ranked them otherwise. See ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ThreadBudget:
+    """Threads for each party; 0 = the library's own choice.
+
+    Attributes:
+        cores: the cores this process may use.
+        torch: torch's intra-op threads (the detector).
+        decode: FFmpeg's decoder threads (PyAV ``thread_count``).
+        encode: libx264's threads.
+    """
+
+    cores: int
+    torch: int
+    decode: int
+    encode: int
+
+    def describe(self) -> str:
+        def n(v: int) -> str:
+            return str(v) if v else "auto"
+
+        return f"{self.cores} cores: torch {n(self.torch)}, decode {n(self.decode)}, encode {n(self.encode)} thread(s)"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def plan(cores: int | None = None, *, gpu: bool = False) -> ThreadBudget:
+    """The budget for ``cores`` (default: those available). On a GPU the detector needs few CPU
+    threads, so the decoder and encoder get more."""
+    cores = cores or available_cores()
+    if gpu:
+        return ThreadBudget(cores, torch=min(4, cores), decode=0, encode=0)
+    if cores <= 4:
+        return ThreadBudget(cores, torch=cores, decode=1, encode=0)
+    return ThreadBudget(cores, torch=cores - 1, decode=2, encode=max(2, cores // 4))
+
+
+def apply_torch(budget: ThreadBudget) -> None:
+    """Set torch's intra-op threads (a process-wide setting; call before the first ``detect``)."""
+    import torch
+
+    if budget.torch and torch.get_num_threads() != budget.torch:
+        torch.set_num_threads(budget.torch)

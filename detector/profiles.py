@@ -1,0 +1,133 @@
+"""Model profiles: what the benchmark measured about a model's accuracy, kept for the run-time
+choices that need it.
+
+* ``int8``: AP50 of fp32 and int8 on labelled frames. ``--precision auto`` may pick int8 only
+  for a model whose int8 AP50 is at most ``INT8_AP50_TOLERANCE`` below fp32's.
+* ``accuracy``: AP50 over a grid of input sizes × proposal counts. The adaptive controller
+  (``app.adapt``) ranks its settings by it ("the most accurate setting that holds the target").
+
+A profile belongs to one model identity: the builder, the weights file's sha256 and the
+architecture, so a retrained or replaced checkpoint starts without one until it is measured again
+(``run.py bench --precision fp32,int8 --scales ... --profile-file assets/model_profiles.json``).
+Profiles are read from ``assets/model_profiles.json`` (shipped with the bundled model) and from
+the user's cache folder (written by every benchmark run with labels); later ones win.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PROFILE_FILE = "model_profiles.json"
+SHIPPED_PROFILES = Path(__file__).resolve().parent.parent / "assets" / PROFILE_FILE
+INT8_AP50_TOLERANCE = 0.01
+
+
+def cache_dir() -> Path:
+    """``$FRCNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/frcnn-video``, else ``~/.cache/frcnn-video``."""
+    if os.environ.get("FRCNN_CACHE_DIR"):
+        return Path(os.environ["FRCNN_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "frcnn-video"
+
+
+_SHA_CACHE: dict[tuple[str, int, float], str] = {}
+
+
+def weights_sha256(path: str | Path) -> str | None:
+    """sha256 of a weights file (remembered per path, size and mtime); None when it is no file."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    stat = p.stat()
+    key = (str(p.resolve()), stat.st_size, stat.st_mtime)
+    if key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def model_identity(detector) -> str:
+    """What makes two models the same for speed and accuracy: the builder, the weights (sha256 of
+    the file, or their source name) and the architecture."""
+    info = detector.info
+    source, arch = getattr(info, "source", ""), getattr(info, "arch", None)
+    sha = weights_sha256(source) if source else None
+    weights = f"sha256:{sha}" if sha else str(source)
+    arch = json.dumps(arch, sort_keys=True, default=str) if arch else ""
+    return f"{getattr(info, 'name', type(detector).__name__)} | {weights} | {arch}"
+
+
+def load_profiles(paths: Sequence[Path] | None = None) -> dict[str, dict]:
+    """Profiles by model identity: the shipped file, then the user's; entries of later files win."""
+    profiles: dict[str, dict] = {}
+    for path in paths if paths is not None else (SHIPPED_PROFILES, cache_dir() / PROFILE_FILE):
+        for identity, profile in _read_json(Path(path)).items():
+            if isinstance(profile, dict):
+                profiles.setdefault(identity, {}).update(profile)
+    return profiles
+
+
+def profile_of(detector, profiles: dict[str, dict] | None = None) -> dict:
+    return (profiles if profiles is not None else load_profiles()).get(model_identity(detector), {})
+
+
+def record_profile(identity: str, key: str, value: dict, path: Path | None = None) -> dict:
+    """Set ``profiles[identity][key] = value`` (stamped with the date) in a profile file (default:
+    the user's) and return the value written."""
+    path = path or cache_dir() / PROFILE_FILE
+    value = {**value, "measured_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    profiles = _read_json(path)
+    profiles.setdefault(identity, {})[key] = value
+    _write_json(path, profiles)
+    return value
+
+
+def int8_record(ap50_fp32: float, ap50_int8: float, labels: str) -> dict:
+    """The int8 verdict: it passes when int8's AP50 is at most ``INT8_AP50_TOLERANCE`` below fp32's
+    (a better int8 is no reason to refuse it)."""
+    return {"ap50_fp32": round(float(ap50_fp32), 4), "ap50_int8": round(float(ap50_int8), 4),
+            "ok": bool(ap50_int8 >= ap50_fp32 - INT8_AP50_TOLERANCE), "tolerance": INT8_AP50_TOLERANCE,
+            "labels": labels}
+
+
+def int8_verdict(detector, profiles: dict[str, dict] | None = None) -> tuple[bool, str]:
+    """(allowed, why): whether ``--precision auto`` may pick int8 for ``detector``'s model."""
+    if not getattr(detector, "int8_available", False):
+        return False, "int8 is not available here (needs a CPU, torch's x86 engine and calibration frames)"
+    record = profile_of(detector, profiles).get("int8")
+    if record is None:
+        return False, "int8's accuracy was never measured for this model (run `run.py bench --precision fp32,int8`)"
+    verdict = (f"AP50 int8 {record['ap50_int8']:.3f} vs fp32 {record['ap50_fp32']:.3f} "
+               f"on {record.get('labels', 'labelled frames')}")
+    return bool(record.get("ok")), verdict
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write atomically (a temporary file renamed into place); a file that cannot be written is
+    only logged — what was measured still applies to this run."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("could not write %s: %s", path, exc)

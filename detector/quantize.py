@@ -1,0 +1,190 @@
+"""int8 post-training static quantization of a detector's backbone, and dynamic int8 of its box head.
+
+On a CPU the backbone is most of a frame's time. ``torch.ao``'s FX graph mode quantizes it for the
+x86 backend (oneDNN / fbgemm kernels, VNNI or AMX where the CPU has them): the convolutions, their
+batch norms folded in and their activations fused, run on uint8 activations and int8 weights with
+scales measured on real frames (``calibrate``). The backbone keeps its interface — float
+``Tensor[B, 3, H, W]`` in, ``OrderedDict[str, Tensor[B, C, h, w]]`` float out — so the RPN and the
+RoI head do not change, and any input size works (the quantized kernels take any shape).
+
+It is generic over the module: the whole backbone is traced when FX can trace it (torchvision's
+FPN backbones, the ``paper`` backbones); when a part cannot be traced (Python control flow on
+tensor values), the largest traceable sub-modules that hold convolutions are quantized each on its
+own ("islands": a quantize at the entry and a dequantize at the exit of each), the rest stays float.
+
+The box head's ``nn.Linear`` layers (the two fc layers, ~6272×1024 weights for 1000 RoIs a frame)
+use dynamic int8 quantization (weights int8, activation scales per call): no calibration needed.
+
+torch 2.10+ calls FX graph mode quantization deprecated in favour of torchao's PT2E flow; PT2E
+needs ``torch.compile`` (a C++ compiler at run time) for its speed, FX mode runs eagerly. The
+deprecation warnings are silenced here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
+
+log = logging.getLogger(__name__)
+
+ENGINE = "x86"  # oneDNN + fbgemm: the x86 backend of torch.ao
+_QUANTIZABLE = (nn.Conv2d, nn.Linear)
+
+
+class QuantizationError(RuntimeError):
+    """The backbone could not be quantized; the message is one line."""
+
+
+def int8_supported() -> bool:
+    """Whether this torch build has the x86 quantized engine."""
+    return ENGINE in torch.backends.quantized.supported_engines
+
+
+def quantize_backbone(backbone: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module:
+    """An int8 copy of ``backbone`` calibrated on ``calibration`` (the original is untouched).
+
+    Args:
+        backbone: maps a normalised float ``Tensor[B, 3, H, W]`` to a tensor or an
+            ``OrderedDict[str, Tensor]`` (every backbone of this project and of torchvision).
+        calibration: real, preprocessed input batches ``Tensor[B, 3, H, W]`` (the model's transform
+            applied) — activation ranges are measured on these; 8–16 frames are plenty.
+    Returns:
+        a module with the same call signature and float outputs; ``.islands`` lists the names of
+        the quantized parts ("" = the whole backbone).
+    """
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    if not int8_supported():
+        raise QuantizationError(f"this torch build has no {ENGINE!r} quantized engine "
+                                f"(has: {', '.join(torch.backends.quantized.supported_engines)})")
+    if not calibration:
+        raise QuantizationError("int8 needs calibration frames: none were given")
+    torch.backends.quantized.engine = ENGINE
+    model = _float_copy(backbone)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FX mode's deprecation notices (see the module docstring)
+        whole = _try_prepare(model, (calibration[0],), "(backbone)")
+        islands = [""] if whole is not None else _prepare_islands(model, calibration[0])
+        if not islands:
+            raise QuantizationError(f"{type(backbone).__name__}: no part with convolutions could be traced by torch.fx")
+        observed = whole if whole is not None else model
+        with torch.inference_mode(False), torch.no_grad():  # observers update buffers: no inference tensors
+            for batch in calibration:
+                observed(batch)
+        if whole is not None:
+            model = convert_fx(whole)
+        else:
+            for name in islands:
+                parent_name, _, attr = name.rpartition(".")
+                parent = model.get_submodule(parent_name) if parent_name else model
+                setattr(parent, attr, convert_fx(getattr(parent, attr)))
+    model.islands = tuple(islands)
+    log.info("int8 backbone: quantized %s", ", ".join(n or "(all)" for n in islands))
+    return model.eval()
+
+
+def quantize_box_head(head: nn.Module) -> nn.Module:
+    """A copy of the RoI box head with every ``nn.Linear`` dynamically quantized to int8."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(head).eval(), {nn.Linear}, dtype=torch.qint8)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _float_copy(backbone: nn.Module) -> nn.Module:
+    """A contiguous fp32 copy in eval mode, with FrozenBatchNorm2d swapped for an equivalent
+    BatchNorm2d (so that FX folds it into the conv before it) and in-place activations made
+    out-of-place (the quantized kernels have no in-place variant and warn on every call)."""
+    model = copy.deepcopy(backbone).float().eval().to(memory_format=torch.contiguous_format)
+    _swap_frozen_bn(model)
+    for module in model.modules():
+        if hasattr(module, "inplace") and isinstance(module.inplace, bool):
+            module.inplace = False
+    return model
+
+
+def _swap_frozen_bn(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, FrozenBatchNorm2d):
+            bn = nn.BatchNorm2d(child.weight.numel(), eps=child.eps).eval()
+            with torch.no_grad():
+                bn.weight.copy_(child.weight)
+                bn.bias.copy_(child.bias)
+                bn.running_mean.copy_(child.running_mean)
+                bn.running_var.copy_(child.running_var)
+            setattr(module, name, bn)
+        else:
+            _swap_frozen_bn(child)
+
+
+def _has_quantizable(module: nn.Module) -> bool:
+    return any(isinstance(m, _QUANTIZABLE) for m in module.modules())
+
+
+def _try_prepare(module: nn.Module, example: tuple, name: str) -> nn.Module | None:
+    """``prepare_fx`` of ``module`` (observers inserted, conv+bn+activation fused), or None when
+    torch.fx cannot trace it."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import prepare_fx
+
+    try:
+        return prepare_fx(module, get_default_qconfig_mapping(ENGINE), example)
+    except Exception as exc:  # noqa: BLE001 — FX raises many types; any failure means "try its parts"
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        log.debug("int8: %s cannot be traced (%s: %s); trying its parts", name, type(exc).__name__, first)
+        return None
+
+
+def _prepare_islands(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Replace the largest traceable sub-modules of ``model`` that hold convolutions or linears by
+    observed copies, in place; returns their qualified names."""
+    inputs = _capture_inputs(model, example)
+    islands: list[str] = []
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        for child_name, child in list(module.named_children()):
+            name = f"{prefix}.{child_name}" if prefix else child_name
+            if not _has_quantizable(child):
+                continue
+            prepared = _try_prepare(child, inputs[name], name) if name in inputs else None
+            if prepared is not None:
+                setattr(module, child_name, prepared)
+                islands.append(name)
+            else:
+                visit(name, child)
+
+    visit("", model)
+    return islands
+
+
+def _capture_inputs(model: nn.Module, example: torch.Tensor) -> dict[str, tuple]:
+    """The positional inputs every sub-module receives on one forward of ``example`` (the first
+    call of each), so that each can be traced on its own with real example inputs."""
+    seen: dict[str, tuple] = {}
+    hooks = [module.register_forward_pre_hook(lambda mod, args, name=name: seen.setdefault(name, tuple(args)))
+             for name, module in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def to_images(transform: Callable, frames: Sequence, device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """Calibration batches from uint8 RGB frames ``[H, W, 3]``: each through the model's own
+    transform (resize + normalise), as ``detect`` feeds the backbone. Returns ``Tensor[1, 3, h, w]``s."""
+    out = []
+    with torch.no_grad():
+        for frame in frames:
+            image = torch.as_tensor(frame).to(device).permute(2, 0, 1).float().div_(255.0)
+            image_list, _ = transform([image])
+            out.append(image_list.tensors)
+    return out

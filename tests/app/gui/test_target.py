@@ -1,0 +1,22 @@
+"""The target-fps selector: off / 30 / 60 / custom. (That the target reaches a running pipeline is
+tested with the window, in test_main_window.py.)"""
+
+from __future__ import annotations
+
+from app.gui.target import TargetControl
+
+
+def test_the_selector_emits_none_30_60_and_custom(qtbot):
+    control = TargetControl()
+    qtbot.addWidget(control)
+    seen = []
+    control.target_changed.connect(seen.append)
+    control.combo.setCurrentIndex(1)
+    control.combo.setCurrentIndex(2)
+    control.combo.setCurrentIndex(3)
+    control.spin.setValue(42)
+    control.combo.setCurrentIndex(0)
+    assert seen == [30.0, 60.0, 15.0, 42.0, None]
+    assert not control.spin.isEnabled()
+    control.set_target(24.0)
+    assert control.combo.currentText() == "custom" and control.spin.value() == 24 and seen[-1] == 24.0
