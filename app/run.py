@@ -116,8 +116,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="measure the CPU fast path again instead of using the cached answer")
     model.add_argument("--proposals", type=int, default=300, metavar="N",
                        help="RPN proposals kept per frame: fewer is faster (default: %(default)s)")
-    model.add_argument("--score-threshold", type=float, default=0.5, metavar="X",
-                       help="drop detections scoring below X, 0..1 (default: %(default)s)")
+    model.add_argument("--score-threshold", type=float, default=None, metavar="X",
+                       help="drop detections scoring below X, 0..1 (default: the model's own — 0.3 for the bundled "
+                            "model, 0.5 for others)")
     model.add_argument("--classes", default="", metavar="A,B",
                        help="keep only these classes, comma-separated (e.g. person,car); default: all")
 

@@ -13,6 +13,7 @@ DEVICES = ("auto", "cpu", "cuda")
 WEIGHTS_DEFAULT = "default"  # the bundled checkpoint in assets/ (falls back to random, loudly)
 WEIGHTS_TORCHVISION = "torchvision"  # torchvision's weights API (downloads when online)
 WEIGHTS_RANDOM = "random"  # untrained: for tests and speed measurements only
+DEFAULT_SCORE_THRESHOLD = 0.5  # for models that do not name their own
 
 
 class ConfigError(ValueError):
@@ -39,7 +40,8 @@ class DetectorConfig:
         proposals: RPN proposals kept after NMS per image at test time (the paper's top-N).
         pre_nms_proposals: RPN proposals kept before NMS (per feature level); None = max(1000,
             proposals), torchvision's own test-time setting.
-        score_threshold: detections scoring below are dropped.
+        score_threshold: detections scoring below are dropped. None = the model's own (a checkpoint's
+            ``meta["score_threshold"]``, chosen when it was made), else ``DEFAULT_SCORE_THRESHOLD``.
         nms_threshold: IoU of the per-class NMS in the RoI head.
         classes: class names to keep; empty = all.
         min_size / max_size: the image is resized so that its short side is ``min_size`` unless the
@@ -56,7 +58,7 @@ class DetectorConfig:
     memory_format: str = "auto"
     proposals: int = 300
     pre_nms_proposals: int | None = None
-    score_threshold: float = 0.5
+    score_threshold: float | None = None
     nms_threshold: float = 0.5
     classes: tuple[str, ...] = field(default_factory=tuple)
     min_size: int | None = None
@@ -84,7 +86,8 @@ class DetectorConfig:
         check_proposals(self.proposals, "proposals")
         if self.pre_nms_proposals is not None:
             check_proposals(self.pre_nms_proposals, "pre_nms_proposals")
-        check_probability(self.score_threshold, "score_threshold")
+        if self.score_threshold is not None:
+            check_probability(self.score_threshold, "score_threshold")
         check_probability(self.nms_threshold, "nms_threshold")
         for name, value in (("min_size", self.min_size), ("max_size", self.max_size)):
             if value is not None and (not _is_int(value) or value < 32):

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from detector.config import (
+    DEFAULT_SCORE_THRESHOLD,
     MEMORY_FORMATS,
     PRECISIONS,
     ConfigError,
@@ -134,7 +135,8 @@ class Detector:
         self._base_size = (int(transform.min_size[-1]), int(transform.max_size))  # (short side, long-side cap)
         self._input_size = self._base_size[0]
         self.set_proposal_count(self.config.proposals, self.config.pre_nms_proposals)
-        self.set_score_threshold(self.config.score_threshold)
+        self.set_score_threshold(self.default_score_threshold if self.config.score_threshold is None
+                                 else self.config.score_threshold)
         self.set_classes(self.config.classes)
         self.set_precision(precision)
         # channels_last: faster convs on CUDA's tensor cores; on a CPU it depends on the CPU and
@@ -185,6 +187,12 @@ class Detector:
     @property
     def score_threshold(self) -> float:
         return self._score
+
+    @property
+    def default_score_threshold(self) -> float:
+        """The model's own threshold (its checkpoint's ``meta["score_threshold"]``), else 0.5."""
+        value = self.info.meta.get("score_threshold", DEFAULT_SCORE_THRESHOLD)
+        return check_probability(value, f"the score threshold of {self.info.source}")
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -245,7 +245,8 @@ def _start_knob_reader(session, out) -> threading.Thread | None:
                 else:
                     _say(out, "commands: proposals N | threshold X   (Ctrl-C stops every stream)")
                     continue
-                _say(out, f"deployment: proposals {knobs.proposals}, score threshold {knobs.score_threshold:g}")
+                threshold = "the model's own" if knobs.score_threshold is None else f"{knobs.score_threshold:g}"
+                _say(out, f"deployment: proposals {knobs.proposals}, score threshold {threshold}")
             except (ValueError, UserError) as exc:
                 _say(out, f"error: {exc}")
 

@@ -126,15 +126,17 @@ class Knobs:
     """The settings that can change on a running deployment, applied from the next batch on."""
 
     proposals: int
-    score_threshold: float
+    score_threshold: float | None  # None: each replica's model keeps its own
 
     def __post_init__(self) -> None:
         check_proposals(self.proposals, "proposals")
-        object.__setattr__(self, "score_threshold", check_probability(self.score_threshold, "score threshold"))
+        if self.score_threshold is not None:
+            object.__setattr__(self, "score_threshold", check_probability(self.score_threshold, "score threshold"))
 
     def apply(self, detector) -> None:
         detector.set_proposal_count(self.proposals)
-        detector.set_score_threshold(self.score_threshold)
+        if self.score_threshold is not None:
+            detector.set_score_threshold(self.score_threshold)
 
 
 class ReplicaLoad:

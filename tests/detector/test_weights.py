@@ -125,6 +125,25 @@ def test_our_checkpoint_round_trips_in_fp16(tmp_path, small_frame):
     np.testing.assert_allclose(best_a, best_b, atol=2.0)
 
 
+def test_a_checkpoint_names_its_own_score_threshold(tmp_path, tiny_detector):
+    """No --score-threshold: the model's own (meta "score_threshold"), else 0.5; a given one wins; a bad
+    one in the checkpoint is one ConfigError line naming the file."""
+    from detector.config import ConfigError
+
+    arch = {"backbone": "resnet18", "min_size": 128, "max_size": 160}
+
+    def saved(name: str, meta: dict):
+        return save_checkpoint(tmp_path / name, tiny_detector.model, model_name="paper", arch=arch,
+                               class_names=tiny_detector.class_names, meta=meta)
+
+    own = saved("own.pt", {"score_threshold": 0.3})
+    assert Detector(DetectorConfig(weights=str(own), device="cpu")).score_threshold == pytest.approx(0.3)
+    assert Detector(DetectorConfig(weights=str(own), device="cpu", score_threshold=0.6)).score_threshold == pytest.approx(0.6)
+    assert Detector(DetectorConfig(weights=str(saved("plain.pt", {})), device="cpu")).score_threshold == 0.5
+    with pytest.raises(ConfigError, match="bad.pt"):
+        Detector(DetectorConfig(weights=str(saved("bad.pt", {"score_threshold": 7})), device="cpu"))
+
+
 def test_untrained_weights_are_said_clearly():
     det = Detector(DetectorConfig(model="paper", backbone="resnet18", weights="random", device="cpu"))
     assert not det.info.trained
