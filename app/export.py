@@ -1,6 +1,6 @@
 """The export sink: one row per detection (frame, timestamp s, class, score, x1, y1, x2, y2, track id), as
 JSON or CSV. ``track_id`` is the tracker's identity of the object, -1 when tracking is off (or the
-track is not confirmed yet).
+track is not confirmed yet). Rows of an image folder also name their image (a last column ``file``).
 
 Rows are written as they come and the file is completed by ``close()``, so a run stopped by
 Ctrl-C still leaves a valid file with every frame processed so far.
@@ -34,14 +34,17 @@ class Exporter:
 
     ``extra_columns`` come first in every row, their values given to ``write`` (many streams in
     one file: ``Exporter(path, extra_columns=("stream",))``, ``write(result, stream="cam1")``).
+    ``file_column`` adds a last column ``file``: the image each row was found in (image folders,
+    whose frame numbers alone would leave the reader to re-sort the folder).
     """
 
-    def __init__(self, path: str | Path, *, extra_columns: Sequence[str] = ()) -> None:
+    def __init__(self, path: str | Path, *, extra_columns: Sequence[str] = (), file_column: bool = False) -> None:
         self.path = Path(path)
         self.format = self.path.suffix.lower().lstrip(".")
         if self.format not in ("json", "csv"):
             raise ValueError(f"export {path}: expected a .json or .csv file, got {self.path.suffix!r}")
-        self.columns = (*extra_columns, *COLUMNS)
+        self.columns = (*extra_columns, *COLUMNS, *(("file",) if file_column else ()))
+        self.file_column = file_column
         self.rows_written = 0
         self.frames_written = 0
         self._file = open(self.path, "w", newline="" if self.format == "csv" else None, encoding="utf-8")  # noqa: SIM115
@@ -56,6 +59,8 @@ class Exporter:
         for row in result_rows(result):
             if extra:
                 row = {**extra, **row}
+            if self.file_column:
+                row["file"] = result.frame.file
             if self.format == "csv":
                 self._csv.writerow(row)
             else:

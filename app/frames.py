@@ -27,6 +27,7 @@ class Frame:
         image: uint8 [H, W, 3], RGB.
         captured: ``time.monotonic()`` when the frame left the decoder or camera — the start of
             the capture-to-result latency.
+        file: the image file it was read from (image folders); "" for video, cameras and streams.
     """
 
     index: int
@@ -34,6 +35,7 @@ class Frame:
     time_base: Fraction
     image: np.ndarray
     captured: float
+    file: str = ""
 
     @property
     def timestamp(self) -> Fraction:

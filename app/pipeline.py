@@ -142,7 +142,7 @@ class Pipeline:
                 check_output_path(self.config.counts_file, "counts", overwrite=self.config.overwrite)
             if self.config.export:
                 check_output_path(self.config.export, "export", overwrite=self.config.overwrite)
-                self.export_sink = ExportSink(self.config.export)
+                self.export_sink = ExportSink(self.config.export, file_column=self.config.source_kind == "images")
                 self.add_sink(self.export_sink)
             if self.config.counts_file:
                 self.add_sink(CountsSink(self.config.counts_file, self.analytics))

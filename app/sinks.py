@@ -56,8 +56,8 @@ class ExportSink:
 
     needs_image = False
 
-    def __init__(self, path: str | Path) -> None:
-        self.exporter = Exporter(path)
+    def __init__(self, path: str | Path, *, file_column: bool = False) -> None:
+        self.exporter = Exporter(path, file_column=file_column)
 
     @property
     def path(self) -> Path:

@@ -292,7 +292,7 @@ class ImageFolderSource(Source):
                 self.bad_frames += 1
                 self.notes.append(f"{path} could not be read as an image; skipped")
                 continue
-            yield Frame(index, index, self.time_base, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic())
+            yield Frame(index, index, self.time_base, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic(), str(path))
             index += 1
 
 

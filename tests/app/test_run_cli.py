@@ -113,6 +113,28 @@ def test_image_folder_run(capsys, tmp_path, frame_rgb, tiny_weights):
     assert len(pts) == 3 and pts[1] * tb == pytest.approx(0.1)  # image folders are timed at 10 fps
 
 
+def test_an_image_folder_export_names_each_image(capsys, tmp_path, frame_rgb, tiny_weights):
+    """Frame numbers of a folder follow the sorted names; the export's last column says which file."""
+    import cv2
+
+    from app.cli import main
+    from app.export import read_rows
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = ["b_street.png", "a_desk.jpg", "c_dog.jpg"]
+    for i, name in enumerate(names):
+        cv2.imwrite(str(folder / name), frame_rgb[i * 20:i * 20 + 200, i * 30:i * 30 + 260, ::-1])
+    out = tmp_path / "dets.csv"
+    rc = main(["--images", str(folder), "--export", str(out), "--weights", str(tiny_weights), "--headless",
+               "--score-threshold", "0"])
+    assert rc == 0, capsys.readouterr().err
+    rows = read_rows(out)
+    assert rows and list(rows[0])[-1] == "file"
+    by_frame = {r["frame"]: r["file"] for r in rows}
+    assert by_frame == {i: str(folder / n) for i, n in enumerate(sorted(names)) if i in by_frame}
+
+
 def test_with_a_display_the_gui_gets_both_configs(monkeypatch, tmp_path, clip10):
     import types
 
