@@ -12,7 +12,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 from PyQt6.QtCore import QSize, Qt, QTimer
 from PyQt6.QtGui import QAction, QKeySequence
 from PyQt6.QtWidgets import (
@@ -29,7 +28,6 @@ from PyQt6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -38,10 +36,11 @@ from app.config import PipelineConfig
 from app.gui.bridge import FrameBridge, rgb_to_qimage
 from app.gui.controller import STOP_TIMEOUT_S, default_output_name, one_line, start_controller
 from app.gui.fps_meter import RollingMean
+from app.gui.performance import PerformancePanel
 from app.gui.target import TargetControl
 from app.gui.tracking import ShapeTool, TrackingControl, TrackingPanel
 from app.gui.video_view import VideoView
-from app.gui.widgets import ClassChecklist, FpsGauge, ProposalControl, StageBar, ThresholdControl
+from app.gui.widgets import Banner, ClassChecklist, ProposalControl, ThresholdControl, available_precisions
 from app.stats import FpsMeter, PipelineStats
 from detector.detections import valid_names
 
@@ -49,43 +48,6 @@ log = logging.getLogger(__name__)
 
 VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.m4v *.avi *.webm *.mpg *.mpeg *.ts *.flv *.wmv);;All files (*)"
 PANEL_WIDTH = 330
-
-
-def available_precisions(device: torch.device, int8: bool = False) -> list[str]:
-    """The precisions worth offering on ``device`` (fp16 has no fast kernels on the CPU; int8 is a
-    CPU path, offered when the detector has calibration frames)."""
-    if device.type == "cuda":
-        return ["fp32", "fp16", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
-    return ["fp32", "bf16"] + (["int8"] if int8 else [])
-
-
-class Banner(QFrame):
-    """A coloured one-line message over the video, with a close button."""
-
-    def __init__(self, kind: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName(f"banner-{kind}")
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        close.clicked.connect(self.hide)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 6, 6)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        self.hide()
-
-    def show_message(self, text: str) -> None:
-        self.label.setText(text)
-        self.show()
-
-    @property
-    def text(self) -> str:
-        return self.label.text()
 
 
 class MainWindow(QMainWindow):
@@ -152,27 +114,11 @@ class MainWindow(QMainWindow):
         side.setContentsMargins(10, 10, 10, 10)
         side.setSpacing(10)
 
-        # --- performance
-        perf = QGroupBox("Performance")
-        perf_layout = QVBoxLayout(perf)
-        self.fps_gauge = FpsGauge()
-        self.stage_bar = StageBar()
-        self.detector_fps_label = QLabel("pipeline: -- fps")
-        self.detector_fps_label.setToolTip("results per second leaving the pipeline (2 s window), and over the whole run")
-        self.latency_label = QLabel("capture → display: -- ms")
-        self.dropped_label = QLabel("dropped: 0")
-        self.progress_label = QLabel("frame --")
-        self.dropped_label.setToolTip("stale: live frames replaced before the detector saw them\n"
-                                      "not shown: results replaced before the window could paint them\n"
-                                      "bad: frames the source could not decode")
-        for label in (self.detector_fps_label, self.latency_label, self.dropped_label, self.progress_label):
-            label.setObjectName("stat")
-        perf_layout.addWidget(self.fps_gauge)
-        perf_layout.addWidget(self.detector_fps_label)
-        perf_layout.addWidget(self.latency_label)
-        perf_layout.addWidget(self.dropped_label)
-        perf_layout.addWidget(self.progress_label)
-        perf_layout.addWidget(self.stage_bar)
+        # --- performance (aliases: the tests and the status timer read these widgets)
+        perf = self.performance = PerformancePanel()
+        self.fps_gauge, self.stage_bar = perf.fps_gauge, perf.stage_bar
+        self.detector_fps_label, self.latency_label = perf.pipeline_label, perf.latency_label
+        self.dropped_label, self.progress_label = perf.dropped_label, perf.progress_label
 
         # --- detector knobs
         knobs = QGroupBox("Detector")
@@ -535,21 +481,7 @@ class MainWindow(QMainWindow):
     def _on_stats(self, stats: PipelineStats) -> None:
         self.last_stats = stats
         self.target_control.show_status(stats.adapt)
-        ms = stats.stage_ms or {}
-        if ms.get("total"):
-            self.fps_gauge.set_capacity(1000.0 / ms["total"])
-        if ms:
-            self.stage_bar.set_times(ms.get("backbone", 0.0), ms.get("rpn", 0.0), ms.get("roi_heads", 0.0),
-                                     ms.get("preprocess", 0.0) + ms.get("postprocess", 0.0))
-        now = f"{stats.fps:.1f}" if stats.fps else "--"
-        mean = f"{stats.mean_fps:.1f}" if stats.mean_fps else "--"
-        self.detector_fps_label.setText(f"pipeline: {now} fps now · {mean} mean")
-        self.dropped_label.setText(
-            f"dropped: {stats.frames_dropped} stale · {self.bridge.replaced} not shown · {stats.bad_frames} bad"
-        )
-        total = f" / {stats.total_frames}" if stats.total_frames else ""
-        state = " (paused)" if stats.paused else (" (finished)" if stats.finished else "")
-        self.progress_label.setText(f"frame {stats.frames_written}{total}{state}")
+        self.performance.show_stats(stats, self.bridge.replaced)
         if stats.proposals:
             self.proposals_seen.setText(f"RPN kept {stats.proposals} on the last frame")
 
@@ -570,9 +502,7 @@ class MainWindow(QMainWindow):
         now = time.monotonic()
         if self.source_event is not None and self.source_event.state != "gave_up":
             self._show_source_state()  # the countdown to the next attempt
-        self.fps_gauge.set_fps(self.meter.fps(now) or 0.0)
-        latency = f"{self.latency.mean * 1e3:.0f}" if len(self.latency) else "--"
-        self.latency_label.setText(f"capture → display: {latency} ms")
+        self.performance.show_display(self.meter.fps(now) or 0.0, self.latency.mean if len(self.latency) else None)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         if event.mimeData().hasUrls() and event.mimeData().urls()[0].isLocalFile():
