@@ -59,6 +59,24 @@ def ignored(boxes: Tensor, ignore: Tensor | None, ioa: float, iou: float) -> Ten
     return (box_ioa >= ioa) | (box_iou_max >= iou)
 
 
+def ignore_negatives(labels: Tensor, boxes: Tensor, ignore: Tensor | None, ioa: float, iou: float) -> None:
+    """In place: negatives (label 0) of one image that lie on an ignore region → −1.
+
+    An image must keep at least one sample: when the ignore regions would take every negative and
+    the image has no positive (a zoom crop inside one uncertain region), the negative least inside
+    them stays. Otherwise a batch of such images samples nothing, and the samplers' losses are a
+    mean over nothing — NaN (this ended a 45-minute run at iteration 838).
+    """
+    mask = ignored(boxes, ignore, ioa, iou) & (labels == 0)
+    if not mask.any():
+        return
+    if not (labels[~mask] >= 0).any():
+        box_ioa, _ = ignore_overlap(boxes, ignore.to(boxes))
+        keep = torch.where(mask, box_ioa, torch.full_like(box_ioa, float("inf"))).argmin()
+        mask[keep] = False
+    labels[mask] = -1
+
+
 class IgnoreAwareRPN(RegionProposalNetwork):
     """torchvision's RPN whose negative anchors exclude the targets' ``"ignore"`` regions."""
 
@@ -83,8 +101,8 @@ class IgnoreAwareRPN(RegionProposalNetwork):
         then negatives on an ignore region → −1."""
         labels, matched_gt_boxes = super().assign_targets_to_anchors(anchors, targets)
         for labels_per_image, anchors_per_image, target in zip(labels, anchors, targets):
-            mask = ignored(anchors_per_image, target.get("ignore"), self.ignore_ioa, self.proposal_matcher.low_threshold)
-            labels_per_image[mask & (labels_per_image == 0)] = -1.0
+            ignore_negatives(labels_per_image, anchors_per_image, target.get("ignore"), self.ignore_ioa,
+                             self.proposal_matcher.low_threshold)
         return labels, matched_gt_boxes
 
 
@@ -123,8 +141,8 @@ class IgnoreAwareRoIHeads(RoIHeads):
         matched_idxs, labels = super().assign_targets_to_proposals(proposals, gt_boxes, gt_labels)
         ignore_boxes = getattr(self, "_ignore_boxes", None) or [None] * len(proposals)
         for labels_per_image, proposals_per_image, ignore in zip(labels, proposals, ignore_boxes):
-            mask = ignored(proposals_per_image, ignore, self.ignore_ioa, self.proposal_matcher.low_threshold)
-            labels_per_image[mask & (labels_per_image == 0)] = -1
+            ignore_negatives(labels_per_image, proposals_per_image, ignore, self.ignore_ioa,
+                             self.proposal_matcher.low_threshold)
         return matched_idxs, labels
 
 

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from detector.ignore import IgnoreAwareRoIHeads, IgnoreAwareRPN, ignore_overlap, ignored, use_ignore_regions
+from detector.ignore import (
+    IgnoreAwareRoIHeads,
+    IgnoreAwareRPN,
+    ignore_negatives,
+    ignore_overlap,
+    ignored,
+    use_ignore_regions,
+)
 from detector.train import CocoDetectionData, TrainConfig, Trainer
 from tests.detector.test_train import PEOPLE, _model
 
@@ -132,3 +139,22 @@ def test_inference_and_checkpoints_are_untouched(sample_frames):
     assert use_ignore_regions(aware, 0.7).rpn.ignore_ioa == 0.7 and aware.roi_heads.ignore_ioa == 0.7
     with pytest.raises(ValueError, match="IoA threshold 0"):
         use_ignore_regions(aware, 0.0)
+
+
+def test_an_image_inside_one_ignore_region_keeps_a_sample(sample_frames):
+    """A zoom crop inside one uncertain region, with no object: every anchor and RoI lies on the
+    ignore box. The image keeps one negative, so the training losses stay finite (without it the
+    samplers sampled nothing and the losses were a mean over nothing: NaN)."""
+    model = use_ignore_regions(_model(3)).train()
+    image = torch.from_numpy(np.ascontiguousarray(sample_frames[0][:256, :256])).permute(2, 0, 1).float() / 255
+    target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+              "ignore": torch.tensor([[-2000.0, -2000.0, 4000.0, 4000.0]])}
+    losses = model([image], [target])
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    labels = torch.tensor([0.0, 0.0, 1.0])
+    ignore_negatives(labels, torch.tensor([[0, 0, 10, 10], [0, 0, 50, 50], [0, 0, 8, 8.0]]),
+                     torch.tensor([[0, 0, 20, 20.0]]), 0.5, 0.3)
+    assert labels.tolist() == [-1.0, 0.0, 1.0]  # a positive exists: only the negative inside is dropped
+    labels = torch.tensor([0.0, 0.0])
+    ignore_negatives(labels, torch.tensor([[0, 0, 10, 10], [5, 5, 25, 25.0]]), torch.tensor([[0, 0, 20, 20.0]]), 0.5, 0.9)
+    assert labels.tolist() == [-1.0, 0.0]  # both inside (IoA 1 and 0.56), no positive: the least inside stays
