@@ -88,6 +88,13 @@ def _decode_in_fp32(model: nn.Module) -> None:
     model._frcnn_fp32_decode = True
 
 
+def own_score_threshold(info) -> float:
+    """A model's own score threshold (``info.meta["score_threshold"]``, chosen when its checkpoint was
+    made), else ``DEFAULT_SCORE_THRESHOLD``; ``info`` is the factory's model info."""
+    value = info.meta.get("score_threshold", DEFAULT_SCORE_THRESHOLD)
+    return check_probability(value, f"the score threshold of {info.source}")
+
+
 class Detector:
     """A Faster R-CNN ready for frames.
 
@@ -191,8 +198,7 @@ class Detector:
     @property
     def default_score_threshold(self) -> float:
         """The model's own threshold (its checkpoint's ``meta["score_threshold"]``), else 0.5."""
-        value = self.info.meta.get("score_threshold", DEFAULT_SCORE_THRESHOLD)
-        return check_probability(value, f"the score threshold of {self.info.source}")
+        return own_score_threshold(self.info)
 
     @property
     def classes(self) -> tuple[str, ...]:

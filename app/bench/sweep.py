@@ -15,7 +15,7 @@ import torch
 
 from app.errors import UserError
 from detector.config import DetectorConfig
-from detector.detector import Detector, resolve_device
+from detector.detector import Detector, own_score_threshold, resolve_device
 from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
 
 from . import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP, grid, measure, report
@@ -252,7 +252,8 @@ def build_baseline_model(config: DetectorConfig):
         model.transform.min_size = (config.min_size,)
     if config.max_size is not None:
         model.transform.max_size = config.max_size
-    model.roi_heads.score_thresh = config.score_threshold
+    model.roi_heads.score_thresh = (own_score_threshold(info) if config.score_threshold is None
+                                    else config.score_threshold)
     return model.eval(), class_names, info
 
 
