@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Which frozen trunk for the v3 default model: train the same recipe on each candidate backbone for
+"""Which backbone for the v3 default model: train the same recipe on each candidate backbone for
 the same short time budget, score each on the hand-labelled held-out set and time each on 640×480
 frames in one run; writes docs/model_v3_backbones.json (read by the model card).
 
@@ -20,18 +20,21 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import make_model  # noqa: E402
 
 CANDIDATES = {
-    # name: (arch flags replacing make_model.ARCH's backbone, backbone weights file in the cache)
-    "nanodet (NanoDet-g CSP+PAN, COCO detection, strides 8/16/32)": (
-        ["--backbone", "nanodet", "--anchor-sizes", "auto"], "tfjs/nanodet.json"),
-    "yolov3_tiny (YOLOv3-tiny trunk, COCO detection, strides 16/32; v2's)": (
+    # name: (arch flags replacing make_model.ARCH's backbone flags, backbone weights file in the cache)
+    "nanodet (NanoDet-g CSP+PAN frozen + its head towers trained, prior box head; v3's)": (
+        ["--backbone", "nanodet", "--neck", "head", "--box-head", "prior", "--anchor-sizes", "auto"],
+        "tfjs/nanodet.json"),
+    "yolov3_tiny (YOLOv3-tiny trunk frozen, the paper's fc box head; v2's)": (
         ["--backbone", "yolov3_tiny", "--anchor-sizes", "16,32,64;128,256,512"], "darknet/yolov3-tiny.weights"),
 }
+BACKBONE_FLAGS = ("--backbone", "--neck", "--box-head", "--anchor-sizes")
 
 
 def arch_for(flags: list[str]) -> list[str]:
-    """make_model.ARCH with its --backbone and --anchor-sizes (flag, value) pairs replaced by ``flags``."""
+    """make_model.ARCH with its backbone-specific (flag, value) pairs (BACKBONE_FLAGS) replaced by ``flags``:
+    a flag a candidate does not name takes the trainer's default."""
     pairs = list(zip(make_model.ARCH[::2], make_model.ARCH[1::2]))
-    return [*flags, *(x for flag, value in pairs if flag not in ("--backbone", "--anchor-sizes") for x in (flag, value))]
+    return [*flags, *(x for flag, value in pairs if flag not in BACKBONE_FLAGS for x in (flag, value))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                      "persons": f"{persons[0]}/{persons[1]}", "ms": speed[name]["ms"],
                      "iterations": history[-1]["iterations"] if history else None})
     note = (f"Measured {date.today().isoformat()} by `scripts/compare_backbones.py`: the make-model recipe with "
-            f"each frozen trunk, {args.minutes:g} min of training each on the same labelled data, scored on the "
+            f"each backbone, {args.minutes:g} min of training each on the same labelled data, scored on the "
             "hand-labelled held-out set (300 proposals) and timed in one run (2 threads, fp32). Iterations "
             + ", ".join(f"{r['backbone'].split(' ')[0]} {r['iterations']}" for r in rows) + ".")
     Path(args.out).write_text(json.dumps({"note": note, "rows": rows}, indent=1))
