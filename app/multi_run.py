@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.errors import UserError
+from app.progress import Progress
 
 SOURCE_OPTIONS = ("video", "camera", "images", "url")
 EXIT_OK, EXIT_BAD_FRAMES, EXIT_SOURCE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -351,15 +352,9 @@ def _report_outputs(pipeline) -> None:
               f"of {len(pipeline.lanes)} streams, column 'stream')")
 
 
-class MultiProgress:
+class MultiProgress(Progress):
     """The progress line of a multi-stream run: each stream's frames and fps, the total, the batch.
-    On a terminal one line redrawn in place; elsewhere a line every few seconds."""
-
-    def __init__(self, stream, every_s: float = 5.0) -> None:
-        self.stream = stream
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.every_s = every_s
-        self._last = 0.0
+    On a terminal one line redrawn in place; elsewhere a line every few seconds (``Progress``'s output)."""
 
     @staticmethod
     def line(stats) -> str:
@@ -373,21 +368,3 @@ class MultiProgress:
         total = f"{stats.fps:.1f}" if stats.fps else "--"
         batch = f"{stats.mean_batch:.1f}" if stats.mean_batch else "--"
         return " | ".join(parts) + f" | all {total} fps, batch {batch}"
-
-    def message(self, line: str) -> None:
-        """A line of its own (a reconnection), above the progress line."""
-        self.stream.write(("\r\x1b[K" if self.tty else "") + line + "\n")
-        self.stream.flush()
-
-    def update(self, stats, final: bool = False) -> None:
-        import time
-
-        now = time.monotonic()
-        if self.tty:
-            self.stream.write("\r" + self.line(stats) + "\x1b[K" + ("\n" if final else ""))
-            self.stream.flush()
-        elif final or now - self._last >= self.every_s:
-            if not final or self._last:
-                self.stream.write(self.line(stats) + "\n")
-                self.stream.flush()
-            self._last = now

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from app.export import read_rows
-from app.run import Progress, build_configs, build_parser
+from app.progress import Progress
+from app.run import build_configs, build_parser
 from app.stats import PipelineStats
 from tests.conftest import ROOT, decode_pts
 
