@@ -252,7 +252,8 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], detec
                 streams, left_out = open_streams(configs, notes)
                 for line in notes:
                     note(line)
-                return int(run_multi_gui(streams, detector_config, export=args.export, overwrite=args.overwrite) or 0)
+                return int(run_multi_gui(streams, detector_config, export=args.export, overwrite=args.overwrite,
+                                             reprobe=args.reprobe) or 0)
         else:
             note("no display (DISPLAY and WAYLAND_DISPLAY are unset): running headless")
     return run_many_headless(configs, detector_config, export=args.export, overwrite=args.overwrite)

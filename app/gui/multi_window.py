@@ -130,12 +130,12 @@ class MultiWindow(QMainWindow):
 
 
 def run_multi_gui(streams: Sequence[Stream], detector_config, *, export: str | None = None,
-                  overwrite: bool = False) -> int:
+                  overwrite: bool = False, reprobe: bool = False) -> int:
     """The grid window on ``streams`` until it closes; 130 after Ctrl-C / SIGTERM, else Qt's status.
     Qt's platform and the detector are checked first, so a problem there is one line, no window."""
     from app.errors import UserError
+    from app.fastpath import build_detector
     from app.gui.launch import apply_theme, platform_problem
-    from detector.detector import Detector
 
     try:
         app = QApplication.instance()
@@ -147,7 +147,9 @@ def run_multi_gui(streams: Sequence[Stream], detector_config, *, export: str | N
             app = QApplication(sys.argv[:1])
         app.setApplicationName("frcnn-video")
         apply_theme(app)
-        detector = Detector(detector_config)
+        detector, setup = build_detector(detector_config, reprobe=reprobe)  # the CPU fast path, as run.py's
+        for line in setup.notes:
+            print(f"note: {line}", file=sys.stderr)
         window = MultiWindow(streams, detector, export=export, overwrite=overwrite)
     except BaseException:
         for stream in streams:

@@ -63,16 +63,17 @@ class DetectorReplica:
 
     def __init__(self, config: DetectorConfig, *, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.02,
                  threads: int | None = None, board: str | None = BOARD_NAME) -> None:
-        import torch
-
-        from detector.detector import Detector
+        from app.fastpath import build_detector
+        from app.threads import ThreadBudget, plan
 
         # Frames from the object store are read-only views; the detector only reads them (it
         # converts to float first), so torch's "not writable" warning says nothing here.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        if threads:
-            torch.set_num_threads(int(threads))
-        self.detector = Detector(config)
+        # the CPU fast path as run.py has it: --precision/--channels-last auto are measured once per
+        # model, machine and thread count (cached) and the fastest that keeps the accuracy is used
+        budget = ThreadBudget(int(threads), torch=int(threads), decode=0, encode=0) if threads else plan()
+        self.detector, setup = build_detector(config, budget=budget)
+        self.setup_notes = list(setup.notes)
         self.replica = _replica_id()
         self.load = ReplicaLoad()
         self.detect_frames.set_max_batch_size(max_batch_size)
@@ -102,7 +103,8 @@ class DetectorReplica:
     def status(self) -> dict:
         """This replica's load and settings, for the status table."""
         return {"replica": self.replica, "pid": os.getpid(), "node": ray.util.get_node_ip_address(),
-                "device": str(self.detector.device), "proposals": self.detector.proposal_count,
+                "device": str(self.detector.device), "precision": self.detector.precision,
+                "proposals": self.detector.proposal_count,
                 "score_threshold": self.detector.score_threshold, **self.load.snapshot()}
 
     def pid(self) -> int:

@@ -59,6 +59,8 @@ def replicas_line(replicas: Sequence[dict]) -> str:
         return "replicas: none answering (starting or being replaced)"
     parts = [f"{r['replica'][:8]}: {r['fps']:.1f} fps, batch {r['batch']:.1f}, busy {r['busy']:.0%}" for r in replicas]
     knobs = f"proposals {replicas[0]['proposals']}, threshold {replicas[0]['score_threshold']:g}"
+    if "precision" in replicas[0]:
+        knobs += f", {replicas[0]['precision']}"
     return f"replicas: {len(replicas)} ({knobs}) | " + " | ".join(parts)
 
 
