@@ -5,6 +5,10 @@ The model is any the product can load (``--model``/``--weights`` as for running 
 scores the YOLOv3-tiny teacher instead, and ``--teachers yolo,nanodet,centernet`` any of the teachers
 (several: fused by weighted boxes fusion), so that the student can be put next to them. AP is computed by
 pycocotools; detections of classes the JSON does not have are ignored.
+
+``--precision fp32,int8`` scores the model in each precision; with both, the int8 verdict (int8's AP50
+within 0.01 of fp32's) is written to the model's profile (the user's, and ``--profile-file``), which
+``--precision auto`` reads before it may pick int8.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=None, help="test short side (default: the model's)")
     p.add_argument("--max-size", type=int, default=None, help="test long-side limit (default: the model's)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32",
+                   help="the model's precision, or several comma-separated (fp32,int8: also writes the int8 verdict)")
+    p.add_argument("--profile-file", default=None,
+                   help="also write the int8 verdict to this profile file (e.g. assets/model_profiles.json)")
     add_teacher_arguments(p, None, ("--teacher-sizes",))
     p.add_argument("--recall-iou", type=float, default=0.5, help="IoU at which a detection finds an object")
     p.add_argument("--recall-score", type=float, default=0.3,
@@ -43,22 +51,56 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from detector.evaluate import format_metrics
+
     try:
-        metrics = run(args)
+        precisions = _precisions(args)
+        results = {}
+        for precision in precisions:
+            metrics = run(args, precision)
+            results[precision] = metrics
+            tag = f" [{precision}]" if len(precisions) > 1 else ""
+            print(f"{args.data}{tag}: {format_metrics(metrics)}  [{metrics['images']} images, {metrics['seconds']:.1f} s]")
+            found = ", ".join(f"{name} {f}/{n}" for name, (f, n) in metrics["per_class_found"].items())
+            print(f"found per class (IoU ≥ {args.recall_iou:g}, score ≥ {args.recall_score:g}): {found or 'no objects'}")
+        if {"fp32", "int8"} <= set(results):
+            _write_int8_verdict(args, results)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from detector.evaluate import format_metrics
-
-    print(f"{args.data}: {format_metrics(metrics)}  [{metrics['images']} images, {metrics['seconds']:.1f} s]")
-    found = ", ".join(f"{name} {f}/{n}" for name, (f, n) in metrics["per_class_found"].items())
-    print(f"found per class (IoU ≥ {args.recall_iou:g}, score ≥ {args.recall_score:g}): {found or 'no objects'}")
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=1))
+        Path(args.json).write_text(json.dumps(results if len(results) > 1 else metrics, indent=1))
     return 0
 
 
-def run(args) -> dict:
+def _precisions(args) -> list[str]:
+    found = [p.strip() for p in str(args.precision).split(",") if p.strip()]
+    bad = [p for p in found if p not in ("fp32", "fp16", "bf16", "int8")]
+    if not found or bad:
+        raise UserError(f"--precision {args.precision!r}: expected fp32, fp16, bf16 or int8, comma-separated")
+    if args.profile_file and not {"fp32", "int8"} <= set(found):
+        raise UserError("--profile-file writes the int8 verdict: it needs --precision fp32,int8")
+    if len(found) > 1 and (args.yolo_sizes or args.teachers):
+        raise UserError("--precision with several values is for a model, not a teacher")
+    return list(dict.fromkeys(found))
+
+
+def _write_int8_verdict(args, results: dict[str, dict]) -> None:
+    from detector.profiles import int8_record, model_identity, record_profile
+
+    labels = f"{Path(args.data).name} ({results['fp32']['images']} images), {args.proposals} proposals"
+    record = int8_record(results["fp32"]["AP50"], results["int8"]["AP50"], labels)
+    identity = model_identity(_DETECTORS["int8"])
+    for path in (None, *([Path(args.profile_file)] if args.profile_file else [])):  # the user's, then the file
+        record_profile(identity, "int8", record, path)
+    verdict = "may be picked by --precision auto" if record["ok"] else "is not offered by --precision auto"
+    print(f"int8 AP50 {record['ap50_int8']:.3f} vs fp32 {record['ap50_fp32']:.3f}: int8 {verdict}")
+
+
+_DETECTORS: dict = {}  # precision → the Detector that run() built (for the int8 verdict's model identity)
+
+
+def run(args, precision: str = "fp32") -> dict:
     from detector.evaluate import evaluate, load_coco
 
     path = Path(args.data)
@@ -71,7 +113,7 @@ def run(args) -> dict:
         coco = load_coco(path)
     except ValueError as exc:
         raise UserError(f"--data {path}: {exc}") from None
-    detect = _teacher(args) if args.yolo_sizes or args.teachers else _model(args)
+    detect = _teacher(args) if args.yolo_sizes or args.teachers else _model(args, precision)
     predictions = {}
     started = time.perf_counter()
     for image_id, info in sorted(coco.imgs.items()):
@@ -87,18 +129,21 @@ def run(args) -> dict:
     return metrics
 
 
-def _model(args):
+def _model(args, precision: str = "fp32"):
+    from app.fastpath import sample_frames
     from detector.config import ConfigError, DetectorConfig
     from detector.detector import Detector
     from detector.weights import WeightsError
 
     try:
-        config = DetectorConfig(model=args.model, weights=args.weights, device=args.device, precision="fp32",
+        config = DetectorConfig(model=args.model, weights=args.weights, device=args.device, precision=precision,
                                 proposals=args.proposals, score_threshold=args.score_threshold,
                                 min_size=args.min_size, max_size=args.max_size)
-        detector = Detector(config)
+        # int8 is calibrated on real frames (the bundled clip's), as run.py calibrates it
+        detector = Detector(config, calibration=sample_frames if precision == "int8" else None)
     except (ConfigError, WeightsError) as exc:
         raise UserError(str(exc)) from None
+    _DETECTORS[precision] = detector
     for note in detector.notes:
         print(f"note: {note}", file=sys.stderr)
     return lambda rgb: detector.detect([rgb], timing=False)[0]
