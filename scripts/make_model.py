@@ -55,8 +55,9 @@ TEACHER_RUNS = {
     "YOLOv3-tiny 416+608": ["--teachers", "yolo", "--teacher-sizes", "416,608"],
     "NanoDet-g 416+608": ["--teachers", "nanodet", "--nanodet-sizes", "416,608"],
     "CenterNet 512 (evaluation only)": ["--teachers", "centernet"],
-    "fusion (the labeller)": [a for a in LABEL if a not in ("--classes", "all", "--min-score", "0.25",
-                                                             "--label-score", "0.4")],
+    # the labeller's own options; eval names YOLOv3-tiny's sizes --teacher-sizes (autolabel: --sizes)
+    "fusion (the labeller)": [{"--sizes": "--teacher-sizes"}.get(a, a) for a in LABEL
+                              if a not in ("--classes", "all", "--min-score", "0.25", "--label-score", "0.4")],
 }
 # The student. lr 0.01 rather than the paper's 0.001: the paper trains 80k iterations, this budget
 # allows a few thousand; the trunk is frozen and only the neck and heads learn.

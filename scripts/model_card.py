@@ -43,11 +43,21 @@ def write(path: Path, shipped: Path, ckpt: dict) -> None:
     results = meta.get("heldout", {})
     speed = meta.get("speed_640x480_2threads_100proposals", {})
     recipe = meta.get("recipe", {})
+    head_neck = arch.get("backbone_kwargs", {}).get("neck") == "head"
+    neck = ("  each followed by NanoDet's own head towers (depthwise + pointwise convs) and its 80-class logit convs,\n"
+            "  initialised from NanoDet-g and **trained** (the neck): 128 feature + 80 class-logit channels per level."
+            if head_neck else "  each with a trainable 1×1 conv + ReLU (the neck).")
+    prior = arch.get("box_head") == "prior"
+    classifier = (f"softmax over {len(ckpt['class_names'])} outputs (80 COCO classes + background): an fc classifier "
+                  "(zero at the start) plus a class prior — the RoI's class logits pooled at its centre (central 3×3 "
+                  "of the 7×7 grid; `detector/prior_head.py`) — and a learnt background logit; a per-class box regressor"
+                  if prior else
+                  f"softmax over {len(ckpt['class_names'])} outputs (80 COCO classes + background) and a per-class box regressor")
     lines = [
         "# Default model card (v3)",
         "",
-        "`assets/default_model.pt` — made by `make model` (`scripts/make_model.py`, in one go: fetch, stage,",
-        "label, train, evaluate); loads with `torch.load(..., weights_only=True)`; fp16 tensors, cast to the",
+        "`assets/default_model.pt` — made by `make model` (`scripts/make_model.py`: fetch, stage,",
+        "label, train, evaluate, card); loads with `torch.load(..., weights_only=True)`; fp16 tensors, cast to the",
         f"model's dtype on load. Default score threshold {meta.get('score_threshold', 0.5)} (the checkpoint carries it;",
         "`--score-threshold` overrides it).",
         "",
@@ -56,11 +66,11 @@ def write(path: Path, shipped: Path, ckpt: dict) -> None:
         "- backbone `nanodet`: the trunk of NanoDet-g (RangiLyu/nanodet, COCO-trained, Apache-2.0) — a CSP",
         "  conv net and a PAN — **frozen**, read from the TF.js graph of the human library's npm package",
         "  (`detector/nanodet.py`; equal to TF.js's own run to ~1e-6). Three levels, strides 8/16/32, 128 channels,",
-        "  each with a trainable 1×1 conv + ReLU (the neck). Input RGB, NanoDet's mean/std.",
+        neck + " Input RGB, NanoDet's mean/std.",
         f"- RPN: 3×3 conv + objectness/box convs, k = 9 anchors per position on every level (sizes "
         f"{' | '.join('/'.join(str(s) for s in level) for level in arch.get('anchor_sizes', []))} px, ratios 1:2, 1:1, 2:1).",
         f"- RoI head: RoIAlign 7×7 (level by box size), two fc layers of {arch.get('representation_size')}, "
-        f"softmax over {len(ckpt['class_names'])} outputs (80 COCO classes + background) and a per-class box regressor.",
+        + classifier + ".",
         f"- {params / 1e6:.1f} M parameters, of which {trained / 1e6:.1f} M trained (neck, RPN, RoI head); "
         f"checkpoint {shipped.stat().st_size / 1e6:.1f} MB.",
         "",
@@ -141,12 +151,23 @@ def write(path: Path, shipped: Path, ckpt: dict) -> None:
         for row in comparison["rows"]:
             lines.append(f"| {row['backbone']} | {row['AP']:.3f} | {row['AP50']:.3f} | {row['recall']:.2f} | "
                          f"{row['persons']} | {row['ms']:.0f} |")
+        if comparison.get("choice"):
+            lines += ["", comparison["choice"]]
         lines.append("")
     v3 = next(iter(results.values()), None)
     if v3:
         missed = [f"{c} {f[0]}/{f[1]}" for c, f in sorted(v3.get("per_class_found", {}).items()) if f[0] < f[1]]
         lines += ["## What limits it",
                   f"- Objects of the held-out set it misses (found/total): {', '.join(missed) or 'none'}.",
+                  "- **Localisation in the RoI head, not the proposals.** `scripts/proposal_recall.py` on the held-out",
+                  "  set (2026-11-30): the RPN puts a proposal at IoU ≥ 0.7 on 45 of 60 objects (52 at ≥ 0.5), yet",
+                  "  only 20 objects keep a final box at IoU ≥ 0.7 (47 at ≥ 0.5), hence AP75 near 0. The class prior",
+                  "  is read at the RoI's centre, so a box covering half a person scores about as high as the whole",
+                  "  person, and after ~2 000 iterations the fc classifier has not learnt to tell them apart: on a",
+                  "  close-up several overlapping person boxes survive NMS. Scoring each RoI by its class",
+                  "  probability × the RPN objectness² (a proposal's objectness is trained on IoU ≥ 0.7) raised AP50",
+                  "  from 0.17 to 0.35 in an offline trial but lowered recall at 0.3 (30 → 25 of 60); not shipped.",
+                  "  Longer training (a GPU session) or an extent-aware prior is the next step.",
                   "- The labels are the teachers': the student learns what YOLOv3-tiny and NanoDet-g see, and little",
                   "  of what both miss; classes with few or no labels above (no bus photo at all among the",
                   "  licensed pictures, a handful of animals) are learnt from the frozen COCO trunk's features alone.",

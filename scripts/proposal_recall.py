@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Where a model loses the objects of a COCO set: the RPN (no proposal near the object) or the RoI
+head (a proposal was there, but no final box of any class is). For each ground-truth box: the best IoU
+of the RPN's proposals and of the final detections (any class, score ≥ --score).
+
+    python scripts/proposal_recall.py --weights assets/default_model.pt --data tests/data/heldout/annotations.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", default="default")
+    p.add_argument("--data", default=str(ROOT / "tests" / "data" / "heldout" / "annotations.json"))
+    p.add_argument("--proposals", type=int, default=300)
+    p.add_argument("--score", type=float, default=0.05)
+    args = p.parse_args(argv)
+
+    import cv2
+    import torch
+    from torchvision.ops import box_iou
+
+    from detector.config import DetectorConfig
+    from detector.detector import Detector
+    from detector.evaluate import load_coco
+
+    torch.set_num_threads(2)
+    detector = Detector(DetectorConfig(weights=args.weights, device="cpu", precision="fp32",
+                                       proposals=args.proposals, score_threshold=args.score))
+    model = detector.model
+    coco = load_coco(Path(args.data))
+    proposal_iou, final_iou = [], []
+    with torch.no_grad():
+        for image_id, info in sorted(coco.imgs.items()):
+            gt = [a["bbox"] for a in coco.imgToAnns[image_id] if not a.get("iscrowd")]
+            if not gt:
+                continue
+            rgb = cv2.cvtColor(cv2.imread(str(Path(args.data).parent / info["file_name"])), cv2.COLOR_BGR2RGB)
+            x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+            images, _ = model.transform([x])
+            features = model.backbone(images.tensors)
+            proposals, _ = model.rpn(images, features)
+            (h, w), (rh, rw) = rgb.shape[:2], images.image_sizes[0]
+            boxes = proposals[0] * torch.tensor([w / rw, h / rh, w / rw, h / rh])
+            truth = torch.tensor([[bx, by, bx + bw, by + bh] for bx, by, bw, bh in gt], dtype=torch.float32)
+            proposal_iou += box_iou(truth, boxes).max(1).values.tolist()
+            final = torch.from_numpy(detector.detect([rgb], timing=False)[0].boxes)
+            final_iou += (box_iou(truth, final).max(1).values.tolist() if len(final) else [0.0] * len(gt))
+    n = len(proposal_iou)
+    for name, ious in (("RPN proposals", proposal_iou), (f"final boxes (any class, score ≥ {args.score:g})", final_iou)):
+        at5, at7 = sum(v >= 0.5 for v in ious), sum(v >= 0.7 for v in ious)
+        print(f"{name}: {at5}/{n} objects at IoU ≥ 0.5, {at7}/{n} at IoU ≥ 0.7")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
