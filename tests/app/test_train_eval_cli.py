@@ -127,3 +127,25 @@ def test_bad_data_specs_are_one_line(tmp_path, one_json, capsys, spec, message):
     assert train_cli.main(["--data", spec, "--out", str(tmp_path / "o"), *TINY]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_eval_in_two_precisions_writes_the_int8_verdict(tmp_path, one_json, monkeypatch, capsys):
+    """The shipped model scored in fp32 and int8 on a real frame: both results in the JSON, and the
+    verdict (int8's AP50 within 0.01 of fp32's) in the user's profile and in --profile-file."""
+    monkeypatch.setenv("FRCNN_CACHE_DIR", str(tmp_path / "cache"))
+    out, profile = tmp_path / "m.json", tmp_path / "profiles.json"
+    assert eval_cli.main(["--data", str(one_json), "--precision", "fp32,int8", "--profile-file", str(profile),
+                          "--proposals", "100", "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert set(metrics) == {"fp32", "int8"} and metrics["fp32"]["AP50"] > 0.5  # it finds the people
+    for path in (profile, tmp_path / "cache" / "model_profiles.json"):
+        (record,) = [v["int8"] for v in json.loads(path.read_text()).values()]
+        assert record["ap50_fp32"] == round(metrics["fp32"]["AP50"], 4)
+        assert record["ap50_int8"] == round(metrics["int8"]["AP50"], 4)
+        assert record["ok"] == (record["ap50_int8"] >= record["ap50_fp32"] - 0.01)
+    assert "int8 AP50" in capsys.readouterr().out
+    # a verdict needs both precisions; an unknown one is refused in one line
+    assert eval_cli.main(["--data", str(one_json), "--precision", "int8", "--profile-file", str(profile)]) == 2
+    assert eval_cli.main(["--data", str(one_json), "--precision", "fp64"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err), err
