@@ -74,15 +74,10 @@ def platform_problem(timeout_s: float = 30.0) -> str | None:
     return (qt_lines or lines or [f"exit status {probe.returncode}"])[0]
 
 
-def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = False) -> int:
-    """Open the window on ``pipeline_config``'s source with a detector built from ``detector_config``.
-
-    Checks that Qt can open a window and builds the detector first (a missing system library, a bad
-    model or device raises here, before any window, as a one-line error for the CLI), then runs Qt's event loop until the window closes. Ctrl-C (or SIGTERM) in the
-    terminal closes the window the same way. Returns the exit status: 0, or 130 after a signal.
-    """
+def qt_application() -> QApplication:
+    """The running QApplication, or a new one — once Qt's platform plugin is known to load (else a
+    one-line ``UserError``: a missing system library would otherwise abort the process) — themed."""
     from app.errors import UserError
-    from app.fastpath import build_detector
 
     app = QApplication.instance()
     if app is None:
@@ -93,6 +88,19 @@ def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = Fa
         app = QApplication(sys.argv[:1])
     app.setApplicationName("frcnn-video")
     apply_theme(app)
+    return app
+
+
+def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = False) -> int:
+    """Open the window on ``pipeline_config``'s source with a detector built from ``detector_config``.
+
+    Checks that Qt can open a window and builds the detector first (a missing system library, a bad
+    model or device raises here, before any window, as a one-line error for the CLI), then runs Qt's event loop until the window closes. Ctrl-C (or SIGTERM) in the
+    terminal closes the window the same way. Returns the exit status: 0, or 130 after a signal.
+    """
+    from app.fastpath import build_detector
+
+    app = qt_application()
     detector, setup = build_detector(detector_config, reprobe=reprobe)
     pipeline_config = setup.with_threads(pipeline_config)
     output_dir = Path(pipeline_config.record).parent if pipeline_config.record else None

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from PyQt6.QtCore import QSize, Qt, QTimer
 from PyQt6.QtGui import QAction, QKeySequence
-from PyQt6.QtWidgets import QApplication, QLabel, QMainWindow
+from PyQt6.QtWidgets import QLabel, QMainWindow
 
 from app.gui.bridge import FrameBridge
 from app.gui.grid import StreamGrid
@@ -133,20 +133,11 @@ def run_multi_gui(streams: Sequence[Stream], detector_config, *, export: str | N
                   overwrite: bool = False, reprobe: bool = False) -> int:
     """The grid window on ``streams`` until it closes; 130 after Ctrl-C / SIGTERM, else Qt's status.
     Qt's platform and the detector are checked first, so a problem there is one line, no window."""
-    from app.errors import UserError
     from app.fastpath import build_detector
-    from app.gui.launch import apply_theme, platform_problem
+    from app.gui.launch import qt_application
 
     try:
-        app = QApplication.instance()
-        if app is None:
-            problem = platform_problem()
-            if problem:
-                raise UserError(f"the window cannot open: {problem} — install the missing system library "
-                                "(see the README) or run with --headless")
-            app = QApplication(sys.argv[:1])
-        app.setApplicationName("frcnn-video")
-        apply_theme(app)
+        app = qt_application()
         detector, setup = build_detector(detector_config, reprobe=reprobe)  # the CPU fast path, as run.py's
         for line in setup.notes:
             print(f"note: {line}", file=sys.stderr)
