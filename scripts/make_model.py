@@ -63,6 +63,8 @@ TEACHER_RUNS = {
 # allows a few thousand; the trunk is frozen and only the neck and heads learn.
 ARCH = ["--backbone", "nanodet", "--neck", "head", "--box-head", "prior", "--anchor-sizes", "auto",
         "--representation-size", "512", "--min-size", "416", "--max-size", "736"]
+# each backbone's initial weights, in the cache that `fetch` fills
+BACKBONE_WEIGHTS = {"nanodet": "tfjs/nanodet.json", "yolov3_tiny": "darknet/yolov3-tiny.weights"}
 TRAIN = ["--epochs", "1000", "--iters-per-epoch", "500", "--batch-size", "2", "--lr", "0.01", "--warmup-iters", "100",
          "--scales", "352,416,480", "--augment", "mosaic,scale,color,flip", "--scale-range", "0.3,3",
          "--mosaic-prob", "0.5", "--rpn-pre-nms-train", "2000", "--rpn-post-nms-train", "1000",
@@ -150,7 +152,7 @@ def train(labels: dict[str, Path], work: Path, cache: Path, minutes: float, forc
     data = ",".join(f"{labels[k]}:{w}" for k, w in KINDS.items())
     extra = ["--trunk-precision", "bf16"] if bf16_is_fast() else []
     sh([sys.executable, "run.py", "train", "--data", data, "--out", run,
-        "--backbone-weights", cache / "tfjs" / "nanodet.json", *ARCH, *TRAIN, *extra,
+        "--backbone-weights", cache / BACKBONE_WEIGHTS[ARCH[ARCH.index("--backbone") + 1]], *ARCH, *TRAIN, *extra,
         "--time-limit", str(minutes)], log=run / "train.log")
     return run
 

