@@ -30,6 +30,15 @@ def heldout_table(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def one_go(meta: dict) -> str:
+    """The words "in one go", or how many invocations of make_model.py ran the steps (a step whose
+    output was already there counts for the invocation that made it)."""
+    runs = meta.get("make_model_invocations")
+    if runs is None:
+        return ""
+    return " in one go" if len(runs) == 1 else f" over {len(runs)} invocations (a later one redid only the failed steps)"
+
+
 def write(path: Path, shipped: Path, ckpt: dict) -> None:
     from detector.builders import build_paper
 
@@ -127,7 +136,7 @@ def write(path: Path, shipped: Path, ckpt: dict) -> None:
         "lr ×0.1 after 75 % of the time budget. lr 0.01, not the paper's 0.001: a CPU budget allows thousands of",
         "iterations, not 80k.",
         f"Ran {last.get('iterations', '?')} iterations in {last.get('seconds', 0) / 60:.1f} min on 2 CPU cores. "
-        f"`make model` took {meta.get('make_model_minutes', {}).get('total', '?')} min in one go "
+        f"`make model` took {meta.get('make_model_minutes', {}).get('total', '?')} min{one_go(meta)} "
         f"(steps: {json.dumps(meta.get('make_model_minutes', {}))}). Seed {meta.get('seed', 0)}. "
         f"Versions: {json.dumps(meta.get('versions', {}))}.",
         "",
