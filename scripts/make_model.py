@@ -314,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     candidates = {"v3 (this model)": candidate, **({f"v{before} (previous default)": previous} if before else {})}
     results = evaluate(work, cache, candidates, args.force)
     speed = measure_speed({k: v for k, v in candidates.items()})
+    import proposal_recall  # where the new model loses objects: RPN or RoI head
+
+    meta["proposal_recall"] = proposal_recall.measure(candidate, HELDOUT)
     done("evaluate", t0)
     meta.update({"heldout": results, "speed_640x480_2threads_100proposals": speed,
                  "make_model_minutes": {**timings, "total": round(sum(timings.values()), 1)},

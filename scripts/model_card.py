@@ -30,6 +30,25 @@ def heldout_table(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def localisation_lines(meta: dict, arch: dict) -> list[str]:
+    """What ``scripts/proposal_recall.py`` (run by make model) says about the proposals and the final boxes."""
+    pr = meta.get("proposal_recall")
+    if not pr:
+        return []
+    n, (p5, p7), (f5, f7) = pr["objects"], pr["proposals"], pr["final"]
+    lines = [f"- **Proposals vs final boxes** (`scripts/proposal_recall.py`, held-out set, {pr['proposal_count']} "
+             f"proposals): the RPN puts a proposal at IoU ≥ 0.7 on {p7} of {n} objects ({p5} at ≥ 0.5); a final box",
+             f"  of any class scoring ≥ {pr['score']:g} lies at IoU ≥ 0.7 on {f7} ({f5} at ≥ 0.5)."]
+    if arch.get("box_head") == "prior" and f7 < p7:
+        lines += ["  The RoI head loses localisation: the class prior is read at the RoI's centre, so a box covering",
+                  "  half a person scores about as high as the whole person, and the fc classifier, trained for a CPU",
+                  "  budget, has not learnt to tell them apart — on a close-up several overlapping person boxes",
+                  "  survive NMS (AP75 near 0). Scoring each RoI by its class probability × the RPN objectness²",
+                  "  raised AP50 from 0.17 to 0.35 in an offline trial (2026-11-30) but lowered recall at 0.3 (30 → 25",
+                  "  of 60); not shipped. Longer training (a GPU session) or an extent-aware prior is the next step."]
+    return lines
+
+
 def one_go(meta: dict) -> str:
     """The words "in one go", or how many invocations of make_model.py ran the steps (a step whose
     output was already there counts for the invocation that made it)."""
@@ -177,15 +196,7 @@ def write(path: Path, shipped: Path, ckpt: dict) -> None:
         missed = [f"{c} {f[0]}/{f[1]}" for c, f in sorted(v3.get("per_class_found", {}).items()) if f[0] < f[1]]
         lines += ["## What limits it",
                   f"- Objects of the held-out set it misses (found/total): {', '.join(missed) or 'none'}.",
-                  "- **Localisation in the RoI head, not the proposals.** `scripts/proposal_recall.py` on the held-out",
-                  "  set (2026-11-30): the RPN puts a proposal at IoU ≥ 0.7 on 45 of 60 objects (52 at ≥ 0.5), yet",
-                  "  only 20 objects keep a final box at IoU ≥ 0.7 (47 at ≥ 0.5), hence AP75 near 0. The class prior",
-                  "  is read at the RoI's centre, so a box covering half a person scores about as high as the whole",
-                  "  person, and after ~2 000 iterations the fc classifier has not learnt to tell them apart: on a",
-                  "  close-up several overlapping person boxes survive NMS. Scoring each RoI by its class",
-                  "  probability × the RPN objectness² (a proposal's objectness is trained on IoU ≥ 0.7) raised AP50",
-                  "  from 0.17 to 0.35 in an offline trial but lowered recall at 0.3 (30 → 25 of 60); not shipped.",
-                  "  Longer training (a GPU session) or an extent-aware prior is the next step.",
+                  *localisation_lines(meta, arch),
                   "- The labels are the teachers': the student learns what YOLOv3-tiny and NanoDet-g see, and little",
                   "  of what both miss; classes with few or no labels above (no bus photo at all among the",
                   "  licensed pictures, a handful of animals) are learnt from the frozen COCO trunk's features alone.",

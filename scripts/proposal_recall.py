@@ -16,14 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", default="default")
-    p.add_argument("--data", default=str(ROOT / "tests" / "data" / "heldout" / "annotations.json"))
-    p.add_argument("--proposals", type=int, default=300)
-    p.add_argument("--score", type=float, default=0.05)
-    args = p.parse_args(argv)
-
+def measure(weights: str, data: str | Path, proposals: int = 300, score: float = 0.05) -> dict:
+    """{"objects": N, "proposals": [found at IoU ≥ 0.5, ≥ 0.7], "final": [same for the final boxes]}."""
     import cv2
     import torch
     from torchvision.ops import box_iou
@@ -33,30 +27,46 @@ def main(argv: list[str] | None = None) -> int:
     from detector.evaluate import load_coco
 
     torch.set_num_threads(2)
-    detector = Detector(DetectorConfig(weights=args.weights, device="cpu", precision="fp32",
-                                       proposals=args.proposals, score_threshold=args.score))
+    detector = Detector(DetectorConfig(weights=str(weights), device="cpu", precision="fp32",
+                                       proposals=proposals, score_threshold=score))
     model = detector.model
-    coco = load_coco(Path(args.data))
+    coco = load_coco(Path(data))
     proposal_iou, final_iou = [], []
     with torch.no_grad():
         for image_id, info in sorted(coco.imgs.items()):
             gt = [a["bbox"] for a in coco.imgToAnns[image_id] if not a.get("iscrowd")]
             if not gt:
                 continue
-            rgb = cv2.cvtColor(cv2.imread(str(Path(args.data).parent / info["file_name"])), cv2.COLOR_BGR2RGB)
+            rgb = cv2.cvtColor(cv2.imread(str(Path(data).parent / info["file_name"])), cv2.COLOR_BGR2RGB)
             x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
             images, _ = model.transform([x])
             features = model.backbone(images.tensors)
-            proposals, _ = model.rpn(images, features)
+            boxes, _ = model.rpn(images, features)
             (h, w), (rh, rw) = rgb.shape[:2], images.image_sizes[0]
-            boxes = proposals[0] * torch.tensor([w / rw, h / rh, w / rw, h / rh])
+            boxes = boxes[0] * torch.tensor([w / rw, h / rh, w / rw, h / rh])
             truth = torch.tensor([[bx, by, bx + bw, by + bh] for bx, by, bw, bh in gt], dtype=torch.float32)
             proposal_iou += box_iou(truth, boxes).max(1).values.tolist()
             final = torch.from_numpy(detector.detect([rgb], timing=False)[0].boxes)
-            final_iou += (box_iou(truth, final).max(1).values.tolist() if len(final) else [0.0] * len(gt))
-    n = len(proposal_iou)
-    for name, ious in (("RPN proposals", proposal_iou), (f"final boxes (any class, score ≥ {args.score:g})", final_iou)):
-        at5, at7 = sum(v >= 0.5 for v in ious), sum(v >= 0.7 for v in ious)
+            final_iou += box_iou(truth, final).max(1).values.tolist() if len(final) else [0.0] * len(gt)
+
+    def found(ious: list[float]) -> list[int]:
+        return [sum(v >= 0.5 for v in ious), sum(v >= 0.7 for v in ious)]
+
+    return {"objects": len(proposal_iou), "proposals": found(proposal_iou), "final": found(final_iou),
+            "score": score, "proposal_count": proposals}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", default="default")
+    p.add_argument("--data", default=str(ROOT / "tests" / "data" / "heldout" / "annotations.json"))
+    p.add_argument("--proposals", type=int, default=300)
+    p.add_argument("--score", type=float, default=0.05)
+    args = p.parse_args(argv)
+    m = measure(args.weights, args.data, args.proposals, args.score)
+    n = m["objects"]
+    for name, (at5, at7) in (("RPN proposals", m["proposals"]),
+                             (f"final boxes (any class, score ≥ {args.score:g})", m["final"])):
         print(f"{name}: {at5}/{n} objects at IoU ≥ 0.5, {at7}/{n} at IoU ≥ 0.7")
     return 0
 

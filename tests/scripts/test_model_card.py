@@ -1,0 +1,29 @@
+"""The model card's generated sentences: how make model ran, and where the model loses objects."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import model_card  # noqa: E402
+
+RECALL = {"objects": 60, "proposals": [52, 45], "final": [47, 20], "score": 0.05, "proposal_count": 300}
+
+
+def test_one_go_only_when_one_invocation_ran_every_step():
+    assert model_card.one_go({"make_model_invocations": [1]}) == " in one go"
+    assert "over 2 invocations" in model_card.one_go({"make_model_invocations": [1, 2]})
+    assert model_card.one_go({}) == ""  # an older checkpoint says nothing rather than guess
+
+
+def test_localisation_lines_follow_the_measured_counts():
+    lines = model_card.localisation_lines({"proposal_recall": RECALL}, {"box_head": "prior"})
+    text = " ".join(lines)
+    assert "45 of 60 objects (52 at ≥ 0.5)" in text and "IoU ≥ 0.7 on 20 (47 at ≥ 0.5)" in text
+    assert "class prior" in text  # the prior head's known failure, explained
+    plain = model_card.localisation_lines({"proposal_recall": RECALL}, {"box_head": "fc"})
+    assert len(plain) == 2 and "class prior" not in " ".join(plain)
+    assert model_card.localisation_lines({}, {"box_head": "prior"}) == []
