@@ -4,6 +4,7 @@ the person close to the camera in a hand-labelled held-out picture it was never 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,9 @@ from detector.detector import Detector
 from detector.tfjs_teachers import COCO80
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import make_model  # noqa: E402
+
 MODEL = ROOT / "assets" / "default_model.pt"
 HELDOUT = ROOT / "tests" / "data" / "heldout"
 # head and shoulders filling the frame, as a webcam sees a person at a desk (carphone: a man talking
@@ -28,7 +32,9 @@ def test_checkpoint_is_safe_small_and_fp16():
     assert MODEL.stat().st_size <= 30 * 1024 * 1024
     obj = torch.load(MODEL, map_location="cpu", weights_only=True)
     assert obj["format"] == "frcnn-video/1" and obj["model"] == "paper"
-    assert obj["arch"]["backbone"] == "nanodet"
+    # made by the recipe make model has now (scripts/make_model.py's ARCH and TRAIN)
+    assert obj["meta"]["recipe"]["arch"] == make_model.ARCH and obj["meta"]["recipe"]["train"] == make_model.TRAIN
+    assert obj["arch"]["backbone"] == make_model.ARCH[make_model.ARCH.index("--backbone") + 1]
     assert obj["class_names"] == ["__background__", *COCO80]
     assert 0.0 < obj["meta"]["score_threshold"] < 1.0
     floats = [v for v in obj["state_dict"].values() if v.is_floating_point()]
