@@ -21,10 +21,10 @@ import make_model  # noqa: E402
 
 CANDIDATES = {
     # name: (arch flags replacing make_model.ARCH's backbone flags, backbone weights file in the cache)
-    "nanodet (NanoDet-g CSP+PAN frozen + its head towers trained, prior box head; v3's)": (
+    "nanodet (NanoDet-g CSP+PAN frozen + its head towers trained, class-prior box head)": (
         ["--backbone", "nanodet", "--neck", "head", "--box-head", "prior", "--anchor-sizes", "auto"],
         make_model.BACKBONE_WEIGHTS["nanodet"]),
-    "yolov3_tiny (YOLOv3-tiny trunk frozen, the paper's fc box head; v2's)": (
+    "yolov3_tiny (YOLOv3-tiny trunk frozen, the paper's fc box head; v2's and v3's)": (
         ["--backbone", "yolov3_tiny", "--anchor-sizes", "16,32,64;128,256,512"], make_model.BACKBONE_WEIGHTS["yolov3_tiny"]),
 }
 BACKBONE_FLAGS = ("--backbone", "--neck", "--box-head", "--anchor-sizes")

@@ -55,7 +55,7 @@ def one_go(meta: dict) -> str:
     runs = meta.get("make_model_invocations")
     if runs is None:
         return ""
-    return " in one go" if len(runs) == 1 else f" over {len(runs)} invocations (a later one redid only the failed steps)"
+    return " in one go" if len(runs) == 1 else f" over {len(runs)} invocations of make_model.py"
 
 
 def write(path: Path, shipped: Path, ckpt: dict) -> None:
