@@ -93,7 +93,7 @@ def test_int8_gives_the_same_boxes_as_fp32_within_tolerance(default_detector, fr
         ious += _matches(r, f) + _matches(f, r)
     assert len(ious) >= 10, "too few confident detections to compare"
     # the tolerance: ≥ 95 % of the confident detections have a counterpart at IoU ≥ 0.5, mean IoU ≥ 0.85
-    # (v3's RoI head scores overlapping partial boxes alike, so a small shift can swap which one NMS keeps)
+    # (near-duplicate boxes of one object: a small shift can swap which one NMS keeps)
     assert _share_matched(ious) >= 0.95, f"confident detections without a counterpart: IoUs {sorted(ious)[:5]}"
     assert np.mean(ious) >= 0.85
     # The float model is untouched: fp32 again gives exactly the first answer.
