@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from detector.detector import STAGES
+from detector.probe import cpu_name
 
 CSV_NAME, JSON_NAME, PLOT_NAME = "results.csv", "results.json", "proposals_vs_fps.png"
 OUTPUT_NAMES = (CSV_NAME, JSON_NAME, PLOT_NAME)
@@ -44,7 +45,7 @@ def machine_info() -> dict:
                "cudnn": torch.backends.cudnn.version()}
     return {
         "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "GLIBC_TUNABLES") if k in os.environ},
@@ -57,16 +58,6 @@ def machine_info() -> dict:
         "numpy": numpy.__version__,
         "load_average_at_start": _loadavg(),
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _loadavg() -> list[float] | None:
