@@ -87,15 +87,20 @@ def source_list(args: argparse.Namespace) -> list[tuple[str, str]]:
     return sources
 
 
-def read_sources_file(path: str) -> list[tuple[str, str]]:
-    """(kind, value) per line of a sources file; the kind may be left out and is then guessed."""
+def read_sources_text(path: str) -> str:
+    """The text of a sources file (run.py's --sources, serve's --sources), or a one-line ``UserError``."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"sources file {path} does not exist" if not p.exists() else f"sources file {path} is not a file")
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"sources file {path} cannot be read as text: {exc}") from None
+
+
+def read_sources_file(path: str) -> list[tuple[str, str]]:
+    """(kind, value) per line of a sources file; the kind may be left out and is then guessed."""
+    text = read_sources_text(path)
     out = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()

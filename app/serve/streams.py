@@ -161,14 +161,9 @@ def collect_streams(sources: str | None, streams: Sequence[str], *, overwrite: b
     """The streams of ``--sources FILE`` followed by those of every ``--stream LINE``."""
     lines: list[tuple[str, str]] = []
     if sources is not None:
-        p = Path(sources)
-        if not p.is_file():
-            raise UserError(f"sources file {sources} does not exist" if not p.exists() else f"sources file {sources} is not a file")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"sources file {sources} cannot be read: {exc}") from None
-        lines += [(f"{sources}:{i}", line) for i, line in enumerate(text.splitlines(), 1)]
+        from app.multi_run import read_sources_text
+
+        lines += [(f"{sources}:{i}", line) for i, line in enumerate(read_sources_text(sources).splitlines(), 1)]
     lines += [(f"--stream {i}", line) for i, line in enumerate(streams, 1)]
     return parse_streams(lines, overwrite=overwrite, in_flight=in_flight)
 
