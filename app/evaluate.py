@@ -55,16 +55,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         precisions = _precisions(args)
-        results = {}
-        for precision in precisions:
-            metrics = run(args, precision)
-            results[precision] = metrics
-            tag = f" [{precision}]" if len(precisions) > 1 else ""
+        coco = _ground_truth(args)
+        results, detector = {}, None
+        if args.yolo_sizes or args.teachers:
+            results[precisions[0]] = run(args, coco, _teacher(args))
+        else:
+            detector = _model(args, precisions[0])  # one model, switched from precision to precision
+            for precision in precisions:
+                _set_precision(detector, precision)
+                results[precision] = run(args, coco, lambda rgb: detector.detect([rgb], timing=False)[0])
+        for precision, metrics in results.items():
+            tag = f" [{precision}]" if len(results) > 1 else ""
             print(f"{args.data}{tag}: {format_metrics(metrics)}  [{metrics['images']} images, {metrics['seconds']:.1f} s]")
             found = ", ".join(f"{name} {f}/{n}" for name, (f, n) in metrics["per_class_found"].items())
             print(f"found per class (IoU ≥ {args.recall_iou:g}, score ≥ {args.recall_score:g}): {found or 'no objects'}")
         if {"fp32", "int8"} <= set(results):
-            _write_int8_verdict(args, results)
+            _write_int8_verdict(args, results, detector)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -85,23 +91,21 @@ def _precisions(args) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _write_int8_verdict(args, results: dict[str, dict]) -> None:
+def _write_int8_verdict(args, results: dict[str, dict], detector) -> None:
     from detector.profiles import int8_record, model_identity, record_profile
 
     labels = f"{Path(args.data).name} ({results['fp32']['images']} images), {args.proposals} proposals"
     record = int8_record(results["fp32"]["AP50"], results["int8"]["AP50"], labels)
-    identity = model_identity(_DETECTORS["int8"])
+    identity = model_identity(detector)
     for path in (None, *([Path(args.profile_file)] if args.profile_file else [])):  # the user's, then the file
         record_profile(identity, "int8", record, path)
     verdict = "may be picked by --precision auto" if record["ok"] else "is not offered by --precision auto"
     print(f"int8 AP50 {record['ap50_int8']:.3f} vs fp32 {record['ap50_fp32']:.3f}: int8 {verdict}")
 
 
-_DETECTORS: dict = {}  # precision → the Detector that run() built (for the int8 verdict's model identity)
-
-
-def run(args, precision: str = "fp32") -> dict:
-    from detector.evaluate import evaluate, load_coco
+def _ground_truth(args):
+    """The checked options and the loaded COCO ground truth of ``--data``."""
+    from detector.evaluate import load_coco
 
     path = Path(args.data)
     for name, value in (("--recall-iou", args.recall_iou), ("--recall-score", args.recall_score)):
@@ -110,10 +114,16 @@ def run(args, precision: str = "fp32") -> dict:
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
     try:
-        coco = load_coco(path)
+        return load_coco(path)
     except ValueError as exc:
         raise UserError(f"--data {path}: {exc}") from None
-    detect = _teacher(args) if args.yolo_sizes or args.teachers else _model(args, precision)
+
+
+def run(args, coco, detect) -> dict:
+    """The metrics of ``detect`` (RGB image → Detections) on ``coco``, the ground truth of ``args.data``."""
+    from detector.evaluate import evaluate
+
+    path = Path(args.data)
     predictions = {}
     started = time.perf_counter()
     for image_id, info in sorted(coco.imgs.items()):
@@ -129,7 +139,7 @@ def run(args, precision: str = "fp32") -> dict:
     return metrics
 
 
-def _model(args, precision: str = "fp32"):
+def _model(args, precision: str):
     from app.fastpath import sample_frames
     from detector.config import ConfigError, DetectorConfig
     from detector.detector import Detector
@@ -140,13 +150,21 @@ def _model(args, precision: str = "fp32"):
                                 proposals=args.proposals, score_threshold=args.score_threshold,
                                 min_size=args.min_size, max_size=args.max_size)
         # int8 is calibrated on real frames (the bundled clip's), as run.py calibrates it
-        detector = Detector(config, calibration=sample_frames if precision == "int8" else None)
+        detector = Detector(config, calibration=sample_frames)
     except (ConfigError, WeightsError) as exc:
         raise UserError(str(exc)) from None
-    _DETECTORS[precision] = detector
     for note in detector.notes:
         print(f"note: {note}", file=sys.stderr)
-    return lambda rgb: detector.detect([rgb], timing=False)[0]
+    return detector
+
+
+def _set_precision(detector, precision: str) -> None:
+    from detector.config import ConfigError
+
+    try:
+        detector.set_precision(precision)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _teacher(args):
