@@ -29,25 +29,29 @@ def measure(weights: str, data: str | Path, proposals: int = 300, score: float =
     torch.set_num_threads(2)
     detector = Detector(DetectorConfig(weights=str(weights), device="cpu", precision="fp32",
                                        proposals=proposals, score_threshold=score))
-    model = detector.model
+    # the proposals of the detector's own pass (its knobs, resize and precision), caught on the way
+    caught = {}
+
+    def catch(module, inputs, output):
+        caught["proposals"], caught["size"] = output[0][0], inputs[0].image_sizes[0]
+
+    hook = detector.model.rpn.register_forward_hook(catch)
     coco = load_coco(Path(data))
     proposal_iou, final_iou = [], []
-    with torch.no_grad():
+    try:
         for image_id, info in sorted(coco.imgs.items()):
             gt = [a["bbox"] for a in coco.imgToAnns[image_id] if not a.get("iscrowd")]
             if not gt:
                 continue
             rgb = cv2.cvtColor(cv2.imread(str(Path(data).parent / info["file_name"])), cv2.COLOR_BGR2RGB)
-            x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
-            images, _ = model.transform([x])
-            features = model.backbone(images.tensors)
-            boxes, _ = model.rpn(images, features)
-            (h, w), (rh, rw) = rgb.shape[:2], images.image_sizes[0]
-            boxes = boxes[0] * torch.tensor([w / rw, h / rh, w / rw, h / rh])
+            final = torch.from_numpy(detector.detect([rgb], timing=False)[0].boxes)
+            (h, w), (rh, rw) = rgb.shape[:2], caught["size"]
+            boxes = caught["proposals"].float() * torch.tensor([w / rw, h / rh, w / rw, h / rh])
             truth = torch.tensor([[bx, by, bx + bw, by + bh] for bx, by, bw, bh in gt], dtype=torch.float32)
             proposal_iou += box_iou(truth, boxes).max(1).values.tolist()
-            final = torch.from_numpy(detector.detect([rgb], timing=False)[0].boxes)
             final_iou += box_iou(truth, final).max(1).values.tolist() if len(final) else [0.0] * len(gt)
+    finally:
+        hook.remove()
 
     def found(ious: list[float]) -> list[int]:
         return [sum(v >= 0.5 for v in ious), sum(v >= 0.7 for v in ious)]
