@@ -73,7 +73,8 @@ class DetectorReplica:
         # model, machine and thread count (cached) and the fastest that keeps the accuracy is used
         budget = ThreadBudget(int(threads), torch=int(threads), decode=0, encode=0) if threads else plan()
         self.detector, setup = build_detector(config, budget=budget)
-        self.setup_notes = list(setup.notes)
+        for line in setup.notes:  # what auto chose and why, in the replica's log
+            log.info("replica: %s", line)
         self.replica = _replica_id()
         self.load = ReplicaLoad()
         self.detect_frames.set_max_batch_size(max_batch_size)
