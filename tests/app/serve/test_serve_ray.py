@@ -28,7 +28,10 @@ from app.sources import FileSource  # noqa: E402
 from detector import Detector, DetectorConfig  # noqa: E402
 from tests.conftest import ROOT, SAMPLE  # noqa: E402
 
-MODEL = DetectorConfig(model="default", weights="default", device="cpu", precision="fp32", proposals=300, score_threshold=0.5)
+# precision and layout named, not "auto": a replica builds its detector through the CPU fast path, whose
+# probe could pick channels_last there (boxes equal only to ~1e-5, enough to swap two near-equal rows)
+MODEL = DetectorConfig(model="default", weights="default", device="cpu", precision="fp32", memory_format="contiguous",
+                       proposals=300, score_threshold=0.5)
 
 
 def cut_resized(path: Path, start: int, n: int, size: tuple[int, int]) -> Path:
