@@ -2,7 +2,8 @@
 choices that need it.
 
 * ``int8``: AP50 of fp32 and int8 on labelled frames. ``--precision auto`` may pick int8 only
-  for a model whose int8 AP50 is at most ``INT8_AP50_TOLERANCE`` below fp32's.
+  for a model whose int8 AP50 is at most ``INT8_AP50_TOLERANCE`` below fp32's, measured with the
+  quantization scheme this CPU uses (8-bit activations with VNNI, 7-bit without).
 * ``accuracy``: AP50 over a grid of input sizes × proposal counts. The adaptive controller
   (``app.adapt``) ranks its settings by it ("the most accurate setting that holds the target").
 
@@ -93,21 +94,32 @@ def record_profile(identity: str, key: str, value: dict, path: Path | None = Non
     return value
 
 
-def int8_record(ap50_fp32: float, ap50_int8: float, labels: str) -> dict:
+def int8_record(ap50_fp32: float, ap50_int8: float, labels: str, scheme: str | None = None) -> dict:
     """The int8 verdict: it passes when int8's AP50 is at most ``INT8_AP50_TOLERANCE`` below fp32's
-    (a better int8 is no reason to refuse it)."""
+    (a better int8 is no reason to refuse it). ``scheme``: how int8 was quantized (default: as this
+    machine quantizes, ``detector.quantize.scheme()``); a verdict holds only for the same scheme."""
+    if scheme is None:
+        from detector.quantize import scheme as this_scheme
+
+        scheme = this_scheme()
     return {"ap50_fp32": round(float(ap50_fp32), 4), "ap50_int8": round(float(ap50_int8), 4),
             "ok": bool(ap50_int8 >= ap50_fp32 - INT8_AP50_TOLERANCE), "tolerance": INT8_AP50_TOLERANCE,
-            "labels": labels}
+            "labels": labels, "scheme": scheme}
 
 
 def int8_verdict(detector, profiles: dict[str, dict] | None = None) -> tuple[bool, str]:
     """(allowed, why): whether ``--precision auto`` may pick int8 for ``detector``'s model."""
     if not getattr(detector, "int8_available", False):
         return False, "int8 is not available here (needs a CPU, torch's x86 engine and calibration frames)"
+    from detector.quantize import scheme
+
     record = profile_of(detector, profiles).get("int8")
     if record is None:
         return False, "int8's accuracy was never measured for this model (run `run.py bench --precision fp32,int8`)"
+    here = scheme()
+    if record.get("scheme") != here:  # records without one predate the min/max scheme (histogram, 7 bits)
+        return False, (f"int8's accuracy was measured with {record.get('scheme', 'histogram-u7')} activations, this CPU "
+                       f"quantizes with {here} (run `run.py eval --precision fp32,int8` here)")
     verdict = (f"AP50 int8 {record['ap50_int8']:.3f} vs fp32 {record['ap50_fp32']:.3f} "
                f"on {record.get('labels', 'labelled frames')}")
     return bool(record.get("ok")), verdict

@@ -221,3 +221,18 @@ def test_small_input_sizes_shrink_the_frame_first_and_find_the_same_objects(defa
     for r, f in zip(reference, fast):
         ious += _matches(r, f) + _matches(f, r)
     assert len(ious) >= 6 and _share_matched(ious) >= 0.95 and np.mean(ious) >= 0.8, sorted(ious)[:5]
+
+
+def test_int8_uses_8_bit_min_max_activations_only_where_the_cpu_has_vnni():
+    from torch.ao.quantization.observer import MinMaxObserver
+
+    from detector.quantize import cpu_has_vnni, qconfig_mapping, scheme
+
+    zen3 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    sapphire = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_int8 amx_bf16\n"
+    assert cpu_has_vnni(zen3) is False and cpu_has_vnni(sapphire) is True
+    assert cpu_has_vnni("") is False  # nothing to read: the safe 7-bit choice
+    assert (scheme(vnni=True), scheme(vnni=False)) == ("minmax-u8", "minmax-u7")
+    for vnni in (True, False):
+        observer = qconfig_mapping(vnni).global_qconfig.activation()
+        assert isinstance(observer, MinMaxObserver) and (observer.quant_min, observer.quant_max) == (0, 255 if vnni else 127)

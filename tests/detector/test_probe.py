@@ -112,3 +112,21 @@ def test_the_real_probe_measures_and_keeps_fp32_unless_faster(detector, cache_fi
                               cache_file=cache_file, profiles={})
     assert set(result.ms) == {"fp32", "fp32+channels_last", "bf16", "bf16+channels_last"}
     assert result.ms[result.choice.name] <= result.ms["fp32"]
+
+
+def test_an_int8_verdict_holds_only_for_the_quantization_scheme_it_was_measured_with(detector, monkeypatch):
+    """A verdict measured with 8-bit activations (a VNNI CPU) says nothing about a CPU that
+    quantizes to 7 bits, nor does one from before the scheme was recorded."""
+    import detector.quantize as quantize
+
+    monkeypatch.setattr(type(detector), "int8_available", property(lambda self: True))
+    identity = profiles.model_identity(detector)
+    record = profiles.int8_record(0.66, 0.66, "labels", scheme="minmax-u8")
+    monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u8")
+    assert profiles.int8_verdict(detector, {identity: {"int8": record}})[0] is True
+    monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u7")
+    allowed, why = profiles.int8_verdict(detector, {identity: {"int8": record}})
+    assert not allowed and "minmax-u8" in why and "minmax-u7" in why
+    old = {k: v for k, v in record.items() if k != "scheme"}
+    allowed, why = profiles.int8_verdict(detector, {identity: {"int8": old}})
+    assert not allowed and "histogram-u7" in why
