@@ -40,6 +40,7 @@ from app.render import DEFAULT_STYLE, Style
 from app.sinks import CallbackSink
 from app.sources import Source
 from app.stats import FpsMeter, PipelineStats
+from app.threads import join_within
 from detector.detector import StageTimes
 
 log = logging.getLogger(__name__)
@@ -244,13 +245,7 @@ class MultiPipeline:
             lane.close_input()
             if getattr(lane.source, "thread_safe_close", False):
                 lane.source.close()  # wakes a reader waiting on a live source that is down
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive()]
-        if alive:
-            log.debug("still busy after stop (daemon, abandoned): %s", ", ".join(alive))
+        join_within(self._threads, timeout)
         self._close_outputs()
         for lane in self.lanes:
             if not any(t.is_alive() for t in lane.threads if t.name.endswith("-reader")):

@@ -37,6 +37,7 @@ from app.render import DEFAULT_STYLE, Style, annotate, stats_line
 from app.sinks import CallbackSink, ExportSink, RecordSink, Sink
 from app.sources import LatestFrame, Source, open_source
 from app.stats import FpsMeter, PipelineStats, StageAverages
+from app.threads import join_within
 from detector.stages import StageTimes
 
 log = logging.getLogger(__name__)
@@ -192,13 +193,7 @@ class Pipeline:
         self._latest.close()
         if getattr(self.source, "thread_safe_close", False):
             self.source.close()  # wakes a reader waiting on a live source that is down (app/reconnect.py)
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive()]
-        if alive:
-            log.debug("still busy after stop (daemon, abandoned): %s", ", ".join(alive))
+        join_within(self._threads, timeout)
         self._close_sinks()
         if not any(t.name == "pipeline-reader" for t in self._threads if t.is_alive()):
             self.source.close()  # the reader owns the source while it runs

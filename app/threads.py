@@ -20,8 +20,14 @@ earlier run ranked them otherwise. See ``docs/benchmarks.md``.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,3 +78,17 @@ def apply_torch(budget: ThreadBudget) -> None:
 
     if budget.torch and torch.get_num_threads() != budget.torch:
         torch.set_num_threads(budget.torch)
+
+
+def join_within(threads: Iterable[threading.Thread], timeout: float) -> list[str]:
+    """Join every thread but the calling one within ``timeout`` s in all (a pipeline's stop);
+    returns the names of those still running, which are daemons and are left to finish."""
+    threads = list(threads)
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+    alive = [t.name for t in threads if t.is_alive()]
+    if alive:
+        log.debug("still busy after stop (daemon, abandoned): %s", ", ".join(alive))
+    return alive
