@@ -7,8 +7,11 @@ scores the YOLOv3-tiny teacher instead, and ``--teachers yolo,nanodet,centernet`
 pycocotools; detections of classes the JSON does not have are ignored.
 
 ``--precision fp32,int8`` scores the model in each precision; with both, the int8 verdict (int8's AP50
-within 0.01 of fp32's) is written to the model's profile (the user's, and ``--profile-file``), which
-``--precision auto`` reads before it may pick int8.
+within 0.01 of fp32's, at the model's own input size; the worst proposal count decides) is written to
+the model's profile (the user's, and ``--profile-file``), which ``--precision auto`` reads before it may
+pick int8. ``--scales 240,…,800 --proposals 50,100,300,1000`` scores every input size × proposal count
+and writes the grid of AP50 (weighted by labelled boxes) to the profile too: the adaptive controller
+ranks its settings by it. Pictures of any size work, so hand-labelled photos can rank them.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="COCO JSON with the ground truth (file_name relative to it)")
     p.add_argument("--model", default="default", help="model name (default = the bundled checkpoint)")
     p.add_argument("--weights", default="default", help="'default', 'torchvision', or a weights/checkpoint file")
-    p.add_argument("--proposals", type=int, default=300, help="RPN proposals per image after NMS")
+    p.add_argument("--proposals", default="300",
+                   help="RPN proposals per image after NMS; several comma-separated score each")
+    p.add_argument("--scales", default=None,
+                   help="input sizes (short side, px), comma-separated: score each and write the AP50 grid")
     p.add_argument("--score-threshold", type=float, default=0.05, help="detections below are dropped (low for AP)")
     p.add_argument("--min-size", type=int, default=None, help="test short side (default: the model's)")
     p.add_argument("--max-size", type=int, default=None, help="test long-side limit (default: the model's)")
@@ -40,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32",
                    help="the model's precision, or several comma-separated (fp32,int8: also writes the int8 verdict)")
     p.add_argument("--profile-file", default=None,
-                   help="also write the int8 verdict to this profile file (e.g. assets/model_profiles.json)")
+                   help="also write the int8 verdict and the AP50 grid to this profile file (e.g. assets/model_profiles.json)")
     add_teacher_arguments(p, None, ("--teacher-sizes",))
     p.add_argument("--recall-iou", type=float, default=0.5, help="IoU at which a detection finds an object")
     p.add_argument("--recall-score", type=float, default=0.3,
@@ -55,28 +61,72 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         precisions = _precisions(args)
+        proposals = _int_list(args.proposals, "--proposals", 1)
+        scales = _int_list(args.scales, "--scales", 32) if args.scales else []
         coco = _ground_truth(args)
-        results, detector = {}, None
         if args.yolo_sizes or args.teachers:
-            results[precisions[0]] = run(args, coco, _teacher(args))
+            if len(proposals) > 1 or scales:
+                raise UserError("--scales and several --proposals are for a model, not a teacher")
+            rows = [{"precision": precisions[0], "metrics": run(args, coco, _teacher(args))}]
+            detector = None
         else:
-            detector = _model(args, precisions[0])  # one model, switched from precision to precision
-            for precision in precisions:
-                _set_precision(detector, precision)
-                results[precision] = run(args, coco, lambda rgb: detector.detect([rgb], timing=False)[0])
-        for precision, metrics in results.items():
-            tag = f" [{precision}]" if len(results) > 1 else ""
-            print(f"{args.data}{tag}: {format_metrics(metrics)}  [{metrics['images']} images, {metrics['seconds']:.1f} s]")
-            found = ", ".join(f"{name} {f}/{n}" for name, (f, n) in metrics["per_class_found"].items())
-            print(f"found per class (IoU ≥ {args.recall_iou:g}, score ≥ {args.recall_score:g}): {found or 'no objects'}")
-        if {"fp32", "int8"} <= set(results):
-            _write_int8_verdict(args, results, detector)
+            detector = _model(args, precisions[0], proposals[0])  # one model, its knobs switched cell by cell
+            rows = [{"precision": precision, "input_size": size, "proposals": n,
+                     "metrics": run(args, coco, lambda rgb: detector.detect([rgb], timing=False)[0])}
+                    for precision, size, n in _cells(detector, precisions, scales, proposals)]
+        if len(rows) == len(precisions):  # one cell per precision: the full report of each
+            for row in rows:
+                metrics = row["metrics"]
+                tag = f" [{row['precision']}]" if len(rows) > 1 else ""
+                print(f"{args.data}{tag}: {format_metrics(metrics)}  [{metrics['images']} images, {metrics['seconds']:.1f} s]")
+                found = ", ".join(f"{name} {f}/{n}" for name, (f, n) in metrics["per_class_found"].items())
+                print(f"found per class (IoU ≥ {args.recall_iou:g}, score ≥ {args.recall_score:g}): {found or 'no objects'}")
+        else:
+            for row in rows:
+                m = row["metrics"]
+                print(f"[{row['precision']}] {row['input_size']} px, {row['proposals']} proposals: AP {m['AP']:.3f}  "
+                      f"AP50 {m['AP50']:.3f}  recall {m['found']}/{m['objects']}  [{m['seconds']:.1f} s]")
+        if detector is not None:
+            _write_profile(args, rows, detector, coco)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        Path(args.json).write_text(json.dumps(results if len(results) > 1 else metrics, indent=1))
+        if len(rows) == 1:
+            out = rows[0]["metrics"]
+        elif len(rows) == len(precisions):
+            out = {row["precision"]: row["metrics"] for row in rows}
+        else:
+            out = [{k: v for k, v in row.items()} for row in rows]
+        Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
+
+
+def _int_list(text: str, option: str, low: int) -> list[int]:
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < low for v in values):
+        raise UserError(f"{option} {text!r}: expected whole numbers ≥ {low}, comma-separated")
+    return list(dict.fromkeys(values))
+
+
+def _cells(detector, precisions: list[str], scales: list[int], proposals: list[int]):
+    """(precision, input size, proposals) for every cell, with the detector's knobs set to it."""
+    from detector.config import ConfigError
+
+    for precision in precisions:
+        _set_precision(detector, precision)
+        for size in scales or [detector.base_input_size]:
+            try:
+                detector.set_input_size(size)
+                for n in proposals:
+                    detector.set_proposal_count(n)
+                    yield precision, size, n
+            except ConfigError as exc:
+                raise UserError(str(exc)) from None
+    detector.set_input_size(detector.base_input_size)
 
 
 def _precisions(args) -> list[str]:
@@ -84,23 +134,34 @@ def _precisions(args) -> list[str]:
     bad = [p for p in found if p not in ("fp32", "fp16", "bf16", "int8")]
     if not found or bad:
         raise UserError(f"--precision {args.precision!r}: expected fp32, fp16, bf16 or int8, comma-separated")
-    if args.profile_file and not {"fp32", "int8"} <= set(found):
-        raise UserError("--profile-file writes the int8 verdict: it needs --precision fp32,int8")
+    if args.profile_file and not ({"fp32", "int8"} <= set(found) or args.scales):
+        raise UserError("--profile-file writes the int8 verdict or the AP50 grid: it needs --precision fp32,int8 or --scales")
     if len(found) > 1 and (args.yolo_sizes or args.teachers):
         raise UserError("--precision with several values is for a model, not a teacher")
     return list(dict.fromkeys(found))
 
 
-def _write_int8_verdict(args, results: dict[str, dict], detector) -> None:
-    from detector.profiles import int8_record, model_identity, record_profile
+def _write_profile(args, rows: list[dict], detector, coco) -> None:
+    """The int8 verdict (fp32 and int8 both scored at the model's own size) and the AP50 grid
+    (two input sizes or more), in the user's profile and ``--profile-file``."""
+    from app.bench.profile import accuracy_profile, int8_profile, write_profile
+    from detector.profiles import model_identity
 
-    labels = f"{Path(args.data).name} ({results['fp32']['images']} images), {args.proposals} proposals"
-    record = int8_record(results["fp32"]["AP50"], results["int8"]["AP50"], labels)
-    identity = model_identity(detector)
-    for path in (None, *([Path(args.profile_file)] if args.profile_file else [])):  # the user's, then the file
-        record_profile(identity, "int8", record, path)
-    verdict = "may be picked by --precision auto" if record["ok"] else "is not offered by --precision auto"
-    print(f"int8 AP50 {record['ap50_int8']:.3f} vs fp32 {record['ap50_fp32']:.3f}: int8 {verdict}")
+    name = f"{Path(args.data).name}"
+    flat = [{"precision": r["precision"], "input_size": r["input_size"], "proposals": r["proposals"],
+             "ap50": r["metrics"]["AP50"], "per_class_ap50": r["metrics"]["per_class_AP50"],
+             "ap_images": r["metrics"]["images"]} for r in rows]
+    records = {}
+    int8 = int8_profile([r for r in flat if r["input_size"] == detector.base_input_size], name)
+    if int8 is not None:
+        records["int8"] = int8
+        verdict = "may be picked by --precision auto" if int8["ok"] else "is not offered by --precision auto"
+        print(f"int8 AP50 {int8['ap50_int8']:.3f} vs fp32 {int8['ap50_fp32']:.3f}: int8 {verdict}")
+    grid = accuracy_profile(flat, coco, name)
+    if grid is not None:
+        records["accuracy"] = grid
+        print(f"AP50 grid ({len(grid['scales'])} sizes × {len(grid['proposals'])} proposal counts) written to the model's profile")
+    write_profile(model_identity(detector), records, (None, *([Path(args.profile_file)] if args.profile_file else [])))
 
 
 def _ground_truth(args):
@@ -139,7 +200,7 @@ def run(args, coco, detect) -> dict:
     return metrics
 
 
-def _model(args, precision: str):
+def _model(args, precision: str, proposals: int):
     from app.fastpath import sample_frames
     from detector.config import ConfigError, DetectorConfig
     from detector.detector import Detector
@@ -147,7 +208,7 @@ def _model(args, precision: str):
 
     try:
         config = DetectorConfig(model=args.model, weights=args.weights, device=args.device, precision=precision,
-                                proposals=args.proposals, score_threshold=args.score_threshold,
+                                proposals=proposals, score_threshold=args.score_threshold,
                                 min_size=args.min_size, max_size=args.max_size)
         # int8 is calibrated on real frames (the bundled clip's), as run.py calibrates it
         detector = Detector(config, calibration=sample_frames)

@@ -149,3 +149,34 @@ def test_eval_in_two_precisions_writes_the_int8_verdict(tmp_path, one_json, monk
     assert eval_cli.main(["--data", str(one_json), "--precision", "fp64"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") for line in err), err
+
+
+def test_eval_over_sizes_and_proposals_writes_the_ap50_grid(tmp_path, one_json, monkeypatch, capsys):
+    """--scales × --proposals scores the shipped model in every cell on a real frame and writes the
+    grid the adaptive controller ranks its settings by; each cell is the run's own AP50 (one class,
+    so box-weighted AP50 is plain AP50), and the knobs are really switched (a smaller input, other boxes)."""
+    from app.adapt import accuracy_for
+    from app.fastpath import sample_frames
+    from detector.config import DetectorConfig
+    from detector.detector import Detector
+
+    monkeypatch.setenv("FRCNN_CACHE_DIR", str(tmp_path / "cache"))
+    out, profile = tmp_path / "grid.json", tmp_path / "profiles.json"
+    assert eval_cli.main(["--data", str(one_json), "--scales", "160,416", "--proposals", "20,100",
+                          "--profile-file", str(profile), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["input_size"], r["proposals"]) for r in rows] == [(160, 20), (160, 100), (416, 20), (416, 100)]
+    (grid,) = [v["accuracy"] for v in json.loads(profile.read_text()).values()]
+    assert grid["scales"] == [160, 416] and grid["proposals"] == [20, 100]
+    assert grid["ap50"] == [[round(r["metrics"]["AP50"], 4) for r in rows[:2]], [round(r["metrics"]["AP50"], 4) for r in rows[2:]]]
+    assert rows[3]["metrics"]["AP50"] > 0.5 and rows[0]["metrics"]["AP50"] != rows[3]["metrics"]["AP50"]
+    assert "AP50 grid (2 sizes × 2 proposal counts)" in capsys.readouterr().out
+    # the controller of a run of the same model finds it in the user's profile
+    detector = Detector(DetectorConfig(), calibration=sample_frames)
+    accuracy, size_range, source = accuracy_for(detector)
+    assert accuracy is not None and size_range == (160, 416), source
+    # bad lists are one line each
+    for bad in (["--scales", "16,416"], ["--proposals", "x"], ["--scales", "160,416", "--teacher-sizes", "416"]):
+        assert eval_cli.main(["--data", str(one_json), *bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
