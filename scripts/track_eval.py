@@ -46,7 +46,11 @@ def detect(video: Path, n: int, proposals: int, threshold: float) -> tuple[list[
     """Detections and timestamps of the first ``n`` frames (cached), the frame size and the rate."""
     import av
 
-    key = hashlib.sha1(f"{video.resolve()}:{video.stat().st_mtime_ns}:{n}:{proposals}:{threshold}".encode()).hexdigest()[:12]
+    from detector.factory import DEFAULT_MODEL_PATH
+    from detector.profiles import weights_sha256
+
+    model = weights_sha256(DEFAULT_MODEL_PATH)  # a new default model must not reuse the old one's detections
+    key = hashlib.sha1(f"{video.resolve()}:{video.stat().st_mtime_ns}:{n}:{proposals}:{threshold}:{model}".encode()).hexdigest()[:12]
     cache = ROOT / ".cache" / "track_eval" / f"{video.stem}-{n}-{key}.npz"
     with av.open(str(video)) as c:
         stream = c.streams.video[0]
