@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif len(rows) == len(precisions):
             out = {row["precision"]: row["metrics"] for row in rows}
         else:
-            out = [{k: v for k, v in row.items()} for row in rows]
+            out = rows
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
