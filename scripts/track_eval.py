@@ -3,8 +3,8 @@
     python scripts/track_eval.py [--video assets/sample.mp4] [--frames 150] [--line 0.5,0,0.5,1] [--every 3]
                                  [--sheet docs/tracking_crossings.jpg]
 
-Runs the detector (default model, the run command's defaults: 300 proposals, score ≥ 0.5) on the
-first N frames once — its detections are cached under .cache/track_eval/ so that tracker settings
+Runs the detector (default model, the run command's defaults: 300 proposals, the model's own score
+threshold) on the first N frames once — its detections are cached under .cache/track_eval/ so that tracker settings
 can be compared without detecting again — then the tracker and the counters, and prints:
 
 * per class: distinct track IDs, the most objects detected in one frame, their ratio, and the
@@ -42,7 +42,7 @@ from app.count import Shape  # noqa: E402
 from detector.detections import Detections  # noqa: E402
 
 
-def detect(video: Path, n: int, proposals: int, threshold: float) -> tuple[list[Detections], list[float], tuple[int, int], float]:
+def detect(video: Path, n: int, proposals: int, threshold: float | None) -> tuple[list[Detections], list[float], tuple[int, int], float]:
     """Detections and timestamps of the first ``n`` frames (cached), the frame size and the rate."""
     import av
 
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--video", default=str(ROOT / "assets" / "sample.mp4"))
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--proposals", type=int, default=300)
-    parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument("--score-threshold", type=float, default=None, help="default: the model's own")
     parser.add_argument("--line", action="append", default=None, help="x1,y1,x2,y2 (default: 0.5,0,0.5,1)")
     parser.add_argument("--every", type=int, default=3, help="the drop test gives the tracker every k-th frame")
     parser.add_argument("--sheet", default=None, help="write the crossings of the first line as a contact sheet (JPEG)")
@@ -205,7 +205,7 @@ def main() -> None:
 
     frames, times, size, rate = detect(Path(args.video), args.frames, args.proposals, args.score_threshold)
     print(f"{args.video}: {len(frames)} frames, {size[0]}×{size[1]}, {rate:g} fps; default model, "
-          f"{args.proposals} proposals, score ≥ {args.score_threshold}")
+          f"{args.proposals} proposals, score ≥ {args.score_threshold or 'the model’s own'}")
 
     reference, analytics, ms = track(frames, times, size, rate, lines)
     print_summary("every frame", summary(list(reference.values())), len(reference))
