@@ -130,7 +130,7 @@ class PeopleRenderer:
     path — the cars' too — scaled to a person's 40×90 box.
 
     The street's one static thing that looks like a walker is painted out: the camera on a tripod
-    standing in the zone, which the v3 model takes for a person (scores 0.31–0.91, in 98 of 100
+    standing in the zone, which the first v3 model took for a person (scores 0.31–0.91, in 98 of 100
     frames). Left in, it is a person inside the zone that no path accounts for."""
 
     PEOPLE = ((465, 223, 499, 314), (330, 372, 386, 517))  # x1, y1, x2, y2 in sample frame 0
