@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
+
+# A test run started in the background by a shell without job control has SIGINT ignored, and a
+# child inherits an ignored signal: run.py would then never see the Ctrl-C that tests send it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Before torch loads (pytest reads this file first): idle OpenMP threads sleep instead of spinning,
 # as app.run does. On this project's 2-core test machines, shared with other jobs, spinning made
