@@ -147,7 +147,10 @@ def test_a_real_run_with_a_target_fps_speeds_up_and_loses_no_frame(tiny_detector
     assert seen == list(range(50))  # a file loses no frame, and keeps its order
     status = stats.adapt
     assert status is not None and status.changes >= 1, status
-    assert status.history[0][2].proposals < 1000  # the first move lowered a cost
+    first = status.history[0][2]  # the first move lowered a cost: proposals or input size, whichever the
+    # measured stage times predicted to pay more (on a loaded machine the backbone's share varies)
+    assert first.proposals < 1000 or first.input_size < tiny_detector.base_input_size, status.history
+    assert first.skip == 1  # never frame skip on a file
     assert oscillations(status.history) <= 1
     assert "adaptive: target" in stats.summary() and "fps per 10 frames" in stats.summary()
     print(f"own {own.mean_fps:.1f} fps, target {target}, series {fps_series(stats.done_times, 10)}")
