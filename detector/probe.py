@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from detector.machine import cpu_name
 from detector.profiles import _read_json, _write_json, cache_dir, int8_verdict, model_identity
 
 log = logging.getLogger(__name__)
@@ -72,16 +72,6 @@ class ProbeResult:
 
 
 Measure = Callable[[object, Candidate, Sequence[np.ndarray]], float]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_key() -> str:

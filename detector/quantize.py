@@ -31,7 +31,6 @@ deprecation warnings are silenced here.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,6 +38,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
+
+from detector.machine import cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +59,10 @@ def int8_supported() -> bool:
 _VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
-@functools.lru_cache(maxsize=1)
-def _cpuinfo() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
     """Whether the CPU has a VNNI dot product (AVX512-VNNI, AVX-VNNI or AMX), from /proc/cpuinfo's
-    flags. False where that cannot be read (other systems): the safe, 7-bit choice."""
-    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
-        if line.startswith("flags"):
-            return any(flag in line.split() for flag in _VNNI_FLAGS)
-    return False
+    flags (or ``cpuinfo``'s). False where they cannot be read (other systems): the safe, 7-bit choice."""
+    return bool(cpu_flags(cpuinfo) & set(_VNNI_FLAGS))
 
 
 def scheme(vnni: bool | None = None) -> str:

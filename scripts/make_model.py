@@ -162,11 +162,9 @@ def train(labels: dict[str, Path], work: Path, cache: Path, minutes: float, forc
 
 def bf16_is_fast() -> bool:
     """bf16 pays on CPUs with AMX or AVX-512 BF16 (about 2× on the trunk); elsewhere it is much slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+    from detector.machine import cpu_flags
+
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
 # ---------------------------------------------------------------------------------------------- evaluate

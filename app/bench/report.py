@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from detector.detector import STAGES
-from detector.probe import cpu_name
+from detector.machine import cpu_name
 
 CSV_NAME, JSON_NAME, PLOT_NAME = "results.csv", "results.json", "proposals_vs_fps.png"
 OUTPUT_NAMES = (CSV_NAME, JSON_NAME, PLOT_NAME)
