@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cv2
 
+from app.bench import int_list
 from app.errors import UserError
 from app.teachers import add_teacher_arguments, teacher_from_args
 
@@ -61,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         precisions = _precisions(args)
-        proposals = _int_list(args.proposals, "--proposals", 1)
-        scales = _int_list(args.scales, "--scales", 32) if args.scales else []
+        proposals = int_list(args.proposals, "--proposals")
+        scales = int_list(args.scales, "--scales") if args.scales else ()  # sizes the detector refuses: one line
         coco = _ground_truth(args)
         if args.yolo_sizes or args.teachers:
             if len(proposals) > 1 or scales:
@@ -102,17 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _int_list(text: str, option: str, low: int) -> list[int]:
-    try:
-        values = [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < low for v in values):
-        raise UserError(f"{option} {text!r}: expected whole numbers ≥ {low}, comma-separated")
-    return list(dict.fromkeys(values))
-
-
-def _cells(detector, precisions: list[str], scales: list[int], proposals: list[int]):
+def _cells(detector, precisions: list[str], scales: Sequence[int], proposals: Sequence[int]):
     """(precision, input size, proposals) for every cell, with the detector's knobs set to it."""
     from detector.config import ConfigError
 
@@ -147,7 +138,7 @@ def _write_profile(args, rows: list[dict], detector, coco) -> None:
     from app.bench.profile import accuracy_profile, int8_profile, write_profile
     from detector.profiles import model_identity
 
-    name = f"{Path(args.data).name}"
+    name = Path(args.data).name
     flat = [{"precision": r["precision"], "input_size": r["input_size"], "proposals": r["proposals"],
              "ap50": r["metrics"]["AP50"], "per_class_ap50": r["metrics"]["per_class_AP50"],
              "ap_images": r["metrics"]["images"]} for r in rows]

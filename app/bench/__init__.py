@@ -99,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         baseline=not args.no_baseline,
         note=args.note,
         profile_file=Path(args.profile_file) if args.profile_file else None,
-        scales=_ints(args.scales, "--scales") if args.scales else None,
+        scales=int_list(args.scales, "--scales") if args.scales else None,
     )
 
 
@@ -111,10 +111,11 @@ def _split(text: str, option: str) -> list[str]:
 
 
 def _proposals(text: str) -> tuple[int, ...]:
-    return _ints(text, "--proposals")
+    return int_list(text, "--proposals")
 
 
-def _ints(text: str, option: str) -> tuple[int, ...]:
+def int_list(text: str, option: str) -> tuple[int, ...]:
+    """Whole numbers ≥ 1 from a comma-separated option, sorted and unique (bench and eval), or a one-line ``UserError``."""
     values = []
     for item in _split(text, option):
         try:
