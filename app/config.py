@@ -6,6 +6,7 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from app.errors import UserError
 
@@ -59,6 +60,8 @@ class PipelineConfig:
             before giving up; ``RECONNECT_FOREVER`` (-1, the default) never gives up, 0 = off.
             Files and image folders are never reopened.
         stall_timeout_s: a live source that delivers no frame this long has dropped.
+        events: what to do with events — the events file, clips, alerts, heat map
+            (``app.events.EventsConfig``, validated there); None = nothing.
     """
 
     source_kind: str = "video"
@@ -86,6 +89,7 @@ class PipelineConfig:
     zones: tuple[tuple[float, ...], ...] = ()
     reconnect: int = RECONNECT_FOREVER
     stall_timeout_s: float = 5.0
+    events: Any = None  # app.events.EventsConfig (imported lazily: it imports this module)
 
     def __post_init__(self) -> None:
         if self.source_kind not in SOURCE_KINDS:
@@ -170,6 +174,8 @@ class PipelineConfig:
                            (self.adapt_log, "adaptive log")):
             if path is not None:
                 check_output_path(path, what, overwrite=self.overwrite)
+        if self.events is not None:
+            self.events.check_outputs(self.overwrite)
 
 
 def check_output_path(path: str, what: str, *, overwrite: bool) -> Path:

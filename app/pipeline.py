@@ -112,6 +112,7 @@ class Pipeline:
         self._last_result_at: float | None = None
         self.record_sink: RecordSink | None = None
         self.export_sink: ExportSink | None = None
+        self.events = None  # app.events.Events when the config asks for events, set at start
         if on_result is not None:
             self._sinks.append(CallbackSink(on_result))
 
@@ -147,6 +148,10 @@ class Pipeline:
                 self.add_sink(self.export_sink)
             if self.config.counts_file:
                 self.add_sink(CountsSink(self.config.counts_file, self.analytics))
+            if self.config.events is not None:  # events file, clips, alerts, heat map (app/events.py)
+                from app.events import attach
+
+                self.events = attach(self, self.config.events)
         except BaseException:
             self._close_sinks()
             self.source.close()

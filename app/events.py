@@ -1,0 +1,428 @@
+"""Events: what happened, when, to whom — a line crossed, a zone entered or left, a watched class
+appeared — written as JSON lines, cut into clips and sent as alerts.
+
+The counters stay the one source of truth: a line or zone event is a ``CountEvent`` that
+``app/count.py`` already recorded (the same ones the counts file lists); this module only reads
+the new ones after each frame, adds the box and score of the track, and hands the record on.
+"Appear" events (``--alert-classes``) are decided here, from the tracked detections: a track of a
+watched class that has been seen in ``min_frames`` detected frames, once per track.
+
+``EventSink`` is a pipeline sink (app/sinks.py), so it runs on the sink thread, after the drawing,
+in frame order; it never blocks the detector: the JSON line is a small write, the clip frames go to
+the clip writer's own thread (app/clips.py), and the alerts to bounded queues (app/alerts.py).
+
+One record per event (``EventsConfig``/``--events OUT.jsonl``)::
+
+    {"time_s": 2.6, "wall_time": "2026-12-01T10:00:02.600+00:00", "stream": "crossing", "frame": 26,
+     "kind": "line", "event": "in", "line": "line 1", "class": "person", "track_id": 3, "score": 0.95,
+     "box": [300.0, 20.0, 340.0, 110.0], "clip": "clips/crossing-0002.600s-line-1-in.mp4"}
+
+``kind`` is "line" (``event`` "in"/"out", with ``line``), "zone" ("enter"/"exit", with ``zone``)
+or "class" ("appear"). ``clip`` is null without ``--event-clips``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from app.errors import UserError
+
+MAX_KEPT = 200  # the latest events kept in memory for the window's list
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """What to do with events; validated on construction (``UserError`` naming the option).
+
+    Attributes:
+        events: a JSON-lines file, one object per event, flushed as each happens; or None.
+        clips: a folder for one H.264 mp4 per event (overlapping events share one); or None.
+        pre_s, post_s: seconds of video before and after the event in its clip.
+        alert_classes: class names whose appearance is an event (a track seen ``min_frames`` times).
+        min_frames: detected frames a track must be seen in before its appearance is an event.
+        mqtt: "HOST[:PORT][/TOPIC]" to publish each event to (QoS 1), or None.
+        webhook: an http(s) URL to POST each event to, or None.
+        heatmap: a .png for the map of where tracked objects stood, or None.
+        counting: whether lines or zones were given (they make events of their own).
+    """
+
+    events: str | None = None
+    clips: str | None = None
+    pre_s: float = 3.0
+    post_s: float = 5.0
+    alert_classes: tuple[str, ...] = ()
+    min_frames: int = 3
+    mqtt: str | None = None
+    webhook: str | None = None
+    heatmap: str | None = None
+    counting: bool = False
+
+    def __post_init__(self) -> None:
+        for name, option in (("pre_s", "--pre"), ("post_s", "--post")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not 0 <= value <= 600:
+                raise UserError(f"{option} {value!r}: expected seconds between 0 and 600")
+        if self.pre_s + self.post_s <= 0:
+            raise UserError("--pre 0 and --post 0 leave a clip no frame; give one of them more than 0 s")
+        if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or not 1 <= self.min_frames <= 1000:
+            raise UserError(f"--alert-min-frames {self.min_frames!r}: expected a whole number of frames, 1 to 1000")
+        object.__setattr__(self, "alert_classes", tuple(str(c) for c in self.alert_classes))
+        if self.events is not None and Path(self.events).suffix.lower() not in (".jsonl", ".ndjson", ".json"):
+            raise UserError(f"--events {self.events}: expected a .jsonl file (one JSON object per line)")
+        if self.heatmap is not None and Path(self.heatmap).suffix.lower() != ".png":
+            raise UserError(f"--heatmap {self.heatmap}: expected a .png file")
+        if self.mqtt is not None:
+            from app.alerts import parse_mqtt
+
+            parse_mqtt(self.mqtt)
+        if self.webhook is not None:
+            from app.alerts import parse_webhook
+
+            parse_webhook(self.webhook)
+        if self.wants_events and not (self.counting or self.alert_classes):
+            given = next(o for o, v in (("--events", self.events), ("--event-clips", self.clips), ("--mqtt", self.mqtt),
+                                        ("--webhook", self.webhook)) if v)
+            raise UserError(f"{given}: there is nothing to report — give a --line, a --zone or --alert-classes")
+
+    @property
+    def wants_events(self) -> bool:
+        """Whether events go anywhere (a file, clips, MQTT, a webhook)."""
+        return bool(self.events or self.clips or self.mqtt or self.webhook)
+
+    @property
+    def active(self) -> bool:
+        return self.wants_events or bool(self.heatmap)
+
+    @property
+    def needs_tracking(self) -> bool:
+        return self.active or bool(self.alert_classes)
+
+    def check_outputs(self, overwrite: bool) -> None:
+        """Refuse outputs that cannot or must not be written, before any work; touches nothing."""
+        from app.config import check_output_path
+
+        if self.events is not None:
+            check_output_path(self.events, "events", overwrite=overwrite)
+        if self.heatmap is not None:
+            check_output_path(self.heatmap, "heat map", overwrite=overwrite)
+        if self.clips is not None:
+            check_folder(self.clips, "--event-clips")
+
+    def check_classes(self, class_names) -> None:
+        """Refuse an alert class the model does not know (``class_names``: the model's names)."""
+        known = [c for c in class_names if c and c != "__background__"]
+        for c in self.alert_classes:
+            if c not in known:
+                raise UserError(f"--alert-classes: {c!r} is not a class of this model (it knows: {', '.join(known[:20])}"
+                                f"{', …' if len(known) > 20 else ''})")
+
+
+def check_folder(path: str, option: str) -> Path:
+    """A folder that exists and is writable, or whose parent is (it is then created at the start)."""
+    from app.config import _writable
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{option} {path} is a file, not a folder")
+    folder = p if p.exists() else (p.parent if str(p.parent) else Path("."))
+    if not folder.is_dir():
+        raise UserError(f"{option} {path}: neither it nor its parent folder {folder} exists")
+    if not _writable(folder):
+        raise UserError(f"{option} {path}: the folder {folder} is not writable")
+    return p
+
+
+# ====================================================================== options
+def add_event_options(parser: argparse.ArgumentParser) -> None:
+    """The run command's event options."""
+    group = parser.add_argument_group(
+        "events and alerts (from --line, --zone and --alert-classes; they turn on --track)")
+    group.add_argument("--events", metavar="OUT.jsonl",
+                       help="write one JSON object per event (line crossed, zone entered/left, watched class "
+                            "appeared): time in the stream and wall clock, stream, kind, line/zone, class, track "
+                            "id, score, box, clip — flushed as it happens")
+    group.add_argument("--event-clips", metavar="DIR",
+                       help="write an annotated H.264 mp4 per event to DIR (created if missing): --pre seconds "
+                            "before it, --post after; overlapping events share a clip")
+    group.add_argument("--pre", type=float, default=3.0, metavar="S", help="seconds before an event in its clip (default: %(default)s)")
+    group.add_argument("--post", type=float, default=5.0, metavar="S", help="seconds after an event in its clip (default: %(default)s)")
+    group.add_argument("--alert-classes", default="", metavar="A,B",
+                       help="an object of these classes appearing is an event (e.g. person,car), once per track")
+    group.add_argument("--alert-min-frames", type=int, default=3, metavar="N",
+                       help="detected frames a track must be seen in before its appearance counts, so that one "
+                            "flicker is not an event (default: %(default)s)")
+    group.add_argument("--mqtt", metavar="HOST[:PORT][/TOPIC]",
+                       help="publish each event to this MQTT broker (QoS 1; port 1883, topic frcnn-video/events by "
+                            "default); a broker that is down is retried with backoff, the run never waits on it")
+    group.add_argument("--webhook", metavar="URL", help="POST each event as JSON to this http(s) URL (retried with backoff)")
+    group.add_argument("--heatmap", metavar="OUT.png",
+                       help="write where tracked objects stood (their boxes' bottom centres), over the first frame: "
+                            "OUT.png for all classes and OUT-<class>.png for each")
+
+
+def events_config_from_args(args: argparse.Namespace) -> EventsConfig | None:
+    """The ``EventsConfig`` of the parsed options; None when none of them was used."""
+    classes = tuple(c.strip() for c in (args.alert_classes or "").split(",") if c.strip())
+    config = EventsConfig(events=args.events, clips=args.event_clips, pre_s=args.pre, post_s=args.post,
+                          alert_classes=classes, min_frames=args.alert_min_frames, mqtt=args.mqtt,
+                          webhook=args.webhook, heatmap=args.heatmap, counting=bool(args.line or args.zone))
+    return config if config.active or classes else None
+
+
+# ====================================================================== the sink
+class EventLog:
+    """The JSON-lines file, shared by every stream of a run (a lock keeps lines whole)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        except OSError as exc:
+            raise UserError(f"events file {self.path} could not be created: {exc}") from None
+        self._lock = threading.Lock()
+        self.written = 0
+
+    def write(self, record: dict) -> None:
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.write(line)
+            self._file.flush()
+            self.written += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class EventSink:
+    """Turns each result's new events into records and hands them to the log, the clip writer and
+    the alert publishers.
+
+    Args:
+        config: the events settings.
+        analytics: the stream's ``app.analytics.Analytics`` (its counters' event lists are read).
+        stream: the stream's name, put in every record.
+        log: the shared events file, or None.
+        publishers: the alert publishers (``app.alerts.Publisher``), shared by the streams.
+        clips: the stream's ``app.clips.ClipWriter``, or None.
+    """
+
+    def __init__(self, config: EventsConfig, analytics, stream: str, *, log: EventLog | None = None,
+                 publishers=(), clips=None) -> None:
+        self.config, self.analytics, self.stream = config, analytics, stream
+        self.log, self.publishers, self.clips = log, tuple(publishers), clips
+        self.needs_image = clips is not None
+        self._cursors: dict[object, int] = {}  # counter → how many of its events were taken
+        self._tracks: dict[int, tuple[list[float], float]] = {}  # track id → (box, score), last seen
+        self._seen: dict[int, int] = {}  # track id of a watched class → detected frames seen
+        self._appeared: set[int] = set()
+        self._watch = set(config.alert_classes)
+        self.recent: deque[dict] = deque(maxlen=MAX_KEPT)
+        self.counts: dict[str, int] = {}
+        self._listeners: list = []
+        self._closed = False
+
+    def add_listener(self, fn) -> None:
+        """``fn(record)`` is called on the sink thread for every event (the window's list)."""
+        self._listeners.append(fn)
+
+    def write(self, result, annotated) -> None:
+        frame = result.frame
+        if result.detected:
+            self._update_tracks(result.detections)
+        events = self._count_events(frame.index) if result.detected else []
+        if result.detected and self._watch:
+            events += self._appear_events(result.detections, frame.index)
+        for e in events:
+            self._emit(e, result)
+        if self.clips is not None:
+            self.clips.add_frame(frame, annotated)
+
+    def _update_tracks(self, det) -> None:
+        for box, score, tid in zip(det.boxes, det.scores, det.track_ids):
+            if tid >= 0:
+                self._tracks[int(tid)] = ([round(float(v), 1) for v in box], round(float(score), 4))
+
+    def _count_events(self, frame_index: int) -> list[tuple]:
+        out = []
+        counters = [("line", c) for c in list(self.analytics.lines)] + [("zone", c) for c in list(self.analytics.zones)]
+        for kind, counter in counters:
+            taken = self._cursors.get(counter, 0)
+            events = counter.events
+            while taken < len(events) and events[taken].frame <= frame_index:
+                e = events[taken]
+                out.append((kind, counter.name, e.event, e.class_name, e.track_id))
+                taken += 1
+            self._cursors[counter] = taken
+        return out
+
+    def _appear_events(self, det, frame_index: int) -> list[tuple]:
+        out = []
+        for cid, tid in zip(det.class_ids, det.track_ids):
+            tid = int(tid)
+            if tid < 0 or tid in self._appeared:
+                continue
+            name = det.class_names[int(cid)] if 0 <= int(cid) < len(det.class_names) else "?"
+            if name not in self._watch:
+                continue
+            self._seen[tid] = self._seen.get(tid, 0) + 1
+            if self._seen[tid] >= self.config.min_frames:
+                self._appeared.add(tid)
+                self._seen.pop(tid, None)
+                out.append(("class", None, "appear", name, tid))
+        return out
+
+    def _emit(self, event: tuple, result) -> None:
+        kind, name, what, class_name, tid = event
+        frame = result.frame
+        box, score = self._tracks.get(tid, (None, None))
+        wall = time.time() - max(0.0, time.monotonic() - frame.captured) if frame.captured else time.time()
+        record = {"time_s": round(frame.seconds, 6),
+                  "wall_time": datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds"),
+                  "stream": self.stream, "frame": frame.index, "kind": kind, "event": what}
+        if kind in ("line", "zone"):
+            record[kind] = name
+        record.update({"class": class_name, "track_id": tid, "score": score, "box": box, "clip": None})
+        if self.clips is not None:
+            label = f"{name or class_name}-{what}"
+            record["clip"] = str(self.clips.on_event(frame.seconds, label))
+        self.counts[f"{kind} {what}"] = self.counts.get(f"{kind} {what}", 0) + 1
+        if self.log is not None:
+            self.log.write(record)
+        for p in self.publishers:
+            p.put(record)
+        self.recent.append(record)
+        for fn in self._listeners:
+            fn(record)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.clips is not None:
+            self.clips.close()
+
+    def summary(self) -> str:
+        total = sum(self.counts.values())
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        return f"events {self.stream}: {total}" + (f" ({parts})" if parts else "")
+
+
+# ====================================================================== wiring
+class Events:
+    """Everything a run does with events: the log, the publishers, each stream's sink (and clip
+    writer) and heat map. ``close()`` closes the shared parts once the streams' sinks are closed.
+    """
+
+    def __init__(self, config: EventsConfig, *, overwrite: bool = False) -> None:
+        from app.alerts import MqttPublisher, WebhookPublisher
+
+        self.config, self.overwrite = config, overwrite
+        config.check_outputs(overwrite)
+        if config.clips:
+            Path(config.clips).mkdir(exist_ok=True)
+        self.log = EventLog(config.events) if config.events else None
+        self.publishers = []
+        if config.mqtt:
+            self.publishers.append(MqttPublisher(config.mqtt))
+        if config.webhook:
+            self.publishers.append(WebhookPublisher(config.webhook))
+        for p in self.publishers:
+            p.start()
+        self.sinks: list[EventSink] = []
+        self.heatmaps: list = []
+        self._closed = False
+
+    def sinks_for(self, stream: str, analytics, source, *, heatmap_path: str | None = None) -> list:
+        """The sinks of one stream (``source``: its time base and rate, for the clips)."""
+        out: list = []
+        if self.config.wants_events:
+            clips = None
+            if self.config.clips:
+                from app.clips import ClipWriter
+
+                clips = ClipWriter(self.config.clips, stream=stream, pre_s=self.config.pre_s, post_s=self.config.post_s,
+                                   rate=source.rate, overwrite=self.overwrite)
+            sink = EventSink(self.config, analytics, stream, log=self.log, publishers=self.publishers, clips=clips)
+            self.sinks.append(sink)
+            out.append(sink)
+        path = heatmap_path or self.config.heatmap
+        if path:
+            from app.heatmap import HeatmapSink
+
+            heat = HeatmapSink(path, overwrite=self.overwrite)
+            self.heatmaps.append(heat)
+            out.append(heat)
+        return out
+
+    def close(self) -> None:
+        """Close the log and give the publishers a short, bounded time to deliver what is queued."""
+        if self._closed:
+            return
+        self._closed = True
+        for sink in self.sinks:
+            sink.close()
+        for p in self.publishers:
+            p.close()
+        if self.log is not None:
+            self.log.close()
+
+    def summary_lines(self) -> list[str]:
+        out = [s.summary() for s in self.sinks]
+        if self.log is not None:
+            out.append(f"events file: {self.log.path.resolve()} ({self.log.written} events)")
+        for s in self.sinks:
+            if s.clips is not None:
+                out.append(s.clips.summary())
+        out += [p.summary() for p in self.publishers]
+        out += [h.summary() for h in self.heatmaps]
+        return out
+
+
+class _Closer:
+    """A sink that closes the run's ``Events`` when the pipeline closes its sinks (after the
+    stream's own event sink, which was added before it)."""
+
+    needs_image = False
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+
+    def write(self, result, annotated) -> None:
+        pass
+
+    def close(self) -> None:
+        self.events.close()
+
+
+def attach(pipeline, config: EventsConfig) -> Events:
+    """Build the run's events for a single-stream ``pipeline`` and add its sinks; returns them."""
+    if config.needs_tracking:
+        pipeline.analytics.set_tracking(True)
+    events = Events(config, overwrite=pipeline.config.overwrite)
+    try:
+        for sink in events.sinks_for(stream_name(pipeline.source), pipeline.analytics, pipeline.source):
+            pipeline.add_sink(sink)
+        pipeline.add_sink(_Closer(events))
+    except BaseException:
+        events.close()
+        raise
+    return events
+
+
+def stream_name(source) -> str:
+    """A short name for a single stream: its file's stem, else the source's own name."""
+    name = str(getattr(source, "name", "") or "stream")
+    stem = Path(name).stem if "://" not in name else name.rsplit("/", 1)[-1]
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)[:40] or "stream"
