@@ -1,5 +1,11 @@
 """``eval``: COCO AP / AP50 / AP75 (and AP50 per class) of a model — or of the teacher — on a COCO JSON,
-and the share of objects found (recall at IoU ≥ 0.5 of the detections scoring ≥ 0.3; all, per class, persons).
+and the share of objects found (recall at IoU ≥ 0.5 of the detections scoring ≥ the model's own threshold; all,
+per class, persons), and what it gets wrong: precision at the model's threshold and at 0.5, and the false boxes,
+overall and per picture, by kind (duplicate, part of a labelled object, wrong class, loose, background;
+``detector/precision.py`` defines them).
+
+``--detections dets.csv`` scores what a user got instead of running a model: the export of
+``run.py --images DIR --export dets.csv`` (its ``file`` column names each picture).
 
 The model is any the product can load (``--model``/``--weights`` as for running it); ``--teacher-sizes``
 scores the YOLOv3-tiny teacher instead, and ``--teachers yolo,nanodet,centernet`` any of the teachers
@@ -29,6 +35,9 @@ from app.bench import int_list
 from app.errors import UserError
 from app.teachers import add_teacher_arguments, teacher_from_args
 
+RECALL_SCORE = 0.3  # the recall's and first precision's threshold for teachers and exports (a model: its own)
+PRECISION_SCORE = 0.5  # precision is also reported here, whatever the model's threshold
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run.py eval", description=__doc__.split("\n\n")[0],
@@ -50,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the int8 verdict and the AP50 grid to this profile file (e.g. assets/model_profiles.json)")
     add_teacher_arguments(p, None, ("--teacher-sizes",))
     p.add_argument("--recall-iou", type=float, default=0.5, help="IoU at which a detection finds an object")
-    p.add_argument("--recall-score", type=float, default=0.3,
-                   help="detections scoring at least this count for the recall (the threshold a user runs with)")
+    p.add_argument("--recall-score", type=float, default=None,
+                   help="detections scoring at least this count for the recall and the first precision (default: "
+                        "the model's own threshold, the one a user runs with; 0.3 for teachers and --detections)")
+    p.add_argument("--detections", default=None,
+                   help="score this export of run.py --images DIR --export FILE (.csv/.json) instead of running a model")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     return p
 
@@ -65,13 +77,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         proposals = int_list(args.proposals, "--proposals")
         scales = int_list(args.scales, "--scales") if args.scales else ()  # sizes the detector refuses: one line
         coco = _ground_truth(args)
-        if args.yolo_sizes or args.teachers:
+        if args.detections:
+            if args.yolo_sizes or args.teachers or len(proposals) > 1 or scales or len(precisions) > 1:
+                raise UserError("--detections scores an export: it takes no teacher, --scales, --proposals or --precision list")
+            exported = _exported(Path(args.detections), coco)
+            args.recall_score = RECALL_SCORE if args.recall_score is None else args.recall_score
+            rows = [{"precision": precisions[0], "metrics": run(args, coco, None, exported)}]
+            detector = None
+        elif args.yolo_sizes or args.teachers:
+            args.recall_score = RECALL_SCORE if args.recall_score is None else args.recall_score
             if len(proposals) > 1 or scales:
                 raise UserError("--scales and several --proposals are for a model, not a teacher")
             rows = [{"precision": precisions[0], "metrics": run(args, coco, _teacher(args))}]
             detector = None
         else:
             detector = _model(args, precisions[0], proposals[0])  # one model, its knobs switched cell by cell
+            if args.recall_score is None:
+                args.recall_score = detector.default_score_threshold
             rows = [{"precision": precision, "input_size": size, "proposals": n,
                      "metrics": run(args, coco, lambda rgb: detector.detect([rgb], timing=False)[0])}
                     for precision, size, n in _cells(detector, precisions, scales, proposals)]
@@ -82,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{args.data}{tag}: {format_metrics(metrics)}  [{metrics['images']} images, {metrics['seconds']:.1f} s]")
                 found = ", ".join(f"{name} {f}/{n}" for name, (f, n) in metrics["per_class_found"].items())
                 print(f"found per class (IoU ≥ {args.recall_iou:g}, score ≥ {args.recall_score:g}): {found or 'no objects'}")
+                _print_precision(metrics["precision"])
         else:
             for row in rows:
                 m = row["metrics"]
@@ -161,7 +184,7 @@ def _ground_truth(args):
 
     path = Path(args.data)
     for name, value in (("--recall-iou", args.recall_iou), ("--recall-score", args.recall_score)):
-        if not 0.0 <= value <= 1.0:
+        if value is not None and not 0.0 <= value <= 1.0:
             raise UserError(f"{name} {value} must be in [0, 1]")
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
@@ -171,24 +194,71 @@ def _ground_truth(args):
         raise UserError(f"--data {path}: {exc}") from None
 
 
-def run(args, coco, detect) -> dict:
-    """The metrics of ``detect`` (RGB image → Detections) on ``coco``, the ground truth of ``args.data``."""
+def run(args, coco, detect, predictions: dict | None = None) -> dict:
+    """The metrics of ``detect`` (RGB image → Detections) on ``coco``, the ground truth of ``args.data``
+    (or of ``predictions``, image id → Detections, already made): AP, recall, and under "precision" the
+    precision report (``detector.precision.false_boxes``) at ``args.recall_score`` and at 0.5."""
     from detector.evaluate import evaluate
+    from detector.precision import false_boxes
 
     path = Path(args.data)
-    predictions = {}
     started = time.perf_counter()
-    for image_id, info in sorted(coco.imgs.items()):
-        file = Path(info["file_name"])
-        file = file if file.is_absolute() else path.parent / file
-        bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise UserError(f"image {file} (id {image_id}) of {path} cannot be read")
-        predictions[image_id] = detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    if predictions is None:
+        predictions = {}
+        for image_id, info in sorted(coco.imgs.items()):
+            file = Path(info["file_name"])
+            file = file if file.is_absolute() else path.parent / file
+            bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise UserError(f"image {file} (id {image_id}) of {path} cannot be read")
+            predictions[image_id] = detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     seconds = time.perf_counter() - started
     metrics = evaluate(coco, predictions, recall_iou=args.recall_iou, recall_score=args.recall_score)
     metrics["seconds"] = seconds
+    metrics["precision"] = [false_boxes(coco, predictions, s, args.recall_iou)
+                            for s in sorted({args.recall_score, PRECISION_SCORE})]
     return metrics
+
+
+def _print_precision(reports: list[dict]) -> None:
+    from detector.precision import format_precision, per_picture_table
+
+    for report in reports:
+        print(f"precision at {format_precision(report)}")
+    print("false boxes per picture: duplicate (IoU ≥ 0.5 with a label already found) / part (≥ 70 % inside a label "
+          "of its class) / wrong class (IoU ≥ 0.5 with another class's object) / loose (IoU ≥ 0.1 with its class) / "
+          "background")
+    print(per_picture_table(reports))
+
+
+def _exported(path: Path, coco) -> dict:
+    """Image id → Detections from an export of ``run.py --images DIR --export FILE``, matched by file name."""
+    import numpy as np
+
+    from app.export import read_rows
+    from detector.detections import Detections
+
+    if not path.is_file():
+        raise UserError(f"--detections {path} does not exist")
+    try:
+        rows = read_rows(path)
+    except (ValueError, KeyError, OSError) as exc:
+        raise UserError(f"--detections {path} cannot be read: {exc}") from None
+    if rows and "file" not in rows[0]:
+        raise UserError(f"--detections {path} has no 'file' column: export an image folder (run.py --images DIR --export FILE)")
+    ids = {Path(info["file_name"]).name: image_id for image_id, info in coco.imgs.items()}
+    unknown = sorted({Path(str(r["file"])).name for r in rows} - set(ids))
+    if unknown:
+        raise UserError(f"--detections {path}: {len(unknown)} picture(s) not in --data, e.g. {unknown[0]!r}")
+    names = ("__background__", *sorted({str(r["class"]) for r in rows}))
+    index = {n: i for i, n in enumerate(names)}
+    out = {}
+    for image_id in coco.imgs:
+        mine = [r for r in rows if ids[Path(str(r["file"])).name] == image_id]
+        boxes = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2")] for r in mine], np.float32).reshape(-1, 4)
+        out[image_id] = Detections(boxes, np.array([float(r["score"]) for r in mine], np.float32),
+                                   np.array([index[str(r["class"])] for r in mine], np.int64), names)
+    return out
 
 
 def _model(args, precision: str, proposals: int):
