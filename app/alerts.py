@@ -31,7 +31,7 @@ DEFAULT_PORT = 1883
 DEFAULT_TOPIC = "frcnn-video/events"
 CAPACITY = 1000  # events waiting to be sent; beyond it the oldest are dropped
 BACKOFF_S = (0.2, 5.0)  # first and longest wait between tries
-DRAIN_S = 3.0  # at the end of the run, how long queued events may still take
+DRAIN_S = 5.0  # at the end of the run, how long queued events may still take
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)$")
 
 
@@ -83,11 +83,12 @@ class Publisher:
     target = "?"
 
     def __init__(self, *, capacity: int = CAPACITY, backoff_s: tuple[float, float] = BACKOFF_S,
-                 drain_s: float = DRAIN_S) -> None:
+                 drain_s: float | None = None) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=capacity)
-        self.backoff_s, self.drain_s = backoff_s, drain_s
+        self.backoff_s, self.drain_s = backoff_s, DRAIN_S if drain_s is None else drain_s
         self._closing = threading.Event()
         self._halt = threading.Event()
+        self._wake = threading.Event()  # cuts a backoff short: set by close() and by the halt
         self._deadline = float("inf")
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"alerts-{type(self).__name__}", daemon=True)
@@ -140,7 +141,8 @@ class Publisher:
                         if left <= 0:
                             break
                         delay = min(delay, left)
-                    self._halt.wait(delay)
+                    self._wake.wait(delay)
+                    self._wake.clear()
                     continue
                 self.sent += 1
                 self.retried += tries > 0
@@ -162,9 +164,11 @@ class Publisher:
             return
         self._deadline = time.monotonic() + self.drain_s
         self._closing.set()
+        self._wake.set()  # a send waiting out a backoff tries once more now
         self._thread.join(self.drain_s + 6.0)  # + one send's own timeouts
         if self._thread.is_alive():
             self._halt.set()
+            self._wake.set()
             self._thread.join(2.0)
 
     def summary(self) -> str:

@@ -240,6 +240,10 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], detec
     """The run command with several sources: checks, then the window or the headless run."""
     from app.run import has_display, note
 
+    if getattr(args, "events", None) or getattr(args, "event_clips", None) or getattr(args, "mqtt", None) \
+            or getattr(args, "webhook", None) or getattr(args, "heatmap", None) or getattr(args, "alert_classes", None):
+        raise UserError("--events, --event-clips, --alert-classes, --mqtt, --webhook and --heatmap work with one "
+                        f"stream for now (tracking runs per single pipeline); {len(sources)} were given")
     configs = stream_configs(args, sources)
     for _, config in configs:
         config.check_outputs()
@@ -298,6 +302,8 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
         try:
             while not pipeline.wait(0.2):
                 _print_events(streams, progress)
+                if line := setup.take_announcement():  # --precision auto measured and switched: said once
+                    progress.message(f"note: {line}")
                 progress.update(pipeline.stats())
         except KeyboardInterrupt:
             interrupted = True
@@ -310,7 +316,7 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
         stats = pipeline.stats()
         progress.update(stats, final=True)
         print(stats.summary(), file=sys.stderr)
-        for line in setup.notes:  # what --precision auto chose and why: at the end, not before a first error
+        for line in setup.summary_lines():  # what --precision auto chose and why: at the end, not before a first error
             note(line)
         for stream in streams:
             if hasattr(stream.source, "summary"):

@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "on --track). The counts, with the time of every crossing, go to EXPORT.counts.json "
                             "next to --export")
 
+    from app.events import add_event_options
+
+    add_event_options(parser)  # --events, --event-clips, --pre/--post, --alert-classes, --mqtt, --webhook, --heatmap
+
     run = parser.add_argument_group("run")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--target-fps", type=float, metavar="N",
@@ -127,8 +131,10 @@ def build_configs(args: argparse.Namespace):
     """(PipelineConfig, DetectorConfig) from parsed options; raises UserError / ConfigError."""
     from app.config import PipelineConfig
     from app.count import Shape
+    from app.events import events_config_from_args
 
     kind, source = source_list(args)[0]
+    events = events_config_from_args(args)
     pipeline = PipelineConfig(
         source_kind=kind,
         source=str(source),
@@ -137,7 +143,7 @@ def build_configs(args: argparse.Namespace):
         overwrite=args.overwrite,
         max_frames=args.max_frames,
         headless=args.headless,
-        track=args.track,
+        track=args.track or bool(events and events.needs_tracking),
         trails=args.trails,
         lines=tuple(Shape.parse("line", text).coords for text in args.line),
         zones=tuple(Shape.parse("zone", text).coords for text in args.zone),
@@ -145,6 +151,7 @@ def build_configs(args: argparse.Namespace):
         stall_timeout_s=args.stall_timeout,
         target_fps=args.target_fps,
         adapt_log=args.adapt_log,
+        events=events,
     )
     return pipeline, detector_config_from_args(args)
 
@@ -233,6 +240,7 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
         try:
             while not pipeline.wait(0.2):
                 _print_source_events(source, progress)
+                _print_setup_change(setup, progress)
                 progress.update(pipeline.stats())
         except KeyboardInterrupt:
             interrupted = True
@@ -252,9 +260,11 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
         _print_source_events(source, progress)
         progress.update(stats, final=True)
         print(stats.summary(), file=sys.stderr)
-        for line in setup.notes:  # what --precision auto chose and why: at the end, not before a first error
+        for line in setup.summary_lines():  # what --precision auto chose and why: at the end, not before a first error
             note(line)
         for line in pipeline.analytics.summary_lines():
+            print(line, file=sys.stderr)
+        for line in pipeline.events.summary_lines() if pipeline.events is not None else ():
             print(line, file=sys.stderr)
         if hasattr(source, "summary"):  # a live source that reconnects: its drops and time down
             print(f"reconnection: {source.summary()}", file=sys.stderr)
@@ -278,6 +288,13 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
             pipeline.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _print_setup_change(setup, progress) -> None:
+    """One line when --precision auto has measured its candidates and switched (said once)."""
+    line = setup.take_announcement()
+    if line:
+        progress.message(f"note: {line}")
 
 
 def _print_source_events(source, progress) -> None:
