@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -67,6 +68,7 @@ class Recorder:
         self._container = None
         self._stream = None
         self._last_pts: int | None = None
+        self._good_size = 0  # the file's size after the last frame that was written whole
         self._closed = False
 
     def _open(self, width: int, height: int) -> None:
@@ -139,6 +141,8 @@ class Recorder:
             return False
         self._last_pts = pts
         self.frames_written += 1
+        with contextlib.suppress(FileNotFoundError):  # created at the encoder's first packet
+            self._good_size = os.stat(self.path).st_size  # everything muxed is on disk (flush_packets)
         return True
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
@@ -186,6 +190,11 @@ class Recorder:
             # The trailer cannot be written either: the file ends at its last fragment.
             with contextlib.suppress(OSError, av.error.FFmpegError):
                 self._container.close()
+        # Cut the half-written fragment (or cluster) off: its truncated last packet stopped PyAV's
+        # decoding with an error (InvalidDataError), where now readers end cleanly at the last whole one.
+        with contextlib.suppress(OSError):
+            if self._good_size and self.path.stat().st_size > self._good_size:
+                os.truncate(self.path, self._good_size)
 
     def __enter__(self) -> Recorder:
         return self
