@@ -1,14 +1,19 @@
 """The export sink: one row per detection (frame, timestamp s, class, score, x1, y1, x2, y2, track id), as
-JSON or CSV. ``track_id`` is the tracker's identity of the object, -1 when tracking is off (or the
-track is not confirmed yet). Rows of an image folder also name their image (a last column ``file``).
+JSON, JSON Lines or CSV. ``track_id`` is the tracker's identity of the object, -1 when tracking is off
+(or the track is not confirmed yet). Rows of an image folder also name their image (a last column
+``file``).
 
-Rows are written as they come and the file is completed by ``close()``, so a run stopped by
-Ctrl-C still leaves a valid file with every frame processed so far.
+Crash-safe: each frame's rows reach the OS in one write as soon as the frame is done, so a run killed
+with SIGKILL leaves every frame written so far. ``.jsonl`` and ``.csv`` only ever append; ``.json``
+rewrites its closing bracket after every frame, so the file is a valid array at any moment, not only
+after ``close()``. A write that fails (disk full, file too large) cuts the file back to its last whole
+frame (a ``.json`` gets its bracket back), says why in ``failed`` (one line) and ignores later rows.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,8 +34,12 @@ def result_rows(result: Result) -> list[dict]:
     ]
 
 
+FORMATS = ("json", "jsonl", "csv")
+
+
 class Exporter:
-    """Writes rows to ``path`` (.json: a list of objects; .csv: a header and one line per row).
+    """Writes rows to ``path`` (.json: a list of objects; .jsonl: one object a line; .csv: a header
+    and one line per row).
 
     ``extra_columns`` come first in every row, their values given to ``write`` (many streams in
     one file: ``Exporter(path, extra_columns=("stream",))``, ``write(result, stream="cam1")``).
@@ -41,43 +50,81 @@ class Exporter:
     def __init__(self, path: str | Path, *, extra_columns: Sequence[str] = (), file_column: bool = False) -> None:
         self.path = Path(path)
         self.format = self.path.suffix.lower().lstrip(".")
-        if self.format not in ("json", "csv"):
-            raise ValueError(f"export {path}: expected a .json or .csv file, got {self.path.suffix!r}")
+        if self.format not in FORMATS:
+            raise ValueError(f"export {path}: expected a .json, .jsonl or .csv file, got {self.path.suffix!r}")
         self.columns = (*extra_columns, *COLUMNS, *(("file",) if file_column else ()))
         self.file_column = file_column
         self.rows_written = 0
         self.frames_written = 0
-        self._file = open(self.path, "w", newline="" if self.format == "csv" else None, encoding="utf-8")  # noqa: SIM115
-        if self.format == "csv":
-            self._csv = csv.DictWriter(self._file, fieldnames=self.columns)
-            self._csv.writeheader()
-        else:
-            self._file.write("[")
+        self.failed: str | None = None  # one line: why the export stopped early (disk full, ...)
         self._closed = False
+        # Unbuffered: one write() per frame hands the rows to the OS at once (a kill loses nothing).
+        self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115
+        self._end = 0  # where the next rows go: the end of the last whole frame
+        head = {"csv": self._csv_text([dict(zip(self.columns, self.columns))]), "json": "[", "jsonl": ""}[self.format]
+        self._append(head.encode())
 
     def write(self, result: Result, **extra) -> None:
+        if self.failed is not None:
+            return
+        rows = []
         for row in result_rows(result):
             if extra:
                 row = {**extra, **row}
             if self.file_column:
                 row["file"] = result.frame.file
+            rows.append(row)
+        if rows:
             if self.format == "csv":
-                self._csv.writerow(row)
+                text = self._csv_text(rows)
+            elif self.format == "jsonl":
+                text = "".join(json.dumps(row) + "\n" for row in rows)
             else:
-                self._file.write(("\n" if self.rows_written == 0 else ",\n") + json.dumps(row))
-            self.rows_written += 1
+                text = ("\n" if self.rows_written == 0 else ",\n") + ",\n".join(json.dumps(row) for row in rows)
+            if not self._append(text.encode()):
+                return
+            self.rows_written += len(rows)
         self.frames_written += 1
 
+    def _csv_text(self, rows: list[dict]) -> str:
+        out = io.StringIO(newline="")
+        csv.DictWriter(out, fieldnames=self.columns).writerows(rows)
+        return out.getvalue()
+
+    def _append(self, data: bytes) -> bool:
+        """Write ``data`` at the end of the last whole frame (a .json's closing bracket after it)."""
+        tail = b"\n]\n" if self.format == "json" else b""
+        try:
+            self._file.seek(self._end)
+            view = memoryview(data + tail)
+            while view:  # a raw file may take part of it: write the rest
+                view = view[self._file.write(view):]
+        except OSError as exc:
+            self._fail(exc)
+            return False
+        self._end += len(data)
+        return True
+
+    def _fail(self, exc: OSError) -> None:
+        """Keep what was written: cut the half-written frame off, give a .json its bracket back."""
+        self.failed = f"export {self.path} stopped after {self.frames_written} frames: {exc.strerror or exc}"
+        tail = b"\n]\n" if self.format == "json" else b""
+        try:
+            if tail:  # overwrite in place (no new block needed on a full disk), then cut
+                self._file.seek(self._end)
+                self._file.write(tail)
+            self._file.truncate(self._end + len(tail))
+        except OSError:
+            pass  # the disk refuses even that: the rows before are there all the same
+        self._closed = True
+        self._file.close()
+
     def close(self) -> None:
-        """Complete and close the file. Safe to call twice."""
+        """Close the file (complete already: every write left it whole). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        try:
-            if self.format == "json":
-                self._file.write("\n]\n")
-        finally:
-            self._file.close()
+        self._file.close()
 
     def __enter__(self) -> Exporter:
         return self
@@ -87,10 +134,12 @@ class Exporter:
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """Rows back from a JSON or CSV export (numbers as numbers)."""
+    """Rows back from a JSON, JSON Lines or CSV export (numbers as numbers)."""
     path = Path(path)
     if path.suffix.lower() == ".json":
         return json.loads(path.read_text(encoding="utf-8"))
+    if path.suffix.lower() == ".jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for row in rows:

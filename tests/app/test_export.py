@@ -1,4 +1,5 @@
-"""Export rows: one per detection, JSON and CSV, complete after close, from a real pipeline run."""
+"""Export rows: one per detection, JSON, JSON Lines and CSV, complete after every frame (not only after
+close), cut back to the last whole frame when the disk refuses a write, from a real pipeline run."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def result(index: int, n: int) -> Result:
     return Result(frame, det)
 
 
-@pytest.mark.parametrize("ext", ["json", "csv"])
+@pytest.mark.parametrize("ext", ["json", "jsonl", "csv"])
 def test_rows_round_trip(tmp_path, ext):
     path = tmp_path / f"dets.{ext}"
     with Exporter(path) as exporter:
@@ -47,7 +48,7 @@ def test_empty_json_is_valid(tmp_path):
 
 
 def test_unknown_extension():
-    with pytest.raises(ValueError, match="json or .csv"):
+    with pytest.raises(ValueError, match=r"\.json, \.jsonl or \.csv"):
         Exporter("dets.txt")
 
 
@@ -65,7 +66,7 @@ def test_pipeline_exports_every_frame(clip10, tmp_path):
     assert [r["timestamp_s"] for r in rows] == pytest.approx([i / 10 for i in range(10)])
 
 
-@pytest.mark.parametrize("ext", ["json", "csv"])
+@pytest.mark.parametrize("ext", ["json", "jsonl", "csv"])
 def test_track_ids_round_trip(tmp_path, ext):
     """The tracker's IDs come back from the file as they went in; -1 when a row has none."""
     path = tmp_path / f"tracked.{ext}"
@@ -91,3 +92,43 @@ def test_pipeline_with_tracking_exports_the_ids_it_drew(clip10, tmp_path):
     ids = [int(t) for r in seen for t in r.detections.track_ids]
     assert [r["track_id"] for r in rows] == ids and len(rows) == 10
     assert ids[:2] == [-1, -1] and set(ids[2:]) == {0}  # confirmed on its third frame, then one ID
+
+
+@pytest.mark.parametrize("ext", ["json", "jsonl", "csv"])
+def test_the_file_is_whole_after_every_frame_without_close(tmp_path, ext):
+    """What a SIGKILL would leave: read while the exporter is still open, after each frame."""
+    path = tmp_path / f"open.{ext}"
+    exporter = Exporter(path)
+    expected = []
+    for i, n in enumerate([2, 0, 1, 3]):
+        exporter.write(result(i, n))
+        expected += [i] * n
+        assert [r["frame"] for r in read_rows(path)] == expected
+    exporter.close()
+    assert [r["frame"] for r in read_rows(path)] == expected
+
+
+@pytest.mark.parametrize("ext", ["json", "jsonl", "csv"])
+def test_a_refused_write_keeps_every_whole_frame(tmp_path, ext):
+    """The disk refuses the 3rd frame's rows (as a full disk or a file-size limit would): the file
+    keeps frames 0-1, parses, the failure is one line, and later frames are ignored."""
+    path = tmp_path / f"full.{ext}"
+    exporter = Exporter(path)
+    exporter.write(result(0, 2))
+    exporter.write(result(1, 1))
+    real_write, room = exporter._file.write, [path.stat().st_size + 20]
+
+    def filling_disk(data):  # takes what fits, then ENOSPC for anything past the end of the room
+        f = exporter._file
+        fits = max(0, room[0] - f.tell())
+        if fits == 0:
+            raise OSError(28, "No space left on device")
+        return real_write(bytes(data)[:fits])
+
+    exporter._file.write = filling_disk
+    exporter.write(result(2, 3))
+    exporter.write(result(3, 1))
+    exporter.close()
+    assert exporter.failed == f"export {path} stopped after 2 frames: No space left on device"
+    assert [r["frame"] for r in read_rows(path)] == [0, 0, 1]
+    assert exporter.frames_written == 2 and exporter.rows_written == 3
