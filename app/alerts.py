@@ -93,6 +93,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"alerts-{type(self).__name__}", daemon=True)
         self.sent = self.retried = self.dropped = self.failures = 0
+        self._redelivered = False  # set by a send that went through only after a reconnect
         self.last_error: str | None = None
 
     def start(self) -> Publisher:
@@ -145,7 +146,8 @@ class Publisher:
                     self._wake.clear()
                     continue
                 self.sent += 1
-                self.retried += tries > 0
+                self.retried += tries > 0 or self._redelivered
+                self._redelivered = False
                 item = None
         finally:
             self.dropped += (item is not None) + self._queue.qsize()
@@ -173,6 +175,8 @@ class Publisher:
 
     def summary(self) -> str:
         text = f"{self.target}: sent {self.sent}, retried {self.retried}, dropped {self.dropped}"
+        if getattr(self, "lost", 0):
+            text += f"; connection lost {self.lost} time(s)"
         if self.failures:
             text += f" ({self.failures} failed tr{'y' if self.failures == 1 else 'ies'}; last: {self.last_error})"
         return text
@@ -187,7 +191,9 @@ class Publisher:
 
 class MqttPublisher(Publisher):
     """Publishes each event to ``HOST[:PORT][/TOPIC]`` with QoS 1 (paho-mqtt); a send counts once
-    the broker has acknowledged it (PUBACK)."""
+    the broker has acknowledged it (PUBACK). An event counts as retried when a try failed, when it
+    had to wait for a new connection after the broker went away, or when paho sent it again after
+    reconnecting on its own."""
 
     def __init__(self, address: str, *, timeout_s: float = 2.0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -195,6 +201,9 @@ class MqttPublisher(Publisher):
         self.timeout_s = timeout_s
         self.target = f"mqtt {self.host}:{self.port}/{self.topic}"
         self._client = None
+        self.lost = 0  # connections that dropped (the broker went away)
+        self._up = threading.Event()  # connected: set by on_connect, cleared by on_disconnect
+        self._connected_once = False
 
     def _connect(self):
         import paho.mqtt.client as mqtt
@@ -202,11 +211,13 @@ class MqttPublisher(Publisher):
         client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
         client.connect_timeout = self.timeout_s
         client.reconnect_delay_set(min_delay=1, max_delay=5)
+        client.on_disconnect = self._on_disconnect
+        client.on_connect = self._on_connect
         self._client = client
         client.connect(self.host, self.port, keepalive=15)
         client.loop_start()
         deadline = time.monotonic() + self.timeout_s
-        while not client.is_connected():
+        while not self._up.is_set():
             if time.monotonic() > deadline or self._halt.is_set():
                 raise ConnectionError(f"no CONNACK from {self.host}:{self.port} within {self.timeout_s:g} s")
             time.sleep(0.02)
@@ -216,18 +227,35 @@ class MqttPublisher(Publisher):
         import paho.mqtt.client as mqtt
 
         client = self._client
-        if client is None or not client.is_connected():
+        if client is None or not self._up.is_set():  # paho's is_connected() lags behind a lost socket
+            if self._connected_once:  # this event waits for a new connection: it counts as retried
+                self._redelivered = True
             self._reset()
             client = self._connect()
+            self._connected_once = True
+        lost = self.lost
         info = client.publish(self.topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise ConnectionError(f"publish failed: {mqtt.error_string(info.rc)}")
         info.wait_for_publish(timeout=self.timeout_s)
         if not info.is_published():
             raise TimeoutError(f"no PUBACK within {self.timeout_s:g} s")
+        if self.lost != lost:  # paho's loop reconnected and sent it again: a retry all the same
+            self._redelivered = True
+            self.last_error = "the broker went away; paho reconnected and sent it again"
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if client is self._client and not reason_code.is_failure:
+            self._up.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if client is self._client:  # not the one _reset() is closing
+            self._up.clear()
+            self.lost += 1
 
     def _reset(self) -> None:
         client, self._client = self._client, None
+        self._up.clear()
         if client is not None:
             client.loop_stop()
             client.disconnect()
