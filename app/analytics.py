@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from app.count import LineCounter, LineState, Shape, ZoneCounter, ZoneState
-from app.errors import UserError
+from app.durable import Every, write_atomic
 from app.track import Tracker, Trails
 from detector.detections import Detections
 
@@ -266,22 +266,33 @@ def _round(points: np.ndarray) -> list[list[float]]:
 
 
 class CountsSink:
-    """Writes the counts file when the run ends (also after Ctrl-C: sinks are closed on every stop)."""
+    """Writes the counts file every second while the run goes on and once more when it ends (also
+    after Ctrl-C: sinks are closed on every stop), each time atomically (app/durable.py): a killed
+    run leaves a whole file at most a second behind. A write that fails sets ``failed`` (one line),
+    keeps the last whole file, and stops the counts file only."""
 
     needs_image = False
 
     def __init__(self, path: str | Path, analytics: Analytics) -> None:
         self.path = Path(path)
         self.analytics = analytics
+        self.failed: str | None = None
+        self._every = Every()
+        self._closed = False
 
     def write(self, result, annotated) -> None:
-        pass
+        if self.failed is None and self._every.due():
+            self._save()
+
+    def _save(self) -> None:
+        try:
+            write_atomic(self.path, json.dumps(self.analytics.report(), indent=1) + "\n")
+        except OSError as exc:
+            self.failed = f"counts file {self.path} could not be written: {exc.strerror or exc}"
 
     def close(self) -> None:
-        if getattr(self, "_closed", False):
+        if self._closed:
             return
         self._closed = True
-        try:
-            self.path.write_text(json.dumps(self.analytics.report(), indent=1) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"counts file {self.path} could not be written: {exc}") from None
+        if self.failed is None:
+            self._save()

@@ -17,7 +17,7 @@ SOURCE_KINDS = ("video", "camera", "images", "url")
 POLICIES = ("auto", "every_frame", "drop_stale")
 LIVE_KINDS = ("camera", "url")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".m4v")  # containers that take H.264
-EXPORT_EXTENSIONS = (".json", ".csv")
+EXPORT_EXTENSIONS = (".json", ".jsonl", ".csv")
 RECONNECT_FOREVER = -1  # PipelineConfig.reconnect: retry a dropped live source without end
 MAX_STREAMS = 16  # streams one process runs with one detector (app/multi.py)
 
@@ -30,7 +30,9 @@ class PipelineConfig:
         source_kind: "video", "camera", "images" or "url".
         source: a file path, a camera index ("0"), a folder or glob of images, or a URL.
         record: annotated H.264 video to write (.mp4/.mkv/.mov/.m4v), or None.
-        export: detections to write as rows (.json or .csv), or None.
+        export: detections to write as rows (.json, .jsonl or .csv), or None.
+        segment_s: cut the recording into files of this many seconds of stream time
+            (``app.segments``: OUT-00001.mp4, … and OUT.segments.json); None = one file.
         overwrite: replace existing outputs; without it an existing output is refused untouched.
         max_frames: stop after this many frames read from the source; None = all.
         policy: "every_frame", "drop_stale", or "auto" (drop_stale for cameras and URLs).
@@ -68,6 +70,7 @@ class PipelineConfig:
     source: str = ""
     record: str | None = None
     export: str | None = None
+    segment_s: float | None = None
     overwrite: bool = False
     max_frames: int | None = None
     policy: str = "auto"
@@ -122,6 +125,11 @@ class PipelineConfig:
             _check_extension(self.record, VIDEO_EXTENSIONS, "recording", "a video")
         if self.export is not None:
             _check_extension(self.export, EXPORT_EXTENSIONS, "export", "a detections file")
+        if self.segment_s is not None:
+            if isinstance(self.segment_s, bool) or not isinstance(self.segment_s, (int, float)) or not 0 < self.segment_s <= 86400:
+                raise UserError(f"segment length {self.segment_s!r} must be a number of seconds in (0, 86400]")
+            if self.record is None:
+                raise UserError("--segment needs --record (it cuts the recording into files)")
         if self.adapt_log is not None:
             if self.target_fps is None:
                 raise UserError("--adapt-log needs --target-fps (there is nothing to log without a target)")
@@ -170,10 +178,15 @@ class PipelineConfig:
 
         Nothing is created or changed here; raises ``UserError`` naming the path and the reason.
         """
-        for path, what in ((self.record, "recording"), (self.export, "export"), (self.counts_file, "counts"),
+        record = self.record if self.segment_s is None else None
+        for path, what in ((record, "recording"), (self.export, "export"), (self.counts_file, "counts"),
                            (self.adapt_log, "adaptive log")):
             if path is not None:
                 check_output_path(path, what, overwrite=self.overwrite)
+        if self.record is not None and self.segment_s is not None:
+            from app import segments
+
+            segments.check_outputs(self.record, overwrite=self.overwrite)
         if self.events is not None:
             self.events.check_outputs(self.overwrite)
 

@@ -72,8 +72,14 @@ class Lane:
     def open_outputs(self) -> None:
         """Open the stream's recording (``config.record``); checked again, refused untouched."""
         if self.config.record:
-            check_output_path(self.config.record, "recording", overwrite=self.config.overwrite)
-            self.record_sink = RecordSink(self.config.record, time_base=self.source.time_base, rate=self.source.rate)
+            if self.config.segment_s:  # out-<stream>-00001.mp4, ... (app/segments.py)
+                from app import segments
+
+                segments.check_outputs(self.config.record, overwrite=self.config.overwrite)
+            else:
+                check_output_path(self.config.record, "recording", overwrite=self.config.overwrite)
+            self.record_sink = RecordSink(self.config.record, time_base=self.source.time_base, rate=self.source.rate,
+                                          segment_s=self.config.segment_s, overwrite=self.config.overwrite)
             self.add_sink(self.record_sink)
 
     def add_sink(self, sink: Sink) -> Sink:

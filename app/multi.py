@@ -37,7 +37,7 @@ from app.export import Exporter
 from app.frames import Result
 from app.lane import END, POLL_S, Lane
 from app.render import DEFAULT_STYLE, Style
-from app.sinks import CallbackSink
+from app.sinks import CallbackSink, output_failures
 from app.sources import Source
 from app.stats import FpsMeter, PipelineStats
 from app.threads import join_within
@@ -271,6 +271,10 @@ class MultiPipeline:
     def errors(self) -> dict[str, BaseException]:
         """The streams whose source failed (they ended early; the others went on)."""
         return {lane.name: lane.error for lane in self.lanes if lane.error is not None}
+
+    def output_failures(self) -> list[str]:
+        """One line per output that stopped early (disk full, file too large); the others went on."""
+        return output_failures([*(lane.record_sink for lane in self.lanes), self.exporter])
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> MultiStats:

@@ -195,7 +195,8 @@ def stream_configs(args: argparse.Namespace, sources: Sequence[tuple[str, str]])
     for name, (kind, value) in zip(unique_names(sources), sources):
         out.append((name, PipelineConfig(
             source_kind=kind, source=str(value), record=per_stream_path(args.record, name) if args.record else None,
-            export=None, overwrite=args.overwrite, max_frames=args.max_frames, headless=args.headless,
+            export=None, segment_s=getattr(args, "segment_s", None), overwrite=args.overwrite,
+            max_frames=args.max_frames, headless=args.headless,
             reconnect=args.reconnect, stall_timeout_s=args.stall_timeout)))
     return out
 
@@ -272,7 +273,7 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
     """All streams to their end with a progress line; Ctrl-C or SIGTERM stop within about a
     second, finalise every recording and the export, and return 130."""
     from app.multi import MultiPipeline
-    from app.run import _sigterm_as_interrupt, note
+    from app.run import EXIT_OUTPUT_FAILED, OutputFailures, _sigterm_as_interrupt, note
 
     previous = _sigterm_as_interrupt()
     pipeline = None
@@ -298,10 +299,12 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
         pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite)
         progress = MultiProgress(sys.stderr)
         interrupted = False
+        failures = OutputFailures(pipeline, progress)
         pipeline.start()
         try:
             while not pipeline.wait(0.2):
                 _print_events(streams, progress)
+                failures.report()
                 if line := setup.take_announcement():  # --precision auto measured and switched: said once
                     progress.message(f"note: {line}")
                 progress.update(pipeline.stats())
@@ -322,6 +325,7 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
             if hasattr(stream.source, "summary"):
                 print(f"reconnection: {stream.source.summary()}", file=sys.stderr)
         _report_outputs(pipeline)
+        failures.report()  # one that happened while the outputs were finalised
         if interrupted:
             print("interrupted: threads stopped, outputs finalised", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -330,6 +334,8 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
             lines = [f"stream {name}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
                      for name, exc in failed.items()]
             raise UserError("; ".join(lines))
+        if failures.lines:
+            return EXIT_OUTPUT_FAILED
         bad = {name: s.bad_frames for name, s in stats.streams.items() if s.bad_frames}
         if bad:
             print("warning: frames that could not be decoded were skipped: "
@@ -351,11 +357,13 @@ def _print_events(streams, progress: MultiProgress) -> None:
 
 
 def _report_outputs(pipeline) -> None:
+    from app.run import recording_line
+
     for lane in pipeline.lanes:
         if lane.record_sink is not None:
             rec = lane.record_sink.recorder
             if rec.frames_written:
-                print(f"recording {lane.name}: {Path(rec.path).resolve()} ({rec.frames_written} frames)")
+                print(f"recording {lane.name}: {recording_line(rec)}")
             else:
                 print(f"recording {lane.name}: none written (no frame arrived)")
     if pipeline.exporter is not None:

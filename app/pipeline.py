@@ -34,7 +34,7 @@ from app.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
 from app.frames import Frame, Result
 from app.render import DEFAULT_STYLE, Style, annotate, stats_line
-from app.sinks import CallbackSink, ExportSink, RecordSink, Sink
+from app.sinks import CallbackSink, ExportSink, RecordSink, Sink, output_failures
 from app.sources import LatestFrame, Source, open_source
 from app.stats import FpsMeter, PipelineStats, StageAverages
 from app.threads import join_within
@@ -112,6 +112,8 @@ class Pipeline:
         self._last_result_at: float | None = None
         self.record_sink: RecordSink | None = None
         self.export_sink: ExportSink | None = None
+        self.counts_sink: CountsSink | None = None
+        self._stopped_recordings: list[RecordSink] = []  # the GUI's earlier recordings, for output_failures
         self.events = None  # app.events.Events when the config asks for events, set at start
         if on_result is not None:
             self._sinks.append(CallbackSink(on_result))
@@ -147,7 +149,7 @@ class Pipeline:
                 self.export_sink = ExportSink(self.config.export, file_column=self.config.source_kind == "images")
                 self.add_sink(self.export_sink)
             if self.config.counts_file:
-                self.add_sink(CountsSink(self.config.counts_file, self.analytics))
+                self.counts_sink = self.add_sink(CountsSink(self.config.counts_file, self.analytics))
             if self.config.events is not None:  # events file, clips, alerts, heat map (app/events.py)
                 from app.events import attach
 
@@ -277,8 +279,14 @@ class Pipeline:
         The path is checked first; the recording's clock starts at 0."""
         if self.record_sink is not None:
             raise RuntimeError(f"already recording to {self.record_sink.path}")
-        check_output_path(str(path), "recording", overwrite=overwrite)
-        sink = RecordSink(path, time_base=self.source.time_base, rate=self.source.rate, threads=self.config.encode_threads)
+        if self.config.segment_s:
+            from app import segments
+
+            segments.check_outputs(path, overwrite=overwrite)
+        else:
+            check_output_path(str(path), "recording", overwrite=overwrite)
+        sink = RecordSink(path, time_base=self.source.time_base, rate=self.source.rate, threads=self.config.encode_threads,
+                          segment_s=self.config.segment_s, overwrite=overwrite)
         self.add_sink(sink)
         self.record_sink = sink
         return sink
@@ -289,7 +297,12 @@ class Pipeline:
         if sink is None:
             return None
         self.remove_sink(sink)
+        self._stopped_recordings.append(sink)
         return sink.path
+
+    def output_failures(self) -> list[str]:
+        """One line per output that stopped early (disk full, file too large); the run went on."""
+        return output_failures([*self._stopped_recordings, self.record_sink, self.export_sink, self.counts_sink])
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> PipelineStats:

@@ -3,7 +3,8 @@
 Parses the options into a ``PipelineConfig`` and a ``DetectorConfig``, checks the outputs before
 any work, then opens the GUI (with a display) or runs headless with a progress bar and a summary.
 Exit status: 0 done; 1 done but some frames could not be decoded; 2 bad input (one line on
-stderr, from ``app.cli``); 130 interrupted (the recording is finalised all the same).
+stderr, from ``app.cli``); 4 done, but an output stopped early (disk full, file too large: one line
+when it happens, the other outputs complete); 130 interrupted (the recording is finalised all the same).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from app.progress import Progress
 
 EXIT_OK = 0
 EXIT_BAD_FRAMES = 1
+EXIT_OUTPUT_FAILED = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -44,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
             "  cameras and URLs: latest frame — when the detector is slower than the source, stale frames\n"
             "  are dropped (and counted) so that latency never builds up.\n\n"
             "exit status: 0 done; 1 done, but some frames could not be decoded (skipped and counted);\n"
-            "  2 bad input or options (one line on stderr); 130 interrupted by Ctrl-C (outputs finalised).\n\n"
+            "  2 bad input or options (one line on stderr); 4 done, but an output stopped early (disk full, file\n"
+            "  too large: one line when it happened; what it wrote before is kept, the other outputs are complete);\n"
+            "  130 interrupted by Ctrl-C or SIGTERM (outputs finalised).\n\n"
+            "after a crash: a recording (.mp4/.mov/.m4v fragmented, .mkv in clusters) plays to about a second\n"
+            "  before the kill; .jsonl, .csv and .json exports hold every frame written (a .json stays a valid\n"
+            "  array); the counts file and the segments index are rewritten whole every second.\n\n"
             "examples:\n"
             "  python run.py --video assets/sample.mp4 --record out.mp4 --headless --overwrite\n"
             "  python run.py --camera 0 --classes person,car --proposals 100\n"
@@ -58,9 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     out = parser.add_argument_group("outputs")
     out.add_argument("--record", metavar="OUT", help="write the annotated video (H.264) to OUT: .mp4, .mkv, .mov or .m4v "
-                     "(several streams: one file each, OUT-<stream>.mp4)")
+                     "(several streams: one file each, OUT-<stream>.mp4). Crash-safe: a killed run leaves a file that "
+                     "plays to about a second before the kill")
+    out.add_argument("--segment", metavar="S", type=float, dest="segment_s",
+                     help="with --record: cut the recording into files of S seconds (OUT-00001.mp4, OUT-00002.mp4, "
+                          "...), each starting on a keyframe with the run's timestamps continuing, and list them with "
+                          "their first/last stream and wall-clock times in OUT.segments.json")
     out.add_argument("--export", metavar="OUT", help="write one row per detection (frame, timestamp s, class, score, "
-                     "x1, y1, x2, y2) to OUT: .json or .csv (several streams: one file, with a 'stream' column first)")
+                     "x1, y1, x2, y2, track id) to OUT: .jsonl (one object a line), .json (one array) or .csv "
+                     "(several streams: one file, with a 'stream' column first). Every frame's rows are written "
+                     "as it is done: all three hold every frame after a kill, and the .json stays a valid array")
     out.add_argument("--overwrite", action="store_true", help="replace existing outputs (without it they are refused, untouched)")
 
     add_model_arguments(parser)
@@ -140,6 +154,7 @@ def build_configs(args: argparse.Namespace):
         source=str(source),
         record=args.record,
         export=args.export,
+        segment_s=args.segment_s,
         overwrite=args.overwrite,
         max_frames=args.max_frames,
         headless=args.headless,
@@ -236,10 +251,12 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
         progress = Progress(sys.stderr)
         notes_before = len(source.notes)
         interrupted = False
+        failures = OutputFailures(pipeline, progress)
         pipeline.start()
         try:
             while not pipeline.wait(0.2):
                 _print_source_events(source, progress)
+                failures.report()
                 _print_setup_change(setup, progress)
                 progress.update(pipeline.stats())
         except KeyboardInterrupt:
@@ -275,9 +292,12 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
             from app.adapt import write_log
 
             print(f"adaptive log: {write_log(pipeline_config.adapt_log, stats)}", file=sys.stdout)
+        failures.report()  # one that happened while the outputs were finalised
         if interrupted:
             print("interrupted: threads stopped, outputs finalised", file=sys.stderr)
             return EXIT_INTERRUPTED
+        if failures.lines:
+            return EXIT_OUTPUT_FAILED
         if stats.bad_frames:
             print(f"warning: {stats.bad_frames} frame(s) of {source.name} could not be decoded and were skipped "
                   f"(the other {stats.frames_read} were processed)", file=sys.stderr)
@@ -303,13 +323,35 @@ def _print_source_events(source, progress) -> None:
         progress.message(event.line())
 
 
+class OutputFailures:
+    """Says each output failure once, when it is first seen: ``error: export k.json stopped after …``."""
+
+    def __init__(self, pipeline, progress: Progress) -> None:
+        self.pipeline, self.progress = pipeline, progress
+        self.lines: list[str] = []
+
+    def report(self) -> None:
+        for line in self.pipeline.output_failures():
+            if line not in self.lines:
+                self.lines.append(line)
+                self.progress.message(f"error: {line}; the other outputs go on")
+
+
+def recording_line(rec) -> str:
+    """What a recording holds, for the end of a run: its file (or its segments) and frames."""
+    extra = f", padded by {rec.padded[0]} column(s) and {rec.padded[1]} row(s) to an even size" if any(rec.padded) else ""
+    if rec.frames_resized:
+        extra += f", {rec.frames_resized} frame(s) of another size scaled to {rec.size[0]}×{rec.size[1]}"
+    files = getattr(rec, "files", None)
+    if files is None:
+        return f"{Path(rec.path).resolve()} ({rec.frames_written} frames{extra})"
+    where = f"{files[0].resolve()} … {files[-1].name}" if len(files) > 1 else (str(files[0].resolve()) if files else "no file")
+    return f"{where} ({rec.frames_written} frames in {len(files)} segment(s){extra}; index {Path(rec.index_path).resolve()})"
+
+
 def _report_outputs(pipeline, config) -> None:
     if pipeline.record_sink is not None:
-        rec = pipeline.record_sink.recorder
-        extra = f", padded by {rec.padded[0]} column(s) and {rec.padded[1]} row(s) to an even size" if any(rec.padded) else ""
-        if rec.frames_resized:
-            extra += f", {rec.frames_resized} frame(s) of another size scaled to {rec.size[0]}×{rec.size[1]}"
-        print(f"recording: {Path(rec.path).resolve()} ({rec.frames_written} frames{extra})", file=sys.stdout)
+        print(f"recording: {recording_line(pipeline.record_sink.recorder)}", file=sys.stdout)
     if pipeline.export_sink is not None:
         exp = pipeline.export_sink.exporter
         print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames)", file=sys.stdout)

@@ -1,7 +1,9 @@
 """Sinks: where results go. Each gets every result, in order, on the pipeline's sink thread.
 
 A sink has ``write(result, annotated)`` and ``close()``; ``needs_image`` says whether it wants the
-annotated frame (drawn once per result, shared by all sinks — treat it as read-only).
+annotated frame (drawn once per result, shared by all sinks — treat it as read-only). A sink that
+writes a file has ``failed``: None, or one line saying why its file stopped early (disk full, file too
+large) — it then ignores later results while the other sinks go on; ``output_failures`` collects them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from app.export import Exporter
 from app.frames import Result
 from app.record import Recorder
+from app.segments import SegmentedRecorder
 
 
 class Sink(Protocol):
@@ -32,13 +35,22 @@ class RecordSink:
 
     needs_image = True
 
-    def __init__(self, path: str | Path, *, time_base: Fraction, rate: Fraction | None = None, **recorder_kwargs) -> None:
-        self.recorder = Recorder(path, time_base=time_base, rate=rate, **recorder_kwargs)
+    def __init__(self, path: str | Path, *, time_base: Fraction, rate: Fraction | None = None,
+                 segment_s: float | None = None, overwrite: bool = False, **recorder_kwargs) -> None:
+        if segment_s:  # OUT-00001.mp4, ... (app/segments.py)
+            self.recorder = SegmentedRecorder(path, time_base=time_base, rate=rate, segment_s=segment_s,
+                                              overwrite=overwrite, **recorder_kwargs)
+        else:
+            self.recorder = Recorder(path, time_base=time_base, rate=rate, **recorder_kwargs)
         self._first_pts: int | None = None
 
     @property
     def path(self) -> Path:
         return self.recorder.path
+
+    @property
+    def failed(self) -> str | None:
+        return self.recorder.failed
 
     def write(self, result: Result, annotated: np.ndarray | None) -> None:
         frame = result.frame
@@ -63,6 +75,10 @@ class ExportSink:
     def path(self) -> Path:
         return self.exporter.path
 
+    @property
+    def failed(self) -> str | None:
+        return self.exporter.failed
+
     def write(self, result: Result, annotated: np.ndarray | None) -> None:
         self.exporter.write(result)
 
@@ -83,3 +99,8 @@ class CallbackSink:
 
     def close(self) -> None:
         pass
+
+
+def output_failures(sinks) -> list[str]:
+    """The one-line failures of ``sinks`` (None entries and sinks without files are skipped)."""
+    return [line for sink in sinks if sink is not None and (line := getattr(sink, "failed", None))]
