@@ -228,6 +228,7 @@ class EventSink:
         self._seen: dict[int, int] = {}  # track id of a watched class → detected frames seen
         self._appeared: set[int] = set()
         self._watch = set(config.alert_classes)
+        self._classes_checked = False
         self.recent: deque[dict] = deque(maxlen=MAX_KEPT)
         self.counts: dict[str, int] = {}
         self._listeners: list = []
@@ -239,6 +240,9 @@ class EventSink:
 
     def write(self, result, annotated) -> None:
         frame = result.frame
+        if self._watch and not self._classes_checked:  # the model's names are known from its first result
+            self.config.check_classes(result.detections.class_names)
+            self._classes_checked = True
         if result.detected:
             self._update_tracks(result.detections)
         events = self._count_events(frame.index) if result.detected else []
