@@ -30,15 +30,28 @@ PROBE_FRAMES = 2
 
 @lru_cache(maxsize=4)
 def _decode_spread(path: str, n: int) -> tuple[np.ndarray, ...]:
+    """``n`` frames spread over the clip; only those are converted to RGB (converting all 145 frames
+    of the sample took most of a second of every start)."""
     import av
 
     with av.open(path) as container:
         stream = container.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    if not frames:
+        total = stream.frames or 0
+        wanted = set(range(0, total, max(1, total // n))[:n]) if total else None
+        frames, kept = [], []
+        for i, frame in enumerate(container.decode(stream)):
+            if wanted is None:
+                frames.append(frame)
+            elif i in wanted:
+                kept.append(frame.to_ndarray(format="rgb24"))
+                if len(kept) == n:
+                    break
+    if wanted is None:  # no frame count in the header: every frame was kept, then spread
+        step = max(1, len(frames) // n)
+        kept = [f.to_ndarray(format="rgb24") for f in frames[::step][:n]]
+    if not kept:
         raise ValueError(f"{path} holds no decodable frames")
-    step = max(1, len(frames) // n)
-    return tuple(frames[::step][:n])
+    return tuple(kept)
 
 
 def sample_frames(n: int = CALIBRATION_FRAMES, path: Path = BUNDLED_SAMPLE) -> list[np.ndarray]:
@@ -56,7 +69,15 @@ class DetectorSetup:
 
     budget: ThreadBudget
     notes: list[str] = field(default_factory=list)
-    probe: object | None = None  # detector.probe.ProbeResult when the probe ran
+    probe: object | None = None  # detector.probe.CpuTuner while/after auto is measured on the run's frames
+
+    def take_announcement(self) -> str | None:
+        """The tuner's line saying what auto chose, once per choice (None when there is nothing new)."""
+        return self.probe.announcement() if self.probe is not None else None
+
+    def summary_lines(self) -> list[str]:
+        """What --precision auto chose (or that it was still measuring), then the other notes."""
+        return ([self.probe.status()] if self.probe is not None else []) + self.notes
 
     def with_threads(self, config):
         """``config`` (a ``PipelineConfig``) with the budget's decoder and encoder threads, unless
@@ -67,14 +88,20 @@ class DetectorSetup:
 
 def build_detector(config: DetectorConfig, *, reprobe: bool = False, budget: ThreadBudget | None = None,
                    calibration: Callable[[], list[np.ndarray]] | None = sample_frames,
-                   probe: Callable | None = None):
+                   wait: bool = False, probe: Callable | None = None):
     """The detector for ``config``, set up for speed on this machine. Returns (detector, setup).
+
+    On a CPU with ``precision``/``memory_format`` "auto" it returns at once: the detector runs the
+    cached choice, or the safe one while a ``detector.probe.CpuTuner`` measures the candidates on
+    its first calls (``setup.take_announcement()`` says when it switched).
 
     Args:
         reprobe: measure the CPU candidates again instead of reading the cached answer.
         budget: threads (default: ``app.threads.plan()`` for the device).
         calibration: a function returning int8 calibration frames (None: int8 unavailable).
-        probe: ``detector.probe.choose_cpu_setup`` or a stand-in (tests).
+        wait: measure now on the calibration frames and return with the choice applied
+            (benchmarks that must not time the measuring calls).
+        probe: ``detector.probe.tune_cpu`` or a stand-in (tests).
     """
     from detector.detector import Detector, resolve_device
 
@@ -85,12 +112,12 @@ def build_detector(config: DetectorConfig, *, reprobe: bool = False, budget: Thr
     setup = DetectorSetup(budget)
     auto = config.precision == "auto" or config.memory_format == "auto"
     if device.type == "cpu" and auto and calibration is not None:
-        from detector.probe import choose_cpu_setup
+        from detector.probe import tune_cpu
 
         precisions = ("fp32", "bf16", "int8") if config.precision == "auto" else (detector.precision,)
         formats = (False, True) if config.memory_format == "auto" else (config.memory_format == "channels_last",)
-        result = (probe or choose_cpu_setup)(detector, calibration()[:PROBE_FRAMES], precisions=precisions,
-                                             memory_formats=formats, refresh=reprobe)
-        setup.probe = result
-        setup.notes.append(result.reason)
+        if len(precisions) * len(formats) > 1:
+            setup.probe = (probe or tune_cpu)(detector, precisions=precisions, memory_formats=formats, refresh=reprobe)
+            if wait:
+                setup.probe.measure_now(detector, calibration()[:PROBE_FRAMES])
     return detector, setup

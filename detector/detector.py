@@ -151,6 +151,9 @@ class Detector:
         self.set_memory_format(self.config.memory_format)
         self.last_times = StageTimes()
         self.last_proposal_counts: list[int] = []
+        # ``detector.probe.CpuTuner`` while --precision/--memory-format auto is being measured on
+        # this run's own calls; an explicit ``set_precision``/``set_memory_format`` ends it.
+        self.tuner = None
 
     # ----------------------------------------------------------------- public knobs (thread-safe)
     @property
@@ -245,9 +248,22 @@ class Detector:
         precision, note = resolve_precision(precision, self.device)
         if precision == "int8":
             self._ensure_int8()
+        self.tuner = None  # the user's choice now, not the tuner's
         with self._knob_lock:
             self._precision = precision
         return note
+
+    def set_cpu_setup(self, precision: str, channels_last: bool) -> None:
+        """The tuner's knob: precision and layout together, from the next call on, without ending
+        the tuner. int8 must be ready (``prepare_int8``); a precision not built yet is refused."""
+        if precision not in ("fp32", "bf16", "int8") or (precision == "int8" and self._int8 is None):
+            raise ConfigError(f"CPU setup {precision!r} is not ready here")
+        with self._knob_lock:
+            self._precision, self._channels_last = precision, bool(channels_last)
+
+    def prepare_int8(self) -> None:
+        """Build the int8 backbone and box head now (seconds; any thread) without switching to int8."""
+        self._ensure_int8()
 
     def set_memory_format(self, memory_format: str) -> None:
         """Lay out the backbone's weights and input as "channels_last" or "contiguous" from the
@@ -255,6 +271,7 @@ class Detector:
         if memory_format not in MEMORY_FORMATS:
             raise ConfigError(f"memory format {memory_format!r} is unknown; expected one of {', '.join(MEMORY_FORMATS)}")
         on = memory_format == "channels_last" or (memory_format == "auto" and self.device.type == "cuda")
+        self.tuner = None
         with self._knob_lock:
             self._channels_last = on
 
@@ -271,7 +288,8 @@ class Detector:
             self._input_size = short_side
 
     def _ensure_int8(self) -> None:
-        """Build the int8 backbone and box head once (outside the knob lock: it takes seconds)."""
+        """Build the int8 backbone and box head once (outside the knob lock: it takes seconds; detect
+        calls wait for it)."""
         if self._int8 is not None:
             return
         from detector.quantize import QuantizationError, quantize_backbone, quantize_box_head, to_images
@@ -281,12 +299,16 @@ class Detector:
         frames = self.calibration() if callable(self.calibration) else self.calibration
         if not frames:
             raise ConfigError("int8 needs calibration frames (real frames of the kind the model will see); none were given")
-        with self._run_lock:  # the transform is shared with detect
+        # Under the run lock for the whole build: torch.fx's tracer patches nn.Module.__call__ for the
+        # whole process while it traces, so no detect may run meanwhile (and the transform is shared).
+        with self._run_lock:
+            if self._int8 is not None:
+                return
             images = to_images(self.model.transform, frames, self.device)
-        try:
-            self._int8 = (quantize_backbone(self.model.backbone, images), quantize_box_head(self._float_box_head))
-        except QuantizationError as exc:
-            raise ConfigError(f"int8: {exc}") from None
+            try:
+                self._int8 = (quantize_backbone(self.model.backbone, images), quantize_box_head(self._float_box_head))
+            except QuantizationError as exc:
+                raise ConfigError(f"int8: {exc}") from None
 
     def _apply_knobs(self) -> tuple[tuple[str, ...], str, bool]:
         """Copy the knobs onto the model for this call; returns (classes, precision, channels_last)."""
@@ -341,6 +363,8 @@ class Detector:
                 got = f"{f.dtype} {f.shape}" if isinstance(f, np.ndarray) else type(f).__name__
                 raise ValueError(f"frame {i} must be a uint8 array [H, W, 3]; got {got}")
         with self._run_lock:
+            tuner = self.tuner
+            candidate = tuner.before(self) if tuner is not None else None  # may set this call's precision/layout
             classes, precision, channels_last = self._apply_knobs()  # one consistent set of knobs for the whole call
             times = StageTimes()
             sync = torch.cuda.synchronize if (timing and self.device.type == "cuda") else (lambda: None)
@@ -375,6 +399,8 @@ class Detector:
             times.postprocess = (clock() - t) * 1e3
             self.last_times = times
             self.last_proposal_counts = [len(p) for p in proposals]
+            if tuner is not None:
+                tuner.after(candidate, times, self.last_proposal_counts, len(frames))
         return results
 
     def _to_tensors(self, frames: list[np.ndarray], bgr: bool) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:

@@ -1,20 +1,26 @@
-"""Which CPU fast path is fastest here: a short measurement, done once per model, machine and
-thread count, and remembered.
+"""Which CPU fast path is fastest here — measured on the run's own frames while it runs, once per
+model, machine, thread count and input size, and remembered.
 
-``--precision auto`` and ``--memory-format auto`` on a CPU cannot be decided from the CPU's name:
-on one 2-core AMD EPYC bf16 autocast made the backbone 4–8× *slower* (no native bf16), on an Intel
-Xeon with AMX it was faster; ``channels_last`` helped on both by different amounts. So the probe
-times the candidates — whole ``detect`` calls on real frames, interleaved in rounds so that a noisy
-neighbour hits every candidate alike — and keeps the fastest, but only when it beats fp32 /
-contiguous by ``margin``: auto never picks something that measured slower than fp32.
+``--precision auto`` and ``--memory-format auto`` on a CPU cannot be decided from the CPU's name
+alone: bf16 autocast made the backbone 4–24× *slower* on CPUs without native bf16 and faster on
+ones with it (AVX512-BF16, AMX); ``channels_last`` helped on every x86 CPU measured, by different
+amounts; int8 pays where its accuracy gate passed. So a run starts at once with the safe choice
+(fp32, ``channels_last`` on x86) and a ``CpuTuner`` rides on the detector's own calls: a few calls
+run under each candidate, interleaved round by round so that a noisy neighbour hits every
+candidate alike, and their stage times are the measurement — no frame is spent on probing. When
+every candidate has its samples the tuner applies the fastest (only when it beats the fp32
+reference by ``margin``: auto never keeps something that measured slower than fp32) and says so
+once (``announcement``).
 
-int8 is a candidate only where its accuracy was checked (``detector.profiles.int8_verdict``): the
-benchmark measures AP50 of fp32 and int8 on labelled frames and records a pass when int8 is within
-0.01 of fp32.
+What is not tried, because it cannot win: bf16 on a CPU without bf16 instructions; int8 without a
+passing accuracy verdict for this CPU's quantization scheme (``detector.profiles.int8_verdict``).
+A candidate measuring 1.5× the best so far is dropped after its first sample.
 
 The answer is cached as JSON under the user's cache folder (``cache_dir()``), keyed by the machine
-(CPU model, cores, torch version, intra-op threads) and the model (name, weights file sha256, input
-size, proposal count); ``refresh=True`` measures again.
+(CPU model, cores, torch version, intra-op threads), the model (name, weights file sha256,
+architecture), the input size and the candidates — **not** the proposal count: each candidate's
+cost is kept as a fixed part (preprocess, backbone, RPN) and a RoI-head part per proposal, so the
+choice for any proposal count is computed from it, and a new count costs nothing.
 """
 
 from __future__ import annotations
@@ -22,20 +28,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import time
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from detector.machine import cpu_name
+from detector.machine import cpu_flags, cpu_name
 from detector.profiles import _read_json, _write_json, cache_dir, int8_verdict, model_identity
 
 log = logging.getLogger(__name__)
 
 PROBE_FILE = "probe.json"
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -47,19 +54,35 @@ class Candidate:
     def name(self) -> str:
         return f"{self.precision}{'+channels_last' if self.channels_last else ''}"
 
+    @classmethod
+    def parse(cls, name: str) -> Candidate:
+        precision, _, layout = name.partition("+")
+        return cls(precision, layout == "channels_last")
+
 
 BASELINE = Candidate("fp32", False)
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What one frame costs under a candidate: ``fixed`` ms (preprocess, backbone, RPN) plus
+    ``per_proposal`` ms for each proposal the RoI head classifies."""
+
+    fixed: float
+    per_proposal: float
+
+    def at(self, proposals: int) -> float:
+        return self.fixed + self.per_proposal * proposals
+
+
 @dataclass
 class ProbeResult:
-    """What the probe chose and why.
+    """What the tuner chose and why.
 
     Attributes:
-        choice: the fastest candidate (the reference, fp32 contiguous for auto, unless another one
-            beat it by the margin).
-        ms: median ms per ``detect`` call of each candidate measured.
-        source: "measured" now, or "cache" (then ``measured_at`` says when).
+        choice: the fastest candidate at ``proposals`` (the fp32 reference unless another beat it by the margin).
+        ms: predicted ms per frame of each candidate measured, at ``proposals``.
+        source: "measured" on this run's frames, or "cache" (then ``measured_at`` says when).
         reason: one line for the user.
     """
 
@@ -69,50 +92,39 @@ class ProbeResult:
     measured_at: str = ""
     reason: str = ""
     key: str = ""
-
-
-Measure = Callable[[object, Candidate, Sequence[np.ndarray]], float]
+    proposals: int = 0
 
 
 def machine_key() -> str:
     return f"{cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
-# ----------------------------------------------------------------------------- the probe
-def measure_detect(detector, candidate: Candidate, frames: Sequence[np.ndarray]) -> float:
-    """ms of one ``detect`` call per frame under ``candidate`` (median over ``frames``)."""
-    detector.set_precision(candidate.precision)
-    detector.set_memory_format("channels_last" if candidate.channels_last else "contiguous")
-    times = []
-    for frame in frames:
-        start = time.perf_counter()
-        detector.detect(frame, timing=False)
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+def native_bf16(flags: set[str] | None = None) -> bool:
+    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16); without them bf16 autocast
+    emulates in fp32 and is several times slower, so it is not worth a single timed frame."""
+    return bool((cpu_flags() if flags is None else flags) & set(BF16_FLAGS))
 
 
-def choose_cpu_setup(detector, frames: Sequence[np.ndarray], *, precisions: Sequence[str] = ("fp32", "bf16", "int8"),
-                     memory_formats: Sequence[bool] = (False, True), rounds: int = 3, margin: float = 0.05,
-                     measure: Measure = measure_detect, cache_file: Path | None = None, refresh: bool = False,
-                     profiles: dict[str, dict] | None = None) -> ProbeResult:
-    """Measure (or recall) the fastest CPU setup of ``detector`` and apply it.
+def safe_start(device_type: str = "cpu") -> Candidate:
+    """What a CPU run starts with before anything is measured: fp32, channels_last on x86 (faster
+    on every x86 CPU measured, Intel and AMD: 1.1–1.6×), contiguous elsewhere."""
+    import platform
 
-    Args:
-        frames: real uint8 RGB frames ``[H, W, 3]``; the first one warms every candidate up.
-        precisions / memory_formats: what to try (channels_last True/False). The first precision
-            (fp32 for auto) in the first memory format is the reference that the others must beat.
-        rounds: each round times every candidate once per frame, in a shuffled order.
-        margin: a candidate replaces the reference only when it is at least this much faster.
-        measure: ``fn(detector, candidate, frames) -> ms`` (tests inject a fake clock here).
-        cache_file: where answers are kept (default: ``cache_dir()/probe.json``).
-        profiles: the model profiles holding the int8 verdicts (default: ``detector.profiles.load_profiles()``).
-    """
-    cache_file = cache_file or cache_dir() / PROBE_FILE
-    reference = Candidate(precisions[0], bool(memory_formats[0]))
-    candidates = [reference]
-    notes = []
-    for precision in precisions:
-        if precision == "int8":
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+    return Candidate("fp32", device_type == "cpu" and x86)
+
+
+def candidates_for(detector, precisions: Sequence[str], memory_formats: Sequence[bool], *,
+                   profiles: dict[str, dict] | None = None, flags: set[str] | None = None
+                   ) -> tuple[list[Candidate], list[str]]:
+    """The candidates worth timing on this CPU, the reference first, and one note per one left out."""
+    candidates: list[Candidate] = []
+    notes: list[str] = []
+    for i, precision in enumerate(precisions):
+        if precision == "bf16" and i and not native_bf16(flags):
+            notes.append("bf16 not tried: this CPU has no bf16 instructions (avx512_bf16/amx_bf16)")
+            continue
+        if precision == "int8" and i:
             allowed, why = int8_verdict(detector, profiles)
             if not allowed:
                 notes.append(f"int8 not tried: {why}")
@@ -122,47 +134,246 @@ def choose_cpu_setup(detector, frames: Sequence[np.ndarray], *, precisions: Sequ
             c = Candidate(precision, bool(cl))
             if c not in candidates:
                 candidates.append(c)
-    # The proposal count is in the key: it sets the RoI head's share of a frame, and precisions
-    # speed the backbone and the head by different factors.
-    key = " || ".join((machine_key(), model_identity(detector), f"input {detector.input_size}",
-                       f"proposals {detector.proposal_count}",
-                       "candidates " + ",".join(c.name for c in candidates)))
-    cached = {} if refresh else _read_json(cache_file).get(key)
-    if cached:
-        choice = Candidate(cached["precision"], bool(cached["channels_last"]))
-        result = ProbeResult(choice, dict(cached["ms"]), "cache", cached.get("measured_at", ""), key=key)
-    else:
-        result = _measure(detector, candidates, frames, rounds, margin, measure, reference)
-        result.key = key
-        entries = _read_json(cache_file)
-        entries[key] = {"precision": result.choice.precision, "channels_last": result.choice.channels_last,
-                        "ms": result.ms, "measured_at": result.measured_at}
-        _write_json(cache_file, entries)
-    detector.set_precision(result.choice.precision)
-    detector.set_memory_format("channels_last" if result.choice.channels_last else "contiguous")
-    ms = ", ".join(f"{name} {v:.0f}" for name, v in sorted(result.ms.items(), key=lambda kv: kv[1]))
-    when = "measured now" if result.source == "measured" else f"measured {result.measured_at}, cached"
-    result.reason = f"auto → {result.choice.name} (ms per frame: {ms}; {when})" + "".join(f"; {n}" for n in notes)
-    return result
+    return candidates, notes
 
 
-def _measure(detector, candidates: list[Candidate], frames: Sequence[np.ndarray], rounds: int, margin: float,
-             measure: Measure, reference: Candidate) -> ProbeResult:
-    frames = list(frames)
-    if not frames:
-        raise ValueError("the probe needs at least one frame")
-    samples: dict[Candidate, list[float]] = {c: [] for c in candidates}
-    rng = np.random.default_rng(0)
-    for c in candidates:  # warm-up: first calls pay for allocation, oneDNN primitive creation, int8 quantizing
-        measure(detector, c, frames[:1])
-    for _ in range(max(1, rounds)):
-        for i in rng.permutation(len(candidates)):
-            samples[candidates[i]].append(measure(detector, candidates[i], frames))
-    ms = {c.name: float(np.median(v)) for c, v in samples.items()}
-    best = min(candidates, key=lambda c: ms[c.name])
-    choice = best if ms[best.name] <= ms[reference.name] * (1.0 - margin) else reference
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return ProbeResult(choice, ms, "measured", stamp)
+def cache_key(detector, candidates: Sequence[Candidate]) -> str:
+    return " || ".join((machine_key(), model_identity(detector), f"input {detector.input_size}",
+                        "candidates " + ",".join(c.name for c in candidates)))
 
 
-__all__ = ["BASELINE", "Candidate", "ProbeResult", "choose_cpu_setup", "machine_key", "measure_detect"]
+def choose(costs: dict[Candidate, Cost], reference: Candidate, proposals: int, margin: float) -> Candidate:
+    """The cheapest candidate at ``proposals``, if it beats ``reference`` by ``margin``; else the reference."""
+    best = min(costs, key=lambda c: costs[c].at(proposals))
+    if reference not in costs or costs[best].at(proposals) <= costs[reference].at(proposals) * (1.0 - margin):
+        return best
+    return reference
+
+
+class CpuTuner:
+    """Measures the candidates on the detector's own calls and keeps the fastest.
+
+    The detector calls ``before(detector)`` at the start of each ``detect`` (under its run lock; it
+    returns the candidate that call runs under, or None when nothing is measured) and
+    ``after(candidate, times, proposals, n)`` at its end. Nothing here waits: int8's quantization
+    (seconds) runs on a thread of its own, and the candidates are timed once it is ready.
+
+    Args:
+        detector: a ``detector.detector.Detector`` on the CPU.
+        candidates: what to time, the reference (fp32 contiguous for auto) first.
+        start: the setup used until the choice is made (``safe_start()``).
+        notes: lines about candidates left out, appended to the reason.
+        cache_file: where answers are kept (default ``cache_dir()/probe.json``); refresh: ignore it.
+        samples: timed calls per candidate (after one warm-up call each).
+        margin: a candidate replaces the reference only when at least this much faster.
+        max_calls: calls after which the tuner decides on what it has.
+    """
+
+    def __init__(self, detector, candidates: Sequence[Candidate], *, start: Candidate | None = None,
+                 notes: Sequence[str] = (), cache_file: Path | None = None, refresh: bool = False,
+                 samples: int = 3, margin: float = 0.05, max_calls: int = 60) -> None:
+        if not candidates:
+            raise ValueError("the tuner needs at least one candidate")
+        self.candidates = list(candidates)
+        self.reference = self.candidates[0]
+        self.start = start or self.reference
+        self.notes = list(notes)
+        self.cache_file = cache_file or cache_dir() / PROBE_FILE
+        self.samples, self.margin, self.max_calls = samples, margin, max_calls
+        self.key = cache_key(detector, self.candidates)
+        self._detector = detector
+        self.result: ProbeResult | None = None
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._costs: dict[Candidate, Cost] = {}
+        self._measured_at = ""
+        self._announced: Candidate | None = None  # the choice the last announcement named
+        self._calls = 0
+        self._input_size = detector.input_size
+        self._int8_ready = threading.Event()
+        self._samples: dict[Candidate, list[tuple[float, float, float]]] = {}  # (fixed ms, roi ms, proposals)
+        self._queue: list[Candidate] = []
+        self._round = 0
+        self._queue_round = 0  # the round of the calls now queued (0: warm-up, not timed)
+        cached = None if refresh else _read_json(self.cache_file).get(self.key)
+        if cached:
+            try:
+                self._costs = {Candidate.parse(n): Cost(float(v["fixed"]), float(v["per_proposal"]))
+                               for n, v in cached["costs"].items()}
+                self._measured_at = str(cached.get("measured_at", ""))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                self._costs = {}  # an entry of an older format: measure again
+        self._int8_started = False
+        self._pending: Candidate | None = None  # a cached int8 choice waiting for its quantized model
+        if self._costs:
+            self._decide(detector.proposal_count, source="cache")
+            self._apply(detector, self.result.choice)
+        else:
+            self._apply(detector, self.start)
+
+    # ----------------------------------------------------------------- the detector's hooks
+    def before(self, detector) -> Candidate | None:
+        """Set the knobs for this call (under the detector's run lock); the candidate measured, or None."""
+        if self.done.is_set():
+            if self.result is not None and detector.proposal_count != self.result.proposals:
+                self._decide(detector.proposal_count, source=self.result.source)  # from the costs: no measurement
+                self._apply(detector, self.result.choice)
+            elif self._pending is not None and self._int8_ready.is_set():
+                self._apply(detector, self._pending)
+            return None
+        if detector.input_size != self._input_size:  # the controller moved: what was timed no longer compares
+            self._input_size = detector.input_size
+            self._samples.clear()
+            self._queue.clear()
+            self._round = self._queue_round = 0
+        if not self._int8_ready.is_set():
+            return None  # quantizing on its own thread: timing now would charge its CPU to the others
+        self._calls += 1
+        if not self._queue:
+            self._next_round()
+        if not self._queue or self._calls > self.max_calls:
+            self._finish(detector)
+            return None
+        candidate = self._queue.pop(0)
+        self._apply(detector, candidate)
+        return candidate
+
+    def after(self, candidate: Candidate | None, times, proposals: Sequence[int], n: int) -> None:
+        """Record one call's stage times (``times``: ``StageTimes`` of the whole batch of ``n`` frames)."""
+        if not self._int8_started and (not self.done.is_set() or self._pending is not None):
+            self._int8_started = True  # after the first call: the first frame never waits for quantizing
+            self._prepare_int8()
+        if candidate is None or self.done.is_set() or self._queue_round == 0 or n <= 0:  # round 0 warms up
+            return
+        fixed = (times.preprocess + times.backbone + times.rpn) / n
+        kept = float(np.mean(proposals)) if len(proposals) else 0.0
+        self._samples.setdefault(candidate, []).append((fixed, times.roi_heads / n, kept))
+
+    # ----------------------------------------------------------------- what the user sees
+    def announcement(self) -> str | None:
+        """The line saying what was chosen, once per choice (None before it, and after it was taken;
+        a new proposal count that changes the choice is said again)."""
+        with self._lock:
+            if self.result is None or self._announced == self.result.choice:
+                return None
+            self._announced = self.result.choice
+            return self.result.reason
+
+    @property
+    def current(self) -> str:
+        return self.result.choice.name if self.result else f"{self.start.name} (measuring)"
+
+    def status(self) -> str:
+        """One line for a summary: the choice, or that it was still measuring."""
+        if self.result is not None:
+            return self.result.reason
+        return (f"auto → {self.start.name} (still measuring {', '.join(c.name for c in self.candidates)} "
+                f"when the run ended; nothing cached)")
+
+    def measure_now(self, detector, frames: Sequence[np.ndarray]) -> ProbeResult:
+        """Run ``detect`` over ``frames`` (cycled) until the choice is made — for benchmarks and
+        tests that want the answer before they start timing."""
+        i = 0
+        while not self.done.is_set():
+            if self._int8_started:
+                self._int8_ready.wait()
+            detector.detect(frames[i % len(frames)], timing=False)
+            i += 1
+        assert self.result is not None
+        return self.result
+
+    # ----------------------------------------------------------------- inside
+    def _prepare_int8(self) -> None:
+        """Quantize on a thread of its own; it holds the detector's run lock (torch.fx traces), so
+        the calls after the first one wait for it (about 1–2 s on 2 cores), none is lost."""
+        detector = self._detector
+        if not any(c.precision == "int8" for c in self.candidates):
+            self._int8_ready.set()
+            return
+
+        def work() -> None:
+            try:
+                detector.prepare_int8()
+            except Exception as exc:  # noqa: BLE001 — any failure leaves int8 out, with the reason
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.candidates = [c for c in self.candidates if c.precision != "int8"]
+                self.notes.append(f"int8 not tried: {first}")
+            finally:
+                self._int8_ready.set()
+
+        threading.Thread(target=work, name="int8-quantize", daemon=True).start()
+
+    def _next_round(self) -> None:
+        """Queue the next round: round 0 warms every candidate up (oneDNN primitives, first
+        allocations), then ``samples`` timed rounds; a candidate 1.5× the best so far leaves."""
+        if self._round > self.samples:
+            return
+        alive = self.candidates
+        medians = {c: float(np.median([s[0] + s[1] for s in self._samples[c]])) for c in alive if self._samples.get(c)}
+        if medians:
+            best = min(medians.values())
+            alive = [c for c in alive if c == self.reference or medians.get(c, 0.0) <= 1.5 * best]
+            self.candidates = alive
+        order = np.random.default_rng(self._round).permutation(len(alive))
+        self._queue = [alive[i] for i in order]
+        self._queue_round = self._round
+        self._round += 1
+
+    def _finish(self, detector) -> None:
+        costs = {}
+        for c, rows in self._samples.items():
+            if c not in self.candidates or not rows:
+                continue
+            fixed = float(np.median([r[0] for r in rows]))
+            per = float(np.median([r[1] / r[2] if r[2] else 0.0 for r in rows]))
+            costs[c] = Cost(fixed, per)
+        if not costs:
+            costs = {self.start: Cost(0.0, 0.0)}
+        self._costs = costs
+        self._measured_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._decide(detector.proposal_count, source="measured")
+        entries = _read_json(self.cache_file)
+        entries[self.key] = {"costs": {c.name: {"fixed": round(v.fixed, 3), "per_proposal": round(v.per_proposal, 5)}
+                                       for c, v in costs.items()},
+                             "measured_at": self._measured_at}
+        _write_json(self.cache_file, entries)
+        self._apply(detector, self.result.choice)
+
+    def _decide(self, proposals: int, source: str) -> None:
+        reference = self.reference if self.reference in self._costs else next(iter(self._costs))
+        choice = choose(self._costs, reference, proposals, self.margin)
+        ms = {c.name: self._costs[c].at(proposals) for c in self._costs}
+        listed = ", ".join(f"{n} {v:.0f}" for n, v in sorted(ms.items(), key=lambda kv: kv[1]))
+        when = "measured on this run's frames" if source == "measured" else f"measured {self._measured_at}, cached"
+        reason = (f"auto → {choice.name} (ms per frame at {proposals} proposals: {listed}; {when})"
+                  + "".join(f"; {n}" for n in self.notes))
+        with self._lock:
+            self.result = ProbeResult(choice, ms, source, self._measured_at, reason, self.key, proposals)
+        self.done.set()
+
+    def _apply(self, detector, candidate: Candidate) -> None:
+        """Run ``candidate`` from the next call on; int8 waits (``safe_start`` meanwhile) until quantized."""
+        if candidate.precision == "int8" and not self._int8_ready.is_set() and detector._int8 is None:
+            self._pending = candidate
+            candidate = self.start if self.start.precision != "int8" else BASELINE
+        elif candidate == self._pending or candidate.precision != "int8":
+            self._pending = None
+        detector.set_cpu_setup(candidate.precision, candidate.channels_last)
+
+
+def tune_cpu(detector, *, precisions: Sequence[str] = ("fp32", "bf16", "int8"),
+             memory_formats: Sequence[bool] = (False, True), refresh: bool = False,
+             cache_file: Path | None = None, profiles: dict[str, dict] | None = None,
+             flags: set[str] | None = None, **kwargs) -> CpuTuner:
+    """Attach a ``CpuTuner`` for ``precisions`` × ``memory_formats`` to ``detector`` and return it.
+    The run starts at once: with the cached choice, else with ``safe_start()`` (when it is a candidate)."""
+    candidates, notes = candidates_for(detector, precisions, memory_formats, profiles=profiles, flags=flags)
+    start = safe_start(detector.device.type)
+    tuner = CpuTuner(detector, candidates, start=start if start in candidates else candidates[0], notes=notes,
+                     cache_file=cache_file, refresh=refresh, **kwargs)
+    detector.tuner = tuner
+    return tuner
+
+
+__all__ = ["BASELINE", "Candidate", "Cost", "CpuTuner", "ProbeResult", "candidates_for", "choose", "machine_key",
+           "native_bf16", "safe_start", "tune_cpu"]

@@ -107,19 +107,32 @@ def int8_record(ap50_fp32: float, ap50_int8: float, labels: str, scheme: str | N
             "labels": labels, "scheme": scheme}
 
 
+def int8_key(scheme: str) -> str:
+    """The profile key of the int8 verdict measured with ``scheme`` ("int8:minmax-u8"): a model
+    keeps one verdict per scheme, so one profile serves VNNI CPUs (8-bit) and AVX2-only ones (7-bit)."""
+    return f"int8:{scheme}"
+
+
 def int8_verdict(detector, profiles: dict[str, dict] | None = None) -> tuple[bool, str]:
-    """(allowed, why): whether ``--precision auto`` may pick int8 for ``detector``'s model."""
+    """(allowed, why): whether ``--precision auto`` may pick int8 for ``detector``'s model on this CPU."""
     if not getattr(detector, "int8_available", False):
         return False, "int8 is not available here (needs a CPU, torch's x86 engine and calibration frames)"
     from detector.quantize import scheme
 
-    record = profile_of(detector, profiles).get("int8")
-    if record is None:
-        return False, "int8's accuracy was never measured for this model (run `run.py bench --precision fp32,int8`)"
     here = scheme()
-    if record.get("scheme") != here:  # records without one predate the min/max scheme (histogram, 7 bits)
-        return False, (f"int8's accuracy was measured with {record.get('scheme', 'histogram-u7')} activations, this CPU "
-                       f"quantizes with {here} (run `run.py eval --precision fp32,int8` here)")
+    profile = profile_of(detector, profiles)
+    record = profile.get(int8_key(here))
+    legacy = profile.get("int8")  # one verdict, before they were kept per scheme
+    if record is None and legacy is not None and legacy.get("scheme") == here:
+        record = legacy
+    if record is None:
+        measured = sorted(k.partition(":")[2] for k in profile if k.startswith("int8:"))
+        if legacy is not None:  # records without a scheme predate the min/max scheme (histogram, 7 bits)
+            measured.append(legacy.get("scheme", "histogram-u7"))
+        if measured:
+            return False, (f"int8's accuracy was measured with {', '.join(measured)} activations, this CPU "
+                           f"quantizes with {here} (run `run.py eval --precision fp32,int8` here)")
+        return False, "int8's accuracy was never measured for this model (run `run.py eval --precision fp32,int8`)"
     verdict = (f"AP50 int8 {record['ap50_int8']:.3f} vs fp32 {record['ap50_fp32']:.3f} "
                f"on {record.get('labels', 'labelled frames')}")
     return bool(record.get("ok")), verdict

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -65,9 +66,25 @@ def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
     return bool(cpu_flags(cpuinfo) & set(_VNNI_FLAGS))
 
 
+SCHEMES = ("minmax-u8", "minmax-u7")
+SCHEME_ENV = "FRCNN_INT8_SCHEME"
+
+
 def scheme(vnni: bool | None = None) -> str:
-    """The activation quantization this machine uses, as stored with an int8 verdict."""
-    return f"minmax-u{8 if (cpu_has_vnni() if vnni is None else vnni) else 7}"
+    """The activation quantization this machine uses, as stored with an int8 verdict: 8 bits with
+    VNNI, 7 without. ``$FRCNN_INT8_SCHEME`` (minmax-u7) makes a VNNI machine quantize as an
+    AVX2-only one does — 7-bit activations give the same int8 values on both, so the 7-bit verdict
+    can be measured anywhere (8 bits cannot be forced on a CPU without VNNI: it would saturate)."""
+    if vnni is None:
+        forced = os.environ.get(SCHEME_ENV, "")
+        if forced:
+            if forced not in SCHEMES:
+                raise QuantizationError(f"{SCHEME_ENV}={forced!r}: expected one of {', '.join(SCHEMES)}")
+            if forced == "minmax-u8" and not cpu_has_vnni():
+                raise QuantizationError(f"{SCHEME_ENV}=minmax-u8 needs a CPU with VNNI (8-bit sums saturate without it)")
+            return forced
+        vnni = cpu_has_vnni()
+    return f"minmax-u{8 if vnni else 7}"
 
 
 def qconfig_mapping(vnni: bool | None = None):

@@ -90,8 +90,9 @@ def steps_part(args, frames, labels, scratch: Path) -> list[dict]:
         ("int8", "int8", False, (0, 0)),
         ("int8 + thread budget", "int8", False, (budget.decode, budget.encode)),
     ]
-    auto, setup = build_detector(DetectorConfig(device="cpu", proposals=args.proposals), reprobe=args.reprobe)
-    choice = setup.probe.choice if setup.probe else None
+    auto, setup = build_detector(DetectorConfig(device="cpu", proposals=args.proposals), reprobe=args.reprobe, wait=True)
+    probe = setup.probe.result if setup.probe else None
+    choice = probe.choice if probe else None
     rows = []
     for i, (name, precision, cl, (dec, enc)) in enumerate([*steps, ("auto (probe) + thread budget", None, None,
                                                                      (budget.decode, budget.encode))]):
@@ -119,8 +120,8 @@ def steps_part(args, frames, labels, scratch: Path) -> list[dict]:
                      "decode_ms": dec_ms, "detector_plus_decode_fps": bound, "pipeline_vs_bound": pipe.fps / bound,
                      "ap50": ap50})
         print(_row_line(rows[-1]), flush=True)
-    rows.append({"probe": {"choice": choice.name if choice else None, "ms": setup.probe.ms if setup.probe else None,
-                           "reason": setup.notes}})
+    rows.append({"probe": {"choice": choice.name if choice else None, "ms": probe.ms if probe else None,
+                           "reason": setup.summary_lines()}})
     return rows
 
 
@@ -132,7 +133,7 @@ def _row_line(r: dict) -> str:
 
 
 def threads_part(args, frames, scratch: Path) -> list[dict]:
-    detector, _ = build_detector(DetectorConfig(device="cpu", proposals=300))
+    detector, _ = build_detector(DetectorConfig(device="cpu", proposals=300), wait=True)
     n = len(frames)
     cores = os.cpu_count() or 1
     rows = []
@@ -149,7 +150,7 @@ def threads_part(args, frames, scratch: Path) -> list[dict]:
 
 
 def adapt_part(args, scratch: Path) -> dict:
-    detector, setup = build_detector(DetectorConfig(device="cpu"))
+    detector, setup = build_detector(DetectorConfig(device="cpu"), wait=True)
     budget = {"decode_threads": setup.budget.decode, "encode_threads": setup.budget.encode}
     n = 100  # frames 10–90 are judged: 8 blocks of 10 (and 10 more so that the last block is whole)
     config = PipelineConfig(source_kind="video", source=str(args.video), record=str(scratch / "a.mp4"), overwrite=True,

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from detector.profiles import int8_record, record_profile
+from detector.profiles import int8_key, int8_record, record_profile
 
 
 def box_weighted_ap50(row: dict, boxes_per_class: dict[str, int]) -> float | None:
@@ -64,6 +64,10 @@ def accuracy_profile(rows: Sequence[dict], labels, labels_name: str) -> dict | N
 
 
 def write_profile(identity: str, records: dict[str, dict], files: Sequence[Path | None] = (None,)) -> None:
+    """Write ``records`` into the model's profile; an "int8" record goes under its scheme's key
+    (``int8_key``), beside the verdicts of the other schemes."""
     for key, value in records.items():
+        if key == "int8":
+            key = int8_key(value["scheme"])
         for path in files:
             record_profile(identity, key, value, path)

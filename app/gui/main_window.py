@@ -484,6 +484,21 @@ class MainWindow(QMainWindow):
         self.performance.show_stats(stats, self.bridge.replaced)
         if stats.proposals:
             self.proposals_seen.setText(f"RPN kept {stats.proposals} on the last frame")
+        self._show_setup_change()
+
+    def _show_setup_change(self) -> None:
+        """--precision auto measured its candidates on the first frames and switched: say so once,
+        and show the precision it runs now."""
+        tuner = getattr(self.detector, "tuner", None)
+        line = tuner.announcement() if tuner is not None else None
+        if not line:
+            return
+        self.statusBar().showMessage(line, 10000)
+        self.precision_combo.blockSignals(True)
+        if self.precision_combo.findText(self.detector.precision) < 0:
+            self.precision_combo.addItem(self.detector.precision)
+        self.precision_combo.setCurrentText(self.detector.precision)
+        self.precision_combo.blockSignals(False)
 
     def _on_source_state(self, event) -> None:
         """A live source dropped (the banner counts down to the next attempt) or is back."""

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from app.config import PipelineConfig
@@ -19,6 +18,7 @@ from app.multi_run import per_stream_path, read_sources_file, source_key, unique
 from app.sources import open_source
 from tests.app.fakes import FakeDetector
 from tests.conftest import SAMPLE, cut_clip, decode_pts
+from tests.matching import assert_same_detections
 
 
 def cut_from(path: Path, start: int, n: int) -> Path:
@@ -75,10 +75,9 @@ def test_two_streams_in_one_batch_detect_what_two_single_runs_detect(tmp_path, d
         for result in got[name]:
             single, = default_detector.detect([result.frame.image])
             batched = result.detections
-            assert list(batched.labels) == list(single.labels), (name, result.frame.index)
-            np.testing.assert_allclose(batched.boxes, single.boxes, atol=1e-2)
-            np.testing.assert_allclose(batched.scores, single.scores, atol=1e-4)
-            compared += len(single)
+            # a batch pads frames to one size: the same boxes to ~1e-3 px, rows may swap
+            m = assert_same_detections(batched, single, iou=0.99, score_atol=1e-4, floor=0.3, what=f"{name} frame {result.frame.index}")
+            compared += len(m.pairs)
     assert compared > 10  # people were found, so the comparison compared something
 
 

@@ -10,6 +10,7 @@ import torch
 
 from app import evaluate as eval_cli
 from app import train as train_cli
+from detector import quantize
 from detector.weights import load_checkpoint
 from tests.detector.conftest import read_frames
 from tests.detector.darknet_files import darknet_dir, needs_darknet
@@ -139,7 +140,9 @@ def test_eval_in_two_precisions_writes_the_int8_verdict(tmp_path, one_json, monk
     metrics = json.loads(out.read_text())
     assert set(metrics) == {"fp32", "int8"} and metrics["fp32"]["AP50"] > 0.5  # it finds the people
     for path in (profile, tmp_path / "cache" / "model_profiles.json"):
-        (record,) = [v["int8"] for v in json.loads(path.read_text()).values()]
+        (profile_entry,) = json.loads(path.read_text()).values()
+        (record,) = [v for k, v in profile_entry.items() if k.startswith("int8:")]  # one verdict, under its scheme
+        assert record["scheme"] == quantize.scheme()  # measured as this CPU quantizes
         assert record["ap50_fp32"] == round(metrics["fp32"]["AP50"], 4)
         assert record["ap50_int8"] == round(metrics["int8"]["AP50"], 4)
         assert record["ok"] == (record["ap50_int8"] >= record["ap50_fp32"] - 0.01)

@@ -1,27 +1,64 @@
-"""The CPU probe: auto never picks a candidate that measured slower than fp32, remembers its answer,
-and offers int8 only where its accuracy was checked. The timing is injected, so each rule can fail."""
+"""The CPU tuner: auto never keeps a candidate that measured slower than fp32, measures on the run's
+own calls without delaying the first one, remembers its answer per input size (not per proposal
+count), and offers int8 / bf16 only where they can win. Stage times are injected through a stand-in
+detector so that each rule can fail; the last tests run the real detector."""
 
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from detector import profiles
-from detector.probe import BASELINE, Candidate, choose_cpu_setup
+from detector.probe import BASELINE, Candidate, CpuTuner, candidates_for, native_bf16, tune_cpu
+from detector.stages import StageTimes
+
+FP32, FP32_CL, BF16, BF16_CL, INT8 = (Candidate("fp32", False), Candidate("fp32", True), Candidate("bf16", False),
+                                      Candidate("bf16", True), Candidate("int8", False))
 
 
-class FakeClock:
-    """``measure`` for the probe: fixed ms per candidate, and a log of what was measured."""
+class FakeDetector:
+    """What the tuner touches of a detector, with a log of the setups it was given."""
 
-    def __init__(self, ms: dict[str, float]) -> None:
-        self.ms = ms
-        self.calls: list[str] = []
+    def __init__(self, proposals: int = 300, input_size: int = 416) -> None:
+        self.proposal_count, self.input_size = proposals, input_size
+        self.precision, self.channels_last = "fp32", False
+        self._int8 = None
+        self.int8_built_after_calls: int | None = None
+        self.calls = 0
+        self.info = type("Info", (), {"name": "fake", "source": "fake.pt", "arch": {"n": 1}})()
+        self.device = type("Device", (), {"type": "cpu"})()
+        self.int8_available = True
 
-    def __call__(self, detector, candidate: Candidate, frames) -> float:
-        self.calls.append(candidate.name)
-        detector.set_precision(candidate.precision)
-        return self.ms[candidate.name]
+    def set_cpu_setup(self, precision: str, channels_last: bool) -> None:
+        assert precision != "int8" or self._int8 is not None, "int8 applied before it was built"
+        self.precision, self.channels_last = precision, channels_last
+
+    def prepare_int8(self) -> None:
+        self.int8_built_after_calls = self.calls
+        self._int8 = object()
+
+    @property
+    def setup(self) -> Candidate:
+        return Candidate(self.precision, self.channels_last)
+
+
+def drive(tuner: CpuTuner, det: FakeDetector, cost: dict[Candidate, tuple[float, float]], limit: int = 200) -> list:
+    """Run calls as ``Detector.detect`` does: before → (stage times of the setup in force) → after.
+    ``cost``: candidate → (fixed ms, RoI-head ms per proposal). Returns the setups of each call."""
+    seen = []
+    for _ in range(limit):
+        if tuner.done.is_set() and tuner._pending is None:
+            break
+        candidate = tuner.before(det)
+        fixed, per = cost[det.setup]
+        det.calls += 1
+        seen.append(det.setup)
+        tuner.after(candidate, StageTimes(preprocess=0.0, backbone=fixed, rpn=0.0, roi_heads=per * det.proposal_count),
+                    [det.proposal_count], 1)
+        tuner._int8_ready.wait(5)  # the quantizing thread of the stand-in is instant
+    return seen
 
 
 @pytest.fixture()
@@ -29,73 +66,135 @@ def cache_file(tmp_path):
     return tmp_path / "probe.json"
 
 
-@pytest.fixture()
-def detector(tiny_detector):
-    yield tiny_detector
-    tiny_detector.set_precision("fp32")
-    tiny_detector.set_memory_format("contiguous")
+def tuner_for(det, candidates, cache_file, **kwargs) -> CpuTuner:
+    return CpuTuner(det, candidates, start=kwargs.pop("start", candidates[0]), cache_file=cache_file, **kwargs)
 
 
-def _choose(detector, clock, cache_file, **kwargs):
-    kwargs.setdefault("precisions", ("fp32", "bf16"))
-    return choose_cpu_setup(detector, [None], measure=clock, cache_file=cache_file, profiles={}, **kwargs)
+def test_auto_never_keeps_a_setup_slower_than_fp32(cache_file):
+    det = FakeDetector()
+    # bf16 several times slower, as on a CPU without native bf16; channels_last a little slower too
+    cost = {FP32: (100, 0.0), FP32_CL: (104, 0.0), BF16: (600, 0.0), BF16_CL: (420, 0.0)}
+    tuner = tuner_for(det, [FP32, FP32_CL, BF16, BF16_CL], cache_file)
+    drive(tuner, det, cost)
+    assert tuner.result.choice == BASELINE and det.setup == BASELINE
+    assert tuner.result.source == "measured" and "fp32" in tuner.announcement()
 
 
-def test_auto_never_picks_a_precision_slower_than_fp32(detector, cache_file):
-    # bf16 4-8× slower, as on a CPU without native bf16; channels_last a little slower too
-    clock = FakeClock({"fp32": 100.0, "fp32+channels_last": 104.0, "bf16": 600.0, "bf16+channels_last": 420.0})
-    result = _choose(detector, clock, cache_file)
-    assert result.choice == BASELINE
-    assert detector.precision == "fp32" and not detector.channels_last
-    assert set(clock.calls) == {"fp32", "fp32+channels_last", "bf16", "bf16+channels_last"}
+def test_auto_keeps_what_measured_faster_and_says_so_once(cache_file):
+    det = FakeDetector()
+    cost = {FP32: (100, 0.0), FP32_CL: (70, 0.0), BF16: (90, 0.0), BF16_CL: (60, 0.0)}
+    tuner = tuner_for(det, [FP32, FP32_CL, BF16, BF16_CL], cache_file)
+    assert tuner.announcement() is None  # nothing chosen yet
+    drive(tuner, det, cost)
+    assert tuner.result.choice == BF16_CL and det.setup == BF16_CL
+    line = tuner.announcement()
+    assert "bf16+channels_last" in line and "measured on this run's frames" in line
+    assert tuner.announcement() is None, "the switch is said once"
 
 
-def test_auto_picks_what_measured_faster(detector, cache_file):
-    clock = FakeClock({"fp32": 100.0, "fp32+channels_last": 70.0, "bf16": 90.0, "bf16+channels_last": 60.0})
-    result = _choose(detector, clock, cache_file)
-    assert result.choice == Candidate("bf16", True)
-    assert detector.precision == "bf16" and detector.channels_last
-    assert "bf16+channels_last" in result.reason and "measured now" in result.reason
+def test_a_gain_inside_the_margin_keeps_fp32(cache_file):
+    det = FakeDetector()
+    cost = {FP32: (100, 0.0), FP32_CL: (98, 0.0), BF16: (97, 0.0), BF16_CL: (99, 0.0)}
+    tuner = tuner_for(det, [FP32, FP32_CL, BF16, BF16_CL], cache_file, margin=0.05)
+    drive(tuner, det, cost)
+    assert tuner.result.choice == BASELINE
 
 
-def test_a_gain_inside_the_margin_keeps_fp32(detector, cache_file):
-    clock = FakeClock({"fp32": 100.0, "fp32+channels_last": 98.0, "bf16": 97.0, "bf16+channels_last": 99.0})
-    assert _choose(detector, clock, cache_file, margin=0.05).choice == BASELINE
+def test_a_slow_candidate_is_dropped_after_one_sample(cache_file):
+    det = FakeDetector()
+    cost = {FP32: (100, 0.0), FP32_CL: (80, 0.0), BF16: (2000, 0.0)}
+    tuner = tuner_for(det, [FP32, FP32_CL, BF16], cache_file, samples=3)
+    seen = drive(tuner, det, cost)
+    assert seen.count(BF16) == 2, "a warm-up and one timed call, then it is left out"
+    assert seen.count(FP32_CL) >= 4 and tuner.result.choice == FP32_CL
 
 
-def test_the_answer_is_cached_and_refresh_measures_again(detector, cache_file):
-    clock = FakeClock({"fp32": 100.0, "fp32+channels_last": 70.0, "bf16": 300.0, "bf16+channels_last": 200.0})
-    first = _choose(detector, clock, cache_file)
-    measured = len(clock.calls)
-    assert measured and first.source == "measured"
-    detector.set_memory_format("contiguous")
-    second = _choose(detector, clock, cache_file)
-    assert len(clock.calls) == measured, "the cached answer must not be measured again"
-    assert second.source == "cache" and second.choice == first.choice and detector.channels_last
+def test_the_answer_is_cached_by_input_size_not_by_proposal_count(cache_file):
+    """Costs are kept as a fixed part and a part per proposal: another proposal count reads the
+    same entry (nothing measured) and may choose differently; another input size measures again."""
+    # A: cheap trunk, expensive RoI head; B: the other way round → A wins at 50 proposals, B at 1000
+    cost = {FP32: (60, 0.05), INT8: (40, 0.2)}
+    det = FakeDetector(proposals=50)
+    first = tuner_for(det, [FP32, INT8], cache_file)
+    drive(first, det, cost)
+    assert first.result.choice == INT8 and first.result.source == "measured"
     assert json.loads(cache_file.read_text())  # a JSON file the user can read and delete
-    _choose(detector, clock, cache_file, refresh=True)
-    assert len(clock.calls) > measured
+
+    det2 = FakeDetector(proposals=1000)
+    second = tuner_for(det2, [FP32, INT8], cache_file)
+    assert second.done.is_set() and second.result.source == "cache"
+    assert drive(second, det2, cost) == [], "a cached answer costs no measuring call"
+    assert second.result.choice == FP32 and det2.setup == FP32
+
+    det3 = FakeDetector(proposals=50, input_size=320)
+    third = tuner_for(det3, [FP32, INT8], cache_file)
+    assert not third.done.is_set(), "another input size is measured again"
+    refreshed = tuner_for(FakeDetector(proposals=50), [FP32, INT8], cache_file, refresh=True)
+    assert not refreshed.done.is_set()
 
 
-def test_int8_is_tried_only_when_its_accuracy_gate_passed(detector, cache_file, monkeypatch):
-    clock = FakeClock({"fp32": 100.0, "fp32+channels_last": 100.0, "int8": 20.0})
-    monkeypatch.setattr(type(detector), "int8_available", property(lambda self: True))
-    monkeypatch.setattr(type(detector), "set_precision", lambda self, p: None)
-    identity = profiles.model_identity(detector)
+def test_a_new_proposal_count_at_run_time_rechooses_from_the_costs_and_says_so(cache_file):
+    cost = {FP32: (60, 0.05), INT8: (40, 0.2)}
+    det = FakeDetector(proposals=50)
+    tuner = tuner_for(det, [FP32, INT8], cache_file)
+    drive(tuner, det, cost)
+    assert tuner.announcement() and det.setup == INT8
+    det.proposal_count = 1000  # the GUI's slider
+    assert tuner.before(det) is None, "nothing is measured for it"
+    assert det.setup == FP32 and "1000 proposals" in tuner.announcement()
 
-    no_record = choose_cpu_setup(detector, [None], precisions=("fp32", "int8"), measure=clock, cache_file=cache_file,
-                                 profiles={})
-    assert "int8" not in clock.calls and no_record.choice == BASELINE
-    assert "never measured" in no_record.reason
 
-    failed = {identity: {"int8": profiles.int8_record(0.66, 0.62, "labels")}}
-    choose_cpu_setup(detector, [None], precisions=("fp32", "int8"), measure=clock, cache_file=cache_file, profiles=failed)
-    assert "int8" not in clock.calls
+def test_the_first_call_never_waits_for_int8(cache_file):
+    det = FakeDetector()
+    cost = {FP32: (100, 0.0), FP32_CL: (90, 0.0), INT8: (30, 0.0)}
+    tuner = tuner_for(det, [FP32, FP32_CL, INT8], cache_file, start=FP32_CL)
+    seen = drive(tuner, det, cost)
+    assert seen[0] == FP32_CL, "the run starts with the safe choice"
+    assert det.int8_built_after_calls == 1, "quantizing starts after the first call, not before it"
+    assert tuner.result.choice == INT8 and det.setup == INT8
 
-    passed = {identity: {"int8": profiles.int8_record(0.66, 0.655, "labels")}}
-    result = choose_cpu_setup(detector, [None], precisions=("fp32", "int8"), measure=clock, cache_file=cache_file,
-                              profiles=passed)
-    assert "int8" in clock.calls and result.choice == Candidate("int8", False)
+
+def test_a_cached_int8_choice_waits_for_its_quantized_model(cache_file):
+    cost = {FP32: (100, 0.0), INT8: (30, 0.0)}
+    det = FakeDetector()
+    drive(tuner_for(det, [FP32, INT8], cache_file), det, cost)
+    fresh = FakeDetector()
+    tuner = tuner_for(fresh, [FP32, INT8], cache_file)
+    assert tuner.result.choice == INT8 and fresh.setup == FP32, "int8 is not built yet: start safe"
+    seen = drive(tuner, fresh, cost)
+    assert seen[0] == FP32 and fresh.setup == INT8
+
+
+def test_a_move_of_the_input_size_discards_what_was_timed(cache_file):
+    det = FakeDetector()
+    cost = {FP32: (100, 0.0), FP32_CL: (90, 0.0)}
+    tuner = tuner_for(det, [FP32, FP32_CL], cache_file)
+    for _ in range(5):  # the first call, two warm-ups, then timed calls
+        c = tuner.before(det)
+        tuner.after(c, StageTimes(backbone=cost[det.setup][0]), [300], 1)
+    assert tuner._samples
+    det.input_size = 240  # the controller moved
+    tuner.before(det)
+    assert not tuner._samples
+
+
+def test_candidates_leave_out_bf16_without_bf16_instructions_and_int8_without_a_verdict():
+    det = FakeDetector()
+    identity = profiles.model_identity(det)
+    avx2 = {"avx2", "fma"}
+    cands, notes = candidates_for(det, ("fp32", "bf16", "int8"), (False, True), profiles={}, flags=avx2)
+    assert cands == [FP32, FP32_CL]
+    assert any("bf16 instructions" in n for n in notes) and any("never measured" in n for n in notes)
+    assert not native_bf16(avx2) and native_bf16({"avx512_bf16"}) and native_bf16({"amx_bf16"})
+
+    from detector.quantize import scheme
+
+    passed = {identity: {profiles.int8_key(scheme()): profiles.int8_record(0.66, 0.655, "labels")}}
+    cands, _ = candidates_for(det, ("fp32", "bf16", "int8"), (False, True), profiles=passed, flags={"amx_bf16"})
+    assert cands == [FP32, FP32_CL, BF16, BF16_CL, INT8]
+    failed = {identity: {profiles.int8_key(scheme()): profiles.int8_record(0.66, 0.62, "labels")}}
+    cands, notes = candidates_for(det, ("fp32", "int8"), (False,), profiles=failed, flags=avx2)
+    assert cands == [FP32] and any("int8 not tried" in n for n in notes)
 
 
 def test_the_int8_verdict_passes_within_the_tolerance_and_is_kept_per_model(tmp_path):
@@ -107,26 +206,91 @@ def test_the_int8_verdict_passes_within_the_tolerance_and_is_kept_per_model(tmp_
     assert set(loaded) == {"m", "n"} and set(loaded["m"]) == {"int8", "accuracy"}
 
 
-def test_the_real_probe_measures_and_keeps_fp32_unless_faster(detector, cache_file, frame_rgb):
-    result = choose_cpu_setup(detector, [frame_rgb[:240, :320]], precisions=("fp32", "bf16"), rounds=1,
-                              cache_file=cache_file, profiles={})
-    assert set(result.ms) == {"fp32", "fp32+channels_last", "bf16", "bf16+channels_last"}
-    assert result.ms[result.choice.name] <= result.ms["fp32"]
-
-
-def test_an_int8_verdict_holds_only_for_the_quantization_scheme_it_was_measured_with(detector, monkeypatch):
+def test_an_int8_verdict_holds_only_for_its_scheme_and_both_can_be_kept(monkeypatch):
     """A verdict measured with 8-bit activations (a VNNI CPU) says nothing about a CPU that
-    quantizes to 7 bits, nor does one from before the scheme was recorded."""
+    quantizes to 7 bits, nor does one from before the scheme was recorded; a profile keeps one
+    verdict per scheme, so each CPU finds its own."""
     import detector.quantize as quantize
 
-    monkeypatch.setattr(type(detector), "int8_available", property(lambda self: True))
-    identity = profiles.model_identity(detector)
-    record = profiles.int8_record(0.66, 0.66, "labels", scheme="minmax-u8")
+    det = FakeDetector()
+    identity = profiles.model_identity(det)
+    u8 = profiles.int8_record(0.66, 0.66, "labels", scheme="minmax-u8")
+    u7 = profiles.int8_record(0.66, 0.60, "labels", scheme="minmax-u7")
+    both = {identity: {profiles.int8_key("minmax-u8"): u8, profiles.int8_key("minmax-u7"): u7}}
     monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u8")
-    assert profiles.int8_verdict(detector, {identity: {"int8": record}})[0] is True
+    assert profiles.int8_verdict(det, both)[0] is True
     monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u7")
-    allowed, why = profiles.int8_verdict(detector, {identity: {"int8": record}})
+    allowed, why = profiles.int8_verdict(det, both)
+    assert not allowed and "0.600" in why  # its own (failing) verdict, not the 8-bit one
+    only_u8 = {identity: {profiles.int8_key("minmax-u8"): u8}}
+    allowed, why = profiles.int8_verdict(det, only_u8)
     assert not allowed and "minmax-u8" in why and "minmax-u7" in why
-    old = {k: v for k, v in record.items() if k != "scheme"}
-    allowed, why = profiles.int8_verdict(detector, {identity: {"int8": old}})
+    legacy = {identity: {"int8": {k: v for k, v in u8.items() if k != "scheme"}}}
+    allowed, why = profiles.int8_verdict(det, legacy)
     assert not allowed and "histogram-u7" in why
+
+
+def test_the_int8_scheme_can_be_forced_to_7_bits_and_a_bad_value_is_refused(monkeypatch):
+    import detector.quantize as quantize
+
+    monkeypatch.setenv(quantize.SCHEME_ENV, "minmax-u7")
+    assert quantize.scheme() == "minmax-u7"
+    assert quantize.qconfig_mapping().global_qconfig.activation().quant_max == 127
+    monkeypatch.setenv(quantize.SCHEME_ENV, "minmax-u6")
+    with pytest.raises(quantize.QuantizationError, match="minmax-u6"):
+        quantize.scheme()
+
+
+# ----------------------------------------------------------------------------- the real detector
+@pytest.fixture()
+def detector(tiny_detector):
+    yield tiny_detector
+    tiny_detector.tuner = None
+    tiny_detector.set_precision("fp32")
+    tiny_detector.set_memory_format("contiguous")
+
+
+def test_the_real_tuner_measures_on_detect_calls_and_keeps_fp32_unless_faster(detector, cache_file, frame_rgb):
+    frame = frame_rgb[:240, :320]
+    tuner = tune_cpu(detector, precisions=("fp32", "bf16"), cache_file=cache_file, profiles={}, flags={"avx512_bf16"})
+    assert detector.tuner is tuner and not tuner.done.is_set()
+    result = tuner.measure_now(detector, [frame])
+    assert set(result.ms) <= {"fp32", "fp32+channels_last", "bf16", "bf16+channels_last"} and "fp32" in result.ms
+    assert result.ms[result.choice.name] <= result.ms["fp32"]
+    assert (detector.precision, detector.channels_last) == (result.choice.precision, result.choice.channels_last)
+    detector.detect(frame)  # decided: the setup stays
+    assert (detector.precision, detector.channels_last) == (result.choice.precision, result.choice.channels_last)
+    detector.set_precision("fp32")  # the user's choice ends the tuner
+    assert detector.tuner is None
+
+
+def test_the_real_tuner_builds_int8_off_the_first_call_and_no_call_breaks_meanwhile(tiny_detector, cache_file,
+                                                                                    frame_rgb, monkeypatch):
+    """torch.fx patches nn.Module.__call__ while it traces: calls from another thread during the
+    quantization must wait for it, not fail."""
+    from detector import Detector, DetectorConfig
+    from tests.conftest import TINY
+
+    frame = frame_rgb[:240, :320]
+    det = Detector(DetectorConfig(**TINY), calibration=[frame, frame[::-1].copy()])
+    identity = profiles.model_identity(det)
+    from detector.quantize import scheme
+
+    passed = {identity: {profiles.int8_key(scheme()): profiles.int8_record(0.5, 0.5, "labels")}}
+    tuner = tune_cpu(det, precisions=("fp32", "int8"), memory_formats=(False,), cache_file=cache_file, profiles=passed)
+    errors = []
+
+    def calls() -> None:
+        try:
+            for _ in range(40):
+                if tuner.done.is_set():
+                    return
+                det.detect(frame)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    worker = threading.Thread(target=calls)
+    worker.start()
+    worker.join(120)
+    assert not errors, errors
+    assert tuner.done.is_set() and {"fp32", "int8"} == set(tuner.result.ms)

@@ -9,6 +9,7 @@ import pytest
 
 from app.serve.batching import FramePayload, FrameReply, Knobs, ReplicaLoad, detect_batch
 from detector.config import ConfigError
+from tests.matching import assert_same_detections
 
 
 class CountingDetector:
@@ -27,10 +28,7 @@ class CountingDetector:
 
 
 def assert_same(a, b) -> None:
-    assert len(a) == len(b)
-    np.testing.assert_array_equal(a.class_ids, b.class_ids)
-    np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
-    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    assert_same_detections(a, b, iou=0.999, score_atol=1e-5, capped=True, what="batched vs alone")
 
 
 def test_a_batch_of_mixed_sizes_equals_each_frame_alone(tiny_detector, frame_rgb):
