@@ -1,6 +1,6 @@
 """``eval``: COCO AP / AP50 / AP75 (and AP50 per class) of a model — or of the teacher — on a COCO JSON,
-and the share of objects found (recall at IoU ≥ 0.5 of the detections scoring ≥ the model's own threshold; all,
-per class, persons), and what it gets wrong: precision at the model's threshold and at 0.5, and the false boxes,
+and the share of objects found (recall at IoU ≥ 0.5 of the detections scoring ≥ 0.3; all, per class, persons),
+and what it gets wrong: precision at the model's own threshold and at 0.5, and the false boxes,
 overall and per picture, by kind (duplicate, part of a labelled object, wrong class, loose, background;
 ``detector/precision.py`` defines them).
 
@@ -35,7 +35,6 @@ from app.bench import int_list
 from app.errors import UserError
 from app.teachers import add_teacher_arguments, teacher_from_args
 
-RECALL_SCORE = 0.3  # the recall's and first precision's threshold for teachers and exports (a model: its own)
 PRECISION_SCORE = 0.5  # precision is also reported here, whatever the model's threshold
 
 
@@ -59,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the int8 verdict and the AP50 grid to this profile file (e.g. assets/model_profiles.json)")
     add_teacher_arguments(p, None, ("--teacher-sizes",))
     p.add_argument("--recall-iou", type=float, default=0.5, help="IoU at which a detection finds an object")
-    p.add_argument("--recall-score", type=float, default=None,
-                   help="detections scoring at least this count for the recall and the first precision (default: "
-                        "the model's own threshold, the one a user runs with; 0.3 for teachers and --detections)")
+    p.add_argument("--recall-score", type=float, default=0.3,
+                   help="detections scoring at least this count for the recall (the threshold a user runs with); "
+                        "precision is reported at the model's own threshold (this one for teachers and exports) and 0.5")
     p.add_argument("--detections", default=None,
                    help="score this export of run.py --images DIR --export FILE (.csv/.json) instead of running a model")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
@@ -81,19 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.yolo_sizes or args.teachers or len(proposals) > 1 or scales or len(precisions) > 1:
                 raise UserError("--detections scores an export: it takes no teacher, --scales, --proposals or --precision list")
             exported = _exported(Path(args.detections), coco)
-            args.recall_score = RECALL_SCORE if args.recall_score is None else args.recall_score
             rows = [{"precision": precisions[0], "metrics": run(args, coco, None, exported)}]
             detector = None
         elif args.yolo_sizes or args.teachers:
-            args.recall_score = RECALL_SCORE if args.recall_score is None else args.recall_score
             if len(proposals) > 1 or scales:
                 raise UserError("--scales and several --proposals are for a model, not a teacher")
             rows = [{"precision": precisions[0], "metrics": run(args, coco, _teacher(args))}]
             detector = None
         else:
             detector = _model(args, precisions[0], proposals[0])  # one model, its knobs switched cell by cell
-            if args.recall_score is None:
-                args.recall_score = detector.default_score_threshold
+            args.own_score = detector.default_score_threshold
             rows = [{"precision": precision, "input_size": size, "proposals": n,
                      "metrics": run(args, coco, lambda rgb: detector.detect([rgb], timing=False)[0])}
                     for precision, size, n in _cells(detector, precisions, scales, proposals)]
@@ -184,7 +180,7 @@ def _ground_truth(args):
 
     path = Path(args.data)
     for name, value in (("--recall-iou", args.recall_iou), ("--recall-score", args.recall_score)):
-        if value is not None and not 0.0 <= value <= 1.0:
+        if not 0.0 <= value <= 1.0:
             raise UserError(f"{name} {value} must be in [0, 1]")
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
@@ -197,7 +193,8 @@ def _ground_truth(args):
 def run(args, coco, detect, predictions: dict | None = None) -> dict:
     """The metrics of ``detect`` (RGB image → Detections) on ``coco``, the ground truth of ``args.data``
     (or of ``predictions``, image id → Detections, already made): AP, recall, and under "precision" the
-    precision report (``detector.precision.false_boxes``) at ``args.recall_score`` and at 0.5."""
+    precision report (``detector.precision.false_boxes``) at the model's own threshold (``args.own_score``,
+    else ``args.recall_score``) and at 0.5."""
     from detector.evaluate import evaluate
     from detector.precision import false_boxes
 
@@ -216,7 +213,7 @@ def run(args, coco, detect, predictions: dict | None = None) -> dict:
     metrics = evaluate(coco, predictions, recall_iou=args.recall_iou, recall_score=args.recall_score)
     metrics["seconds"] = seconds
     metrics["precision"] = [false_boxes(coco, predictions, s, args.recall_iou)
-                            for s in sorted({args.recall_score, PRECISION_SCORE})]
+                            for s in sorted({getattr(args, "own_score", args.recall_score), PRECISION_SCORE})]
     return metrics
 
 
