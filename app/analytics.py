@@ -190,7 +190,7 @@ class Analytics:
     def _count(self, tracked: Detections, frame: int, t: float, alive: set[int]) -> None:
         import supervision as sv
 
-        for box, cid, tid in zip(tracked.boxes, tracked.class_ids, tracked.track_ids):
+        for box, cid, tid in zip(tracked.boxes, tracked.class_ids, tracked.track_ids, strict=True):
             if tid >= 0:
                 self._last_seen[int(tid)] = (box.copy(), int(cid))
         for tid in [k for k in self._last_seen if k not in alive]:

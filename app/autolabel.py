@@ -114,7 +114,7 @@ def autolabel(source: Path, out: Path, teacher, classes: Sequence[str], min_scor
         images.append({"id": image_id, "file_name": file_name, "width": int(rgb.shape[1]),
                        "height": int(rgb.shape[0]), "frame_index": int(index)})
         det = teacher.detect_one(rgb).filter(min_score, list(classes))
-        for box, score, name in zip(det.boxes, det.scores, det.labels):
+        for box, score, name in zip(det.boxes, det.scores, det.labels, strict=True):
             x1, y1, x2, y2 = (float(v) for v in box)
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": category[name],

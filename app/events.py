@@ -254,7 +254,7 @@ class EventSink:
             self.clips.add_frame(frame, annotated)
 
     def _update_tracks(self, det) -> None:
-        for box, score, tid in zip(det.boxes, det.scores, det.track_ids):
+        for box, score, tid in zip(det.boxes, det.scores, det.track_ids, strict=True):
             if tid >= 0:
                 self._tracks[int(tid)] = ([round(float(v), 1) for v in box], round(float(score), 4))
 
@@ -273,7 +273,7 @@ class EventSink:
 
     def _appear_events(self, det, frame_index: int) -> list[tuple]:
         out = []
-        for cid, tid in zip(det.class_ids, det.track_ids):
+        for cid, tid in zip(det.class_ids, det.track_ids, strict=True):
             tid = int(tid)
             if tid < 0 or tid in self._appeared:
                 continue

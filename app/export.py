@@ -61,7 +61,7 @@ class Exporter:
         # Unbuffered: one write() per frame hands the rows to the OS at once (a kill loses nothing).
         self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115
         self._end = 0  # where the next rows go: the end of the last whole frame
-        head = {"csv": self._csv_text([dict(zip(self.columns, self.columns))]), "json": "[", "jsonl": ""}[self.format]
+        head = {"csv": self._csv_text([dict(zip(self.columns, self.columns, strict=True))]), "json": "[", "jsonl": ""}[self.format]
         self._append(head.encode())
 
     def write(self, result: Result, **extra) -> None:

@@ -49,7 +49,7 @@ class Heat:
                 self._shape = ((h + SCALE - 1) // SCALE, (w + SCALE - 1) // SCALE)
             rows, cols = self._shape
             r = self._spot.shape[0] // 2
-            for box, cid, tid in zip(detections.boxes, detections.class_ids, detections.track_ids):
+            for box, cid, tid in zip(detections.boxes, detections.class_ids, detections.track_ids, strict=True):
                 if tid < 0:
                     continue
                 name = detections.class_names[int(cid)] if 0 <= int(cid) < len(detections.class_names) else "?"

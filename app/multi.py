@@ -347,7 +347,7 @@ class MultiPipeline:
         counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
         with self._fps_lock:
             self._batch_sizes[n] += 1
-        for i, ((lane, frame), det) in enumerate(zip(batch, detections)):
+        for i, ((lane, frame), det) in enumerate(zip(batch, detections, strict=True)):
             proposals = counts[i] if i < len(counts) else 0
             lane.put_result(Result(frame, det, per_frame, proposals, done, n))
 

@@ -192,7 +192,7 @@ def stream_configs(args: argparse.Namespace, sources: Sequence[tuple[str, str]])
 
     check_sources(sources)
     out = []
-    for name, (kind, value) in zip(unique_names(sources), sources):
+    for name, (kind, value) in zip(unique_names(sources), sources, strict=True):
         out.append((name, PipelineConfig(
             source_kind=kind, source=str(value), record=per_stream_path(args.record, name) if args.record else None,
             export=None, segment_s=getattr(args, "segment_s", None), overwrite=args.overwrite,
@@ -248,7 +248,7 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], detec
     configs = stream_configs(args, sources)
     for _, config in configs:
         config.check_outputs()
-    if args.export:  # the single run's rules: a .json or .csv that may be written
+    if args.export:  # the single run's rules: a .json, .jsonl or .csv that may be written
         configs[0][1].with_(export=args.export).check_outputs()
     headless = args.headless
     if not headless:

@@ -466,7 +466,7 @@ class Pipeline:
             self.adapt.observe(done, per_frame.as_dict(), shown=len(batch) + skipped, detected=len(batch), idle_s=idle)
             skipped, idle = 0, 0.0
             counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
-            for i, (frame, det) in enumerate(zip(batch, detections)):
+            for i, (frame, det) in enumerate(zip(batch, detections, strict=True)):
                 proposals = counts[i] if i < len(counts) else 0
                 det, overlay = self.analytics.process(det, frame.index, frame.seconds)
                 stage_ms = per_frame.as_dict()

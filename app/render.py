@@ -46,7 +46,7 @@ def draw_detections(image: np.ndarray, detections: Detections, style: Style = DE
     out = np.ascontiguousarray(image).copy()
     h, w = out.shape[:2]
     track_ids = detections.track_ids if detections.track_ids is not None else np.full(len(detections), -1)
-    for box, score, class_id, track_id in zip(detections.boxes, detections.scores, detections.class_ids, track_ids):
+    for box, score, class_id, track_id in zip(detections.boxes, detections.scores, detections.class_ids, track_ids, strict=True):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w - 1))
         y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h - 1))

@@ -135,7 +135,7 @@ class Trails:
         """Append the centre of each tracked box; forget tracks that are no longer ``alive``."""
         if detections.track_ids is not None:
             boxes = detections.boxes
-            for box, tid in zip(boxes, detections.track_ids):
+            for box, tid in zip(boxes, detections.track_ids, strict=True):
                 if tid < 0:
                     continue
                 cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2

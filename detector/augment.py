@@ -271,7 +271,7 @@ def mosaic(items: Sequence[Annotated], rng: np.random.Generator, cfg: AugmentCon
     quadrants = ((0, 0, cx, cy), (cx, 0, width, cy), (0, cy, cx, height), (cx, cy, width, height))
     out = np.full((height, width, 3), cfg.fill, np.uint8)
     boxes, labels, ignore = [], [], []
-    for item, (x0, y0, x1, y1) in zip(items, quadrants):
+    for item, (x0, y0, x1, y1) in zip(items, quadrants, strict=True):
         s = resize(*item.image.shape[:2]) * (_draw_scale(rng, cfg.scale_range) if scale else 1.0)
         tile = _random_placement(item, rng, s, (x1 - x0, y1 - y0), cfg)
         # mirroring the placed tile (its offset was random) costs less than mirroring the source image

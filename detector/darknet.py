@@ -339,7 +339,7 @@ class DarknetTrunk(nn.Module):
         self.last = max(self.outputs)
         self.layers = nn.ModuleDict()
         in_channels = self.sections[0].int("channels", 3)
-        for index, (sec, info) in enumerate(zip(self.sections[1:], self.infos)):
+        for index, (sec, info) in enumerate(zip(self.sections[1:], self.infos, strict=True)):
             if index in self.needed:
                 self.layers[str(index)] = self._make_layer(sec, info, in_channels)
             in_channels = info.out_channels
@@ -485,7 +485,7 @@ class YoloTinyBackbone(nn.Module):
 
     def neck(self, maps: Sequence[torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
         """The trainable 1×1 reductions of the trunk's maps; keys "0" (stride 16) and "1" (stride 32)."""
-        return OrderedDict((str(i), red(m)) for i, (red, m) in enumerate(zip(self.reduce, maps)))
+        return OrderedDict((str(i), red(m)) for i, (red, m) in enumerate(zip(self.reduce, maps, strict=True)))
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         return self.neck(self.trunk_features(x))

@@ -103,7 +103,7 @@ class Detections:
                 "y2": round(float(b[3]), 2),
                 "track_id": int(t),
             }
-            for b, s, c, t in zip(self.boxes, self.scores, self.class_ids, track_ids)
+            for b, s, c, t in zip(self.boxes, self.scores, self.class_ids, track_ids, strict=True)
         ]
 
 

@@ -62,7 +62,7 @@ def detections_to_results(coco: COCO, predictions: Mapping[int, Detections]) -> 
     for image_id, det in predictions.items():
         if image_id not in coco.imgs:
             raise KeyError(f"prediction for image id {image_id}, which the ground truth does not have")
-        for box, score, name in zip(det.boxes, det.scores, det.labels):
+        for box, score, name in zip(det.boxes, det.scores, det.labels, strict=True):
             if name not in category_by_name:
                 continue
             x1, y1, x2, y2 = (float(v) for v in box)

@@ -100,7 +100,7 @@ class IgnoreAwareRPN(RegionProposalNetwork):
         """torchvision's assignment (labels Tensor[A] per image: 1 positive, 0 negative, −1 neither),
         then negatives on an ignore region → −1."""
         labels, matched_gt_boxes = super().assign_targets_to_anchors(anchors, targets)
-        for labels_per_image, anchors_per_image, target in zip(labels, anchors, targets):
+        for labels_per_image, anchors_per_image, target in zip(labels, anchors, targets, strict=True):
             ignore_negatives(labels_per_image, anchors_per_image, target.get("ignore"), self.ignore_ioa,
                              self.proposal_matcher.low_threshold)
         return labels, matched_gt_boxes
@@ -140,7 +140,7 @@ class IgnoreAwareRoIHeads(RoIHeads):
         then background proposals on an ignore region → −1."""
         matched_idxs, labels = super().assign_targets_to_proposals(proposals, gt_boxes, gt_labels)
         ignore_boxes = getattr(self, "_ignore_boxes", None) or [None] * len(proposals)
-        for labels_per_image, proposals_per_image, ignore in zip(labels, proposals, ignore_boxes):
+        for labels_per_image, proposals_per_image, ignore in zip(labels, proposals, ignore_boxes, strict=True):
             ignore_negatives(labels_per_image, proposals_per_image, ignore, self.ignore_ioa,
                              self.proposal_matcher.low_threshold)
         return matched_idxs, labels

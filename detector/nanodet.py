@@ -98,7 +98,7 @@ class NanoDetTrunk(nn.Module):
             x = block(x)
             if i >= 1:
                 levels.append(x)
-        lat = [conv(f) for conv, f in zip(self.laterals, levels)]
+        lat = [conv(f) for conv, f in zip(self.laterals, levels, strict=True)]
         for i in range(len(lat) - 1, 0, -1):  # top-down
             lat[i - 1] = lat[i - 1] + _bilinear(lat[i], lat[i - 1].shape[-2:])
         for i in range(len(lat) - 1):  # bottom-up
@@ -123,7 +123,7 @@ class NanoDetHead(nn.Module):
         self.outputs = nn.ModuleList(nn.Conv2d(NANODET_WIDTH, outputs, 1) for _ in NANODET_STRIDES)
 
     def forward(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        return [out(conv(m)) for conv, out, m in zip(self.convs, self.outputs, maps)]
+        return [out(conv(m)) for conv, out, m in zip(self.convs, self.outputs, maps, strict=True)]
 
 
 class NanoDet(nn.Module):
@@ -148,7 +148,7 @@ def _convs(model: NanoDet) -> list[nn.Conv2d]:
             order += [res.in_conv[0], res.mid_conv[0]]
         order.append(block.res_out_conv[0])
     order += list(t.laterals)
-    for conv, out in zip(h.convs, h.outputs):
+    for conv, out in zip(h.convs, h.outputs, strict=True):
         order += [conv[0], out]
     return order
 
@@ -207,7 +207,7 @@ def decode(outputs: Sequence[torch.Tensor], input_size: tuple[int, int]) -> tupl
     """
     boxes, scores = [], []
     bins = torch.arange(NANODET_REG_MAX + 1, dtype=torch.float32)
-    for stride, out in zip(NANODET_STRIDES, outputs):
+    for stride, out in zip(NANODET_STRIDES, outputs, strict=True):
         c, h, w = out.shape
         rows = out.reshape(c, h * w).t()
         cls, reg = rows[:, :NANODET_NUM_CLASSES].sigmoid(), rows[:, NANODET_NUM_CLASSES:]
@@ -237,7 +237,7 @@ def decode_graph_outputs(outputs: dict[str, torch.Tensor], input_size: tuple[int
     regs = sorted((v[0] for v in outputs.values() if v.shape[-1] != NANODET_NUM_CLASSES), key=len, reverse=True)
     bins = torch.arange(NANODET_REG_MAX + 1, dtype=torch.float32)
     boxes, all_scores = [], []
-    for stride, cls, reg in zip(NANODET_STRIDES, scores, regs):
+    for stride, cls, reg in zip(NANODET_STRIDES, scores, regs, strict=True):
         h, w = input_size[0] // stride, input_size[1] // stride
         b, s = _decode_level(cls, reg, h, w, stride, input_size, bins)
         boxes.append(b)
@@ -299,9 +299,9 @@ class NanoDetBackbone(nn.Module):
 
     def neck(self, maps: Sequence[torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
         if self.neck_kind == "reduce":
-            return OrderedDict((str(i), red(m)) for i, (red, m) in enumerate(zip(self.reduce, maps)))
+            return OrderedDict((str(i), red(m)) for i, (red, m) in enumerate(zip(self.reduce, maps, strict=True)))
         out = OrderedDict()
-        for i, (tower, classes, m) in enumerate(zip(self.towers, self.class_maps, maps)):
+        for i, (tower, classes, m) in enumerate(zip(self.towers, self.class_maps, maps, strict=True)):
             t = tower(m)
             out[str(i)] = torch.cat((t, classes(t)), 1)
         return out
@@ -326,7 +326,7 @@ def nanodet(reduce_channels: int | None = NANODET_WIDTH, tfjs_model: str | None 
         body.trunk.load_state_dict(full.trunk.state_dict())
         if neck == "head":
             with torch.no_grad():
-                for tower, classes, conv, out in zip(body.towers, body.class_maps, full.head.convs, full.head.outputs):
+                for tower, classes, conv, out in zip(body.towers, body.class_maps, full.head.convs, full.head.outputs, strict=True):
                     tower.load_state_dict(conv.state_dict())
                     classes.weight.copy_(out.weight[:NANODET_NUM_CLASSES])
                     classes.bias.copy_(out.bias[:NANODET_NUM_CLASSES])

@@ -126,7 +126,7 @@ def false_boxes(coco: COCO, predictions: Mapping[int, Detections], score_thresho
                          _xyxy(crowd), [names[a["category_id"]] for a in crowd],
                          det.boxes[keep] if keep.any() else np.zeros((0, 4)),
                          det.scores[keep] if keep.any() else np.zeros(0),
-                         [n for n, k in zip(det_names, keep) if k], iou)
+                         [n for n, k in zip(det_names, keep, strict=True) if k], iou)
         kinds = {k: verdicts.count(k) for k in KINDS}
         per_picture.append({"image_id": image_id, "file": coco.imgs[image_id].get("file_name", str(image_id)),
                             "labelled": len(objs), "found": verdicts.count("true"), "boxes": len(verdicts),

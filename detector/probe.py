@@ -29,7 +29,7 @@ import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,11 +167,14 @@ class CpuTuner:
         samples: timed calls per candidate (after one warm-up call each).
         margin: a candidate replaces the reference only when at least this much faster.
         max_calls: calls after which the tuner decides on what it has.
+        allowed: ``fn(candidate, proposals)`` — whether a candidate may run at a proposal count
+            (int8's accuracy verdict is kept per count); default: every candidate at every count.
     """
 
     def __init__(self, detector, candidates: Sequence[Candidate], *, start: Candidate | None = None,
                  notes: Sequence[str] = (), cache_file: Path | None = None, refresh: bool = False,
-                 samples: int = 3, margin: float = 0.05, max_calls: int = 60) -> None:
+                 samples: int = 3, margin: float = 0.05, max_calls: int = 60,
+                 allowed: Callable[[Candidate, int], bool] | None = None) -> None:
         if not candidates:
             raise ValueError("the tuner needs at least one candidate")
         self.candidates = list(candidates)
@@ -180,6 +183,7 @@ class CpuTuner:
         self.notes = list(notes)
         self.cache_file = cache_file or cache_dir() / PROBE_FILE
         self.samples, self.margin, self.max_calls = samples, margin, max_calls
+        self.allowed = allowed or (lambda candidate, proposals: True)
         self.key = cache_key(detector, self.candidates)
         self._detector = detector
         self.result: ProbeResult | None = None
@@ -341,11 +345,14 @@ class CpuTuner:
 
     def _decide(self, proposals: int, source: str) -> None:
         reference = self.reference if self.reference in self._costs else next(iter(self._costs))
-        choice = choose(self._costs, reference, proposals, self.margin)
-        ms = {c.name: self._costs[c].at(proposals) for c in self._costs}
+        costs = {c: v for c, v in self._costs.items() if c == reference or self.allowed(c, proposals)}
+        choice = choose(costs, reference, proposals, self.margin)
+        ms = {c.name: costs[c].at(proposals) for c in costs}
         listed = ", ".join(f"{n} {v:.0f}" for n, v in sorted(ms.items(), key=lambda kv: kv[1]))
         when = "measured on this run's frames" if source == "measured" else f"measured {self._measured_at}, cached"
+        left_out = [c.name for c in self._costs if c not in costs]
         reason = (f"auto → {choice.name} (ms per frame at {proposals} proposals: {listed}; {when})"
+                  + (f"; {', '.join(left_out)} not used at {proposals} proposals (its accuracy verdict)" if left_out else "")
                   + "".join(f"; {n}" for n in self.notes))
         with self._lock:
             self.result = ProbeResult(choice, ms, source, self._measured_at, reason, self.key, proposals)
@@ -369,8 +376,12 @@ def tune_cpu(detector, *, precisions: Sequence[str] = ("fp32", "bf16", "int8"),
     The run starts at once: with the cached choice, else with ``safe_start()`` (when it is a candidate)."""
     candidates, notes = candidates_for(detector, precisions, memory_formats, profiles=profiles, flags=flags)
     start = safe_start(detector.device.type)
+
+    def allowed(candidate: Candidate, proposals: int) -> bool:  # int8's verdict holds per proposal count
+        return candidate.precision != "int8" or int8_verdict(detector, profiles, proposals)[0]
+
     tuner = CpuTuner(detector, candidates, start=start if start in candidates else candidates[0], notes=notes,
-                     cache_file=cache_file, refresh=refresh, **kwargs)
+                     cache_file=cache_file, refresh=refresh, allowed=allowed, **kwargs)
     detector.tuner = tuner
     return tuner
 

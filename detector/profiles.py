@@ -94,17 +94,47 @@ def record_profile(identity: str, key: str, value: dict, path: Path | None = Non
     return value
 
 
-def int8_record(ap50_fp32: float, ap50_int8: float, labels: str, scheme: str | None = None) -> dict:
+def _passes(ap50_fp32: float, ap50_int8: float) -> bool:
+    return bool(round(ap50_int8, 4) >= round(ap50_fp32, 4) - INT8_AP50_TOLERANCE)
+
+
+def int8_record(ap50_fp32: float, ap50_int8: float, labels: str, scheme: str | None = None,
+                by_proposals: dict[int, tuple[float, float]] | None = None) -> dict:
     """The int8 verdict: it passes when int8's AP50 is at most ``INT8_AP50_TOLERANCE`` below fp32's
     (a better int8 is no reason to refuse it). ``scheme``: how int8 was quantized (default: as this
-    machine quantizes, ``detector.quantize.scheme()``); a verdict holds only for the same scheme."""
+    machine quantizes, ``detector.quantize.scheme()``); a verdict holds only for the same scheme.
+    ``by_proposals``: {proposal count: (AP50 fp32, AP50 int8)} — then each count has its own
+    verdict ("ok_at") and ``ok`` (the worst count, given as ``ap50_fp32``/``ap50_int8``) says
+    whether every count passed."""
     if scheme is None:
         from detector.quantize import scheme as this_scheme
 
         scheme = this_scheme()
-    return {"ap50_fp32": round(float(ap50_fp32), 4), "ap50_int8": round(float(ap50_int8), 4),
-            "ok": bool(ap50_int8 >= ap50_fp32 - INT8_AP50_TOLERANCE), "tolerance": INT8_AP50_TOLERANCE,
-            "labels": labels, "scheme": scheme}
+    record = {"ap50_fp32": round(float(ap50_fp32), 4), "ap50_int8": round(float(ap50_int8), 4),
+              "ok": _passes(ap50_fp32, ap50_int8), "tolerance": INT8_AP50_TOLERANCE,
+              "labels": labels, "scheme": scheme}
+    if by_proposals:
+        record["by_proposals"] = {str(n): [round(float(f), 4), round(float(i), 4)]
+                                  for n, (f, i) in sorted(by_proposals.items())}
+        record["ok_at"] = {str(n): _passes(f, i) for n, (f, i) in sorted(by_proposals.items())}
+    return record
+
+
+def int8_passes_at(record: dict, proposals: int | None) -> tuple[bool, str]:
+    """Whether ``record`` lets int8 run at ``proposals``: where the verdict was measured per
+    proposal count, the measured counts on either side of it must both pass (beyond the measured
+    range, the nearest one); otherwise the one verdict. Returns (passes, which figures decided)."""
+    at = {int(n): ok for n, ok in (record.get("ok_at") or {}).items()}
+    if not at or proposals is None:
+        return bool(record.get("ok")), (f"AP50 int8 {record['ap50_int8']:.3f} vs fp32 {record['ap50_fp32']:.3f} "
+                                        f"on {record.get('labels', 'labelled frames')}")
+    counts = sorted(at)
+    below = [n for n in counts if n <= proposals]
+    above = [n for n in counts if n >= proposals]
+    near = sorted({*(below[-1:] or counts[:1]), *(above[:1] or counts[-1:])})
+    ap = record["by_proposals"]
+    figures = ", ".join(f"{n} proposals: int8 {ap[str(n)][1]:.3f} vs fp32 {ap[str(n)][0]:.3f}" for n in near)
+    return all(at[n] for n in near), f"AP50 {figures} on {record.get('labels', 'labelled frames')}"
 
 
 def int8_key(scheme: str) -> str:
@@ -113,8 +143,9 @@ def int8_key(scheme: str) -> str:
     return f"int8:{scheme}"
 
 
-def int8_verdict(detector, profiles: dict[str, dict] | None = None) -> tuple[bool, str]:
-    """(allowed, why): whether ``--precision auto`` may pick int8 for ``detector``'s model on this CPU."""
+def int8_verdict(detector, profiles: dict[str, dict] | None = None, proposals: int | None = None) -> tuple[bool, str]:
+    """(allowed, why): whether ``--precision auto`` may pick int8 for ``detector``'s model on this
+    CPU, at ``proposals`` (default: the detector's proposal count)."""
     if not getattr(detector, "int8_available", False):
         return False, "int8 is not available here (needs a CPU, torch's x86 engine and calibration frames)"
     from detector.quantize import scheme
@@ -133,9 +164,9 @@ def int8_verdict(detector, profiles: dict[str, dict] | None = None) -> tuple[boo
             return False, (f"int8's accuracy was measured with {', '.join(measured)} activations, this CPU "
                            f"quantizes with {here} (run `run.py eval --precision fp32,int8` here)")
         return False, "int8's accuracy was never measured for this model (run `run.py eval --precision fp32,int8`)"
-    verdict = (f"AP50 int8 {record['ap50_int8']:.3f} vs fp32 {record['ap50_fp32']:.3f} "
-               f"on {record.get('labels', 'labelled frames')}")
-    return bool(record.get("ok")), verdict
+    if proposals is None:
+        proposals = getattr(detector, "proposal_count", None)
+    return int8_passes_at(record, proposals)
 
 
 def _read_json(path: Path) -> dict:

@@ -60,9 +60,17 @@ def int8_supported() -> bool:
 _VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
+# oneDNN instruction sets without a VNNI dot product: ``ONEDNN_MAX_CPU_ISA`` set to one of them makes
+# oneDNN's int8 kernels sum u8×s8 pairs in 16 bits (pmaddubsw) even on a VNNI CPU
+_ONEDNN_NO_VNNI = ("SSE41", "AVX", "AVX2", "AVX512_CORE")
+
+
 def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
     """Whether the CPU has a VNNI dot product (AVX512-VNNI, AVX-VNNI or AMX), from /proc/cpuinfo's
-    flags (or ``cpuinfo``'s). False where they cannot be read (other systems): the safe, 7-bit choice."""
+    flags (or ``cpuinfo``'s), and — for this machine — oneDNN is not capped below it
+    (``ONEDNN_MAX_CPU_ISA``). False where the flags cannot be read (other systems): the safe, 7-bit choice."""
+    if cpuinfo is None and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ONEDNN_NO_VNNI:
+        return False
     return bool(cpu_flags(cpuinfo) & set(_VNNI_FLAGS))
 
 

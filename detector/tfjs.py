@@ -304,7 +304,7 @@ def _pads(node: Node, mode: str, size: Sequence[int], kernel: Sequence[int], str
         return [0, 0, 0, 0]
     if mode == "SAME":
         pads = []
-        for n, k, s, d in zip(size, kernel, stride, dilation):
+        for n, k, s, d in zip(size, kernel, stride, dilation, strict=True):
             total = max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
             pads += [total // 2, total - total // 2]
         return pads
@@ -539,7 +539,7 @@ def _strided_slice(graph: GraphModel, node: Node, args: list[torch.Tensor]) -> t
     if masks["ellipsis_mask"] or masks["new_axis_mask"]:
         raise TfjsError(f"StridedSlice node {node.name}: ellipsis_mask/new_axis_mask are not supported")
     index: list[object] = []
-    for i, (b, e, s) in enumerate(zip(begin, end, strides)):
+    for i, (b, e, s) in enumerate(zip(begin, end, strides, strict=True)):
         if masks["shrink_axis_mask"] >> i & 1:
             index.append(b)
             continue

@@ -290,7 +290,7 @@ class Trainer:
             except RuntimeError:
                 return False
         return all(a.shape == b.shape and float((a - b).abs().max()) <= 1e-3 * max(float(b.abs().max()), 1e-6)
-                   for a, b in zip(fast, plain))
+                   for a, b in zip(fast, plain, strict=True))
 
     def _batch(self, items: Sequence[Prepared]) -> tuple[ImageList, dict[str, torch.Tensor], list[dict]]:
         """Padded batch → (ImageList, features of the trainable part, targets)."""

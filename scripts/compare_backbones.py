@@ -33,7 +33,7 @@ BACKBONE_FLAGS = ("--backbone", "--neck", "--box-head", "--anchor-sizes")
 def arch_for(flags: list[str]) -> list[str]:
     """make_model.ARCH with its backbone-specific (flag, value) pairs (BACKBONE_FLAGS) replaced by ``flags``:
     a flag a candidate does not name takes the trainer's default."""
-    pairs = list(zip(make_model.ARCH[::2], make_model.ARCH[1::2]))
+    pairs = list(zip(make_model.ARCH[::2], make_model.ARCH[1::2], strict=True))
     return [*flags, *(x for flag, value in pairs if flag not in BACKBONE_FLAGS for x in (flag, value))]
 
 

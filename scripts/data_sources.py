@@ -329,7 +329,7 @@ def items_for(source: Source, member: str) -> list[Item]:
     if not hits:
         return []
     wildcards = [sum(i.path.count(c) for c in "*?[") for i in hits]
-    return [i for i, w in zip(hits, wildcards) if w == min(wildcards)]
+    return [i for i, w in zip(hits, wildcards, strict=True) if w == min(wildcards)]
 
 
 def frame_indices(item: Item, total: int) -> list[int]:

@@ -214,7 +214,7 @@ def main(argv=None) -> int:
         doc["rows"].append(row)
         out.write_text(json.dumps(doc, indent=2) + "\n")
 
-    for name, w in zip(models, weights):
+    for name, w in zip(models, weights, strict=True):
         ladder(name, w, args, frames, device, save)
     print(f"wrote {out}")
     return 0

@@ -49,7 +49,7 @@ def run_labeller(annotations: dict) -> dict:
         bgr = cv2.imread(str(HELDOUT / info["file_name"]), cv2.IMREAD_COLOR)
         det = teacher.detect_one(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         out[info["file_name"]] = [[name, round(float(s), 3), *(round(float(v), 1) for v in box)]
-                                  for box, s, name in zip(det.boxes, det.scores, det.labels) if s >= SCORE]
+                                  for box, s, name in zip(det.boxes, det.scores, det.labels, strict=True) if s >= SCORE]
     return out
 
 
@@ -69,7 +69,7 @@ def unexplained(annotations: dict, boxes: dict) -> dict[str, list[list]]:
         rows = boxes.get(info["file_name"], [])
         det = np.array([r[2:6] for r in rows], float).reshape(-1, 4)
         iou, inside = _iou(det, xyxy), cover(det, xyxy)
-        left = [r for r, i, c in zip(rows, iou, inside) if not ((i >= 0.5).any() or (c[crowd] >= 0.5).any())]
+        left = [r for r, i, c in zip(rows, iou, inside, strict=True) if not ((i >= 0.5).any() or (c[crowd] >= 0.5).any())]
         if left:
             out[info["file_name"]] = left
     return out

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 ref, ref_dets, seconds = run_tfjs(modules, tfjs / f"{model}.json", graph.inputs[0].split(":")[0], x,
                                                   fetch, decode, Path(tmp) / f"{model}-{len(info['diffs'])}")
                 ours = graph.run({graph.inputs[0]: x}, fetch)
-                diffs = {name: float(np.abs(ours[name].float().numpy() - r).max()) for name, r in zip(fetch, ref)}
+                diffs = {name: float(np.abs(ours[name].float().numpy() - r).max()) for name, r in zip(fetch, ref, strict=True)}
                 ref_frame = to_frame(ref_dets, scale, dx, dy, frame.shape)
                 info["diffs"][f"{model} {key}"] = {"max_abs_diff": diffs, "tfjs_seconds": seconds,
                                                    "detections": match(ref_frame, det)}
@@ -145,17 +145,17 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 fixture[f"{model}/detections"] = ref_frame
                 if model == "nanodet":
-                    for name, r in zip(fetch, ref):
+                    for name, r in zip(fetch, ref, strict=True):
                         if name in NANODET_PAN:  # a corner of each PAN map [16 ch, 8, 8]
                             fixture[f"nanodet/{name}"] = r[0, :16, :8, :8]
                         elif r.shape[-1] == 80:  # the 20 cells with the best class score, and their bins
                             cells = np.argsort(-r[0].max(1))[:20]
-                            reg = next(n for n, o in zip(fetch, ref) if o.shape[1] == r.shape[1] and o.shape[-1] == 44)
+                            reg = next(n for n, o in zip(fetch, ref, strict=True) if o.shape[1] == r.shape[1] and o.shape[-1] == 44)
                             fixture[f"nanodet/{name}/cells"] = cells
                             fixture[f"nanodet/{name}"] = r[0, cells]
                             fixture[f"nanodet/{reg}"] = ref[fetch.index(reg)][0, cells]
                 else:
-                    for name, r in zip(fetch, ref):
+                    for name, r in zip(fetch, ref, strict=True):
                         fixture[f"centernet/{name}"] = r[0] if name == "tower_0/detections" else r[0, 40:48, 40:48]
     fixture["info"] = np.array(json.dumps(info))
     out = Path(args.out)

@@ -153,7 +153,7 @@ def main() -> int:
 
     detector = Detector(DetectorConfig(model=args.model, weights=args.weights, device=args.device, proposals=args.proposals))
     with av.open(args.video) as c:
-        warm = [f.to_ndarray(format="rgb24") for _, f in zip(range(max(8, *counts)), c.decode(video=0))]
+        warm = [f.to_ndarray(format="rgb24") for _, f in zip(range(max(8, *counts)), c.decode(video=0), strict=False)]
     for k in sorted(set(counts)):  # warm-up: every batch size the runs will use
         for _ in range(2):
             detector.detect(warm[:k])

@@ -115,7 +115,7 @@ def agreement(reference: dict[int, Detections], tracked: dict[int, Detections]) 
     """(IDs per reference track, reference tracks per ID) over rows that have an ID in both."""
     split, spans = defaultdict(set), defaultdict(set)
     for i, d in tracked.items():
-        for a, b in zip(reference[i].track_ids, d.track_ids):
+        for a, b in zip(reference[i].track_ids, d.track_ids, strict=True):
             if a >= 0 and b >= 0:
                 split[int(a)].add(int(b))
                 spans[int(b)].add(int(a))
@@ -135,7 +135,7 @@ def summary(tracked: list[Detections]) -> dict[str, dict]:
         for name, k in per_frame.items():
             most[name] = max(most[name], k)
             total[name] += k
-        for name, tid in zip(d.labels, d.track_ids):
+        for name, tid in zip(d.labels, d.track_ids, strict=True):
             if tid >= 0:
                 lengths[name][int(tid)] += 1
                 with_id[name] += 1
@@ -166,7 +166,7 @@ def crossing_sheet(path: Path, video: Path, frames: list[Detections], reference:
     from app.render import draw_detections
 
     with av.open(str(video)) as c:
-        images = [f.to_ndarray(format="rgb24") for _, f in zip(range(len(frames)), c.decode(video=0))]
+        images = [f.to_ndarray(format="rgb24") for _, f in zip(range(len(frames)), c.decode(video=0), strict=False)]
     tiles = []
     for e in events:
         for j in (max(0, e.frame - 4), e.frame):

@@ -81,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise UserError(f"--weights has {len(weights)} values for {len(models)} models ({args.model}); give one, or one per model")
     return BenchConfig(
         video=Path(args.video),
-        models=tuple(zip(models, weights)),
+        models=tuple(zip(models, weights, strict=True)),
         proposals=_proposals(args.proposals),
         precisions=tuple(_split(args.precision, "--precision")) if args.precision else None,
         device=args.device,

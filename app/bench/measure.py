@@ -268,7 +268,7 @@ def _draw(rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.nda
     import cv2
 
     image = np.ascontiguousarray(_even(rgb))
-    for (x1, y1, x2, y2), score, label in zip(boxes.astype(int), scores, labels):
+    for (x1, y1, x2, y2), score, label in zip(boxes.astype(int), scores, labels, strict=True):
         cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), 2)
         name = class_names[label] if 0 <= label < len(class_names) else str(label)
         cv2.putText(image, f"{name} {score:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,

@@ -118,10 +118,10 @@ def format_table(rows: Sequence[dict]) -> str:
         cells.append([_cell(row.get(key), fmt) for _, key, fmt in TABLE])
     if any(row.get("gpu_peak_mb") is not None for row in rows):
         cells[0].append("GPU MB")
-        for line, row in zip(cells[1:], rows):
+        for line, row in zip(cells[1:], rows, strict=True):
             line.append(_cell(row.get("gpu_peak_mb"), "{:.0f}"))
     widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
-    lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in cells]
+    lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))) for line in cells]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
@@ -180,7 +180,7 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
         if has_ap:
             ax_ap.plot(x, [_nan(r.get("ap")) for r in group], "o-", color=color, label=f"{name}: AP")
             ax_ap.plot(x, [_nan(r.get("ap50")) for r in group], "^--", color=color, label=f"{name}: AP50")
-    for target, style in zip(TARGET_FPS, ("--", "-.")):
+    for target, style in zip(TARGET_FPS, ("--", "-."), strict=True):
         ax_fps.axhline(target, color="0.35", linestyle=style, linewidth=1)
         ax_fps.annotate(f"{target} fps target", xy=(0.01, target), xycoords=("axes fraction", "data"),
                         xytext=(0, 3), textcoords="offset points", fontsize=8, color="0.3")

@@ -69,7 +69,7 @@ class RemoteDetector:
             frames = [frames]
         payloads = [FramePayload.encode(f, self.transport, self.jpeg_quality) for f in frames]
         pending = [self.submit(p) for p in payloads]
-        replies = [self._reply(response, payload) for response, payload in zip(pending, payloads)]
+        replies = [self._reply(response, payload) for response, payload in zip(pending, payloads, strict=True)]
         total: dict[str, float] = {}
         for reply in replies:
             for k, v in reply.times.as_dict().items():

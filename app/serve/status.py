@@ -72,7 +72,7 @@ def status_table(streams: Sequence[StreamStatus], replicas: Sequence[dict] = (),
     rows = [HEADER, *(stream_row(s, rates.get(s.name)) for s in streams)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     right = {2, 3, 4, 5, 6, 7}  # numbers align right
-    lines = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+    lines = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
              for row in rows]
     total = sum((rates.get(s.name) if s.state == "running" else 0.0) or 0.0 for s in streams)
     lines.append(f"total: {total:.1f} fps over {sum(s.state == 'running' for s in streams)} running stream(s); "

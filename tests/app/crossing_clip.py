@@ -44,7 +44,7 @@ class MovingObject:
         keys = self.keys
         if frame < keys[0][0] or frame > keys[-1][0]:
             return None
-        for (f0, x0, y0), (f1, x1, y1) in zip(keys, keys[1:]):
+        for (f0, x0, y0), (f1, x1, y1) in zip(keys, keys[1:], strict=False):
             if f0 <= frame <= f1:
                 a = (frame - f0) / (f1 - f0)
                 return x0 + a * (x1 - x0), y0 + a * (y1 - y0)
@@ -93,7 +93,7 @@ def expected_counts(everyone_a_person: bool = False) -> dict:
             obj = MovingObject("person", obj.width, obj.height, obj.keys)
         frames = [f for f in range(FRAMES) if obj.anchor(f) is not None]
         sides = [obj.anchor(f)[0] > LINE_X for f in frames]
-        for before, after in zip(sides, sides[1:]):
+        for before, after in zip(sides, sides[1:], strict=False):
             if before != after:
                 way = "in" if after else "out"  # rightwards across a top-to-bottom line is "in"
                 crossed[way][obj.name] = crossed[way].get(obj.name, 0) + 1
@@ -114,7 +114,7 @@ def boxes_frame(frame: int, background: np.ndarray | None = None) -> np.ndarray:
 
     image = np.full((SIZE[1], SIZE[0], 3), 96, np.uint8) if background is None else background.copy()
     colors = ((220, 60, 60), (60, 160, 230), (240, 200, 40), (90, 200, 90), (200, 90, 220))
-    for obj, color in zip(OBJECTS, colors):
+    for obj, color in zip(OBJECTS, colors, strict=True):
         box = obj.box(frame)
         if box is not None:
             x1, y1, x2, y2 = (int(round(float(v))) for v in box)

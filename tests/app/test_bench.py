@@ -126,7 +126,7 @@ def test_ap_is_one_for_the_ground_truth_and_zero_for_nothing(clip, tmp_path, ret
     frames = measure.read_frames(clip, 3)
     person, car = COCO_CLASS_NAMES.index("person"), COCO_CLASS_NAMES.index("car")
     truth = {}
-    for frame, image in zip(frames, gt["images"]):
+    for frame, image in zip(frames, gt["images"], strict=True):
         anns = [a for a in gt["annotations"] if a["image_id"] == image["id"]]
         boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], np.float32)
         ids = [person if a["category_id"] == 1 else car for a in anns]

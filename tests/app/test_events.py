@@ -124,7 +124,7 @@ def test_a_watched_class_appearing_is_one_event_per_track_and_a_flicker_is_none(
     assert all(r["event"] == "appear" and r["class"] == "car" for r in appear)
     first_seen = sorted(o.keys[0][0] for o in clip.OBJECTS if o.name == "car")
     assert [r["frame"] for r in appear][:2] == sorted(r["frame"] for r in appear)[:2]
-    assert all(r["frame"] >= f + 4 - 1 for r, f in zip(appear, first_seen))
+    assert all(r["frame"] >= f + 4 - 1 for r, f in zip(appear, first_seen, strict=True))
 
 
 def test_zone_events_match_the_counts(rendered, tmp_path):

@@ -140,7 +140,7 @@ def test_record_started_and_stopped_while_running(tmp_path):
     assert first >= 5 and last < 40  # it really was started and stopped mid-run
     assert 10 <= len(pts) <= last - first + 2  # what was delivered while recording (± the frame in flight)
     assert pts[0] == 0  # the recording's clock starts at 0
-    assert all(b - a == 1024 for a, b in zip(pts, pts[1:]))  # consecutive source frames, 0.1 s apart
+    assert all(b - a == 1024 for a, b in zip(pts, pts[1:], strict=False))  # consecutive source frames, 0.1 s apart
 
 
 def test_drop_stale_keeps_latency_flat(clip10):
@@ -187,7 +187,7 @@ def test_video_frames_equal_pyav_decoding(clip10):
             return super().detect(frames, **kw)
 
     Pipeline(config(clip10), Keep()).run()
-    assert len(seen) == 10 and all(np.array_equal(a, b) for a, b in zip(seen, expected))
+    assert len(seen) == 10 and all(np.array_equal(a, b) for a, b in zip(seen, expected, strict=True))
 
 
 def test_from_configs_checks_outputs_and_source_before_building_the_model(tmp_path, clip10, monkeypatch):

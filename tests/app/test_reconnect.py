@@ -93,7 +93,7 @@ def test_a_drop_is_reopened_and_the_clock_runs_on(how):
     assert [f.image[0, 0, 0] for f in frames] == [1] * 5 + [2] * 4  # every frame of both connections
     assert [f.index for f in frames] == list(range(9))
     times = [f.timestamp for f in frames]
-    assert all(b > a for a, b in zip(times, times[1:]))  # never back, although the second clock restarted at 0
+    assert all(b > a for a, b in zip(times, times[1:], strict=False))  # never back, although the second clock restarted at 0
     gap = float(times[5] - times[4])
     assert gap >= 0.04 and gap == pytest.approx(frames[5].captured - frames[4].captured, abs=0.06)
     if how == "stall":
@@ -196,8 +196,8 @@ def test_http_server_killed_and_restarted_mid_run(tmp_path, tiny_weights, capsys
     assert "reconnected after" in err and "1 drop(s)" in err
     pts, tb = decode_pts(out)
     seconds = [p * tb for p in pts]
-    assert all(b > a for a, b in zip(seconds, seconds[1:]))
-    gaps = [float(b - a) for a, b in zip(seconds, seconds[1:])]
+    assert all(b > a for a, b in zip(seconds, seconds[1:], strict=False))
+    gaps = [float(b - a) for a, b in zip(seconds, seconds[1:], strict=False)]
     cut = max(range(len(gaps)), key=gaps.__getitem__)
     assert gaps[cut] > 0.9  # the time the server was away: ~0.3 s dead + 1 s backoff + reopening
     assert len(seconds) - cut - 1 >= 3  # frames detected and recorded after the reconnection
@@ -239,8 +239,8 @@ def test_udp_stream_that_stops_and_resumes(tmp_path, tiny_detector):
     assert len(after) >= 5
     assert pipeline.error is None
     pts, tb = decode_pts(out)
-    assert len(pts) == len(results) and all(b > a for a, b in zip(pts, pts[1:]))
-    assert max(float((b - a) * tb) for a, b in zip(pts, pts[1:])) > 1.0  # the silence is a gap in the file
+    assert len(pts) == len(results) and all(b > a for a, b in zip(pts, pts[1:], strict=False))
+    assert max(float((b - a) * tb) for a, b in zip(pts, pts[1:], strict=False)) > 1.0  # the silence is a gap in the file
 
 
 @pytest.mark.slow  # ~15-25 s: the relay and the publisher start twice
@@ -280,4 +280,4 @@ def test_rtsp_server_killed_and_restarted(tmp_path, tiny_detector):
     assert [e.state for e in events][0] == "lost" and events[-1].state == "reconnected", [e.line() for e in events]
     assert len(after) >= 5 and pipeline.error is None
     pts, _ = decode_pts(out)
-    assert len(pts) == len(results) and all(b > a for a, b in zip(pts, pts[1:]))
+    assert len(pts) == len(results) and all(b > a for a, b in zip(pts, pts[1:], strict=False))

@@ -85,7 +85,7 @@ def test_containers_and_codecs(tmp_path, name, codec, pix_fmt, size):
     assert len(frames) == 6
     assert frames[0].image.shape == (size[1], size[0], 3)
     assert [f.index for f in frames] == list(range(6))
-    assert all(b.pts > a.pts for a, b in zip(frames, frames[1:]))
+    assert all(b.pts > a.pts for a, b in zip(frames, frames[1:], strict=False))
     # The square moves down by 5 rows a frame: decoding really gives these pictures, in order.
     rows = [int(np.argmax(f.image[:, 8, 0] > 150)) for f in frames]
     assert rows == [(i * 5) % (size[1] - 8) for i in range(6)]
@@ -148,7 +148,7 @@ def test_no_duration_in_header_is_read_to_the_end(tmp_path):
     assert any("no duration" in n for n in source.notes)
     frames = read_all(source)
     assert len(frames) == 6
-    assert all(b.pts > a.pts for a, b in zip(frames, frames[1:]))
+    assert all(b.pts > a.pts for a, b in zip(frames, frames[1:], strict=False))
 
 
 @pytest.mark.parametrize(
@@ -322,8 +322,8 @@ def test_camera_frames_carry_the_capture_clock():
             frames.append(frame)
     camera.close()
     assert len(frames) == 5 and camera.capture.released
-    assert frames[0].pts == 0 and all(b.pts > a.pts for a, b in zip(frames, frames[1:]))
+    assert frames[0].pts == 0 and all(b.pts > a.pts for a, b in zip(frames, frames[1:], strict=False))
     assert frames[1].image[0, 0, 0] == 2  # BGR → RGB of the second picture
-    gaps = [float(b.timestamp - a.timestamp) for a, b in zip(frames, frames[1:])]
+    gaps = [float(b.timestamp - a.timestamp) for a, b in zip(frames, frames[1:], strict=False)]
     assert all(0.005 < g < 0.2 for g in gaps)  # real capture intervals (~10 ms), not a fixed rate
     assert camera.bad_frames > 0

@@ -33,7 +33,7 @@ def clip_detections() -> tuple[list[Detections], list[float]]:
     """The people of the first frames of the sample (10 fps), with the frames' own timestamps."""
     recorded = json.loads(RECORDED.read_text())["frames"][:N_FRAMES]
     with av.open(str(SAMPLE)) as c:
-        stamps = [float(f.pts * f.time_base) for _, f in zip(range(N_FRAMES), c.decode(video=0))]
+        stamps = [float(f.pts * f.time_base) for _, f in zip(range(N_FRAMES), c.decode(video=0), strict=False)]
     assert stamps == [r["pts_s"] for r in recorded], "the recording is of other frames than the sample's"
     person = NAMES.index("person")
     frames = [Detections(np.array(r["boxes"], np.float32).reshape(-1, 4), r["scores"], [person] * len(r["scores"]),
@@ -63,8 +63,8 @@ def follow(tracked: list[Detections], start: int, min_iou: float = 0.3) -> dict[
 def test_a_person_keeps_one_id_over_consecutive_real_frames(clip_detections):
     frames, times = clip_detections
     tracker = Tracker(frame_rate=10)
-    tracked = [tracker.update(d, t) for d, t in zip(frames, times)]
-    for d, before in zip(tracked, frames):
+    tracked = [tracker.update(d, t) for d, t in zip(frames, times, strict=True)]
+    for d, before in zip(tracked, frames, strict=True):
         np.testing.assert_array_equal(d.boxes, before.boxes)  # same rows, same order: only IDs added
         ids = d.track_ids[d.track_ids >= 0]
         assert len(set(ids.tolist())) == len(ids), "two boxes of one frame share an ID"

@@ -41,7 +41,7 @@ def _mean_abs_diff(src: np.ndarray, src_box, dst: np.ndarray, dst_box) -> float:
 def test_flip_mirrors_pixels_and_boxes():
     a = _frame0()
     f = hflip(a)
-    for before, after in zip(a.boxes.astype(int), f.boxes.astype(int)):
+    for before, after in zip(a.boxes.astype(int), f.boxes.astype(int), strict=True):
         x1, y1, x2, y2 = before
         u1, v1, u2, v2 = after
         np.testing.assert_array_equal(f.image[v1:v2, u1:u2], a.image[y1:y2, x1:x2][:, ::-1])
@@ -101,7 +101,7 @@ def _painted(frames: list[np.ndarray]) -> list[Annotated]:
     out = []
     for image in frames:
         image = image.copy()
-        for (x1, y1, x2, y2), colour in zip(PEOPLE, PAINT):
+        for (x1, y1, x2, y2), colour in zip(PEOPLE, PAINT, strict=True):
             image[y1:y2, x1:x2] = colour
         out.append(Annotated(image, np.array(PEOPLE, np.float32), np.arange(1, 7), np.zeros((0, 4), np.float32)))
     return out
@@ -124,7 +124,7 @@ def test_mosaic_and_zoom_keep_every_painted_object_boxed(seed):
     aug = Augmenter(AugmentConfig(ops=("mosaic", "scale", "flip"), mosaic_prob=0.5))
     out = aug(items[0], rng, more=lambda: next(pool))
     assert out.image.shape == (576, 768, 3)
-    for (x1, y1, x2, y2), label in zip(out.boxes, out.labels):
+    for (x1, y1, x2, y2), label in zip(out.boxes, out.labels, strict=True):
         assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 576
         inner = out.image[int(np.ceil(y1)) + 1:int(y2) - 1, int(np.ceil(x1)) + 1:int(x2) - 1]
         if inner.size:

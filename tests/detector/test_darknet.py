@@ -115,7 +115,7 @@ def test_trunk_reproduces_cv2_dnn_on_a_real_frame(tmp_path, sample_frames):
         ours = trunk.forward_all(torch.from_numpy(blob))
     names = {i: _cv2_layer_name(i, trunk.infos[i].kind, trunk.infos[i].sources) for i in sorted(ours)}
     net.setInput(blob)
-    theirs = dict(zip(names, net.forward(list(names.values()))))
+    theirs = dict(zip(names, net.forward(list(names.values())), strict=True))
     for i, ref in theirs.items():
         diff = float(np.abs(ours[i].numpy() - ref).max())
         assert diff < 2e-3, f"layer {i} ({names[i]}): max abs difference {diff} to cv2.dnn"

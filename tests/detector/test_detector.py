@@ -31,7 +31,7 @@ def test_staged_forward_equals_the_torchvision_models_own_forward(name, sample_f
     ours = det.detect(frames)
     theirs = reference(det.model, frames)
     assert sum(len(d) for d in ours) > 0, "the comparison would be empty"
-    for d, t in zip(ours, theirs):
+    for d, t in zip(ours, theirs, strict=True):
         np.testing.assert_array_equal(d.boxes, t["boxes"].numpy())
         np.testing.assert_array_equal(d.scores, t["scores"].numpy())
         np.testing.assert_array_equal(d.class_ids, t["labels"].numpy())

@@ -61,7 +61,7 @@ def test_the_head_neck_gives_nanodets_own_class_logits(sample_frames):
         ours = body(x)
         theirs = full(x)
     assert body.out_channels == 208 and body.prior_channels == (128, 208)
-    for level, ref in zip(ours.values(), theirs):
+    for level, ref in zip(ours.values(), theirs, strict=True):
         torch.testing.assert_close(level[:, 128:], ref[:, :80], atol=1e-5, rtol=1e-5)
 
     frame = torch.from_numpy(sample_frames[0]).permute(2, 0, 1).float().div(255)[None]
@@ -72,7 +72,7 @@ def test_the_head_neck_gives_nanodets_own_class_logits(sample_frames):
     with torch.no_grad():
         maps = body(padded)
     # the two hand-checked walkers of the sample's first frame, each on the level its size maps to
-    for (x1, y1, x2, y2), level in zip(PEOPLE_FRAME0, ("0", "0")):
+    for (x1, y1, x2, y2), level in zip(PEOPLE_FRAME0, ("0", "0"), strict=True):
         box = torch.tensor([[0.0, x1, y1, x2, y2]])
         stride = body.strides[int(level)]
         logits = roi_align(maps[level], box, 7, 1 / stride, 2)[0, 128:, 2:5, 2:5].mean((1, 2))
@@ -92,6 +92,6 @@ def test_a_prior_checkpoint_rebuilds_without_the_tfjs_file(tmp_path, sample_fram
                                                                          "tfjs_model": str(tfjs_dir() / "nanodet.json")}})
     path = save_checkpoint(tmp_path / "p.pt", model, model_name="paper", arch=arch, class_names=COCO80, half=False)
     detector = Detector(DetectorConfig(weights=str(path), device="cpu", precision="fp32", score_threshold=0.0))
-    for (name, a), b in zip(model.state_dict().items(), detector.model.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), detector.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert detector.detect([sample_frames[0]], timing=False)[0] is not None

@@ -230,12 +230,40 @@ def test_an_int8_verdict_holds_only_for_its_scheme_and_both_can_be_kept(monkeypa
     assert not allowed and "histogram-u7" in why
 
 
+def test_an_int8_verdict_measured_per_proposal_count_holds_at_the_counts_that_passed():
+    """7-bit int8 on the bundled model passed at 50–300 proposals and missed by 0.013 at 1000: the
+    run at 300 may use it, one at 1000 (or between 300 and 1000) may not."""
+    record = profiles.int8_record(0.440, 0.427, "labels", scheme="minmax-u7",
+                                  by_proposals={50: (0.455, 0.502), 100: (0.460, 0.494), 300: (0.452, 0.487),
+                                                1000: (0.440, 0.427)})
+    assert record["ok"] is False and record["ok_at"] == {"50": True, "100": True, "300": True, "1000": False}
+    assert profiles.int8_passes_at(record, 300)[0] and profiles.int8_passes_at(record, 20)[0]
+    ok, why = profiles.int8_passes_at(record, 500)
+    assert not ok and "1000 proposals: int8 0.427 vs fp32 0.440" in why and "300 proposals" in why
+    assert not profiles.int8_passes_at(record, 5000)[0]
+    assert not profiles.int8_passes_at(record, None)[0], "no count given: every count must pass"
+
+
+def test_the_tuner_leaves_int8_out_at_a_proposal_count_where_its_verdict_failed(cache_file):
+    cost = {FP32: (100, 0.05), INT8: (30, 0.02)}
+    det = FakeDetector(proposals=300)
+    tuner = tuner_for(det, [FP32, INT8], cache_file, allowed=lambda c, n: c != INT8 or n <= 300)
+    drive(tuner, det, cost)
+    assert det.setup == INT8
+    det.proposal_count = 1000
+    tuner.before(det)
+    assert det.setup == FP32 and "int8 not used at 1000 proposals" in tuner.announcement()
+
+
 def test_the_int8_scheme_can_be_forced_to_7_bits_and_a_bad_value_is_refused(monkeypatch):
     import detector.quantize as quantize
 
     monkeypatch.setenv(quantize.SCHEME_ENV, "minmax-u7")
     assert quantize.scheme() == "minmax-u7"
     assert quantize.qconfig_mapping().global_qconfig.activation().quant_max == 127
+    monkeypatch.delenv(quantize.SCHEME_ENV)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN capped below VNNI: 8 bits would saturate
+    assert quantize.scheme() == "minmax-u7"
     monkeypatch.setenv(quantize.SCHEME_ENV, "minmax-u6")
     with pytest.raises(quantize.QuantizationError, match="minmax-u6"):
         quantize.scheme()

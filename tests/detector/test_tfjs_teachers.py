@@ -48,7 +48,7 @@ def test_nanodet_modules_equal_the_graph_on_a_real_frame(sample_frames):
     out = graph.run({"input_1": x.flip(1)}, [*pan, *graph.outputs])
     body = build_backbone("nanodet", reduce_channels=64, tfjs_model=str(tfjs_dir() / "nanodet.json"))
     maps = body.trunk_features(x)
-    for name, ours in zip(pan, maps):
+    for name, ours in zip(pan, maps, strict=True):
         torch.testing.assert_close(ours, out[name], atol=1e-4, rtol=1e-4)
     with torch.no_grad():
         boxes, scores = decode([o[0] for o in teacher.net(x)], (416, 416))
@@ -89,7 +89,7 @@ def test_a_nanodet_checkpoint_rebuilds_without_the_tfjs_file(tmp_path, sample_fr
                            class_names=("__background__", "person", "car"), half=False)
     detector = Detector(DetectorConfig(weights=str(path), device="cpu", precision="fp32", score_threshold=0.0))
     loaded = detector.model.backbone.trunk
-    for (name, a), b in zip(model.backbone.trunk.state_dict().items(), loaded.state_dict().values()):
+    for (name, a), b in zip(model.backbone.trunk.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     x = torch.rand(1, 3, 64, 64)
     assert torch.equal(model.backbone.trunk_features(x)[2], detector.model.backbone.trunk_features(x)[2])

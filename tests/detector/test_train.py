@@ -204,11 +204,11 @@ def test_trunk_runs_channels_last_and_optionally_bf16_with_the_same_maps(one_ima
     with torch.no_grad():
         plain = model.backbone.trunk_features(image)
     fast = trainer._trunk(image)
-    for a, b in zip(fast, plain):
+    for a, b in zip(fast, plain, strict=True):
         assert a.is_contiguous() and a.dtype == torch.float32
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     trainer.config = TrainConfig(trunk_precision="bf16")
-    for a, b in zip(trainer._trunk(image), plain):
+    for a, b in zip(trainer._trunk(image), plain, strict=True):
         assert a.dtype == torch.float32 and float((a - b).abs().max() / b.abs().max()) < 0.05
     with pytest.raises(ValueError, match="trunk_precision 'fp16'"):
         TrainConfig(trunk_precision="fp16")

@@ -41,7 +41,7 @@ def test_a_batch_of_mixed_sizes_equals_each_frame_alone(tiny_detector, frame_rgb
     assert sorted(len(c) for c in counting.calls) == [2, 2]  # one call per size, never mixed
     assert all(len({shape for shape in call}) == 1 for call in counting.calls)
     assert [r.batch_size for r in replies] == [4] * 4 and {r.replica for r in replies} == {"r1"}
-    for frame, reply in zip(frames, replies):
+    for frame, reply in zip(frames, replies, strict=True):
         alone = tiny_detector.detect([frame])[0]
         assert len(alone) > 0  # score threshold 0: the random model finds boxes, so this compares something
         assert_same(reply.detections, alone)

@@ -61,7 +61,7 @@ class FakeDeployment:
                 except queue.Empty:
                     break
             self.batches.append(len(batch))
-            for (_, future), reply in zip(batch, detect_batch(self.detector, [p for p, _ in batch], replica="fake")):
+            for (_, future), reply in zip(batch, detect_batch(self.detector, [p for p, _ in batch], replica="fake"), strict=True):
                 future.set_result(reply)
 
     def close(self) -> None:
@@ -102,7 +102,7 @@ def test_remote_detector_answers_like_the_detector(deployment, tiny_detector, cl
     remote = RemoteDetector(deployment.submit)
     got = remote.detect(frames)
     assert deployment.batches and max(deployment.batches) > 1  # the frames shared batches
-    for frame, det in zip(frames, got):
+    for frame, det in zip(frames, got, strict=True):
         assert same(det, tiny_detector.detect([frame])[0])
     assert remote.last_times.total > 0 and len(remote.last_proposal_counts) == 4
     assert remote.replicas_seen == {"fake"}
@@ -138,7 +138,7 @@ def test_two_stream_workers_share_the_deployment_and_write_their_exports(deploym
         assert w.start().state == "running"
     assert all(w.wait(120) for w in workers)
     expected = [tiny_detector.detect([f])[0] for f in frames_of(clip10)]
-    for w, spec in zip(workers, specs):
+    for w, spec in zip(workers, specs, strict=True):
         status = w.status()
         assert status.state == "done" and status.error is None
         assert status.stats.frames_written == 10 and status.stats.frames_dropped == 0
