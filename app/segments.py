@@ -159,7 +159,7 @@ class SegmentedRecorder:
         entry["last_wall"] = _wall()
         if entry["first_s"] is None:
             entry["first_s"], entry["first_wall"] = entry["last_s"], entry["last_wall"]
-        if self._every.due():
+        if self._every.due() or entry["frames"] == 1:  # a new segment is listed at its first frame
             self._write_index()
         return True
 
