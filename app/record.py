@@ -102,8 +102,10 @@ class Recorder:
             # reordering delay shifted every timestamp by two frames on some clips. The keyframe
             # interval stays x264's: fragments are cut by time, and a keyframe a second made the
             # sample clip 2.3× larger. Cost of these two: +9 % size on the sample clip (README).
-            codec.update({"bf": "0", "rc-lookahead": "5"})
-        if self.threads:
+            # Each frame thread holds one more frame too: x264's own choice (1.5 × cores) would
+            # hold 24 on 16 cores, so at most 4 unless asked for more.
+            codec.update({"bf": "0", "rc-lookahead": "5", "threads": str(self.threads or min(4, os.cpu_count() or 1))})
+        elif self.threads:
             codec["threads"] = str(self.threads)
         stream.options = codec
         self._stream = stream

@@ -62,8 +62,10 @@ def test_sigkill_leaves_a_playable_recording_and_a_whole_export(tmp_path, tiny_w
     pts, tb = decode_pts(out)
     src_pts, src_tb = decode_pts(SAMPLE)
     assert [p * tb for p in pts] == [p * src_tb for p in src_pts[: len(pts)]]  # monotonic, the source's own times
-    lost_s = (exported - len(pts)) / 10  # the sample is 10 fps
-    assert lost_s <= 1.2, f"{len(pts)} frames decode of {exported} exported: {lost_s} s of video lost"
+    # At most the fragment in progress (0.5 s) and the encoder's frames (lookahead 5 + its threads):
+    # measured 0.7-1.1 s at this 10 fps clip.
+    lost_s = (exported - len(pts)) / 10
+    assert lost_s <= 1.3, f"{len(pts)} frames decode of {exported} exported: {lost_s} s of video lost"
 
 
 def test_segments_split_the_recording_and_refuse_a_restart(tmp_path, tiny_weights):
