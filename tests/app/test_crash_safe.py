@@ -204,3 +204,19 @@ def test_soak_10000_frames_with_segments_stays_flat(tmp_path):
     assert [f for f in fds_end if "soak-0" in f] == [str(tmp_path / "soak-00020.mp4")]  # the others are closed
     assert len(sorted(tmp_path.glob("soak-0*.mp4"))) == 20
     assert len(jsonl_frames(tmp_path / "soak.jsonl")) == 10_000
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--segment", "0", "--record", "o.mp4"], "segment length 0.0 must be a number of seconds in (0, 86400]"),
+    (["--segment", "abc", "--record", "o.mp4"], "argument --segment: invalid float value: 'abc'"),
+    (["--segment", "5"], "--segment needs --record"),
+    (["--export", "o.txt"], "use .json, .jsonl, .csv"),
+])
+def test_bad_segment_and_export_options_are_one_line(tmp_path, capsys, monkeypatch, args, says):
+    from app.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--video", str(SAMPLE), "--headless", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and says in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written
