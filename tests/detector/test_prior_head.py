@@ -94,4 +94,6 @@ def test_a_prior_checkpoint_rebuilds_without_the_tfjs_file(tmp_path, sample_fram
     detector = Detector(DetectorConfig(weights=str(path), device="cpu", precision="fp32", score_threshold=0.0))
     for (name, a), b in zip(model.state_dict().items(), detector.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    assert detector.detect([sample_frames[0]], timing=False)[0] is not None
+    (det,) = detector.detect([sample_frames[0]], timing=False)
+    h, w = sample_frames[0].shape[:2]
+    assert len(det) > 0 and det.boxes.min() >= 0 and det.boxes[:, [0, 2]].max() <= w and det.boxes[:, [1, 3]].max() <= h

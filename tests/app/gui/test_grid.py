@@ -71,7 +71,7 @@ def test_the_window_shows_every_stream_and_closing_finalises_the_recordings(qtbo
     qtbot.waitUntil(lambda: window.last_stats is not None and
                     all(window.last_stats.streams[n].frames_written == 10 for n in ("left", "right")), timeout=WAIT_MS)
     assert window.grid.shape == (2, 2)
-    assert tiles["left"].view.detections is not None
+    assert tiles["left"].view.detections is not None and len(tiles["left"].view.detections) > 0
     assert "10 frames" in tiles["left"].caption.text() and "fps" in tiles["left"].caption.text()
     assert "reconnecting (attempt 1, next in" in tiles["gone"].caption.text()
     assert "mean batch" in window.total_label.text()
