@@ -20,6 +20,8 @@ from PyQt6.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal, pyqtSlot
 
 from app.config import PipelineConfig
 from app.gui.bridge import FrameBridge
+from app.gui.events_feed import EventFeed
+from app.gui.events_feed import pipeline_config as events_pipeline_config
 from app.pipeline import Pipeline
 from app.sinks import CallbackSink
 from app.sources import open_source
@@ -91,6 +93,7 @@ class PipelineController(QObject):
         self.detector = detector
         self.bridge = bridge
         self.pipeline: Pipeline | None = None
+        self.events_feed = EventFeed()  # the events, heat map and alert counters, for the window (by signals)
         self.target_fps: float | None = None  # the adaptive controller's target, kept across sources
         self._generation = 0
         self._paused = False
@@ -162,8 +165,9 @@ class PipelineController(QObject):
         self._generation += 1
         generation = self._generation
         try:
-            pipeline = Pipeline(config, self.detector, source,
+            pipeline = Pipeline(events_pipeline_config(config), self.detector, source,
                                 on_finish=lambda err, g=generation: self._pipeline_done.emit(g, err))
+            self.events_feed.attach(pipeline, config.events)  # before start: no event is missed
             pipeline.add_sink(CallbackSink(lambda result, _annotated: self.bridge.push(result), needs_image=False))
             if self.target_fps is not None or config.target_fps is not None:
                 self.target_fps = self.target_fps if self.target_fps is not None else config.target_fps

@@ -35,6 +35,8 @@ from PyQt6.QtWidgets import (
 from app.config import PipelineConfig
 from app.gui.bridge import FrameBridge, rgb_to_qimage
 from app.gui.controller import STOP_TIMEOUT_S, default_output_name, one_line, start_controller
+from app.gui.events_feed import for_next_source
+from app.gui.events_panel import EventsPanel
 from app.gui.fps_meter import RollingMean
 from app.gui.performance import PerformancePanel
 from app.gui.target import TargetControl
@@ -157,6 +159,10 @@ class MainWindow(QMainWindow):
         side.addWidget(perf)
         side.addWidget(knobs)
         side.addWidget(tracking)
+        events = QGroupBox("Events")  # the list, the heat-map toggle and the alert outputs (issue #22)
+        self.events_panel = EventsPanel()
+        QVBoxLayout(events).addWidget(self.events_panel)
+        side.addWidget(events)
         side.addWidget(classes, 1)
 
         scroll = QScrollArea()
@@ -266,6 +272,8 @@ class MainWindow(QMainWindow):
         c.paused.connect(self._on_paused, queued)
         c.knobs_applied.connect(self._on_knobs_applied, queued)
         c.source_state.connect(self._on_source_state, queued)
+        self.events_panel.connect_feed(c.events_feed)
+        self.events_panel.heat_check.toggled.connect(lambda _on: self._show_result(self.last_result))
 
         self.proposal_control.value_changed.connect(lambda n: self.controller.set_knob("proposals", n))
         self.threshold_control.value_changed.connect(lambda x: self.controller.set_knob("score_threshold", x))
@@ -308,8 +316,9 @@ class MainWindow(QMainWindow):
         """A config for a source chosen in the window: the run's settings without its outputs."""
         base = self.config or PipelineConfig(source_kind=kind, source=source)
         try:
+            # open_source paces files again; live sources need no pacing
             return base.with_(source_kind=kind, source=source, record=None, export=None, policy="auto",
-                              realtime=False)  # open_source paces files again; live sources need no pacing
+                              realtime=False, events=for_next_source(base.events))
         except Exception as exc:
             self.show_error(one_line(exc))
             return None
@@ -349,7 +358,7 @@ class MainWindow(QMainWindow):
 
     def restart(self) -> None:
         if self.config is not None:
-            self.open_source(self.config.with_(record=None, export=None))
+            self.open_source(self.config.with_(record=None, export=None, events=for_next_source(self.config.events)))
 
     # ================================================================== controls
     def set_paused(self, on: bool) -> None:
@@ -416,12 +425,17 @@ class MainWindow(QMainWindow):
         )
 
     # ================================================================== reports from the controller
+    def _show_result(self, result) -> None:
+        if result is not None:  # (with the heat map under the boxes when its toggle is on)
+            self.view.set_frame(rgb_to_qimage(self.events_panel.decorate(result.frame.image)), result.detections,
+                                result.overlay)
+
     def _show_newest_frame(self) -> None:
         result = self.bridge.take()
         if result is None or self._closed:
             return
         now = time.monotonic()
-        self.view.set_frame(rgb_to_qimage(result.frame.image), result.detections, result.overlay)
+        self._show_result(result)
         self.tracking_panel.show_counts(result.overlay, self.tracking.shapes)
         self.last_result = result
         self.frames_displayed += 1
