@@ -243,10 +243,12 @@ class EventSink:
         if self._watch and not self._classes_checked:  # the model's names are known from its first result
             self.config.check_classes(result.detections.class_names)
             self._classes_checked = True
-        if result.detected:
+        # no IDs, no events: the window's tracking switch may be turned off while events are on
+        tracked = result.detected and result.detections.track_ids is not None
+        if tracked:
             self._update_tracks(result.detections)
-        events = self._count_events(frame.index) if result.detected else []
-        if result.detected and self._watch:
+        events = self._count_events(frame.index) if tracked else []
+        if tracked and self._watch:
             events += self._appear_events(result.detections, frame.index)
         for e in events:
             self._emit(e, result)

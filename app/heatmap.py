@@ -41,7 +41,9 @@ class Heat:
 
     def add(self, image: np.ndarray, detections) -> None:
         """One detected frame: ``image`` uint8 [H, W, 3] (kept once, the first), ``detections``
-        with ``track_ids`` (only tracked rows, id ≥ 0, count)."""
+        with ``track_ids`` (only tracked rows, id ≥ 0, count; None — tracking switched off — adds nothing)."""
+        if detections.track_ids is None:
+            return
         with self._lock:
             if self.background is None:
                 self.background = image.copy()

@@ -206,6 +206,24 @@ def test_f5_keeps_the_list_flowing_without_rewriting_the_events_file(qtbot, tmp_
     assert win.control_thread.isFinished()
 
 
+def test_without_tracking_nothing_is_listed_and_nothing_fails(qtbot, tmp_path, rendered):
+    """No line, no zone, tracking off (the window's default): the window's own event sink and heat
+    map see detections without IDs — no events, no error, every frame shown."""
+    win = MainWindow(TruthWindowDetector(), output_dir=tmp_path, pace_files=False)
+    qtbot.addWidget(win)
+    win.show()
+    win.open_source(PipelineConfig(source_kind="video", source=str(rendered)))
+    qtbot.waitUntil(lambda: win.last_stats is not None and win.last_stats.frames_written == clip.FRAMES
+                    and not win.is_running, timeout=WAIT_MS)
+    assert not win.error_banner.isVisible() and win.controller.pipeline is None
+    assert win.events_panel.list.count() == 0 and win.events_panel.summary_label.text() == "no events yet"
+    plain = qimage_to_array(win.view.image)
+    win.events_panel.heat_check.setChecked(True)  # an empty heat map: the frame as it was
+    assert np.array_equal(qimage_to_array(win.view.image), plain)
+    win.close()
+    assert win.control_thread.isFinished()
+
+
 DRIVER = """
 import json, sys
 sys.path.insert(0, {root!r})
