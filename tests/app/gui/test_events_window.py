@@ -224,6 +224,21 @@ def test_without_tracking_nothing_is_listed_and_nothing_fails(qtbot, tmp_path, r
     assert win.control_thread.isFinished()
 
 
+def test_the_list_keeps_the_last_500_events(qtbot):
+    from app.gui.events_feed import WindowEvent
+    from app.gui.events_panel import MAX_ROWS, EventsPanel
+
+    panel = EventsPanel()
+    qtbot.addWidget(panel)
+    thumb = np.zeros((40, 64, 3), np.uint8)
+    for k in range(MAX_ROWS + 10):
+        panel.add_event(WindowEvent({"time_s": k / 10, "kind": "zone", "zone": "zone 1", "event": "enter",
+                                     "class": "car", "track_id": k, "clip": None}, thumb))
+    assert MAX_ROWS == 500 and panel.list.count() == MAX_ROWS
+    assert panel.list.item(0).data(RECORD_ROLE)["track_id"] == 10  # the oldest went first
+    assert "510 events: zone enter 510" in panel.summary_label.text()
+
+
 DRIVER = """
 import json, sys
 sys.path.insert(0, {root!r})
