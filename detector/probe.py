@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 PROBE_FILE = "probe.json"
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+_ONEDNN_NO_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,11 @@ def machine_key() -> str:
 
 
 def native_bf16(flags: set[str] | None = None) -> bool:
-    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16); without them bf16 autocast
-    emulates in fp32 and is several times slower, so it is not worth a single timed frame."""
+    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16), and — for this machine —
+    oneDNN is not capped below them (``ONEDNN_MAX_CPU_ISA``); without them bf16 autocast emulates
+    in fp32 and is several times slower, so it is not worth a single timed frame."""
+    if flags is None and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ONEDNN_NO_BF16:
+        return False
     return bool((cpu_flags() if flags is None else flags) & set(BF16_FLAGS))
 
 

@@ -123,8 +123,11 @@ def test_a_watched_class_appearing_is_one_event_per_track_and_a_flicker_is_none(
     assert len(appear) == cars and len({r["track_id"] for r in appear}) == cars
     assert all(r["event"] == "appear" and r["class"] == "car" for r in appear)
     first_seen = sorted(o.keys[0][0] for o in clip.OBJECTS if o.name == "car")
-    assert [r["frame"] for r in appear][:2] == sorted(r["frame"] for r in appear)[:2]
-    assert all(r["frame"] >= f + 4 - 1 for r, f in zip(appear, first_seen, strict=True))
+    # the cars of the paths (the flicker's box is the fixed one painted at frames 70…): each is an
+    # event only after its 4 seen frames
+    paths = sorted(r["frame"] for r in appear if not np.allclose(r["box"], [60, 20, 140, 70], atol=2))
+    assert len(paths) == 2
+    assert all(frame >= f + 4 - 1 for frame, f in zip(paths, first_seen, strict=True))
 
 
 def test_zone_events_match_the_counts(rendered, tmp_path):

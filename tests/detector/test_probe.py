@@ -230,6 +230,16 @@ def test_an_int8_verdict_holds_only_for_its_scheme_and_both_can_be_kept(monkeypa
     assert not allowed and "histogram-u7" in why
 
 
+def test_onednn_capped_below_bf16_means_no_native_bf16(monkeypatch):
+    import detector.probe as probe
+
+    monkeypatch.setattr(probe, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert native_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not native_bf16()
+
+
 def test_an_int8_verdict_measured_per_proposal_count_holds_at_the_counts_that_passed():
     """7-bit int8 on the bundled model passed at 50–300 proposals and missed by 0.013 at 1000: the
     run at 300 may use it, one at 1000 (or between 300 and 1000) may not."""
