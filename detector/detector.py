@@ -30,6 +30,7 @@ from detector.config import (
 )
 from detector.detections import Detections, valid_names
 from detector.factory import ModelInfo, create_model
+from detector.parallel_roi import ParallelRoIPool
 from detector.stages import STAGES, StageTimes  # noqa: F401 — STAGES re-exported: detector.detector.STAGES
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,9 @@ class Detector:
         if class_names is None:
             raise ValueError("class_names must be given with a model")
         self.model = model.eval().to(self.device)
+        if self.device.type == "cpu" and not isinstance(self.model.roi_heads.box_roi_pool, ParallelRoIPool):
+            # torchvision's CPU RoIAlign runs on one thread: spread the proposals over every core
+            self.model.roi_heads.box_roi_pool = ParallelRoIPool(self.model.roi_heads.box_roi_pool)
         self._float_box_head = self.model.roi_heads.box_head
         self._applied_channels_last = False  # the layout the backbone's weights are in now
         _decode_in_fp32(self.model)  # a no-op in fp32; ready for set_precision() to half
