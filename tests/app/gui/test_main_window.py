@@ -287,3 +287,26 @@ def test_run_gui_opens_plays_and_returns(qtbot, clip10):
     )
     assert status == 0
     assert seen["frames"] >= 2
+
+
+def test_the_window_says_once_what_auto_precision_chose_and_shows_it(qtbot, window, gui_detector, clip10):
+    """--precision auto measures on the first frames and switches: the status bar says so once and
+    the precision box shows what now runs."""
+
+    class Tuner:
+        def __init__(self) -> None:
+            self.lines = ["auto → bf16 (ms per frame at 100 proposals: bf16 40, fp32 90; measured on this run's frames)"]
+
+        def announcement(self):
+            return self.lines.pop() if self.lines else None
+
+    gui_detector.set_precision("bf16")  # what the tuner would have set (this also ends a real tuner)
+    gui_detector.tuner = Tuner()
+    try:
+        play(window, clip10)
+        qtbot.waitUntil(lambda: "auto → bf16" in window.statusBar().currentMessage(), timeout=WAIT_MS)
+        assert window.precision_combo.currentText() == "bf16"
+        assert gui_detector.tuner.lines == [], "said once"
+    finally:
+        gui_detector.tuner = None
+        gui_detector.set_precision("fp32")
