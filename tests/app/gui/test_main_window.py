@@ -302,9 +302,11 @@ def test_the_window_says_once_what_auto_precision_chose_and_shows_it(qtbot, wind
 
     gui_detector.set_precision("bf16")  # what the tuner would have set (this also ends a real tuner)
     gui_detector.tuner = Tuner()
+    shown: list[str] = []  # every status message (a later one, e.g. "finished", may replace it at once)
+    window.statusBar().messageChanged.connect(shown.append)
     try:
         play(window, clip10)
-        qtbot.waitUntil(lambda: "auto → bf16" in window.statusBar().currentMessage(), timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: any("auto → bf16" in m for m in shown), timeout=WAIT_MS)
         assert window.precision_combo.currentText() == "bf16"
         assert gui_detector.tuner.lines == [], "said once"
     finally:
