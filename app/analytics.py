@@ -273,9 +273,10 @@ class CountsSink:
 
     needs_image = False
 
-    def __init__(self, path: str | Path, analytics: Analytics) -> None:
+    def __init__(self, path: str | Path, analytics: Analytics, stream: str | None = None) -> None:
         self.path = Path(path)
         self.analytics = analytics
+        self.stream = stream  # one stream of several: its name leads the file
         self.failed: str | None = None
         self._every = Every()
         self._closed = False
@@ -286,7 +287,8 @@ class CountsSink:
 
     def _save(self) -> None:
         try:
-            write_atomic(self.path, json.dumps(self.analytics.report(), indent=1) + "\n")
+            report = self.analytics.report() if self.stream is None else {"stream": self.stream, **self.analytics.report()}
+            write_atomic(self.path, json.dumps(report, indent=1) + "\n")
         except OSError as exc:
             self.failed = f"counts file {self.path} could not be written: {exc.strerror or exc}"
 

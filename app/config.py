@@ -191,6 +191,12 @@ class PipelineConfig:
             self.events.check_outputs(self.overwrite)
 
 
+def per_stream_path(path: str, name: str) -> str:
+    """An output of one stream of several: ``out.mp4`` → ``out-<name>.mp4`` beside it."""
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-{name}{p.suffix}"))
+
+
 def check_output_path(path: str, what: str, *, overwrite: bool) -> Path:
     """Check that ``path`` can be written: its folder exists and is writable, and it is not an
     existing file (unless ``overwrite``) or a directory. Touches nothing."""

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
+from app.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
 from app.frames import Result
 from app.render import DEFAULT_STYLE, Style, annotate, stats_line
@@ -45,7 +46,13 @@ class Lane:
         self.config = config
         self.source = source
         self.policy = config.effective_policy
+        self.live = self.policy == "drop_stale"
         self.style = style
+        # Tracking and counting of this stream (app/analytics.py): the scheduler feeds it every frame
+        # of this stream that the detector saw, in order, as the single pipeline's worker does.
+        self.analytics = Analytics.from_config(config, float(source.rate) if source.rate else None)
+        self.counts_sink: CountsSink | None = None
+        self.last: Result | None = None  # the last detected result: shown again for a skipped live frame
         self._ring = ring
         self._frames: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self._latest = LatestFrame()
@@ -69,8 +76,13 @@ class Lane:
         self.last_result_at: float | None = None
 
     # ------------------------------------------------------------------ set-up
-    def open_outputs(self) -> None:
-        """Open the stream's recording (``config.record``); checked again, refused untouched."""
+    def open_outputs(self, counts_file: str | None = None) -> None:
+        """Open the stream's recording (``config.record``) and its counts file (``counts_file``, when
+        it has lines or zones); checked again, refused untouched."""
+        if counts_file and self.config.counting:
+            check_output_path(counts_file, "counts", overwrite=self.config.overwrite)
+            self.counts_sink = CountsSink(counts_file, self.analytics, stream=self.name)
+            self.add_sink(self.counts_sink)
         if self.config.record:
             if self.config.segment_s:  # out-<stream>-00001.mp4, ... (app/segments.py)
                 from app import segments
@@ -114,12 +126,21 @@ class Lane:
             return None
 
     def put_result(self, item) -> None:
-        """A ``Result`` (or ``END``). Never blocks: only the scheduler puts, after ``can_take()``."""
-        self._results.put_nowait(item)
+        """A ``Result`` (or ``END``). Never blocks: only the scheduler puts, after ``can_take()``.
+        A detected result goes through the stream's tracker and counters first."""
         if isinstance(item, Result):
+            stage_ms = item.times.as_dict()
+            if item.detected:
+                self.analytics.bind(item.frame.size)  # a line or zone outside the frame: refused (UserError)
+                det, overlay = self.analytics.process(item.detections, item.frame.index, item.frame.seconds)
+                item = replace(item, detections=det, overlay=overlay)
+                if self.analytics.last_ms is not None:
+                    stage_ms["track"] = self.analytics.last_ms
+                self.last = item
+                self._stages.add(stage_ms)
             self.processed += 1
             self.proposals = item.proposals
-            self._stages.add(item.times.as_dict())
+        self._results.put_nowait(item)
 
     def close_input(self) -> None:
         """Wake a waiting reader and scheduler: the run is stopping."""
@@ -189,7 +210,7 @@ class Lane:
                 if self.config.draw_stats:
                     stages = {k: v for k, v in result.times.as_dict().items() if k in ("backbone", "rpn", "roi_heads")}
                     text = f"{self.name} | " + stats_line(self._fps.fps(), stages, result.proposals)
-                annotated = annotate(result.frame.image, result.detections, text, self.style)
+                annotated = annotate(result.frame.image, result.detections, text, self.style, result.overlay)
             for sink in self.sinks:
                 sink.write(result, annotated)
         now = time.monotonic()

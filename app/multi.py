@@ -27,12 +27,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from app.config import MAX_STREAMS, PipelineConfig, check_output_path
+from app.adapt import AdaptConfig, AdaptiveController
+from app.config import MAX_STREAMS, PipelineConfig, check_output_path, per_stream_path
 from app.export import Exporter
 from app.frames import Result
 from app.lane import END, POLL_S, Lane
@@ -78,6 +79,8 @@ class MultiStats:
     batch_sizes: dict[int, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     finished: bool = False
+    paused: bool = False
+    adapt: object | None = None  # app.adapt.AdaptStatus while --target-fps steers the shared detector
 
     @property
     def mean_batch(self) -> float | None:
@@ -95,13 +98,17 @@ class MultiStats:
             latency = f"{s.mean_latency_ms:.0f} ms" if s.mean_latency_ms is not None else "--"
             state = self.states.get(name, "")
             lines.append(f"{name}: {s.frames_read} read, {s.frames_processed} processed, {s.frames_written} written, "
-                         f"{s.frames_dropped} dropped, {s.bad_frames} bad; {fps}, latency {latency}"
+                         f"{s.frames_dropped} dropped, {s.bad_frames} bad; {fps}, latency {latency}, proposals {s.proposals}"
                          + (f" ({state})" if state and state != "ended" else ""))
         total = f"{self.mean_fps:.2f}" if self.mean_fps else "--"
         sizes = ", ".join(f"{k}×{v}" for k, v in sorted(self.batch_sizes.items())) or "--"
         mean = f"{self.mean_batch:.2f}" if self.mean_batch else "--"
         lines.append(f"all {len(self.streams)} streams: {self.frames_written} frames, {total} fps together over "
                      f"{self.elapsed_s:.1f} s; {self.batches} batches, mean size {mean} (size×count: {sizes})")
+        if self.adapt is not None:
+            a = self.adapt
+            target = f"{a.target_fps:g} fps per stream" if a.target_fps else "off"
+            lines.append(f"adaptive: target {target} → {a.setting.describe()} ({a.state}: {a.reason}); {a.changes} change(s)")
         return "\n".join(lines)
 
 
@@ -143,16 +150,21 @@ class MultiPipeline:
     Args:
         streams: the streams (at most ``MAX_STREAMS``, unique names), sources already opened.
         detector: a ``detector.Detector`` (or anything with its ``detect``).
-        export: one detections file for all streams, with a ``stream`` column; None = none.
+        export: one detections file for all streams, with a ``stream`` column; None = none. A stream
+            with lines or zones writes its counts beside it (``counts_file``).
         overwrite: replace existing outputs (recordings and export).
         batch_size: most frames per ``detect`` call; 0 = one per stream.
         on_result: ``fn(stream_name, result, annotated)`` on that stream's sink thread.
         on_finish: ``fn(error_or_None)`` once, when no more results will come.
+        events: what to do with events (``app.events.EventsConfig``): one events file and one set of
+            publishers for the run, each stream's own event sink, clips and heat map
+            (``--heatmap h.png`` → ``h-<stream>.png``); every event names its stream.
     """
 
     def __init__(self, streams: Sequence[Stream], detector, *, export: str | None = None, overwrite: bool = False,
                  batch_size: int = 0, on_result: Callable[[str, Result, np.ndarray | None], None] | None = None,
-                 on_finish: Callable[[BaseException | None], None] | None = None, style: Style = DEFAULT_STYLE) -> None:
+                 on_finish: Callable[[BaseException | None], None] | None = None, style: Style = DEFAULT_STYLE,
+                 events=None) -> None:
         names = [s.name for s in streams]
         if not streams:
             raise ValueError("no streams given")
@@ -173,6 +185,8 @@ class MultiPipeline:
                 lane.add_sink(CallbackSink(lambda r, a, name=lane.name: on_result(name, r, a)))
         self.exporter: Exporter | None = None
         self._export_lock = threading.Lock()
+        self.events_config = events
+        self.events = None  # app.events.Events, built at start
         self._error: BaseException | None = None
         self._error_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -182,6 +196,14 @@ class MultiPipeline:
         self._fps_lock = threading.Lock()
         self._batch_sizes: Counter[int] = Counter()
         self._started_at: float | None = None
+        self._resume = threading.Event()
+        self._resume.set()
+        # One controller steers the shared detector (input size, proposals) to hold the target rate
+        # of every stream (one frame per stream per batch); for live streams it may also skip frames.
+        first = streams[0].config
+        rates = [float(s.source.rate) for s in streams if s.source.rate]
+        self.adapt = AdaptiveController(detector, AdaptConfig(
+            target_fps=first.target_fps, live=all(lane.live for lane in self.lanes), source_fps=min(rates) if rates else None))
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> MultiPipeline:
@@ -190,12 +212,14 @@ class MultiPipeline:
             raise RuntimeError("the run was already started; build a new one to run again")
         try:
             for lane in self.lanes:
-                lane.open_outputs()
+                lane.open_outputs(counts_file(self.export, lane.name) if self.export else None)
             if self.export:
                 check_output_path(self.export, "export", overwrite=self.overwrite)
                 self.exporter = Exporter(self.export, extra_columns=("stream",))
                 for lane in self.lanes:
                     lane.add_sink(_StreamRows(self.exporter, lane.name, self._export_lock))
+            if self.events_config is not None:
+                self._attach_events(self.events_config)
         except BaseException:
             self._close_outputs()
             for lane in self.lanes:
@@ -214,6 +238,17 @@ class MultiPipeline:
         scheduler.start()
         watcher.start()
         return self
+
+    def _attach_events(self, config) -> None:
+        from app.events import Events
+
+        self.events = Events(config, overwrite=self.overwrite)
+        for lane in self.lanes:
+            if config.needs_tracking:
+                lane.analytics.set_tracking(True)
+            heatmap = per_stream_path(config.heatmap, lane.name) if config.heatmap else None
+            for sink in self.events.sinks_for(lane.name, lane.analytics, lane.source, heatmap_path=heatmap):
+                lane.add_sink(sink)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every stream has ended or ``timeout`` s pass; True when ended. Re-raises a
@@ -274,7 +309,26 @@ class MultiPipeline:
 
     def output_failures(self) -> list[str]:
         """One line per output that stopped early (disk full, file too large); the others went on."""
-        return output_failures([*(lane.record_sink for lane in self.lanes), self.exporter])
+        return output_failures([*(lane.record_sink for lane in self.lanes), self.exporter,
+                                *(lane.counts_sink for lane in self.lanes)])
+
+    # ------------------------------------------------------------------ live controls
+    def pause(self) -> None:
+        """Stop detecting until ``resume()``: files wait where they are, live streams keep only
+        their newest frame."""
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+        self._doorbell.ring()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    def set_target_fps(self, fps: float | None) -> None:
+        """Hold ``fps`` per stream from the next batch on (None = off)."""
+        self.adapt.set_target(fps)
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> MultiStats:
@@ -289,9 +343,11 @@ class MultiPipeline:
         with self._fps_lock:
             fps = self._fps.fps(None if finished else now)
             sizes = dict(self._batch_sizes)
+        adapt = self.adapt.status()
         return MultiStats(streams=streams, states={lane.name: self._state(lane) for lane in self.lanes}, fps=fps,
                           mean_fps=mean_fps, batches=sum(sizes.values()), batch_sizes=sizes,
-                          elapsed_s=(end if finished else now) - (self._started_at or now), finished=finished)
+                          elapsed_s=(end if finished else now) - (self._started_at or now), finished=finished,
+                          paused=self.paused, adapt=adapt if adapt.target_fps is not None or adapt.changes else None)
 
     @staticmethod
     def _state(lane: Lane) -> str:
@@ -312,7 +368,11 @@ class MultiPipeline:
     def _schedule(self) -> None:
         turn = 0
         lanes = self.lanes
+        idle = 0.0  # time spent waiting for frames since the last batch (not the detector's cost)
         while not self._stop.is_set():
+            if not self._resume.is_set():
+                self._resume.wait(POLL_S)
+                continue
             self._doorbell.clear()  # before looking: a frame arriving after this rings again
             batch: list[tuple[Lane, object]] = []
             for k in range(len(lanes)):
@@ -331,11 +391,26 @@ class MultiPipeline:
             if not batch:
                 if all(lane.input_done for lane in lanes):
                     return
+                waited = time.monotonic()
                 self._doorbell.wait(POLL_S)
+                idle += time.monotonic() - waited
                 continue
-            self._detect(batch)
+            if not self.adapt.detect_next():
+                # Frame skip (all streams live, set by the controller): each shows its last
+                # detections again; a file never gets here, every one of its frames is detected.
+                now, kept = time.monotonic(), []
+                for lane, frame in batch:
+                    if lane.last is None:
+                        kept.append((lane, frame))
+                    else:
+                        lane.put_result(replace(lane.last, frame=frame, done=now, detected=False))
+                batch = kept
+                if not batch:
+                    continue
+            self._detect(batch, idle)
+            idle = 0.0
 
-    def _detect(self, batch: list[tuple[Lane, object]]) -> None:
+    def _detect(self, batch: list[tuple[Lane, object]], idle_s: float = 0.0) -> None:
         frames = [frame for _, frame in batch]
         detections = self.detector.detect([f.image for f in frames])
         done = time.monotonic()
@@ -344,6 +419,9 @@ class MultiPipeline:
         n = len(batch)
         times = self.detector.last_times
         per_frame = StageTimes(**{k: v / n for k, v in times.as_dict().items() if k != "total"})
+        # Each stream gets one frame of a batch: a batch's whole cost is one frame's time of every stream.
+        self.adapt.observe(done, {k: v for k, v in times.as_dict().items() if k != "total"}, shown=1, detected=1,
+                           idle_s=idle_s)
         counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
         with self._fps_lock:
             self._batch_sizes[n] += 1
@@ -387,6 +465,11 @@ class MultiPipeline:
                     self.exporter.close()  # idempotent
                 except Exception as exc:
                     errors.append(exc)
+        if self.events is not None:
+            try:
+                self.events.close()  # after every stream's sinks: the log, the publishers (idempotent)
+            except Exception as exc:
+                errors.append(exc)
         if errors:
             with self._error_lock:
                 if self._error is None:
@@ -404,6 +487,16 @@ class MultiPipeline:
             except Exception as exc:
                 log.warning("on_finish callback failed: %s", exc)
 
+    def analytics_lines(self) -> list[str]:
+        """Each stream's tracking and counting totals, for the end of a run, led by its name."""
+        return [f"{lane.name}: {line}" for lane in self.lanes for line in lane.analytics.summary_lines()]
+
     def recordings(self) -> dict[str, Path]:
         """Each stream's recording path (those recording)."""
         return {lane.name: lane.record_sink.path for lane in self.lanes if lane.record_sink is not None}
+
+
+def counts_file(export: str, name: str) -> str:
+    """Where stream ``name`` writes its counts with several streams: ``dets.csv`` → ``dets-<name>.counts.json``."""
+    p = Path(export)
+    return str(p.with_name(f"{p.stem}-{name}.counts.json"))

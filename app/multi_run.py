@@ -20,8 +20,10 @@ import re
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from app.config import check_output_path, per_stream_path
 from app.errors import UserError
 from app.progress import Progress
 
@@ -166,10 +168,6 @@ def unique_names(sources: Sequence[tuple[str, str]]) -> list[str]:
     return names
 
 
-def per_stream_path(path: str, name: str) -> str:
-    """``out.mp4`` → ``out-<name>.mp4`` beside it."""
-    p = Path(path)
-    return str(p.with_name(f"{p.stem}-{name}{p.suffix}"))
 
 
 def check_sources(sources: Sequence[tuple[str, str]]) -> None:
@@ -186,18 +184,15 @@ def check_sources(sources: Sequence[tuple[str, str]]) -> None:
         seen[key] = i
 
 
-def stream_configs(args: argparse.Namespace, sources: Sequence[tuple[str, str]]):
-    """(name, PipelineConfig) per stream; each records to its own file, the export is the run's."""
-    from app.config import PipelineConfig
-
+def stream_configs(base, sources: Sequence[tuple[str, str]]):
+    """(name, PipelineConfig) per stream: the run's ``base`` config — every option of the command
+    (tracking, lines, zones, target fps, ...) — with the stream's source and its own recording; the
+    export (one file, a ``stream`` column) and each stream's counts file are the run's (app/multi.py)."""
     check_sources(sources)
     out = []
     for name, (kind, value) in zip(unique_names(sources), sources, strict=True):
-        out.append((name, PipelineConfig(
-            source_kind=kind, source=str(value), record=per_stream_path(args.record, name) if args.record else None,
-            export=None, segment_s=getattr(args, "segment_s", None), overwrite=args.overwrite,
-            max_frames=args.max_frames, headless=args.headless,
-            reconnect=args.reconnect, stall_timeout_s=args.stall_timeout)))
+        out.append((name, base.with_(source_kind=kind, source=str(value), export=None, adapt_log=None, events=None,
+                                     record=per_stream_path(base.record, name) if base.record else None)))
     return out
 
 
@@ -237,19 +232,27 @@ def open_streams(configs, notes: list[str]):
 
 
 # ====================================================================== the run
-def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], detector_config) -> int:
-    """The run command with several sources: checks, then the window or the headless run."""
+def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base, detector_config) -> int:
+    """The run command with several sources (``base``: the command's ``PipelineConfig``): checks,
+    then the window or the headless run. An option that cannot work per stream is refused in one line."""
+    from app.multi import counts_file
     from app.run import has_display, note
 
-    if getattr(args, "events", None) or getattr(args, "event_clips", None) or getattr(args, "mqtt", None) \
-            or getattr(args, "webhook", None) or getattr(args, "heatmap", None) or getattr(args, "alert_classes", None):
-        raise UserError("--events, --event-clips, --alert-classes, --mqtt, --webhook and --heatmap work with one "
-                        f"stream for now (tracking runs per single pipeline); {len(sources)} were given")
-    configs = stream_configs(args, sources)
-    for _, config in configs:
+    if base.adapt_log:
+        raise UserError(f"--adapt-log works with one stream for now; {len(sources)} were given "
+                        "(--target-fps itself works: the summary says what the controller chose)")
+    configs = stream_configs(base, sources)
+    for name, config in configs:
         config.check_outputs()
+        if args.export and config.counting:
+            check_output_path(counts_file(args.export, name), "counts", overwrite=args.overwrite)
     if args.export:  # the single run's rules: a .json, .jsonl or .csv that may be written
-        configs[0][1].with_(export=args.export).check_outputs()
+        configs[0][1].with_(export=args.export, lines=(), zones=()).check_outputs()
+    if base.events is not None:  # one events file, each stream's heat map (h.png → h-<stream>.png)
+        replace(base.events, heatmap=None).check_outputs(args.overwrite)
+        for name, _ in configs:
+            if base.events.heatmap:
+                check_output_path(per_stream_path(base.events.heatmap, name), "heat map", overwrite=args.overwrite)
     headless = args.headless
     if not headless:
         if has_display():
@@ -263,17 +266,17 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], detec
                 for line in notes:
                     note(line)
                 return int(run_multi_gui(streams, detector_config, export=args.export, overwrite=args.overwrite,
-                                             reprobe=args.reprobe) or 0)
+                                         reprobe=args.reprobe, events=base.events) or 0)
         else:
             note("no display (DISPLAY and WAYLAND_DISPLAY are unset): running headless")
-    return run_many_headless(configs, detector_config, export=args.export, overwrite=args.overwrite)
+    return run_many_headless(configs, detector_config, export=args.export, overwrite=args.overwrite, events=base.events)
 
 
-def run_many_headless(configs, detector_config, *, export: str | None, overwrite: bool) -> int:
+def run_many_headless(configs, detector_config, *, export: str | None, overwrite: bool, events=None) -> int:
     """All streams to their end with a progress line; Ctrl-C or SIGTERM stop within about a
     second, finalise every recording and the export, and return 130."""
     from app.multi import MultiPipeline
-    from app.run import EXIT_OUTPUT_FAILED, OutputFailures, _sigterm_as_interrupt, note
+    from app.run import EXIT_OUTPUT_FAILED, OutputFailures, _sigterm_as_interrupt, check_shapes, note
 
     previous = _sigterm_as_interrupt()
     pipeline = None
@@ -285,6 +288,8 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
         for line in notes:
             note(line)
         try:
+            for stream in streams:  # a line or zone outside a video's frame: refused before the model loads
+                check_shapes(stream.config, stream.source)
             from app.fastpath import build_detector  # threads, int8 calibration, the CPU probe
 
             detector, setup = build_detector(detector_config)
@@ -296,7 +301,7 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
         for line in detector.notes:
             if line != logged:
                 note(line)
-        pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite)
+        pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite, events=events)
         progress = MultiProgress(sys.stderr)
         interrupted = False
         failures = OutputFailures(pipeline, progress)
@@ -321,6 +326,10 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
         print(stats.summary(), file=sys.stderr)
         for line in setup.summary_lines():  # what --precision auto chose and why: at the end, not before a first error
             note(line)
+        for line in pipeline.analytics_lines():
+            print(line, file=sys.stderr)
+        for line in pipeline.events.summary_lines() if pipeline.events is not None else ():
+            print(line, file=sys.stderr)
         for stream in streams:
             if hasattr(stream.source, "summary"):
                 print(f"reconnection: {stream.source.summary()}", file=sys.stderr)
@@ -370,6 +379,9 @@ def _report_outputs(pipeline) -> None:
         exp = pipeline.exporter
         print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames "
               f"of {len(pipeline.lanes)} streams, column 'stream')")
+    for lane in pipeline.lanes:
+        if lane.counts_sink is not None and lane.counts_sink.path.exists():
+            print(f"counts {lane.name}: {lane.counts_sink.path.resolve()}")
 
 
 class MultiProgress(Progress):

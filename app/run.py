@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(sources := source_list(args)) > 1:  # many streams, one detector: app/multi_run.py
         from app.multi_run import run_many
 
-        return run_many(args, sources, detector_config)
+        return run_many(args, sources, pipeline_config, detector_config)
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
 
     if not pipeline_config.headless:

@@ -127,7 +127,7 @@ class PipelineStats:
             f"frames: {self.frames_read} read, {self.frames_processed} processed, {self.frames_written} written, "
             f"{self.frames_dropped} dropped, {self.bad_frames} bad\n"
             f"speed: {fps} fps mean over {self.elapsed_s:.1f} s; capture-to-result latency {latency}\n"
-            f"detector ms per frame: {stages}{tracker}"
+            f"detector ms per frame: {stages}; proposals {self.proposals}{tracker}"
         )
         if self.adapt is not None:
             from app.adapt import fps_series

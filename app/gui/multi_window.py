@@ -38,11 +38,12 @@ class MultiWindow(QMainWindow):
     """
 
     def __init__(self, streams: Sequence[Stream], detector, *, export: str | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, events=None) -> None:
         super().__init__()
         self.names = [s.name for s in streams]
         self.bridges = {name: FrameBridge(self) for name in self.names}
-        self.pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite, on_result=self._push)
+        self.pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite, on_result=self._push,
+                                      events=events)
         self.last_stats: MultiStats | None = None
         self._closed = False
 
@@ -59,7 +60,8 @@ class MultiWindow(QMainWindow):
         for name, bridge in self.bridges.items():
             bridge.frame_available.connect(lambda n=name: self._show(n), queued)
         self.grid.enlarged_changed.connect(self._on_enlarged)
-        for text, keys, slot in (("Show all streams", ["Esc"], self._escape), ("Quit", ["Q", "Ctrl+Q"], self.close)):
+        for text, keys, slot in (("Show all streams", ["Esc"], self._escape), ("Quit", ["Q", "Ctrl+Q"], self.close),
+                                 ("Pause / resume", ["Space"], self.toggle_pause)):
             action = QAction(text, self)
             action.setShortcuts([QKeySequence(k) for k in keys])
             action.triggered.connect(slot)
@@ -95,10 +97,18 @@ class MultiWindow(QMainWindow):
             tile.set_stats(stats.streams.get(name), stats.states.get(name, ""))
         total = f"{stats.fps:.1f}" if stats.fps else "--"
         batch = f"{stats.mean_batch:.2f}" if stats.mean_batch else "--"
-        ended = " · all streams ended" if stats.finished else ""
+        ended = " · all streams ended" if stats.finished else " · paused (Space resumes)" if stats.paused else ""
         self.total_label.setText(f"all streams: {total} fps · mean batch {batch}{ended}")
         if stats.finished:
             self._timer.stop()
+
+    def toggle_pause(self) -> None:
+        """Stop detecting in every stream, or go on: files wait where they are, live streams keep their newest frame."""
+        if self.pipeline.paused:
+            self.pipeline.resume()
+        else:
+            self.pipeline.pause()
+        self.refresh_stats()
 
     def _on_enlarged(self, name) -> None:
         self.hint_label.setText(f"{name} — click it (or Esc) for all streams" if name else
@@ -130,7 +140,7 @@ class MultiWindow(QMainWindow):
 
 
 def run_multi_gui(streams: Sequence[Stream], detector_config, *, export: str | None = None,
-                  overwrite: bool = False, reprobe: bool = False) -> int:
+                  overwrite: bool = False, reprobe: bool = False, events=None) -> int:
     """The grid window on ``streams`` until it closes; 130 after Ctrl-C / SIGTERM, else Qt's status.
     Qt's platform and the detector are checked first, so a problem there is one line, no window."""
     from app.fastpath import build_detector
@@ -141,7 +151,7 @@ def run_multi_gui(streams: Sequence[Stream], detector_config, *, export: str | N
         detector, setup = build_detector(detector_config, reprobe=reprobe)  # the CPU fast path, as run.py's
         for line in setup.notes:
             print(f"note: {line}", file=sys.stderr)
-        window = MultiWindow(streams, detector, export=export, overwrite=overwrite)
+        window = MultiWindow(streams, detector, export=export, overwrite=overwrite, events=events)
     except BaseException:
         for stream in streams:
             stream.source.close()

@@ -57,13 +57,6 @@ def test_an_existing_events_file_is_refused_untouched(capsys, tmp_path, clip10, 
     assert out.read_text() == "old\n"
 
 
-def test_several_streams_are_refused_in_one_line(capsys, tmp_path, clip10, fast):
-    rc, _, err = run(capsys, "--video", clip10, "--images", tmp_path, "--alert-classes", "person",
-                     "--events", tmp_path / "e.jsonl", *fast)
-    assert rc == 2
-    one_error_line(err, "one stream")
-
-
 def test_an_unknown_alert_class_is_one_line(capsys, tmp_path, clip10, fast):
     rc, _, err = run(capsys, "--video", clip10, "--alert-classes", "unicorn", "--events", tmp_path / "e.jsonl", *fast)
     assert rc == 2

@@ -82,3 +82,29 @@ def test_the_window_shows_every_stream_and_closing_finalises_the_recordings(qtbo
     assert (tmp_path / "dets.csv").read_text().startswith("stream,frame")
     left = {t for t in threading.enumerate() if t.is_alive() and not isinstance(t, threading._DummyThread)} - before
     assert not [t.name for t in left if not t.name.startswith("source-")], sorted(t.name for t in left)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_pause_stops_detecting_in_every_cell_and_resume_goes_on(qtbot, gui_detector, clip10, tmp_path, n):
+    """Space pauses every stream (a file waits where it is: nothing is detected while paused) and
+    resumes them; the status bar says so. A single stream is the grid of one cell."""
+    streams = []
+    for i in range(n):
+        config = PipelineConfig(source_kind="video", source=str(clip10), track=True)
+        streams.append(Stream(f"s{i}", config, open_source(config)))
+    window = MultiWindow(streams, gui_detector)
+    qtbot.addWidget(window)
+    window.show()
+    window.toggle_pause()  # paused before the first frame
+    window.start()
+    qtbot.waitUntil(lambda: window.last_stats is not None and all(
+        window.last_stats.streams[s.name].frames_read >= 2 for s in streams), timeout=WAIT_MS)
+    assert "paused" in window.total_label.text()
+    qtbot.wait(300)
+    assert all(s.frames_processed == 0 for s in window.pipeline.stats().streams.values())
+    qtbot.keyClick(window, Qt.Key.Key_Space)  # resume
+    qtbot.waitUntil(lambda: window.last_stats.finished, timeout=WAIT_MS)
+    assert [window.last_stats.streams[s.name].frames_written for s in streams] == [10] * n
+    assert "paused" not in window.total_label.text()
+    assert all(lane.analytics.summary_lines()[0].startswith("tracking: ") for lane in window.pipeline.lanes)
+    window.close()
