@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         self.frames_displayed = 0
         self.last_result = None
         self.last_stats: PipelineStats | None = None
+        self._failures_shown: set[str] = set()  # output failures already in the banner
         self.source_event = None  # the live source's latest drop while it is down (app/reconnect.py)
         self._closed = False
 
@@ -499,6 +500,17 @@ class MainWindow(QMainWindow):
         if stats.proposals:
             self.proposals_seen.setText(f"RPN kept {stats.proposals} on the last frame")
         self._show_setup_change()
+        self._show_output_failures()
+
+    def _show_output_failures(self) -> None:
+        """An output that stopped (disk full, file too large): its line in the banner, once; the
+        video and the other outputs go on."""
+        pipeline = getattr(self.controller, "pipeline", None)
+        failures = pipeline.output_failures() if pipeline is not None and hasattr(pipeline, "output_failures") else []
+        new = [line for line in failures if line not in self._failures_shown]
+        if new:
+            self._failures_shown.update(new)
+            self.warning_banner.show_message("⚠ " + "\n⚠ ".join(sorted(self._failures_shown)))
 
     def _show_setup_change(self) -> None:
         """--precision auto measured its candidates on the first frames and switched: say so once,

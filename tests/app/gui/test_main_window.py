@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from pathlib import Path
 
 import av
 import numpy as np
@@ -312,3 +313,17 @@ def test_the_window_says_once_what_auto_precision_chose_and_shows_it(qtbot, wind
     finally:
         gui_detector.tuner = None
         gui_detector.set_precision("fp32")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_an_output_that_fails_is_one_line_in_the_window_which_plays_on(qtbot, window, clip10, tmp_path):
+    """A full disk for the export: every write fails (ENOSPC). The banner says so once; every
+    frame is still shown."""
+    full = tmp_path / "dets.csv"
+    full.symlink_to("/dev/full")
+    play(window, clip10, export=str(full), overwrite=True)
+    qtbot.waitUntil(lambda: window.last_stats is not None and window.last_stats.finished, timeout=WAIT_MS)
+    assert window.last_stats.frames_written == 10
+    qtbot.waitUntil(lambda: window.warning_banner.isVisible(), timeout=WAIT_MS)
+    text = window.warning_banner.text
+    assert str(full) in text and text.count("⚠") == 1, text
