@@ -4,7 +4,7 @@ Each line is written as the ``run`` command's source and output options, so a li
 ``python run.py LINE`` works here::
 
     # name        source                          outputs (written where the stream runs)
-    --name lobby  --camera 0                      --record lobby.mp4
+    --name lobby  --camera 0                      --record lobby.mp4 --segment 600   # 10-minute files
     --name door   --url rtsp://door.local/stream  --export door.csv
     --name clip   --video assets/sample.mp4       --export clip.json --max-frames 100
     --name replay --video assets/sample.mp4 --live                  # a file played as a camera
@@ -72,6 +72,7 @@ def _line_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     p.add_argument("--record")
     p.add_argument("--export")
+    p.add_argument("--segment", type=float, dest="segment_s")
     p.add_argument("--max-frames", type=int)
     p.add_argument("--live", action="store_true")
     p.add_argument("--on")
@@ -108,7 +109,7 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
     try:
         config = PipelineConfig(
             source_kind=kind, source=source, record=_absolute(args.record), export=_absolute(args.export), overwrite=overwrite,
-            max_frames=args.max_frames, headless=True,
+            segment_s=args.segment_s, max_frames=args.max_frames, headless=True,
             # --live: a file played as a camera would deliver it (its own timestamps), latest frame only.
             policy="drop_stale" if args.live else "auto",
             realtime=True if args.live else None,

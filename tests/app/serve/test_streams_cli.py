@@ -72,6 +72,15 @@ def test_overwrite_and_in_flight_reach_every_stream():
     assert parse_stream("--camera /dev/video2").name == "camera2"
 
 
+def test_a_stream_may_cut_its_recording_into_segments():
+    spec = parse_stream("--video x.mp4 --record lobby.mp4 --segment 60")
+    assert spec.config.segment_s == 60.0 and spec.config.record.endswith("lobby.mp4")
+    with pytest.raises(UserError, match="--segment needs --record"):
+        parse_stream("--video x.mp4 --segment 60")
+    with pytest.raises(UserError, match="segment length 0.0"):
+        parse_stream("--video x.mp4 --record r.mp4 --segment 0")
+
+
 def test_serve_config_checks():
     with pytest.raises(UserError, match="--replicas 0"):
         ServeConfig(replicas=0)
