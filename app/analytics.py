@@ -265,6 +265,14 @@ def _round(points: np.ndarray) -> list[list[float]]:
     return [[round(float(x), 2), round(float(y), 2)] for x, y in np.asarray(points).reshape(-1, 2)]
 
 
+def check_shapes(config, source) -> None:
+    """Refuse a --line or --zone outside the frame as soon as the source tells its size (a video
+    file does when opened; other sources at their first frame, before it is detected)."""
+    size = (getattr(source, "width", None), getattr(source, "height", None))
+    if config.counting and all(isinstance(v, int) and v > 0 for v in size):
+        Analytics.from_config(config).check(size)
+
+
 class CountsSink:
     """Writes the counts file every second while the run goes on and once more when it ends (also
     after Ctrl-C: sinks are closed on every stop), each time atomically (app/durable.py): a killed

@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def report_error(exc: BaseException) -> int:
     """Print one line for ``exc`` and return the exit status."""
-    from app.errors import UserError
+    from app.errors import UserError, first_line
     from detector.config import ConfigError
     from detector.detector import DeviceError
     from detector.weights import WeightsError
@@ -49,7 +49,7 @@ def report_error(exc: BaseException) -> int:
         import traceback
 
         traceback.print_exception(exc)
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = first_line(exc)
     if isinstance(exc, (UserError, ConfigError, WeightsError, DeviceError)):
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR

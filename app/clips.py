@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.errors import first_line
+
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_BYTES = 256 * 2**20  # frames waiting for the encoder; beyond it they are dropped
@@ -173,7 +175,7 @@ class ClipWriter:
             self._fail(recorder, exc)
 
     def _fail(self, recorder, exc: BaseException) -> None:
-        message = f"clip {recorder.path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        message = f"clip {recorder.path}: {first_line(exc)}"
         self.errors.append(message)
         log.warning(message)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from app.errors import UserError
+from app.paths import check_output_path, per_stream_path  # noqa: F401  (the outputs' rules; imported from here too)
 
 SOURCE_KINDS = ("video", "camera", "images", "url")
 # every_frame: files and image folders — frames in = frames out, none lost, order kept.
@@ -189,43 +188,6 @@ class PipelineConfig:
             segments.check_outputs(self.record, overwrite=self.overwrite)
         if self.events is not None:
             self.events.check_outputs(self.overwrite)
-
-
-def per_stream_path(path: str, name: str) -> str:
-    """An output of one stream of several: ``out.mp4`` → ``out-<name>.mp4`` beside it."""
-    p = Path(path)
-    return str(p.with_name(f"{p.stem}-{name}{p.suffix}"))
-
-
-def check_output_path(path: str, what: str, *, overwrite: bool) -> Path:
-    """Check that ``path`` can be written: its folder exists and is writable, and it is not an
-    existing file (unless ``overwrite``) or a directory. Touches nothing."""
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise UserError(f"{what} output {path} is a directory; give a file name")
-    if not folder.is_dir():
-        raise UserError(f"{what} output {path}: the folder {folder} does not exist")
-    if not _writable(folder):
-        raise UserError(f"{what} output {path}: the folder {folder} is not writable")
-    if p.exists() and not overwrite:
-        raise UserError(f"{what} output {path} already exists; pass --overwrite to replace it (it was left untouched)")
-    if p.exists() and not os.access(p, os.W_OK):
-        raise UserError(f"{what} output {path} exists and is not writable")
-    return p
-
-
-def _writable(folder: Path) -> bool:
-    """Whether a file can be created in ``folder``. ``os.access`` alone says yes to root on
-    read-only places (/sys, read-only mounts), so an anonymous temporary file is tried too; it
-    vanishes on close and leaves nothing behind."""
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return False
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
 
 
 def _check_extension(path: str, allowed: tuple[str, ...], what: str, kind: str) -> None:

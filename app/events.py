@@ -128,7 +128,7 @@ class EventsConfig:
 
 def check_folder(path: str, option: str) -> Path:
     """A folder that exists and is writable, or whose parent is (it is then created at the start)."""
-    from app.config import _writable
+    from app.paths import _writable
 
     p = Path(path)
     if p.exists() and not p.is_dir():

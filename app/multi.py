@@ -34,6 +34,7 @@ import numpy as np
 
 from app.adapt import AdaptConfig, AdaptiveController
 from app.config import MAX_STREAMS, PipelineConfig, check_output_path, per_stream_path
+from app.errors import first_line
 from app.export import Exporter
 from app.frames import Result
 from app.lane import END, POLL_S, Lane
@@ -352,7 +353,7 @@ class MultiPipeline:
     @staticmethod
     def _state(lane: Lane) -> str:
         if lane.error is not None:
-            return f"failed: {str(lane.error).strip().splitlines()[0] if str(lane.error).strip() else type(lane.error).__name__}"
+            return f"failed: {first_line(lane.error)}"
         if lane.finished.is_set():
             return "ended"
         event = getattr(lane.source, "last_event", None)

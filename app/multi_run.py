@@ -24,11 +24,22 @@ from dataclasses import replace
 from pathlib import Path
 
 from app.config import check_output_path, per_stream_path
-from app.errors import UserError
+from app.console import (
+    EXIT_BAD_FRAMES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OUTPUT_FAILED,
+    OutputFailures,
+    has_display,
+    note,
+    recording_line,
+    sigterm_as_interrupt,
+)
+from app.errors import UserError, first_line
 from app.progress import Progress
 
 SOURCE_OPTIONS = ("video", "camera", "images", "url")
-EXIT_OK, EXIT_BAD_FRAMES, EXIT_SOURCE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_SOURCE_FAILED = 2
 
 
 # ====================================================================== options
@@ -236,7 +247,6 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
     """The run command with several sources (``base``: the command's ``PipelineConfig``): checks,
     then the window or the headless run. An option that cannot work per stream is refused in one line."""
     from app.multi import counts_file
-    from app.run import has_display, note
 
     if base.adapt_log:
         raise UserError(f"--adapt-log works with one stream for now; {len(sources)} were given "
@@ -275,10 +285,10 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
 def run_many_headless(configs, detector_config, *, export: str | None, overwrite: bool, events=None) -> int:
     """All streams to their end with a progress line; Ctrl-C or SIGTERM stop within about a
     second, finalise every recording and the export, and return 130."""
+    from app.analytics import check_shapes
     from app.multi import MultiPipeline
-    from app.run import EXIT_OUTPUT_FAILED, OutputFailures, _sigterm_as_interrupt, check_shapes, note
 
-    previous = _sigterm_as_interrupt()
+    previous = sigterm_as_interrupt()
     pipeline = None
     try:
         notes: list[str] = []
@@ -340,8 +350,7 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
             return EXIT_INTERRUPTED
         failed = {**left_out, **pipeline.errors()}
         if failed:
-            lines = [f"stream {name}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
-                     for name, exc in failed.items()]
+            lines = [f"stream {name}: {first_line(exc)}" for name, exc in failed.items()]
             raise UserError("; ".join(lines))
         if failures.lines:
             return EXIT_OUTPUT_FAILED
@@ -366,8 +375,6 @@ def _print_events(streams, progress: MultiProgress) -> None:
 
 
 def _report_outputs(pipeline) -> None:
-    from app.run import recording_line
-
     for lane in pipeline.lanes:
         if lane.record_sink is not None:
             rec = lane.record_sink.recorder

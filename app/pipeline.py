@@ -33,9 +33,10 @@ from app.adapt import AdaptConfig, AdaptiveController
 from app.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
 from app.frames import Frame, Result
+from app.reconnect import open_source
 from app.render import DEFAULT_STYLE, Style, annotate, stats_line
 from app.sinks import CallbackSink, ExportSink, RecordSink, Sink, output_failures
-from app.sources import LatestFrame, Source, open_source
+from app.sources import LatestFrame, Source
 from app.stats import FpsMeter, PipelineStats, StageAverages
 from app.threads import join_within
 from detector.stages import StageTimes

@@ -36,8 +36,9 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from app.config import RECONNECT_FOREVER, PipelineConfig
+from app.errors import first_line
 from app.frames import Frame
-from app.sources import DEFAULT_TIME_BASE, CameraSource, Source, SourceUnavailable, UrlSource
+from app.sources import DEFAULT_TIME_BASE, CameraSource, Source, SourceUnavailable, UrlSource, open_plain_source
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,7 @@ def backoff_delay(attempt: int, first_s: float = FIRST_BACKOFF_S, cap_s: float =
     return min(cap_s, first_s * 2 ** max(0, attempt - 1))
 
 
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+one_line = first_line  # the name the callers (and serve) use
 
 
 @dataclass(frozen=True)
@@ -420,3 +419,12 @@ def open_reconnecting(config: PipelineConfig, *, unreachable_ok: bool = False) -
         name = config.source if config.source_kind == "url" else f"camera {config.source}"
         return ReconnectingSource(name, reopen, first_error=exc, **kwargs)
     return ReconnectingSource(first.name, reopen, first=first, **kwargs)
+
+
+def open_source(config: PipelineConfig) -> Source:
+    """The source ``config`` names, opened (raises ``SourceError`` with one line). A live source
+    with ``config.reconnect`` on comes wrapped in a ``ReconnectingSource``; the others are the plain
+    sources of app/sources.py."""
+    if config.live and config.reconnect:
+        return open_reconnecting(config)
+    return open_plain_source(config)

@@ -16,15 +16,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.console import (  # noqa: F401
+    EXIT_BAD_FRAMES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OUTPUT_FAILED,
+    OutputFailures,
+    has_display,
+    note,
+    recording_line,
+    sigterm_as_interrupt,
+)
 from app.errors import UserError
 from app.jobs import subcommand_help
 from app.multi_run import add_source_options, source_list
 from app.progress import Progress
-
-EXIT_OK = 0
-EXIT_BAD_FRAMES = 1
-EXIT_OUTPUT_FAILED = 4
-EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,10 +195,6 @@ def detector_config_from_args(args: argparse.Namespace):
     )
 
 
-def has_display() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     # Idle OpenMP threads sleep instead of spinning. On a CPU shared with other work (2 cores and
     # a decoder, an encoder and the GUI beside the detector) spinning threads starve the ones with
@@ -225,9 +227,9 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
     """Run to the end with a progress bar on stderr; Ctrl-C (or SIGTERM) stops within about a
     second, finalises the outputs and returns 130."""
     from app.pipeline import Pipeline
-    from app.sources import open_source
+    from app.reconnect import open_source
 
-    previous = _sigterm_as_interrupt()
+    previous = sigterm_as_interrupt()
     pipeline = None
     try:
         pipeline_config.check_outputs()
@@ -235,6 +237,8 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
         for line in source.notes:
             note(line)
         try:
+            from app.analytics import check_shapes
+
             check_shapes(pipeline_config, source)  # a line outside the frame: refused before the model loads
             from app.fastpath import build_detector
 
@@ -323,32 +327,6 @@ def _print_source_events(source, progress) -> None:
         progress.message(event.line())
 
 
-class OutputFailures:
-    """Says each output failure once, when it is first seen: ``error: export k.json stopped after …``."""
-
-    def __init__(self, pipeline, progress: Progress) -> None:
-        self.pipeline, self.progress = pipeline, progress
-        self.lines: list[str] = []
-
-    def report(self) -> None:
-        for line in self.pipeline.output_failures():
-            if line not in self.lines:
-                self.lines.append(line)
-                self.progress.message(f"error: {line}; the other outputs go on")
-
-
-def recording_line(rec) -> str:
-    """What a recording holds, for the end of a run: its file (or its segments) and frames."""
-    extra = f", padded by {rec.padded[0]} column(s) and {rec.padded[1]} row(s) to an even size" if any(rec.padded) else ""
-    if rec.frames_resized:
-        extra += f", {rec.frames_resized} frame(s) of another size scaled to {rec.size[0]}×{rec.size[1]}"
-    files = getattr(rec, "files", None)
-    if files is None:
-        return f"{Path(rec.path).resolve()} ({rec.frames_written} frames{extra})"
-    where = f"{files[0].resolve()} … {files[-1].name}" if len(files) > 1 else (str(files[0].resolve()) if files else "no file")
-    return f"{where} ({rec.frames_written} frames in {len(files)} segment(s){extra}; index {Path(rec.index_path).resolve()})"
-
-
 def _report_outputs(pipeline, config) -> None:
     if pipeline.record_sink is not None:
         print(f"recording: {recording_line(pipeline.record_sink.recorder)}", file=sys.stdout)
@@ -357,30 +335,3 @@ def _report_outputs(pipeline, config) -> None:
         print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames)", file=sys.stdout)
     if config.counts_file and Path(config.counts_file).exists():
         print(f"counts: {Path(config.counts_file).resolve()}", file=sys.stdout)
-
-
-def check_shapes(config, source) -> None:
-    """Refuse a --line or --zone outside the frame as soon as the source tells its size (a video
-    file does when opened; other sources at their first frame, before it is detected)."""
-    size = (getattr(source, "width", None), getattr(source, "height", None))
-    if config.counting and all(isinstance(v, int) and v > 0 for v in size):
-        from app.analytics import Analytics
-
-        Analytics.from_config(config).check(size)
-
-
-def _sigterm_as_interrupt():
-    """SIGTERM takes the Ctrl-C path, so a killed run still finalises its recording."""
-    import threading
-
-    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def note(line: str) -> None:
-    print(f"note: {line}", file=sys.stderr)

@@ -54,7 +54,7 @@ def existing_outputs(path: str | Path) -> list[Path]:
 def check_outputs(path: str | Path, *, overwrite: bool) -> None:
     """Refuse to start over an earlier run's segments unless ``overwrite`` (they are then removed
     when the recording starts, so that no stale segment sits among the new ones). Touches nothing."""
-    from app.config import check_output_path
+    from app.paths import check_output_path
 
     check_output_path(str(segment_path(path, 1)), "recording segment", overwrite=True)  # folder exists, writable
     old = existing_outputs(path)

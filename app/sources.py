@@ -350,16 +350,6 @@ class CameraSource(Source):
             capture.release()
 
 
-def open_source(config: PipelineConfig) -> Source:
-    """The source ``config`` names, opened (raises ``SourceError`` with one line). A live source
-    with ``config.reconnect`` on comes wrapped in a ``ReconnectingSource`` (app/reconnect.py)."""
-    if config.live and config.reconnect:
-        from app.reconnect import open_reconnecting
-
-        return open_reconnecting(config)
-    return open_plain_source(config)
-
-
 def open_plain_source(config: PipelineConfig) -> Source:
     """The source ``config`` names, opened, without reconnection."""
     kind, target = config.source_kind, config.source

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 
 from app.errors import UserError
 
+from .defaults import (  # not from .sweep: this module must not load torch
+    DEFAULT_FRAMES,
+    DEFAULT_PROPOSALS,
+    DEFAULT_WARMUP,
+)
+
 if TYPE_CHECKING:
     from .sweep import BenchConfig
-
-# Here, not in .sweep: this module must not load torch (see main).
-DEFAULT_PROPOSALS = (50, 100, 300, 1000, 2000)
-DEFAULT_FRAMES = 100
-DEFAULT_WARMUP = 5
 
 __all__ = ["build_parser", "config_from_args", "main"]
 

@@ -47,11 +47,6 @@ def _accuracy_key(rows: Sequence[dict]) -> str:
     return "ap50_boxes" if any(_ok(r.get("ap50_boxes")) for r in rows) else "ap50"
 
 
-def pareto_rows(rows: Sequence[dict]) -> list[dict]:
-    """The rows on the front, fastest first."""
-    return sorted((r for r in rows if r.get("pareto")), key=lambda r: -r["detector_fps"])
-
-
 def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     """AP50 against detector fps for every scale × proposals cell (one marker per proposal count,
     one colour per input size), the Pareto front as a line, the 30 / 60 fps targets."""

@@ -18,8 +18,9 @@ from detector.config import DetectorConfig
 from detector.detector import Detector, own_score_threshold, resolve_device
 from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
 
-from . import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP, grid, measure, report
+from . import grid, measure, report
 from .accuracy import LabelledFrames, load_labels
+from .defaults import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP
 from .stats import Progress, median_p90, peak_rss_mb, reset_peak_rss
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")

@@ -57,9 +57,9 @@ class FrameBridge(QObject):
 
     def report_error(self, message: str | BaseException) -> None:
         """Forward an error from any thread as one line."""
-        text = str(message).strip()
-        line = text.splitlines()[0] if text else type(message).__name__
-        self.error.emit(line)
+        from app.errors import first_line
+
+        self.error.emit(first_line(message))
 
 
 def rgb_to_qimage(frame: np.ndarray) -> QImage:

@@ -23,8 +23,8 @@ from app.gui.bridge import FrameBridge
 from app.gui.events_feed import EventFeed
 from app.gui.events_feed import pipeline_config as events_pipeline_config
 from app.pipeline import Pipeline
+from app.reconnect import open_source
 from app.sinks import CallbackSink
-from app.sources import open_source
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ STOP_TIMEOUT_S = 30.0  # a stop waits for a running detect call (seconds on a CP
 def one_line(exc: BaseException) -> str:
     """An exception as the one line shown in the window."""
     text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    from app.errors import UserError
+    from app.errors import UserError, first_line
+
+    first = first_line(text)
     from detector.config import ConfigError
 
     if isinstance(exc, (UserError, ConfigError)) and first:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 
 from app.errors import UserError
+from app.errors import first_line as _first_line
 from app.serve.batching import Knobs
 from app.serve.config import ServeConfig, check_reachable
 from app.serve.ingest import StreamStatus, StreamWorker
@@ -327,9 +328,6 @@ def _unwrap(exc: BaseException) -> BaseException:
     return getattr(exc, "cause", None) or exc
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _deployment_message(exc: BaseException) -> str:

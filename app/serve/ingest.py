@@ -16,17 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.config import PipelineConfig
+from app.errors import first_line as _one_line
 from app.pipeline import Pipeline
+from app.reconnect import open_source
 from app.serve.remote import RemoteDetector
 from app.serve.streams import StreamSpec
-from app.sources import Source, open_source
+from app.sources import Source
 from app.stats import PipelineStats
 
 
 def open_stream_source(config: PipelineConfig) -> Source:
     """Open one stream's source — the one place ``serve`` does so.
 
-    ``app.sources.open_source`` wraps a camera or URL in a ``ReconnectingSource`` (app/reconnect.py)
+    ``app.reconnect.open_source`` wraps a camera or URL in a ``ReconnectingSource`` (app/reconnect.py)
     unless the stream's config turns reconnection off, so a live stream that drops is reopened with
     backoff where it runs; the worker, its frame policy and its outputs do not change.
     """
@@ -148,7 +150,3 @@ class StreamWorker:
             lines.append(f"detections {exp.path.resolve()} ({exp.rows_written} rows from {exp.frames_written} frames)")
         return tuple(lines)
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,7 +15,7 @@ from app.config import PipelineConfig
 from app.export import read_rows
 from app.multi import MultiPipeline, Stream
 from app.multi_run import per_stream_path, read_sources_file, source_key, unique_names
-from app.sources import open_source
+from app.reconnect import open_source
 from tests.app.fakes import FakeDetector
 from tests.conftest import SAMPLE, cut_clip, decode_pts
 from tests.matching import assert_same_detections

@@ -14,8 +14,8 @@ from app.bench.live_streams import LiveServer, rtsp_relay_available
 from app.config import RECONNECT_FOREVER, PipelineConfig
 from app.frames import Frame
 from app.pipeline import Pipeline
-from app.reconnect import ReconnectingSource, SourceEvent, backoff_delay
-from app.sources import Source, SourceError, SourceUnavailable, open_source
+from app.reconnect import ReconnectingSource, SourceEvent, backoff_delay, open_source
+from app.sources import Source, SourceError, SourceUnavailable
 from tests.conftest import decode_pts
 
 TB = Fraction(1, 90000)

@@ -16,6 +16,7 @@ import pytest
 
 from app.config import PipelineConfig
 from app.frames import Frame
+from app.reconnect import open_source
 from app.sources import (
     CameraSource,
     FileSource,
@@ -23,7 +24,6 @@ from app.sources import (
     LatestFrame,
     SourceError,
     UrlSource,
-    open_source,
 )
 from tests.conftest import MEDIA, SAMPLE, decode_pts, write_audio_only
 

@@ -12,8 +12,8 @@ from app.config import PipelineConfig
 from app.gui.grid import StreamGrid, grid_shape
 from app.gui.multi_window import MultiWindow
 from app.multi import Stream
-from app.reconnect import ReconnectingSource
-from app.sources import SourceUnavailable, open_source
+from app.reconnect import ReconnectingSource, open_source
+from app.sources import SourceUnavailable
 from tests.conftest import decode_pts
 
 WAIT_MS = 30_000
