@@ -414,21 +414,16 @@ class _Closer:
 
 def attach(pipeline, config: EventsConfig) -> Events:
     """Build the run's events for a single-stream ``pipeline`` and add its sinks; returns them."""
+    from app.paths import stream_name
     if config.needs_tracking:
         pipeline.analytics.set_tracking(True)
     events = Events(config, overwrite=pipeline.config.overwrite)
     try:
-        for sink in events.sinks_for(stream_name(pipeline.source), pipeline.analytics, pipeline.source):
+        for sink in events.sinks_for(stream_name(pipeline.config.source_kind, pipeline.config.source),
+                                     pipeline.analytics, pipeline.source):
             pipeline.add_sink(sink)
         pipeline.add_sink(_Closer(events))
     except BaseException:
         events.close()
         raise
     return events
-
-
-def stream_name(source) -> str:
-    """A short name for a single stream: its file's stem, else the source's own name."""
-    name = str(getattr(source, "name", "") or "stream")
-    stem = Path(name).stem if "://" not in name else name.rsplit("/", 1)[-1]
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)[:40] or "stream"

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from app.config import check_output_path, per_stream_path
+from app.config import check_output_path
 from app.console import (
     EXIT_BAD_FRAMES,
     EXIT_INTERRUPTED,
@@ -36,6 +36,7 @@ from app.console import (
     sigterm_as_interrupt,
 )
 from app.errors import UserError, first_line
+from app.paths import per_stream_path, stream_name, unique_names  # noqa: F401  (the naming rule; tests import it here)
 from app.progress import Progress
 
 SOURCE_OPTIONS = ("video", "camera", "images", "url")
@@ -151,34 +152,6 @@ def source_key(kind: str, value: str) -> tuple[str, str]:
         m = re.fullmatch(r"(?:/dev/video)?(\d+)", value)
         return kind, m.group(1) if m else str(Path(value).resolve())
     return kind, value.strip()
-
-
-def stream_name(kind: str, value: str) -> str:
-    """A short name for file names and the export: the file's stem, camera0, the URL's host-port-path."""
-    if kind == "camera":
-        m = re.fullmatch(r"(?:/dev/video)?(\d+)", value)
-        raw = f"camera{m.group(1)}" if m else Path(value).name
-    elif kind == "url":
-        raw = re.sub(r"^[a-z0-9+.-]+://", "", value, flags=re.I).split("?", 1)[0].rstrip("/")
-        raw = raw.rsplit(".", 1)[0] if "/" in raw and "." in raw.rsplit("/", 1)[-1] else raw
-    elif kind == "images":
-        raw = Path(value.split("*", 1)[0]).name or "images"
-    else:
-        raw = Path(value).stem
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.") or kind
-
-
-def unique_names(sources: Sequence[tuple[str, str]]) -> list[str]:
-    names: list[str] = []
-    for kind, value in sources:
-        base = stream_name(kind, value)
-        name, n = base, 2
-        while name in names:
-            name, n = f"{base}-{n}", n + 1
-        names.append(name)
-    return names
-
-
 
 
 def check_sources(sources: Sequence[tuple[str, str]]) -> None:

@@ -1,6 +1,6 @@
 """Drawing the tracking overlay into frames (recordings): trails, counting lines and zones with
 their counts, and the colour of a track. Pure functions of (image, overlay); the window draws the
-same things with QPainter (``app.gui.overlay``) in the same colours."""
+same things with QPainter (``app.gui.tracking.draw_overlay``) in the same colours."""
 
 from __future__ import annotations
 

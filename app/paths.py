@@ -1,10 +1,13 @@
 """Where outputs may go: a path checked before any work (its folder exists and is writable, it is not
-a directory, an existing file only with --overwrite), and the name of one stream's output of several."""
+a directory, an existing file only with --overwrite); and the one rule that names a stream — in
+file names, the export's ``stream`` column, events, summaries — for run.py, the window and serve."""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from app.errors import UserError
@@ -45,3 +48,29 @@ def _writable(folder: Path) -> bool:
             return True
     except OSError:
         return False
+
+
+def stream_name(kind: str, value: str) -> str:
+    """A short name for file names and the export: the file's stem, camera0, the URL's host-port-path."""
+    if kind == "camera":
+        m = re.fullmatch(r"(?:/dev/video)?(\d+)", value)
+        raw = f"camera{m.group(1)}" if m else Path(value).name
+    elif kind == "url":
+        raw = re.sub(r"^[a-z0-9+.-]+://", "", value, flags=re.I).split("?", 1)[0].rstrip("/")
+        raw = raw.rsplit(".", 1)[0] if "/" in raw and "." in raw.rsplit("/", 1)[-1] else raw
+    elif kind == "images":
+        raw = Path(value.split("*", 1)[0]).name or "images"
+    else:
+        raw = Path(value).stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.") or kind
+
+
+def unique_names(sources: Sequence[tuple[str, str]]) -> list[str]:
+    names: list[str] = []
+    for kind, value in sources:
+        base = stream_name(kind, value)
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.append(name)
+    return names

@@ -119,22 +119,6 @@ class Pipeline:
         if on_result is not None:
             self._sinks.append(CallbackSink(on_result))
 
-    # ------------------------------------------------------------------ construction helpers
-    @classmethod
-    def from_configs(cls, config: PipelineConfig, detector_config, **kwargs) -> Pipeline:
-        """Check the outputs, open the source, then build the detector (the slow part) — so a bad
-        output or source is reported before any model is loaded."""
-        from app.fastpath import build_detector
-
-        config.check_outputs()
-        source = open_source(config)
-        try:
-            detector, setup = build_detector(detector_config)
-        except BaseException:
-            source.close()
-            raise
-        return cls(setup.with_threads(config), detector, source, **kwargs)
-
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Pipeline:
         """Open the configured outputs and start the threads. Returns self."""

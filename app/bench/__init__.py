@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-size", type=int, default=None, help="cap the long side at this (default: the model's own)")
     p.add_argument("--annotations", default=None,
                    help="COCO JSON labelling frames of the clip (images tied to frames by frame_index); "
-                        "default for the bundled sample: assets/sample_labels.json, else the held-out teacher "
+                        "default for the bundled sample: the held-out teacher "
                         "labels `make model` writes (.cache/data/vtest_heldout.json, offset 650); none otherwise")
     p.add_argument("--frame-offset", type=int, default=0,
                    help="subtract from the labels' frame numbers (labels made on a longer video the clip was cut from)")

@@ -26,10 +26,9 @@ from .stats import Progress, median_p90, peak_rss_mb, reset_peak_rss
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 BUNDLED_SAMPLE = ASSETS_DIR / "sample.mp4"
 # The default model's held-out evaluation set for the bundled sample (vtest.avi frames 650–794):
-# (COCO JSON, frame offset), first found wins — labels shipped in assets/, else the teacher labels
-# that `make model` writes for those frames (their frame_index counts from the start of vtest.avi).
+# (COCO JSON, frame offset) — the teacher labels that `make model` writes for those frames (their
+# frame_index counts from the start of vtest.avi). No labels ship in assets/.
 BUNDLED_LABELS: tuple[tuple[Path, int], ...] = (
-    (ASSETS_DIR / "sample_labels.json", 0),
     (ASSETS_DIR.parent / ".cache" / "data" / "vtest_heldout.json", 650),
 )
 

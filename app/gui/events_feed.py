@@ -159,7 +159,8 @@ class EventFeed(QObject):
         ``events_config``: the run's ``app.events.EventsConfig``, or None (the window still lists
         the crossings and zone entries of its lines and zones).
         """
-        from app.events import EventsConfig, EventSink, attach, stream_name
+        from app.events import EventsConfig, EventSink, attach
+        from app.paths import stream_name
 
         tap = _FrameTap()
         pipeline.add_sink(tap)
@@ -176,7 +177,7 @@ class EventFeed(QObject):
             watch = events_config.alert_classes if events_config is not None else ()
             min_frames = events_config.min_frames if events_config is not None else 3
             bare = EventSink(EventsConfig(counting=True, alert_classes=watch, min_frames=min_frames),
-                             pipeline.analytics, stream_name(pipeline.source))
+                             pipeline.analytics, stream_name(pipeline.config.source_kind, pipeline.config.source))
             if watch:
                 pipeline.analytics.set_tracking(True)
             pipeline.add_sink(bare)

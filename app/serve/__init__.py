@@ -129,7 +129,9 @@ def serve_streams(config, detector_config, specs, *, duration_s: float | None = 
     printer = TablePrinter(out, config.status_every_s)
     rates = RateTracker()
     with ServeSession(config) as session:
-        previous = _sigterm_as_interrupt()  # after ray.init, which installs its own SIGTERM handler
+        from app.console import sigterm_as_interrupt
+
+        previous = sigterm_as_interrupt()  # after ray.init, which installs its own SIGTERM handler
         try:
             _say(out, _cluster_line(session))
             session.deploy(detector_config)
@@ -253,16 +255,6 @@ def _start_knob_reader(session, out) -> threading.Thread | None:
     thread = threading.Thread(target=loop, name="serve-knobs", daemon=True)
     thread.start()
     return thread
-
-
-def _sigterm_as_interrupt():
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
 
 
 def _say(out, line: str) -> None:

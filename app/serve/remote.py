@@ -106,7 +106,14 @@ class RemoteDetector:
 
     # The pipeline's live controls call these; the knobs live on the deployment (ServeSession.set_knobs).
     def set_proposal_count(self, n: int) -> None:
-        raise NotImplementedError("proposals are a setting of the shared deployment: use ServeSession.set_knobs")
+        raise NotImplementedError(_shared("the proposal count"))
 
-    set_score_threshold = set_proposal_count
-    set_classes = set_proposal_count
+    def set_score_threshold(self, threshold: float) -> None:
+        raise NotImplementedError(_shared("the score threshold"))
+
+    def set_classes(self, names) -> None:
+        raise NotImplementedError(_shared("the classes kept"))
+
+
+def _shared(what: str) -> str:
+    return f"{what} is a setting of the shared deployment, not of one stream: use ServeSession.set_knobs"

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from app.config import LIVE_KINDS, PipelineConfig
 from app.errors import UserError
+from app.paths import stream_name
 
 SOURCE_OPTIONS = ("video", "camera", "images", "url")
 # Frames a file stream keeps in flight to the deployment: enough for the replicas' batches to fill
@@ -96,7 +97,7 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
         raise UserError(f"{where}: {exc} (a line holds run.py's source and output options, e.g. "
                         f"--video clip.mp4 --export clip.csv)") from None
     kind = next(k for k in SOURCE_OPTIONS if getattr(args, k) is not None)
-    name = args.name or default_name(kind, str(getattr(args, kind)))
+    name = args.name or stream_name(kind, str(getattr(args, kind)))  # the run command's rule (app/paths.py)
     # Paths are made absolute here, against the directory run.py serve runs in: the actor that
     # opens and writes them may run in another directory, or on another node (which must then
     # hold the same path).
@@ -122,14 +123,6 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
 
 def _absolute(path: str | None) -> str | None:
     return None if path is None else os.path.abspath(os.path.expanduser(path))
-
-
-def default_name(kind: str, source: str) -> str:
-    if kind == "camera":
-        return f"camera{Path(source).name.removeprefix('video')}" if source.startswith("/dev/") else f"camera{source}"
-    if kind == "url":
-        return re.sub(r"^[a-z0-9+.-]+://", "", source).split("?")[0].rstrip("/").replace("/", "_")[:24] or "stream"
-    return Path(source.rstrip("/")).stem or source
 
 
 def parse_streams(lines: Iterable[tuple[str, str]], *, overwrite: bool = False,

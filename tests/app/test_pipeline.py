@@ -190,21 +190,6 @@ def test_video_frames_equal_pyav_decoding(clip10):
     assert len(seen) == 10 and all(np.array_equal(a, b) for a, b in zip(seen, expected, strict=True))
 
 
-def test_from_configs_checks_outputs_and_source_before_building_the_model(tmp_path, clip10, monkeypatch):
-    from app.errors import UserError
-    from detector import DetectorConfig
-
-    built = []
-    monkeypatch.setattr("detector.detector.Detector.__init__", lambda self, cfg: built.append(cfg))
-    existing = tmp_path / "out.mp4"
-    existing.write_bytes(b"keep")
-    with pytest.raises(UserError, match="already exists"):
-        Pipeline.from_configs(config(clip10, record=str(existing)), DetectorConfig())
-    with pytest.raises(UserError, match="does not exist"):
-        Pipeline.from_configs(config(tmp_path / "missing.mp4"), DetectorConfig())
-    assert built == [] and existing.read_bytes() == b"keep"
-
-
 def test_realtime_pacing_follows_timestamps_but_skips_a_jump(tmp_path):
     from fractions import Fraction
 

@@ -34,7 +34,7 @@ def test_sources_file_lines(tmp_path):
     assert lobby.config.record == str(Path.cwd() / "lobby.mp4")  # absolute: the actor may run elsewhere
     assert (clip.name, clip.live, clip.config.batch_size, clip.config.max_frames) == ("sample", False, 3, 20)
     assert replay.name == "sample-2" and replay.live and replay.config.effective_realtime and replay.on == "gpu-node"
-    assert door.name == "cam.local_door" and door.live and door.config.source == "rtsp://cam.local/door?x=1"
+    assert door.name == "cam.local-door" and door.live and door.config.source == "rtsp://cam.local/door?x=1"
     assert clip.config.source == str(SAMPLE) and lobby.config.source == "0"
 
 
