@@ -49,7 +49,7 @@ class StreamTile(QFrame):
 
     def show_result(self, result) -> None:
         """The newest result of this stream (GUI thread)."""
-        self.view.set_frame(rgb_to_qimage(result.frame.image), result.detections)
+        self.view.set_frame(rgb_to_qimage(result.frame.image), result.detections, result.overlay)  # trails, lines, zones
         self.frames_shown += 1
 
     def set_stats(self, stats: PipelineStats | None, state: str) -> None:

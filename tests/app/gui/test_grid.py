@@ -90,7 +90,7 @@ def test_pause_stops_detecting_in_every_cell_and_resume_goes_on(qtbot, gui_detec
     resumes them; the status bar says so. A single stream is the grid of one cell."""
     streams = []
     for i in range(n):
-        config = PipelineConfig(source_kind="video", source=str(clip10), track=True)
+        config = PipelineConfig(source_kind="video", source=str(clip10), track=True, lines=((0.5, 0.0, 0.5, 1.0),))
         streams.append(Stream(f"s{i}", config, open_source(config)))
     window = MultiWindow(streams, gui_detector)
     qtbot.addWidget(window)
@@ -107,4 +107,6 @@ def test_pause_stops_detecting_in_every_cell_and_resume_goes_on(qtbot, gui_detec
     assert [window.last_stats.streams[s.name].frames_written for s in streams] == [10] * n
     assert "paused" not in window.total_label.text()
     assert all(lane.analytics.summary_lines()[0].startswith("tracking: ") for lane in window.pipeline.lanes)
+    overlays = [window.grid.tiles[s.name].view.overlay for s in streams]  # every cell draws its own line
+    assert all(o is not None and [c.name for c in o.lines] == ["line 1"] for o in overlays)
     window.close()
