@@ -15,12 +15,12 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from app.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
-from app.frames import Result
+from app.frames import Frame, Result
 from app.render import DEFAULT_STYLE, Style, annotate, stats_line
 from app.sinks import RecordSink, Sink
 from app.sources import LatestFrame, Source
@@ -28,9 +28,40 @@ from app.stats import FpsMeter, PipelineStats, StageAverages
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05  # the timeout of every blocking get/put: how fast a thread notices the stop event
-MAX_PACE_S = 2.0  # realtime pacing never waits longer for one frame (as the single pipeline)
+POLL_S = 0.05  # the timeout of every blocking get/put (here and in app/pipeline.py): how fast a thread notices the stop event
+MAX_PACE_S = 2.0  # realtime pacing never waits longer for one frame: a larger gap is a discontinuity
 END = object()  # end of the stream, passed down the queues
+
+
+def paced_frames(source: Source, config: PipelineConfig, stop: threading.Event,
+                 resume: threading.Event | None = None) -> Iterator[Frame]:
+    """The frames of ``source`` as a reader thread takes them, for the single pipeline and every lane.
+
+    Ends when ``stop`` is set. With ``config.effective_realtime`` each frame is held until its
+    timestamp comes (as a camera would deliver it) and its ``captured`` time is then; a jump of more
+    than ``MAX_PACE_S`` restarts the clock. A file (every_frame) waits while ``resume`` is clear, and
+    playback resumes from there; a live source goes on reading so that resuming shows the present.
+    """
+    live = config.effective_policy == "drop_stale"
+    realtime = config.effective_realtime
+    origin: float | None = None  # monotonic time of timestamp 0
+    for frame in source.frames():
+        if stop.is_set():
+            return
+        if resume is not None and not live:
+            while not resume.is_set() and not stop.is_set():
+                resume.wait(POLL_S)
+                origin = None
+        if realtime:
+            now = time.monotonic()
+            delay = None if origin is None else origin + frame.seconds - now
+            if delay is None or delay > MAX_PACE_S:  # first frame, or a jump in the timestamps
+                origin, delay = now - frame.seconds, 0.0
+            if delay > 0:
+                if stop.wait(delay):
+                    return
+                frame = replace(frame, captured=time.monotonic())  # it "arrives" now, like a camera frame
+        yield frame
 
 
 class Lane:
@@ -150,23 +181,10 @@ class Lane:
     def _reader(self, stop: threading.Event) -> None:
         live = self.policy == "drop_stale"
         limit = self.config.max_frames
-        realtime = self.config.effective_realtime
-        pace_origin: float | None = None
         try:
-            for frame in self.source.frames():
-                if stop.is_set():
-                    break
+            for frame in paced_frames(self.source, self.config, stop):
                 if self.first_frame_at is None:
                     self.first_frame_at = time.monotonic()
-                if realtime:
-                    now = time.monotonic()
-                    delay = None if pace_origin is None else pace_origin + frame.seconds - now
-                    if delay is None or delay > MAX_PACE_S:
-                        pace_origin, delay = now - frame.seconds, 0.0
-                    if delay > 0:
-                        if stop.wait(delay):
-                            break
-                        frame = replace(frame, captured=time.monotonic())
                 self.read += 1
                 if live:
                     self._latest.put(frame)

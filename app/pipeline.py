@@ -33,6 +33,7 @@ from app.adapt import AdaptConfig, AdaptiveController
 from app.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
 from app.frames import Frame, Result
+from app.lane import POLL_S, paced_frames
 from app.reconnect import open_source
 from app.render import DEFAULT_STYLE, Style, annotate, stats_line
 from app.sinks import CallbackSink, ExportSink, RecordSink, Sink, output_failures
@@ -43,8 +44,6 @@ from detector.stages import StageTimes
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05  # the timeout of every blocking get/put: how fast a thread notices the stop event
-MAX_PACE_S = 2.0  # realtime pacing never waits longer for one frame: a larger gap is a discontinuity
 _END = object()  # end of stream, passed down the queues
 
 
@@ -356,27 +355,10 @@ class Pipeline:
     def _reader(self) -> None:
         live = self.policy == "drop_stale"
         limit = self.config.max_frames
-        realtime = self.config.effective_realtime
-        pace_origin: float | None = None  # monotonic time of timestamp 0 (realtime pacing)
         try:
-            for frame in self.source.frames():
-                if self._stop.is_set():
-                    break
+            for frame in paced_frames(self.source, self.config, self._stop, self._resume):
                 if self._first_frame_at is None:
                     self._first_frame_at = time.monotonic()
-                if not live:
-                    while not self._resume.is_set() and not self._stop.is_set():
-                        self._resume.wait(POLL_S)
-                        pace_origin = None  # after a pause, playback resumes from here
-                if realtime:
-                    now = time.monotonic()
-                    delay = None if pace_origin is None else pace_origin + frame.seconds - now
-                    if delay is None or delay > MAX_PACE_S:  # first frame, or a jump in the timestamps
-                        pace_origin, delay = now - frame.seconds, 0.0
-                    if delay > 0:
-                        if self._stop.wait(delay):
-                            break
-                        frame = replace(frame, captured=time.monotonic())  # it "arrives" now, like a camera frame
                 self._read += 1
                 if live:
                     self._latest.put(frame, count_drop=not self.paused)
