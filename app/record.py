@@ -37,6 +37,22 @@ class RecordError(RuntimeError):
     """The recording could not be written; the message is one line."""
 
 
+def admit(recording, pts: int, time_base: Fraction | None) -> int | None:
+    """``pts`` in ``recording.time_base`` units if the frame may be written, else None: the
+    recording failed (``failed``), or ``pts`` does not increase (counted in ``frames_skipped``).
+    A closed recording raises. Shared by ``Recorder`` and ``app.segments.SegmentedRecorder``."""
+    if recording.failed is not None:
+        return None
+    if recording._closed:
+        raise RecordError(f"the recording {recording.path} is already closed")
+    if time_base is not None and Fraction(time_base) != recording.time_base:
+        pts = round(pts * Fraction(time_base) / recording.time_base)
+    if recording._last_pts is not None and pts <= recording._last_pts:
+        recording.frames_skipped += 1
+        return None
+    return pts
+
+
 class Recorder:
     """Writes RGB frames to an H.264 file; call ``close()`` (also on errors — it is idempotent).
 
@@ -120,14 +136,8 @@ class Recorder:
         """
         import av
 
-        if self.failed is not None:
-            return False
-        if self._closed:
-            raise RecordError(f"the recording {self.path} is already closed")
-        if time_base is not None and Fraction(time_base) != self.time_base:
-            pts = round(pts * Fraction(time_base) / self.time_base)
-        if self._last_pts is not None and pts <= self._last_pts:
-            self.frames_skipped += 1
+        pts = admit(self, pts, time_base)
+        if pts is None:
             return False
         h, w = image.shape[:2]
         if self._container is None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from app.durable import Every, write_atomic
 from app.errors import UserError
-from app.record import Recorder, RecordError
+from app.record import Recorder, RecordError, admit
 
 DIGITS = 5
 
@@ -120,14 +120,8 @@ class SegmentedRecorder:
     # ------------------------------------------------------------------ writing
     def write(self, image: np.ndarray, pts: int, time_base: Fraction | None = None) -> bool:
         """Encode one RGB image at ``pts`` × ``time_base`` s into the segment its time falls in."""
-        if self.failed is not None:
-            return False
-        if self._closed:
-            raise RecordError(f"the recording {self.path} is already closed")
-        if time_base is not None and Fraction(time_base) != self.time_base:
-            pts = round(pts * Fraction(time_base) / self.time_base)
-        if self._last_pts is not None and pts <= self._last_pts:
-            self.frames_skipped += 1
+        pts = admit(self, pts, time_base)
+        if pts is None:
             return False
         t = pts * self.time_base
         if self._t0 is None:
