@@ -18,7 +18,7 @@ LIVE_KINDS = ("camera", "url")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".m4v")  # containers that take H.264
 EXPORT_EXTENSIONS = (".json", ".jsonl", ".csv")
 RECONNECT_FOREVER = -1  # PipelineConfig.reconnect: retry a dropped live source without end
-MAX_STREAMS = 16  # streams one process runs with one detector (app/multi.py)
+MAX_STREAMS = 16  # streams one process runs with one detector (app/pipeline.py)
 
 
 @dataclass(frozen=True)

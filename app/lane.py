@@ -1,11 +1,11 @@
-"""One stream of a multi-stream run: its reader, its input buffer, its results, its sinks, its stats.
+"""One stream of a pipeline: its reader, its input buffer, its results, its sinks, its stats.
 
 A ``Lane`` is the single-stream ``Pipeline`` without the detector: the reader thread fills the
 input buffer by the stream's policy (``every_frame``: a bounded queue, none lost; ``drop_stale``: a
-one-slot ``LatestFrame``), the shared scheduler of ``app.multi`` takes frames out with ``take()``
-and hands results back with ``put_result()``, and the lane's own sink thread draws them and feeds
-its sinks (its recording, its rows of the shared export, the window). One slow stream — a stalled
-camera, a slow encoder — therefore holds up only itself.
+one-slot ``LatestFrame``), the pipeline's one detector worker (app/pipeline.py) takes frames out
+with ``take()`` and hands results back with ``put_result()``, and the lane's own sink thread draws
+them and feeds its sinks (its recording, its export rows, the window). One slow stream — a stalled
+camera, a slow encoder — therefore holds up only itself. A single source is a pipeline of one lane.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 from app.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
@@ -35,12 +36,13 @@ END = object()  # end of the stream, passed down the queues
 
 def paced_frames(source: Source, config: PipelineConfig, stop: threading.Event,
                  resume: threading.Event | None = None) -> Iterator[Frame]:
-    """The frames of ``source`` as a reader thread takes them, for the single pipeline and every lane.
+    """The frames of ``source`` as a lane's reader thread takes them.
 
     Ends when ``stop`` is set. With ``config.effective_realtime`` each frame is held until its
     timestamp comes (as a camera would deliver it) and its ``captured`` time is then; a jump of more
-    than ``MAX_PACE_S`` restarts the clock. A file (every_frame) waits while ``resume`` is clear, and
-    playback resumes from there; a live source goes on reading so that resuming shows the present.
+    than ``MAX_PACE_S`` restarts the clock. Such a paced file (every_frame) waits while ``resume`` is
+    clear, and playback resumes from there; an unpaced file only fills its bounded queue, which the
+    paused worker leaves alone; a live source goes on reading so that resuming shows the present.
     """
     live = config.effective_policy == "drop_stale"
     realtime = config.effective_realtime
@@ -48,7 +50,7 @@ def paced_frames(source: Source, config: PipelineConfig, stop: threading.Event,
     for frame in source.frames():
         if stop.is_set():
             return
-        if resume is not None and not live:
+        if resume is not None and realtime and not live:
             while not resume.is_set() and not stop.is_set():
                 resume.wait(POLL_S)
                 origin = None
@@ -68,30 +70,33 @@ class Lane:
     """One stream: ``name`` (unique in the run), its ``config`` and its opened ``source``.
 
     ``ring`` is called after every frame put in the input buffer and every result taken off the
-    results queue, so that the scheduler wakes up at once rather than at its next poll.
+    results queue, so that the detector worker wakes up at once rather than at its next poll. ``tag``
+    leads the stats line drawn on its frames (the stream's name when there are several; None for one).
+    ``per_batch``: most frames of this stream in one detector batch.
     """
 
     def __init__(self, name: str, config: PipelineConfig, source: Source, *, ring: Callable[[], None],
-                 style: Style = DEFAULT_STYLE) -> None:
-        self.name = name
-        self.config = config
-        self.source = source
+                 style: Style = DEFAULT_STYLE, tag: str | None = None, per_batch: int = 1) -> None:
+        self.name, self.config, self.source, self.style, self.tag = name, config, source, style, tag
         self.policy = config.effective_policy
         self.live = self.policy == "drop_stale"
-        self.style = style
-        # Tracking and counting of this stream (app/analytics.py): the scheduler feeds it every frame
-        # of this stream that the detector saw, in order, as the single pipeline's worker does.
+        self.per_batch = per_batch
+        # Tracking and counting of this stream (app/analytics.py): the detector worker feeds it every
+        # frame of this stream that the detector saw, in order, with the frame's timestamp.
         self.analytics = Analytics.from_config(config, float(source.rate) if source.rate else None)
         self.counts_sink: CountsSink | None = None
+        self.record_sink: RecordSink | None = None
+        self.stopped_recordings: list[RecordSink] = []  # the GUI's earlier recordings, for output_failures
         self.last: Result | None = None  # the last detected result: shown again for a skipped live frame
         self._ring = ring
-        self._frames: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self._frames: queue.Queue = queue.Queue(maxsize=max(config.queue_size, per_batch))
         self._latest = LatestFrame()
-        self._results: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self._results: queue.Queue = queue.Queue()  # bounded by can_take: only the worker puts
+        self._resume = threading.Event()
+        self._resume.set()
         self.sinks: list[Sink] = []
         self._sinks_lock = threading.Lock()
-        self.record_sink: RecordSink | None = None
-        self.input_done = False  # the scheduler has seen the end of the input (scheduler's thread only)
+        self.input_done = False  # the worker has seen the end of the input (worker's thread only)
         self.error: BaseException | None = None  # the source's failure: the stream ended early
         self.finished = threading.Event()  # the sink thread has handed on its last result
         self.threads: list[threading.Thread] = []
@@ -100,53 +105,101 @@ class Lane:
         self._stages = StageAverages()
         self._latency: deque[float] = deque(maxlen=30)
         self._latency_sum = 0.0
+        self._done_times: deque[float] = deque(maxlen=100_000)  # when each result was delivered (fps series)
         self.read = self.processed = self.written = 0
         self.proposals = 0
         self.started_at: float | None = None
         self.first_frame_at: float | None = None
         self.last_result_at: float | None = None
 
-    # ------------------------------------------------------------------ set-up
+    # ------------------------------------------------------------------ outputs
     def open_outputs(self, counts_file: str | None = None) -> None:
-        """Open the stream's recording (``config.record``) and its counts file (``counts_file``, when
-        it has lines or zones); checked again, refused untouched."""
+        """Open the stream's counts file (``counts_file``, when it has lines or zones) and its
+        recording (``config.record``); each checked first, refused untouched."""
         if counts_file and self.config.counting:
             check_output_path(counts_file, "counts", overwrite=self.config.overwrite)
-            self.counts_sink = CountsSink(counts_file, self.analytics, stream=self.name)
-            self.add_sink(self.counts_sink)
+            self.counts_sink = self.add_sink(CountsSink(counts_file, self.analytics, stream=self.tag))
         if self.config.record:
-            if self.config.segment_s:  # out-<stream>-00001.mp4, ... (app/segments.py)
-                from app import segments
-
-                segments.check_outputs(self.config.record, overwrite=self.config.overwrite)
-            else:
-                check_output_path(self.config.record, "recording", overwrite=self.config.overwrite)
-            self.record_sink = RecordSink(self.config.record, time_base=self.source.time_base, rate=self.source.rate,
-                                          segment_s=self.config.segment_s, overwrite=self.config.overwrite)
-            self.add_sink(self.record_sink)
+            self.start_recording(self.config.record, overwrite=self.config.overwrite)
 
     def add_sink(self, sink: Sink) -> Sink:
+        """Start feeding ``sink`` with the next result (works while running)."""
         with self._sinks_lock:
+            if self.finished.is_set():
+                raise RuntimeError("the pipeline has finished; a sink added now would get nothing")
             self.sinks.append(sink)
         return sink
+
+    def remove_sink(self, sink: Sink) -> None:
+        """Stop feeding ``sink`` and close it (a recording is finalised). Waits for a write in
+        progress; no-op if the sink was not added."""
+        with self._sinks_lock:
+            if sink not in self.sinks:
+                return
+            self.sinks.remove(sink)
+        sink.close()
+
+    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> RecordSink:
+        """Record annotated frames to ``path`` from the next result on (the GUI's record button).
+        The path is checked first; the recording's clock starts at 0."""
+        if self.record_sink is not None:
+            raise RuntimeError(f"already recording to {self.record_sink.path}")
+        if self.config.segment_s:  # out-00001.mp4, ... (app/segments.py)
+            from app import segments
+
+            segments.check_outputs(path, overwrite=overwrite)
+        else:
+            check_output_path(str(path), "recording", overwrite=overwrite)
+        sink = RecordSink(path, time_base=self.source.time_base, rate=self.source.rate, threads=self.config.encode_threads,
+                          segment_s=self.config.segment_s, overwrite=overwrite)
+        self.record_sink = self.add_sink(sink)
+        return sink
+
+    def stop_recording(self) -> Path | None:
+        """Finalise the running recording; returns its path (None if none was running)."""
+        sink, self.record_sink = self.record_sink, None
+        if sink is None:
+            return None
+        self.remove_sink(sink)
+        self.stopped_recordings.append(sink)
+        return sink.path
+
+    def outputs(self) -> list:
+        """Its recordings and counts file, for ``output_failures``."""
+        return [*self.stopped_recordings, self.record_sink, self.counts_sink]
+
+    # ------------------------------------------------------------------ pause
+    def pause(self) -> None:
+        """Take no frame until ``resume()``. A file waits where it is; a live source keeps reading
+        and discarding frames (not counted as dropped) so that resuming shows the present."""
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+        self._ring()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
 
     def start(self, stop: threading.Event, guard: Callable[[Callable[[], None]], None]) -> None:
         """Start the reader and sink threads; ``guard`` runs a thread body and reports what it raises."""
         self.started_at = time.monotonic()
         for role, body in (("reader", lambda: self._reader(stop)), ("sinks", lambda: self._sink_loop(stop))):
-            thread = threading.Thread(target=guard, args=(body,), name=f"stream-{self.name}-{role}", daemon=True)
+            thread = threading.Thread(target=guard, args=(body,), name=f"pipeline-{self.name}-{role}", daemon=True)
             self.threads.append(thread)
             thread.start()
 
-    # ------------------------------------------------------------------ the scheduler's side
-    def can_take(self) -> bool:
-        """Whether a frame may be taken: input not finished and room for its result."""
-        return not self.input_done and not self._results.full()
+    # ------------------------------------------------------------------ the detector worker's side
+    def can_take(self, taken: int = 0) -> bool:
+        """Whether a frame may be taken, ``taken`` being taken already for this batch: not paused,
+        input not finished and room for its result (at most ``config.queue_size`` results waiting)."""
+        return self._resume.is_set() and not self.input_done and self._results.qsize() + taken < self.config.queue_size
 
     def take(self):
         """The next frame (files) or the newest one (live), without waiting: a ``Frame``, None
         when none is waiting, or ``END`` once the input is finished."""
-        if self.policy == "drop_stale":
+        if self.live:
             frame = self._latest.get(0.0)
             if frame is None and self._latest.closed and len(self._latest) == 0:
                 return END
@@ -157,12 +210,11 @@ class Lane:
             return None
 
     def put_result(self, item) -> None:
-        """A ``Result`` (or ``END``). Never blocks: only the scheduler puts, after ``can_take()``.
+        """A ``Result`` (or ``END``). Never blocks: only the worker puts, after ``can_take()``.
         A detected result goes through the stream's tracker and counters first."""
         if isinstance(item, Result):
-            stage_ms = item.times.as_dict()
             if item.detected:
-                self.analytics.bind(item.frame.size)  # a line or zone outside the frame: refused (UserError)
+                stage_ms = item.times.as_dict()
                 det, overlay = self.analytics.process(item.detections, item.frame.index, item.frame.seconds)
                 item = replace(item, detections=det, overlay=overlay)
                 if self.analytics.last_ms is not None:
@@ -174,32 +226,32 @@ class Lane:
         self._results.put_nowait(item)
 
     def close_input(self) -> None:
-        """Wake a waiting reader and scheduler: the run is stopping."""
+        """Wake a waiting reader and worker: the run is stopping."""
+        self._resume.set()
         self._latest.close()
 
     # ------------------------------------------------------------------ threads
     def _reader(self, stop: threading.Event) -> None:
-        live = self.policy == "drop_stale"
         limit = self.config.max_frames
         try:
-            for frame in paced_frames(self.source, self.config, stop):
+            for frame in paced_frames(self.source, self.config, stop, self._resume):
                 if self.first_frame_at is None:
                     self.first_frame_at = time.monotonic()
                 self.read += 1
-                if live:
-                    self._latest.put(frame)
+                if self.live:
+                    self._latest.put(frame, count_drop=not self.paused)
                 elif not self._put(self._frames, frame, stop):
                     break
                 self._ring()
                 if limit is not None and self.read >= limit:
                     break
         except Exception as exc:
-            # This stream's source failed: what it delivered is still detected and written, the
-            # other streams go on, and the run reports the error at its end.
+            # This stream's source failed: what it delivered is still detected and written (no lost
+            # data), the other streams go on, and the run reports the error at its end.
             self.error = exc
         finally:
             self.source.close()
-        if live:
+        if self.live:
             self._latest.close()
         else:
             self._put(self._frames, END, stop)
@@ -212,13 +264,15 @@ class Lane:
                     item = self._results.get(timeout=POLL_S)
                 except queue.Empty:
                     continue
-                self._ring()  # room for another result: the scheduler may take this stream's next frame
+                self._ring()  # room for another result: the worker may take this stream's next frame
                 if item is END:
                     break
                 self._deliver(item)
         finally:
-            self.close_sinks()
-            self.finished.set()
+            try:
+                self.close_sinks()
+            finally:
+                self.finished.set()
 
     def _deliver(self, result: Result) -> None:
         with self._sinks_lock:  # held while writing: close_sinks() waits for a write in progress
@@ -227,7 +281,8 @@ class Lane:
                 text = None
                 if self.config.draw_stats:
                     stages = {k: v for k, v in result.times.as_dict().items() if k in ("backbone", "rpn", "roi_heads")}
-                    text = f"{self.name} | " + stats_line(self._fps.fps(), stages, result.proposals)
+                    text = stats_line(self._fps.fps(), stages, result.proposals)
+                    text = f"{self.tag} | {text}" if self.tag else text
                 annotated = annotate(result.frame.image, result.detections, text, self.style, result.overlay)
             for sink in self.sinks:
                 sink.write(result, annotated)
@@ -237,6 +292,7 @@ class Lane:
         self._latency.append(latency)
         self._latency_sum += latency
         self.last_result_at = now
+        self._done_times.append(now)
         self.written += 1
 
     def close_sinks(self) -> None:
@@ -286,5 +342,7 @@ class Lane:
             mean_latency_ms=self._latency_sum / self.written * 1e3 if self.written else None,
             proposals=self.proposals,
             elapsed_s=((self.last_result_at or now) if finished else now) - (self.started_at or now),
+            paused=self.paused,
             finished=finished,
+            done_times=tuple(self._done_times) if finished else (),
         )

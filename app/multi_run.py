@@ -1,8 +1,8 @@
 """The run command's sources — one or many — and the run of many streams in one process.
 
 ``--video``, ``--camera``, ``--images`` and ``--url`` may each be repeated, in any order, and
-``--sources FILE`` adds one source per line; with one source the run is the single-stream
-pipeline (app/run.py), with several it is ``app.multi.MultiPipeline``: one detector, one batch per
+``--sources FILE`` adds one source per line; with one source the run is app/run.py's, with several
+it is the same pipeline with one lane per stream (``app.multi.MultiPipeline``): one detector, one batch per
 step, per-stream recordings (``--record out.mp4`` → ``out-<stream>.mp4``) and one export with a
 ``stream`` column. Live sources reconnect (``--reconnect``, ``--stall-timeout``; app/reconnect.py).
 ``--max-frames`` applies to each stream.
@@ -171,7 +171,7 @@ def check_sources(sources: Sequence[tuple[str, str]]) -> None:
 def stream_configs(base, sources: Sequence[tuple[str, str]]):
     """(name, PipelineConfig) per stream: the run's ``base`` config — every option of the command
     (tracking, lines, zones, target fps, ...) — with the stream's source and its own recording; the
-    export (one file, a ``stream`` column) and each stream's counts file are the run's (app/multi.py)."""
+    export (one file, a ``stream`` column) and each stream's counts file are the run's (app/pipeline.py)."""
     check_sources(sources)
     out = []
     for name, (kind, value) in zip(unique_names(sources), sources, strict=True):

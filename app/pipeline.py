@@ -1,64 +1,85 @@
-"""The pipeline: source → reader thread → inference worker → sink thread → sinks.
+"""The pipeline: N lanes (one per source) around one batching detector worker. One source is N = 1.
 
-Three threads joined by bounded queues (Detectron2's ``AsyncPredictor`` shape):
+```
+lane 1: source ─► reader ─► [queue | LatestFrame] ─┐                         ┌─► [results] ─► sinks thread ─► its recording, export rows, window
+lane 2: source ─► reader ─► [queue | LatestFrame] ─┼─► detector worker: ─────┼─► [results] ─► sinks thread ─► ...
+lane N: ...                                        ┘   one batch per detect  └─► ...
+```
 
-* **reader** pulls ``Frame`` records from the source. ``every_frame`` puts them on a bounded queue
-  (it waits when the detector is behind: none lost, order kept); ``drop_stale`` puts them in a
-  one-slot ``LatestFrame`` (a newer frame replaces an untaken one, which is counted as dropped).
-* **worker** takes a batch (up to ``batch_size`` frames that are already waiting), runs the
-  detector and puts one ``Result`` per frame, in order, on the result queue.
-* **sink thread** draws each result once and hands it to every sink (recording, export, the GUI's
-  callback), then updates the fps meter.
+Each lane (app/lane.py) reads its source by its policy (``every_frame``: a bounded queue, none lost;
+``drop_stale``: a one-slot ``LatestFrame``, Ultralytics' ``LoadStreams`` shape) and draws and writes
+its own results. The worker takes, without waiting for any lane, the **newest waiting frame of each
+live lane** and the **next frames of each file** (up to ``batch_size`` frames already waiting for one
+lane; one per lane per batch with several, lanes taken in turns so that a cap on the batch is fair),
+runs them through ``detect`` as **one batch** and hands each result back to its lane. A lane with
+nothing waiting (a camera that is down) or whose results queue is full (a slow encoder) is left out
+of the batch: it never stalls the others. A lane whose source fails ends alone, after what it read is
+written; its error is raised by ``wait()`` with one lane and listed by ``errors()`` with several.
 
-Every loop checks the stop event, every blocking get/put has a timeout, the end of the stream
-travels as a sentinel, and the first exception of any thread stops the others and is re-raised by
-``wait()`` on the caller's thread. ``stop()`` joins within about a second; only a ``detect`` call
-already running cannot be cut short (its thread is a daemon and its result is discarded).
+Every thread checks one stop event, every blocking call has a 50 ms timeout (Detectron2's
+``AsyncPredictor``: results keep their order, the first exception of a thread reaches ``wait()`` on
+the caller's thread); ``stop()`` joins within about a second and finalises every output. Only a
+``detect`` call already running cannot be cut short (its thread is a daemon, its result discarded).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import deque
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from app.adapt import AdaptConfig, AdaptiveController
-from app.analytics import Analytics, CountsSink
-from app.config import PipelineConfig, check_output_path
+from app.config import MAX_STREAMS, PipelineConfig, check_output_path, per_stream_path
+from app.errors import first_line
+from app.export import Exporter
 from app.frames import Frame, Result
-from app.lane import POLL_S, paced_frames
+from app.lane import END, POLL_S, Lane
+from app.paths import stream_name
 from app.reconnect import open_source
-from app.render import DEFAULT_STYLE, Style, annotate, stats_line
+from app.render import DEFAULT_STYLE, Style
 from app.sinks import CallbackSink, ExportSink, RecordSink, Sink, output_failures
-from app.sources import LatestFrame, Source
-from app.stats import FpsMeter, PipelineStats, StageAverages
+from app.sources import Source
+from app.stats import FpsMeter, MultiStats, PipelineStats
 from app.threads import join_within
 from detector.stages import StageTimes
 
 log = logging.getLogger(__name__)
 
-_END = object()  # end of stream, passed down the queues
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream to run: a unique ``name`` (in file names and the export's ``stream`` column), its
+    ``config`` (source, policy, its own ``record`` path; ``export`` is the run's) and its opened source."""
+
+    name: str
+    config: PipelineConfig
+    source: Source
+
+
+def counts_file(export: str, name: str) -> str:
+    """Where stream ``name`` writes its counts with several streams: ``dets.csv`` → ``dets-<name>.counts.json``."""
+    p = Path(export)
+    return str(p.with_name(f"{p.stem}-{name}.counts.json"))
 
 
 class Pipeline:
-    """Runs ``detector`` on ``source`` and feeds the results to sinks.
+    """Runs ``detector`` on ``source`` (a pipeline of one lane) and feeds the results to sinks.
 
     Args:
-        config: the pipeline's settings (``record`` / ``export`` there become sinks at ``start``).
+        config: the pipeline's settings (``record`` / ``export`` / ``events`` there become sinks at ``start``).
         detector: a ``detector.Detector`` (or anything with its ``detect`` and knobs).
         source: an opened source; None = ``open_source(config)``.
         on_result: ``fn(result, annotated)`` called on the sink thread for every result.
         on_finish: ``fn(error_or_None)`` called once when no more results will come.
         style: how boxes are drawn.
 
-    Typical use::
+    Several sources: ``Pipeline.of_streams`` (``app.multi.MultiPipeline``). Typical use::
 
         with Pipeline(config, detector) as p:
             p.start()
@@ -70,102 +91,182 @@ class Pipeline:
                  on_result: Callable[[Result, np.ndarray | None], None] | None = None,
                  on_finish: Callable[[BaseException | None], None] | None = None,
                  style: Style = DEFAULT_STYLE) -> None:
-        self.config = config
-        self.detector = detector
-        self.source = source if source is not None else open_source(config)
-        self.style = style
-        self.policy = config.effective_policy
-        # Tracking and counting (app/analytics.py): inert until switched on; the worker feeds it every
-        # frame the detector saw, with the frame's timestamp, so IDs survive frames dropped before it.
-        self.analytics = Analytics.from_config(config, float(self.source.rate) if self.source.rate else None)
-        self.on_finish = on_finish
+        source = source if source is not None else open_source(config)
         device = getattr(getattr(detector, "device", None), "type", "cpu")
-        self.batch_size = config.batch_size or (4 if device == "cuda" and self.policy == "every_frame" else 1)
+        batch = config.batch_size or (4 if device == "cuda" and config.effective_policy == "every_frame" else 1)
+        self._build([Stream(stream_name(config.source_kind, config.source), config, source)], detector,
+                    export=config.export, overwrite=config.overwrite, batch_size=batch, events=config.events,
+                    on_result=None if on_result is None else lambda name, r, a: on_result(r, a),
+                    on_finish=on_finish, style=style)
 
+    @classmethod
+    def of_streams(cls, streams: Sequence[Stream], detector, *, export: str | None = None, overwrite: bool = False,
+                   batch_size: int = 0, on_result: Callable[[str, Result, np.ndarray | None], None] | None = None,
+                   on_finish: Callable[[BaseException | None], None] | None = None, style: Style = DEFAULT_STYLE,
+                   events=None) -> Pipeline:
+        """Runs one detector over many streams, batching their frames.
+
+        Args:
+            streams: the streams (at most ``MAX_STREAMS``, unique names), sources already opened.
+            export: one detections file for all streams, with a ``stream`` column; None = none. A stream
+                with lines or zones writes its counts beside it (``counts_file``).
+            overwrite: replace existing outputs (recordings and export).
+            batch_size: most frames per ``detect`` call; 0 = one per stream.
+            on_result: ``fn(stream_name, result, annotated)`` on that stream's sink thread.
+            events: what to do with events (``app.events.EventsConfig``): one events file and one set of
+                publishers for the run, each stream's own event sink, clips and heat map
+                (``--heatmap h.png`` → ``h-<stream>.png``); every event names its stream.
+        """
+        self = cls.__new__(cls)
+        self._build(streams, detector, export=export, overwrite=overwrite, batch_size=batch_size or len(streams),
+                    on_result=on_result, on_finish=on_finish, style=style, events=events)
+        return self
+
+    def _build(self, streams: Sequence[Stream], detector, *, export, overwrite, batch_size, on_result, on_finish,
+               style, events) -> None:
+        names = [s.name for s in streams]
+        if not streams:
+            raise ValueError("no streams given")
+        if len(streams) > MAX_STREAMS:
+            raise ValueError(f"{len(streams)} streams given; at most {MAX_STREAMS} run in one process")
+        if len(set(names)) != len(names):
+            raise ValueError(f"stream names must be unique; got {names}")
+        self.detector, self.export, self.overwrite, self.style = detector, export, overwrite, style
+        self.batch_size = batch_size
+        self.on_finish = on_finish
+        self.events_config = events
+        self.events = None  # app.events.Events, built at start when asked for
+        self.export_sink: ExportSink | None = None
         self._stop = threading.Event()
-        self._resume = threading.Event()
-        self._resume.set()
-        self._frames: queue.Queue = queue.Queue(maxsize=max(config.queue_size, self.batch_size))
-        self._latest = LatestFrame()
-        self._results: queue.Queue = queue.Queue(maxsize=config.queue_size)
-        self._sinks: list[Sink] = []
-        self._sinks_lock = threading.Lock()
+        self._doorbell = threading.Event()  # rung by a lane when a frame or room for a result appears
+        several = len(streams) > 1
+        self.lanes = [Lane(s.name, s.config, s.source, ring=self._doorbell.set, style=style,
+                           tag=s.name if several else None, per_batch=1 if several else batch_size) for s in streams]
+        if on_result is not None:
+            for lane in self.lanes:
+                lane.add_sink(CallbackSink(lambda r, a, name=lane.name: on_result(name, r, a)))
         self._error: BaseException | None = None
-        self._deferred_error: BaseException | None = None  # a source failure, raised after the drain
         self._error_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._finished = threading.Event()
         self._finish_called = False
-
-        self._fps = FpsMeter(config.fps_window_s)
-        self._stages = StageAverages()
-        self._latency: deque[float] = deque(maxlen=30)
-        self._latency_sum = 0.0
-        self._read = self._processed = self._written = 0
-        self._proposals = 0
-        self._done_times: deque[float] = deque(maxlen=100_000)  # when each result was delivered (fps series)
-        rate = float(self.source.rate) if self.source.rate else None
-        self.adapt = AdaptiveController(detector, AdaptConfig(target_fps=config.target_fps, live=self.policy == "drop_stale",
-                                                              source_fps=rate))
+        self._fps = FpsMeter(max(s.config.fps_window_s for s in streams))
+        self._fps_lock = threading.Lock()
+        self._batch_sizes: Counter[int] = Counter()
         self._started_at: float | None = None
-        self._first_frame_at: float | None = None
-        self._last_result_at: float | None = None
-        self.record_sink: RecordSink | None = None
-        self.export_sink: ExportSink | None = None
-        self.counts_sink: CountsSink | None = None
-        self._stopped_recordings: list[RecordSink] = []  # the GUI's earlier recordings, for output_failures
-        self.events = None  # app.events.Events when the config asks for events, set at start
-        if on_result is not None:
-            self._sinks.append(CallbackSink(on_result))
+        # One controller steers the shared detector (input size, proposals) to hold the target rate of
+        # every stream (one frame per stream per batch); when every stream is live it may skip frames.
+        rates = [float(s.source.rate) for s in streams if s.source.rate]
+        self._all_live = all(lane.live for lane in self.lanes)
+        self.adapt = AdaptiveController(detector, AdaptConfig(target_fps=streams[0].config.target_fps, live=self._all_live,
+                                                              source_fps=min(rates) if rates else None))
+
+    # ------------------------------------------------------------------ one lane's face (a single source)
+    @property
+    def config(self) -> PipelineConfig:
+        return self.lanes[0].config
+
+    @property
+    def source(self) -> Source:
+        return self.lanes[0].source
+
+    @property
+    def analytics(self):
+        return self.lanes[0].analytics
+
+    @property
+    def policy(self) -> str:
+        return self.lanes[0].policy
+
+    @property
+    def record_sink(self) -> RecordSink | None:
+        return self.lanes[0].record_sink
+
+    @property
+    def counts_sink(self):
+        return self.lanes[0].counts_sink
+
+    @property
+    def exporter(self) -> Exporter | None:
+        return self.export_sink.exporter if self.export_sink is not None else None
+
+    def add_sink(self, sink: Sink) -> Sink:
+        """Start feeding ``sink`` with the next result of the first stream (works while running)."""
+        return self.lanes[0].add_sink(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        self.lanes[0].remove_sink(sink)
+
+    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> RecordSink:
+        """Record the first stream's annotated frames to ``path`` from the next result on (the GUI's record button)."""
+        return self.lanes[0].start_recording(path, overwrite=overwrite)
+
+    def stop_recording(self) -> Path | None:
+        """Finalise the running recording; returns its path (None if none was running)."""
+        return self.lanes[0].stop_recording()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Pipeline:
-        """Open the configured outputs and start the threads. Returns self."""
+        """Open every output (recordings, counts, the export, events) and start the threads. Returns self."""
         if self._threads:
             raise RuntimeError("the pipeline was already started; build a new one to run again")
+        several = len(self.lanes) > 1
         try:
-            if self.config.record:
-                self.start_recording(self.config.record, overwrite=self.config.overwrite)
-            if self.config.counts_file:  # checked before the export file is opened (and truncated)
-                check_output_path(self.config.counts_file, "counts", overwrite=self.config.overwrite)
-            if self.config.export:
-                check_output_path(self.config.export, "export", overwrite=self.config.overwrite)
-                self.export_sink = ExportSink(self.config.export, file_column=self.config.source_kind == "images")
-                self.add_sink(self.export_sink)
-            if self.config.counts_file:
-                self.counts_sink = self.add_sink(CountsSink(self.config.counts_file, self.analytics))
-            if self.config.events is not None:  # events file, clips, alerts, heat map (app/events.py)
-                from app.events import attach
-
-                self.events = attach(self, self.config.events)
+            for lane in self.lanes:  # checked before the export file is opened (and truncated)
+                lane.open_outputs(counts_file(self.export, lane.name) if several and self.export else lane.config.counts_file)
+            if self.export:
+                check_output_path(self.export, "export", overwrite=self.overwrite)
+                if several:
+                    self.export_sink = ExportSink(self.export, extra_columns=("stream",))
+                    for lane in self.lanes:
+                        lane.add_sink(self.export_sink.rows_of(lane.name))
+                else:
+                    self.export_sink = self.add_sink(ExportSink(self.export, file_column=self.config.source_kind == "images"))
+            if self.events_config is not None:
+                self._attach_events(self.events_config)
         except BaseException:
-            self._close_sinks()
-            self.source.close()
+            self._close_outputs()
+            for lane in self.lanes:
+                lane.source.close()
             raise
+        for lane in self.lanes:
+            lane.add_sink(CallbackSink(self._count, needs_image=False))
         self._started_at = time.monotonic()
-        for name, target in (("reader", self._reader), ("worker", self._worker), ("sinks", self._sink_loop)):
-            thread = threading.Thread(target=self._guard, args=(target,), name=f"pipeline-{name}", daemon=True)
+        for lane in self.lanes:
+            lane.start(self._stop, self._guard)
+            self._threads.extend(lane.threads)
+        for name, body in (("detector", self._worker), ("end", self._watch_end)):
+            thread = threading.Thread(target=self._guard, args=(body,), name=f"pipeline-{name}", daemon=True)
             self._threads.append(thread)
-        for thread in self._threads:
             thread.start()
         return self
 
+    def _attach_events(self, config) -> None:
+        from app.events import Events
+
+        self.events = Events(config, overwrite=self.overwrite)
+        for lane in self.lanes:
+            if config.needs_tracking:
+                lane.analytics.set_tracking(True)
+            heatmap = per_stream_path(config.heatmap, lane.name) if config.heatmap and len(self.lanes) > 1 else None
+            for sink in self.events.sinks_for(lane.name, lane.analytics, lane.source, heatmap_path=heatmap):
+                lane.add_sink(sink)
+
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the run ends or ``timeout`` s pass. True when it has ended; re-raises the
-        first exception of any thread (on this, the caller's, thread)."""
+        """Wait until every stream has ended or ``timeout`` s pass; True when ended. Re-raises the
+        first failure of the detector or a sink (on this, the caller's, thread), and with one stream
+        its source's failure once the frames read before it are written."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._finished.is_set():
             left = POLL_S if deadline is None else min(POLL_S, deadline - time.monotonic())
             if left <= 0:
                 break
             self._finished.wait(left)  # short waits: Ctrl-C reaches the main thread promptly
-        if self._error is not None:
-            raise self._error
-        if self._finished.is_set() and self._deferred_error is not None:
-            raise self._deferred_error
+        if self.error is not None:
+            raise self.error
         return self._finished.is_set()
 
-    def run(self) -> PipelineStats:
+    def run(self):
         """Start (if needed), wait for the end, stop; returns the final stats. Ctrl-C stops the
         threads and finalises the outputs before ``KeyboardInterrupt`` propagates."""
         try:
@@ -177,17 +278,18 @@ class Pipeline:
         return self.stats()
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop every thread (joined within ``timeout`` s in all), close the sinks — finalising
-        a recording — and the source. Safe to call twice, from any thread but the pipeline's."""
+        """Stop every thread (joined within ``timeout`` s in all), finalise every output and close
+        the sources. Safe to call twice, from any thread but the pipeline's."""
         self._stop.set()
-        self._resume.set()
-        self._latest.close()
-        if getattr(self.source, "thread_safe_close", False):
-            self.source.close()  # wakes a reader waiting on a live source that is down (app/reconnect.py)
+        for lane in self.lanes:
+            lane.close_input()
+            if getattr(lane.source, "thread_safe_close", False):
+                lane.source.close()  # wakes a reader waiting on a live source that is down (app/reconnect.py)
         join_within(self._threads, timeout)
-        self._close_sinks()
-        if not any(t.name == "pipeline-reader" for t in self._threads if t.is_alive()):
-            self.source.close()  # the reader owns the source while it runs
+        self._close_outputs()
+        for lane in self.lanes:
+            if not any(t.is_alive() for t in lane.threads if t.name.endswith("-reader")):
+                lane.source.close()  # the reader owns its source while it runs
         self._finish()
 
     close = stop
@@ -208,23 +310,34 @@ class Pipeline:
 
     @property
     def error(self) -> BaseException | None:
-        """The first exception of any thread; a source failure once the frames read before it are done."""
-        if self._error is not None:
+        """The first failure of the detector or a sink; with one stream, its source's failure once
+        the frames read before it are done."""
+        if self._error is not None or len(self.lanes) > 1 or not self._finished.is_set():
             return self._error
-        return self._deferred_error if self._finished.is_set() else None
+        return self.lanes[0].error
+
+    def errors(self) -> dict[str, BaseException]:
+        """The streams whose source failed (they ended early; the others went on)."""
+        return {lane.name: lane.error for lane in self.lanes if lane.error is not None}
+
+    def output_failures(self) -> list[str]:
+        """One line per output that stopped early (disk full, file too large); the run went on."""
+        return output_failures([o for lane in self.lanes for o in lane.outputs()] + [self.export_sink])
 
     # ------------------------------------------------------------------ live controls
     def pause(self) -> None:
-        """Stop detecting until ``resume()``. A file waits where it is; a live source keeps
-        reading and discarding frames (not counted as dropped) so that resuming shows the present."""
-        self._resume.clear()
+        """Stop detecting until ``resume()``: files wait where they are, live streams keep reading
+        and discarding frames (not counted as dropped) so that resuming shows the present."""
+        for lane in self.lanes:
+            lane.pause()
 
     def resume(self) -> None:
-        self._resume.set()
+        for lane in self.lanes:
+            lane.resume()
 
     @property
     def paused(self) -> bool:
-        return not self._resume.is_set()
+        return all(lane.paused for lane in self.lanes)
 
     def set_proposal_count(self, n: int) -> None:
         """RPN proposals kept per frame, from the next frame on (validated by the detector)."""
@@ -234,280 +347,173 @@ class Pipeline:
         self.detector.set_score_threshold(threshold)
 
     def set_target_fps(self, fps: float | None) -> None:
-        """Hold ``fps`` with the adaptive controller from the next frame on (None = off)."""
+        """Hold ``fps`` per stream with the adaptive controller from the next batch on (None = off)."""
         self.adapt.set_target(fps)
 
     def set_classes(self, names: Sequence[str] | None) -> None:
         """Classes to keep (empty = all); unknown names raise, listing the valid ones."""
         self.detector.set_classes(names)
 
-    def add_sink(self, sink: Sink) -> Sink:
-        """Start feeding ``sink`` with the next result (works while running)."""
-        with self._sinks_lock:
-            if self._finished.is_set() and self._threads:
-                raise RuntimeError("the pipeline has finished; a sink added now would get nothing")
-            self._sinks.append(sink)
-        return sink
-
-    def remove_sink(self, sink: Sink) -> None:
-        """Stop feeding ``sink`` and close it (a recording is finalised). Waits for a write in
-        progress; no-op if the sink was not added."""
-        with self._sinks_lock:
-            if sink not in self._sinks:
-                return
-            self._sinks.remove(sink)
-        sink.close()
-
-    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> RecordSink:
-        """Record annotated frames to ``path`` from the next result on (the GUI's record button).
-        The path is checked first; the recording's clock starts at 0."""
-        if self.record_sink is not None:
-            raise RuntimeError(f"already recording to {self.record_sink.path}")
-        if self.config.segment_s:
-            from app import segments
-
-            segments.check_outputs(path, overwrite=overwrite)
-        else:
-            check_output_path(str(path), "recording", overwrite=overwrite)
-        sink = RecordSink(path, time_base=self.source.time_base, rate=self.source.rate, threads=self.config.encode_threads,
-                          segment_s=self.config.segment_s, overwrite=overwrite)
-        self.add_sink(sink)
-        self.record_sink = sink
-        return sink
-
-    def stop_recording(self) -> Path | None:
-        """Finalise the running recording; returns its path (None if none was running)."""
-        sink, self.record_sink = self.record_sink, None
-        if sink is None:
-            return None
-        self.remove_sink(sink)
-        self._stopped_recordings.append(sink)
-        return sink.path
-
-    def output_failures(self) -> list[str]:
-        """One line per output that stopped early (disk full, file too large); the run went on."""
-        return output_failures([*self._stopped_recordings, self.record_sink, self.export_sink, self.counts_sink])
-
     # ------------------------------------------------------------------ stats
     def stats(self) -> PipelineStats:
-        now = time.monotonic()
+        """The first (with one source, the only) stream's stats, with the controller's status."""
         adapt = self.adapt.status()
-        start = self._first_frame_at
-        end = self._last_result_at if self._finished.is_set() else now
-        mean_fps = None
-        if start is not None and end is not None and end > start and self._written:
-            mean_fps = self._written / (end - start)
-        recent = list(self._latency)
-        return PipelineStats(
-            frames_read=self._read,
-            frames_processed=self._processed,
-            frames_written=self._written,
-            frames_dropped=self._latest.dropped,
-            bad_frames=self.source.bad_frames,
-            total_frames=self._expected_frames(),
-            fps=self._fps.fps(None if self._finished.is_set() else now),
-            mean_fps=mean_fps,
-            stage_ms=self._stages.recent(),
-            mean_stage_ms=self._stages.mean(),
-            latency_ms=sum(recent) / len(recent) * 1e3 if recent else None,
-            mean_latency_ms=self._latency_sum / self._written * 1e3 if self._written else None,
-            proposals=self._proposals,
-            elapsed_s=(now if not self._finished.is_set() else (self._last_result_at or now)) - (self._started_at or now),
-            paused=self.paused,
-            finished=self._finished.is_set(),
-            adapt=adapt if adapt.target_fps is not None or adapt.changes else None,
-            done_times=tuple(self._done_times) if self._finished.is_set() else (),
-        )
+        return replace(self.lanes[0].stats(self._finished.is_set()), adapt=adapt if adapt.target_fps is not None or adapt.changes else None)
 
-    def _expected_frames(self) -> int | None:
-        total = self.source.total_frames
-        if self.config.max_frames is not None:
-            total = min(total, self.config.max_frames) if total else self.config.max_frames
-        return total
+    def run_stats(self) -> MultiStats:
+        """Every stream's stats, their states and the totals of the run."""
+        finished = self._finished.is_set()
+        now = time.monotonic()
+        streams = {lane.name: lane.stats(finished or lane.finished.is_set()) for lane in self.lanes}
+        firsts = [lane.first_frame_at for lane in self.lanes if lane.first_frame_at is not None]
+        lasts = [lane.last_result_at for lane in self.lanes if lane.last_result_at is not None]
+        written = sum(s.frames_written for s in streams.values())
+        end = max(lasts) if finished and lasts else now
+        mean_fps = written / (end - min(firsts)) if firsts and written and end > min(firsts) else None
+        with self._fps_lock:
+            fps = self._fps.fps(None if finished else now)
+            sizes = dict(self._batch_sizes)
+        adapt = self.adapt.status()
+        return MultiStats(streams=streams, states={lane.name: self._state(lane) for lane in self.lanes}, fps=fps,
+                          mean_fps=mean_fps, batches=sum(sizes.values()), batch_sizes=sizes,
+                          elapsed_s=(end if finished else now) - (self._started_at or now), finished=finished,
+                          paused=self.paused, adapt=adapt if adapt.target_fps is not None or adapt.changes else None)
 
-    # ------------------------------------------------------------------ threads
-    def _guard(self, target: Callable[[], None]) -> None:
-        try:
-            target()
-        except BaseException as exc:  # noqa: BLE001 — every error must reach wait(), none may hang
-            self._record_error(exc)
-            self._finish_if_done()
+    @staticmethod
+    def _state(lane: Lane) -> str:
+        if lane.error is not None:
+            return f"failed: {first_line(lane.error)}"
+        if lane.finished.is_set():
+            return "ended"
+        event = getattr(lane.source, "last_event", None)
+        if event is not None and getattr(lane.source, "down", False):
+            return event.status(time.monotonic())
+        return "running"
 
-    def _record_error(self, exc: BaseException) -> None:
-        """Keep the first error and stop everything. Called before any end-of-stream signal of a
-        failing thread, so that nobody can see a normal end first."""
-        with self._error_lock:
-            if self._error is None:
-                self._error = exc
-        self._stop.set()
-        self._latest.close()
+    def _count(self, result: Result, annotated) -> None:
+        with self._fps_lock:
+            self._fps.tick(time.monotonic())
 
-    def _put(self, q: queue.Queue, item) -> bool:
-        """Put with a timeout loop; False if the pipeline stopped first."""
-        while not self._stop.is_set():
-            try:
-                q.put(item, timeout=POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def analytics_lines(self) -> list[str]:
+        """Each stream's tracking and counting totals, for the end of a run, led by its name."""
+        return [f"{lane.name}: {line}" for lane in self.lanes for line in lane.analytics.summary_lines()]
 
-    def _reader(self) -> None:
-        live = self.policy == "drop_stale"
-        limit = self.config.max_frames
-        try:
-            for frame in paced_frames(self.source, self.config, self._stop, self._resume):
-                if self._first_frame_at is None:
-                    self._first_frame_at = time.monotonic()
-                self._read += 1
-                if live:
-                    self._latest.put(frame, count_drop=not self.paused)
-                elif not self._put(self._frames, frame):
+    def recordings(self) -> dict[str, Path]:
+        """Each stream's recording path (those recording)."""
+        return {lane.name: lane.record_sink.path for lane in self.lanes if lane.record_sink is not None}
+
+    # ------------------------------------------------------------------ the detector worker
+    def _take_batch(self, turn: int) -> tuple[list[tuple[Lane, Frame]], list[Lane]]:
+        """The frames already waiting, up to ``batch_size``, each lane's in turn (batching never adds
+        latency), and the lanes whose input ended (their end goes after this batch's results)."""
+        batch: list[tuple[Lane, Frame]] = []
+        ended: list[Lane] = []
+        lanes = self.lanes
+        for k in range(len(lanes)):
+            lane = lanes[(turn + k) % len(lanes)]
+            for taken in range(lane.per_batch):
+                if not lane.can_take(taken):
                     break
-                if limit is not None and self._read >= limit:
+                item = lane.take()
+                if item is END:
+                    lane.input_done = True
+                    ended.append(lane)
+                if item is None or item is END:
                     break
-        except Exception as exc:
-            # The source failed: what was read before is still detected and written (no lost
-            # data), then wait() raises this error.
-            self._deferred_error = exc
-        finally:
-            self.source.close()
-        # A normal end, a stop or a source failure gets here; other exceptions go to _guard first.
-        if live:
-            self._latest.close()
-        else:
-            self._put(self._frames, _END)
-
-    def _take_batch(self) -> tuple[list[Frame], bool]:
-        """Up to ``batch_size`` frames: waits for the first, takes the others only if they are
-        already there (batching never adds latency). Returns (frames, end_of_stream)."""
-        if self.policy == "drop_stale":
-            frame = self._latest.get(POLL_S)
-            if frame is None:
-                return [], self._latest.closed and len(self._latest) == 0
-            return [frame], False
-        try:
-            item = self._frames.get(timeout=POLL_S)
-        except queue.Empty:
-            return [], False
-        if item is _END:
-            return [], True
-        batch = [item]
-        while len(batch) < self.batch_size:
-            try:
-                item = self._frames.get_nowait()
-            except queue.Empty:
-                break
-            if item is _END:
-                return batch, True
-            batch.append(item)
-        return batch, False
+                lane.analytics.bind(item.size)  # lines/zones outside the frame: refused before any detection
+                batch.append((lane, item))
+                if len(batch) == self.batch_size:
+                    return batch, ended
+        return batch, ended
 
     def _worker(self) -> None:
-        ended = False
-        last: Result | None = None
-        skipped = 0
-        idle = 0.0  # time spent waiting for frames since the last detect (not the detector's cost)
-        while not self._stop.is_set() and not ended:
-            if not self._resume.is_set():
-                self._resume.wait(POLL_S)
-                continue
-            waited = time.monotonic()
-            batch, ended = self._take_batch()
-            idle += time.monotonic() - waited
+        turn = 0
+        idle = 0.0  # time spent waiting for frames since the last batch (not the detector's cost)
+        skipped = 0  # frames each stream showed without detection since then
+        while not self._stop.is_set():
+            self._doorbell.clear()  # before looking: a frame arriving after this rings again
+            batch, ended = self._take_batch(turn)
+            turn = (turn + 1) % len(self.lanes)
             if not batch:
-                continue
-            self.analytics.bind(batch[0].size)  # lines/zones outside the frame: refused before any detection
-            if self.policy == "drop_stale" and last is not None and not self.adapt.detect_next():
-                # Frame skip (live sources only, set by the adaptive controller): shown with the
-                # last detections and overlay (the tracker sees detected frames only). A file never
-                # gets here: every one of its frames is detected.
-                if not self._put(self._results, replace(last, frame=batch[0], done=time.monotonic(), detected=False)):
+                for lane in ended:
+                    lane.put_result(END)
+                if all(lane.input_done for lane in self.lanes):
                     return
-                self._processed += 1
-                skipped += 1
+                if not ended:
+                    waited = time.monotonic()
+                    self._doorbell.wait(POLL_S)
+                    idle += time.monotonic() - waited
                 continue
-            detections = self.detector.detect([f.image for f in batch])
-            done = time.monotonic()
-            per_frame = _divide(self.detector.last_times, len(batch))
-            self.adapt.observe(done, per_frame.as_dict(), shown=len(batch) + skipped, detected=len(batch), idle_s=idle)
-            skipped, idle = 0, 0.0
-            counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
-            for i, (frame, det) in enumerate(zip(batch, detections, strict=True)):
-                proposals = counts[i] if i < len(counts) else 0
-                det, overlay = self.analytics.process(det, frame.index, frame.seconds)
-                stage_ms = per_frame.as_dict()
-                if self.analytics.last_ms is not None:
-                    stage_ms["track"] = self.analytics.last_ms
-                result = Result(frame, det, per_frame, proposals, done, len(batch), overlay)
-                if not self._put(self._results, result):
-                    return
-                last = result
-                self._processed += 1
-                self._proposals = proposals
-                self._stages.add(stage_ms)
-        if not self._stop.is_set():  # a normal end: tell the sink thread
-            self._put(self._results, _END)
+            if self._all_live and any(lane.last is not None for lane, _ in batch) and not self.adapt.detect_next():
+                # Frame skip (live streams only, set by the controller): each shows its last detections
+                # and overlay again (the tracker sees detected frames only); a file is never skipped.
+                now, kept = time.monotonic(), []
+                for lane, frame in batch:
+                    if lane.last is None:
+                        kept.append((lane, frame))
+                    else:
+                        lane.put_result(replace(lane.last, frame=frame, done=now, detected=False))
+                batch, skipped = kept, skipped + 1
+            if batch:
+                self._detect(batch, idle, skipped)
+                idle, skipped = 0.0, 0
+            for lane in ended:
+                lane.put_result(END)
 
-    def _sink_loop(self) -> None:
+    def _detect(self, batch: list[tuple[Lane, Frame]], idle_s: float, skipped: int) -> None:
+        detections = self.detector.detect([frame.image for _, frame in batch])
+        done = time.monotonic()
+        if self._stop.is_set():
+            return  # stopped while detecting: the streams' sinks are closed, nobody takes these
+        n = len(batch)
+        times = {k: v for k, v in self.detector.last_times.as_dict().items() if k != "total"}
+        per_frame = StageTimes(**{k: v / n for k, v in times.items()})
+        # A batch holds k frames of each stream: its cost is k frames' time of every stream.
+        k = max(Counter(id(lane) for lane, _ in batch).values())
+        self.adapt.observe(done, {s: v / k for s, v in times.items()}, shown=k + skipped, detected=k, idle_s=idle_s)
+        counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
+        with self._fps_lock:
+            self._batch_sizes[n] += 1
+        for i, ((lane, frame), det) in enumerate(zip(batch, detections, strict=True)):
+            lane.put_result(Result(frame, det, per_frame, counts[i] if i < len(counts) else 0, done, n))
+
+    # ------------------------------------------------------------------ errors and the end
+    def _guard(self, body: Callable[[], None]) -> None:
         try:
-            while not self._stop.is_set():
-                try:
-                    item = self._results.get(timeout=POLL_S)
-                except queue.Empty:
-                    continue
-                if item is _END:
-                    break
-                self._deliver(item)
-        except BaseException as exc:
-            self._record_error(exc)  # before on_finish runs below
-            raise
-        finally:
-            self._close_sinks()
-            self._finished_at_end()
+            body()
+        except BaseException as exc:  # noqa: BLE001 — every error must reach wait(), none may hang
+            with self._error_lock:
+                if self._error is None:
+                    self._error = exc
+            self._stop.set()
+            for lane in self.lanes:
+                lane.close_input()
 
-    def _deliver(self, result: Result) -> None:
-        with self._sinks_lock:
-            sinks = list(self._sinks)
-            annotated = None
-            if any(s.needs_image for s in sinks):
-                text = None
-                if self.config.draw_stats:
-                    text = stats_line(self._fps.fps(), {k: v for k, v in result.times.as_dict().items()
-                                                        if k in ("backbone", "rpn", "roi_heads")}, result.proposals)
-                annotated = annotate(result.frame.image, result.detections, text, self.style, result.overlay)
-            for sink in sinks:
-                sink.write(result, annotated)
-        now = time.monotonic()
-        self._fps.tick(now)
-        latency = now - result.frame.captured
-        self._latency.append(latency)
-        self._latency_sum += latency
-        self._last_result_at = now
-        self._done_times.append(now)
-        self._written += 1
+    def _watch_end(self) -> None:
+        """Ends the run once every stream's sink thread has ended (its last result handed on, or stopped)."""
+        while not all(lane.finished.is_set() for lane in self.lanes):
+            time.sleep(POLL_S)
+        self._close_outputs()
+        self._finished.set()
+        self._finish()
 
-    def _close_sinks(self) -> None:
-        with self._sinks_lock:
-            sinks, self._sinks = self._sinks, []
+    def _close_outputs(self) -> None:
         errors = []
-        for sink in sinks:
+        for lane in self.lanes:
             try:
-                sink.close()
-            except Exception as exc:  # close the others anyway, then report the first failure
+                lane.close_sinks()
+            except Exception as exc:
                 errors.append(exc)
+        for output in (self.export_sink, self.events):  # after every stream's sinks (both idempotent)
+            if output is not None:
+                try:
+                    output.close()
+                except Exception as exc:
+                    errors.append(exc)
         if errors:
             with self._error_lock:
                 if self._error is None:
                     self._error = errors[0]
-
-    def _finished_at_end(self) -> None:
-        self._finished.set()
-        self._finish()
-
-    def _finish_if_done(self) -> None:
-        if not any(t.is_alive() and t is not threading.current_thread() for t in self._threads):
-            self._finished.set()
 
     def _finish(self) -> None:
         with self._error_lock:
@@ -518,12 +524,6 @@ class Pipeline:
             self._finished.set()
         if self.on_finish is not None:
             try:
-                self.on_finish(self._error or self._deferred_error)
+                self.on_finish(self.error)
             except Exception as exc:  # a broken callback must not hide the run's own outcome
                 log.warning("on_finish callback failed: %s", exc)
-
-
-def _divide(times: StageTimes, n: int) -> StageTimes:
-    if n <= 1:
-        return StageTimes(**{k: v for k, v in times.as_dict().items() if k != "total"})
-    return StageTimes(**{k: v / n for k, v in times.as_dict().items() if k != "total"})

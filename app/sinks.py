@@ -8,7 +8,8 @@ large) — it then ignores later results while the other sinks go on; ``output_f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -64,12 +65,14 @@ class RecordSink:
 
 
 class ExportSink:
-    """Writes detection rows (JSON or CSV)."""
+    """Writes detection rows (JSON or CSV). With several streams, one file for all: ``rows_of(name)``
+    is a stream's sink, adding its ``stream`` column; writes are serialised by a lock."""
 
     needs_image = False
 
-    def __init__(self, path: str | Path, *, file_column: bool = False) -> None:
-        self.exporter = Exporter(path, file_column=file_column)
+    def __init__(self, path: str | Path, *, file_column: bool = False, extra_columns: Sequence[str] = ()) -> None:
+        self.exporter = Exporter(path, file_column=file_column, extra_columns=extra_columns)
+        self._lock = threading.Lock()
 
     @property
     def path(self) -> Path:
@@ -79,11 +82,17 @@ class ExportSink:
     def failed(self) -> str | None:
         return self.exporter.failed
 
-    def write(self, result: Result, annotated: np.ndarray | None) -> None:
-        self.exporter.write(result)
+    def write(self, result: Result, annotated: np.ndarray | None, **extra) -> None:
+        with self._lock:
+            self.exporter.write(result, **extra)
+
+    def rows_of(self, stream: str) -> CallbackSink:
+        """The sink of stream ``stream``'s rows (closed with this one, not by itself)."""
+        return CallbackSink(lambda result, annotated: self.write(result, annotated, stream=stream), needs_image=False)
 
     def close(self) -> None:
-        self.exporter.close()
+        with self._lock:
+            self.exporter.close()
 
 
 class CallbackSink:

@@ -181,3 +181,58 @@ class StageAverages:
     def mean(self) -> dict[str, float]:
         with self._lock:
             return {k: v / self._counts[k] for k, v in self._sums.items() if self._counts[k]} if self._n else {}
+
+
+@dataclass(frozen=True)
+class MultiStats:
+    """A snapshot of a multi-stream run.
+
+    Attributes:
+        streams: each stream's ``PipelineStats``, in the run's order.
+        states: each stream's state: "running", "reconnecting (attempt k, next in s)", "ended",
+            "failed: <reason>".
+        fps: results per second of all streams together (sliding window).
+        mean_fps: the same since the first frame.
+        batches: ``detect`` calls so far; batch_sizes: how many calls had each size.
+        elapsed_s, finished.
+    """
+
+    streams: dict[str, PipelineStats] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)
+    fps: float | None = None
+    mean_fps: float | None = None
+    batches: int = 0
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    finished: bool = False
+    paused: bool = False
+    adapt: object | None = None  # app.adapt.AdaptStatus while --target-fps steers the shared detector
+
+    @property
+    def mean_batch(self) -> float | None:
+        return sum(k * v for k, v in self.batch_sizes.items()) / self.batches if self.batches else None
+
+    @property
+    def frames_written(self) -> int:
+        return sum(s.frames_written for s in self.streams.values())
+
+    def summary(self) -> str:
+        """Lines for the end of a headless run: one per stream, then the totals."""
+        lines = []
+        for name, s in self.streams.items():
+            fps = f"{s.mean_fps:.2f} fps" if s.mean_fps else "-- fps"
+            latency = f"{s.mean_latency_ms:.0f} ms" if s.mean_latency_ms is not None else "--"
+            state = self.states.get(name, "")
+            lines.append(f"{name}: {s.frames_read} read, {s.frames_processed} processed, {s.frames_written} written, "
+                         f"{s.frames_dropped} dropped, {s.bad_frames} bad; {fps}, latency {latency}, proposals {s.proposals}"
+                         + (f" ({state})" if state and state != "ended" else ""))
+        total = f"{self.mean_fps:.2f}" if self.mean_fps else "--"
+        sizes = ", ".join(f"{k}×{v}" for k, v in sorted(self.batch_sizes.items())) or "--"
+        mean = f"{self.mean_batch:.2f}" if self.mean_batch else "--"
+        lines.append(f"all {len(self.streams)} streams: {self.frames_written} frames, {total} fps together over "
+                     f"{self.elapsed_s:.1f} s; {self.batches} batches, mean size {mean} (size×count: {sizes})")
+        if self.adapt is not None:
+            a = self.adapt
+            target = f"{a.target_fps:g} fps per stream" if a.target_fps else "off"
+            lines.append(f"adaptive: target {target} → {a.setting.describe()} ({a.state}: {a.reason}); {a.changes} change(s)")
+        return "\n".join(lines)

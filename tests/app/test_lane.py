@@ -1,0 +1,77 @@
+"""What a lane of a several-stream pipeline can do on its own, as a single source's pipeline can:
+pause while the others go on, start and stop a recording mid-run, take and drop a sink; and a
+single source is the pipeline of one lane (same frames, its source's failure raised by ``wait``)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app.config import PipelineConfig
+from app.multi import MultiPipeline, Stream
+from app.pipeline import Pipeline
+from app.reconnect import open_source
+from app.sinks import CallbackSink
+from tests.app.fakes import FakeDetector
+from tests.conftest import SAMPLE, decode_pts
+
+
+def streams(*paths, **kw) -> list[Stream]:
+    out = []
+    for i, path in enumerate(paths):
+        config = PipelineConfig(source_kind="video", source=str(path), **kw)
+        out.append(Stream(f"s{i}", config, open_source(config)))
+    return out
+
+
+def test_one_lane_paused_while_the_other_goes_on(clip10):
+    p = MultiPipeline(streams(clip10, clip10), FakeDetector(delay_s=0.01))
+    p.lanes[0].pause()
+    p.start()
+    deadline = time.monotonic() + 20
+    while not p.lanes[1].finished.is_set() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stats = p.stats()
+    assert stats.streams["s1"].frames_written == 10 and stats.streams["s0"].frames_processed == 0
+    assert stats.streams["s0"].paused and not p.paused  # one lane paused, not the run
+    p.lanes[0].resume()
+    assert p.wait(20)
+    p.stop()
+    assert [s.frames_written for s in p.stats().streams.values()] == [10, 10]
+
+
+def test_a_lane_records_from_mid_run_and_takes_and_drops_a_sink(tmp_path):
+    out = tmp_path / "mid.mp4"
+    p = MultiPipeline(streams(SAMPLE, SAMPLE, max_frames=40), FakeDetector(delay_s=0.05)).start()
+    lane = p.lanes[1]
+    seen = []
+    sink = lane.add_sink(CallbackSink(lambda r, a: seen.append(r.frame.index), needs_image=False))
+    while lane.written < 5:
+        time.sleep(0.01)
+    lane.start_recording(out)
+    with pytest.raises(RuntimeError, match="already recording"):
+        lane.start_recording(tmp_path / "other.mp4")
+    first = lane.written
+    while lane.written < first + 10:
+        time.sleep(0.01)
+    lane.remove_sink(sink)
+    assert lane.stop_recording() == out and lane.stop_recording() is None
+    last = lane.written
+    assert p.wait(30)
+    p.stop()
+    pts, _ = decode_pts(out)
+    assert 10 <= len(pts) <= last - first + 2 and pts[0] == 0  # only what came while recording, clock from 0
+    assert seen == list(range(len(seen))) and 10 <= len(seen) < 40  # in order, until it was dropped
+    assert p.recordings() == {} and p.output_failures() == []
+    with pytest.raises(RuntimeError, match="has finished"):
+        lane.add_sink(CallbackSink(lambda r, a: None))
+
+
+def test_a_single_source_is_the_pipeline_of_one_lane(clip10):
+    single = Pipeline(PipelineConfig(source_kind="video", source=str(clip10)), FakeDetector())
+    one = Pipeline.of_streams(streams(clip10), FakeDetector())
+    assert len(single.lanes) == len(one.lanes) == 1 and single.lanes[0].name == "clip10"
+    a, b = single.run(), one.run()
+    assert a.frames_written == b.frames_written == 10 and len(a.done_times) == 10
+    assert one.run_stats().streams["s0"].frames_written == 10 and one.run_stats().batches == 10
