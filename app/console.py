@@ -59,3 +59,84 @@ def sigterm_as_interrupt():
 
 def note(line: str) -> None:
     print(f"note: {line}", file=sys.stderr)
+
+
+def run_to_end(pipeline, progress, setup, report_outputs) -> tuple[object, bool, OutputFailures]:
+    """The headless run of ``pipeline`` (one stream or many), for the run command.
+
+    Starts it and redraws ``progress`` until the end, saying each source's reconnection events, each
+    output failure (once) and what ``--precision auto`` switched to (``setup``). Ctrl-C or SIGTERM
+    stops it within about a second with every output finalised (a second Ctrl-C is ignored meanwhile);
+    an error says what was kept (``report_outputs()``) and is re-raised. At the end: the summary,
+    what the precision setup chose, tracking and counting, events, each reconnecting source's record.
+    Returns (the final stats, interrupted, the output failures); the caller says the rest.
+    """
+    failures = OutputFailures(pipeline, progress)
+    interrupted = False
+    pipeline.start()
+    try:
+        while not pipeline.wait(0.2):
+            _source_events(pipeline, progress)
+            failures.report()
+            if line := setup.take_announcement():  # --precision auto measured and switched: said once
+                progress.message(f"note: {line}")
+            progress.update(pipeline.stats())
+    except KeyboardInterrupt:
+        interrupted = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the finalising short
+    except Exception:  # say what was kept, then re-raise: the CLI prints the one error line
+        pipeline.stop()
+        if pipeline.stats().frames_written:
+            print(pipeline.stats().summary(), file=sys.stderr)
+            report_outputs()
+        raise
+    finally:
+        pipeline.stop()
+    if interrupted:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    _source_events(pipeline, progress)
+    stats = pipeline.stats()
+    progress.update(stats, final=True)
+    print(stats.summary(), file=sys.stderr)
+    for line in setup.summary_lines():  # what --precision auto chose and why: at the end, not before a first error
+        note(line)
+    for line in pipeline.analytics_lines():
+        print(line, file=sys.stderr)
+    for line in pipeline.events.summary_lines() if pipeline.events is not None else ():
+        print(line, file=sys.stderr)
+    for lane in pipeline.lanes:
+        if hasattr(lane.source, "summary"):  # a live source that reconnects: its drops and time down
+            print(f"reconnection: {lane.source.summary()}", file=sys.stderr)
+    return stats, interrupted, failures
+
+
+def _source_events(pipeline, progress) -> None:
+    """One line per change of a reconnecting source's state (lost, retrying, reconnected), led by
+    its stream's name when there are several."""
+    for lane in pipeline.lanes:
+        take = getattr(lane.source, "take_events", None)
+        for event in take() if take else ():
+            progress.message(f"{lane.tag}: {event.line()}" if lane.tag else event.line())
+
+
+def build_detector_for(streams, detector_config, *, reprobe: bool = False):
+    """The detector and its setup (``app.fastpath.build_detector``) for ``streams`` (``(config,
+    source)`` pairs, sources opened): a line or zone outside a video's frame is refused first, before
+    the model loads; on any failure the sources are closed. The detector's notes are said here."""
+    try:
+        from app.analytics import check_shapes
+
+        for config, source in streams:
+            check_shapes(config, source)
+        from app.fastpath import build_detector  # threads, int8 calibration, the CPU probe
+
+        detector, setup = build_detector(detector_config, reprobe=reprobe)
+    except BaseException:
+        for _, source in streams:
+            source.close()
+        raise
+    logged = getattr(detector.info, "warning", None)  # detector.factory has logged that one already
+    for line in detector.notes:
+        if line != logged:
+            note(line)
+    return detector, setup

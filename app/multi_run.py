@@ -29,10 +29,11 @@ from app.console import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_OUTPUT_FAILED,
-    OutputFailures,
+    build_detector_for,
     has_display,
     note,
     recording_line,
+    run_to_end,
     sigterm_as_interrupt,
 )
 from app.errors import UserError, first_line
@@ -258,7 +259,6 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
 def run_many_headless(configs, detector_config, *, export: str | None, overwrite: bool, events=None) -> int:
     """All streams to their end with a progress line; Ctrl-C or SIGTERM stop within about a
     second, finalise every recording and the export, and return 130."""
-    from app.analytics import check_shapes
     from app.multi import MultiPipeline
 
     previous = sigterm_as_interrupt()
@@ -270,52 +270,10 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
             notes.extend(f"{stream.name}: {line}" for line in stream.source.notes)
         for line in notes:
             note(line)
-        try:
-            for stream in streams:  # a line or zone outside a video's frame: refused before the model loads
-                check_shapes(stream.config, stream.source)
-            from app.fastpath import build_detector  # threads, int8 calibration, the CPU probe
-
-            detector, setup = build_detector(detector_config)
-        except BaseException:
-            for stream in streams:
-                stream.source.close()
-            raise
-        logged = getattr(detector.info, "warning", None)
-        for line in detector.notes:
-            if line != logged:
-                note(line)
+        detector, setup = build_detector_for([(s.config, s.source) for s in streams], detector_config)
         pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite, events=events)
-        progress = MultiProgress(sys.stderr)
-        interrupted = False
-        failures = OutputFailures(pipeline, progress)
-        pipeline.start()
-        try:
-            while not pipeline.wait(0.2):
-                _print_events(streams, progress)
-                failures.report()
-                if line := setup.take_announcement():  # --precision auto measured and switched: said once
-                    progress.message(f"note: {line}")
-                progress.update(pipeline.stats())
-        except KeyboardInterrupt:
-            interrupted = True
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the finalising short
-        finally:
-            pipeline.stop()
-        if interrupted:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        _print_events(streams, progress)
-        stats = pipeline.stats()
-        progress.update(stats, final=True)
-        print(stats.summary(), file=sys.stderr)
-        for line in setup.summary_lines():  # what --precision auto chose and why: at the end, not before a first error
-            note(line)
-        for line in pipeline.analytics_lines():
-            print(line, file=sys.stderr)
-        for line in pipeline.events.summary_lines() if pipeline.events is not None else ():
-            print(line, file=sys.stderr)
-        for stream in streams:
-            if hasattr(stream.source, "summary"):
-                print(f"reconnection: {stream.source.summary()}", file=sys.stderr)
+        stats, interrupted, failures = run_to_end(pipeline, MultiProgress(sys.stderr), setup,
+                                                  lambda: _report_outputs(pipeline))
         _report_outputs(pipeline)
         failures.report()  # one that happened while the outputs were finalised
         if interrupted:
@@ -338,13 +296,6 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
             pipeline.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _print_events(streams, progress: MultiProgress) -> None:
-    for stream in streams:
-        take = getattr(stream.source, "take_events", None)
-        for event in take() if take else ():
-            progress.message(f"{stream.name}: {event.line()}")
 
 
 def _report_outputs(pipeline) -> None:

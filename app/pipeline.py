@@ -395,8 +395,8 @@ class Pipeline:
             self._fps.tick(time.monotonic())
 
     def analytics_lines(self) -> list[str]:
-        """Each stream's tracking and counting totals, for the end of a run, led by its name."""
-        return [f"{lane.name}: {line}" for lane in self.lanes for line in lane.analytics.summary_lines()]
+        """Each stream's tracking and counting totals, for the end of a run, led by its name when there are several."""
+        return [f"{lane.tag}: {line}" if lane.tag else line for lane in self.lanes for line in lane.analytics.summary_lines()]
 
     def recordings(self) -> dict[str, Path]:
         """Each stream's recording path (those recording)."""

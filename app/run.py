@@ -21,10 +21,11 @@ from app.console import (  # noqa: F401
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_OUTPUT_FAILED,
-    OutputFailures,
+    build_detector_for,
     has_display,
     note,
     recording_line,
+    run_to_end,
     sigterm_as_interrupt,
 )
 from app.errors import UserError
@@ -236,59 +237,12 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
         source = open_source(pipeline_config)
         for line in source.notes:
             note(line)
-        try:
-            from app.analytics import check_shapes
-
-            check_shapes(pipeline_config, source)  # a line outside the frame: refused before the model loads
-            from app.fastpath import build_detector
-
-            detector, setup = build_detector(detector_config, reprobe=reprobe)
-        except BaseException:
-            source.close()
-            raise
-        logged = getattr(detector.info, "warning", None)  # detector.factory has logged that one already
-        for line in detector.notes:
-            if line != logged:
-                note(line)
+        detector, setup = build_detector_for([(pipeline_config, source)], detector_config, reprobe=reprobe)
         pipeline_config = setup.with_threads(pipeline_config)
         pipeline = Pipeline(pipeline_config, detector, source)
-        progress = Progress(sys.stderr)
         notes_before = len(source.notes)
-        interrupted = False
-        failures = OutputFailures(pipeline, progress)
-        pipeline.start()
-        try:
-            while not pipeline.wait(0.2):
-                _print_source_events(source, progress)
-                failures.report()
-                _print_setup_change(setup, progress)
-                progress.update(pipeline.stats())
-        except KeyboardInterrupt:
-            interrupted = True
-            # A second Ctrl-C while the recording is being finalised would leave it unplayable.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        except Exception:  # say what was kept, then re-raise: the CLI prints the one error line
-            pipeline.stop()
-            if pipeline.stats().frames_written:
-                print(pipeline.stats().summary(), file=sys.stderr)
-                _report_outputs(pipeline, pipeline_config)
-            raise
-        finally:
-            pipeline.stop()
-        if interrupted:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        stats = pipeline.stats()
-        _print_source_events(source, progress)
-        progress.update(stats, final=True)
-        print(stats.summary(), file=sys.stderr)
-        for line in setup.summary_lines():  # what --precision auto chose and why: at the end, not before a first error
-            note(line)
-        for line in pipeline.analytics.summary_lines():
-            print(line, file=sys.stderr)
-        for line in pipeline.events.summary_lines() if pipeline.events is not None else ():
-            print(line, file=sys.stderr)
-        if hasattr(source, "summary"):  # a live source that reconnects: its drops and time down
-            print(f"reconnection: {source.summary()}", file=sys.stderr)
+        stats, interrupted, failures = run_to_end(pipeline, Progress(sys.stderr), setup,
+                                                  lambda: _report_outputs(pipeline, pipeline_config))
         for line in source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, gave up, ...)
             note(line)
         _report_outputs(pipeline, pipeline_config)
@@ -312,19 +266,6 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
             pipeline.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _print_setup_change(setup, progress) -> None:
-    """One line when --precision auto has measured its candidates and switched (said once)."""
-    line = setup.take_announcement()
-    if line:
-        progress.message(f"note: {line}")
-
-
-def _print_source_events(source, progress) -> None:
-    """One line per change of a reconnecting source's state (lost, retrying, reconnected)."""
-    for event in source.take_events() if hasattr(source, "take_events") else ():
-        progress.message(event.line())
 
 
 def _report_outputs(pipeline, config) -> None:
