@@ -47,7 +47,7 @@ from app.sinks import CallbackSink, ExportSink, RecordSink, Sink, output_failure
 from app.sources import Source
 from app.stats import FpsMeter, MultiStats, PipelineStats
 from app.threads import join_within
-from detector.stages import StageTimes
+from detector.stages import StageTimes, detect_timed
 
 log = logging.getLogger(__name__)
 
@@ -461,20 +461,20 @@ class Pipeline:
                 lane.put_result(END)
 
     def _detect(self, batch: list[tuple[Lane, Frame]], idle_s: float, skipped: int) -> None:
-        detections = self.detector.detect([frame.image for _, frame in batch])
+        timed = detect_timed(self.detector, [frame.image for _, frame in batch])
         done = time.monotonic()
         if self._stop.is_set():
             return  # stopped while detecting: the streams' sinks are closed, nobody takes these
         n = len(batch)
-        times = {k: v for k, v in self.detector.last_times.as_dict().items() if k != "total"}
+        times = {k: v for k, v in timed.times.as_dict().items() if k != "total"}
         per_frame = StageTimes(**{k: v / n for k, v in times.items()})
         # A batch holds k frames of each stream: its cost is k frames' time of every stream.
         k = max(Counter(id(lane) for lane, _ in batch).values())
         self.adapt.observe(done, {s: v / k for s, v in times.items()}, shown=k + skipped, detected=k, idle_s=idle_s)
-        counts = list(getattr(self.detector, "last_proposal_counts", []) or [])
+        counts = timed.proposals
         with self._fps_lock:
             self._batch_sizes[n] += 1
-        for i, ((lane, frame), det) in enumerate(zip(batch, detections, strict=True)):
+        for i, ((lane, frame), det) in enumerate(zip(batch, timed.detections, strict=True)):
             lane.put_result(Result(frame, det, per_frame, counts[i] if i < len(counts) else 0, done, n))
 
     # ------------------------------------------------------------------ errors and the end

@@ -31,7 +31,7 @@ from detector.config import (
 from detector.detections import Detections, valid_names
 from detector.factory import ModelInfo, create_model
 from detector.parallel_roi import ParallelRoIPool
-from detector.stages import STAGES, StageTimes  # noqa: F401 — STAGES re-exported: detector.detector.STAGES
+from detector.stages import STAGES, StageTimes, Timed  # noqa: F401 — STAGES re-exported: detector.detector.STAGES
 
 log = logging.getLogger(__name__)
 
@@ -346,22 +346,29 @@ class Detector:
     def __call__(self, frames, **kwargs) -> list[Detections]:
         return self.detect(frames, **kwargs)
 
-    @torch.inference_mode()
     def detect(self, frames: Sequence[np.ndarray] | np.ndarray, *, bgr: bool = False, timing: bool = True) -> list[Detections]:
         """Detect objects in a batch of frames.
 
         Args:
             frames: uint8 images [H, W, 3] (one, or a sequence; sizes may differ).
             bgr: the frames are BGR (OpenCV order) rather than RGB.
-            timing: synchronise the device around each stage so that ``last_times`` is exact.
+            timing: synchronise the device around each stage so that the stage times are exact.
         Returns:
-            one ``Detections`` per frame, boxes in that frame's pixels.
+            one ``Detections`` per frame, boxes in that frame's pixels. This call's stage times and
+            proposal counts: ``detect_timed`` (or, after the call, ``last_times`` / ``last_proposal_counts``).
         """
+        return self.detect_timed(frames, bgr=bgr, timing=timing).detections
+
+    @torch.inference_mode()
+    def detect_timed(self, frames: Sequence[np.ndarray] | np.ndarray, *, bgr: bool = False, timing: bool = True) -> Timed:
+        """``detect``, with this call's stage times (ms, the whole batch) and proposals per frame:
+        ``Timed(detections, times, proposals)`` — not read afterwards from ``last_times``, which
+        another thread's call may already have replaced."""
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
             frames = [frames]
         frames = list(frames)
         if not frames:
-            return []
+            return Timed([], StageTimes(), [])
         for i, f in enumerate(frames):
             if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3 or min(f.shape[:2]) < 1:
                 got = f"{f.dtype} {f.shape}" if isinstance(f, np.ndarray) else type(f).__name__
@@ -401,11 +408,11 @@ class Detector:
             detections = self.model.transform.postprocess(detections, image_list.image_sizes, original_sizes)
             results = [self._to_detections(d, classes) for d in detections]
             times.postprocess = (clock() - t) * 1e3
-            self.last_times = times
-            self.last_proposal_counts = [len(p) for p in proposals]
+            counts = [len(p) for p in proposals]
+            self.last_times, self.last_proposal_counts = times, counts
             if tuner is not None:
-                tuner.after(candidate, times, self.last_proposal_counts, len(frames))
-        return results
+                tuner.after(candidate, times, counts, len(frames))
+        return Timed(results, times, counts)
 
     def _to_tensors(self, frames: list[np.ndarray], bgr: bool) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
         """uint8 [H, W, 3] numpy → float [3, H, W] in [0, 1] on the device (RGB). Resize and

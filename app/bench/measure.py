@@ -23,6 +23,7 @@ from torch import nn
 from app.errors import UserError
 from detector.detections import Detections
 from detector.detector import STAGES, Detector, StageTimes
+from detector.stages import detect_timed
 
 from .stats import median_p90
 
@@ -172,10 +173,11 @@ def measure_detector(detector: Detector, frames: Sequence[DecodedFrame], warmup:
     clock = time.perf_counter
     for frame in frames:
         start = clock()
-        (det,) = detector.detect(frame.image, timing=True)
+        timed = detect_timed(detector, frame.image, timing=True)
         run.wall_ms.append((clock() - start) * 1e3)
-        run.times.append(detector.last_times)
-        run.proposals.extend(detector.last_proposal_counts)
+        (det,) = timed.detections
+        run.times.append(timed.times)
+        run.proposals.extend(timed.proposals)
         run.detections[frame.index] = det
         tick()
     return run

@@ -23,7 +23,7 @@ import numpy as np
 
 from detector.config import check_probability, check_proposals
 from detector.detections import Detections
-from detector.stages import StageTimes
+from detector.stages import StageTimes, detect_timed
 
 TRANSPORTS = ("raw", "jpeg")
 DEFAULT_JPEG_QUALITY = 90
@@ -111,12 +111,12 @@ def detect_batch(detector, payloads: Sequence[FramePayload], *, replica: str = "
         groups.setdefault(image.shape, []).append(i)
     replies: list[FrameReply | None] = [None] * len(images)
     for indices in groups.values():
-        detections = detector.detect([images[i] for i in indices])
-        share = {k: v / len(indices) for k, v in detector.last_times.as_dict().items() if k != "total"}
+        timed = detect_timed(detector, [images[i] for i in indices])
+        share = {k: v / len(indices) for k, v in timed.times.as_dict().items() if k != "total"}
         share["preprocess"] += decode_ms
-        counts = list(detector.last_proposal_counts or [])
+        counts = timed.proposals
         for j, i in enumerate(indices):
-            replies[i] = FrameReply(detections[j], StageTimes(**share), counts[j] if j < len(counts) else 0,
+            replies[i] = FrameReply(timed.detections[j], StageTimes(**share), counts[j] if j < len(counts) else 0,
                                     len(images), replica)
     return replies  # type: ignore[return-value]  # every slot was filled above
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from app.serve.batching import DEFAULT_JPEG_QUALITY, FramePayload, FrameReply
 from detector.detections import Detections
-from detector.stages import StageTimes
+from detector.stages import StageTimes, Timed
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,10 @@ class RemoteDetector:
 
     def detect(self, frames: Sequence[np.ndarray] | np.ndarray, **kwargs) -> list[Detections]:
         """One ``Detections`` per frame (uint8 [H, W, 3] RGB), in order; all frames are in flight at once."""
+        return self.detect_timed(frames, **kwargs).detections
+
+    def detect_timed(self, frames: Sequence[np.ndarray] | np.ndarray, **kwargs) -> Timed:
+        """``detect`` with the replicas' stage times (summed over the frames) and proposals per frame."""
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
             frames = [frames]
         payloads = [FramePayload.encode(f, self.transport, self.jpeg_quality) for f in frames]
@@ -77,10 +81,9 @@ class RemoteDetector:
                     total[k] = total.get(k, 0.0) + v
             self.replicas_seen.add(reply.replica)
             self.recent_batch_sizes.append(reply.batch_size)
-        self.last_times = StageTimes(**total)
-        self.last_proposal_counts = [r.proposals for r in replies]
-        self.last_replies = replies
-        return [r.detections for r in replies]
+        timed = Timed([r.detections for r in replies], StageTimes(**total), [r.proposals for r in replies])
+        self.last_times, self.last_proposal_counts, self.last_replies = timed.times, timed.proposals, replies
+        return timed
 
     def _reply(self, response, payload: FramePayload) -> FrameReply:
         deadline = None

@@ -211,3 +211,13 @@ def test_knobs_do_not_wait_for_a_running_detect(paper_detector, small_frame):
     assert paper_detector.last_proposal_counts == [30]  # the running call kept its values
     paper_detector.detect([small_frame])
     assert paper_detector.last_proposal_counts == [7]  # the next one took the new count
+
+
+def test_detect_timed_gives_this_calls_times_and_proposals(paper_detector):
+    """The typed call the pipeline, serve and the bench use: its own times and counts, not shared state."""
+    frames = [np.zeros((96, 128, 3), np.uint8), np.full((64, 80, 3), 200, np.uint8)]
+    timed = paper_detector.detect_timed(frames)
+    assert len(timed.detections) == len(timed.proposals) == 2
+    assert timed.times.total > 0 and timed.times == paper_detector.last_times
+    assert timed.proposals == paper_detector.last_proposal_counts
+    assert paper_detector.detect_timed([]).detections == []
