@@ -175,16 +175,8 @@ class Pipeline:
         return self.lanes[0].analytics
 
     @property
-    def policy(self) -> str:
-        return self.lanes[0].policy
-
-    @property
     def record_sink(self) -> RecordSink | None:
         return self.lanes[0].record_sink
-
-    @property
-    def counts_sink(self):
-        return self.lanes[0].counts_sink
 
     @property
     def exporter(self) -> Exporter | None:
@@ -193,9 +185,6 @@ class Pipeline:
     def add_sink(self, sink: Sink) -> Sink:
         """Start feeding ``sink`` with the next result of the first stream (works while running)."""
         return self.lanes[0].add_sink(sink)
-
-    def remove_sink(self, sink: Sink) -> None:
-        self.lanes[0].remove_sink(sink)
 
     def start_recording(self, path: str | Path, *, overwrite: bool = False) -> RecordSink:
         """Record the first stream's annotated frames to ``path`` from the next result on (the GUI's record button)."""
@@ -397,10 +386,6 @@ class Pipeline:
     def analytics_lines(self) -> list[str]:
         """Each stream's tracking and counting totals, for the end of a run, led by its name when there are several."""
         return [f"{lane.tag}: {line}" if lane.tag else line for lane in self.lanes for line in lane.analytics.summary_lines()]
-
-    def recordings(self) -> dict[str, Path]:
-        """Each stream's recording path (those recording)."""
-        return {lane.name: lane.record_sink.path for lane in self.lanes if lane.record_sink is not None}
 
     # ------------------------------------------------------------------ the detector worker
     def _take_batch(self, turn: int) -> tuple[list[tuple[Lane, Frame]], list[Lane]]:
