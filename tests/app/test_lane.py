@@ -75,3 +75,22 @@ def test_a_single_source_is_the_pipeline_of_one_lane(clip10):
     a, b = single.run(), one.run()
     assert a.frames_written == b.frames_written == 10 and len(a.done_times) == 10
     assert one.run_stats().streams["s0"].frames_written == 10 and one.run_stats().batches == 10
+
+
+def test_a_paced_file_waits_while_paused_and_goes_on_at_its_pace(clip10):
+    """A file played in real time (10 fps) stops reading while paused and restarts its clock on
+    resume: no burst of the frames it would have shown meanwhile."""
+    p = Pipeline(PipelineConfig(source_kind="video", source=str(clip10), realtime=True), FakeDetector()).start()
+    while p.stats().frames_written < 3:
+        time.sleep(0.01)
+    p.pause()
+    read = p.stats().frames_read
+    time.sleep(1.0)  # longer than the rest of the clip at its pace
+    assert p.stats().frames_read <= read + 1 and p.stats().paused
+    p.resume()
+    resumed = time.monotonic()
+    assert p.wait(20)
+    p.stop()
+    left = 10 - read
+    assert p.stats().frames_written == 10
+    assert time.monotonic() - resumed >= 0.1 * (left - 2)  # paced again after the pause
