@@ -96,6 +96,11 @@ class ProbeResult:
     proposals: int = 0
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def machine_key() -> str:
     return f"{cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
@@ -292,8 +297,8 @@ class CpuTuner:
 
     # ----------------------------------------------------------------- inside
     def _prepare_int8(self) -> None:
-        """Quantize on a thread of its own; it holds the detector's run lock (torch.fx traces), so
-        the calls after the first one wait for it (about 1–2 s on 2 cores), none is lost."""
+        """Quantize on a thread of its own, after the first call: the first frame never waits, and
+        the calls meanwhile wait only while torch.fx traces (the run lock; ~0.5 s on 2 cores)."""
         detector = self._detector
         if not any(c.precision == "int8" for c in self.candidates):
             self._int8_ready.set()
@@ -303,9 +308,8 @@ class CpuTuner:
             try:
                 detector.prepare_int8()
             except Exception as exc:  # noqa: BLE001 — any failure leaves int8 out, with the reason
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 self.candidates = [c for c in self.candidates if c.precision != "int8"]
-                self.notes.append(f"int8 not tried: {first}")
+                self.notes.append(f"int8 not tried: {_first_line(exc)}")
             finally:
                 self._int8_ready.set()
 

@@ -35,6 +35,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
@@ -108,7 +109,8 @@ def qconfig_mapping(vnni: bool | None = None):
     return default.set_global(qconfig)
 
 
-def quantize_backbone(backbone: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module:
+def quantize_backbone(backbone: nn.Module, calibration: Sequence[torch.Tensor], *,
+                      exclusive: Callable[[], AbstractContextManager] | None = None) -> nn.Module:
     """An int8 copy of ``backbone`` calibrated on ``calibration`` (the original is untouched).
 
     Args:
@@ -116,6 +118,10 @@ def quantize_backbone(backbone: nn.Module, calibration: Sequence[torch.Tensor]) 
             ``OrderedDict[str, Tensor]`` (every backbone of this project and of torchvision).
         calibration: real, preprocessed input batches ``Tensor[B, 3, H, W]`` (the model's transform
             applied) — activation ranges are measured on these; 8–16 frames are plenty.
+        exclusive: a context manager (factory) held while ``backbone`` is copied and while torch.fx
+            traces — its tracer patches ``nn.Module.__call__`` for the whole process, so no other
+            module may run then (the detector passes its run lock). Calibrating, most of the time,
+            runs outside it.
     Returns:
         a module with the same call signature and float outputs; ``.islands`` lists the names of
         the quantized parts ("" = the whole backbone).
@@ -127,25 +133,28 @@ def quantize_backbone(backbone: nn.Module, calibration: Sequence[torch.Tensor]) 
                                 f"(has: {', '.join(torch.backends.quantized.supported_engines)})")
     if not calibration:
         raise QuantizationError("int8 needs calibration frames: none were given")
+    exclusive = exclusive or nullcontext
     torch.backends.quantized.engine = ENGINE
-    model = _float_copy(backbone)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FX mode's deprecation notices (see the module docstring)
-        whole = _try_prepare(model, (calibration[0],), "(backbone)")
-        islands = [""] if whole is not None else _prepare_islands(model, calibration[0])
+        with exclusive():
+            model = _float_copy(backbone)
+            whole = _try_prepare(model, (calibration[0],), "(backbone)")
+            islands = [""] if whole is not None else _prepare_islands(model, calibration[0])
         if not islands:
             raise QuantizationError(f"{type(backbone).__name__}: no part with convolutions could be traced by torch.fx")
         observed = whole if whole is not None else model
         with torch.inference_mode(False), torch.no_grad():  # observers update buffers: no inference tensors
             for batch in calibration:
                 observed(batch)
-        if whole is not None:
-            model = convert_fx(whole)
-        else:
-            for name in islands:
-                parent_name, _, attr = name.rpartition(".")
-                parent = model.get_submodule(parent_name) if parent_name else model
-                setattr(parent, attr, convert_fx(getattr(parent, attr)))
+        with exclusive():
+            if whole is not None:
+                model = convert_fx(whole)
+            else:
+                for name in islands:
+                    parent_name, _, attr = name.rpartition(".")
+                    parent = model.get_submodule(parent_name) if parent_name else model
+                    setattr(parent, attr, convert_fx(getattr(parent, attr)))
     model.islands = tuple(islands)
     log.info("int8 backbone: quantized %s", ", ".join(n or "(all)" for n in islands))
     return model.eval()

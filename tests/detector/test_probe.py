@@ -155,6 +155,7 @@ def test_the_first_call_never_waits_for_int8(cache_file):
 
 
 def test_a_cached_int8_choice_waits_for_its_quantized_model(cache_file):
+    """The first frame never waits for quantizing: it runs the safe choice, int8 follows."""
     cost = {FP32: (100, 0.0), INT8: (30, 0.0)}
     det = FakeDetector()
     drive(tuner_for(det, [FP32, INT8], cache_file), det, cost)
@@ -162,7 +163,7 @@ def test_a_cached_int8_choice_waits_for_its_quantized_model(cache_file):
     tuner = tuner_for(fresh, [FP32, INT8], cache_file)
     assert tuner.result.choice == INT8 and fresh.setup == FP32, "int8 is not built yet: start safe"
     seen = drive(tuner, fresh, cost)
-    assert seen[0] == FP32 and fresh.setup == INT8
+    assert seen[0] == FP32 and fresh.int8_built_after_calls == 1 and fresh.setup == INT8
 
 
 def test_a_move_of_the_input_size_discards_what_was_timed(cache_file):
