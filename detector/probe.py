@@ -272,10 +272,6 @@ class CpuTuner:
             self._announced = self.result.choice
             return self.result.reason
 
-    @property
-    def current(self) -> str:
-        return self.result.choice.name if self.result else f"{self.start.name} (measuring)"
-
     def status(self) -> str:
         """One line for a summary: the choice, or that it was still measuring."""
         if self.result is not None:
