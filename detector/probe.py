@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from detector.machine import cpu_flags, cpu_name
+from detector.messages import first_line
 from detector.profiles import _read_json, _write_json, cache_dir, int8_verdict, model_identity
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,6 @@ class ProbeResult:
     reason: str = ""
     key: str = ""
     proposals: int = 0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def machine_key() -> str:
@@ -305,7 +301,7 @@ class CpuTuner:
                 detector.prepare_int8()
             except Exception as exc:  # noqa: BLE001 — any failure leaves int8 out, with the reason
                 self.candidates = [c for c in self.candidates if c.precision != "int8"]
-                self.notes.append(f"int8 not tried: {_first_line(exc)}")
+                self.notes.append(f"int8 not tried: {first_line(exc)}")
             finally:
                 self._int8_ready.set()
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from detector.messages import first_line
+
 CHECKPOINT_FORMAT = "frcnn-video/1"
 
 
@@ -29,14 +31,14 @@ def read_weights_file(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if "Weights only load failed" in str(exc) or "Unsupported global" in str(exc):
             raise WeightsError(
                 f"weights file {path} was refused: it holds pickled Python objects, not only tensors ({first[:160]})"
             ) from None
         raise WeightsError(f"weights file {path} is not a PyTorch weights file ({first[:160]})") from None
     except Exception as exc:  # torch.load raises many types on garbage (KeyError, EOFError, ...): report it
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise WeightsError(f"weights file {path} is not a PyTorch weights file ({first[:160]})") from None
     if not isinstance(obj, dict):
         raise WeightsError(f"weights file {path} holds a {type(obj).__name__}, expected a state dict or a checkpoint dict")
