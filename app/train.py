@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="anchors/RoIs whose area lies this much inside an ignore (iscrowd) box are never negatives")
     opt.add_argument("--no-ignore", action="store_true",
                      help="drop ignore boxes instead (torchvision's samplers: they may be sampled as background)")
+    opt.add_argument("--part-negatives", type=float, default=0.0, metavar="SHARE",
+                     help="share of the RoI head's negatives drawn from RoIs inside a labelled object "
+                          "(a head or torso of a person), so parts are learnt as background; 0 = uniform")
+    opt.add_argument("--drop-part-ignore", type=float, default=None, metavar="SHARE",
+                     help="drop ignore regions with this share of their area inside a label of their class "
+                          "(uncertain boxes on parts of a labelled object), so those parts can be negatives")
+    opt.add_argument("--roi-fg-iou", type=float, default=None,
+                     help="the RoI head's positive IoU (paper 0.5); RoIs between 0.5 and it are neither")
     opt.add_argument("--schedule", choices=("joint", "alternating"), default="joint",
                      help="joint training, or the paper's 4-step alternating training")
     opt.add_argument("--rpn-pre-nms-train", type=int, default=None, help="RPN boxes per level before NMS (paper 12000)")
@@ -226,11 +234,13 @@ def _run(args) -> int:
         if not Path(path).is_file():
             raise UserError(f"COCO JSON {path} does not exist")
     augment = tuple(a.strip() for a in args.augment.split(",") if a.strip() and a.strip() != "none")
+    if args.drop_part_ignore is not None and not 0.0 < args.drop_part_ignore <= 1.0:
+        raise UserError(f"--drop-part-ignore {args.drop_part_ignore} must be a share in (0, 1]")
     scale_range = _floats(args.scale_range, "--scale-range", 2)
     try:
         names = category_names([path for path, _ in sets])
         model, arch, class_names = _build_model(args, names)
-        data = [(CocoDetectionData(path, class_names), weight) for path, weight in sets]
+        data = [(CocoDetectionData(path, class_names, part_ignore=args.drop_part_ignore), weight) for path, weight in sets]
         val = [(name, CocoDetectionData(path, class_names)) for name, path in _val_sets(args.val)]
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(f"--data/--val: {exc}") from None
@@ -244,6 +254,7 @@ def _run(args) -> int:
             rpn_pre_nms_train=args.rpn_pre_nms_train, rpn_post_nms_train=args.rpn_post_nms_train,
             augment=augment, scale_range=scale_range, mosaic_prob=args.mosaic_prob,
             ignore_ioa=None if args.no_ignore else args.ignore_ioa, trunk_precision=args.trunk_precision,
+            part_negatives=args.part_negatives, roi_fg_iou=args.roi_fg_iou,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -265,7 +276,9 @@ def _run(args) -> int:
     mode = ("cached frozen-trunk features" if trainer.cached else
             f"augmented ({','.join(augment)})" if augment else "full forward")
     print(f"training on {described}; classes {list(class_names[1:])}; {mode}; schedule {config.schedule}; "
-          f"ignore label {'off' if config.ignore_ioa is None else f'IoA ≥ {config.ignore_ioa:g}'}", flush=True)
+          f"ignore label {'off' if config.ignore_ioa is None else f'IoA ≥ {config.ignore_ioa:g}'}"
+          + (f"; part negatives {config.part_negatives:g}" if config.part_negatives else "")
+          + (f"; RoI positives IoU ≥ {config.roi_fg_iou:g}" if config.roi_fg_iou is not None else ""), flush=True)
     started = time.time()
 
     def on_epoch(tr: Trainer, record: dict) -> None:
@@ -273,7 +286,7 @@ def _run(args) -> int:
         for name, metrics in record.get("val", {}).items():
             print(f"epoch {record['epoch']} {name}: {format_metrics(metrics)}", flush=True)
         meta = {"train": config_dict(config), "train_data": {str(p): w for p, w in sets}, "history": tr.history,
-                "init": args.init}
+                "init": args.init, "drop_part_ignore": args.drop_part_ignore}
         save_checkpoint(out / "last.pt", tr.model, model_name="paper", arch=arch, class_names=class_names,
                         meta=meta, half=False)
         torch.save({"model": tr.model.state_dict(), "optimizer": optimizer, "epoch": record["epoch"]}, out / "resume.pt")

@@ -16,8 +16,18 @@ Here an anchor, or an RoI proposal, that its matcher called *background* (label 
   have been a negative had the ignore box been a ground-truth box (this catches a large anchor around a
   small ignore box, whose IoA is low).
 
-Positives stay positive: a labelled object overlapping an ignore region is still learnt. Only the
-training-time target assignment changes, by subclassing the two ``assign_targets_to_*`` methods
+Positives stay positive: a labelled object overlapping an ignore region is still learnt.
+
+**Part negatives** (RoI head, ``part_fraction`` > 0): a background RoI that lies mostly inside a labelled
+object (IoA ≥ ``part_cover``, IoU < the positive threshold: a head, a torso, a hand of a person) is
+a *part*. torchvision's sampler draws its negatives uniformly, and on a picture of one person most
+negatives are empty background, so the head rarely sees the few parts the RPN proposes and learns to
+call them "person" (v3 put six person boxes on a portrait). With ``part_fraction`` = f, up to f of each
+image's sampled negatives are parts (the rest as before; a shortfall of either is filled by the other),
+so the classifier is taught "part of a person is background" every iteration. The positive IoU
+(``fg_iou``, paper 0.5) can be raised too: RoIs between the background boundary and it are then neither.
+
+Only the training-time target assignment changes, by subclassing the two ``assign_targets_to_*`` methods
 around torchvision's own matchers, ``box_iou`` and samplers; inference, parameters and state-dict
 keys are untouched, so every checkpoint loads into a model with or without them.
 """
@@ -26,11 +36,13 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import box_area, box_iou
 
 DEFAULT_IOA = 0.5
+DEFAULT_PART_COVER = 0.7  # detector.precision calls a false box a part at the same share
 
 
 def ignore_overlap(boxes: Tensor, ignore: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,10 +118,40 @@ class IgnoreAwareRPN(RegionProposalNetwork):
         return labels, matched_gt_boxes
 
 
+def part_negatives(labels: Tensor, proposals: Tensor, gt_boxes: Tensor, cover: float) -> Tensor:
+    """Bool[P]: background proposals (label 0) with ≥ ``cover`` of their own area inside one ground-truth box."""
+    if gt_boxes.numel() == 0 or proposals.numel() == 0:
+        return torch.zeros(proposals.shape[0], dtype=torch.bool, device=proposals.device)
+    inside, _ = ignore_overlap(proposals, gt_boxes)  # IoA against the labels: the same measure
+    return (labels == 0) & (inside >= cover)
+
+
+def sample_with_parts(labels: Tensor, parts: Tensor, batch_size: int, positive_fraction: float,
+                      part_fraction: float, generator: torch.Generator | None = None) -> Tensor:
+    """Indices of one image's sampled RoIs: torchvision's count of positives (≤ ``batch_size`` ·
+    ``positive_fraction``) and negatives (the rest), of which up to ``part_fraction`` are ``parts``."""
+    pos = torch.where(labels >= 1)[0]
+    neg_part = torch.where((labels == 0) & parts)[0]
+    neg_rest = torch.where((labels == 0) & ~parts)[0]
+    num_pos = min(int(batch_size * positive_fraction), pos.numel())
+    num_neg = min(batch_size - num_pos, neg_part.numel() + neg_rest.numel())
+    num_part = min(int(round(num_neg * part_fraction)), neg_part.numel())
+    num_rest = min(num_neg - num_part, neg_rest.numel())
+    num_part = num_neg - num_rest  # too few other negatives: more parts (never more than there are)
+
+    def pick(idx: Tensor, n: int) -> Tensor:
+        return idx[torch.randperm(idx.numel(), device=idx.device, generator=generator)[:n]]
+
+    return torch.cat([pick(pos, num_pos), pick(neg_part, num_part), pick(neg_rest, num_rest)])
+
+
 class IgnoreAwareRoIHeads(RoIHeads):
-    """torchvision's RoI heads whose background RoIs exclude the targets' ``"ignore"`` regions."""
+    """torchvision's RoI heads whose background RoIs exclude the targets' ``"ignore"`` regions, and
+    which may over-sample part negatives (see the module docstring)."""
 
     ignore_ioa: float = DEFAULT_IOA
+    part_fraction: float = 0.0
+    part_cover: float = DEFAULT_PART_COVER
 
     @classmethod
     def like(cls, heads: RoIHeads, ioa: float = DEFAULT_IOA) -> IgnoreAwareRoIHeads:
@@ -143,17 +185,34 @@ class IgnoreAwareRoIHeads(RoIHeads):
         for labels_per_image, proposals_per_image, ignore in zip(labels, proposals, ignore_boxes, strict=True):
             ignore_negatives(labels_per_image, proposals_per_image, ignore, self.ignore_ioa,
                              self.proposal_matcher.low_threshold)
+        self._parts = ([part_negatives(lab, prop, gt, self.part_cover)
+                        for lab, prop, gt in zip(labels, proposals, gt_boxes, strict=True)]
+                       if self.part_fraction > 0 else None)
         return matched_idxs, labels
 
+    def subsample(self, labels: list[Tensor]) -> list[Tensor]:
+        parts = getattr(self, "_parts", None)
+        if parts is None:
+            return super().subsample(labels)
+        self._parts = None
+        sampler = self.fg_bg_sampler
+        return [sample_with_parts(lab, part, sampler.batch_size_per_image, sampler.positive_fraction,
+                                  self.part_fraction) for lab, part in zip(labels, parts, strict=True)]
 
-def use_ignore_regions(model: nn.Module, ioa: float = DEFAULT_IOA) -> nn.Module:
+
+def use_ignore_regions(model: nn.Module, ioa: float = DEFAULT_IOA, part_fraction: float = 0.0,
+                       fg_iou: float | None = None) -> nn.Module:
     """Give a torchvision ``FasterRCNN`` (any builder) the ignore label, in place; returns ``model``.
+    ``part_fraction``: the share of the RoI head's negatives drawn from part negatives (0 = uniform, as
+    torchvision); ``fg_iou``: the RoI head's positive IoU (None = keep the model's).
 
-    Calling it again only changes the threshold. The parameters stay the same objects, so an optimizer
+    Calling it again only changes the thresholds. The parameters stay the same objects, so an optimizer
     built before or after sees the same tensors.
     """
     if not 0.0 < ioa <= 1.0:
         raise ValueError(f"ignore IoA threshold {ioa!r} must be in (0, 1]")
+    if not 0.0 <= part_fraction <= 1.0:
+        raise ValueError(f"part-negative fraction {part_fraction!r} must be in [0, 1]")
     if isinstance(model.rpn, IgnoreAwareRPN):
         model.rpn.ignore_ioa = float(ioa)
     else:
@@ -162,4 +221,10 @@ def use_ignore_regions(model: nn.Module, ioa: float = DEFAULT_IOA) -> nn.Module:
         model.roi_heads.ignore_ioa = float(ioa)
     else:
         model.roi_heads = IgnoreAwareRoIHeads.like(model.roi_heads, ioa)
+    model.roi_heads.part_fraction = float(part_fraction)
+    if fg_iou is not None:
+        low = model.roi_heads.proposal_matcher.low_threshold
+        if not low <= fg_iou <= 1.0:
+            raise ValueError(f"RoI positive IoU {fg_iou!r} must be in [{low}, 1] (the background boundary is {low})")
+        model.roi_heads.proposal_matcher = Matcher(float(fg_iou), low, allow_low_quality_matches=False)
     return model

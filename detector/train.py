@@ -87,6 +87,10 @@ class TrainConfig:
         mosaic_prob: the share of samples made into 2×2 mosaics when "mosaic" is on.
         ignore_ioa: the ignore label's IoA threshold (``detector.ignore``); None = ignore regions are
             dropped and may be sampled as background (torchvision's behaviour).
+        part_negatives: the share of the RoI head's sampled negatives drawn from RoIs lying inside a
+            labelled object (``detector.ignore``: a head or torso of a person); 0 = uniform (torchvision).
+        roi_fg_iou: the RoI head's positive IoU (None = the model's, the paper's 0.5); between the
+            background boundary (0.5) and it an RoI is neither.
         trunk_precision: "fp32", or "bf16" to run a frozen trunk under bf16 autocast (2× faster where
             the CPU has AMX/AVX-512 BF16, slower where it has not; the maps differ by ~2 %).
         iters_per_epoch: None = one pass over the data.
@@ -118,6 +122,8 @@ class TrainConfig:
     scale_range: tuple[float, float] = (0.3, 3.0)
     mosaic_prob: float = 0.5
     ignore_ioa: float | None = 0.5
+    part_negatives: float = 0.0
+    roi_fg_iou: float | None = None
     trunk_precision: str = "fp32"
 
     def __post_init__(self) -> None:
@@ -138,6 +144,12 @@ class TrainConfig:
             raise ValueError(f"trunk_precision {self.trunk_precision!r} must be 'fp32' or 'bf16'")
         if self.ignore_ioa is not None and not 0.0 < self.ignore_ioa <= 1.0:
             raise ValueError(f"ignore_ioa {self.ignore_ioa} must be in (0, 1] (or None: no ignore label)")
+        if not 0.0 <= self.part_negatives <= 1.0:
+            raise ValueError(f"part_negatives {self.part_negatives} must be in [0, 1]")
+        if (self.part_negatives or self.roi_fg_iou is not None) and self.ignore_ioa is None:
+            raise ValueError("part_negatives and roi_fg_iou need the ignore-aware heads: ignore_ioa must not be None")
+        if self.roi_fg_iou is not None and not 0.5 <= self.roi_fg_iou <= 1.0:
+            raise ValueError(f"roi_fg_iou {self.roi_fg_iou} must be in [0.5, 1] (the background boundary is 0.5)")
         self.augment_config()  # validates augment, scale_range, mosaic_prob
 
     def augment_config(self) -> AugmentConfig:
@@ -177,7 +189,7 @@ class Trainer:
         self.mix = WeightedMix([(data, 1.0)] if isinstance(data, CocoDetectionData) else list(data), self.rng)
         self.data = self.mix.sets[0]
         if config.ignore_ioa is not None:
-            use_ignore_regions(model, config.ignore_ioa)
+            use_ignore_regions(model, config.ignore_ioa, config.part_negatives, config.roi_fg_iou)
         self.model = model.to(device)
         self.config, self.val = config, list(val)
         self.device = torch.device(device)

@@ -55,9 +55,13 @@ class CocoDetectionData:
         class_names: the model's label map (index 0 background). None = ("__background__", the
             JSON's categories in id order). Annotations of other classes are left out (learnt as
             background, as any unlabelled object is).
+        part_ignore: drop an ignore region with at least this share of its area inside a label of its
+            own class (a teacher's uncertain box on a head or torso of a labelled person): it would keep
+            those parts from ever being negatives. None = keep every ignore region.
     """
 
-    def __init__(self, json_path: str | Path, class_names: Sequence[str] | None = None) -> None:
+    def __init__(self, json_path: str | Path, class_names: Sequence[str] | None = None,
+                 part_ignore: float | None = None) -> None:
         self.json_path = Path(json_path)
         self.coco = load_coco(self.json_path)
         cats = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
@@ -74,6 +78,8 @@ class CocoDetectionData:
                     if a["category_id"] in cat_to_label and a["bbox"][2] >= 1 and a["bbox"][3] >= 1]
             labelled = [a for a in anns if not a.get("iscrowd", 0)]
             crowd = [a for a in anns if a.get("iscrowd", 0)]
+            if part_ignore is not None:
+                crowd = [a for a in crowd if _inside_own_class(a, labelled) < part_ignore]
             labels = np.array([cat_to_label[a["category_id"]] for a in labelled], np.int64)
             path = Path(info["file_name"])
             self.samples.append(Sample(image_id, path if path.is_absolute() else root / path, _xyxy(labelled), labels,
@@ -96,6 +102,20 @@ class CocoDetectionData:
         """Sample ``i`` with its image, for augmentation."""
         s = self.samples[i]
         return Annotated(self.image(i), s.boxes.copy(), s.labels.copy(), s.ignore.copy())
+
+
+def _inside_own_class(region: dict, labelled: Sequence[dict]) -> float:
+    """The largest share of ``region``'s area inside one annotation of ``labelled`` of its category."""
+    x, y, w, h = region["bbox"]
+    best = 0.0
+    for a in labelled:
+        if a["category_id"] != region["category_id"]:
+            continue
+        ax, ay, aw, ah = a["bbox"]
+        iw = max(0.0, min(x + w, ax + aw) - max(x, ax))
+        ih = max(0.0, min(y + h, ay + ah) - max(y, ay))
+        best = max(best, iw * ih / max(w * h, 1e-9))
+    return best
 
 
 class WeightedMix:

@@ -16,6 +16,8 @@ from detector.ignore import (
     ignore_negatives,
     ignore_overlap,
     ignored,
+    part_negatives,
+    sample_with_parts,
     use_ignore_regions,
 )
 from detector.train import CocoDetectionData, TrainConfig, Trainer
@@ -58,14 +60,14 @@ class SamplerSpy:
         return pos, neg
 
 
-def _sampled_negatives(data: CocoDetectionData, ioa: float | None, rpn_batch: int, roi_batch: int):
+def _sampled_negatives(data: CocoDetectionData, ioa: float | None, rpn_batch: int, roi_batch: int, **config):
     """(negative anchors [K, 4], negative RoIs [R, 4], ignore boxes [M, 4]) of one training step, in
     the resized image's pixels."""
     model = _model(len(data.class_names))
     model.rpn.fg_bg_sampler.batch_size_per_image = rpn_batch
     model.roi_heads.fg_bg_sampler.batch_size_per_image = roi_batch
     trainer = Trainer(model, data, TrainConfig(hflip=False, ignore_ioa=ioa, rpn_pre_nms_train=2000,
-                                               rpn_post_nms_train=1000))
+                                               rpn_post_nms_train=1000, **config))
     rpn, heads = trainer.model.rpn, trainer.model.roi_heads
     spy = rpn.fg_bg_sampler = SamplerSpy(rpn.fg_bg_sampler)
     seen: dict[str, list] = {}
@@ -89,6 +91,7 @@ def _sampled_negatives(data: CocoDetectionData, ioa: float | None, rpn_batch: in
     (_, neg), = spy.calls
     anchors = seen["anchors"][0][neg[0].bool()]
     proposals, _, labels, _ = seen["rois"]
+    _sampled_negatives.labels = item.target["boxes"]  # the labels in the same resized pixels
     return anchors, proposals[0][labels[0] == 0], item.target["ignore"]
 
 
@@ -107,6 +110,57 @@ def test_sampled_negatives_avoid_ignore_regions_only_with_the_label(frame_with_i
     if rpn_batch > 256:  # a large sample: without the label, background is sampled on the ignore regions
         assert ignored(off_anchors, ignore, 0.5, 0.3).sum() >= 5
         assert ignored(off_rois, ignore, 0.5, 0.5).sum() >= 5
+
+
+def test_part_sampling_counts_on_a_known_case():
+    # 10 positives, then 20 part negatives, then 200 other negatives; 128 RoIs at most 25 % positive
+    labels = torch.cat([torch.ones(10, dtype=torch.int64), torch.zeros(220, dtype=torch.int64)])
+    parts = torch.zeros(230, dtype=torch.bool)
+    parts[10:30] = True
+
+    def counts(labels, parts, fraction):
+        idx = sample_with_parts(labels, parts, 128, 0.25, fraction, torch.Generator().manual_seed(0))
+        assert len(set(idx.tolist())) == len(idx)  # no RoI twice
+        return int((labels[idx] >= 1).sum()), int(parts[idx].sum()), int(((labels[idx] == 0) & ~parts[idx]).sum())
+
+    assert counts(labels, parts, 0.0) == (10, 0, 118)
+    assert counts(labels, parts, 0.1) == (10, 12, 106)  # round(118 · 0.1)
+    assert counts(labels, parts, 0.5) == (10, 20, 98)  # only 20 parts exist: the rest are other negatives
+    few_others = parts.clone()
+    few_others[30:220] = True  # 200 parts, 10 other negatives: parts fill the 108 places left
+    assert counts(labels, few_others, 0.5) == (10, 108, 10)
+    # a part is a background RoI mostly inside a label; a positive or a box half outside is not
+    gt = torch.tensor([[0.0, 0.0, 100.0, 200.0]])
+    rois = torch.tensor([[10.0, 10.0, 60.0, 60.0], [0.0, 0.0, 100.0, 190.0], [80.0, 0.0, 130.0, 50.0]])
+    assert part_negatives(torch.tensor([0, 1, 0]), rois, gt, 0.7).tolist() == [True, False, False]
+
+
+def test_part_negatives_are_sampled_on_a_real_frame(frame_with_ignore):
+    """On frame 0 of the sample (two labelled people) an untrained RPN proposes few parts of them (16 of
+    ~1000): with the option every one of them is sampled, with uniform sampling about one."""
+    data = frame_with_ignore
+    counts = {}
+    for fraction in (0.0, 0.5):
+        torch.manual_seed(0)
+        _, rois, _ = _sampled_negatives(data, 0.5, 256, 128, part_negatives=fraction)
+        inside, _ = ignore_overlap(rois, _sampled_negatives.labels)
+        counts[fraction] = (int((inside >= 0.7).sum()), len(rois))
+    parts_on, negatives_on = counts[0.5]
+    assert parts_on >= 8 and negatives_on == counts[0.0][1], counts  # as many negatives either way
+    assert counts[0.0][0] <= parts_on / 4, counts
+
+
+def test_roi_positive_iou_leaves_a_gap():
+    model = use_ignore_regions(_model(2), 0.5, fg_iou=0.6)
+    heads = model.roi_heads
+    gt = [torch.tensor([[0.0, 0.0, 10.0, 10.0]])]
+    rois = [torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.5], [0.0, 0.0, 10.0, 4.0]])]
+    _, labels = heads.assign_targets_to_proposals(rois, gt, [torch.tensor([1])])
+    assert labels[0].tolist() == [1, -1, 0]  # IoU 1 → person, 0.55 → neither, 0.4 → background
+    _, labels = use_ignore_regions(_model(2), 0.5).roi_heads.assign_targets_to_proposals(rois, gt, [torch.tensor([1])])
+    assert labels[0].tolist() == [1, 1, 0]  # the paper's 0.5
+    with pytest.raises(ValueError, match="positive IoU"):
+        use_ignore_regions(_model(2), 0.5, fg_iou=0.4)
 
 
 def test_overlap_measures():
@@ -158,3 +212,24 @@ def test_an_image_inside_one_ignore_region_keeps_a_sample(sample_frames):
     labels = torch.tensor([0.0, 0.0])
     ignore_negatives(labels, torch.tensor([[0, 0, 10, 10], [5, 5, 25, 25.0]]), torch.tensor([[0, 0, 20, 20.0]]), 0.5, 0.9)
     assert labels.tolist() == [-1.0, 0.0]  # both inside (IoA 1 and 0.56), no positive: the least inside stays
+
+
+def test_part_ignore_drops_only_uncertain_boxes_inside_a_label_of_their_class(tmp_path, sample_frames):
+    cv2.imwrite(str(tmp_path / "f0.jpg"), cv2.cvtColor(sample_frames[0], cv2.COLOR_RGB2BGR))
+    person = [100, 100, 100, 300]  # x, y, w, h
+    head = [120, 100, 60, 60]  # a 'person' region inside the person: dropped
+    bag = [150, 250, 40, 40]  # a 'car' region inside the person: another class, kept
+    half_out = [150, 100, 100, 100]  # a 'person' region half outside: kept
+    anns = [{"id": i + 1, "image_id": 1, "category_id": cat, "bbox": box, "area": box[2] * box[3], "iscrowd": crowd}
+            for i, (box, cat, crowd) in enumerate([(person, 1, 0), (head, 1, 1), (bag, 2, 1), (half_out, 1, 1)])]
+    path = tmp_path / "parts.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "f0.jpg", "width": 768, "height": 576}],
+                                "annotations": anns,
+                                "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]}))
+
+    def regions(**kw):
+        return [[round(v) for v in r] for r in CocoDetectionData(path, **kw).samples[0].ignore]
+
+    assert regions() == [[120, 100, 180, 160], [150, 250, 190, 290], [150, 100, 250, 200]]
+    assert regions(part_ignore=0.7) == [[150, 250, 190, 290], [150, 100, 250, 200]]
+    assert regions(part_ignore=0.4) == [[150, 250, 190, 290]]  # half inside counts at 0.4
