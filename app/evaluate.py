@@ -36,6 +36,7 @@ from app.errors import UserError
 from app.teachers import add_teacher_arguments, teacher_from_args
 
 PRECISION_SCORE = 0.5  # precision is also reported here, whatever the model's threshold
+CURVE_SCORES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,6 +216,12 @@ def run(args, coco, detect, predictions: dict | None = None) -> dict:
     metrics["seconds"] = seconds
     metrics["precision"] = [false_boxes(coco, predictions, s, args.recall_iou)
                             for s in sorted({getattr(args, "own_score", args.recall_score), PRECISION_SCORE})]
+    # the precision/recall trade a default threshold is chosen from (make model: the model carries it)
+    metrics["precision_curve"] = []
+    for s in CURVE_SCORES:
+        r = false_boxes(coco, predictions, s, args.recall_iou)
+        metrics["precision_curve"].append({"score": s, "precision": round(r["precision"], 4), "recall": round(r["recall"], 4),
+                                           "false": r["false"], "found": r["found"]})
     return metrics
 
 

