@@ -58,10 +58,12 @@ class CocoDetectionData:
         part_ignore: drop an ignore region with at least this share of its area inside a label of its
             own class (a teacher's uncertain box on a head or torso of a labelled person): it would keep
             those parts from ever being negatives. None = keep every ignore region.
+        label_score: a label whose ``score`` (an autolabeller's confidence) is below this becomes an
+            ignore region: neither learnt as the object nor as background. None = every label is one.
     """
 
     def __init__(self, json_path: str | Path, class_names: Sequence[str] | None = None,
-                 part_ignore: float | None = None) -> None:
+                 part_ignore: float | None = None, label_score: float | None = None) -> None:
         self.json_path = Path(json_path)
         self.coco = load_coco(self.json_path)
         cats = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
@@ -78,6 +80,9 @@ class CocoDetectionData:
                     if a["category_id"] in cat_to_label and a["bbox"][2] >= 1 and a["bbox"][3] >= 1]
             labelled = [a for a in anns if not a.get("iscrowd", 0)]
             crowd = [a for a in anns if a.get("iscrowd", 0)]
+            if label_score is not None:
+                crowd += [a for a in labelled if a.get("score", 1.0) < label_score]
+                labelled = [a for a in labelled if a.get("score", 1.0) >= label_score]
             if part_ignore is not None:
                 crowd = [a for a in crowd if _inside_own_class(a, labelled) < part_ignore]
             labels = np.array([cat_to_label[a["category_id"]] for a in labelled], np.int64)

@@ -233,3 +233,19 @@ def test_part_ignore_drops_only_uncertain_boxes_inside_a_label_of_their_class(tm
     assert regions() == [[120, 100, 180, 160], [150, 250, 190, 290], [150, 100, 250, 200]]
     assert regions(part_ignore=0.7) == [[150, 250, 190, 290], [150, 100, 250, 200]]
     assert regions(part_ignore=0.4) == [[150, 250, 190, 290]]  # half inside counts at 0.4
+
+
+def test_low_scored_labels_become_ignore_regions(tmp_path, sample_frames):
+    cv2.imwrite(str(tmp_path / "f0.jpg"), cv2.cvtColor(sample_frames[0], cv2.COLOR_RGB2BGR))
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 100], "area": 5000, "iscrowd": 0, "score": 0.9},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [200, 10, 50, 100], "area": 5000, "iscrowd": 0, "score": 0.45},
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [400, 10, 50, 100], "area": 5000, "iscrowd": 0},  # by hand
+            {"id": 4, "image_id": 1, "category_id": 1, "bbox": [600, 10, 50, 50], "area": 2500, "iscrowd": 1, "score": 0.3}]
+    path = tmp_path / "scored.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "f0.jpg", "width": 768, "height": 576}],
+                                "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
+    kept = CocoDetectionData(path).samples[0]
+    assert len(kept.boxes) == 3 and len(kept.ignore) == 1
+    strict = CocoDetectionData(path, label_score=0.5).samples[0]
+    assert [round(b[0]) for b in strict.boxes] == [10, 400]  # the 0.45 label is no longer an object ...
+    assert sorted(round(b[0]) for b in strict.ignore) == [200, 600]  # ... but an ignore region, not background
