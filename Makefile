@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SAMPLE := assets/sample.mp4
 OUT    ?= out.mp4
-# The tracker (app/track.py). --no-deps: its wheel asks for opencv-python, whose bundled Qt clashes
+# The tracker (app/analytics/track.py). --no-deps: its wheel asks for opencv-python, whose bundled Qt clashes
 # with PyQt6; what it really needs is in pyproject.toml's dependencies.
 TRACKERS := trackers==2.6.1
 

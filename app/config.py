@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import UserError
-from app.paths import check_output_path, per_stream_path  # noqa: F401  (the outputs' rules; imported from here too)
+from app.io.paths import check_output_path, per_stream_path  # noqa: F401  (the outputs' rules; imported from here too)
 
 SOURCE_KINDS = ("video", "camera", "images", "url")
 # every_frame: files and image folders — frames in = frames out, none lost, order kept.
@@ -18,7 +18,7 @@ LIVE_KINDS = ("camera", "url")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".m4v")  # containers that take H.264
 EXPORT_EXTENSIONS = (".json", ".jsonl", ".csv")
 RECONNECT_FOREVER = -1  # PipelineConfig.reconnect: retry a dropped live source without end
-MAX_STREAMS = 16  # streams one process runs with one detector (app/pipeline.py)
+MAX_STREAMS = 16  # streams one process runs with one detector (app/pipeline/pipeline.py)
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class PipelineConfig:
         record: annotated H.264 video to write (.mp4/.mkv/.mov/.m4v), or None.
         export: detections to write as rows (.json, .jsonl or .csv), or None.
         segment_s: cut the recording into files of this many seconds of stream time
-            (``app.segments``: OUT-00001.mp4, … and OUT.segments.json); None = one file.
+            (``app.io.segments``: OUT-00001.mp4, … and OUT.segments.json); None = one file.
         overwrite: replace existing outputs; without it an existing output is refused untouched.
         max_frames: stop after this many frames read from the source; None = all.
         policy: "every_frame", "drop_stale", or "auto" (drop_stale for cameras and URLs).
@@ -46,23 +46,23 @@ class PipelineConfig:
         fps_window_s: the sliding window of the fps measurement.
         draw_stats: draw the fps / stage-ms line on annotated frames.
         adapt_log: a .json file for the controller's moves and fps series (needs ``target_fps``).
-        target_fps: frames per second for the adaptive controller (``app.adapt``) to hold by
+        target_fps: frames per second for the adaptive controller (``app.pipeline.adapt``) to hold by
             turning the input size, the proposal count and — live sources only — the frame skip;
             None = off.
         decode_threads / encode_threads: FFmpeg's decoder threads and libx264's threads; 0 = their
-            own choice. ``app.threads`` picks them so that they do not take the detector's cores.
+            own choice. ``app.pipeline.threads`` picks them so that they do not take the detector's cores.
         headless: no window (the CLI's --headless).
         track: give every detection a persistent track ID (ByteTrack); lines and zones turn it on too.
         trails: draw each track's recent path.
         lines: counting lines, each (x1, y1, x2, y2): fractions of the frame when all are in [0, 1],
-            else source pixels (``app.count.Shape``).
+            else source pixels (``app.analytics.count.Shape``).
         zones: counting zones, each (x1, y1, x2, y2, x3, y3, …), the same way.
         reconnect: attempts to reopen a live source that dropped (errored, ended or stalled)
             before giving up; ``RECONNECT_FOREVER`` (-1, the default) never gives up, 0 = off.
             Files and image folders are never reopened.
         stall_timeout_s: a live source that delivers no frame this long has dropped.
         events: what to do with events — the events file, clips, alerts, heat map
-            (``app.events.EventsConfig``, validated there); None = nothing.
+            (``app.analytics.events.EventsConfig``, validated there); None = nothing.
     """
 
     source_kind: str = "video"
@@ -91,7 +91,7 @@ class PipelineConfig:
     zones: tuple[tuple[float, ...], ...] = ()
     reconnect: int = RECONNECT_FOREVER
     stall_timeout_s: float = 5.0
-    events: Any = None  # app.events.EventsConfig (imported lazily: it imports this module)
+    events: Any = None  # app.analytics.events.EventsConfig (imported lazily: it imports this module)
 
     def __post_init__(self) -> None:
         if self.source_kind not in SOURCE_KINDS:
@@ -135,7 +135,9 @@ class PipelineConfig:
             _check_extension(self.adapt_log, (".json",), "adaptive log", "a JSON file")
         if self.record and self.export and _same_file(self.record, self.export):
             raise UserError(f"--record and --export name the same file {self.record}")
-        from app.count import Shape  # here: app.count imports nothing heavy, but config is imported everywhere
+        from app.analytics.count import (
+            Shape,  # here: app.analytics.count imports nothing heavy, but config is imported everywhere
+        )
 
         for kind in ("lines", "zones"):
             shapes = tuple(Shape(kind[:-1], tuple(c)) for c in getattr(self, kind))  # validates; UserError
@@ -183,7 +185,7 @@ class PipelineConfig:
             if path is not None:
                 check_output_path(path, what, overwrite=self.overwrite)
         if self.record is not None and self.segment_s is not None:
-            from app import segments
+            from app.io import segments
 
             segments.check_outputs(self.record, overwrite=self.overwrite)
         if self.events is not None:

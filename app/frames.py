@@ -12,7 +12,7 @@ from detector.detections import Detections
 from detector.stages import StageTimes
 
 if TYPE_CHECKING:
-    from app.analytics import Overlay
+    from app.analytics.analytics import Overlay
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Result:
         proposals: RPN proposals the detector kept for this frame.
         done: ``time.monotonic()`` when the detections were ready.
         batch_size: how many frames shared the ``detect`` call.
-        overlay: trails and counter states to draw (``app.analytics``); None when tracking is off.
+        overlay: trails and counter states to draw (``app.analytics.analytics``); None when tracking is off.
         detected: False when a live frame was skipped by the adaptive controller and carries the
             detections of the last detected frame.
     """

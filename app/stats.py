@@ -94,7 +94,7 @@ class PipelineStats:
         proposals: RPN proposals kept for the latest frame.
         elapsed_s: seconds since start.
         paused, finished: the pipeline's state.
-        adapt: the adaptive controller's status (``app.adapt.AdaptStatus``) while it is on.
+        adapt: the adaptive controller's status (``app.pipeline.adapt.AdaptStatus``) while it is on.
         done_times: when each result was delivered (monotonic s), in the final snapshot only.
     """
 
@@ -130,7 +130,7 @@ class PipelineStats:
             f"detector ms per frame: {stages}; proposals {self.proposals}{tracker}"
         )
         if self.adapt is not None:
-            from app.adapt import fps_series
+            from app.pipeline.adapt import fps_series
 
             a = self.adapt
             series = " ".join(f"{v:.1f}" for v in fps_series(self.done_times, 10)) or "--"
@@ -206,7 +206,7 @@ class MultiStats:
     elapsed_s: float = 0.0
     finished: bool = False
     paused: bool = False
-    adapt: object | None = None  # app.adapt.AdaptStatus while --target-fps steers the shared detector
+    adapt: object | None = None  # app.pipeline.adapt.AdaptStatus while --target-fps steers the shared detector
 
     @property
     def mean_batch(self) -> float | None:

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     media, cache = Path(args.media), Path(args.cache)
-    from app.teachers import build_teacher
+    from app.jobs.teachers import build_teacher
     from detector.backbones import build_backbone
     from detector.tfjs import GraphModel
     from detector.tfjs_teachers import CenterNetTeacher, NanoDetTeacher

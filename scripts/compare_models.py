@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import numpy as np
 
-    from app.render import draw_detections
+    from app.pipeline.render import draw_detections
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", required=True, metavar="NAME=WEIGHTS", help="two of them")

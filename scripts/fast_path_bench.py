@@ -36,18 +36,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.run (docs/pipeline.md); before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.cli.run (docs/pipeline.md); before torch loads
 
 import av  # noqa: E402
 import torch  # noqa: E402
 
-from app.adapt import fps_series, oscillations  # noqa: E402
 from app.bench import measure, report  # noqa: E402
 from app.bench.sweep import BUNDLED_LABELS, build_baseline_model  # noqa: E402
 from app.config import PipelineConfig  # noqa: E402
-from app.fastpath import build_detector, sample_frames  # noqa: E402
-from app.pipeline import Pipeline  # noqa: E402
-from app.threads import plan  # noqa: E402
+from app.pipeline.adapt import fps_series, oscillations  # noqa: E402
+from app.pipeline.fastpath import build_detector, sample_frames  # noqa: E402
+from app.pipeline.pipeline import Pipeline  # noqa: E402
+from app.pipeline.threads import plan  # noqa: E402
 from detector import Detector, DetectorConfig  # noqa: E402
 
 

@@ -38,7 +38,7 @@ def run_labeller(annotations: dict) -> dict:
     """{file name: [[class, score, x1, y1, x2, y2], ...]} of the labeller's boxes scoring ≥ SCORE."""
     import cv2
 
-    from app.teachers import build_teacher
+    from app.jobs.teachers import build_teacher
 
     teacher = build_teacher(LABELLER["teachers"], SCORE, yolo_sizes=LABELLER["yolo_sizes"],
                             nanodet_sizes=LABELLER["nanodet_sizes"], weights=LABELLER["weights"],

@@ -29,17 +29,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-# As in app.run: idle OpenMP threads sleep instead of spinning (see docs/pipeline.md); before torch loads.
+# As in app.cli.run: idle OpenMP threads sleep instead of spinning (see docs/pipeline.md); before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import av  # noqa: E402
 import torch  # noqa: E402
 
 from app.config import PipelineConfig  # noqa: E402
-from app.pipeline import Pipeline  # noqa: E402
-from app.record import Recorder  # noqa: E402
-from app.render import annotate, stats_line  # noqa: E402
-from app.sources import FileSource  # noqa: E402
+from app.io.record import Recorder  # noqa: E402
+from app.io.sources import FileSource  # noqa: E402
+from app.pipeline.pipeline import Pipeline  # noqa: E402
+from app.pipeline.render import annotate, stats_line  # noqa: E402
 from detector import Detector, DetectorConfig  # noqa: E402
 from detector.factory import DEFAULT_MODEL_PATH  # noqa: E402
 from detector.weights import WeightsError  # noqa: E402

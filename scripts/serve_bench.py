@@ -34,7 +34,7 @@ def load() -> list[float]:
 
 
 def sample_frames(n: int) -> list[np.ndarray]:
-    from app.sources import FileSource
+    from app.io.sources import FileSource
 
     with FileSource(str(SAMPLE)) as source:
         out = []
@@ -96,9 +96,9 @@ def bench_stream_costs(frames: list[np.ndarray]) -> dict:
     (PyAV, H.264 768x576), draw the boxes, encode the recording (libx264 veryfast), one core."""
     import tempfile
 
-    from app.record import Recorder
-    from app.render import annotate
-    from app.sources import FileSource
+    from app.io.record import Recorder
+    from app.io.sources import FileSource
+    from app.pipeline.render import annotate
     from detector import Detector, DetectorConfig
 
     detections = Detector(DetectorConfig(device="cpu")).detect(frames[:1])[0]
@@ -126,7 +126,7 @@ def bench_stream_costs(frames: list[np.ndarray]) -> dict:
 def bench_in_process(frames_n: int) -> dict:
     """The product's pipeline in one process on the same frames (the reference)."""
     from app.config import PipelineConfig
-    from app.pipeline import Pipeline
+    from app.pipeline.pipeline import Pipeline
     from detector import Detector, DetectorConfig
 
     detector = Detector(DetectorConfig(device="cpu", precision="fp32"))

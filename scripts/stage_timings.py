@@ -19,7 +19,7 @@ import av
 import cv2
 import torch
 
-from app.fastpath import sample_frames
+from app.pipeline.fastpath import sample_frames
 from detector import STAGES, Detector, DetectorConfig
 
 

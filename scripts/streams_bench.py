@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Many streams through one detector (app/multi.py): 1, 2 and 4 streams, files and live.
+"""Many streams through one detector (app/pipeline/multi.py): 1, 2 and 4 streams, files and live.
 
 * **files**: N streams, each the first F frames of the clip, every frame, as fast as the detector
   allows → total detected fps, per-stream fps, batch sizes used. With ``--compare-batch1`` the
@@ -31,15 +31,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.run does (docs/pipeline.md); before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.cli.run does (docs/pipeline.md); before torch loads
 
 import av  # noqa: E402
 import torch  # noqa: E402
 
 from app.bench.live_streams import LiveServer  # noqa: E402
 from app.config import PipelineConfig  # noqa: E402
-from app.multi import MultiPipeline, Stream  # noqa: E402
-from app.sources import FileSource, UrlSource  # noqa: E402
+from app.io.sources import FileSource, UrlSource  # noqa: E402
+from app.pipeline.multi import MultiPipeline, Stream  # noqa: E402
 from detector import Detector, DetectorConfig  # noqa: E402
 
 

@@ -37,8 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.analytics import Analytics  # noqa: E402
-from app.count import Shape  # noqa: E402
+from app.analytics.analytics import Analytics  # noqa: E402
+from app.analytics.count import Shape  # noqa: E402
 from detector.detections import Detections  # noqa: E402
 
 
@@ -163,7 +163,7 @@ def crossing_sheet(path: Path, video: Path, frames: list[Detections], reference:
     import av
     import cv2
 
-    from app.render import draw_detections
+    from app.pipeline.render import draw_detections
 
     with av.open(str(video)) as c:
         images = [f.to_ndarray(format="rgb24") for _, f in zip(range(len(frames)), c.decode(video=0), strict=False)]

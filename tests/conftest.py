@@ -13,7 +13,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Before torch loads (pytest reads this file first): idle OpenMP threads sleep instead of spinning,
-# as app.run does. On this project's 2-core test machines, shared with other jobs, spinning made
+# as app.cli.run does. On this project's 2-core test machines, shared with other jobs, spinning made
 # detect() calls in the main thread 10-30× slower (docs/pipeline.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # The CPU probe's answers and int8 verdicts go to a throw-away folder, never the user's cache.

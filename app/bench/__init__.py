@@ -131,7 +131,7 @@ def int_list(text: str, option: str) -> tuple[int, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Measure the product as `run.py` runs it: idle OpenMP threads sleep instead of spinning
-    # (app.run sets the same; see docs/pipeline.md). Must happen before torch loads; a value the
+    # (app.cli.run sets the same; see docs/pipeline.md). Must happen before torch loads; a value the
     # user set is kept, and results.json records it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)

@@ -1,5 +1,5 @@
 """The scale × proposals grid: which settings are worth having (the Pareto front of fps and AP50),
-and a plot of the trade the adaptive controller (``app.adapt``) makes.
+and a plot of the trade the adaptive controller (``app.pipeline.adapt``) makes.
 
 A setting is on the front when no other setting of the same model and precision is at least as
 fast *and* at least as accurate, and strictly better in one of the two. Detector fps (frames in

@@ -185,10 +185,10 @@ def measure_detector(detector: Detector, frames: Sequence[DecodedFrame], warmup:
 
 # --------------------------------------------------------------------------------- the tracker
 def measure_tracker(run: DetectorRun, frames: Sequence[DecodedFrame]) -> list[float] | None:
-    """ms per frame of the tracker (``app.track.Tracker``, ByteTrack) over the detector's own
+    """ms per frame of the tracker (``app.analytics.track.Tracker``, ByteTrack) over the detector's own
     detections of ``frames``, in order, with their timestamps — the stage ``--track`` adds after
     the detector. None when the ``trackers`` package is missing."""
-    from app.track import Tracker
+    from app.analytics.track import Tracker
 
     span = float(frames[-1].timestamp - frames[0].timestamp) if len(frames) > 1 else 0.0
     rate = (len(frames) - 1) / span if span > 0 else None
@@ -297,9 +297,9 @@ def pipeline_loop(detector: Detector, path: Path, n: int, record: Path,
     other ``PipelineConfig`` fields (decoder / encoder threads, a target fps)."""
     try:
         from app.config import PipelineConfig
-        from app.pipeline import Pipeline
+        from app.pipeline.pipeline import Pipeline
     except ModuleNotFoundError as exc:
-        if exc.name in ("app.config", "app.pipeline"):
+        if exc.name in ("app.config", "app.pipeline", "app.pipeline.pipeline"):
             return None
         raise
 

@@ -108,7 +108,7 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 def default_factory(config: DetectorConfig) -> Detector:
     """The staged detector, with frames of the bundled sample to calibrate int8 on."""
-    from app.fastpath import sample_frames
+    from app.pipeline.fastpath import sample_frames
 
     return Detector(config, calibration=sample_frames)
 
@@ -347,7 +347,7 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
             rows.append(row)
         del detector
     if config.pipeline and rows and all(r["pipeline_fps"] is None for r in rows):
-        notes.append("the pipeline (app/pipeline.py) is not available in this checkout: end-to-end fps not measured")
+        notes.append("the pipeline (app/pipeline/pipeline.py) is not available in this checkout: end-to-end fps not measured")
 
     if naive is None:
         return rows, None

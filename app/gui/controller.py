@@ -22,9 +22,9 @@ from app.config import PipelineConfig
 from app.gui.bridge import FrameBridge
 from app.gui.events_feed import EventFeed
 from app.gui.events_feed import pipeline_config as events_pipeline_config
-from app.pipeline import Pipeline
-from app.reconnect import open_source
-from app.sinks import CallbackSink
+from app.io.reconnect import open_source
+from app.pipeline.pipeline import Pipeline
+from app.pipeline.sinks import CallbackSink
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class PipelineController(QObject):
         error(str): one line to show; the window stays usable.
         recording(str, bool): (path, on) — a recording started, or was finalised.
         paused(bool), knobs_applied(dict), stopped().
-        source_state(SourceEvent): a live source dropped, is being reopened, or is back (app/reconnect.py).
+        source_state(SourceEvent): a live source dropped, is being reopened, or is back (app/io/reconnect.py).
     """
 
     open_requested = pyqtSignal(object)
@@ -298,8 +298,8 @@ class PipelineController(QObject):
 
 def apply_analytics(analytics, name: str, value) -> None:
     """Set the tracking knob ``name`` ("track", "trails", or "counters" = (lines, zones)) on a
-    pipeline's ``app.analytics.Analytics``."""
-    from app.count import Shape
+    pipeline's ``app.analytics.analytics.Analytics``."""
+    from app.analytics.count import Shape
 
     if name == "track":
         analytics.set_tracking(bool(value))

@@ -3,7 +3,7 @@ of the alert outputs — all by queued signals (the pipeline's sink thread emits
 
 ``EventFeed.attach`` runs on the controller's thread before the pipeline starts. It adds, in this
 order, a ``_FrameTap`` sink (remembers the result being delivered), then the run's event sinks —
-``app.events.attach`` when the config sends events somewhere (file, clips, MQTT, webhook), else a
+``app.analytics.events.attach`` when the config sends events somewhere (file, clips, MQTT, webhook), else a
 bare ``EventSink`` that only feeds the window — and a sink feeding a ``Heat``. The pipeline hands
 each result to its sinks in order on one thread, so when an ``EventSink`` calls our listener, the
 tap holds that event's own frame: the thumbnail is cut from it, never from a later one.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from app.heatmap import Heat
+from app.analytics.heatmap import Heat
 
 THUMB_PX = 64  # a thumbnail's longer side
 OUTPUTS_INTERVAL_S = 0.5  # the alert counters are sent at most this often (and once at the end)
@@ -29,7 +29,7 @@ OUTPUTS_INTERVAL_S = 0.5  # the alert counters are sent at most this often (and 
 
 @dataclass(frozen=True)
 class WindowEvent:
-    """One event for the window's list: ``record`` as written to the events file (app/events.py),
+    """One event for the window's list: ``record`` as written to the events file (app/analytics/events.py),
     ``thumb`` a small uint8 RGB crop [h ≤ 64, w ≤ 64, 3] of the event's box from the drawn frame
     (None when the record has no box)."""
 
@@ -119,7 +119,7 @@ class _HeatSink:
 
 
 class _LastOutputs:
-    """Added after ``app.events``' own closer: the counters once more, after the publishers drained."""
+    """Added after ``app.analytics.events``' own closer: the counters once more, after the publishers drained."""
 
     needs_image = False
 
@@ -138,7 +138,7 @@ class EventFeed(QObject):
 
     Signals (emitted on the pipeline's threads; connect queued):
         event_ready(WindowEvent): an event happened.
-        heat_changed(object): the ``app.heatmap.Heat`` of the pipeline just attached (thread-safe).
+        heat_changed(object): the ``app.analytics.heatmap.Heat`` of the pipeline just attached (thread-safe).
         outputs_changed(object): a list of ``OutputState`` — which outputs are on, and their counters.
     """
 
@@ -149,18 +149,18 @@ class EventFeed(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._lock = threading.Lock()
-        self._events = None  # app.events.Events of the current pipeline, when it sends events anywhere
+        self._events = None  # app.analytics.events.Events of the current pipeline, when it sends events anywhere
         self._config = None
         self.emitted = 0
 
     def attach(self, pipeline, events_config) -> None:
         """Add the event sinks, with the window's listener, to ``pipeline`` (not started yet).
 
-        ``events_config``: the run's ``app.events.EventsConfig``, or None (the window still lists
+        ``events_config``: the run's ``app.analytics.events.EventsConfig``, or None (the window still lists
         the crossings and zone entries of its lines and zones).
         """
-        from app.events import EventsConfig, EventSink, attach
-        from app.paths import stream_name
+        from app.analytics.events import EventsConfig, EventSink, attach
+        from app.io.paths import stream_name
 
         tap = _FrameTap()
         pipeline.add_sink(tap)
@@ -239,7 +239,7 @@ def thumbnail(result, annotated: np.ndarray | None, box, style) -> np.ndarray:
     import cv2
 
     if annotated is None:
-        from app.render import annotate
+        from app.pipeline.render import annotate
 
         annotated = annotate(result.frame.image, result.detections, None, style, result.overlay)
     h, w = annotated.shape[:2]

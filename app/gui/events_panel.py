@@ -49,7 +49,7 @@ class EventsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.heat = None  # app.heatmap.Heat of the running pipeline
+        self.heat = None  # app.analytics.heatmap.Heat of the running pipeline
         self.counts: Counter = Counter()
         self.opened: QUrl | None = None
         column = QVBoxLayout(self)

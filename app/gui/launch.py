@@ -98,7 +98,7 @@ def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = Fa
     model or device raises here, before any window, as a one-line error for the CLI), then runs Qt's event loop until the window closes. Ctrl-C (or SIGTERM) in the
     terminal closes the window the same way. Returns the exit status: 0, or 130 after a signal.
     """
-    from app.fastpath import build_detector
+    from app.pipeline.fastpath import build_detector
 
     app = qt_application()
     detector, setup = build_detector(detector_config, reprobe=reprobe)

@@ -76,7 +76,7 @@ class MainWindow(QMainWindow):
         self.last_result = None
         self.last_stats: PipelineStats | None = None
         self._failures_shown: set[str] = set()  # output failures already in the banner
-        self.source_event = None  # the live source's latest drop while it is down (app/reconnect.py)
+        self.source_event = None  # the live source's latest drop while it is down (app/io/reconnect.py)
         self._closed = False
 
         self.meter = FpsMeter(window_s=1.0)

@@ -21,7 +21,7 @@ from PyQt6.QtWidgets import QLabel, QMainWindow
 
 from app.gui.bridge import FrameBridge
 from app.gui.grid import StreamGrid
-from app.multi import MultiPipeline, MultiStats, Stream
+from app.pipeline.multi import MultiPipeline, MultiStats, Stream
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,8 @@ def run_multi_gui(streams: Sequence[Stream], detector_config, *, export: str | N
                   overwrite: bool = False, reprobe: bool = False, events=None) -> int:
     """The grid window on ``streams`` until it closes; 130 after Ctrl-C / SIGTERM, else Qt's status.
     Qt's platform and the detector are checked first, so a problem there is one line, no window."""
-    from app.fastpath import build_detector
     from app.gui.launch import qt_application
+    from app.pipeline.fastpath import build_detector
 
     try:
         app = qt_application()

@@ -1,6 +1,6 @@
 """The window's target-fps selector and the adaptive controller's status.
 
-Off / 30 / 60 / custom: with a target set, the controller (``app.adapt``) owns the input size and
+Off / 30 / 60 / custom: with a target set, the controller (``app.pipeline.adapt``) owns the input size and
 the proposal count (and the frame skip of a live source) and says here what it chose and why.
 Widgets only show and emit; the ``PipelineController`` hands the target to the pipeline.
 """
@@ -87,7 +87,7 @@ class TargetControl(QWidget):
             self.target_changed.emit(target)
 
     def show_status(self, adapt) -> None:
-        """Show an ``app.adapt.AdaptStatus`` (or None: no pipeline, or off). A target set elsewhere
+        """Show an ``app.pipeline.adapt.AdaptStatus`` (or None: no pipeline, or off). A target set elsewhere
         (``--target-fps`` with the window) is adopted by the selector."""
         if adapt is None or adapt.target_fps is None or adapt.setting is None:
             self._sync()

@@ -2,7 +2,7 @@
 a counting line or zone on the video, and the side panel's "Tracking" box.
 
 - ``draw_overlay``: trails, lines and zones with their counts, in the colours of the recordings
-  (``app.overlay``), in window pixels.
+  (``app.pipeline.overlay``), in window pixels.
 - ``ShapeTool``: an event filter on the ``VideoView``. "Draw line": press at one end, release at the
   other. "Draw zone": click the corners, double-click (or right-click, or Enter) to close it with
   three or more; Esc cancels. Points are taken as fractions of the frame, so a line drawn once
@@ -17,8 +17,8 @@ from PyQt6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QPolygonF
 from PyQt6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from app.analytics import Overlay
-from app.overlay import LINE_COLOR, ZONE_COLOR, track_color
+from app.analytics.analytics import Overlay
+from app.pipeline.overlay import LINE_COLOR, ZONE_COLOR, track_color
 
 DRAFT_COLOR = QColor(255, 235, 59)
 

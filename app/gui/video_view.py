@@ -12,15 +12,15 @@ from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from app.gui.tracking import draw_overlay
-from app.overlay import track_color
-from app.render import DEFAULT_STYLE
+from app.pipeline.overlay import track_color
+from app.pipeline.render import DEFAULT_STYLE
 from detector.detections import Detections
 
 BACKGROUND = QColor(24, 26, 30)
 
 
 def class_color(class_id: int) -> QColor:
-    """The class's colour in the recordings (``app.render``), so the window and the files agree."""
+    """The class's colour in the recordings (``app.pipeline.render``), so the window and the files agree."""
     return QColor(*DEFAULT_STYLE.color(class_id))
 
 
@@ -78,7 +78,7 @@ class VideoView(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # we paint every pixel
         self._image: QImage | None = None
         self._detections: Detections | None = None
-        self._overlay = None  # app.analytics.Overlay: trails, lines and zones with their counts
+        self._overlay = None  # app.analytics.analytics.Overlay: trails, lines and zones with their counts
         self.tool = None  # app.gui.tracking.ShapeTool: paints the line or zone being drawn
         self._placeholder = "No video — open a file or a camera from the File menu"
         self._paused = False

@@ -39,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.run import add_model_arguments
+    from app.cli.run import add_model_arguments
 
     p = _Parser(prog="run.py serve", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -96,7 +96,7 @@ def ray_available() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run.py: replicas and streams inherit it
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    from app.run import detector_config_from_args
+    from app.cli.run import detector_config_from_args
     from app.serve.config import ServeConfig
     from app.serve.streams import collect_streams
 
@@ -129,7 +129,7 @@ def serve_streams(config, detector_config, specs, *, duration_s: float | None = 
     printer = TablePrinter(out, config.status_every_s)
     rates = RateTracker()
     with ServeSession(config) as session:
-        from app.console import sigterm_as_interrupt
+        from app.cli.console import sigterm_as_interrupt
 
         previous = sigterm_as_interrupt()  # after ray.init, which installs its own SIGTERM handler
         try:

@@ -63,8 +63,8 @@ class DetectorReplica:
 
     def __init__(self, config: DetectorConfig, *, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.02,
                  threads: int | None = None, board: str | None = BOARD_NAME) -> None:
-        from app.fastpath import build_detector
-        from app.threads import ThreadBudget, plan
+        from app.pipeline.fastpath import build_detector
+        from app.pipeline.threads import ThreadBudget, plan
 
         # Frames from the object store are read-only views; the detector only reads them (it
         # converts to float first), so torch's "not writable" warning says nothing here.

@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 
 from app.config import PipelineConfig
 from app.errors import first_line as _one_line
-from app.pipeline import Pipeline
-from app.reconnect import open_source
+from app.io.reconnect import open_source
+from app.io.sources import Source
+from app.pipeline.pipeline import Pipeline
 from app.serve.remote import RemoteDetector
 from app.serve.streams import StreamSpec
-from app.sources import Source
 from app.stats import PipelineStats
 
 
 def open_stream_source(config: PipelineConfig) -> Source:
     """Open one stream's source — the one place ``serve`` does so.
 
-    ``app.reconnect.open_source`` wraps a camera or URL in a ``ReconnectingSource`` (app/reconnect.py)
+    ``app.io.reconnect.open_source`` wraps a camera or URL in a ``ReconnectingSource`` (app/io/reconnect.py)
     unless the stream's config turns reconnection off, so a live stream that drops is reopened with
     backoff where it runs; the worker, its frame policy and its outputs do not change.
     """

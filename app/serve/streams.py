@@ -31,7 +31,7 @@ from pathlib import Path
 
 from app.config import LIVE_KINDS, PipelineConfig
 from app.errors import UserError
-from app.paths import stream_name
+from app.io.paths import stream_name
 
 SOURCE_OPTIONS = ("video", "camera", "images", "url")
 # Frames a file stream keeps in flight to the deployment: enough for the replicas' batches to fill
@@ -97,7 +97,7 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
         raise UserError(f"{where}: {exc} (a line holds run.py's source and output options, e.g. "
                         f"--video clip.mp4 --export clip.csv)") from None
     kind = next(k for k in SOURCE_OPTIONS if getattr(args, k) is not None)
-    name = args.name or stream_name(kind, str(getattr(args, kind)))  # the run command's rule (app/paths.py)
+    name = args.name or stream_name(kind, str(getattr(args, kind)))  # the run command's rule (app/io/paths.py)
     # Paths are made absolute here, against the directory run.py serve runs in: the actor that
     # opens and writes them may run in another directory, or on another node (which must then
     # hold the same path).
@@ -155,7 +155,7 @@ def collect_streams(sources: str | None, streams: Sequence[str], *, overwrite: b
     """The streams of ``--sources FILE`` followed by those of every ``--stream LINE``."""
     lines: list[tuple[str, str]] = []
     if sources is not None:
-        from app.multi_run import read_sources_text
+        from app.cli.multi_run import read_sources_text
 
         lines += [(f"{sources}:{i}", line) for i, line in enumerate(read_sources_text(sources).splitlines(), 1)]
     lines += [(f"--stream {i}", line) for i, line in enumerate(streams, 1)]

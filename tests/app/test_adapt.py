@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from app.adapt import AdaptConfig, AdaptiveController, Setting, fps_series, oscillations
+from app.pipeline.adapt import AdaptConfig, AdaptiveController, Setting, fps_series, oscillations
 
 from ..conftest import ROOT, SAMPLE
 
@@ -131,7 +131,7 @@ def test_a_real_run_with_a_target_fps_speeds_up_and_loses_no_frame(tiny_detector
     """The tiny model on 50 real frames of the sample (768×576) at 1000 proposals, then with a
     target of 1.5× that rate: the controller lowers the cost, every frame is delivered in order."""
     from app.config import PipelineConfig
-    from app.pipeline import Pipeline
+    from app.pipeline.pipeline import Pipeline
 
     config = PipelineConfig(source_kind="video", source=str(SAMPLE), max_frames=50, headless=True)
     tiny_detector.set_proposal_count(1000)

@@ -1,4 +1,4 @@
-"""Alerts (app/alerts.py) against real servers on loopback: Debian's mosquitto broker, started here
+"""Alerts (app/analytics/alerts.py) against real servers on loopback: Debian's mosquitto broker, started here
 on a free port (skipped, with one line, where it is not installed — CI installs it), and a local
 HTTP server. The events come from the real pipeline on the rendered crossing clip."""
 
@@ -146,10 +146,10 @@ class OutageDetector(clip.TruthDetector):
 
 
 def test_a_broker_that_dies_and_comes_back(rendered, tmp_path, broker, monkeypatch):
+    from app.analytics.count import Shape
+    from app.analytics.events import EventsConfig
     from app.config import PipelineConfig
-    from app.count import Shape
-    from app.events import EventsConfig
-    from app.pipeline import Pipeline
+    from app.pipeline.pipeline import Pipeline
 
     sub = Subscriber(broker.port, "frcnn-video/events")
     kill_at, restart_at = 30, 50
@@ -221,9 +221,9 @@ def test_a_webhook_that_fails_once_gets_every_event(rendered, tmp_path):
 
 
 def test_a_webhook_nobody_answers_drops_its_events_at_the_end_without_holding_the_run(rendered, tmp_path, monkeypatch):
-    import app.alerts
+    import app.analytics.alerts
 
-    monkeypatch.setattr(app.alerts, "DRAIN_S", 0.5)
+    monkeypatch.setattr(app.analytics.alerts, "DRAIN_S", 0.5)
     port = free_port()  # nothing listens there
     pipeline, records = run_events(rendered, events=str(tmp_path / "e.jsonl"), webhook=f"http://127.0.0.1:{port}/")
     publisher = pipeline.events.publishers[0]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from app import autolabel
+from app.jobs import autolabel
 from detector.detections import Detections
 from tests.conftest import cut_clip
 from tests.detector.conftest import read_frames

@@ -1,5 +1,5 @@
 """Every bad input of issue 3 gets one clear line and a non-zero exit — never a traceback, a hang
-or lost data. Most cases run ``app.cli.main`` in-process (the same code path as ``run.py``, minus
+or lost data. Most cases run ``app.cli.cli.main`` in-process (the same code path as ``run.py``, minus
 the interpreter start); a few run ``python run.py`` in a subprocess with a timeout."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.cli import main as cli_main
+from app.cli.cli import main as cli_main
 from tests.app.test_sources import write_clip
 from tests.conftest import ROOT, SAMPLE, decode_pts, write_audio_only
 
@@ -219,7 +219,7 @@ def test_missing_file_in_a_real_process(tmp_path):
 
 
 def test_source_failing_mid_run_keeps_what_was_recorded(capsys, monkeypatch, tmp_path, clip10, fast):
-    from app.sources import FileSource, SourceError
+    from app.io.sources import FileSource, SourceError
 
     original = FileSource.frames
 

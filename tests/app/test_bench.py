@@ -18,7 +18,7 @@ from app.bench import measure
 from app.bench.accuracy import load_labels
 from app.bench.report import COLUMNS, OUTPUT_NAMES
 from app.bench.sweep import BenchConfig, build_baseline_model, run_bench
-from app.cli import main as cli_main
+from app.cli.cli import main as cli_main
 from app.errors import UserError
 from detector.builders import COCO_CLASS_NAMES
 from detector.config import DetectorConfig

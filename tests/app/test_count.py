@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from app.analytics import Analytics
+from app.analytics.analytics import Analytics
+from app.analytics.count import Shape
 from app.config import PipelineConfig
-from app.count import Shape
 from app.errors import UserError
-from app.export import read_rows
-from app.pipeline import Pipeline
+from app.io.export import read_rows
+from app.pipeline.pipeline import Pipeline
 from tests.app import crossing_clip as clip
 
 
@@ -166,7 +166,7 @@ def test_real_detector_end_to_end_on_rendered_people(tmp_path, capsys):
     """The whole product on a clip of real people (cut from the sample) walking the known paths
     over the sample's own empty street: run.py with the bundled model, --line and --zone. The
     counts file must hold exactly what the paths imply. (~100 detector calls: slow on a CPU.)"""
-    from app.cli import main as cli_main
+    from app.cli.cli import main as cli_main
     from tests.conftest import SAMPLE
 
     video = clip.write_clip(tmp_path / "people.mp4", clip.PeopleRenderer(SAMPLE))

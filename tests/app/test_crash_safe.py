@@ -15,7 +15,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from app.export import read_rows
+from app.io.export import read_rows
 from tests.conftest import ROOT, SAMPLE, cut_clip, decode_pts
 
 TINY_RUN = ("--headless", "--score-threshold", "0", "--proposals", "20")
@@ -173,7 +173,7 @@ def test_soak_10000_frames_with_segments_stays_flat(tmp_path):
     import numpy as np
 
     from app.config import PipelineConfig
-    from app.pipeline import Pipeline
+    from app.pipeline.pipeline import Pipeline
     from tests.app.fakes import FakeDetector
 
     clip = tmp_path / "long.mp4"
@@ -213,7 +213,7 @@ def test_soak_10000_frames_with_segments_stays_flat(tmp_path):
     (["--export", "o.txt"], "use .json, .jsonl, .csv"),
 ])
 def test_bad_segment_and_export_options_are_one_line(tmp_path, capsys, monkeypatch, args, says):
-    from app.cli import main
+    from app.cli.cli import main
 
     monkeypatch.chdir(tmp_path)
     assert main(["--video", str(SAMPLE), "--headless", *args]) == 2

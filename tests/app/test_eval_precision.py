@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from app import evaluate as eval_cli
-from app.export import COLUMNS
+from app.io.export import COLUMNS
+from app.jobs import evaluate as eval_cli
 
 
 def _data(tmp_path):

@@ -1,4 +1,4 @@
-"""Events (app/events.py), their clips (app/clips.py) and the heat map (app/heatmap.py), on the
+"""Events (app/analytics/events.py), their clips (app/analytics/clips.py) and the heat map (app/analytics/heatmap.py), on the
 rendered crossing clip: decoded by PyAV through the real pipeline, the true boxes standing in for
 the detector (as in test_count), the real tracker and counters. What each path implies comes from
 tests/app/crossing_clip.py, not from the code under test."""
@@ -13,10 +13,10 @@ import av
 import numpy as np
 import pytest
 
+from app.analytics.count import Shape
+from app.analytics.events import EventsConfig
 from app.config import PipelineConfig
-from app.count import Shape
-from app.events import EventsConfig
-from app.pipeline import Pipeline
+from app.pipeline.pipeline import Pipeline
 from tests.app import crossing_clip as clip
 
 

@@ -68,13 +68,13 @@ def test_a_run_writes_events_clips_and_heatmap_and_says_so(capsys, tmp_path, mon
     clip's true boxes (tests/app/crossing_clip.py), so the crossings are known."""
     from types import SimpleNamespace
 
-    import app.fastpath
+    import app.pipeline.fastpath
     from tests.app import crossing_clip as clip
 
     detector = clip.TruthDetector()
     detector.notes, detector.info = [], SimpleNamespace(warning=None)
-    setup = app.fastpath.DetectorSetup(budget=SimpleNamespace(decode=1, encode=1))  # the real one: run.py asks it
-    monkeypatch.setattr(app.fastpath, "build_detector", lambda *a, **k: (detector, setup))
+    setup = app.pipeline.fastpath.DetectorSetup(budget=SimpleNamespace(decode=1, encode=1))  # the real one: run.py asks it
+    monkeypatch.setattr(app.pipeline.fastpath, "build_detector", lambda *a, **k: (detector, setup))
     video = clip.write_clip(tmp_path / "crossing.mp4")
     rc, out, err = run(capsys, "--video", video, "--headless", "--line", clip.LINE, "--alert-classes", "car",
                        "--events", tmp_path / "e.jsonl", "--event-clips", tmp_path / "clips",

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from app.config import PipelineConfig
-from app.export import COLUMNS, Exporter, read_rows, result_rows
 from app.frames import Frame, Result
-from app.pipeline import Pipeline
+from app.io.export import COLUMNS, Exporter, read_rows, result_rows
+from app.pipeline.pipeline import Pipeline
 from detector.detections import Detections
 from tests.app.fakes import NAMES, FakeDetector
 

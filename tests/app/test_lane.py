@@ -9,10 +9,10 @@ import time
 import pytest
 
 from app.config import PipelineConfig
-from app.multi import MultiPipeline, Stream
-from app.pipeline import Pipeline
-from app.reconnect import open_source
-from app.sinks import CallbackSink
+from app.io.reconnect import open_source
+from app.pipeline.multi import MultiPipeline, Stream
+from app.pipeline.pipeline import Pipeline
+from app.pipeline.sinks import CallbackSink
 from tests.app.fakes import FakeDetector
 from tests.conftest import SAMPLE, decode_pts
 

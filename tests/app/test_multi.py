@@ -11,11 +11,11 @@ from pathlib import Path
 import av
 import pytest
 
+from app.cli.multi_run import per_stream_path, read_sources_file, source_key, unique_names
 from app.config import PipelineConfig
-from app.export import read_rows
-from app.multi import MultiPipeline, Stream
-from app.multi_run import per_stream_path, read_sources_file, source_key, unique_names
-from app.reconnect import open_source
+from app.io.export import read_rows
+from app.io.reconnect import open_source
+from app.pipeline.multi import MultiPipeline, Stream
 from tests.app.fakes import FakeDetector
 from tests.conftest import SAMPLE, cut_clip, decode_pts
 from tests.matching import assert_same_detections
@@ -82,7 +82,7 @@ def test_two_streams_in_one_batch_detect_what_two_single_runs_detect(tmp_path, d
 
 
 def test_two_files_every_frame_recorded_and_exported_per_stream(tmp_path, clip10, tiny_weights, capsys):
-    from app.cli import main
+    from app.cli.cli import main
 
     other = cut_from(tmp_path / "street.mp4", 40, 7)
     out, dets = tmp_path / "out.mp4", tmp_path / "dets.csv"
@@ -105,7 +105,7 @@ def test_two_files_every_frame_recorded_and_exported_per_stream(tmp_path, clip10
 
 
 def test_an_unreachable_second_url_does_not_stop_the_first_stream(tmp_path, clip10, tiny_weights, capsys):
-    from app.cli import main
+    from app.cli.cli import main
 
     with socket.socket() as s:  # a port that was free a moment ago: connection refused
         s.bind(("127.0.0.1", 0))
@@ -132,7 +132,7 @@ def test_an_unreachable_second_url_does_not_stop_the_first_stream(tmp_path, clip
     (["--video", "{clip}", "--camera", "57"], "camera 57 does not exist"),
 ])
 def test_bad_stream_lists_are_one_line(tmp_path, clip10, capsys, args, message):
-    from app.cli import main
+    from app.cli.cli import main
 
     args = [a.format(clip=clip10) for a in args]
     rc = main([*args, "--headless", "--record", str(tmp_path / "o.mp4")])

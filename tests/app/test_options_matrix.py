@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.export import read_rows
+from app.io.export import read_rows
 from tests.app.test_bad_input import one_error_line
 from tests.app.test_multi import cut_from
 from tests.conftest import cut_clip, decode_pts
@@ -39,7 +39,7 @@ def tiny(tiny_weights):
 
 
 def run(capsys, clips, n: int, *options) -> tuple[int, str, str]:
-    from app.cli import main
+    from app.cli.cli import main
 
     sources = [a for name in NAMES[:n] for a in ("--video", str(clips[name]))]
     rc = main([*sources, *(str(o) for o in options)])

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from app.config import PipelineConfig
-from app.pipeline import Pipeline
-from app.sinks import CallbackSink
-from app.sources import FileSource, SourceError
+from app.io.sources import FileSource, SourceError
+from app.pipeline.pipeline import Pipeline
+from app.pipeline.sinks import CallbackSink
 from tests.app.fakes import FakeDetector
 from tests.conftest import SAMPLE, decode_pts
 

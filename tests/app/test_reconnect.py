@@ -13,9 +13,9 @@ import pytest
 from app.bench.live_streams import LiveServer, rtsp_relay_available
 from app.config import RECONNECT_FOREVER, PipelineConfig
 from app.frames import Frame
-from app.pipeline import Pipeline
-from app.reconnect import ReconnectingSource, SourceEvent, backoff_delay, open_source
-from app.sources import Source, SourceError, SourceUnavailable
+from app.io.reconnect import ReconnectingSource, SourceEvent, backoff_delay, open_source
+from app.io.sources import Source, SourceError, SourceUnavailable
+from app.pipeline.pipeline import Pipeline
 from tests.conftest import decode_pts
 
 TB = Fraction(1, 90000)
@@ -153,12 +153,12 @@ def test_a_file_served_over_http_ends_when_it_ends():
 
 
 def test_reconnect_is_off_for_files_and_on_for_live_sources(clip10):
-    from app.sources import FileSource
+    from app.io.sources import FileSource
 
     assert isinstance(open_source(PipelineConfig(source_kind="video", source=str(clip10))), FileSource)
     with pytest.raises(Exception, match="reconnect"):
         PipelineConfig(source_kind="url", source="http://x/y", reconnect=-2)
-    from app.multi_run import reconnect_value
+    from app.cli.multi_run import reconnect_value
 
     assert [reconnect_value(v) for v in ("forever", "off", "3")] == [RECONNECT_FOREVER, 0, 3]
 
@@ -168,7 +168,7 @@ def test_http_server_killed_and_restarted_mid_run(tmp_path, tiny_weights, capsys
     """The CLI on a live HTTP/MPEG-TS stream whose server is SIGKILLed after 30 frames and restarted:
     the run goes on, says so, detects frames after the reconnection, and the recording plays
     through with timestamps that never go back and show the gap."""
-    from app.cli import main
+    from app.cli.cli import main
 
     out = tmp_path / "live.mp4"
     server = LiveServer("http", frames=300).start()

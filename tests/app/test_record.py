@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from app.config import PipelineConfig
-from app.pipeline import Pipeline
-from app.record import Recorder
+from app.io.record import Recorder
+from app.pipeline.pipeline import Pipeline
 from tests.app.fakes import FakeDetector
 from tests.conftest import ROOT, SAMPLE, decode_pts
 
@@ -134,7 +134,7 @@ def test_whole_sample_every_frame_recorded_with_its_timestamp(tmp_path, tiny_wei
 
 @pytest.mark.slow
 def test_real_mpeg4_avi_decodes_every_frame():
-    from app.sources import FileSource
+    from app.io.sources import FileSource
     from tests.conftest import MEDIA
 
     path = MEDIA / "vtest.avi"

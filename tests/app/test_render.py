@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.render import Style, annotate, draw_detections, stats_line
+from app.pipeline.render import Style, annotate, draw_detections, stats_line
 from detector.detections import Detections
 from tests.app.fakes import NAMES
 
@@ -47,7 +47,7 @@ def test_stats_line():
 
 
 def test_a_tracked_box_takes_its_tracks_colour_and_id(frame_rgb):
-    from app.overlay import track_color
+    from app.pipeline.overlay import track_color
 
     style = Style(thickness=2)
     det = dets([100, 120, 300, 400])
@@ -61,9 +61,9 @@ def test_a_tracked_box_takes_its_tracks_colour_and_id(frame_rgb):
 
 
 def test_the_overlay_draws_lines_zones_and_trails(frame_rgb):
-    from app.analytics import Overlay
-    from app.count import LineState, ZoneState
-    from app.overlay import LINE_COLOR, track_color
+    from app.analytics.analytics import Overlay
+    from app.analytics.count import LineState, ZoneState
+    from app.pipeline.overlay import LINE_COLOR, track_color
 
     overlay = Overlay(trails={3: np.array([[50, 500], [150, 500], [250, 500]], np.float32)},
                       lines=(LineState("line 1", np.array([[400, 50], [400, 550]], np.float64), {"person": 2}, {}),),

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from app.export import read_rows
-from app.progress import Progress
-from app.run import build_configs, build_parser
+from app.cli.progress import Progress
+from app.cli.run import build_configs, build_parser
+from app.io.export import read_rows
 from app.stats import PipelineStats
 from tests.conftest import ROOT, decode_pts
 
@@ -88,7 +88,7 @@ def test_whole_run_records_and_exports(tmp_path, clip10, tiny_weights):
 
 @pytest.mark.parametrize("max_frames", [3])
 def test_max_frames_and_overwrite(capsys, tmp_path, clip10, tiny_weights, max_frames):
-    from app.cli import main
+    from app.cli.cli import main
 
     out = tmp_path / "out.mp4"
     out.write_bytes(b"old")
@@ -101,7 +101,7 @@ def test_max_frames_and_overwrite(capsys, tmp_path, clip10, tiny_weights, max_fr
 def test_image_folder_run(capsys, tmp_path, frame_rgb, tiny_weights):
     import cv2
 
-    from app.cli import main
+    from app.cli.cli import main
 
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i:03d}.jpg"), frame_rgb[i * 10:i * 10 + 101, :161, ::-1])  # odd size
@@ -118,8 +118,8 @@ def test_an_image_folder_export_names_each_image(capsys, tmp_path, frame_rgb, ti
     """Frame numbers of a folder follow the sorted names; the export's last column says which file."""
     import cv2
 
-    from app.cli import main
-    from app.export import read_rows
+    from app.cli.cli import main
+    from app.io.export import read_rows
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -139,7 +139,7 @@ def test_an_image_folder_export_names_each_image(capsys, tmp_path, frame_rgb, ti
 def test_with_a_display_the_gui_gets_both_configs(monkeypatch, tmp_path, clip10):
     import types
 
-    from app.cli import main
+    from app.cli.cli import main
 
     calls = []
     fake = types.ModuleType("app.gui.launch")
@@ -161,7 +161,7 @@ def test_url_run_is_paced_and_keeps_the_newest_frames(capsys, tmp_path, tiny_wei
     import time
     from fractions import Fraction
 
-    from app.cli import main
+    from app.cli.cli import main
     from tests.app.test_sources import write_clip
 
     served = tmp_path / "srv"

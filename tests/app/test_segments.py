@@ -10,10 +10,10 @@ import av
 import numpy as np
 import pytest
 
-from app.analytics import CountsSink
+from app.analytics.analytics import CountsSink
 from app.errors import UserError
-from app.record import Recorder
-from app.segments import SegmentedRecorder, check_outputs, existing_outputs, index_path, segment_path
+from app.io.record import Recorder
+from app.io.segments import SegmentedRecorder, check_outputs, existing_outputs, index_path, segment_path
 from tests.conftest import decode_pts
 
 

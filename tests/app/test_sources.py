@@ -16,8 +16,8 @@ import pytest
 
 from app.config import PipelineConfig
 from app.frames import Frame
-from app.reconnect import open_source
-from app.sources import (
+from app.io.reconnect import open_source
+from app.io.sources import (
     CameraSource,
     FileSource,
     ImageFolderSource,
@@ -309,7 +309,7 @@ def fake_camera(ok: int, timeout_s: float) -> CameraSource:
 
 
 def Source_init(obj) -> None:  # noqa: N802 — the base initialiser, without opening a device
-    from app.sources import Source
+    from app.io.sources import Source
 
     Source.__init__(obj)
 

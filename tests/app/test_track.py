@@ -14,8 +14,8 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
+from app.analytics.track import Tracker, Trails
 from app.errors import UserError
-from app.track import Tracker, Trails
 from detector.detections import Detections
 from tests.app.fakes import NAMES
 from tests.conftest import SAMPLE

@@ -8,7 +8,7 @@ import json
 import cv2
 import pytest
 
-from app.export import read_rows
+from app.io.export import read_rows
 from tests.app.test_bad_input import one_error_line, run
 from tests.conftest import SAMPLE
 

@@ -8,8 +8,8 @@ import cv2
 import pytest
 import torch
 
-from app import evaluate as eval_cli
-from app import train as train_cli
+from app.jobs import evaluate as eval_cli
+from app.jobs import train as train_cli
 from detector import quantize
 from detector.weights import load_checkpoint
 from tests.detector.conftest import read_frames
@@ -158,8 +158,8 @@ def test_eval_over_sizes_and_proposals_writes_the_ap50_grid(tmp_path, one_json, 
     """--scales × --proposals scores the shipped model in every cell on a real frame and writes the
     grid the adaptive controller ranks its settings by; each cell is the run's own AP50 (one class,
     so box-weighted AP50 is plain AP50), and the knobs are really switched (a smaller input, other boxes)."""
-    from app.adapt import accuracy_for
-    from app.fastpath import sample_frames
+    from app.pipeline.adapt import accuracy_for
+    from app.pipeline.fastpath import sample_frames
     from detector.config import DetectorConfig
     from detector.detector import Detector
 

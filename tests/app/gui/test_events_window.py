@@ -25,9 +25,9 @@ import pytest
 from PyQt6.QtCore import Qt, QUrl
 
 import app.gui.events_panel as events_panel
+from app.analytics.count import Shape
+from app.analytics.events import EventsConfig
 from app.config import PipelineConfig
-from app.count import Shape
-from app.events import EventsConfig
 from app.gui.bridge import qimage_to_array
 from app.gui.events_panel import CLIP_ROLE, RECORD_ROLE
 from app.gui.main_window import MainWindow
@@ -242,9 +242,9 @@ def test_the_list_keeps_the_last_500_events(qtbot):
 DRIVER = """
 import json, sys
 sys.path.insert(0, {root!r})
-import app.fastpath
+import app.pipeline.fastpath
 from tests.app.gui.test_events_window import TruthWindowDetector
-app.fastpath.build_detector = lambda config, reprobe=False: (TruthWindowDetector(), SimpleSetup())
+app.pipeline.fastpath.build_detector = lambda config, reprobe=False: (TruthWindowDetector(), SimpleSetup())
 
 class SimpleSetup:
     def with_threads(self, config):
@@ -274,7 +274,7 @@ def qt_application():  # the poll starts once run_gui has made the QApplication
     return qapp
 
 launch.qt_application = qt_application
-from app.run import main
+from app.cli.run import main
 status = main(sys.argv[1:])
 print("ROWS " + json.dumps(rows))
 sys.exit(status)

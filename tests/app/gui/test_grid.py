@@ -11,9 +11,9 @@ from PyQt6.QtCore import QPoint, Qt
 from app.config import PipelineConfig
 from app.gui.grid import StreamGrid, grid_shape
 from app.gui.multi_window import MultiWindow
-from app.multi import Stream
-from app.reconnect import ReconnectingSource, open_source
-from app.sources import SourceUnavailable
+from app.io.reconnect import ReconnectingSource, open_source
+from app.io.sources import SourceUnavailable
+from app.pipeline.multi import Stream
 from tests.conftest import decode_pts
 
 WAIT_MS = 30_000

@@ -8,7 +8,7 @@ import time
 from app.bench.live_streams import LiveServer
 from app.config import PipelineConfig
 from app.gui.main_window import MainWindow
-from app.reconnect import SourceEvent
+from app.io.reconnect import SourceEvent
 
 WAIT_MS = 30_000  # generous: 2 shared CI cores; the waits end as soon as the condition holds
 

@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from app.export import read_rows
+from app.io.export import read_rows
+from app.io.sources import FileSource
 from app.serve.batching import detect_batch
 from app.serve.ingest import StreamWorker
 from app.serve.remote import DeploymentError, RemoteDetector
 from app.serve.streams import parse_stream
-from app.sources import FileSource
 from tests.matching import assert_same_detections, detections_from_rows
 
 

@@ -19,12 +19,12 @@ import pytest
 pytestmark = pytest.mark.slow
 pytest.importorskip("ray.serve", reason="needs Ray Serve: pip install -e '.[serve]'")
 
-from app.export import read_rows  # noqa: E402
+from app.io.export import read_rows  # noqa: E402
+from app.io.sources import FileSource  # noqa: E402
 from app.serve.batching import FramePayload  # noqa: E402
 from app.serve.cluster import ServeSession  # noqa: E402
 from app.serve.config import ServeConfig  # noqa: E402
 from app.serve.streams import parse_stream  # noqa: E402
-from app.sources import FileSource  # noqa: E402
 from detector import Detector, DetectorConfig  # noqa: E402
 from tests.conftest import ROOT, SAMPLE  # noqa: E402
 from tests.matching import assert_same_detections, detections_from_rows  # noqa: E402

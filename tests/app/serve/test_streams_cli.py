@@ -125,8 +125,8 @@ def test_status_table_one_line_per_stream():
 
 
 def run_serve(capsys, *args) -> tuple[int, str]:
-    """``run.py serve ARGS`` in this process (as app.cli runs it): (exit status, stderr)."""
-    from app.cli import main
+    """``run.py serve ARGS`` in this process (as app.cli.cli runs it): (exit status, stderr)."""
+    from app.cli.cli import main
 
     status = main(["serve", *args])
     return status, capsys.readouterr().err
@@ -244,7 +244,7 @@ def test_a_stream_process_does_not_load_torch():
     ~300 MB per stream process)."""
     import subprocess
 
-    code = ("import sys, app.serve.cluster, app.serve.ingest, app.serve.status, app.sinks; "
+    code = ("import sys, app.serve.cluster, app.serve.ingest, app.serve.status, app.pipeline.sinks; "
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[3], capture_output=True,
                          text=True, timeout=120)

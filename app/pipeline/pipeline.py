@@ -6,7 +6,7 @@ lane 2: source ─► reader ─► [queue | LatestFrame] ─┼─► detector 
 lane N: ...                                        ┘   one batch per detect  └─► ...
 ```
 
-Each lane (app/lane.py) reads its source by its policy (``every_frame``: a bounded queue, none lost;
+Each lane (app/pipeline/lane.py) reads its source by its policy (``every_frame``: a bounded queue, none lost;
 ``drop_stale``: a one-slot ``LatestFrame``, Ultralytics' ``LoadStreams`` shape) and draws and writes
 its own results. The worker takes, without waiting for any lane, the **newest waiting frame of each
 live lane** and the **next frames of each file** (up to ``batch_size`` frames already waiting for one
@@ -34,19 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
-from app.adapt import AdaptConfig, AdaptiveController
 from app.config import MAX_STREAMS, PipelineConfig, check_output_path, per_stream_path
 from app.errors import first_line
-from app.export import Exporter
 from app.frames import Frame, Result
-from app.lane import END, POLL_S, Lane
-from app.paths import stream_name
-from app.reconnect import open_source
-from app.render import DEFAULT_STYLE, Style
-from app.sinks import CallbackSink, ExportSink, RecordSink, Sink, output_failures
-from app.sources import Source
+from app.io.export import Exporter
+from app.io.paths import stream_name
+from app.io.reconnect import open_source
+from app.io.sources import Source
+from app.pipeline.adapt import AdaptConfig, AdaptiveController
+from app.pipeline.lane import END, POLL_S, Lane
+from app.pipeline.render import DEFAULT_STYLE, Style
+from app.pipeline.sinks import CallbackSink, ExportSink, RecordSink, Sink, output_failures
+from app.pipeline.threads import join_within
 from app.stats import FpsMeter, MultiStats, PipelineStats
-from app.threads import join_within
 from detector.stages import StageTimes, detect_timed
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class Pipeline:
         on_finish: ``fn(error_or_None)`` called once when no more results will come.
         style: how boxes are drawn.
 
-    Several sources: ``Pipeline.of_streams`` (``app.multi.MultiPipeline``). Typical use::
+    Several sources: ``Pipeline.of_streams`` (``app.pipeline.multi.MultiPipeline``). Typical use::
 
         with Pipeline(config, detector) as p:
             p.start()
@@ -113,7 +113,7 @@ class Pipeline:
             overwrite: replace existing outputs (recordings and export).
             batch_size: most frames per ``detect`` call; 0 = one per stream.
             on_result: ``fn(stream_name, result, annotated)`` on that stream's sink thread.
-            events: what to do with events (``app.events.EventsConfig``): one events file and one set of
+            events: what to do with events (``app.analytics.events.EventsConfig``): one events file and one set of
                 publishers for the run, each stream's own event sink, clips and heat map
                 (``--heatmap h.png`` → ``h-<stream>.png``); every event names its stream.
         """
@@ -135,7 +135,7 @@ class Pipeline:
         self.batch_size = batch_size
         self.on_finish = on_finish
         self.events_config = events
-        self.events = None  # app.events.Events, built at start when asked for
+        self.events = None  # app.analytics.events.Events, built at start when asked for
         self.export_sink: ExportSink | None = None
         self._stop = threading.Event()
         self._doorbell = threading.Event()  # rung by a lane when a frame or room for a result appears
@@ -231,7 +231,7 @@ class Pipeline:
         return self
 
     def _attach_events(self, config) -> None:
-        from app.events import Events
+        from app.analytics.events import Events
 
         self.events = Events(config, overwrite=self.overwrite)
         for lane in self.lanes:
@@ -273,7 +273,7 @@ class Pipeline:
         for lane in self.lanes:
             lane.close_input()
             if getattr(lane.source, "thread_safe_close", False):
-                lane.source.close()  # wakes a reader waiting on a live source that is down (app/reconnect.py)
+                lane.source.close()  # wakes a reader waiting on a live source that is down (app/io/reconnect.py)
         join_within(self._threads, timeout)
         self._close_outputs()
         for lane in self.lanes:

@@ -2,7 +2,7 @@
 
 A ``Lane`` is the single-stream ``Pipeline`` without the detector: the reader thread fills the
 input buffer by the stream's policy (``every_frame``: a bounded queue, none lost; ``drop_stale``: a
-one-slot ``LatestFrame``), the pipeline's one detector worker (app/pipeline.py) takes frames out
+one-slot ``LatestFrame``), the pipeline's one detector worker (app/pipeline/pipeline.py) takes frames out
 with ``take()`` and hands results back with ``put_result()``, and the lane's own sink thread draws
 them and feeds its sinks (its recording, its export rows, the window). One slow stream — a stalled
 camera, a slow encoder — therefore holds up only itself. A single source is a pipeline of one lane.
@@ -19,17 +19,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from app.analytics import Analytics, CountsSink
+from app.analytics.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
 from app.frames import Frame, Result
-from app.render import DEFAULT_STYLE, Style, annotate, stats_line
-from app.sinks import RecordSink, Sink
-from app.sources import LatestFrame, Source
+from app.io.sources import LatestFrame, Source
+from app.pipeline.render import DEFAULT_STYLE, Style, annotate, stats_line
+from app.pipeline.sinks import RecordSink, Sink
 from app.stats import FpsMeter, PipelineStats, StageAverages
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05  # the timeout of every blocking get/put (here and in app/pipeline.py): how fast a thread notices the stop event
+POLL_S = 0.05  # the timeout of every blocking get/put (here and in app/pipeline/pipeline.py): how fast a thread notices the stop event
 MAX_PACE_S = 2.0  # realtime pacing never waits longer for one frame: a larger gap is a discontinuity
 END = object()  # end of the stream, passed down the queues
 
@@ -81,7 +81,7 @@ class Lane:
         self.policy = config.effective_policy
         self.live = self.policy == "drop_stale"
         self.per_batch = per_batch
-        # Tracking and counting of this stream (app/analytics.py): the detector worker feeds it every
+        # Tracking and counting of this stream (app/analytics/analytics.py): the detector worker feeds it every
         # frame of this stream that the detector saw, in order, with the frame's timestamp.
         self.analytics = Analytics.from_config(config, float(source.rate) if source.rate else None)
         self.counts_sink: CountsSink | None = None
@@ -144,8 +144,8 @@ class Lane:
         The path is checked first; the recording's clock starts at 0."""
         if self.record_sink is not None:
             raise RuntimeError(f"already recording to {self.record_sink.path}")
-        if self.config.segment_s:  # out-00001.mp4, ... (app/segments.py)
-            from app import segments
+        if self.config.segment_s:  # out-00001.mp4, ... (app/io/segments.py)
+            from app.io import segments
 
             segments.check_outputs(path, overwrite=overwrite)
         else:

@@ -3,7 +3,7 @@
 Parses the options into a ``PipelineConfig`` and a ``DetectorConfig``, checks the outputs before
 any work, then opens the GUI (with a display) or runs headless with a progress bar and a summary.
 Exit status: 0 done; 1 done but some frames could not be decoded; 2 bad input (one line on
-stderr, from ``app.cli``); 4 done, but an output stopped early (disk full, file too large: one line
+stderr, from ``app.cli.cli``); 4 done, but an output stopped early (disk full, file too large: one line
 when it happens, the other outputs complete); 130 interrupted (the recording is finalised all the same).
 """
 
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.console import (  # noqa: F401
+from app.cli.console import (  # noqa: F401
     EXIT_BAD_FRAMES,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -28,10 +28,10 @@ from app.console import (  # noqa: F401
     run_to_end,
     sigterm_as_interrupt,
 )
+from app.cli.multi_run import add_source_options, source_list
+from app.cli.progress import Progress
+from app.cli.subcommands import subcommand_help
 from app.errors import UserError
-from app.jobs import subcommand_help
-from app.multi_run import add_source_options, source_list
-from app.progress import Progress
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "on --track). The counts, with the time of every crossing, go to EXPORT.counts.json "
                             "next to --export")
 
-    from app.events import add_event_options
+    from app.analytics.events import add_event_options
 
     add_event_options(parser)  # --events, --event-clips, --pre/--post, --alert-classes, --mqtt, --webhook, --heatmap
 
@@ -150,9 +150,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_configs(args: argparse.Namespace):
     """(PipelineConfig, DetectorConfig) from parsed options; raises UserError / ConfigError."""
+    from app.analytics.count import Shape
+    from app.analytics.events import events_config_from_args
     from app.config import PipelineConfig
-    from app.count import Shape
-    from app.events import events_config_from_args
 
     kind, source = source_list(args)[0]
     events = events_config_from_args(args)
@@ -204,8 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     pipeline_config, detector_config = build_configs(args)
-    if len(sources := source_list(args)) > 1:  # many streams, one detector: app/multi_run.py
-        from app.multi_run import run_many
+    if len(sources := source_list(args)) > 1:  # many streams, one detector: app/cli/multi_run.py
+        from app.cli.multi_run import run_many
 
         return run_many(args, sources, pipeline_config, detector_config)
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
@@ -227,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int:
     """Run to the end with a progress bar on stderr; Ctrl-C (or SIGTERM) stops within about a
     second, finalises the outputs and returns 130."""
-    from app.pipeline import Pipeline
-    from app.reconnect import open_source
+    from app.io.reconnect import open_source
+    from app.pipeline.pipeline import Pipeline
 
     previous = sigterm_as_interrupt()
     pipeline = None
@@ -247,7 +247,7 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
             note(line)
         _report_outputs(pipeline, pipeline_config)
         if pipeline_config.adapt_log:
-            from app.adapt import write_log
+            from app.pipeline.adapt import write_log
 
             print(f"adaptive log: {write_log(pipeline_config.adapt_log, stats)}", file=sys.stdout)
         failures.report()  # one that happened while the outputs were finalised

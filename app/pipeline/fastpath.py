@@ -1,7 +1,7 @@
 """Building the detector for a run: thread budget, int8 calibration frames, and the CPU probe.
 
 ``build_detector`` is what ``run.py``, the window and the benchmark call instead of
-``Detector(config)``: it sets torch's threads (``app.threads``), hands the detector real frames of
+``Detector(config)``: it sets torch's threads (``app.pipeline.threads``), hands the detector real frames of
 the bundled sample clip for int8 calibration (decoded only if int8 is asked for or probed), and on
 a CPU resolves ``precision="auto"`` / ``memory_format="auto"`` with ``detector.probe`` — measured
 once per model and machine, then read from the user's cache.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.threads import ThreadBudget, apply_torch, plan
+from app.pipeline.threads import ThreadBudget, apply_torch, plan
 from detector.config import DetectorConfig
 from detector.factory import ASSETS_DIR
 
@@ -97,7 +97,7 @@ def build_detector(config: DetectorConfig, *, reprobe: bool = False, budget: Thr
 
     Args:
         reprobe: measure the CPU candidates again instead of reading the cached answer.
-        budget: threads (default: ``app.threads.plan()`` for the device).
+        budget: threads (default: ``app.pipeline.threads.plan()`` for the device).
         calibration: a function returning int8 calibration frames (None: int8 unavailable).
         wait: measure now on the calibration frames and return with the choice applied
             (benchmarks that must not time the measuring calls).

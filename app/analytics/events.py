@@ -2,14 +2,14 @@
 appeared — written as JSON lines, cut into clips and sent as alerts.
 
 The counters stay the one source of truth: a line or zone event is a ``CountEvent`` that
-``app/count.py`` already recorded (the same ones the counts file lists); this module only reads
+``app/analytics/count.py`` already recorded (the same ones the counts file lists); this module only reads
 the new ones after each frame, adds the box and score of the track, and hands the record on.
 "Appear" events (``--alert-classes``) are decided here, from the tracked detections: a track of a
 watched class that has been seen in ``min_frames`` detected frames, once per track.
 
-``EventSink`` is a pipeline sink (app/sinks.py), so it runs on the sink thread, after the drawing,
+``EventSink`` is a pipeline sink (app/pipeline/sinks.py), so it runs on the sink thread, after the drawing,
 in frame order; it never blocks the detector: the JSON line is a small write, the clip frames go to
-the clip writer's own thread (app/clips.py), and the alerts to bounded queues (app/alerts.py).
+the clip writer's own thread (app/analytics/clips.py), and the alerts to bounded queues (app/analytics/alerts.py).
 
 One record per event (``EventsConfig``/``--events OUT.jsonl``)::
 
@@ -81,11 +81,11 @@ class EventsConfig:
         if self.heatmap is not None and Path(self.heatmap).suffix.lower() != ".png":
             raise UserError(f"--heatmap {self.heatmap}: expected a .png file")
         if self.mqtt is not None:
-            from app.alerts import parse_mqtt
+            from app.analytics.alerts import parse_mqtt
 
             parse_mqtt(self.mqtt)
         if self.webhook is not None:
-            from app.alerts import parse_webhook
+            from app.analytics.alerts import parse_webhook
 
             parse_webhook(self.webhook)
         if self.wants_events and not (self.counting or self.alert_classes):
@@ -128,7 +128,7 @@ class EventsConfig:
 
 def check_folder(path: str, option: str) -> Path:
     """A folder that exists and is writable, or whose parent is (it is then created at the start)."""
-    from app.paths import _writable
+    from app.io.paths import _writable
 
     p = Path(path)
     if p.exists() and not p.is_dir():
@@ -211,11 +211,11 @@ class EventSink:
 
     Args:
         config: the events settings.
-        analytics: the stream's ``app.analytics.Analytics`` (its counters' event lists are read).
+        analytics: the stream's ``app.analytics.analytics.Analytics`` (its counters' event lists are read).
         stream: the stream's name, put in every record.
         log: the shared events file, or None.
-        publishers: the alert publishers (``app.alerts.Publisher``), shared by the streams.
-        clips: the stream's ``app.clips.ClipWriter``, or None.
+        publishers: the alert publishers (``app.analytics.alerts.Publisher``), shared by the streams.
+        clips: the stream's ``app.analytics.clips.ClipWriter``, or None.
     """
 
     def __init__(self, config: EventsConfig, analytics, stream: str, *, log: EventLog | None = None,
@@ -332,7 +332,7 @@ class Events:
     """
 
     def __init__(self, config: EventsConfig, *, overwrite: bool = False) -> None:
-        from app.alerts import MqttPublisher, WebhookPublisher
+        from app.analytics.alerts import MqttPublisher, WebhookPublisher
 
         self.config, self.overwrite = config, overwrite
         config.check_outputs(overwrite)
@@ -356,7 +356,7 @@ class Events:
         if self.config.wants_events:
             clips = None
             if self.config.clips:
-                from app.clips import ClipWriter
+                from app.analytics.clips import ClipWriter
 
                 clips = ClipWriter(self.config.clips, stream=stream, pre_s=self.config.pre_s, post_s=self.config.post_s,
                                    rate=source.rate, overwrite=self.overwrite)
@@ -365,7 +365,7 @@ class Events:
             out.append(sink)
         path = heatmap_path or self.config.heatmap
         if path:
-            from app.heatmap import HeatmapSink
+            from app.analytics.heatmap import HeatmapSink
 
             heat = HeatmapSink(path, overwrite=self.overwrite)
             self.heatmaps.append(heat)
@@ -414,7 +414,7 @@ class _Closer:
 
 def attach(pipeline, config: EventsConfig) -> Events:
     """Build the run's events for a single-stream ``pipeline`` and add its sinks; returns them."""
-    from app.paths import stream_name
+    from app.io.paths import stream_name
     if config.needs_tracking:
         pipeline.analytics.set_tracking(True)
     events = Events(config, overwrite=pipeline.config.overwrite)

@@ -56,7 +56,7 @@ class Source:
     live: bool = False
     rate: Fraction | None = None
     total_frames: int | None = None
-    # close() may be called while frames() runs on another thread: it only signals (app/reconnect.py).
+    # close() may be called while frames() runs on another thread: it only signals (app/io/reconnect.py).
     # Not so for PyAV and OpenCV sources, whose close() must wait until their reader has let go.
     thread_safe_close: bool = False
 

@@ -33,7 +33,7 @@ import cv2
 
 from app.bench import int_list
 from app.errors import UserError
-from app.teachers import add_teacher_arguments, teacher_from_args
+from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 PRECISION_SCORE = 0.5  # precision is also reported here, whatever the model's threshold
 CURVE_SCORES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -240,7 +240,7 @@ def _exported(path: Path, coco) -> dict:
     """Image id → Detections from an export of ``run.py --images DIR --export FILE``, matched by file name."""
     import numpy as np
 
-    from app.export import read_rows
+    from app.io.export import read_rows
     from detector.detections import Detections
 
     if not path.is_file():
@@ -267,7 +267,7 @@ def _exported(path: Path, coco) -> dict:
 
 
 def _model(args, precision: str, proposals: int):
-    from app.fastpath import sample_frames
+    from app.pipeline.fastpath import sample_frames
     from detector.config import ConfigError, DetectorConfig
     from detector.detector import Detector
     from detector.weights import WeightsError

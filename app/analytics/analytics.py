@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.count import LineCounter, LineState, Shape, ZoneCounter, ZoneState
-from app.durable import Every, write_atomic
-from app.track import Tracker, Trails
+from app.analytics.count import LineCounter, LineState, Shape, ZoneCounter, ZoneState
+from app.analytics.track import Tracker, Trails
+from app.io.durable import Every, write_atomic
 from detector.detections import Detections
 
 
@@ -275,7 +275,7 @@ def check_shapes(config, source) -> None:
 
 class CountsSink:
     """Writes the counts file every second while the run goes on and once more when it ends (also
-    after Ctrl-C: sinks are closed on every stop), each time atomically (app/durable.py): a killed
+    after Ctrl-C: sinks are closed on every stop), each time atomically (app/io/durable.py): a killed
     run leaves a whole file at most a second behind. A write that fails sets ``failed`` (one line),
     keeps the last whole file, and stops the counts file only."""
 

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from app.errors import UserError
-from app.teachers import add_teacher_arguments, teacher_from_args
+from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

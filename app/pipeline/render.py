@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from app.overlay import draw_overlay, track_color
+from app.pipeline.overlay import draw_overlay, track_color
 from detector.detections import Detections
 
 if TYPE_CHECKING:
-    from app.analytics import Overlay
+    from app.analytics.analytics import Overlay
 
 
 @dataclass(frozen=True)

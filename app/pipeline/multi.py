@@ -1,4 +1,4 @@
-"""Many streams in one process with one detector: the one ``Pipeline`` of app/pipeline.py, with N lanes.
+"""Many streams in one process with one detector: the one ``Pipeline`` of app/pipeline/pipeline.py, with N lanes.
 
 ``MultiPipeline(streams, detector, ...)`` is ``Pipeline.of_streams`` whose ``stats()`` are the run's
 (``MultiStats``: every stream's, their states and the totals) rather than the first stream's.
@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from app.frames import Result
-from app.pipeline import Pipeline, Stream, counts_file
-from app.render import DEFAULT_STYLE, Style
+from app.pipeline.pipeline import Pipeline, Stream, counts_file
+from app.pipeline.render import DEFAULT_STYLE, Style
 from app.stats import MultiStats
 
 __all__ = ["MultiPipeline", "MultiStats", "Stream", "counts_file"]

@@ -8,7 +8,7 @@ t0 + S, t0 + 2S, …), so they do not drift however the frames fall. A finished 
 once: a run of days holds one open file and one encoder.
 
 ``OUT.segments.json`` lists every segment: its file, frames, first and last stream time (s) and
-wall-clock time, and whether it is complete. It is rewritten atomically (app/durable.py) when a
+wall-clock time, and whether it is complete. It is rewritten atomically (app/io/durable.py) when a
 segment opens or closes and every second, so a killed run leaves an index that is whole and at most
 a second behind.
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.durable import Every, write_atomic
 from app.errors import UserError
-from app.record import Recorder, RecordError, admit
+from app.io.durable import Every, write_atomic
+from app.io.record import Recorder, RecordError, admit
 
 DIGITS = 5
 
@@ -54,7 +54,7 @@ def existing_outputs(path: str | Path) -> list[Path]:
 def check_outputs(path: str | Path, *, overwrite: bool) -> None:
     """Refuse to start over an earlier run's segments unless ``overwrite`` (they are then removed
     when the recording starts, so that no stale segment sits among the new ones). Touches nothing."""
-    from app.paths import check_output_path
+    from app.io.paths import check_output_path
 
     check_output_path(str(segment_path(path, 1)), "recording segment", overwrite=True)  # folder exists, writable
     old = existing_outputs(path)

@@ -16,10 +16,10 @@ from typing import Protocol
 
 import numpy as np
 
-from app.export import Exporter
 from app.frames import Result
-from app.record import Recorder
-from app.segments import SegmentedRecorder
+from app.io.export import Exporter
+from app.io.record import Recorder
+from app.io.segments import SegmentedRecorder
 
 
 class Sink(Protocol):
@@ -38,7 +38,7 @@ class RecordSink:
 
     def __init__(self, path: str | Path, *, time_base: Fraction, rate: Fraction | None = None,
                  segment_s: float | None = None, overwrite: bool = False, **recorder_kwargs) -> None:
-        if segment_s:  # OUT-00001.mp4, ... (app/segments.py)
+        if segment_s:  # OUT-00001.mp4, ... (app/io/segments.py)
             self.recorder = SegmentedRecorder(path, time_base=time_base, rate=rate, segment_s=segment_s,
                                               overwrite=overwrite, **recorder_kwargs)
         else:

@@ -120,15 +120,15 @@ def _source_events(pipeline, progress) -> None:
 
 
 def build_detector_for(streams, detector_config, *, reprobe: bool = False):
-    """The detector and its setup (``app.fastpath.build_detector``) for ``streams`` (``(config,
+    """The detector and its setup (``app.pipeline.fastpath.build_detector``) for ``streams`` (``(config,
     source)`` pairs, sources opened): a line or zone outside a video's frame is refused first, before
     the model loads; on any failure the sources are closed. The detector's notes are said here."""
     try:
-        from app.analytics import check_shapes
+        from app.analytics.analytics import check_shapes
 
         for config, source in streams:
             check_shapes(config, source)
-        from app.fastpath import build_detector  # threads, int8 calibration, the CPU probe
+        from app.pipeline.fastpath import build_detector  # threads, int8 calibration, the CPU probe
 
         detector, setup = build_detector(detector_config, reprobe=reprobe)
     except BaseException:

@@ -1,6 +1,6 @@
 """The jobs of the command line besides ``run``: name → (module with ``main(argv)``, one line of help).
 
-Its own module so that ``app.cli`` (which dispatches) and ``app.run`` (whose --help lists them) both
+Its own module so that ``app.cli.cli`` (which dispatches) and ``app.cli.run`` (whose --help lists them) both
 read it without importing each other.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 SUBCOMMANDS = {
     "bench": ("app.bench", "proposal count vs fps (and AP), per stage, with a naive baseline"),
-    "train": ("app.train", "train or fine-tune a model on COCO-format data"),
-    "eval": ("app.evaluate", "COCO AP/AP50 of a model on a COCO JSON"),
-    "autolabel": ("app.autolabel", "label a video or image folder with the teacher → COCO JSON"),
+    "train": ("app.jobs.train", "train or fine-tune a model on COCO-format data"),
+    "eval": ("app.jobs.evaluate", "COCO AP/AP50 of a model on a COCO JSON"),
+    "autolabel": ("app.jobs.autolabel", "label a video or image folder with the teacher → COCO JSON"),
     "serve": ("app.serve", "many streams on a Ray cluster: the detector as a batched Ray Serve deployment"),
 }
 

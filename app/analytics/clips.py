@@ -196,7 +196,7 @@ class _Lazy:
         self._recorder = None
 
     def write(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
-        from app.record import Recorder
+        from app.io.record import Recorder
 
         if self._recorder is None:
             self._recorder = Recorder(self.path, time_base=time_base, rate=self.rate, preset="veryfast")

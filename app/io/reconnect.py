@@ -38,7 +38,7 @@ from fractions import Fraction
 from app.config import RECONNECT_FOREVER, PipelineConfig
 from app.errors import first_line
 from app.frames import Frame
-from app.sources import DEFAULT_TIME_BASE, CameraSource, Source, SourceUnavailable, UrlSource, open_plain_source
+from app.io.sources import DEFAULT_TIME_BASE, CameraSource, Source, SourceUnavailable, UrlSource, open_plain_source
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +424,7 @@ def open_reconnecting(config: PipelineConfig, *, unreachable_ok: bool = False) -
 def open_source(config: PipelineConfig) -> Source:
     """The source ``config`` names, opened (raises ``SourceError`` with one line). A live source
     with ``config.reconnect`` on comes wrapped in a ``ReconnectingSource``; the others are the plain
-    sources of app/sources.py."""
+    sources of app/io/sources.py."""
     if config.live and config.reconnect:
         return open_reconnecting(config)
     return open_plain_source(config)

@@ -6,7 +6,7 @@ threads. On a small machine that is several runnable threads per core beside the
 nearly the whole cost of a frame.
 
 The budget gives torch every core (its threads sleep between frames: ``OMP_WAIT_POLICY=PASSIVE``,
-set by ``app.run``) and the decoder one thread up to 4 cores: a 768×576 frame decodes in ~2.5 ms on
+set by ``app.cli.run``) and the decoder one thread up to 4 cores: a 768×576 frame decodes in ~2.5 ms on
 one thread, far under any detector rate a CPU reaches here, and FFmpeg's frame threads only add
 runnable threads and a few frames of delay. libx264 keeps its own threads: with one thread the
 sink thread encodes each frame itself (~10 ms with drawing) and the pipeline measured slower.

@@ -40,7 +40,7 @@ class RecordError(RuntimeError):
 def admit(recording, pts: int, time_base: Fraction | None) -> int | None:
     """``pts`` in ``recording.time_base`` units if the frame may be written, else None: the
     recording failed (``failed``), or ``pts`` does not increase (counted in ``frames_skipped``).
-    A closed recording raises. Shared by ``Recorder`` and ``app.segments.SegmentedRecorder``."""
+    A closed recording raises. Shared by ``Recorder`` and ``app.io.segments.SegmentedRecorder``."""
     if recording.failed is not None:
         return None
     if recording._closed:

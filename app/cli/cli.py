@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.jobs import SUBCOMMANDS
+from app.cli.subcommands import SUBCOMMANDS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
             return int(module.main(argv[1:]) or 0)
-        from app.run import main as run_main
+        from app.cli.run import main as run_main
 
         return int(run_main(argv) or 0)
     except KeyboardInterrupt:

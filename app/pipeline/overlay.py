@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from app.analytics import Overlay
+    from app.analytics.analytics import Overlay
 
 LINE_COLOR = (255, 255, 255)  # RGB
 ZONE_COLOR = (255, 200, 0)

@@ -1,10 +1,10 @@
 """The run command's sources — one or many — and the run of many streams in one process.
 
 ``--video``, ``--camera``, ``--images`` and ``--url`` may each be repeated, in any order, and
-``--sources FILE`` adds one source per line; with one source the run is app/run.py's, with several
-it is the same pipeline with one lane per stream (``app.multi.MultiPipeline``): one detector, one batch per
+``--sources FILE`` adds one source per line; with one source the run is app/cli/run.py's, with several
+it is the same pipeline with one lane per stream (``app.pipeline.multi.MultiPipeline``): one detector, one batch per
 step, per-stream recordings (``--record out.mp4`` → ``out-<stream>.mp4``) and one export with a
-``stream`` column. Live sources reconnect (``--reconnect``, ``--stall-timeout``; app/reconnect.py).
+``stream`` column. Live sources reconnect (``--reconnect``, ``--stall-timeout``; app/io/reconnect.py).
 ``--max-frames`` applies to each stream.
 
 Bad input is one line and exit status 2, before the model is loaded: the same source twice, more
@@ -23,8 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from app.config import check_output_path
-from app.console import (
+from app.cli.console import (
     EXIT_BAD_FRAMES,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -36,9 +35,10 @@ from app.console import (
     run_to_end,
     sigterm_as_interrupt,
 )
+from app.cli.progress import Progress
+from app.config import check_output_path
 from app.errors import UserError, first_line
-from app.paths import per_stream_path, stream_name, unique_names  # noqa: F401  (the naming rule; tests import it here)
-from app.progress import Progress
+from app.io.paths import per_stream_path, stream_name, unique_names  # noqa: F401  (the naming rule; tests import it here)
 
 SOURCE_OPTIONS = ("video", "camera", "images", "url")
 EXIT_SOURCE_FAILED = 2
@@ -172,7 +172,7 @@ def check_sources(sources: Sequence[tuple[str, str]]) -> None:
 def stream_configs(base, sources: Sequence[tuple[str, str]]):
     """(name, PipelineConfig) per stream: the run's ``base`` config — every option of the command
     (tracking, lines, zones, target fps, ...) — with the stream's source and its own recording; the
-    export (one file, a ``stream`` column) and each stream's counts file are the run's (app/pipeline.py)."""
+    export (one file, a ``stream`` column) and each stream's counts file are the run's (app/pipeline/pipeline.py)."""
     check_sources(sources)
     out = []
     for name, (kind, value) in zip(unique_names(sources), sources, strict=True):
@@ -186,9 +186,9 @@ def open_streams(configs, notes: list[str]):
     (the others are closed). A live one that cannot be reached now starts down and is retried
     (reconnect on), or is left out with a note in ``notes`` (reconnect off). Returns (streams,
     left_out: {name: error})."""
-    from app.multi import Stream
-    from app.reconnect import open_reconnecting
-    from app.sources import SourceUnavailable, open_plain_source
+    from app.io.reconnect import open_reconnecting
+    from app.io.sources import SourceUnavailable, open_plain_source
+    from app.pipeline.multi import Stream
 
     streams, left_out = [], {}
     try:
@@ -220,7 +220,7 @@ def open_streams(configs, notes: list[str]):
 def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base, detector_config) -> int:
     """The run command with several sources (``base``: the command's ``PipelineConfig``): checks,
     then the window or the headless run. An option that cannot work per stream is refused in one line."""
-    from app.multi import counts_file
+    from app.pipeline.multi import counts_file
 
     if base.adapt_log:
         raise UserError(f"--adapt-log works with one stream for now; {len(sources)} were given "
@@ -259,7 +259,7 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
 def run_many_headless(configs, detector_config, *, export: str | None, overwrite: bool, events=None) -> int:
     """All streams to their end with a progress line; Ctrl-C or SIGTERM stop within about a
     second, finalise every recording and the export, and return 130."""
-    from app.multi import MultiPipeline
+    from app.pipeline.multi import MultiPipeline
 
     previous = sigterm_as_interrupt()
     pipeline = None

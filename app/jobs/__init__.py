@@ -1,0 +1,1 @@
+"""The other jobs of the command line: train, eval, autolabel and the teachers they share."""
