@@ -5,7 +5,7 @@ choices that need it.
   for a model whose int8 AP50 is at most ``INT8_AP50_TOLERANCE`` below fp32's, measured with the
   quantization scheme this CPU uses (8-bit activations with VNNI, 7-bit without).
 * ``accuracy``: AP50 over a grid of input sizes × proposal counts. The adaptive controller
-  (``app.adapt``) ranks its settings by it ("the most accurate setting that holds the target").
+  (``app.pipeline.adapt``) ranks its settings by it ("the most accurate setting that holds the target").
 
 A profile belongs to one model identity: the builder, the weights file's sha256 and the
 architecture, so a retrained or replaced checkpoint starts without one until it is measured again

@@ -34,6 +34,8 @@ TRAINING_ROWS = [
      ["--part-negatives", "0.5"], make_model.KINDS),
     ("no ignore on parts", "ignore regions ≥ 70 % inside a label of their class dropped (116 of 1355 in the photos)",
      ["--drop-part-ignore", "0.7"], make_model.KINDS),
+    ("labels ≥ 0.5", "teacher labels scored 0.4–0.5 (half of them) become ignore regions",
+     ["--label-score", "0.5"], make_model.KINDS),
     ("RoI positives IoU ≥ 0.6", "RoIs at IoU 0.5–0.6 with a label are neither positive nor negative",
      ["--roi-fg-iou", "0.6"], make_model.KINDS),
     ("zoom 0.5–2×", "scale augmentation 0.5–2× instead of 0.3–3× (fewer crops that make a torso a whole label)",

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--drop-part-ignore", type=float, default=None, metavar="SHARE",
                      help="drop ignore regions with this share of their area inside a label of their class "
                           "(uncertain boxes on parts of a labelled object), so those parts can be negatives")
+    opt.add_argument("--label-score", type=float, default=None, metavar="SCORE",
+                     help="labels whose 'score' (an autolabeller's confidence) is below this become ignore regions")
     opt.add_argument("--roi-fg-iou", type=float, default=None,
                      help="the RoI head's positive IoU (paper 0.5); RoIs between 0.5 and it are neither")
     opt.add_argument("--schedule", choices=("joint", "alternating"), default="joint",
@@ -234,13 +236,16 @@ def _run(args) -> int:
         if not Path(path).is_file():
             raise UserError(f"COCO JSON {path} does not exist")
     augment = tuple(a.strip() for a in args.augment.split(",") if a.strip() and a.strip() != "none")
+    if args.label_score is not None and not 0.0 <= args.label_score <= 1.0:
+        raise UserError(f"--label-score {args.label_score} must be a score in [0, 1]")
     if args.drop_part_ignore is not None and not 0.0 < args.drop_part_ignore <= 1.0:
         raise UserError(f"--drop-part-ignore {args.drop_part_ignore} must be a share in (0, 1]")
     scale_range = _floats(args.scale_range, "--scale-range", 2)
     try:
         names = category_names([path for path, _ in sets])
         model, arch, class_names = _build_model(args, names)
-        data = [(CocoDetectionData(path, class_names, part_ignore=args.drop_part_ignore), weight) for path, weight in sets]
+        data = [(CocoDetectionData(path, class_names, part_ignore=args.drop_part_ignore, label_score=args.label_score), weight)
+                for path, weight in sets]
         val = [(name, CocoDetectionData(path, class_names)) for name, path in _val_sets(args.val)]
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(f"--data/--val: {exc}") from None
@@ -286,7 +291,7 @@ def _run(args) -> int:
         for name, metrics in record.get("val", {}).items():
             print(f"epoch {record['epoch']} {name}: {format_metrics(metrics)}", flush=True)
         meta = {"train": config_dict(config), "train_data": {str(p): w for p, w in sets}, "history": tr.history,
-                "init": args.init, "drop_part_ignore": args.drop_part_ignore}
+                "init": args.init, "drop_part_ignore": args.drop_part_ignore, "label_score": args.label_score}
         save_checkpoint(out / "last.pt", tr.model, model_name="paper", arch=arch, class_names=class_names,
                         meta=meta, half=False)
         torch.save({"model": tr.model.state_dict(), "optimizer": optimizer, "epoch": record["epoch"]}, out / "resume.pt")
