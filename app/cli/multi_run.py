@@ -241,7 +241,7 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
     if not headless:
         if has_display():
             try:
-                from app.gui.multi_window import run_multi_gui
+                from app.gui.launch import run_gui
             except ImportError as exc:
                 note(f"the GUI cannot be loaded ({exc}); running headless")
             else:
@@ -249,8 +249,8 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
                 streams, left_out = open_streams(configs, notes)
                 for line in notes:
                     note(line)
-                return int(run_multi_gui(streams, detector_config, export=args.export, overwrite=args.overwrite,
-                                         reprobe=args.reprobe, events=base.events) or 0)
+                run = base.with_(export=args.export, overwrite=args.overwrite)
+                return int(run_gui(run, detector_config, reprobe=args.reprobe, streams=streams) or 0)
         else:
             note("no display (DISPLAY and WAYLAND_DISPLAY are unset): running headless")
     return run_many_headless(configs, detector_config, export=args.export, overwrite=args.overwrite, events=base.events)

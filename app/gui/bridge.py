@@ -1,9 +1,9 @@
 """From the pipeline's threads to the GUI thread: signals, newest-frame-only, zero-copy images.
 
-The pipeline calls ``FrameBridge.push`` from its worker thread; the bridge keeps only the newest item
-and emits ``frame_available`` once — a queued signal with no payload — until the GUI thread takes
-that item. However slow the display, at most one frame waits: the window never shows a backlog,
-and the items it skipped are counted (``replaced``).
+The pipeline calls ``FrameBridge.push`` from its sink threads; the bridge keeps only the newest item
+of each key (a stream's name) and emits ``frame_available`` once — a queued signal with no payload —
+until the GUI thread takes them. However slow the display, at most one frame per stream waits: the
+window never shows a backlog, and the items it skipped are counted (``replaced``).
 """
 
 from __future__ import annotations
@@ -17,49 +17,48 @@ from PyQt6.QtGui import QImage
 
 
 class FrameBridge(QObject):
-    """A one-slot mailbox between a producer thread and the GUI thread.
+    """A mailbox of one slot per key (a stream) between producer threads and the GUI thread.
 
-    Signals (connect with ``Qt.ConnectionType.QueuedConnection``; they are emitted from any thread):
-        frame_available(): a new item can be taken with ``take()``.
-        error(str): a one-line message to show in the window.
-        finished(object): the run ended (the pipeline's summary, or None).
+    Signal (connect with ``Qt.ConnectionType.QueuedConnection``; it is emitted from any thread):
+        frame_available(): new items can be taken with ``take_all()`` (or ``take(key)``).
     """
 
     frame_available = pyqtSignal()
-    error = pyqtSignal(str)
-    finished = pyqtSignal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._lock = threading.Lock()
-        self._latest: Any = None
+        self._latest: dict[Any, Any] = {}
         self._pending = False
         self.pushed = 0
         self.replaced = 0  # items overwritten before the GUI took them (the display was slower)
 
-    def push(self, item: Any) -> None:
-        """Offer ``item`` to the GUI (any thread, never blocks for long)."""
+    def push(self, item: Any, key: Any = None) -> None:
+        """Offer ``item`` of stream ``key`` to the GUI (any thread, never blocks for long)."""
         with self._lock:
-            if self._latest is not None:
+            if key in self._latest:
                 self.replaced += 1
-            self._latest = item
+            self._latest[key] = item
             self.pushed += 1
             notify = not self._pending
             self._pending = True
         if notify:  # one queued event at most, whatever the rate
             self.frame_available.emit()
 
-    def take(self) -> Any:
-        """The newest item, or None when there is none (GUI thread)."""
+    def take(self, key: Any = None) -> Any:
+        """The newest item of ``key``, or None when there is none (GUI thread)."""
         with self._lock:
-            item, self._latest, self._pending = self._latest, None, False
+            item = self._latest.pop(key, None)
+            self._pending = others = bool(self._latest)
+        if others:  # the other keys' items still wait: their notice must not be lost
+            self.frame_available.emit()
         return item
 
-    def report_error(self, message: str | BaseException) -> None:
-        """Forward an error from any thread as one line."""
-        from app.errors import first_line
-
-        self.error.emit(first_line(message))
+    def take_all(self) -> dict[Any, Any]:
+        """The newest item of every key that has one (GUI thread)."""
+        with self._lock:
+            items, self._latest, self._pending = self._latest, {}, False
+        return items
 
 
 def rgb_to_qimage(frame: np.ndarray) -> QImage:

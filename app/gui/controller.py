@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from PyQt6.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal, pyqtSlot
@@ -23,13 +24,24 @@ from app.gui.bridge import FrameBridge
 from app.gui.events_feed import EventFeed
 from app.gui.events_feed import pipeline_config as events_pipeline_config
 from app.io.reconnect import open_source
-from app.pipeline.pipeline import Pipeline
+from app.pipeline.pipeline import Pipeline, Stream
 from app.pipeline.sinks import CallbackSink
 
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_MS = 250
 STOP_TIMEOUT_S = 30.0  # a stop waits for a running detect call (seconds on a CPU) and the encoder flush
+
+
+@dataclass(frozen=True)
+class StreamsRun:
+    """Several streams to run in the window: each a ``Stream`` (source open) or a (name, config) pair
+    (opened by the controller); the run's export file (a ``stream`` column) and events settings."""
+
+    streams: tuple
+    export: str | None = None
+    overwrite: bool = False
+    events: object = None
 
 
 def one_line(exc: BaseException) -> str:
@@ -49,22 +61,22 @@ class PipelineController(QObject):
     """Owns the detector's knobs and the running pipeline; lives on ``thread``.
 
     Requests (emit from the GUI thread; they run on the controller's thread, in order):
-        open_requested(PipelineConfig), stop_requested(), pause_requested(bool),
+        open_requested(PipelineConfig | StreamsRun): one source, or several streams; pause_requested(bool),
         record_requested(str path, bool overwrite), stop_record_requested(), shutdown_requested().
     Knobs: ``set_knob(name, value)`` from any thread — only the newest value of each knob is applied.
 
     Reports (to the GUI thread, queued):
-        opened(dict): the source started — name, kind, size, rate, total_frames, notes.
-        stats_ready(PipelineStats): a snapshot, 4 × a second while a pipeline exists.
+        opened(dict): the sources started — names (one per stream), and the first one's name, kind,
+            rate, total_frames; notes.
+        stats_ready(MultiStats): a snapshot of every stream, 4 × a second while a pipeline exists.
         finished(str): the run ended; the text says how ("" when it simply reached its end).
         error(str): one line to show; the window stays usable.
         recording(str, bool): (path, on) — a recording started, or was finalised.
-        paused(bool), knobs_applied(dict), stopped().
+        paused(bool), knobs_applied(dict).
         source_state(SourceEvent): a live source dropped, is being reopened, or is back (app/io/reconnect.py).
     """
 
     open_requested = pyqtSignal(object)
-    stop_requested = pyqtSignal()
     pause_requested = pyqtSignal(bool)
     record_requested = pyqtSignal(str, bool)
     stop_record_requested = pyqtSignal()
@@ -77,8 +89,6 @@ class PipelineController(QObject):
     recording = pyqtSignal(str, bool)
     paused = pyqtSignal(bool)
     knobs_applied = pyqtSignal(dict)
-    stopped = pyqtSignal()
-    shut_down = pyqtSignal()
     source_state = pyqtSignal(object)
 
     _knobs_pending = pyqtSignal()
@@ -94,6 +104,7 @@ class PipelineController(QObject):
         self.detector = detector
         self.bridge = bridge
         self.pipeline: Pipeline | None = None
+        self.last_pipeline: Pipeline | None = None  # the newest one started, kept after it ended (its errors, lanes)
         self.events_feed = EventFeed()  # the events, heat map and alert counters, for the window (by signals)
         self.target_fps: float | None = None  # the adaptive controller's target, kept across sources
         self._generation = 0
@@ -104,7 +115,6 @@ class PipelineController(QObject):
         self._timer: QTimer | None = None
         queued = Qt.ConnectionType.QueuedConnection
         self.open_requested.connect(self._open, queued)
-        self.stop_requested.connect(self._stop_pipeline, queued)
         self.pause_requested.connect(self._pause, queued)
         self.record_requested.connect(self._start_recording, queued)
         self.stop_record_requested.connect(self._stop_recording, queued)
@@ -148,7 +158,8 @@ class PipelineController(QObject):
                         self.error.emit(note)
                     value = self.detector.precision
                 elif name in self.ANALYTICS_KNOBS and self.pipeline is not None:
-                    apply_analytics(self.pipeline.analytics, name, value)
+                    for lane in self.pipeline.lanes:  # every cell tracks and counts alike
+                        apply_analytics(lane.analytics, name, value)
                 applied[name] = value
             except Exception as exc:  # a refused value is shown; the other knobs still apply
                 self.error.emit(f"{name}: {one_line(exc)}")
@@ -156,40 +167,52 @@ class PipelineController(QObject):
             self.knobs_applied.emit(applied)
 
     @pyqtSlot(object)
-    def _open(self, config: PipelineConfig) -> None:
+    def _open(self, request: PipelineConfig | StreamsRun) -> None:
+        """One source (a pipeline of one lane whose events feed the window's list) or several streams
+        (one pipeline of N lanes; the run's export and events are the pipeline's own)."""
         self._stop_pipeline()
-        try:
-            source = open_source(config)
-        except Exception as exc:
-            self.error.emit(one_line(exc))
-            return
         self._generation += 1
         generation = self._generation
+        on_finish = lambda err, g=generation: self._pipeline_done.emit(g, err)  # noqa: E731
+        opened: list[Stream] = []
         try:
-            pipeline = Pipeline(events_pipeline_config(config), self.detector, source,
-                                on_finish=lambda err, g=generation: self._pipeline_done.emit(g, err))
-            self.events_feed.attach(pipeline, config.events)  # before start: no event is missed
-            pipeline.add_sink(CallbackSink(lambda result, _annotated: self.bridge.push(result), needs_image=False))
-            if self.target_fps is not None or config.target_fps is not None:
+            if isinstance(request, StreamsRun):
+                for s in request.streams:  # a restart gives (name, config) pairs: their sources are opened here
+                    opened.append(s if isinstance(s, Stream) else Stream(s[0], s[1], open_source(s[1])))
+                config = opened[0].config
+                pipeline = Pipeline.of_streams(opened, self.detector, export=request.export,
+                                               overwrite=request.overwrite, events=request.events, on_finish=on_finish)
+            else:
+                config = request
+                opened.append(Stream("", config, open_source(config)))
+                pipeline = Pipeline(events_pipeline_config(config), self.detector, opened[0].source, on_finish=on_finish)
+                self.events_feed.attach(pipeline, config.events)  # before start: no event is missed
+            for lane in pipeline.lanes:  # each stream's newest result, for its cell of the grid
+                lane.add_sink(CallbackSink(lambda result, _a, name=lane.name: self.bridge.push(result, name),
+                                           needs_image=False))
+            if self.target_fps is not None or config.target_fps is not None:  # the window's target goes on
                 self.target_fps = self.target_fps if self.target_fps is not None else config.target_fps
                 pipeline.set_target_fps(self.target_fps)
             if self._paused:
                 pipeline.pause()
             pipeline.start()
         except Exception as exc:
-            source.close()
+            for stream in opened:
+                stream.source.close()
             self.error.emit(one_line(exc))
             return
-        self.pipeline = pipeline
-        if hasattr(source, "add_listener"):  # a live source that reconnects: forward its changes
-            source.add_listener(lambda event, g=generation: self._forward_source_state(g, event))
+        self.pipeline = self.last_pipeline = pipeline
+        for lane in pipeline.lanes:
+            if hasattr(lane.source, "add_listener"):  # a live source that reconnects: forward its changes
+                lane.source.add_listener(lambda event, g=generation: self._forward_source_state(g, event))
+        source = pipeline.source
         self.opened.emit({
             "name": source.name or config.source,
+            "names": [lane.name for lane in pipeline.lanes],
             "kind": config.source_kind,
             "rate": float(source.rate) if source.rate else None,
             "total_frames": source.total_frames,
-            "notes": list(getattr(source, "notes", [])),
-            "config": config,
+            "notes": [note for lane in pipeline.lanes for note in getattr(lane.source, "notes", [])],
         })
         if pipeline.record_sink is not None:
             self.recording.emit(str(pipeline.record_sink.path), True)
@@ -203,43 +226,37 @@ class PipelineController(QObject):
 
     @pyqtSlot()
     def _stop_pipeline(self) -> None:
-        pipeline, self.pipeline = self.pipeline, None
-        if pipeline is None:
-            return
-        self._generation += 1  # its finish report is stale from now on
-        recording = pipeline.record_sink.path if pipeline.record_sink is not None else None
-        try:
-            pipeline.stop(timeout=STOP_TIMEOUT_S)
-        except Exception as exc:
-            self.error.emit(one_line(exc))
-        if pipeline.error is not None:
-            self.error.emit(one_line(pipeline.error))
-        if recording is not None:
-            self.recording.emit(str(recording), False)
-        self.stats_ready.emit(pipeline.stats())
-        self.stopped.emit()
+        if self.pipeline is not None:
+            self._generation += 1  # its finish report is stale from now on
+            self._end(None)
 
     @pyqtSlot(int, object)
     def _on_pipeline_done(self, generation: int, error: object) -> None:
         """The pipeline reached its end (or failed) by itself."""
-        if generation != self._generation or self.pipeline is None:
-            return
+        if generation == self._generation and self.pipeline is not None:
+            stats, error = self._end(error)
+            lanes = self.last_pipeline.lanes
+            what = f"all {len(lanes)} streams" if len(lanes) > 1 else lanes[0].source.name or "source"
+            self.finished.emit(f"stopped by an error after {stats.frames_written} frames" if error is not None else
+                               f"end of {what}: {stats.frames_written} frames")
+
+    def _end(self, error: BaseException | None):
+        """Stop the running pipeline (joins its threads, finalises its outputs) and report: its
+        error, its recording finalised, its last stats. Returns (stats, error)."""
         pipeline, self.pipeline = self.pipeline, None
         recording = pipeline.record_sink.path if pipeline.record_sink is not None else None
         try:
-            pipeline.stop(timeout=STOP_TIMEOUT_S)  # joins the threads; the sinks are closed already
+            pipeline.stop(timeout=STOP_TIMEOUT_S)
         except Exception as exc:
             error = error or exc
         error = error or pipeline.error
-        if recording is not None:
-            self.recording.emit(str(recording), False)
-        stats = pipeline.stats()
-        self.stats_ready.emit(stats)
         if error is not None:
             self.error.emit(one_line(error))
-            self.finished.emit(f"stopped by an error after {stats.frames_written} frames")
-        else:
-            self.finished.emit(f"end of {pipeline.source.name or 'source'}: {stats.frames_written} frames")
+        if recording is not None:
+            self.recording.emit(str(recording), False)
+        stats = pipeline.run_stats()
+        self.stats_ready.emit(stats)
+        return stats, error
 
     @pyqtSlot(bool)
     def _pause(self, on: bool) -> None:
@@ -280,7 +297,6 @@ class PipelineController(QObject):
         if self._timer is not None:
             self._timer.stop()
         self._stop_pipeline()
-        self.shut_down.emit()
         QThread.currentThread().quit()
 
     def _ensure_timer(self) -> None:
@@ -293,7 +309,7 @@ class PipelineController(QObject):
     @pyqtSlot()
     def _emit_stats(self) -> None:
         if self.pipeline is not None:
-            self.stats_ready.emit(self.pipeline.stats())
+            self.stats_ready.emit(self.pipeline.run_stats())
 
 
 def apply_analytics(analytics, name: str, value) -> None:

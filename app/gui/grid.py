@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
@@ -30,26 +31,33 @@ class StreamTile(QFrame):
 
     def __init__(self, name: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.name = name
         self.setObjectName("tile")
         self.view = VideoView()
         self.view.setMinimumSize(160, 120)
-        self.view.clear(f"{name}: waiting for the first frame")
         self.caption = QLabel(name)
         self.caption.setObjectName("stat")
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
-        self.setToolTip(f"{name} — click to enlarge, click again for all streams")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.setSpacing(2)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.caption)
-        self.frames_shown = 0
+        self.rename(name)
 
-    def show_result(self, result) -> None:
-        """The newest result of this stream (GUI thread)."""
-        self.view.set_frame(rgb_to_qimage(result.frame.image), result.detections, result.overlay)  # trails, lines, zones
+    def rename(self, name: str) -> None:
+        """Show another stream from now on (its first frame is awaited)."""
+        self.name = name
+        self.frames_shown = 0
+        self.view.clear(f"{name}: waiting for the first frame")
+        self.caption.setText(name)
+        self.setToolTip(f"{name} — click to enlarge, click again for all streams")
+
+    def show_result(self, result, image: np.ndarray | None = None) -> None:
+        """The newest result of this stream (GUI thread); ``image``: the frame to show instead of the
+        result's own (uint8 RGB [H, W, 3], the same size: e.g. with the heat map under the boxes)."""
+        frame = result.frame.image if image is None else image
+        self.view.set_frame(rgb_to_qimage(frame), result.detections, result.overlay)  # trails, lines, zones
         self.frames_shown += 1
 
     def set_stats(self, stats: PipelineStats | None, state: str) -> None:
@@ -83,17 +91,36 @@ class StreamGrid(QWidget):
 
     def __init__(self, names: Sequence[str], parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        if not names:
-            raise ValueError("a grid needs at least one stream")
-        self.names = list(names)
-        self.tiles = {name: StreamTile(name) for name in self.names}
+        self.names: list[str] = []
+        self.tiles: dict[str, StreamTile] = {}
         self.enlarged: str | None = None
         self._layout = QGridLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(4)
-        for tile in self.tiles.values():
+        self.set_names(names)
+
+    def set_names(self, names: Sequence[str]) -> None:
+        """Show the streams ``names`` from now on. Tiles are kept in order (the first tile, and so a
+        single stream's view, stays the same widget), added or removed; every tile awaits its first frame."""
+        if not names:
+            raise ValueError("a grid needs at least one stream")
+        tiles = list(self.tiles.values())
+        for tile in tiles[len(names):]:
+            self._layout.removeWidget(tile)
+            tile.deleteLater()
+        for name in names[len(tiles):]:
+            tile = StreamTile(name)
             tile.clicked.connect(self.toggle)
+            tiles.append(tile)
+        for tile, name in zip(tiles, names, strict=False):
+            tile.rename(name)
+        self.names = list(names)
+        self.tiles = dict(zip(self.names, tiles, strict=False))
+        was = self.enlarged
+        self.enlarged = was if was in self.tiles else None
         self._relayout()
+        if was is not None and self.enlarged is None:
+            self.enlarged_changed.emit(None)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -91,28 +91,43 @@ def qt_application() -> QApplication:
     return app
 
 
-def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = False) -> int:
-    """Open the window on ``pipeline_config``'s source with a detector built from ``detector_config``.
+def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = False, streams=None) -> int:
+    """Open the window on ``pipeline_config``'s source — or on ``streams`` (``app.pipeline.pipeline.Stream``s,
+    sources open, one cell each; ``pipeline_config`` then gives the run's export, overwrite and events) —
+    with a detector built from ``detector_config``.
 
-    Checks that Qt can open a window and builds the detector first (a missing system library, a bad
-    model or device raises here, before any window, as a one-line error for the CLI), then runs Qt's event loop until the window closes. Ctrl-C (or SIGTERM) in the
-    terminal closes the window the same way. Returns the exit status: 0, or 130 after a signal.
+    Qt and the detector are checked first (a missing system library, a bad model or device raises
+    here, before any window, as a one-line error for the CLI); then Qt's event loop runs until the
+    window closes, which Ctrl-C (or SIGTERM) does too. Returns 0, or 130 after a signal.
     """
     from app.pipeline.fastpath import build_detector
 
-    app = qt_application()
-    detector, setup = build_detector(detector_config, reprobe=reprobe)
-    pipeline_config = setup.with_threads(pipeline_config)
-    output_dir = Path(pipeline_config.record).parent if pipeline_config.record else None
-    window = MainWindow(detector, output_dir=output_dir)
+    try:
+        app = qt_application()
+        detector, setup = build_detector(detector_config, reprobe=reprobe)  # the CPU fast path, as run.py's
+        if streams is None:
+            pipeline_config = setup.with_threads(pipeline_config)
+        else:
+            for line in setup.notes:
+                print(f"note: {line}", file=sys.stderr)
+        output_dir = Path(pipeline_config.record).parent if pipeline_config.record else None
+        window = MainWindow(detector, output_dir=output_dir)
+    except BaseException:
+        for stream in streams or ():
+            stream.source.close()
+        raise
     window.show()
-    window.open_source(pipeline_config)
+    if streams is None:
+        window.open_source(pipeline_config)
+    else:
+        window.open_streams(streams, export=pipeline_config.export, overwrite=pipeline_config.overwrite,
+                            events=pipeline_config.events)
 
     interrupted = []
 
     def on_signal(*_args) -> None:
         interrupted.append(True)
-        window.close()  # stops the pipeline and finalises a recording, as the close button does
+        window.close()  # stops the pipeline and finalises the recordings, as the close button does
 
     # Ctrl-C and SIGTERM close the window cleanly (headless runs treat them alike).
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -127,4 +142,8 @@ def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = Fa
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         window.shutdown()
+    pipeline = window.controller.last_pipeline
+    if streams is not None and pipeline is not None:  # one stream's failure is in the window's banner
+        for name, exc in pipeline.errors().items():
+            print(f"stream {name}: {exc}", file=sys.stderr)
     return 130 if interrupted else int(status)

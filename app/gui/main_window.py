@@ -1,55 +1,54 @@
-"""The main window: live video with detections, performance against 30/60 fps, live controls.
+"""The window: a grid of live video with detections (one cell per stream: a single source is the
+grid of one cell), performance against 30/60 fps, live controls that act on every stream.
 
-Threads: the GUI thread owns every widget. The pipeline's threads push results into a
-``FrameBridge`` (newest frame only) and a ``PipelineController`` on its own QThread does every
-blocking pipeline call; both talk to the window by queued signals. Closing the window stops the
-pipeline, finalises a recording and ends the controller's thread before ``closeEvent`` returns.
+Threads: the GUI thread owns every widget. The pipeline's sink threads push results into a
+``FrameBridge`` (each stream's newest frame only) and a ``PipelineController`` on its own QThread
+does every blocking pipeline call — opening, pausing, recording, stopping; both talk to the window
+by queued signals. Closing the window (or Ctrl-C / SIGTERM in the terminal) stops the pipeline,
+finalises every recording and the export, and ends the controller's thread before ``closeEvent``
+returns; the window is hidden first.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from PyQt6.QtCore import QSize, Qt, QTimer
 from PyQt6.QtGui import QAction, QKeySequence
 from PyQt6.QtWidgets import (
-    QComboBox,
     QFileDialog,
-    QFormLayout,
-    QFrame,
-    QGroupBox,
     QHBoxLayout,
     QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QPushButton,
-    QScrollArea,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from app.config import PipelineConfig
 from app.gui.bridge import FrameBridge, rgb_to_qimage
-from app.gui.controller import STOP_TIMEOUT_S, default_output_name, one_line, start_controller
+from app.gui.controller import STOP_TIMEOUT_S, StreamsRun, default_output_name, one_line, start_controller
 from app.gui.events_feed import for_next_source
-from app.gui.events_panel import EventsPanel
 from app.gui.fps_meter import RollingMean
-from app.gui.performance import PerformancePanel
-from app.gui.target import TargetControl
-from app.gui.tracking import ShapeTool, TrackingControl, TrackingPanel
+from app.gui.grid import StreamGrid
+from app.gui.tracking import ShapeTool, TrackingControl
 from app.gui.video_view import VideoView
-from app.gui.widgets import Banner, ClassChecklist, ProposalControl, ThresholdControl, available_precisions
-from app.stats import FpsMeter, PipelineStats
-from detector.detections import valid_names
+from app.gui.widgets import Banner
+from app.gui.window_controls import ControlPanel, ControlStrip, model_text
+from app.io.paths import stream_name
+from app.pipeline.pipeline import Stream
+from app.stats import FpsMeter, MultiStats, PipelineStats
 
 log = logging.getLogger(__name__)
 
 VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.m4v *.avi *.webm *.mpg *.mpeg *.ts *.flv *.wmv);;All files (*)"
-PANEL_WIDTH = 330
+NO_SOURCE = "no source"
+NO_SOURCE_TEXT = "No video — open a file or a camera from the File menu"
 
 
 class MainWindow(QMainWindow):
@@ -74,7 +73,10 @@ class MainWindow(QMainWindow):
         self.is_running = False
         self.frames_displayed = 0
         self.last_result = None
-        self.last_stats: PipelineStats | None = None
+        self.last_stats: PipelineStats | None = None  # the stream in focus (with the target's status)
+        self.last_run_stats: MultiStats | None = None  # every stream's, and the run's totals
+        self.stream_pairs: list[tuple[str, PipelineConfig]] | None = None  # (name, config) of several streams
+        self.streams_events = None
         self._failures_shown: set[str] = set()  # output failures already in the banner
         self.source_event = None  # the live source's latest drop while it is down (app/io/reconnect.py)
         self._closed = False
@@ -99,125 +101,52 @@ class MainWindow(QMainWindow):
 
     # ================================================================== layout
     def _build_ui(self) -> None:
-        self.view = VideoView()
+        self.grid = StreamGrid([NO_SOURCE])  # the video area: one cell per stream
+        self.view.clear(NO_SOURCE_TEXT)
         self.warning_banner = Banner("warning")
         self.error_banner = Banner("error")
+        self.strip = ControlStrip()
         central = QWidget()
         column = QVBoxLayout(central)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(0)
-        column.addWidget(self.warning_banner)
-        column.addWidget(self.error_banner)
-        column.addWidget(self.view, 1)
-        column.addWidget(self._build_control_strip())
-
-        panel = QWidget()
-        panel.setObjectName("panel")
-        side = QVBoxLayout(panel)
-        side.setContentsMargins(10, 10, 10, 10)
-        side.setSpacing(10)
-
-        # --- performance (aliases: the tests and the status timer read these widgets)
-        perf = self.performance = PerformancePanel()
-        self.fps_gauge, self.stage_bar = perf.fps_gauge, perf.stage_bar
-        self.detector_fps_label, self.latency_label = perf.pipeline_label, perf.latency_label
-        self.dropped_label, self.progress_label = perf.dropped_label, perf.progress_label
-
-        # --- detector knobs
-        knobs = QGroupBox("Detector")
-        form = QFormLayout(knobs)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.proposal_control = ProposalControl(self.detector.proposal_count)
-        self.threshold_control = ThresholdControl(self.detector.score_threshold)
-        self.precision_combo = QComboBox()
-        precisions = available_precisions(self.detector.device, getattr(self.detector, "int8_available", False))
-        self.precision_combo.addItems(precisions)
-        if self.detector.precision not in precisions:
-            self.precision_combo.addItem(self.detector.precision)
-        self.precision_combo.setCurrentText(self.detector.precision)
-        self.precision_combo.setToolTip(f"compute precision on {self.detector.device.type} (autocast; weights stay fp32)")
-        if not hasattr(self.detector, "set_precision"):
-            self.precision_combo.setEnabled(False)
-        self.proposals_seen = QLabel("")
-        self.proposals_seen.setObjectName("muted")
-        form.addRow("Proposals", self.proposal_control)
-        form.addRow("", self.proposals_seen)
-        form.addRow("Score ≥", self.threshold_control)
-        form.addRow("Precision", self.precision_combo)
-        self.target_control = TargetControl(owns=(self.proposal_control,))  # the controller's knobs while on
-        form.addRow("Target", self.target_control)
-
-        classes = QGroupBox("Classes")
-        classes_layout = QVBoxLayout(classes)
-        self.class_list = ClassChecklist(valid_names(self.detector.class_names), self.detector.classes)
-        classes_layout.addWidget(self.class_list)
-
-        tracking = QGroupBox("Tracking")
-        self.tracking_panel = TrackingPanel()
-        QVBoxLayout(tracking).addWidget(self.tracking_panel)
-        self.view.tool = ShapeTool(self.view)  # draws counting lines and zones with the mouse
-
-        side.addWidget(perf)
-        side.addWidget(knobs)
-        side.addWidget(tracking)
-        events = QGroupBox("Events")  # the list, the heat-map toggle and the alert outputs (issue #22)
-        self.events_panel = EventsPanel()
-        QVBoxLayout(events).addWidget(self.events_panel)
-        side.addWidget(events)
-        side.addWidget(classes, 1)
-
-        scroll = QScrollArea()
-        scroll.setWidget(panel)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setFixedWidth(PANEL_WIDTH)
-        scroll.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+        for widget, stretch in ((self.warning_banner, 0), (self.error_banner, 0), (self.grid, 1), (self.strip, 0)):
+            column.addWidget(widget, stretch)
+        self.panel = panel = ControlPanel(self.detector)
+        for part, names in ((panel, "performance tracking_panel events_panel proposal_control threshold_control "
+                                    "precision_combo proposals_seen target_control class_list"),
+                            (self.strip, "open_button pause_button record_button screenshot_button")):
+            for name in names.split():  # aliases: the window's code and the tests read these widgets
+                setattr(self, name, getattr(part, name))
+        perf = self.performance
+        self.fps_gauge, self.stage_bar, self.latency_label = perf.fps_gauge, perf.stage_bar, perf.latency_label
+        self.detector_fps_label, self.dropped_label, self.progress_label = (perf.pipeline_label, perf.dropped_label,
+                                                                            perf.progress_label)
+        self.shape_tool = self.view.tool = ShapeTool(self.view)  # draws counting lines and zones with the mouse
 
         root = QWidget()
         row = QHBoxLayout(root)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(0)
         row.addWidget(central, 1)
-        row.addWidget(scroll)
+        row.addWidget(panel)
         self.setCentralWidget(root)
 
         self.source_label = QLabel("no source")
-        self.model_label = QLabel(self._model_text())
+        self.total_label = QLabel("")  # the run's fps and batch, and whether it is paused or ended
+        self.model_label = QLabel(model_text(self.detector))
         self.statusBar().addWidget(self.source_label, 1)
+        self.statusBar().addPermanentWidget(self.total_label)
         self.statusBar().addPermanentWidget(self.model_label)
 
-    def _build_control_strip(self) -> QWidget:
-        """Pause / record / screenshot under the video, like a player's transport bar."""
-        strip = QFrame()
-        strip.setObjectName("strip")
-        row = QHBoxLayout(strip)
-        row.setContentsMargins(8, 6, 8, 6)
-        self.open_button = QPushButton("Open…")
-        self.pause_button = QPushButton("❚❚ Pause")
-        self.record_button = QPushButton("● Record")
-        self.record_button.setObjectName("record")
-        self.screenshot_button = QPushButton("Screenshot")
-        for b in (self.pause_button, self.record_button):
-            b.setCheckable(True)
-        self.pause_button.setToolTip("pause / resume (Space)")
-        self.record_button.setToolTip("record the annotated video to a timestamped file (R)")
-        self.screenshot_button.setToolTip("save the current frame with its boxes as PNG (S)")
-        self.open_button.setToolTip("open a video file (Ctrl+O); cameras and streams are in the File menu")
-        for b in (self.open_button, self.pause_button, self.record_button, self.screenshot_button):
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        row.addWidget(self.open_button)
-        row.addStretch(1)
-        row.addWidget(self.pause_button)
-        row.addWidget(self.record_button)
-        row.addWidget(self.screenshot_button)
-        return strip
+    @property
+    def view(self) -> VideoView:
+        """The video of the cell in focus: the enlarged one, else the first (a single stream's)."""
+        return self.grid.tiles[self.focus].view
 
-    def _model_text(self) -> str:
-        info = getattr(self.detector, "info", None)
-        name = getattr(info, "name", "model")
-        trained = "" if getattr(info, "trained", True) else " (untrained)"
-        return f"{name}{trained} · {self.detector.device.type} · {self.detector.precision}"
+    @property
+    def focus(self) -> str:
+        return self.grid.enlarged or self.grid.names[0]
 
     def _build_actions(self) -> None:
         def action(text: str, slot, shortcuts=(), checkable: bool = False, tip: str = "") -> QAction:
@@ -244,7 +173,9 @@ class MainWindow(QMainWindow):
         self.pace_action = action("Play files at their own &frame rate", self.set_pacing, checkable=True,
                                   tip="off: files play as fast as the detector allows (its real throughput)")
         self.pace_action.setChecked(self.pace_files)
-        self.quit_action = action("&Quit", self.close, ["Q", "Esc"])
+        self.quit_action = action("&Quit", self._escape, ["Q", "Esc"], tip="Esc: all streams again, when one is enlarged")
+        for i in range(1, 10):  # 1…9 enlarge a stream from the keyboard (again: all streams)
+            action(f"Enlarge stream {i}", lambda _=False, k=i - 1: self._toggle_cell(k), [str(i)])
         self.shortcuts_action = action("&Keyboard shortcuts", self.show_shortcuts, ["F1"])
 
         menu = self.menuBar().addMenu("&File")
@@ -263,7 +194,8 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         queued = Qt.ConnectionType.QueuedConnection
-        self.bridge.frame_available.connect(self._show_newest_frame, queued)
+        self.bridge.frame_available.connect(self._show_newest_frames, queued)
+        self.grid.enlarged_changed.connect(self._on_focus_changed)
         c = self.controller
         c.opened.connect(self._on_opened, queued)
         c.stats_ready.connect(self._on_stats, queued)
@@ -274,7 +206,7 @@ class MainWindow(QMainWindow):
         c.knobs_applied.connect(self._on_knobs_applied, queued)
         c.source_state.connect(self._on_source_state, queued)
         self.events_panel.connect_feed(c.events_feed)
-        self.events_panel.heat_check.toggled.connect(lambda _on: self._show_result(self.last_result))
+        self.events_panel.heat_check.toggled.connect(lambda _on: self._redraw(self.last_result))
 
         self.proposal_control.value_changed.connect(lambda n: self.controller.set_knob("proposals", n))
         self.threshold_control.value_changed.connect(lambda x: self.controller.set_knob("score_threshold", x))
@@ -287,7 +219,7 @@ class MainWindow(QMainWindow):
         self.record_button.clicked.connect(lambda _on: self.toggle_recording())
         self.screenshot_button.clicked.connect(lambda: self.take_screenshot())
         self.open_button.clicked.connect(self.choose_video)
-        self.tracking = TrackingControl(self.tracking_panel, self.view.tool, self.controller)
+        self.tracking = TrackingControl(self.tracking_panel, self.shape_tool, self.controller)
         self.tracking.changed.connect(self._on_tracking_changed)
         self.tracking.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
 
@@ -305,13 +237,28 @@ class MainWindow(QMainWindow):
             # between reader and detector (capture-to-display stays a couple of frame times).
             config = config.with_(realtime=self.pace_files, queue_size=min(config.queue_size, 2))
         config = self.tracking.adopt(config)  # tracking, lines and zones carry over to every source
-        self.config = config
-        self.error_banner.hide()
-        self.source_event = None
-        self.meter.reset()
-        self.latency.reset()
+        self._opening(config, [stream_name(config.source_kind, config.source)], None)
         self.source_label.setText(f"opening {config.source_kind} {config.source} …")
         self.controller.open_requested.emit(config)
+
+    def open_streams(self, streams: Sequence[Stream | tuple[str, PipelineConfig]], *, export: str | None = None,
+                     overwrite: bool = False, events=None) -> None:
+        """Stop what is playing and play several streams, one cell each, through one pipeline (its
+        export has a ``stream`` column). ``streams``: ``Stream``s (sources open) or (name, config)
+        pairs, opened by the controller. With one stream this is ``open_source`` with a name."""
+        pairs = [(s.name, s.config) if isinstance(s, Stream) else tuple(s) for s in streams]
+        config = self.tracking.adopt(pairs[0][1])
+        self._opening(config, [name for name, _ in pairs], pairs)
+        self.streams_events = events
+        self.source_label.setText(f"opening {len(pairs)} streams …")
+        self.controller.open_requested.emit(StreamsRun(tuple(streams), export, overwrite, events))
+
+    def _opening(self, config: PipelineConfig, names: list[str], pairs) -> None:
+        self.config, self.stream_pairs = config, pairs
+        self.grid.set_names(names)
+        self._on_focus_changed(self.grid.enlarged)  # (which also forgets the last result and the meters)
+        self.error_banner.hide()
+        self.source_event = None
 
     def _menu_config(self, kind: str, source: str) -> PipelineConfig | None:
         """A config for a source chosen in the window: the run's settings without its outputs."""
@@ -358,7 +305,11 @@ class MainWindow(QMainWindow):
             self.restart()
 
     def restart(self) -> None:
-        if self.config is not None:
+        """Play the current source(s) again, with the window's tracking state, without the run's outputs."""
+        if self.stream_pairs is not None:
+            self.open_streams([(name, self.tracking.adopt(config).with_(record=None)) for name, config in self.stream_pairs],
+                              events=for_next_source(self.streams_events))
+        elif self.config is not None:
             self.open_source(self.config.with_(record=None, export=None, events=for_next_source(self.config.events)))
 
     # ================================================================== controls
@@ -422,33 +373,70 @@ class MainWindow(QMainWindow):
         QMessageBox.information(
             self, "Keyboard shortcuts",
             "Space  pause / resume\nR  record on / off\nS  screenshot\nCtrl+O  open a video\n"
-            "Ctrl+K  open a camera\nCtrl+U  open a stream\nF5  restart the source\nQ, Esc  quit",
+            "Ctrl+K  open a camera\nCtrl+U  open a stream\nF5  restart the source\n"
+            "1 … 9  enlarge a stream (again: all)\nEsc  all streams, or quit\nQ  quit",
         )
 
-    # ================================================================== reports from the controller
-    def _show_result(self, result) -> None:
-        if result is not None:  # (with the heat map under the boxes when its toggle is on)
-            self.view.set_frame(rgb_to_qimage(self.events_panel.decorate(result.frame.image)), result.detections,
-                                result.overlay)
+    # ================================================================== the grid
+    def _toggle_cell(self, index: int) -> None:
+        if index < len(self.grid.names):
+            self.grid.toggle(self.grid.names[index])
 
-    def _show_newest_frame(self) -> None:
-        result = self.bridge.take()
-        if result is None or self._closed:
+    def _escape(self) -> None:
+        """Esc (and Q): all streams again when one is enlarged, else quit."""
+        if self.grid.enlarged is not None:
+            self.grid.show_all()
+        else:
+            self.close()
+
+    def _on_focus_changed(self, _name) -> None:
+        """Another cell is in focus: the mouse draws lines and zones there, the panel shows its figures."""
+        self.shape_tool.retarget(self.view)
+        self.last_result = None
+        self.meter.reset()
+        self.latency.reset()
+        if len(self.grid.names) > 1:
+            self.statusBar().showMessage(f"{self.focus} — click it (or Esc) for all streams" if self.grid.enlarged
+                                         else "click a stream to enlarge it; click again (or Esc) for all", 5000)
+
+    # ================================================================== reports from the controller
+    def _decorated(self, result):
+        """The frame to show: with the heat map under the boxes when its toggle is on (one stream)."""
+        return self.events_panel.decorate(result.frame.image) if len(self.grid.names) == 1 else result.frame.image
+
+    def _redraw(self, result) -> None:
+        if result is not None:
+            self.view.set_frame(rgb_to_qimage(self._decorated(result)), result.detections, result.overlay)
+
+    def _show_newest_frames(self) -> None:
+        """Each stream's newest result into its cell; the one in focus also feeds the panel."""
+        results = self.bridge.take_all()
+        if self._closed:
             return
         now = time.monotonic()
-        self._show_result(result)
-        self.tracking_panel.show_counts(result.overlay, self.tracking.shapes)
-        self.last_result = result
-        self.frames_displayed += 1
-        self.meter.tick(now)
-        self.latency.add(now - result.frame.captured)
+        for name, result in results.items():
+            tile = self.grid.tiles.get(name)
+            if tile is None:  # a stream of a run replaced since
+                continue
+            tile.show_result(result, self._decorated(result))
+            if name == self.focus:
+                self.tracking_panel.show_counts(result.overlay, self.tracking.shapes)
+                self.last_result = result
+                self.frames_displayed += 1
+                self.meter.tick(now)
+                self.latency.add(now - result.frame.captured)
 
     def _on_opened(self, info: dict) -> None:
         self.is_running = True
-        rate = f" · {info['rate']:.3g} fps" if info.get("rate") else ""
-        total = f" · {info['total_frames']} frames" if info.get("total_frames") else ""
-        self.source_label.setText(f"{info['kind']}: {info['name']}{rate}{total}")
-        self.setWindowTitle(f"{Path(str(info['name'])).name} — Faster R-CNN live detection")
+        names = info.get("names") or [info["name"]]
+        if len(names) > 1:
+            self.source_label.setText(f"{len(names)} streams: {', '.join(names)}")
+            self.setWindowTitle(f"{len(names)} streams — Faster R-CNN live detection")
+        else:
+            rate = f" · {info['rate']:.3g} fps" if info.get("rate") else ""
+            total = f" · {info['total_frames']} frames" if info.get("total_frames") else ""
+            self.source_label.setText(f"{info['kind']}: {info['name']}{rate}{total}")
+            self.setWindowTitle(f"{Path(str(info['name'])).name} — Faster R-CNN live detection")
         if info.get("notes"):
             self.statusBar().showMessage("; ".join(info["notes"]), 8000)
 
@@ -475,7 +463,7 @@ class MainWindow(QMainWindow):
             widget.setChecked(on)
             widget.blockSignals(False)
         self.record_button.setText("■ Stop recording" if on else "● Record")
-        self.view.set_recording(on)
+        self.grid.tiles[self.grid.names[0]].view.set_recording(on)  # the first stream is the one recorded
 
     def _on_paused(self, on: bool) -> None:
         self.is_paused = on
@@ -484,17 +472,30 @@ class MainWindow(QMainWindow):
             widget.setChecked(on)
             widget.blockSignals(False)
         self.pause_button.setText("▶ Resume" if on else "❚❚ Pause")
-        self.view.set_paused(on)
+        for tile in self.grid.tiles.values():  # the pause holds every stream
+            tile.view.set_paused(on)
 
     def _on_knobs_applied(self, knobs: dict) -> None:
         if "precision" in knobs:
-            self.model_label.setText(self._model_text())
+            self.model_label.setText(model_text(self.detector))
             self.precision_combo.blockSignals(True)
             self.precision_combo.setCurrentText(str(knobs["precision"]))
             self.precision_combo.blockSignals(False)
 
-    def _on_stats(self, stats: PipelineStats) -> None:
-        self.last_stats = stats
+    def _on_stats(self, run: MultiStats) -> None:
+        """Every cell's caption, the run's totals, and the panel for the stream in focus."""
+        if not run.streams:
+            return
+        self.last_run_stats = run
+        for name, tile in self.grid.tiles.items():
+            if name in run.streams:
+                tile.set_stats(run.streams[name], run.states.get(name, ""))
+        total = f"{run.fps:.1f}" if run.fps else "--"
+        batch = f"{run.mean_batch:.2f}" if run.mean_batch else "--"
+        ended = " · all streams ended" if run.finished else " · paused (Space resumes)" if run.paused else ""
+        every = "all streams: " if len(run.streams) > 1 else ""
+        self.total_label.setText(f"{every}{total} fps · mean batch {batch}{ended}")
+        stats = self.last_stats = replace(run.streams.get(self.focus) or next(iter(run.streams.values())), adapt=run.adapt)
         self.target_control.show_status(stats.adapt)
         self.performance.show_stats(stats, self.bridge.replaced)
         if stats.proposals:

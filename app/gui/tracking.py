@@ -83,6 +83,20 @@ class ShapeTool(QObject):
         view.installEventFilter(self)
         view.setMouseTracking(True)
 
+    def retarget(self, view) -> None:
+        """Draw on ``view`` from now on (the grid's cell in focus); a shape being drawn is dropped."""
+        if view is self.view:
+            return
+        if self.mode:
+            self.start("")
+        self.view.removeEventFilter(self)
+        self.view.tool = None
+        self.view.update()
+        self.view = view
+        view.tool = self
+        view.installEventFilter(self)
+        view.setMouseTracking(True)
+
     def start(self, mode: str) -> None:
         """Start drawing a "line" or a "zone" ("" cancels)."""
         if mode not in ("", "line", "zone"):

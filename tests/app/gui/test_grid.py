@@ -1,4 +1,4 @@
-"""The multi-stream window, offscreen: the grid (1, 2×1, 2×2), click to enlarge and back, frames of
+"""The window with several streams, offscreen: the grid (1, 2×1, 2×2), click to enlarge and back, frames of
 every stream on screen, a stream that is down says so, and closing finalises every recording."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from PyQt6.QtCore import QPoint, Qt
 
 from app.config import PipelineConfig
 from app.gui.grid import StreamGrid, grid_shape
-from app.gui.multi_window import MultiWindow
+from app.gui.main_window import MainWindow
 from app.io.reconnect import ReconnectingSource, open_source
 from app.io.sources import SourceUnavailable
 from app.pipeline.multi import Stream
@@ -62,14 +62,15 @@ def test_the_window_shows_every_stream_and_closing_finalises_the_recordings(qtbo
     down = ReconnectingSource("rtsp://127.0.0.1:9/none", lambda: None, first_error=SourceUnavailable("refused"),
                               backoff=lambda k: 60.0)
     streams.append(Stream("gone", PipelineConfig(source_kind="url", source="rtsp://127.0.0.1:9/none"), down))
-    window = MultiWindow(streams, gui_detector, export=str(tmp_path / "dets.csv"))
+    window = MainWindow(gui_detector, output_dir=tmp_path)
     qtbot.addWidget(window)
     window.show()
-    window.start()
+    window.open_streams(streams, export=str(tmp_path / "dets.csv"))
     tiles = window.grid.tiles
     qtbot.waitUntil(lambda: tiles["left"].frames_shown >= 1 and tiles["right"].frames_shown >= 1, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: window.last_stats is not None and
-                    all(window.last_stats.streams[n].frames_written == 10 for n in ("left", "right")), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.last_run_stats is not None and
+                    all(window.last_run_stats.streams[n].frames_written == 10 for n in ("left", "right")),
+                    timeout=WAIT_MS)
     assert window.grid.shape == (2, 2)
     assert tiles["left"].view.detections is not None and len(tiles["left"].view.detections) > 0
     assert "10 frames" in tiles["left"].caption.text() and "fps" in tiles["left"].caption.text()
@@ -92,21 +93,56 @@ def test_pause_stops_detecting_in_every_cell_and_resume_goes_on(qtbot, gui_detec
     for i in range(n):
         config = PipelineConfig(source_kind="video", source=str(clip10), track=True, lines=((0.5, 0.0, 0.5, 1.0),))
         streams.append(Stream(f"s{i}", config, open_source(config)))
-    window = MultiWindow(streams, gui_detector)
+    window = MainWindow(gui_detector, output_dir=tmp_path)
     qtbot.addWidget(window)
     window.show()
     window.toggle_pause()  # paused before the first frame
-    window.start()
-    qtbot.waitUntil(lambda: window.last_stats is not None and all(
-        window.last_stats.streams[s.name].frames_read >= 2 for s in streams), timeout=WAIT_MS)
+    window.open_streams(streams)
+    qtbot.waitUntil(lambda: window.last_run_stats is not None and all(
+        window.last_run_stats.streams[s.name].frames_read >= 2 for s in streams), timeout=WAIT_MS)
     assert "paused" in window.total_label.text()
     qtbot.wait(300)
-    assert all(s.frames_processed == 0 for s in window.pipeline.stats().streams.values())
+    pipeline = window.controller.pipeline
+    assert all(s.frames_processed == 0 for s in pipeline.run_stats().streams.values())
     qtbot.keyClick(window, Qt.Key.Key_Space)  # resume
-    qtbot.waitUntil(lambda: window.last_stats.finished, timeout=WAIT_MS)
-    assert [window.last_stats.streams[s.name].frames_written for s in streams] == [10] * n
+    qtbot.waitUntil(lambda: window.last_run_stats.finished, timeout=WAIT_MS)
+    assert [window.last_run_stats.streams[s.name].frames_written for s in streams] == [10] * n
     assert "paused" not in window.total_label.text()
-    assert all(lane.analytics.summary_lines()[0].startswith("tracking: ") for lane in window.pipeline.lanes)
+    assert all(lane.analytics.summary_lines()[0].startswith("tracking: ") for lane in pipeline.lanes)
     overlays = [window.grid.tiles[s.name].view.overlay for s in streams]  # every cell draws its own line
     assert all(o is not None and [c.name for c in o.lines] == ["line 1"] for o in overlays)
     window.close()
+
+
+def test_a_line_drawn_on_the_enlarged_cell_counts_in_every_stream(qtbot, gui_detector, clip10, tmp_path):
+    """The mouse draws on the cell in focus (here the second, enlarged); the line reaches every lane."""
+    from tests.app.gui.test_counting_gui import at
+
+    streams = []
+    for name in ("a", "b"):
+        config = PipelineConfig(source_kind="video", source=str(clip10), realtime=True)
+        streams.append(Stream(name, config, open_source(config)))
+    window = MainWindow(gui_detector, output_dir=tmp_path)
+    qtbot.addWidget(window)
+    window.resize(1000, 640)
+    window.show()
+    window.toggle_pause()
+    window.open_streams(streams)
+    qtbot.waitUntil(lambda: window.controller.pipeline is not None, timeout=WAIT_MS)
+    window.grid.toggle("b")
+    view = window.view
+    assert view is window.grid.tiles["b"].view and view.tool is window.shape_tool
+    qtbot.keyClick(window, Qt.Key.Key_Space)  # resume: a frame to draw on
+    qtbot.waitUntil(lambda: view.image is not None, timeout=WAIT_MS)
+    window.set_paused(True)  # the files wait where they are: the run is still on when the line arrives
+    qtbot.waitUntil(lambda: window.is_paused, timeout=WAIT_MS)
+    qtbot.mouseClick(window.tracking_panel.line_button, Qt.MouseButton.LeftButton)
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=at(view, 0.5, 0.1))
+    qtbot.mouseMove(view, at(view, 0.5, 0.5))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=at(view, 0.5, 0.9))
+    assert len(window.config.lines) == 1 and window.grid.enlarged == "b"  # drawing did not toggle the cell
+    pipeline = window.controller.last_pipeline
+    qtbot.waitUntil(lambda: all(len(lane.analytics.lines) == 1 for lane in pipeline.lanes), timeout=WAIT_MS)
+    assert all(lane.analytics.tracking for lane in pipeline.lanes)
+    window.close()
+    assert window.control_thread.isFinished()

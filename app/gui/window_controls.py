@@ -1,0 +1,119 @@
+"""The window's controls, built here so that ``main_window.py`` holds the behaviour: the side panel
+(performance, detector knobs, tracking, events, classes) and the transport strip under the video.
+Widgets only show and emit; the window wires them to its controller."""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.events_panel import EventsPanel
+from app.gui.performance import PerformancePanel
+from app.gui.target import TargetControl
+from app.gui.tracking import TrackingPanel
+from app.gui.widgets import ClassChecklist, ProposalControl, ThresholdControl, available_precisions
+from detector.detections import valid_names
+
+PANEL_WIDTH = 330
+
+
+def model_text(detector) -> str:
+    """The status bar's model line: name (untrained) · device · precision."""
+    info = getattr(detector, "info", None)
+    name = getattr(info, "name", "model")
+    trained = "" if getattr(info, "trained", True) else " (untrained)"
+    return f"{name}{trained} · {detector.device.type} · {detector.precision}"
+
+
+class ControlPanel(QScrollArea):
+    """The side panel, scrollable, of a fixed width; its controls start from ``detector``'s knobs."""
+
+    def __init__(self, detector, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        panel = QWidget()
+        panel.setObjectName("panel")
+        side = QVBoxLayout(panel)
+        side.setContentsMargins(10, 10, 10, 10)
+        side.setSpacing(10)
+        self.performance = PerformancePanel()
+
+        knobs = QGroupBox("Detector")
+        form = QFormLayout(knobs)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.proposal_control = ProposalControl(detector.proposal_count)
+        self.threshold_control = ThresholdControl(detector.score_threshold)
+        self.precision_combo = combo = QComboBox()
+        precisions = available_precisions(detector.device, getattr(detector, "int8_available", False))
+        combo.addItems(precisions)
+        if detector.precision not in precisions:
+            combo.addItem(detector.precision)
+        combo.setCurrentText(detector.precision)
+        combo.setToolTip(f"compute precision on {detector.device.type} (autocast; weights stay fp32)")
+        combo.setEnabled(hasattr(detector, "set_precision"))
+        self.proposals_seen = QLabel("")
+        self.proposals_seen.setObjectName("muted")
+        form.addRow("Proposals", self.proposal_control)
+        form.addRow("", self.proposals_seen)
+        form.addRow("Score ≥", self.threshold_control)
+        form.addRow("Precision", combo)
+        self.target_control = TargetControl(owns=(self.proposal_control,))  # the controller's knobs while on
+        form.addRow("Target", self.target_control)
+
+        tracking = QGroupBox("Tracking")
+        self.tracking_panel = TrackingPanel()
+        QVBoxLayout(tracking).addWidget(self.tracking_panel)
+        events = QGroupBox("Events")  # the list, the heat-map toggle and the alert outputs (issue #22)
+        self.events_panel = EventsPanel()
+        QVBoxLayout(events).addWidget(self.events_panel)
+        classes = QGroupBox("Classes")
+        self.class_list = ClassChecklist(valid_names(detector.class_names), detector.classes)
+        QVBoxLayout(classes).addWidget(self.class_list)
+        for box, stretch in ((self.performance, 0), (knobs, 0), (tracking, 0), (events, 0), (classes, 1)):
+            side.addWidget(box, stretch)
+
+        self.setWidget(panel)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFixedWidth(PANEL_WIDTH)
+        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+
+
+class ControlStrip(QFrame):
+    """Open / pause / record / screenshot under the video, like a player's transport bar."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("strip")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 6, 8, 6)
+        self.open_button = QPushButton("Open…")
+        self.pause_button = QPushButton("❚❚ Pause")
+        self.record_button = QPushButton("● Record")
+        self.record_button.setObjectName("record")
+        self.screenshot_button = QPushButton("Screenshot")
+        for b in (self.pause_button, self.record_button):
+            b.setCheckable(True)
+        self.pause_button.setToolTip("pause / resume every stream (Space)")
+        self.record_button.setToolTip("record the first stream's annotated video to a timestamped file (R)")
+        self.screenshot_button.setToolTip("save the frame in focus with its boxes as PNG (S)")
+        self.open_button.setToolTip("open a video file (Ctrl+O); cameras and streams are in the File menu")
+        for b in (self.open_button, self.pause_button, self.record_button, self.screenshot_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        row.addWidget(self.open_button)
+        row.addStretch(1)
+        row.addWidget(self.pause_button)
+        row.addWidget(self.record_button)
+        row.addWidget(self.screenshot_button)
