@@ -43,6 +43,9 @@ class DetectorConfig:
         score_threshold: detections scoring below are dropped. None = the model's own (a checkpoint's
             ``meta["score_threshold"]``, chosen when it was made), else ``DEFAULT_SCORE_THRESHOLD``.
         nms_threshold: IoU of the per-class NMS in the RoI head.
+        contained_threshold: after NMS, drop a box with at least this share of its area inside a
+            higher-scoring box of its class (a head or torso inside the person's box, which NMS keeps
+            for its low IoU). None = off (the model's own, ``meta["contained_threshold"]``, else off).
         classes: class names to keep; empty = all.
         min_size / max_size: the image is resized so that its short side is ``min_size`` unless the
             long side would exceed ``max_size``. None = the model's own setting.
@@ -60,6 +63,7 @@ class DetectorConfig:
     pre_nms_proposals: int | None = None
     score_threshold: float | None = None
     nms_threshold: float = 0.5
+    contained_threshold: float | None = None
     classes: tuple[str, ...] = field(default_factory=tuple)
     min_size: int | None = None
     max_size: int | None = None
@@ -89,6 +93,8 @@ class DetectorConfig:
         if self.score_threshold is not None:
             check_probability(self.score_threshold, "score_threshold")
         check_probability(self.nms_threshold, "nms_threshold")
+        if self.contained_threshold is not None:
+            check_probability(self.contained_threshold, "contained_threshold")
         for name, value in (("min_size", self.min_size), ("max_size", self.max_size)):
             if value is not None and (not _is_int(value) or value < 32):
                 raise ConfigError(f"{name} {value!r} must be an integer ≥ 32 pixels")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from detector.boxes import contained_in_higher
 from detector.config import (
     DEFAULT_SCORE_THRESHOLD,
     MEMORY_FORMATS,
@@ -411,6 +412,8 @@ class Detector:
                 times.roi_heads, t = (clock() - t) * 1e3, clock()
 
             detections = self.model.transform.postprocess(detections, image_list.image_sizes, original_sizes)
+            if self.contained_threshold is not None:
+                detections = [self._drop_contained(d) for d in detections]
             results = [self._to_detections(d, classes) for d in detections]
             times.postprocess = (clock() - t) * 1e3
             counts = [len(p) for p in proposals]
@@ -455,6 +458,18 @@ class Detector:
         if dtype == torch.float32:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @property
+    def contained_threshold(self) -> float | None:
+        """The share inside a higher box of its class above which a box is dropped (config, else the
+        model's own ``meta["contained_threshold"]``, else None: off)."""
+        if self.config.contained_threshold is not None:
+            return self.config.contained_threshold
+        return self.info.meta.get("contained_threshold")
+
+    def _drop_contained(self, d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        keep = ~contained_in_higher(d["boxes"].float(), d["scores"].float(), d["labels"], self.contained_threshold)
+        return {k: v[keep] for k, v in d.items()}
 
     def _to_detections(self, d: dict[str, torch.Tensor], classes: tuple[str, ...]) -> Detections:
         det = Detections(

@@ -39,7 +39,9 @@ from torch import Tensor, nn
 from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
-from torchvision.ops import box_area, box_iou
+from torchvision.ops import box_iou
+
+from detector.boxes import pairwise_ioa
 
 DEFAULT_IOA = 0.5
 DEFAULT_PART_COVER = 0.7  # detector.precision calls a false box a part at the same share
@@ -47,20 +49,11 @@ DEFAULT_PART_COVER = 0.7  # detector.precision calls a false box a part at the s
 
 def ignore_overlap(boxes: Tensor, ignore: Tensor) -> tuple[Tensor, Tensor]:
     """(IoA, IoU) of each box with the ignore boxes, each the maximum over them: Tensor[N] twice.
-
-    IoA = area(box ∩ ignore) / area(box). torchvision has IoU but no intersection; with areas A
-    (box) and B (ignore), IoU = I / (A + B − I) gives I = IoU · (A + B) / (1 + IoU) exactly, so the
-    intersection comes from torchvision's ``box_iou`` rather than a hand-written one.
-    """
+    IoA = area(box ∩ ignore) / area(box) (``detector.boxes.pairwise_ioa``)."""
     if ignore.numel() == 0 or boxes.numel() == 0:
         zeros = boxes.new_zeros(boxes.shape[0])
         return zeros, zeros
-    iou = box_iou(boxes, ignore)  # [N, M]
-    a = box_area(boxes)[:, None]
-    b = box_area(ignore)[None, :]
-    inter = iou * (a + b) / (1.0 + iou)
-    ioa = inter / a.clamp(min=1e-6)
-    return ioa.max(dim=1).values, iou.max(dim=1).values
+    return pairwise_ioa(boxes, ignore).max(dim=1).values, box_iou(boxes, ignore).max(dim=1).values
 
 
 def ignored(boxes: Tensor, ignore: Tensor | None, ioa: float, iou: float) -> Tensor:

@@ -45,6 +45,9 @@ TRAINING_ROWS = [
 ]
 INFERENCE_ROWS = [
     ("NMS IoU 0.3", "the RoI head's per-class NMS at IoU 0.3 instead of 0.5", ["--nms-threshold", "0.3"]),
+    ("inside a higher box 0.8", "after NMS, a box ≥ 80 % inside a higher-scoring box of its class is dropped",
+     ["--contained", "0.8"]),
+    ("inside a higher box 0.6", "the same at 60 %", ["--contained", "0.6"]),
 ]
 
 

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input sizes (short side, px), comma-separated: score each and write the AP50 grid")
     p.add_argument("--score-threshold", type=float, default=0.05, help="detections below are dropped (low for AP)")
     p.add_argument("--nms-threshold", type=float, default=0.5, help="IoU of the RoI head's per-class NMS")
+    p.add_argument("--contained", type=float, default=None, metavar="SHARE",
+                   help="drop a box with this share of its area inside a higher-scoring box of its class "
+                        "(default: the model's own setting, else off)")
     p.add_argument("--min-size", type=int, default=None, help="test short side (default: the model's)")
     p.add_argument("--max-size", type=int, default=None, help="test long-side limit (default: the model's)")
     p.add_argument("--device", default="cpu")
@@ -275,7 +278,8 @@ def _model(args, precision: str, proposals: int):
     try:
         config = DetectorConfig(model=args.model, weights=args.weights, device=args.device, precision=precision,
                                 proposals=proposals, score_threshold=args.score_threshold,
-                                nms_threshold=args.nms_threshold, min_size=args.min_size, max_size=args.max_size)
+                                nms_threshold=args.nms_threshold, contained_threshold=args.contained,
+                                min_size=args.min_size, max_size=args.max_size)
         # int8 is calibrated on real frames (the bundled clip's), as run.py calibrates it
         detector = Detector(config, calibration=sample_frames)
     except (ConfigError, WeightsError) as exc:
