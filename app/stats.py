@@ -117,29 +117,6 @@ class PipelineStats:
     adapt: object | None = None
     done_times: tuple[float, ...] = ()
 
-    def summary(self) -> str:
-        """Lines for the end of a headless run."""
-        fps = f"{self.mean_fps:.2f}" if self.mean_fps else "--"
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.mean_stage_ms.items() if k != "track") or "--"
-        tracker = f"\ntracker ms per frame: {self.mean_stage_ms['track']:.2f}" if "track" in self.mean_stage_ms else ""
-        latency = f"{self.mean_latency_ms:.0f} ms" if self.mean_latency_ms is not None else "--"
-        text = (
-            f"frames: {self.frames_read} read, {self.frames_processed} processed, {self.frames_written} written, "
-            f"{self.frames_dropped} dropped, {self.bad_frames} bad\n"
-            f"speed: {fps} fps mean over {self.elapsed_s:.1f} s; capture-to-result latency {latency}\n"
-            f"detector ms per frame: {stages}; proposals {self.proposals}{tracker}"
-        )
-        if self.adapt is not None:
-            from app.pipeline.adapt import fps_series
-
-            a = self.adapt
-            series = " ".join(f"{v:.1f}" for v in fps_series(self.done_times, 10)) or "--"
-            moves = "; ".join(f"frame {f}: {s.describe()}" for f, _t, s, _r in a.history) or "none"
-            target = f"{a.target_fps:g} fps" if a.target_fps else "off"
-            text += (f"\nadaptive: target {target} → {a.setting.describe()} ({a.state}: {a.reason})"
-                     f"\n  fps per 10 frames: {series}\n  {a.changes} change(s): {moves}")
-        return text
-
 
 class StageAverages:
     """Running and recent means of the stage times per frame (thread-safe).
@@ -217,22 +194,50 @@ class MultiStats:
         return sum(s.frames_written for s in self.streams.values())
 
     def summary(self) -> str:
-        """Lines for the end of a headless run: one per stream, then the totals."""
+        """Lines for the end of a headless run, one stream or many: a line per stream (led by
+        ``frames:``, or by its name when there are several), the total (several), the detector's ms
+        per frame over every stream, and what ``--target-fps`` chose."""
+        several = len(self.streams) > 1
         lines = []
         for name, s in self.streams.items():
-            fps = f"{s.mean_fps:.2f} fps" if s.mean_fps else "-- fps"
+            fps = f"{s.mean_fps:.2f}" if s.mean_fps else "--"
             latency = f"{s.mean_latency_ms:.0f} ms" if s.mean_latency_ms is not None else "--"
-            state = self.states.get(name, "")
-            lines.append(f"{name}: {s.frames_read} read, {s.frames_processed} processed, {s.frames_written} written, "
-                         f"{s.frames_dropped} dropped, {s.bad_frames} bad; {fps}, latency {latency}, proposals {s.proposals}"
-                         + (f" ({state})" if state and state != "ended" else ""))
-        total = f"{self.mean_fps:.2f}" if self.mean_fps else "--"
-        sizes = ", ".join(f"{k}×{v}" for k, v in sorted(self.batch_sizes.items())) or "--"
-        mean = f"{self.mean_batch:.2f}" if self.mean_batch else "--"
-        lines.append(f"all {len(self.streams)} streams: {self.frames_written} frames, {total} fps together over "
-                     f"{self.elapsed_s:.1f} s; {self.batches} batches, mean size {mean} (size×count: {sizes})")
+            state = self.states.get(name, "running")
+            lines.append(f"{name if several else 'frames'}: {s.frames_read} read, {s.frames_processed} processed, "
+                         f"{s.frames_written} written, {s.frames_dropped} dropped, {s.bad_frames} bad; {fps} fps mean "
+                         f"over {s.elapsed_s:.1f} s, capture-to-result latency {latency}, proposals {s.proposals}"
+                         + ("" if state in ("running", "ended") else f" ({state})"))
+        if several:
+            total = f"{self.mean_fps:.2f}" if self.mean_fps else "--"
+            sizes = ", ".join(f"{k}×{v}" for k, v in sorted(self.batch_sizes.items())) or "--"
+            mean = f"{self.mean_batch:.2f}" if self.mean_batch else "--"
+            lines.append(f"all {len(self.streams)} streams: {self.frames_written} frames, {total} fps together over "
+                         f"{self.elapsed_s:.1f} s; {self.batches} batches, mean size {mean} (size×count: {sizes})")
+        stage_ms = _weighted_stage_ms(self.streams.values())
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in stage_ms.items() if k != "track") or "--"
+        lines.append(f"detector ms per frame: {stages}")
+        if "track" in stage_ms:
+            lines.append(f"tracker ms per frame: {stage_ms['track']:.2f}")
         if self.adapt is not None:
+            from app.pipeline.adapt import fps_series
+
             a = self.adapt
-            target = f"{a.target_fps:g} fps per stream" if a.target_fps else "off"
-            lines.append(f"adaptive: target {target} → {a.setting.describe()} ({a.state}: {a.reason}); {a.changes} change(s)")
+            target = f"{a.target_fps:g} fps{' per stream' if several else ''}" if a.target_fps else "off"
+            lines.append(f"adaptive: target {target} → {a.setting.describe()} ({a.state}: {a.reason})")
+            for name, s in self.streams.items():
+                series = " ".join(f"{v:.1f}" for v in fps_series(s.done_times, 10)) or "--"
+                lines.append(f"  fps per 10 frames{f' of {name}' if several else ''}: {series}")
+            moves = "; ".join(f"frame {f}: {s.describe()}" for f, _t, s, _r in a.history) or "none"
+            lines.append(f"  {a.changes} change(s): {moves}")
         return "\n".join(lines)
+
+
+def _weighted_stage_ms(streams) -> dict[str, float]:
+    """Each stage's mean ms per frame over every stream, weighted by the frames each one processed."""
+    sums: dict[str, float] = {}
+    weights: dict[str, int] = {}
+    for s in streams:
+        for k, v in s.mean_stage_ms.items():
+            sums[k] = sums.get(k, 0.0) + v * max(1, s.frames_processed)
+            weights[k] = weights.get(k, 0) + max(1, s.frames_processed)
+    return {k: v / weights[k] for k, v in sums.items()}

@@ -16,8 +16,18 @@ EXIT_OUTPUT_FAILED = 4
 EXIT_INTERRUPTED = 130
 
 
-def has_display() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+def window_runner(headless: bool):
+    """``app.gui.launch.run_gui`` when a window may open; None (headless), saying why unless asked for."""
+    if not headless and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        note("no display (DISPLAY and WAYLAND_DISPLAY are unset): running headless")
+    elif not headless:
+        try:
+            from app.gui.launch import run_gui
+        except ImportError as exc:
+            note(f"the GUI cannot be loaded ({exc}); running headless")
+        else:
+            return run_gui
+    return None
 
 
 class OutputFailures:
@@ -61,15 +71,14 @@ def note(line: str) -> None:
     print(f"note: {line}", file=sys.stderr)
 
 
-def run_to_end(pipeline, progress, setup, report_outputs) -> tuple[object, bool, OutputFailures]:
+def run_to_end(pipeline, progress, setup) -> tuple[object, bool, OutputFailures]:
     """The headless run of ``pipeline`` (one stream or many), for the run command.
 
     Starts it and redraws ``progress`` until the end, saying each source's reconnection events, each
     output failure (once) and what ``--precision auto`` switched to (``setup``). Ctrl-C or SIGTERM
     stops it within about a second with every output finalised (a second Ctrl-C is ignored meanwhile);
-    an error says what was kept (``report_outputs()``) and is re-raised. At the end: the summary,
-    what the precision setup chose, tracking and counting, events, each reconnecting source's record.
-    Returns (the final stats, interrupted, the output failures); the caller says the rest.
+    an error says what was kept (the summary) and is re-raised. At the end: ``print_summary``, and
+    whether it was interrupted. Returns (the final ``MultiStats``, interrupted, the output failures).
     """
     failures = OutputFailures(pipeline, progress)
     interrupted = False
@@ -80,34 +89,49 @@ def run_to_end(pipeline, progress, setup, report_outputs) -> tuple[object, bool,
             failures.report()
             if line := setup.take_announcement():  # --precision auto measured and switched: said once
                 progress.message(f"note: {line}")
-            progress.update(pipeline.stats())
+            progress.update(pipeline.run_stats())
     except KeyboardInterrupt:
         interrupted = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the finalising short
     except Exception:  # say what was kept, then re-raise: the CLI prints the one error line
         pipeline.stop()
-        if pipeline.stats().frames_written:
-            print(pipeline.stats().summary(), file=sys.stderr)
-            report_outputs()
+        progress.close()
+        if pipeline.run_stats().frames_written:
+            print_summary(pipeline, pipeline.run_stats())
         raise
     finally:
         pipeline.stop()
     if interrupted:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     _source_events(pipeline, progress)
-    stats = pipeline.stats()
+    stats = pipeline.run_stats()
     progress.update(stats, final=True)
-    print(stats.summary(), file=sys.stderr)
-    for line in setup.summary_lines():  # what --precision auto chose and why: at the end, not before a first error
-        note(line)
-    for line in pipeline.analytics_lines():
-        print(line, file=sys.stderr)
-    for line in pipeline.events.summary_lines() if pipeline.events is not None else ():
-        print(line, file=sys.stderr)
-    for lane in pipeline.lanes:
-        if hasattr(lane.source, "summary"):  # a live source that reconnects: its drops and time down
-            print(f"reconnection: {lane.source.summary()}", file=sys.stderr)
+    print_summary(pipeline, stats, setup)
+    failures.report()  # one that happened while the outputs were finalised
+    if interrupted:
+        print("interrupted: threads stopped, outputs finalised", file=sys.stderr)
     return stats, interrupted, failures
+
+
+def print_summary(pipeline, stats, setup=None) -> None:
+    """The end of a run, one stream or many, in one format: on stderr each stream's line (frames,
+    fps, dropped; led by its name when there are several), the total, the detector, what the precision
+    setup chose, tracking and counting, events and each reconnecting source's record; on stdout the
+    outputs written (each stream's recording and counts file, the export)."""
+    print("\n".join([stats.summary(), *(f"note: {line}" for line in (setup.summary_lines() if setup else ())),
+                     *pipeline.analytics_lines(), *(pipeline.events.summary_lines() if pipeline.events is not None else ()),
+                     *(f"reconnection: {lane.source.summary()}"  # a live source that reconnects: drops, time down
+                       for lane in pipeline.lanes if hasattr(lane.source, "summary"))]), file=sys.stderr)
+    for lane in pipeline.lanes:
+        lead = f"{lane.tag}: " if lane.tag else ""
+        if lane.record_sink is not None:
+            rec = lane.record_sink.recorder
+            print(f"{lead}recording: {recording_line(rec) if rec.frames_written else 'none written (no frame arrived)'}")
+        if lane.counts_sink is not None and lane.counts_sink.path.exists():
+            print(f"{lead}counts: {lane.counts_sink.path.resolve()}")
+    if (exp := pipeline.exporter) is not None:
+        several = f" of {len(pipeline.lanes)} streams, column 'stream'" if len(pipeline.lanes) > 1 else ""
+        print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames{several})")
 
 
 def _source_events(pipeline, progress) -> None:

@@ -29,11 +29,10 @@ from app.cli.console import (
     EXIT_OK,
     EXIT_OUTPUT_FAILED,
     build_detector_for,
-    has_display,
     note,
-    recording_line,
     run_to_end,
     sigterm_as_interrupt,
+    window_runner,
 )
 from app.cli.progress import Progress
 from app.config import check_output_path
@@ -237,22 +236,13 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
         for name, _ in configs:
             if base.events.heatmap:
                 check_output_path(per_stream_path(base.events.heatmap, name), "heat map", overwrite=args.overwrite)
-    headless = args.headless
-    if not headless:
-        if has_display():
-            try:
-                from app.gui.launch import run_gui
-            except ImportError as exc:
-                note(f"the GUI cannot be loaded ({exc}); running headless")
-            else:
-                notes: list[str] = []
-                streams, left_out = open_streams(configs, notes)
-                for line in notes:
-                    note(line)
-                run = base.with_(export=args.export, overwrite=args.overwrite)
-                return int(run_gui(run, detector_config, reprobe=args.reprobe, streams=streams) or 0)
-        else:
-            note("no display (DISPLAY and WAYLAND_DISPLAY are unset): running headless")
+    if run_gui := window_runner(args.headless):
+        notes: list[str] = []
+        streams, left_out = open_streams(configs, notes)
+        for line in notes:
+            note(line)
+        run = base.with_(export=args.export, overwrite=args.overwrite)
+        return int(run_gui(run, detector_config, reprobe=args.reprobe, streams=streams) or 0)
     return run_many_headless(configs, detector_config, export=args.export, overwrite=args.overwrite, events=base.events)
 
 
@@ -272,12 +262,8 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
             note(line)
         detector, setup = build_detector_for([(s.config, s.source) for s in streams], detector_config)
         pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite, events=events)
-        stats, interrupted, failures = run_to_end(pipeline, MultiProgress(sys.stderr), setup,
-                                                  lambda: _report_outputs(pipeline))
-        _report_outputs(pipeline)
-        failures.report()  # one that happened while the outputs were finalised
+        stats, interrupted, failures = run_to_end(pipeline, Progress(sys.stderr), setup)
         if interrupted:
-            print("interrupted: threads stopped, outputs finalised", file=sys.stderr)
             return EXIT_INTERRUPTED
         failed = {**left_out, **pipeline.errors()}
         if failed:
@@ -297,37 +283,3 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
-
-def _report_outputs(pipeline) -> None:
-    for lane in pipeline.lanes:
-        if lane.record_sink is not None:
-            rec = lane.record_sink.recorder
-            if rec.frames_written:
-                print(f"recording {lane.name}: {recording_line(rec)}")
-            else:
-                print(f"recording {lane.name}: none written (no frame arrived)")
-    if pipeline.exporter is not None:
-        exp = pipeline.exporter
-        print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames "
-              f"of {len(pipeline.lanes)} streams, column 'stream')")
-    for lane in pipeline.lanes:
-        if lane.counts_sink is not None and lane.counts_sink.path.exists():
-            print(f"counts {lane.name}: {lane.counts_sink.path.resolve()}")
-
-
-class MultiProgress(Progress):
-    """The progress line of a multi-stream run: each stream's frames and fps, the total, the batch.
-    On a terminal one line redrawn in place; elsewhere a line every few seconds (``Progress``'s output)."""
-
-    @staticmethod
-    def line(stats) -> str:
-        parts = []
-        for name, s in stats.streams.items():
-            total = f"/{s.total_frames}" if s.total_frames else ""
-            fps = f"{s.fps:.1f}" if s.fps else "--"
-            state = stats.states.get(name, "running")
-            extra = "" if state in ("running", "ended") else f" {state.split(':', 1)[0]}"  # the reason comes at the end
-            parts.append(f"{name} {s.frames_written}{total} {fps} fps{extra}")
-        total = f"{stats.fps:.1f}" if stats.fps else "--"
-        batch = f"{stats.mean_batch:.1f}" if stats.mean_batch else "--"
-        return " | ".join(parts) + f" | all {total} fps, batch {batch}"

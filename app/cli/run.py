@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from app.cli.console import (  # noqa: F401
     EXIT_BAD_FRAMES,
@@ -22,11 +21,10 @@ from app.cli.console import (  # noqa: F401
     EXIT_OK,
     EXIT_OUTPUT_FAILED,
     build_detector_for,
-    has_display,
     note,
-    recording_line,
     run_to_end,
     sigterm_as_interrupt,
+    window_runner,
 )
 from app.cli.multi_run import add_source_options, source_list
 from app.cli.progress import Progress
@@ -210,18 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_many(args, sources, pipeline_config, detector_config)
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
 
-    if not pipeline_config.headless:
-        if has_display():
-            try:
-                from app.gui.launch import run_gui
-            except ImportError as exc:
-                note(f"the GUI cannot be loaded ({exc}); running headless")
-            else:
-                return int(run_gui(pipeline_config, detector_config, reprobe=args.reprobe) or 0)
-        else:
-            note("no display (DISPLAY and WAYLAND_DISPLAY are unset): running headless")
-        pipeline_config = pipeline_config.with_(headless=True)
-    return run_headless(pipeline_config, detector_config, reprobe=args.reprobe)
+    if run_gui := window_runner(pipeline_config.headless):
+        return int(run_gui(pipeline_config, detector_config, reprobe=args.reprobe) or 0)
+    return run_headless(pipeline_config.with_(headless=True), detector_config, reprobe=args.reprobe)
 
 
 def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int:
@@ -241,24 +230,20 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
         pipeline_config = setup.with_threads(pipeline_config)
         pipeline = Pipeline(pipeline_config, detector, source)
         notes_before = len(source.notes)
-        stats, interrupted, failures = run_to_end(pipeline, Progress(sys.stderr), setup,
-                                                  lambda: _report_outputs(pipeline, pipeline_config))
+        stats, interrupted, failures = run_to_end(pipeline, Progress(sys.stderr), setup)
         for line in source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, gave up, ...)
             note(line)
-        _report_outputs(pipeline, pipeline_config)
         if pipeline_config.adapt_log:
             from app.pipeline.adapt import write_log
 
-            print(f"adaptive log: {write_log(pipeline_config.adapt_log, stats)}", file=sys.stdout)
-        failures.report()  # one that happened while the outputs were finalised
+            print(f"adaptive log: {write_log(pipeline_config.adapt_log, pipeline.stats())}", file=sys.stdout)
         if interrupted:
-            print("interrupted: threads stopped, outputs finalised", file=sys.stderr)
             return EXIT_INTERRUPTED
         if failures.lines:
             return EXIT_OUTPUT_FAILED
-        if stats.bad_frames:
-            print(f"warning: {stats.bad_frames} frame(s) of {source.name} could not be decoded and were skipped "
-                  f"(the other {stats.frames_read} were processed)", file=sys.stderr)
+        if (bad := stats.streams[pipeline.lanes[0].name]).bad_frames:
+            print(f"warning: {bad.bad_frames} frame(s) of {source.name} could not be decoded and were skipped "
+                  f"(the other {bad.frames_read} were processed)", file=sys.stderr)
             return EXIT_BAD_FRAMES
         return EXIT_OK
     finally:
@@ -267,12 +252,3 @@ def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
-
-def _report_outputs(pipeline, config) -> None:
-    if pipeline.record_sink is not None:
-        print(f"recording: {recording_line(pipeline.record_sink.recorder)}", file=sys.stdout)
-    if pipeline.export_sink is not None:
-        exp = pipeline.export_sink.exporter
-        print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames)", file=sys.stdout)
-    if config.counts_file and Path(config.counts_file).exists():
-        print(f"counts: {Path(config.counts_file).resolve()}", file=sys.stdout)

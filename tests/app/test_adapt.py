@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from app.pipeline.adapt import AdaptConfig, AdaptiveController, Setting, fps_series, oscillations
+from app.stats import MultiStats
 
 from ..conftest import ROOT, SAMPLE
 
@@ -152,7 +153,8 @@ def test_a_real_run_with_a_target_fps_speeds_up_and_loses_no_frame(tiny_detector
     assert first.proposals < 1000 or first.input_size < tiny_detector.base_input_size, status.history
     assert first.skip == 1  # never frame skip on a file
     assert oscillations(status.history) <= 1
-    assert "adaptive: target" in stats.summary() and "fps per 10 frames" in stats.summary()
+    summary = MultiStats(streams={"clip": stats}, adapt=stats.adapt).summary()
+    assert f"adaptive: target {target:g} fps → " in summary and "\n  fps per 10 frames: " in summary
     print(f"own {own.mean_fps:.1f} fps, target {target}, series {fps_series(stats.done_times, 10)}")
 
 

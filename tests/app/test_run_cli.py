@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from app.cli.progress import Progress
+from app.cli.progress import Progress, line
 from app.cli.run import build_configs, build_parser
 from app.io.export import read_rows
-from app.stats import PipelineStats
+from app.stats import MultiStats, PipelineStats
 from tests.conftest import ROOT, decode_pts
 
 OPTIONS = ("--video", "--camera", "--images", "--url", "--record", "--export", "--model", "--weights", "--device",
@@ -47,26 +48,50 @@ def test_options_map_to_the_configs():
     assert detector.score_threshold == 0.25 and detector.device == "cpu" and detector.precision == "bf16"
 
 
+class Stream:
+    """A stream that keeps what is written; a terminal when ``tty``."""
+
+    def __init__(self, tty: bool = False):
+        self.text, self.tty = "", tty
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return self.tty
+
+
 def test_progress_line_has_frames_fps_and_eta():
-    class Stream:
-        def __init__(self):
-            self.text = ""
-
-        def write(self, s):
-            self.text += s
-
-        def flush(self):
-            pass
-
     stats = PipelineStats(frames_written=50, total_frames=150, fps=10.0)
-    line = Progress(Stream()).line(stats)
-    assert "50/150 frames" in line and "10.0 fps" in line and "ETA 0:10" in line
-    assert "ETA" not in Progress(Stream()).line(PipelineStats(frames_written=5, fps=4.0))  # total unknown
+    text = line(MultiStats(streams={"clip": stats}))
+    assert text.startswith("[######              ] 50/150 frames") and "10.0 fps" in text and "ETA 0:10" in text
+    assert "ETA" not in line(MultiStats(streams={"clip": PipelineStats(frames_written=5, fps=4.0)}))  # total unknown
     stream = Stream()
     progress = Progress(stream, every_s=60)
+    progress.update(MultiStats(streams={"clip": stats}))
+    progress.update(MultiStats(streams={"clip": stats}))  # not a terminal: at most one line per minute here
+    assert stream.text == text + "\n"
+
+
+def test_progress_of_several_streams_names_each_and_the_total():
+    streams = {"a": PipelineStats(frames_written=5, total_frames=10, fps=2.5), "b": PipelineStats(frames_written=3)}
+    stats = MultiStats(streams=streams, states={"b": "reconnecting (attempt 1, next in 2 s)"}, fps=2.5,
+                       batches=4, batch_sizes={1: 2, 2: 2})
+    assert line(stats) == "a 5/10 2.5 fps | b 3 -- fps reconnecting (attempt 1, next in 2 s) | all 2.5 fps, batch 1.5"
+    terminal = Stream(tty=True)
+    progress = Progress(terminal)
     progress.update(stats)
-    progress.update(stats)  # not a terminal: at most one line per minute here
-    assert stream.text.count("\n") == 1
+    progress.message("b: lost (reading failed)")
+    progress.update(stats, final=True)
+    progress.close()
+    rows = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.text).replace("\r", "\n").splitlines()
+    for name, text in (("a", "5/10 frames  50% |   2.5 fps | ETA 0:02"), ("b", "3 frames |   --- fps | reconnecting (attempt 1"),
+                       ("all", "2.5 fps, batch 1.5")):  # one rich line per stream, and the total
+        assert any(r.split(" ", 1)[0] == name and text in r for r in rows), (name, rows)
+    assert "b: lost (reading failed)" in rows, rows
 
 
 def test_whole_run_records_and_exports(tmp_path, clip10, tiny_weights):
@@ -78,9 +103,9 @@ def test_whole_run_records_and_exports(tmp_path, clip10, tiny_weights):
     )
     assert proc.returncode == 0, proc.stderr
     assert "no display" in proc.stderr and "running headless" in proc.stderr
-    assert "10 read, 10 processed, 10 written, 0 dropped" in proc.stderr
+    assert "frames: 10 read, 10 processed, 10 written, 0 dropped" in proc.stderr and "all " not in proc.stderr
     assert "fps" in proc.stderr and "backbone" in proc.stderr
-    assert str(out) in proc.stdout and str(dets) in proc.stdout
+    assert f"recording: {out.resolve()} (10 frames)" in proc.stdout.splitlines() and str(dets) in proc.stdout
     assert decode_pts(out) == decode_pts(clip10)
     rows = read_rows(dets)
     assert rows and {r["frame"] for r in rows} == set(range(10))

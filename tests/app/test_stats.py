@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.stats import FpsMeter, PipelineStats, StageAverages
+from app.stats import FpsMeter, MultiStats, PipelineStats, StageAverages
 
 
 def test_fps_is_intervals_over_time_not_ticks():
@@ -47,10 +47,28 @@ def test_stage_averages():
 
 
 def test_summary_names_every_count():
-    text = PipelineStats(frames_read=12, frames_processed=11, frames_written=10, frames_dropped=2, bad_frames=1,
-                         mean_fps=9.5, mean_stage_ms={"backbone": 40.0}, elapsed_s=1.2, mean_latency_ms=80).summary()
-    assert "12 read, 11 processed, 10 written, 2 dropped, 1 bad" in text
-    assert "9.50 fps" in text and "backbone 40.0" in text and "80 ms" in text
+    one = PipelineStats(frames_read=12, frames_processed=11, frames_written=10, frames_dropped=2, bad_frames=1,
+                        mean_fps=9.5, mean_stage_ms={"backbone": 40.0}, elapsed_s=1.2, mean_latency_ms=80, proposals=7)
+    text = MultiStats(streams={"clip": one}).summary()
+    assert text.splitlines()[0].startswith("frames: 12 read, 11 processed, 10 written, 2 dropped, 1 bad; ")
+    assert "9.50 fps" in text and "backbone 40.0" in text and "80 ms" in text and "proposals 7" in text
+    assert "all " not in text and "clip" not in text  # one stream: no total, no name
+
+
+def test_one_summary_for_several_streams_each_led_by_its_name_then_the_total():
+    """The same line per stream as for one, led by its name; a failed stream says why; then the total."""
+    a = PipelineStats(frames_read=12, frames_processed=12, frames_written=12, mean_fps=4.0, elapsed_s=3.0,
+                      mean_stage_ms={"backbone": 40.0}, proposals=50)
+    b = PipelineStats(frames_read=6, frames_processed=6, frames_written=6, frames_dropped=3, mean_fps=2.0, elapsed_s=3.0,
+                      mean_stage_ms={"backbone": 10.0}, proposals=50)
+    text = MultiStats(streams={"a": a, "b": b}, states={"a": "ended", "b": "failed: gone"}, mean_fps=6.0, elapsed_s=3.0,
+                      batches=9, batch_sizes={1: 3, 2: 6}).summary()
+    lines = text.splitlines()
+    assert lines[0].startswith("a: 12 read, 12 processed, 12 written, 0 dropped, 0 bad; 4.00 fps") and "(" not in lines[0]
+    assert lines[1].startswith("b: 6 read, 6 processed, 6 written, 3 dropped, 0 bad; 2.00 fps")
+    assert lines[1].endswith("(failed: gone)")
+    assert lines[2] == "all 2 streams: 18 frames, 6.00 fps together over 3.0 s; 9 batches, mean size 1.67 (size×count: 1×3, 2×6)"
+    assert lines[3] == "detector ms per frame: backbone 30.0"  # each stream weighted by the frames it processed
 
 
 def test_the_tracker_is_its_own_stage_averaged_over_the_frames_it_ran():
@@ -60,5 +78,5 @@ def test_the_tracker_is_its_own_stage_averaged_over_the_frames_it_ran():
     avg.add({"backbone": 20.0, "total": 20.0, "track": 3.0})
     assert avg.mean()["backbone"] == pytest.approx(20.0) and avg.mean()["track"] == pytest.approx(2.0)
     assert avg.recent()["track"] == pytest.approx(2.0)
-    text = PipelineStats(mean_stage_ms=avg.mean()).summary()
+    text = MultiStats(streams={"clip": PipelineStats(mean_stage_ms=avg.mean())}).summary()
     assert "tracker ms per frame: 2.00" in text and "track 2" not in text.split("tracker")[0]
