@@ -49,55 +49,57 @@ def peak_rss_mb() -> float:
 class Progress:
     """A progress bar over a known number of steps, on stderr.
 
-    On a terminal it redraws one line; otherwise (a log file, CI) it prints a line every 10 %, so
-    logs stay short. ``advance`` is cheap enough to call once per frame.
+    On a terminal a ``rich`` bar (percent, elapsed, ETA, what is measured); otherwise (a log file, CI)
+    a plain line every 10 %, so logs stay short. ``advance`` is cheap enough to call once per frame.
+    Used as a context manager: the bar stops on the way out, also when a measurement fails.
     """
 
-    def __init__(self, total: int, stream=None, width: int = 28) -> None:
-        self.total = max(1, int(total))
-        self.done = 0
+    def __init__(self, total: int, stream=None) -> None:
+        self.total, self.done, self.label, self.start = max(1, int(total)), 0, "", time.monotonic()
         self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.label = ""
-        self.start = time.monotonic()
-        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty() and os.environ.get("TERM") != "dumb"
-        self._last_decile = -1
-        self._last_draw = 0.0
+        self._last_decile, self._bar = -1, None
+        if hasattr(self.stream, "isatty") and self.stream.isatty() and os.environ.get("TERM") != "dumb":
+            from rich import progress as rp
+            from rich.console import Console
+
+            self._bar = rp.Progress(rp.BarColumn(bar_width=28), rp.TaskProgressColumn(), rp.TimeElapsedColumn(),
+                                    rp.TextColumn("elapsed, ETA"), rp.TimeRemainingColumn(),
+                                    rp.TextColumn("{task.description}", markup=False),
+                                    console=Console(file=self.stream), redirect_stdout=False)
+            self._task = self._bar.add_task("", total=self.total)
+            self._bar.start()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:  # at 100 % unless a measurement failed; the bar stops either way
+        if exc_type is None:
+            self.done = self.total
+            self._draw()
+        if self._bar is not None:
+            self._bar.stop()
 
     def set_label(self, label: str) -> None:
         self.label = label
-        self._draw(force=True)
+        self._draw()
 
     def advance(self, steps: int = 1) -> None:
         self.done = min(self.total, self.done + steps)
         self._draw()
 
-    def close(self) -> None:
-        self.done = self.total
-        self._draw(force=True)
-        if self._tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def _draw(self, force: bool = False) -> None:
+    def _draw(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, description=self.label)
+            return
         fraction = self.done / self.total
-        elapsed = time.monotonic() - self.start
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
-        filled = int(round(self.width * fraction))
-        bar = "#" * filled + "-" * (self.width - filled)
-        text = f"[{bar}] {100 * fraction:3.0f}%  {_clock(elapsed)} elapsed, ETA {_clock(eta)}  {self.label}"
-        if self._tty:
-            now = time.monotonic()
-            if force or now - self._last_draw > 0.1:
-                self._last_draw = now
-                self.stream.write("\r" + text[:160].ljust(100))
-                self.stream.flush()
-        else:
-            decile = int(fraction * 10)
-            if decile != self._last_decile:
-                self._last_decile = decile
-                self.stream.write(text + "\n")
-                self.stream.flush()
+        decile = int(fraction * 10)
+        if decile != self._last_decile:
+            self._last_decile = decile
+            elapsed = time.monotonic() - self.start
+            eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
+            bar = "#" * int(round(28 * fraction))
+            self.stream.write(f"[{bar:-<28}] {100 * fraction:3.0f}%  {_clock(elapsed)} elapsed, ETA {_clock(eta)}  {self.label}\n")
+            self.stream.flush()
 
 
 def _clock(seconds: float) -> str:

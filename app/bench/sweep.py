@@ -138,12 +138,12 @@ def run_bench(config: BenchConfig, progress_stream=None,
     n = len(frames)
     per_model = (len(precisions) * len(config.proposals) * len(config.scales or (None,)) * _steps_per_row(config, n)
                  + (n + config.warmup if config.baseline and not config.pipeline else 0))
-    progress = Progress(per_model * len(config.models), stream=progress_stream)
     rows: list[dict] = []
     baselines: list[dict] = []
     profiles: dict[str, dict] = {}
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+    with (Progress(per_model * len(config.models), stream=progress_stream) as progress,  # stops even on an error
+          tempfile.TemporaryDirectory(prefix="bench-") as scratch):
         for model_name, weights in config.models:
             model_rows, baseline = _bench_model(config, model_name, weights, precisions, device, frames, labels,
                                                 Path(scratch), progress, notes, detector_factory)
@@ -158,7 +158,6 @@ def run_bench(config: BenchConfig, progress_stream=None,
                 notes.append(f"{model_name}: int8 AP50 {gate['ap50_int8']:.3f} vs fp32 {gate['ap50_fp32']:.3f} → "
                              f"{'passes' if gate['ok'] else 'fails'} the int8 gate (within {gate['tolerance']}): "
                              f"{'auto may pick int8' if gate['ok'] else 'auto will not pick int8'}")
-    progress.close()
     machine["load_average_at_end"] = report._loadavg()
     machine["wall_s"] = round(time.monotonic() - started, 1)
 

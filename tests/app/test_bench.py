@@ -234,3 +234,31 @@ def test_the_int8_verdict_compares_the_same_cells():
     assert verdict["ap50_fp32"] == 0.66 and verdict["ap50_int8"] == 0.64 and verdict["ok"] is False  # 300 decides
     assert int8_profile(rows[:2], "labels.json")["ok"] is True
     assert int8_profile([r for r in rows if r["precision"] == "fp32"], "x") is None
+
+
+def test_progress_is_a_line_every_tenth_in_a_log_and_a_bar_that_stops_on_a_terminal():
+    import io
+    import re
+
+    from app.bench.stats import Progress
+
+    log = io.StringIO()
+    with Progress(40, stream=log) as progress:
+        progress.set_label("m: detector")
+        for _ in range(40):
+            progress.advance()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 11 and lines[-1].startswith("[" + "#" * 28 + "] 100%") and lines[-1].endswith("m: detector")
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    with pytest.raises(RuntimeError), Progress(40, stream=terminal) as progress:
+        progress.set_label("m: pipeline")
+        progress.advance(10)
+        raise RuntimeError("a measurement failed")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.getvalue())
+    assert " 25% " in text and "m: pipeline" in text and "100%" not in text  # stopped where it was, not filled
+    assert terminal.getvalue().endswith("\x1b[?25h")  # the cursor is shown again
