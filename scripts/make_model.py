@@ -78,8 +78,8 @@ TRAIN = ["--epochs", "1000", "--iters-per-epoch", "500", "--batch-size", "2", "-
          "--seed", str(SEED), "--threads", "2"]
 # Stage 2 (v4): fine-tune stage 1 at the lr stage 1 ended with, one thing changed per measured row
 # (docs/model_v4_rows.json); FINETUNE holds the changes that measured best, FINETUNE_ITERS its length.
-FINETUNE = ["--part-negatives", "0.5", "--drop-part-ignore", "0.7"]
-FINETUNE_ITERS = 4000
+FINETUNE = ["--roi-fg-iou", "0.6", "--label-score", "0.5"]
+FINETUNE_ITERS = 5000
 
 
 def finetune_options(iters: int) -> list[str]:
@@ -89,6 +89,10 @@ def finetune_options(iters: int) -> list[str]:
         opts[opts.index(flag) + 1] = value
     return opts
 
+
+# After NMS, drop a box this much inside a higher-scoring box of its class (None = off); measured as
+# an inference row of docs/model_v4_rows.json
+CONTAINED_THRESHOLD: float | None = None  # 0.8 cut part boxes but also people inside a group's box
 
 # The score threshold a user gets by default: the best F1 on the held-out curve, within these bounds
 THRESHOLD_RANGE = (0.3, 0.9)
@@ -361,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                  "stage1": {"given": args.stage1 is not None, "version": first["meta"].get("version"),
                             "history": first["meta"].get("history", [])[-1:]},
                  "bf16_trunk_in_training": bf16_is_fast(), "data": data_summary(work, labels)})
+    if CONTAINED_THRESHOLD is not None:  # the model carries it: Detector drops contained boxes by default
+        meta["contained_threshold"] = CONTAINED_THRESHOLD
     save_checkpoint(candidate, model, model_name="paper", arch=ckpt["arch"], class_names=ckpt["class_names"],
                     meta=meta, half=True)
     before = load_checkpoint(previous)["meta"].get("version", 2) if previous.is_file() else None

@@ -38,6 +38,8 @@ TRAINING_ROWS = [
      ["--label-score", "0.5"], make_model.KINDS),
     ("RoI positives IoU ≥ 0.6", "RoIs at IoU 0.5–0.6 with a label are neither positive nor negative",
      ["--roi-fg-iou", "0.6"], make_model.KINDS),
+    ("RoI IoU ≥ 0.6 + labels ≥ 0.5", "the two rows above that measured best, together",
+     ["--roi-fg-iou", "0.6", "--label-score", "0.5"], make_model.KINDS),
     ("zoom 0.5–2×", "scale augmentation 0.5–2× instead of 0.3–3× (fewer crops that make a torso a whole label)",
      ["--scale-range", "0.5,2"], make_model.KINDS),
     ("no cut-outs", "without the 133 cut-out pictures (objects on grey)", [],
