@@ -140,8 +140,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--proposals", type=int, default=300, metavar="N",
                        help="RPN proposals kept per frame: fewer is faster (default: %(default)s)")
     model.add_argument("--score-threshold", type=float, default=None, metavar="X",
-                       help="drop detections scoring below X, 0..1 (default: the model's own — 0.3 for the bundled "
+                       help="drop detections scoring below X, 0..1 (default: the model's own — 0.6 for the bundled "
                             "model, 0.5 for others)")
+    model.add_argument("--contained", type=float, default=None, metavar="SHARE",
+                       help="drop a box with this share of its area inside a higher-scoring box of its class "
+                            "(a head or torso inside the person's box; also people inside a group's box), 0..1; "
+                            "default: off")
     model.add_argument("--classes", default="", metavar="A,B",
                        help="keep only these classes, comma-separated (e.g. person,car); default: all")
 
@@ -190,6 +194,7 @@ def detector_config_from_args(args: argparse.Namespace):
         memory_format={"auto": "auto", "on": "channels_last", "off": "contiguous"}[args.channels_last],
         proposals=args.proposals,
         score_threshold=args.score_threshold,
+        contained_threshold=args.contained,
         classes=classes,
     )
 
