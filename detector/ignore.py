@@ -24,8 +24,10 @@ a *part*. torchvision's sampler draws its negatives uniformly, and on a picture 
 negatives are empty background, so the head rarely sees the few parts the RPN proposes and learns to
 call them "person" (v3 put six person boxes on a portrait). With ``part_fraction`` = f, up to f of each
 image's sampled negatives are parts (the rest as before; a shortfall of either is filled by the other),
-so the classifier is taught "part of a person is background" every iteration. The positive IoU
-(``fg_iou``, paper 0.5) can be raised too: RoIs between the background boundary and it are then neither.
+so the classifier is taught "part of a person is background" every iteration. Measured on v3
+(docs/model_v4_rows.json), it did not cut the part boxes: a head pooled 7×7 looks like a portrait,
+which is a whole person label. The positive IoU (``fg_iou``, paper 0.5) can be raised too: RoIs
+between the background boundary and it are then neither — that did (v4 trains with 0.6).
 
 Only the training-time target assignment changes, by subclassing the two ``assign_targets_to_*`` methods
 around torchvision's own matchers, ``box_iou`` and samplers; inference, parameters and state-dict
