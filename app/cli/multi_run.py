@@ -1,4 +1,4 @@
-"""The run command's sources — one or many — and the run of many streams in one process.
+"""The run command's sources — one or many — and its headless run (``run_headless``, 1 or N streams).
 
 ``--video``, ``--camera``, ``--images`` and ``--url`` may each be repeated, in any order, and
 ``--sources FILE`` adds one source per line; with one source the run is app/cli/run.py's, with several
@@ -243,26 +243,49 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
             note(line)
         run = base.with_(export=args.export, overwrite=args.overwrite)
         return int(run_gui(run, detector_config, reprobe=args.reprobe, streams=streams) or 0)
-    return run_many_headless(configs, detector_config, export=args.export, overwrite=args.overwrite, events=base.events)
+    return run_headless(configs, detector_config, export=args.export, overwrite=args.overwrite, events=base.events)
 
 
-def run_many_headless(configs, detector_config, *, export: str | None, overwrite: bool, events=None) -> int:
-    """All streams to their end with a progress line; Ctrl-C or SIGTERM stop within about a
-    second, finalise every recording and the export, and return 130."""
-    from app.pipeline.multi import MultiPipeline
+def run_headless(configs, detector_config, *, export: str | None = None, overwrite: bool = False, events=None,
+                 reprobe: bool = False) -> int:
+    """The headless run of one stream or many (``configs``: (name, PipelineConfig) pairs; one stream's
+    config carries its own export, events and adapt log): to the end with a progress bar on stderr;
+    Ctrl-C or SIGTERM stop within about a second, finalise every output and return 130."""
+    from app.pipeline.multi import MultiPipeline, Stream
 
     previous = sigterm_as_interrupt()
     pipeline = None
+    several = len(configs) > 1  # one stream: the one-lane Pipeline, its notes and warning without a name
     try:
         notes: list[str] = []
-        streams, left_out = open_streams(configs, notes)
+        if several:
+            streams, left_out = open_streams(configs, notes)
+        else:
+            from app.io.reconnect import open_source
+
+            (name, config), = configs
+            config.check_outputs()
+            streams, left_out = [Stream(name, config, open_source(config))], {}
         for stream in streams:
-            notes.extend(f"{stream.name}: {line}" for line in stream.source.notes)
+            notes.extend(f"{stream.name}: {line}" if several else line for line in stream.source.notes)
         for line in notes:
             note(line)
-        detector, setup = build_detector_for([(s.config, s.source) for s in streams], detector_config)
-        pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite, events=events)
+        detector, setup = build_detector_for([(s.config, s.source) for s in streams], detector_config, reprobe=reprobe)
+        if several:
+            pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite, events=events)
+        else:
+            from app.pipeline.pipeline import Pipeline
+
+            pipeline = Pipeline(setup.with_threads(config), detector, streams[0].source)
+        notes_before = len(streams[0].source.notes)
         stats, interrupted, failures = run_to_end(pipeline, Progress(sys.stderr), setup)
+        if not several:
+            for line in streams[0].source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, ...)
+                note(line)
+        if adapt_log := streams[0].config.adapt_log:  # one stream only (run_many refuses it)
+            from app.pipeline.adapt import write_log
+
+            print(f"adaptive log: {write_log(adapt_log, pipeline.stats())}", file=sys.stdout)
         if interrupted:
             return EXIT_INTERRUPTED
         failed = {**left_out, **pipeline.errors()}
@@ -271,15 +294,17 @@ def run_many_headless(configs, detector_config, *, export: str | None, overwrite
             raise UserError("; ".join(lines))
         if failures.lines:
             return EXIT_OUTPUT_FAILED
-        bad = {name: s.bad_frames for name, s in stats.streams.items() if s.bad_frames}
-        if bad:
+        bad = {name: s for name, s in stats.streams.items() if s.bad_frames}
+        if bad and not several:
+            (s,) = bad.values()
+            print(f"warning: {s.bad_frames} frame(s) of {streams[0].source.name} could not be decoded and were "
+                  f"skipped (the other {s.frames_read} were processed)", file=sys.stderr)
+        elif bad:
             print("warning: frames that could not be decoded were skipped: "
-                  + ", ".join(f"{name} {n}" for name, n in bad.items()), file=sys.stderr)
-            return EXIT_BAD_FRAMES
-        return EXIT_OK
+                  + ", ".join(f"{name} {s.bad_frames}" for name, s in bad.items()), file=sys.stderr)
+        return EXIT_BAD_FRAMES if bad else EXIT_OK
     finally:
         if pipeline is not None:
             pipeline.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-

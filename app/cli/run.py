@@ -11,23 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
-from app.cli.console import (  # noqa: F401
-    EXIT_BAD_FRAMES,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_OUTPUT_FAILED,
-    build_detector_for,
-    note,
-    run_to_end,
-    sigterm_as_interrupt,
-    window_runner,
-)
-from app.cli.multi_run import add_source_options, source_list
-from app.cli.progress import Progress
+from app.cli.console import window_runner
+from app.cli.multi_run import add_source_options, run_headless, source_list, stream_name
 from app.cli.subcommands import subcommand_help
 from app.errors import UserError
 
@@ -215,45 +203,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if run_gui := window_runner(pipeline_config.headless):
         return int(run_gui(pipeline_config, detector_config, reprobe=args.reprobe) or 0)
-    return run_headless(pipeline_config.with_(headless=True), detector_config, reprobe=args.reprobe)
-
-
-def run_headless(pipeline_config, detector_config, reprobe: bool = False) -> int:
-    """Run to the end with a progress bar on stderr; Ctrl-C (or SIGTERM) stops within about a
-    second, finalises the outputs and returns 130."""
-    from app.io.reconnect import open_source
-    from app.pipeline.pipeline import Pipeline
-
-    previous = sigterm_as_interrupt()
-    pipeline = None
-    try:
-        pipeline_config.check_outputs()
-        source = open_source(pipeline_config)
-        for line in source.notes:
-            note(line)
-        detector, setup = build_detector_for([(pipeline_config, source)], detector_config, reprobe=reprobe)
-        pipeline_config = setup.with_threads(pipeline_config)
-        pipeline = Pipeline(pipeline_config, detector, source)
-        notes_before = len(source.notes)
-        stats, interrupted, failures = run_to_end(pipeline, Progress(sys.stderr), setup)
-        for line in source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, gave up, ...)
-            note(line)
-        if pipeline_config.adapt_log:
-            from app.pipeline.adapt import write_log
-
-            print(f"adaptive log: {write_log(pipeline_config.adapt_log, pipeline.stats())}", file=sys.stdout)
-        if interrupted:
-            return EXIT_INTERRUPTED
-        if failures.lines:
-            return EXIT_OUTPUT_FAILED
-        if (bad := stats.streams[pipeline.lanes[0].name]).bad_frames:
-            print(f"warning: {bad.bad_frames} frame(s) of {source.name} could not be decoded and were skipped "
-                  f"(the other {bad.frames_read} were processed)", file=sys.stderr)
-            return EXIT_BAD_FRAMES
-        return EXIT_OK
-    finally:
-        if pipeline is not None:
-            pipeline.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    name = stream_name(pipeline_config.source_kind, pipeline_config.source)
+    return run_headless([(name, pipeline_config.with_(headless=True))], detector_config, reprobe=args.reprobe)
 
