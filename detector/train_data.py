@@ -13,8 +13,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from detector.augment import Annotated
+from detector.boxes import pairwise_ioa
 from detector.evaluate import load_coco
 
 
@@ -111,16 +113,11 @@ class CocoDetectionData:
 
 def _inside_own_class(region: dict, labelled: Sequence[dict]) -> float:
     """The largest share of ``region``'s area inside one annotation of ``labelled`` of its category."""
-    x, y, w, h = region["bbox"]
-    best = 0.0
-    for a in labelled:
-        if a["category_id"] != region["category_id"]:
-            continue
-        ax, ay, aw, ah = a["bbox"]
-        iw = max(0.0, min(x + w, ax + aw) - max(x, ax))
-        ih = max(0.0, min(y + h, ay + ah) - max(y, ay))
-        best = max(best, iw * ih / max(w * h, 1e-9))
-    return best
+    own = [a for a in labelled if a["category_id"] == region["category_id"]]
+    if not own:
+        return 0.0
+    return float(pairwise_ioa(torch.as_tensor(_xyxy([region]), dtype=torch.float64),
+                              torch.as_tensor(_xyxy(own), dtype=torch.float64)).max())
 
 
 class WeightedMix:

@@ -53,14 +53,6 @@ INFERENCE_ROWS = [
 ]
 
 
-def train_options(iters: int) -> list[str]:
-    """make model's training options, as a fine-tune: ``iters`` iterations at the lr v3 ended with."""
-    opts = list(make_model.TRAIN)
-    for flag, value in (("--epochs", "1"), ("--iters-per-epoch", str(iters)), ("--lr", "0.001"), ("--warmup-iters", "50")):
-        opts[opts.index(flag) + 1] = value
-    return opts
-
-
 def score(weights: Path, out: Path, extra: list[str]) -> dict:
     subprocess.run([sys.executable, "run.py", "eval", "--data", str(make_model.HELDOUT), "--weights", str(weights),
                     "--proposals", "300", "--recall-score", "0.5", "--json", str(out), *extra], check=True, cwd=ROOT,
@@ -88,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no labels: {', '.join(missing)} (run: python scripts/make_model.py --work {work} --until label)")
     only = {r.strip() for r in args.rows.split(",") if r.strip()}
     done = json.loads(out.read_text()) if out.is_file() else {"rows": []}
-    done["setup"] = {"init": Path(args.init).name, "iterations": args.iters, "train": train_options(args.iters),
+    done["setup"] = {"init": Path(args.init).name, "iterations": args.iters, "train": make_model.finetune_options(args.iters),
                      "heldout": str(make_model.HELDOUT.relative_to(ROOT)), "proposals": 300, "precision": "fp32"}
     rows = {r["name"]: r for r in done["rows"]}
 
@@ -116,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             data = ",".join(f"{labels[k]}:{w}" for k, w in kinds.items())
             with (run / "train.log").open("w") as log:
                 subprocess.run([sys.executable, "run.py", "train", "--data", data, "--out", str(run), "--init", args.init,
-                                *train_options(args.iters), *extra,
+                                *make_model.finetune_options(args.iters), *extra,
                                 *(["--trunk-precision", "bf16"] if make_model.bf16_is_fast() else [])],
                                check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         minutes = round((time.time() - started) / 60, 1)
