@@ -118,6 +118,14 @@ class PipelineStats:
     done_times: tuple[float, ...] = ()
 
 
+def bad_frames_warning(streams: dict[str, PipelineStats]) -> str | None:
+    """One line for the frames that could not be decoded (``streams``: each stream's final stats by the
+    name to show), None when every frame decoded. The same words for one stream or many."""
+    parts = [f"{s.bad_frames} frame(s) of {name} could not be decoded and were skipped (the other {s.frames_read} "
+             "were processed)" for name, s in streams.items() if s.bad_frames]
+    return "warning: " + "; ".join(parts) if parts else None
+
+
 class StageAverages:
     """Running and recent means of the stage times per frame (thread-safe).
 

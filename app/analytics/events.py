@@ -396,34 +396,3 @@ class Events:
         return out
 
 
-class _Closer:
-    """A sink that closes the run's ``Events`` when the pipeline closes its sinks (after the
-    stream's own event sink, which was added before it)."""
-
-    needs_image = False
-
-    def __init__(self, events: Events) -> None:
-        self.events = events
-
-    def write(self, result, annotated) -> None:
-        pass
-
-    def close(self) -> None:
-        self.events.close()
-
-
-def attach(pipeline, config: EventsConfig) -> Events:
-    """Build the run's events for a single-stream ``pipeline`` and add its sinks; returns them."""
-    from app.io.paths import stream_name
-    if config.needs_tracking:
-        pipeline.analytics.set_tracking(True)
-    events = Events(config, overwrite=pipeline.config.overwrite)
-    try:
-        for sink in events.sinks_for(stream_name(pipeline.config.source_kind, pipeline.config.source),
-                                     pipeline.analytics, pipeline.source):
-            pipeline.add_sink(sink)
-        pipeline.add_sink(_Closer(events))
-    except BaseException:
-        events.close()
-        raise
-    return events

@@ -38,6 +38,7 @@ from app.cli.progress import Progress
 from app.config import check_output_path
 from app.errors import UserError, first_line
 from app.io.paths import per_stream_path, stream_name, unique_names  # noqa: F401  (the naming rule; tests import it here)
+from app.stats import bad_frames_warning
 
 SOURCE_OPTIONS = ("video", "camera", "images", "url")
 EXIT_SOURCE_FAILED = 2
@@ -221,10 +222,9 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
     then the window or the headless run. An option that cannot work per stream is refused in one line."""
     from app.pipeline.multi import counts_file
 
-    if base.adapt_log:
-        raise UserError(f"--adapt-log works with one stream for now; {len(sources)} were given "
-                        "(--target-fps itself works: the summary says what the controller chose)")
     configs = stream_configs(base, sources)
+    if base.adapt_log:  # the controller is the run's: one log, each stream's fps series in it
+        check_output_path(base.adapt_log, "adaptive log", overwrite=args.overwrite)
     for name, config in configs:
         config.check_outputs()
         if args.export and config.counting:
@@ -243,13 +243,14 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
             note(line)
         run = base.with_(export=args.export, overwrite=args.overwrite)
         return int(run_gui(run, detector_config, reprobe=args.reprobe, streams=streams) or 0)
-    return run_headless(configs, detector_config, export=args.export, overwrite=args.overwrite, events=base.events)
+    return run_headless(configs, detector_config, export=args.export, overwrite=args.overwrite, events=base.events,
+                        adapt_log=base.adapt_log, reprobe=args.reprobe)
 
 
 def run_headless(configs, detector_config, *, export: str | None = None, overwrite: bool = False, events=None,
-                 reprobe: bool = False) -> int:
+                 adapt_log: str | None = None, reprobe: bool = False) -> int:
     """The headless run of one stream or many (``configs``: (name, PipelineConfig) pairs; one stream's
-    config carries its own export, events and adapt log): to the end with a progress bar on stderr;
+    config carries its own export, events and adapt log; several take the run's): to the end with a progress bar on stderr;
     Ctrl-C or SIGTERM stop within about a second, finalise every output and return 130."""
     from app.pipeline.multi import MultiPipeline, Stream
 
@@ -271,7 +272,8 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
         for line in notes:
             note(line)
         detector, setup = build_detector_for([(s.config, s.source) for s in streams], detector_config, reprobe=reprobe)
-        if several:
+        if several:  # each stream's encoder threads from the budget, as one stream's
+            streams = [Stream(s.name, setup.with_threads(s.config), s.source) for s in streams]
             pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite, events=events)
         else:
             from app.pipeline.pipeline import Pipeline
@@ -282,7 +284,7 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
         if not several:
             for line in streams[0].source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, ...)
                 note(line)
-        if adapt_log := streams[0].config.adapt_log:  # one stream only (run_many refuses it)
+        if adapt_log := adapt_log or streams[0].config.adapt_log:
             from app.pipeline.adapt import write_log
 
             print(f"adaptive log: {write_log(adapt_log, pipeline.stats())}", file=sys.stdout)
@@ -294,15 +296,11 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
             raise UserError("; ".join(lines))
         if failures.lines:
             return EXIT_OUTPUT_FAILED
-        bad = {name: s for name, s in stats.streams.items() if s.bad_frames}
-        if bad and not several:
-            (s,) = bad.values()
-            print(f"warning: {s.bad_frames} frame(s) of {streams[0].source.name} could not be decoded and were "
-                  f"skipped (the other {s.frames_read} were processed)", file=sys.stderr)
-        elif bad:
-            print("warning: frames that could not be decoded were skipped: "
-                  + ", ".join(f"{name} {s.bad_frames}" for name, s in bad.items()), file=sys.stderr)
-        return EXIT_BAD_FRAMES if bad else EXIT_OK
+        warning = bad_frames_warning({f"stream {name}" if several else streams[0].source.name: s
+                                      for name, s in stats.streams.items()})
+        if warning:
+            print(warning, file=sys.stderr)
+        return EXIT_BAD_FRAMES if warning else EXIT_OK
     finally:
         if pipeline is not None:
             pipeline.stop()

@@ -22,7 +22,6 @@ from PyQt6.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal, pyqtSlot
 from app.config import PipelineConfig
 from app.gui.bridge import FrameBridge
 from app.gui.events_feed import EventFeed
-from app.gui.events_feed import pipeline_config as events_pipeline_config
 from app.io.reconnect import open_source
 from app.pipeline.pipeline import Pipeline, Stream
 from app.pipeline.sinks import CallbackSink
@@ -71,7 +70,7 @@ class PipelineController(QObject):
         stats_ready(MultiStats): a snapshot of every stream, 4 × a second while a pipeline exists.
         finished(str): the run ended; the text says how ("" when it simply reached its end).
         error(str): one line to show; the window stays usable.
-        recording(str, bool): (path, on) — a recording started, or was finalised.
+        recording(list, bool): (paths, on) — recordings started (one per stream), or were finalised.
         paused(bool), knobs_applied(dict).
         source_state(SourceEvent): a live source dropped, is being reopened, or is back (app/io/reconnect.py).
     """
@@ -86,7 +85,7 @@ class PipelineController(QObject):
     stats_ready = pyqtSignal(object)
     finished = pyqtSignal(str)
     error = pyqtSignal(str)
-    recording = pyqtSignal(str, bool)
+    recording = pyqtSignal(list, bool)
     paused = pyqtSignal(bool)
     knobs_applied = pyqtSignal(dict)
     source_state = pyqtSignal(object)
@@ -182,11 +181,12 @@ class PipelineController(QObject):
                 config = opened[0].config
                 pipeline = Pipeline.of_streams(opened, self.detector, export=request.export,
                                                overwrite=request.overwrite, events=request.events, on_finish=on_finish)
+                events = request.events
             else:
-                config = request
+                config, events = request, request.events
                 opened.append(Stream("", config, open_source(config)))
-                pipeline = Pipeline(events_pipeline_config(config), self.detector, opened[0].source, on_finish=on_finish)
-                self.events_feed.attach(pipeline, config.events)  # before start: no event is missed
+                pipeline = Pipeline(config, self.detector, opened[0].source, on_finish=on_finish)
+            self.events_feed.attach(pipeline, events)  # before start: no event is missed
             for lane in pipeline.lanes:  # each stream's newest result, for its cell of the grid
                 lane.add_sink(CallbackSink(lambda result, _a, name=lane.name: self.bridge.push(result, name),
                                            needs_image=False))
@@ -214,8 +214,8 @@ class PipelineController(QObject):
             "total_frames": source.total_frames,
             "notes": [note for lane in pipeline.lanes for note in getattr(lane.source, "notes", [])],
         })
-        if pipeline.record_sink is not None:
-            self.recording.emit(str(pipeline.record_sink.path), True)
+        if sinks := pipeline.record_sinks():
+            self.recording.emit([str(sink.path) for sink in sinks], True)
         self._ensure_timer()
         self._emit_stats()
 
@@ -244,16 +244,17 @@ class PipelineController(QObject):
         """Stop the running pipeline (joins its threads, finalises its outputs) and report: its
         error, its recording finalised, its last stats. Returns (stats, error)."""
         pipeline, self.pipeline = self.pipeline, None
-        recording = pipeline.record_sink.path if pipeline.record_sink is not None else None
+        recording = [str(sink.path) for sink in pipeline.record_sinks()]
         try:
             pipeline.stop(timeout=STOP_TIMEOUT_S)
         except Exception as exc:
             error = error or exc
+        self.events_feed.send_outputs()  # the alert outputs' last counters, after they drained
         error = error or pipeline.error
         if error is not None:
             self.error.emit(one_line(error))
-        if recording is not None:
-            self.recording.emit(str(recording), False)
+        if recording:
+            self.recording.emit(recording, False)
         stats = pipeline.run_stats()
         self.stats_ready.emit(stats)
         return stats, error
@@ -269,27 +270,27 @@ class PipelineController(QObject):
     def _start_recording(self, path: str, overwrite: bool) -> None:
         if self.pipeline is None or self.pipeline.finished:
             self.error.emit("nothing is playing: open a video, camera or stream before recording")
-            self.recording.emit(path, False)
+            self.recording.emit([path], False)
             return
         try:
-            sink = self.pipeline.start_recording(path, overwrite=overwrite)
+            sinks = self.pipeline.start_recording(path, overwrite=overwrite)
         except Exception as exc:
             self.error.emit(one_line(exc))
-            self.recording.emit(path, False)
+            self.recording.emit([path], False)
             return
-        self.recording.emit(str(sink.path), True)
+        self.recording.emit([str(sink.path) for sink in sinks], True)
 
     @pyqtSlot()
     def _stop_recording(self) -> None:
         if self.pipeline is None:
             return
         try:
-            path = self.pipeline.stop_recording()
+            paths = self.pipeline.stop_recording()
         except Exception as exc:
             self.error.emit(f"the recording could not be finalised: {one_line(exc)}")
             return
-        if path is not None:
-            self.recording.emit(str(path), False)
+        if paths:
+            self.recording.emit([str(path) for path in paths], False)
 
     @pyqtSlot()
     def _shutdown(self) -> None:

@@ -1,15 +1,14 @@
 """From a pipeline's events to the window: each event with a thumbnail, the heat map, and the state
-of the alert outputs — all by queued signals (the pipeline's sink thread emits, the GUI thread shows).
+of the alert outputs — all by queued signals (the pipeline's sink threads emit, the GUI thread shows).
 
-``EventFeed.attach`` runs on the controller's thread before the pipeline starts. It adds, in this
-order, a ``_FrameTap`` sink (remembers the result being delivered), then the run's event sinks —
-``app.analytics.events.attach`` when the config sends events somewhere (file, clips, MQTT, webhook), else a
-bare ``EventSink`` that only feeds the window — and a sink feeding a ``Heat``. The pipeline hands
-each result to its sinks in order on one thread, so when an ``EventSink`` calls our listener, the
-tap holds that event's own frame: the thumbnail is cut from it, never from a later one.
-
-The pipeline must be built without ``config.events`` (``pipeline_config``), so that its ``start``
-does not attach the events a second time.
+``EventFeed.attach`` runs on the controller's thread before the pipeline starts, for one stream or
+many. It adds to every stream, in this order, a ``_FrameTap`` sink (remembers the result being
+delivered), then the stream's event sinks — the pipeline's own (``Pipeline.attach_events``) when the
+config sends events somewhere (file, clips, MQTT, webhook), else a bare ``EventSink`` that only feeds
+the window — and, on the first stream, a sink feeding a ``Heat`` (the window draws the heat map on a
+single view). A stream hands each result to its sinks in order on one thread, so when an
+``EventSink`` calls our listener, that stream's tap holds the event's own frame: the thumbnail is cut
+from it, never from a later one.
 """
 
 from __future__ import annotations
@@ -67,11 +66,6 @@ class OutputState:
         return text
 
 
-def pipeline_config(config):
-    """``config`` for the ``Pipeline`` itself: without its events, which ``EventFeed.attach`` adds."""
-    return config.with_(events=None) if getattr(config, "events", None) is not None else config
-
-
 def for_next_source(events):
     """The events settings for a restart or another source: without the events file and the heat
     map (their files are this run's; writing them again would refuse or overwrite them); the clips
@@ -118,21 +112,6 @@ class _HeatSink:
         pass
 
 
-class _LastOutputs:
-    """Added after ``app.analytics.events``' own closer: the counters once more, after the publishers drained."""
-
-    needs_image = False
-
-    def __init__(self, feed: EventFeed) -> None:
-        self.feed = feed
-
-    def write(self, result, annotated) -> None:
-        pass
-
-    def close(self) -> None:
-        self.feed.send_outputs()
-
-
 class EventFeed(QObject):
     """The window's view of a pipeline's events.
 
@@ -154,41 +133,36 @@ class EventFeed(QObject):
         self.emitted = 0
 
     def attach(self, pipeline, events_config) -> None:
-        """Add the event sinks, with the window's listener, to ``pipeline`` (not started yet).
+        """Add the event sinks, with the window's listener, to every stream of ``pipeline`` (not started yet).
 
         ``events_config``: the run's ``app.analytics.events.EventsConfig``, or None (the window still lists
-        the crossings and zone entries of its lines and zones).
+        the crossings and zone entries of its lines and zones). Call ``send_outputs`` once the pipeline
+        has stopped, for the outputs' last counters.
         """
-        from app.analytics.events import EventsConfig, EventSink, attach
-        from app.io.paths import stream_name
+        from app.analytics.events import EventsConfig, EventSink
 
-        tap = _FrameTap()
-        pipeline.add_sink(tap)
-        events = None
-        heat = None
+        taps = {lane.name: lane.add_sink(_FrameTap()) for lane in pipeline.lanes}
+        events, heat = None, None
         if events_config is not None and events_config.active:
-            events = attach(pipeline, events_config)  # file, clips, alerts, heat map; closes them at the end
-            pipeline.events = events
-            sinks = list(events.sinks)
+            sinks = pipeline.attach_events(events_config)  # file, clips, alerts, heat maps; closed at the end
+            events = pipeline.events
             heat = events.heatmaps[0].heat if events.heatmaps else None
         else:
-            sinks = []
-        if not sinks:  # nothing goes to a file or a broker: a sink for the window's list alone
-            watch = events_config.alert_classes if events_config is not None else ()
-            min_frames = events_config.min_frames if events_config is not None else 3
-            bare = EventSink(EventsConfig(counting=True, alert_classes=watch, min_frames=min_frames),
-                             pipeline.analytics, stream_name(pipeline.config.source_kind, pipeline.config.source))
-            if watch:
-                pipeline.analytics.set_tracking(True)
-            pipeline.add_sink(bare)
-            sinks = [bare]
-        if heat is None:
-            heat = Heat()
-        pipeline.add_sink(_HeatSink(self, heat))
-        pipeline.add_sink(_LastOutputs(self))
-        style = pipeline.style
-        for sink in sinks:
-            sink.add_listener(lambda record, tap=tap: self._on_event(record, tap, style))
+            sinks = {lane.name: [] for lane in pipeline.lanes}
+        watch = events_config.alert_classes if events_config is not None else ()
+        min_frames = events_config.min_frames if events_config is not None else 3
+        for lane in pipeline.lanes:
+            if not any(isinstance(sink, EventSink) for sink in sinks[lane.name]):  # a sink for the window's list alone
+                if watch:
+                    lane.analytics.set_tracking(True)
+                bare = EventSink(EventsConfig(counting=True, alert_classes=watch, min_frames=min_frames),
+                                 lane.analytics, lane.name)
+                sinks[lane.name].append(lane.add_sink(bare))
+            for sink in sinks[lane.name]:
+                if isinstance(sink, EventSink):
+                    sink.add_listener(lambda record, tap=taps[lane.name]: self._on_event(record, tap, pipeline.style))
+        heat = heat if heat is not None else Heat()
+        pipeline.lanes[0].add_sink(_HeatSink(self, heat))
         with self._lock:
             self._events, self._config = events, events_config
         self.heat_changed.emit(heat)

@@ -14,6 +14,7 @@ from PyQt6.QtWidgets import QApplication
 
 from app.config import PipelineConfig
 from app.gui.main_window import MainWindow
+from app.pipeline.pipeline import Stream
 
 # ====================================================================== styling
 STYLE_SHEET = """
@@ -107,7 +108,8 @@ def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = Fa
         detector, setup = build_detector(detector_config, reprobe=reprobe)  # the CPU fast path, as run.py's
         if streams is None:
             pipeline_config = setup.with_threads(pipeline_config)
-        else:
+        else:  # each stream's encoder threads from the budget, as one stream's
+            streams = [Stream(s.name, setup.with_threads(s.config), s.source) for s in streams]
             for line in setup.notes:
                 print(f"note: {line}", file=sys.stderr)
         output_dir = Path(pipeline_config.record).parent if pipeline_config.record else None
@@ -146,4 +148,8 @@ def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = Fa
     if streams is not None and pipeline is not None:  # one stream's failure is in the window's banner
         for name, exc in pipeline.errors().items():
             print(f"stream {name}: {exc}", file=sys.stderr)
+    if pipeline_config.adapt_log and pipeline is not None:  # the last source's run, as the window left it
+        from app.pipeline.adapt import write_log
+
+        print(f"adaptive log: {write_log(pipeline_config.adapt_log, pipeline.run_stats())}", file=sys.stdout)
     return 130 if interrupted else int(status)

@@ -67,7 +67,7 @@ class MainWindow(QMainWindow):
         self.output_dir = Path(output_dir) if output_dir is not None else Path.cwd()
         self.pace_files = pace_files
         self.config: PipelineConfig | None = None
-        self.recording_path: Path | None = None
+        self.recording_paths: list[Path] = []  # one per stream while recording
         self.last_screenshot: Path | None = None
         self.is_paused = False
         self.is_running = False
@@ -331,7 +331,7 @@ class MainWindow(QMainWindow):
         suggestion = str(default_output_name(self.output_dir, "recording", ".mp4"))
         path, _ = QFileDialog.getSaveFileName(self, "Record to", suggestion, "MP4 video (*.mp4);;Matroska (*.mkv)")
         if path:
-            if self.recording_path is not None:
+            if self.recording_paths:
                 self.controller.stop_record_requested.emit()
             self.start_recording(Path(path), overwrite=True)  # the dialog asked about overwriting
 
@@ -444,26 +444,32 @@ class MainWindow(QMainWindow):
         self.is_running = False
         self.statusBar().showMessage(text + " — F5 plays it again", 0)
 
-    def _on_recording(self, path: str, on: bool) -> None:
+    @property
+    def recording_path(self) -> Path | None:
+        """The first stream's recording while recording (every stream records: ``recording_paths``)."""
+        return self.recording_paths[0] if self.recording_paths else None
+
+    def _on_recording(self, paths: list, on: bool) -> None:
         if on:
-            self.recording_path = Path(path)
-            self.statusBar().showMessage(f"recording to {path}", 5000)
+            self.recording_paths = [Path(p) for p in paths]
+            self.statusBar().showMessage(f"recording to {', '.join(paths)}", 5000)
         else:
-            if self.recording_path is not None and Path(path) == self.recording_path:
-                saved = Path(path).exists()  # the recorder opens its file with the first frame
-                self.statusBar().showMessage(f"recording saved: {path}" if saved else
+            if self.recording_paths and [Path(p) for p in paths] == self.recording_paths:
+                saved = [p for p in paths if Path(p).exists()]  # the recorder opens its file with the first frame
+                self.statusBar().showMessage(f"recording saved: {', '.join(saved)}" if saved else
                                              "recording stopped before any frame arrived: no file written", 8000)
-            self.recording_path = None
+            self.recording_paths = []
         self._sync_record_controls()
 
     def _sync_record_controls(self) -> None:
-        on = self.recording_path is not None
+        on = bool(self.recording_paths)
         for widget in (self.record_button, self.record_action):
             widget.blockSignals(True)
             widget.setChecked(on)
             widget.blockSignals(False)
         self.record_button.setText("■ Stop recording" if on else "● Record")
-        self.grid.tiles[self.grid.names[0]].view.set_recording(on)  # the first stream is the one recorded
+        for tile in self.grid.tiles.values():  # every stream records
+            tile.view.set_recording(on)
 
     def _on_paused(self, on: bool) -> None:
         self.is_paused = on

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--min-size", type=int, default=480, help="test-time short side (px)")
     arch.add_argument("--max-size", type=int, default=800, help="test-time long side limit (px)")
     p.add_argument("--init", default=None, help="fine-tune this checkpoint instead of building a new model")
+    p.add_argument("--roi-context", type=float, default=None, metavar="SCALE",
+                   help="the box head also reads the region around each RoI (the RoI grown SCALE times, pooled 3×3); "
+                        "with --init on a model without it, the new inputs start at zero (same detections at first)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
     opt = p.add_argument_group("optimisation (paper: SGD lr 0.001, momentum 0.9, weight decay 0.0005)")
     opt.add_argument("--epochs", type=int, default=10)
@@ -160,8 +163,19 @@ def _build_model(args, class_names: tuple[str, ...]):
         if ckpt["model"] != "paper":
             raise UserError(f"--init {args.init} is a {ckpt['model']!r} checkpoint; train fine-tunes 'paper' checkpoints")
         arch, names = dict(ckpt["arch"]), tuple(ckpt["class_names"])
+        state = ckpt["state_dict"]
+        if args.roi_context is not None and arch.get("roi_context") is None:
+            from detector.builders import CONTEXT_SIZE
+            from detector.context_roi import context_width, widen_first_fc
+
+            channels = build_paper(num_classes=len(names), **arch).backbone.out_channels
+            state = widen_first_fc(state, context_width(channels, CONTEXT_SIZE))
+            arch["roi_context"] = args.roi_context
+        elif args.roi_context is not None and args.roi_context != arch["roi_context"]:
+            raise UserError(f"--init {args.init} already pools its context at {arch['roi_context']}; "
+                            f"--roi-context {args.roi_context} cannot change it")
         model = build_paper(num_classes=len(names), **arch)
-        load_into(model, ckpt["state_dict"], args.init)
+        load_into(model, state, args.init)
         if names != class_names:
             from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
@@ -177,6 +191,8 @@ def _build_model(args, class_names: tuple[str, ...]):
     arch = {"backbone": args.backbone, "anchor_sizes": None if levels is None else [list(level) for level in levels],
             "representation_size": args.representation_size, "reduce_channels": args.reduce_channels,
             "min_size": args.min_size, "max_size": args.max_size, "box_head": args.box_head}
+    if args.roi_context is not None:
+        arch["roi_context"] = args.roi_context
     if args.neck is not None:
         if args.backbone != "nanodet":
             raise UserError(f"--neck is an option of the nanodet backbone, not of {args.backbone!r}")

@@ -502,14 +502,16 @@ def oscillations(history: Sequence[tuple[int, float, Setting, str]]) -> int:
 
 
 def write_log(path, stats) -> str:
-    """Write the controller's record of a finished run (``PipelineStats`` with ``adapt``) as JSON:
-    the target, every move (frame, seconds since the first result, setting, why), and the fps of
-    every block of 10 results. Returns the absolute path."""
+    """Write the controller's record of a finished run as JSON: the target, every move (frame, seconds
+    since the first result, setting, why), and the fps of every block of 10 results. ``stats``: a
+    stream's ``PipelineStats`` or the run's ``MultiStats`` (the controller is the run's: with several
+    streams the record also gives each stream's fps series). Returns the absolute path."""
     import json
     from pathlib import Path
 
     a = stats.adapt
-    times = list(stats.done_times)
+    streams = getattr(stats, "streams", None) or {"": stats}
+    times = sorted(t for s in streams.values() for t in s.done_times)
     t0 = times[0] if times else 0.0
     document = {
         "target_fps": a.target_fps if a is not None else None,
@@ -523,6 +525,10 @@ def write_log(path, stats) -> str:
         "oscillations": oscillations(a.history) if a else 0,
         "done_s": [round(t - t0, 4) for t in times],
     }
+    if len(streams) > 1:
+        document["streams"] = {name: {"frames": len(s.done_times), "mean_fps": s.mean_fps,
+                                      "fps_per_10_frames": [round(v, 3) for v in fps_series(s.done_times, 10)]}
+                               for name, s in streams.items()}
     out = Path(path)
     out.write_text(json.dumps(document, indent=1) + "\n")
     return str(out.resolve())

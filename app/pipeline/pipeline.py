@@ -186,13 +186,29 @@ class Pipeline:
         """Start feeding ``sink`` with the next result of the first stream (works while running)."""
         return self.lanes[0].add_sink(sink)
 
-    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> RecordSink:
-        """Record the first stream's annotated frames to ``path`` from the next result on (the GUI's record button)."""
-        return self.lanes[0].start_recording(path, overwrite=overwrite)
+    def record_sinks(self) -> list[RecordSink]:
+        """The recordings running now, one per recording stream."""
+        return [lane.record_sink for lane in self.lanes if lane.record_sink is not None]
 
-    def stop_recording(self) -> Path | None:
-        """Finalise the running recording; returns its path (None if none was running)."""
-        return self.lanes[0].stop_recording()
+    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> list[RecordSink]:
+        """Record every stream's annotated frames from its next result on (the GUI's record button):
+        one stream to ``path``, several each to ``path-<name>`` as ``--record`` names them. Every path
+        is checked; if one cannot be written, none starts."""
+        started: list[Lane] = []
+        try:
+            for lane in self.lanes:
+                target = per_stream_path(str(path), lane.name) if len(self.lanes) > 1 else path
+                lane.start_recording(target, overwrite=overwrite)
+                started.append(lane)
+        except BaseException:
+            for lane in started:  # nothing was written yet: the file opens with the first frame
+                lane.stop_recording()
+            raise
+        return self.record_sinks()
+
+    def stop_recording(self) -> list[Path]:
+        """Finalise the running recordings; returns their paths (none if none was running)."""
+        return [path for lane in self.lanes if (path := lane.stop_recording()) is not None]
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Pipeline:
@@ -211,8 +227,8 @@ class Pipeline:
                         lane.add_sink(self.export_sink.rows_of(lane.name))
                 else:
                     self.export_sink = self.add_sink(ExportSink(self.export, file_column=self.config.source_kind == "images"))
-            if self.events_config is not None:
-                self._attach_events(self.events_config)
+            if self.events_config is not None and self.events is None:  # not attached by the window already
+                self.attach_events(self.events_config)
         except BaseException:
             self._close_outputs()
             for lane in self.lanes:
@@ -230,16 +246,24 @@ class Pipeline:
             thread.start()
         return self
 
-    def _attach_events(self, config) -> None:
+    def attach_events(self, config) -> dict[str, list]:
+        """Build the run's events (``app.analytics.events.Events``: one events file and set of publishers)
+        and add each stream's event sinks, clips and heat map; the pipeline closes them at its end.
+        ``start`` does it unless it was done before (the window does, to listen first). Returns each
+        stream's sinks by name."""
         from app.analytics.events import Events
 
+        if self.events is not None:
+            raise RuntimeError("the events are attached already")
         self.events = Events(config, overwrite=self.overwrite)
+        added = {}
         for lane in self.lanes:
             if config.needs_tracking:
                 lane.analytics.set_tracking(True)
             heatmap = per_stream_path(config.heatmap, lane.name) if config.heatmap and len(self.lanes) > 1 else None
-            for sink in self.events.sinks_for(lane.name, lane.analytics, lane.source, heatmap_path=heatmap):
-                lane.add_sink(sink)
+            added[lane.name] = [lane.add_sink(sink) for sink in
+                                self.events.sinks_for(lane.name, lane.analytics, lane.source, heatmap_path=heatmap)]
+        return added
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every stream has ended or ``timeout`` s pass; True when ended. Re-raises the

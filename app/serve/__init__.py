@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 
 from app.errors import UserError
+from app.stats import bad_frames_warning
 
 EXIT_OK = 0
 EXIT_STREAM_PROBLEM = 1  # a stream failed, or frames could not be decoded
@@ -166,11 +167,13 @@ def serve_streams(config, detector_config, specs, *, duration_s: float | None = 
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _say(out, "interrupted: streams stopped, outputs finalised")
         return EXIT_INTERRUPTED
-    problems = [s for s in final if s.state == "failed" or s.stats.bad_frames]
-    for s in problems:
-        _say(out, f"error: stream {s.name}: {s.error}" if s.error else
-             f"warning: {s.stats.bad_frames} frame(s) of stream {s.name} could not be decoded and were skipped")
-    return EXIT_STREAM_PROBLEM if problems else EXIT_OK
+    failed = [s for s in final if s.state == "failed" or s.error]
+    for s in failed:
+        _say(out, f"error: stream {s.name}: {s.error or 'failed'}")
+    warning = bad_frames_warning({f"stream {s.name}": s.stats for s in final if s not in failed})
+    if warning:
+        _say(out, warning)
+    return EXIT_STREAM_PROBLEM if failed or warning else EXIT_OK
 
 
 def _check_local_sources(specs) -> None:

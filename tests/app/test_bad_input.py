@@ -83,20 +83,25 @@ def test_mp4_truncated_before_its_index(capsys, tmp_path, fast):
     one_error_line(err, "moov")
 
 
-def test_corrupt_video_is_decoded_as_far_as_possible_and_said_so(capsys, tmp_path, fast, clip10):
+@pytest.mark.parametrize("n", [1, 2])
+def test_corrupt_video_is_decoded_as_far_as_possible_and_said_so(capsys, tmp_path, fast, clip10, n):
+    """One warning line in the same words for one stream or several (the second stream, intact, is not named)."""
     data = bytearray(clip10.read_bytes())
     for i in range(len(data) // 2, len(data) // 2 + 20000, 7):  # damages whole packets, not just macroblocks
         data[i] ^= 0x5A
     path = tmp_path / "corrupt.mp4"
     path.write_bytes(bytes(data))
     out = tmp_path / "out.mp4"
-    rc, stdout, err = run(capsys, "--video", path, "--record", out, *fast)
+    rc, stdout, err = run(capsys, "--video", path, *(["--video", clip10] if n == 2 else []), "--record", out, *fast)
     assert "Traceback" not in err
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert rc == 1 and len(warning) == 1 and "could not be decoded" in warning[0], err
+    assert rc == 1 and len(warning) == 1 and warning[0].count("could not be decoded and were skipped") == 1, err
+    named = "stream corrupt" if n == 2 else str(path)
+    assert f" frame(s) of {named} could not be decoded" in warning[0], warning
     bad = int(warning[0].split()[1])
-    pts, _ = decode_pts(out)  # nothing decodable was lost: it is all in the recording
+    pts, _ = decode_pts(out if n == 1 else tmp_path / "out-corrupt.mp4")  # nothing decodable was lost
     assert bad >= 1 and len(pts) + bad >= 10 and len(pts) >= 5
+    assert f"(the other {len(pts)} were processed)" in warning[0]
 
 
 def test_video_without_duration_in_its_header_runs_and_says_so(capsys, tmp_path, fast):

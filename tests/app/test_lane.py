@@ -41,6 +41,26 @@ def test_one_lane_paused_while_the_other_goes_on(clip10):
     assert [s.frames_written for s in p.stats().streams.values()] == [10, 10]
 
 
+def test_the_record_button_records_every_stream_or_none(tmp_path, clip10):
+    """``Pipeline.start_recording`` with several streams: rec.mp4 → rec-<stream>.mp4 for each; when
+    one of them may not be written, none starts (and nothing is written)."""
+    (tmp_path / "taken-s1.mp4").write_bytes(b"keep")
+    p = MultiPipeline(streams(clip10, clip10), FakeDetector(delay_s=0.01))
+    p.pause()
+    p.start()
+    with pytest.raises(Exception, match="taken-s1.mp4"):
+        p.start_recording(tmp_path / "taken.mp4")
+    assert p.record_sinks() == [] and (tmp_path / "taken-s1.mp4").read_bytes() == b"keep"
+    sinks = p.start_recording(tmp_path / "rec.mp4")
+    assert [s.path for s in sinks] == [tmp_path / "rec-s0.mp4", tmp_path / "rec-s1.mp4"]
+    p.resume()
+    assert p.wait(30)
+    p.stop()
+    for name in ("s0", "s1"):
+        assert decode_pts(tmp_path / f"rec-{name}.mp4") == decode_pts(clip10), name
+    assert not (tmp_path / "taken-s0.mp4").exists()
+
+
 def test_a_lane_records_from_mid_run_and_takes_and_drops_a_sink(tmp_path):
     out = tmp_path / "mid.mp4"
     p = MultiPipeline(streams(SAMPLE, SAMPLE, max_frames=40), FakeDetector(delay_s=0.05)).start()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from app.io.export import read_rows
-from tests.app.test_bad_input import one_error_line
 from tests.app.test_multi import cut_from
 from tests.conftest import cut_clip, decode_pts
 
@@ -143,8 +142,16 @@ def test_events_and_heatmaps_name_their_stream(capsys, tmp_path, clips, real, n)
     assert f"events file: {(tmp_path / 'ev.jsonl').resolve()} ({len(events)} events)" in err
 
 
-def test_adapt_log_with_several_streams_is_refused_in_one_line(capsys, tmp_path, clips, tiny):
-    rc, out, err = run(capsys, clips, 2, "--adapt-log", tmp_path / "a.json", "--target-fps", "30", *tiny)
-    assert rc == 2 and out == ""
-    one_error_line(err, "--adapt-log", "one stream", "2 were given")
-    assert not (tmp_path / "a.json").exists()
+@pytest.mark.parametrize("n", [1, 2])
+def test_adapt_log_is_written_for_every_stream(capsys, tmp_path, clips, tiny, n):
+    """The controller is the run's: one log with its moves, and with several streams each one's fps series."""
+    rc, out, err = run(capsys, clips, n, "--adapt-log", tmp_path / "a.json", "--target-fps", "500", *tiny)
+    assert rc == 0, err
+    record = json.loads((tmp_path / "a.json").read_text())
+    assert f"adaptive log: {(tmp_path / 'a.json').resolve()}" in out
+    assert record["target_fps"] == 500 and record["frames"] == FRAMES * n and len(record["done_s"]) == FRAMES * n
+    assert all(m["skip"] == 1 for m in record["moves"])  # files are never skipped
+    if n == 2:
+        assert {name: s["frames"] for name, s in record["streams"].items()} == {name: FRAMES for name in NAMES}
+    else:
+        assert "streams" not in record

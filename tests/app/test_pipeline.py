@@ -132,7 +132,7 @@ def test_record_started_and_stopped_while_running(tmp_path):
     first = p.stats().frames_written
     while p.stats().frames_written < first + 10:
         time.sleep(0.01)
-    assert p.stop_recording() == out
+    assert p.stop_recording() == [out]
     last = p.stats().frames_written
     p.wait(20)
     p.stop()
@@ -213,7 +213,7 @@ def test_recording_cannot_start_after_the_end(tmp_path, clip10):
     p.run()
     with pytest.raises(RuntimeError, match="finished"):
         p.start_recording(tmp_path / "late.mp4")
-    assert p.record_sink is None and p.stop_recording() is None
+    assert p.record_sink is None and p.stop_recording() == []
     assert not (tmp_path / "late.mp4").exists()
 
 

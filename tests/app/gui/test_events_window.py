@@ -206,6 +206,57 @@ def test_f5_keeps_the_list_flowing_without_rewriting_the_events_file(qtbot, tmp_
     assert win.control_thread.isFinished()
 
 
+class FrameMatchingTruthDetector(TruthWindowDetector):
+    """The clip's true boxes for frames of several streams in any order: each frame is known by the
+    rendered frame it is nearest to (the clip's boxes move every frame)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames = np.stack([small(clip.boxes_frame(i)) for i in range(clip.FRAMES)])
+
+    def detect(self, frames, **kwargs):
+        index = [int(np.abs(self.frames - small(image)).reshape(len(self.frames), -1).mean(1).argmin())
+                 for image in frames]
+        return [clip.detections(i) for i in index]
+
+
+def small(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, (160, 90), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def test_two_streams_list_both_streams_events_and_record_button_records_both(qtbot, tmp_path, rendered):
+    """Several streams: the list holds every stream's crossings, each named by its stream, and the
+    record button records every stream (rec.mp4 → rec-<stream>.mp4, as --record names them)."""
+    from app.io.reconnect import open_source
+    from app.pipeline.pipeline import Stream
+
+    win = MainWindow(FrameMatchingTruthDetector(), output_dir=tmp_path, pace_files=False)
+    qtbot.addWidget(win)
+    win.show()
+    streams = []
+    for name in ("east", "west"):
+        config = PipelineConfig(source_kind="video", source=str(rendered), track=True,
+                                lines=(Shape.parse("line", clip.LINE).coords,))
+        streams.append(Stream(name, config, open_source(config)))
+    win.toggle_pause()  # paused from the first frame: the recording starts before any result
+    win.open_streams(streams)
+    win.start_recording(tmp_path / "rec.mp4")
+    wanted = [tmp_path / "rec-east.mp4", tmp_path / "rec-west.mp4"]
+    qtbot.waitUntil(lambda: win.recording_paths == wanted, timeout=WAIT_MS)
+    win.toggle_pause()
+    n = sum(wanted_crossings().values())
+    qtbot.waitUntil(lambda: win.events_panel.list.count() == 2 * n and not win.is_running, timeout=WAIT_MS)
+    records = [win.events_panel.list.item(i).data(RECORD_ROLE) for i in range(2 * n)]
+    for name in ("east", "west"):
+        assert Counter((r["event"], r["class"]) for r in records if r["stream"] == name) == wanted_crossings(), name
+    qtbot.waitUntil(lambda: win.recording_paths == [], timeout=WAIT_MS)  # finalised at the end of the files
+    for path in wanted:
+        with av.open(str(path)) as container:
+            assert sum(1 for _ in container.decode(video=0)) == clip.FRAMES, path
+    win.close()
+    assert win.control_thread.isFinished()
+
+
 def test_without_tracking_nothing_is_listed_and_nothing_fails(qtbot, tmp_path, rendered):
     """No line, no zone, tracking off (the window's default): the window's own event sink and heat
     map see detections without IDs — no events, no error, every frame shown."""
