@@ -183,3 +183,22 @@ def test_eval_over_sizes_and_proposals_writes_the_ap50_grid(tmp_path, one_json, 
         assert eval_cli.main(["--data", str(one_json), *bad]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
+
+
+def test_fine_tune_adds_roi_context_and_the_checkpoint_loads_with_it(tmp_path, one_json, capsys):
+    """--init a model without context, --roi-context 2: the checkpoint's arch says so, its first fc
+    layer is wider by the context's columns, and eval (the product's loader) runs it."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert train_cli.main(["--train", str(one_json), "--out", str(first), "--epochs", "1", *TINY]) == 0
+    assert train_cli.main(["--train", str(one_json), "--out", str(second), "--epochs", "1", "--init",
+                           str(first / "last.pt"), "--roi-context", "2", *TINY]) == 0
+    old, new = load_checkpoint(first / "last.pt"), load_checkpoint(second / "last.pt")
+    assert "roi_context" not in old["arch"] and new["arch"]["roi_context"] == 2.0
+    key = "roi_heads.box_head.fc6.weight"
+    assert new["state_dict"][key].shape[1] - old["state_dict"][key].shape[1] == 32 * 3 * 3  # 32 channels, 3×3
+    assert eval_cli.main(["--data", str(one_json), "--weights", str(second / "last.pt")]) == 0
+    capsys.readouterr()
+    rc = train_cli.main(["--train", str(one_json), "--out", str(tmp_path / "c"), "--epochs", "1", "--init",
+                         str(second / "last.pt"), "--roi-context", "3", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "already pools its context at 2.0" in err
