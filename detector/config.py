@@ -46,6 +46,8 @@ class DetectorConfig:
         contained_threshold: after NMS, drop a box with at least this share of its area inside a
             higher-scoring box of its class (a head or torso inside the person's box, which NMS keeps
             for its low IoU). None = off (the model's own, ``meta["contained_threshold"]``, else off).
+        int8_float: int8 only: the backbone's layers (qualified names) left in float. None = the
+            layers the model's profile names for this CPU's int8 scheme (``detector.profiles``), else none.
         classes: class names to keep; empty = all.
         min_size / max_size: the image is resized so that its short side is ``min_size`` unless the
             long side would exceed ``max_size``. None = the model's own setting.
@@ -64,6 +66,7 @@ class DetectorConfig:
     score_threshold: float | None = None
     nms_threshold: float = 0.5
     contained_threshold: float | None = None
+    int8_float: tuple[str, ...] | None = None
     classes: tuple[str, ...] = field(default_factory=tuple)
     min_size: int | None = None
     max_size: int | None = None

@@ -312,7 +312,8 @@ class Detector:
                 return
             images = to_images(self.model.transform, frames, self.device)
         try:
-            backbone = quantize_backbone(self.model.backbone, images, exclusive=lambda: self._run_lock)
+            backbone = quantize_backbone(self.model.backbone, images, exclusive=lambda: self._run_lock,
+                                         float_layers=self.int8_float_layers)
             head = quantize_box_head(self._float_box_head)
         except QuantizationError as exc:
             raise ConfigError(f"int8: {exc}") from None
@@ -458,6 +459,17 @@ class Detector:
         if dtype == torch.float32:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @property
+    def int8_float_layers(self) -> tuple[str, ...]:
+        """The backbone's layers int8 leaves in float: the config's, else those the model's profile
+        names with its verdict for this CPU's scheme (measured together), else none."""
+        if self.config.int8_float is not None:
+            return tuple(self.config.int8_float)
+        from detector.profiles import int8_record_for
+
+        record = int8_record_for(self)
+        return tuple(record.get("float_layers", ())) if record else ()
 
     @property
     def contained_threshold(self) -> float | None:

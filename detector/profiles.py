@@ -99,13 +99,13 @@ def _passes(ap50_fp32: float, ap50_int8: float) -> bool:
 
 
 def int8_record(ap50_fp32: float, ap50_int8: float, labels: str, scheme: str | None = None,
-                by_proposals: dict[int, tuple[float, float]] | None = None) -> dict:
+                by_proposals: dict[int, tuple[float, float]] | None = None, float_layers: Sequence[str] = ()) -> dict:
     """The int8 verdict: it passes when int8's AP50 is at most ``INT8_AP50_TOLERANCE`` below fp32's
     (a better int8 is no reason to refuse it). ``scheme``: how int8 was quantized (default: as this
     machine quantizes, ``detector.quantize.scheme()``); a verdict holds only for the same scheme.
     ``by_proposals``: {proposal count: (AP50 fp32, AP50 int8)} — then each count has its own
     verdict ("ok_at") and ``ok`` (the worst count, given as ``ap50_fp32``/``ap50_int8``) says
-    whether every count passed."""
+    whether every count passed. ``float_layers``: the backbone's layers int8 left in float."""
     if scheme is None:
         from detector.quantize import scheme as this_scheme
 
@@ -113,6 +113,8 @@ def int8_record(ap50_fp32: float, ap50_int8: float, labels: str, scheme: str | N
     record = {"ap50_fp32": round(float(ap50_fp32), 4), "ap50_int8": round(float(ap50_int8), 4),
               "ok": _passes(ap50_fp32, ap50_int8), "tolerance": INT8_AP50_TOLERANCE,
               "labels": labels, "scheme": scheme}
+    if float_layers:
+        record["float_layers"] = list(float_layers)
     if by_proposals:
         record["by_proposals"] = {str(n): [round(float(f), 4), round(float(i), 4)]
                                   for n, (f, i) in sorted(by_proposals.items())}
@@ -143,11 +145,8 @@ def int8_key(scheme: str) -> str:
     return f"int8:{scheme}"
 
 
-def int8_verdict(detector, profiles: dict[str, dict] | None = None, proposals: int | None = None) -> tuple[bool, str]:
-    """(allowed, why): whether ``--precision auto`` may pick int8 for ``detector``'s model on this
-    CPU, at ``proposals`` (default: the detector's proposal count)."""
-    if not getattr(detector, "int8_available", False):
-        return False, "int8 is not available here (needs a CPU, torch's x86 engine and calibration frames)"
+def int8_record_for(detector, profiles: dict[str, dict] | None = None) -> dict | None:
+    """The int8 verdict of ``detector``'s model for this CPU's scheme (None when never measured)."""
     from detector.quantize import scheme
 
     here = scheme()
@@ -156,6 +155,24 @@ def int8_verdict(detector, profiles: dict[str, dict] | None = None, proposals: i
     legacy = profile.get("int8")  # one verdict, before they were kept per scheme
     if record is None and legacy is not None and legacy.get("scheme") == here:
         record = legacy
+    return record
+
+
+def int8_verdict(detector, profiles: dict[str, dict] | None = None, proposals: int | None = None) -> tuple[bool, str]:
+    """(allowed, why): whether ``--precision auto`` may pick int8 for ``detector``'s model on this
+    CPU, at ``proposals`` (default: the detector's proposal count). A verdict measured with layers
+    left in float holds for int8 with those layers in float (the detector's default)."""
+    if not getattr(detector, "int8_available", False):
+        return False, "int8 is not available here (needs a CPU, torch's x86 engine and calibration frames)"
+    from detector.quantize import scheme
+
+    here = scheme()
+    profile = profile_of(detector, profiles)
+    legacy = profile.get("int8")
+    record = int8_record_for(detector, profiles)
+    if record is not None and tuple(record.get("float_layers", ())) != tuple(getattr(detector, "int8_float_layers", ())):
+        return False, (f"int8's accuracy was measured with {', '.join(record.get('float_layers', ())) or 'no layer'} in "
+                       f"float, this run keeps {', '.join(detector.int8_float_layers) or 'none'} in float")
     if record is None:
         measured = sorted(k.partition(":")[2] for k in profile if k.startswith("int8:"))
         if legacy is not None:  # records without a scheme predate the min/max scheme (histogram, 7 bits)

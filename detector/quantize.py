@@ -58,7 +58,10 @@ def int8_supported() -> bool:
     return ENGINE in torch.backends.quantized.supported_engines
 
 
-_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# torch's x86 engine runs its int8 convolutions on oneDNN only where cpuinfo reports AVX512-VNNI (AMX
+# CPUs have it too); elsewhere on fbgemm, whose AVX2 kernels sum u8×s8 pairs in 16 bits. A CPU with
+# AVX-VNNI alone (Alder Lake) gets the 7 bits, which are exact on either kernel
+_VNNI_FLAGS = ("avx512_vnni",)
 
 
 # oneDNN instruction sets without a VNNI dot product: ``ONEDNN_MAX_CPU_ISA`` set to one of them makes
@@ -67,7 +70,7 @@ _ONEDNN_NO_VNNI = ("SSE41", "AVX", "AVX2", "AVX512_CORE")
 
 
 def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU has a VNNI dot product (AVX512-VNNI, AVX-VNNI or AMX), from /proc/cpuinfo's
+    """Whether the CPU has the VNNI dot product torch's int8 convolutions use (AVX512-VNNI), from /proc/cpuinfo's
     flags (or ``cpuinfo``'s), and — for this machine — oneDNN is not capped below it
     (``ONEDNN_MAX_CPU_ISA``). False where the flags cannot be read (other systems): the safe, 7-bit choice."""
     if cpuinfo is None and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ONEDNN_NO_VNNI:
@@ -110,7 +113,8 @@ def qconfig_mapping(vnni: bool | None = None):
 
 
 def quantize_backbone(backbone: nn.Module, calibration: Sequence[torch.Tensor], *,
-                      exclusive: Callable[[], AbstractContextManager] | None = None) -> nn.Module:
+                      exclusive: Callable[[], AbstractContextManager] | None = None,
+                      float_layers: Sequence[str] = ()) -> nn.Module:
     """An int8 copy of ``backbone`` calibrated on ``calibration`` (the original is untouched).
 
     Args:
@@ -122,6 +126,9 @@ def quantize_backbone(backbone: nn.Module, calibration: Sequence[torch.Tensor], 
             traces — its tracer patches ``nn.Module.__call__`` for the whole process, so no other
             module may run then (the detector passes its run lock). Calibrating, most of the time,
             runs outside it.
+        float_layers: qualified names of modules of ``backbone`` left in float (a quantize before and a
+            dequantize after each): the layers whose int8 error costs the most accuracy (a model's
+            profile names them per scheme, measured with ``run.py eval --int8-float``).
     Returns:
         a module with the same call signature and float outputs; ``.islands`` lists the names of
         the quantized parts ("" = the whole backbone).
@@ -134,13 +141,18 @@ def quantize_backbone(backbone: nn.Module, calibration: Sequence[torch.Tensor], 
     if not calibration:
         raise QuantizationError("int8 needs calibration frames: none were given")
     exclusive = exclusive or nullcontext
+    names = {name for name, _ in backbone.named_modules() if name}
+    unknown = [layer for layer in float_layers if layer not in names]
+    if unknown:
+        raise QuantizationError(f"no layer {', '.join(unknown)} in {type(backbone).__name__} to keep in float "
+                                f"(its convolutions: {', '.join(n for n, m in backbone.named_modules() if isinstance(m, nn.Conv2d))})")
     torch.backends.quantized.engine = ENGINE
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FX mode's deprecation notices (see the module docstring)
         with exclusive():
             model = _float_copy(backbone)
-            whole = _try_prepare(model, (calibration[0],), "(backbone)")
-            islands = [""] if whole is not None else _prepare_islands(model, calibration[0])
+            whole = _try_prepare(model, (calibration[0],), "", float_layers)
+            islands = [""] if whole is not None else _prepare_islands(model, calibration[0], float_layers)
         if not islands:
             raise QuantizationError(f"{type(backbone).__name__}: no part with convolutions could be traced by torch.fx")
         observed = whole if whole is not None else model
@@ -156,6 +168,7 @@ def quantize_backbone(backbone: nn.Module, calibration: Sequence[torch.Tensor], 
                     parent = model.get_submodule(parent_name) if parent_name else model
                     setattr(parent, attr, convert_fx(getattr(parent, attr)))
     model.islands = tuple(islands)
+    model.float_layers = tuple(float_layers)
     log.info("int8 backbone: quantized %s", ", ".join(n or "(all)" for n in islands))
     return model.eval()
 
@@ -198,20 +211,26 @@ def _has_quantizable(module: nn.Module) -> bool:
     return any(isinstance(m, _QUANTIZABLE) for m in module.modules())
 
 
-def _try_prepare(module: nn.Module, example: tuple, name: str) -> nn.Module | None:
-    """``prepare_fx`` of ``module`` (observers inserted, conv+bn+activation fused), or None when
-    torch.fx cannot trace it."""
+def _try_prepare(module: nn.Module, example: tuple, name: str, float_layers: Sequence[str] = ()) -> nn.Module | None:
+    """``prepare_fx`` of ``module`` (observers inserted, conv+bn+activation fused; ``float_layers``,
+    named from the backbone, left out), or None when torch.fx cannot trace it. ``name``: the module's
+    name in the backbone ("" for the backbone itself)."""
     from torch.ao.quantization.quantize_fx import prepare_fx
 
+    mapping = qconfig_mapping()
+    prefix = f"{name}." if name else ""
+    for layer in float_layers:
+        if layer.startswith(prefix):
+            mapping = mapping.set_module_name(layer[len(prefix):], None)
     try:
-        return prepare_fx(module, qconfig_mapping(), example)
+        return prepare_fx(module, mapping, example)
     except Exception as exc:  # noqa: BLE001 — FX raises many types; any failure means "try its parts"
         first = str(exc).splitlines()[0] if str(exc) else ""
-        log.debug("int8: %s cannot be traced (%s: %s); trying its parts", name, type(exc).__name__, first)
+        log.debug("int8: %s cannot be traced (%s: %s); trying its parts", name or "(backbone)", type(exc).__name__, first)
         return None
 
 
-def _prepare_islands(model: nn.Module, example: torch.Tensor) -> list[str]:
+def _prepare_islands(model: nn.Module, example: torch.Tensor, float_layers: Sequence[str] = ()) -> list[str]:
     """Replace the largest traceable sub-modules of ``model`` that hold convolutions or linears by
     observed copies, in place; returns their qualified names."""
     inputs = _capture_inputs(model, example)
@@ -220,9 +239,9 @@ def _prepare_islands(model: nn.Module, example: torch.Tensor) -> list[str]:
     def visit(prefix: str, module: nn.Module) -> None:
         for child_name, child in list(module.named_children()):
             name = f"{prefix}.{child_name}" if prefix else child_name
-            if not _has_quantizable(child):
+            if not _has_quantizable(child) or name in float_layers:
                 continue
-            prepared = _try_prepare(child, inputs[name], name) if name in inputs else None
+            prepared = _try_prepare(child, inputs[name], name, float_layers) if name in inputs else None
             if prepared is not None:
                 setattr(module, child_name, prepared)
                 islands.append(name)

@@ -34,7 +34,7 @@ def boxes_per_class(labels) -> dict[str, int]:
     return dict(Counter(names.get(a["category_id"], "?") for a in labels.dataset["annotations"] if not a.get("iscrowd", 0)))
 
 
-def int8_profile(rows: Sequence[dict], labels_name: str) -> dict | None:
+def int8_profile(rows: Sequence[dict], labels_name: str, float_layers: Sequence[str] = ()) -> dict | None:
     by = {(r["precision"], r.get("input_size"), r["proposals"]): r for r in rows if r.get("ap50") is not None}
     pairs = [(r, by[("int8", s, p)]) for (prec, s, p), r in by.items() if prec == "fp32" and ("int8", s, p) in by]
     if not pairs:
@@ -45,7 +45,7 @@ def int8_profile(rows: Sequence[dict], labels_name: str) -> dict | None:
     by_proposals = ({int(f["proposals"]): (f["ap50"], i["ap50"]) for f, i in pairs} if len(sizes) == 1 else None)
     if not by_proposals:
         where = f"{labels_name}, {fp32.get('input_size')} px, {fp32['proposals']} proposals, {fp32.get('ap_images')} frames"
-    return int8_record(fp32["ap50"], int8["ap50"], where, by_proposals=by_proposals)
+    return int8_record(fp32["ap50"], int8["ap50"], where, by_proposals=by_proposals, float_layers=float_layers)
 
 
 def accuracy_profile(rows: Sequence[dict], labels, labels_name: str) -> dict | None:

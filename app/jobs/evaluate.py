@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32",
                    help="the model's precision, or several comma-separated (fp32,int8: also writes the int8 verdict)")
+    p.add_argument("--int8-float", default=None, metavar="LAYERS",
+                   help="int8 leaves these backbone layers (comma-separated qualified names) in float; the verdict "
+                        "records them (default: those of the model's verdict for this CPU's scheme, else none)")
     p.add_argument("--profile-file", default=None,
                    help="also write the int8 verdict and the AP50 grid to this profile file (e.g. assets/model_profiles.json)")
     add_teacher_arguments(p, None, ("--teacher-sizes",))
@@ -167,11 +170,13 @@ def _write_profile(args, rows: list[dict], detector, coco) -> None:
              "ap50": r["metrics"]["AP50"], "per_class_ap50": r["metrics"]["per_class_AP50"],
              "ap_images": r["metrics"]["images"]} for r in rows]
     records = {}
-    int8 = int8_profile([r for r in flat if r["input_size"] == detector.base_input_size], name)
+    int8 = int8_profile([r for r in flat if r["input_size"] == detector.base_input_size], name,
+                        float_layers=detector.int8_float_layers)
     if int8 is not None:
         records["int8"] = int8
         verdict = "may be picked by --precision auto" if int8["ok"] else "is not offered by --precision auto"
-        print(f"int8 AP50 {int8['ap50_int8']:.3f} vs fp32 {int8['ap50_fp32']:.3f}: int8 {verdict}")
+        kept = f" ({', '.join(int8['float_layers'])} in float)" if int8.get("float_layers") else ""
+        print(f"int8{kept} AP50 {int8['ap50_int8']:.3f} vs fp32 {int8['ap50_fp32']:.3f}: int8 {verdict}")
     grid = accuracy_profile(flat, coco, name)
     if grid is not None:
         records["accuracy"] = grid
@@ -279,6 +284,8 @@ def _model(args, precision: str, proposals: int):
         config = DetectorConfig(model=args.model, weights=args.weights, device=args.device, precision=precision,
                                 proposals=proposals, score_threshold=args.score_threshold,
                                 nms_threshold=args.nms_threshold, contained_threshold=args.contained,
+                                int8_float=None if args.int8_float is None else
+                                tuple(n.strip() for n in args.int8_float.split(",") if n.strip()),
                                 min_size=args.min_size, max_size=args.max_size)
         # int8 is calibrated on real frames (the bundled clip's), as run.py calibrates it
         detector = Detector(config, calibration=sample_frames)

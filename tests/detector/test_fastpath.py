@@ -22,7 +22,7 @@ from torchvision.ops import box_iou
 
 from detector import ConfigError, Detector, DetectorConfig
 from detector.factory import DEFAULT_MODEL_PATH
-from detector.quantize import int8_supported, quantize_backbone
+from detector.quantize import QuantizationError, int8_supported, quantize_backbone
 from tests.matching import assert_same_detections
 
 from .conftest import read_frames
@@ -158,6 +158,25 @@ def test_an_untraceable_backbone_is_quantized_by_its_traceable_parts(frames):
     assert isinstance(model.stem[0], nn.Conv2d)  # the original is untouched
 
 
+@needs_int8
+@pytest.mark.parametrize("layer", ["head.0", "head"])
+def test_a_layer_named_to_stay_float_stays_float_whole_or_in_an_island(frames, layer):
+    """``float_layers`` keeps a convolution (or a whole island) in float: its weights are the float
+    ones, the rest is int8; a name the backbone lacks is refused in one line naming its convolutions."""
+    torch.manual_seed(0)
+    model = _Untraceable().eval()
+    batches = [torch.from_numpy(f[:64, :64]).permute(2, 0, 1).float().div(255)[None] for f in frames[:4]]
+    quantized = quantize_backbone(model, batches, float_layers=(layer,))
+    assert quantized.float_layers == (layer,)
+    int8 = {name: ".quantized" in type(m).__module__ for name, m in quantized.named_modules() if "Conv" in type(m).__name__}
+    assert [n for n in int8 if n.startswith("head")] and not any(int8[n] for n in int8 if n.startswith("head")), int8
+    assert any(int8[n] for n in int8 if n.startswith("stem")), int8
+    with torch.inference_mode():
+        assert (quantized(batches[0])["0"] - model(batches[0])["0"]).abs().max() <= 0.05 * model(batches[0])["0"].abs().max()
+    with pytest.raises(QuantizationError, match="no layer nope.0 .*its convolutions: stem.0, head.0"):
+        quantize_backbone(model, batches, float_layers=("nope.0",))
+
+
 def test_set_input_size_applies_at_the_next_call_and_keeps_boxes_in_frame_pixels(tiny_detector, frames):
     seen = []
     hook = tiny_detector.model.backbone.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
@@ -230,7 +249,8 @@ def test_int8_uses_8_bit_min_max_activations_only_where_the_cpu_has_vnni():
 
     zen3 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
     sapphire = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_int8 amx_bf16\n"
-    assert cpu_has_vnni(zen3) is False and cpu_has_vnni(sapphire) is True
+    alder_lake = "processor\t: 0\nflags\t\t: fpu avx2 fma avx_vnni\n"  # torch's x86 engine runs fbgemm here
+    assert cpu_has_vnni(zen3) is False and cpu_has_vnni(sapphire) is True and cpu_has_vnni(alder_lake) is False
     assert cpu_has_vnni("") is False  # nothing to read: the safe 7-bit choice
     assert (scheme(vnni=True), scheme(vnni=False)) == ("minmax-u8", "minmax-u7")
     for vnni in (True, False):

@@ -231,6 +231,44 @@ def test_an_int8_verdict_holds_only_for_its_scheme_and_both_can_be_kept(monkeypa
     assert not allowed and "histogram-u7" in why
 
 
+def test_an_int8_verdict_with_layers_in_float_holds_only_with_those_layers_in_float(monkeypatch):
+    """A 7-bit verdict measured with a layer left in float lets int8 run with that layer in float
+    (the detector's default then) and not with another plan."""
+    import detector.quantize as quantize
+
+    monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u7")
+    det = FakeDetector()
+    record = profiles.int8_record(0.66, 0.66, "labels", scheme="minmax-u7", float_layers=["trunk.layers.8.0"])
+    assert record["float_layers"] == ["trunk.layers.8.0"]
+    measured = {profiles.model_identity(det): {profiles.int8_key("minmax-u7"): record}}
+    assert profiles.int8_record_for(det, measured) == record
+    det.int8_float_layers = ("trunk.layers.8.0",)
+    assert profiles.int8_verdict(det, measured)[0] is True
+    det.int8_float_layers = ()
+    allowed, why = profiles.int8_verdict(det, measured)
+    assert not allowed and "trunk.layers.8.0 in float" in why and "keeps none" in why
+
+
+def test_the_bundled_model_keeps_the_layers_its_verdict_names_in_float(monkeypatch):
+    """The shipped profile: v4's 7-bit verdict was measured with one layer in float, so a CPU that
+    quantizes to 7 bits keeps it in float; 8 bits keep none; the config's own list wins."""
+    import detector.quantize as quantize
+    from detector import Detector, DetectorConfig
+
+    det = Detector(DetectorConfig(precision="fp32", device="cpu"))
+    shipped = profiles.load_profiles([profiles.SHIPPED_PROFILES])
+    monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u7")
+    record = profiles.int8_record_for(det, shipped)
+    assert record is not None and record["ok"] and record["float_layers"]
+    monkeypatch.setattr(profiles, "load_profiles", lambda paths=None: shipped)  # not the user's cache
+    assert det.int8_float_layers == tuple(record["float_layers"])
+    assert profiles.int8_verdict(det, shipped)[0] is True or not det.int8_available
+    monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u8")
+    assert det.int8_float_layers == ()
+    own = Detector(DetectorConfig(precision="fp32", device="cpu", int8_float=("reduce.0.0",)))
+    assert own.int8_float_layers == ("reduce.0.0",)
+
+
 def test_onednn_capped_below_bf16_means_no_native_bf16(monkeypatch):
     import detector.probe as probe
 
