@@ -377,12 +377,12 @@ class DarknetTrunk(nn.Module):
             return Upsample(sec.int("stride", 2))
         return nn.Identity()  # route: handled in forward
 
-    def forward_all(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Every built layer's output up to the last requested one, keyed by Darknet layer index."""
+    def forward_all(self, x: torch.Tensor, last: int | None = None) -> dict[int, torch.Tensor]:
+        """Every built layer's output up to the last requested one (or ``last``), keyed by Darknet layer index."""
         x = check_input(x, self.sections[0].int("channels", 3))
         cache: dict[int, torch.Tensor] = {}
         previous = x
-        for index in range(self.last + 1):
+        for index in range(self.last + 1 if last is None else last + 1):
             if index not in self.needed:
                 continue
             info = self.infos[index]
@@ -397,6 +397,42 @@ class DarknetTrunk(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         cache = self.forward_all(x)
+        return [cache[o] for o in self.outputs]
+
+    def boundary(self, first: int) -> tuple[int, ...]:
+        """The layers before ``first`` whose outputs the layers from ``first`` on read (in index order):
+        what ``forward_until(first)`` returns and ``forward_from(first, …)`` takes."""
+        if not 0 < first <= self.last or first not in self.needed:
+            raise DarknetError(f"layer {first} does not split this trunk (built layers 1..{self.last}: "
+                               f"{', '.join(str(i) for i in sorted(self.needed) if i > 0)})")
+        read = set()
+        for i in sorted(self.needed):
+            if i >= first:
+                info = self.infos[i]
+                read.update(info.sources if info.kind == "route" else (i - 1,))
+        return tuple(sorted(i for i in read if i < first))
+
+    def forward_until(self, x: torch.Tensor, first: int) -> list[torch.Tensor]:
+        """The outputs of ``boundary(first)``: the trunk run up to layer ``first`` (excluded)."""
+        keep = self.boundary(first)
+        cache = self.forward_all(x, last=max(keep))
+        return [cache[i] for i in keep]
+
+    def forward_from(self, first: int, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The requested outputs, from ``forward_until(x, first)``'s maps: layers ``first`` on."""
+        cache = dict(zip(self.boundary(first), maps, strict=True))
+        previous = cache.get(first - 1)
+        for index in range(first, self.last + 1):
+            if index not in self.needed:
+                continue
+            info = self.infos[index]
+            if info.kind == "route":
+                parts = [cache[s] for s in info.sources]
+                out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            else:
+                out = self.layers[str(index)](previous)
+            cache[index] = out
+            previous = out
         return [cache[o] for o in self.outputs]
 
 
@@ -455,14 +491,19 @@ class YoloTinyBackbone(nn.Module):
     own trainable 1×1 conv + ReLU to a common width, so that one RPN head serves both levels.
 
     ``trunk_features`` / ``neck`` split the forward at the frozen/trainable boundary so that training
-    can cache the trunk's maps.
+    can cache the trunk's maps. ``train_from``: None freezes the whole trunk; a Darknet layer index
+    trains the trunk's layers from it on with the neck (13: the YOLO head's own layers 13–21, which mix
+    the two levels), and ``trunk_features`` then returns the maps those layers read.
     """
 
-    def __init__(self, reduce_channels: int = 256, cfg_text: str = YOLOV3_TINY_CFG) -> None:
+    def __init__(self, reduce_channels: int = 256, cfg_text: str = YOLOV3_TINY_CFG, train_from: int | None = None) -> None:
         super().__init__()
         self.trunk = DarknetTrunk(cfg_text, YOLOV3_TINY_FEATURE_LAYERS)
-        for p in self.trunk.parameters():
-            p.requires_grad_(False)
+        self.train_from = None if train_from is None else int(train_from)
+        if self.train_from is not None:
+            self.trunk.boundary(self.train_from)  # raises for a layer that does not split the trunk
+        for name, p in self.trunk.named_parameters():
+            p.requires_grad_(self.train_from is not None and int(name.split(".")[1]) >= self.train_from)
         widths = [self.trunk.infos[i].out_channels for i in YOLOV3_TINY_FEATURE_LAYERS]
         self.reduce = nn.ModuleList(
             nn.Sequential(nn.Conv2d(w, reduce_channels, 1), nn.ReLU(inplace=True)) for w in widths
@@ -479,12 +520,16 @@ class YoloTinyBackbone(nn.Module):
         return self
 
     def trunk_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The frozen maps [Tensor[B, 256, H/16, W/16], Tensor[B, 512, H/32, W/32]] (no gradient)."""
+        """The frozen maps (no gradient): [Tensor[B, 256, H/16, W/16], Tensor[B, 512, H/32, W/32]], or
+        with ``train_from`` the maps its layers read (13: layer 8's, stride 16, and layer 12's, stride 32)."""
         with torch.no_grad():
-            return self.trunk(x)
+            return self.trunk(x) if self.train_from is None else self.trunk.forward_until(x, self.train_from)
 
     def neck(self, maps: Sequence[torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
-        """The trainable 1×1 reductions of the trunk's maps; keys "0" (stride 16) and "1" (stride 32)."""
+        """The trainable part on the frozen maps — the trunk's layers from ``train_from`` on, if any,
+        then the 1×1 reductions; keys "0" (stride 16) and "1" (stride 32)."""
+        if self.train_from is not None:
+            maps = self.trunk.forward_from(self.train_from, maps)
         return OrderedDict((str(i), red(m)) for i, (red, m) in enumerate(zip(self.reduce, maps, strict=True)))
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
@@ -492,7 +537,7 @@ class YoloTinyBackbone(nn.Module):
 
 
 def yolov3_tiny(reduce_channels: int | None = 256, darknet_weights: str | None = None,
-                darknet_cfg: str | None = None) -> nn.Module:
+                darknet_cfg: str | None = None, train_from: int | None = None) -> nn.Module:
     """YOLOv3-tiny's COCO-trained trunk, frozen, at strides 16 and 32 (see ``YoloTinyBackbone``).
 
     Args:
@@ -500,11 +545,12 @@ def yolov3_tiny(reduce_channels: int | None = 256, darknet_weights: str | None =
         darknet_weights: a Darknet ``yolov3-tiny.weights`` to initialise the trunk from. None leaves it
             random — a checkpoint's state dict then supplies the trunk (no Darknet file at run time).
         darknet_cfg: a Darknet cfg file instead of the embedded one (patched if it is the buggy one).
+        train_from: train the trunk's layers from this Darknet index on (None: all frozen).
     """
     if reduce_channels is None:
         raise ValueError("backbone 'yolov3_tiny' needs reduce_channels (an int): its levels are 256 and 512 wide")
     cfg_text = YOLOV3_TINY_CFG if darknet_cfg is None else patch_yolov3_tiny_cfg(Path(darknet_cfg).read_text())
-    body = YoloTinyBackbone(int(reduce_channels), cfg_text)
+    body = YoloTinyBackbone(int(reduce_channels), cfg_text, train_from=train_from)
     if darknet_weights is not None:
         read_darknet_weights(darknet_weights, body.trunk)
     return body

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--min-size", type=int, default=480, help="test-time short side (px)")
     arch.add_argument("--max-size", type=int, default=800, help="test-time long side limit (px)")
     p.add_argument("--init", default=None, help="fine-tune this checkpoint instead of building a new model")
+    p.add_argument("--trunk-train-from", type=int, default=None, metavar="LAYER",
+                   help="yolov3_tiny: train the trunk's Darknet layers from LAYER on with the neck (13: the YOLO "
+                        "head's layers 13-21, which mix the two levels); default: the whole trunk frozen")
     p.add_argument("--roi-context", type=float, default=None, metavar="SCALE",
                    help="the box head also reads the region around each RoI (the RoI grown SCALE times, pooled 3×3); "
                         "with --init on a model without it, the new inputs start at zero (same detections at first)")
@@ -174,7 +177,13 @@ def _build_model(args, class_names: tuple[str, ...]):
         elif args.roi_context is not None and args.roi_context != arch["roi_context"]:
             raise UserError(f"--init {args.init} already pools its context at {arch['roi_context']}; "
                             f"--roi-context {args.roi_context} cannot change it")
-        model = build_paper(num_classes=len(names), **arch)
+        if args.trunk_train_from is not None:
+            _check_trunk_split(arch["backbone"])
+            arch["backbone_kwargs"] = {**arch.get("backbone_kwargs", {}), "train_from": args.trunk_train_from}
+        try:
+            model = build_paper(num_classes=len(names), **arch)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         load_into(model, state, args.init)
         if names != class_names:
             from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
@@ -197,6 +206,9 @@ def _build_model(args, class_names: tuple[str, ...]):
         if args.backbone != "nanodet":
             raise UserError(f"--neck is an option of the nanodet backbone, not of {args.backbone!r}")
         arch["backbone_kwargs"] = {"neck": args.neck}
+    if args.trunk_train_from is not None:
+        _check_trunk_split(args.backbone)
+        arch["backbone_kwargs"] = {**arch.get("backbone_kwargs", {}), "train_from": args.trunk_train_from}
     if args.box_head == "prior":
         _check_prior_classes(class_names)
     backbone_kwargs = dict(arch.get("backbone_kwargs", {}))
@@ -216,6 +228,11 @@ def _build_model(args, class_names: tuple[str, ...]):
     # the checkpoint names the sizes used, also when they were chosen automatically
     arch["anchor_sizes"] = [list(level) for level in model.rpn.anchor_generator.sizes]
     return model, arch, class_names
+
+
+def _check_trunk_split(backbone: str) -> None:
+    if backbone != "yolov3_tiny":
+        raise UserError(f"--trunk-train-from splits the yolov3_tiny trunk; the model's backbone is {backbone!r}")
 
 
 def _check_prior_classes(class_names: Sequence[str]) -> None:

@@ -203,3 +203,26 @@ def test_fine_tune_adds_roi_context_and_the_checkpoint_loads_with_it(tmp_path, o
                          str(second / "last.pt"), "--roi-context", "3", *TINY])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "already pools its context at 2.0" in err
+
+
+def test_fine_tune_trains_the_trunks_last_layers_and_nothing_before_them(tmp_path, one_json, capsys):
+    """--trunk-train-from 13: the YOLO head's layers of the trunk (13-21) change with the neck, the
+    layers before them do not; the checkpoint says so and loads; a split that is no layer is one line."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert train_cli.main(["--train", str(one_json), "--out", str(first), "--epochs", "1", *TINY]) == 0
+    assert train_cli.main(["--train", str(one_json), "--out", str(second), "--epochs", "1", "--init",
+                           str(first / "last.pt"), "--trunk-train-from", "13", "--lr", "0.01", *TINY]) == 0
+    old, new = load_checkpoint(first / "last.pt"), load_checkpoint(second / "last.pt")
+    assert new["arch"]["backbone_kwargs"] == {"train_from": 13}
+
+    def changed(layer: int) -> bool:
+        key = f"backbone.trunk.layers.{layer}.0.weight"
+        return not torch.equal(old["state_dict"][key].float(), new["state_dict"][key].float())
+
+    assert all(changed(layer) for layer in (13, 14, 18, 21)) and not any(changed(layer) for layer in (0, 8, 12))
+    assert eval_cli.main(["--data", str(one_json), "--weights", str(second / "last.pt")]) == 0
+    capsys.readouterr()
+    rc = train_cli.main(["--train", str(one_json), "--out", str(tmp_path / "c"), "--epochs", "1", "--init",
+                         str(first / "last.pt"), "--trunk-train-from", "16", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "layer 16 does not split this trunk" in err, err

@@ -69,6 +69,30 @@ def test_trunk_shapes_and_backbone_contract():
     assert "15" not in body.trunk.layers and "22" not in body.trunk.layers
 
 
+def test_a_trunk_split_for_training_its_last_layers_computes_the_same_maps():
+    """train_from=13: the frozen part returns the maps layers 13–21 read (layer 8's at stride 16,
+    layer 12's at stride 32), the neck runs those layers, and the result is the whole trunk's exactly;
+    only the layers from 13 on (and the reductions) get gradients."""
+    from detector.darknet import DarknetError
+
+    torch.manual_seed(0)
+    split = build_backbone("yolov3_tiny", reduce_channels=32, train_from=13).eval()
+    whole = build_backbone("yolov3_tiny", reduce_channels=32).eval()
+    whole.load_state_dict(split.state_dict())
+    assert split.trunk.boundary(13) == (8, 12)
+    x = torch.rand(1, 3, 128, 160)
+    maps = split.trunk_features(x)
+    assert [tuple(m.shape[1:]) for m in maps] == [(256, 8, 10), (1024, 4, 5)]
+    with torch.no_grad():
+        a, b = split(x), whole(x)
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    trained = {name.split(".")[2] for name, p in split.named_parameters() if p.requires_grad and name.startswith("trunk")}
+    assert trained == {"13", "14", "18", "21"}
+    assert not any(p.requires_grad for p in whole.trunk.parameters())
+    with pytest.raises(DarknetError, match="layer 16 does not split"):
+        build_backbone("yolov3_tiny", reduce_channels=32, train_from=16)
+
+
 def test_weights_file_of_the_wrong_size_is_refused(tmp_path):
     trunk = DarknetTrunk(YOLOV3_TINY_CFG, (14,))
     bad = tmp_path / "short.weights"
