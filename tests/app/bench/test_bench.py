@@ -25,7 +25,7 @@ from detector.config import DetectorConfig
 from detector.detections import Detections
 from detector.detector import Detector, StageTimes
 
-SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "sample.mp4"
+SAMPLE = Path(__file__).resolve().parents[3] / "assets" / "sample.mp4"
 RATE = Fraction(30000, 1001)  # 29.97 fps: timestamps that a rounding error would shift
 TINY = dict(models=(("paper", "random"),), min_size=64, max_size=96, warmup=1)
 

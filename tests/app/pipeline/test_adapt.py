@@ -13,8 +13,7 @@ import pytest
 
 from app.pipeline.adapt import AdaptConfig, AdaptiveController, Setting, fps_series, oscillations
 from app.stats import MultiStats
-
-from ..conftest import ROOT, SAMPLE
+from tests.conftest import ROOT, SAMPLE
 
 
 class FakeDetector:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.app.test_bad_input import one_error_line, run
+from tests.app.cli.test_bad_input import one_error_line, run
 
 
 @pytest.fixture()

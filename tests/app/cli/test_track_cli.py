@@ -9,7 +9,7 @@ import cv2
 import pytest
 
 from app.io.export import read_rows
-from tests.app.test_bad_input import one_error_line, run
+from tests.app.cli.test_bad_input import one_error_line, run
 from tests.conftest import SAMPLE
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.app import crossing_clip as clip
-from tests.app.test_events import read_events, run_events
+from tests.app.analytics.test_events import read_events, run_events
 
 MOSQUITTO = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
 

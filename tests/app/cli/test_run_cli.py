@@ -190,7 +190,7 @@ def test_url_run_is_paced_and_keeps_the_newest_frames(capsys, tmp_path, tiny_wei
     from fractions import Fraction
 
     from app.cli.cli import main
-    from tests.app.test_sources import write_clip
+    from tests.app.io.test_sources import write_clip
 
     served = tmp_path / "srv"
     served.mkdir()

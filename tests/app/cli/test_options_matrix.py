@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.io.export import read_rows
-from tests.app.test_multi import cut_from
+from tests.app.pipeline.test_multi import cut_from
 from tests.conftest import cut_clip, decode_pts
 
 NAMES = ("clipa", "street")

@@ -193,7 +193,7 @@ def test_video_frames_equal_pyav_decoding(clip10):
 def test_realtime_pacing_follows_timestamps_but_skips_a_jump(tmp_path):
     from fractions import Fraction
 
-    from tests.app.test_sources import write_clip
+    from tests.app.io.test_sources import write_clip
 
     pts = [0, 200, 400, 60_000, 60_200]  # ms: a one-minute jump after the third frame
     clip = write_clip(tmp_path / "jump.mkv", "libx264", "yuv420p", pts=pts, time_base=Fraction(1, 1000))

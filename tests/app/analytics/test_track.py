@@ -25,7 +25,7 @@ N_FRAMES = 8
 
 # a detector's real output on the sample's first frames, recorded (see its "note"): the tracker's tests
 # follow people the detector saw in every frame, whatever model ships in assets/ at the time
-RECORDED = Path(__file__).resolve().parents[1] / "data" / "sample_people_v2.json"
+RECORDED = Path(__file__).resolve().parents[2] / "data" / "sample_people_v2.json"
 
 
 @pytest.fixture(scope="module")

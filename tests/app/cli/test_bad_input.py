@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from app.cli.cli import main as cli_main
-from tests.app.test_sources import write_clip
+from tests.app.io.test_sources import write_clip
 from tests.conftest import ROOT, SAMPLE, decode_pts, write_audio_only
 
 
