@@ -380,9 +380,11 @@ class DarknetTrunk(nn.Module):
     def forward_all(self, x: torch.Tensor, last: int | None = None) -> dict[int, torch.Tensor]:
         """Every built layer's output up to the last requested one (or ``last``), keyed by Darknet layer index."""
         x = check_input(x, self.sections[0].int("channels", 3))
-        cache: dict[int, torch.Tensor] = {}
-        previous = x
-        for index in range(self.last + 1 if last is None else last + 1):
+        return self._run({}, 0, self.last if last is None else last, x)
+
+    def _run(self, cache: dict[int, torch.Tensor], first: int, last: int, previous: torch.Tensor | None):
+        """Layers ``first``..``last`` into ``cache`` (routes read it; ``previous``: layer first-1's output)."""
+        for index in range(first, last + 1):
             if index not in self.needed:
                 continue
             info = self.infos[index]
@@ -421,18 +423,7 @@ class DarknetTrunk(nn.Module):
     def forward_from(self, first: int, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The requested outputs, from ``forward_until(x, first)``'s maps: layers ``first`` on."""
         cache = dict(zip(self.boundary(first), maps, strict=True))
-        previous = cache.get(first - 1)
-        for index in range(first, self.last + 1):
-            if index not in self.needed:
-                continue
-            info = self.infos[index]
-            if info.kind == "route":
-                parts = [cache[s] for s in info.sources]
-                out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            else:
-                out = self.layers[str(index)](previous)
-            cache[index] = out
-            previous = out
+        self._run(cache, first, self.last, cache.get(first - 1))
         return [cache[o] for o in self.outputs]
 
 
