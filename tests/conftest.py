@@ -35,8 +35,10 @@ TINY = dict(model="paper", weights="random", backbone="resnet18", min_size=128, 
             score_threshold=0.0)
 
 
-def cut_clip(path: Path, n: int, *, source: Path = SAMPLE, codec: str = "libx264", options: dict | None = None) -> Path:
-    """The first ``n`` frames of ``source`` re-encoded to ``path`` with their own pts and time base."""
+def cut_clip(path: Path, n: int, *, source: Path = SAMPLE, codec: str = "libx264", options: dict | None = None,
+             start: int = 0) -> Path:
+    """Frames [start, start + n) of ``source`` re-encoded to ``path`` with their own pts (from the
+    first one's) and time base."""
     with av.open(str(source)) as src, av.open(str(path), "w") as dst:
         stream_in = src.streams.video[0]
         out = dst.add_stream(codec, rate=stream_in.average_rate)
@@ -45,9 +47,14 @@ def cut_clip(path: Path, n: int, *, source: Path = SAMPLE, codec: str = "libx264
         out.time_base = stream_in.time_base
         out.codec_context.time_base = stream_in.time_base
         out.options = options or {"preset": "ultrafast"}
+        first = None
         for i, frame in enumerate(src.decode(stream_in)):
-            if i == n:
+            if i >= start + n:
                 break
+            if i < start:
+                continue
+            first = frame.pts if first is None else first
+            frame.pts -= first
             frame.pict_type = av.video.frame.PictureType.NONE
             for packet in out.encode(frame):
                 dst.mux(packet)

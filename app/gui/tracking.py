@@ -27,15 +27,20 @@ def _map(x: float, y: float, scale: float, offset: QPointF) -> QPointF:
     return QPointF(x * scale + offset.x(), y * scale + offset.y())
 
 
-def draw_overlay(painter: QPainter, overlay: Overlay, scale: float = 1.0, offset: QPointF | None = None,
-                 font_px: float = 13.0) -> None:
-    """Zones (translucent), trails and lines with their counts; frame pixels → ``target = frame * scale + offset``."""
-    offset = offset or QPointF(0.0, 0.0)
+def set_label_font(painter: QPainter, font_px: float) -> QFontMetricsF:
+    """The painter's font, bold at ``font_px`` (at least 8 px), for labels; returns its metrics."""
     font = QFont(painter.font())
     font.setPixelSize(max(8, round(font_px)))
     font.setBold(True)
     painter.setFont(font)
-    metrics = QFontMetricsF(font)
+    return QFontMetricsF(font)
+
+
+def draw_overlay(painter: QPainter, overlay: Overlay, scale: float = 1.0, offset: QPointF | None = None,
+                 font_px: float = 13.0) -> None:
+    """Zones (translucent), trails and lines with their counts; frame pixels → ``target = frame * scale + offset``."""
+    offset = offset or QPointF(0.0, 0.0)
+    metrics = set_label_font(painter, font_px)
     for zone in overlay.zones:
         poly = QPolygonF([_map(x, y, scale, offset) for x, y in zone.polygon])
         fill = QColor(*ZONE_COLOR, 45)

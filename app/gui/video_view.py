@@ -11,7 +11,7 @@ from PyQt6.QtCore import QPointF, QRectF, QSize, Qt
 from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
-from app.gui.tracking import draw_overlay
+from app.gui.tracking import draw_overlay, set_label_font
 from app.pipeline.overlay import track_color
 from app.pipeline.render import DEFAULT_STYLE
 from detector.detections import Detections
@@ -39,11 +39,7 @@ def draw_detections(painter: QPainter, detections: Detections, scale: float = 1.
     if not len(detections):
         return
     offset = offset or QPointF(0.0, 0.0)
-    font = QFont(painter.font())
-    font.setPixelSize(max(8, round(font_px)))
-    font.setBold(True)
-    painter.setFont(font)
-    metrics = QFontMetricsF(font)
+    metrics = set_label_font(painter, font_px)
     pen_width = max(1.5, 2.0 * min(1.0, scale * 1.5))
     names = detections.class_names
     # Draw low scores first so that the confident boxes end up on top.

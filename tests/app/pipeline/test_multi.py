@@ -8,7 +8,6 @@ import socket
 import time
 from pathlib import Path
 
-import av
 import pytest
 
 from app.cli.multi_run import per_stream_path, read_sources_file, source_key, unique_names
@@ -17,31 +16,13 @@ from app.io.export import read_rows
 from app.io.reconnect import open_source
 from app.pipeline.multi import MultiPipeline, Stream
 from tests.app.fakes import FakeDetector
-from tests.conftest import SAMPLE, cut_clip, decode_pts
+from tests.conftest import cut_clip, decode_pts
 from tests.matching import assert_same_detections
 
 
 def cut_from(path: Path, start: int, n: int) -> Path:
-    """Frames [start, start + n) of the sample clip as their own H.264 file (timestamps from 0)."""
-    with av.open(str(SAMPLE)) as src, av.open(str(path), "w") as dst:
-        stream_in = src.streams.video[0]
-        out = dst.add_stream("libx264", rate=stream_in.average_rate)
-        out.width, out.height, out.pix_fmt = stream_in.codec_context.width, stream_in.codec_context.height, "yuv420p"
-        out.time_base = out.codec_context.time_base = stream_in.time_base
-        out.options = {"preset": "ultrafast", "crf": "12"}
-        first = None
-        for i, frame in enumerate(src.decode(stream_in)):
-            if i >= start + n:
-                break
-            if i >= start:
-                first = frame.pts if first is None else first
-                frame.pts -= first
-                frame.pict_type = av.video.frame.PictureType.NONE
-                for packet in out.encode(frame):
-                    dst.mux(packet)
-        for packet in out.encode():
-            dst.mux(packet)
-    return path
+    """Frames [start, start + n) of the sample clip as their own H.264 file (timestamps from 0, crf 12)."""
+    return cut_clip(path, n, start=start, options={"preset": "ultrafast", "crf": "12"})
 
 
 def streams_of(paths, **config) -> list[Stream]:
