@@ -161,8 +161,9 @@ class EventFeed(QObject):
             for sink in sinks[lane.name]:
                 if isinstance(sink, EventSink):
                     sink.add_listener(lambda record, tap=taps[lane.name]: self._on_event(record, tap, pipeline.style))
-        heat = heat if heat is not None else Heat()
-        pipeline.lanes[0].add_sink(_HeatSink(self, heat))
+        own = heat is None  # else the heat map file's, which its own sink fills
+        heat = Heat() if own else heat
+        pipeline.lanes[0].add_sink(_HeatSink(self, heat if own else None))
         with self._lock:
             self._events, self._config = events, events_config
         self.heat_changed.emit(heat)
