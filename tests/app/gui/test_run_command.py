@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,12 +18,13 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.mark.slow
 def test_ctrl_c_closes_the_window_and_finalises_the_recording(clip10, tmp_path):
-    out = tmp_path / "gui-record.mp4"
+    """... and writes the controller's log (--adapt-log) of the run the window played."""
+    out, adapt = tmp_path / "gui-record.mp4", tmp_path / "adapt.json"
     # A "display" for run.py's check, drawn offscreen by Qt: the GUI path runs without an X server.
     env = {**os.environ, "DISPLAY": ":99", "QT_QPA_PLATFORM": "offscreen"}
     proc = subprocess.Popen(
         [sys.executable, "run.py", "--video", str(clip10), "--record", str(out), "--model", "paper",
-         "--weights", "random", "--device", "cpu"],
+         "--weights", "random", "--device", "cpu", "--target-fps", "30", "--adapt-log", str(adapt)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -41,7 +43,11 @@ def test_ctrl_c_closes_the_window_and_finalises_the_recording(clip10, tmp_path):
     assert status == 130, log
     assert "Traceback" not in log, log
     with av.open(str(out)) as container:
-        assert sum(1 for _ in container.decode(video=0)) >= 1
+        recorded = sum(1 for _ in container.decode(video=0))
+    assert recorded >= 1
+    record = json.loads(adapt.read_text())
+    assert record["target_fps"] == 30 and record["frames"] >= recorded, record
+    assert f"adaptive log: {adapt.resolve()}" in log
 
 
 def test_a_window_system_that_cannot_load_is_one_line_not_an_abort(monkeypatch):
