@@ -91,6 +91,7 @@ class TrainConfig:
             labelled object (``detector.ignore``: a head or torso of a person); 0 = uniform (torchvision).
         roi_fg_iou: the RoI head's positive IoU (None = the model's, the paper's 0.5); between the
             background boundary (0.5) and it an RoI is neither.
+        roi_batch: RoIs the head samples per image (None = the model's, the paper's 128).
         trunk_precision: "fp32", or "bf16" to run a frozen trunk under bf16 autocast (2× faster where
             the CPU has AMX/AVX-512 BF16, slower where it has not; the maps differ by ~2 %).
         iters_per_epoch: None = one pass over the data.
@@ -124,6 +125,7 @@ class TrainConfig:
     ignore_ioa: float | None = 0.5
     part_negatives: float = 0.0
     roi_fg_iou: float | None = None
+    roi_batch: int | None = None
     trunk_precision: str = "fp32"
 
     def __post_init__(self) -> None:
@@ -148,6 +150,8 @@ class TrainConfig:
             raise ValueError(f"part_negatives {self.part_negatives} must be in [0, 1]")
         if (self.part_negatives or self.roi_fg_iou is not None) and self.ignore_ioa is None:
             raise ValueError("part_negatives and roi_fg_iou need the ignore-aware heads: ignore_ioa must not be None")
+        if self.roi_batch is not None and not 1 <= self.roi_batch <= 4096:
+            raise ValueError(f"roi_batch {self.roi_batch} must be RoIs per image in 1..4096")
         if self.roi_fg_iou is not None and not 0.5 <= self.roi_fg_iou <= 1.0:
             raise ValueError(f"roi_fg_iou {self.roi_fg_iou} must be in [0.5, 1] (the background boundary is 0.5)")
         self.augment_config()  # validates augment, scale_range, mosaic_prob
@@ -190,6 +194,8 @@ class Trainer:
         self.data = self.mix.sets[0]
         if config.ignore_ioa is not None:
             use_ignore_regions(model, config.ignore_ioa, config.part_negatives, config.roi_fg_iou)
+        if config.roi_batch is not None:
+            model.roi_heads.fg_bg_sampler.batch_size_per_image = config.roi_batch
         self.model = model.to(device)
         self.config, self.val = config, list(val)
         self.device = torch.device(device)

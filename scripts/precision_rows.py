@@ -46,6 +46,11 @@ TRAINING_ROWS = [
     ("RoI IoU ≥ 0.6 + labels ≥ 0.5 + trunk 13–21 trained",
      "the same two, and the trunk's last layers (the YOLO head's 13–21, which mix the two levels) train with the neck",
      ["--roi-fg-iou", "0.6", "--label-score", "0.5", "--trunk-train-from", "13"], make_model.KINDS),
+    ("RoI IoU ≥ 0.7 + labels ≥ 0.5", "RoIs at IoU 0.5–0.7 with a label are neither (instead of 0.5–0.6)",
+     ["--roi-fg-iou", "0.7", "--label-score", "0.5"], make_model.KINDS),
+    ("RoI IoU ≥ 0.6 + labels ≥ 0.5 + 512 RoIs", "the same two, and the head samples 512 RoIs a picture instead of 128 "
+     "(4× the negatives: more parts and background seen as such)",
+     ["--roi-fg-iou", "0.6", "--label-score", "0.5", "--roi-batch", "512"], make_model.KINDS),
     ("zoom 0.5–2×", "scale augmentation 0.5–2× instead of 0.3–3× (fewer crops that make a torso a whole label)",
      ["--scale-range", "0.5,2"], make_model.KINDS),
     ("no cut-outs", "without the 133 cut-out pictures (objects on grey)", [],

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="labels whose 'score' (an autolabeller's confidence) is below this become ignore regions")
     opt.add_argument("--roi-fg-iou", type=float, default=None,
                      help="the RoI head's positive IoU (paper 0.5); RoIs between 0.5 and it are neither")
+    opt.add_argument("--roi-batch", type=int, default=None, metavar="N",
+                     help="RoIs the head samples per image (paper 128, a quarter of them positive at most)")
     opt.add_argument("--schedule", choices=("joint", "alternating"), default="joint",
                      help="joint training, or the paper's 4-step alternating training")
     opt.add_argument("--rpn-pre-nms-train", type=int, default=None, help="RPN boxes per level before NMS (paper 12000)")
@@ -292,7 +294,7 @@ def _run(args) -> int:
             rpn_pre_nms_train=args.rpn_pre_nms_train, rpn_post_nms_train=args.rpn_post_nms_train,
             augment=augment, scale_range=scale_range, mosaic_prob=args.mosaic_prob,
             ignore_ioa=None if args.no_ignore else args.ignore_ioa, trunk_precision=args.trunk_precision,
-            part_negatives=args.part_negatives, roi_fg_iou=args.roi_fg_iou,
+            part_negatives=args.part_negatives, roi_fg_iou=args.roi_fg_iou, roi_batch=args.roi_batch,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

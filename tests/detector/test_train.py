@@ -109,7 +109,25 @@ def test_uncached_backbone_trains_end_to_end(one_image):
     assert not torch.equal(before, model.backbone.body[0].weight)
 
 
+def test_the_roi_batch_sets_how_many_rois_the_head_samples(one_image):
+    """roi_batch 16: the head's loss is taken over 16 sampled RoIs an image (the paper's 128 otherwise)."""
+    data = CocoDetectionData(one_image)
+    seen = []
+    for batch in (None, 16):
+        trainer = Trainer(_model(len(data.class_names)), data, TrainConfig(hflip=False, roi_batch=batch))
+        heads = trainer.model.roi_heads
+        sampled = heads.subsample
+        heads.subsample = lambda labels, *a, _f=sampled: seen.append(_f(labels, *a)) or seen[-1]
+        trainer.model.train()
+        trainer.losses([trainer._train_item(0, 0)])
+        assert heads.fg_bg_sampler.batch_size_per_image == (batch or 128)
+    counts = [sum(len(i) for i in s) for s in seen]
+    assert counts[1] <= 16 < counts[0], counts
+
+
 def test_bad_config_is_named():
+    with pytest.raises(ValueError, match="roi_batch 0"):
+        TrainConfig(roi_batch=0)
     with pytest.raises(ValueError, match="schedule 'bogus'"):
         TrainConfig(schedule="bogus")
     with pytest.raises(ValueError, match="epochs ≥ 4"):
