@@ -6,8 +6,8 @@ counts the boxes scoring ≥ 0.5 by class, among them the ones of classes that a
 animal or a ball: a paper bag called "bird", a stone "sheep"); then draws one frame with each model's
 boxes, the two panels side by side.
 
-    python scripts/compare_models.py --model v3=old.pt --model v4=assets/default_model.pt \\
-        --frame 60 --out docs/v3_v4.jpg --json docs/v3_v4_clip.json
+    python scripts/compare_models.py --model v3=old.pt --model v5=assets/default_model.pt \\
+        --frame 60 --out docs/clip_compare.jpg --json docs/clip_compare.json
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", action="append", required=True, metavar="NAME=WEIGHTS", help="two of them")
     p.add_argument("--video", default=str(ROOT / "assets" / "sample.mp4"))
     p.add_argument("--frame", type=int, default=60, help="the frame drawn")
-    p.add_argument("--out", default=str(ROOT / "docs" / "v3_v4.jpg"))
+    p.add_argument("--out", default=str(ROOT / "docs" / "clip_compare.jpg"))
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     models = [m.split("=", 1) for m in args.model]

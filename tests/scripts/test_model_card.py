@@ -27,3 +27,19 @@ def test_localisation_lines_follow_the_measured_counts():
     plain = model_card.localisation_lines({"proposal_recall": RECALL}, {"box_head": "fc"})
     assert len(plain) == 2 and "class prior" not in " ".join(plain)
     assert model_card.localisation_lines({}, {"box_head": "prior"}) == []
+
+
+def test_the_default_threshold_is_the_lowest_within_the_f1_slack_of_the_best():
+    import make_model
+
+    def curve(rows):
+        return [{"score": s, "precision": p, "recall": r} for s, p, r in rows]
+
+    # v5's curve: best F1 0.53 at 0.5; 0.4 is within 0.03 (0.51) and keeps more people
+    v5 = curve([(0.3, 0.37, 0.58), (0.4, 0.48, 0.54), (0.5, 0.58, 0.49), (0.6, 0.55, 0.33)])
+    assert make_model.choose_threshold(v5) == 0.4
+    # v4's: best 0.49 at 0.6, 0.5 is 0.04 below it
+    v4 = curve([(0.3, 0.25, 0.67), (0.4, 0.30, 0.64), (0.5, 0.36, 0.59), (0.6, 0.43, 0.58), (0.7, 0.41, 0.43)])
+    assert make_model.choose_threshold(v4) == 0.6
+    # scores outside THRESHOLD_RANGE are never chosen
+    assert make_model.choose_threshold(curve([(0.2, 0.9, 0.9), (0.3, 0.5, 0.5)])) == 0.3
