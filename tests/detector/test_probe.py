@@ -250,19 +250,21 @@ def test_an_int8_verdict_with_layers_in_float_holds_only_with_those_layers_in_fl
 
 
 def test_the_bundled_model_keeps_the_layers_its_verdict_names_in_float(monkeypatch):
-    """The shipped profile: v4's 7-bit verdict was measured with one layer in float, so a CPU that
-    quantizes to 7 bits keeps it in float; 8 bits keep none; the config's own list wins."""
+    """The shipped profile: the bundled model's 7-bit verdict was measured with one layer in float, so a
+    CPU that quantizes to 7 bits keeps it in float (and auto follows that verdict); 8 bits keep none;
+    the config's own list wins."""
     import detector.quantize as quantize
     from detector import Detector, DetectorConfig
 
-    det = Detector(DetectorConfig(precision="fp32", device="cpu"))
+    det = Detector(DetectorConfig(precision="fp32", device="cpu"), calibration=lambda: [])  # never built here
     shipped = profiles.load_profiles([profiles.SHIPPED_PROFILES])
     monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u7")
     record = profiles.int8_record_for(det, shipped)
-    assert record is not None and record["ok"] and record["float_layers"]
+    assert record is not None and record["float_layers"]
     monkeypatch.setattr(profiles, "load_profiles", lambda paths=None: shipped)  # not the user's cache
     assert det.int8_float_layers == tuple(record["float_layers"])
-    assert profiles.int8_verdict(det, shipped)[0] is True or not det.int8_available
+    allowed, why = profiles.int8_verdict(det, shipped, proposals=300)
+    assert allowed is record["ok_at"]["300"] or not quantize.int8_supported(), why
     monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u8")
     assert det.int8_float_layers == ()
     own = Detector(DetectorConfig(precision="fp32", device="cpu", int8_float=("reduce.0.0",)))
