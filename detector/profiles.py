@@ -149,8 +149,10 @@ def int8_record_for(detector, profiles: dict[str, dict] | None = None) -> dict |
     """The int8 verdict of ``detector``'s model for this CPU's scheme (None when never measured)."""
     from detector.quantize import scheme
 
-    here = scheme()
-    profile = profile_of(detector, profiles)
+    return _scheme_record(profile_of(detector, profiles), scheme())
+
+
+def _scheme_record(profile: dict, here: str) -> dict | None:
     record = profile.get(int8_key(here))
     legacy = profile.get("int8")  # one verdict, before they were kept per scheme
     if record is None and legacy is not None and legacy.get("scheme") == here:
@@ -169,7 +171,7 @@ def int8_verdict(detector, profiles: dict[str, dict] | None = None, proposals: i
     here = scheme()
     profile = profile_of(detector, profiles)
     legacy = profile.get("int8")
-    record = int8_record_for(detector, profiles)
+    record = _scheme_record(profile, here)
     if record is not None and tuple(record.get("float_layers", ())) != tuple(getattr(detector, "int8_float_layers", ())):
         return False, (f"int8's accuracy was measured with {', '.join(record.get('float_layers', ())) or 'no layer'} in "
                        f"float, this run keeps {', '.join(detector.int8_float_layers) or 'none'} in float")
