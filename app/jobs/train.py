@@ -169,16 +169,12 @@ def _build_model(args, class_names: tuple[str, ...]):
             raise UserError(f"--init {args.init} is a {ckpt['model']!r} checkpoint; train fine-tunes 'paper' checkpoints")
         arch, names = dict(ckpt["arch"]), tuple(ckpt["class_names"])
         state = ckpt["state_dict"]
-        if args.roi_context is not None and arch.get("roi_context") is None:
-            from detector.builders import CONTEXT_SIZE
-            from detector.context_roi import context_width, widen_first_fc
-
-            channels = build_paper(num_classes=len(names), **arch).backbone.out_channels
-            state = widen_first_fc(state, context_width(channels, CONTEXT_SIZE))
-            arch["roi_context"] = args.roi_context
-        elif args.roi_context is not None and args.roi_context != arch["roi_context"]:
+        widen = args.roi_context is not None and arch.get("roi_context") is None
+        if args.roi_context is not None and not widen and args.roi_context != arch["roi_context"]:
             raise UserError(f"--init {args.init} already pools its context at {arch['roi_context']}; "
                             f"--roi-context {args.roi_context} cannot change it")
+        if widen:
+            arch["roi_context"] = args.roi_context
         if args.trunk_train_from is not None:
             _check_trunk_split(arch["backbone"])
             arch["backbone_kwargs"] = {**arch.get("backbone_kwargs", {}), "train_from": args.trunk_train_from}
@@ -186,6 +182,10 @@ def _build_model(args, class_names: tuple[str, ...]):
             model = build_paper(num_classes=len(names), **arch)
         except ValueError as exc:
             raise UserError(str(exc)) from None
+        if widen:  # the new first fc layer's extra inputs are the context's; they start at zero
+            from detector.context_roi import FIRST_FC, widen_first_fc
+
+            state = widen_first_fc(state, model.roi_heads.box_head.fc6.in_features - state[FIRST_FC].shape[1])
         load_into(model, state, args.init)
         if names != class_names:
             from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
