@@ -37,11 +37,10 @@ from app.cli.console import (
 from app.cli.progress import Progress
 from app.config import check_output_path
 from app.errors import UserError, first_line
-from app.io.paths import per_stream_path, stream_name, unique_names  # noqa: F401  (the naming rule; tests import it here)
+from app.io.paths import per_stream_path, unique_names
 from app.stats import bad_frames_warning
 
 SOURCE_OPTIONS = ("video", "camera", "images", "url")
-EXIT_SOURCE_FAILED = 2
 
 
 # ====================================================================== options

@@ -15,9 +15,10 @@ import sys
 from collections.abc import Sequence
 
 from app.cli.console import window_runner
-from app.cli.multi_run import add_source_options, run_headless, source_list, stream_name
+from app.cli.multi_run import add_source_options, run_headless, source_list
 from app.cli.subcommands import subcommand_help
 from app.errors import UserError
+from app.io.paths import stream_name
 
 
 class _Parser(argparse.ArgumentParser):

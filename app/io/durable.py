@@ -42,7 +42,3 @@ class Every:
         self._last = now
         return True
 
-
-def failure_line(what: str, path: str | Path, done: str, exc: OSError) -> str:
-    """One line for an output that stopped: ``recording out.mp4 stopped after 120 frames: No space left on device``."""
-    return f"{what} {path} stopped after {done}: {exc.strerror or exc}"

@@ -45,7 +45,6 @@ PROPOSALS = (1000, 700, 500, 300, 200, 150, 100, 75, 50)
 MAX_SKIP = 4
 STAGE_KEYS = ("preprocess", "backbone", "rpn", "roi_heads", "postprocess")
 MAX_GAP_S = 2.0  # an interval longer than this is a pause or a stall, not a measure of speed
-WINDOWS = ("off", "30", "60")  # the window's target selector (plus "custom")
 
 
 @dataclass(frozen=True, order=True)

@@ -15,8 +15,6 @@ if TYPE_CHECKING:
 
 LINE_COLOR = (255, 255, 255)  # RGB
 ZONE_COLOR = (255, 200, 0)
-IN_COLOR = (80, 220, 120)
-OUT_COLOR = (255, 110, 90)
 
 
 def track_color(track_id: int) -> tuple[int, int, int]:

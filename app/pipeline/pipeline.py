@@ -314,10 +314,6 @@ class Pipeline:
         self.stop()
 
     @property
-    def running(self) -> bool:
-        return bool(self._threads) and not self._finished.is_set()
-
-    @property
     def finished(self) -> bool:
         return self._finished.is_set()
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app.cli.multi_run import per_stream_path, read_sources_file, source_key, unique_names
+from app.cli.multi_run import read_sources_file, source_key
 from app.config import PipelineConfig
 from app.io.export import read_rows
+from app.io.paths import per_stream_path, unique_names
 from app.io.reconnect import open_source
 from app.pipeline.multi import MultiPipeline, Stream
 from tests.app.fakes import FakeDetector
