@@ -7,6 +7,8 @@ regions, not dropped: the samplers neither reward nor punish anything on them (`
 from __future__ import annotations
 
 import random
+import re
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torchvision.ops import box_iou
 
 from detector.augment import Annotated
 from detector.boxes import pairwise_ioa
@@ -62,10 +65,16 @@ class CocoDetectionData:
             those parts from ever being negatives. None = keep every ignore region.
         label_score: a label whose ``score`` (an autolabeller's confidence) is below this becomes an
             ignore region: neither learnt as the object nor as background. None = every label is one.
+        still_share: in a clip's frames (images with a ``frame_index``, one clip per file name less its
+            frame number), drop every box of a class that moves (``MOVING``: animals, balls, kites) found at
+            one place in at least this share of the clip's frames, label or ignore region: a fixed camera's
+            still thing the teacher misnamed (a paper bag as "bird" in 131 of 150 frames). It is then
+            learnt as background. None = keep them.
     """
 
     def __init__(self, json_path: str | Path, class_names: Sequence[str] | None = None,
-                 part_ignore: float | None = None, label_score: float | None = None) -> None:
+                 part_ignore: float | None = None, label_score: float | None = None,
+                 still_share: float | None = None) -> None:
         self.json_path = Path(json_path)
         self.coco = load_coco(self.json_path)
         cats = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
@@ -76,10 +85,12 @@ class CocoDetectionData:
         cat_to_label = {c["id"]: index[c["name"]] for c in cats if c["name"] in index}
         self.samples: list[Sample] = []
         root = self.json_path.parent
+        still = still_annotations(self.coco, still_share) if still_share is not None else set()
+        self.dropped_still = len(still)
         for image_id in sorted(self.coco.imgs):
             info = self.coco.imgs[image_id]
             anns = [a for a in self.coco.imgToAnns.get(image_id, [])
-                    if a["category_id"] in cat_to_label and a["bbox"][2] >= 1 and a["bbox"][3] >= 1]
+                    if a["category_id"] in cat_to_label and a["bbox"][2] >= 1 and a["bbox"][3] >= 1 and a["id"] not in still]
             labelled = [a for a in anns if not a.get("iscrowd", 0)]
             crowd = [a for a in anns if a.get("iscrowd", 0)]
             if label_score is not None:
@@ -109,6 +120,42 @@ class CocoDetectionData:
         """Sample ``i`` with its image, for augmentation."""
         s = self.samples[i]
         return Annotated(self.image(i), s.boxes.copy(), s.labels.copy(), s.ignore.copy())
+
+
+# COCO's animals and the things that fly or roll: none of them stands at one place through a street clip
+MOVING = frozenset({"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
+                    "sports ball", "frisbee", "kite"})
+STILL_IOU = 0.5
+
+
+def clip_of(file_name: str) -> str:
+    """The clip a video frame's picture belongs to: its file name less the frame number
+    (``vtest_000120.jpg`` → ``vtest``)."""
+    return re.sub(r"[_-]?\d+$", "", Path(file_name).stem)
+
+
+def still_annotations(coco, share: float) -> set[int]:
+    """The ids of the ``MOVING`` classes' annotations (labels and ignore regions) of video frames that
+    overlap (IoU ≥ ``STILL_IOU``) such an annotation in at least ``share`` of their clip's frames."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"still share {share!r} must be in (0, 1]")
+    moving = {c["id"] for c in coco.loadCats(coco.getCatIds()) if c["name"] in MOVING}
+    clips: dict[str, list[int]] = defaultdict(list)
+    for image_id, info in coco.imgs.items():
+        if info.get("frame_index") is not None:
+            clips[clip_of(info["file_name"])].append(image_id)
+    still: set[int] = set()
+    for frames in clips.values():
+        anns = [a for i in frames for a in coco.imgToAnns.get(i, []) if a["category_id"] in moving]
+        if len(frames) < 2 or not anns:
+            continue
+        overlap = box_iou(torch.as_tensor(_xyxy(anns), dtype=torch.float64),
+                          torch.as_tensor(_xyxy(anns), dtype=torch.float64)) >= STILL_IOU
+        frame_of = torch.as_tensor([a["image_id"] for a in anns])
+        for k, a in enumerate(anns):
+            if len(set(frame_of[overlap[k]].tolist())) >= max(2, share * len(frames)):  # itself and another at least
+                still.add(a["id"])
+    return still
 
 
 def _inside_own_class(region: dict, labelled: Sequence[dict]) -> float:

@@ -20,9 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# classes the clip (a street and a lawn with people, cars and vans) has none of
-NOT_IN_CLIP = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "sports ball",
-               "frisbee", "kite")
+from detector.train_data import MOVING  # noqa: E402
+
+# classes the clip (a street and a lawn with people, cars and vans) has none of: no animal, no ball
+NOT_IN_CLIP = MOVING
 
 
 def frames(path: Path) -> list:

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(uncertain boxes on parts of a labelled object), so those parts can be negatives")
     opt.add_argument("--label-score", type=float, default=None, metavar="SCORE",
                      help="labels whose 'score' (an autolabeller's confidence) is below this become ignore regions")
+    opt.add_argument("--drop-still", type=float, default=None, metavar="SHARE",
+                     help="in video frames, drop the boxes of animals and balls found at one place in this share of "
+                          "their clip's frames (a fixed camera's bag or stone the teacher named 'bird' or 'sheep')")
     opt.add_argument("--roi-fg-iou", type=float, default=None,
                      help="the RoI head's positive IoU (paper 0.5); RoIs between 0.5 and it are neither")
     opt.add_argument("--roi-batch", type=int, default=None, metavar="N",
@@ -275,11 +278,14 @@ def _run(args) -> int:
         raise UserError(f"--label-score {args.label_score} must be a score in [0, 1]")
     if args.drop_part_ignore is not None and not 0.0 < args.drop_part_ignore <= 1.0:
         raise UserError(f"--drop-part-ignore {args.drop_part_ignore} must be a share in (0, 1]")
+    if args.drop_still is not None and not 0.0 < args.drop_still <= 1.0:
+        raise UserError(f"--drop-still {args.drop_still} must be a share in (0, 1]")
     scale_range = _floats(args.scale_range, "--scale-range", 2)
     try:
         names = category_names([path for path, _ in sets])
         model, arch, class_names = _build_model(args, names)
-        data = [(CocoDetectionData(path, class_names, part_ignore=args.drop_part_ignore, label_score=args.label_score), weight)
+        data = [(CocoDetectionData(path, class_names, part_ignore=args.drop_part_ignore, label_score=args.label_score,
+                                   still_share=args.drop_still), weight)
                 for path, weight in sets]
         val = [(name, CocoDetectionData(path, class_names)) for name, path in _val_sets(args.val)]
     except (ValueError, FileNotFoundError) as exc:
@@ -312,7 +318,8 @@ def _run(args) -> int:
         print(f"resuming after epoch {start_epoch}")
     trainer = Trainer(model, data, config, val=val)
     trainer.history = history
-    described = ", ".join(f"{d.json_path} ({len(d)} images, weight {w:g})" for d, w in data)
+    described = ", ".join(f"{d.json_path} ({len(d)} images, weight {w:g}"
+                          + (f", {d.dropped_still} still boxes dropped" if d.dropped_still else "") + ")" for d, w in data)
     mode = ("cached frozen-trunk features" if trainer.cached else
             f"augmented ({','.join(augment)})" if augment else "full forward")
     print(f"training on {described}; classes {list(class_names[1:])}; {mode}; schedule {config.schedule}; "
@@ -326,7 +333,8 @@ def _run(args) -> int:
         for name, metrics in record.get("val", {}).items():
             print(f"epoch {record['epoch']} {name}: {format_metrics(metrics)}", flush=True)
         meta = {"train": config_dict(config), "train_data": {str(p): w for p, w in sets}, "history": tr.history,
-                "init": args.init, "drop_part_ignore": args.drop_part_ignore, "label_score": args.label_score}
+                "init": args.init, "drop_part_ignore": args.drop_part_ignore, "label_score": args.label_score,
+                "drop_still": args.drop_still}
         save_checkpoint(out / "last.pt", tr.model, model_name="paper", arch=arch, class_names=class_names,
                         meta=meta, half=False)
         torch.save({"model": tr.model.state_dict(), "optimizer": optimizer, "epoch": record["epoch"]}, out / "resume.pt")

@@ -249,3 +249,43 @@ def test_low_scored_labels_become_ignore_regions(tmp_path, sample_frames):
     strict = CocoDetectionData(path, label_score=0.5).samples[0]
     assert [round(b[0]) for b in strict.boxes] == [10, 400]  # the 0.45 label is no longer an object ...
     assert sorted(round(b[0]) for b in strict.ignore) == [200, 600]  # ... but an ignore region, not background
+
+
+def test_still_animals_in_a_clip_are_dropped_and_nothing_else(tmp_path):
+    bird, car, photo_bird = [300, 400, 40, 30], [600, 50, 100, 60], [300, 400, 40, 30]
+    images, anns = [], []
+
+    def add(image_id: int, box: list, cat: int, crowd: int = 0) -> None:
+        anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat, "bbox": box,
+                     "area": box[2] * box[3], "iscrowd": crowd})
+
+    for i in range(4):  # clip "cam": a bag the teacher calls "bird" in 3 frames (ignore in the 4th), a parked car, a dog walking
+        images.append({"id": i + 1, "file_name": f"cam_{i * 4:06d}.jpg", "width": 768, "height": 576, "frame_index": i * 4})
+        add(i + 1, bird, 2, crowd=int(i == 3))
+        add(i + 1, car, 3)
+        add(i + 1, [50 + 120 * i, 300, 60, 40], 4)
+    images.append({"id": 5, "file_name": "park_000000.jpg", "width": 768, "height": 576, "frame_index": 0})
+    add(5, bird, 2)  # clip "park": one frame only, nothing to compare with
+    images.append({"id": 6, "file_name": "photo.jpg", "width": 768, "height": 576})
+    add(6, photo_bird, 2)  # a photo, at the same place as the bag
+    path = tmp_path / "clips.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [
+        {"id": 1, "name": "person"}, {"id": 2, "name": "bird"}, {"id": 3, "name": "car"}, {"id": 4, "name": "dog"}]}))
+
+    def birds(data: CocoDetectionData) -> list[int]:
+        names = data.class_names
+        return [s.image_id for s in data.samples
+                for b, label in [*zip(s.boxes, s.labels, strict=True), *((b, -1) for b in s.ignore)]
+                if label == names.index("bird") or (label == -1 and round(b[0]) == bird[0])]
+
+    everything = CocoDetectionData(path)
+    assert birds(everything) == [1, 2, 3, 4, 5, 6] and everything.dropped_still == 0
+    cleaned = CocoDetectionData(path, still_share=0.5)
+    assert birds(cleaned) == [5, 6]  # the clip's still "bird" (labels and the ignore region) is gone
+    assert cleaned.dropped_still == 4
+    names = cleaned.class_names
+    for s in cleaned.samples[:4]:  # the parked car stays (cars stand still), the walking dog stays
+        assert sorted(names[label] for label in s.labels) == ["car", "dog"]
+    assert CocoDetectionData(path, still_share=1.0).dropped_still == 4  # at the same place in all 4 frames
+    with pytest.raises(ValueError, match="still share"):
+        CocoDetectionData(path, still_share=0.0)
