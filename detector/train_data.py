@@ -65,8 +65,8 @@ class CocoDetectionData:
             those parts from ever being negatives. None = keep every ignore region.
         label_score: a label whose ``score`` (an autolabeller's confidence) is below this becomes an
             ignore region: neither learnt as the object nor as background. None = every label is one.
-        still_share: in a clip's frames (images with a ``frame_index``, one clip per file name less its
-            frame number), drop every box of a class that moves (``MOVING``: animals, balls, kites) found at
+        still_share: in a clip's frames (pictures named ``<clip>_<frame number>.jpg``, six digits or more,
+            as ``make model`` exports a video's frames), drop every box of a class that moves (``MOVING``: animals, balls, kites) found at
             one place in at least this share of the clip's frames, label or ignore region: a fixed camera's
             still thing the teacher misnamed (a paper bag as "bird" in 131 of 150 frames). It is then
             learnt as background. None = keep them.
@@ -128,10 +128,12 @@ MOVING = frozenset({"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "
 STILL_IOU = 0.5
 
 
-def clip_of(file_name: str) -> str:
+def clip_of(file_name: str) -> str | None:
     """The clip a video frame's picture belongs to: its file name less the frame number
-    (``vtest_000120.jpg`` → ``vtest``)."""
-    return re.sub(r"[_-]?\d+$", "", Path(file_name).stem)
+    (``vtest_000120.jpg`` → ``vtest``); None for a picture not named as a frame (``anna-2.jpg``: a
+    series of photos, not a fixed camera)."""
+    match = re.fullmatch(r"(.+)_\d{6,}", Path(file_name).stem)
+    return match.group(1) if match else None
 
 
 def still_annotations(coco, share: float) -> set[int]:
@@ -142,8 +144,8 @@ def still_annotations(coco, share: float) -> set[int]:
     moving = {c["id"] for c in coco.loadCats(coco.getCatIds()) if c["name"] in MOVING}
     clips: dict[str, list[int]] = defaultdict(list)
     for image_id, info in coco.imgs.items():
-        if info.get("frame_index") is not None:
-            clips[clip_of(info["file_name"])].append(image_id)
+        if (clip := clip_of(info["file_name"])) is not None:
+            clips[clip].append(image_id)
     still: set[int] = set()
     for frames in clips.values():
         anns = [a for i in frames for a in coco.imgToAnns.get(i, []) if a["category_id"] in moving]

@@ -266,8 +266,9 @@ def test_still_animals_in_a_clip_are_dropped_and_nothing_else(tmp_path):
         add(i + 1, [50 + 120 * i, 300, 60, 40], 4)
     images.append({"id": 5, "file_name": "park_000000.jpg", "width": 768, "height": 576, "frame_index": 0})
     add(5, bird, 2)  # clip "park": one frame only, nothing to compare with
-    images.append({"id": 6, "file_name": "photo.jpg", "width": 768, "height": 576})
-    add(6, photo_bird, 2)  # a photo, at the same place as the bag
+    for i in (6, 7):  # a series of photos ("bird-1", "bird-2"), the bird at the same place in both: no clip
+        images.append({"id": i, "file_name": f"bird-{i - 5}.jpg", "width": 768, "height": 576, "frame_index": i})
+        add(i, photo_bird, 2)
     path = tmp_path / "clips.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [
         {"id": 1, "name": "person"}, {"id": 2, "name": "bird"}, {"id": 3, "name": "car"}, {"id": 4, "name": "dog"}]}))
@@ -279,9 +280,9 @@ def test_still_animals_in_a_clip_are_dropped_and_nothing_else(tmp_path):
                 if label == names.index("bird") or (label == -1 and round(b[0]) == bird[0])]
 
     everything = CocoDetectionData(path)
-    assert birds(everything) == [1, 2, 3, 4, 5, 6] and everything.dropped_still == 0
+    assert birds(everything) == [1, 2, 3, 4, 5, 6, 7] and everything.dropped_still == 0
     cleaned = CocoDetectionData(path, still_share=0.5)
-    assert birds(cleaned) == [5, 6]  # the clip's still "bird" (labels and the ignore region) is gone
+    assert birds(cleaned) == [5, 6, 7]  # the clip's still "bird" (labels and the ignore region) is gone
     assert cleaned.dropped_still == 4
     names = cleaned.class_names
     for s in cleaned.samples[:4]:  # the parked car stays (cars stand still), the walking dog stays
