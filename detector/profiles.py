@@ -112,7 +112,7 @@ def int8_record(ap50_fp32: float, ap50_int8: float, labels: str, scheme: str | N
         scheme = this_scheme()
     record = {"ap50_fp32": round(float(ap50_fp32), 4), "ap50_int8": round(float(ap50_int8), 4),
               "ok": _passes(ap50_fp32, ap50_int8), "tolerance": INT8_AP50_TOLERANCE,
-              "labels": labels, "scheme": scheme}
+              "labels": labels, "scheme": scheme, "machine": _machine(scheme)}
     if float_layers:
         record["float_layers"] = list(float_layers)
     if by_proposals:
@@ -120,6 +120,17 @@ def int8_record(ap50_fp32: float, ap50_int8: float, labels: str, scheme: str | N
                                   for n, (f, i) in sorted(by_proposals.items())}
         record["ok_at"] = {str(n): _passes(f, i) for n, (f, i) in sorted(by_proposals.items())}
     return record
+
+
+def _machine(scheme: str) -> str:
+    """Where a verdict was measured: the CPU, its core count, torch's version, and a forced scheme."""
+    import torch
+
+    from detector.machine import cpu_name
+    from detector.quantize import SCHEME_ENV
+
+    forced = f", {scheme} forced with {SCHEME_ENV}" if os.environ.get(SCHEME_ENV) else ""
+    return f"{os.cpu_count()}-core {cpu_name()}, torch {torch.__version__.split('+')[0]}{forced}"
 
 
 def int8_passes_at(record: dict, proposals: int | None) -> tuple[bool, str]:

@@ -58,7 +58,8 @@ def int8_table(path: Path) -> list[str]:
             cells.append(f"{pair[1]:.3f} " + ("✓" if loss <= GATE else f"✗ (−{loss:.3f})"))
         lines.append("| " + " | ".join(cells) + " |")
     where = next(iter(verdicts.values()))
-    return [*lines, "", f"Measured on {where['labels']}; {where['machine']}."]
+    machine = f"; {where['machine']}" if where.get("machine") else ""
+    return [*lines, "", f"Measured on {where['labels']}{machine}."]
 
 
 def lanes_table(folder: Path) -> list[str]:
