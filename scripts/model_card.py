@@ -64,7 +64,7 @@ def rows_table(path: Path = ROWS) -> list[str]:
     d = json.loads(path.read_text())
     setup = d["setup"]
     lines = [f"Each training row fine-tunes `{setup['init']}` (v3) for {setup['iterations']} iterations on the same "
-             "labels with the same seed, changing one thing; the inference row changes one setting of v3. "
+             "labels with the same seed, changing one thing; an inference row changes one setting of v3 (of v5 where it says so). "
              f"Scored on the held-out set ({setup['proposals']} proposals, {setup['precision']}); precision, recall "
              "and people at score ≥ 0.5 (`scripts/precision_rows.py`, `docs/model_v4_rows.json`).", "",
              "| row | change | precision ≥ 0.5 (false) | duplicate / part / wrong class / loose / background | "
@@ -97,8 +97,11 @@ def clip_lines(path: Path = CLIP) -> list[str]:
              "scoring ≥ 0.5 of classes the clip has none of (animals, balls, kites):", ""]
     for name, m in d["models"].items():
         found = ", ".join(f"{c} {n}" for c, n in m["not_in_clip_0.5"].items()) or "none"
-        lines.append(f"- {name}: {m['not_in_clip_total']} over {m['frames']} frames ({found}).")
-    lines += ["", f"![the clip's frame {d['frame']}: {' and '.join(d['models'])} at their own thresholds]({PICTURE})"]
+        own = (f"; {m['not_in_clip_at_threshold']} at its own threshold {m['threshold']:g}"
+               if "not_in_clip_at_threshold" in m and m["threshold"] != 0.5 else "")
+        lines.append(f"- {name}: {m['not_in_clip_total']} over {m['frames']} frames ({found}){own}.")
+    drawn = list(d["models"])[:: max(1, len(d["models"]) - 1)]  # compare_models draws the first and the last
+    lines += ["", f"![the clip's frame {d['frame']}: {' and '.join(drawn)} at their own thresholds]({PICTURE})"]
     return lines
 
 
@@ -130,7 +133,7 @@ def stage_lines(meta: dict) -> list[str]:
     before = first.get("history") or [{}]
     origin = (f"here the shipped v{first.get('version')}, made by this recipe in {before[0].get('iterations', '?')} "
               "iterations, given with `--stage1`" if first.get("given") else "trained as above")
-    return [f"Stage 2 fine-tunes stage 1 ({origin}): `run.py train --init STAGE1` {' '.join(finetune)}. Its two",
+    return [f"Stage 2 fine-tunes stage 1 ({origin}): `run.py train --init STAGE1` {' '.join(finetune)}. Its",
             "changes are the training rows that measured best (see *Where the false boxes came from*)."]
 
 
