@@ -111,6 +111,8 @@ def test_train_mixes_weighted_sets_with_augmentation(tmp_path, one_json, capsys)
     (["--scale-range", "3,0.3"], "scale range 3.0, 0.3"),
     (["--mosaic-prob", "2"], "mosaic probability 2.0"),
     (["--ignore-ioa", "0"], "ignore_ioa 0.0"),
+    (["--drop-still", "0"], "--drop-still 0.0 must be a share in (0, 1]"),
+    (["--drop-part-ignore", "1.5"], "--drop-part-ignore 1.5 must be a share in (0, 1]"),
 ])
 def test_bad_training_values_are_one_line(tmp_path, one_json, capsys, extra, message):
     assert train_cli.main(["--data", str(one_json), "--out", str(tmp_path / "o"), *TINY, *extra]) == 2
