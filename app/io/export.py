@@ -4,7 +4,8 @@ JSON, JSON Lines or CSV. ``track_id`` is the tracker's identity of the object, -
 ``file``).
 
 Crash-safe: each frame's rows reach the OS in one write as soon as the frame is done, so a run killed
-with SIGKILL leaves every frame written so far. ``.jsonl`` and ``.csv`` only ever append; ``.json``
+with SIGKILL leaves every frame written so far (Linux may stop a write of several pages at the kill,
+leaving a frame's rows cut: ``read_rows`` drops a last line without its newline). ``.jsonl`` and ``.csv`` only ever append; ``.json``
 rewrites its closing bracket after every frame, so the file is a valid array at any moment, not only
 after ``close()``. A write that fails (disk full, file too large) cuts the file back to its last whole
 frame (a ``.json`` gets its bracket back), says why in ``failed`` (one line) and ignores later rows.
@@ -134,14 +135,16 @@ class Exporter:
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """Rows back from a JSON, JSON Lines or CSV export (numbers as numbers)."""
+    """Rows back from a JSON, JSON Lines or CSV export (numbers as numbers). A JSON Lines or CSV
+    file's last line without its newline (a write cut by a kill) is left out."""
     path = Path(path)
     if path.suffix.lower() == ".json":
         return json.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    text = text[: text.rfind("\n") + 1]  # whole lines only
     if path.suffix.lower() == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     for row in rows:
         row["frame"] = int(row["frame"])
         row["track_id"] = int(row["track_id"]) if row.get("track_id") not in (None, "") else -1

@@ -132,3 +132,16 @@ def test_a_refused_write_keeps_every_whole_frame(tmp_path, ext):
     assert exporter.failed == f"export {path} stopped after 2 frames: No space left on device"
     assert [r["frame"] for r in read_rows(path)] == [0, 0, 1]
     assert exporter.frames_written == 2 and exporter.rows_written == 3
+
+
+@pytest.mark.parametrize("ext", ["jsonl", "csv"])
+def test_a_cut_last_frame_is_left_out_when_read(tmp_path, ext):
+    """A kill may stop a frame's write partway (Linux stops a write of several pages at a fatal
+    signal): the rows before it read back, the cut line is left out, not an error."""
+    path = tmp_path / f"cut.{ext}"
+    with Exporter(path) as exporter:
+        for i, n in enumerate([2, 3]):
+            exporter.write(result(i, n))
+    whole = path.read_bytes()
+    path.write_bytes(whole[: whole.rstrip(b"\n").rfind(b"\n") + 1 + 25])  # the last row cut after 25 bytes
+    assert [r["frame"] for r in read_rows(path)] == [0, 0, 1, 1]
