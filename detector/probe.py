@@ -228,7 +228,11 @@ class CpuTuner:
                 self._decide(detector.proposal_count, source=self.result.source)  # from the costs: no measurement
                 self._apply(detector, self.result.choice)
             elif self._pending is not None and self._int8_ready.is_set():
-                self._apply(detector, self._pending)
+                if detector._int8 is None:  # quantizing failed (the reason is in notes): choose again without it
+                    self._pending = None
+                    self._costs = {c: v for c, v in self._costs.items() if c.precision != "int8"}
+                    self._decide(detector.proposal_count, source=self.result.source)
+                self._apply(detector, self._pending or self.result.choice)
             return None
         if detector.input_size != self._input_size:  # the controller moved: what was timed no longer compares
             self._input_size = detector.input_size
@@ -261,9 +265,11 @@ class CpuTuner:
     # ----------------------------------------------------------------- what the user sees
     def announcement(self) -> str | None:
         """The line saying what was chosen, once per choice (None before it, and after it was taken;
-        a new proposal count that changes the choice is said again)."""
+        a new proposal count that changes the choice is said again). A cached int8 choice is said when
+        it runs, once its model is quantized: before that the detector still runs the safe start, and a
+        window showing the precision when it reads this line would show that one."""
         with self._lock:
-            if self.result is None or self._announced == self.result.choice:
+            if self.result is None or self._announced == self.result.choice or self._pending == self.result.choice:
                 return None
             self._announced = self.result.choice
             return self.result.reason
