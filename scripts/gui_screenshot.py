@@ -37,12 +37,13 @@ def main() -> int:
     from app.config import PipelineConfig
     from app.gui.launch import apply_theme
     from app.gui.main_window import MainWindow
+    from app.pipeline.fastpath import build_detector
     from detector.config import DetectorConfig
-    from detector.detector import Detector
 
     app = QApplication(sys.argv[:1])
     apply_theme(app)
-    detector = Detector(DetectorConfig(model=args.model, weights=args.weights))
+    # the CPU fast path as run.py's window gets it (precision auto: the run's tuner, channels_last, threads)
+    detector, _setup = build_detector(DetectorConfig(model=args.model, weights=args.weights))
     window = MainWindow(detector)
     width, height = (int(v) for v in args.size.split("x"))
     window.resize(width, height)

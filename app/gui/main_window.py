@@ -532,6 +532,7 @@ class MainWindow(QMainWindow):
             self.precision_combo.addItem(self.detector.precision)
         self.precision_combo.setCurrentText(self.detector.precision)
         self.precision_combo.blockSignals(False)
+        self.model_label.setText(model_text(self.detector))
 
     def _on_source_state(self, event) -> None:
         """A live source dropped (the banner counts down to the next attempt) or is back."""

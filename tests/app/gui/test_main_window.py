@@ -309,6 +309,7 @@ def test_the_window_says_once_what_auto_precision_chose_and_shows_it(qtbot, wind
         play(window, clip10)
         qtbot.waitUntil(lambda: any("auto → bf16" in m for m in shown), timeout=WAIT_MS)
         assert window.precision_combo.currentText() == "bf16"
+        assert window.model_label.text().endswith("· bf16"), "the status bar's model line too"
         assert gui_detector.tuner.lines == [], "said once"
     finally:
         gui_detector.tuner = None
