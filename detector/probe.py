@@ -275,7 +275,10 @@ class CpuTuner:
             return self.result.reason
 
     def status(self) -> str:
-        """One line for a summary: the choice, or that it was still measuring."""
+        """One line for a summary: the choice, or that it was still measuring (or still quantizing)."""
+        if self.result is not None and self._pending == self.result.choice:
+            ran = Candidate(self._detector.precision, self._detector.channels_last).name
+            return f"{self.result.reason}; the run ended before int8 was built: it ran {ran}"
         if self.result is not None:
             return self.result.reason
         return (f"auto → {self.start.name} (still measuring {', '.join(c.name for c in self.candidates)} "

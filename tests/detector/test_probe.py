@@ -174,6 +174,8 @@ def test_a_cached_int8_choice_is_announced_when_it_runs(cache_file):
     drive(tuner_for(det, [FP32, INT8], cache_file), det, cost)
     fresh = FakeDetector()
     tuner = tuner_for(fresh, [FP32, INT8], cache_file)
+    # a run that ends before int8 is built (two frames) ran the safe start: its summary says so
+    assert tuner.status().endswith("; the run ended before int8 was built: it ran fp32")
     said = []
     for _ in range(5):
         candidate = tuner.before(fresh)
@@ -184,6 +186,7 @@ def test_a_cached_int8_choice_is_announced_when_it_runs(cache_file):
     assert said[0] == (FP32, None), "int8 is not built on the first call: nothing said yet"
     lines = [(setup, line) for setup, line in said if line]
     assert len(lines) == 1 and lines[0][0] == INT8 and lines[0][1].startswith("auto → int8")
+    assert tuner.status() == lines[0][1]
 
 
 def test_a_cached_int8_choice_whose_quantizing_fails_chooses_again(cache_file):
