@@ -65,11 +65,11 @@ class CocoDetectionData:
             those parts from ever being negatives. None = keep every ignore region.
         label_score: a label whose ``score`` (an autolabeller's confidence) is below this becomes an
             ignore region: neither learnt as the object nor as background. None = every label is one.
-        still_share: in a clip's frames (pictures named ``<clip>_<frame number>.jpg``, six digits or more,
-            as ``make model`` exports a video's frames), drop every box of a class that moves (``MOVING``: animals, balls, kites) found at
-            one place in at least this share of the clip's frames, label or ignore region: a fixed camera's
-            still thing the teacher misnamed (a paper bag as "bird" in 131 of 150 frames). It is then
-            learnt as background. None = keep them.
+        still_share: in a clip's frames (pictures named ``<clip>_<frame number>.jpg``, six digits or
+            more, as ``make model`` exports a video's frames), drop every box of a class that moves
+            (``MOVING``: animals, balls, kites) found at one place in at least this share of the clip's
+            frames, label or ignore region: a fixed camera's still thing the teacher misnamed (a paper
+            bag as "bird" in 131 of 150 frames). It is then learnt as background. None = keep them.
     """
 
     def __init__(self, json_path: str | Path, class_names: Sequence[str] | None = None,
