@@ -129,15 +129,18 @@ def test_turning_the_target_off_restores_the_users_setting():
 
 def test_a_real_run_with_a_target_fps_speeds_up_and_loses_no_frame(tiny_detector):
     """The tiny model on 50 real frames of the sample (768×576) at 1000 proposals, then with a
-    target of 1.5× that rate: the controller lowers the cost, every frame is delivered in order."""
+    target of 3× that rate: the controller lowers the cost, every frame is delivered in order. (A
+    warm-up run first and 3×, not 1.5×: a cold or busy first run measured 12.7 fps where the next
+    one ran 24, and 1.5× of it was met without a move — it failed so once.)"""
     from app.config import PipelineConfig
     from app.pipeline.pipeline import Pipeline
 
     config = PipelineConfig(source_kind="video", source=str(SAMPLE), max_frames=50, headless=True)
     tiny_detector.set_proposal_count(1000)
     try:
+        Pipeline(config.with_(max_frames=10), tiny_detector).run()  # warm-up: first calls, allocations
         own = Pipeline(config, tiny_detector).run()
-        target = round(1.5 * own.mean_fps, 1)
+        target = round(3 * own.mean_fps, 1)
         seen = []
         stats = Pipeline(config.with_(target_fps=target), tiny_detector,
                          on_result=lambda r, _a: seen.append(r.frame.index)).run()
