@@ -74,6 +74,24 @@ def collect(source, limit_s: float = 10.0) -> list[Frame]:
     return frames
 
 
+def lose_and_regain(server: LiveServer, events: list[SourceEvent], results: list, back_s: float) -> list:
+    """Kill ``server``, wait (≤ 5 s) for the source to report it lost, start it again, and wait (≤ ``back_s``)
+    for 5 results after the reconnection; returns the results after it (fewer on a timeout)."""
+    server.kill()
+    deadline = time.monotonic() + 5
+    while not any(e.state == "lost" for e in events) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.start()
+    deadline = time.monotonic() + back_s
+    after: list = []
+    while time.monotonic() < deadline:
+        after = [r for r in results if events and events[-1].state == "reconnected" and r.done > events[-1].at]
+        if len(after) >= 5:
+            break
+        time.sleep(0.05)
+    return after
+
+
 def test_backoff_doubles_up_to_thirty_seconds():
     assert [backoff_delay(k) for k in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
 
@@ -219,17 +237,8 @@ def test_udp_stream_that_stops_and_resumes(tmp_path, tiny_detector):
         pipeline.start()
         try:
             assert sender.wait_sent(35, 20)
-            sender.kill()  # silence: no error, no end — only the watchdog can tell
-            deadline = time.monotonic() + 5
-            while not any(e.state == "lost" for e in events) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            sender.start()
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                after = [r for r in results if events and events[-1].state == "reconnected" and r.done > events[-1].at]
-                if len(after) >= 5:
-                    break
-                time.sleep(0.05)
+            # a killed UDP sender is silence: no error, no end — only the watchdog can tell
+            after = lose_and_regain(sender, events, results, back_s=15)
         finally:
             pipeline.stop()
     finally:
@@ -262,17 +271,7 @@ def test_rtsp_server_killed_and_restarted(tmp_path, tiny_detector):
             deadline = time.monotonic() + 15
             while len(results) < 5 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            server.kill()
-            deadline = time.monotonic() + 5
-            while not any(e.state == "lost" for e in events) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            server.start()
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                after = [r for r in results if events and events[-1].state == "reconnected" and r.done > events[-1].at]
-                if len(after) >= 5:
-                    break
-                time.sleep(0.05)
+            after = lose_and_regain(server, events, results, back_s=20)
         finally:
             pipeline.stop()
     finally:
