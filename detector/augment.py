@@ -21,7 +21,7 @@ Deterministic under a seed: every random draw comes from the ``numpy.random.Gene
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -81,6 +81,10 @@ class AugmentConfig:
         brightness / contrast / saturation: factors drawn from [1 − v, 1 + v]; hue: a shift drawn from
             [−v, v] of the hue circle.
         min_visible: area share of a box that must stay inside a crop for it to keep its label.
+        keep_cut_bottom: 0 = off; else a box cut only by the crop's bottom (and side) edges, its top inside,
+            keeps its label with this share visible (a person seen from the chest or waist up, as a webcam
+            frames one, is a person: the held-out set and COCO box the visible part), and half of the
+            zoom-ins whose kept-in-view box is taller than the canvas show that box's top.
         min_side: boxes narrower or lower than this (px, after the transform) become ignore boxes: a
             person-shaped box (1:2) under 6 px wide stays below IoU 0.3 with every 16 px anchor (0.28
             at 6×12 on 11×23), so it would be learnt only through torchvision's forced best-anchor match.
@@ -95,6 +99,7 @@ class AugmentConfig:
     saturation: float = 0.5
     hue: float = 0.03
     min_visible: float = 0.6
+    keep_cut_bottom: float = 0.0
     min_side: float = 6.0
     fill: int = 114
 
@@ -109,6 +114,8 @@ class AugmentConfig:
             raise ValueError(f"mosaic probability {self.mosaic_prob} must be in [0, 1]")
         if not 0.0 < self.min_visible <= 1.0:
             raise ValueError(f"min_visible {self.min_visible} must be in (0, 1]")
+        if not 0.0 <= self.keep_cut_bottom <= 1.0:
+            raise ValueError(f"keep_cut_bottom {self.keep_cut_bottom} must be a share in [0, 1] (0 = off)")
 
 
 # ------------------------------------------------------------------------------------- geometry
@@ -125,8 +132,9 @@ def _areas(boxes: np.ndarray) -> np.ndarray:
 
 
 def crop_rules(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, width: int, height: int,
-               min_visible: float, min_side: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply the crop rules of the module docstring to boxes already moved into a width × height canvas.
+               min_visible: float, min_side: float, keep_cut_bottom: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the crop rules of the module docstring to boxes already moved into a width × height canvas
+    (and, with ``keep_cut_bottom``, keep a box whose top is inside and bottom cut with that share visible).
 
     Returns (boxes [N', 4], labels [N'], ignore [M', 4]), all clipped to the canvas.
     """
@@ -135,6 +143,8 @@ def crop_rules(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, width:
     share = np.divide(visible, full, out=np.zeros_like(visible), where=full > 0)
     sides = np.minimum(clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1])
     keep = (share >= min_visible) & (sides >= min_side)
+    if keep_cut_bottom > 0:
+        keep |= (boxes[:, 1] >= 0) & (boxes[:, 3] > height) & (share >= keep_cut_bottom) & (sides >= min_side)
     to_ignore = (visible > 0) & ~keep
     old_ignore = _clip(ignore, width, height)
     old_ignore = old_ignore[_areas(old_ignore) > 0]
@@ -142,7 +152,7 @@ def crop_rules(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, width:
 
 
 def place(a: Annotated, scale: float, offset: tuple[float, float], canvas: tuple[int, int], *,
-          fill: int = 114, min_visible: float = 0.6, min_side: float = 6.0) -> Annotated:
+          fill: int = 114, min_visible: float = 0.6, min_side: float = 6.0, keep_cut_bottom: float = 0.0) -> Annotated:
     """``a`` scaled by ``scale``, shifted by ``offset`` = (tx, ty) px and cut to ``canvas`` = (W, H).
 
     A point (x, y) of the image (pixel-edge coordinates) lands at (s·x + tx, s·y + ty). Shrinking
@@ -171,7 +181,7 @@ def place(a: Annotated, scale: float, offset: tuple[float, float], canvas: tuple
         out = cv2.warpAffine(a.image, matrix, (width, height), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=(fill, fill, fill))
     boxes, labels, ignore = crop_rules(_move(a.boxes, sx, sy, tx, ty), a.labels, _move(a.ignore, sx, sy, tx, ty),
-                                       width, height, min_visible, min_side)
+                                       width, height, min_visible, min_side, keep_cut_bottom)
     return Annotated(out, boxes, labels, ignore)
 
 
@@ -203,7 +213,10 @@ def _random_placement(a: Annotated, rng: np.random.Generator, scale: float, wind
     h, w = a.image.shape[:2]
     tx = _offset(rng, w * scale, window[0], None if focus is None else (focus[0], focus[2]))
     ty = _offset(rng, h * scale, window[1], None if focus is None else (focus[1], focus[3]))
-    return place(a, scale, (tx, ty), window, fill=cfg.fill, min_visible=cfg.min_visible, min_side=cfg.min_side)
+    if cfg.keep_cut_bottom and focus is not None and focus[3] - focus[1] > window[1] and rng.random() < 0.5:
+        ty = float(np.clip(-focus[1] + rng.uniform(0.0, 0.05) * window[1], window[1] - h * scale, 0.0))  # its top
+    return place(a, scale, (tx, ty), window, fill=cfg.fill, min_visible=cfg.min_visible, min_side=cfg.min_side,
+                 keep_cut_bottom=cfg.keep_cut_bottom)
 
 
 def _canvas(a: Annotated, base: float) -> tuple[int, int]:
@@ -273,7 +286,9 @@ def mosaic(items: Sequence[Annotated], rng: np.random.Generator, cfg: AugmentCon
     boxes, labels, ignore = [], [], []
     for item, (x0, y0, x1, y1) in zip(items, quadrants, strict=True):
         s = resize(*item.image.shape[:2]) * (_draw_scale(rng, cfg.scale_range) if scale else 1.0)
-        tile = _random_placement(item, rng, s, (x1 - x0, y1 - y0), cfg)
+        # a box cut by a top tile's bottom edge ends inside the picture: a part, not a person cut by the frame
+        tile = _random_placement(item, rng, s, (x1 - x0, y1 - y0),
+                                 cfg if y1 == height or not cfg.keep_cut_bottom else replace(cfg, keep_cut_bottom=0.0))
         # mirroring the placed tile (its offset was random) costs less than mirroring the source image
         if flip and rng.random() < 0.5:
             tile = hflip(tile)

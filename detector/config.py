@@ -14,6 +14,7 @@ WEIGHTS_DEFAULT = "default"  # the bundled checkpoint in assets/ (falls back to 
 WEIGHTS_TORCHVISION = "torchvision"  # torchvision's weights API (downloads when online)
 WEIGHTS_RANDOM = "random"  # untrained: for tests and speed measurements only
 DEFAULT_SCORE_THRESHOLD = 0.5  # for models that do not name their own
+DEFAULT_NMS_THRESHOLD = 0.5  # the RoI head's per-class NMS IoU (torchvision's), for models that do not name theirs
 
 
 class ConfigError(ValueError):
@@ -42,7 +43,8 @@ class DetectorConfig:
             proposals), torchvision's own test-time setting.
         score_threshold: detections scoring below are dropped. None = the model's own (a checkpoint's
             ``meta["score_threshold"]``, chosen when it was made), else ``DEFAULT_SCORE_THRESHOLD``.
-        nms_threshold: IoU of the per-class NMS in the RoI head.
+        nms_threshold: IoU of the per-class NMS in the RoI head. None = the model's own
+            (``meta["nms_threshold"]``, chosen when it was made), else 0.5 (torchvision's).
         contained_threshold: after NMS, drop a box with at least this share of its area inside a
             higher-scoring box of its class (a head or torso inside the person's box, which NMS keeps
             for its low IoU). None = off (the model's own, ``meta["contained_threshold"]``, else off).
@@ -64,7 +66,7 @@ class DetectorConfig:
     proposals: int = 300
     pre_nms_proposals: int | None = None
     score_threshold: float | None = None
-    nms_threshold: float = 0.5
+    nms_threshold: float | None = None
     contained_threshold: float | None = None
     int8_float: tuple[str, ...] | None = None
     classes: tuple[str, ...] = field(default_factory=tuple)
@@ -95,7 +97,8 @@ class DetectorConfig:
             check_proposals(self.pre_nms_proposals, "pre_nms_proposals")
         if self.score_threshold is not None:
             check_probability(self.score_threshold, "score_threshold")
-        check_probability(self.nms_threshold, "nms_threshold")
+        if self.nms_threshold is not None:
+            check_probability(self.nms_threshold, "nms_threshold")
         if self.contained_threshold is not None:
             check_probability(self.contained_threshold, "contained_threshold")
         for name, value in (("min_size", self.min_size), ("max_size", self.max_size)):

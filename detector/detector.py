@@ -20,6 +20,7 @@ from torch import nn
 
 from detector.boxes import contained_in_higher
 from detector.config import (
+    DEFAULT_NMS_THRESHOLD,
     DEFAULT_SCORE_THRESHOLD,
     MEMORY_FORMATS,
     PRECISIONS,
@@ -346,7 +347,7 @@ class Detector:
             transform.min_size = (config.min_size,)
         if config.max_size is not None:
             transform.max_size = config.max_size
-        roi.nms_thresh = config.nms_threshold
+        roi.nms_thresh = self.nms_threshold
         roi.detections_per_img = config.detections_per_image
 
     # ----------------------------------------------------------------- the staged forward
@@ -470,6 +471,13 @@ class Detector:
 
         record = int8_record_for(self)
         return tuple(record.get("float_layers", ())) if record else ()
+
+    @property
+    def nms_threshold(self) -> float:
+        """The RoI head's per-class NMS IoU (config, else the model's own ``meta["nms_threshold"]``, else 0.5)."""
+        if self.config.nms_threshold is not None:
+            return self.config.nms_threshold
+        return float(self.info.meta.get("nms_threshold", DEFAULT_NMS_THRESHOLD))
 
     @property
     def contained_threshold(self) -> float | None:

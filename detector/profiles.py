@@ -126,11 +126,14 @@ def _machine(scheme: str) -> str:
     """Where a verdict was measured: the CPU, its core count, torch's version, and a forced scheme."""
     import torch
 
-    from detector.machine import cpu_name
+    from detector.machine import cpu_flags, cpu_name
     from detector.quantize import SCHEME_ENV
 
+    flags = cpu_flags()  # what decides int8's kernels: a CPU's name ("AMD EPYC") often does not say
+    isa = ("AMX" if "amx_int8" in flags else "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-VNNI"
+           if "avx_vnni" in flags else "AVX2, no VNNI" if "avx2" in flags else "")
     forced = f", {scheme} forced with {SCHEME_ENV}" if os.environ.get(SCHEME_ENV) else ""
-    return f"{os.cpu_count()}-core {cpu_name()}, torch {torch.__version__.split('+')[0]}{forced}"
+    return f"{os.cpu_count()}-core {cpu_name()}{f' ({isa})' if isa else ''}, torch {torch.__version__.split('+')[0]}{forced}"
 
 
 def int8_passes_at(record: dict, proposals: int | None) -> tuple[bool, str]:

@@ -85,6 +85,8 @@ class TrainConfig:
             ("mosaic", "scale", "color", "flip"); empty = none.
         scale_range: the zoom factors of "scale" (log-uniform; 0.3–3: far shots become close-ups and back).
         mosaic_prob: the share of samples made into 2×2 mosaics when "mosaic" is on.
+        keep_cut_bottom: ``detector.augment.AugmentConfig.keep_cut_bottom`` (0 = off): a box cut by the crop's
+            bottom edge, its top inside, stays a label with this share visible (a person from the chest up).
         ignore_ioa: the ignore label's IoA threshold (``detector.ignore``); None = ignore regions are
             dropped and may be sampled as background (torchvision's behaviour).
         part_negatives: the share of the RoI head's sampled negatives drawn from RoIs lying inside a
@@ -122,6 +124,7 @@ class TrainConfig:
     augment: tuple[str, ...] = ()
     scale_range: tuple[float, float] = (0.3, 3.0)
     mosaic_prob: float = 0.5
+    keep_cut_bottom: float = 0.0
     ignore_ioa: float | None = 0.5
     part_negatives: float = 0.0
     roi_fg_iou: float | None = None
@@ -157,7 +160,8 @@ class TrainConfig:
         self.augment_config()  # validates augment, scale_range, mosaic_prob
 
     def augment_config(self) -> AugmentConfig:
-        return AugmentConfig(ops=tuple(self.augment), scale_range=tuple(self.scale_range), mosaic_prob=self.mosaic_prob)
+        return AugmentConfig(ops=tuple(self.augment), scale_range=tuple(self.scale_range), mosaic_prob=self.mosaic_prob,
+                             keep_cut_bottom=self.keep_cut_bottom)
 
 
 # ------------------------------------------------------------------------------- model plumbing

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", default=None,
                    help="input sizes (short side, px), comma-separated: score each and write the AP50 grid")
     p.add_argument("--score-threshold", type=float, default=0.05, help="detections below are dropped (low for AP)")
-    p.add_argument("--nms-threshold", type=float, default=0.5, help="IoU of the RoI head's per-class NMS")
+    p.add_argument("--nms-threshold", type=float, default=None,
+                   help="IoU of the RoI head's per-class NMS (default: the model's own, else 0.5)")
     p.add_argument("--contained", type=float, default=None, metavar="SHARE",
                    help="drop a box with this share of its area inside a higher-scoring box of its class "
                         "(default: the model's own setting, else off)")

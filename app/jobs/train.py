@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "with any, nothing is cached and flips come only from 'flip')")
     opt.add_argument("--scale-range", default="0.3,3", help="zoom factors of --augment scale: LO,HI")
     opt.add_argument("--mosaic-prob", type=float, default=0.5, help="share of 2×2 mosaics with --augment mosaic")
+    opt.add_argument("--keep-cut-bottom", type=float, default=0.0, metavar="SHARE",
+                     help="with --augment scale: a box cut by the crop's bottom edge, its top inside, stays a label "
+                          "with this share visible (a person from the chest up, as a webcam frames one); 0 = off")
     opt.add_argument("--ignore-ioa", type=float, default=0.5,
                      help="anchors/RoIs whose area lies this much inside an ignore (iscrowd) box are never negatives")
     opt.add_argument("--no-ignore", action="store_true",
@@ -298,7 +301,7 @@ def _run(args) -> int:
             schedule=args.schedule, seed=args.seed, iters_per_epoch=args.iters_per_epoch,
             time_limit_s=args.time_limit * 60 if args.time_limit else None,
             rpn_pre_nms_train=args.rpn_pre_nms_train, rpn_post_nms_train=args.rpn_post_nms_train,
-            augment=augment, scale_range=scale_range, mosaic_prob=args.mosaic_prob,
+            augment=augment, scale_range=scale_range, mosaic_prob=args.mosaic_prob, keep_cut_bottom=args.keep_cut_bottom,
             ignore_ioa=None if args.no_ignore else args.ignore_ioa, trunk_precision=args.trunk_precision,
             part_negatives=args.part_negatives, roi_fg_iou=args.roi_fg_iou, roi_batch=args.roi_batch,
         )

@@ -3,6 +3,8 @@ crop rules (label / ignore / drop); determinism under a seed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -95,6 +97,31 @@ def test_crop_rules_label_ignore_drop():
     # and the pixels moved with them
     np.testing.assert_array_equal(out.image[:, :428], a.image[:, 340:])
     assert (out.image[:, 428:] == 114).all()
+
+
+def test_keep_cut_bottom_keeps_a_person_seen_from_the_chest_up():
+    """Zoom 4× onto the woman (326, 374, 386, 516 in frame 0): on a 768×288 canvas her box is 240 × 568 px.
+    Shown from her top, the canvas bottom cuts her at 288/568 = 51 % visible: an ignore box by the 60 % rule,
+    a label with keep_cut_bottom 0.3; shown from her middle (top cut too) she stays an ignore box."""
+    a = Annotated(_frame0().image, np.array([[326, 374, 386, 516]], np.float32), np.array([1]), np.zeros((0, 4), np.float32))
+    top = (-326 * 4 + 200.0, -374 * 4.0)
+    plain = place(a, 4.0, top, (768, 288))
+    kept = place(a, 4.0, top, (768, 288), keep_cut_bottom=0.3)
+    assert len(plain.boxes) == 0 and len(plain.ignore) == 1
+    np.testing.assert_allclose(kept.boxes, [[200, 0, 440, 288]])
+    assert kept.labels.tolist() == [1] and len(kept.ignore) == 0
+    assert len(place(a, 4.0, (top[0], top[1] - 100), (768, 288), keep_cut_bottom=0.3).boxes) == 0  # top cut
+    assert len(place(a, 4.0, top, (768, 288), keep_cut_bottom=0.6).boxes) == 0  # 51 % < 60 %
+    # zoom-ins (8–9×: she is twice the 576 px canvas, under 60 % visible) with the rule on show the kept-in-view box's
+    # top half of the time, so some draws keep her as a label cut by the bottom edge; without it, none
+    cfg = AugmentConfig(ops=("scale",), scale_range=(8.0, 9.0), keep_cut_bottom=0.3)
+    rng = np.random.default_rng(0)
+    cut = [random_scale(a, rng, cfg) for _ in range(20)]
+    assert sum(len(o.boxes) for o in cut) >= 3
+    assert all(o.boxes[0, 1] >= 0 and o.boxes[0, 3] == 576 for o in cut if len(o.boxes))
+    rng = np.random.default_rng(0)
+    plain_cut = [random_scale(a, rng, replace(cfg, keep_cut_bottom=0.0)) for _ in range(20)]
+    assert sum(len(o.boxes) for o in plain_cut) == 0
 
 
 def _painted(frames: list[np.ndarray]) -> list[Annotated]:
