@@ -6,7 +6,7 @@ counts the boxes scoring ≥ 0.5 by class, among them the ones of classes that a
 animal or a ball: a paper bag called "bird", a stone "sheep"); then draws one frame with each model's
 boxes, the first and the last model's panels side by side (every model is counted).
 
-    python scripts/compare_models.py --model v3=v3.pt --model v5=v5.pt --model v6=assets/default_model.pt \\
+    python scripts/compare_models.py --model v3=v3.pt --model v6=v6.pt --model v7=assets/default_model.pt \\
         --frame 60 --out docs/clip_compare.jpg --json docs/clip_compare.json
 """
 

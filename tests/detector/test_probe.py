@@ -292,9 +292,9 @@ def test_an_int8_verdict_with_layers_in_float_holds_only_with_those_layers_in_fl
 
 
 def test_the_bundled_model_keeps_the_layers_its_verdict_names_in_float(monkeypatch):
-    """The shipped profile: the bundled model's 7-bit verdict was measured with one layer in float, so a
-    CPU that quantizes to 7 bits keeps it in float (and auto follows that verdict); 8 bits keep none;
-    the config's own list wins."""
+    """The shipped profile: the bundled model's verdicts were measured with a layer in float (v7: both
+    schemes), so a CPU of that scheme keeps the layers its scheme's verdict names in float (and auto
+    follows that verdict); the config's own list wins."""
     import detector.quantize as quantize
     from detector import Detector, DetectorConfig
 
@@ -308,7 +308,10 @@ def test_the_bundled_model_keeps_the_layers_its_verdict_names_in_float(monkeypat
     allowed, why = profiles.int8_verdict(det, shipped, proposals=300)
     assert allowed is record["ok_at"]["300"] or not quantize.int8_supported(), why
     monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u8")
-    assert det.int8_float_layers == ()
+    record8 = profiles.int8_record_for(det, shipped)
+    assert record8 is not None and det.int8_float_layers == tuple(record8.get("float_layers", ()))
+    allowed, why = profiles.int8_verdict(det, shipped, proposals=300)
+    assert allowed is record8["ok_at"]["300"] or not quantize.int8_supported(), why
     own = Detector(DetectorConfig(precision="fp32", device="cpu", int8_float=("reduce.0.0",)))
     assert own.int8_float_layers == ("reduce.0.0",)
 

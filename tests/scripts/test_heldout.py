@@ -28,7 +28,7 @@ def _coco() -> COCO:
 
 def test_pycocotools_loads_it_and_every_box_is_inside_its_image():
     coco = _coco()
-    assert len(coco.getImgIds()) >= 12
+    assert len(coco.getImgIds()) >= 41  # issue 18: at least 12 more than the 29 it had
     for image_id, info in coco.imgs.items():
         h, w = cv2.imread(str(HELDOUT / info["file_name"])).shape[:2]
         assert (w, h) == (info["width"], info["height"]), info["file_name"]
@@ -53,7 +53,7 @@ def test_enough_objects_and_people_close_to_the_camera():
     person = coco.getCatIds(catNms=["person"])[0]
     close = [a for a in objects if a["category_id"] == person
              and a["bbox"][3] >= 0.5 * coco.imgs[a["image_id"]]["height"]]
-    assert len(close) >= 4
+    assert len(close) >= 30  # what a webcam sees: issue 18 asked for more of them
     names = Counter(coco.cats[a["category_id"]]["name"] for a in objects)
     assert names["bus"] >= 1 and names["car"] >= 1
     assert sum(names[n] for n in ("dog", "cat", "horse", "bird", "sheep", "cow", "bear", "giraffe")) >= 5
@@ -65,4 +65,5 @@ def test_the_json_is_what_the_hand_labels_give():
 
 
 def test_the_set_stays_small():
-    assert sum(p.stat().st_size for p in HELDOUT.iterdir()) < 3_500_000
+    """43 pictures of at most 800 px, JPEG quality 90: 3.7 MB with the JSON files; room for a few more."""
+    assert sum(p.stat().st_size for p in HELDOUT.iterdir()) < 4_500_000
