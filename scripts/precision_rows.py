@@ -64,8 +64,8 @@ TRAINING_ROWS = [
      "visible (was: an ignore region below 60 %), half of the tall zoom-ins showing the top: a person from the chest up, "
      "as a webcam frames one, is taught as a person",
      ["--roi-fg-iou", "0.7", "--label-score", "0.5", "--drop-still", "0.5", "--keep-cut-bottom", "0.3"], make_model.KINDS),
-    ("v7's recipe + 512 RoIs", "v7's training (the row above) and the head samples 512 RoIs a picture instead of 128 "
-     "(4× the negatives: more parts seen as background)",
+    ("v7's recipe + 512 RoIs", "v7's training (v6's recipe and people cut by the frame kept) and the head samples 512 "
+     "RoIs a picture instead of 128 (4× the negatives: more parts seen as background)",
      ["--roi-fg-iou", "0.7", "--label-score", "0.5", "--drop-still", "0.5", "--keep-cut-bottom", "0.3", "--roi-batch", "512"],
      make_model.KINDS),
     ("v7's recipe for 2400 iterations", "v7's training run twice as long (training length, on v7's recipe)",
