@@ -39,7 +39,6 @@ def kinds(det, score: float = 0.5) -> dict[str, torch.Tensor]:
 def main(argv: list[str] | None = None) -> int:
     from torchvision.ops import box_iou
 
-    from app.jobs.teachers import build_teacher
     from detector import Detector, DetectorConfig
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -48,10 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step", type=int, default=5, help="every STEP-th frame")
     args = p.parse_args(argv)
     frames = compare_models.frames(Path(args.video))[::args.step]
-    lab = heldout_check.LABELLER
-    teacher = build_teacher(lab["teachers"], 0.5, yolo_sizes=lab["yolo_sizes"], nanodet_sizes=lab["nanodet_sizes"],
-                            weights=lab["weights"], iou_thr=lab["iou_thr"], conf_type=lab["conf_type"],
-                            darknet_dir=ROOT / ".cache" / "darknet", tfjs_dir=ROOT / ".cache" / "tfjs")
+    teacher = heldout_check.build_labeller(0.5)
     ref = [kinds(teacher.detect_one(f)) for f in frames]
     print(f"labeller on {len(frames)} frames:", {k: sum(len(r.get(k, [])) for r in ref) for k in ("person", "vehicle")})
     for name, weights in (m.split("=", 1) for m in args.model):

@@ -34,16 +34,21 @@ LABELLER = {"teachers": ("yolo", "nanodet"), "yolo_sizes": (416, 608), "nanodet_
             "weights": (1.0, 2.0), "conf_type": "max", "iou_thr": 0.55}
 
 
+def build_labeller(score: float = SCORE):
+    """The labeller that made the training labels (LABELLER), keeping boxes scoring ≥ ``score``."""
+    from app.jobs.teachers import build_teacher
+
+    return build_teacher(LABELLER["teachers"], score, yolo_sizes=LABELLER["yolo_sizes"],
+                         nanodet_sizes=LABELLER["nanodet_sizes"], weights=LABELLER["weights"],
+                         iou_thr=LABELLER["iou_thr"], conf_type=LABELLER["conf_type"],
+                         darknet_dir=ROOT / ".cache" / "darknet", tfjs_dir=ROOT / ".cache" / "tfjs")
+
+
 def run_labeller(annotations: dict) -> dict:
     """{file name: [[class, score, x1, y1, x2, y2], ...]} of the labeller's boxes scoring ≥ SCORE."""
     import cv2
 
-    from app.jobs.teachers import build_teacher
-
-    teacher = build_teacher(LABELLER["teachers"], SCORE, yolo_sizes=LABELLER["yolo_sizes"],
-                            nanodet_sizes=LABELLER["nanodet_sizes"], weights=LABELLER["weights"],
-                            iou_thr=LABELLER["iou_thr"], conf_type=LABELLER["conf_type"],
-                            darknet_dir=ROOT / ".cache" / "darknet", tfjs_dir=ROOT / ".cache" / "tfjs")
+    teacher = build_labeller()
     out = {}
     for info in annotations["images"]:
         bgr = cv2.imread(str(HELDOUT / info["file_name"]), cv2.IMREAD_COLOR)
