@@ -110,6 +110,7 @@ def test_train_mixes_weighted_sets_with_augmentation(tmp_path, one_json, capsys)
     (["--scale-range", "3"], "--scale-range '3' must be 2 comma-separated numbers"),
     (["--scale-range", "3,0.3"], "scale range 3.0, 0.3"),
     (["--mosaic-prob", "2"], "mosaic probability 2.0"),
+    (["--keep-cut-bottom", "2"], "keep_cut_bottom 2.0 must be a share in [0, 1]"),
     (["--ignore-ioa", "0"], "ignore_ioa 0.0"),
     (["--drop-still", "0"], "--drop-still 0.0 must be a share in (0, 1]"),
     (["--drop-part-ignore", "1.5"], "--drop-part-ignore 1.5 must be a share in (0, 1]"),
