@@ -3,7 +3,7 @@ choices that need it.
 
 * ``int8``: AP50 of fp32 and int8 on labelled frames. ``--precision auto`` may pick int8 only
   for a model whose int8 AP50 is at most ``INT8_AP50_TOLERANCE`` below fp32's, measured with the
-  quantization scheme this CPU uses (8-bit activations with VNNI, 7-bit without).
+  quantization scheme this CPU uses (8-bit weights with VNNI, 7-bit without).
 * ``accuracy``: AP50 over a grid of input sizes × proposal counts. The adaptive controller
   (``app.pipeline.adapt``) ranks its settings by it ("the most accurate setting that holds the target").
 
@@ -155,7 +155,7 @@ def int8_passes_at(record: dict, proposals: int | None) -> tuple[bool, str]:
 
 def int8_key(scheme: str) -> str:
     """The profile key of the int8 verdict measured with ``scheme`` ("int8:minmax-u8"): a model
-    keeps one verdict per scheme, so one profile serves VNNI CPUs (8-bit) and AVX2-only ones (7-bit)."""
+    keeps one verdict per scheme, so one profile serves VNNI CPUs (8-bit) and AVX2-only ones (7-bit weights)."""
     return f"int8:{scheme}"
 
 
@@ -194,7 +194,7 @@ def int8_verdict(detector, profiles: dict[str, dict] | None = None, proposals: i
         if legacy is not None:  # records without a scheme predate the min/max scheme (histogram, 7 bits)
             measured.append(legacy.get("scheme", "histogram-u7"))
         if measured:
-            return False, (f"int8's accuracy was measured with {', '.join(measured)} activations, this CPU "
+            return False, (f"int8's accuracy was measured with the scheme {', '.join(measured)}, this CPU "
                            f"quantizes with {here} (run `run.py eval --precision fp32,int8` here)")
         return False, "int8's accuracy was never measured for this model (run `run.py eval --precision fp32,int8`)"
     if proposals is None:

@@ -15,9 +15,9 @@ own ("islands": a quantize at the entry and a dequantize at the exit of each), t
 The box head's ``nn.Linear`` layers (the two fc layers, ~6272×1024 weights for 1000 RoIs a frame)
 use dynamic int8 quantization (weights int8, activation scales per call): no calibration needed.
 
-Activation ranges are the calibration frames' min and max (``MinMaxObserver``), 8 bits wide on a CPU
-with VNNI (the u8×s8 dot products accumulate in 32 bits) and 7 bits without it (fbgemm's AVX2 path
-sums pairs in 16 bits and would saturate). torch's own x86 default — a histogram observer, which
+Activation ranges are the calibration frames' min and max (``MinMaxObserver``), 8 bits wide; weights
+are 8 bits on a CPU with VNNI (the u8×s8 dot products accumulate in 32 bits) and 7 bits without it
+(fbgemm's AVX2 path sums pairs in 16 bits and would saturate). torch's own x86 default — a histogram observer, which
 clips the rarest large activations, at 7 bits everywhere — measured far worse on the default v3
 model (held-out AP50 0.41 against fp32's 0.46; min/max at 8 bits: 0.48): a detector's trunk lives
 on those large activations. ``scheme()`` names what this machine uses; the int8 accuracy verdict
@@ -60,7 +60,7 @@ def int8_supported() -> bool:
 
 # torch's x86 engine runs its int8 convolutions on oneDNN only where cpuinfo reports AVX512-VNNI (AMX
 # CPUs have it too); elsewhere on fbgemm, whose AVX2 kernels sum u8×s8 pairs in 16 bits. A CPU with
-# AVX-VNNI alone (Alder Lake) gets the 7 bits, which are exact on either kernel
+# AVX-VNNI alone (Alder Lake) gets the 7-bit weights, which are exact on either kernel
 _VNNI_FLAGS = ("avx512_vnni",)
 
 
@@ -72,21 +72,25 @@ _ONEDNN_NO_VNNI = ("SSE41", "AVX", "AVX2", "AVX512_CORE")
 def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
     """Whether the CPU has the VNNI dot product torch's int8 convolutions use (AVX512-VNNI), from /proc/cpuinfo's
     flags (or ``cpuinfo``'s), and — for this machine — oneDNN is not capped below it
-    (``ONEDNN_MAX_CPU_ISA``). False where the flags cannot be read (other systems): the safe, 7-bit choice."""
+    (``ONEDNN_MAX_CPU_ISA``). False where the flags cannot be read (other systems): the safe, 7-bit-weight choice."""
     if cpuinfo is None and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ONEDNN_NO_VNNI:
         return False
     return bool(cpu_flags(cpuinfo) & set(_VNNI_FLAGS))
 
 
-SCHEMES = ("minmax-u8", "minmax-u7")
+SCHEMES = ("minmax-u8", "minmax-u8w7", "minmax-u7")
 SCHEME_ENV = "FRCNN_INT8_SCHEME"
 
 
 def scheme(vnni: bool | None = None) -> str:
-    """The activation quantization this machine uses, as stored with an int8 verdict: 8 bits with
-    VNNI, 7 without. ``$FRCNN_INT8_SCHEME`` (minmax-u7) makes a VNNI machine quantize as an
-    AVX2-only one does — 7-bit activations give the same int8 values on both, so the 7-bit verdict
-    can be measured anywhere (8 bits cannot be forced on a CPU without VNNI: it would saturate)."""
+    """The quantization this machine uses, as stored with an int8 verdict: 8-bit activations and
+    weights with VNNI ("minmax-u8"); without it 8-bit activations and 7-bit weights ("minmax-u8w7":
+    a pair of u8×s7 products, at most 2·255·64 = 32 640, fits the 16-bit sums of fbgemm's AVX2
+    kernels). "minmax-u7" (7-bit activations, 8-bit
+    weights, torch's "reduce_range") is the other exact choice there; it measured worse.
+    ``$FRCNN_INT8_SCHEME`` makes a VNNI machine quantize as an AVX2-only one does — both schemes give
+    the same int8 values on either kernel, so their verdicts can be measured anywhere (8-bit on both
+    cannot be forced on a CPU without VNNI: it would saturate)."""
     if vnni is None:
         forced = os.environ.get(SCHEME_ENV, "")
         if forced:
@@ -96,19 +100,23 @@ def scheme(vnni: bool | None = None) -> str:
                 raise QuantizationError(f"{SCHEME_ENV}=minmax-u8 needs a CPU with VNNI (8-bit sums saturate without it)")
             return forced
         vnni = cpu_has_vnni()
-    return f"minmax-u{8 if vnni else 7}"
+    return "minmax-u8" if vnni else "minmax-u8w7"
 
 
 def qconfig_mapping(vnni: bool | None = None):
-    """The ``QConfigMapping`` of ``scheme(vnni)``: min/max activation ranges (8 or 7 bits) and
-    per-channel symmetric int8 weights, as torch's x86 default has them."""
+    """The ``QConfigMapping`` of ``scheme(vnni)``: min/max activation ranges (8 bits; 7 for
+    "minmax-u7") and per-channel symmetric weights, as torch's x86 default has them (7 bits: [-64, 63])."""
     from torch.ao.quantization import QConfig, get_default_qconfig_mapping
-    from torch.ao.quantization.observer import MinMaxObserver
+    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
-    top = 255 if scheme(vnni).endswith("8") else 127  # 7 bits: torch's "reduce_range"
+    name = scheme(vnni)
     default = get_default_qconfig_mapping(ENGINE)
-    qconfig = QConfig(activation=MinMaxObserver.with_args(quant_min=0, quant_max=top),
-                      weight=default.global_qconfig.weight)
+    weight = default.global_qconfig.weight
+    if name == "minmax-u8w7":
+        weight = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
+                                                    quant_min=-64, quant_max=63)
+    top = 127 if name == "minmax-u7" else 255  # 7 bits: torch's "reduce_range"
+    qconfig = QConfig(activation=MinMaxObserver.with_args(quant_min=0, quant_max=top), weight=weight)
     return default.set_global(qconfig)
 
 

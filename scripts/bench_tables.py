@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 DOCS = (ROOT / "docs" / "benchmarks.md",)
 BLOCK = re.compile(r"(<!-- table: (\S+) (\S+) -->\n)(.*?)(<!-- /table -->)", re.S)
 GATE = 0.01  # detector.profiles' int8 tolerance, as the verdict applied it
-SCHEMES = {"int8:minmax-u8": "int8 8-bit (VNNI)", "int8:minmax-u7": "int8 7-bit (AVX2)"}
+SCHEMES = {"int8:minmax-u8": "int8 8-bit (VNNI)", "int8:minmax-u8w7": "int8 7-bit weights (AVX2)",
+           "int8:minmax-u7": "int8 7-bit activations (not used)"}
 
 
 def int8_table(path: Path) -> list[str]:

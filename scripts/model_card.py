@@ -312,7 +312,7 @@ def write(path: Path, shipped: Path, ckpt: dict) -> None:
         if len(names) == 2:
             lines += ["", f"{names[0]} runs at {speed[names[0]]['fps'] / speed[names[1]]['fps']:.2f}× the fps of {names[1]} "
                       "(the two alternate in one process; the best of 3 rounds of 20 frames each)."]
-        lines.append("")
+        lines += ["", *int8_lines(), ""]
     if BACKBONES.is_file():
         comparison = json.loads(BACKBONES.read_text())
         lines += ["## Backbone choice", "", comparison["note"], "",
@@ -339,3 +339,15 @@ def write(path: Path, shipped: Path, ckpt: dict) -> None:
                   "  (`--model fasterrcnn_resnet50_fpn --weights torchvision`) remain the accurate choice.",
                   ""]
     path.write_text("\n".join(lines))
+
+
+def int8_lines() -> list[str]:
+    """The shipped model's int8 verdicts (held-out AP50 per scheme and proposal count), from
+    assets/model_profiles.json as ``scripts/bench_tables.py`` tabulates them for the docs."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_tables import int8_table
+
+    return ["int8 (held-out AP50; `--precision auto` may pick int8 where it is within 0.01 of fp32, ✓; the 7-bit-weight "
+            "scheme is what an x86 CPU without AVX-512 VNNI runs):", "", *int8_table(ROOT / "assets" / "model_profiles.json")]

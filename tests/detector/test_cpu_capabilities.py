@@ -4,11 +4,11 @@ A figure or a passing test on one CPU is not one for another: kernels differ by 
 (AVX-512 VNNI/AMX, AVX2 only, none), and so do the orders of float additions and which of two
 near-equal detections comes first. Each run below starts a fresh interpreter with
 ``ATEN_CPU_CAPABILITY`` (torch's own kernels) and ``ONEDNN_MAX_CPU_ISA`` (oneDNN's convolutions)
-capped — ``avx2`` as an AVX2-only x86 CPU (which also quantizes int8 with 7-bit activations), and
+capped — ``avx2`` as an AVX2-only x86 CPU (which also quantizes int8 with 7-bit weights), and
 ``default`` without vector kernels — so a difference between CPUs shows up here first. With oneDNN
-capped below VNNI, int8 quantizes with 7-bit activations by itself (``detector.quantize.cpu_has_vnni``):
-8-bit ones saturated there and lost the people (the int8 test found IoUs of 0–0.4).
-(fbgemm's int8 kernels pick their instructions by themselves; the 7-bit scheme keeps their sums
+capped below VNNI, int8 quantizes with 7-bit weights by itself (``detector.quantize.cpu_has_vnni``):
+8-bit weights and activations saturated there and lost the people (the int8 test found IoUs of 0–0.4).
+(fbgemm's int8 kernels pick their instructions by themselves; u8×s7 pairs keep their sums
 within 16 bits on any of them.)
 """
 

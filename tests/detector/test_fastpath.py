@@ -242,7 +242,7 @@ def test_small_input_sizes_shrink_the_frame_first_and_find_the_same_objects(defa
     assert len(ious) >= 6 and _share_matched(ious) >= 0.95 and np.mean(ious) >= 0.8, sorted(ious)[:5]
 
 
-def test_int8_uses_8_bit_min_max_activations_only_where_the_cpu_has_vnni():
+def test_int8_uses_8_bit_weights_only_where_the_cpu_has_vnni():
     from torch.ao.quantization.observer import MinMaxObserver
 
     from detector.quantize import cpu_has_vnni, qconfig_mapping, scheme
@@ -251,8 +251,13 @@ def test_int8_uses_8_bit_min_max_activations_only_where_the_cpu_has_vnni():
     sapphire = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_int8 amx_bf16\n"
     alder_lake = "processor\t: 0\nflags\t\t: fpu avx2 fma avx_vnni\n"  # torch's x86 engine runs fbgemm here
     assert cpu_has_vnni(zen3) is False and cpu_has_vnni(sapphire) is True and cpu_has_vnni(alder_lake) is False
-    assert cpu_has_vnni("") is False  # nothing to read: the safe 7-bit choice
-    assert (scheme(vnni=True), scheme(vnni=False)) == ("minmax-u8", "minmax-u7")
+    assert cpu_has_vnni("") is False  # nothing to read: the safe 7-bit-weight choice
+    assert (scheme(vnni=True), scheme(vnni=False)) == ("minmax-u8", "minmax-u8w7")
     for vnni in (True, False):
-        observer = qconfig_mapping(vnni).global_qconfig.activation()
-        assert isinstance(observer, MinMaxObserver) and (observer.quant_min, observer.quant_max) == (0, 255 if vnni else 127)
+        qconfig = qconfig_mapping(vnni).global_qconfig
+        observer, weight = qconfig.activation(), qconfig.weight()
+        assert isinstance(observer, MinMaxObserver) and (observer.quant_min, observer.quant_max) == (0, 255)
+        # without VNNI a pair of u8×s7 products stays inside the 16-bit sums: 2·255·64 ≤ 32 767
+        low, high = (-128, 127) if vnni else (-64, 63)
+        assert (weight.quant_min, weight.quant_max) == (low, high) and weight.qscheme == torch.per_channel_symmetric
+        assert 2 * observer.quant_max * max(-low, high) <= 32767 or vnni

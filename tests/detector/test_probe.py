@@ -294,24 +294,22 @@ def test_an_int8_verdict_with_layers_in_float_holds_only_with_those_layers_in_fl
 def test_the_bundled_model_keeps_the_layers_its_verdict_names_in_float(monkeypatch):
     """The shipped profile: the bundled model's verdicts were measured with a layer in float (v7: both
     schemes), so a CPU of that scheme keeps the layers its scheme's verdict names in float (and auto
-    follows that verdict); the config's own list wins."""
+    follows that verdict); the config's own list wins. Both schemes a CPU can use — with VNNI and
+    without — have a verdict, so int8 is judged on every x86 CPU."""
     import detector.quantize as quantize
     from detector import Detector, DetectorConfig
 
     det = Detector(DetectorConfig(precision="fp32", device="cpu"), calibration=lambda: [])  # never built here
     shipped = profiles.load_profiles([profiles.SHIPPED_PROFILES])
-    monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u7")
-    record = profiles.int8_record_for(det, shipped)
-    assert record is not None and record["float_layers"]
     monkeypatch.setattr(profiles, "load_profiles", lambda paths=None: shipped)  # not the user's cache
-    assert det.int8_float_layers == tuple(record["float_layers"])
-    allowed, why = profiles.int8_verdict(det, shipped, proposals=300)
-    assert allowed is record["ok_at"]["300"] or not quantize.int8_supported(), why
-    monkeypatch.setattr(quantize, "scheme", lambda vnni=None: "minmax-u8")
-    record8 = profiles.int8_record_for(det, shipped)
-    assert record8 is not None and det.int8_float_layers == tuple(record8.get("float_layers", ()))
-    allowed, why = profiles.int8_verdict(det, shipped, proposals=300)
-    assert allowed is record8["ok_at"]["300"] or not quantize.int8_supported(), why
+    real_scheme = quantize.scheme
+    for vnni in (True, False):
+        monkeypatch.setattr(quantize, "scheme", lambda vnni_=None, here=real_scheme(vnni): here)
+        record = profiles.int8_record_for(det, shipped)
+        assert record is not None and record["scheme"] == real_scheme(vnni) and record["float_layers"]
+        assert det.int8_float_layers == tuple(record["float_layers"])
+        allowed, why = profiles.int8_verdict(det, shipped, proposals=300)
+        assert allowed is record["ok_at"]["300"] or not quantize.int8_supported(), why
     own = Detector(DetectorConfig(precision="fp32", device="cpu", int8_float=("reduce.0.0",)))
     assert own.int8_float_layers == ("reduce.0.0",)
 
@@ -358,8 +356,9 @@ def test_the_int8_scheme_can_be_forced_to_7_bits_and_a_bad_value_is_refused(monk
     assert quantize.scheme() == "minmax-u7"
     assert quantize.qconfig_mapping().global_qconfig.activation().quant_max == 127
     monkeypatch.delenv(quantize.SCHEME_ENV)
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN capped below VNNI: 8 bits would saturate
-    assert quantize.scheme() == "minmax-u7"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN capped below VNNI: 8-bit weights would saturate
+    assert quantize.scheme() == "minmax-u8w7"
+    assert quantize.qconfig_mapping().global_qconfig.weight().quant_min == -64
     monkeypatch.setenv(quantize.SCHEME_ENV, "minmax-u6")
     with pytest.raises(quantize.QuantizationError, match="minmax-u6"):
         quantize.scheme()
