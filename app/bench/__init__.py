@@ -83,7 +83,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(
         video=Path(args.video),
         models=tuple(zip(models, weights, strict=True)),
-        proposals=_proposals(args.proposals),
+        proposals=int_list(args.proposals, "--proposals"),
         precisions=tuple(_split(args.precision, "--precision")) if args.precision else None,
         device=args.device,
         frames=args.frames,
@@ -109,10 +109,6 @@ def _split(text: str, option: str) -> list[str]:
     if not text.strip() or any(not s for s in items):
         raise UserError(f"{option} {text!r} must be a comma-separated list without empty entries")
     return items
-
-
-def _proposals(text: str) -> tuple[int, ...]:
-    return int_list(text, "--proposals")
 
 
 def int_list(text: str, option: str) -> tuple[int, ...]:

@@ -113,9 +113,7 @@ TABLE = (
 
 def format_table(rows: Sequence[dict]) -> str:
     """The results as an aligned text table (ms are medians per frame; empty cells were not measured)."""
-    cells = [[title for title, _, _ in TABLE]]
-    for row in rows:
-        cells.append([_cell(row.get(key), fmt) for _, key, fmt in TABLE])
+    cells = [[title for title, _, _ in TABLE], *([_cell(row.get(key), fmt) for _, key, fmt in TABLE] for row in rows)]
     if any(row.get("gpu_peak_mb") is not None for row in rows):
         cells[0].append("GPU MB")
         for line, row in zip(cells[1:], rows, strict=True):
@@ -171,11 +169,9 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
             # where it was run (beside that point's pipeline run).
             baselines.add(model)
             if len(set(base)) == 1:
-                ax_fps.axhline(base[0], color=color, linestyle=":", linewidth=1.5,
-                               label=f"{short}: naive loop")
+                ax_fps.axhline(base[0], color=color, linestyle=":", linewidth=1.5, label=f"{short}: naive loop")
             else:
-                ax_fps.plot(x, base, "x:", color=color, linewidth=1.5,
-                            label=f"{short}: naive loop")
+                ax_fps.plot(x, base, "x:", color=color, linewidth=1.5, label=f"{short}: naive loop")
             all_fps += base
         if has_ap:
             ax_ap.plot(x, [_nan(r.get("ap")) for r in group], "o-", color=color, label=f"{name}: AP")

@@ -17,19 +17,12 @@ from collections.abc import Sequence
 from app.cli.console import window_runner
 from app.cli.multi_run import add_source_options, run_headless, source_list
 from app.cli.subcommands import subcommand_help
-from app.errors import UserError
+from app.errors import UserErrorParser
 from app.io.paths import stream_name
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option as one ``UserError`` line instead of usage + exit."""
-
-    def error(self, message: str):
-        raise UserError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UserErrorParser(
         prog="run.py",
         description="Detect objects with Faster R-CNN in a video file, camera, image folder or stream; "
         "show them in a window, record an annotated H.264 video and/or export the detections.",

@@ -20,7 +20,7 @@ class FrameBridge(QObject):
     """A mailbox of one slot per key (a stream) between producer threads and the GUI thread.
 
     Signal (connect with ``Qt.ConnectionType.QueuedConnection``; it is emitted from any thread):
-        frame_available(): new items can be taken with ``take_all()`` (or ``take(key)``).
+        frame_available(): new items can be taken with ``take_all()``.
     """
 
     frame_available = pyqtSignal()
@@ -44,15 +44,6 @@ class FrameBridge(QObject):
             self._pending = True
         if notify:  # one queued event at most, whatever the rate
             self.frame_available.emit()
-
-    def take(self, key: Any = None) -> Any:
-        """The newest item of ``key``, or None when there is none (GUI thread)."""
-        with self._lock:
-            item = self._latest.pop(key, None)
-            self._pending = others = bool(self._latest)
-        if others:  # the other keys' items still wait: their notice must not be lost
-            self.frame_available.emit()
-        return item
 
     def take_all(self) -> dict[Any, Any]:
         """The newest item of every key that has one (GUI thread)."""
@@ -78,11 +69,3 @@ def rgb_to_qimage(frame: np.ndarray) -> QImage:
     image._frame = frame  # keep the buffer alive as long as the image
     return image
 
-
-def qimage_to_array(image: QImage) -> np.ndarray:
-    """A QImage as a uint8 RGB array [H, W, 3] (a copy; screenshots and tests)."""
-    image = image.convertToFormat(QImage.Format.Format_RGB888)
-    ptr = image.constBits()
-    ptr.setsize(image.sizeInBytes())
-    rows = np.frombuffer(ptr, np.uint8).reshape(image.height(), image.bytesPerLine())
-    return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()

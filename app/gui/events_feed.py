@@ -130,7 +130,6 @@ class EventFeed(QObject):
         self._lock = threading.Lock()
         self._events = None  # app.analytics.events.Events of the current pipeline, when it sends events anywhere
         self._config = None
-        self.emitted = 0
 
     def attach(self, pipeline, events_config) -> None:
         """Add the event sinks, with the window's listener, to every stream of ``pipeline`` (not started yet).
@@ -177,7 +176,6 @@ class EventFeed(QObject):
                 thumb = thumbnail(tap.result, tap.annotated, record["box"], style)
             except Exception:  # a thumbnail is decoration: the event is listed without one
                 thumb = None
-        self.emitted += 1
         self.event_ready.emit(WindowEvent(dict(record), thumb))
 
     def output_states(self) -> list[OutputState]:

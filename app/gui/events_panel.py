@@ -16,16 +16,15 @@ from PyQt6.QtGui import QDesktopServices, QIcon, QPixmap
 from PyQt6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
-    QLabel,
     QListWidget,
     QListWidgetItem,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.gui.bridge import rgb_to_qimage
 from app.gui.events_feed import THUMB_PX, EventFeed, OutputState, WindowEvent
+from app.gui.widgets import box, button, muted_label
 
 MAX_ROWS = 500  # the list keeps the latest events; older rows (and their thumbnails) are dropped
 CLIP_ROLE = Qt.ItemDataRole.UserRole
@@ -52,11 +51,7 @@ class EventsPanel(QWidget):
         self.heat = None  # app.analytics.heatmap.Heat of the running pipeline
         self.counts: Counter = Counter()
         self.opened: QUrl | None = None
-        column = QVBoxLayout(self)
-        column.setContentsMargins(0, 0, 0, 0)
-        self.summary_label = QLabel("no events yet")
-        self.summary_label.setObjectName("muted")
-        self.summary_label.setWordWrap(True)
+        self.summary_label = muted_label("no events yet", wrap=True)
         self.list = QListWidget()
         self.list.setIconSize(QSize(THUMB_PX, THUMB_PX))
         self.list.setMinimumHeight(160)
@@ -64,19 +59,11 @@ class EventsPanel(QWidget):
         self.list.setToolTip("Enter or double-click: play the event's clip (with --event-clips)")
         self.heat_check = QCheckBox("Heat map over the video")
         self.heat_check.setToolTip("where tracked objects stood (their feet), over the live video")
-        self.clear_button = QPushButton("Clear list")
-        self.clear_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        row = QHBoxLayout()
-        row.addWidget(self.heat_check, 1)
-        row.addWidget(self.clear_button)
-        self.outputs_label = QLabel("")
-        self.outputs_label.setObjectName("muted")
-        self.outputs_label.setWordWrap(True)
+        self.clear_button = button("Clear list")
+        self.outputs_label = muted_label(wrap=True)
         self.outputs_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        column.addWidget(self.summary_label)
-        column.addWidget(self.list, 1)
-        column.addLayout(row)
-        column.addWidget(self.outputs_label)
+        box(QVBoxLayout(self), self.summary_label, (self.list, 1),
+            box(QHBoxLayout(), (self.heat_check, 1), self.clear_button), self.outputs_label)
         self.list.itemActivated.connect(self.open_clip)
         self.clear_button.clicked.connect(self.clear)
         self.show_outputs([])

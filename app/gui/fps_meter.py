@@ -59,11 +59,6 @@ def target_status(fps: float, target: float) -> TargetStatus:
     return TargetStatus(float(target), float(fps), level)
 
 
-def target_statuses(fps: float | None, targets: tuple[float, ...] = TARGETS) -> list[TargetStatus]:
-    """The rate from ``app.stats.FpsMeter.fps`` (None = no rate) against every target, lowest first."""
-    return [target_status(fps or 0.0, t) for t in sorted(targets)]
-
-
 class RollingMean:
     """The mean of the last ``size`` values (latency, dropped-per-second...); 0 when empty."""
 

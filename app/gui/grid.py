@@ -1,6 +1,6 @@
 """A grid of streams: one tile per stream (its video with boxes, and a caption with its fps, latency
 and state), laid out 1, 2×1, 2×2, 3×2, 3×3 …; a click on a tile enlarges it, another click (or
-``show_all``) brings the grid back. Widgets only show and emit; they never touch the pipeline."""
+``enlarge(None)``) brings the grid back. Widgets only show and emit; they never touch the pipeline."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from PyQt6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from app.gui.bridge import rgb_to_qimage
 from app.gui.video_view import VideoView
+from app.gui.widgets import box
 from app.stats import PipelineStats
 
 
@@ -38,11 +39,7 @@ class StreamTile(QFrame):
         self.caption.setObjectName("stat")
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        layout.setSpacing(2)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(self.caption)
+        box(QVBoxLayout(self), (self.view, 1), self.caption, margins=(2, 2, 2, 2)).setSpacing(2)
         self.rename(name)
 
     def rename(self, name: str) -> None:
@@ -140,9 +137,6 @@ class StreamGrid(QWidget):
         self._relayout()
         self.enlarged_changed.emit(name)
 
-    def show_all(self) -> None:
-        self.enlarge(None)
-
     def _relayout(self) -> None:
         while self._layout.count():
             self._layout.takeAt(0)
@@ -150,17 +144,12 @@ class StreamGrid(QWidget):
             self._layout.setRowStretch(r, 0)
         for c in range(self._layout.columnCount()):
             self._layout.setColumnStretch(c, 0)
-        if self.enlarged is not None:
-            for name, tile in self.tiles.items():
-                tile.setVisible(name == self.enlarged)
-            self._layout.addWidget(self.tiles[self.enlarged], 0, 0)
-            self._layout.setRowStretch(0, 1)
-            self._layout.setColumnStretch(0, 1)
-            return
-        cols, rows = grid_shape(len(self.names))
-        for i, name in enumerate(self.names):
+        shown = self.names if self.enlarged is None else [self.enlarged]
+        cols, rows = self.shape
+        for i, name in enumerate(shown):
             self._layout.addWidget(self.tiles[name], i // cols, i % cols)
-            self.tiles[name].setVisible(True)
+        for name, tile in self.tiles.items():  # after addWidget: a tile shown without a parent is a window
+            tile.setVisible(name in shown)
         for r in range(rows):
             self._layout.setRowStretch(r, 1)
         for c in range(cols):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from PyQt6.QtCore import QSize, Qt, QTimer
+from PyQt6.QtCore import QSignalBlocker, QSize, Qt, QTimer
 from PyQt6.QtGui import QAction, QKeySequence
 from PyQt6.QtWidgets import (
     QFileDialog,
@@ -38,7 +38,7 @@ from app.gui.fps_meter import RollingMean
 from app.gui.grid import StreamGrid
 from app.gui.tracking import ShapeTool, TrackingControl
 from app.gui.video_view import VideoView
-from app.gui.widgets import Banner
+from app.gui.widgets import Banner, box, set_checked_quietly
 from app.gui.window_controls import ControlPanel, ControlStrip, model_text
 from app.io.paths import stream_name
 from app.pipeline.pipeline import Stream
@@ -107,29 +107,17 @@ class MainWindow(QMainWindow):
         self.error_banner = Banner("error")
         self.strip = ControlStrip()
         central = QWidget()
-        column = QVBoxLayout(central)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.setSpacing(0)
-        for widget, stretch in ((self.warning_banner, 0), (self.error_banner, 0), (self.grid, 1), (self.strip, 0)):
-            column.addWidget(widget, stretch)
+        box(QVBoxLayout(central), self.warning_banner, self.error_banner, (self.grid, 1), self.strip).setSpacing(0)
         self.panel = panel = ControlPanel(self.detector)
         for part, names in ((panel, "performance tracking_panel events_panel proposal_control threshold_control "
                                     "precision_combo proposals_seen target_control class_list"),
                             (self.strip, "open_button pause_button record_button screenshot_button")):
             for name in names.split():  # aliases: the window's code and the tests read these widgets
                 setattr(self, name, getattr(part, name))
-        perf = self.performance
-        self.fps_gauge, self.stage_bar, self.latency_label = perf.fps_gauge, perf.stage_bar, perf.latency_label
-        self.detector_fps_label, self.dropped_label, self.progress_label = (perf.pipeline_label, perf.dropped_label,
-                                                                            perf.progress_label)
         self.shape_tool = self.view.tool = ShapeTool(self.view)  # draws counting lines and zones with the mouse
 
         root = QWidget()
-        row = QHBoxLayout(root)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(0)
-        row.addWidget(central, 1)
-        row.addWidget(panel)
+        box(QHBoxLayout(root), (central, 1), panel).setSpacing(0)
         self.setCentralWidget(root)
 
         self.source_label = QLabel("no source")
@@ -385,7 +373,7 @@ class MainWindow(QMainWindow):
     def _escape(self) -> None:
         """Esc (and Q): all streams again when one is enlarged, else quit."""
         if self.grid.enlarged is not None:
-            self.grid.show_all()
+            self.grid.enlarge(None)
         else:
             self.close()
 
@@ -463,20 +451,14 @@ class MainWindow(QMainWindow):
 
     def _sync_record_controls(self) -> None:
         on = bool(self.recording_paths)
-        for widget in (self.record_button, self.record_action):
-            widget.blockSignals(True)
-            widget.setChecked(on)
-            widget.blockSignals(False)
+        set_checked_quietly(on, self.record_button, self.record_action)
         self.record_button.setText("■ Stop recording" if on else "● Record")
         for tile in self.grid.tiles.values():  # every stream records
             tile.view.set_recording(on)
 
     def _on_paused(self, on: bool) -> None:
         self.is_paused = on
-        for widget in (self.pause_button, self.pause_action):
-            widget.blockSignals(True)
-            widget.setChecked(on)
-            widget.blockSignals(False)
+        set_checked_quietly(on, self.pause_button, self.pause_action)
         self.pause_button.setText("▶ Resume" if on else "❚❚ Pause")
         for tile in self.grid.tiles.values():  # the pause holds every stream
             tile.view.set_paused(on)
@@ -484,9 +466,8 @@ class MainWindow(QMainWindow):
     def _on_knobs_applied(self, knobs: dict) -> None:
         if "precision" in knobs:
             self.model_label.setText(model_text(self.detector))
-            self.precision_combo.blockSignals(True)
-            self.precision_combo.setCurrentText(str(knobs["precision"]))
-            self.precision_combo.blockSignals(False)
+            with QSignalBlocker(self.precision_combo):
+                self.precision_combo.setCurrentText(str(knobs["precision"]))
 
     def _on_stats(self, run: MultiStats) -> None:
         """Every cell's caption, the run's totals, and the panel for the stream in focus."""
@@ -527,11 +508,10 @@ class MainWindow(QMainWindow):
         if not line:
             return
         self.statusBar().showMessage(line, 10000)
-        self.precision_combo.blockSignals(True)
-        if self.precision_combo.findText(self.detector.precision) < 0:
-            self.precision_combo.addItem(self.detector.precision)
-        self.precision_combo.setCurrentText(self.detector.precision)
-        self.precision_combo.blockSignals(False)
+        with QSignalBlocker(self.precision_combo):
+            if self.precision_combo.findText(self.detector.precision) < 0:
+                self.precision_combo.addItem(self.detector.precision)
+            self.precision_combo.setCurrentText(self.detector.precision)
         self.model_label.setText(model_text(self.detector))
 
     def _on_source_state(self, event) -> None:

@@ -8,7 +8,9 @@ Widgets only show and emit; the ``PipelineController`` hands the target to the p
 from __future__ import annotations
 
 from PyQt6.QtCore import QSignalBlocker, pyqtSignal
-from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QSpinBox, QVBoxLayout, QWidget
+
+from app.gui.widgets import box, muted_label
 
 CHOICES = ("off", "30 fps", "60 fps", "custom")
 
@@ -32,17 +34,8 @@ class TargetControl(QWidget):
         self.spin.setRange(1, 240)
         self.spin.setSuffix(" fps")
         self.spin.setValue(15)
-        self.status = QLabel("")
-        self.status.setObjectName("muted")
-        self.status.setWordWrap(True)
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.combo, 1)
-        row.addWidget(self.spin)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row)
-        layout.addWidget(self.status)
+        self.status = muted_label(wrap=True)
+        box(QVBoxLayout(self), box(QHBoxLayout(), (self.combo, 1), self.spin), self.status)
         self._target: float | None = None
         self._chosen = False  # the user has picked a target here (then nothing else overrides it)
         self.combo.currentIndexChanged.connect(lambda _i: self._emit())

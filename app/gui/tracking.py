@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from PyQt6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QPolygonF
-from PyQt6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 
 from app.analytics.analytics import Overlay
+from app.gui.widgets import box, button, muted_label, set_checked_quietly
 from app.pipeline.overlay import LINE_COLOR, ZONE_COLOR, track_color
 
 DRAFT_COLOR = QColor(255, 235, 59)
@@ -213,33 +214,14 @@ class TrackingPanel(QWidget):
         self.trails_check = QCheckBox("Trails")
         self.trails_check.setChecked(trails)
         self.trails_check.setToolTip("draw each track's path over the last 2 s")
-        self.line_button = QPushButton("Draw line")
-        self.zone_button = QPushButton("Draw zone")
-        self.clear_button = QPushButton("Clear")
-        self.line_button.setToolTip("drag across the video: objects crossing it are counted in / out by class")
-        self.zone_button.setToolTip("click the corners on the video, double-click to close:\n"
-                                    "objects inside now and entries by class (Esc cancels)")
-        self.clear_button.setToolTip("remove every line and zone")
-        for b in (self.line_button, self.zone_button):
-            b.setCheckable(True)
-        for b in (self.line_button, self.zone_button, self.clear_button):
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.counts_label = QLabel("no lines or zones — draw one on the video")
-        self.counts_label.setObjectName("muted")
-        self.counts_label.setWordWrap(True)
-        switches = QHBoxLayout()
-        switches.setContentsMargins(0, 0, 0, 0)
-        switches.addWidget(self.track_check)
-        switches.addWidget(self.trails_check)
-        buttons = QHBoxLayout()
-        buttons.setContentsMargins(0, 0, 0, 0)
-        for b in (self.line_button, self.zone_button, self.clear_button):
-            buttons.addWidget(b)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(switches)
-        layout.addLayout(buttons)
-        layout.addWidget(self.counts_label)
+        self.line_button = button("Draw line", "drag across the video: objects crossing it are counted in / out "
+                                  "by class", checkable=True)
+        self.zone_button = button("Draw zone", "click the corners on the video, double-click to close:\n"
+                                  "objects inside now and entries by class (Esc cancels)", checkable=True)
+        self.clear_button = button("Clear", "remove every line and zone")
+        self.counts_label = muted_label("no lines or zones — draw one on the video", wrap=True)
+        box(QVBoxLayout(self), box(QHBoxLayout(), self.track_check, self.trails_check),
+            box(QHBoxLayout(), self.line_button, self.zone_button, self.clear_button), self.counts_label)
         self.track_check.toggled.connect(self.track_toggled)
         self.trails_check.toggled.connect(self.trails_toggled)
         self.line_button.clicked.connect(lambda on: self.draw_requested.emit("line" if on else ""))
@@ -248,15 +230,8 @@ class TrackingPanel(QWidget):
 
     def show_mode(self, mode: str) -> None:
         """Reflect the drawing tool's mode on the buttons."""
-        for button, name in ((self.line_button, "line"), (self.zone_button, "zone")):
-            button.blockSignals(True)
-            button.setChecked(mode == name)
-            button.blockSignals(False)
-
-    def set_tracking(self, on: bool) -> None:
-        self.track_check.blockSignals(True)
-        self.track_check.setChecked(on)
-        self.track_check.blockSignals(False)
+        set_checked_quietly(mode == "line", self.line_button)
+        set_checked_quietly(mode == "zone", self.zone_button)
 
     def show_counts(self, overlay: Overlay | None, shapes: int) -> None:
         if overlay is not None and overlay.texts():
@@ -300,10 +275,8 @@ class TrackingControl(QObject):
         """``config`` with the window's tracking state (the first config sets that state)."""
         if self.state is None:
             self.state = {k: getattr(config, k) for k in ("track", "trails", "lines", "zones")}
-            for check, on in ((self.panel.track_check, config.track), (self.panel.trails_check, config.trails)):
-                check.blockSignals(True)
-                check.setChecked(on)
-                check.blockSignals(False)
+            set_checked_quietly(config.track, self.panel.track_check)
+            set_checked_quietly(config.trails, self.panel.trails_check)
         return config.with_(**self.state)
 
     def set(self, **changes) -> None:

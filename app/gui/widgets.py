@@ -18,10 +18,12 @@ import torch
 from PyQt6.QtCore import QRectF, QSignalBlocker, QSize, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QPainter, QPen
 from PyQt6.QtWidgets import (
+    QBoxLayout,
     QDoubleSpinBox,
     QFrame,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
@@ -55,6 +57,45 @@ STAGE_LABELS = {"backbone": "backbone", "rpn": "RPN", "roi_heads": "RoI head", "
 
 PROPOSAL_PRESETS = (50, 100, 300, 1000)
 PROPOSAL_MIN, PROPOSAL_MAX = 1, 2000
+
+
+def box(layout: QBoxLayout, *items, margins: tuple[int, int, int, int] = (0, 0, 0, 0)) -> QBoxLayout:
+    """``layout`` (a new ``QHBoxLayout`` or ``QVBoxLayout``) holding ``items`` in order — a widget or a
+    layout, ``(widget, stretch)``, or an int: a stretch — with ``margins`` (none by default)."""
+    layout.setContentsMargins(*margins)
+    for item in items:
+        item, stretch = item if isinstance(item, tuple) else (item, 0)
+        if isinstance(item, int):
+            layout.addStretch(item)
+        elif isinstance(item, QLayout):
+            layout.addLayout(item, stretch)
+        else:
+            layout.addWidget(item, stretch)
+    return layout
+
+
+def button(text: str, tip: str = "", checkable: bool = False) -> QPushButton:
+    """A push button that does not take the keyboard focus (the window's shortcuts keep it)."""
+    b = QPushButton(text)
+    b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    b.setToolTip(tip)
+    b.setCheckable(checkable)
+    return b
+
+
+def muted_label(text: str = "", wrap: bool = False) -> QLabel:
+    """A small grey note (the style sheet's ``#muted``)."""
+    label = QLabel(text)
+    label.setObjectName("muted")
+    label.setWordWrap(wrap)
+    return label
+
+
+def set_checked_quietly(on: bool, *widgets) -> None:
+    """Check or uncheck ``widgets`` without their signals (the state was changed elsewhere)."""
+    for widget in widgets:
+        with QSignalBlocker(widget):
+            widget.setChecked(on)
 
 
 class FpsGauge(QWidget):
@@ -115,9 +156,7 @@ class FpsGauge(QWidget):
 
     def bar_color(self) -> QColor:
         """Green when every target is met, else the colour of the lowest target's level."""
-        if not self._statuses:
-            return LEVEL_COLORS[Level.MET]
-        if all(s.met for s in self._statuses):
+        if all(s.met for s in self._statuses):  # (none: no target to miss)
             return LEVEL_COLORS[Level.MET]
         if self._statuses[0].met:  # 30 met, 60 not: still good for most uses
             return QColor(39, 174, 96).darker(115)
@@ -185,15 +224,11 @@ class StageBar(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     @property
-    def ms(self) -> dict[str, float]:
-        return dict(self._ms)
-
-    @property
     def total(self) -> float:
         return sum(self._ms.values())
 
     def set_times(self, backbone: float, rpn: float, roi_heads: float, other: float = 0.0) -> None:
-        self._ms = {"backbone": max(0.0, backbone), "rpn": max(0.0, rpn), "roi_heads": max(0.0, roi_heads), "other": max(0.0, other)}
+        self._ms = {k: max(0.0, v) for k, v in zip(self.STAGES, (backbone, rpn, roi_heads, other), strict=True)}
         self.setToolTip("\n".join(f"{STAGE_LABELS[k]}: {v:.1f} ms" for k, v in self._ms.items()))
         self.update()
 
@@ -281,26 +316,12 @@ class ProposalControl(QWidget):
         self.spin.setRange(PROPOSAL_MIN, PROPOSAL_MAX)
         self.spin.setAccelerated(True)
         self.spin.setToolTip("RPN proposals kept per frame")
-        self.preset_buttons: dict[int, QPushButton] = {}
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.slider, 1)
-        row.addWidget(self.spin)
-        presets_row = QHBoxLayout()
-        presets_row.setContentsMargins(0, 0, 0, 0)
+        self.preset_buttons = {n: button(str(n), f"keep {n} proposals", checkable=True) for n in presets}
+        for n, b in self.preset_buttons.items():
+            b.clicked.connect(lambda _checked=False, n=n: self.set_value(n))
+        presets_row = box(QHBoxLayout(), *self.preset_buttons.values())
         presets_row.setSpacing(4)
-        for n in presets:
-            button = QPushButton(str(n))
-            button.setCheckable(True)
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            button.setToolTip(f"keep {n} proposals")
-            button.clicked.connect(lambda _checked=False, n=n: self.set_value(n))
-            self.preset_buttons[n] = button
-            presets_row.addWidget(button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row)
-        layout.addLayout(presets_row)
+        box(QVBoxLayout(self), box(QHBoxLayout(), (self.slider, 1), self.spin), presets_row)
         self.slider.valueChanged.connect(lambda pos: self.set_value(position_to_proposals(pos), from_slider=True))
         self.spin.valueChanged.connect(self.set_value)
         self._show(self._value, from_slider=False)
@@ -341,10 +362,7 @@ class ThresholdControl(QWidget):
         self.spin.setDecimals(2)
         self.spin.setSingleStep(0.05)
         self._value = round(float(value), 2)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.slider, 1)
-        layout.addWidget(self.spin)
+        box(QHBoxLayout(self), (self.slider, 1), self.spin)
         self.slider.valueChanged.connect(lambda pos: self.set_value(pos / 100.0))
         self.spin.valueChanged.connect(self.set_value)
         self._show(self._value)
@@ -385,23 +403,12 @@ class ClassChecklist(QWidget):
         self.list = QListWidget()
         self.list.setUniformItemSizes(True)
         self.list.setMinimumHeight(60)
-        self.summary = QLabel()
-        self.summary.setObjectName("muted")
-        self.all_button, self.none_button = QPushButton("All"), QPushButton("None")
-        for b in (self.all_button, self.none_button):
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.summary = muted_label()
+        self.all_button, self.none_button = button("All"), button("None")
         self.all_button.clicked.connect(lambda: self._set_all(True))
         self.none_button.clicked.connect(lambda: self._set_all(False))
-        top = QHBoxLayout()
-        top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(self.filter_edit, 1)
-        top.addWidget(self.all_button)
-        top.addWidget(self.none_button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(top)
-        layout.addWidget(self.list, 1)
-        layout.addWidget(self.summary)
+        top = box(QHBoxLayout(), (self.filter_edit, 1), self.all_button, self.none_button)
+        box(QVBoxLayout(self), top, (self.list, 1), self.summary)
         self.filter_edit.textChanged.connect(self._apply_filter)
         self.list.itemChanged.connect(lambda _item: self._emit())
         self.set_names(names, checked)

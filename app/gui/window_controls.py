@@ -12,7 +12,6 @@ from PyQt6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QScrollArea,
     QSizePolicy,
     QVBoxLayout,
@@ -23,7 +22,7 @@ from app.gui.events_panel import EventsPanel
 from app.gui.performance import PerformancePanel
 from app.gui.target import TargetControl
 from app.gui.tracking import TrackingPanel
-from app.gui.widgets import ClassChecklist, ProposalControl, ThresholdControl, available_precisions
+from app.gui.widgets import ClassChecklist, ProposalControl, ThresholdControl, available_precisions, box, button
 from detector.detections import valid_names
 
 PANEL_WIDTH = 330
@@ -44,9 +43,6 @@ class ControlPanel(QScrollArea):
         super().__init__(parent)
         panel = QWidget()
         panel.setObjectName("panel")
-        side = QVBoxLayout(panel)
-        side.setContentsMargins(10, 10, 10, 10)
-        side.setSpacing(10)
         self.performance = PerformancePanel()
 
         knobs = QGroupBox("Detector")
@@ -80,8 +76,8 @@ class ControlPanel(QScrollArea):
         classes = QGroupBox("Classes")
         self.class_list = ClassChecklist(valid_names(detector.class_names), detector.classes)
         QVBoxLayout(classes).addWidget(self.class_list)
-        for box, stretch in ((self.performance, 0), (knobs, 0), (tracking, 0), (events, 0), (classes, 1)):
-            side.addWidget(box, stretch)
+        box(QVBoxLayout(panel), self.performance, knobs, tracking, events, (classes, 1),
+            margins=(10, 10, 10, 10)).setSpacing(10)
 
         self.setWidget(panel)
         self.setWidgetResizable(True)
@@ -97,23 +93,11 @@ class ControlStrip(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("strip")
-        row = QHBoxLayout(self)
-        row.setContentsMargins(8, 6, 8, 6)
-        self.open_button = QPushButton("Open…")
-        self.pause_button = QPushButton("❚❚ Pause")
-        self.record_button = QPushButton("● Record")
+        self.open_button = button("Open…", "open a video file (Ctrl+O); cameras and streams are in the File menu")
+        self.pause_button = button("❚❚ Pause", "pause / resume every stream (Space)", checkable=True)
+        self.record_button = button("● Record", "record the first stream's annotated video to a timestamped file (R)",
+                                    checkable=True)
         self.record_button.setObjectName("record")
-        self.screenshot_button = QPushButton("Screenshot")
-        for b in (self.pause_button, self.record_button):
-            b.setCheckable(True)
-        self.pause_button.setToolTip("pause / resume every stream (Space)")
-        self.record_button.setToolTip("record the first stream's annotated video to a timestamped file (R)")
-        self.screenshot_button.setToolTip("save the frame in focus with its boxes as PNG (S)")
-        self.open_button.setToolTip("open a video file (Ctrl+O); cameras and streams are in the File menu")
-        for b in (self.open_button, self.pause_button, self.record_button, self.screenshot_button):
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        row.addWidget(self.open_button)
-        row.addStretch(1)
-        row.addWidget(self.pause_button)
-        row.addWidget(self.record_button)
-        row.addWidget(self.screenshot_button)
+        self.screenshot_button = button("Screenshot", "save the frame in focus with its boxes as PNG (S)")
+        box(QHBoxLayout(self), self.open_button, 1, self.pause_button, self.record_button, self.screenshot_button,
+            margins=(8, 6, 8, 6))

@@ -28,11 +28,7 @@ def result_rows(result: Result) -> list[dict]:
     """The rows of one result, in ``COLUMNS`` order; boxes in the frame's pixels."""
     frame, det = result.frame, result.detections
     t = round(frame.seconds, 6)
-    return [
-        {"frame": frame.index, "timestamp_s": t, "class": row["class"], "score": row["score"],
-         "x1": row["x1"], "y1": row["y1"], "x2": row["x2"], "y2": row["y2"], "track_id": row["track_id"]}
-        for row in det.to_rows()
-    ]
+    return [{"frame": frame.index, "timestamp_s": t, **{k: row[k] for k in COLUMNS[2:]}} for row in det.to_rows()]
 
 
 FORMATS = ("json", "jsonl", "csv")
@@ -62,19 +58,15 @@ class Exporter:
         # Unbuffered: one write() per frame hands the rows to the OS at once (a kill loses nothing).
         self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115
         self._end = 0  # where the next rows go: the end of the last whole frame
+        self._tail = b"\n]\n" if self.format == "json" else b""  # what closes the file after them
         head = {"csv": self._csv_text([dict(zip(self.columns, self.columns, strict=True))]), "json": "[", "jsonl": ""}[self.format]
         self._append(head.encode())
 
     def write(self, result: Result, **extra) -> None:
         if self.failed is not None:
             return
-        rows = []
-        for row in result_rows(result):
-            if extra:
-                row = {**extra, **row}
-            if self.file_column:
-                row["file"] = result.frame.file
-            rows.append(row)
+        file = {"file": result.frame.file} if self.file_column else {}
+        rows = [{**extra, **row, **file} for row in result_rows(result)]
         if rows:
             if self.format == "csv":
                 text = self._csv_text(rows)
@@ -94,10 +86,9 @@ class Exporter:
 
     def _append(self, data: bytes) -> bool:
         """Write ``data`` at the end of the last whole frame (a .json's closing bracket after it)."""
-        tail = b"\n]\n" if self.format == "json" else b""
         try:
             self._file.seek(self._end)
-            view = memoryview(data + tail)
+            view = memoryview(data + self._tail)
             while view:  # a raw file may take part of it: write the rest
                 view = view[self._file.write(view):]
         except OSError as exc:
@@ -109,12 +100,11 @@ class Exporter:
     def _fail(self, exc: OSError) -> None:
         """Keep what was written: cut the half-written frame off, give a .json its bracket back."""
         self.failed = f"export {self.path} stopped after {self.frames_written} frames: {exc.strerror or exc}"
-        tail = b"\n]\n" if self.format == "json" else b""
         try:
-            if tail:  # overwrite in place (no new block needed on a full disk), then cut
+            if self._tail:  # overwrite in place (no new block needed on a full disk), then cut
                 self._file.seek(self._end)
-                self._file.write(tail)
-            self._file.truncate(self._end + len(tail))
+                self._file.write(self._tail)
+            self._file.truncate(self._end + len(self._tail))
         except OSError:
             pass  # the disk refuses even that: the rows before are there all the same
         self._closed = True

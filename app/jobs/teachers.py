@@ -35,13 +35,12 @@ def parse_names(text: str, purpose: str) -> tuple[str, ...]:
     return names
 
 
-def parse_floats(text: str | None, what: str) -> tuple[float, ...] | None:
-    if not text:
-        return None
+def parse_numbers(text: str, what: str, kind: type = float) -> tuple:
+    """``"416,608"`` → (416, 608) with ``kind`` int (floats by default); else a one-line ``UserError``."""
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        return tuple(kind(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise UserError(f"{what} {text!r} must be comma-separated numbers") from None
+        raise UserError(f"{what} {text!r} must be comma-separated {'integers' if kind is int else 'numbers'}") from None
 
 
 def build_teacher(names: Sequence[str], score_threshold: float, yolo_sizes: Sequence[int] = (416, 608),
@@ -101,10 +100,7 @@ def add_teacher_arguments(p: argparse.ArgumentParser, default_teachers: str | No
 
 
 def parse_sizes(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise UserError(f"{flag} {text!r} must be comma-separated integers, e.g. 416,608") from None
+    sizes = parse_numbers(text, flag, int)
     if not sizes or any(s < 32 or s % 32 for s in sizes):
         raise UserError(f"{flag} {text!r}: every size must be a multiple of 32 (e.g. 416,608)")
     return sizes
@@ -113,7 +109,7 @@ def parse_sizes(text: str, flag: str) -> tuple[int, ...]:
 def teacher_from_args(args: argparse.Namespace, purpose: str, score_threshold: float):
     """The teacher that ``add_teacher_arguments``' options describe (``purpose``: "label" or "evaluate")."""
     names = parse_names(args.teachers or "yolo", purpose)
-    weights = parse_floats(args.fuse_weights, "--fuse-weights")
+    weights = parse_numbers(args.fuse_weights, "--fuse-weights") if args.fuse_weights else None
     if weights is not None and len(weights) != len(names):
         raise UserError(f"--fuse-weights {args.fuse_weights!r}: {len(weights)} weights for {len(names)} teachers")
     return build_teacher(names, score_threshold, yolo_sizes=parse_sizes(args.yolo_sizes or "416,608", "YOLOv3-tiny sizes"),

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.errors import UserError
+from app.jobs.teachers import parse_numbers
 
 BACKBONE_WEIGHT_KWARG = {"yolov3_tiny": "darknet_weights", "mobilenet_v2": "imagenet_weights", "nanodet": "tfjs_model"}
 
@@ -110,13 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise UserError(f"{what} {text!r} must be comma-separated integers") from None
-
-
 def _floats(text: str, what: str, count: int) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -204,7 +198,7 @@ def _build_model(args, class_names: tuple[str, ...]):
     if args.anchor_sizes.strip() == "auto":
         levels = None
     else:
-        levels = [_ints(level, "--anchor-sizes") for level in args.anchor_sizes.split(";") if level.strip()]
+        levels = [parse_numbers(level, "--anchor-sizes", int) for level in args.anchor_sizes.split(";") if level.strip()]
     arch = {"backbone": args.backbone, "anchor_sizes": None if levels is None else [list(level) for level in levels],
             "representation_size": args.representation_size, "reduce_channels": args.reduce_channels,
             "min_size": args.min_size, "max_size": args.max_size, "box_head": args.box_head}
@@ -297,7 +291,7 @@ def _run(args) -> int:
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
             weight_decay=args.weight_decay, warmup_iters=args.warmup_iters, box_lambda=args.box_lambda,
-            scales=_ints(args.scales, "--scales"), hflip=not args.no_hflip, cache_features=not args.no_cache,
+            scales=parse_numbers(args.scales, "--scales", int), hflip=not args.no_hflip, cache_features=not args.no_cache,
             schedule=args.schedule, seed=args.seed, iters_per_epoch=args.iters_per_epoch,
             time_limit_s=args.time_limit * 60 if args.time_limit else None,
             rpn_pre_nms_train=args.rpn_pre_nms_train, rpn_post_nms_train=args.rpn_post_nms_train,

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from app.errors import UserError
+from app.errors import UserError, UserErrorParser
 from app.stats import bad_frames_warning
 
 EXIT_OK = 0
@@ -34,24 +34,19 @@ INSTALL_HINT = ("run.py serve needs Ray Serve, which is not installed: pip insta
                 "(or pip install 'ray[serve]')")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UserError(f"{message} (see run.py serve --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from app.cli.run import add_model_arguments
 
-    p = _Parser(prog="run.py serve", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-                epilog="sources file: one stream per line, as run.py's source and output options, e.g.\n"
-                       "  --name lobby --camera 0 --record lobby.mp4\n"
-                       "  --name clip  --video assets/sample.mp4 --export clip.json\n"
-                       "  --name replay --video assets/sample.mp4 --live      # a file played as a camera\n"
-                       "  (--on RESOURCE pins a stream to the nodes started with that Ray resource)\n\n"
-                       "exit status: 0 every stream ended; 1 a stream failed or had undecodable frames;\n"
-                       "  2 bad input, options or an unreachable --address (one line); 130 interrupted.\n"
-                       "Docs: docs/serve.md (a 2-node cluster), docs/benchmarks.md (streams per machine).")
+    p = UserErrorParser(prog="run.py serve", description=__doc__.split("\n\n")[0], see=" (see run.py serve --help)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="sources file: one stream per line, as run.py's source and output options, e.g.\n"
+                               "  --name lobby --camera 0 --record lobby.mp4\n"
+                               "  --name clip  --video assets/sample.mp4 --export clip.json\n"
+                               "  --name replay --video assets/sample.mp4 --live      # a file played as a camera\n"
+                               "  (--on RESOURCE pins a stream to the nodes started with that Ray resource)\n\n"
+                               "exit status: 0 every stream ended; 1 a stream failed or had undecodable frames;\n"
+                               "  2 bad input, options or an unreachable --address (one line); 130 interrupted.\n"
+                               "Docs: docs/serve.md (a 2-node cluster), docs/benchmarks.md (streams per machine).")
     streams = p.add_argument_group("streams")
     streams.add_argument("--sources", metavar="FILE", help="the streams, one per line (see below)")
     streams.add_argument("--stream", action="append", default=[], metavar="LINE",

@@ -328,8 +328,6 @@ def _unwrap(exc: BaseException) -> BaseException:
     return getattr(exc, "cause", None) or exc
 
 
-
-
 def _deployment_message(exc: BaseException) -> str:
     from ray import serve
 

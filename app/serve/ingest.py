@@ -11,7 +11,6 @@ every frame (``every_frame``, ``batch_size`` frames in flight), a camera or URL 
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -121,16 +120,6 @@ class StreamWorker:
             error=_one_line(error) if error is not None else None, notes=tuple(p.source.notes),
             outputs=self._outputs() if p.finished else (),
         )
-
-    def wait(self, timeout: float) -> bool:
-        """True once the stream has ended (its outputs are finalised); never raises."""
-        p = self.pipeline
-        if p is None:
-            return True
-        deadline = time.monotonic() + timeout
-        while not p.finished and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return p.finished
 
     def stop(self) -> StreamStatus:
         """Stop the stream, finalise the recording and the export; returns the final status."""

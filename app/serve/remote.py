@@ -57,7 +57,6 @@ class RemoteDetector:
         self.reply_timeout_s = reply_timeout_s
         self.last_times = StageTimes()
         self.last_proposal_counts: list[int] = []
-        self.last_replies: list[FrameReply] = []
         self.recent_batch_sizes: deque[int] = deque(maxlen=30)  # replica batch of each recent frame
         self.retries = 0
         self.replicas_seen: set[str] = set()
@@ -82,7 +81,7 @@ class RemoteDetector:
             self.replicas_seen.add(reply.replica)
             self.recent_batch_sizes.append(reply.batch_size)
         timed = Timed([r.detections for r in replies], StageTimes(**total), [r.proposals for r in replies])
-        self.last_times, self.last_proposal_counts, self.last_replies = timed.times, timed.proposals, replies
+        self.last_times, self.last_proposal_counts = timed.times, timed.proposals
         return timed
 
     def _reply(self, response, payload: FramePayload) -> FrameReply:

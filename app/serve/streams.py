@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.config import LIVE_KINDS, PipelineConfig
-from app.errors import UserError
+from app.errors import UserError, UserErrorParser
 from app.io.paths import stream_name
 
 SOURCE_OPTIONS = ("video", "camera", "images", "url")
@@ -60,13 +60,8 @@ class StreamSpec:
         return self.config.effective_policy == "drop_stale"
 
 
-class _LineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UserError(message)
-
-
 def _line_parser() -> argparse.ArgumentParser:
-    p = _LineParser(prog="stream", add_help=False)
+    p = UserErrorParser(prog="stream", add_help=False, see="")
     src = p.add_mutually_exclusive_group(required=True)
     for kind in SOURCE_OPTIONS:
         src.add_argument(f"--{kind}")
@@ -160,11 +155,6 @@ def collect_streams(sources: str | None, streams: Sequence[str], *, overwrite: b
         lines += [(f"{sources}:{i}", line) for i, line in enumerate(read_sources_text(sources).splitlines(), 1)]
     lines += [(f"--stream {i}", line) for i, line in enumerate(streams, 1)]
     return parse_streams(lines, overwrite=overwrite, in_flight=in_flight)
-
-
-def read_sources(path: str | Path, *, overwrite: bool = False, in_flight: int = DEFAULT_IN_FLIGHT) -> list[StreamSpec]:
-    """The streams of a sources file (see the module's docstring)."""
-    return collect_streams(str(path), (), overwrite=overwrite, in_flight=in_flight)
 
 
 def _check_outputs_unique(specs: Sequence[StreamSpec]) -> None:

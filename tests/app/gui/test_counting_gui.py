@@ -12,10 +12,11 @@ import pytest
 from PyQt6.QtCore import QPoint, Qt
 
 from app.config import PipelineConfig
-from app.gui.bridge import qimage_to_array, rgb_to_qimage
+from app.gui.bridge import rgb_to_qimage
 from app.gui.main_window import MainWindow
 from app.gui.tracking import ShapeTool
 from app.gui.video_view import VideoView
+from tests.app.gui.images import qimage_to_array
 from tests.conftest import cut_clip
 
 WAIT_MS = 30_000

@@ -28,10 +28,10 @@ import app.gui.events_panel as events_panel
 from app.analytics.count import Shape
 from app.analytics.events import EventsConfig
 from app.config import PipelineConfig
-from app.gui.bridge import qimage_to_array
 from app.gui.events_panel import CLIP_ROLE, RECORD_ROLE
 from app.gui.main_window import MainWindow
 from tests.app import crossing_clip as clip
+from tests.app.gui.images import qimage_to_array
 
 WAIT_MS = 60_000
 ROOT = Path(__file__).resolve().parents[3]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.gui.fps_meter import Level, RollingMean, target_status, target_statuses
+from app.gui.fps_meter import TARGETS, Level, RollingMean, target_status
 from app.stats import FpsMeter
 
 
@@ -92,7 +92,7 @@ def test_target_levels(fps, level30, level60):
     meter = FpsMeter(window_s=1.0)
     if fps:
         ticks(meter, fps, 200)
-    s30, s60 = target_statuses(meter.fps())
+    s30, s60 = (target_status(meter.fps() or 0.0, t) for t in TARGETS)
     assert (s30.target, s60.target) == (30.0, 60.0)
     assert (s30.level, s60.level) == (level30, level60)
     assert s30.met == (level30 is Level.MET)

@@ -15,10 +15,10 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QApplication
 
 from app.config import PipelineConfig
-from app.gui.bridge import qimage_to_array
 from app.gui.launch import run_gui
 from app.gui.main_window import MainWindow
 from app.gui.widgets import proposals_to_position
+from tests.app.gui.images import qimage_to_array
 
 WAIT_MS = 30_000  # generous: 2 slow CI cores; the waits end as soon as the condition holds
 
@@ -66,7 +66,7 @@ def test_frames_arrive_and_boxes_are_drawn(qtbot, window, clip10):
     assert differs[ys, max(0, x - 2) : x + 3].any(), "no box edge where the detector put a box"
     assert not differs[: int(rect.top())].any(), "pixels changed outside the frame"
 
-    assert "frame 10 / 10" in window.progress_label.text()
+    assert "frame 10 / 10" in window.performance.progress_label.text()
 
     # A stricter threshold or class filter applies to the frame on screen at once (it is paused or
     # finished here; the detector itself changes from the next frame on).
@@ -78,8 +78,9 @@ def test_frames_arrive_and_boxes_are_drawn(qtbot, window, clip10):
     window.class_list.set_checked(["person"])
     assert set(window.view.detections.labels) <= {"person"} and len(window.view.detections) < len(dets)
     # ten frames were shown: the gauge measured a rate, and the latency label has a figure in ms
-    assert window.fps_gauge.fps > 0 and "capture → display" in window.latency_label.text()
-    assert re.search(r"\d+(\.\d+)? ms", window.latency_label.text()), window.latency_label.text()
+    latency = window.performance.latency_label.text()
+    assert window.performance.fps_gauge.fps > 0 and "capture → display" in latency
+    assert re.search(r"\d+(\.\d+)? ms", latency), latency
 
 
 def test_a_busy_gui_shows_the_newest_frame_not_a_backlog(qtbot, window, clip10):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
 
-from app.gui.bridge import FrameBridge, qimage_to_array, rgb_to_qimage
+from app.gui.bridge import FrameBridge, rgb_to_qimage
 from app.gui.fps_meter import Level
 from app.gui.video_view import VideoView
 from app.gui.widgets import (
@@ -21,6 +21,7 @@ from app.gui.widgets import (
     proposals_to_position,
 )
 from detector.detections import Detections
+from tests.app.gui.images import qimage_to_array
 
 
 def grab(widget) -> np.ndarray:
@@ -133,8 +134,8 @@ def test_bridge_keeps_only_the_newest_item(qtbot):
     for i in range(5):
         bridge.push(i)
     assert notified == [1]  # one notification for five pushes: no queue of events
-    assert bridge.take() == 4 and bridge.replaced == 4
-    assert bridge.take() is None
+    assert bridge.take_all() == {None: 4} and bridge.replaced == 4
+    assert bridge.take_all() == {}
     bridge.push(5)
     assert notified == [1, 1]
 

@@ -136,7 +136,7 @@ def test_two_stream_workers_share_the_deployment_and_write_their_exports(deploym
     workers = [StreamWorker(spec, deployment.submit) for spec in specs]
     for w in workers:
         assert w.start().state == "running"
-    assert all(w.wait(120) for w in workers)
+    assert all(w.pipeline.wait(120) for w in workers)
     expected = [tiny_detector.detect([f])[0] for f in frames_of(clip10)]
     for w, spec in zip(workers, specs, strict=True):
         status = w.status()

@@ -14,7 +14,7 @@ from app.errors import UserError
 from app.serve.config import ServeConfig, check_reachable, parse_address
 from app.serve.ingest import StreamStatus
 from app.serve.status import RateTracker, status_table
-from app.serve.streams import collect_streams, parse_stream, read_sources
+from app.serve.streams import collect_streams, parse_stream
 from app.stats import PipelineStats
 from tests.conftest import SAMPLE
 
@@ -29,7 +29,7 @@ def test_sources_file_lines(tmp_path):
         f"--video {SAMPLE} --live --on gpu-node\n"
         "--url rtsp://cam.local/door?x=1\n"
     )
-    lobby, clip, replay, door = read_sources(f, in_flight=3)
+    lobby, clip, replay, door = collect_streams(str(f), (), in_flight=3)
     assert (lobby.name, lobby.live, lobby.config.batch_size) == ("lobby", True, 1)
     assert lobby.config.record == str(Path.cwd() / "lobby.mp4")  # absolute: the actor may run elsewhere
     assert (clip.name, clip.live, clip.config.batch_size, clip.config.max_frames) == ("sample", False, 3, 20)
@@ -51,7 +51,7 @@ def test_bad_lines_name_the_line(tmp_path, line, message):
     f = tmp_path / "s.txt"
     f.write_text(f"--video ok.mp4\n{line}\n")
     with pytest.raises(UserError, match=message) as info:
-        read_sources(f)
+        collect_streams(str(f), ())
     assert str(info.value).startswith(f"{f}:2: ") and "\n" not in str(info.value)
 
 
