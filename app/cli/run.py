@@ -122,8 +122,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--proposals", type=int, default=300, metavar="N",
                        help="RPN proposals kept per frame: fewer is faster (default: %(default)s)")
     model.add_argument("--score-threshold", type=float, default=None, metavar="X",
-                       help="drop detections scoring below X, 0..1 (default: the model's own — 0.6 for the bundled "
-                            "model, 0.5 for others)")
+                       help="drop detections scoring below X, 0..1 (default: the threshold the model carries — the "
+                            "bundled model's is in assets/MODEL_CARD.md — else 0.5)")
+    model.add_argument("--nms-threshold", type=float, default=None, metavar="IOU",
+                       help="IoU above which the RoI head's per-class NMS keeps only the higher box, 0..1 (default: "
+                            "the model's own — the bundled model's 0.3 may merge two people side by side; raise it to "
+                            "keep both — else 0.5)")
     model.add_argument("--contained", type=float, default=None, metavar="SHARE",
                        help="drop a box with this share of its area inside a higher-scoring box of its class "
                             "(a head or torso inside the person's box; also people inside a group's box), 0..1; "
@@ -162,23 +166,33 @@ def build_configs(args: argparse.Namespace):
     return pipeline, detector_config_from_args(args)
 
 
-def detector_config_from_args(args: argparse.Namespace):
-    """The ``DetectorConfig`` of the model options; raises ConfigError."""
-    from detector.config import DetectorConfig
+# a DetectorConfig field a bad value names, and the option the user typed
+_OPTION_OF = {"score_threshold": "--score-threshold", "nms_threshold": "--nms-threshold",
+              "contained_threshold": "--contained", "proposals": "--proposals"}
 
-    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-    return DetectorConfig(
-        model=args.model,
-        weights=args.weights,
-        backbone=args.backbone,
-        device=args.device,
-        precision=args.precision,
-        memory_format={"auto": "auto", "on": "channels_last", "off": "contiguous"}[args.channels_last],
-        proposals=args.proposals,
-        score_threshold=args.score_threshold,
-        contained_threshold=args.contained,
-        classes=classes,
-    )
+
+def detector_config_from_args(args: argparse.Namespace):
+    """The ``DetectorConfig`` of the model options; raises ConfigError naming the option (``--contained``,
+    not the config's ``contained_threshold``)."""
+    from detector.config import ConfigError, DetectorConfig
+
+    try:
+        return DetectorConfig(
+            model=args.model,
+            weights=args.weights,
+            backbone=args.backbone,
+            device=args.device,
+            precision=args.precision,
+            memory_format={"auto": "auto", "on": "channels_last", "off": "contiguous"}[args.channels_last],
+            proposals=args.proposals,
+            score_threshold=args.score_threshold,
+            nms_threshold=args.nms_threshold,
+            contained_threshold=args.contained,
+            classes=tuple(c.strip() for c in args.classes.split(",") if c.strip()),
+        )
+    except ConfigError as exc:
+        field, _, rest = str(exc).partition(" ")
+        raise ConfigError(f"{_OPTION_OF.get(field, field)} {rest}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -193,6 +193,13 @@ def test_proposal_count_not_a_number(capsys, clip10, fast):
     one_error_line(err, "--proposals", "'many'")
 
 
+@pytest.mark.parametrize("option", ["--score-threshold", "--nms-threshold", "--contained"])
+def test_a_threshold_outside_0_1(capsys, clip10, fast, option):
+    rc, _, err = run(capsys, "--video", clip10, option, "1.5", *fast)
+    assert rc == 2
+    one_error_line(err, f"{option} 1.5", "between 0 and 1")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu(capsys, clip10, fast):
     rc, _, err = run(capsys, "--video", clip10, "--device", "cuda", *fast)

@@ -16,7 +16,7 @@ from app.stats import MultiStats, PipelineStats
 from tests.conftest import ROOT, decode_pts
 
 OPTIONS = ("--video", "--camera", "--images", "--url", "--record", "--export", "--model", "--weights", "--device",
-           "--precision", "--proposals", "--score-threshold", "--contained", "--classes", "--max-frames", "--headless", "--overwrite")
+           "--precision", "--proposals", "--score-threshold", "--nms-threshold", "--contained", "--classes", "--max-frames", "--headless", "--overwrite")
 
 
 def no_display_env() -> dict:
@@ -40,15 +40,16 @@ def test_options_map_to_the_configs():
     args = build_parser().parse_args(["--camera", "2", "--record", "o.mkv", "--classes", " person, car ,", "--proposals",
                                       "50", "--score-threshold", "0.25", "--device", "cpu", "--precision", "bf16",
                                       "--max-frames", "7", "--headless", "--overwrite", "--export", "d.csv",
-                                      "--contained", "0.8"])
+                                      "--contained", "0.8", "--nms-threshold", "0.45"])
     pipeline, detector = build_configs(args)
     assert (pipeline.source_kind, pipeline.source, pipeline.record, pipeline.export) == ("camera", "2", "o.mkv", "d.csv")
     assert pipeline.max_frames == 7 and pipeline.headless and pipeline.overwrite
     assert pipeline.effective_policy == "drop_stale"
     assert detector.classes == ("person", "car") and detector.proposals == 50
     assert detector.score_threshold == 0.25 and detector.device == "cpu" and detector.precision == "bf16"
-    assert detector.contained_threshold == 0.8
-    assert build_configs(build_parser().parse_args(["--camera", "0"]))[1].contained_threshold is None  # off by default
+    assert detector.contained_threshold == 0.8 and detector.nms_threshold == 0.45
+    default = build_configs(build_parser().parse_args(["--camera", "0"]))[1]
+    assert default.contained_threshold is None and default.nms_threshold is None  # off; the model's own NMS
 
 
 class Stream:
