@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import UserError
-from app.io.paths import check_output_path, per_stream_path  # noqa: F401  (the outputs' rules; imported from here too)
+from app.io.paths import check_output_path  # the outputs' rules (imported from here too)
 
 SOURCE_KINDS = ("video", "camera", "images", "url")
 # every_frame: files and image folders — frames in = frames out, none lost, order kept.
@@ -102,30 +102,29 @@ class PipelineConfig:
             raise UserError(f"camera {self.source!r} must be an index such as 0 or a device such as /dev/video0")
         if self.policy not in POLICIES:
             raise UserError(f"policy {self.policy!r} is unknown; expected one of {', '.join(POLICIES)}")
-        if self.max_frames is not None and (not _is_int(self.max_frames) or self.max_frames < 1):
+        if self.max_frames is not None and (not _is_number(self.max_frames, int) or self.max_frames < 1):
             raise UserError(f"max frames {self.max_frames!r} must be an integer ≥ 1")
-        if not _is_int(self.batch_size) or not 0 <= self.batch_size <= 64:
+        if not _is_number(self.batch_size, int) or not 0 <= self.batch_size <= 64:
             raise UserError(f"batch size {self.batch_size!r} must be an integer between 0 (auto) and 64")
-        if self.target_fps is not None and (isinstance(self.target_fps, bool) or not isinstance(self.target_fps, (int, float))
-                                            or not 0 < self.target_fps <= 1000):
+        if self.target_fps is not None and (not _is_number(self.target_fps) or not 0 < self.target_fps <= 1000):
             raise UserError(f"target fps {self.target_fps!r} must be a number in (0, 1000]")
         for name in ("decode_threads", "encode_threads"):
-            if not _is_int(getattr(self, name)) or not 0 <= getattr(self, name) <= 64:
+            if not _is_number(getattr(self, name), int) or not 0 <= getattr(self, name) <= 64:
                 raise UserError(f"{name} {getattr(self, name)!r} must be an integer between 0 (auto) and 64")
-        if not _is_int(self.queue_size) or not 1 <= self.queue_size <= 256:
+        if not _is_number(self.queue_size, int) or not 1 <= self.queue_size <= 256:
             raise UserError(f"queue size {self.queue_size!r} must be an integer between 1 and 256")
-        if not _is_int(self.reconnect) or self.reconnect < RECONNECT_FOREVER:
+        if not _is_number(self.reconnect, int) or self.reconnect < RECONNECT_FOREVER:
             raise UserError(f"reconnect {self.reconnect!r} must be a number of attempts ≥ 0, or forever")
         for name in ("image_fps", "open_timeout_s", "fps_window_s", "stall_timeout_s"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
+            if not _is_number(value) or not 0 < value <= 1000:
                 raise UserError(f"{name} {value!r} must be a number in (0, 1000]")
         if self.record is not None:
             _check_extension(self.record, VIDEO_EXTENSIONS, "recording", "a video")
         if self.export is not None:
             _check_extension(self.export, EXPORT_EXTENSIONS, "export", "a detections file")
         if self.segment_s is not None:
-            if isinstance(self.segment_s, bool) or not isinstance(self.segment_s, (int, float)) or not 0 < self.segment_s <= 86400:
+            if not _is_number(self.segment_s) or not 0 < self.segment_s <= 86400:
                 raise UserError(f"segment length {self.segment_s!r} must be a number of seconds in (0, 86400]")
             if self.record is None:
                 raise UserError("--segment needs --record (it cuts the recording into files)")
@@ -133,7 +132,7 @@ class PipelineConfig:
             if self.target_fps is None:
                 raise UserError("--adapt-log needs --target-fps (there is nothing to log without a target)")
             _check_extension(self.adapt_log, (".json",), "adaptive log", "a JSON file")
-        if self.record and self.export and _same_file(self.record, self.export):
+        if self.record and self.export and Path(self.record).resolve() == Path(self.export).resolve():
             raise UserError(f"--record and --export name the same file {self.record}")
         from app.analytics.count import (
             Shape,  # here: app.analytics.count imports nothing heavy, but config is imported everywhere
@@ -198,9 +197,5 @@ def _check_extension(path: str, allowed: tuple[str, ...], what: str, kind: str) 
         raise UserError(f"{what} output {path} has extension {ext or '(none)'!r}, which is not {kind}; use {', '.join(allowed)}")
 
 
-def _same_file(a: str, b: str) -> bool:
-    return Path(a).resolve() == Path(b).resolve()
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_number(value, kinds: type | tuple[type, ...] = (int, float)) -> bool:
+    return isinstance(value, kinds) and not isinstance(value, bool)

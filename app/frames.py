@@ -76,8 +76,3 @@ class Result:
     batch_size: int = 1
     overlay: Overlay | None = None
     detected: bool = True
-
-    @property
-    def latency(self) -> float:
-        """Seconds from capture to detections."""
-        return self.done - self.frame.captured

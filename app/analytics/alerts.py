@@ -13,6 +13,7 @@ The summary says how many events were sent, how many of those needed more than o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -82,10 +83,9 @@ class Publisher:
 
     target = "?"
 
-    def __init__(self, *, capacity: int = CAPACITY, backoff_s: tuple[float, float] = BACKOFF_S,
-                 drain_s: float | None = None) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
-        self.backoff_s, self.drain_s = backoff_s, DRAIN_S if drain_s is None else drain_s
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=CAPACITY)
+        self.drain_s = DRAIN_S
         self._closing = threading.Event()
         self._halt = threading.Event()
         self._wake = threading.Event()  # cuts a backoff short: set by close() and by the halt
@@ -109,11 +109,9 @@ class Publisher:
                     self._queue.put_nowait(payload)
                     return
                 except queue.Full:
-                    try:
+                    with contextlib.suppress(queue.Empty):  # the sender may have taken it meanwhile
                         self._queue.get_nowait()
                         self.dropped += 1
-                    except queue.Empty:
-                        pass
 
     def _run(self) -> None:
         item, tries = None, 0
@@ -136,7 +134,7 @@ class Publisher:
                     if tries == 1:
                         log.info("%s: %s; retrying", self.target, self.last_error)
                     self._safe_reset()
-                    delay = min(self.backoff_s[1], self.backoff_s[0] * 2 ** (tries - 1))
+                    delay = min(BACKOFF_S[1], BACKOFF_S[0] * 2 ** (tries - 1))
                     if self._closing.is_set():
                         left = self._deadline - time.monotonic()
                         if left <= 0:
@@ -195,10 +193,10 @@ class MqttPublisher(Publisher):
     had to wait for a new connection after the broker went away, or when paho sent it again after
     reconnecting on its own."""
 
-    def __init__(self, address: str, *, timeout_s: float = 2.0, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, address: str) -> None:
+        super().__init__()
         self.host, self.port, self.topic = parse_mqtt(address)
-        self.timeout_s = timeout_s
+        self.timeout_s = 2.0  # for the connection, and for each PUBACK
         self.target = f"mqtt {self.host}:{self.port}/{self.topic}"
         self._client = None
         self.lost = 0  # connections that dropped (the broker went away)
@@ -264,10 +262,10 @@ class MqttPublisher(Publisher):
 class WebhookPublisher(Publisher):
     """POSTs each event as ``application/json`` to a URL; any 2xx answer is a success."""
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = parse_webhook(url)
-        self.timeout_s = timeout_s
+        self.timeout_s = 5.0  # for each POST
         self.target = f"webhook {self.url}"
 
     def _send(self, payload: bytes) -> None:

@@ -115,8 +115,7 @@ class Analytics:
         with self._lock:
             new_shapes = (tuple(lines), tuple(zones))
             if self.size is not None:
-                new_lines, new_zones = self._build(new_shapes, self.size, keep=True)
-                self.lines, self.zones = new_lines, new_zones
+                self.lines, self.zones = self._build(new_shapes, self.size, keep=True)
             self._shapes = new_shapes
             if not self.tracking:
                 self._drop_tracker()
@@ -136,17 +135,15 @@ class Analytics:
             self.size = (int(size[0]), int(size[1]))
 
     def _build(self, shapes, size, keep: bool) -> tuple[list[LineCounter], list[ZoneCounter]]:
-        old_lines = {c.shape: c for c in self.lines} if keep else {}
-        old_zones = {c.shape: c for c in self.zones} if keep else {}
-        lines = [old_lines.get(s) or LineCounter(f"line {i + 1}", s, s.to_pixels(*size))
-                 for i, s in enumerate(shapes[0])]
-        zones = [old_zones.get(s) or ZoneCounter(f"zone {i + 1}", s, s.to_pixels(*size))
-                 for i, s in enumerate(shapes[1])]
-        for i, c in enumerate(lines):
-            c.name = f"line {i + 1}"
-        for i, c in enumerate(zones):
-            c.name = f"zone {i + 1}"
-        return lines, zones
+        built = []
+        for kind, given, old, make in (("line", shapes[0], self.lines, LineCounter),
+                                       ("zone", shapes[1], self.zones, ZoneCounter)):
+            kept = {c.shape: c for c in old} if keep else {}
+            counters = [kept.get(s) or make(f"{kind} {i + 1}", s, s.to_pixels(*size)) for i, s in enumerate(given)]
+            for i, c in enumerate(counters):
+                c.name = f"{kind} {i + 1}"  # a kept counter takes its new place's name
+            built.append(counters)
+        return built[0], built[1]
 
     def _drop_tracker(self) -> None:
         self.tracker = None

@@ -28,14 +28,11 @@ import json
 import math
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from app.errors import UserError
-
-MAX_KEPT = 200  # the latest events kept in memory for the window's list
 
 
 @dataclass(frozen=True)
@@ -110,10 +107,9 @@ class EventsConfig:
         """Refuse outputs that cannot or must not be written, before any work; touches nothing."""
         from app.config import check_output_path
 
-        if self.events is not None:
-            check_output_path(self.events, "events", overwrite=overwrite)
-        if self.heatmap is not None:
-            check_output_path(self.heatmap, "heat map", overwrite=overwrite)
+        for path, what in ((self.events, "events"), (self.heatmap, "heat map")):
+            if path is not None:
+                check_output_path(path, what, overwrite=overwrite)
         if self.clips is not None:
             check_folder(self.clips, "--event-clips")
 
@@ -126,7 +122,7 @@ class EventsConfig:
                                 f"{', …' if len(known) > 20 else ''})")
 
 
-def check_folder(path: str, option: str) -> Path:
+def check_folder(path: str, option: str) -> None:
     """A folder that exists and is writable, or whose parent is (it is then created at the start)."""
     from app.io.paths import _writable
 
@@ -138,7 +134,6 @@ def check_folder(path: str, option: str) -> Path:
         raise UserError(f"{option} {path}: neither it nor its parent folder {folder} exists")
     if not _writable(folder):
         raise UserError(f"{option} {path}: the folder {folder} is not writable")
-    return p
 
 
 # ====================================================================== options
@@ -229,7 +224,6 @@ class EventSink:
         self._appeared: set[int] = set()
         self._watch = set(config.alert_classes)
         self._classes_checked = False
-        self.recent: deque[dict] = deque(maxlen=MAX_KEPT)
         self.counts: dict[str, int] = {}
         self._listeners: list = []
         self._closed = False
@@ -262,8 +256,7 @@ class EventSink:
 
     def _count_events(self, frame_index: int) -> list[tuple]:
         out = []
-        counters = [("line", c) for c in list(self.analytics.lines)] + [("zone", c) for c in list(self.analytics.zones)]
-        for kind, counter in counters:
+        for kind, counter in [*(("line", c) for c in self.analytics.lines), *(("zone", c) for c in self.analytics.zones)]:
             taken = self._cursors.get(counter, 0)
             events = counter.events
             while taken < len(events) and events[taken].frame <= frame_index:
@@ -308,7 +301,6 @@ class EventSink:
             self.log.write(record)
         for p in self.publishers:
             p.put(record)
-        self.recent.append(record)
         for fn in self._listeners:
             fn(record)
 
@@ -339,13 +331,8 @@ class Events:
         if config.clips:
             Path(config.clips).mkdir(exist_ok=True)
         self.log = EventLog(config.events) if config.events else None
-        self.publishers = []
-        if config.mqtt:
-            self.publishers.append(MqttPublisher(config.mqtt))
-        if config.webhook:
-            self.publishers.append(WebhookPublisher(config.webhook))
-        for p in self.publishers:
-            p.start()
+        self.publishers = [publisher(target).start() for publisher, target in
+                           ((MqttPublisher, config.mqtt), (WebhookPublisher, config.webhook)) if target]
         self.sinks: list[EventSink] = []
         self.heatmaps: list = []
         self._closed = False

@@ -72,7 +72,6 @@ class Tracker:
         self._last_t: float | None = None
         self._offset = 0.0
         self.last_ms = 0.0
-        self.updates = 0
 
     def update(self, detections: Detections, timestamp_s: float) -> Detections:
         """Associate one frame's detections with the tracks.
@@ -105,17 +104,12 @@ class Tracker:
             # trackers may reorder the detections; put each ID back on its own row.
             ids[np.asarray(tracked.data["index"], np.int64)] = np.asarray(tracked.tracker_id, np.int64)
         self.last_ms = (time.perf_counter() - start) * 1e3
-        self.updates += 1
         return detections.with_track_ids(ids)
 
     def alive_ids(self) -> set[int]:
         """IDs of the confirmed tracks the tracker still holds (matched now, or lost for less than
         ``lost_track_s``)."""
         return {int(t.tracker_id) for t in self._tracker.tracks if t.tracker_id >= 0}
-
-    def reset(self) -> None:
-        self._tracker.reset()
-        self._last_t, self._offset = None, 0.0
 
 
 class Trails:

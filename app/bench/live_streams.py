@@ -85,15 +85,11 @@ def make_ts(frames: Sequence[np.ndarray], fps: int = 10, gop: int = 5) -> tuple[
 
 def paced_chunks(data: bytes, offsets: Sequence[int], fps: float, stop: threading.Event | None = None):
     """Yield each frame's bytes at its time (frame i at start + i / fps)."""
-    start, prev = time.monotonic(), 0
+    start, prev, stop = time.monotonic(), 0, stop or threading.Event()
     for i, end in enumerate(offsets):
         delay = start + i / fps - time.monotonic()
-        if delay > 0:
-            if stop is not None:
-                if stop.wait(delay):
-                    return
-            else:
-                time.sleep(delay)
+        if delay > 0 and stop.wait(delay):
+            return
         yield data[prev:end]
         prev = end
 
@@ -290,10 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         publish_rtsp(args.port, frames, args.fps)
         return 0
     data, offsets = make_ts(frames, args.fps)
-    if args.protocol == "http":
-        serve_http(args.port, data, offsets, args.fps)
-    else:
-        send_udp(args.port, data, offsets, args.fps)
+    (serve_http if args.protocol == "http" else send_udp)(args.port, data, offsets, args.fps)
     return 0
 
 

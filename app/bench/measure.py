@@ -104,15 +104,9 @@ def read_frames(path: Path, n: int) -> list[DecodedFrame]:
 
     frames: list[DecodedFrame] = []
     with open_video(path) as container:
-        stream = container.streams.video[0]
-        first = None
         try:
-            for i, frame in enumerate(container.decode(stream)):
-                if len(frames) >= n:
-                    break
-                ts = _timestamp(frame, stream, i)
-                first = ts if first is None else first
-                frames.append(DecodedFrame(i, ts - first, frame.to_ndarray(format="rgb24")))
+            for i, ts, frame in _decoded(container, n):
+                frames.append(DecodedFrame(i, ts, frame.to_ndarray(format="rgb24")))
         except av.error.FFmpegError as exc:
             if not frames:
                 raise UserError(f"cannot decode video {path}: {exc}") from None
@@ -121,12 +115,20 @@ def read_frames(path: Path, n: int) -> list[DecodedFrame]:
     return frames
 
 
-def _timestamp(frame, stream, index: int) -> Fraction:
-    """Seconds of ``frame``, exact; a stream without pts counts frames at its average rate."""
-    if frame.pts is not None and frame.time_base is not None:
-        return frame.pts * Fraction(frame.time_base)
-    rate = stream.average_rate or Fraction(25)
-    return Fraction(index) / Fraction(rate)
+def _decoded(container, n: int):
+    """(index, seconds since the first frame, PyAV frame) of the first ``n`` frames of ``container``'s
+    video, the seconds exact; a stream without pts counts frames at its average rate."""
+    stream = container.streams.video[0]
+    first = None
+    for i, frame in enumerate(container.decode(stream)):
+        if i >= n:
+            break
+        if frame.pts is not None and frame.time_base is not None:
+            ts = frame.pts * Fraction(frame.time_base)
+        else:
+            ts = Fraction(i) / Fraction(stream.average_rate or Fraction(25))
+        first = ts if first is None else first
+        yield i, ts - first, frame
 
 
 def on_worker_thread(fn: Callable[[], T], name: str = "bench-measure") -> T:
@@ -225,15 +227,9 @@ def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch
     detections = 0
     start = time.perf_counter()
     with open_video(path) as container, av.open(str(record), "w") as out:
-        stream = container.streams.video[0]
         encoder = None
-        first = None
         try:
-            for i, frame in enumerate(container.decode(stream)):
-                if len(timestamps) >= n:
-                    break
-                ts = _timestamp(frame, stream, i)
-                first = ts if first is None else first
+            for _, ts, frame in _decoded(container, n):
                 rgb = frame.to_ndarray(format="rgb24")
                 with torch.inference_mode():
                     result = model([_to_tensor(rgb, device)])[0]
@@ -243,11 +239,11 @@ def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch
                 detections += len(boxes)
                 image = _draw(rgb, boxes, scores, labels, class_names)
                 if encoder is None:
-                    encoder = _add_h264(out, stream, image.shape[1], image.shape[0])
+                    encoder = _add_h264(out, container.streams.video[0], image.shape[1], image.shape[0])
                 video_frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                video_frame.pts = int((ts - first) / encoder.codec_context.time_base)
+                video_frame.pts = int(ts / encoder.codec_context.time_base)
                 out.mux(encoder.encode(video_frame))
-                timestamps.append(ts - first)
+                timestamps.append(ts)
                 tick()
         finally:
             if encoder is not None:
@@ -259,17 +255,12 @@ def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div_(255.0)
 
 
-def _even(image: np.ndarray) -> np.ndarray:
-    """H.264 in yuv420p needs even sizes: drop a last odd row / column."""
-    h, w = image.shape[:2]
-    return image[: h - h % 2, : w - w % 2]
-
-
 def _draw(rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
           class_names: Sequence[str]) -> np.ndarray:
     import cv2
 
-    image = np.ascontiguousarray(_even(rgb))
+    h, w = rgb.shape[:2]
+    image = np.ascontiguousarray(rgb[: h - h % 2, : w - w % 2])  # H.264 in yuv420p needs even sizes
     for (x1, y1, x2, y2), score, label in zip(boxes.astype(int), scores, labels, strict=True):
         cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), 2)
         name = class_names[label] if 0 <= label < len(class_names) else str(label)

@@ -15,8 +15,7 @@ from pathlib import Path
 from detector.detector import STAGES
 from detector.machine import cpu_name
 
-CSV_NAME, JSON_NAME, PLOT_NAME = "results.csv", "results.json", "proposals_vs_fps.png"
-OUTPUT_NAMES = (CSV_NAME, JSON_NAME, PLOT_NAME)
+OUTPUT_NAMES = ("results.csv", "results.json", "proposals_vs_fps.png")
 TARGET_FPS = (30, 60)
 
 # One row per model × precision × proposal count. Times in ms per frame (batch 1); fps in frames/s.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import sys
@@ -23,15 +24,12 @@ def median_p90(values: Sequence[float]) -> tuple[float, float]:
     return float(np.median(arr)), float(np.percentile(arr, 90))
 
 
-def reset_peak_rss() -> bool:
+def reset_peak_rss() -> None:
     """Reset the kernel's peak-RSS mark of this process (Linux: ``echo 5 > /proc/self/clear_refs``),
-    so that the next ``peak_rss_mb`` covers only what ran in between. False where that is not possible,
-    and the peak is then the peak since the process started."""
-    try:
+    so that the next ``peak_rss_mb`` covers only what ran in between. Where that is not possible, the
+    peak stays the peak since the process started."""
+    with contextlib.suppress(OSError):
         _CLEAR_REFS.write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def peak_rss_mb() -> float:

@@ -150,7 +150,7 @@ class PipelineController(QObject):
                 elif name == "target_fps":
                     self.target_fps = None if value is None else float(value)
                     if self.pipeline is not None:
-                        self.pipeline.set_target_fps(self.target_fps)
+                        self.pipeline.adapt.set_target(self.target_fps)
                 elif name == "precision":
                     note = self.detector.set_precision(str(value))
                     if note:
@@ -192,7 +192,7 @@ class PipelineController(QObject):
                                            needs_image=False))
             if self.target_fps is not None or config.target_fps is not None:  # the window's target goes on
                 self.target_fps = self.target_fps if self.target_fps is not None else config.target_fps
-                pipeline.set_target_fps(self.target_fps)
+                pipeline.adapt.set_target(self.target_fps)
             if self._paused:
                 pipeline.pause()
             pipeline.start()

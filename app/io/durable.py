@@ -29,15 +29,14 @@ def write_atomic(path: str | Path, text: str) -> None:
 
 
 class Every:
-    """``due()`` is True at most once every ``seconds`` (the first call included)."""
+    """``due()`` is True at most once every ``EVERY_S`` seconds (the first call included)."""
 
-    def __init__(self, seconds: float = EVERY_S) -> None:
-        self.seconds = seconds
+    def __init__(self) -> None:
         self._last: float | None = None
 
     def due(self) -> bool:
         now = time.monotonic()
-        if self._last is not None and now - self._last < self.seconds:
+        if self._last is not None and now - self._last < EVERY_S:
             return False
         self._last = now
         return True

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.frames import Result
+from app.io import Closing
 
 COLUMNS = ("frame", "timestamp_s", "class", "score", "x1", "y1", "x2", "y2", "track_id")
 
@@ -34,7 +35,7 @@ def result_rows(result: Result) -> list[dict]:
 FORMATS = ("json", "jsonl", "csv")
 
 
-class Exporter:
+class Exporter(Closing):
     """Writes rows to ``path`` (.json: a list of objects; .jsonl: one object a line; .csv: a header
     and one line per row).
 
@@ -107,8 +108,7 @@ class Exporter:
             self._file.truncate(self._end + len(self._tail))
         except OSError:
             pass  # the disk refuses even that: the rows before are there all the same
-        self._closed = True
-        self._file.close()
+        self.close()
 
     def close(self) -> None:
         """Close the file (complete already: every write left it whole). Safe to call twice."""
@@ -116,12 +116,6 @@ class Exporter:
             return
         self._closed = True
         self._file.close()
-
-    def __enter__(self) -> Exporter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def read_rows(path: str | Path) -> list[dict]:

@@ -19,7 +19,7 @@ def per_stream_path(path: str, name: str) -> str:
     return str(p.with_name(f"{p.stem}-{name}{p.suffix}"))
 
 
-def check_output_path(path: str, what: str, *, overwrite: bool) -> Path:
+def check_output_path(path: str, what: str, *, overwrite: bool) -> None:
     """Check that ``path`` can be written: its folder exists and is writable, and it is not an
     existing file (unless ``overwrite``) or a directory. Touches nothing."""
     p = Path(path)
@@ -34,7 +34,6 @@ def check_output_path(path: str, what: str, *, overwrite: bool) -> Path:
         raise UserError(f"{what} output {path} already exists; pass --overwrite to replace it (it was left untouched)")
     if p.exists() and not os.access(p, os.W_OK):
         raise UserError(f"{what} output {path} exists and is not writable")
-    return p
 
 
 def _writable(folder: Path) -> bool:

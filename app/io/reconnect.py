@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import partial
 
 from app.config import RECONNECT_FOREVER, PipelineConfig
 from app.errors import first_line
@@ -48,12 +49,9 @@ MAX_BACKOFF_S = 30.0
 QUEUE_FRAMES = 4  # frames a connection may hold ahead of the reader (the pipeline keeps only the newest)
 
 
-def backoff_delay(attempt: int, first_s: float = FIRST_BACKOFF_S, cap_s: float = MAX_BACKOFF_S) -> float:
+def backoff_delay(attempt: int) -> float:
     """Seconds to wait before attempt ``attempt`` (1, 2, 3 …): 1, 2, 4 … capped at 30."""
-    return min(cap_s, first_s * 2 ** max(0, attempt - 1))
-
-
-one_line = first_line  # the name the callers (and serve) use
+    return min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** max(0, attempt - 1))
 
 
 @dataclass(frozen=True)
@@ -166,10 +164,6 @@ class _Connection:
         """Stop pumping; the thread closes its source when FFmpeg or the camera lets it go."""
         self._stop.set()
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
 
 class ReconnectingSource(Source):
     """A live source that is reopened when it drops (see the module's docstring).
@@ -229,7 +223,7 @@ class ReconnectingSource(Source):
             self._alive_at = time.monotonic()
         else:
             self._conn = None
-            self._lose(one_line(first_error) if first_error else "not reachable", time.monotonic(), at_start=True)
+            self._lose(first_line(first_error) if first_error else "not reachable", time.monotonic(), at_start=True)
 
     # ------------------------------------------------------------------ reports
     def add_listener(self, fn: Callable[[SourceEvent], None]) -> None:
@@ -305,7 +299,7 @@ class ReconnectingSource(Source):
                 # FFmpeg's read timeout (the stall timeout) ended it: say what happened, a stall
                 self._drop(f"no frame for {self.stall_timeout_s:g} s", now)
             else:
-                self._drop("the stream ended" if kind == "end" else one_line(payload), now)
+                self._drop("the stream ended" if kind == "end" else first_line(payload), now)
 
     def _connected(self, source: Source, now: float) -> None:
         self._inner = source
@@ -406,9 +400,7 @@ def open_reconnecting(config: PipelineConfig, *, unreachable_ok: bool = False) -
     reached now (``SourceUnavailable``) raises too, unless ``unreachable_ok`` — then the source
     starts down and is tried in the background (one of several streams must not stop the others).
     """
-    def reopen() -> Source:
-        return open_live(config)
-
+    reopen = partial(open_live, config)
     kwargs = dict(retries=config.reconnect, stall_timeout_s=config.stall_timeout_s,
                   open_timeout_s=config.open_timeout_s)
     try:

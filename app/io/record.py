@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.io import Closing
+
 # Fragmented MP4: the moov first (empty_moov), a fragment at every keyframe and at least every
 # FRAGMENT_S, tfdt from the frames' own dts (frag_discont: a segment that starts at 300 s plays from
 # 300 s, not 0). default_base_moof: what browsers' MSE and recent players expect.
@@ -53,7 +55,7 @@ def admit(recording, pts: int, time_base: Fraction | None) -> int | None:
     return pts
 
 
-class Recorder:
+class Recorder(Closing):
     """Writes RGB frames to an H.264 file; call ``close()`` (also on errors — it is idempotent).
 
     Args:
@@ -207,9 +209,3 @@ class Recorder:
         with contextlib.suppress(OSError):
             if self._good_size and self.path.stat().st_size > self._good_size:
                 os.truncate(self.path, self._good_size)
-
-    def __enter__(self) -> Recorder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import UserError
+from app.io import Closing
 from app.io.durable import Every, write_atomic
 from app.io.record import Recorder, RecordError, admit
 
@@ -67,7 +68,7 @@ def _wall() -> str:
     return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
-class SegmentedRecorder:
+class SegmentedRecorder(Closing):
     """A ``Recorder`` that starts a new file every ``segment_s`` seconds of stream time; the same
     ``write`` / ``close`` / counters, so the sinks and reports treat it as one recording.
 
@@ -201,9 +202,3 @@ class SegmentedRecorder:
             return
         self._closed = True
         self._finish_current()
-
-    def __enter__(self) -> SegmentedRecorder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

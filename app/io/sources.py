@@ -23,6 +23,7 @@ from pathlib import Path
 from app.config import PipelineConfig
 from app.errors import UserError
 from app.frames import Frame
+from app.io import Closing
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class SourceUnavailable(SourceError):
     busy or silent): worth trying again, unlike a missing file or a malformed URL."""
 
 
-class Source:
+class Source(Closing):
     """What every source tells about itself. Subclasses implement ``frames()``.
 
     Attributes:
@@ -71,12 +72,6 @@ class Source:
     def close(self) -> None:
         """Release the file or device; safe to call twice and from another thread."""
         self._closed.set()
-
-    def __enter__(self) -> Source:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------------- files and URLs
@@ -166,9 +161,7 @@ class FileSource(Source):
         while not self._closed.is_set():
             try:
                 packet = next(packets)
-            except StopIteration:
-                break
-            except av.error.EOFError:
+            except (StopIteration, av.error.EOFError):
                 break
             except OSError as exc:  # av.error.OSError: the file or connection failed, not the data
                 if self._closed.is_set():

@@ -158,12 +158,6 @@ class AdaptStatus:
     changes: int = 0
     history: list[tuple[int, float, Setting, str]] = field(default_factory=list)  # (frame, t, setting, reason)
 
-    def line(self) -> str:
-        if self.target_fps is None:
-            return "adaptive: off"
-        fps = f"{self.measured_fps:.1f}" if self.measured_fps else "--"
-        return f"target {self.target_fps:g} fps · {fps} fps · {self.setting.describe()} · {self.reason}"
-
 
 class AdaptiveController:
     """Steers ``detector``'s input size and proposal count (and the frame skip of a live source)
@@ -210,14 +204,6 @@ class AdaptiveController:
         self._changes = 0
 
     # ------------------------------------------------------------------ public
-    @property
-    def target_fps(self) -> float | None:
-        return self.config.target_fps
-
-    @property
-    def setting(self) -> Setting:
-        return self._setting
-
     def set_target(self, fps: float | None) -> None:
         """A new target (None = off: the knobs go back to the user's setting)."""
         with self._lock:
@@ -259,7 +245,7 @@ class AdaptiveController:
                     self._intervals.append(gap_ms / 1e3 / shown)
                     detect = detected * sum(stage_ms.get(k, 0.0) for k in STAGE_KEYS)
                     overhead = max(0.0, (gap_ms - detect) / shown)  # per shown frame, outside detect
-                    self._overhead_ms = overhead if self._overhead_ms is None else 0.7 * self._overhead_ms + 0.3 * overhead
+                    self._overhead_ms = _ewma(self._overhead_ms, overhead, 0.3)
             self._last_t = now
             for k, v in stage_ms.items():
                 self._stage[k] = _ewma(self._stage.get(k), v, 0.5)
@@ -303,19 +289,20 @@ class AdaptiveController:
         # k frames shown per detect: one detect, and the per-frame work outside it k times
         return 1000.0 * setting.skip / max(1e-3, detect_ms + setting.skip * (self._overhead_ms or 0.0))
 
-    def _levels(self) -> tuple[list[int], list[int]]:
+    def _levels(self) -> tuple[list[int], list[int], list[int]]:
         """The input sizes and proposal counts to choose from: the configured levels, the user's
-        setting, and — for a model whose own size is below the smallest level — steps down from it."""
+        setting, and — for a model whose own size is below the smallest level — steps down from it;
+        and the frame skips (live sources only)."""
         base = self._user.input_size
         scales = set(self.config.scales) | {base, self._setting.input_size}
         if base < min(self.config.scales):
             scales |= {max(32, round(base * f / 8) * 8) for f in (0.875, 0.75, 0.625, 0.5)}
         proposals = set(self.config.proposals) | {self._user.proposals, self._setting.proposals}
-        return sorted(scales), sorted(proposals)
+        skips = list(range(1, self.config.max_skip + 1)) if self.config.live else [1]
+        return sorted(scales), sorted(proposals), skips
 
     def _grid(self) -> list[Setting]:
-        skips = range(1, self.config.max_skip + 1) if self.config.live else (1,)
-        scales, proposals = self._levels()
+        scales, proposals, skips = self._levels()
         return [Setting(s, p, k) for s in scales for p in proposals for k in skips]
 
     def _decide(self, now: float) -> None:
@@ -392,7 +379,7 @@ class AdaptiveController:
 
     def _floors(self, cur: Setting) -> list[Setting]:
         """``cur`` with one knob at its cheapest level (smallest size, fewest proposals, most skip)."""
-        scales, proposals = self._levels()
+        scales, proposals, _ = self._levels()
         out = [replace(cur, input_size=scales[0]), replace(cur, proposals=proposals[0])]
         if self.config.live and self._at_floor(cur):
             out.append(replace(cur, skip=self.config.max_skip))
@@ -400,15 +387,13 @@ class AdaptiveController:
 
     def _at_floor(self, setting: Setting) -> bool:
         """Input size and proposals at their cheapest: only then may a live source skip frames."""
-        scales, proposals = self._levels()
+        scales, proposals, _ = self._levels()
         return setting.input_size == scales[0] and setting.proposals == proposals[0]
 
     def _neighbours(self, cur: Setting) -> list[Setting]:
         """The settings one level away on one knob."""
         out = []
-        scales, proposals = self._levels()
-        for knob, levels in (("input_size", scales), ("proposals", proposals),
-                             ("skip", range(1, self.config.max_skip + 1) if self.config.live else (1,))):
+        for knob, levels in zip(("input_size", "proposals", "skip"), self._levels(), strict=True):
             ordered = sorted(set(levels) | {getattr(cur, knob)})
             i = ordered.index(getattr(cur, knob))
             out += [replace(cur, **{knob: ordered[j]}) for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
@@ -416,19 +401,11 @@ class AdaptiveController:
 
     def _one_knob(self, cur: Setting, goal: Setting) -> Setting:
         """A move down towards ``goal`` that changes one knob: the one predicted to gain most."""
-        options = []
-        if goal.input_size != cur.input_size:
-            options.append(replace(cur, input_size=goal.input_size))
-        if goal.proposals != cur.proposals:
-            options.append(replace(cur, proposals=goal.proposals))
-        if goal.skip != cur.skip and (goal.skip < cur.skip or self._at_floor(cur)):
-            options.append(replace(cur, skip=goal.skip))
-        if not options:
-            return cur
-        if len(options) == 1:
-            return options[0]
+        options = [replace(cur, **{knob: getattr(goal, knob)}) for knob in ("input_size", "proposals", "skip")
+                   if getattr(goal, knob) != getattr(cur, knob)
+                   and (knob != "skip" or goal.skip < cur.skip or self._at_floor(cur))]
         # the knob that gains the most speed first; the next decision takes the other
-        return max(options, key=lambda s: (self.predict_fps(s) or 0, self.accuracy(s)))
+        return max(options, key=lambda s: (self.predict_fps(s) or 0, self.accuracy(s)), default=cur)
 
     # ------------------------------------------------------------------ helpers
     def _current_detector_setting(self) -> Setting:
@@ -486,12 +463,8 @@ def _knob_change(a: Setting, b: Setting) -> str:
 
 def fps_series(times: Sequence[float], block: int = 10) -> list[float]:
     """Frames per second of each block of ``block`` consecutive results (from their done times)."""
-    out = []
-    for start in range(0, len(times) - block, block):
-        span = times[start + block] - times[start]
-        if span > 0:
-            out.append(block / span)
-    return out
+    spans = (times[start + block] - times[start] for start in range(0, len(times) - block, block))
+    return [block / span for span in spans if span > 0]
 
 
 def oscillations(history: Sequence[tuple[int, float, Setting, str]]) -> int:

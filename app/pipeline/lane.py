@@ -23,8 +23,8 @@ from app.analytics.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
 from app.frames import Frame, Result
 from app.io.sources import LatestFrame, Source
-from app.pipeline.render import DEFAULT_STYLE, Style, annotate, stats_line
-from app.pipeline.sinks import RecordSink, Sink
+from app.pipeline.render import annotate, stats_line
+from app.pipeline.sinks import RecordSink, Sink, close_all
 from app.stats import FpsMeter, PipelineStats, StageAverages
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ END = object()  # end of the stream, passed down the queues
 
 
 def paced_frames(source: Source, config: PipelineConfig, stop: threading.Event,
-                 resume: threading.Event | None = None) -> Iterator[Frame]:
+                 resume: threading.Event) -> Iterator[Frame]:
     """The frames of ``source`` as a lane's reader thread takes them.
 
     Ends when ``stop`` is set. With ``config.effective_realtime`` each frame is held until its
@@ -50,7 +50,7 @@ def paced_frames(source: Source, config: PipelineConfig, stop: threading.Event,
     for frame in source.frames():
         if stop.is_set():
             return
-        if resume is not None and realtime and not live:
+        if realtime and not live:
             while not resume.is_set() and not stop.is_set():
                 resume.wait(POLL_S)
                 origin = None
@@ -76,10 +76,9 @@ class Lane:
     """
 
     def __init__(self, name: str, config: PipelineConfig, source: Source, *, ring: Callable[[], None],
-                 style: Style = DEFAULT_STYLE, tag: str | None = None, per_batch: int = 1) -> None:
-        self.name, self.config, self.source, self.style, self.tag = name, config, source, style, tag
-        self.policy = config.effective_policy
-        self.live = self.policy == "drop_stale"
+                 tag: str | None = None, per_batch: int = 1) -> None:
+        self.name, self.config, self.source, self.tag = name, config, source, tag
+        self.live = config.effective_policy == "drop_stale"
         self.per_batch = per_batch
         # Tracking and counting of this stream (app/analytics/analytics.py): the detector worker feeds it every
         # frame of this stream that the detector saw, in order, with the frame's timestamp.
@@ -106,8 +105,7 @@ class Lane:
         self._latency: deque[float] = deque(maxlen=30)
         self._latency_sum = 0.0
         self._done_times: deque[float] = deque(maxlen=100_000)  # when each result was delivered (fps series)
-        self.read = self.processed = self.written = 0
-        self.proposals = 0
+        self.read = self.processed = self.written = self.proposals = 0
         self.started_at: float | None = None
         self.first_frame_at: float | None = None
         self.last_result_at: float | None = None
@@ -139,7 +137,7 @@ class Lane:
             self.sinks.remove(sink)
         sink.close()
 
-    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> RecordSink:
+    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> None:
         """Record annotated frames to ``path`` from the next result on (the GUI's record button).
         The path is checked first; the recording's clock starts at 0."""
         if self.record_sink is not None:
@@ -150,10 +148,9 @@ class Lane:
             segments.check_outputs(path, overwrite=overwrite)
         else:
             check_output_path(str(path), "recording", overwrite=overwrite)
-        sink = RecordSink(path, time_base=self.source.time_base, rate=self.source.rate, threads=self.config.encode_threads,
-                          segment_s=self.config.segment_s, overwrite=overwrite)
-        self.record_sink = self.add_sink(sink)
-        return sink
+        self.record_sink = self.add_sink(RecordSink(path, time_base=self.source.time_base, rate=self.source.rate,
+                                                    threads=self.config.encode_threads, segment_s=self.config.segment_s,
+                                                    overwrite=overwrite))
 
     def stop_recording(self) -> Path | None:
         """Finalise the running recording; returns its path (None if none was running)."""
@@ -283,7 +280,7 @@ class Lane:
                     stages = {k: v for k, v in result.times.as_dict().items() if k in ("backbone", "rpn", "roi_heads")}
                     text = stats_line(self._fps.fps(), stages, result.proposals)
                     text = f"{self.tag} | {text}" if self.tag else text
-                annotated = annotate(result.frame.image, result.detections, text, self.style, result.overlay)
+                annotated = annotate(result.frame.image, result.detections, text, overlay=result.overlay)
             for sink in self.sinks:
                 sink.write(result, annotated)
         now = time.monotonic()
@@ -299,13 +296,7 @@ class Lane:
         """Close every sink (a recording is finalised); the first failure is raised after all closed."""
         with self._sinks_lock:
             sinks, self.sinks = self.sinks, []
-        errors = []
-        for sink in sinks:
-            try:
-                sink.close()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
+        if errors := close_all([sink.close for sink in sinks]):
             raise errors[0]
 
     @staticmethod

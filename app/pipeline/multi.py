@@ -6,13 +6,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import numpy as np
-
-from app.frames import Result
 from app.pipeline.pipeline import Pipeline, Stream, counts_file
-from app.pipeline.render import DEFAULT_STYLE, Style
 from app.stats import MultiStats
 
 __all__ = ["MultiPipeline", "MultiStats", "Stream", "counts_file"]
@@ -21,12 +17,8 @@ __all__ = ["MultiPipeline", "MultiStats", "Stream", "counts_file"]
 class MultiPipeline(Pipeline):
     """Runs one detector over many streams, batching their frames (see ``Pipeline.of_streams``)."""
 
-    def __init__(self, streams: Sequence[Stream], detector, *, export: str | None = None, overwrite: bool = False,
-                 batch_size: int = 0, on_result: Callable[[str, Result, np.ndarray | None], None] | None = None,
-                 on_finish: Callable[[BaseException | None], None] | None = None, style: Style = DEFAULT_STYLE,
-                 events=None) -> None:
-        self._build(streams, detector, export=export, overwrite=overwrite, batch_size=batch_size or len(streams),
-                    on_result=on_result, on_finish=on_finish, style=style, events=events)
+    def __init__(self, streams: Sequence[Stream], detector, **options) -> None:
+        self._build(streams, detector, **options)  # options: see ``Pipeline._build``
 
     def stats(self) -> MultiStats:
         return self.run_stats()

@@ -34,17 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
-from app.config import MAX_STREAMS, PipelineConfig, check_output_path, per_stream_path
+from app.config import MAX_STREAMS, PipelineConfig
 from app.errors import first_line
 from app.frames import Frame, Result
 from app.io.export import Exporter
-from app.io.paths import stream_name
+from app.io.paths import check_output_path, per_stream_path, stream_name
 from app.io.reconnect import open_source
 from app.io.sources import Source
 from app.pipeline.adapt import AdaptConfig, AdaptiveController
 from app.pipeline.lane import END, POLL_S, Lane
-from app.pipeline.render import DEFAULT_STYLE, Style
-from app.pipeline.sinks import CallbackSink, ExportSink, RecordSink, Sink, output_failures
+from app.pipeline.render import DEFAULT_STYLE
+from app.pipeline.sinks import CallbackSink, ExportSink, RecordSink, close_all, output_failures
 from app.pipeline.threads import join_within
 from app.stats import FpsMeter, MultiStats, PipelineStats
 from detector.stages import StageTimes, detect_timed
@@ -77,7 +77,6 @@ class Pipeline:
         source: an opened source; None = ``open_source(config)``.
         on_result: ``fn(result, annotated)`` called on the sink thread for every result.
         on_finish: ``fn(error_or_None)`` called once when no more results will come.
-        style: how boxes are drawn.
 
     Several sources: ``Pipeline.of_streams`` (``app.pipeline.multi.MultiPipeline``). Typical use::
 
@@ -89,22 +88,25 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig, detector, source: Source | None = None, *,
                  on_result: Callable[[Result, np.ndarray | None], None] | None = None,
-                 on_finish: Callable[[BaseException | None], None] | None = None,
-                 style: Style = DEFAULT_STYLE) -> None:
+                 on_finish: Callable[[BaseException | None], None] | None = None) -> None:
         source = source if source is not None else open_source(config)
         device = getattr(getattr(detector, "device", None), "type", "cpu")
         batch = config.batch_size or (4 if device == "cuda" and config.effective_policy == "every_frame" else 1)
         self._build([Stream(stream_name(config.source_kind, config.source), config, source)], detector,
                     export=config.export, overwrite=config.overwrite, batch_size=batch, events=config.events,
-                    on_result=None if on_result is None else lambda name, r, a: on_result(r, a),
-                    on_finish=on_finish, style=style)
+                    on_result=None if on_result is None else lambda name, r, a: on_result(r, a), on_finish=on_finish)
 
     @classmethod
-    def of_streams(cls, streams: Sequence[Stream], detector, *, export: str | None = None, overwrite: bool = False,
-                   batch_size: int = 0, on_result: Callable[[str, Result, np.ndarray | None], None] | None = None,
-                   on_finish: Callable[[BaseException | None], None] | None = None, style: Style = DEFAULT_STYLE,
-                   events=None) -> Pipeline:
-        """Runs one detector over many streams, batching their frames.
+    def of_streams(cls, streams: Sequence[Stream], detector, **options) -> Pipeline:
+        """Runs one detector over many streams, batching their frames (``options``: see ``_build``)."""
+        self = cls.__new__(cls)
+        self._build(streams, detector, **options)
+        return self
+
+    def _build(self, streams: Sequence[Stream], detector, *, export: str | None = None, overwrite: bool = False,
+               batch_size: int = 0, on_result: Callable[[str, Result, np.ndarray | None], None] | None = None,
+               on_finish: Callable[[BaseException | None], None] | None = None, events=None) -> None:
+        """The lanes of ``streams`` around one detector (``__init__``, ``of_streams``, ``MultiPipeline``).
 
         Args:
             streams: the streams (at most ``MAX_STREAMS``, unique names), sources already opened.
@@ -117,13 +119,6 @@ class Pipeline:
                 publishers for the run, each stream's own event sink, clips and heat map
                 (``--heatmap h.png`` → ``h-<stream>.png``); every event names its stream.
         """
-        self = cls.__new__(cls)
-        self._build(streams, detector, export=export, overwrite=overwrite, batch_size=batch_size or len(streams),
-                    on_result=on_result, on_finish=on_finish, style=style, events=events)
-        return self
-
-    def _build(self, streams: Sequence[Stream], detector, *, export, overwrite, batch_size, on_result, on_finish,
-               style, events) -> None:
         names = [s.name for s in streams]
         if not streams:
             raise ValueError("no streams given")
@@ -131,8 +126,8 @@ class Pipeline:
             raise ValueError(f"{len(streams)} streams given; at most {MAX_STREAMS} run in one process")
         if len(set(names)) != len(names):
             raise ValueError(f"stream names must be unique; got {names}")
-        self.detector, self.export, self.overwrite, self.style = detector, export, overwrite, style
-        self.batch_size = batch_size
+        self.detector, self.export, self.overwrite, self.style = detector, export, overwrite, DEFAULT_STYLE
+        self.batch_size = batch_size or len(streams)
         self.on_finish = on_finish
         self.events_config = events
         self.events = None  # app.analytics.events.Events, built at start when asked for
@@ -140,8 +135,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._doorbell = threading.Event()  # rung by a lane when a frame or room for a result appears
         several = len(streams) > 1
-        self.lanes = [Lane(s.name, s.config, s.source, ring=self._doorbell.set, style=style,
-                           tag=s.name if several else None, per_batch=1 if several else batch_size) for s in streams]
+        self.lanes = [Lane(s.name, s.config, s.source, ring=self._doorbell.set, tag=s.name if several else None,
+                           per_batch=1 if several else self.batch_size) for s in streams]
         if on_result is not None:
             for lane in self.lanes:
                 lane.add_sink(CallbackSink(lambda r, a, name=lane.name: on_result(name, r, a)))
@@ -163,10 +158,6 @@ class Pipeline:
 
     # ------------------------------------------------------------------ one lane's face (a single source)
     @property
-    def config(self) -> PipelineConfig:
-        return self.lanes[0].config
-
-    @property
     def source(self) -> Source:
         return self.lanes[0].source
 
@@ -181,10 +172,6 @@ class Pipeline:
     @property
     def exporter(self) -> Exporter | None:
         return self.export_sink.exporter if self.export_sink is not None else None
-
-    def add_sink(self, sink: Sink) -> Sink:
-        """Start feeding ``sink`` with the next result of the first stream (works while running)."""
-        return self.lanes[0].add_sink(sink)
 
     def record_sinks(self) -> list[RecordSink]:
         """The recordings running now, one per recording stream."""
@@ -221,12 +208,10 @@ class Pipeline:
                 lane.open_outputs(counts_file(self.export, lane.name) if several and self.export else lane.config.counts_file)
             if self.export:
                 check_output_path(self.export, "export", overwrite=self.overwrite)
-                if several:
-                    self.export_sink = ExportSink(self.export, extra_columns=("stream",))
-                    for lane in self.lanes:
-                        lane.add_sink(self.export_sink.rows_of(lane.name))
-                else:
-                    self.export_sink = self.add_sink(ExportSink(self.export, file_column=self.config.source_kind == "images"))
+                self.export_sink = (ExportSink(self.export, extra_columns=("stream",)) if several else
+                                    ExportSink(self.export, file_column=self.lanes[0].config.source_kind == "images"))
+                for lane in self.lanes:
+                    lane.add_sink(self.export_sink.rows_of(lane.name) if several else self.export_sink)
             if self.events_config is not None and self.events is None:  # not attached by the window already
                 self.attach_events(self.events_config)
         except BaseException:
@@ -234,10 +219,9 @@ class Pipeline:
             for lane in self.lanes:
                 lane.source.close()
             raise
-        for lane in self.lanes:
-            lane.add_sink(CallbackSink(self._count, needs_image=False))
         self._started_at = time.monotonic()
         for lane in self.lanes:
+            lane.add_sink(CallbackSink(self._count, needs_image=False))
             lane.start(self._stop, self._guard)
             self._threads.extend(lane.threads)
         for name, body in (("detector", self._worker), ("end", self._watch_end)):
@@ -305,8 +289,6 @@ class Pipeline:
                 lane.source.close()  # the reader owns its source while it runs
         self._finish()
 
-    close = stop
-
     def __enter__(self) -> Pipeline:
         return self
 
@@ -347,21 +329,6 @@ class Pipeline:
     @property
     def paused(self) -> bool:
         return all(lane.paused for lane in self.lanes)
-
-    def set_proposal_count(self, n: int) -> None:
-        """RPN proposals kept per frame, from the next frame on (validated by the detector)."""
-        self.detector.set_proposal_count(n)
-
-    def set_score_threshold(self, threshold: float) -> None:
-        self.detector.set_score_threshold(threshold)
-
-    def set_target_fps(self, fps: float | None) -> None:
-        """Hold ``fps`` per stream with the adaptive controller from the next batch on (None = off)."""
-        self.adapt.set_target(fps)
-
-    def set_classes(self, names: Sequence[str] | None) -> None:
-        """Classes to keep (empty = all); unknown names raise, listing the valid ones."""
-        self.detector.set_classes(names)
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> PipelineStats:
@@ -487,9 +454,7 @@ class Pipeline:
         try:
             body()
         except BaseException as exc:  # noqa: BLE001 — every error must reach wait(), none may hang
-            with self._error_lock:
-                if self._error is None:
-                    self._error = exc
+            self._set_error(exc)
             self._stop.set()
             for lane in self.lanes:
                 lane.close_input()
@@ -502,23 +467,16 @@ class Pipeline:
         self._finished.set()
         self._finish()
 
+    def _set_error(self, exc: BaseException) -> None:
+        with self._error_lock:
+            if self._error is None:
+                self._error = exc
+
     def _close_outputs(self) -> None:
-        errors = []
-        for lane in self.lanes:
-            try:
-                lane.close_sinks()
-            except Exception as exc:
-                errors.append(exc)
-        for output in (self.export_sink, self.events):  # after every stream's sinks (both idempotent)
-            if output is not None:
-                try:
-                    output.close()
-                except Exception as exc:
-                    errors.append(exc)
-        if errors:
-            with self._error_lock:
-                if self._error is None:
-                    self._error = errors[0]
+        # the export and the events after every stream's sinks (both idempotent)
+        outputs = [o for o in (self.export_sink, self.events) if o is not None]
+        if errors := close_all([lane.close_sinks for lane in self.lanes] + [o.close for o in outputs]):
+            self._set_error(errors[0])
 
     def _finish(self) -> None:
         with self._error_lock:

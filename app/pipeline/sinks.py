@@ -9,7 +9,7 @@ large) — it then ignores later results while the other sinks go on; ``output_f
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -75,10 +75,6 @@ class ExportSink:
         self._lock = threading.Lock()
 
     @property
-    def path(self) -> Path:
-        return self.exporter.path
-
-    @property
     def failed(self) -> str | None:
         return self.exporter.failed
 
@@ -108,6 +104,17 @@ class CallbackSink:
 
     def close(self) -> None:
         pass
+
+
+def close_all(closers: Iterable[Callable[[], None]]) -> list[Exception]:
+    """Call every ``close`` in order, each even when one before it fails; returns what they raised."""
+    errors = []
+    for close in closers:
+        try:
+            close()
+        except Exception as exc:
+            errors.append(exc)
+    return errors
 
 
 def output_failures(sinks) -> list[str]:

@@ -46,12 +46,6 @@ class ThreadBudget:
     decode: int
     encode: int
 
-    def describe(self) -> str:
-        def n(v: int) -> str:
-            return str(v) if v else "auto"
-
-        return f"{self.cores} cores: torch {n(self.torch)}, decode {n(self.decode)}, encode {n(self.encode)} thread(s)"
-
 
 def available_cores() -> int:
     """Cores this process may run on (its affinity mask where the OS has one)."""
@@ -80,9 +74,9 @@ def apply_torch(budget: ThreadBudget) -> None:
         torch.set_num_threads(budget.torch)
 
 
-def join_within(threads: Iterable[threading.Thread], timeout: float) -> list[str]:
-    """Join every thread but the calling one within ``timeout`` s in all (a pipeline's stop);
-    returns the names of those still running, which are daemons and are left to finish."""
+def join_within(threads: Iterable[threading.Thread], timeout: float) -> None:
+    """Join every thread but the calling one within ``timeout`` s in all (a pipeline's stop); those
+    still running are daemons and are left to finish (logged)."""
     threads = list(threads)
     deadline = time.monotonic() + timeout
     for thread in threads:
@@ -91,4 +85,3 @@ def join_within(threads: Iterable[threading.Thread], timeout: float) -> list[str
     alive = [t.name for t in threads if t.is_alive()]
     if alive:
         log.debug("still busy after stop (daemon, abandoned): %s", ", ".join(alive))
-    return alive

@@ -24,7 +24,7 @@ def config(path, **kw) -> PipelineConfig:
 
 def collect(pipeline: Pipeline) -> list:
     results = []
-    pipeline.add_sink(CallbackSink(lambda r, img: results.append((r, img)), needs_image=True))
+    pipeline.lanes[0].add_sink(CallbackSink(lambda r, img: results.append((r, img)), needs_image=True))
     return results
 
 
@@ -78,7 +78,7 @@ def test_sink_exception_reaches_the_caller(clip10):
     def broken(result, image):
         raise OSError("disk full")
 
-    p.add_sink(CallbackSink(broken))
+    p.lanes[0].add_sink(CallbackSink(broken))
     with pytest.raises(OSError, match="disk full"):
         p.run()
     assert not pipeline_threads()
@@ -113,14 +113,14 @@ def test_live_knobs_take_effect_on_the_next_frame(clip10, tiny_detector):
     p = Pipeline(config(clip10), tiny_detector)
     results = collect(p)
     try:
-        p.set_proposal_count(7)
-        p.set_score_threshold(0.0)
+        p.detector.set_proposal_count(7)
+        p.detector.set_score_threshold(0.0)
         p.run()
     finally:
         tiny_detector.set_proposal_count(300)
     assert all(r.proposals <= 7 for r, _ in results) and max(r.proposals for r, _ in results) == 7
     with pytest.raises(ValueError, match="unknown class"):
-        p.set_classes(["unicorn"])
+        p.detector.set_classes(["unicorn"])
 
 
 def test_record_started_and_stopped_while_running(tmp_path):
@@ -155,7 +155,7 @@ def test_drop_stale_keeps_latency_flat(clip10):
     assert [r.frame.index for r, _ in results] == sorted(r.frame.index for r, _ in results)
     # At most one frame waits: latency ≤ one detect call waiting in the slot + its own detect call.
     # (every_frame would reach ~25 × 0.3 s here.)
-    latencies = [r.latency for r, _ in results]
+    latencies = [r.done - r.frame.captured for r, _ in results]
     assert max(latencies) < 2 * 0.3 + 0.25, latencies
 
 

@@ -148,7 +148,7 @@ def test_serve_bad_input_is_one_line_before_any_cluster(capsys, monkeypatch):
     status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--replicas", "0")
     assert status == 2 and err.strip() == "error: --replicas 0 must be an integer between 1 and 256"
     status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--proposals", "0")
-    assert status == 2 and err.strip() == "error: proposals 0 must be an integer ≥ 1"
+    assert status == 2 and err.strip() == "error: --proposals 0 must be an integer ≥ 1"
 
 
 def test_serve_unreachable_address_is_one_line_exit_2(capsys):
