@@ -14,11 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from app.cli.console import EXIT_INTERRUPTED
 from app.cli.subcommands import SUBCOMMANDS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
-EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ from app.cli.console import (
     window_runner,
 )
 from app.cli.progress import Progress
-from app.config import check_output_path
+from app.config import MAX_STREAMS, RECONNECT_FOREVER, check_output_path
 from app.errors import UserError, first_line
 from app.io.paths import per_stream_path, unique_names
 from app.stats import bad_frames_warning
@@ -55,8 +55,6 @@ class _AddSource(argparse.Action):
 
 def reconnect_value(text: str) -> int:
     """``--reconnect``: a number of attempts per drop, ``forever`` (-1) or ``off`` (0)."""
-    from app.config import RECONNECT_FOREVER
-
     word = text.strip().lower()
     if word == "forever":
         return RECONNECT_FOREVER
@@ -69,8 +67,6 @@ def reconnect_value(text: str) -> int:
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
     """The source options of the run command (each may be repeated: one stream per use)."""
-    from app.config import MAX_STREAMS
-
     group = parser.add_argument_group(
         f"sources (one or more, up to {MAX_STREAMS}: repeat an option for more streams; several streams share "
         "one detector, batched)")
@@ -114,16 +110,15 @@ def read_sources_text(path: str) -> str:
 
 def read_sources_file(path: str) -> list[tuple[str, str]]:
     """(kind, value) per line of a sources file; the kind may be left out and is then guessed."""
-    text = read_sources_text(path)
     out = []
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(read_sources_text(path).splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         head, _, rest = line.partition(" ")
         if head in SOURCE_OPTIONS and rest.strip():
             out.append((head, rest.strip()))
-        elif " " in line and "://" not in line.split(" ", 1)[0] and not Path(line).exists():
+        elif " " in line and "://" not in head and not Path(line).exists():
             raise UserError(f"sources file {path}, line {number}: {line!r} — expected 'KIND VALUE' with KIND one of "
                             f"{', '.join(SOURCE_OPTIONS)}, or a path, URL or camera index")
         else:
@@ -156,8 +151,6 @@ def source_key(kind: str, value: str) -> tuple[str, str]:
 
 def check_sources(sources: Sequence[tuple[str, str]]) -> None:
     """One line for too many streams or a source given twice."""
-    from app.config import MAX_STREAMS
-
     if len(sources) > MAX_STREAMS:
         raise UserError(f"{len(sources)} sources given; at most {MAX_STREAMS} streams run in one process")
     seen: dict[tuple[str, str], int] = {}
@@ -173,11 +166,9 @@ def stream_configs(base, sources: Sequence[tuple[str, str]]):
     (tracking, lines, zones, target fps, ...) — with the stream's source and its own recording; the
     export (one file, a ``stream`` column) and each stream's counts file are the run's (app/pipeline/pipeline.py)."""
     check_sources(sources)
-    out = []
-    for name, (kind, value) in zip(unique_names(sources), sources, strict=True):
-        out.append((name, base.with_(source_kind=kind, source=str(value), export=None, adapt_log=None, events=None,
-                                     record=per_stream_path(base.record, name) if base.record else None)))
-    return out
+    return [(name, base.with_(source_kind=kind, source=str(value), export=None, adapt_log=None, events=None,
+                              record=per_stream_path(base.record, name) if base.record else None))
+            for name, (kind, value) in zip(unique_names(sources), sources, strict=True)]
 
 
 def open_streams(configs, notes: list[str]):
@@ -203,15 +194,13 @@ def open_streams(configs, notes: list[str]):
                     notes.append(f"{name} is left out: {exc}")
                     continue
             streams.append(Stream(name, config, source))
-    except BaseException:
+        if all(getattr(s.source, "down", False) for s in streams):
+            reasons = [str(e) for e in left_out.values()] + [s.source.last_event.reason for s in streams]
+            raise UserError(f"none of the {len(configs)} streams could be opened: {reasons[0]}")
+    except BaseException:  # nothing is left open
         for stream in streams:
             stream.source.close()
         raise
-    if all(getattr(s.source, "down", False) for s in streams):
-        for stream in streams:
-            stream.source.close()
-        reasons = [str(e) for e in left_out.values()] + [s.source.last_event.reason for s in streams]
-        raise UserError(f"none of the {len(configs)} streams could be opened: {reasons[0]}")
     return streams, left_out
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 
 from app.cli.console import window_runner
-from app.cli.multi_run import add_source_options, run_headless, source_list
+from app.cli.multi_run import add_source_options, run_headless, run_many, source_list
 from app.cli.subcommands import subcommand_help
 from app.errors import UserErrorParser
 from app.io.paths import stream_name
@@ -201,11 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # work: measured 10-30× slower detect() calls (docs/pipeline.md). Must be set before torch
     # loads; a value the user set is kept.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(argv)
     pipeline_config, detector_config = build_configs(args)
     if len(sources := source_list(args)) > 1:  # many streams, one detector: app/cli/multi_run.py
-        from app.cli.multi_run import run_many
-
         return run_many(args, sources, pipeline_config, detector_config)
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
 

@@ -1,4 +1,4 @@
 """The desktop window: the pipeline's display sink, with live controls (PyQt6).
 
-``app.gui.main_window.run_gui`` is the entry point; ``fps_meter`` is pure logic without Qt.
+``app.gui.launch.run_gui`` is the entry point; ``fps_meter`` is pure logic without Qt.
 """

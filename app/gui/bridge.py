@@ -30,7 +30,6 @@ class FrameBridge(QObject):
         self._lock = threading.Lock()
         self._latest: dict[Any, Any] = {}
         self._pending = False
-        self.pushed = 0
         self.replaced = 0  # items overwritten before the GUI took them (the display was slower)
 
     def push(self, item: Any, key: Any = None) -> None:
@@ -39,7 +38,6 @@ class FrameBridge(QObject):
             if key in self._latest:
                 self.replaced += 1
             self._latest[key] = item
-            self.pushed += 1
             notify = not self._pending
             self._pending = True
         if notify:  # one queued event at most, whatever the rate

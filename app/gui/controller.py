@@ -20,6 +20,7 @@ from pathlib import Path
 from PyQt6.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal, pyqtSlot
 
 from app.config import PipelineConfig
+from app.errors import UserError, first_line
 from app.gui.bridge import FrameBridge
 from app.gui.events_feed import EventFeed
 from app.io.reconnect import open_source
@@ -45,12 +46,9 @@ class StreamsRun:
 
 def one_line(exc: BaseException) -> str:
     """An exception as the one line shown in the window."""
-    text = str(exc).strip()
-    from app.errors import UserError, first_line
-
-    first = first_line(text)
     from detector.config import ConfigError
 
+    first = first_line(str(exc).strip())
     if isinstance(exc, (UserError, ConfigError)) and first:
         return first
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
@@ -112,14 +110,12 @@ class PipelineController(QObject):
         self._knobs: dict[str, object] = {}
         self._knob_event_pending = False
         self._timer: QTimer | None = None
-        queued = Qt.ConnectionType.QueuedConnection
-        self.open_requested.connect(self._open, queued)
-        self.pause_requested.connect(self._pause, queued)
-        self.record_requested.connect(self._start_recording, queued)
-        self.stop_record_requested.connect(self._stop_recording, queued)
-        self.shutdown_requested.connect(self._shutdown, queued)
-        self._knobs_pending.connect(self._apply_knobs, queued)
-        self._pipeline_done.connect(self._on_pipeline_done, queued)
+        for signal, slot in ((self.open_requested, self._open), (self.pause_requested, self._pause),
+                             (self.record_requested, self._start_recording),
+                             (self.stop_record_requested, self._stop_recording),
+                             (self.shutdown_requested, self._shutdown), (self._knobs_pending, self._apply_knobs),
+                             (self._pipeline_done, self._on_pipeline_done)):
+            signal.connect(slot, Qt.ConnectionType.QueuedConnection)
 
     # ------------------------------------------------------------------ any thread
     def set_knob(self, name: str, value) -> None:
@@ -224,7 +220,6 @@ class PipelineController(QObject):
         if generation == self._generation:
             self.source_state.emit(event)
 
-    @pyqtSlot()
     def _stop_pipeline(self) -> None:
         if self.pipeline is not None:
             self._generation += 1  # its finish report is stale from now on
@@ -268,11 +263,9 @@ class PipelineController(QObject):
 
     @pyqtSlot(str, bool)
     def _start_recording(self, path: str, overwrite: bool) -> None:
-        if self.pipeline is None or self.pipeline.finished:
-            self.error.emit("nothing is playing: open a video, camera or stream before recording")
-            self.recording.emit([path], False)
-            return
         try:
+            if self.pipeline is None or self.pipeline.finished:
+                raise UserError("nothing is playing: open a video, camera or stream before recording")
             sinks = self.pipeline.start_recording(path, overwrite=overwrite)
         except Exception as exc:
             self.error.emit(one_line(exc))

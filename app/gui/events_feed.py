@@ -182,21 +182,20 @@ class EventFeed(QObject):
         """Which outputs are on, with their counters now (any thread)."""
         with self._lock:
             events, config = self._events, self._config
-        log = events.log if events is not None else None
-        states = [OutputState("events file", str(config.events) if config is not None and config.events else "",
-                              written=log.written if log is not None else None)]
+
+        def target(key: str) -> str:  # the output's path or address in the run's settings; "" when off
+            return str(getattr(config, key, None) or "")
+
+        log = getattr(events, "log", None)
         clips = [s.clips for s in events.sinks if s.clips is not None] if events is not None else []
-        states.append(OutputState("clips", str(config.clips) if config is not None and config.clips else "",
-                                  written=sum(len(c.paths) for c in clips) if clips else None))
+        states = [OutputState("events file", target("events"), written=log.written if log is not None else None),
+                  OutputState("clips", target("clips"), written=sum(len(c.paths) for c in clips) if clips else None)]
         publishers = {type(p).__name__: p for p in events.publishers} if events is not None else {}
-        for name, kind, address in (("MQTT", "MqttPublisher", config.mqtt if config is not None else None),
-                                    ("webhook", "WebhookPublisher", config.webhook if config is not None else None)):
+        for name, kind, key in (("MQTT", "MqttPublisher", "mqtt"), ("webhook", "WebhookPublisher", "webhook")):
             p = publishers.get(kind)
-            if p is None:
-                states.append(OutputState(name, str(address or "")))
-            else:
-                states.append(OutputState(name, str(address), sent=p.sent, retried=p.retried, dropped=p.dropped,
-                                          last_error=p.last_error))
+            counters = {} if p is None else {"sent": p.sent, "retried": p.retried, "dropped": p.dropped,
+                                             "last_error": p.last_error}
+            states.append(OutputState(name, target(key), **counters))
         return states
 
     def send_outputs(self) -> None:

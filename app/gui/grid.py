@@ -45,17 +45,14 @@ class StreamTile(QFrame):
     def rename(self, name: str) -> None:
         """Show another stream from now on (its first frame is awaited)."""
         self.name = name
-        self.frames_shown = 0
         self.view.clear(f"{name}: waiting for the first frame")
         self.caption.setText(name)
         self.setToolTip(f"{name} — click to enlarge, click again for all streams")
 
-    def show_result(self, result, image: np.ndarray | None = None) -> None:
-        """The newest result of this stream (GUI thread); ``image``: the frame to show instead of the
-        result's own (uint8 RGB [H, W, 3], the same size: e.g. with the heat map under the boxes)."""
-        frame = result.frame.image if image is None else image
-        self.view.set_frame(rgb_to_qimage(frame), result.detections, result.overlay)  # trails, lines, zones
-        self.frames_shown += 1
+    def show_result(self, result, image: np.ndarray) -> None:
+        """The newest result of this stream (GUI thread) over ``image``: its frame, uint8 RGB [H, W, 3],
+        as it is or decorated (with the heat map under the boxes)."""
+        self.view.set_frame(rgb_to_qimage(image), result.detections, result.overlay)  # trails, lines, zones
 
     def set_stats(self, stats: PipelineStats | None, state: str) -> None:
         parts = [self.name]
@@ -140,17 +137,13 @@ class StreamGrid(QWidget):
     def _relayout(self) -> None:
         while self._layout.count():
             self._layout.takeAt(0)
-        for r in range(self._layout.rowCount()):
-            self._layout.setRowStretch(r, 0)
-        for c in range(self._layout.columnCount()):
-            self._layout.setColumnStretch(c, 0)
         shown = self.names if self.enlarged is None else [self.enlarged]
         cols, rows = self.shape
         for i, name in enumerate(shown):
             self._layout.addWidget(self.tiles[name], i // cols, i % cols)
         for name, tile in self.tiles.items():  # after addWidget: a tile shown without a parent is a window
             tile.setVisible(name in shown)
-        for r in range(rows):
-            self._layout.setRowStretch(r, 1)
-        for c in range(cols):
-            self._layout.setColumnStretch(c, 1)
+        for r in range(self._layout.rowCount()):  # the rows and columns in use share the space; the rest none
+            self._layout.setRowStretch(r, int(r < rows))
+        for c in range(self._layout.columnCount()):
+            self._layout.setColumnStretch(c, int(c < cols))

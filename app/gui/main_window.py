@@ -92,7 +92,8 @@ class MainWindow(QMainWindow):
         self._build_ui()
         self._build_actions()
         self._connect()
-        self._show_detector_state()
+        if notes := [n for n in getattr(detector, "notes", []) if n]:  # e.g. an untrained model
+            self.warning_banner.show_message("⚠ " + "\n⚠ ".join(notes))
 
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(200)
@@ -105,16 +106,16 @@ class MainWindow(QMainWindow):
         self.view.clear(NO_SOURCE_TEXT)
         self.warning_banner = Banner("warning")
         self.error_banner = Banner("error")
-        self.strip = ControlStrip()
+        strip = ControlStrip()
         central = QWidget()
-        box(QVBoxLayout(central), self.warning_banner, self.error_banner, (self.grid, 1), self.strip).setSpacing(0)
-        self.panel = panel = ControlPanel(self.detector)
+        box(QVBoxLayout(central), self.warning_banner, self.error_banner, (self.grid, 1), strip).setSpacing(0)
+        panel = ControlPanel(self.detector)
         for part, names in ((panel, "performance tracking_panel events_panel proposal_control threshold_control "
                                     "precision_combo proposals_seen target_control class_list"),
-                            (self.strip, "open_button pause_button record_button screenshot_button")):
+                            (strip, "open_button pause_button record_button screenshot_button")):
             for name in names.split():  # aliases: the window's code and the tests read these widgets
                 setattr(self, name, getattr(part, name))
-        self.shape_tool = self.view.tool = ShapeTool(self.view)  # draws counting lines and zones with the mouse
+        self.shape_tool = ShapeTool(self.view)  # draws counting lines and zones with the mouse
 
         root = QWidget()
         box(QHBoxLayout(root), (central, 1), panel).setSpacing(0)
@@ -167,32 +168,26 @@ class MainWindow(QMainWindow):
         self.shortcuts_action = action("&Keyboard shortcuts", self.show_shortcuts, ["F1"])
 
         menu = self.menuBar().addMenu("&File")
-        for act in (self.open_file_action, self.open_images_action, self.open_camera_action, self.open_url_action,
-                    self.restart_action):
-            menu.addAction(act)
+        menu.addActions([self.open_file_action, self.open_images_action, self.open_camera_action,
+                         self.open_url_action, self.restart_action])
         menu.addSeparator()
         menu.addAction(self.quit_action)
         menu = self.menuBar().addMenu("&Playback")
-        for act in (self.pause_action, self.record_action, self.record_to_action, self.screenshot_action):
-            menu.addAction(act)
+        menu.addActions([self.pause_action, self.record_action, self.record_to_action, self.screenshot_action])
         menu.addSeparator()
         menu.addAction(self.pace_action)
-        menu = self.menuBar().addMenu("&Help")
-        menu.addAction(self.shortcuts_action)
+        self.menuBar().addMenu("&Help").addAction(self.shortcuts_action)
 
     def _connect(self) -> None:
         queued = Qt.ConnectionType.QueuedConnection
         self.bridge.frame_available.connect(self._show_newest_frames, queued)
         self.grid.enlarged_changed.connect(self._on_focus_changed)
         c = self.controller
-        c.opened.connect(self._on_opened, queued)
-        c.stats_ready.connect(self._on_stats, queued)
-        c.finished.connect(self._on_finished, queued)
-        c.error.connect(self.show_error, queued)
-        c.recording.connect(self._on_recording, queued)
-        c.paused.connect(self._on_paused, queued)
-        c.knobs_applied.connect(self._on_knobs_applied, queued)
-        c.source_state.connect(self._on_source_state, queued)
+        for signal, slot in ((c.opened, self._on_opened), (c.stats_ready, self._on_stats),
+                             (c.finished, self._on_finished), (c.error, self.show_error),
+                             (c.recording, self._on_recording), (c.paused, self._on_paused),
+                             (c.knobs_applied, self._on_knobs_applied), (c.source_state, self._on_source_state)):
+            signal.connect(slot, queued)
         self.events_panel.connect_feed(c.events_feed)
         self.events_panel.heat_check.toggled.connect(lambda _on: self._redraw(self.last_result))
 
@@ -210,11 +205,6 @@ class MainWindow(QMainWindow):
         self.tracking = TrackingControl(self.tracking_panel, self.shape_tool, self.controller)
         self.tracking.changed.connect(self._on_tracking_changed)
         self.tracking.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
-
-    def _show_detector_state(self) -> None:
-        notes = [n for n in getattr(self.detector, "notes", []) if n]
-        if notes:
-            self.warning_banner.show_message("⚠ " + "\n⚠ ".join(notes))
 
     # ================================================================== sources
     def open_source(self, config: PipelineConfig) -> None:
@@ -287,8 +277,7 @@ class MainWindow(QMainWindow):
     def set_pacing(self, on: bool) -> None:
         """Pace files at their frame rate, or run them as fast as the detector allows; a file that
         is playing starts again with the new setting."""
-        self.pace_files = bool(on)
-        self.pace_action.setChecked(self.pace_files)
+        self.pace_files = bool(on)  # (the menu's check mark already says so)
         if self.config is not None and self.config.source_kind in ("video", "images"):
             self.restart()
 
@@ -309,7 +298,7 @@ class MainWindow(QMainWindow):
 
     def toggle_recording(self) -> None:
         """R: stop the running recording, or start one under a default timestamped name."""
-        if self.recording_path is not None:
+        if self.recording_paths:
             self.controller.stop_record_requested.emit()
         else:
             self.start_recording(default_output_name(self.output_dir, "recording", ".mp4"))
@@ -431,11 +420,6 @@ class MainWindow(QMainWindow):
     def _on_finished(self, text: str) -> None:
         self.is_running = False
         self.statusBar().showMessage(text + " — F5 plays it again", 0)
-
-    @property
-    def recording_path(self) -> Path | None:
-        """The first stream's recording while recording (every stream records: ``recording_paths``)."""
-        return self.recording_paths[0] if self.recording_paths else None
 
     def _on_recording(self, paths: list, on: bool) -> None:
         if on:

@@ -23,7 +23,7 @@ class TargetControl(QWidget):
 
     target_changed = pyqtSignal(object)
 
-    def __init__(self, target: float | None = None, parent: QWidget | None = None, owns: tuple[QWidget, ...] = ()) -> None:
+    def __init__(self, parent: QWidget | None = None, owns: tuple[QWidget, ...] = ()) -> None:
         super().__init__(parent)
         self.owns = tuple(owns)
         self.combo = QComboBox()
@@ -40,25 +40,17 @@ class TargetControl(QWidget):
         self._chosen = False  # the user has picked a target here (then nothing else overrides it)
         self.combo.currentIndexChanged.connect(lambda _i: self._emit())
         self.spin.valueChanged.connect(lambda _v: self._emit())
-        self.set_target(target, emit=False)
+        self._sync()
 
-    def target(self) -> float | None:
-        return self._target
-
-    def set_target(self, fps: float | None, emit: bool = True) -> None:
+    def set_target(self, fps: float | None) -> None:
+        """Show a target set elsewhere (``--target-fps``); it is not sent back."""
+        index = {None: 0, 30.0: 1, 60.0: 2}.get(None if fps is None else float(fps), 3)  # 3: custom
         with QSignalBlocker(self.combo), QSignalBlocker(self.spin):
-            if fps is None:
-                self.combo.setCurrentIndex(0)
-            elif float(fps) in (30.0, 60.0):
-                self.combo.setCurrentIndex(1 if float(fps) == 30.0 else 2)
-            else:
-                self.combo.setCurrentIndex(3)
+            self.combo.setCurrentIndex(index)
+            if index == 3:
                 self.spin.setValue(max(1, round(float(fps))))
-        if emit:
-            self._emit()
-        else:
-            self._target = self._read()
-            self._sync()
+        self._target = self._read()
+        self._sync()
 
     def _read(self) -> float | None:
         return {0: None, 1: 30.0, 2: 60.0}.get(self.combo.currentIndex(), float(self.spin.value()))
@@ -86,6 +78,6 @@ class TargetControl(QWidget):
             self._sync()
             return
         if self._target is None and not self._chosen:
-            self.set_target(adapt.target_fps, emit=False)
+            self.set_target(adapt.target_fps)
         fps = f"{adapt.measured_fps:.1f} fps" if adapt.measured_fps else "-- fps"
         self.status.setText(f"{adapt.setting.describe()} · {fps}\n{adapt.state}: {adapt.reason}")

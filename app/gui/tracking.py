@@ -8,7 +8,7 @@ a counting line or zone on the video, and the side panel's "Tracking" box.
   three or more; Esc cancels. Points are taken as fractions of the frame, so a line drawn once
   fits any source. Emits ``shape_drawn("line" | "zone", (x1, y1, x2, y2, …))``.
 - ``TrackingPanel``: track / trails switches, draw line / draw zone / clear, and the live counts.
-  It only shows and emits; the window passes its requests to the controller.
+  It only shows; ``TrackingControl`` ties it to the mouse tool and passes its requests to the controller.
 """
 
 from __future__ import annotations
@@ -82,10 +82,14 @@ class ShapeTool(QObject):
 
     def __init__(self, view) -> None:
         super().__init__(view)
-        self.view = view
         self.mode = ""
         self.points: list[QPointF] = []  # fractions of the frame
         self.hover: QPointF | None = None
+        self._attach(view)
+
+    def _attach(self, view) -> None:
+        """Take ``view``'s mouse and keys, and paint the shape being drawn on it."""
+        self.view, view.tool = view, self
         view.installEventFilter(self)
         view.setMouseTracking(True)
 
@@ -98,10 +102,7 @@ class ShapeTool(QObject):
         self.view.removeEventFilter(self)
         self.view.tool = None
         self.view.update()
-        self.view = view
-        view.tool = self
-        view.installEventFilter(self)
-        view.setMouseTracking(True)
+        self._attach(view)
 
     def start(self, mode: str) -> None:
         """Start drawing a "line" or a "zone" ("" cancels)."""
@@ -194,39 +195,25 @@ def _far(a: QPointF, b: QPointF, rect: QRectF, min_px: float = 4.0) -> bool:
 
 
 class TrackingPanel(QWidget):
-    """The "Tracking" box: switches, drawing buttons, and the counts.
+    """The "Tracking" box: switches, drawing buttons, and the counts (``TrackingControl`` wires them)."""
 
-    Signals: ``track_toggled(bool)``, ``trails_toggled(bool)``, ``draw_requested(str)`` ("line" or
-    "zone"), ``clear_requested()``.
-    """
-
-    track_toggled = pyqtSignal(bool)
-    trails_toggled = pyqtSignal(bool)
-    draw_requested = pyqtSignal(str)
-    clear_requested = pyqtSignal()
-
-    def __init__(self, track: bool = False, trails: bool = True, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.track_check = QCheckBox("Track objects (IDs)")
-        self.track_check.setChecked(track)
+        self.track_check = QCheckBox("Track objects (IDs)")  # both follow the first source's config (adopt)
         self.track_check.setToolTip("ByteTrack: a persistent ID per object, drawn as #ID\n"
                                     "lines and zones keep tracking on while they exist")
         self.trails_check = QCheckBox("Trails")
-        self.trails_check.setChecked(trails)
+        self.trails_check.setChecked(True)
         self.trails_check.setToolTip("draw each track's path over the last 2 s")
         self.line_button = button("Draw line", "drag across the video: objects crossing it are counted in / out "
                                   "by class", checkable=True)
         self.zone_button = button("Draw zone", "click the corners on the video, double-click to close:\n"
                                   "objects inside now and entries by class (Esc cancels)", checkable=True)
         self.clear_button = button("Clear", "remove every line and zone")
-        self.counts_label = muted_label("no lines or zones — draw one on the video", wrap=True)
+        self.counts_label = muted_label(wrap=True)
         box(QVBoxLayout(self), box(QHBoxLayout(), self.track_check, self.trails_check),
             box(QHBoxLayout(), self.line_button, self.zone_button, self.clear_button), self.counts_label)
-        self.track_check.toggled.connect(self.track_toggled)
-        self.trails_check.toggled.connect(self.trails_toggled)
-        self.line_button.clicked.connect(lambda on: self.draw_requested.emit("line" if on else ""))
-        self.zone_button.clicked.connect(lambda on: self.draw_requested.emit("zone" if on else ""))
-        self.clear_button.clicked.connect(self.clear_requested)
+        self.show_counts(None, 0)
 
     def show_mode(self, mode: str) -> None:
         """Reflect the drawing tool's mode on the buttons."""
@@ -234,12 +221,10 @@ class TrackingPanel(QWidget):
         set_checked_quietly(mode == "zone", self.zone_button)
 
     def show_counts(self, overlay: Overlay | None, shapes: int) -> None:
-        if overlay is not None and overlay.texts():
-            self.counts_label.setText("\n".join(overlay.texts()))
-        elif shapes:
-            self.counts_label.setText(f"{shapes} counter(s) — counts appear with the next frame")
-        else:
-            self.counts_label.setText("no lines or zones — draw one on the video")
+        texts = overlay.texts() if overlay is not None else []
+        self.counts_label.setText("\n".join(texts) if texts else
+                                  f"{shapes} counter(s) — counts appear with the next frame" if shapes else
+                                  "no lines or zones — draw one on the video")
 
 
 class TrackingControl(QObject):
@@ -260,10 +245,11 @@ class TrackingControl(QObject):
         super().__init__(panel)
         self.panel, self.tool, self.controller = panel, tool, controller
         self.state: dict | None = None
-        panel.track_toggled.connect(lambda on: self.set(track=on))
-        panel.trails_toggled.connect(lambda on: self.set(trails=on))
-        panel.draw_requested.connect(tool.start)
-        panel.clear_requested.connect(lambda: self.set(lines=(), zones=()))
+        panel.track_check.toggled.connect(lambda on: self.set(track=on))
+        panel.trails_check.toggled.connect(lambda on: self.set(trails=on))
+        panel.line_button.clicked.connect(lambda on: tool.start("line" if on else ""))
+        panel.zone_button.clicked.connect(lambda on: tool.start("zone" if on else ""))
+        panel.clear_button.clicked.connect(lambda: self.set(lines=(), zones=()))
         tool.mode_changed.connect(panel.show_mode)
         tool.shape_drawn.connect(self.add_shape)
 
@@ -281,9 +267,7 @@ class TrackingControl(QObject):
 
     def set(self, **changes) -> None:
         """Change ``track``, ``trails``, ``lines`` or ``zones`` now and for later sources."""
-        state = dict(self.state or {"track": False, "trails": True, "lines": (), "zones": ()})
-        state.update(changes)
-        self.state = state
+        state = self.state = {**(self.state or {"track": False, "trails": True, "lines": (), "zones": ()}), **changes}
         for name in ("track", "trails"):
             if name in changes:
                 self.controller.set_knob(name, state[name])

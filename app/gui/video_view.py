@@ -8,7 +8,7 @@ the frame's own resolution (screenshots).
 from __future__ import annotations
 
 from PyQt6.QtCore import QPointF, QRectF, QSize, Qt
-from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPen
+from PyQt6.QtGui import QColor, QImage, QPainter, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from app.gui.tracking import draw_overlay, set_label_font
@@ -72,38 +72,22 @@ class VideoView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 240)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # we paint every pixel
-        self._image: QImage | None = None
-        self._detections: Detections | None = None
-        self._overlay = None  # app.analytics.analytics.Overlay: trails, lines and zones with their counts
+        self.image: QImage | None = None
+        self.detections: Detections | None = None
+        self.overlay = None  # app.analytics.analytics.Overlay: trails, lines and zones with their counts
         self.tool = None  # app.gui.tracking.ShapeTool: paints the line or zone being drawn
         self._placeholder = "No video — open a file or a camera from the File menu"
         self._paused = False
         self._recording = False
-        self.frames_shown = 0
 
     # ------------------------------------------------------------------ state
-    @property
-    def image(self) -> QImage | None:
-        return self._image
-
-    @property
-    def detections(self) -> Detections | None:
-        return self._detections
-
-    @property
-    def overlay(self):
-        return self._overlay
-
     def set_frame(self, image: QImage, detections: Detections | None = None, overlay=None) -> None:
-        self._image = image
-        self._detections = detections
-        self._overlay = overlay
-        self.frames_shown += 1
+        self.image, self.detections, self.overlay = image, detections, overlay
         self.update()
 
     def set_detections(self, detections: Detections | None) -> None:
         """Redraw the current frame with other detections (a knob moved while paused or slow)."""
-        self._detections = detections
+        self.detections = detections
         self.update()
 
     def set_paused(self, on: bool) -> None:
@@ -115,22 +99,22 @@ class VideoView(QWidget):
         self.update()
 
     def clear(self, placeholder: str | None = None) -> None:
-        self._image, self._detections, self._overlay = None, None, None
+        self.image, self.detections, self.overlay = None, None, None
         if placeholder is not None:
             self._placeholder = placeholder
         self.update()
 
     def sizeHint(self) -> QSize:
-        if self._image is not None:
-            return self._image.size()
+        if self.image is not None:
+            return self.image.size()
         return QSize(768, 576)
 
     # ------------------------------------------------------------------ geometry
     def image_rect(self) -> QRectF:
         """Where the frame lands in the widget (aspect ratio kept, centred)."""
-        if self._image is None or self._image.isNull():
+        if self.image is None or self.image.isNull():
             return QRectF()
-        iw, ih = self._image.width(), self._image.height()
+        iw, ih = self.image.width(), self.image.height()
         scale = min(self.width() / iw, self.height() / ih)
         w, h = iw * scale, ih * scale
         return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
@@ -139,45 +123,37 @@ class VideoView(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         painter = QPainter(self)
         painter.fillRect(self.rect(), BACKGROUND)
-        if self._image is None or self._image.isNull():
+        if self.image is None or self.image.isNull():
             painter.setPen(QColor(170, 175, 185))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._placeholder)
             painter.end()
             return
         target = self.image_rect()
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        painter.drawImage(target, self._image)
-        if self._detections is not None:
+        painter.drawImage(target, self.image)
+        scale = target.width() / self.image.width()
+        font_px = max(11.0, min(15.0, 13.0 * scale))
+        if self.detections is not None:
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-            scale = target.width() / self._image.width()
             painter.save()
             painter.setClipRect(target)  # boxes and labels never spill into the letterbox
-            draw_detections(painter, self._detections, scale, target.topLeft(),
-                            font_px=max(11.0, min(15.0, 13.0 * scale)), bounds=target)
+            draw_detections(painter, self.detections, scale, target.topLeft(), font_px=font_px, bounds=target)
             painter.restore()
-        self._draw_tracking(painter, target)
-        self._draw_badges(painter, target)
-        painter.end()
-
-    def _draw_tracking(self, painter: QPainter, target: QRectF) -> None:
-        """Trails, lines and zones with their counts, and the shape being drawn with the mouse."""
+        # Trails, lines and zones with their counts, and the shape being drawn with the mouse.
         painter.save()
         painter.setClipRect(target)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        if self._overlay is not None:
-            draw_overlay(painter, self._overlay, target.width() / self._image.width(), target.topLeft(),
-                         font_px=max(11.0, min(15.0, 13.0 * target.width() / self._image.width())))
+        if self.overlay is not None:
+            draw_overlay(painter, self.overlay, scale, target.topLeft(), font_px=font_px)
         if self.tool is not None:
             self.tool.paint(painter, target)
         painter.restore()
+        self._draw_badges(painter, target)
+        painter.end()
 
     def _draw_badges(self, painter: QPainter, target: QRectF) -> None:
         """"PAUSED" and "● REC" in the frame's top corners (window only, never in screenshots)."""
-        font = QFont(self.font())
-        font.setPixelSize(13)
-        font.setBold(True)
-        painter.setFont(font)
-        metrics = QFontMetricsF(font)
+        metrics = set_label_font(painter, 13)
         for on, text, color, right in ((self._paused, "❚❚ PAUSED", QColor(45, 108, 223), False),
                                        (self._recording, "● REC", QColor(192, 57, 43), True)):
             if not on:
@@ -193,16 +169,17 @@ class VideoView(QWidget):
 
     def annotated_image(self) -> QImage | None:
         """The current frame at its own resolution with the detections drawn (a copy)."""
-        if self._image is None or self._image.isNull():
+        if self.image is None or self.image.isNull():
             return None
-        out = self._image.convertToFormat(QImage.Format.Format_RGB32)
-        has_boxes = self._detections is not None and len(self._detections)
-        if has_boxes or self._overlay is not None:
+        out = self.image.convertToFormat(QImage.Format.Format_RGB32)
+        has_boxes = self.detections is not None and len(self.detections)
+        if has_boxes or self.overlay is not None:
             painter = QPainter(out)
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            font_px = max(12.0, out.height() / 40)
             if has_boxes:
-                draw_detections(painter, self._detections, 1.0, None, font_px=max(12.0, out.height() / 40))
-            if self._overlay is not None:
-                draw_overlay(painter, self._overlay, 1.0, None, font_px=max(12.0, out.height() / 40))
+                draw_detections(painter, self.detections, 1.0, None, font_px=font_px)
+            if self.overlay is not None:
+                draw_overlay(painter, self.overlay, 1.0, None, font_px=font_px)
             painter.end()
         return out

@@ -112,55 +112,43 @@ class FpsGauge(QWidget):
     def __init__(self, targets: Sequence[float] = TARGETS, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.targets = tuple(sorted(float(t) for t in targets))
-        self._fps = 0.0
-        self._capacity: float | None = None
-        self._statuses = [target_status(0.0, t) for t in self.targets]
+        self.fps = 0.0
+        self.capacity: float | None = None  # the detector-alone rate (None = unknown)
+        self.statuses: list[TargetStatus] = [target_status(0.0, t) for t in self.targets]
         self.setMinimumHeight(64)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def statuses(self) -> list[TargetStatus]:
-        return list(self._statuses)
-
-    @property
-    def capacity(self) -> float | None:
-        return self._capacity
-
     def set_fps(self, fps: float) -> None:
-        self._fps = max(0.0, float(fps))
-        self._statuses = [target_status(self._fps, t) for t in self.targets]
+        self.fps = max(0.0, float(fps))
+        self.statuses = [target_status(self.fps, t) for t in self.targets]
         self._update_tooltip()
         self.update()
 
     def set_capacity(self, fps: float | None) -> None:
         """The detector-alone rate (None = unknown)."""
-        self._capacity = float(fps) if fps and math.isfinite(fps) and fps > 0 else None
+        self.capacity = float(fps) if fps and math.isfinite(fps) and fps > 0 else None
         self._update_tooltip()
         self.update()
 
     def _update_tooltip(self) -> None:
-        lines = ["display rate: " + " · ".join(s.text for s in self._statuses)]
-        if self._capacity is not None:
-            lines.append(f"the detector alone: {self._capacity:.1f} fps (1000 / its ms per frame)")
+        lines = ["display rate: " + " · ".join(s.text for s in self.statuses)]
+        if self.capacity is not None:
+            lines.append(f"the detector alone: {self.capacity:.1f} fps (1000 / its ms per frame)")
         self.setToolTip("\n".join(lines))
 
     def scale_max(self) -> float:
         """The bar's full scale: the top target + 25 %, growing in steps of 30 beyond it (≤ 240)."""
         top = self.targets[-1] * 1.25 if self.targets else 75.0
-        highest = max(self._fps, self._capacity or 0.0)
+        highest = max(self.fps, self.capacity or 0.0)
         return min(max(top, math.ceil(highest * 1.1 / 30.0) * 30.0), max(top, self.SCALE_LIMIT))
 
     def bar_color(self) -> QColor:
         """Green when every target is met, else the colour of the lowest target's level."""
-        if all(s.met for s in self._statuses):  # (none: no target to miss)
+        if all(s.met for s in self.statuses):  # (none: no target to miss)
             return LEVEL_COLORS[Level.MET]
-        if self._statuses[0].met:  # 30 met, 60 not: still good for most uses
+        if self.statuses[0].met:  # 30 met, 60 not: still good for most uses
             return QColor(39, 174, 96).darker(115)
-        return LEVEL_COLORS[self._statuses[0].level]
+        return LEVEL_COLORS[self.statuses[0].level]
 
     def sizeHint(self) -> QSize:
         return QSize(260, 64)
@@ -174,14 +162,14 @@ class FpsGauge(QWidget):
         big.setBold(True)
         p.setFont(big)
         p.setPen(TEXT)
-        p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{self._fps:5.1f} fps")
+        p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{self.fps:5.1f} fps")
         small = QFont(self.font())
         small.setPixelSize(11)
         p.setFont(small)
         p.setPen(MUTED)
-        if self._capacity is not None:
-            digits = 1 if self._capacity < 10 else 0
-            note = f"detector alone: {self._capacity:.{digits}f} fps"
+        if self.capacity is not None:
+            digits = 1 if self.capacity < 10 else 0
+            note = f"detector alone: {self.capacity:.{digits}f} fps"
         else:
             note = "shown, 1 s window"
         p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, note)
@@ -191,20 +179,16 @@ class FpsGauge(QWidget):
         p.setBrush(TRACK)
         p.drawRoundedRect(track, 4, 4)
         full = self.scale_max()
-        fill = QRectF(track.left(), track.top(), track.width() * min(1.0, self._fps / full), track.height())
+        fill = QRectF(track.left(), track.top(), track.width() * min(1.0, self.fps / full), track.height())
         p.setBrush(self.bar_color())
         p.drawRoundedRect(fill, 4, 4)
-        for status in self._statuses:
+        for status in self.statuses:
             x = track.left() + track.width() * status.target / full
-            color = LEVEL_COLORS[status.level]
-            p.setPen(QPen(color, 2.5))
+            p.setPen(QPen(LEVEL_COLORS[status.level], 2.5))
             p.drawLine(int(x), int(track.top()) - 3, int(x), int(track.bottom()) + 3)
-            p.setFont(small)
-            label = status.text
-            text_rect = QRectF(x - 40, track.bottom() + 3, 80, 16)
-            p.drawText(text_rect, Qt.AlignmentFlag.AlignCenter, label)
-        if self._capacity is not None:  # a white tick: what the detector alone could sustain
-            x = track.left() + track.width() * min(1.0, self._capacity / full)
+            p.drawText(QRectF(x - 40, track.bottom() + 3, 80, 16), Qt.AlignmentFlag.AlignCenter, status.text)
+        if self.capacity is not None:  # a white tick: what the detector alone could sustain
+            x = track.left() + track.width() * min(1.0, self.capacity / full)
             x = min(max(x, track.left() + 2), track.right() - 2)
             p.setPen(QPen(QColor(255, 255, 255), 2.0))
             p.drawLine(int(x), int(track.top()) + 1, int(x), int(track.bottom()) - 1)
@@ -426,9 +410,6 @@ class ClassChecklist(QWidget):
         self._last = self.selection()
         self._update_summary()
 
-    def names(self) -> list[str]:
-        return [self.list.item(i).text() for i in range(self.list.count())]
-
     def checked(self) -> list[str]:
         return [self.list.item(i).text() for i in range(self.list.count())
                 if self.list.item(i).checkState() == Qt.CheckState.Checked]
@@ -437,14 +418,6 @@ class ClassChecklist(QWidget):
         """What the detector should keep: () for all."""
         checked = self.checked()
         return () if len(checked) in (0, self.list.count()) else tuple(checked)
-
-    def set_checked(self, names: Sequence[str]) -> None:
-        wanted = set(names)
-        with QSignalBlocker(self.list):
-            for i in range(self.list.count()):
-                item = self.list.item(i)
-                item.setCheckState(Qt.CheckState.Checked if item.text() in wanted else Qt.CheckState.Unchecked)
-        self._emit()
 
     def _set_all(self, on: bool) -> None:
         with QSignalBlocker(self.list):
@@ -469,12 +442,8 @@ class ClassChecklist(QWidget):
 
     def _update_summary(self) -> None:
         n, total = len(self.checked()), self.list.count()
-        if n == total:
-            self.summary.setText(f"showing all {total} classes")
-        elif n == 0:
-            self.summary.setText("none checked — showing all classes")
-        else:
-            self.summary.setText(f"showing {n} of {total} classes")
+        self.summary.setText(f"showing all {total} classes" if n == total else
+                             "none checked — showing all classes" if n == 0 else f"showing {n} of {total} classes")
 
 
 def available_precisions(device: torch.device, int8: bool = False) -> list[str]:
@@ -508,7 +477,3 @@ class Banner(QFrame):
     def show_message(self, text: str) -> None:
         self.label.setText(text)
         self.show()
-
-    @property
-    def text(self) -> str:
-        return self.label.text()

@@ -60,12 +60,10 @@ class ControlPanel(QScrollArea):
         combo.setEnabled(hasattr(detector, "set_precision"))
         self.proposals_seen = QLabel("")
         self.proposals_seen.setObjectName("muted")
-        form.addRow("Proposals", self.proposal_control)
-        form.addRow("", self.proposals_seen)
-        form.addRow("Score ≥", self.threshold_control)
-        form.addRow("Precision", combo)
         self.target_control = TargetControl(owns=(self.proposal_control,))  # the controller's knobs while on
-        form.addRow("Target", self.target_control)
+        for row in (("Proposals", self.proposal_control), ("", self.proposals_seen),
+                    ("Score ≥", self.threshold_control), ("Precision", combo), ("Target", self.target_control)):
+            form.addRow(*row)
 
         tracking = QGroupBox("Tracking")
         self.tracking_panel = TrackingPanel()

@@ -85,17 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         proposals = int_list(args.proposals, "--proposals")
         scales = int_list(args.scales, "--scales") if args.scales else ()  # sizes the detector refuses: one line
         coco = _ground_truth(args)
+        detector = None  # a model's, when one is scored
         if args.detections:
             if args.yolo_sizes or args.teachers or len(proposals) > 1 or scales or len(precisions) > 1:
                 raise UserError("--detections scores an export: it takes no teacher, --scales, --proposals or --precision list")
             exported = _exported(Path(args.detections), coco)
             rows = [{"precision": precisions[0], "metrics": run(args, coco, None, exported)}]
-            detector = None
         elif args.yolo_sizes or args.teachers:
             if len(proposals) > 1 or scales:
                 raise UserError("--scales and several --proposals are for a model, not a teacher")
-            rows = [{"precision": precisions[0], "metrics": run(args, coco, _teacher(args))}]
-            detector = None
+            teacher = teacher_from_args(args, "evaluate", args.score_threshold)
+            rows = [{"precision": precisions[0], "metrics": run(args, coco, teacher.detect_one)}]
         else:
             detector = _model(args, precisions[0], proposals[0])  # one model, its knobs switched cell by cell
             args.own_score = detector.default_score_threshold
@@ -120,13 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        if len(rows) == 1:
-            out = rows[0]["metrics"]
-        elif len(rows) == len(precisions):
-            out = {row["precision"]: row["metrics"] for row in rows}
-        else:
-            out = rows
+    if args.json:  # one cell's metrics, each precision's, or every cell
+        out = (rows[0]["metrics"] if len(rows) == 1 else
+               {row["precision"]: row["metrics"] for row in rows} if len(rows) == len(precisions) else rows)
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
@@ -135,16 +131,16 @@ def _cells(detector, precisions: list[str], scales: Sequence[int], proposals: Se
     """(precision, input size, proposals) for every cell, with the detector's knobs set to it."""
     from detector.config import ConfigError
 
-    for precision in precisions:
-        _set_precision(detector, precision)
-        for size in scales or [detector.base_input_size]:
-            try:
+    try:
+        for precision in precisions:
+            detector.set_precision(precision)
+            for size in scales or [detector.base_input_size]:
                 detector.set_input_size(size)
                 for n in proposals:
                     detector.set_proposal_count(n)
                     yield precision, size, n
-            except ConfigError as exc:
-                raise UserError(str(exc)) from None
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
     detector.set_input_size(detector.base_input_size)
 
 
@@ -296,15 +292,3 @@ def _model(args, precision: str, proposals: int):
         print(f"note: {note}", file=sys.stderr)
     return detector
 
-
-def _set_precision(detector, precision: str) -> None:
-    from detector.config import ConfigError
-
-    try:
-        detector.set_precision(precision)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
-
-
-def _teacher(args):
-    return teacher_from_args(args, "evaluate", args.score_threshold).detect_one

@@ -145,10 +145,11 @@ def _data_sets(spec: str) -> list[tuple[Path, float]]:
 
 
 def _val_sets(specs: Sequence[str]) -> list[tuple[str, Path]]:
+    """``--val [NAME=]JSON`` → [(NAME or the file's stem, path)]; each file must exist."""
     out = []
-    for spec in specs:
-        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        path = Path(path)
+    for name, _, text in (spec.rpartition("=") for spec in specs):
+        if not (path := Path(text)).is_file():
+            raise UserError(f"COCO JSON {path} does not exist")
         out.append((name or path.stem, path))
     return out
 
@@ -167,17 +168,14 @@ def _build_model(args, class_names: tuple[str, ...]):
             raise UserError(str(exc)) from None
         if ckpt["model"] != "paper":
             raise UserError(f"--init {args.init} is a {ckpt['model']!r} checkpoint; train fine-tunes 'paper' checkpoints")
-        arch, names = dict(ckpt["arch"]), tuple(ckpt["class_names"])
-        state = ckpt["state_dict"]
+        arch, names, state = dict(ckpt["arch"]), tuple(ckpt["class_names"]), ckpt["state_dict"]
         widen = args.roi_context is not None and arch.get("roi_context") is None
         if args.roi_context is not None and not widen and args.roi_context != arch["roi_context"]:
             raise UserError(f"--init {args.init} already pools its context at {arch['roi_context']}; "
                             f"--roi-context {args.roi_context} cannot change it")
         if widen:
             arch["roi_context"] = args.roi_context
-        if args.trunk_train_from is not None:
-            _check_trunk_split(arch["backbone"])
-            arch["backbone_kwargs"] = {**arch.get("backbone_kwargs", {}), "train_from": args.trunk_train_from}
+        _split_trunk(arch, args.trunk_train_from)
         try:
             model = build_paper(num_classes=len(names), **arch)
         except ValueError as exc:
@@ -195,11 +193,9 @@ def _build_model(args, class_names: tuple[str, ...]):
             print(f"note: {args.init} has classes {list(names[1:])}; the data has {list(class_names[1:])}: new predictor",
                   file=sys.stderr)
         return model, arch, class_names
-    if args.anchor_sizes.strip() == "auto":
-        levels = None
-    else:
-        levels = [parse_numbers(level, "--anchor-sizes", int) for level in args.anchor_sizes.split(";") if level.strip()]
-    arch = {"backbone": args.backbone, "anchor_sizes": None if levels is None else [list(level) for level in levels],
+    levels = None if args.anchor_sizes.strip() == "auto" else [
+        list(parse_numbers(level, "--anchor-sizes", int)) for level in args.anchor_sizes.split(";") if level.strip()]
+    arch = {"backbone": args.backbone, "anchor_sizes": levels,
             "representation_size": args.representation_size, "reduce_channels": args.reduce_channels,
             "min_size": args.min_size, "max_size": args.max_size, "box_head": args.box_head}
     if args.roi_context is not None:
@@ -208,9 +204,7 @@ def _build_model(args, class_names: tuple[str, ...]):
         if args.backbone != "nanodet":
             raise UserError(f"--neck is an option of the nanodet backbone, not of {args.backbone!r}")
         arch["backbone_kwargs"] = {"neck": args.neck}
-    if args.trunk_train_from is not None:
-        _check_trunk_split(args.backbone)
-        arch["backbone_kwargs"] = {**arch.get("backbone_kwargs", {}), "train_from": args.trunk_train_from}
+    _split_trunk(arch, args.trunk_train_from)
     if args.box_head == "prior":
         _check_prior_classes(class_names)
     backbone_kwargs = dict(arch.get("backbone_kwargs", {}))
@@ -232,9 +226,13 @@ def _build_model(args, class_names: tuple[str, ...]):
     return model, arch, class_names
 
 
-def _check_trunk_split(backbone: str) -> None:
-    if backbone != "yolov3_tiny":
-        raise UserError(f"--trunk-train-from splits the yolov3_tiny trunk; the model's backbone is {backbone!r}")
+def _split_trunk(arch: dict, train_from: int | None) -> None:
+    """``--trunk-train-from``: the yolov3_tiny trunk trains from that layer on (``arch``'s backbone kwargs)."""
+    if train_from is not None:
+        if arch["backbone"] != "yolov3_tiny":
+            raise UserError(f"--trunk-train-from splits the yolov3_tiny trunk; "
+                            f"the model's backbone is {arch['backbone']!r}")
+        arch["backbone_kwargs"] = {**arch.get("backbone_kwargs", {}), "train_from": train_from}
 
 
 def _check_prior_classes(class_names: Sequence[str]) -> None:
@@ -266,17 +264,13 @@ def _run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    sets = _data_sets(args.data)
-    for _, path in _val_sets(args.val):
-        if not Path(path).is_file():
-            raise UserError(f"COCO JSON {path} does not exist")
+    sets, val_sets = _data_sets(args.data), _val_sets(args.val)
     augment = tuple(a.strip() for a in args.augment.split(",") if a.strip() and a.strip() != "none")
     if args.label_score is not None and not 0.0 <= args.label_score <= 1.0:
         raise UserError(f"--label-score {args.label_score} must be a score in [0, 1]")
-    if args.drop_part_ignore is not None and not 0.0 < args.drop_part_ignore <= 1.0:
-        raise UserError(f"--drop-part-ignore {args.drop_part_ignore} must be a share in (0, 1]")
-    if args.drop_still is not None and not 0.0 < args.drop_still <= 1.0:
-        raise UserError(f"--drop-still {args.drop_still} must be a share in (0, 1]")
+    for flag, share in (("--drop-part-ignore", args.drop_part_ignore), ("--drop-still", args.drop_still)):
+        if share is not None and not 0.0 < share <= 1.0:
+            raise UserError(f"{flag} {share} must be a share in (0, 1]")
     scale_range = _floats(args.scale_range, "--scale-range", 2)
     try:
         names = category_names([path for path, _ in sets])
@@ -284,7 +278,7 @@ def _run(args) -> int:
         data = [(CocoDetectionData(path, class_names, part_ignore=args.drop_part_ignore, label_score=args.label_score,
                                    still_share=args.drop_still), weight)
                 for path, weight in sets]
-        val = [(name, CocoDetectionData(path, class_names)) for name, path in _val_sets(args.val)]
+        val = [(name, CocoDetectionData(path, class_names)) for name, path in val_sets]
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(f"--data/--val: {exc}") from None
     try:

@@ -23,13 +23,13 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 
+from app.cli.console import EXIT_INTERRUPTED, EXIT_OK, sigterm_as_interrupt
 from app.errors import UserError, UserErrorParser
 from app.stats import bad_frames_warning
 
-EXIT_OK = 0
 EXIT_STREAM_PROBLEM = 1  # a stream failed, or frames could not be decoded
-EXIT_INTERRUPTED = 130
 INSTALL_HINT = ("run.py serve needs Ray Serve, which is not installed: pip install -e '.[serve]' "
                 "(or pip install 'ray[serve]')")
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CPUs per replica = its torch threads (default: the CPUs shared out, 1 with GPUs)")
     dep.add_argument("--replica-gpus", type=float, metavar="X", help="GPUs per replica (default: 1 when the cluster has GPUs)")
     dep.add_argument("--max-batch-size", type=int, default=8, metavar="N", help="frames per replica batch (default: %(default)s)")
-    dep.add_argument("--batch-wait-s", type=float, default=0.02, metavar="S",
+    dep.add_argument("--batch-wait-s", type=float, default=0.02, metavar="S", dest="batch_wait_timeout_s",
                      help="how long a replica waits for a batch to fill (default: %(default)s)")
     add_model_arguments(p)
 
@@ -91,17 +91,13 @@ def ray_available() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run.py: replicas and streams inherit it
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(argv)
     from app.cli.run import detector_config_from_args
     from app.serve.config import ServeConfig
     from app.serve.streams import collect_streams
 
-    config = ServeConfig(
-        address=args.address, replicas=args.replicas, replica_cpus=args.replica_cpus, replica_gpus=args.replica_gpus,
-        max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_s, transport=args.transport,
-        in_flight=args.in_flight, num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
-        dashboard=args.dashboard, retry_for_s=args.retry_for_s, status_every_s=args.status_every_s,
-    )
+    # every ServeConfig field is the option of its name (dest)
+    config = ServeConfig(**{f.name: getattr(args, f.name) for f in fields(ServeConfig)})
     if args.duration is not None and not args.duration > 0:
         raise UserError(f"--duration {args.duration!r} must be > 0 seconds")
     detector_config = detector_config_from_args(args)
@@ -125,8 +121,6 @@ def serve_streams(config, detector_config, specs, *, duration_s: float | None = 
     printer = TablePrinter(out, config.status_every_s)
     rates = RateTracker()
     with ServeSession(config) as session:
-        from app.cli.console import sigterm_as_interrupt
-
         previous = sigterm_as_interrupt()  # after ray.init, which installs its own SIGTERM handler
         try:
             _say(out, _cluster_line(session))
@@ -174,12 +168,12 @@ def serve_streams(config, detector_config, specs, *, duration_s: float | None = 
 def _check_local_sources(specs) -> None:
     """On a local cluster the streams run on this machine: a missing or unreadable file or folder is
     refused now, before a cluster is started (cameras and URLs are opened by their actor)."""
-    from app.serve.ingest import open_stream_source
+    from app.io.reconnect import open_source  # as the stream's actor opens it (app/serve/ingest.py)
 
     for spec in specs:
         if spec.config.source_kind in ("video", "images"):
             try:
-                open_stream_source(spec.config).close()
+                open_source(spec.config).close()
             except UserError as exc:
                 raise UserError(f"stream {spec.name!r}: {exc}") from None
 
@@ -219,8 +213,9 @@ class TablePrinter:
 
 
 def _cluster_line(session) -> str:
-    nodes = session.nodes
-    res = session._resources()
+    import ray
+
+    nodes, res = session.nodes, ray.cluster_resources()
     where = f"joined {session.config.address}" if session.config.address else "local one-node cluster"
     return (f"cluster: {where}: {len(nodes)} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; "
             f"Ray logs in /tmp/ray/session_latest/logs (on every node)")

@@ -26,7 +26,7 @@ from detector.detections import Detections
 from detector.stages import StageTimes, detect_timed
 
 TRANSPORTS = ("raw", "jpeg")
-DEFAULT_JPEG_QUALITY = 90
+JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class FramePayload:
             _check_image(self.image)
 
     @classmethod
-    def encode(cls, image: np.ndarray, transport: str = "raw", quality: int = DEFAULT_JPEG_QUALITY) -> FramePayload:
+    def encode(cls, image: np.ndarray, transport: str = "raw") -> FramePayload:
         """Wrap ``image`` (uint8 [H, W, 3], RGB) for ``transport`` ("raw" or "jpeg")."""
         if transport == "raw":
             return cls(image=np.ascontiguousarray(image))
@@ -58,7 +58,7 @@ class FramePayload:
             import cv2
 
             _check_image(image)
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if not ok:
                 raise ValueError(f"a {image.shape} frame could not be JPEG-encoded")
             return cls(jpeg=buf.tobytes())

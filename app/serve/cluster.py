@@ -96,11 +96,6 @@ class ServeSession:
 
         return [n for n in ray.nodes() if n.get("Alive")]
 
-    def _resources(self) -> dict[str, float]:
-        import ray
-
-        return ray.cluster_resources()
-
     # ------------------------------------------------------------------ deployment
     def deploy(self, detector_config: DetectorConfig) -> None:
         """Deploy ``config.replicas`` detector replicas; returns when every one is ready.
@@ -113,7 +108,7 @@ class ServeSession:
         from app.serve.deployment import APP_NAME, BOARD_NAME, NAMESPACE, Board, build_app
 
         cfg = self.config
-        resources = self._resources()
+        resources = ray.cluster_resources()
         self.replica_gpus = cfg.replica_gpus if cfg.replica_gpus is not None else (1.0 if resources.get("GPU", 0) >= 1 else 0.0)
         if self.replica_gpus and resources.get("GPU", 0) < self.replica_gpus * cfg.replicas:
             raise UserError(f"{cfg.replicas} replica(s) × {self.replica_gpus:g} GPU need {self.replica_gpus * cfg.replicas:g} "
@@ -183,7 +178,7 @@ class ServeSession:
 
         if self.handle is None:
             raise RuntimeError("deploy() first")
-        resources = self._resources()
+        resources = ray.cluster_resources()
         for spec in specs:
             if spec.name in self._specs:
                 raise UserError(f"a stream named {spec.name!r} already runs in this session")

@@ -45,9 +45,8 @@ class Board:
     def get(self) -> Knobs:
         return self.knobs
 
-    def set(self, knobs: Knobs) -> Knobs:
+    def set(self, knobs: Knobs) -> None:
         self.knobs = knobs
-        return knobs
 
 
 class DetectorReplica:
@@ -58,11 +57,10 @@ class DetectorReplica:
         max_batch_size, batch_wait_timeout_s: the batching (see ``serve.batch``).
         threads: torch's intra-op threads (the replica's CPUs; Ray would otherwise set 1 for
             fractional CPUs).
-        board: the board actor's name (in ``NAMESPACE``); None = keep ``config``'s knobs.
     """
 
     def __init__(self, config: DetectorConfig, *, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.02,
-                 threads: int | None = None, board: str | None = BOARD_NAME) -> None:
+                 threads: int | None = None) -> None:
         from app.pipeline.fastpath import build_detector
         from app.pipeline.threads import ThreadBudget, plan
 
@@ -79,12 +77,11 @@ class DetectorReplica:
         self.load = ReplicaLoad()
         self.detect_frames.set_max_batch_size(max_batch_size)
         self.detect_frames.set_batch_wait_timeout_s(batch_wait_timeout_s)
-        if board is not None:
-            try:
-                knobs = ray.get(ray.get_actor(board, namespace=NAMESPACE).get.remote(), timeout=10)
-                knobs.apply(self.detector)
-            except ValueError:  # no board (the deployment was started without one): keep config's knobs
-                pass
+        try:
+            knobs = ray.get(ray.get_actor(BOARD_NAME, namespace=NAMESPACE).get.remote(), timeout=10)
+            knobs.apply(self.detector)
+        except ValueError:  # no board (the deployment was started without one): keep config's knobs
+            pass
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def detect_frames(self, payloads: list[FramePayload]) -> list[FrameReply]:
@@ -96,10 +93,9 @@ class DetectorReplica:
     async def __call__(self, payload: FramePayload) -> FrameReply:
         return await self.detect_frames(payload)
 
-    def set_knobs(self, knobs: Knobs) -> str:
-        """Apply ``knobs`` from the next batch on; returns this replica's id."""
+    def set_knobs(self, knobs: Knobs) -> None:
+        """Apply ``knobs`` from the next batch on."""
         knobs.apply(self.detector)
-        return self.replica
 
     def status(self) -> dict:
         """This replica's load and settings, for the status table."""
@@ -107,9 +103,6 @@ class DetectorReplica:
                 "device": str(self.detector.device), "precision": self.detector.precision,
                 "proposals": self.detector.proposal_count,
                 "score_threshold": self.detector.score_threshold, **self.load.snapshot()}
-
-    def pid(self) -> int:
-        return os.getpid()
 
 
 def _replica_id() -> str:
@@ -120,7 +113,7 @@ def _replica_id() -> str:
 
 
 def build_app(config: DetectorConfig, *, replicas: int = 1, cpus: float = 1.0, gpus: float = 0.0,
-              max_batch_size: int = 8, batch_wait_timeout_s: float = 0.02, board: str | None = BOARD_NAME):
+              max_batch_size: int = 8, batch_wait_timeout_s: float = 0.02):
     """The Serve application: ``replicas`` × ``DetectorReplica``, each holding ``cpus`` CPUs and
     ``gpus`` GPUs. Health checks every 2 s, so that a dead replica is replaced within seconds."""
     deployment = serve.deployment(
@@ -142,4 +135,4 @@ def build_app(config: DetectorConfig, *, replicas: int = 1, cpus: float = 1.0, g
     )
     threads = max(1, int(cpus)) if not gpus else None
     return deployment.bind(config, max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s,
-                           threads=threads, board=board)
+                           threads=threads)

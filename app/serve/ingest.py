@@ -14,24 +14,12 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.config import PipelineConfig
 from app.errors import first_line as _one_line
 from app.io.reconnect import open_source
-from app.io.sources import Source
 from app.pipeline.pipeline import Pipeline
 from app.serve.remote import RemoteDetector
 from app.serve.streams import StreamSpec
 from app.stats import PipelineStats
-
-
-def open_stream_source(config: PipelineConfig) -> Source:
-    """Open one stream's source — the one place ``serve`` does so.
-
-    ``app.io.reconnect.open_source`` wraps a camera or URL in a ``ReconnectingSource`` (app/io/reconnect.py)
-    unless the stream's config turns reconnection off, so a live stream that drops is reopened with
-    backoff where it runs; the worker, its frame policy and its outputs do not change.
-    """
-    return open_source(config)
 
 
 @dataclass(frozen=True)
@@ -42,10 +30,8 @@ class StreamStatus:
         name: the stream's name.
         state: "starting", "running", "done", "failed" or "stopped".
         node: host name and address of the node the stream runs on.
-        source: the source as shown to the user; total frames in ``stats``.
         stats: the pipeline's stats (frames, fps, latency, drops, bad frames, stage ms).
         retries: frames sent again after a replica died.
-        replicas: replicas that have answered this stream so far.
         batch: mean frames per replica batch that this stream's last 30 frames were part of.
         error: the one-line error of a failed stream.
         notes: remarks about the source (no duration, guessed timestamps ...).
@@ -55,10 +41,8 @@ class StreamStatus:
     name: str
     state: str
     node: str = ""
-    source: str = ""
     stats: PipelineStats = field(default_factory=PipelineStats)
     retries: int = 0
-    replicas: int = 0
     batch: float = 0.0
     error: str | None = None
     notes: tuple[str, ...] = ()
@@ -74,17 +58,17 @@ class StreamWorker:
         transport: "raw" or "jpeg".
         retryable: exception types meaning "the replica died, send again".
         retry_for_s: how long a frame keeps being retried.
-        source_opener: opens the source (``open_stream_source``; tests pass their own).
+
+    The source is opened by ``app.io.reconnect.open_source``: a camera or URL that drops is reopened
+    with backoff where the stream runs, unless the stream turns reconnection off.
     """
 
     def __init__(self, spec: StreamSpec, submit: Callable, *, transport: str = "raw",
-                 retryable: tuple[type[BaseException], ...] = (), retry_for_s: float = 120.0,
-                 source_opener: Callable[[PipelineConfig], Source] = open_stream_source) -> None:
+                 retryable: tuple[type[BaseException], ...] = (), retry_for_s: float = 120.0) -> None:
         self.spec = spec
         self.detector = RemoteDetector(submit, transport=transport, retryable=retryable, retry_for_s=retry_for_s)
-        self.source_opener = source_opener
         self.pipeline: Pipeline | None = None
-        self.node = f"{socket.gethostname()}"
+        self.node = socket.gethostname()
         self._stopped = False
 
     def start(self) -> StreamStatus:
@@ -92,7 +76,7 @@ class StreamWorker:
         source or output raises ``UserError`` (one line) and nothing is left open."""
         config = self.spec.config
         config.check_outputs()
-        source = self.source_opener(config)
+        source = open_source(config)
         try:
             self.pipeline = Pipeline(config, self.detector, source)
             self.pipeline.start()
@@ -104,21 +88,14 @@ class StreamWorker:
     def status(self) -> StreamStatus:
         p = self.pipeline
         if p is None:
-            return StreamStatus(self.spec.name, "starting", self.node, self.spec.config.source)
-        error = p.error
-        if error is not None:
-            state = "failed"
-        elif p.finished:
-            state = "stopped" if self._stopped else "done"
-        else:
-            state = "running"
-        sizes = list(self.detector.recent_batch_sizes)
-        batch = sum(sizes) / len(sizes) if sizes else 0.0
+            return StreamStatus(self.spec.name, "starting", self.node)
+        error, sizes = p.error, list(self.detector.recent_batch_sizes)
+        ended = "stopped" if self._stopped else "done"
         return StreamStatus(
-            name=self.spec.name, state=state, node=self.node, source=p.source.name, stats=p.stats(),
-            retries=self.detector.retries, replicas=len(self.detector.replicas_seen - {""}), batch=batch,
-            error=_one_line(error) if error is not None else None, notes=tuple(p.source.notes),
-            outputs=self._outputs() if p.finished else (),
+            name=self.spec.name, state="failed" if error is not None else ended if p.finished else "running",
+            node=self.node, stats=p.stats(), retries=self.detector.retries,
+            batch=sum(sizes) / len(sizes) if sizes else 0.0, error=_one_line(error) if error is not None else None,
+            notes=tuple(p.source.notes), outputs=self._outputs() if p.finished else (),
         )
 
     def stop(self) -> StreamStatus:

@@ -21,11 +21,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from app.serve.batching import DEFAULT_JPEG_QUALITY, FramePayload, FrameReply
+from app.serve.batching import FramePayload, FrameReply
 from detector.detections import Detections
 from detector.stages import StageTimes, Timed
 
 log = logging.getLogger(__name__)
+
+REPLY_TIMEOUT_S = 120.0  # how long one request may take (a healthy replica answers in well under a second)
 
 
 class DeploymentError(RuntimeError):
@@ -41,25 +43,16 @@ class RemoteDetector:
         transport: "raw" or "jpeg" (see ``FramePayload``).
         retryable: exception types after which a frame is sent again (a replica died).
         retry_for_s: how long one frame keeps being retried before the stream fails.
-        reply_timeout_s: how long one request may take (a healthy replica answers in well under a second).
     """
 
-    device = None  # the pipeline's auto batch size reads this; the stream config sets it instead
-
     def __init__(self, submit: Callable[[FramePayload], object], *, transport: str = "raw",
-                 jpeg_quality: int = DEFAULT_JPEG_QUALITY, retryable: tuple[type[BaseException], ...] = (),
-                 retry_for_s: float = 120.0, reply_timeout_s: float = 120.0) -> None:
+                 retryable: tuple[type[BaseException], ...] = (), retry_for_s: float = 120.0) -> None:
         self.submit = submit
         self.transport = transport
-        self.jpeg_quality = jpeg_quality
         self.retryable = retryable
         self.retry_for_s = retry_for_s
-        self.reply_timeout_s = reply_timeout_s
-        self.last_times = StageTimes()
-        self.last_proposal_counts: list[int] = []
         self.recent_batch_sizes: deque[int] = deque(maxlen=30)  # replica batch of each recent frame
         self.retries = 0
-        self.replicas_seen: set[str] = set()
         self._closed = threading.Event()
 
     def detect(self, frames: Sequence[np.ndarray] | np.ndarray, **kwargs) -> list[Detections]:
@@ -70,7 +63,7 @@ class RemoteDetector:
         """``detect`` with the replicas' stage times (summed over the frames) and proposals per frame."""
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
             frames = [frames]
-        payloads = [FramePayload.encode(f, self.transport, self.jpeg_quality) for f in frames]
+        payloads = [FramePayload.encode(f, self.transport) for f in frames]
         pending = [self.submit(p) for p in payloads]
         replies = [self._reply(response, payload) for response, payload in zip(pending, payloads, strict=True)]
         total: dict[str, float] = {}
@@ -78,19 +71,16 @@ class RemoteDetector:
             for k, v in reply.times.as_dict().items():
                 if k != "total":
                     total[k] = total.get(k, 0.0) + v
-            self.replicas_seen.add(reply.replica)
             self.recent_batch_sizes.append(reply.batch_size)
-        timed = Timed([r.detections for r in replies], StageTimes(**total), [r.proposals for r in replies])
-        self.last_times, self.last_proposal_counts = timed.times, timed.proposals
-        return timed
+        return Timed([r.detections for r in replies], StageTimes(**total), [r.proposals for r in replies])
 
     def _reply(self, response, payload: FramePayload) -> FrameReply:
         deadline = None
         while True:
             try:
-                return response.result(timeout_s=self.reply_timeout_s)
+                return response.result(timeout_s=REPLY_TIMEOUT_S)
             except TimeoutError:
-                raise DeploymentError(f"the detector deployment gave no reply within {self.reply_timeout_s:g} s") from None
+                raise DeploymentError(f"the detector deployment gave no reply within {REPLY_TIMEOUT_S:g} s") from None
             except self.retryable as exc:
                 now = time.monotonic()
                 deadline = deadline or now + self.retry_for_s

@@ -29,11 +29,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.cli.multi_run import SOURCE_OPTIONS, read_sources_text
 from app.config import LIVE_KINDS, PipelineConfig
 from app.errors import UserError, UserErrorParser
 from app.io.paths import stream_name
 
-SOURCE_OPTIONS = ("video", "camera", "images", "url")
 # Frames a file stream keeps in flight to the deployment: enough for the replicas' batches to fill
 # from several streams, few enough that one stream cannot take every slot of a batch.
 DEFAULT_IN_FLIGHT = 4
@@ -54,10 +54,6 @@ class StreamSpec:
     name: str
     config: PipelineConfig
     on: str | None = None
-
-    @property
-    def live(self) -> bool:
-        return self.config.effective_policy == "drop_stale"
 
 
 def _line_parser() -> argparse.ArgumentParser:
@@ -150,8 +146,6 @@ def collect_streams(sources: str | None, streams: Sequence[str], *, overwrite: b
     """The streams of ``--sources FILE`` followed by those of every ``--stream LINE``."""
     lines: list[tuple[str, str]] = []
     if sources is not None:
-        from app.cli.multi_run import read_sources_text
-
         lines += [(f"{sources}:{i}", line) for i, line in enumerate(read_sources_text(sources).splitlines(), 1)]
     lines += [(f"--stream {i}", line) for i, line in enumerate(streams, 1)]
     return parse_streams(lines, overwrite=overwrite, in_flight=in_flight)

@@ -118,7 +118,7 @@ def test_a_click_is_not_a_line_and_esc_cancels(qtbot, frame_rgb):
     view.resize(400, 300)
     view.show()
     view.set_frame(rgb_to_qimage(frame_rgb))
-    tool = view.tool = ShapeTool(view)
+    tool = ShapeTool(view)
     drawn = []
     tool.shape_drawn.connect(lambda kind, coords: drawn.append((kind, coords)))
     tool.start("line")

@@ -67,7 +67,7 @@ def test_the_window_shows_every_stream_and_closing_finalises_the_recordings(qtbo
     window.show()
     window.open_streams(streams, export=str(tmp_path / "dets.csv"))
     tiles = window.grid.tiles
-    qtbot.waitUntil(lambda: tiles["left"].frames_shown >= 1 and tiles["right"].frames_shown >= 1, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: all(tiles[n].view.image is not None for n in ("left", "right")), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: window.last_run_stats is not None and
                     all(window.last_run_stats.streams[n].frames_written == 10 for n in ("left", "right")),
                     timeout=WAIT_MS)

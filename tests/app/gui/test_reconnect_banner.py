@@ -20,7 +20,8 @@ def test_the_banner_counts_down_and_goes_when_the_source_is_back(qtbot, gui_dete
     now = time.monotonic()
     window._on_source_state(SourceEvent("rtsp://cam/1", "lost", "connection reset", 2, now + 4.0, 1.0, now))
     assert window.warning_banner.isVisible()
-    assert window.warning_banner.text == "⚠ rtsp://cam/1: reconnecting (attempt 2, next in 4 s) — connection reset"
+    assert window.warning_banner.label.text() == (
+        "⚠ rtsp://cam/1: reconnecting (attempt 2, next in 4 s) — connection reset")
     window._on_source_state(SourceEvent("rtsp://cam/1", "reconnected", "", 2, None, 5.0, now + 5))
     assert not window.warning_banner.isVisible() and window.source_event is None
     assert "reconnected after 5.0 s down" in window.statusBar().currentMessage()
@@ -36,9 +37,9 @@ def test_a_killed_server_is_reported_and_frames_resume(qtbot, gui_detector, tmp_
         window.open_source(PipelineConfig(source_kind="url", source=server.url, stall_timeout_s=2.0))
         qtbot.waitUntil(lambda: window.frames_displayed >= 3, timeout=WAIT_MS)
         server.kill()
-        qtbot.waitUntil(lambda: window.warning_banner.isVisible() and "reconnecting" in window.warning_banner.text,
-                        timeout=WAIT_MS)
-        assert "reconnecting (attempt 1" in window.warning_banner.text and window.is_running
+        banner = window.warning_banner
+        qtbot.waitUntil(lambda: banner.isVisible() and "reconnecting" in banner.label.text(), timeout=WAIT_MS)
+        assert "reconnecting (attempt 1" in banner.label.text() and window.is_running
         server.start()
         qtbot.waitUntil(lambda: not window.warning_banner.isVisible(), timeout=WAIT_MS)
         shown = window.frames_displayed

@@ -122,7 +122,7 @@ def test_live_knobs_change_the_running_deployment(session, frame_rgb):
 
 
 def test_a_killed_replica_is_replaced_and_the_stream_carries_on(session, local_detector, tmp_path):
-    old_pid = session.handle.pid.remote().result(timeout_s=60)
+    old_pid = session.handle.status.remote().result(timeout_s=60)["pid"]
     spec = parse_stream(f"--name k --video {SAMPLE} --max-frames 40 --export {tmp_path / 'k.json'}")
     session.start_streams([spec])
     deadline = time.monotonic() + 300
@@ -136,7 +136,7 @@ def test_a_killed_replica_is_replaced_and_the_stream_carries_on(session, local_d
     # Requests the dead replica held are failed by Ray and sent again (by Serve's router, or by
     # RemoteDetector: ``retries``); either way no frame is lost.
     assert s.stats.frames_written == 40 and s.stats.frames_dropped == 0, s
-    new_pid = session.handle.pid.remote().result(timeout_s=60)
+    new_pid = session.handle.status.remote().result(timeout_s=60)["pid"]
     assert new_pid != old_pid
     expected = [local_detector.detect([f])[0] for f in frames_of(SAMPLE)[:40]]
     assert_export_equals(read_rows(tmp_path / "k.json"), expected)
@@ -146,7 +146,7 @@ def test_a_replaced_replica_comes_back_with_the_live_knobs(session):
     """Knobs changed while running survive a replica's death: the new one reads them from the board."""
     try:
         session.set_knobs(proposals=120, score_threshold=0.6)
-        old_pid = session.handle.pid.remote().result(timeout_s=60)
+        old_pid = session.handle.status.remote().result(timeout_s=60)["pid"]
         os.kill(old_pid, signal.SIGKILL)
         deadline = time.monotonic() + 300
         while True:

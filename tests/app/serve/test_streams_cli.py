@@ -30,11 +30,13 @@ def test_sources_file_lines(tmp_path):
         "--url rtsp://cam.local/door?x=1\n"
     )
     lobby, clip, replay, door = collect_streams(str(f), (), in_flight=3)
-    assert (lobby.name, lobby.live, lobby.config.batch_size) == ("lobby", True, 1)
+    live = {s.name: s.config.effective_policy == "drop_stale" for s in (lobby, clip, replay, door)}
+    assert live == {"lobby": True, "sample": False, "sample-2": True, "cam.local-door": True}
+    assert (lobby.name, lobby.config.batch_size) == ("lobby", 1)
     assert lobby.config.record == str(Path.cwd() / "lobby.mp4")  # absolute: the actor may run elsewhere
-    assert (clip.name, clip.live, clip.config.batch_size, clip.config.max_frames) == ("sample", False, 3, 20)
-    assert replay.name == "sample-2" and replay.live and replay.config.effective_realtime and replay.on == "gpu-node"
-    assert door.name == "cam.local-door" and door.live and door.config.source == "rtsp://cam.local/door?x=1"
+    assert (clip.name, clip.config.batch_size, clip.config.max_frames) == ("sample", 3, 20)
+    assert replay.name == "sample-2" and replay.config.effective_realtime and replay.on == "gpu-node"
+    assert door.name == "cam.local-door" and door.config.source == "rtsp://cam.local/door?x=1"
     assert clip.config.source == str(SAMPLE) and lobby.config.source == "0"
 
 
