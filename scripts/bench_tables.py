@@ -73,7 +73,7 @@ def lanes_table(folder: Path) -> list[str]:
     if not fps:
         raise SystemExit(f"{folder}: no <tree>_<round>.json files of scripts/streams_bench.py")
     trees = sorted(fps, key=lambda t: t == "this")  # this tree last
-    names = [("one pipeline of N lanes" if t == "this" else t) for t in trees]
+    names = [("this tree" if t == "this" else t) for t in trees]
     lines = ["| streams | " + " | ".join(names) + " |", "|---|" + "---|" * len(trees)]
     for n in sorted({n for t in trees for n in fps[t]}):
         lines.append(f"| {n} | " + " | ".join(", ".join(f"{x:.2f}" for x in fps[t][n]) for t in trees) + " |")
