@@ -17,10 +17,11 @@ use dynamic int8 quantization (weights int8, activation scales per call): no cal
 
 Activation ranges are the calibration frames' min and max (``MinMaxObserver``), 8 bits wide; weights
 are 8 bits on a CPU with VNNI (the u8×s8 dot products accumulate in 32 bits) and 7 bits without it
-(fbgemm's AVX2 path sums pairs in 16 bits and would saturate). torch's own x86 default — a histogram observer, which
-clips the rarest large activations, at 7 bits everywhere — measured far worse on the default v3
-model (held-out AP50 0.41 against fp32's 0.46; min/max at 8 bits: 0.48): a detector's trunk lives
-on those large activations. ``scheme()`` names what this machine uses; the int8 accuracy verdict
+(fbgemm's AVX2 path sums pairs in 16 bits and would saturate). torch's own x86 default — a histogram
+observer, which clips the rarest large activations, at 7 bits everywhere — measured far worse on the
+default v3 model (held-out AP50 0.41 against fp32's 0.46; min/max at 8 bits: 0.48): a detector's trunk
+lives on those large activations. The first convolution (3 input channels, 27 weights a filter) is the
+layer int8 hurts most in the default model; its verdicts keep it in float. ``scheme()`` names what this machine uses; the int8 accuracy verdict
 (``detector.profiles``) is kept per scheme.
 
 torch 2.10+ calls FX graph mode quantization deprecated in favour of torchao's PT2E flow; PT2E
@@ -86,8 +87,8 @@ def scheme(vnni: bool | None = None) -> str:
     """The quantization this machine uses, as stored with an int8 verdict: 8-bit activations and
     weights with VNNI ("minmax-u8"); without it 8-bit activations and 7-bit weights ("minmax-u8w7":
     a pair of u8×s7 products, at most 2·255·64 = 32 640, fits the 16-bit sums of fbgemm's AVX2
-    kernels). "minmax-u7" (7-bit activations, 8-bit
-    weights, torch's "reduce_range") is the other exact choice there; it measured worse.
+    kernels). "minmax-u7" (7-bit activations, 8-bit weights, torch's "reduce_range") is the other
+    exact choice there; it measured worse on the held-out pictures (docs/benchmarks.md).
     ``$FRCNN_INT8_SCHEME`` makes a VNNI machine quantize as an AVX2-only one does — both schemes give
     the same int8 values on either kernel, so their verdicts can be measured anywhere (8-bit on both
     cannot be forced on a CPU without VNNI: it would saturate)."""
