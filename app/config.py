@@ -148,12 +148,8 @@ class PipelineConfig:
 
     @property
     def counts_file(self) -> str | None:
-        """Where the counts go: next to the export (``dets.csv`` → ``dets.counts.json``), when there
-        are lines or zones and an export."""
-        if not (self.counting and self.export):
-            return None
-        p = Path(self.export)
-        return str(p.with_name(p.stem + ".counts.json"))
+        """Where the counts go (``counts_file``), when there are lines or zones and an export."""
+        return counts_file(self.export) if self.counting and self.export else None
 
     @property
     def effective_policy(self) -> str:
@@ -189,6 +185,13 @@ class PipelineConfig:
             segments.check_outputs(self.record, overwrite=self.overwrite)
         if self.events is not None:
             self.events.check_outputs(self.overwrite)
+
+
+def counts_file(export: str, name: str | None = None) -> str:
+    """The counts file beside the export: ``dets.csv`` → ``dets.counts.json``; stream ``name``'s with
+    several streams → ``dets-<name>.counts.json``."""
+    p = Path(export)
+    return str(p.with_name(f"{p.stem}{f'-{name}' if name else ''}.counts.json"))
 
 
 def _check_extension(path: str, allowed: tuple[str, ...], what: str, kind: str) -> None:

@@ -154,14 +154,9 @@ class StageAverages:
         with self._lock:
             rows = list(self._recent)
             keys = list(self._sums)
-        if not rows:
-            return {}
-        out = {}
-        for k in keys:
-            values = [r.get(k, 0.0) for r in rows] if k in self.BASE else [r[k] for r in rows if k in r]
-            if values:
-                out[k] = sum(values) / len(values)
-        return out
+        # a base stage counts 0 in a row without it; another stage only the rows that have it
+        values = {k: [r.get(k, 0.0) for r in rows] if k in self.BASE else [r[k] for r in rows if k in r] for k in keys}
+        return {k: sum(v) / len(v) for k, v in values.items() if v}
 
     def mean(self) -> dict[str, float]:
         with self._lock:

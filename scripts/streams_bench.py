@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Many streams through one detector (app/pipeline/multi.py): 1, 2 and 4 streams, files and live.
+"""Many streams through one detector (``Pipeline.of_streams``): 1, 2 and 4 streams, files and live.
 
 * **files**: N streams, each the first F frames of the clip, every frame, as fast as the detector
   allows → total detected fps, per-stream fps, batch sizes used. With ``--compare-batch1`` the
@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from app.bench.live_streams import LiveServer  # noqa: E402
 from app.config import PipelineConfig  # noqa: E402
 from app.io.sources import FileSource, UrlSource  # noqa: E402
-from app.pipeline.multi import MultiPipeline, Stream  # noqa: E402
+from app.pipeline.pipeline import Pipeline, Stream  # noqa: E402
 from detector import Detector, DetectorConfig  # noqa: E402
 
 
@@ -48,9 +48,10 @@ def run_files(detector, video: Path, n: int, frames: int, batch: int) -> dict:
     for i in range(n):
         config = PipelineConfig(source_kind="video", source=str(video), max_frames=frames)
         streams.append(Stream(f"s{i + 1}", config, FileSource(str(video))))
-    pipeline = MultiPipeline(streams, detector, batch_size=batch)
+    pipeline = Pipeline.of_streams(streams, detector, batch_size=batch)
     t = time.perf_counter()
-    stats = pipeline.run()
+    pipeline.run()
+    stats = pipeline.run_stats()
     wall = time.perf_counter() - t
     return row("files", n, batch, wall, stats)
 
@@ -62,22 +63,22 @@ def run_live(detector, video: Path, n: int, seconds: float, batch: int) -> dict:
         for i, server in enumerate(servers):
             config = PipelineConfig(source_kind="url", source=server.url, realtime=False)
             streams.append(Stream(f"live{i + 1}", config, UrlSource(server.url, timeout_s=20)))
-        pipeline = MultiPipeline(streams, detector, batch_size=batch)
+        pipeline = Pipeline.of_streams(streams, detector, batch_size=batch)
         pipeline.start()
         try:
             deadline = time.monotonic() + 60
-            while min(s.frames_written for s in pipeline.stats().streams.values()) == 0:
+            while min(s.frames_written for s in pipeline.run_stats().streams.values()) == 0:
                 if time.monotonic() > deadline:
                     raise RuntimeError("a live stream delivered nothing within 60 s")
                 time.sleep(0.05)
             time.sleep(2.0)  # past the burst of frames FFmpeg read while probing each stream
-            start = pipeline.stats()
+            start = pipeline.run_stats()
             first = {name: (s.frames_written, s.frames_dropped, (s.mean_latency_ms or 0) / 1e3 * s.frames_written)
                      for name, s in start.streams.items()}
             sizes0 = dict(start.batch_sizes)
             t = time.perf_counter()
             time.sleep(seconds)
-            stats = pipeline.stats()
+            stats = pipeline.run_stats()
             wall = time.perf_counter() - t
         finally:
             pipeline.stop()

@@ -5,7 +5,7 @@ the oldest event is dropped (and counted), so a broker that is down costs memory
 and nothing else. The thread sends one event at a time; a failed send (broker down or gone, an
 HTTP error, a timeout) is tried again after a backoff of 0.2, 0.4, 0.8 … up to 5 s, as long as the
 run lasts — the event stays first in line, so order is kept. ``close()`` gives the queue a short,
-bounded time to drain (``drain_s``), then counts what is left as dropped.
+bounded time to drain (``DRAIN_S``), then counts what is left as dropped.
 
 The summary says how many events were sent, how many of those needed more than one try
 (retried), and how many were dropped.
@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from app.errors import UserError
+from app.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,6 @@ class Publisher:
 
     def __init__(self) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=CAPACITY)
-        self.drain_s = DRAIN_S
         self._closing = threading.Event()
         self._halt = threading.Event()
         self._wake = threading.Event()  # cuts a backoff short: set by close() and by the halt
@@ -158,14 +157,14 @@ class Publisher:
             log.debug("%s: reset: %s", self.target, exc)
 
     def close(self) -> None:
-        """Let the queue drain for up to ``drain_s``, then stop; what is left counts as dropped."""
+        """Let the queue drain for up to ``DRAIN_S``, then stop; what is left counts as dropped."""
         if not self._thread.is_alive() and self._thread.ident is None:
             self.dropped += self._queue.qsize()
             return
-        self._deadline = time.monotonic() + self.drain_s
+        self._deadline = time.monotonic() + DRAIN_S
         self._closing.set()
         self._wake.set()  # a send waiting out a backoff tries once more now
-        self._thread.join(self.drain_s + 6.0)  # + one send's own timeouts
+        self._thread.join(DRAIN_S + 6.0)  # + one send's own timeouts
         if self._thread.is_alive():
             self._halt.set()
             self._wake.set()
@@ -279,6 +278,4 @@ class WebhookPublisher(Publisher):
 
 
 def _one_line(exc: BaseException) -> str:
-    from app.errors import first_line
-
     return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__

@@ -24,6 +24,7 @@ import numpy as np
 
 from app.analytics.count import LineCounter, LineState, Shape, ZoneCounter, ZoneState
 from app.analytics.track import Tracker, Trails
+from app.io import Closing
 from app.io.durable import Every, write_atomic
 from detector.detections import Detections
 
@@ -56,18 +57,15 @@ class Analytics:
         trails: draw each track's recent path.
         lines, zones: the counters, as given (fractions or pixels; fixed at ``bind``).
         frame_rate: the source's nominal rate (the tracker's time unit); None = unknown.
-        tracker_options: keyword arguments for ``Tracker`` (thresholds, lost-track time).
     """
 
     def __init__(self, *, track: bool = False, trails: bool = True, lines: Sequence[Shape] = (),
-                 zones: Sequence[Shape] = (), frame_rate: float | None = None,
-                 tracker_options: dict | None = None) -> None:
+                 zones: Sequence[Shape] = (), frame_rate: float | None = None) -> None:
         self._lock = threading.Lock()
         self._track = bool(track)
         self._trails_on = bool(trails)
         self._shapes = (tuple(lines), tuple(zones))
         self.frame_rate = frame_rate
-        self.tracker_options = dict(tracker_options or {})
         self.size: tuple[int, int] | None = None
         self.tracker: Tracker | None = None
         self.trails = Trails()
@@ -171,7 +169,7 @@ class Analytics:
                 self.last_ms = None
                 return detections, None
             if self.tracker is None:
-                self.tracker = Tracker(self.frame_rate, **self.tracker_options)
+                self.tracker = Tracker(self.frame_rate)
             self._class_names = detections.class_names
             tracked = self.tracker.update(detections, timestamp_s)
             alive = self.tracker.alive_ids()
@@ -245,8 +243,7 @@ class Analytics:
             return {
                 "frame_size": list(self.size) if self.size else None,
                 "tracker": {"name": "ByteTrack (trackers)", "frames_tracked": self._frames,
-                            "distinct_ids": len(self._ids_seen),
-                            "options": self.tracker_options},
+                            "distinct_ids": len(self._ids_seen), "options": {}},  # Tracker's defaults
                 "directions": "line 'in' = from the right of (x1,y1)→(x2,y2) to its left as seen on screen; "
                               "objects are placed at their box's bottom centre",
                 "lines": lines,
@@ -270,7 +267,7 @@ def check_shapes(config, source) -> None:
         Analytics.from_config(config).check(size)
 
 
-class CountsSink:
+class CountsSink(Closing):
     """Writes the counts file every second while the run goes on and once more when it ends (also
     after Ctrl-C: sinks are closed on every stop), each time atomically (app/io/durable.py): a killed
     run leaves a whole file at most a second behind. A write that fails sets ``failed`` (one line),
@@ -284,7 +281,6 @@ class CountsSink:
         self.stream = stream  # one stream of several: its name leads the file
         self.failed: str | None = None
         self._every = Every()
-        self._closed = False
 
     def write(self, result, annotated) -> None:
         if self.failed is None and self._every.due():
@@ -297,9 +293,6 @@ class CountsSink:
         except OSError as exc:
             self.failed = f"counts file {self.path} could not be written: {exc.strerror or exc}"
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
         if self.failed is None:
             self._save()

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import first_line
+from app.io import Closing
+from app.io.record import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ MAX_RING_BYTES = 512 * 2**20  # the pre-event buffer never holds more than this
 JOIN_S = 10.0  # close() waits this long at most for the encoder to finish the last clip
 
 
-class ClipWriter:
+class ClipWriter(Closing):
     """One stream's event clips.
 
     Args:
@@ -60,7 +62,6 @@ class ClipWriter:
         self.paths: list[Path] = []
         self.frames_dropped = 0
         self.errors: list[str] = []
-        self._closed = False
 
     # ------------------------------------------------------------------ the sink thread
     def on_event(self, t: float, label: str) -> Path:
@@ -108,7 +109,7 @@ class ClipWriter:
             self._open = None
 
     def _name(self, t: float, label: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in label.replace(" ", "-"))
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in label)
         base = f"{self.stream}-{t:08.3f}s-{safe}"
         path = self.folder / f"{base}.mp4"
         n = 1
@@ -117,11 +118,8 @@ class ClipWriter:
             path = self.folder / f"{base}-{n}.mp4"
         return path
 
-    def close(self) -> None:
+    def _close(self) -> None:
         """End an open clip and wait (at most ``JOIN_S``) for the encoder to finish it."""
-        if self._closed:
-            return
-        self._closed = True
         self._finish()
         self._queue.put(("end",))
         self._thread.join(JOIN_S)
@@ -133,8 +131,7 @@ class ClipWriter:
 
     # ------------------------------------------------------------------ the encoder thread
     def _encode_loop(self) -> None:
-        recorder = None
-        first_pts = None
+        path = recorder = first_pts = None  # the open clip's file; its recorder from its first frame on
         try:
             while not self._stop.is_set():
                 try:
@@ -145,22 +142,21 @@ class ClipWriter:
                     _, image, pts, time_base = item
                     with self._bytes_lock:
                         self._queued_bytes -= image.nbytes
-                    if recorder is None:
+                    if path is None:
                         continue
-                    if first_pts is None:
-                        first_pts = pts
                     try:
-                        recorder.write(image, pts - first_pts, time_base)
+                        if recorder is None:  # the clip's time base is its first frame's
+                            recorder, first_pts = Recorder(path, time_base=time_base, rate=self.rate), pts
+                        recorder.write(image, pts - first_pts)
                     except Exception as exc:  # a full disk: say so once, keep the run going
-                        self._fail(recorder, exc)
-                        recorder = None
+                        self._fail(path, exc)
+                        path = recorder = None
                 elif item[0] == "open":
                     self._close_recorder(recorder)
-                    recorder = _Lazy(item[1], self.rate)
-                    first_pts = None
+                    path, recorder = item[1], None
                 elif item[0] == "close":
                     self._close_recorder(recorder)
-                    recorder = None
+                    path = recorder = None
                 else:  # "end"
                     break
         finally:
@@ -172,10 +168,10 @@ class ClipWriter:
         try:
             recorder.close()
         except Exception as exc:
-            self._fail(recorder, exc)
+            self._fail(recorder.path, exc)
 
-    def _fail(self, recorder, exc: BaseException) -> None:
-        message = f"clip {recorder.path}: {first_line(exc)}"
+    def _fail(self, path: Path, exc: BaseException) -> None:
+        message = f"clip {path}: {first_line(exc)}"
         self.errors.append(message)
         log.warning(message)
 
@@ -187,21 +183,3 @@ class ClipWriter:
             text += f"; {len(self.errors)} error(s), first: {self.errors[0]}"
         return text
 
-
-class _Lazy:
-    """A ``Recorder`` whose time base is the first frame's (known only when it arrives)."""
-
-    def __init__(self, path: Path, rate: Fraction | None) -> None:
-        self.path, self.rate = path, rate
-        self._recorder = None
-
-    def write(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
-        from app.io.record import Recorder
-
-        if self._recorder is None:
-            self._recorder = Recorder(self.path, time_base=time_base, rate=self.rate, preset="veryfast")
-        self._recorder.write(image, pts)
-
-    def close(self) -> None:
-        if self._recorder is not None:
-            self._recorder.close()

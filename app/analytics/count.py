@@ -197,19 +197,12 @@ class LineCounter:
                                  triggering_anchors=(sv.Position.BOTTOM_CENTER,), minimum_crossing_threshold=CONFIRM)
         self.events: list[CountEvent] = []
 
-    def update(self, tracked, class_names: tuple[str, ...], frame: int, timestamp_s: float) -> list[CountEvent]:
-        """Feed one frame's tracks (``sv.Detections`` with ``tracker_id``); returns the new crossings."""
-        if not len(tracked):
-            self._zone.trigger(tracked)  # ages the line's memory of tracks that are gone
-            return []
-        crossed_in, crossed_out = self._zone.trigger(tracked)
-        new = []
-        for mask, event in ((crossed_in, "in"), (crossed_out, "out")):
-            for i in np.flatnonzero(mask):
-                new.append(CountEvent(timestamp_s, frame, int(tracked.tracker_id[i]),
-                                      class_names[int(tracked.class_id[i])], event))
-        self.events += new
-        return new
+    def update(self, tracked, class_names: tuple[str, ...], frame: int, timestamp_s: float) -> None:
+        """Feed one frame's tracks (``sv.Detections`` with ``tracker_id``); new crossings join ``events``."""
+        crossed_in, crossed_out = self._zone.trigger(tracked)  # an empty frame ages its memory of tracks gone
+        self.events += [CountEvent(timestamp_s, frame, int(tracked.tracker_id[i]),
+                                   class_names[int(tracked.class_id[i])], event)
+                        for mask, event in ((crossed_in, "in"), (crossed_out, "out")) for i in np.flatnonzero(mask)]
 
     def state(self, class_names: tuple[str, ...]) -> LineState:
         return LineState(self.name, self.points.copy(), _by_name(self._zone.in_count_per_class, class_names),
@@ -243,13 +236,12 @@ class ZoneCounter:
         self.events: list[CountEvent] = []
 
     def update(self, tracked, class_names: tuple[str, ...], frame: int, timestamp_s: float,
-               alive: set[int]) -> list[CountEvent]:
+               alive: set[int]) -> None:
         """Feed one frame's tracks (``sv.Detections`` with ``tracker_id``, every id ≥ 0); ``alive``:
-        the IDs the tracker still holds (a track it dropped is forgotten here too)."""
-        inside = self._zone.trigger(tracked) if len(tracked) else np.zeros(0, bool)
-        new = []
+        the IDs the tracker still holds (a track it dropped is forgotten here too). Entries and exits
+        join ``events``."""
         self._inside_now = Counter()
-        for i, seen in enumerate(inside):
+        for i, seen in enumerate(self._zone.trigger(tracked)):
             tid, name, seen_in = int(tracked.tracker_id[i]), class_names[int(tracked.class_id[i])], bool(seen)
             was_in = self._inside_ids.get(tid)  # None: the track's first sighting decides at once
             is_in = seen_in
@@ -262,17 +254,15 @@ class ZoneCounter:
                 self._pending.pop(tid, None)
             if is_in and not was_in:
                 self._entries[name] += 1
-                new.append(CountEvent(timestamp_s, frame, tid, name, "enter"))
+                self.events.append(CountEvent(timestamp_s, frame, tid, name, "enter"))
             elif was_in and not is_in:
-                new.append(CountEvent(timestamp_s, frame, tid, name, "exit"))
+                self.events.append(CountEvent(timestamp_s, frame, tid, name, "exit"))
             if is_in:
                 self._inside_now[name] += 1
             self._inside_ids[tid] = is_in
         for tid in [t for t in self._inside_ids if t not in alive]:
             del self._inside_ids[tid]
             self._pending.pop(tid, None)
-        self.events += new
-        return new
 
     def state(self) -> ZoneState:
         return ZoneState(self.name, self.polygon.copy(), dict(self._inside_now), dict(self._entries))

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from app.errors import UserError
+from app.io import Closing
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,11 @@ class EventsConfig:
             raise UserError(f"--events {self.events}: expected a .jsonl file (one JSON object per line)")
         if self.heatmap is not None and Path(self.heatmap).suffix.lower() != ".png":
             raise UserError(f"--heatmap {self.heatmap}: expected a .png file")
-        if self.mqtt is not None:
-            from app.analytics.alerts import parse_mqtt
+        from app.analytics.alerts import parse_mqtt, parse_webhook
 
-            parse_mqtt(self.mqtt)
-        if self.webhook is not None:
-            from app.analytics.alerts import parse_webhook
-
-            parse_webhook(self.webhook)
+        for value, parse in ((self.mqtt, parse_mqtt), (self.webhook, parse_webhook)):
+            if value is not None:
+                parse(value)
         if self.wants_events and not (self.counting or self.alert_classes):
             given = next(o for o, v in (("--events", self.events), ("--event-clips", self.clips), ("--mqtt", self.mqtt),
                                         ("--webhook", self.webhook)) if v)
@@ -105,7 +103,7 @@ class EventsConfig:
 
     def check_outputs(self, overwrite: bool) -> None:
         """Refuse outputs that cannot or must not be written, before any work; touches nothing."""
-        from app.config import check_output_path
+        from app.io.paths import check_output_path
 
         for path, what in ((self.events, "events"), (self.heatmap, "heat map")):
             if path is not None:
@@ -200,7 +198,7 @@ class EventLog:
             self._file.close()
 
 
-class EventSink:
+class EventSink(Closing):
     """Turns each result's new events into records and hands them to the log, the clip writer and
     the alert publishers.
 
@@ -226,7 +224,6 @@ class EventSink:
         self._classes_checked = False
         self.counts: dict[str, int] = {}
         self._listeners: list = []
-        self._closed = False
 
     def add_listener(self, fn) -> None:
         """``fn(record)`` is called on the sink thread for every event (the window's list)."""
@@ -243,7 +240,7 @@ class EventSink:
             self._update_tracks(result.detections)
         events = self._count_events(frame.index) if tracked else []
         if tracked and self._watch:
-            events += self._appear_events(result.detections, frame.index)
+            events += self._appear_events(result.detections)
         for e in events:
             self._emit(e, result)
         if self.clips is not None:
@@ -266,14 +263,10 @@ class EventSink:
             self._cursors[counter] = taken
         return out
 
-    def _appear_events(self, det, frame_index: int) -> list[tuple]:
+    def _appear_events(self, det) -> list[tuple]:
         out = []
-        for cid, tid in zip(det.class_ids, det.track_ids, strict=True):
-            tid = int(tid)
-            if tid < 0 or tid in self._appeared:
-                continue
-            name = det.class_names[int(cid)] if 0 <= int(cid) < len(det.class_names) else "?"
-            if name not in self._watch:
+        for name, tid in zip(det.labels, det.track_ids.tolist(), strict=True):
+            if tid < 0 or tid in self._appeared or name not in self._watch:
                 continue
             self._seen[tid] = self._seen.get(tid, 0) + 1
             if self._seen[tid] >= self.config.min_frames:
@@ -304,10 +297,7 @@ class EventSink:
         for fn in self._listeners:
             fn(record)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
         if self.clips is not None:
             self.clips.close()
 
@@ -318,7 +308,7 @@ class EventSink:
 
 
 # ====================================================================== wiring
-class Events:
+class Events(Closing):
     """Everything a run does with events: the log, the publishers, each stream's sink (and clip
     writer) and heat map. ``close()`` closes the shared parts once the streams' sinks are closed.
     """
@@ -335,7 +325,6 @@ class Events:
                            ((MqttPublisher, config.mqtt), (WebhookPublisher, config.webhook)) if target]
         self.sinks: list[EventSink] = []
         self.heatmaps: list = []
-        self._closed = False
 
     def sinks_for(self, stream: str, analytics, source, *, heatmap_path: str | None = None) -> list:
         """The sinks of one stream (``source``: its time base and rate, for the clips)."""
@@ -359,11 +348,8 @@ class Events:
             out.append(heat)
         return out
 
-    def close(self) -> None:
+    def _close(self) -> None:
         """Close the log and give the publishers a short, bounded time to deliver what is queued."""
-        if self._closed:
-            return
-        self._closed = True
         for sink in self.sinks:
             sink.close()
         for p in self.publishers:
@@ -375,11 +361,7 @@ class Events:
         out = [s.summary() for s in self.sinks]
         if self.log is not None:
             out.append(f"events file: {self.log.path.resolve()} ({self.log.written} events)")
-        for s in self.sinks:
-            if s.clips is not None:
-                out.append(s.clips.summary())
-        out += [p.summary() for p in self.publishers]
-        out += [h.summary() for h in self.heatmaps]
-        return out
+        out += [s.clips.summary() for s in self.sinks if s.clips is not None]
+        return out + [x.summary() for x in (*self.publishers, *self.heatmaps)]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import UserError
+from app.io import Closing
 
 SCALE = 4  # the map's cells are SCALE × SCALE frame pixels
 SIGMA = 2.0  # the spot's spread, in cells
@@ -51,10 +52,9 @@ class Heat:
                 self._shape = ((h + SCALE - 1) // SCALE, (w + SCALE - 1) // SCALE)
             rows, cols = self._shape
             r = self._spot.shape[0] // 2
-            for box, cid, tid in zip(detections.boxes, detections.class_ids, detections.track_ids, strict=True):
+            for box, name, tid in zip(detections.boxes, detections.labels, detections.track_ids, strict=True):
                 if tid < 0:
                     continue
-                name = detections.class_names[int(cid)] if 0 <= int(cid) < len(detections.class_names) else "?"
                 heat = self._maps.get(name)
                 if heat is None:
                     heat = self._maps[name] = np.zeros(self._shape, np.float32)
@@ -95,7 +95,7 @@ class Heat:
         return (base * (1 - alpha) + colour * alpha).astype(np.uint8)
 
 
-class HeatmapSink:
+class HeatmapSink(Closing):
     """Feeds a ``Heat`` with every detected result and writes the PNGs on close."""
 
     needs_image = False
@@ -105,18 +105,14 @@ class HeatmapSink:
         self.heat = Heat()
         self.written: list[Path] = []
         self.kept: list[Path] = []  # per-class files that existed (without overwrite: left untouched)
-        self._closed = False
 
     def write(self, result, annotated) -> None:
         if result.detected:
             self.heat.add(result.frame.image, result.detections)
 
-    def close(self) -> None:
+    def _close(self) -> None:
         import cv2
 
-        if self._closed:
-            return
-        self._closed = True
         if self.heat.background is None:
             return
         for name in (None, *self.heat.classes):

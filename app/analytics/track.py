@@ -5,7 +5,7 @@ returns the same detections, in the same order, with ``track_ids`` set. The conv
 supervision's ``sv.Detections`` (what ``trackers`` speaks) happens here and nowhere else.
 
 Time: every update carries the frame's own timestamp, so the tracker's Kalman filter predicts over
-the real time step and a lost track expires after ``lost_track_s`` seconds, not after a number of
+the real time step and a lost track expires after ``LOST_TRACK_S`` seconds, not after a number of
 calls. Under the latest-frame policy the detector sees, say, frames 0, 3, 4, 9 of a camera: the
 motion model steps 3, 1 and 5 source frames, and an object keeps its ID across the dropped frames.
 
@@ -27,6 +27,13 @@ from app.errors import UserError
 from detector.detections import Detections
 
 TRACKERS_INSTALL = "pip install --no-deps 'trackers==2.6.1'"
+LOST_TRACK_S = 1.5  # an ID is retired after this long without a matching detection (a shorter miss keeps it)
+ACTIVATION_SCORE = 0.6  # the lowest score that starts a new track
+HIGH_SCORE = 0.6  # detections at or above are matched first; lower ones only extend tracks (ByteTrack's 2nd stage)
+MIN_IOU = 0.1  # the lowest IoU between a track's predicted box and a detection that still matches
+CONFIRM_FRAMES = 3  # detections in a row before a new track gets an ID (-1 until then): no ID for a one-frame blip
+TRAIL_S = 2.0  # how much history a trail shows
+TRAIL_POINTS = 64  # a bound on the points kept per trail
 
 
 def _bytetrack_class():
@@ -45,30 +52,19 @@ class Tracker:
     Args:
         frame_rate: the source's nominal frames per second: the unit of the motion model's step
             (a gap of 0.3 s at 10 fps is 3 steps). None = 30.
-        lost_track_s: seconds a track survives without a matching detection before its ID is
-            retired (an object hidden or missed for less keeps its ID).
-        activation_score: the lowest score that starts a new track.
-        high_score: detections at or above this are matched first; lower ones only extend
-            existing tracks (ByteTrack's second stage).
-        min_iou: the lowest IoU between a track's predicted box and a detection that still matches.
-        confirm_frames: detections in a row before a new track gets an ID (-1 until then), so a
-            one-frame false positive never takes an ID.
     """
 
-    def __init__(self, frame_rate: float | None = None, *, lost_track_s: float = 1.5, activation_score: float = 0.6,
-                 high_score: float = 0.6, min_iou: float = 0.1, confirm_frames: int = 3) -> None:
+    def __init__(self, frame_rate: float | None = None) -> None:
         rate = float(frame_rate) if frame_rate else 30.0
         if not (np.isfinite(rate) and rate > 0):
             raise ValueError(f"frame rate {frame_rate!r} must be a positive number")
-        if not lost_track_s > 0:
-            raise ValueError(f"lost_track_s {lost_track_s!r} must be > 0")
         self.frame_rate = rate
         # trackers counts its lost-track buffer in frames of a 30 fps video; with timestamps it
         # becomes buffer / 30 seconds.
         self._tracker = _bytetrack_class()(
-            lost_track_buffer=max(1, round(lost_track_s * 30)), frame_rate=rate,
-            track_activation_threshold=activation_score, minimum_consecutive_frames=confirm_frames,
-            minimum_iou_threshold=min_iou, high_conf_det_threshold=high_score)
+            lost_track_buffer=max(1, round(LOST_TRACK_S * 30)), frame_rate=rate,
+            track_activation_threshold=ACTIVATION_SCORE, minimum_consecutive_frames=CONFIRM_FRAMES,
+            minimum_iou_threshold=MIN_IOU, high_conf_det_threshold=HIGH_SCORE)
         self._last_t: float | None = None
         self._offset = 0.0
         self.last_ms = 0.0
@@ -113,17 +109,11 @@ class Tracker:
 
 
 class Trails:
-    """The recent centre points of every track, for drawing (oldest first).
+    """The recent centre points of every track (``TRAIL_S``, at most ``TRAIL_POINTS``), for drawing
+    (oldest first)."""
 
-    Args:
-        seconds: how much history a trail shows.
-        max_points: a bound on the points kept per track.
-    """
-
-    def __init__(self, seconds: float = 2.0, max_points: int = 64) -> None:
-        self.seconds = float(seconds)
+    def __init__(self) -> None:
         self._points: dict[int, deque[tuple[float, float, float]]] = {}
-        self._max = int(max_points)
 
     def add(self, detections: Detections, timestamp_s: float, alive: set[int]) -> None:
         """Append the centre of each tracked box; forget tracks that are no longer ``alive``."""
@@ -133,10 +123,10 @@ class Trails:
                 if tid < 0:
                     continue
                 cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
-                self._points.setdefault(int(tid), deque(maxlen=self._max)).append((timestamp_s, cx, cy))
+                self._points.setdefault(int(tid), deque(maxlen=TRAIL_POINTS)).append((timestamp_s, cx, cy))
         for tid in list(self._points):
             points = self._points[tid]
-            while points and points[0][0] < timestamp_s - self.seconds:
+            while points and points[0][0] < timestamp_s - TRAIL_S:
                 points.popleft()
             if tid not in alive or not points:
                 del self._points[tid]

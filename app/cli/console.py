@@ -129,7 +129,8 @@ def print_summary(pipeline, stats, setup=None) -> None:
             print(f"{lead}recording: {recording_line(rec) if rec.frames_written else 'none written (no frame arrived)'}")
         if lane.counts_sink is not None and lane.counts_sink.path.exists():
             print(f"{lead}counts: {lane.counts_sink.path.resolve()}")
-    if (exp := pipeline.exporter) is not None:
+    if pipeline.export_sink is not None:
+        exp = pipeline.export_sink.exporter
         several = f" of {len(pipeline.lanes)} streams, column 'stream'" if len(pipeline.lanes) > 1 else ""
         print(f"detections: {Path(exp.path).resolve()} ({exp.rows_written} rows from {exp.frames_written} frames{several})")
 

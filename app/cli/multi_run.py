@@ -2,7 +2,7 @@
 
 ``--video``, ``--camera``, ``--images`` and ``--url`` may each be repeated, in any order, and
 ``--sources FILE`` adds one source per line; with one source the run is app/cli/run.py's, with several
-it is the same pipeline with one lane per stream (``app.pipeline.multi.MultiPipeline``): one detector, one batch per
+it is the same pipeline with one lane per stream (``Pipeline.of_streams``): one detector, one batch per
 step, per-stream recordings (``--record out.mp4`` → ``out-<stream>.mp4``) and one export with a
 ``stream`` column. Live sources reconnect (``--reconnect``, ``--stall-timeout``; app/io/reconnect.py).
 ``--max-frames`` applies to each stream.
@@ -35,7 +35,7 @@ from app.cli.console import (
     window_runner,
 )
 from app.cli.progress import Progress
-from app.config import MAX_STREAMS, RECONNECT_FOREVER, check_output_path
+from app.config import MAX_STREAMS, RECONNECT_FOREVER, check_output_path, counts_file
 from app.errors import UserError, first_line
 from app.io.paths import per_stream_path, unique_names
 from app.stats import bad_frames_warning
@@ -178,7 +178,7 @@ def open_streams(configs, notes: list[str]):
     left_out: {name: error})."""
     from app.io.reconnect import open_reconnecting
     from app.io.sources import SourceUnavailable, open_plain_source
-    from app.pipeline.multi import Stream
+    from app.pipeline.pipeline import Stream
 
     streams, left_out = [], {}
     try:
@@ -208,8 +208,6 @@ def open_streams(configs, notes: list[str]):
 def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base, detector_config) -> int:
     """The run command with several sources (``base``: the command's ``PipelineConfig``): checks,
     then the window or the headless run. An option that cannot work per stream is refused in one line."""
-    from app.pipeline.multi import counts_file
-
     configs = stream_configs(base, sources)
     if base.adapt_log:  # the controller is the run's: one log, each stream's fps series in it
         check_output_path(base.adapt_log, "adaptive log", overwrite=args.overwrite)
@@ -240,7 +238,7 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
     """The headless run of one stream or many (``configs``: (name, PipelineConfig) pairs; one stream's
     config carries its own export, events and adapt log; several take the run's): to the end with a progress bar on stderr;
     Ctrl-C or SIGTERM stop within about a second, finalise every output and return 130."""
-    from app.pipeline.multi import MultiPipeline, Stream
+    from app.pipeline.pipeline import Pipeline, Stream
 
     previous = sigterm_as_interrupt()
     pipeline = None
@@ -262,10 +260,8 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
         detector, setup = build_detector_for([(s.config, s.source) for s in streams], detector_config, reprobe=reprobe)
         if several:  # each stream's encoder threads from the budget, as one stream's
             streams = [Stream(s.name, setup.with_threads(s.config), s.source) for s in streams]
-            pipeline = MultiPipeline(streams, detector, export=export, overwrite=overwrite, events=events)
+            pipeline = Pipeline.of_streams(streams, detector, export=export, overwrite=overwrite, events=events)
         else:
-            from app.pipeline.pipeline import Pipeline
-
             pipeline = Pipeline(setup.with_threads(config), detector, streams[0].source)
         notes_before = len(streams[0].source.notes)
         stats, interrupted, failures = run_to_end(pipeline, Progress(sys.stderr), setup)
@@ -275,7 +271,7 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
         if adapt_log := adapt_log or streams[0].config.adapt_log:
             from app.pipeline.adapt import write_log
 
-            print(f"adaptive log: {write_log(adapt_log, pipeline.stats())}", file=sys.stdout)
+            print(f"adaptive log: {write_log(adapt_log, stats)}", file=sys.stdout)
         if interrupted:
             return EXIT_INTERRUPTED
         failed = {**left_out, **pipeline.errors()}

@@ -9,10 +9,23 @@ _C = TypeVar("_C", bound="Closing")
 
 
 class Closing:
-    """``with x:`` calls ``x.close()`` on the way out (sources, recordings, exports)."""
+    """``with x:`` calls ``x.close()`` on the way out (sources, recordings, exports, sinks).
+
+    ``close()`` runs the subclass's ``_close()`` once, however often it is called; a source, which
+    may be closed from another thread while it reads, gives its own ``close()`` instead."""
+
+    _closed = False
 
     def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def _close(self) -> None:
+        raise NotImplementedError

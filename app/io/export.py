@@ -55,7 +55,6 @@ class Exporter(Closing):
         self.rows_written = 0
         self.frames_written = 0
         self.failed: str | None = None  # one line: why the export stopped early (disk full, ...)
-        self._closed = False
         # Unbuffered: one write() per frame hands the rows to the OS at once (a kill loses nothing).
         self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115
         self._end = 0  # where the next rows go: the end of the last whole frame
@@ -110,11 +109,8 @@ class Exporter(Closing):
             pass  # the disk refuses even that: the rows before are there all the same
         self.close()
 
-    def close(self) -> None:
-        """Close the file (complete already: every write left it whole). Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
+        """Close the file (complete already: every write left it whole)."""
         self._file.close()
 
 

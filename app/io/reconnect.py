@@ -206,20 +206,17 @@ class ReconnectingSource(Source):
         self._attempt = 0
         self._next_try = 0.0
         self._bad_before = 0  # bad frames of connections given up
-        self._inner: Source | None = None
+        self._inner: Source | None = first  # the connection that delivers now
         self._index = 0  # of the next frame handed out
         self._last_pts: int | None = None
         self._last_t: Fraction | None = None  # its timestamp in seconds
         self._last_frame_at: float | None = None  # monotonic arrival of the last frame
         self._alive_at = 0.0  # the stall watchdog counts from here: the last frame, or the (re)opening
         self._offset: Fraction | None = None  # added to the current connection's timestamps
-        self.time_base = DEFAULT_TIME_BASE
-        self.rate = None
-        self.total_frames = None  # live: no ETA
+        self.time_base = DEFAULT_TIME_BASE  # rate: None until a connection tells it; total_frames: None (no ETA)
         if first is not None:
             self._adopt(first)
             self._conn: _Connection | None = _Connection(name, source=first)
-            self._inner = first
             self._alive_at = time.monotonic()
         else:
             self._conn = None
@@ -244,7 +241,8 @@ class ReconnectingSource(Source):
 
     @property
     def down(self) -> bool:
-        """Not delivering: dropped and being reopened, or given up."""
+        """Not delivering: dropped and being reopened, or given up (read by the pipeline's stream state
+        and the CLI's "every stream down" check, through ``getattr``: plain sources have no such state)."""
         return self._down_since is not None or self.gave_up
 
     @property
@@ -311,10 +309,7 @@ class ReconnectingSource(Source):
             if note not in self.notes:
                 self.notes.append(note)
         if self._down_since is not None:
-            down = now - self._down_since
-            self._down_total += down
-            self._down_since = None
-            self._emit(SourceEvent(self.name, "reconnected", attempt=self._attempt, down_s=down, at=now))
+            self._emit(SourceEvent(self.name, "reconnected", attempt=self._attempt, down_s=self._up(now), at=now))
         self._attempt = 0
 
     def _map(self, frame: Frame, now: float) -> Frame:
@@ -342,7 +337,7 @@ class ReconnectingSource(Source):
         self.time_base = Fraction(getattr(first, "time_base", DEFAULT_TIME_BASE))
         self.rate = first.rate
         self.notes = list(first.notes)
-        for attr in ("width", "height", "codec"):
+        for attr in ("width", "height"):
             if hasattr(first, attr):
                 setattr(self, attr, getattr(first, attr))
 
@@ -364,17 +359,20 @@ class ReconnectingSource(Source):
             self.drops += 0 if at_start else 1
             self._attempt = 0
         if self.retries != RECONNECT_FOREVER and self._attempt >= self.retries:
-            down = now - self._down_since
-            self._down_total += down  # the clock of time down stops here
-            self._down_since = None
             self.gave_up = True
-            self._emit(SourceEvent(self.name, "gave_up", reason, self._attempt, None, down, now))
+            self._emit(SourceEvent(self.name, "gave_up", reason, self._attempt, None, self._up(now), now))
             raise SourceUnavailable(f"{self.name}: gave up after {self._attempt} reconnection attempt(s) "
                                     f"({reason})")
         delay = self._backoff(self._attempt + 1)
         self._next_try = now + delay
         state = ("unreachable" if at_start else "lost") if first_drop else "retrying"
         self._emit(SourceEvent(self.name, state, reason, self._attempt + 1, self._next_try, now - self._down_since, now))
+
+    def _up(self, now: float) -> float:
+        """The clock of time down stops (reconnected or given up): this drop's seconds."""
+        down, self._down_since = now - self._down_since, None
+        self._down_total += down
+        return down
 
     def close(self) -> None:
         super().close()

@@ -87,7 +87,6 @@ class Recorder(Closing):
         self._stream = None
         self._last_pts: int | None = None
         self._good_size = 0  # the file's size after the last frame that was written whole
-        self._closed = False
 
     def _open(self, width: int, height: int) -> None:
         import av
@@ -172,11 +171,8 @@ class Recorder(Closing):
             image = cv2.copyMakeBorder(image, 0, self.padded[1], 0, self.padded[0], cv2.BORDER_CONSTANT, value=(0, 0, 0))
         return np.ascontiguousarray(image)
 
-    def close(self) -> None:
-        """Flush the encoder and finalise the file. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
+        """Flush the encoder and finalise the file."""
         if self._container is None:
             return
         import av

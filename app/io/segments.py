@@ -64,10 +64,6 @@ def check_outputs(path: str | Path, *, overwrite: bool) -> None:
                         "pass --overwrite to replace them (they were left untouched)")
 
 
-def _wall() -> str:
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
-
-
 class SegmentedRecorder(Closing):
     """A ``Recorder`` that starts a new file every ``segment_s`` seconds of stream time; the same
     ``write`` / ``close`` / counters, so the sinks and reports treat it as one recording.
@@ -99,7 +95,6 @@ class SegmentedRecorder(Closing):
         self._t0: Fraction | None = None
         self._last_pts: int | None = None
         self._every = Every()
-        self._closed = False
 
     # ------------------------------------------------------------------ what reports read
     @property
@@ -151,7 +146,7 @@ class SegmentedRecorder(Closing):
         entry = self.segments[-1]
         entry["frames"] += 1
         entry["last_s"] = round(float(t), 6)
-        entry["last_wall"] = _wall()
+        entry["last_wall"] = datetime.now().astimezone().isoformat(timespec="milliseconds")
         if entry["first_s"] is None:
             entry["first_s"], entry["first_wall"] = entry["last_s"], entry["last_wall"]
         if self._every.due() or entry["frames"] == 1:  # a new segment is listed at its first frame
@@ -196,9 +191,6 @@ class SegmentedRecorder(Closing):
             current, self._current = self._current, None
             current.close()  # a failed recorder has let go of its file already; close() is then a no-op
 
-    def close(self) -> None:
-        """Finalise the open segment and the index. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
+        """Finalise the open segment and the index."""
         self._finish_current()

@@ -88,7 +88,6 @@ class FileSource(Source):
     def __init__(self, path: str, *, timeout_s: float | tuple[float, float] | None = None, threads: int = 0) -> None:
         super().__init__()
         self.name = str(path)
-        self._threads = threads
         self._check_path(path)
         import av  # local: keeps `run.py --help` fast
 
@@ -101,7 +100,7 @@ class FileSource(Source):
         except av.error.FFmpegError as exc:
             raise self._open_error(self._open_failure(exc)) from None
         try:
-            self._init_stream()
+            self._init_stream(threads)
         except BaseException:
             self.container.close()
             raise
@@ -127,20 +126,19 @@ class FileSource(Source):
                     f"probably cut off before the recording was finalised ({reason})")
         return f"{self.name} is not a video FFmpeg can read ({reason})"
 
-    def _init_stream(self) -> None:
+    def _init_stream(self, threads: int) -> None:
         if not self.container.streams.video:
             kinds = ", ".join(sorted({s.type for s in self.container.streams})) or "no streams at all"
             raise SourceError(f"{self.name} has no video stream (it holds {kinds})")
         stream = self.container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads: decoding keeps up with the detector
-        if self._threads:  # 0 = FFmpeg's choice (cores + 1); the thread budget may ask for fewer
-            stream.thread_count = self._threads
+        if threads:  # 0 = FFmpeg's choice (cores + 1); the thread budget may ask for fewer
+            stream.thread_count = threads
         self.stream = stream
         self.time_base = Fraction(stream.time_base) if stream.time_base else DEFAULT_TIME_BASE
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.rate = Fraction(rate) if rate else None
         self.width, self.height = stream.codec_context.width, stream.codec_context.height
-        self.codec = stream.codec_context.name
         self.total_frames = stream.frames or None
         if self.total_frames is None and self.rate:
             seconds = (stream.duration * self.time_base if stream.duration else None) or (
@@ -189,9 +187,7 @@ class FileSource(Source):
                 continue
             for vf in decoded:
                 bad_in_a_row, decoded_any = 0, True
-                pts = vf.pts
-                if pts is None:
-                    pts = self._synthetic_pts(index)
+                pts = self._synthetic_pts(index) if vf.pts is None else vf.pts
                 if first_pts is None:
                     first_pts = pts
                 pts -= first_pts

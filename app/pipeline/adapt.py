@@ -174,13 +174,12 @@ class AdaptiveController:
         self.detector = detector
         self.config = config or AdaptConfig()
         base = int(getattr(detector, "base_input_size", getattr(detector, "input_size", 480)))
-        measured, size_range, self.accuracy_source = (accuracy, None, "given") if accuracy else accuracy_for(detector)
+        measured, size_range = (accuracy, None) if accuracy else accuracy_for(detector)[:2]
         self.accuracy = measured or (lambda s: prior_accuracy(s, base))
         if size_range is not None:  # do not extrapolate beyond the sizes that were measured
             self.config = replace(self.config, scales=tuple(s for s in self.config.scales if size_range[0] <= s <= size_range[1]))
         self._lock = threading.Lock()
-        self._user = self._current_detector_setting()
-        self._setting = self._user
+        self._user = self._setting = self._current_detector_setting()
         self._skip_counter = 0
         self._frames = 0
         self._reset_measure()
@@ -256,8 +255,7 @@ class AdaptiveController:
 
     def status(self) -> AdaptStatus:
         with self._lock:
-            fps = self._measured_fps()
-            return AdaptStatus(self.config.target_fps, self._setting, fps, self._state, self._reason,
+            return AdaptStatus(self.config.target_fps, self._setting, self._measured_fps(), self._state, self._reason,
                                self._changes, list(self._history))
 
     # ------------------------------------------------------------------ the decision
@@ -343,9 +341,9 @@ class AdaptiveController:
         # Moving up is optional: it waits for a longer, steadier measure than moving down does, and
         # goes one level of one knob at a time (down may jump; up creeps — no overshoot to undo).
         steady = self._measured_fps(window=self.config.raise_after) if self._since_change >= self.config.raise_after else None
+        better = [s for s in self._neighbours(cur) if self.accuracy(s) > self.accuracy(cur)]
         if steady is not None and steady >= target * (1 + self.config.tolerance):
-            ups = [s for s in self._neighbours(cur) if self.accuracy(s) > self.accuracy(cur)
-                   and (self.predict_fps(s) or 0) >= aim and self._allowed(s)]
+            ups = [s for s in better if (self.predict_fps(s) or 0) >= aim and self._allowed(s)]
             if ups:
                 step = max(ups, key=self.accuracy)
                 self._apply(step, f"{steady:.1f} fps, headroom: raise {_knob_change(cur, step)} "
@@ -353,11 +351,10 @@ class AdaptiveController:
                 self._state = "raising"
                 self._last_up = (frame, cur, step)
                 return
-        nxt = [s for s in self._neighbours(cur) if self.accuracy(s) > self.accuracy(cur)]
-        if not nxt:
+        if not better:
             self._state, self._reason = "ceiling", f"{fps:.1f} fps ≥ {target:g}: the most accurate setting"
             return
-        up = max(nxt, key=lambda s: (self.predict_fps(s) or 0))  # the cheapest step up
+        up = max(better, key=lambda s: (self.predict_fps(s) or 0))  # the cheapest step up
         predicted = self.predict_fps(up) or 0
         if not self._allowed(up):
             why = f"capped until frame {self._ceiling[1]}: a move up fell short"
@@ -452,12 +449,11 @@ def _ewma(old: float | None, new: float, alpha: float) -> float:
 
 
 def _knob_change(a: Setting, b: Setting) -> str:
-    if a.input_size != b.input_size:
-        return f"input {a.input_size} → {b.input_size} px"
-    if a.proposals != b.proposals:
-        return f"proposals {a.proposals} → {b.proposals}"
-    if a.skip != b.skip:
-        return f"frame skip 1/{a.skip} → 1/{b.skip}"
+    """The first knob that differs, "input 480 → 416 px"."""
+    for knob, words in (("input_size", "input {} → {} px"), ("proposals", "proposals {} → {}"),
+                        ("skip", "frame skip 1/{} → 1/{}")):
+        if getattr(a, knob) != getattr(b, knob):
+            return words.format(getattr(a, knob), getattr(b, knob))
     return "nothing"
 
 

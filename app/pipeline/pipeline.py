@@ -34,10 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.config import MAX_STREAMS, PipelineConfig
+from app.config import MAX_STREAMS, PipelineConfig, counts_file
 from app.errors import first_line
 from app.frames import Frame, Result
-from app.io.export import Exporter
 from app.io.paths import check_output_path, per_stream_path, stream_name
 from app.io.reconnect import open_source
 from app.io.sources import Source
@@ -62,12 +61,6 @@ class Stream:
     source: Source
 
 
-def counts_file(export: str, name: str) -> str:
-    """Where stream ``name`` writes its counts with several streams: ``dets.csv`` → ``dets-<name>.counts.json``."""
-    p = Path(export)
-    return str(p.with_name(f"{p.stem}-{name}.counts.json"))
-
-
 class Pipeline:
     """Runs ``detector`` on ``source`` (a pipeline of one lane) and feeds the results to sinks.
 
@@ -78,7 +71,7 @@ class Pipeline:
         on_result: ``fn(result, annotated)`` called on the sink thread for every result.
         on_finish: ``fn(error_or_None)`` called once when no more results will come.
 
-    Several sources: ``Pipeline.of_streams`` (``app.pipeline.multi.MultiPipeline``). Typical use::
+    Several sources: ``Pipeline.of_streams``, whose ``run_stats()`` are the run's. Typical use::
 
         with Pipeline(config, detector) as p:
             p.start()
@@ -106,7 +99,7 @@ class Pipeline:
     def _build(self, streams: Sequence[Stream], detector, *, export: str | None = None, overwrite: bool = False,
                batch_size: int = 0, on_result: Callable[[str, Result, np.ndarray | None], None] | None = None,
                on_finish: Callable[[BaseException | None], None] | None = None, events=None) -> None:
-        """The lanes of ``streams`` around one detector (``__init__``, ``of_streams``, ``MultiPipeline``).
+        """The lanes of ``streams`` around one detector (``__init__``, ``of_streams``).
 
         Args:
             streams: the streams (at most ``MAX_STREAMS``, unique names), sources already opened.
@@ -148,7 +141,6 @@ class Pipeline:
         self._fps = FpsMeter(max(s.config.fps_window_s for s in streams))
         self._fps_lock = threading.Lock()
         self._batch_sizes: Counter[int] = Counter()
-        self._started_at: float | None = None
         # One controller steers the shared detector (input size, proposals) to hold the target rate of
         # every stream (one frame per stream per batch); when every stream is live it may skip frames.
         rates = [float(s.source.rate) for s in streams if s.source.rate]
@@ -168,10 +160,6 @@ class Pipeline:
     @property
     def record_sink(self) -> RecordSink | None:
         return self.lanes[0].record_sink
-
-    @property
-    def exporter(self) -> Exporter | None:
-        return self.export_sink.exporter if self.export_sink is not None else None
 
     def record_sinks(self) -> list[RecordSink]:
         """The recordings running now, one per recording stream."""
@@ -219,7 +207,6 @@ class Pipeline:
             for lane in self.lanes:
                 lane.source.close()
             raise
-        self._started_at = time.monotonic()
         for lane in self.lanes:
             lane.add_sink(CallbackSink(self._count, needs_image=False))
             lane.start(self._stop, self._guard)
@@ -352,7 +339,7 @@ class Pipeline:
         adapt = self.adapt.status()
         return MultiStats(streams=streams, states={lane.name: self._state(lane) for lane in self.lanes}, fps=fps,
                           mean_fps=mean_fps, batches=sum(sizes.values()), batch_sizes=sizes,
-                          elapsed_s=(end if finished else now) - (self._started_at or now), finished=finished,
+                          elapsed_s=end - (self.lanes[0].started_at or now), finished=finished,
                           paused=self.paused, adapt=adapt if adapt.target_fps is not None or adapt.changes else None)
 
     @staticmethod
@@ -380,9 +367,7 @@ class Pipeline:
         latency), and the lanes whose input ended (their end goes after this batch's results)."""
         batch: list[tuple[Lane, Frame]] = []
         ended: list[Lane] = []
-        lanes = self.lanes
-        for k in range(len(lanes)):
-            lane = lanes[(turn + k) % len(lanes)]
+        for lane in self.lanes[turn:] + self.lanes[:turn]:
             for taken in range(lane.per_batch):
                 if not lane.can_take(taken):
                     break
@@ -406,15 +391,12 @@ class Pipeline:
             self._doorbell.clear()  # before looking: a frame arriving after this rings again
             batch, ended = self._take_batch(turn)
             turn = (turn + 1) % len(self.lanes)
-            if not batch:
-                for lane in ended:
-                    lane.put_result(END)
+            if not batch and not ended:
                 if all(lane.input_done for lane in self.lanes):
                     return
-                if not ended:
-                    waited = time.monotonic()
-                    self._doorbell.wait(POLL_S)
-                    idle += time.monotonic() - waited
+                waited = time.monotonic()
+                self._doorbell.wait(POLL_S)
+                idle += time.monotonic() - waited
                 continue
             if self._all_live and any(lane.last is not None for lane, _ in batch) and not self.adapt.detect_next():
                 # Frame skip (live streams only, set by the controller): each shows its last detections

@@ -35,13 +35,11 @@ class ThreadBudget:
     """Threads for each party; 0 = the library's own choice.
 
     Attributes:
-        cores: the cores this process may use.
         torch: torch's intra-op threads (the detector).
         decode: FFmpeg's decoder threads (PyAV ``thread_count``).
         encode: libx264's threads.
     """
 
-    cores: int
     torch: int
     decode: int
     encode: int
@@ -60,10 +58,10 @@ def plan(cores: int | None = None, *, gpu: bool = False) -> ThreadBudget:
     threads, so the decoder and encoder get more."""
     cores = cores or available_cores()
     if gpu:
-        return ThreadBudget(cores, torch=min(4, cores), decode=0, encode=0)
+        return ThreadBudget(torch=min(4, cores), decode=0, encode=0)
     if cores <= 4:
-        return ThreadBudget(cores, torch=cores, decode=1, encode=0)
-    return ThreadBudget(cores, torch=cores - 1, decode=2, encode=max(2, cores // 4))
+        return ThreadBudget(torch=cores, decode=1, encode=0)
+    return ThreadBudget(torch=cores - 1, decode=2, encode=max(2, cores // 4))
 
 
 def apply_torch(budget: ThreadBudget) -> None:

@@ -69,7 +69,7 @@ class DetectorReplica:
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         # the CPU fast path as run.py has it: --precision/--channels-last auto are measured once per
         # model, machine and thread count (cached) and the fastest that keeps the accuracy is used
-        budget = ThreadBudget(int(threads), torch=int(threads), decode=0, encode=0) if threads else plan()
+        budget = ThreadBudget(torch=int(threads), decode=0, encode=0) if threads else plan()
         self.detector, setup = build_detector(config, budget=budget)
         for line in setup.notes:  # what auto chose and why, in the replica's log
             log.info("replica: %s", line)

@@ -109,13 +109,13 @@ def test_the_time_step_is_what_bridges_a_gap(told):
 def test_time_that_goes_back_does_not_stop_tracking():
     """A looped file or a restarted camera clock: trackers would skip such an update (all -1);
     ours shifts its clock and keeps the IDs."""
-    tracker = Tracker(frame_rate=10, confirm_frames=1)
+    tracker = Tracker(frame_rate=10)
     boxes = [np.array([[10.0 + 2 * i, 10, 40 + 2 * i, 90]], np.float32) for i in range(6)]
     ids = []
     for i, t in enumerate([5.0, 5.1, 5.2, 0.0, 0.1, 0.2]):
         ids.append(int(tracker.update(Detections(boxes[i], [0.9], [1], NAMES), t).track_ids[0]))
-    assert ids[0] == -1  # a new track has no ID on its first frame
-    assert ids[1:] == [ids[1]] * 5 and ids[1] >= 0
+    assert ids[:2] == [-1, -1]  # a new track has an ID from its third detection on
+    assert ids[2:] == [ids[2]] * 4 and ids[2] >= 0
 
 
 def test_empty_frames_and_unknown_rate():
@@ -128,14 +128,14 @@ def test_empty_frames_and_unknown_rate():
 
 
 def test_trails_follow_live_tracks_only():
-    trails = Trails(seconds=1.0)
+    trails = Trails()
     det = Detections(np.array([[0, 0, 10, 10], [50, 50, 70, 90]], np.float32), [0.9, 0.9], [1, 1], NAMES)
     trails.add(det.with_track_ids([3, -1]), 0.0, alive={3})
     trails.add(det.with_track_ids([3, -1]).__class__(det.boxes + 10, det.scores, det.class_ids, NAMES, [3, -1]), 0.5, {3})
     snap = trails.snapshot()
     assert list(snap) == [3]
     np.testing.assert_allclose(snap[3], [[5, 5], [15, 15]])
-    trails.add(Detections.empty(NAMES).with_track_ids([]), 2.0, alive={3})  # older than 1 s: gone
+    trails.add(Detections.empty(NAMES).with_track_ids([]), 3.0, alive={3})  # older than TRAIL_S (2 s): gone
     assert trails.snapshot() == {}
 
 

@@ -13,7 +13,7 @@ from app.gui.grid import StreamGrid, grid_shape
 from app.gui.main_window import MainWindow
 from app.io.reconnect import ReconnectingSource, open_source
 from app.io.sources import SourceUnavailable
-from app.pipeline.multi import Stream
+from app.pipeline.pipeline import Stream
 from tests.conftest import decode_pts
 
 WAIT_MS = 30_000

@@ -109,7 +109,7 @@ def test_real_mpeg4_avi():
             frames.append(frame)
             if len(frames) == 3:
                 break
-    assert source.codec in ("msmpeg4v3", "msmpeg4", "mpeg4") and source.total_frames == 795
+    assert source.stream.codec_context.name in ("msmpeg4v3", "msmpeg4", "mpeg4") and source.total_frames == 795
     assert [f.seconds for f in frames] == pytest.approx([0.0, 0.1, 0.2])
 
 

@@ -10,8 +10,7 @@ import pytest
 
 from app.config import PipelineConfig
 from app.io.reconnect import open_source
-from app.pipeline.multi import MultiPipeline, Stream
-from app.pipeline.pipeline import Pipeline
+from app.pipeline.pipeline import Pipeline, Stream
 from app.pipeline.sinks import CallbackSink
 from tests.app.fakes import FakeDetector
 from tests.conftest import SAMPLE, decode_pts
@@ -26,26 +25,26 @@ def streams(*paths, **kw) -> list[Stream]:
 
 
 def test_one_lane_paused_while_the_other_goes_on(clip10):
-    p = MultiPipeline(streams(clip10, clip10), FakeDetector(delay_s=0.01))
+    p = Pipeline.of_streams(streams(clip10, clip10), FakeDetector(delay_s=0.01))
     p.lanes[0].pause()
     p.start()
     deadline = time.monotonic() + 20
     while not p.lanes[1].finished.is_set() and time.monotonic() < deadline:
         time.sleep(0.02)
-    stats = p.stats()
+    stats = p.run_stats()
     assert stats.streams["s1"].frames_written == 10 and stats.streams["s0"].frames_processed == 0
     assert stats.streams["s0"].paused and not p.paused  # one lane paused, not the run
     p.lanes[0].resume()
     assert p.wait(20)
     p.stop()
-    assert [s.frames_written for s in p.stats().streams.values()] == [10, 10]
+    assert [s.frames_written for s in p.run_stats().streams.values()] == [10, 10]
 
 
 def test_the_record_button_records_every_stream_or_none(tmp_path, clip10):
     """``Pipeline.start_recording`` with several streams: rec.mp4 → rec-<stream>.mp4 for each; when
     one of them may not be written, none starts (and nothing is written)."""
     (tmp_path / "taken-s1.mp4").write_bytes(b"keep")
-    p = MultiPipeline(streams(clip10, clip10), FakeDetector(delay_s=0.01))
+    p = Pipeline.of_streams(streams(clip10, clip10), FakeDetector(delay_s=0.01))
     p.pause()
     p.start()
     with pytest.raises(Exception, match="taken-s1.mp4"):
@@ -63,7 +62,7 @@ def test_the_record_button_records_every_stream_or_none(tmp_path, clip10):
 
 def test_a_lane_records_from_mid_run_and_takes_and_drops_a_sink(tmp_path):
     out = tmp_path / "mid.mp4"
-    p = MultiPipeline(streams(SAMPLE, SAMPLE, max_frames=40), FakeDetector(delay_s=0.05)).start()
+    p = Pipeline.of_streams(streams(SAMPLE, SAMPLE, max_frames=40), FakeDetector(delay_s=0.05)).start()
     lane = p.lanes[1]
     seen = []
     sink = lane.add_sink(CallbackSink(lambda r, a: seen.append(r.frame.index), needs_image=False))

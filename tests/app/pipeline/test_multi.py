@@ -15,7 +15,7 @@ from app.config import PipelineConfig
 from app.io.export import read_rows
 from app.io.paths import per_stream_path, unique_names
 from app.io.reconnect import open_source
-from app.pipeline.multi import MultiPipeline, Stream
+from app.pipeline.pipeline import Pipeline, Stream
 from tests.app.fakes import FakeDetector
 from tests.conftest import cut_clip, decode_pts
 from tests.matching import assert_same_detections
@@ -46,9 +46,10 @@ def test_two_streams_in_one_batch_detect_what_two_single_runs_detect(tmp_path, d
     a = cut_clip(tmp_path / "a.mp4", 4)
     b = cut_from(tmp_path / "b.mp4", 60, 4)  # other people, other places
     got: dict[str, list] = {"a": [], "b": []}
-    pipeline = MultiPipeline(streams_of({"a": a, "b": b}), default_detector,
-                             on_result=lambda name, result, _img: got[name].append(result))
-    stats = pipeline.run()
+    pipeline = Pipeline.of_streams(streams_of({"a": a, "b": b}), default_detector,
+                                   on_result=lambda name, result, _img: got[name].append(result))
+    pipeline.run()
+    stats = pipeline.run_stats()
     assert [len(got["a"]), len(got["b"])] == [4, 4]
     assert stats.batch_sizes.get(2, 0) >= 3  # the frames really went through together
     assert sum(r.batch_size == 2 for r in got["a"] + got["b"]) >= 6
@@ -139,13 +140,14 @@ def test_a_slow_stream_does_not_hold_up_the_others(tmp_path, clip10):
             pass
 
     detector = FakeDetector()
-    pipeline = MultiPipeline(streams_of({"fast": clip10, "slow": slow_clip}, queue_size=2), detector)
+    pipeline = Pipeline.of_streams(streams_of({"fast": clip10, "slow": slow_clip}, queue_size=2), detector)
     done_at = {}
     pipeline.lanes[1].add_sink(SlowSink())
     for lane in pipeline.lanes:
         lane.add_sink(type("Mark", (), {"needs_image": False, "close": lambda self: None,
                                         "write": lambda self, r, a, n=lane.name: done_at.__setitem__(n, time.monotonic())})())
-    stats = pipeline.run()
+    pipeline.run()
+    stats = pipeline.run_stats()
     assert stats.streams["fast"].frames_written == stats.streams["slow"].frames_written == 10
     assert done_at["slow"] - done_at["fast"] > 0.6  # the fast stream finished long before the slow one
     assert 1 in stats.batch_sizes  # it went on alone once the slow one's results queue was full
@@ -155,7 +157,7 @@ def test_stop_finalises_every_recording_and_the_export(tmp_path):
     clips = {name: cut_clip(tmp_path / f"{name}.mp4", 30) for name in ("a", "b")}
     streams = streams_of(clips, realtime=True)  # paced at 10 fps: still running when stopped
     streams = [Stream(s.name, s.config.with_(record=str(tmp_path / f"rec-{s.name}.mp4")), s.source) for s in streams]
-    pipeline = MultiPipeline(streams, FakeDetector(), export=str(tmp_path / "dets.json"))
+    pipeline = Pipeline.of_streams(streams, FakeDetector(), export=str(tmp_path / "dets.json"))
     pipeline.start()
     time.sleep(1.0)
     t = time.monotonic()
@@ -168,7 +170,7 @@ def test_stop_finalises_every_recording_and_the_export(tmp_path):
     assert {r["stream"] for r in rows} == {"a", "b"}
     for name in ("a", "b"):
         pts, _ = decode_pts(tmp_path / f"rec-{name}.mp4")
-        written = pipeline.stats().streams[name].frames_written
+        written = pipeline.run_stats().streams[name].frames_written
         assert 3 <= len(pts) == written < 30
 
 
