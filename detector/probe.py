@@ -39,6 +39,7 @@ import torch
 from detector.machine import cpu_flags, cpu_name
 from detector.messages import first_line
 from detector.profiles import _read_json, _write_json, cache_dir, int8_verdict, model_identity
+from detector.quantize import scheme
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,13 @@ class ProbeResult:
     proposals: int = 0
 
 
+# instruction-set caps a user (or a test of another CPU) may set: the same CPU then runs other kernels
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
 def machine_key() -> str:
-    return f"{cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    caps = "".join(f" | {name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name))
+    return f"{cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__} | {torch.get_num_threads()} threads{caps}"
 
 
 def native_bf16(flags: set[str] | None = None) -> bool:
@@ -143,8 +149,14 @@ def candidates_for(detector, precisions: Sequence[str], memory_formats: Sequence
 
 
 def cache_key(detector, candidates: Sequence[Candidate]) -> str:
-    return " || ".join((machine_key(), model_identity(detector), f"input {detector.input_size}",
-                        "candidates " + ",".join(c.name for c in candidates)))
+    """What an answer holds for: the machine (ISA caps included), the model, the input size, the
+    candidates — and for int8 its scheme and the layers it keeps in float (they change its speed)."""
+    parts = [machine_key(), model_identity(detector), f"input {detector.input_size}",
+             "candidates " + ",".join(c.name for c in candidates)]
+    if any(c.precision == "int8" for c in candidates):
+        floats = ",".join(getattr(detector, "int8_float_layers", ())) or "none"
+        parts.append(f"int8 {scheme()} float {floats}")
+    return " || ".join(parts)
 
 
 def choose(costs: dict[Candidate, Cost], reference: Candidate, proposals: int, margin: float) -> Candidate:

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from detector.config import ConfigError
 from detector.machine import cpu_flags
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,9 @@ def scheme(vnni: bool | None = None) -> str:
         forced = os.environ.get(SCHEME_ENV, "")
         if forced:
             if forced not in SCHEMES:
-                raise QuantizationError(f"{SCHEME_ENV}={forced!r}: expected one of {', '.join(SCHEMES)}")
+                raise ConfigError(f"{SCHEME_ENV}={forced!r}: expected one of {', '.join(SCHEMES)}")
             if forced == "minmax-u8" and not cpu_has_vnni():
-                raise QuantizationError(f"{SCHEME_ENV}=minmax-u8 needs a CPU with VNNI (8-bit sums saturate without it)")
+                raise ConfigError(f"{SCHEME_ENV}=minmax-u8 needs a CPU with VNNI (8-bit sums saturate without it)")
             return forced
         vnni = cpu_has_vnni()
     return "minmax-u8" if vnni else "minmax-u8w7"

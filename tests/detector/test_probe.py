@@ -11,7 +11,8 @@ import threading
 import pytest
 
 from detector import profiles
-from detector.probe import BASELINE, Candidate, CpuTuner, candidates_for, native_bf16, tune_cpu
+from detector.config import ConfigError
+from detector.probe import BASELINE, ISA_CAPS, Candidate, CpuTuner, candidates_for, native_bf16, tune_cpu
 from detector.stages import StageTimes
 
 FP32, FP32_CL, BF16, BF16_CL, INT8 = (Candidate("fp32", False), Candidate("fp32", True), Candidate("bf16", False),
@@ -131,6 +132,23 @@ def test_the_answer_is_cached_by_input_size_not_by_proposal_count(cache_file):
     assert not third.done.is_set(), "another input size is measured again"
     refreshed = tuner_for(FakeDetector(proposals=50), [FP32, INT8], cache_file, refresh=True)
     assert not refreshed.done.is_set()
+
+
+def test_an_answer_is_not_reused_on_other_kernels_or_another_int8(cache_file, monkeypatch):
+    """The same CPU capped to other instructions, or int8 with other layers in float, is measured
+    again: their speeds differ (the cache key names both)."""
+    cost = {FP32: (60, 0.05), INT8: (40, 0.2)}
+    for var in ISA_CAPS:
+        monkeypatch.delenv(var, raising=False)
+    det = FakeDetector()
+    drive(tuner_for(det, [FP32, INT8], cache_file), det, cost)
+    assert tuner_for(FakeDetector(), [FP32, INT8], cache_file).done.is_set(), "the same setting reads the cache"
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert not tuner_for(FakeDetector(), [FP32, INT8], cache_file).done.is_set()
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    other = FakeDetector()
+    other.int8_float_layers = ("trunk.layers.0.0",)
+    assert not tuner_for(other, [FP32, INT8], cache_file).done.is_set()
 
 
 def test_a_new_proposal_count_at_run_time_rechooses_from_the_costs_and_says_so(cache_file):
@@ -360,7 +378,7 @@ def test_the_int8_scheme_can_be_forced_to_7_bits_and_a_bad_value_is_refused(monk
     assert quantize.scheme() == "minmax-u8w7"
     assert quantize.qconfig_mapping().global_qconfig.weight().quant_min == -64
     monkeypatch.setenv(quantize.SCHEME_ENV, "minmax-u6")
-    with pytest.raises(quantize.QuantizationError, match="minmax-u6"):
+    with pytest.raises(ConfigError, match="minmax-u6"):  # the user's setting: one line, exit 2
         quantize.scheme()
 
 
