@@ -149,7 +149,7 @@ def test_unreachable_at_the_start_is_tried_in_the_background():
     source = ReconnectingSource("fake://cam", opener(SourceUnavailable("refused"), FakeLive(3, "end")),
                                 first_error=SourceUnavailable("refused at start"), retries=2, backoff=fast,
                                 stall_timeout_s=0.3)
-    assert source.last_event.state == "unreachable" and "refused at start" in source.last_event.reason
+    assert source.down and source.last_event.state == "unreachable" and "refused at start" in source.last_event.reason
     assert "not reachable (refused at start); trying again (attempt 1" in source.last_event.line()
     events = []
     source.add_listener(events.append)  # the change so far is replayed
