@@ -29,6 +29,13 @@ so the classifier is taught "part of a person is background" every iteration. Me
 which is a whole person label. The positive IoU (``fg_iou``, paper 0.5) can be raised too: RoIs
 between the background boundary and it are then neither — that did (v4 trains with 0.6).
 
+**Hard negatives** (RoI head, ``hard_fraction`` > 0; online hard example mining, Shrivastava et al.
+2016, on the negatives only): before sampling, the head scores every background RoI of the batch
+without gradients; up to ``hard_fraction`` of each image's negatives are those it calls an object most
+surely (1 − p(background), after NMS at IoU 0.7 among them so that one hard place is not taken 30
+times), the rest uniform as before. Where the part-negative rule picks parts by their geometry, this
+picks what the head itself gets wrong — a torso it scores "person", a bag it scores "bird".
+
 Only the training-time target assignment changes, by subclassing the two ``assign_targets_to_*`` methods
 around torchvision's own matchers, ``box_iou`` and samplers; inference, parameters and state-dict
 keys are untouched, so every checkpoint loads into a model with or without them.
@@ -41,12 +48,13 @@ from torch import Tensor, nn
 from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, nms
 
 from detector.boxes import pairwise_ioa
 
 DEFAULT_IOA = 0.5
 DEFAULT_PART_COVER = 0.7  # detector.precision calls a false box a part at the same share
+HARD_NMS_IOU = 0.7  # OHEM's NMS among the hard negatives
 
 
 def ignore_overlap(boxes: Tensor, ignore: Tensor) -> tuple[Tensor, Tensor]:
@@ -121,23 +129,38 @@ def part_negatives(labels: Tensor, proposals: Tensor, gt_boxes: Tensor, cover: f
     return (labels == 0) & (inside >= cover)
 
 
-def sample_with_parts(labels: Tensor, parts: Tensor, batch_size: int, positive_fraction: float,
-                      part_fraction: float, generator: torch.Generator | None = None) -> Tensor:
+def sample_with_parts(labels: Tensor, parts: Tensor | None, batch_size: int, positive_fraction: float,
+                      part_fraction: float, generator: torch.Generator | None = None,
+                      hard: Tensor | None = None) -> Tensor:
     """Indices of one image's sampled RoIs: torchvision's count of positives (≤ ``batch_size`` ·
-    ``positive_fraction``) and negatives (the rest), of which up to ``part_fraction`` are ``parts``."""
-    pos = torch.where(labels >= 1)[0]
-    neg_part = torch.where((labels == 0) & parts)[0]
-    neg_rest = torch.where((labels == 0) & ~parts)[0]
-    num_pos = min(int(batch_size * positive_fraction), pos.numel())
-    num_neg = min(batch_size - num_pos, neg_part.numel() + neg_rest.numel())
-    num_part = min(int(round(num_neg * part_fraction)), neg_part.numel())
-    num_rest = min(num_neg - num_part, neg_rest.numel())
-    num_part = num_neg - num_rest  # too few other negatives: more parts (never more than there are)
-
-    def pick(idx: Tensor, n: int) -> Tensor:
+    ``positive_fraction``) and negatives (the rest), of which up to ``part_fraction`` are ``parts``
+    (Bool[P], drawn at random) — or, given ``hard`` (indices of negatives, hardest first), the first of
+    those. The other negatives are drawn uniformly; where they run short, more of the preferred ones."""
+    def pick(idx: Tensor, n: int | None = None) -> Tensor:
         return idx[torch.randperm(idx.numel(), device=idx.device, generator=generator)[:n]]
 
-    return torch.cat([pick(pos, num_pos), pick(neg_part, num_part), pick(neg_rest, num_rest)])
+    pos = torch.where(labels >= 1)[0]
+    num_pos = min(int(batch_size * positive_fraction), pos.numel())
+    negatives = labels == 0
+    num_neg = min(batch_size - num_pos, int(negatives.sum()))
+    preferred = pick(torch.where(negatives & parts)[0]) if hard is None else hard
+    num_preferred = min(int(round(num_neg * part_fraction)), preferred.numel())
+    taken = torch.zeros_like(negatives)
+    taken[preferred if hard is None else preferred[:num_preferred]] = True
+    # preferred first, then the others at random, then (parts only) the parts not taken
+    order = [preferred[:num_preferred], pick(torch.where(negatives & ~taken)[0])]
+    if hard is None:
+        order.append(preferred[num_preferred:])
+    return torch.cat([pick(pos, num_pos), torch.cat(order)[:num_neg]])
+
+
+def hardest_negatives(labels: Tensor, proposals: Tensor, object_prob: Tensor) -> Tensor:
+    """Indices of one image's negatives (label 0), the head's surest object first, after NMS at
+    ``HARD_NMS_IOU`` among them (``object_prob``: 1 − p(background) of every proposal)."""
+    neg = torch.where(labels == 0)[0]
+    if neg.numel() == 0:
+        return neg
+    return neg[nms(proposals[neg].float(), object_prob[neg].float(), HARD_NMS_IOU)]
 
 
 class IgnoreAwareRoIHeads(RoIHeads):
@@ -147,6 +170,7 @@ class IgnoreAwareRoIHeads(RoIHeads):
     ignore_ioa: float = DEFAULT_IOA
     part_fraction: float = 0.0
     part_cover: float = DEFAULT_PART_COVER
+    hard_fraction: float = 0.0
 
     @classmethod
     def like(cls, heads: RoIHeads, ioa: float = DEFAULT_IOA) -> IgnoreAwareRoIHeads:
@@ -162,6 +186,14 @@ class IgnoreAwareRoIHeads(RoIHeads):
         new.ignore_ioa = float(ioa)
         new.train(heads.training)
         return new
+
+    def forward(self, features, proposals, image_shapes, targets=None):
+        # hard-negative mining scores the candidates with the head itself: it needs the feature maps
+        self._mining = (features, image_shapes) if self.training and self.hard_fraction > 0 else None
+        try:
+            return super().forward(features, proposals, image_shapes, targets)
+        finally:
+            self._mining = None
 
     def select_training_samples(self, proposals, targets):
         # torchvision's assign_targets_to_proposals gets the gt boxes and labels but not the targets:
@@ -183,23 +215,39 @@ class IgnoreAwareRoIHeads(RoIHeads):
         self._parts = ([part_negatives(lab, prop, gt, self.part_cover)
                         for lab, prop, gt in zip(labels, proposals, gt_boxes, strict=True)]
                        if self.part_fraction > 0 else None)
+        self._hard = self._hardest(labels, proposals) if getattr(self, "_mining", None) is not None else None
         return matched_idxs, labels
 
+    @torch.no_grad()
+    def _hardest(self, labels: list[Tensor], proposals: list[Tensor]) -> list[Tensor]:
+        """Per image, ``hardest_negatives`` as the head scores them now (no gradients)."""
+        features, image_shapes = self._mining
+        features = {k: v.detach() for k, v in features.items()}
+        logits, _ = self.box_predictor(self.box_head(self.box_roi_pool(features, proposals, image_shapes)))
+        object_prob = 1.0 - torch.softmax(logits.float(), dim=-1)[:, 0]
+        counts = [p.shape[0] for p in proposals]
+        return [hardest_negatives(lab, prop, prob)
+                for lab, prop, prob in zip(labels, proposals, object_prob.split(counts), strict=True)]
+
     def subsample(self, labels: list[Tensor]) -> list[Tensor]:
-        parts = getattr(self, "_parts", None)
+        parts, hard = getattr(self, "_parts", None), getattr(self, "_hard", None)
+        self._parts = self._hard = None
+        sampler = self.fg_bg_sampler
+        if hard is not None:
+            return [sample_with_parts(lab, None, sampler.batch_size_per_image, sampler.positive_fraction,
+                                      self.hard_fraction, hard=h) for lab, h in zip(labels, hard, strict=True)]
         if parts is None:
             return super().subsample(labels)
-        self._parts = None
-        sampler = self.fg_bg_sampler
         return [sample_with_parts(lab, part, sampler.batch_size_per_image, sampler.positive_fraction,
                                   self.part_fraction) for lab, part in zip(labels, parts, strict=True)]
 
 
 def use_ignore_regions(model: nn.Module, ioa: float = DEFAULT_IOA, part_fraction: float = 0.0,
-                       fg_iou: float | None = None) -> nn.Module:
+                       fg_iou: float | None = None, hard_fraction: float = 0.0) -> nn.Module:
     """Give a torchvision ``FasterRCNN`` (any builder) the ignore label, in place; returns ``model``.
     ``part_fraction``: the share of the RoI head's negatives drawn from part negatives (0 = uniform, as
-    torchvision); ``fg_iou``: the RoI head's positive IoU (None = keep the model's).
+    torchvision); ``fg_iou``: the RoI head's positive IoU (None = keep the model's); ``hard_fraction``:
+    the share drawn from the negatives the head scores surest as objects (hard-negative mining).
 
     Calling it again only changes the thresholds. The parameters stay the same objects, so an optimizer
     built before or after sees the same tensors.
@@ -208,6 +256,10 @@ def use_ignore_regions(model: nn.Module, ioa: float = DEFAULT_IOA, part_fraction
         raise ValueError(f"ignore IoA threshold {ioa!r} must be in (0, 1]")
     if not 0.0 <= part_fraction <= 1.0:
         raise ValueError(f"part-negative fraction {part_fraction!r} must be in [0, 1]")
+    if not 0.0 <= hard_fraction <= 1.0:
+        raise ValueError(f"hard-negative fraction {hard_fraction!r} must be in [0, 1]")
+    if part_fraction and hard_fraction:
+        raise ValueError("part negatives and hard negatives are two ways to choose the same negatives: use one")
     if isinstance(model.rpn, IgnoreAwareRPN):
         model.rpn.ignore_ioa = float(ioa)
     else:
@@ -217,6 +269,7 @@ def use_ignore_regions(model: nn.Module, ioa: float = DEFAULT_IOA, part_fraction
     else:
         model.roi_heads = IgnoreAwareRoIHeads.like(model.roi_heads, ioa)
     model.roi_heads.part_fraction = float(part_fraction)
+    model.roi_heads.hard_fraction = float(hard_fraction)
     if fg_iou is not None:
         low = model.roi_heads.proposal_matcher.low_threshold
         if not low <= fg_iou <= 1.0:

@@ -91,6 +91,8 @@ class TrainConfig:
             dropped and may be sampled as background (torchvision's behaviour).
         part_negatives: the share of the RoI head's sampled negatives drawn from RoIs lying inside a
             labelled object (``detector.ignore``: a head or torso of a person); 0 = uniform (torchvision).
+        hard_negatives: the share of the RoI head's sampled negatives drawn from those the head itself
+            scores surest as objects (online hard-negative mining, ``detector.ignore``); 0 = uniform.
         roi_fg_iou: the RoI head's positive IoU (None = the model's, the paper's 0.5); between the
             background boundary (0.5) and it an RoI is neither.
         roi_batch: RoIs the head samples per image (None = the model's, the paper's 128).
@@ -127,6 +129,7 @@ class TrainConfig:
     keep_cut_bottom: float = 0.0
     ignore_ioa: float | None = 0.5
     part_negatives: float = 0.0
+    hard_negatives: float = 0.0
     roi_fg_iou: float | None = None
     roi_batch: int | None = None
     trunk_precision: str = "fp32"
@@ -151,8 +154,13 @@ class TrainConfig:
             raise ValueError(f"ignore_ioa {self.ignore_ioa} must be in (0, 1] (or None: no ignore label)")
         if not 0.0 <= self.part_negatives <= 1.0:
             raise ValueError(f"part_negatives {self.part_negatives} must be in [0, 1]")
-        if (self.part_negatives or self.roi_fg_iou is not None) and self.ignore_ioa is None:
-            raise ValueError("part_negatives and roi_fg_iou need the ignore-aware heads: ignore_ioa must not be None")
+        if not 0.0 <= self.hard_negatives <= 1.0:
+            raise ValueError(f"hard_negatives {self.hard_negatives} must be in [0, 1]")
+        if self.part_negatives and self.hard_negatives:
+            raise ValueError("part_negatives and hard_negatives choose the same negatives two ways: use one")
+        if (self.part_negatives or self.hard_negatives or self.roi_fg_iou is not None) and self.ignore_ioa is None:
+            raise ValueError("part_negatives, hard_negatives and roi_fg_iou need the ignore-aware heads: "
+                             "ignore_ioa must not be None")
         if self.roi_batch is not None and not 1 <= self.roi_batch <= 4096:
             raise ValueError(f"roi_batch {self.roi_batch} must be RoIs per image in 1..4096")
         if self.roi_fg_iou is not None and not 0.5 <= self.roi_fg_iou <= 1.0:
@@ -197,7 +205,8 @@ class Trainer:
         self.mix = WeightedMix([(data, 1.0)] if isinstance(data, CocoDetectionData) else list(data), self.rng)
         self.data = self.mix.sets[0]
         if config.ignore_ioa is not None:
-            use_ignore_regions(model, config.ignore_ioa, config.part_negatives, config.roi_fg_iou)
+            use_ignore_regions(model, config.ignore_ioa, config.part_negatives, config.roi_fg_iou,
+                               config.hard_negatives)
         if config.roi_batch is not None:
             model.roi_heads.fg_bg_sampler.batch_size_per_image = config.roi_batch
         self.model = model.to(device)

@@ -13,6 +13,7 @@ import torch
 from detector.ignore import (
     IgnoreAwareRoIHeads,
     IgnoreAwareRPN,
+    hardest_negatives,
     ignore_negatives,
     ignore_overlap,
     ignored,
@@ -82,7 +83,14 @@ def _sampled_negatives(data: CocoDetectionData, ioa: float | None, rpn_batch: in
         seen["rois"] = out
         return out
 
+    forward = heads.forward
+
+    def record_features(features, proposals, image_shapes, targets=None):
+        seen["features"], seen["image_sizes"] = features, image_shapes
+        return forward(features, proposals, image_shapes, targets)
+
     rpn.assign_targets_to_anchors, heads.select_training_samples = record_anchors, record_rois
+    heads.forward = record_features
     trainer.model.train()
     item = trainer._train_item(0, 0)
     torch.manual_seed(0)
@@ -92,6 +100,8 @@ def _sampled_negatives(data: CocoDetectionData, ioa: float | None, rpn_batch: in
     anchors = seen["anchors"][0][neg[0].bool()]
     proposals, _, labels, _ = seen["rois"]
     _sampled_negatives.labels = item.target["boxes"]  # the labels in the same resized pixels
+    _sampled_negatives.heads = heads
+    _sampled_negatives.features, _sampled_negatives.image_sizes = seen.get("features"), seen.get("image_sizes")
     return anchors, proposals[0][labels[0] == 0], item.target["ignore"]
 
 
@@ -148,6 +158,45 @@ def test_part_negatives_are_sampled_on_a_real_frame(frame_with_ignore):
     parts_on, negatives_on = counts[0.5]
     assert parts_on >= 8 and negatives_on == counts[0.0][1], counts  # as many negatives either way
     assert counts[0.0][0] <= parts_on / 4, counts
+
+
+def test_hard_negative_sampling_on_a_known_case():
+    # 4 negatives: two nearly the same box (IoU 0.9) scored 0.9 and 0.8 as objects, one apart at 0.5,
+    # one at 0.1; a positive scored 0.95 is never a negative
+    labels = torch.tensor([0, 0, 0, 0, 1])
+    boxes = torch.tensor([[0, 0, 100, 100], [0, 0, 100, 90], [200, 0, 300, 100], [400, 0, 500, 100],
+                          [0, 0, 100, 100.0]])
+    prob = torch.tensor([0.9, 0.8, 0.5, 0.1, 0.95])
+    # NMS among the negatives: the 0.8 twin of the 0.9 box is not a second hard place
+    assert hardest_negatives(labels, boxes, prob).tolist() == [0, 2, 3]
+    # 10 positives and 200 negatives, hardest first 10..19; 128 RoIs, at most 25 % positive → 118 negatives
+    labels = torch.cat([torch.ones(10, dtype=torch.int64), torch.zeros(200, dtype=torch.int64)])
+    hard = torch.arange(10, 20)
+    for fraction, want in ((0.05, 6), (0.5, 10)):  # round(118 · 0.05) = 6; only 10 hard ones exist
+        idx = sample_with_parts(labels, None, 128, 0.25, fraction, torch.Generator().manual_seed(0), hard=hard)
+        assert len(idx) == 128 and len(set(idx.tolist())) == 128
+        assert set(hard[:want].tolist()) <= set(idx.tolist())
+        if want < 10:  # the hardest are taken in order; the others only by the uniform draw's chance
+            assert int(((idx >= 10) & (idx < 20)).sum()) < want + 3
+    with pytest.raises(ValueError, match="same negatives"):
+        use_ignore_regions(_model(2), 0.5, part_fraction=0.5, hard_fraction=0.5)
+
+
+def test_hard_negatives_are_the_ones_the_head_scores_as_objects(frame_with_ignore):
+    """On frame 0 of the sample the head (random fc weights, the same seed) scores every background RoI;
+    mining draws negatives it scores higher as objects than uniform sampling does."""
+    data = frame_with_ignore
+    scored = {}
+    for fraction in (0.0, 1.0):
+        torch.manual_seed(0)
+        _, rois, _ = _sampled_negatives(data, 0.5, 256, 128, hard_negatives=fraction)
+        heads = _sampled_negatives.heads
+        with torch.no_grad():
+            logits, _ = heads.box_predictor(heads.box_head(heads.box_roi_pool(
+                _sampled_negatives.features, [rois], _sampled_negatives.image_sizes)))
+        scored[fraction] = (1 - torch.softmax(logits, -1)[:, 0], len(rois))
+    assert scored[1.0][1] == scored[0.0][1] > 0  # as many negatives either way
+    assert scored[1.0][0].mean() > scored[0.0][0].mean(), (scored[1.0][0].mean(), scored[0.0][0].mean())
 
 
 def test_roi_positive_iou_leaves_a_gap():
