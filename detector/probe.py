@@ -9,7 +9,8 @@ amounts; int8 pays where its accuracy gate passed. So a run starts at once with 
 run under each candidate, interleaved round by round so that a noisy neighbour hits every
 candidate alike, and their stage times are the measurement — no frame is spent on probing. When
 every candidate has its samples the tuner applies the fastest (only when it beats the fp32
-reference by ``margin``: auto never keeps something that measured slower than fp32) and says so
+reference by ``margin``: auto never keeps something that measured slower than fp32; and int8 or bf16
+only when it beats the fastest fp32 layout by the margin too: at a tie, the exact answer) and says so
 once (``announcement``).
 
 What is not tried, because it cannot win: bf16 on a CPU without bf16 instructions; int8 without a
@@ -160,11 +161,18 @@ def cache_key(detector, candidates: Sequence[Candidate]) -> str:
 
 
 def choose(costs: dict[Candidate, Cost], reference: Candidate, proposals: int, margin: float) -> Candidate:
-    """The cheapest candidate at ``proposals``, if it beats ``reference`` by ``margin``; else the reference."""
-    best = min(costs, key=lambda c: costs[c].at(proposals))
-    if reference not in costs or costs[best].at(proposals) <= costs[reference].at(proposals) * (1.0 - margin):
-        return best
-    return reference
+    """The cheapest candidate at ``proposals``, each step only by ``margin``: an exact one (fp32, either
+    layout) replaces ``reference`` when it beats it by the margin, and a lossy one (bf16, int8) replaces
+    that when it beats it by the margin too — at a tie, the exact answer."""
+    def at(c: Candidate) -> float:
+        return costs[c].at(proposals)
+
+    choice = reference if reference in costs else min(costs, key=at)
+    for group in ([c for c in costs if c.precision == "fp32"], [c for c in costs if c.precision != "fp32"]):
+        best = min(group, key=at, default=None)
+        if best is not None and at(best) <= at(choice) * (1.0 - margin):
+            choice = best
+    return choice
 
 
 class CpuTuner:
@@ -182,7 +190,8 @@ class CpuTuner:
         notes: lines about candidates left out, appended to the reason.
         cache_file: where answers are kept (default ``cache_dir()/probe.json``); refresh: ignore it.
         samples: timed calls per candidate (after one warm-up call each).
-        margin: a candidate replaces the reference only when at least this much faster.
+        margin: a candidate replaces the reference only when at least this much faster (a lossy one,
+            int8 or bf16, the fastest fp32 layout too).
         max_calls: calls after which the tuner decides on what it has.
         allowed: ``fn(candidate, proposals)`` — whether a candidate may run at a proposal count
             (int8's accuracy verdict is kept per count); default: every candidate at every count.
