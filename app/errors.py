@@ -2,11 +2,22 @@
 
 import argparse
 
-from detector.messages import first_line  # noqa: F401 — one helper for every layer, re-exported here
+from detector.messages import first_line  # one helper for every layer, re-exported here
 
 
 class UserError(Exception):
     """Bad input or options; ``str(error)`` is the one line shown to the user."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for a status (the window's, an alert sink's): the user's own error as
+    its first line, any other as ``Type: first line``."""
+    from detector.config import ConfigError
+
+    first = first_line(str(exc).strip())
+    if isinstance(exc, (UserError, ConfigError)) and first:
+        return first
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class UserErrorParser(argparse.ArgumentParser):

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from app.errors import UserError, first_line
+from app.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Publisher:
                 except Exception as exc:  # down, gone, refused, timed out, HTTP 5xx: try again later
                     tries += 1
                     self.failures += 1
-                    self.last_error = _one_line(exc)
+                    self.last_error = one_line(exc)
                     if tries == 1:
                         log.info("%s: %s; retrying", self.target, self.last_error)
                     self._safe_reset()
@@ -275,7 +275,3 @@ class WebhookPublisher(Publisher):
                 answer.read()
         except urllib.error.HTTPError as exc:
             raise ConnectionError(f"HTTP {exc.code} {exc.reason}") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__

@@ -20,7 +20,7 @@ from pathlib import Path
 from PyQt6.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal, pyqtSlot
 
 from app.config import PipelineConfig
-from app.errors import UserError, first_line
+from app.errors import UserError, one_line
 from app.gui.bridge import FrameBridge
 from app.gui.events_feed import EventFeed
 from app.io.reconnect import open_source
@@ -42,16 +42,6 @@ class StreamsRun:
     export: str | None = None
     overwrite: bool = False
     events: object = None
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as the one line shown in the window."""
-    from detector.config import ConfigError
-
-    first = first_line(str(exc).strip())
-    if isinstance(exc, (UserError, ConfigError)) and first:
-        return first
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class PipelineController(QObject):

@@ -31,8 +31,9 @@ from PyQt6.QtWidgets import (
 )
 
 from app.config import PipelineConfig
+from app.errors import one_line
 from app.gui.bridge import FrameBridge, rgb_to_qimage
-from app.gui.controller import STOP_TIMEOUT_S, StreamsRun, default_output_name, one_line, start_controller
+from app.gui.controller import STOP_TIMEOUT_S, StreamsRun, default_output_name, start_controller
 from app.gui.events_feed import for_next_source
 from app.gui.fps_meter import RollingMean
 from app.gui.grid import StreamGrid
