@@ -25,6 +25,7 @@ import numpy as np
 
 from app.errors import first_line
 from app.io import Closing
+from app.io.paths import first_free
 from app.io.record import Recorder
 
 log = logging.getLogger(__name__)
@@ -111,12 +112,11 @@ class ClipWriter(Closing):
     def _name(self, t: float, label: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in label)
         base = f"{self.stream}-{t:08.3f}s-{safe}"
-        path = self.folder / f"{base}.mp4"
-        n = 1
-        while not self.overwrite and (path.exists() or path in self.paths):
-            n += 1
-            path = self.folder / f"{base}-{n}.mp4"
-        return path
+        def taken(name: str) -> bool:
+            path = self.folder / f"{name}.mp4"
+            return not self.overwrite and (path.exists() or path in self.paths)
+
+        return self.folder / f"{first_free(base, taken)}.mp4"
 
     def _close(self) -> None:
         """End an open clip and wait (at most ``JOIN_S``) for the encoder to finish it."""

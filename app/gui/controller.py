@@ -23,6 +23,7 @@ from app.config import PipelineConfig
 from app.errors import UserError, one_line
 from app.gui.bridge import FrameBridge
 from app.gui.events_feed import EventFeed
+from app.io.paths import first_free
 from app.io.reconnect import open_source
 from app.pipeline.pipeline import Pipeline, Stream
 from app.pipeline.sinks import CallbackSink
@@ -325,9 +326,4 @@ def default_output_name(folder: Path, stem: str, suffix: str, now: float | None 
     import time
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    path = folder / f"{stem}-{stamp}{suffix}"
-    n = 2
-    while path.exists():
-        path = folder / f"{stem}-{stamp}-{n}{suffix}"
-        n += 1
-    return path
+    return folder / (first_free(f"{stem}-{stamp}", lambda name: (folder / f"{name}{suffix}").exists()) + suffix)

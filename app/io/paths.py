@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app.errors import UserError
@@ -64,12 +64,16 @@ def stream_name(kind: str, value: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.") or kind
 
 
+def first_free(base: str, taken: Callable[[str], bool]) -> str:
+    """``base``, else ``base-2``, ``base-3``… — the first name ``taken`` says is free."""
+    name, n = base, 2
+    while taken(name):
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
 def unique_names(sources: Sequence[tuple[str, str]]) -> list[str]:
     names: list[str] = []
     for kind, value in sources:
-        base = stream_name(kind, value)
-        name, n = base, 2
-        while name in names:
-            name, n = f"{base}-{n}", n + 1
-        names.append(name)
+        names.append(first_free(stream_name(kind, value), names.__contains__))
     return names

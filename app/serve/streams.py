@@ -32,7 +32,7 @@ from pathlib import Path
 from app.cli.multi_run import SOURCE_OPTIONS, read_sources_text
 from app.config import LIVE_KINDS, PipelineConfig
 from app.errors import UserError, UserErrorParser
-from app.io.paths import stream_name
+from app.io.paths import first_free, stream_name
 
 # Frames a file stream keeps in flight to the deployment: enough for the replicas' batches to fill
 # from several streams, few enough that one stream cannot take every slot of a batch.
@@ -130,10 +130,7 @@ def parse_streams(lines: Iterable[tuple[str, str]], *, overwrite: bool = False,
         if spec.name in names:
             if explicit:
                 raise UserError(f"{where}: a stream named {spec.name!r} is already listed; names must be unique")
-            n = 2
-            while f"{spec.name}-{n}" in names:
-                n += 1
-            spec = StreamSpec(f"{spec.name}-{n}", spec.config, spec.on)
+            spec = StreamSpec(first_free(spec.name, names.__contains__), spec.config, spec.on)
         specs.append(spec)
     _check_outputs_unique(specs)
     if not specs:
