@@ -3,6 +3,8 @@ segments and exports; the outputs' path rules and atomic writes."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import TypeVar
 
 _C = TypeVar("_C", bound="Closing")
@@ -29,3 +31,15 @@ class Closing:
 
     def _close(self) -> None:
         raise NotImplementedError
+
+
+def put_until_stopped(q: queue.Queue, item, stop: threading.Event, poll_s: float) -> bool:
+    """Put ``item`` into the bounded ``q``, waiting for room in steps of ``poll_s`` so that ``stop`` is
+    noticed; False when it was set first (the item is not queued)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=poll_s)
+            return True
+        except queue.Full:
+            continue
+    return False

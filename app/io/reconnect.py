@@ -39,6 +39,7 @@ from functools import partial
 from app.config import RECONNECT_FOREVER, PipelineConfig
 from app.errors import first_line
 from app.frames import Frame
+from app.io import put_until_stopped
 from app.io.sources import DEFAULT_TIME_BASE, CameraSource, Source, SourceUnavailable, UrlSource, open_plain_source
 
 log = logging.getLogger(__name__)
@@ -144,13 +145,7 @@ class _Connection:
                 source.close()
 
     def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(self._queue, item, self._stop, POLL_S)
 
     def get(self, timeout: float) -> tuple[str | None, object, float]:
         """(kind, payload, seconds of silence before it) — kind "open", "frame", "end" or "error" —

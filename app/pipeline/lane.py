@@ -22,6 +22,7 @@ from pathlib import Path
 from app.analytics.analytics import Analytics, CountsSink
 from app.config import PipelineConfig, check_output_path
 from app.frames import Frame, Result
+from app.io import put_until_stopped
 from app.io.sources import LatestFrame, Source
 from app.pipeline.render import annotate, stats_line
 from app.pipeline.sinks import RecordSink, Sink, close_all
@@ -237,7 +238,7 @@ class Lane:
                 self.read += 1
                 if self.live:
                     self._latest.put(frame, count_drop=not self.paused)
-                elif not self._put(self._frames, frame, stop):
+                elif not put_until_stopped(self._frames, frame, stop, POLL_S):
                     break
                 self._ring()
                 if limit is not None and self.read >= limit:
@@ -251,7 +252,7 @@ class Lane:
         if self.live:
             self._latest.close()
         else:
-            self._put(self._frames, END, stop)
+            put_until_stopped(self._frames, END, stop, POLL_S)
         self._ring()
 
     def _sink_loop(self, stop: threading.Event) -> None:
@@ -298,16 +299,6 @@ class Lane:
             sinks, self.sinks = self.sinks, []
         if errors := close_all([sink.close for sink in sinks]):
             raise errors[0]
-
-    @staticmethod
-    def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     # ------------------------------------------------------------------ stats
     def stats(self, finished: bool) -> PipelineStats:
