@@ -65,7 +65,8 @@ def rows_table(path: Path = ROWS) -> list[str]:
     setup = d["setup"]
     pictures = f"{setup['heldout_pictures']} pictures, " if "heldout_pictures" in setup else ""
     lines = [f"Each training row fine-tunes `{setup['init']}` (v3) for {setup['iterations']} iterations on the same "
-             "labels with the same seed, changing one thing; an inference row changes one setting of v3 (of v5 where it says so). "
+             "labels with the same seed, changing one thing; an inference row changes one setting of v3 (of v5 where it says so); "
+             "a backbone row trains its own stage 1 on the same labels first. "
              f"Scored on the held-out set ({pictures}{setup['proposals']} proposals, {setup['precision']}); precision, recall "
              "and people at score ≥ 0.5 (`scripts/precision_rows.py`, `docs/model_v4_rows.json`).", "",
              "| row | change | precision ≥ 0.5 (false) | duplicate / part / wrong class / loose / background | "
