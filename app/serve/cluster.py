@@ -22,8 +22,7 @@ import socket
 import time
 from collections.abc import Sequence
 
-from app.errors import UserError
-from app.errors import first_line as _first_line
+from app.errors import UserError, first_line
 from app.serve.batching import Knobs
 from app.serve.config import ServeConfig, check_reachable
 from app.serve.ingest import StreamStatus, StreamWorker
@@ -80,7 +79,7 @@ class ServeSession:
             try:
                 context = ray.init(address=cfg.address, **kwargs)
             except ConnectionError as exc:
-                raise UserError(f"cannot join the Ray cluster at {cfg.address}: {_first_line(exc)}") from None
+                raise UserError(f"cannot join the Ray cluster at {cfg.address}: {first_line(exc)}") from None
         else:
             # address="local": always a new cluster, even when `ray start` runs one on this machine
             context = ray.init(address="local", num_cpus=cfg.num_cpus or os.cpu_count() or 1, object_store_memory=cfg.object_store_mb * 2**20,
@@ -206,8 +205,8 @@ class ServeSession:
                 self.stop_streams()
                 cause = _unwrap(exc)
                 if isinstance(cause, UserError):
-                    raise UserError(f"stream {name!r}: {_first_line(cause)}") from None
-                raise UserError(f"stream {name!r} could not start: {_first_line(cause)}") from None
+                    raise UserError(f"stream {name!r}: {first_line(cause)}") from None
+                raise UserError(f"stream {name!r} could not start: {first_line(cause)}") from None
         return statuses
 
     def statuses(self) -> list[StreamStatus]:
@@ -223,7 +222,7 @@ class ServeSession:
             try:
                 status = ray.get(refs[name], timeout=30)
             except Exception as exc:
-                status = StreamStatus(name, "failed", error=f"the stream's actor died: {_first_line(_unwrap(exc))}")
+                status = StreamStatus(name, "failed", error=f"the stream's actor died: {first_line(_unwrap(exc))}")
             if status.state in ("done", "failed", "stopped"):
                 self._final[name] = status
             out.append(status)
@@ -249,7 +248,7 @@ class ServeSession:
             try:
                 self._final[name] = ray.get(ref, timeout=30)
             except Exception as exc:
-                self._final[name] = StreamStatus(name, "failed", error=f"could not be stopped: {_first_line(_unwrap(exc))}")
+                self._final[name] = StreamStatus(name, "failed", error=f"could not be stopped: {first_line(_unwrap(exc))}")
         return [self._final[name] for name in self._specs if name in self._final]
 
     # ------------------------------------------------------------------ teardown
