@@ -21,8 +21,8 @@ are 8 bits on a CPU with VNNI (the u8×s8 dot products accumulate in 32 bits) an
 observer, which clips the rarest large activations, at 7 bits everywhere — measured far worse on the
 default v3 model (held-out AP50 0.41 against fp32's 0.46; min/max at 8 bits: 0.48): a detector's trunk
 lives on those large activations. The first convolution (3 input channels, 27 weights a filter) is the
-layer int8 hurts most in the default model; its verdicts keep it in float. ``scheme()`` names what this machine uses; the int8 accuracy verdict
-(``detector.profiles``) is kept per scheme.
+layer int8 hurts most in the default model; its verdicts keep it in float. ``scheme()`` names what this
+machine uses; the int8 accuracy verdict (``detector.profiles``) is kept per scheme.
 
 torch 2.10+ calls FX graph mode quantization deprecated in favour of torchao's PT2E flow; PT2E
 needs ``torch.compile`` (a C++ compiler at run time) for its speed, FX mode runs eagerly. The
