@@ -16,7 +16,7 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredict
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from detector.backbones import build_backbone
-from detector.context_roi import ContextRoIAlign, context_width
+from detector.context_roi import BORDER_WIDTH, BorderFeatures, ContextRoIAlign, context_width
 from detector.prior_head import PriorPredictor, TwoMLPHeadWithPrior
 
 TORCHVISION_MODELS = (
@@ -80,6 +80,7 @@ def build_paper(
     backbone_kwargs: dict | None = None,
     box_head: str = "fc",
     roi_context: float | None = None,
+    roi_borders: bool = False,
     **faster_rcnn_kwargs,
 ) -> FasterRCNN:
     """The Faster R-CNN of Ren et al.: a shared conv backbone, an RPN with k anchors per position,
@@ -102,6 +103,8 @@ def build_paper(
             (``detector.prior_head``; needs a backbone with ``prior_channels``).
         roi_context: None, or pool beside each RoI the RoI enlarged this many times (> 1) at 3×3, for the
             fc head to read (``detector.context_roi``).
+        roi_borders: the fc head also reads each RoI's distances to the picture's four edges
+            (``detector.context_roi.BorderFeatures``).
     """
     if box_head not in BOX_HEADS:
         raise ValueError(f"box_head {box_head!r} is unknown; expected one of {', '.join(BOX_HEADS)}")
@@ -119,11 +122,15 @@ def build_paper(
     anchors = AnchorGenerator(sizes=anchor_sizes, aspect_ratios=(tuple(aspect_ratios),) * levels)
     names = [str(i) for i in range(levels)]
     align = MultiScaleRoIAlign(featmap_names=names, output_size=roi_output_size, sampling_ratio=2)
-    context_extra = 0
+    extra_inputs = 0
     if roi_context is not None:
         if roi_op != "align" or box_head != "fc":
             raise ValueError(f"roi_context needs roi_op 'align' and box_head 'fc'; got {roi_op!r} and {box_head!r}")
-        context_extra = context_width(body.out_channels, CONTEXT_SIZE)
+        extra_inputs = context_width(body.out_channels, CONTEXT_SIZE)
+    if roi_borders:
+        if box_head != "fc":
+            raise ValueError(f"roi_borders needs box_head 'fc'; got {box_head!r}")
+        extra_inputs += BORDER_WIDTH
     if roi_op not in ("align", "pool"):
         raise ValueError(f"roi_op {roi_op!r} is unknown; expected 'align' or 'pool'")
     if roi_op == "pool" and levels != 1:
@@ -135,7 +142,7 @@ def build_paper(
         head = TwoMLPHeadWithPrior(body.out_channels, roi_output_size, representation_size, body.prior_channels)
         predictor = PriorPredictor(representation_size, num_classes)
     else:
-        head = TwoMLPHead(body.out_channels * roi_output_size**2 + context_extra, representation_size)
+        head = TwoMLPHead(body.out_channels * roi_output_size**2 + extra_inputs, representation_size)
         predictor = FastRCNNPredictor(representation_size, num_classes)
     settings = {**PAPER_TRAINING, **faster_rcnn_kwargs}
     model = FasterRCNN(
@@ -155,6 +162,8 @@ def build_paper(
         model.roi_heads.box_roi_pool = RoIPool(names[0], roi_output_size, body.strides[0])
     if roi_context is not None:
         model.roi_heads.box_roi_pool = ContextRoIAlign(names, roi_output_size, scale=roi_context, context_size=CONTEXT_SIZE)
+    if roi_borders:
+        model.roi_heads.box_roi_pool = BorderFeatures(model.roi_heads.box_roi_pool)
     return model
 
 

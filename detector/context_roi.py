@@ -7,9 +7,14 @@ and the RoI enlarged ``scale`` times about its centre, clipped to the picture, a
 flattened and then concatenated, ``[K, C·k² + C·c²]``. The box head's first fc layer reads the
 concatenation (``TwoMLPHead`` flattens its input, so it is unchanged but for its width).
 
-``widen_first_fc`` turns a checkpoint trained without context into one with it: the new input
+``BorderFeatures`` adds where each RoI lies against the picture's edges: a person cut by the
+frame's bottom edge is a whole label (a webcam's head and shoulders), while the same head and
+shoulders inside a whole person in the picture is a part, not a person. Pooled features at
+strides 16 and 32 hardly tell the two apart; the RoI's distances to the four edges do.
+
+``widen_first_fc`` turns a checkpoint trained without these inputs into one with them: the new input
 columns of the first fc layer start at zero, so the widened model starts out giving exactly the
-old model's detections and fine-tuning learns what the context adds.
+old model's detections and fine-tuning learns what the new inputs add.
 """
 
 from __future__ import annotations
@@ -51,6 +56,35 @@ class ContextRoIAlign(nn.Module):
         grown = [clip_boxes_to_image(enlarge(p, self.scale), shape) for p, shape in zip(proposals, image_shapes, strict=True)]
         outer = self.context(features, grown, image_shapes).flatten(1)
         return torch.cat([inner, outer], dim=1)
+
+
+BORDER_WIDTH = 8  # per RoI: its gap to each of the 4 edges, and how close it is to touching each
+BORDER_TOUCH = 0.02  # a gap of this share of the picture's side reads as e^-1 ≈ 0.37 "touching"
+BORDER_SCALE = 4.0  # the 8 values in [0, 1] scaled to the order of the pooled features' large values
+
+
+def border_features(boxes: torch.Tensor, image_shape: tuple[int, int]) -> torch.Tensor:
+    """``Tensor[N, 4]`` boxes (x1, y1, x2, y2) in a picture of ``(height, width)`` →
+    ``Tensor[N, 8]``: the gaps to the left, top, right and bottom edges as shares of the side
+    (in [0, 1]), then ``exp(-gap / BORDER_TOUCH)`` for each (1 when touching), times ``BORDER_SCALE``."""
+    h, w = float(image_shape[0]), float(image_shape[1])
+    x1, y1, x2, y2 = boxes.unbind(1)
+    gaps = torch.stack([x1 / w, y1 / h, (w - x2) / w, (h - y2) / h], dim=1).clamp(0.0, 1.0)
+    return torch.cat([gaps, torch.exp(-gaps / BORDER_TOUCH)], dim=1) * BORDER_SCALE
+
+
+class BorderFeatures(nn.Module):
+    """A RoI pooler (``MultiScaleRoIAlign``'s call) whose flat output gains each RoI's
+    ``border_features`` as ``BORDER_WIDTH`` more columns: ``[K, D] → [K, D + 8]``."""
+
+    def __init__(self, pooler: nn.Module) -> None:
+        super().__init__()
+        self.pooler = pooler
+
+    def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor], image_shapes) -> torch.Tensor:
+        pooled = self.pooler(features, proposals, image_shapes).flatten(1)
+        borders = [border_features(p, shape) for p, shape in zip(proposals, image_shapes, strict=True)]
+        return torch.cat([pooled, torch.cat(borders).to(pooled.dtype)], dim=1)
 
 
 def context_width(channels: int, context_size: int) -> int:

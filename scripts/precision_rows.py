@@ -82,6 +82,10 @@ TRAINING_ROWS = [
     ("v7's recipe without cut-outs", "v7's training without the 133 cut-out pictures (objects on grey; on v3's "
      "recipe their absence raised recall and AP50)", ["--roi-fg-iou", "0.7", "--label-score", "0.5", "--drop-still", "0.5", "--keep-cut-bottom", "0.3"],
      {k: w for k, w in make_model.KINDS.items() if k != "cutouts"}),
+    ("v7's recipe + RoI borders", "v7's training, and the box head also reads each RoI's distances to the picture's "
+     "four edges (a head and shoulders cut by the frame is a person; the same inside a whole person is a part)",
+     ["--roi-fg-iou", "0.7", "--label-score", "0.5", "--drop-still", "0.5", "--keep-cut-bottom", "0.3", "--roi-borders"],
+     make_model.KINDS),
     ("zoom 0.5–2×", "scale augmentation 0.5–2× instead of 0.3–3× (fewer crops that make a torso a whole label)",
      ["--scale-range", "0.5,2"], make_model.KINDS),
     ("no cut-outs", "without the 133 cut-out pictures (objects on grey)", [],
@@ -115,6 +119,8 @@ TRAINED_INFERENCE_ROWS = [
      "v7's recipe without cut-outs", ["--nms-threshold", "0.3"]),
     ("v7's recipe + hard negatives 0.5, then NMS IoU 0.3", "the row above's model with v7's NMS at IoU 0.3",
      "v7's recipe + hard negatives 0.5", ["--nms-threshold", "0.3"]),
+    ("v7's recipe + RoI borders, then NMS IoU 0.3", "the row above's model with v7's NMS at IoU 0.3",
+     "v7's recipe + RoI borders", ["--nms-threshold", "0.3"]),
 ]
 
 # the same inference settings on the shipped model (v5): what a filter still removes once training has

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi-context", type=float, default=None, metavar="SCALE",
                    help="the box head also reads the region around each RoI (the RoI grown SCALE times, pooled 3×3); "
                         "with --init on a model without it, the new inputs start at zero (same detections at first)")
+    p.add_argument("--roi-borders", action="store_true",
+                   help="the box head also reads each RoI's distances to the picture's edges (a person cut by the "
+                        "frame vs a part inside a person); with --init on a model without them, they start at zero")
     p.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
     opt = p.add_argument_group("optimisation (paper: SGD lr 0.001, momentum 0.9, weight decay 0.0005)")
     opt.add_argument("--epochs", type=int, default=10)
@@ -172,18 +175,24 @@ def _build_model(args, class_names: tuple[str, ...]):
         if ckpt["model"] != "paper":
             raise UserError(f"--init {args.init} is a {ckpt['model']!r} checkpoint; train fine-tunes 'paper' checkpoints")
         arch, names, state = dict(ckpt["arch"]), tuple(ckpt["class_names"]), ckpt["state_dict"]
-        widen = args.roi_context is not None and arch.get("roi_context") is None
-        if args.roi_context is not None and not widen and args.roi_context != arch["roi_context"]:
+        add_context = args.roi_context is not None and arch.get("roi_context") is None
+        add_borders = args.roi_borders and not arch.get("roi_borders", False)
+        if args.roi_context is not None and not add_context and args.roi_context != arch["roi_context"]:
             raise UserError(f"--init {args.init} already pools its context at {arch['roi_context']}; "
                             f"--roi-context {args.roi_context} cannot change it")
-        if widen:
+        if add_context and arch.get("roi_borders", False):  # the new columns go last, after the borders'
+            raise UserError(f"--init {args.init} reads RoI borders; --roi-context can only be added before them")
+        if add_context:
             arch["roi_context"] = args.roi_context
+        if add_borders:
+            arch["roi_borders"] = True
+        widen = add_context or add_borders
         _split_trunk(arch, args.trunk_train_from)
         try:
             model = build_paper(num_classes=len(names), **arch)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        if widen:  # the new first fc layer's extra inputs are the context's; they start at zero
+        if widen:  # the first fc layer's new inputs (context, borders) start at zero
             from detector.context_roi import FIRST_FC, widen_first_fc
 
             state = widen_first_fc(state, model.roi_heads.box_head.fc6.in_features - state[FIRST_FC].shape[1])
@@ -203,6 +212,8 @@ def _build_model(args, class_names: tuple[str, ...]):
             "min_size": args.min_size, "max_size": args.max_size, "box_head": args.box_head}
     if args.roi_context is not None:
         arch["roi_context"] = args.roi_context
+    if args.roi_borders:
+        arch["roi_borders"] = True
     if args.neck is not None:
         if args.backbone != "nanodet":
             raise UserError(f"--neck is an option of the nanodet backbone, not of {args.backbone!r}")

@@ -208,6 +208,25 @@ def test_fine_tune_adds_roi_context_and_the_checkpoint_loads_with_it(tmp_path, o
     assert rc == 2 and err.count("\n") == 1 and "already pools its context at 2.0" in err
 
 
+def test_fine_tune_adds_roi_borders_after_the_context_never_before(tmp_path, one_json, capsys):
+    """--init a model without border inputs, --roi-borders: 8 more zero-started columns, the arch says
+    so and eval runs it; adding the context to a model that reads borders is refused in one line."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert train_cli.main(["--train", str(one_json), "--out", str(first), "--epochs", "1", *TINY]) == 0
+    assert train_cli.main(["--train", str(one_json), "--out", str(second), "--epochs", "1", "--init",
+                           str(first / "last.pt"), "--roi-borders", *TINY]) == 0
+    old, new = load_checkpoint(first / "last.pt"), load_checkpoint(second / "last.pt")
+    assert "roi_borders" not in old["arch"] and new["arch"]["roi_borders"] is True
+    key = "roi_heads.box_head.fc6.weight"
+    assert new["state_dict"][key].shape[1] - old["state_dict"][key].shape[1] == 8
+    assert eval_cli.main(["--data", str(one_json), "--weights", str(second / "last.pt")]) == 0
+    capsys.readouterr()
+    rc = train_cli.main(["--train", str(one_json), "--out", str(tmp_path / "c"), "--epochs", "1", "--init",
+                         str(second / "last.pt"), "--roi-context", "2", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "reads RoI borders" in err, err
+
+
 def test_fine_tune_trains_the_trunks_last_layers_and_nothing_before_them(tmp_path, one_json, capsys):
     """--trunk-train-from 13: the YOLO head's layers of the trunk (13-21) change with the neck, the
     layers before them do not; the checkpoint says so and loads; a split that is no layer is one line."""
