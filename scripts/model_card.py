@@ -92,6 +92,20 @@ def threshold_lines(meta: dict, name: str) -> list[str]:
             f"curve (score: precision/recall — {cells}). The checkpoint carries it; the window and the CLI start there."]
 
 
+def curves_lines(results: dict[str, dict], goal: float = 0.8) -> list[str]:
+    """Every scored model's and teacher's precision/recall curve, and which of them has a score where
+    both reach ``goal`` (issue 18's pair: precision and recall ≥ 0.8 at one threshold)."""
+    curves = {name: m["precision_curve"] for name, m in results.items() if m.get("precision_curve")}
+    if not curves:
+        return []
+    lines = [f"Precision/recall at each score (0.3 … 0.9), and whether some score gives both ≥ {goal:g}:", ""]
+    for name, curve in curves.items():
+        cells = ", ".join(f"{r['score']:g}: {r['precision']:.2f}/{r['recall']:.2f}" for r in curve)
+        both = [r["score"] for r in curve if r["precision"] >= goal and r["recall"] >= goal]
+        lines.append(f"- {name}: {cells} — " + (f"both ≥ {goal:g} at {both[0]:g}" if both else f"never both ≥ {goal:g}"))
+    return lines
+
+
 def clip_lines(path: Path = CLIP) -> list[str]:
     """What scripts/compare_models.py counted on the bundled clip, and its picture."""
     if not path.is_file():
@@ -152,14 +166,16 @@ def part_lines(metrics: dict) -> list[str]:
         lines += ["  A head or torso pooled 7×7 from the frozen trunk's two coarse levels looks like a head-and-shoulders",
                   "  portrait, which is a whole 'person' label. What cut these most was the RoI head's positive IoU",
                   "  (0.5 → 0.6 → 0.7: an RoI that covers a label only partly is no longer taught as that class);",
-                  "  resampling the negatives, 4× the RoIs, the region around each RoI and training the trunk's last",
-                  "  layers moved them less or cost recall (the rows above). Teaching a person cut by the frame's",
-                  "  bottom edge as a person (`train --keep-cut-bottom 0.3`, v7) found the close-ups a webcam sees but",
+                  "  resampling the negatives, 4× the RoIs, the region around each RoI, its distances to the picture's",
+                  "  edges and training the trunk's last layers moved them less or cost recall (the rows above).",
+                  "  Teaching a person cut by the frame's bottom edge as a person (`train --keep-cut-bottom 0.3`, v7)",
+                  "  found the close-ups a webcam sees but",
                   "  doubled the boxes on a person; the NMS at IoU 0.3 the checkpoint carries removes those, and on a",
                   "  tiny frame (carphone, 176×144) two confident part boxes remove the whole person's box with them,",
                   "  and in a street two people side by side now and then become one box (on every 5th frame of the",
                   "  bundled clip, against the labeller: v7 finds 195/205 people, v6 199; `scripts/clip_vs_labeller.py`).",
-                  "  Not yet tried: a finer level (stride 8), the teacher's soft class scores as targets."]
+                  "  Not yet tried: a wider neck, the teacher's soft class scores as targets (see the rows' note on",
+                  "  how the model fits its own training pictures)."]
     return lines
 
 
@@ -295,7 +311,7 @@ def write(path: Path, shipped: Path, ckpt: dict) -> None:
                   "**loose** (IoU ≥ 0.1 with a label of its class), **background**. Boxes ≥ 50 % inside an ignore region",
                   "of their class count neither way.", "",
                   *precision_table(results, {this: meta.get("score_threshold", 0.5)}), "",
-                  *threshold_lines(meta, this), ""]
+                  *threshold_lines(meta, this), "", *curves_lines(results), ""]
         rows = rows_table()
         if rows:
             lines += ["### Where the false boxes came from", "", *rows, ""]

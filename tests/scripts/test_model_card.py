@@ -43,3 +43,17 @@ def test_the_default_threshold_is_the_lowest_within_the_f1_slack_of_the_best():
     assert make_model.choose_threshold(v4) == 0.6
     # scores outside THRESHOLD_RANGE are never chosen
     assert make_model.choose_threshold(curve([(0.2, 0.9, 0.9), (0.3, 0.5, 0.5)])) == 0.3
+
+
+def test_curves_say_which_model_reaches_both_goals_at_one_score():
+    def curve(rows):
+        return [{"score": s, "precision": p, "recall": r} for s, p, r in rows]
+
+    results = {"student": {"precision_curve": curve([(0.3, 0.45, 0.53), (0.5, 0.66, 0.46)])},
+               "teacher": {"precision_curve": curve([(0.3, 0.79, 0.85), (0.4, 0.81, 0.80), (0.5, 0.9, 0.6)])},
+               "unscored": {}}
+    lines = model_card.curves_lines(results)
+    assert len(lines) == 4  # a heading, a blank line, one line per model with a curve
+    assert lines[2].startswith("- student: 0.3: 0.45/0.53, 0.5: 0.66/0.46") and lines[2].endswith("never both ≥ 0.8")
+    assert lines[3].endswith("both ≥ 0.8 at 0.4")  # 0.3 misses precision by 0.01, 0.5 recall
+    assert model_card.curves_lines({"x": {}}) == []
