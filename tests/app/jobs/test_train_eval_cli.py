@@ -189,52 +189,52 @@ def test_eval_over_sizes_and_proposals_writes_the_ap50_grid(tmp_path, one_json, 
     assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
 
 
-def test_fine_tune_adds_roi_context_and_the_checkpoint_loads_with_it(tmp_path, one_json, capsys):
-    """--init a model without context, --roi-context 2: the checkpoint's arch says so, its first fc
-    layer is wider by the context's columns, and eval (the product's loader) runs it."""
+def fine_tune(tmp_path, one_json, *extra):
+    """Train a tiny model one epoch (a), then fine-tune it one epoch with ``extra`` (b): (b's
+    checkpoint path, a's checkpoint, b's checkpoint)."""
     first, second = tmp_path / "a", tmp_path / "b"
     assert train_cli.main(["--train", str(one_json), "--out", str(first), "--epochs", "1", *TINY]) == 0
     assert train_cli.main(["--train", str(one_json), "--out", str(second), "--epochs", "1", "--init",
-                           str(first / "last.pt"), "--roi-context", "2", *TINY]) == 0
-    old, new = load_checkpoint(first / "last.pt"), load_checkpoint(second / "last.pt")
+                           str(first / "last.pt"), *extra, *TINY]) == 0
+    return second / "last.pt", load_checkpoint(first / "last.pt"), load_checkpoint(second / "last.pt")
+
+
+def refused(tmp_path, one_json, capsys, init, *extra) -> str:
+    """Fine-tuning ``init`` with ``extra`` is refused in one line: that line."""
+    capsys.readouterr()
+    rc = train_cli.main(["--train", str(one_json), "--out", str(tmp_path / "c"), "--epochs", "1", "--init", str(init),
+                         *extra, *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    return err
+
+
+def test_fine_tune_adds_roi_context_and_the_checkpoint_loads_with_it(tmp_path, one_json, capsys):
+    """--init a model without context, --roi-context 2: the checkpoint's arch says so, its first fc
+    layer is wider by the context's columns, and eval (the product's loader) runs it."""
+    widened, old, new = fine_tune(tmp_path, one_json, "--roi-context", "2")
     assert "roi_context" not in old["arch"] and new["arch"]["roi_context"] == 2.0
     key = "roi_heads.box_head.fc6.weight"
     assert new["state_dict"][key].shape[1] - old["state_dict"][key].shape[1] == 32 * 3 * 3  # 32 channels, 3×3
-    assert eval_cli.main(["--data", str(one_json), "--weights", str(second / "last.pt")]) == 0
-    capsys.readouterr()
-    rc = train_cli.main(["--train", str(one_json), "--out", str(tmp_path / "c"), "--epochs", "1", "--init",
-                         str(second / "last.pt"), "--roi-context", "3", *TINY])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "already pools its context at 2.0" in err
+    assert eval_cli.main(["--data", str(one_json), "--weights", str(widened)]) == 0
+    assert "already pools its context at 2.0" in refused(tmp_path, one_json, capsys, widened, "--roi-context", "3")
 
 
 def test_fine_tune_adds_roi_borders_after_the_context_never_before(tmp_path, one_json, capsys):
     """--init a model without border inputs, --roi-borders: 8 more zero-started columns, the arch says
     so and eval runs it; adding the context to a model that reads borders is refused in one line."""
-    first, second = tmp_path / "a", tmp_path / "b"
-    assert train_cli.main(["--train", str(one_json), "--out", str(first), "--epochs", "1", *TINY]) == 0
-    assert train_cli.main(["--train", str(one_json), "--out", str(second), "--epochs", "1", "--init",
-                           str(first / "last.pt"), "--roi-borders", *TINY]) == 0
-    old, new = load_checkpoint(first / "last.pt"), load_checkpoint(second / "last.pt")
+    widened, old, new = fine_tune(tmp_path, one_json, "--roi-borders")
     assert "roi_borders" not in old["arch"] and new["arch"]["roi_borders"] is True
     key = "roi_heads.box_head.fc6.weight"
     assert new["state_dict"][key].shape[1] - old["state_dict"][key].shape[1] == 8
-    assert eval_cli.main(["--data", str(one_json), "--weights", str(second / "last.pt")]) == 0
-    capsys.readouterr()
-    rc = train_cli.main(["--train", str(one_json), "--out", str(tmp_path / "c"), "--epochs", "1", "--init",
-                         str(second / "last.pt"), "--roi-context", "2", *TINY])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "reads RoI borders" in err, err
+    assert eval_cli.main(["--data", str(one_json), "--weights", str(widened)]) == 0
+    assert "reads RoI borders" in refused(tmp_path, one_json, capsys, widened, "--roi-context", "2")
 
 
 def test_fine_tune_trains_the_trunks_last_layers_and_nothing_before_them(tmp_path, one_json, capsys):
     """--trunk-train-from 13: the YOLO head's layers of the trunk (13-21) change with the neck, the
     layers before them do not; the checkpoint says so and loads; a split that is no layer is one line."""
-    first, second = tmp_path / "a", tmp_path / "b"
-    assert train_cli.main(["--train", str(one_json), "--out", str(first), "--epochs", "1", *TINY]) == 0
-    assert train_cli.main(["--train", str(one_json), "--out", str(second), "--epochs", "1", "--init",
-                           str(first / "last.pt"), "--trunk-train-from", "13", "--lr", "0.01", *TINY]) == 0
-    old, new = load_checkpoint(first / "last.pt"), load_checkpoint(second / "last.pt")
+    trained, old, new = fine_tune(tmp_path, one_json, "--trunk-train-from", "13", "--lr", "0.01")
     assert new["arch"]["backbone_kwargs"] == {"train_from": 13}
 
     def changed(layer: int) -> bool:
@@ -242,9 +242,6 @@ def test_fine_tune_trains_the_trunks_last_layers_and_nothing_before_them(tmp_pat
         return not torch.equal(old["state_dict"][key].float(), new["state_dict"][key].float())
 
     assert all(changed(layer) for layer in (13, 14, 18, 21)) and not any(changed(layer) for layer in (0, 8, 12))
-    assert eval_cli.main(["--data", str(one_json), "--weights", str(second / "last.pt")]) == 0
-    capsys.readouterr()
-    rc = train_cli.main(["--train", str(one_json), "--out", str(tmp_path / "c"), "--epochs", "1", "--init",
-                         str(first / "last.pt"), "--trunk-train-from", "16", *TINY])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "layer 16 does not split this trunk" in err, err
+    assert eval_cli.main(["--data", str(one_json), "--weights", str(trained)]) == 0
+    first = tmp_path / "a" / "last.pt"
+    assert "layer 16 does not split this trunk" in refused(tmp_path, one_json, capsys, first, "--trunk-train-from", "16")
