@@ -174,8 +174,9 @@ def part_lines(metrics: dict) -> list[str]:
                   "  tiny frame (carphone, 176×144) two confident part boxes remove the whole person's box with them,",
                   "  and in a street two people side by side now and then become one box (on every 5th frame of the",
                   "  bundled clip, against the labeller: v7 finds 195/205 people, v6 199; `scripts/clip_vs_labeller.py`).",
-                  "  Not yet tried: a wider neck, the teacher's soft class scores as targets (see the rows' note on",
-                  "  how the model fits its own training pictures)."]
+                  "  The model fits its own training pictures no better (the rows' note): what trains on the frozen",
+                  "  trunk is too small, and a wider neck or another trunk needs a longer stage 1 than 45–50 min gave",
+                  "  them. Not yet tried: the teacher's soft class scores as targets."]
     return lines
 
 
