@@ -169,14 +169,15 @@ def part_lines(metrics: dict) -> list[str]:
                   "  resampling the negatives, 4× the RoIs, the region around each RoI, its distances to the picture's",
                   "  edges and training the trunk's last layers moved them less or cost recall (the rows above).",
                   "  Teaching a person cut by the frame's bottom edge as a person (`train --keep-cut-bottom 0.3`, v7)",
-                  "  found the close-ups a webcam sees but",
-                  "  doubled the boxes on a person; the NMS at IoU 0.3 the checkpoint carries removes those, and on a",
+                  "  found the close-ups a webcam sees but doubled the boxes on a person; the NMS at IoU 0.3 the",
+                  "  checkpoint carries removes those, and on a",
                   "  tiny frame (carphone, 176×144) two confident part boxes remove the whole person's box with them,",
                   "  and in a street two people side by side now and then become one box (on every 5th frame of the",
                   "  bundled clip, against the labeller: v7 finds 195/205 people, v6 199; `scripts/clip_vs_labeller.py`).",
                   "  The model fits its own training pictures no better (the rows' note): what trains on the frozen",
-                  "  trunk is too small, and a wider neck or another trunk needs a longer stage 1 than 45–50 min gave",
-                  "  them. Not yet tried: the teacher's soft class scores as targets."]
+                  "  trunk is too small for its labels; a wider neck and NanoDet-g's trunk, each with its own 38–50 min",
+                  "  stage 1, trained fewer iterations and found less. Not yet tried: the teacher's soft class scores",
+                  "  as targets, a stage 1 longer than 50 min."]
     return lines
 
 
