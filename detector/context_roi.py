@@ -10,7 +10,8 @@ concatenation (``TwoMLPHead`` flattens its input, so it is unchanged but for its
 ``BorderFeatures`` adds where each RoI lies against the picture's edges: a person cut by the
 frame's bottom edge is a whole label (a webcam's head and shoulders), while the same head and
 shoulders inside a whole person in the picture is a part, not a person. Pooled features at
-strides 16 and 32 hardly tell the two apart; the RoI's distances to the four edges do.
+strides 16 and 32 hardly tell the two apart; the RoI's distances to the four edges might (measured
+as a training row in the model card: they did not raise precision).
 
 ``widen_first_fc`` turns a checkpoint trained without these inputs into one with them: the new input
 columns of the first fc layer start at zero, so the widened model starts out giving exactly the
@@ -61,9 +62,10 @@ class ContextRoIAlign(nn.Module):
 BORDER_WIDTH = 8  # per RoI: its gap to each of the 4 edges, and how close it is to touching each
 BORDER_TOUCH = 0.02  # a gap of this share of the picture's side reads as e^-1 ≈ 0.37 "touching"
 # The 8 values in [0, 1] times this. A step of the first fc layer moves its output by ∝ Σ x²: the
-# pooled features (RMS ~0.53 over 6 272 columns, v7 on the clip) give ~1 800, 8 values up to 40 give
-# up to ~1 600, so the new columns learn about as fast as all the pooled ones together. At 4 they
-# learned ~100× slower: after a 1 200-iteration fine-tune they moved fc6's outputs by ≤ 0.02.
+# pooled features (RMS ~0.53 over 6 272 columns, v7 on the clip) give ~1 800; the 8 values, gaps of
+# 0.2–0.5 (8–20 at 40) and one edge touched (40), give ~1 000–3 000, so the new columns learn about
+# as fast as all the pooled ones together. At 4 they learned ~100× slower: after a 1 200-iteration
+# fine-tune they moved fc6's outputs by ≤ 0.02.
 BORDER_SCALE = 40.0
 
 
