@@ -45,13 +45,15 @@ class Annotated:
     """An image and its boxes.
 
     ``image``: uint8 RGB [H, W, 3]; ``boxes``: float32 [N, 4] xyxy pixels; ``labels``: int64 [N];
-    ``ignore``: float32 [M, 4] xyxy pixels, regions neither object nor background.
+    ``ignore``: float32 [M, 4] xyxy pixels, regions neither object nor background; ``scores``: float32
+    [N], each label's confidence (an autolabeller's; None = 1 for every box).
     """
 
     image: np.ndarray
     boxes: np.ndarray
     labels: np.ndarray
     ignore: np.ndarray = field(default_factory=_empty_boxes)
+    scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.image.dtype != np.uint8 or self.image.ndim != 3 or self.image.shape[2] != 3:
@@ -61,6 +63,10 @@ class Annotated:
         self.ignore = np.asarray(self.ignore, np.float32).reshape(-1, 4)
         if len(self.boxes) != len(self.labels):
             raise ValueError(f"{len(self.boxes)} boxes but {len(self.labels)} labels")
+        self.scores = (np.ones(len(self.labels), np.float32) if self.scores is None
+                       else np.asarray(self.scores, np.float32).reshape(-1))
+        if len(self.scores) != len(self.labels):
+            raise ValueError(f"{len(self.labels)} labels but {len(self.scores)} scores")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -180,9 +186,10 @@ def place(a: Annotated, scale: float, offset: tuple[float, float], canvas: tuple
         matrix = np.array([[sx, 0.0, tx + 0.5 * (sx - 1.0)], [0.0, sy, ty + 0.5 * (sy - 1.0)]], np.float64)
         out = cv2.warpAffine(a.image, matrix, (width, height), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=(fill, fill, fill))
-    boxes, labels, ignore = crop_rules(_move(a.boxes, sx, sy, tx, ty), a.labels, _move(a.ignore, sx, sy, tx, ty),
-                                       width, height, min_visible, min_side, keep_cut_bottom)
-    return Annotated(out, boxes, labels, ignore)
+    # the rules run on the boxes' indices, so the labels and their scores are kept alike
+    boxes, kept, ignore = crop_rules(_move(a.boxes, sx, sy, tx, ty), np.arange(len(a.labels)),
+                                     _move(a.ignore, sx, sy, tx, ty), width, height, min_visible, min_side, keep_cut_bottom)
+    return Annotated(out, boxes, a.labels[kept], ignore, a.scores[kept])
 
 
 def _offset(rng: np.random.Generator, scaled: float, window: int, focus: tuple[float, float] | None) -> float:
@@ -236,7 +243,8 @@ def hflip(a: Annotated) -> Annotated:
     def flip(b: np.ndarray) -> np.ndarray:
         return np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], 1).astype(np.float32)
 
-    return Annotated(np.ascontiguousarray(a.image[:, ::-1]), flip(a.boxes), a.labels.copy(), flip(a.ignore))
+    return Annotated(np.ascontiguousarray(a.image[:, ::-1]), flip(a.boxes), a.labels.copy(), flip(a.ignore),
+                     a.scores.copy())
 
 
 def color_jitter(a: Annotated, rng: np.random.Generator, cfg: AugmentConfig) -> Annotated:
@@ -261,7 +269,7 @@ def color_jitter(a: Annotated, rng: np.random.Generator, cfg: AugmentConfig) -> 
             hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)
             hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + shift) % 180).astype(np.uint8)
             out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    return Annotated(out, a.boxes.copy(), a.labels.copy(), a.ignore.copy())
+    return Annotated(out, a.boxes.copy(), a.labels.copy(), a.ignore.copy(), a.scores.copy())
 
 
 def mosaic(items: Sequence[Annotated], rng: np.random.Generator, cfg: AugmentConfig, *, flip: bool = False,
@@ -283,7 +291,7 @@ def mosaic(items: Sequence[Annotated], rng: np.random.Generator, cfg: AugmentCon
     cy = int(round(rng.uniform(0.25, 0.75) * height))
     quadrants = ((0, 0, cx, cy), (cx, 0, width, cy), (0, cy, cx, height), (cx, cy, width, height))
     out = np.full((height, width, 3), cfg.fill, np.uint8)
-    boxes, labels, ignore = [], [], []
+    boxes, labels, ignore, scores = [], [], [], []
     for item, (x0, y0, x1, y1) in zip(items, quadrants, strict=True):
         s = resize(*item.image.shape[:2]) * (_draw_scale(rng, cfg.scale_range) if scale else 1.0)
         # a box cut by a top tile's bottom edge ends inside the picture: a part, not a person cut by the frame
@@ -296,7 +304,8 @@ def mosaic(items: Sequence[Annotated], rng: np.random.Generator, cfg: AugmentCon
         boxes.append(_move(tile.boxes, 1, 1, x0, y0))
         labels.append(tile.labels)
         ignore.append(_move(tile.ignore, 1, 1, x0, y0))
-    return Annotated(out, np.concatenate(boxes), np.concatenate(labels), np.concatenate(ignore))
+        scores.append(tile.scores)
+    return Annotated(out, np.concatenate(boxes), np.concatenate(labels), np.concatenate(ignore), np.concatenate(scores))
 
 
 class Augmenter:

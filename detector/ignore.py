@@ -46,7 +46,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection._utils import Matcher
-from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import box_iou, nms
 
@@ -154,6 +154,25 @@ def sample_with_parts(labels: Tensor, parts: Tensor | None, batch_size: int, pos
     return torch.cat([pick(pos, num_pos), torch.cat(order)[:num_neg]])
 
 
+def soft_weights(labels: Tensor, matched_idxs: Tensor, scores: Tensor | None) -> Tensor:
+    """One image's sampled RoIs → the weight of their class in the target: a positive's label's
+    ``score`` (the teacher's confidence), 1 for a negative (all background) and without scores."""
+    weights = torch.ones(labels.shape, dtype=torch.float32, device=labels.device)
+    positive = labels > 0
+    if scores is not None and positive.any():
+        weights[positive] = scores.float()[matched_idxs[positive]]
+    return weights
+
+
+def soft_cross_entropy(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
+    """The classifier's loss against soft targets: ``weights`` on each RoI's class, the rest on
+    background, ``−(w·log p(class) + (1 − w)·log p(background))``, averaged (a negative, class 0, is
+    ``−log p(background)``: the hard loss)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    own = logp.gather(1, labels[:, None]).squeeze(1)
+    return -(weights * own + (1.0 - weights) * logp[:, 0]).mean()
+
+
 def hardest_negatives(labels: Tensor, proposals: Tensor, object_prob: Tensor) -> Tensor:
     """Indices of one image's negatives (label 0), the head's surest object first, after NMS at
     ``HARD_NMS_IOU`` among them (``object_prob``: 1 − p(background) of every proposal)."""
@@ -171,6 +190,7 @@ class IgnoreAwareRoIHeads(RoIHeads):
     part_fraction: float = 0.0
     part_cover: float = DEFAULT_PART_COVER
     hard_fraction: float = 0.0
+    soft_labels: bool = False
 
     @classmethod
     def like(cls, heads: RoIHeads, ioa: float = DEFAULT_IOA) -> IgnoreAwareRoIHeads:
@@ -191,9 +211,21 @@ class IgnoreAwareRoIHeads(RoIHeads):
         # hard-negative mining scores the candidates with the head itself: it needs the feature maps
         self._mining = (features, image_shapes) if self.training and self.hard_fraction > 0 else None
         try:
+            if self.training and self.soft_labels:
+                return self._soft_forward(features, proposals, image_shapes, targets)
             return super().forward(features, proposals, image_shapes, targets)
         finally:
             self._mining = None
+
+    def _soft_forward(self, features, proposals, image_shapes, targets):
+        """torchvision's training step with the classifier's targets soft (``soft_cross_entropy``: a
+        positive's class at its label's ``"scores"``, the teacher's confidence); the box loss as before."""
+        proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
+        logits, box_regression = self.box_predictor(self.box_head(self.box_roi_pool(features, proposals, image_shapes)))
+        _, loss_box = fastrcnn_loss(logits, box_regression, labels, regression_targets)
+        weights = torch.cat([soft_weights(lab, idx, t.get("scores"))
+                             for lab, idx, t in zip(labels, matched_idxs, targets, strict=True)])
+        return [], {"loss_classifier": soft_cross_entropy(logits, torch.cat(labels), weights), "loss_box_reg": loss_box}
 
     def select_training_samples(self, proposals, targets):
         # torchvision's assign_targets_to_proposals gets the gt boxes and labels but not the targets:
@@ -243,11 +275,12 @@ class IgnoreAwareRoIHeads(RoIHeads):
 
 
 def use_ignore_regions(model: nn.Module, ioa: float = DEFAULT_IOA, part_fraction: float = 0.0,
-                       fg_iou: float | None = None, hard_fraction: float = 0.0) -> nn.Module:
+                       fg_iou: float | None = None, hard_fraction: float = 0.0, soft_labels: bool = False) -> nn.Module:
     """Give a torchvision ``FasterRCNN`` (any builder) the ignore label, in place; returns ``model``.
     ``part_fraction``: the share of the RoI head's negatives drawn from part negatives (0 = uniform, as
     torchvision); ``fg_iou``: the RoI head's positive IoU (None = keep the model's); ``hard_fraction``:
-    the share drawn from the negatives the head scores surest as objects (hard-negative mining).
+    the share drawn from the negatives the head scores surest as objects (hard-negative mining);
+    ``soft_labels``: the classifier learns each positive's class at its label's score (``"scores"``).
 
     Calling it again only changes the thresholds. The parameters stay the same objects, so an optimizer
     built before or after sees the same tensors.
@@ -270,6 +303,7 @@ def use_ignore_regions(model: nn.Module, ioa: float = DEFAULT_IOA, part_fraction
         model.roi_heads = IgnoreAwareRoIHeads.like(model.roi_heads, ioa)
     model.roi_heads.part_fraction = float(part_fraction)
     model.roi_heads.hard_fraction = float(hard_fraction)
+    model.roi_heads.soft_labels = bool(soft_labels)
     if fg_iou is not None:
         low = model.roi_heads.proposal_matcher.low_threshold
         if not low <= fg_iou <= 1.0:

@@ -93,6 +93,8 @@ class TrainConfig:
             labelled object (``detector.ignore``: a head or torso of a person); 0 = uniform (torchvision).
         hard_negatives: the share of the RoI head's sampled negatives drawn from those the head itself
             scores surest as objects (online hard-negative mining, ``detector.ignore``); 0 = uniform.
+        soft_labels: the RoI head's classifier learns each positive's class at its label's ``score`` (the
+            teacher's confidence) and the rest as background, instead of 1 (``detector.ignore``).
         roi_fg_iou: the RoI head's positive IoU (None = the model's, the paper's 0.5); between the
             background boundary (0.5) and it an RoI is neither.
         roi_batch: RoIs the head samples per image (None = the model's, the paper's 128).
@@ -130,6 +132,7 @@ class TrainConfig:
     ignore_ioa: float | None = 0.5
     part_negatives: float = 0.0
     hard_negatives: float = 0.0
+    soft_labels: bool = False
     roi_fg_iou: float | None = None
     roi_batch: int | None = None
     trunk_precision: str = "fp32"
@@ -158,8 +161,9 @@ class TrainConfig:
             raise ValueError(f"hard_negatives {self.hard_negatives} must be in [0, 1]")
         if self.part_negatives and self.hard_negatives:
             raise ValueError("part_negatives and hard_negatives choose the same negatives two ways: use one")
-        if (self.part_negatives or self.hard_negatives or self.roi_fg_iou is not None) and self.ignore_ioa is None:
-            raise ValueError("part_negatives, hard_negatives and roi_fg_iou need the ignore-aware heads: "
+        if (self.part_negatives or self.hard_negatives or self.soft_labels or self.roi_fg_iou is not None) \
+                and self.ignore_ioa is None:
+            raise ValueError("part_negatives, hard_negatives, soft_labels and roi_fg_iou need the ignore-aware heads: "
                              "ignore_ioa must not be None")
         if self.roi_batch is not None and not 1 <= self.roi_batch <= 4096:
             raise ValueError(f"roi_batch {self.roi_batch} must be RoIs per image in 1..4096")
@@ -206,7 +210,7 @@ class Trainer:
         self.data = self.mix.sets[0]
         if config.ignore_ioa is not None:
             use_ignore_regions(model, config.ignore_ioa, config.part_negatives, config.roi_fg_iou,
-                               config.hard_negatives)
+                               config.hard_negatives, config.soft_labels)
         if config.roi_batch is not None:
             model.roi_heads.fg_bg_sampler.batch_size_per_image = config.roi_batch
         self.model = model.to(device)
@@ -261,7 +265,7 @@ class Trainer:
             return resize_boxes(torch.from_numpy(boxes).to(self.device), [h, w], list(size))
 
         target = {"boxes": resized(sample.boxes), "labels": torch.from_numpy(sample.labels).to(self.device),
-                  "ignore": resized(sample.ignore)}
+                  "ignore": resized(sample.ignore), "scores": torch.from_numpy(sample.scores).to(self.device)}
         prepared = Prepared(size, padded, (h, w), target)
         if cache:
             batch = image.new_zeros(1, 3, *padded)

@@ -31,13 +31,15 @@ def _xyxy(anns: list[dict]) -> np.ndarray:
 @dataclass
 class Sample:
     """One image and its boxes: ``boxes`` float32 [N, 4] xyxy pixels; ``labels`` int64 [N] indices into
-    the model's class names (1..K); ``ignore`` float32 [M, 4] xyxy pixels (crowd / uncertain regions)."""
+    the model's class names (1..K); ``ignore`` float32 [M, 4] xyxy pixels (crowd / uncertain regions);
+    ``scores`` float32 [N], each label's ``score`` in the file (an autolabeller's confidence; 1 without)."""
 
     image_id: int
     path: Path
     boxes: np.ndarray
     labels: np.ndarray
     ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray | None = None
 
 
 def category_names(json_paths: Sequence[str | Path]) -> tuple[str, ...]:
@@ -100,8 +102,9 @@ class CocoDetectionData:
                 crowd = [a for a in crowd if _inside_own_class(a, labelled) < part_ignore]
             labels = np.array([cat_to_label[a["category_id"]] for a in labelled], np.int64)
             path = Path(info["file_name"])
+            scores = np.array([a.get("score", 1.0) for a in labelled], np.float32)
             self.samples.append(Sample(image_id, path if path.is_absolute() else root / path, _xyxy(labelled), labels,
-                                       _xyxy(crowd)))
+                                       _xyxy(crowd), scores))
         if not self.samples:
             raise ValueError(f"{self.json_path} has no images")
 
@@ -119,7 +122,8 @@ class CocoDetectionData:
     def annotated(self, i: int) -> Annotated:
         """Sample ``i`` with its image, for augmentation."""
         s = self.samples[i]
-        return Annotated(self.image(i), s.boxes.copy(), s.labels.copy(), s.ignore.copy())
+        return Annotated(self.image(i), s.boxes.copy(), s.labels.copy(), s.ignore.copy(),
+                         None if s.scores is None else s.scores.copy())
 
 
 # COCO's animals and the things that fly or roll: none of them stands at one place through a street clip

@@ -86,6 +86,11 @@ TRAINING_ROWS = [
      "four edges (a head and shoulders cut by the frame is a person; the same inside a whole person is a part)",
      ["--roi-fg-iou", "0.7", "--label-score", "0.5", "--drop-still", "0.5", "--keep-cut-bottom", "0.3", "--roi-borders"],
      make_model.KINDS),
+    ("v7's recipe + soft labels", "v7's training, and the RoI head's classifier learns each label's class at the "
+     "label's score (the teachers' fused confidence, 0.5–1 after v7's labels ≥ 0.5) and the rest as background, "
+     "instead of 1: the teacher's soft class scores as targets",
+     ["--roi-fg-iou", "0.7", "--label-score", "0.5", "--drop-still", "0.5", "--keep-cut-bottom", "0.3", "--soft-labels"],
+     make_model.KINDS),
     ("zoom 0.5–2×", "scale augmentation 0.5–2× instead of 0.3–3× (fewer crops that make a torso a whole label)",
      ["--scale-range", "0.5,2"], make_model.KINDS),
     ("no cut-outs", "without the 133 cut-out pictures (objects on grey)", [],
@@ -119,6 +124,8 @@ TRAINED_INFERENCE_ROWS = [
      "v7's recipe without cut-outs", ["--nms-threshold", "0.3"]),
     ("v7's recipe + hard negatives 0.5, then NMS IoU 0.3", "the row above's model with v7's NMS at IoU 0.3",
      "v7's recipe + hard negatives 0.5", ["--nms-threshold", "0.3"]),
+    ("v7's recipe + soft labels, then NMS IoU 0.3", "the row above's model with v7's NMS at IoU 0.3",
+     "v7's recipe + soft labels", ["--nms-threshold", "0.3"]),
     ("v7's recipe + RoI borders, then NMS IoU 0.3", "the row above's model with v7's NMS at IoU 0.3",
      "v7's recipe + RoI borders", ["--nms-threshold", "0.3"]),
 ]

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--hard-negatives", type=float, default=0.0, metavar="SHARE",
                      help="share of the RoI head's negatives drawn from those it scores surest as objects "
                           "(online hard-negative mining); 0 = uniform")
+    opt.add_argument("--soft-labels", action="store_true",
+                     help="the RoI head's classifier learns each label's class at the label's score (the teacher's "
+                          "confidence), the rest as background, instead of 1")
     opt.add_argument("--drop-part-ignore", type=float, default=None, metavar="SHARE",
                      help="drop ignore regions with this share of their area inside a label of their class "
                           "(uncertain boxes on parts of a labelled object), so those parts can be negatives")
@@ -305,7 +308,8 @@ def _run(args) -> int:
             rpn_pre_nms_train=args.rpn_pre_nms_train, rpn_post_nms_train=args.rpn_post_nms_train,
             augment=augment, scale_range=scale_range, mosaic_prob=args.mosaic_prob, keep_cut_bottom=args.keep_cut_bottom,
             ignore_ioa=None if args.no_ignore else args.ignore_ioa, trunk_precision=args.trunk_precision,
-            part_negatives=args.part_negatives, hard_negatives=args.hard_negatives, roi_fg_iou=args.roi_fg_iou, roi_batch=args.roi_batch,
+            part_negatives=args.part_negatives, hard_negatives=args.hard_negatives, soft_labels=args.soft_labels,
+            roi_fg_iou=args.roi_fg_iou, roi_batch=args.roi_batch,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -331,6 +335,7 @@ def _run(args) -> int:
           f"ignore label {'off' if config.ignore_ioa is None else f'IoA ≥ {config.ignore_ioa:g}'}"
           + (f"; part negatives {config.part_negatives:g}" if config.part_negatives else "")
           + (f"; hard negatives {config.hard_negatives:g}" if config.hard_negatives else "")
+          + ("; soft labels (the teacher's scores)" if config.soft_labels else "")
           + (f"; RoI positives IoU ≥ {config.roi_fg_iou:g}" if config.roi_fg_iou is not None else ""), flush=True)
     started = time.time()
 

@@ -85,7 +85,8 @@ def test_crop_rules_label_ignore_drop():
     """Shift the frame 340 px left on its own canvas: the crop edge x = 0 cuts the people at x < 340."""
     a = _frame0()
     tiny = np.array([[400, 300, 403, 340]], np.float32)  # 3 px wide: too narrow to learn
-    a = Annotated(a.image, np.vstack([a.boxes, tiny]), np.append(a.labels, 1), a.ignore)
+    scores = np.linspace(0.4, 0.9, len(a.labels) + 1).astype(np.float32)  # each label's own confidence
+    a = Annotated(a.image, np.vstack([a.boxes, tiny]), np.append(a.labels, 1), a.ignore, scores)
     out = place(a, 1.0, (-340.0, 0.0), (768, 576))
     # by construction (x − 340): (640..666) → 300..326 whole; (461..499) → 121..159 whole;
     # the woman (326..386) → −14..46: 46/60 = 77 % visible → label, clipped to 0..46;
@@ -94,6 +95,8 @@ def test_crop_rules_label_ignore_drop():
     np.testing.assert_allclose(out.boxes, [[300, 191, 326, 284], [121, 221, 159, 316], [0, 374, 46, 516]])
     np.testing.assert_allclose(out.ignore, [[310, 42, 384, 100], [0, 159, 11, 233], [60, 300, 63, 340]])
     assert out.labels.tolist() == [1, 1, 1]
+    kept = [PEOPLE.index(b) for b in ((640, 191, 666, 284), (461, 221, 499, 316), (326, 374, 386, 516))]
+    np.testing.assert_allclose(out.scores, scores[kept])  # the scores follow their boxes
     # and the pixels moved with them
     np.testing.assert_array_equal(out.image[:, :428], a.image[:, 340:])
     assert (out.image[:, 428:] == 114).all()
@@ -162,6 +165,19 @@ def test_mosaic_and_zoom_keep_every_painted_object_boxed(seed):
     for x1, y1, x2, y2 in np.vstack([out.boxes, out.ignore]):
         covered[max(0, int(y1) - 2):int(np.ceil(y2)) + 2, max(0, int(x1) - 2):int(np.ceil(x2)) + 2] = True
     assert (_paint_mask(out.image) & ~covered).sum() <= 10
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_box_keeps_its_own_score_through_mosaic_zoom_and_flip(seed):
+    items = [replace(a, scores=a.labels / 10) for a in _painted(read_frames(4))]  # score = label / 10
+    pool = iter(items[1:])
+    out = Augmenter(AugmentConfig(ops=("mosaic", "scale", "flip", "color"), mosaic_prob=0.5))(
+        items[0], np.random.default_rng(seed), more=lambda: next(pool))
+    assert len(out.scores) == len(out.labels) > 0
+    np.testing.assert_allclose(out.scores, out.labels / 10, rtol=1e-6)
+    assert Annotated(out.image, out.boxes, out.labels).scores.tolist() == [1.0] * len(out.labels)  # none given: 1
+    with pytest.raises(ValueError, match="labels but"):
+        Annotated(out.image, out.boxes, out.labels, scores=np.ones(len(out.labels) + 1))
 
 
 def test_mosaic_fills_four_quadrants_from_four_images():

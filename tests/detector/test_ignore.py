@@ -295,9 +295,12 @@ def test_low_scored_labels_become_ignore_regions(tmp_path, sample_frames):
                                 "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
     kept = CocoDetectionData(path).samples[0]
     assert len(kept.boxes) == 3 and len(kept.ignore) == 1
+    assert kept.scores.tolist() == pytest.approx([0.9, 0.45, 1.0])  # each label's score; by hand: 1
     strict = CocoDetectionData(path, label_score=0.5).samples[0]
     assert [round(b[0]) for b in strict.boxes] == [10, 400]  # the 0.45 label is no longer an object ...
     assert sorted(round(b[0]) for b in strict.ignore) == [200, 600]  # ... but an ignore region, not background
+    assert strict.scores.tolist() == pytest.approx([0.9, 1.0])
+    assert CocoDetectionData(path).annotated(0).scores.tolist() == pytest.approx([0.9, 0.45, 1.0])  # to the augmenter
 
 
 def test_still_animals_in_a_clip_are_dropped_and_nothing_else(tmp_path):
@@ -339,3 +342,38 @@ def test_still_animals_in_a_clip_are_dropped_and_nothing_else(tmp_path):
     assert CocoDetectionData(path, still_share=1.0).dropped_still == 4  # at the same place in all 4 frames
     with pytest.raises(ValueError, match="still share"):
         CocoDetectionData(path, still_share=0.0)
+
+
+def test_soft_cross_entropy_is_the_hard_loss_at_weight_one_and_splits_the_target_otherwise():
+    from detector.ignore import soft_cross_entropy, soft_weights
+
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, 0.2, 2.0]])
+    labels = torch.tensor([0, 1, 2])
+    ones = torch.ones(3)
+    torch.testing.assert_close(soft_cross_entropy(logits, labels, ones), torch.nn.functional.cross_entropy(logits, labels))
+    logp = torch.log_softmax(logits, dim=-1)
+    w = torch.tensor([0.3, 0.8, 0.5])  # a negative's weight does not matter: its class is background
+    expected = -(logp[0, 0] + 0.8 * logp[1, 1] + 0.2 * logp[1, 0] + 0.5 * logp[2, 2] + 0.5 * logp[2, 0]) / 3
+    torch.testing.assert_close(soft_cross_entropy(logits, labels, w), expected)
+    # weights: a positive takes its matched label's score, a negative 1, no scores → 1
+    lab, idx, scores = torch.tensor([0, 3, 1, 0]), torch.tensor([1, 1, 0, 0]), torch.tensor([0.45, 0.9])
+    assert soft_weights(lab, idx, scores).tolist() == pytest.approx([1.0, 0.9, 0.45, 1.0])
+    assert soft_weights(lab, idx, None).tolist() == [1.0] * 4
+
+
+def test_soft_labels_train_the_classifier_towards_the_labels_scores(sample_frames):
+    """A training step on a real frame: with every score 1 the soft loss is the hard one (same RoIs
+    sampled), with scores 0.5 it differs; the box loss does not depend on the scores."""
+    image = torch.from_numpy(np.ascontiguousarray(sample_frames[0])).permute(2, 0, 1).float() / 255
+    target = {"boxes": torch.tensor(PEOPLE, dtype=torch.float32), "labels": torch.ones(len(PEOPLE), dtype=torch.int64),
+              "ignore": torch.zeros(0, 4)}
+
+    def losses(soft: bool, scores: torch.Tensor | None) -> dict:
+        model = use_ignore_regions(_model(2), soft_labels=soft).train()
+        torch.manual_seed(1)  # the samplers draw from torch's generator: the same RoIs each time
+        return model([image], [{**target, **({} if scores is None else {"scores": scores})}])
+
+    hard, ones, halves = losses(False, None), losses(True, torch.ones(len(PEOPLE))), losses(True, torch.full((len(PEOPLE),), 0.5))
+    torch.testing.assert_close(ones["loss_classifier"], hard["loss_classifier"])
+    assert not torch.allclose(halves["loss_classifier"], hard["loss_classifier"])
+    torch.testing.assert_close(halves["loss_box_reg"], hard["loss_box_reg"])
