@@ -245,7 +245,7 @@ class Trainer:
     def _prepare(self, sample: Annotated, scale: int, flip: bool, cache: bool, resized: bool = False) -> Prepared:
         """Resize ``sample`` to short side ``scale`` (maybe mirrored; ``resized``: it is at its training
         size already); with ``cache``, run the frozen trunk now and keep its maps (fp16) instead of the
-        image. Target: "boxes" [N, 4], "labels" [N], "ignore" [M, 4], in the resized pixels."""
+        image. Target: "boxes" [N, 4], "labels" [N], "ignore" [M, 4] (in the resized pixels), "scores" [N]."""
         if flip:
             sample = hflip(sample)
         rgb, transform = sample.image, self.model.transform
