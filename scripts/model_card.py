@@ -176,8 +176,8 @@ def part_lines(metrics: dict) -> list[str]:
                   "  195/205 people, v6 199; `scripts/clip_vs_labeller.py`).",
                   "  The model fits its own training pictures no better (the rows' note): what trains on the frozen",
                   "  trunk is too small for its labels; a wider neck and NanoDet-g's trunk, each with its own 38–50 min",
-                  "  stage 1, trained fewer iterations and found less. Not yet tried: the teacher's soft class scores",
-                  "  as targets, a stage 1 longer than 50 min."]
+                  "  stage 1, trained fewer iterations and found less; the teachers' scores as soft targets lowered",
+                  "  the student's scores below its curve. Not yet tried: a stage 1 longer than 50 min."]
     return lines
 
 
