@@ -70,7 +70,7 @@ class MainWindow(QMainWindow):
         self.config: PipelineConfig | None = None
         self.recording_paths: list[Path] = []  # one per stream while recording
         self.last_screenshot: Path | None = None
-        self.is_paused = False
+        self.is_paused = self._pause_wanted = False
         self.is_running = False
         self.frames_displayed = 0
         self.last_result = None
@@ -292,10 +292,13 @@ class MainWindow(QMainWindow):
 
     # ================================================================== controls
     def set_paused(self, on: bool) -> None:
+        self._pause_wanted = bool(on)
         self.controller.pause_requested.emit(bool(on))
 
     def toggle_pause(self) -> None:
-        self.set_paused(not self.is_paused)
+        # from the last request, not the confirmed state: a second Space before the controller's
+        # answer arrives toggles back instead of asking for the same state again
+        self.set_paused(not self._pause_wanted)
 
     def toggle_recording(self) -> None:
         """R: stop the running recording, or start one under a default timestamped name."""
@@ -442,7 +445,7 @@ class MainWindow(QMainWindow):
             tile.view.set_recording(on)
 
     def _on_paused(self, on: bool) -> None:
-        self.is_paused = on
+        self.is_paused = self._pause_wanted = on
         set_checked_quietly(on, self.pause_button, self.pause_action)
         self.pause_button.setText("▶ Resume" if on else "❚❚ Pause")
         for tile in self.grid.tiles.values():  # the pause holds every stream

@@ -133,6 +133,7 @@ def test_a_line_drawn_on_the_enlarged_cell_counts_in_every_stream(qtbot, gui_det
     view = window.view
     assert view is window.grid.tiles["b"].view and view.tool is window.shape_tool
     qtbot.keyClick(window, Qt.Key.Key_Space)  # resume: a frame to draw on
+    qtbot.waitUntil(lambda: not window.is_paused, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: view.image is not None, timeout=WAIT_MS)
     window.set_paused(True)  # the files wait where they are: the run is still on when the line arrives
     qtbot.waitUntil(lambda: window.is_paused, timeout=WAIT_MS)

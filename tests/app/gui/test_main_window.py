@@ -336,3 +336,19 @@ def test_an_output_that_fails_is_one_line_in_the_window_which_plays_on(qtbot, wi
     qtbot.waitUntil(lambda: window.warning_banner.isVisible(), timeout=WAIT_MS)
     text = window.warning_banner.label.text()
     assert str(full) in text and text.count("⚠") == 1, text
+
+
+def test_two_quick_pause_toggles_ask_for_pause_then_resume(qtbot, gui_detector, tmp_path):
+    """Space twice before the controller's answer comes back: the second asks to resume (it toggles
+    the last request, not the confirmed state, which would ask to pause twice and stay paused)."""
+    from app.gui.main_window import MainWindow
+
+    window = MainWindow(gui_detector, output_dir=tmp_path)
+    qtbot.addWidget(window)
+    asked: list[bool] = []
+    window.controller.pause_requested.connect(asked.append)  # a plain function: called at once
+    window.toggle_pause()
+    window.toggle_pause()  # no event processed in between: no answer yet
+    assert asked == [True, False]
+    qtbot.waitUntil(lambda: not window.is_paused and window.pause_button.text() == "❚❚ Pause", timeout=5000)
+    window.close()
