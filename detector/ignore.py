@@ -36,9 +36,14 @@ surely (1 − p(background), after NMS at IoU 0.7 among them so that one hard pl
 times), the rest uniform as before. Where the part-negative rule picks parts by their geometry, this
 picks what the head itself gets wrong — a torso it scores "person", a bag it scores "bird".
 
-Only the training-time target assignment changes, by subclassing the two ``assign_targets_to_*`` methods
-around torchvision's own matchers, ``box_iou`` and samplers; inference, parameters and state-dict
-keys are untouched, so every checkpoint loads into a model with or without them.
+**Soft labels** (RoI head, ``soft_labels``): the classifier's target for a positive RoI puts its
+label's ``"scores"`` (the teachers' fused confidence) on the class and the rest on background, the
+teacher's soft class score in place of 1; negatives and the box loss are as before.
+
+Only training changes — the target assignment, by subclassing the two ``assign_targets_to_*`` methods
+around torchvision's own matchers, ``box_iou`` and samplers, and with soft labels the classifier's loss;
+inference, parameters and state-dict keys are untouched, so every checkpoint loads into a model with
+or without them.
 """
 
 from __future__ import annotations
