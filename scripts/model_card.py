@@ -81,15 +81,19 @@ def rows_table(path: Path = ROWS) -> list[str]:
     return lines
 
 
+def curve_cells(curve: list[dict]) -> str:
+    """A precision/recall curve as "score: precision/recall" cells."""
+    return ", ".join(f"{r['score']:g}: {r['precision']:.2f}/{r['recall']:.2f}" for r in curve)
+
+
 def threshold_lines(meta: dict, name: str) -> list[str]:
     """The precision/recall curve the default threshold was chosen on."""
     curve = meta.get("heldout", {}).get(name, {}).get("precision_curve")
     if not curve:
         return []
-    cells = ", ".join(f"{r['score']:g}: {r['precision']:.2f}/{r['recall']:.2f}" for r in curve)
     return [f"Default score threshold {meta.get('score_threshold')}: the lowest score within 0.03 of the best F1 "
             "(a person missed on a live view costs more than one more box) on the held-out precision/recall "
-            f"curve (score: precision/recall — {cells}). The checkpoint carries it; the window and the CLI start there."]
+            f"curve (score: precision/recall — {curve_cells(curve)}). The checkpoint carries it; the window and the CLI start there."]
 
 
 def curves_lines(results: dict[str, dict], goal: float = 0.8) -> list[str]:
@@ -100,9 +104,8 @@ def curves_lines(results: dict[str, dict], goal: float = 0.8) -> list[str]:
         return []
     lines = [f"Precision/recall at each score (0.3 … 0.9), and whether some score gives both ≥ {goal:g}:", ""]
     for name, curve in curves.items():
-        cells = ", ".join(f"{r['score']:g}: {r['precision']:.2f}/{r['recall']:.2f}" for r in curve)
         both = [r["score"] for r in curve if r["precision"] >= goal and r["recall"] >= goal]
-        lines.append(f"- {name}: {cells} — " + (f"both ≥ {goal:g} at {both[0]:g}" if both else f"never both ≥ {goal:g}"))
+        lines.append(f"- {name}: {curve_cells(curve)} — " + (f"both ≥ {goal:g} at {both[0]:g}" if both else f"never both ≥ {goal:g}"))
     return lines
 
 
