@@ -3,38 +3,31 @@
 Three knobs trade accuracy for speed: the input size (short side, 240–800 px: the backbone's and
 the RPN's cost go with the pixel count), the RPN proposal count (50–1000: the RoI head's cost goes
 with it) and — for live sources only — the frame skip (detect 1 frame in k, show the others with
-the last detections). A file never loses a frame: there the controller lowers the cost instead.
+the last detections). A file never loses a frame.
 
-How it steers (``observe`` is called after every detected frame, with the clock passed in, so a
-test can drive it with a simulated one):
+``observe`` is called after every detected frame with the clock passed in (tests drive it with a
+simulated one). It measures the rate the worker sustains since the last move (time spent waiting
+for a frame and the slowest eighth left out) and smoothed per-stage times. A cost model predicts
+every other setting from them (preprocess, backbone and RPN ∝ pixels, RoI head ∝ proposals, the
+rest fixed); its ratios are applied to the measured rate and scaled by the share of a predicted
+change that past moves delivered (work the model does not see does not shrink with the input).
 
-* It measures the rate the worker sustains — intervals since the last move only, so two settings
-  are never mixed; time spent waiting for a frame left out; the slowest eighth left out, so one
-  frame delayed by another process does not count as the setting's cost — and keeps smoothed
-  per-stage times.
-* A cost model from those times predicts every other setting: preprocess, backbone and RPN scale
-  with the pixel count, the RoI head with the proposal count, the rest stays; its ratios are applied
-  to the measured rate (on a shared machine the absolute times are off, the ratios hold).
-* Below ``target × (1 − tolerance)`` (after ``settle`` frames) it moves towards the most accurate
-  setting predicted to reach ``target × (1 + margin)``, the knob that gains the most first; when
-  none can, one knob to its floor, the one that costs the least accuracy first (frame skip last).
-* Above ``target × (1 + tolerance)``, held and measured for ``raise_after`` frames, it moves one
-  level of one knob up — the most accurate such move predicted to hold ``target × (1 + up_margin)``.
-  Otherwise it holds. (Down may jump several levels; up creeps.)
-* Predictions learn: after each move the change it delivered is compared with the one predicted,
-  and later predictions are scaled by that share (work the model does not see — decoding, drawing
-  and encoding full frames on the same cores — does not shrink with the input size).
-* One knob per move (possibly by several levels). A move up that had to be undone bars every
-  setting at least as costly for ``ban_frames`` frames, doubling each time: no back-and-forth.
+* Below ``target × (1 − tolerance)`` it moves one knob (possibly several levels) towards the most
+  accurate setting predicted to reach ``target × (1 + margin)``; when none can, one knob to its
+  floor, the one that costs the least accuracy first (frame skip last).
+* Above ``target × (1 + tolerance)`` for ``raise_after`` frames it moves one level of one knob up,
+  to the most accurate such setting predicted to hold ``target × (1 + up_margin)``. Else it holds.
+* A move up that had to be undone bars every setting at least as costly for ``ban_frames``
+  frames, doubling each time: no back-and-forth.
 
-Which setting is "more accurate" comes from ``accuracy(setting)``: the model's measured AP50 grid
-(``detector.profiles``, written by ``run.py bench --scales ...``), interpolated between the measured
-input sizes and proposal counts, when there is one; else a prior (``prior_accuracy``). Any frame
-skip ranks below every setting that detects each frame.
+"More accurate" is ``accuracy(setting)``: the model's measured AP50 grid (``detector.profiles``,
+from ``run.py bench --scales ...``) interpolated, else ``prior_accuracy``. Any frame skip ranks
+below every setting that detects each frame.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -112,20 +105,14 @@ def prior_accuracy(setting: Setting, base_size: int = 480) -> float:
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    """Settings of the controller.
+    """Settings of the controller (the thresholds are described in the module's docstring).
 
     Attributes:
         target_fps: frames per second to hold; None = off (the knobs stay where the user put them).
-        scales / proposals: the levels each knob may take (any order; clipped to the model's
-            ``max_scale`` if given).
-        live: the source is live, so frame skip is allowed (never for files).
+        scales / proposals: the levels each knob may take (any order; clipped to the measured grid).
+        live: the source is live, so frame skip (up to ``max_skip``) is allowed (never for files).
         source_fps: the source's rate; a live source cannot be shown faster than it arrives.
-        tolerance: move down when the measured rate is below target × (1 − tolerance).
-        margin: aim a move down at target × (1 + margin).
-        up_margin: move up only to a setting predicted to hold target × (1 + up_margin).
         settle: frames measured after a move before the next decision.
-        raise_after: frames a setting is held, and measured, before a move up.
-        ban_frames: frames a setting stays banned after a move up to it had to be undone.
     """
 
     target_fps: float | None = None
@@ -185,22 +172,19 @@ class AdaptiveController:
         self._reset_measure()
         self._stage: dict[str, float] = {}
         self._overhead_ms: float | None = None
-        # The share of a predicted change that moves deliver, learnt from each move (0.3–1.2). It
-        # starts below 1: on 2 shared cores the first moves of every measured run delivered 50–80 %
-        # of the pixel model's gain, and a first move that falls short costs another 5 frames.
+        # The share of a predicted change that moves deliver, learnt from each move (0.3–1.2); below
+        # 1 at first: on 2 shared cores the first moves delivered 50–80 % of the pixel model's gain.
         self._gain = 0.75
         self._moves_learnt = 0
         self._pending: tuple[float, float] | None = None  # (rate before the last move, its model ratio)
         self._last_t: float | None = None
-        # After a move up that had to be undone: no setting at least as costly as the one that fell
-        # short, until the frame number ``_ceiling[1]`` (the ban doubles each time).
+        # After a move up that had to be undone: (the setting that fell short, banned until frame).
         self._ceiling: tuple[Setting, int] | None = None
         self._ban_length = self.config.ban_frames
         self._last_up: tuple[int, Setting, Setting] | None = None  # (frame, from, to)
-        self._state = "off" if self.config.target_fps is None else "measuring"
-        self._reason = "off" if self.config.target_fps is None else "measuring the first frames"
-        self._history: list[tuple[int, float, Setting, str]] = []
-        self._changes = 0
+        off = self.config.target_fps is None
+        self._state, self._reason = ("off", "off") if off else ("measuring", "measuring the first frames")
+        self._history: list[tuple[int, float, Setting, str]] = []  # (frame, t, setting, why): every move
 
     # ------------------------------------------------------------------ public
     def set_target(self, fps: float | None) -> None:
@@ -224,7 +208,7 @@ class AdaptiveController:
         with self._lock:
             skip = self._setting.skip if self.config.live and self.config.target_fps else 1
             self._skip_counter = (self._skip_counter + 1) % skip
-            return self._skip_counter == 0 or skip == 1
+            return self._skip_counter == 0
 
     def observe(self, now: float, stage_ms: dict[str, float], shown: int = 1, detected: int = 1,
                 idle_s: float = 0.0) -> None:
@@ -249,14 +233,14 @@ class AdaptiveController:
             for k, v in stage_ms.items():
                 self._stage[k] = _ewma(self._stage.get(k), v, 0.5)
             self._since_change += 1
-            settle = self.config.settle if self._changes else min(3, self.config.settle)  # the first move sooner
+            settle = self.config.settle if self._history else min(3, self.config.settle)  # the first sooner
             if self.config.target_fps is not None and self._since_change >= settle and self._intervals:
                 self._decide(now)
 
     def status(self) -> AdaptStatus:
         with self._lock:
             return AdaptStatus(self.config.target_fps, self._setting, self._measured_fps(), self._state, self._reason,
-                               self._changes, list(self._history))
+                               len(self._history), list(self._history))
 
     # ------------------------------------------------------------------ the decision
     def predict_fps(self, setting: Setting) -> float | None:
@@ -267,9 +251,6 @@ class AdaptiveController:
         here, measured = self._model_fps(self._setting), self._measured_fps()
         if model is None or not here or not measured:
             return model
-        # ``_gain``: how much of a predicted change the last moves really delivered. Work the model
-        # does not see (decoding, drawing and encoding full frames on the same cores) does not
-        # shrink with the input, so at small sizes a move gains less than the pixels say.
         fps = measured * (1.0 + self._gain * (model / here - 1.0))
         if self.config.live and self.config.source_fps:
             fps = min(fps, self.config.source_fps)
@@ -299,10 +280,6 @@ class AdaptiveController:
         skips = list(range(1, self.config.max_skip + 1)) if self.config.live else [1]
         return sorted(scales), sorted(proposals), skips
 
-    def _grid(self) -> list[Setting]:
-        scales, proposals, skips = self._levels()
-        return [Setting(s, p, k) for s in scales for p in proposals for k in skips]
-
     def _decide(self, now: float) -> None:
         target = self.config.target_fps
         fps = self._measured_fps()
@@ -317,7 +294,7 @@ class AdaptiveController:
             self._gain = (1 - weight) * self._gain + weight * min(1.2, max(0.3, ratio))
             self._moves_learnt += 1
         frame = self._frames
-        grid = self._grid()
+        grid = list(itertools.starmap(Setting, itertools.product(*self._levels())))
         if fps < target * (1 - self.config.tolerance):
             if self._last_up and self._last_up[2] == cur and frame - self._last_up[0] <= 3 * self.config.ban_frames:
                 self._ceiling = (cur, frame + self._ban_length)
@@ -412,8 +389,8 @@ class AdaptiveController:
         cur = self._setting
         measured, predicted = self._measured_fps(), self.predict_fps(setting)
         self._pending = None
-        if measured and predicted and abs(predicted / measured - 1.0) > 0.05 and self._gain:
-            # the model's own ratio for this move, to compare with what it delivers
+        if measured and predicted and abs(predicted / measured - 1.0) > 0.05:
+            # the model's own ratio for this move (``_gain`` is always > 0), to compare with what it delivers
             self._pending = (measured, 1.0 + (predicted / measured - 1.0) / self._gain)
         if setting.input_size != cur.input_size:
             self.detector.set_input_size(setting.input_size)
@@ -424,7 +401,6 @@ class AdaptiveController:
         self._reset_measure()
         self._stage = {}  # the stage times of the new setting are measured afresh
         if record:
-            self._changes += 1
             self._history.append((self._frames, now, setting, reason))
 
     def _reset_measure(self) -> None:
@@ -478,25 +454,24 @@ def write_log(path, stats) -> str:
     from pathlib import Path
 
     a = stats.adapt
+    history = a.history if a else []
     streams = getattr(stats, "streams", None) or {"": stats}
     times = sorted(t for s in streams.values() for t in s.done_times)
     t0 = times[0] if times else 0.0
+    rates = lambda times, mean_fps: {"frames": len(times), "mean_fps": mean_fps,  # noqa: E731
+                                     "fps_per_10_frames": [round(v, 3) for v in fps_series(times, 10)]}
     document = {
-        "target_fps": a.target_fps if a is not None else None,
-        "final": {"setting": a.setting.__dict__ if a is not None else None, "state": a.state if a else None,
-                  "reason": a.reason if a else None},
-        "frames": len(times),
-        "mean_fps": stats.mean_fps,
-        "fps_per_10_frames": [round(v, 3) for v in fps_series(times, 10)],
+        "target_fps": a.target_fps if a else None,
+        "final": {"setting": a.setting.__dict__, "state": a.state, "reason": a.reason} if a else
+                 dict.fromkeys(("setting", "state", "reason")),
+        **rates(times, stats.mean_fps),
         "moves": [{"frame": f, "t_s": round(t - t0, 4) if t else None, **s.__dict__, "why": r}
-                  for f, t, s, r in (a.history if a else [])],
-        "oscillations": oscillations(a.history) if a else 0,
+                  for f, t, s, r in history],
+        "oscillations": oscillations(history),
         "done_s": [round(t - t0, 4) for t in times],
     }
     if len(streams) > 1:
-        document["streams"] = {name: {"frames": len(s.done_times), "mean_fps": s.mean_fps,
-                                      "fps_per_10_frames": [round(v, 3) for v in fps_series(s.done_times, 10)]}
-                               for name, s in streams.items()}
+        document["streams"] = {name: rates(s.done_times, s.mean_fps) for name, s in streams.items()}
     out = Path(path)
     out.write_text(json.dumps(document, indent=1) + "\n")
     return str(out.resolve())
