@@ -35,10 +35,8 @@ class PipelineConfig:
         overwrite: replace existing outputs; without it an existing output is refused untouched.
         max_frames: stop after this many frames read from the source; None = all.
         policy: "every_frame", "drop_stale", or "auto" (drop_stale for cameras and URLs).
-        realtime: pace frames at their own timestamps, as a camera would deliver them (with
-            drop_stale this plays a file like a live source). None = auto: on for URLs, whose
-            "live" stream may well be a file that arrives faster than real time and would otherwise
-            be mostly dropped; off for everything else.
+        realtime: pace frames at their own timestamps, as a camera would deliver them. None = auto:
+            on for URLs (a "live" URL may be a file arriving faster than real time), else off.
         batch_size: frames per ``detect`` call; 0 = auto (4 on CUDA for every_frame sources, else 1).
         queue_size: capacity of each queue between threads (frames).
         image_fps: the frame rate given to an image folder, which has no timestamps.
@@ -46,11 +44,9 @@ class PipelineConfig:
         fps_window_s: the sliding window of the fps measurement.
         draw_stats: draw the fps / stage-ms line on annotated frames.
         adapt_log: a .json file for the controller's moves and fps series (needs ``target_fps``).
-        target_fps: frames per second for the adaptive controller (``app.pipeline.adapt``) to hold by
-            turning the input size, the proposal count and — live sources only — the frame skip;
+        target_fps: frames per second for the adaptive controller (``app.pipeline.adapt``) to hold;
             None = off.
-        decode_threads / encode_threads: FFmpeg's decoder threads and libx264's threads; 0 = their
-            own choice. ``app.pipeline.threads`` picks them so that they do not take the detector's cores.
+        decode_threads / encode_threads: FFmpeg's decoder and libx264's threads; 0 = their own choice.
         headless: no window (the CLI's --headless).
         track: give every detection a persistent track ID (ByteTrack); lines and zones turn it on too.
         trails: draw each track's recent path.
@@ -61,8 +57,7 @@ class PipelineConfig:
             before giving up; ``RECONNECT_FOREVER`` (-1, the default) never gives up, 0 = off.
             Files and image folders are never reopened.
         stall_timeout_s: a live source that delivers no frame this long has dropped.
-        events: what to do with events — the events file, clips, alerts, heat map
-            (``app.analytics.events.EventsConfig``, validated there); None = nothing.
+        events: the events file, clips, alerts, heat map (``app.analytics.events.EventsConfig``).
     """
 
     source_kind: str = "video"
@@ -134,9 +129,7 @@ class PipelineConfig:
             _check_extension(self.adapt_log, (".json",), "adaptive log", "a JSON file")
         if self.record and self.export and Path(self.record).resolve() == Path(self.export).resolve():
             raise UserError(f"--record and --export name the same file {self.record}")
-        from app.analytics.count import (
-            Shape,  # here: app.analytics.count imports nothing heavy, but config is imported everywhere
-        )
+        from app.analytics.count import Shape  # lazily: config is imported everywhere
 
         for kind in ("lines", "zones"):
             shapes = tuple(Shape(kind[:-1], tuple(c)) for c in getattr(self, kind))  # validates; UserError
@@ -170,10 +163,8 @@ class PipelineConfig:
         return replace(self, **changes)
 
     def check_outputs(self) -> None:
-        """Refuse outputs that cannot or must not be written — before any work is done.
-
-        Nothing is created or changed here; raises ``UserError`` naming the path and the reason.
-        """
+        """Refuse outputs that cannot or must not be written, before any work is done (nothing is
+        created or changed): ``UserError`` naming the path and the reason."""
         record = self.record if self.segment_s is None else None
         for path, what in ((record, "recording"), (self.export, "export"), (self.counts_file, "counts"),
                            (self.adapt_log, "adaptive log")):

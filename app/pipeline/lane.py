@@ -1,11 +1,9 @@
 """One stream of a pipeline: its reader, its input buffer, its results, its sinks, its stats.
 
-A ``Lane`` is the single-stream ``Pipeline`` without the detector: the reader thread fills the
-input buffer by the stream's policy (``every_frame``: a bounded queue, none lost; ``drop_stale``: a
-one-slot ``LatestFrame``), the pipeline's one detector worker (app/pipeline/pipeline.py) takes frames out
+The reader thread fills the input buffer by the stream's policy (``every_frame``: a bounded queue,
+none lost; ``drop_stale``: a one-slot ``LatestFrame``), the pipeline's detector worker takes frames
 with ``take()`` and hands results back with ``put_result()``, and the lane's own sink thread draws
-them and feeds its sinks (its recording, its export rows, the window). One slow stream — a stalled
-camera, a slow encoder — therefore holds up only itself. A single source is a pipeline of one lane.
+them and feeds its sinks. One slow stream — a stalled camera, a slow encoder — holds up only itself.
 """
 
 from __future__ import annotations
@@ -37,13 +35,11 @@ END = object()  # end of the stream, passed down the queues
 
 def paced_frames(source: Source, config: PipelineConfig, stop: threading.Event,
                  resume: threading.Event) -> Iterator[Frame]:
-    """The frames of ``source`` as a lane's reader thread takes them.
+    """The frames of ``source`` as a lane's reader thread takes them, until ``stop`` is set.
 
-    Ends when ``stop`` is set. With ``config.effective_realtime`` each frame is held until its
-    timestamp comes (as a camera would deliver it) and its ``captured`` time is then; a jump of more
-    than ``MAX_PACE_S`` restarts the clock. Such a paced file (every_frame) waits while ``resume`` is
-    clear, and playback resumes from there; an unpaced file only fills its bounded queue, which the
-    paused worker leaves alone; a live source goes on reading so that resuming shows the present.
+    With ``config.effective_realtime`` each frame is held until its timestamp comes (as a camera
+    would deliver it) and is ``captured`` then; a jump over ``MAX_PACE_S`` restarts the clock. A
+    paced file (every_frame) waits while ``resume`` is clear and resumes from there.
     """
     live = config.effective_policy == "drop_stale"
     realtime = config.effective_realtime
@@ -81,8 +77,7 @@ class Lane:
         self.name, self.config, self.source, self.tag = name, config, source, tag
         self.live = config.effective_policy == "drop_stale"
         self.per_batch = per_batch
-        # Tracking and counting of this stream (app/analytics/analytics.py): the detector worker feeds it every
-        # frame of this stream that the detector saw, in order, with the frame's timestamp.
+        # Tracking and counting: fed every detected frame of this stream, in order (put_result).
         self.analytics = Analytics.from_config(config, float(source.rate) if source.rate else None)
         self.counts_sink: CountsSink | None = None
         self.record_sink: RecordSink | None = None
@@ -139,11 +134,10 @@ class Lane:
         sink.close()
 
     def start_recording(self, path: str | Path, *, overwrite: bool = False) -> None:
-        """Record annotated frames to ``path`` from the next result on (the GUI's record button).
-        The path is checked first; the recording's clock starts at 0."""
+        """Record annotated frames to ``path`` from the next result on; the path is checked first."""
         if self.record_sink is not None:
             raise RuntimeError(f"already recording to {self.record_sink.path}")
-        if self.config.segment_s:  # out-00001.mp4, ... (app/io/segments.py)
+        if self.config.segment_s:
             from app.io import segments
 
             segments.check_outputs(path, overwrite=overwrite)
@@ -243,9 +237,7 @@ class Lane:
                 self._ring()
                 if limit is not None and self.read >= limit:
                     break
-        except Exception as exc:
-            # This stream's source failed: what it delivered is still detected and written (no lost
-            # data), the other streams go on, and the run reports the error at its end.
+        except Exception as exc:  # what it delivered is still written; the other streams go on
             self.error = exc
         finally:
             self.source.close()

@@ -6,20 +6,19 @@ lane 2: source ─► reader ─► [queue | LatestFrame] ─┼─► detector 
 lane N: ...                                        ┘   one batch per detect  └─► ...
 ```
 
-Each lane (app/pipeline/lane.py) reads its source by its policy (``every_frame``: a bounded queue, none lost;
-``drop_stale``: a one-slot ``LatestFrame``, Ultralytics' ``LoadStreams`` shape) and draws and writes
-its own results. The worker takes, without waiting for any lane, the **newest waiting frame of each
-live lane** and the **next frames of each file** (up to ``batch_size`` frames already waiting for one
-lane; one per lane per batch with several, lanes taken in turns so that a cap on the batch is fair),
-runs them through ``detect`` as **one batch** and hands each result back to its lane. A lane with
-nothing waiting (a camera that is down) or whose results queue is full (a slow encoder) is left out
-of the batch: it never stalls the others. A lane whose source fails ends alone, after what it read is
-written; its error is raised by ``wait()`` with one lane and listed by ``errors()`` with several.
+Each lane (app/pipeline/lane.py) reads its source by its policy and draws and writes its own
+results. The worker takes, without waiting, the **newest frame of each live lane** and the **next
+frames of each file** (up to ``batch_size`` for one lane; one per lane with several, lanes taken in
+turns so that a cap on the batch is fair), runs them through ``detect`` as **one batch** and hands
+each result back to its lane. A lane with nothing waiting (a camera that is down) or a full results
+queue (a slow encoder) is left out of the batch: it never stalls the others. A lane whose source
+fails ends alone, after what it read is written (``wait()`` raises it with one lane, ``errors()``
+lists it with several).
 
-Every thread checks one stop event, every blocking call has a 50 ms timeout (Detectron2's
-``AsyncPredictor``: results keep their order, the first exception of a thread reaches ``wait()`` on
-the caller's thread); ``stop()`` joins within about a second and finalises every output. Only a
-``detect`` call already running cannot be cut short (its thread is a daemon, its result discarded).
+Every thread checks one stop event and every blocking call has a 50 ms timeout; results keep their
+order and a thread's first exception reaches ``wait()`` on the caller's thread. ``stop()`` joins
+within about a second and finalises every output; only a ``detect`` call already running cannot be
+cut short (its thread is a daemon, its result discarded).
 """
 
 from __future__ import annotations
@@ -108,9 +107,7 @@ class Pipeline:
             overwrite: replace existing outputs (recordings and export).
             batch_size: most frames per ``detect`` call; 0 = one per stream.
             on_result: ``fn(stream_name, result, annotated)`` on that stream's sink thread.
-            events: what to do with events (``app.analytics.events.EventsConfig``): one events file and one set of
-                publishers for the run, each stream's own event sink, clips and heat map
-                (``--heatmap h.png`` → ``h-<stream>.png``); every event names its stream.
+            events: an ``app.analytics.events.EventsConfig`` (see ``attach_events``).
         """
         names = [s.name for s in streams]
         if not streams:
@@ -123,7 +120,7 @@ class Pipeline:
         self.batch_size = batch_size or len(streams)
         self.on_finish = on_finish
         self.events_config = events
-        self.events = None  # app.analytics.events.Events, built at start when asked for
+        self.events = None  # app.analytics.events.Events (attach_events)
         self.export_sink: ExportSink | None = None
         self._stop = threading.Event()
         self._doorbell = threading.Event()  # rung by a lane when a frame or room for a result appears
@@ -141,8 +138,7 @@ class Pipeline:
         self._fps = FpsMeter(max(s.config.fps_window_s for s in streams))
         self._fps_lock = threading.Lock()
         self._batch_sizes: Counter[int] = Counter()
-        # One controller steers the shared detector (input size, proposals) to hold the target rate of
-        # every stream (one frame per stream per batch); when every stream is live it may skip frames.
+        # One controller steers the shared detector for every stream; frame skip only when all are live.
         rates = [float(s.source.rate) for s in streams if s.source.rate]
         self._all_live = all(lane.live for lane in self.lanes)
         self.adapt = AdaptiveController(detector, AdaptConfig(target_fps=streams[0].config.target_fps, live=self._all_live,
@@ -219,9 +215,9 @@ class Pipeline:
 
     def attach_events(self, config) -> dict[str, list]:
         """Build the run's events (``app.analytics.events.Events``: one events file and set of publishers)
-        and add each stream's event sinks, clips and heat map; the pipeline closes them at its end.
-        ``start`` does it unless it was done before (the window does, to listen first). Returns each
-        stream's sinks by name."""
+        and add each stream's event sinks, clips and heat map (``--heatmap h.png`` → ``h-<stream>.png``
+        with several); the pipeline closes them at its end. ``start`` does it unless done before (the
+        window does, to listen first). Returns each stream's sinks by name."""
         from app.analytics.events import Events
 
         if self.events is not None:
@@ -288,8 +284,7 @@ class Pipeline:
 
     @property
     def error(self) -> BaseException | None:
-        """The first failure of the detector or a sink; with one stream, its source's failure once
-        the frames read before it are done."""
+        """What ``wait()`` raises (None so far)."""
         if self._error is not None or len(self.lanes) > 1 or not self._finished.is_set():
             return self._error
         return self.lanes[0].error
@@ -304,8 +299,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ live controls
     def pause(self) -> None:
-        """Stop detecting until ``resume()``: files wait where they are, live streams keep reading
-        and discarding frames (not counted as dropped) so that resuming shows the present."""
+        """Stop detecting until ``resume()`` (``Lane.pause``)."""
         for lane in self.lanes:
             lane.pause()
 

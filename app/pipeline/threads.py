@@ -1,21 +1,11 @@
 """The thread budget: how many threads torch, FFmpeg's decoder and libx264 get.
 
-Left to themselves all three size their pools by the core count: torch takes every core for its
-intra-op threads, FFmpeg's frame threads take cores + 1, libx264 1.5 × cores plus lookahead
-threads. On a small machine that is several runnable threads per core beside the detector, which is
-nearly the whole cost of a frame.
-
-The budget gives torch every core (its threads sleep between frames: ``OMP_WAIT_POLICY=PASSIVE``,
-set by ``app.cli.run``) and the decoder one thread up to 4 cores: a 768×576 frame decodes in ~2.5 ms on
-one thread, far under any detector rate a CPU reaches here, and FFmpeg's frame threads only add
-runnable threads and a few frames of delay. libx264 keeps its own threads: with one thread the
-sink thread encodes each frame itself (~10 ms with drawing) and the pipeline measured slower.
-
-Measured on 2 cores (``scripts/fast_path_bench.py --parts threads``, int8 default model, 300
-proposals, 3 rounds alternating, load 1.5–4): torch 2 / decoder 1 / x264 auto 10.7, 9.7, 9.8 fps;
-torch 2 / 1 / 1: 9.4, 9.5, 9.3; torch 2 / auto / auto (the libraries' own): 8.7, 9.2, 9.7;
-torch 1 / 1 / 1: 9.0–9.7. The differences are within 10 % and the machine was shared; a busier
-earlier run ranked them otherwise. See ``docs/benchmarks.md``.
+Left to themselves all three size their pools by the core count, which on a small machine puts
+several runnable threads per core beside the detector. The budget gives torch every core (its
+threads sleep between frames: ``OMP_WAIT_POLICY=PASSIVE``, set by ``app.cli.run``) and the decoder
+one thread up to 4 cores (a 768×576 frame decodes in ~2.5 ms on one); libx264 keeps its own threads
+(with one, the sink thread encodes each frame itself and the pipeline measured slower). The
+measurements (``scripts/fast_path_bench.py --parts threads``) are in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
