@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from detector.stages import STAGES
 
 
 class FpsMeter:
-    """Frames per second over the last ``window_s`` seconds of ``tick`` timestamps (pyqtgraph's
-    ``FrameCounter`` idea), shared by the pipeline's stats and the GUI's display rate.
-
-    ``n`` timestamps span ``n - 1`` intervals, so fps = (n − 1) / (t_last − t_first) — never
-    1 / last interval, so one slow frame does not make the reading jump. A rate slower than one
-    frame per window is still measured, from the last two frames.
+    """Frames per second over the last ``window_s`` seconds of ``tick`` timestamps: (n − 1) / (t_last −
+    t_first), never 1 / last interval, so one slow frame does not make the reading jump. A rate
+    slower than one frame per window is still measured, from the last two frames.
 
     Args:
         window_s: length of the sliding window in seconds.
@@ -140,7 +137,6 @@ class StageAverages:
         self._recent: deque[dict[str, float]] = deque(maxlen=recent)
         self._sums = dict.fromkeys(self.BASE, 0.0)
         self._counts = dict.fromkeys(self.BASE, 0)
-        self._n = 0
 
     def add(self, stage_ms: dict[str, float]) -> None:
         with self._lock:
@@ -148,7 +144,6 @@ class StageAverages:
             for k in (*self.BASE, *(k for k in stage_ms if k not in self.BASE)):
                 self._sums[k] = self._sums.get(k, 0.0) + stage_ms.get(k, 0.0)
                 self._counts[k] = self._counts.get(k, 0) + 1
-            self._n += 1
 
     def recent(self) -> dict[str, float]:
         with self._lock:
@@ -160,7 +155,7 @@ class StageAverages:
 
     def mean(self) -> dict[str, float]:
         with self._lock:
-            return {k: v / self._counts[k] for k, v in self._sums.items() if self._counts[k]} if self._n else {}
+            return {k: v / self._counts[k] for k, v in self._sums.items() if self._counts[k]}
 
 
 @dataclass(frozen=True)
@@ -237,10 +232,10 @@ class MultiStats:
 
 def _weighted_stage_ms(streams) -> dict[str, float]:
     """Each stage's mean ms per frame over every stream, weighted by the frames each one processed."""
-    sums: dict[str, float] = {}
-    weights: dict[str, int] = {}
+    sums: Counter[str] = Counter()
+    weights: Counter[str] = Counter()
     for s in streams:
         for k, v in s.mean_stage_ms.items():
-            sums[k] = sums.get(k, 0.0) + v * max(1, s.frames_processed)
-            weights[k] = weights.get(k, 0) + max(1, s.frames_processed)
+            sums[k] += v * max(1, s.frames_processed)
+            weights[k] += max(1, s.frames_processed)
     return {k: v / weights[k] for k, v in sums.items()}
