@@ -9,6 +9,7 @@ once per model and machine, then read from the user's cache.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,19 +37,13 @@ def _decode_spread(path: str, n: int) -> tuple[np.ndarray, ...]:
 
     with av.open(path) as container:
         stream = container.streams.video[0]
+        frames = container.decode(stream)
         total = stream.frames or 0
-        wanted = set(range(0, total, max(1, total // n))[:n]) if total else None
-        frames, kept = [], []
-        for i, frame in enumerate(container.decode(stream)):
-            if wanted is None:
-                frames.append(frame)
-            elif i in wanted:
-                kept.append(frame.to_ndarray(format="rgb24"))
-                if len(kept) == n:
-                    break
-    if wanted is None:  # no frame count in the header: every frame was kept, then spread
-        step = max(1, len(frames) // n)
-        kept = [f.to_ndarray(format="rgb24") for f in frames[::step][:n]]
+        if not total:  # no frame count in the header: decode every frame, then spread
+            frames = list(frames)
+            total = len(frames)
+        step = max(1, total // n)
+        kept = [f.to_ndarray(format="rgb24") for f in itertools.islice(frames, 0, min(total, step * n), step)]
     if not kept:
         raise ValueError(f"{path} holds no decodable frames")
     return tuple(kept)
