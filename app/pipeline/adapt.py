@@ -33,6 +33,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 SCALES = (800, 720, 640, 576, 512, 480, 448, 416, 384, 352, 320, 288, 256, 240)
 PROPOSALS = (1000, 700, 500, 300, 200, 150, 100, 75, 50)
 MAX_SKIP = 4
@@ -61,20 +63,9 @@ def table_accuracy(table: dict) -> Callable[[Setting], float]:
     # row is made non-decreasing in the proposal count (equal values then rank the cheaper first).
     values = [[max(row[: j + 1]) for j in range(len(row))] for row in table["ap50"]]
 
-    def locate(axis: list[float], x: float) -> tuple[int, int, float]:
-        if x <= axis[0]:
-            return 0, 0, 0.0
-        if x >= axis[-1]:
-            return len(axis) - 1, len(axis) - 1, 0.0
-        j = next(i for i in range(1, len(axis)) if axis[i] >= x)
-        return j - 1, j, (x - axis[j - 1]) / (axis[j] - axis[j - 1])
-
-    def accuracy(setting: Setting) -> float:
-        i0, i1, fs = locate(scales, math.log(setting.input_size))
-        j0, j1, fp = locate(props, math.log(setting.proposals))
-        low = values[i0][j0] * (1 - fp) + values[i0][j1] * fp
-        high = values[i1][j0] * (1 - fp) + values[i1][j1] * fp
-        return low * (1 - fs) + high * fs - 10.0 * (setting.skip - 1)
+    def accuracy(setting: Setting) -> float:  # np.interp clamps at the edges
+        by_scale = [np.interp(math.log(setting.proposals), props, row) for row in values]
+        return float(np.interp(math.log(setting.input_size), scales, by_scale)) - 10.0 * (setting.skip - 1)
 
     return accuracy
 
@@ -282,10 +273,8 @@ class AdaptiveController:
 
     def _decide(self, now: float) -> None:
         target = self.config.target_fps
-        fps = self._measured_fps()
+        fps = self._measured_fps()  # not None: called with an interval measured
         cur = self._setting
-        if fps is None:
-            return
         if self._pending is not None:  # learn from the last move: delivered / predicted change
             before, model_ratio = self._pending
             self._pending = None
@@ -414,10 +403,8 @@ class AdaptiveController:
         recent = sorted(self._intervals[-window:])
         if len(recent) >= 5:
             recent = recent[: len(recent) - max(1, len(recent) // 8)]
-        if not recent:
-            return None
-        mean = sum(recent) / len(recent)
-        return 1.0 / mean if mean > 0 else None
+        total = sum(recent)
+        return len(recent) / total if total > 0 else None
 
 
 def _ewma(old: float | None, new: float, alpha: float) -> float:
