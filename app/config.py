@@ -99,13 +99,12 @@ class PipelineConfig:
             raise UserError(f"policy {self.policy!r} is unknown; expected one of {', '.join(POLICIES)}")
         if self.max_frames is not None and (not _is_number(self.max_frames, int) or self.max_frames < 1):
             raise UserError(f"max frames {self.max_frames!r} must be an integer ≥ 1")
-        if not _is_number(self.batch_size, int) or not 0 <= self.batch_size <= 64:
-            raise UserError(f"batch size {self.batch_size!r} must be an integer between 0 (auto) and 64")
         if self.target_fps is not None and (not _is_number(self.target_fps) or not 0 < self.target_fps <= 1000):
             raise UserError(f"target fps {self.target_fps!r} must be a number in (0, 1000]")
-        for name in ("decode_threads", "encode_threads"):
-            if not _is_number(getattr(self, name), int) or not 0 <= getattr(self, name) <= 64:
-                raise UserError(f"{name} {getattr(self, name)!r} must be an integer between 0 (auto) and 64")
+        for name, value in (("batch size", self.batch_size), ("decode_threads", self.decode_threads),
+                            ("encode_threads", self.encode_threads)):
+            if not _is_number(value, int) or not 0 <= value <= 64:
+                raise UserError(f"{name} {value!r} must be an integer between 0 (auto) and 64")
         if not _is_number(self.queue_size, int) or not 1 <= self.queue_size <= 256:
             raise UserError(f"queue size {self.queue_size!r} must be an integer between 1 and 256")
         if not _is_number(self.reconnect, int) or self.reconnect < RECONNECT_FOREVER:

@@ -60,9 +60,8 @@ class FpsMeter:
         last, before = times[-1], times[-2]
         if now is not None and now - last > max(self.stale_s, 1.5 * (last - before)):
             return None
-        first = next((t for t in times if t >= last - self.window_s), before)
-        if first == last:  # only one frame inside the window: measure from the previous one
-            first = before
+        # the first frame inside the window, or the one before the last when only the last is inside
+        first = min(next(t for t in times if t >= last - self.window_s), before)
         n_intervals = sum(1 for t in times if t >= first) - 1
         span = last - first
         return n_intervals / span if span > 0 else None
