@@ -47,9 +47,7 @@ def draw_detections(image: np.ndarray, detections: Detections, style: Style = DE
     h, w = out.shape[:2]
     track_ids = detections.track_ids if detections.track_ids is not None else np.full(len(detections), -1)
     for box, score, class_id, track_id in zip(detections.boxes, detections.scores, detections.class_ids, track_ids, strict=True):
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w - 1))
-        y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h - 1))
+        x1, y1, x2, y2 = np.clip(np.round(box), 0, (w - 1, h - 1, w - 1, h - 1)).astype(int).tolist()
         color = track_color(track_id) if track_id >= 0 else style.color(class_id)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, style.thickness, cv2.LINE_AA)
         label = detections.class_names[int(class_id)]
