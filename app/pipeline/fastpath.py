@@ -1,10 +1,6 @@
-"""Building the detector for a run: thread budget, int8 calibration frames, and the CPU probe.
-
-``build_detector`` is what ``run.py``, the window and the benchmark call instead of
-``Detector(config)``: it sets torch's threads (``app.pipeline.threads``), hands the detector real frames of
-the bundled sample clip for int8 calibration (decoded only if int8 is asked for or probed), and on
-a CPU resolves ``precision="auto"`` / ``memory_format="auto"`` with ``detector.probe`` — measured
-once per model and machine, then read from the user's cache.
+"""Building the detector for a run (``build_detector``, called instead of ``Detector(config)``):
+torch's threads (``app.pipeline.threads``), frames of the bundled sample clip for int8 calibration,
+and on a CPU ``precision="auto"`` / ``memory_format="auto"`` resolved by ``detector.probe``.
 """
 
 from __future__ import annotations
@@ -50,11 +46,8 @@ def _decode_spread(path: str, n: int) -> tuple[np.ndarray, ...]:
 
 
 def sample_frames(n: int = CALIBRATION_FRAMES, path: Path = BUNDLED_SAMPLE) -> list[np.ndarray]:
-    """``n`` RGB frames ``[H, W, 3]`` spread evenly over the bundled sample clip (decoded once).
-
-    They calibrate int8 and time the probe. They are street scenes like the default model's
-    training data; for other footage int8's ranges may fit less well (the accuracy gate, measured
-    on labelled frames, is what decides whether auto may pick int8)."""
+    """``n`` RGB frames ``[H, W, 3]`` spread evenly over the bundled sample clip (decoded once):
+    street scenes like the default model's training data, to calibrate int8 and time the probe."""
     return list(_decode_spread(str(path), n))
 
 

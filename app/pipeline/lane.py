@@ -66,10 +66,9 @@ def paced_frames(source: Source, config: PipelineConfig, stop: threading.Event,
 class Lane:
     """One stream: ``name`` (unique in the run), its ``config`` and its opened ``source``.
 
-    ``ring`` is called after every frame put in the input buffer and every result taken off the
-    results queue, so that the detector worker wakes up at once rather than at its next poll. ``tag``
-    leads the stats line drawn on its frames (the stream's name when there are several; None for one).
-    ``per_batch``: most frames of this stream in one detector batch.
+    ``ring`` wakes the detector worker: called after every frame put in and every result taken out.
+    ``tag`` leads the stats line drawn on its frames (None for one stream). ``per_batch``: most
+    frames of this stream in one detector batch.
     """
 
     def __init__(self, name: str, config: PipelineConfig, source: Source, *, ring: Callable[[], None],

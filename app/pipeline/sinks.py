@@ -1,9 +1,9 @@
-"""Sinks: where results go. Each gets every result, in order, on the pipeline's sink thread.
+"""Sinks: where results go. Each gets every result, in order, on its lane's sink thread.
 
 A sink has ``write(result, annotated)`` and ``close()``; ``needs_image`` says whether it wants the
-annotated frame (drawn once per result, shared by all sinks — treat it as read-only). A sink that
-writes a file has ``failed``: None, or one line saying why its file stopped early (disk full, file too
-large) — it then ignores later results while the other sinks go on; ``output_failures`` collects them.
+annotated frame (drawn once per result, shared by all sinks: read-only). A sink that writes a file
+has ``failed``: None, or one line saying why its file stopped early (disk full); it then ignores
+later results while the other sinks go on.
 """
 
 from __future__ import annotations
