@@ -6,7 +6,6 @@ and on a CPU ``precision="auto"`` / ``memory_format="auto"`` resolved by ``detec
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,8 +16,6 @@ import numpy as np
 from app.pipeline.threads import ThreadBudget, apply_torch, plan
 from detector.config import DetectorConfig
 from detector.factory import ASSETS_DIR
-
-log = logging.getLogger(__name__)
 
 BUNDLED_SAMPLE = ASSETS_DIR / "sample.mp4"
 CALIBRATION_FRAMES = 8

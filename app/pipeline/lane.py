@@ -8,7 +8,6 @@ them and feeds its sinks. One slow stream â€” a stalled camera, a slow encoder â
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
@@ -25,8 +24,6 @@ from app.io.sources import LatestFrame, Source
 from app.pipeline.render import annotate, stats_line
 from app.pipeline.sinks import RecordSink, Sink, close_all
 from app.stats import FpsMeter, PipelineStats, StageAverages
-
-log = logging.getLogger(__name__)
 
 POLL_S = 0.05  # the timeout of every blocking get/put (here and in app/pipeline/pipeline.py): how fast a thread notices the stop event
 MAX_PACE_S = 2.0  # realtime pacing never waits longer for one frame: a larger gap is a discontinuity
