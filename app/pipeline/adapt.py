@@ -304,8 +304,6 @@ class AdaptiveController:
             self._last_up = None
             return
         aim = target * (1 + self.config.up_margin)
-        # Moving up is optional: it waits for a longer, steadier measure than moving down does, and
-        # goes one level of one knob at a time (down may jump; up creeps — no overshoot to undo).
         steady = self._measured_fps(window=self.config.raise_after) if self._since_change >= self.config.raise_after else None
         better = [s for s in self._neighbours(cur) if self.accuracy(s) > self.accuracy(cur)]
         if steady is not None and steady >= target * (1 + self.config.tolerance):
