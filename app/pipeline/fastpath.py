@@ -24,8 +24,7 @@ PROBE_FRAMES = 2
 
 @lru_cache(maxsize=4)
 def _decode_spread(path: str, n: int) -> tuple[np.ndarray, ...]:
-    """``n`` frames spread over the clip; only those are converted to RGB (converting all 145 frames
-    of the sample took most of a second of every start)."""
+    """``n`` frames spread over the clip; only those are converted to RGB (converting is the slow part)."""
     import av
 
     with av.open(path) as container:
