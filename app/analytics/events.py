@@ -1,15 +1,13 @@
 """Events: what happened, when, to whom — a line crossed, a zone entered or left, a watched class
 appeared — written as JSON lines, cut into clips and sent as alerts.
 
-The counters stay the one source of truth: a line or zone event is a ``CountEvent`` that
-``app/analytics/count.py`` already recorded (the same ones the counts file lists); this module only reads
-the new ones after each frame, adds the box and score of the track, and hands the record on.
-"Appear" events (``--alert-classes``) are decided here, from the tracked detections: a track of a
-watched class that has been seen in ``min_frames`` detected frames, once per track.
+A line or zone event is a ``CountEvent`` the counters (app/analytics/count.py) already recorded, the
+same the counts file lists: after each frame the new ones are read, given the track's box and score,
+and handed on. "Appear" events (``--alert-classes``) are decided here: a track of a watched class
+seen in ``min_frames`` detected frames, once per track.
 
-``EventSink`` is a pipeline sink (app/pipeline/sinks.py), so it runs on the sink thread, after the drawing,
-in frame order; it never blocks the detector: the JSON line is a small write, the clip frames go to
-the clip writer's own thread (app/analytics/clips.py), and the alerts to bounded queues (app/analytics/alerts.py).
+``EventSink`` runs on the pipeline's sink thread, after the drawing, in frame order, and never blocks
+the detector: clip frames go to the clip writer's thread, alerts to bounded queues.
 
 One record per event (``EventsConfig``/``--events OUT.jsonl``)::
 
@@ -235,14 +233,13 @@ class EventSink(Closing):
             self.config.check_classes(result.detections.class_names)
             self._classes_checked = True
         # no IDs, no events: the window's tracking switch may be turned off while events are on
-        tracked = result.detected and result.detections.track_ids is not None
-        if tracked:
+        if result.detected and result.detections.track_ids is not None:
             self._update_tracks(result.detections)
-        events = self._count_events(frame.index) if tracked else []
-        if tracked and self._watch:
-            events += self._appear_events(result.detections)
-        for e in events:
-            self._emit(e, result)
+            events = self._count_events(frame.index)
+            if self._watch:
+                events += self._appear_events(result.detections)
+            for e in events:
+                self._emit(e, result)
         if self.clips is not None:
             self.clips.add_frame(frame, annotated)
 

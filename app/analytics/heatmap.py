@@ -1,11 +1,9 @@
 """Heat map: where tracked objects stood (their boxes' bottom centres), per class, over the
 stream's first frame.
 
-``Heat`` accumulates, for every detected frame, a small Gaussian spot at each tracked object's
-feet into one float map per class, at a quarter of the frame's size (a 1080p stream costs 130 ×
-480 floats per class and a few µs per object). supervision's ``HeatMapAnnotator`` draws the same
-kind of picture but redraws a full-frame mask per call, which on this project's 2-core machines
-cost more than the tracker; the spots and the colour map here are the same idea, kept small.
+``Heat`` adds, for every detected frame, a small Gaussian spot at each tracked object's feet to one
+float map per class, at a quarter of the frame's size (a few µs per object; supervision's
+``HeatMapAnnotator`` redraws a full-frame mask per call, which cost more than the tracker).
 
 ``HeatmapSink`` writes ``OUT.png`` (all classes) and ``OUT-<class>.png`` (each class) when the
 run ends, also after Ctrl-C. ``Heat.render`` is what the window's heat-map toggle draws.
