@@ -56,10 +56,6 @@ def iter_images(paths: Sequence[Path]) -> Iterator[tuple[int, np.ndarray]]:
         yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def coco_categories(classes: Sequence[str]) -> list[dict]:
-    return [{"id": i, "name": name, "supercategory": "object"} for i, name in enumerate(classes, 1)]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run.py autolabel", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -128,7 +124,8 @@ def autolabel(source: Path, out: Path, teacher, classes: Sequence[str], min_scor
         "info": {"description": f"teacher labels of {source.name}",
                  "teacher": getattr(teacher, "description", "YOLOv3-tiny (cv2.dnn, patched cfg)"),
                  "sizes": list(teacher.sizes), "min_score": min_score, "label_score": label_score},
-        "images": images, "annotations": annotations, "categories": coco_categories(classes),
+        "images": images, "annotations": annotations,
+        "categories": [{"id": i, "name": n, "supercategory": "object"} for i, n in enumerate(classes, 1)],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dataset))

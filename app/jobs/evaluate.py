@@ -4,20 +4,16 @@ and what it gets wrong: precision at the model's own threshold and at 0.5, and t
 overall and per picture, by kind (duplicate, part of a labelled object, wrong class, loose, background;
 ``detector/precision.py`` defines them).
 
-``--detections dets.csv`` scores what a user got instead of running a model: the export of
-``run.py --images DIR --export dets.csv`` (its ``file`` column names each picture).
+Instead of a model (``--model``/``--weights`` as for running it): ``--detections dets.csv`` scores the
+export of ``run.py --images DIR --export dets.csv``; ``--teacher-sizes`` or ``--teachers`` the teachers
+(several: fused by weighted boxes fusion). AP is computed by pycocotools; detections of classes the
+JSON does not have are ignored.
 
-The model is any the product can load (``--model``/``--weights`` as for running it); ``--teacher-sizes``
-scores the YOLOv3-tiny teacher instead, and ``--teachers yolo,nanodet,centernet`` any of the teachers
-(several: fused by weighted boxes fusion), so that the student can be put next to them. AP is computed by
-pycocotools; detections of classes the JSON does not have are ignored.
-
-``--precision fp32,int8`` scores the model in each precision; with both, the int8 verdict (int8's AP50
-within 0.01 of fp32's, at the model's own input size; the worst proposal count decides) is written to
-the model's profile (the user's, and ``--profile-file``), which ``--precision auto`` reads before it may
-pick int8. ``--scales 240,…,800 --proposals 50,100,300,1000`` scores every input size × proposal count
-and writes the grid of AP50 (weighted by labelled boxes) to the profile too: the adaptive controller
-ranks its settings by it. Pictures of any size work, so hand-labelled photos can rank them.
+``--precision fp32,int8`` scores each precision and writes the int8 verdict (int8's AP50 within 0.01
+of fp32's at the model's own input size; the worst proposal count decides) to the model's profile
+(the user's, and ``--profile-file``), which ``--precision auto`` reads. ``--scales … --proposals …``
+scores every input size × proposal count and writes the AP50 grid (weighted by labelled boxes) that
+the adaptive controller ranks its settings by; pictures of any size work.
 """
 
 from __future__ import annotations
@@ -222,11 +218,10 @@ def run(args, coco, detect, predictions: dict | None = None) -> dict:
     metrics["precision"] = [false_boxes(coco, predictions, s, args.recall_iou)
                             for s in sorted({getattr(args, "own_score", args.recall_score), PRECISION_SCORE})]
     # the precision/recall trade a default threshold is chosen from (make model: the model carries it)
-    metrics["precision_curve"] = []
-    for s in CURVE_SCORES:
-        r = false_boxes(coco, predictions, s, args.recall_iou)
-        metrics["precision_curve"].append({"score": s, "precision": round(r["precision"], 4), "recall": round(r["recall"], 4),
-                                           "false": r["false"], "found": r["found"]})
+    curve = [(s, false_boxes(coco, predictions, s, args.recall_iou)) for s in CURVE_SCORES]
+    metrics["precision_curve"] = [{"score": s, "precision": round(r["precision"], 4),
+                                   "recall": round(r["recall"], 4), "false": r["false"], "found": r["found"]}
+                                  for s, r in curve]
     return metrics
 
 

@@ -120,16 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _floats(text: str, what: str, count: int) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != count or not all(math.isfinite(v) for v in values):
-        raise UserError(f"{what} {text!r} must be {count} comma-separated numbers")
-    return values
-
-
 def _data_sets(spec: str) -> list[tuple[Path, float]]:
     """``a.json:1.0,b.json`` → [(a.json, 1.0), (b.json, 1.0)]; each file must exist, each weight be > 0."""
     out = []
@@ -288,7 +278,9 @@ def _run(args) -> int:
     for flag, share in (("--drop-part-ignore", args.drop_part_ignore), ("--drop-still", args.drop_still)):
         if share is not None and not 0.0 < share <= 1.0:
             raise UserError(f"{flag} {share} must be a share in (0, 1]")
-    scale_range = _floats(args.scale_range, "--scale-range", 2)
+    scale_range = parse_numbers(args.scale_range, "--scale-range")
+    if len(scale_range) != 2 or not all(math.isfinite(v) for v in scale_range):
+        raise UserError(f"--scale-range {args.scale_range!r} must be 2 comma-separated numbers")
     try:
         names = category_names([path for path, _ in sets])
         model, arch, class_names = _build_model(args, names)
