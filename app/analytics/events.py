@@ -40,12 +40,9 @@ class EventsConfig:
 
     Attributes:
         events: a JSON-lines file, one object per event, flushed as each happens; or None.
-        clips: a folder for one H.264 mp4 per event (overlapping events share one); or None.
-        pre_s, post_s: seconds of video before and after the event in its clip.
-        alert_classes: class names whose appearance is an event (a track seen ``min_frames`` times).
-        min_frames: detected frames a track must be seen in before its appearance is an event.
-        mqtt: "HOST[:PORT][/TOPIC]" to publish each event to (QoS 1), or None.
-        webhook: an http(s) URL to POST each event to, or None.
+        clips: a folder for one H.264 mp4 per event, or None; pre_s, post_s: its seconds before and after.
+        alert_classes: class names whose appearance is an event, once a track is seen in ``min_frames``.
+        mqtt, webhook: "HOST[:PORT][/TOPIC]" (QoS 1) and an http(s) URL to send each event to; or None.
         heatmap: a .png for the map of where tracked objects stood, or None.
         counting: whether lines or zones were given (they make events of their own).
     """

@@ -78,10 +78,8 @@ class Heat:
             if self.background is None:
                 return None
             base = self.background if background is None else background
-            if class_name is None:
-                heat = sum(self._maps.values(), np.zeros(self._shape, np.float32))
-            else:
-                heat = self._maps.get(class_name, np.zeros(self._shape, np.float32)).copy()
+            maps = self._maps.values() if class_name is None else [self._maps.get(class_name, 0)]
+            heat = sum(maps, np.zeros(self._shape, np.float32))  # a new array: the lock can go
         h, w = base.shape[:2]
         heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
         top = float(heat.max())
