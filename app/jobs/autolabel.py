@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from app.errors import UserError
+from app.jobs import user_errors
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
@@ -33,10 +34,8 @@ def iter_video(path: Path, start: int = 0, end: int | None = None, every: int = 
     decoded by PyAV in file order. A file PyAV cannot open raises ``UserError``."""
     import av
 
-    try:
+    with user_errors(av.error.FFmpegError, OSError, prefix=f"cannot open video {path}: "):
         container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise UserError(f"cannot open video {path}: {exc}") from None
     with container:
         if not container.streams.video:
             raise UserError(f"{path} has no video stream")

@@ -29,6 +29,7 @@ import cv2
 
 from app.bench import int_list
 from app.errors import UserError
+from app.jobs import user_errors
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 PRECISION_SCORE = 0.5  # precision is also reported here, whatever the model's threshold
@@ -127,7 +128,7 @@ def _cells(detector, precisions: list[str], scales: Sequence[int], proposals: Se
     """(precision, input size, proposals) for every cell, with the detector's knobs set to it."""
     from detector.config import ConfigError
 
-    try:
+    with user_errors(ConfigError):
         for precision in precisions:
             detector.set_precision(precision)
             for size in scales or [detector.base_input_size]:
@@ -135,8 +136,6 @@ def _cells(detector, precisions: list[str], scales: Sequence[int], proposals: Se
                 for n in proposals:
                     detector.set_proposal_count(n)
                     yield precision, size, n
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
     detector.set_input_size(detector.base_input_size)
 
 
@@ -187,10 +186,8 @@ def _ground_truth(args):
             raise UserError(f"{name} {value} must be in [0, 1]")
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
-    try:
+    with user_errors(ValueError, prefix=f"--data {path}: "):
         return load_coco(path)
-    except ValueError as exc:
-        raise UserError(f"--data {path}: {exc}") from None
 
 
 def run(args, coco, detect, predictions: dict | None = None) -> dict:
@@ -245,10 +242,8 @@ def _exported(path: Path, coco) -> dict:
 
     if not path.is_file():
         raise UserError(f"--detections {path} does not exist")
-    try:
+    with user_errors(ValueError, KeyError, OSError, prefix=f"--detections {path} cannot be read: "):
         rows = read_rows(path)
-    except (ValueError, KeyError, OSError) as exc:
-        raise UserError(f"--detections {path} cannot be read: {exc}") from None
     if rows and "file" not in rows[0]:
         raise UserError(f"--detections {path} has no 'file' column: export an image folder (run.py --images DIR --export FILE)")
     ids = {Path(info["file_name"]).name: image_id for image_id, info in coco.imgs.items()}
@@ -272,7 +267,7 @@ def _model(args, precision: str, proposals: int):
     from detector.detector import Detector
     from detector.weights import WeightsError
 
-    try:
+    with user_errors(ConfigError, WeightsError):
         config = DetectorConfig(model=args.model, weights=args.weights, device=args.device, precision=precision,
                                 proposals=proposals, score_threshold=args.score_threshold,
                                 nms_threshold=args.nms_threshold, contained_threshold=args.contained,
@@ -281,8 +276,6 @@ def _model(args, precision: str, proposals: int):
                                 min_size=args.min_size, max_size=args.max_size)
         # int8 is calibrated on real frames (the bundled clip's), as run.py calibrates it
         detector = Detector(config, calibration=sample_frames)
-    except (ConfigError, WeightsError) as exc:
-        raise UserError(str(exc)) from None
     for note in detector.notes:
         print(f"note: {note}", file=sys.stderr)
     return detector

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.errors import UserError
+from app.jobs import user_errors
 
 TEACHERS = ("yolo", "nanodet", "centernet")
 EVALUATION_ONLY = {"centernet": "its upstream (610265158/mobilenetv3_centernet) has no licence"}
@@ -54,7 +55,7 @@ def build_teacher(names: Sequence[str], score_threshold: float, yolo_sizes: Sequ
     from detector.tfjs_teachers import CenterNetTeacher, NanoDetTeacher
 
     teachers = []
-    try:
+    with user_errors(TeacherError, TfjsError, ValueError, prefix="teacher: "):
         for name in names:
             if name == "yolo":
                 teachers.append(YoloTeacher.from_directory(darknet_dir, sizes=tuple(yolo_sizes),
@@ -64,8 +65,6 @@ def build_teacher(names: Sequence[str], score_threshold: float, yolo_sizes: Sequ
                                                               score_threshold=score_threshold))
             else:
                 teachers.append(CenterNetTeacher.from_directory(tfjs_dir, score_threshold=score_threshold))
-    except (TeacherError, TfjsError, ValueError) as exc:
-        raise UserError(f"teacher: {exc}") from None
     if len(teachers) == 1:
         return teachers[0]
     try:
@@ -74,10 +73,8 @@ def build_teacher(names: Sequence[str], score_threshold: float, yolo_sizes: Sequ
         raise UserError("fusing several teachers needs the ensemble-boxes package: pip install -e '.[model]'") from None
     from detector.fusion import FusedTeacher
 
-    try:
+    with user_errors(ValueError, prefix="--teachers: "):
         return FusedTeacher(teachers, weights, iou_thr=iou_thr, conf_type=conf_type)
-    except ValueError as exc:
-        raise UserError(f"--teachers: {exc}") from None
 
 
 def add_teacher_arguments(p: argparse.ArgumentParser, default_teachers: str | None, yolo_sizes_flags: Sequence[str]) -> None:
