@@ -152,7 +152,7 @@ class Publisher:
 
     def close(self) -> None:
         """Let the queue drain for up to ``DRAIN_S``, then stop; what is left counts as dropped."""
-        if not self._thread.is_alive() and self._thread.ident is None:
+        if self._thread.ident is None:  # never started
             self.dropped += self._queue.qsize()
             return
         self._deadline = time.monotonic() + DRAIN_S

@@ -168,8 +168,7 @@ class LineCounter:
     """Counts tracks crossing one line, per class, with the time of every crossing.
 
     Args:
-        name: shown on the overlay and in the counts file ("line 1").
-        shape: the line as given.
+        name, shape: "line 1" (shown on the overlay and in the counts file); the line as given.
         points: float [2, 2], its two points in frame pixels.
     """
 
@@ -205,8 +204,7 @@ class ZoneCounter:
     counts once seen in ``CONFIRM`` detected frames in a row (the first sighting decides at once).
 
     Args:
-        name: "zone 1".
-        shape: the zone as given.
+        name, shape: "zone 1"; the zone as given.
         polygon: float [K, 2], its points in frame pixels.
     """
 

@@ -122,7 +122,7 @@ def check_folder(path: str, option: str) -> None:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UserError(f"{option} {path} is a file, not a folder")
-    folder = p if p.exists() else (p.parent if str(p.parent) else Path("."))
+    folder = p if p.exists() else p.parent  # the parent of a bare name is "."
     if not folder.is_dir():
         raise UserError(f"{option} {path}: neither it nor its parent folder {folder} exists")
     if not _writable(folder):
@@ -198,12 +198,10 @@ class EventSink(Closing):
     the alert publishers.
 
     Args:
-        config: the events settings.
+        config, stream: the events settings; the stream's name, put in every record.
         analytics: the stream's ``app.analytics.analytics.Analytics`` (its counters' event lists are read).
-        stream: the stream's name, put in every record.
-        log: the shared events file, or None.
+        log, clips: the shared ``EventLog`` and the stream's ``app.analytics.clips.ClipWriter``, or None.
         publishers: the alert publishers (``app.analytics.alerts.Publisher``), shared by the streams.
-        clips: the stream's ``app.analytics.clips.ClipWriter``, or None.
     """
 
     def __init__(self, config: EventsConfig, analytics, stream: str, *, log: EventLog | None = None,

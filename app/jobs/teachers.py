@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from app.errors import UserError
@@ -54,17 +55,11 @@ def build_teacher(names: Sequence[str], score_threshold: float, yolo_sizes: Sequ
     from detector.tfjs import TfjsError
     from detector.tfjs_teachers import CenterNetTeacher, NanoDetTeacher
 
-    teachers = []
+    load = {"yolo": partial(YoloTeacher.from_directory, darknet_dir, sizes=tuple(yolo_sizes), color="rgb"),
+            "nanodet": partial(NanoDetTeacher.from_directory, tfjs_dir, sizes=tuple(nanodet_sizes)),
+            "centernet": partial(CenterNetTeacher.from_directory, tfjs_dir)}
     with user_errors(TeacherError, TfjsError, ValueError, prefix="teacher: "):
-        for name in names:
-            if name == "yolo":
-                teachers.append(YoloTeacher.from_directory(darknet_dir, sizes=tuple(yolo_sizes),
-                                                           score_threshold=score_threshold, color="rgb"))
-            elif name == "nanodet":
-                teachers.append(NanoDetTeacher.from_directory(tfjs_dir, sizes=tuple(nanodet_sizes),
-                                                              score_threshold=score_threshold))
-            else:
-                teachers.append(CenterNetTeacher.from_directory(tfjs_dir, score_threshold=score_threshold))
+        teachers = [load[name](score_threshold=score_threshold) for name in names]
     if len(teachers) == 1:
         return teachers[0]
     try:
