@@ -51,7 +51,7 @@ class ClipWriter(Closing):
         self.rate, self.overwrite = rate, overwrite
         self._ring: deque[tuple[float, int, Fraction, np.ndarray]] = deque()
         self._ring_bytes = 0
-        self._open: dict | None = None  # {"path", "start", "end"}
+        self._open: dict | None = None  # {"path", "end"}
         self._queue: queue.Queue = queue.Queue()
         self._queued_bytes = 0
         self._bytes_lock = threading.Lock()
@@ -70,12 +70,11 @@ class ClipWriter(Closing):
             return self._open["path"]
         self._finish()
         path = self._name(t, label)
-        start = t - self.pre_s
-        self._open = {"path": path, "start": start, "end": t + self.post_s}
+        self._open = {"path": path, "end": t + self.post_s}
         self.paths.append(path)
         self._queue.put(("open", path))
         for seconds, pts, time_base, image in self._ring:
-            if seconds >= start - 1e-9:
+            if seconds >= t - self.pre_s - 1e-9:
                 self._send(image, pts, time_base)
         return path
 

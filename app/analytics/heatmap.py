@@ -79,7 +79,7 @@ class Heat:
                 return None
             base = self.background if background is None else background
             maps = self._maps.values() if class_name is None else [self._maps.get(class_name, 0)]
-            heat = sum(maps, np.zeros(self._shape, np.float32))  # a new array: the lock can go
+            heat = sum(maps, np.zeros(self._shape, np.float32))  # a new array, safe after the lock
         h, w = base.shape[:2]
         heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
         top = float(heat.max())
