@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import takewhile
 from pathlib import Path
 
 from app.errors import UserError
@@ -246,13 +247,10 @@ class EventSink(Closing):
     def _count_events(self, frame_index: int) -> list[tuple]:
         out = []
         for kind, counter in [*(("line", c) for c in self.analytics.lines), *(("zone", c) for c in self.analytics.zones)]:
-            taken = self._cursors.get(counter, 0)
-            events = counter.events
-            while taken < len(events) and events[taken].frame <= frame_index:
-                e = events[taken]
-                out.append((kind, counter.name, e.event, e.class_name, e.track_id))
-                taken += 1
-            self._cursors[counter] = taken
+            taken = self._cursors.get(counter, 0)  # the worker may be frames ahead: later events wait
+            new = list(takewhile(lambda e: e.frame <= frame_index, counter.events[taken:]))
+            out += [(kind, counter.name, e.event, e.class_name, e.track_id) for e in new]
+            self._cursors[counter] = taken + len(new)
         return out
 
     def _appear_events(self, det) -> list[tuple]:
@@ -279,8 +277,7 @@ class EventSink(Closing):
             record[kind] = name
         record.update({"class": class_name, "track_id": tid, "score": score, "box": box, "clip": None})
         if self.clips is not None:
-            label = f"{name or class_name}-{what}"
-            record["clip"] = str(self.clips.on_event(frame.seconds, label))
+            record["clip"] = str(self.clips.on_event(frame.seconds, f"{name or class_name}-{what}"))
         self.counts[f"{kind} {what}"] = self.counts.get(f"{kind} {what}", 0) + 1
         if self.log is not None:
             self.log.write(record)
