@@ -203,8 +203,7 @@ def run(args, coco, detect, predictions: dict | None = None) -> dict:
     if predictions is None:
         predictions = {}
         for image_id, info in sorted(coco.imgs.items()):
-            file = Path(info["file_name"])
-            file = file if file.is_absolute() else path.parent / file
+            file = path.parent / info["file_name"]  # an absolute file_name stays as it is
             bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise UserError(f"image {file} (id {image_id}) of {path} cannot be read")

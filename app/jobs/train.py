@@ -124,9 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _data_sets(spec: str) -> list[tuple[Path, float]]:
     """``a.json:1.0,b.json`` → [(a.json, 1.0), (b.json, 1.0)]; each file must exist, each weight be > 0."""
     out = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
+    for part in filter(None, (p.strip() for p in spec.split(","))):
         path, weight = part, 1.0
         head, sep, tail = part.rpartition(":")
         if sep and not tail.lower().endswith(".json"):
