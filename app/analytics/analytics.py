@@ -254,10 +254,9 @@ def check_shapes(config, source) -> None:
 
 
 class CountsSink(Closing):
-    """Writes the counts file every second while the run goes on and once more when it ends (also
-    after Ctrl-C: sinks are closed on every stop), each time atomically (app/io/durable.py): a killed
-    run leaves a whole file at most a second behind. A write that fails sets ``failed`` (one line),
-    keeps the last whole file, and stops the counts file only."""
+    """Writes the counts file atomically every second and once more when the run ends (Ctrl-C too):
+    a killed run leaves a whole file at most a second behind. A failed write sets ``failed`` (one
+    line), keeps the last whole file, and stops the counts file only."""
 
     needs_image = False
 

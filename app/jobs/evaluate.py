@@ -191,10 +191,9 @@ def _ground_truth(args):
 
 
 def run(args, coco, detect, predictions: dict | None = None) -> dict:
-    """The metrics of ``detect`` (RGB image → Detections) on ``coco``, the ground truth of ``args.data``
-    (or of ``predictions``, image id → Detections, already made): AP, recall, and under "precision" the
-    precision report (``detector.precision.false_boxes``) at the model's own threshold (``args.own_score``,
-    else ``args.recall_score``) and at 0.5."""
+    """The metrics of ``detect`` (RGB image → Detections) or of ``predictions`` (image id → Detections)
+    on ``coco`` (``args.data``'s ground truth): AP, recall and, under "precision", ``false_boxes`` at
+    the model's own threshold (``args.own_score``, else ``args.recall_score``) and at 0.5."""
     from detector.evaluate import evaluate
     from detector.precision import false_boxes
 
