@@ -99,15 +99,12 @@ class Publisher:
     def put(self, record: dict) -> None:
         """Queue one event (never waits; a full queue loses its oldest event)."""
         payload = json.dumps(record, separators=(",", ":")).encode()
-        with self._lock:
-            while True:
-                try:
-                    self._queue.put_nowait(payload)
-                    return
-                except queue.Full:
-                    with contextlib.suppress(queue.Empty):  # the sender may have taken it meanwhile
-                        self._queue.get_nowait()
-                        self.dropped += 1
+        with self._lock:  # the only producer: once there is room, it stays
+            if self._queue.full():
+                with contextlib.suppress(queue.Empty):  # the sender may have taken it meanwhile
+                    self._queue.get_nowait()
+                    self.dropped += 1
+            self._queue.put_nowait(payload)
 
     def _run(self) -> None:
         item, tries = None, 0

@@ -183,11 +183,10 @@ class EventLog:
     def write(self, record: dict) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with self._lock:
-            if self._file.closed:
-                return
-            self._file.write(line)
-            self._file.flush()
-            self.written += 1
+            if not self._file.closed:
+                self._file.write(line)
+                self._file.flush()
+                self.written += 1
 
     def close(self) -> None:
         with self._lock:
@@ -339,10 +338,8 @@ class Events(Closing):
 
     def _close(self) -> None:
         """Close the log and give the publishers a short, bounded time to deliver what is queued."""
-        for sink in self.sinks:
-            sink.close()
-        for p in self.publishers:
-            p.close()
+        for part in (*self.sinks, *self.publishers):
+            part.close()
         if self.log is not None:
             self.log.close()
 
