@@ -1,14 +1,11 @@
 """Alerts: each event sent to an MQTT broker (``--mqtt``) or POSTed to a web hook (``--webhook``).
 
-A ``Publisher`` owns one thread and a bounded queue. ``put`` never waits: when the queue is full
-the oldest event is dropped (and counted), so a broker that is down costs memory up to the bound
-and nothing else. The thread sends one event at a time; a failed send (broker down or gone, an
-HTTP error, a timeout) is tried again after a backoff of 0.2, 0.4, 0.8 … up to 5 s, as long as the
-run lasts — the event stays first in line, so order is kept. ``close()`` gives the queue a short,
-bounded time to drain (``DRAIN_S``), then counts what is left as dropped.
-
-The summary says how many events were sent, how many of those needed more than one try
-(retried), and how many were dropped.
+A ``Publisher`` owns one thread and a bounded queue. ``put`` never waits: a full queue drops (and
+counts) its oldest event, so a broker that is down costs memory up to the bound and nothing else.
+The thread sends one event at a time, in order; a failed send (broker down, HTTP error, timeout) is
+tried again after a backoff of 0.2, 0.4, 0.8 … up to 5 s for as long as the run lasts. ``close()``
+lets the queue drain for up to ``DRAIN_S``, then counts what is left as dropped. The summary gives
+the events sent, retried (needed more than one try) and dropped.
 """
 
 from __future__ import annotations
@@ -102,15 +99,12 @@ class Publisher:
     def put(self, record: dict) -> None:
         """Queue one event (never waits; a full queue loses its oldest event)."""
         payload = json.dumps(record, separators=(",", ":")).encode()
-        with self._lock:
-            while True:
-                try:
-                    self._queue.put_nowait(payload)
-                    return
-                except queue.Full:
-                    with contextlib.suppress(queue.Empty):  # the sender may have taken it meanwhile
-                        self._queue.get_nowait()
-                        self.dropped += 1
+        with self._lock:  # the only producer: once there is room, it stays
+            if self._queue.full():
+                with contextlib.suppress(queue.Empty):  # the sender may have taken it meanwhile
+                    self._queue.get_nowait()
+                    self.dropped += 1
+            self._queue.put_nowait(payload)
 
     def _run(self) -> None:
         item, tries = None, 0
@@ -133,13 +127,10 @@ class Publisher:
                     if tries == 1:
                         log.info("%s: %s; retrying", self.target, self.last_error)
                     self._safe_reset()
-                    delay = min(BACKOFF_S[1], BACKOFF_S[0] * 2 ** (tries - 1))
-                    if self._closing.is_set():
-                        left = self._deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        delay = min(delay, left)
-                    self._wake.wait(delay)
+                    left = self._deadline - time.monotonic()  # inf until close()
+                    if left <= 0:
+                        break
+                    self._wake.wait(min(BACKOFF_S[1], BACKOFF_S[0] * 2 ** (tries - 1), left))
                     self._wake.clear()
                     continue
                 self.sent += 1
@@ -158,7 +149,7 @@ class Publisher:
 
     def close(self) -> None:
         """Let the queue drain for up to ``DRAIN_S``, then stop; what is left counts as dropped."""
-        if not self._thread.is_alive() and self._thread.ident is None:
+        if self._thread.ident is None:  # never started
             self.dropped += self._queue.qsize()
             return
         self._deadline = time.monotonic() + DRAIN_S

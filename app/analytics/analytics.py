@@ -1,15 +1,13 @@
 """Tracking and counting as one stage of a pipeline: detections in, detections with track IDs out,
 plus a snapshot of trails and counts for drawing.
 
-One ``Analytics`` per pipeline (per stream). The pipeline's worker calls ``process`` for every
-frame the detector saw, in order, right after ``detect``; the window may switch tracking and
-trails on or off and replace the lines and zones at any time, from any thread (a lock guards
-the state, held for the ~1 ms of a ``process`` call).
+One ``Analytics`` per stream. The worker calls ``process`` for every detected frame, in order, right
+after ``detect``; the window may switch tracking and trails and replace the lines and zones at any
+time, from any thread (a lock guards the state, held for the ~1 ms of a ``process`` call).
 
 A track the tracker still holds but the detector missed in this frame stays in the counters at its
-last seen box: it cannot cross anything there, but the line keeps its memory of which side the
-track was on, so a crossing made while the detector missed it a couple of frames is still counted
-when it is seen again on the other side.
+last seen box, so a line keeps its memory of the track's side and counts a crossing made while the
+detector missed it once the track is seen on the other side.
 """
 
 from __future__ import annotations
@@ -34,8 +32,7 @@ class Overlay:
     """What to draw besides the boxes for one frame (immutable, safe to hand to any thread).
 
     Attributes:
-        trails: {track id: float32 [K, 2] centres in frame pixels, oldest first}; None when trails
-            are off.
+        trails: {track id: float32 [K, 2] centres in frame pixels, oldest first}; None: trails off.
         lines: every counting line with its counts so far.
         zones: every zone with its counts so far.
     """
@@ -45,7 +42,7 @@ class Overlay:
     zones: tuple[ZoneState, ...] = ()
 
     def texts(self) -> list[str]:
-        """One line per counter: "line 1: in 3 · out 1", "zone 1: inside 2 · entries 5"."""
+        """One line per counter: "line 1: in 3, out 1", "zone 1: inside 2, entries 5"."""
         return [s.text() for s in (*self.lines, *self.zones)]
 
 
@@ -90,10 +87,6 @@ class Analytics:
         """Whether tracking runs: asked for, or needed by a line or zone."""
         return self._track or bool(self._shapes[0] or self._shapes[1])
 
-    @property
-    def shapes(self) -> tuple[tuple[Shape, ...], tuple[Shape, ...]]:
-        return self._shapes
-
     def set_tracking(self, on: bool) -> None:
         with self._lock:
             self._track = bool(on)
@@ -117,11 +110,6 @@ class Analytics:
             self._shapes = new_shapes
             if not self.tracking:
                 self._drop_tracker()
-
-    def check(self, size: tuple[int, int]) -> None:
-        """Raise ``UserError`` when a line or zone lies outside a ``size`` = (width, height) frame."""
-        for shape in (*self._shapes[0], *self._shapes[1]):
-            shape.to_pixels(*size)
 
     def bind(self, size: tuple[int, int]) -> None:
         """Fix the lines and zones in pixels of a (width, height) frame, once — the first frame's
@@ -205,10 +193,6 @@ class Analytics:
                        zones=tuple(c.state() for c in self.zones))
 
     # ------------------------------------------------------------------ reports
-    def snapshot(self) -> Overlay:
-        with self._lock:
-            return self._overlay()
-
     def summary_lines(self) -> list[str]:
         """Lines for the end of a run: the tracker's totals, then each counter by class."""
         with self._lock:
@@ -264,14 +248,15 @@ def check_shapes(config, source) -> None:
     file does when opened; other sources at their first frame, before it is detected)."""
     size = (getattr(source, "width", None), getattr(source, "height", None))
     if config.counting and all(isinstance(v, int) and v > 0 for v in size):
-        Analytics.from_config(config).check(size)
+        for kind, given in (("line", config.lines), ("zone", config.zones)):
+            for coords in given:
+                Shape(kind, coords).to_pixels(*size)
 
 
 class CountsSink(Closing):
-    """Writes the counts file every second while the run goes on and once more when it ends (also
-    after Ctrl-C: sinks are closed on every stop), each time atomically (app/io/durable.py): a killed
-    run leaves a whole file at most a second behind. A write that fails sets ``failed`` (one line),
-    keeps the last whole file, and stops the counts file only."""
+    """Writes the counts file atomically every second and once more when the run ends (Ctrl-C too):
+    a killed run leaves a whole file at most a second behind. A failed write sets ``failed`` (one
+    line), keeps the last whole file, and stops the counts file only."""
 
     needs_image = False
 

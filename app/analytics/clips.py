@@ -1,15 +1,13 @@
 """Event clips: an annotated H.264 mp4 around each event, cut from frames already drawn.
 
-``ClipWriter.add_frame`` is fed every annotated frame of a stream (on the pipeline's sink thread)
-and keeps the last ``pre_s`` seconds of them in a ring buffer. ``on_event(t)`` opens a clip that
-starts ``pre_s`` before ``t`` — the buffer's frames go into it at once — and ends ``post_s`` after;
-an event inside an open clip's window (its ``pre_s`` reaching back into it) extends that clip
-instead of opening another, so overlapping events share one file. The source is never read again.
+``ClipWriter.add_frame`` gets every annotated frame of a stream (on the sink thread) and keeps the
+last ``pre_s`` seconds in a ring buffer. ``on_event(t)`` opens a clip from ``pre_s`` before ``t``
+(the buffer's frames go in at once) to ``post_s`` after; an event whose ``pre_s`` reaches into an
+open clip extends it instead, so overlapping events share one file.
 
-Encoding happens on the writer's own thread, fed by a queue bounded in bytes: when the encoder
-falls behind, frames are dropped from the clip (and counted) instead of holding up the sink thread
-and, behind it, the detector. ``close()`` ends an open clip with what arrived (a stream that ends
-inside a clip's ``post_s`` gives a shorter clip) and joins the thread within a bounded time.
+Encoding runs on the writer's own thread, fed by a queue bounded in bytes: an encoder that falls
+behind loses frames (counted), never holds up the detector. ``close()`` ends an open clip with what
+arrived and joins the thread within a bounded time.
 """
 
 from __future__ import annotations
@@ -53,7 +51,7 @@ class ClipWriter(Closing):
         self.rate, self.overwrite = rate, overwrite
         self._ring: deque[tuple[float, int, Fraction, np.ndarray]] = deque()
         self._ring_bytes = 0
-        self._open: dict | None = None  # {"path", "start", "end"}
+        self._open: dict | None = None  # {"path", "end"}
         self._queue: queue.Queue = queue.Queue()
         self._queued_bytes = 0
         self._bytes_lock = threading.Lock()
@@ -72,12 +70,11 @@ class ClipWriter(Closing):
             return self._open["path"]
         self._finish()
         path = self._name(t, label)
-        start = t - self.pre_s
-        self._open = {"path": path, "start": start, "end": t + self.post_s}
+        self._open = {"path": path, "end": t + self.post_s}
         self.paths.append(path)
         self._queue.put(("open", path))
         for seconds, pts, time_base, image in self._ring:
-            if seconds >= start - 1e-9:
+            if seconds >= t - self.pre_s - 1e-9:
                 self._send(image, pts, time_base)
         return path
 

@@ -9,10 +9,8 @@ A change of side, or of inside/outside, counts once it has been seen in ``CONFIR
 in a row: a box whose bottom edge jitters on a line, as a person walking along it does, would
 otherwise count a crossing back and forth on every frame.
 
-A line or zone is given as numbers (``Shape.parse``): "x1,y1,x2,y2" for a line, "x1,y1,x2,y2,x3,y3,…"
-for a zone; all of them in [0, 1] = fractions of the frame's width and height, otherwise source
-pixels. Its pixels are fixed once the frame size is known (``Shape.to_pixels``), which also refuses
-a shape outside the frame.
+A line is "x1,y1,x2,y2", a zone "x1,y1,x2,y2,x3,y3,…" (``Shape.parse``): fractions of the frame's
+width and height when all are in [0, 1], else source pixels (``Shape.to_pixels``).
 
 Directions: "in" is a crossing from the right of the line to its left, as seen on screen walking
 from (x1, y1) to (x2, y2); so for a line drawn left to right, "in" is upwards, and for a line drawn
@@ -143,13 +141,8 @@ class LineState:
     crossed_in: dict[str, int] = field(default_factory=dict)
     crossed_out: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def in_total(self) -> int:
-        return sum(self.crossed_in.values())
-
-    @property
-    def out_total(self) -> int:
-        return sum(self.crossed_out.values())
+    in_total = property(lambda self: sum(self.crossed_in.values()))
+    out_total = property(lambda self: sum(self.crossed_out.values()))
 
     def text(self) -> str:
         return f"{self.name}: in {self.in_total}, out {self.out_total}"
@@ -164,13 +157,8 @@ class ZoneState:
     inside: dict[str, int] = field(default_factory=dict)
     entries: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def inside_total(self) -> int:
-        return sum(self.inside.values())
-
-    @property
-    def entries_total(self) -> int:
-        return sum(self.entries.values())
+    inside_total = property(lambda self: sum(self.inside.values()))
+    entries_total = property(lambda self: sum(self.entries.values()))
 
     def text(self) -> str:
         return f"{self.name}: inside {self.inside_total}, entries {self.entries_total}"
@@ -180,8 +168,7 @@ class LineCounter:
     """Counts tracks crossing one line, per class, with the time of every crossing.
 
     Args:
-        name: shown on the overlay and in the counts file ("line 1").
-        shape: the line as given.
+        name, shape: "line 1" (shown on the overlay and in the counts file); the line as given.
         points: float [2, 2], its two points in frame pixels.
     """
 
@@ -217,8 +204,7 @@ class ZoneCounter:
     counts once seen in ``CONFIRM`` detected frames in a row (the first sighting decides at once).
 
     Args:
-        name: "zone 1".
-        shape: the zone as given.
+        name, shape: "zone 1"; the zone as given.
         polygon: float [K, 2], its points in frame pixels.
     """
 
@@ -246,9 +232,8 @@ class ZoneCounter:
             was_in = self._inside_ids.get(tid)  # None: the track's first sighting decides at once
             is_in = seen_in
             if was_in is not None and seen_in != was_in:
-                run = self._pending.get(tid, 0) + 1
-                self._pending[tid] = run
-                if run < CONFIRM:
+                self._pending[tid] = self._pending.get(tid, 0) + 1
+                if self._pending[tid] < CONFIRM:
                     is_in = was_in  # not confirmed yet: still where it was
             if is_in == seen_in:
                 self._pending.pop(tid, None)

@@ -1,15 +1,13 @@
 """Events: what happened, when, to whom — a line crossed, a zone entered or left, a watched class
 appeared — written as JSON lines, cut into clips and sent as alerts.
 
-The counters stay the one source of truth: a line or zone event is a ``CountEvent`` that
-``app/analytics/count.py`` already recorded (the same ones the counts file lists); this module only reads
-the new ones after each frame, adds the box and score of the track, and hands the record on.
-"Appear" events (``--alert-classes``) are decided here, from the tracked detections: a track of a
-watched class that has been seen in ``min_frames`` detected frames, once per track.
+A line or zone event is a ``CountEvent`` the counters (app/analytics/count.py) already recorded, the
+same the counts file lists: after each frame the new ones are read, given the track's box and score,
+and handed on. "Appear" events (``--alert-classes``) are decided here: a track of a watched class
+seen in ``min_frames`` detected frames, once per track.
 
-``EventSink`` is a pipeline sink (app/pipeline/sinks.py), so it runs on the sink thread, after the drawing,
-in frame order; it never blocks the detector: the JSON line is a small write, the clip frames go to
-the clip writer's own thread (app/analytics/clips.py), and the alerts to bounded queues (app/analytics/alerts.py).
+``EventSink`` runs on the pipeline's sink thread, after the drawing, in frame order, and never blocks
+the detector: clip frames go to the clip writer's thread, alerts to bounded queues.
 
 One record per event (``EventsConfig``/``--events OUT.jsonl``)::
 
@@ -30,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import takewhile
 from pathlib import Path
 
 from app.errors import UserError
@@ -42,12 +41,9 @@ class EventsConfig:
 
     Attributes:
         events: a JSON-lines file, one object per event, flushed as each happens; or None.
-        clips: a folder for one H.264 mp4 per event (overlapping events share one); or None.
-        pre_s, post_s: seconds of video before and after the event in its clip.
-        alert_classes: class names whose appearance is an event (a track seen ``min_frames`` times).
-        min_frames: detected frames a track must be seen in before its appearance is an event.
-        mqtt: "HOST[:PORT][/TOPIC]" to publish each event to (QoS 1), or None.
-        webhook: an http(s) URL to POST each event to, or None.
+        clips: a folder for one H.264 mp4 per event, or None; pre_s, post_s: its seconds before and after.
+        alert_classes: class names whose appearance is an event, once a track is seen in ``min_frames``.
+        mqtt, webhook: "HOST[:PORT][/TOPIC]" (QoS 1) and an http(s) URL to send each event to; or None.
         heatmap: a .png for the map of where tracked objects stood, or None.
         counting: whether lines or zones were given (they make events of their own).
     """
@@ -127,7 +123,7 @@ def check_folder(path: str, option: str) -> None:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UserError(f"{option} {path} is a file, not a folder")
-    folder = p if p.exists() else (p.parent if str(p.parent) else Path("."))
+    folder = p if p.exists() else p.parent  # the parent of a bare name is "."
     if not folder.is_dir():
         raise UserError(f"{option} {path}: neither it nor its parent folder {folder} exists")
     if not _writable(folder):
@@ -187,11 +183,10 @@ class EventLog:
     def write(self, record: dict) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with self._lock:
-            if self._file.closed:
-                return
-            self._file.write(line)
-            self._file.flush()
-            self.written += 1
+            if not self._file.closed:
+                self._file.write(line)
+                self._file.flush()
+                self.written += 1
 
     def close(self) -> None:
         with self._lock:
@@ -203,12 +198,10 @@ class EventSink(Closing):
     the alert publishers.
 
     Args:
-        config: the events settings.
+        config, stream: the events settings; the stream's name, put in every record.
         analytics: the stream's ``app.analytics.analytics.Analytics`` (its counters' event lists are read).
-        stream: the stream's name, put in every record.
-        log: the shared events file, or None.
+        log, clips: the shared ``EventLog`` and the stream's ``app.analytics.clips.ClipWriter``, or None.
         publishers: the alert publishers (``app.analytics.alerts.Publisher``), shared by the streams.
-        clips: the stream's ``app.analytics.clips.ClipWriter``, or None.
     """
 
     def __init__(self, config: EventsConfig, analytics, stream: str, *, log: EventLog | None = None,
@@ -235,14 +228,13 @@ class EventSink(Closing):
             self.config.check_classes(result.detections.class_names)
             self._classes_checked = True
         # no IDs, no events: the window's tracking switch may be turned off while events are on
-        tracked = result.detected and result.detections.track_ids is not None
-        if tracked:
+        if result.detected and result.detections.track_ids is not None:
             self._update_tracks(result.detections)
-        events = self._count_events(frame.index) if tracked else []
-        if tracked and self._watch:
-            events += self._appear_events(result.detections)
-        for e in events:
-            self._emit(e, result)
+            events = self._count_events(frame.index)
+            if self._watch:
+                events += self._appear_events(result.detections)
+            for e in events:
+                self._emit(e, result)
         if self.clips is not None:
             self.clips.add_frame(frame, annotated)
 
@@ -254,13 +246,10 @@ class EventSink(Closing):
     def _count_events(self, frame_index: int) -> list[tuple]:
         out = []
         for kind, counter in [*(("line", c) for c in self.analytics.lines), *(("zone", c) for c in self.analytics.zones)]:
-            taken = self._cursors.get(counter, 0)
-            events = counter.events
-            while taken < len(events) and events[taken].frame <= frame_index:
-                e = events[taken]
-                out.append((kind, counter.name, e.event, e.class_name, e.track_id))
-                taken += 1
-            self._cursors[counter] = taken
+            taken = self._cursors.get(counter, 0)  # the worker may be frames ahead: later events wait
+            new = list(takewhile(lambda e: e.frame <= frame_index, counter.events[taken:]))
+            out += [(kind, counter.name, e.event, e.class_name, e.track_id) for e in new]
+            self._cursors[counter] = taken + len(new)
         return out
 
     def _appear_events(self, det) -> list[tuple]:
@@ -287,8 +276,7 @@ class EventSink(Closing):
             record[kind] = name
         record.update({"class": class_name, "track_id": tid, "score": score, "box": box, "clip": None})
         if self.clips is not None:
-            label = f"{name or class_name}-{what}"
-            record["clip"] = str(self.clips.on_event(frame.seconds, label))
+            record["clip"] = str(self.clips.on_event(frame.seconds, f"{name or class_name}-{what}"))
         self.counts[f"{kind} {what}"] = self.counts.get(f"{kind} {what}", 0) + 1
         if self.log is not None:
             self.log.write(record)
@@ -350,10 +338,8 @@ class Events(Closing):
 
     def _close(self) -> None:
         """Close the log and give the publishers a short, bounded time to deliver what is queued."""
-        for sink in self.sinks:
-            sink.close()
-        for p in self.publishers:
-            p.close()
+        for part in (*self.sinks, *self.publishers):
+            part.close()
         if self.log is not None:
             self.log.close()
 

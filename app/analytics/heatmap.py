@@ -1,11 +1,9 @@
 """Heat map: where tracked objects stood (their boxes' bottom centres), per class, over the
 stream's first frame.
 
-``Heat`` accumulates, for every detected frame, a small Gaussian spot at each tracked object's
-feet into one float map per class, at a quarter of the frame's size (a 1080p stream costs 130 ×
-480 floats per class and a few µs per object). supervision's ``HeatMapAnnotator`` draws the same
-kind of picture but redraws a full-frame mask per call, which on this project's 2-core machines
-cost more than the tracker; the spots and the colour map here are the same idea, kept small.
+``Heat`` adds, for every detected frame, a small Gaussian spot at each tracked object's feet to one
+float map per class, at a quarter of the frame's size (a few µs per object; supervision's
+``HeatMapAnnotator`` redraws a full-frame mask per call, which cost more than the tracker).
 
 ``HeatmapSink`` writes ``OUT.png`` (all classes) and ``OUT-<class>.png`` (each class) when the
 run ends, also after Ctrl-C. ``Heat.render`` is what the window's heat-map toggle draws.
@@ -80,10 +78,8 @@ class Heat:
             if self.background is None:
                 return None
             base = self.background if background is None else background
-            if class_name is None:
-                heat = sum(self._maps.values(), np.zeros(self._shape, np.float32))
-            else:
-                heat = self._maps.get(class_name, np.zeros(self._shape, np.float32)).copy()
+            maps = self._maps.values() if class_name is None else [self._maps.get(class_name, 0)]
+            heat = sum(maps, np.zeros(self._shape, np.float32))  # a new array, safe after the lock
         h, w = base.shape[:2]
         heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
         top = float(heat.max())

@@ -4,16 +4,13 @@
 returns the same detections, in the same order, with ``track_ids`` set. The conversion to
 supervision's ``sv.Detections`` (what ``trackers`` speaks) happens here and nowhere else.
 
-Time: every update carries the frame's own timestamp, so the tracker's Kalman filter predicts over
-the real time step and a lost track expires after ``LOST_TRACK_S`` seconds, not after a number of
-calls. Under the latest-frame policy the detector sees, say, frames 0, 3, 4, 9 of a camera: the
-motion model steps 3, 1 and 5 source frames, and an object keeps its ID across the dropped frames.
+Time: every update carries the frame's own timestamp, so the Kalman filter predicts over the real
+time step (frames 0, 3, 4, 9 of a camera are steps of 3, 1 and 5 frames, and an object keeps its ID
+across the dropped ones) and a lost track expires after ``LOST_TRACK_S`` seconds.
 
 ``Trails`` keeps the recent centre points of each track for drawing.
 
-The ``trackers`` wheel declares a dependency on ``opencv-python``, whose bundled Qt clashes with
-PyQt6 (and whose 5.x drops the Darknet reader this project's teacher needs); it is installed with
-``--no-deps`` beside ``opencv-python-headless`` (see the Makefile and pyproject.toml).
+``trackers`` is installed with ``--no-deps``: its ``opencv-python`` dependency's Qt clashes with PyQt6.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import numpy as np
 from app.errors import UserError
 from detector.detections import Detections
 
-TRACKERS_INSTALL = "pip install --no-deps 'trackers==2.6.1'"
 LOST_TRACK_S = 1.5  # an ID is retired after this long without a matching detection (a shorter miss keeps it)
 ACTIVATION_SCORE = 0.6  # the lowest score that starts a new track
 HIGH_SCORE = 0.6  # detections at or above are matched first; lower ones only extend tracks (ByteTrack's 2nd stage)
@@ -42,7 +38,7 @@ def _bytetrack_class():
         from trackers import ByteTrackTracker
     except ImportError as exc:
         raise UserError(f"tracking needs the 'trackers' package, which is not installed ({exc}); "
-                        f"install it with: {TRACKERS_INSTALL}") from None
+                        "install it with: pip install --no-deps 'trackers==2.6.1'") from None
     return ByteTrackTracker
 
 
@@ -118,8 +114,7 @@ class Trails:
     def add(self, detections: Detections, timestamp_s: float, alive: set[int]) -> None:
         """Append the centre of each tracked box; forget tracks that are no longer ``alive``."""
         if detections.track_ids is not None:
-            boxes = detections.boxes
-            for box, tid in zip(boxes, detections.track_ids, strict=True):
+            for box, tid in zip(detections.boxes, detections.track_ids, strict=True):
                 if tid < 0:
                     continue
                 cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2

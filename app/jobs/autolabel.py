@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from app.errors import UserError
+from app.jobs import user_errors
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
@@ -33,10 +34,8 @@ def iter_video(path: Path, start: int = 0, end: int | None = None, every: int = 
     decoded by PyAV in file order. A file PyAV cannot open raises ``UserError``."""
     import av
 
-    try:
+    with user_errors(av.error.FFmpegError, OSError, prefix=f"cannot open video {path}: "):
         container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise UserError(f"cannot open video {path}: {exc}") from None
     with container:
         if not container.streams.video:
             raise UserError(f"{path} has no video stream")
@@ -54,10 +53,6 @@ def iter_images(paths: Sequence[Path]) -> Iterator[tuple[int, np.ndarray]]:
         if bgr is None:
             raise UserError(f"cannot read image {path} (not an image, or corrupt)")
         yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def coco_categories(classes: Sequence[str]) -> list[dict]:
-    return [{"id": i, "name": name, "supercategory": "object"} for i, name in enumerate(classes, 1)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +123,8 @@ def autolabel(source: Path, out: Path, teacher, classes: Sequence[str], min_scor
         "info": {"description": f"teacher labels of {source.name}",
                  "teacher": getattr(teacher, "description", "YOLOv3-tiny (cv2.dnn, patched cfg)"),
                  "sizes": list(teacher.sizes), "min_score": min_score, "label_score": label_score},
-        "images": images, "annotations": annotations, "categories": coco_categories(classes),
+        "images": images, "annotations": annotations,
+        "categories": [{"id": i, "name": n, "supercategory": "object"} for i, n in enumerate(classes, 1)],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dataset))

@@ -4,20 +4,16 @@ and what it gets wrong: precision at the model's own threshold and at 0.5, and t
 overall and per picture, by kind (duplicate, part of a labelled object, wrong class, loose, background;
 ``detector/precision.py`` defines them).
 
-``--detections dets.csv`` scores what a user got instead of running a model: the export of
-``run.py --images DIR --export dets.csv`` (its ``file`` column names each picture).
+Instead of a model (``--model``/``--weights`` as for running it): ``--detections dets.csv`` scores the
+export of ``run.py --images DIR --export dets.csv``; ``--teacher-sizes`` or ``--teachers`` the teachers
+(several: fused by weighted boxes fusion). AP is computed by pycocotools; detections of classes the
+JSON does not have are ignored.
 
-The model is any the product can load (``--model``/``--weights`` as for running it); ``--teacher-sizes``
-scores the YOLOv3-tiny teacher instead, and ``--teachers yolo,nanodet,centernet`` any of the teachers
-(several: fused by weighted boxes fusion), so that the student can be put next to them. AP is computed by
-pycocotools; detections of classes the JSON does not have are ignored.
-
-``--precision fp32,int8`` scores the model in each precision; with both, the int8 verdict (int8's AP50
-within 0.01 of fp32's, at the model's own input size; the worst proposal count decides) is written to
-the model's profile (the user's, and ``--profile-file``), which ``--precision auto`` reads before it may
-pick int8. ``--scales 240,…,800 --proposals 50,100,300,1000`` scores every input size × proposal count
-and writes the grid of AP50 (weighted by labelled boxes) to the profile too: the adaptive controller
-ranks its settings by it. Pictures of any size work, so hand-labelled photos can rank them.
+``--precision fp32,int8`` scores each precision and writes the int8 verdict (int8's AP50 within 0.01
+of fp32's at the model's own input size; the worst proposal count decides) to the model's profile
+(the user's, and ``--profile-file``), which ``--precision auto`` reads. ``--scales … --proposals …``
+scores every input size × proposal count and writes the AP50 grid (weighted by labelled boxes) that
+the adaptive controller ranks its settings by; pictures of any size work.
 """
 
 from __future__ import annotations
@@ -33,6 +29,7 @@ import cv2
 
 from app.bench import int_list
 from app.errors import UserError
+from app.jobs import user_errors
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 PRECISION_SCORE = 0.5  # precision is also reported here, whatever the model's threshold
@@ -131,7 +128,7 @@ def _cells(detector, precisions: list[str], scales: Sequence[int], proposals: Se
     """(precision, input size, proposals) for every cell, with the detector's knobs set to it."""
     from detector.config import ConfigError
 
-    try:
+    with user_errors(ConfigError):
         for precision in precisions:
             detector.set_precision(precision)
             for size in scales or [detector.base_input_size]:
@@ -139,8 +136,6 @@ def _cells(detector, precisions: list[str], scales: Sequence[int], proposals: Se
                 for n in proposals:
                     detector.set_proposal_count(n)
                     yield precision, size, n
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
     detector.set_input_size(detector.base_input_size)
 
 
@@ -191,17 +186,14 @@ def _ground_truth(args):
             raise UserError(f"{name} {value} must be in [0, 1]")
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
-    try:
+    with user_errors(ValueError, prefix=f"--data {path}: "):
         return load_coco(path)
-    except ValueError as exc:
-        raise UserError(f"--data {path}: {exc}") from None
 
 
 def run(args, coco, detect, predictions: dict | None = None) -> dict:
-    """The metrics of ``detect`` (RGB image → Detections) on ``coco``, the ground truth of ``args.data``
-    (or of ``predictions``, image id → Detections, already made): AP, recall, and under "precision" the
-    precision report (``detector.precision.false_boxes``) at the model's own threshold (``args.own_score``,
-    else ``args.recall_score``) and at 0.5."""
+    """The metrics of ``detect`` (RGB image → Detections) or of ``predictions`` (image id → Detections)
+    on ``coco`` (``args.data``'s ground truth): AP, recall and, under "precision", ``false_boxes`` at
+    the model's own threshold (``args.own_score``, else ``args.recall_score``) and at 0.5."""
     from detector.evaluate import evaluate
     from detector.precision import false_boxes
 
@@ -210,8 +202,7 @@ def run(args, coco, detect, predictions: dict | None = None) -> dict:
     if predictions is None:
         predictions = {}
         for image_id, info in sorted(coco.imgs.items()):
-            file = Path(info["file_name"])
-            file = file if file.is_absolute() else path.parent / file
+            file = path.parent / info["file_name"]  # an absolute file_name stays as it is
             bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise UserError(f"image {file} (id {image_id}) of {path} cannot be read")
@@ -222,11 +213,10 @@ def run(args, coco, detect, predictions: dict | None = None) -> dict:
     metrics["precision"] = [false_boxes(coco, predictions, s, args.recall_iou)
                             for s in sorted({getattr(args, "own_score", args.recall_score), PRECISION_SCORE})]
     # the precision/recall trade a default threshold is chosen from (make model: the model carries it)
-    metrics["precision_curve"] = []
-    for s in CURVE_SCORES:
-        r = false_boxes(coco, predictions, s, args.recall_iou)
-        metrics["precision_curve"].append({"score": s, "precision": round(r["precision"], 4), "recall": round(r["recall"], 4),
-                                           "false": r["false"], "found": r["found"]})
+    curve = [(s, false_boxes(coco, predictions, s, args.recall_iou)) for s in CURVE_SCORES]
+    metrics["precision_curve"] = [{"score": s, "precision": round(r["precision"], 4),
+                                   "recall": round(r["recall"], 4), "false": r["false"], "found": r["found"]}
+                                  for s, r in curve]
     return metrics
 
 
@@ -250,10 +240,8 @@ def _exported(path: Path, coco) -> dict:
 
     if not path.is_file():
         raise UserError(f"--detections {path} does not exist")
-    try:
+    with user_errors(ValueError, KeyError, OSError, prefix=f"--detections {path} cannot be read: "):
         rows = read_rows(path)
-    except (ValueError, KeyError, OSError) as exc:
-        raise UserError(f"--detections {path} cannot be read: {exc}") from None
     if rows and "file" not in rows[0]:
         raise UserError(f"--detections {path} has no 'file' column: export an image folder (run.py --images DIR --export FILE)")
     ids = {Path(info["file_name"]).name: image_id for image_id, info in coco.imgs.items()}
@@ -277,7 +265,7 @@ def _model(args, precision: str, proposals: int):
     from detector.detector import Detector
     from detector.weights import WeightsError
 
-    try:
+    with user_errors(ConfigError, WeightsError):
         config = DetectorConfig(model=args.model, weights=args.weights, device=args.device, precision=precision,
                                 proposals=proposals, score_threshold=args.score_threshold,
                                 nms_threshold=args.nms_threshold, contained_threshold=args.contained,
@@ -286,8 +274,6 @@ def _model(args, precision: str, proposals: int):
                                 min_size=args.min_size, max_size=args.max_size)
         # int8 is calibrated on real frames (the bundled clip's), as run.py calibrates it
         detector = Detector(config, calibration=sample_frames)
-    except (ConfigError, WeightsError) as exc:
-        raise UserError(str(exc)) from None
     for note in detector.notes:
         print(f"note: {note}", file=sys.stderr)
     return detector

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from app.errors import UserError
+from app.jobs import user_errors
 
 TEACHERS = ("yolo", "nanodet", "centernet")
 EVALUATION_ONLY = {"centernet": "its upstream (610265158/mobilenetv3_centernet) has no licence"}
@@ -53,19 +55,11 @@ def build_teacher(names: Sequence[str], score_threshold: float, yolo_sizes: Sequ
     from detector.tfjs import TfjsError
     from detector.tfjs_teachers import CenterNetTeacher, NanoDetTeacher
 
-    teachers = []
-    try:
-        for name in names:
-            if name == "yolo":
-                teachers.append(YoloTeacher.from_directory(darknet_dir, sizes=tuple(yolo_sizes),
-                                                           score_threshold=score_threshold, color="rgb"))
-            elif name == "nanodet":
-                teachers.append(NanoDetTeacher.from_directory(tfjs_dir, sizes=tuple(nanodet_sizes),
-                                                              score_threshold=score_threshold))
-            else:
-                teachers.append(CenterNetTeacher.from_directory(tfjs_dir, score_threshold=score_threshold))
-    except (TeacherError, TfjsError, ValueError) as exc:
-        raise UserError(f"teacher: {exc}") from None
+    load = {"yolo": partial(YoloTeacher.from_directory, darknet_dir, sizes=tuple(yolo_sizes), color="rgb"),
+            "nanodet": partial(NanoDetTeacher.from_directory, tfjs_dir, sizes=tuple(nanodet_sizes)),
+            "centernet": partial(CenterNetTeacher.from_directory, tfjs_dir)}
+    with user_errors(TeacherError, TfjsError, ValueError, prefix="teacher: "):
+        teachers = [load[name](score_threshold=score_threshold) for name in names]
     if len(teachers) == 1:
         return teachers[0]
     try:
@@ -74,10 +68,8 @@ def build_teacher(names: Sequence[str], score_threshold: float, yolo_sizes: Sequ
         raise UserError("fusing several teachers needs the ensemble-boxes package: pip install -e '.[model]'") from None
     from detector.fusion import FusedTeacher
 
-    try:
+    with user_errors(ValueError, prefix="--teachers: "):
         return FusedTeacher(teachers, weights, iou_thr=iou_thr, conf_type=conf_type)
-    except ValueError as exc:
-        raise UserError(f"--teachers: {exc}") from None
 
 
 def add_teacher_arguments(p: argparse.ArgumentParser, default_teachers: str | None, yolo_sizes_flags: Sequence[str]) -> None:

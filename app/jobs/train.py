@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.errors import UserError
+from app.jobs import user_errors
 from app.jobs.teachers import parse_numbers
 
 BACKBONE_WEIGHT_KWARG = {"yolov3_tiny": "darknet_weights", "mobilenet_v2": "imagenet_weights", "nanodet": "tfjs_model"}
@@ -120,22 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _floats(text: str, what: str, count: int) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != count or not all(math.isfinite(v) for v in values):
-        raise UserError(f"{what} {text!r} must be {count} comma-separated numbers")
-    return values
-
-
 def _data_sets(spec: str) -> list[tuple[Path, float]]:
     """``a.json:1.0,b.json`` → [(a.json, 1.0), (b.json, 1.0)]; each file must exist, each weight be > 0."""
     out = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
+    for part in filter(None, (p.strip() for p in spec.split(","))):
         path, weight = part, 1.0
         head, sep, tail = part.rpartition(":")
         if sep and not tail.lower().endswith(".json"):
@@ -171,10 +160,8 @@ def _build_model(args, class_names: tuple[str, ...]):
     from detector.weights import WeightsError, load_checkpoint, load_into
 
     if args.init:
-        try:
+        with user_errors(WeightsError):
             ckpt = load_checkpoint(args.init)
-        except WeightsError as exc:
-            raise UserError(str(exc)) from None
         if ckpt["model"] != "paper":
             raise UserError(f"--init {args.init} is a {ckpt['model']!r} checkpoint; train fine-tunes 'paper' checkpoints")
         arch, names, state = dict(ckpt["arch"]), tuple(ckpt["class_names"]), ckpt["state_dict"]
@@ -191,10 +178,8 @@ def _build_model(args, class_names: tuple[str, ...]):
             arch["roi_borders"] = True
         widen = add_context or add_borders
         _split_trunk(arch, args.trunk_train_from)
-        try:
+        with user_errors(ValueError):
             model = build_paper(num_classes=len(names), **arch)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
         if widen:  # the first fc layer's new inputs (context, borders) start at zero
             from detector.context_roi import FIRST_FC, widen_first_fc
 
@@ -232,12 +217,10 @@ def _build_model(args, class_names: tuple[str, ...]):
             raise UserError(f"--backbone-weights {args.backbone_weights} does not exist")
         backbone_kwargs[BACKBONE_WEIGHT_KWARG[args.backbone]] = args.backbone_weights
     torch.manual_seed(args.seed)
-    try:
+    with user_errors(ValueError):
         # the backbone weights only initialise the model: the checkpoint's state dict carries them,
         # so the saved arch does not name the file
         model = build_paper(num_classes=len(class_names), **{**arch, "backbone_kwargs": backbone_kwargs})
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
     # the checkpoint names the sizes used, also when they were chosen automatically
     arch["anchor_sizes"] = [list(level) for level in model.rpn.anchor_generator.sizes]
     return model, arch, class_names
@@ -288,17 +271,17 @@ def _run(args) -> int:
     for flag, share in (("--drop-part-ignore", args.drop_part_ignore), ("--drop-still", args.drop_still)):
         if share is not None and not 0.0 < share <= 1.0:
             raise UserError(f"{flag} {share} must be a share in (0, 1]")
-    scale_range = _floats(args.scale_range, "--scale-range", 2)
-    try:
+    scale_range = parse_numbers(args.scale_range, "--scale-range")
+    if len(scale_range) != 2 or not all(math.isfinite(v) for v in scale_range):
+        raise UserError(f"--scale-range {args.scale_range!r} must be 2 comma-separated numbers")
+    with user_errors(ValueError, FileNotFoundError, prefix="--data/--val: "):
         names = category_names([path for path, _ in sets])
         model, arch, class_names = _build_model(args, names)
         data = [(CocoDetectionData(path, class_names, part_ignore=args.drop_part_ignore, label_score=args.label_score,
                                    still_share=args.drop_still), weight)
                 for path, weight in sets]
         val = [(name, CocoDetectionData(path, class_names)) for name, path in val_sets]
-    except (ValueError, FileNotFoundError) as exc:
-        raise UserError(f"--data/--val: {exc}") from None
-    try:
+    with user_errors(ValueError):
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
             weight_decay=args.weight_decay, warmup_iters=args.warmup_iters, box_lambda=args.box_lambda,
@@ -311,8 +294,6 @@ def _run(args) -> int:
             part_negatives=args.part_negatives, hard_negatives=args.hard_negatives, soft_labels=args.soft_labels,
             roi_fg_iou=args.roi_fg_iou, roi_batch=args.roi_batch,
         )
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start_epoch, optimizer_state, history = 0, None, []
