@@ -50,19 +50,19 @@ class ServeConfig:
     status_every_s: float = 2.0
 
     def __post_init__(self) -> None:
-        _int_in(self.replicas, "--replicas", 1, 256)
-        _int_in(self.max_batch_size, "--max-batch-size", 1, 256)
-        _int_in(self.in_flight, "--in-flight", 1, 64)
-        _int_in(self.object_store_mb, "--object-store-mb", 64, 1_000_000)
+        _check_range(self.replicas, "--replicas", 1, 256)
+        _check_range(self.max_batch_size, "--max-batch-size", 1, 256)
+        _check_range(self.in_flight, "--in-flight", 1, 64)
+        _check_range(self.object_store_mb, "--object-store-mb", 64, 1_000_000)
         if self.num_cpus is not None:
-            _int_in(self.num_cpus, "--num-cpus", 1, 4096)
-        _number_in(self.batch_wait_timeout_s, "--batch-wait-s", 0.0, 10.0)
-        _number_in(self.retry_for_s, "--retry-for-s", 0.0, 86_400.0)
-        _number_in(self.status_every_s, "--status-every-s", 0.1, 3600.0)
+            _check_range(self.num_cpus, "--num-cpus", 1, 4096)
+        _check_range(self.batch_wait_timeout_s, "--batch-wait-s", 0.0, 10.0)
+        _check_range(self.retry_for_s, "--retry-for-s", 0.0, 86_400.0)
+        _check_range(self.status_every_s, "--status-every-s", 0.1, 3600.0)
         if self.replica_cpus is not None:
-            _number_in(self.replica_cpus, "--replica-cpus", 0.0, 4096.0)
+            _check_range(self.replica_cpus, "--replica-cpus", 0.0, 4096.0)
         if self.replica_gpus is not None:
-            _number_in(self.replica_gpus, "--replica-gpus", 0.0, 64.0)
+            _check_range(self.replica_gpus, "--replica-gpus", 0.0, 64.0)
         if self.transport not in ("auto", *TRANSPORTS):
             raise UserError(f"--transport {self.transport!r} is unknown; expected auto, {', '.join(TRANSPORTS)}")
         if self.address is not None:
@@ -113,11 +113,9 @@ def check_reachable(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
                         f"(start one with `ray start --head --port {port}`)") from None
 
 
-def _int_in(value, name: str, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise UserError(f"{name} {value!r} must be an integer between {lo} and {hi}")
-
-
-def _number_in(value, name: str, lo: float, hi: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise UserError(f"{name} {value!r} must be a number between {lo:g} and {hi:g}")
+def _check_range(value, option: str, lo: float, hi: float) -> None:
+    """Int bounds ask for an integer, float bounds for any number."""
+    integer = isinstance(lo, int)
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not lo <= value <= hi:
+        what = f"an integer between {lo} and {hi}" if integer else f"a number between {lo:g} and {hi:g}"
+        raise UserError(f"{option} {value!r} must be {what}")
