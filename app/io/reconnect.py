@@ -97,13 +97,13 @@ class SourceEvent:
     def line(self) -> str:
         """The one line the CLI prints for this change."""
         wait = f"next in {self.next_in_s:g} s" if self.next_in_s is not None else ""
+        next_try = f"(attempt {self.attempt}, {wait})"
         if self.state == "unreachable":
-            return f"{self.source}: not reachable ({self.reason}); trying again (attempt {self.attempt}, {wait})"
+            return f"{self.source}: not reachable ({self.reason}); trying again {next_try}"
         if self.state == "lost":
-            return f"{self.source}: lost ({self.reason}); reconnecting (attempt {self.attempt}, {wait})"
+            return f"{self.source}: lost ({self.reason}); reconnecting {next_try}"
         if self.state == "retrying":
-            return f"{self.source}: attempt {self.attempt - 1} failed ({self.reason}); reconnecting " \
-                   f"(attempt {self.attempt}, {wait})"
+            return f"{self.source}: attempt {self.attempt - 1} failed ({self.reason}); reconnecting {next_try}"
         if self.state == "reconnected":
             return f"{self.source}: reconnected after {self.down_s:.1f} s down (attempt {self.attempt})"
         return f"{self.source}: gave up after {self.attempt} attempt(s), {self.down_s:.1f} s down ({self.reason})"
@@ -208,9 +208,15 @@ class ReconnectingSource(Source):
         self._last_frame_at: float | None = None  # monotonic arrival of the last frame
         self._alive_at = 0.0  # the stall watchdog counts from here: the last frame, or the (re)opening
         self._offset: Fraction | None = None  # added to the current connection's timestamps
-        self.time_base = DEFAULT_TIME_BASE  # rate: None until a connection tells it; total_frames: None (no ETA)
+        # The first connection sets the clock and the nominal rate for the whole run; without one, the
+        # rate waits for a connection to tell it. total_frames stays None (no ETA).
+        self.time_base = Fraction(getattr(first, "time_base", DEFAULT_TIME_BASE))
         if first is not None:
-            self._adopt(first)
+            self.rate = first.rate
+            self.notes = list(first.notes)
+            for attr in ("width", "height"):
+                if hasattr(first, attr):
+                    setattr(self, attr, getattr(first, attr))
             self._conn: _Connection | None = _Connection(name, source=first)
             self._alive_at = time.monotonic()
         else:
@@ -326,15 +332,6 @@ class ReconnectingSource(Source):
         mapped = replace(frame, index=self._index, pts=pts, time_base=self.time_base)
         self._index += 1
         return mapped
-
-    def _adopt(self, first: Source) -> None:
-        """The first connection sets the clock and the nominal rate for the whole run."""
-        self.time_base = Fraction(getattr(first, "time_base", DEFAULT_TIME_BASE))
-        self.rate = first.rate
-        self.notes = list(first.notes)
-        for attr in ("width", "height"):
-            if hasattr(first, attr):
-                setattr(self, attr, getattr(first, attr))
 
     def _drop(self, reason: str, now: float) -> None:
         """The connection failed, ended or stalled (or an attempt failed): schedule the next attempt,
