@@ -79,10 +79,6 @@ class SourceEvent:
     down_s: float = 0.0
     at: float = 0.0
 
-    @property
-    def next_in_s(self) -> float | None:
-        return None if self.next_at is None else max(0.0, self.next_at - self.at)
-
     def status(self, now: float | None = None) -> str:
         """A short state for a window or a progress line: "reconnecting (attempt 2, next in 3 s)"."""
         if self.state in ("unreachable", "lost", "retrying"):
@@ -96,7 +92,7 @@ class SourceEvent:
 
     def line(self) -> str:
         """The one line the CLI prints for this change."""
-        wait = f"next in {self.next_in_s:g} s" if self.next_in_s is not None else ""
+        wait = "" if self.next_at is None else f"next in {max(0.0, self.next_at - self.at):g} s"
         next_try = f"(attempt {self.attempt}, {wait})"
         if self.state == "unreachable":
             return f"{self.source}: not reachable ({self.reason}); trying again {next_try}"

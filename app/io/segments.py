@@ -46,9 +46,8 @@ def index_path(path: str | Path) -> Path:
 def existing_outputs(path: str | Path) -> list[Path]:
     """The segments and index of an earlier run with this ``path``, sorted."""
     p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
     pattern = re.compile(re.escape(p.stem) + r"-\d{" + str(DIGITS) + "}" + re.escape(p.suffix) + "$")
-    found = sorted(f for f in folder.glob(f"{p.stem}-*{p.suffix}") if pattern.match(f.name))
+    found = sorted(f for f in p.parent.glob(f"{p.stem}-*{p.suffix}") if pattern.match(f.name))
     return found + ([index_path(p)] if index_path(p).exists() else [])
 
 
