@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -112,7 +112,7 @@ def detect_batch(detector, payloads: Sequence[FramePayload], *, replica: str = "
     replies: list[FrameReply | None] = [None] * len(images)
     for indices in groups.values():
         timed = detect_timed(detector, [images[i] for i in indices])
-        share = {k: v / len(indices) for k, v in timed.times.as_dict().items() if k != "total"}
+        share = {k: v / len(indices) for k, v in asdict(timed.times).items()}
         share["preprocess"] += decode_ms
         counts = timed.proposals
         for j, i in enumerate(indices):

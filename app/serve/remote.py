@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 
 import numpy as np
 
@@ -66,12 +67,8 @@ class RemoteDetector:
         payloads = [FramePayload.encode(f, self.transport) for f in frames]
         pending = [self.submit(p) for p in payloads]
         replies = [self._reply(response, payload) for response, payload in zip(pending, payloads, strict=True)]
-        total: dict[str, float] = {}
-        for reply in replies:
-            for k, v in reply.times.as_dict().items():
-                if k != "total":
-                    total[k] = total.get(k, 0.0) + v
-            self.recent_batch_sizes.append(reply.batch_size)
+        self.recent_batch_sizes.extend(r.batch_size for r in replies)
+        total = {f.name: sum((getattr(r.times, f.name) for r in replies), 0.0) for f in fields(StageTimes)}
         return Timed([r.detections for r in replies], StageTimes(**total), [r.proposals for r in replies])
 
     def _reply(self, response, payload: FramePayload) -> FrameReply:

@@ -61,13 +61,11 @@ def _line_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     for kind in SOURCE_OPTIONS:
         src.add_argument(f"--{kind}")
-    p.add_argument("--name")
-    p.add_argument("--record")
-    p.add_argument("--export")
+    for option in ("--name", "--record", "--export", "--on"):
+        p.add_argument(option)
     p.add_argument("--segment", type=float, dest="segment_s")
     p.add_argument("--max-frames", type=int)
     p.add_argument("--live", action="store_true")
-    p.add_argument("--on")
     return p
 
 
