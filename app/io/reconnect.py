@@ -93,13 +93,13 @@ class SourceEvent:
     def line(self) -> str:
         """The one line the CLI prints for this change."""
         wait = "" if self.next_at is None else f"next in {max(0.0, self.next_at - self.at):g} s"
-        next_try = f"(attempt {self.attempt}, {wait})"
+        again = f"(attempt {self.attempt}, {wait})"
         if self.state == "unreachable":
-            return f"{self.source}: not reachable ({self.reason}); trying again {next_try}"
+            return f"{self.source}: not reachable ({self.reason}); trying again {again}"
         if self.state == "lost":
-            return f"{self.source}: lost ({self.reason}); reconnecting {next_try}"
+            return f"{self.source}: lost ({self.reason}); reconnecting {again}"
         if self.state == "retrying":
-            return f"{self.source}: attempt {self.attempt - 1} failed ({self.reason}); reconnecting {next_try}"
+            return f"{self.source}: attempt {self.attempt - 1} failed ({self.reason}); reconnecting {again}"
         if self.state == "reconnected":
             return f"{self.source}: reconnected after {self.down_s:.1f} s down (attempt {self.attempt})"
         return f"{self.source}: gave up after {self.attempt} attempt(s), {self.down_s:.1f} s down ({self.reason})"

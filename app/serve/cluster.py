@@ -35,11 +35,7 @@ START_TIMEOUT_S = 120.0  # opening a source (a URL's own timeout is 10 s) on a b
 
 
 class ServeSession:
-    """A connection to a Ray cluster with the detector deployed on it and the streams it runs.
-
-    Args:
-        config: cluster, deployment and stream settings.
-    """
+    """A connection to a Ray cluster (``config``) with the detector deployed on it and the streams it runs."""
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config

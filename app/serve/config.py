@@ -14,25 +14,18 @@ ADDRESS_TIMEOUT_S = 5.0
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """How the cluster, the deployment and the streams run.
+    """How the cluster, the deployment and the streams run: each field is the ``run.py serve``
+    option of its name (its --help says more); a bad value raises ``UserError``.
 
     Attributes:
-        address: a running cluster to join (``HOST:PORT``, ``auto`` = the one started on this machine
-            with ``ray start``, or ``ray://HOST:PORT`` through Ray Client); None = start a one-node
-            cluster in this process, stopped when it ends.
-        replicas: detector replicas.
-        replica_cpus: CPUs each replica holds (its torch threads); None = the cluster's CPUs shared
-            out (at most one node's), or 1 with GPUs.
+        address: a cluster to join (``HOST:PORT``, ``auto`` = the one ``ray start`` runs here, or
+            ``ray://HOST:PORT``); None = a one-node cluster in this process, stopped when it ends.
+        replica_cpus: CPUs (torch threads) per replica; None = the cluster's CPUs shared out (at
+            most one node's), or 1 with GPUs.
         replica_gpus: GPUs per replica; None = 1 when the cluster has GPUs, else 0.
-        max_batch_size, batch_wait_timeout_s: the replicas' dynamic batching.
-        transport: how frames travel — "raw" (shared-memory objects), "jpeg", or "auto" (raw on a
-            one-node cluster, jpeg when there are several nodes and frames may cross the network).
-        in_flight: frames a file stream keeps in flight (live streams keep one).
-        num_cpus: CPUs of a local cluster; None = all of this machine's.
-        object_store_mb: a local cluster's shared-memory object store (frames in flight live here).
-        dashboard: start Ray's dashboard with a local cluster (http://127.0.0.1:8265).
-        retry_for_s: how long a frame is sent again while no replica answers (one died).
-        status_every_s: how often the status table is refreshed.
+        transport: "raw" (shared-memory objects), "jpeg", or "auto" (raw on one node, else jpeg).
+        num_cpus, object_store_mb, dashboard: a local cluster's CPUs (None = all), object store
+            (where frames in flight live) and Ray dashboard (http://127.0.0.1:8265).
     """
 
     address: str | None = None
@@ -116,6 +109,7 @@ def check_reachable(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
 def _check_range(value, option: str, lo: float, hi: float) -> None:
     """Int bounds ask for an integer, float bounds for any number."""
     integer = isinstance(lo, int)
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not lo <= value <= hi:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:
         what = f"an integer between {lo} and {hi}" if integer else f"a number between {lo:g} and {hi:g}"
         raise UserError(f"{option} {value!r} must be {what}")
