@@ -7,10 +7,9 @@ Typical use (what ``run.py serve`` does)::
         session.start_streams(specs)
         while not session.wait(2.0):
             print("\\n".join(status_table(session.statuses(), session.replica_status())))
-        session.stop_streams()
 
-Leaving the ``with`` block stops every stream (finalising recordings and exports), removes the
-application, and disconnects — a local cluster is shut down with all its processes.
+Leaving the ``with`` block stops every stream (finalising its outputs), removes the application and
+disconnects; a local cluster is shut down with all its processes.
 """
 
 from __future__ import annotations
