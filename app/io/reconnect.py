@@ -3,22 +3,19 @@
 ``ReconnectingSource`` wraps any live source (``UrlSource``, ``CameraSource``) behind the plain
 ``Source`` interface, so the pipeline, the recording and the export do not know it is there:
 
-* **A connection thread per attempt.** Each attempt opens the source and pumps its frames into a
-  small queue on a daemon thread of its own (``_Connection``). ``frames()`` only ever waits on that
-  queue in 50 ms steps, so it notices ``close()`` at once, whatever FFmpeg or the camera is doing.
-* **Stall watchdog.** No frame for ``stall_timeout_s`` (default 5 s) while connected is a drop,
-  like an error or an end of the stream. The stuck connection is abandoned, never closed under its
-  reader: a read blocked inside FFmpeg ends at the source's own read timeout (set to the stall
-  timeout), and its thread then closes the source itself — a PyAV container must not be closed
-  from another thread while it reads.
+* **A connection thread per attempt** (``_Connection``) opens the source and pumps its frames into a
+  small queue; ``frames()`` waits on that queue in 50 ms steps, so it notices ``close()`` at once,
+  whatever FFmpeg or the camera is doing.
+* **Stall watchdog.** No frame for ``stall_timeout_s`` (5 s) while connected is a drop, like an error
+  or an end. The stuck connection is abandoned, never closed under its reader: a read blocked in
+  FFmpeg ends at the source's read timeout (the stall timeout) and its thread then closes the source
+  (a PyAV container must not be closed from another thread while it reads).
 * **Backoff.** Attempt k waits 1, 2, 4 … ≤ 30 s (``backoff_delay``); ``retries`` attempts per
   drop (``RECONNECT_FOREVER`` = no limit), then ``SourceUnavailable`` ends the stream.
-* **Timestamps.** A new connection's clock restarts at 0; its frames are placed after the old ones
-  at the wall-clock time the source was down, so the recording's timestamps never go back and the
-  gap shows as a gap. Frame indices keep counting.
-* **Reports.** Every change of state (lost, an attempt failed, reconnected, gave up) is a
-  ``SourceEvent``: kept for ``take_events()`` (the CLI prints one line each from its own thread)
-  and passed to listeners (the window's signal). ``drops`` and ``down_s`` feed the summary.
+* **Timestamps.** A new connection's frames are placed after the old ones at the wall-clock time the
+  source was down, so timestamps never go back and the gap shows as a gap; indices keep counting.
+* **Reports.** Every change of state is a ``SourceEvent``, kept for ``take_events()`` (the CLI prints
+  them) and passed to listeners (the window's signal); ``drops`` and ``down_s`` feed the summary.
 
 A stream whose server stated its length in bytes (a file served over HTTP, ``UrlSource.finite``)
 ends when it ends; any other live source that ends has dropped.
