@@ -177,9 +177,8 @@ class Recorder(Closing):
                     self._container.mux(packet)
             finally:
                 self._container.close()
-        except (OSError, av.error.FFmpegError) as exc:
-            if self.failed is None:
-                self._fail(exc)
+        except (OSError, av.error.FFmpegError) as exc:  # not failed before: _fail closes, and only once
+            self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         """Stop here: say why in one line and let go of the file. What reached the disk stays —

@@ -281,13 +281,11 @@ class ServeSession:
 
 
 def _send_token_if_any() -> None:
-    """Attach this machine's Ray token when joining a cluster.
-
-    ``ray start --head`` turns token authentication on by itself once a token exists
-    (``~/.ray/auth_token``, which any local ``ray.init`` writes since Ray 2.59), but
-    ``ray.init(address=...)`` sends no token unless ``RAY_AUTH_MODE=token`` is set: the join then
-    retries "InvalidAuthToken" for a minute and fails. A head without authentication ignores a
-    token, so sending one whenever there is one is safe. A value the user set is kept."""
+    """Attach this machine's Ray token when joining: ``ray start --head`` turns authentication on once
+    a token exists (``~/.ray/auth_token``, written by any local ``ray.init`` since Ray 2.59), but
+    ``ray.init(address=...)`` sends none unless ``RAY_AUTH_MODE=token`` (the join then retries
+    "InvalidAuthToken" for a minute and fails). A head without authentication ignores a token; a
+    value the user set is kept."""
     if "RAY_AUTH_MODE" in os.environ:
         return
     default = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
