@@ -8,9 +8,8 @@ t0 + S, t0 + 2S, …), so they do not drift however the frames fall. A finished 
 once: a run of days holds one open file and one encoder.
 
 ``OUT.segments.json`` lists every segment: its file, frames, first and last stream time (s) and
-wall-clock time, and whether it is complete. It is rewritten atomically (app/io/durable.py) when a
-segment opens or closes and every second, so a killed run leaves an index that is whole and at most
-a second behind.
+wall-clock time, and whether it is complete. Rewritten atomically (app/io/durable.py) when a segment
+opens or closes and every second, it is whole after a kill and at most a second behind.
 """
 
 from __future__ import annotations
