@@ -52,16 +52,15 @@ class StreamWorker:
 
     Args:
         spec: the stream.
-        submit, transport, retryable, retry_for_s: as ``RemoteDetector``'s.
+        submit, **detector_options: ``RemoteDetector``'s (``transport``, ``retryable``, ``retry_for_s``).
 
     The source is opened by ``app.io.reconnect.open_source``: a camera or URL that drops is reopened
     with backoff where the stream runs, unless the stream turns reconnection off.
     """
 
-    def __init__(self, spec: StreamSpec, submit: Callable, *, transport: str = "raw",
-                 retryable: tuple[type[BaseException], ...] = (), retry_for_s: float = 120.0) -> None:
+    def __init__(self, spec: StreamSpec, submit: Callable, **detector_options) -> None:
         self.spec = spec
-        self.detector = RemoteDetector(submit, transport=transport, retryable=retryable, retry_for_s=retry_for_s)
+        self.detector = RemoteDetector(submit, **detector_options)
         self.pipeline: Pipeline | None = None
         self.node = socket.gethostname()
         self._stopped = False
