@@ -3,6 +3,7 @@ segments and exports; the outputs' path rules and atomic writes."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from typing import TypeVar
@@ -37,9 +38,7 @@ def put_until_stopped(q: queue.Queue, item, stop: threading.Event, poll_s: float
     """Put ``item`` into the bounded ``q``, waiting for room in steps of ``poll_s`` so that ``stop`` is
     noticed; False when it was set first (the item is not queued)."""
     while not stop.is_set():
-        try:
+        with contextlib.suppress(queue.Full):
             q.put(item, timeout=poll_s)
             return True
-        except queue.Full:
-            continue
     return False

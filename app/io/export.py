@@ -1,14 +1,13 @@
 """The export sink: one row per detection (frame, timestamp s, class, score, x1, y1, x2, y2, track id), as
 JSON, JSON Lines or CSV. ``track_id`` is the tracker's identity of the object, -1 when tracking is off
-(or the track is not confirmed yet). Rows of an image folder also name their image (a last column
-``file``).
+(or the track is not confirmed yet). Rows of an image folder end with the image's ``file``.
 
 Crash-safe: each frame's rows reach the OS in one write as soon as the frame is done, so a run killed
-with SIGKILL leaves every frame written so far (Linux may stop a write of several pages at the kill,
-leaving a frame's rows cut: ``read_rows`` drops a last line without its newline). ``.jsonl`` and ``.csv`` only ever append; ``.json``
-rewrites its closing bracket after every frame, so the file is a valid array at any moment, not only
-after ``close()``. A write that fails (disk full, file too large) cuts the file back to its last whole
-frame (a ``.json`` gets its bracket back), says why in ``failed`` (one line) and ignores later rows.
+with SIGKILL leaves every frame written so far (a kill may cut a write of several pages: ``read_rows``
+drops a last line without its newline). ``.jsonl`` and ``.csv`` only append; ``.json`` rewrites its
+closing bracket after every frame, so the file is a valid array at any moment. A write that fails
+(disk full, file too large) cuts the file back to its last whole frame (a ``.json`` gets its bracket
+back), says why in ``failed`` (one line) and ignores later rows.
 """
 
 from __future__ import annotations

@@ -23,13 +23,12 @@ def check_output_path(path: str, what: str, *, overwrite: bool) -> None:
     """Check that ``path`` can be written: its folder exists and is writable, and it is not an
     existing file (unless ``overwrite``) or a directory. Touches nothing."""
     p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
         raise UserError(f"{what} output {path} is a directory; give a file name")
-    if not folder.is_dir():
-        raise UserError(f"{what} output {path}: the folder {folder} does not exist")
-    if not _writable(folder):
-        raise UserError(f"{what} output {path}: the folder {folder} is not writable")
+    if not p.parent.is_dir():
+        raise UserError(f"{what} output {path}: the folder {p.parent} does not exist")
+    if not _writable(p.parent):
+        raise UserError(f"{what} output {path}: the folder {p.parent} is not writable")
     if p.exists() and not overwrite:
         raise UserError(f"{what} output {path} already exists; pass --overwrite to replace it (it was left untouched)")
     if p.exists() and not os.access(p, os.W_OK):

@@ -3,22 +3,19 @@
 ``ReconnectingSource`` wraps any live source (``UrlSource``, ``CameraSource``) behind the plain
 ``Source`` interface, so the pipeline, the recording and the export do not know it is there:
 
-* **A connection thread per attempt.** Each attempt opens the source and pumps its frames into a
-  small queue on a daemon thread of its own (``_Connection``). ``frames()`` only ever waits on that
-  queue in 50 ms steps, so it notices ``close()`` at once, whatever FFmpeg or the camera is doing.
-* **Stall watchdog.** No frame for ``stall_timeout_s`` (default 5 s) while connected is a drop,
-  like an error or an end of the stream. The stuck connection is abandoned, never closed under its
-  reader: a read blocked inside FFmpeg ends at the source's own read timeout (set to the stall
-  timeout), and its thread then closes the source itself — a PyAV container must not be closed
-  from another thread while it reads.
+* **A connection thread per attempt** (``_Connection``) opens the source and pumps its frames into a
+  small queue; ``frames()`` waits on that queue in 50 ms steps, so it notices ``close()`` at once,
+  whatever FFmpeg or the camera is doing.
+* **Stall watchdog.** No frame for ``stall_timeout_s`` (5 s) while connected is a drop, like an error
+  or an end. The stuck connection is abandoned, never closed under its reader: a read blocked in
+  FFmpeg ends at the source's read timeout (the stall timeout) and its thread then closes the source
+  (a PyAV container must not be closed from another thread while it reads).
 * **Backoff.** Attempt k waits 1, 2, 4 … ≤ 30 s (``backoff_delay``); ``retries`` attempts per
   drop (``RECONNECT_FOREVER`` = no limit), then ``SourceUnavailable`` ends the stream.
-* **Timestamps.** A new connection's clock restarts at 0; its frames are placed after the old ones
-  at the wall-clock time the source was down, so the recording's timestamps never go back and the
-  gap shows as a gap. Frame indices keep counting.
-* **Reports.** Every change of state (lost, an attempt failed, reconnected, gave up) is a
-  ``SourceEvent``: kept for ``take_events()`` (the CLI prints one line each from its own thread)
-  and passed to listeners (the window's signal). ``drops`` and ``down_s`` feed the summary.
+* **Timestamps.** A new connection's frames are placed after the old ones at the wall-clock time the
+  source was down, so timestamps never go back and the gap shows as a gap; indices keep counting.
+* **Reports.** Every change of state is a ``SourceEvent``, kept for ``take_events()`` (the CLI prints
+  them) and passed to listeners (the window's signal); ``drops`` and ``down_s`` feed the summary.
 
 A stream whose server stated its length in bytes (a file served over HTTP, ``UrlSource.finite``)
 ends when it ends; any other live source that ends has dropped.
@@ -79,10 +76,6 @@ class SourceEvent:
     down_s: float = 0.0
     at: float = 0.0
 
-    @property
-    def next_in_s(self) -> float | None:
-        return None if self.next_at is None else max(0.0, self.next_at - self.at)
-
     def status(self, now: float | None = None) -> str:
         """A short state for a window or a progress line: "reconnecting (attempt 2, next in 3 s)"."""
         if self.state in ("unreachable", "lost", "retrying"):
@@ -96,14 +89,14 @@ class SourceEvent:
 
     def line(self) -> str:
         """The one line the CLI prints for this change."""
-        wait = f"next in {self.next_in_s:g} s" if self.next_in_s is not None else ""
+        wait = "" if self.next_at is None else f"next in {max(0.0, self.next_at - self.at):g} s"
+        again = f"(attempt {self.attempt}, {wait})"
         if self.state == "unreachable":
-            return f"{self.source}: not reachable ({self.reason}); trying again (attempt {self.attempt}, {wait})"
+            return f"{self.source}: not reachable ({self.reason}); trying again {again}"
         if self.state == "lost":
-            return f"{self.source}: lost ({self.reason}); reconnecting (attempt {self.attempt}, {wait})"
+            return f"{self.source}: lost ({self.reason}); reconnecting {again}"
         if self.state == "retrying":
-            return f"{self.source}: attempt {self.attempt - 1} failed ({self.reason}); reconnecting " \
-                   f"(attempt {self.attempt}, {wait})"
+            return f"{self.source}: attempt {self.attempt - 1} failed ({self.reason}); reconnecting {again}"
         if self.state == "reconnected":
             return f"{self.source}: reconnected after {self.down_s:.1f} s down (attempt {self.attempt})"
         return f"{self.source}: gave up after {self.attempt} attempt(s), {self.down_s:.1f} s down ({self.reason})"
@@ -208,9 +201,15 @@ class ReconnectingSource(Source):
         self._last_frame_at: float | None = None  # monotonic arrival of the last frame
         self._alive_at = 0.0  # the stall watchdog counts from here: the last frame, or the (re)opening
         self._offset: Fraction | None = None  # added to the current connection's timestamps
-        self.time_base = DEFAULT_TIME_BASE  # rate: None until a connection tells it; total_frames: None (no ETA)
+        # The first connection sets the clock and the nominal rate for the whole run; without one, the
+        # rate waits for a connection to tell it. total_frames stays None (no ETA).
+        self.time_base = Fraction(getattr(first, "time_base", DEFAULT_TIME_BASE))
         if first is not None:
-            self._adopt(first)
+            self.rate = first.rate
+            self.notes = list(first.notes)
+            for attr in ("width", "height"):
+                if hasattr(first, attr):
+                    setattr(self, attr, getattr(first, attr))
             self._conn: _Connection | None = _Connection(name, source=first)
             self._alive_at = time.monotonic()
         else:
@@ -326,15 +325,6 @@ class ReconnectingSource(Source):
         mapped = replace(frame, index=self._index, pts=pts, time_base=self.time_base)
         self._index += 1
         return mapped
-
-    def _adopt(self, first: Source) -> None:
-        """The first connection sets the clock and the nominal rate for the whole run."""
-        self.time_base = Fraction(getattr(first, "time_base", DEFAULT_TIME_BASE))
-        self.rate = first.rate
-        self.notes = list(first.notes)
-        for attr in ("width", "height"):
-            if hasattr(first, attr):
-                setattr(self, attr, getattr(first, attr))
 
     def _drop(self, reason: str, now: float) -> None:
         """The connection failed, ended or stalled (or an attempt failed): schedule the next attempt,

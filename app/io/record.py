@@ -6,11 +6,10 @@ libx264 with yuv420p needs even sizes: an odd width or height is **padded** with
 column or row (right / bottom), so no source pixel is lost.
 
 Crash-safe by default: an .mp4/.mov/.m4v is written **fragmented** (the index first, then a
-fragment every half second and at every keyframe), and an .mkv closes a cluster every half
-second, so a process killed with SIGKILL leaves a file that plays up to its last
-second; a clean stop gives a file that players and PyAV open, seek and time as a normal one. A
-write that fails (disk full, file too large) stops this recording only: ``failed`` says why in one
-line, what was written before stays playable, and ``write`` returns False from then on.
+fragment every half second and at every keyframe), and an .mkv closes a cluster every half second,
+so a process killed with SIGKILL leaves a file that plays up to its last second; a clean stop gives
+a normal file. A write that fails (disk full, file too large) stops this recording only: ``failed``
+says why in one line, what was written stays playable, and ``write`` returns False from then on.
 """
 
 from __future__ import annotations
@@ -93,16 +92,13 @@ class Recorder(Closing):
 
         self.padded = (width % 2, height % 2)
         self.size = (width + self.padded[0], height + self.padded[1])
+        # Hand every muxed packet to the OS at once (the muxer holds a fragment or cluster until it is
+        # complete anyway): else its bytes sat in FFmpeg's buffer and a killed run left only the ftyp box.
+        options = {"flush_packets": "1"}
         if self.fragmented:
-            options = {"movflags": MOVFLAGS, "frag_duration": str(int(FRAGMENT_S * 1e6))}
-        elif self.path.suffix.lower() == ".mkv":  # a cluster a second: a killed .mkv plays to its last second
-            options = {"cluster_time_limit": str(int(FRAGMENT_S * 1000))}
-        else:
-            options = {}
-        # Hand every muxed packet to the OS at once: the muxer holds a fragment (or cluster) until it
-        # is complete anyway, and without this its bytes sat in FFmpeg's write buffer — a killed run
-        # left a file with the file type box and nothing else.
-        options["flush_packets"] = "1"
+            options.update(movflags=MOVFLAGS, frag_duration=str(int(FRAGMENT_S * 1e6)))
+        elif self.path.suffix.lower() == ".mkv":  # a cluster every FRAGMENT_S: a killed .mkv plays to then
+            options["cluster_time_limit"] = str(int(FRAGMENT_S * 1000))
         try:
             self._container = av.open(str(self.path), mode="w", options=options)
         except av.error.FFmpegError as exc:
@@ -114,13 +110,11 @@ class Recorder(Closing):
         stream.codec_context.time_base = self.time_base
         codec = {"crf": str(self.crf), "preset": self.preset}
         if self.fragmented or options.get("cluster_time_limit"):
-            # Fewer frames held in the encoder, where a kill loses them: 6 instead of 11 before the
-            # first packet. No B-frames: without an edit list (none in a fragmented MP4) their
-            # reordering delay shifted every timestamp by two frames on some clips. The keyframe
-            # interval stays x264's: fragments are cut by time, and a keyframe a second made the
-            # sample clip 2.3× larger. Cost of these two: +9 % size on the sample clip (README).
-            # Each frame thread holds one more frame too: x264's own choice (1.5 × cores) would
-            # hold 24 on 16 cores, so at most 4 unless asked for more.
+            # Fewer frames held in the encoder, where a kill loses them (6, not 11, before the first
+            # packet); no B-frames, whose delay shifts every timestamp without an edit list (none in
+            # a fragmented MP4); +9 % size on the sample clip (README). The keyframe interval stays
+            # x264's: fragments are cut by time (a keyframe a second: 2.3× larger). Each frame thread
+            # holds a frame too: at most 4 threads (x264's 1.5 × cores held 24 on 16 cores).
             codec.update({"bf": "0", "rc-lookahead": "5", "threads": str(self.threads or min(4, os.cpu_count() or 1))})
         elif self.threads:
             codec["threads"] = str(self.threads)
@@ -183,9 +177,8 @@ class Recorder(Closing):
                     self._container.mux(packet)
             finally:
                 self._container.close()
-        except (OSError, av.error.FFmpegError) as exc:
-            if self.failed is None:
-                self._fail(exc)
+        except (OSError, av.error.FFmpegError) as exc:  # not failed before: _fail closes, and only once
+            self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         """Stop here: say why in one line and let go of the file. What reached the disk stays —

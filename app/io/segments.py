@@ -8,9 +8,8 @@ t0 + S, t0 + 2S, …), so they do not drift however the frames fall. A finished 
 once: a run of days holds one open file and one encoder.
 
 ``OUT.segments.json`` lists every segment: its file, frames, first and last stream time (s) and
-wall-clock time, and whether it is complete. It is rewritten atomically (app/io/durable.py) when a
-segment opens or closes and every second, so a killed run leaves an index that is whole and at most
-a second behind.
+wall-clock time, and whether it is complete. Rewritten atomically (app/io/durable.py) when a segment
+opens or closes and every second, it is whole after a kill and at most a second behind.
 """
 
 from __future__ import annotations
@@ -46,9 +45,8 @@ def index_path(path: str | Path) -> Path:
 def existing_outputs(path: str | Path) -> list[Path]:
     """The segments and index of an earlier run with this ``path``, sorted."""
     p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
     pattern = re.compile(re.escape(p.stem) + r"-\d{" + str(DIGITS) + "}" + re.escape(p.suffix) + "$")
-    found = sorted(f for f in folder.glob(f"{p.stem}-*{p.suffix}") if pattern.match(f.name))
+    found = sorted(f for f in p.parent.glob(f"{p.stem}-*{p.suffix}") if pattern.match(f.name))
     return found + ([index_path(p)] if index_path(p).exists() else [])
 
 

@@ -98,7 +98,7 @@ class FileSource(Source):
         except av.error.FileNotFoundError:
             raise SourceError(f"{self.name} does not exist") from None
         except av.error.FFmpegError as exc:
-            raise self._open_error(self._open_failure(exc)) from None
+            raise self._open_error(self._open_failure(getattr(exc, "strerror", None) or str(exc))) from None
         try:
             self._init_stream(threads)
         except BaseException:
@@ -116,8 +116,7 @@ class FileSource(Source):
         if not os.access(p, os.R_OK):
             raise SourceError(f"video file {path} is not readable (permissions)")
 
-    def _open_failure(self, exc: Exception) -> str:
-        reason = getattr(exc, "strerror", None) or str(exc)
+    def _open_failure(self, reason: str) -> str:
         head = Path(self.name).read_bytes()[:64] if Path(self.name).is_file() else b""
         if head and _looks_like_text(head):
             return f"{self.name} is a text file, not a video"
@@ -140,12 +139,10 @@ class FileSource(Source):
         self.rate = Fraction(rate) if rate else None
         self.width, self.height = stream.codec_context.width, stream.codec_context.height
         self.total_frames = stream.frames or None
-        if self.total_frames is None and self.rate:
-            seconds = (stream.duration * self.time_base if stream.duration else None) or (
-                Fraction(self.container.duration, 1_000_000) if self.container.duration else None
-            )
-            if seconds:
-                self.total_frames = max(1, round(seconds * self.rate))
+        seconds = (stream.duration * self.time_base if stream.duration
+                   else Fraction(self.container.duration or 0, 1_000_000))
+        if self.total_frames is None and self.rate and seconds:
+            self.total_frames = max(1, round(seconds * self.rate))
         if self.total_frames is None and not self.live:
             self.notes.append(f"{self.name} has no duration in its header: frames are read to the end, no ETA")
         if self.rate is None:
@@ -241,8 +238,7 @@ class UrlSource(FileSource):
         if "://" not in path:
             raise SourceError(f"URL {path!r} has no scheme; expected rtsp://, http://, https://, rtmp:// or udp://")
 
-    def _open_failure(self, exc: Exception) -> str:
-        reason = getattr(exc, "strerror", None) or str(exc)
+    def _open_failure(self, reason: str) -> str:
         return f"cannot open stream {self.name} within {self._timeout:g} s: {reason}"
 
 
@@ -394,10 +390,7 @@ class LatestFrame:
 
 
 def _looks_like_text(head: bytes) -> bool:
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
+    """Printable ASCII and tabs or line breaks only."""
     return all(32 <= b < 127 or b in (9, 10, 13) for b in head)
 
 

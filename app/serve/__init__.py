@@ -3,14 +3,10 @@
     python run.py serve --sources streams.txt                 # a one-node cluster in this process
     python run.py serve --sources streams.txt --address HEAD:6379 --replicas 4
 
-Every stream gets a Ray actor (``app.serve.ingest``) that reads its source under the stream's frame
-policy, sends the frames to the detector deployment (``app.serve.deployment``: N replicas, dynamic
-batching across streams) and writes that stream's recording and export on the node it runs on.
-A table shows each stream's frames, fps, latency, drops and the replicas' load; on a terminal,
-``proposals N`` / ``threshold X`` typed while it runs change the running deployment.
-
-Ray is an optional dependency (``pip install -e '.[serve]'``); this module imports it only when a
-run starts, so ``--help`` and the rest of the app work without it.
+Each stream's Ray actor (``app.serve.ingest``) reads it, sends its frames to the batched detector
+deployment (``app.serve.deployment``) and writes its outputs on its own node; a table shows progress,
+and ``proposals N`` / ``threshold X`` typed on a terminal change the running deployment (docs/serve.md).
+Ray is optional (``pip install -e '.[serve]'``) and imported only when a run starts.
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
 """What travels between an ingest actor and a detector replica, and the batch function a replica runs.
 
-Ray-free, so that the default test suite checks it without a cluster. The replica's
-``@serve.batch`` method hands its list of ``FramePayload`` to ``detect_batch`` and returns its list
-of ``FrameReply`` — one per frame, in the same order.
+Ray-free (tested without a cluster). The replica's ``@serve.batch`` method hands its list of
+``FramePayload`` to ``detect_batch`` and returns one ``FrameReply`` per frame, in the same order.
 
-**Frames of different sizes are never batched together.** torchvision pads every image of a batch
-to the largest one; a frame padded beside a larger frame of another stream would get (slightly)
-different detections from the ones it gets alone. ``detect_batch`` therefore makes one ``detect``
-call per frame size in the batch, and a frame's detections do not depend on which other streams
-shared its batch.
+**Frames of different sizes are never batched together**: torchvision pads a batch's images to the
+largest, which changes a frame's detections slightly, so ``detect_batch`` makes one ``detect`` call
+per frame size and a frame's detections do not depend on which other streams shared its batch.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -112,7 +109,7 @@ def detect_batch(detector, payloads: Sequence[FramePayload], *, replica: str = "
     replies: list[FrameReply | None] = [None] * len(images)
     for indices in groups.values():
         timed = detect_timed(detector, [images[i] for i in indices])
-        share = {k: v / len(indices) for k, v in timed.times.as_dict().items() if k != "total"}
+        share = {k: v / len(indices) for k, v in asdict(timed.times).items()}
         share["preprocess"] += decode_ms
         counts = timed.proposals
         for j, i in enumerate(indices):

@@ -7,10 +7,9 @@ Typical use (what ``run.py serve`` does)::
         session.start_streams(specs)
         while not session.wait(2.0):
             print("\\n".join(status_table(session.statuses(), session.replica_status())))
-        session.stop_streams()
 
-Leaving the ``with`` block stops every stream (finalising recordings and exports), removes the
-application, and disconnects — a local cluster is shut down with all its processes.
+Leaving the ``with`` block stops every stream (finalising its outputs), removes the application and
+disconnects; a local cluster is shut down with all its processes.
 """
 
 from __future__ import annotations
@@ -35,11 +34,7 @@ START_TIMEOUT_S = 120.0  # opening a source (a URL's own timeout is 10 s) on a b
 
 
 class ServeSession:
-    """A connection to a Ray cluster with the detector deployed on it and the streams it runs.
-
-    Args:
-        config: cluster, deployment and stream settings.
-    """
+    """A connection to a Ray cluster (``config``) with the detector deployed on it and the streams it runs."""
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
@@ -286,13 +281,11 @@ class ServeSession:
 
 
 def _send_token_if_any() -> None:
-    """Attach this machine's Ray token when joining a cluster.
-
-    ``ray start --head`` turns token authentication on by itself once a token exists
-    (``~/.ray/auth_token``, which any local ``ray.init`` writes since Ray 2.59), but
-    ``ray.init(address=...)`` sends no token unless ``RAY_AUTH_MODE=token`` is set: the join then
-    retries "InvalidAuthToken" for a minute and fails. A head without authentication ignores a
-    token, so sending one whenever there is one is safe. A value the user set is kept."""
+    """Attach this machine's Ray token when joining: ``ray start --head`` turns authentication on once
+    a token exists (``~/.ray/auth_token``, written by any local ``ray.init`` since Ray 2.59), but
+    ``ray.init(address=...)`` sends none unless ``RAY_AUTH_MODE=token`` (the join then retries
+    "InvalidAuthToken" for a minute and fails). A head without authentication ignores a token; a
+    value the user set is kept."""
     if "RAY_AUTH_MODE" in os.environ:
         return
     default = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")

@@ -14,25 +14,18 @@ ADDRESS_TIMEOUT_S = 5.0
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """How the cluster, the deployment and the streams run.
+    """How the cluster, the deployment and the streams run: each field is the ``run.py serve``
+    option of its name (its --help says more); a bad value raises ``UserError``.
 
     Attributes:
-        address: a running cluster to join (``HOST:PORT``, ``auto`` = the one started on this machine
-            with ``ray start``, or ``ray://HOST:PORT`` through Ray Client); None = start a one-node
-            cluster in this process, stopped when it ends.
-        replicas: detector replicas.
-        replica_cpus: CPUs each replica holds (its torch threads); None = the cluster's CPUs shared
-            out (at most one node's), or 1 with GPUs.
+        address: a cluster to join (``HOST:PORT``, ``auto`` = the one ``ray start`` runs here, or
+            ``ray://HOST:PORT``); None = a one-node cluster in this process, stopped when it ends.
+        replica_cpus: CPUs (torch threads) per replica; None = the cluster's CPUs shared out (at
+            most one node's), or 1 with GPUs.
         replica_gpus: GPUs per replica; None = 1 when the cluster has GPUs, else 0.
-        max_batch_size, batch_wait_timeout_s: the replicas' dynamic batching.
-        transport: how frames travel — "raw" (shared-memory objects), "jpeg", or "auto" (raw on a
-            one-node cluster, jpeg when there are several nodes and frames may cross the network).
-        in_flight: frames a file stream keeps in flight (live streams keep one).
-        num_cpus: CPUs of a local cluster; None = all of this machine's.
-        object_store_mb: a local cluster's shared-memory object store (frames in flight live here).
-        dashboard: start Ray's dashboard with a local cluster (http://127.0.0.1:8265).
-        retry_for_s: how long a frame is sent again while no replica answers (one died).
-        status_every_s: how often the status table is refreshed.
+        transport: "raw" (shared-memory objects), "jpeg", or "auto" (raw on one node, else jpeg).
+        num_cpus, object_store_mb, dashboard: a local cluster's CPUs (None = all), object store
+            (where frames in flight live) and Ray dashboard (http://127.0.0.1:8265).
     """
 
     address: str | None = None
@@ -50,19 +43,19 @@ class ServeConfig:
     status_every_s: float = 2.0
 
     def __post_init__(self) -> None:
-        _int_in(self.replicas, "--replicas", 1, 256)
-        _int_in(self.max_batch_size, "--max-batch-size", 1, 256)
-        _int_in(self.in_flight, "--in-flight", 1, 64)
-        _int_in(self.object_store_mb, "--object-store-mb", 64, 1_000_000)
+        _check_range(self.replicas, "--replicas", 1, 256)
+        _check_range(self.max_batch_size, "--max-batch-size", 1, 256)
+        _check_range(self.in_flight, "--in-flight", 1, 64)
+        _check_range(self.object_store_mb, "--object-store-mb", 64, 1_000_000)
         if self.num_cpus is not None:
-            _int_in(self.num_cpus, "--num-cpus", 1, 4096)
-        _number_in(self.batch_wait_timeout_s, "--batch-wait-s", 0.0, 10.0)
-        _number_in(self.retry_for_s, "--retry-for-s", 0.0, 86_400.0)
-        _number_in(self.status_every_s, "--status-every-s", 0.1, 3600.0)
+            _check_range(self.num_cpus, "--num-cpus", 1, 4096)
+        _check_range(self.batch_wait_timeout_s, "--batch-wait-s", 0.0, 10.0)
+        _check_range(self.retry_for_s, "--retry-for-s", 0.0, 86_400.0)
+        _check_range(self.status_every_s, "--status-every-s", 0.1, 3600.0)
         if self.replica_cpus is not None:
-            _number_in(self.replica_cpus, "--replica-cpus", 0.0, 4096.0)
+            _check_range(self.replica_cpus, "--replica-cpus", 0.0, 4096.0)
         if self.replica_gpus is not None:
-            _number_in(self.replica_gpus, "--replica-gpus", 0.0, 64.0)
+            _check_range(self.replica_gpus, "--replica-gpus", 0.0, 64.0)
         if self.transport not in ("auto", *TRANSPORTS):
             raise UserError(f"--transport {self.transport!r} is unknown; expected auto, {', '.join(TRANSPORTS)}")
         if self.address is not None:
@@ -113,11 +106,10 @@ def check_reachable(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
                         f"(start one with `ray start --head --port {port}`)") from None
 
 
-def _int_in(value, name: str, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise UserError(f"{name} {value!r} must be an integer between {lo} and {hi}")
-
-
-def _number_in(value, name: str, lo: float, hi: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise UserError(f"{name} {value!r} must be a number between {lo:g} and {hi:g}")
+def _check_range(value, option: str, lo: float, hi: float) -> None:
+    """Int bounds ask for an integer, float bounds for any number."""
+    integer = isinstance(lo, int)
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:
+        what = f"an integer between {lo} and {hi}" if integer else f"a number between {lo:g} and {hi:g}"
+        raise UserError(f"{option} {value!r} must be {what}")

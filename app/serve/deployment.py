@@ -1,16 +1,13 @@
 """The detector as a Ray Serve deployment, with dynamic batching, and the knobs board.
 
-Each replica builds one ``detector.Detector`` from the same ``DetectorConfig`` as the CLI and answers
-one frame per request; ``@serve.batch`` gathers the frames that arrive within
-``batch_wait_timeout_s`` (up to ``max_batch_size``, from any stream) into one call of
-``app.serve.batching.detect_batch``, which runs in a thread so that the replica keeps accepting the
-next batch's frames meanwhile.
+Each replica builds one ``detector.Detector`` from the CLI's ``DetectorConfig`` and answers one
+frame per request; ``@serve.batch`` gathers the frames of any stream that arrive within
+``batch_wait_timeout_s`` (≤ ``max_batch_size``) into one ``app.serve.batching.detect_batch`` call,
+run in a thread so that the replica keeps accepting the next batch's frames.
 
-**Live knobs.** Proposals and score threshold change on the running deployment without reloading
-anything: ``set_knobs`` is broadcast to every replica (Serve's ``handle.broadcast``) and takes effect
-from the next batch. The current values also live in a small named actor, the **board**, which a
-replica reads when it starts — so a replica that Ray restarts after a crash comes back with the
-values of the moment, not those of the command line.
+**Live knobs.** ``set_knobs`` (proposals, score threshold) is broadcast to every replica and applies
+from the next batch, nothing reloaded. The values also live in a named actor, the **board**, read by
+a replica when it starts: one that Ray restarts comes back with the values of the moment.
 """
 
 from __future__ import annotations

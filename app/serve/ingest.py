@@ -1,11 +1,9 @@
 """One stream's ingest: its source, the product's ``Pipeline`` with a ``RemoteDetector``, its outputs.
 
-``StreamWorker`` is the body of the Ray actor that ``app.serve.cluster`` starts for every stream
-(wrapped with ``ray.remote`` there, so that this module stays Ray-free and testable). It runs where
-Ray places it — on the node that has the stream's ``--on`` resource — and opens the source and
-writes the recording and the export **there**. Its frame policy is the pipeline's: a file sends
-every frame (``every_frame``, ``batch_size`` frames in flight), a camera or URL only the newest
-(``drop_stale``, one in flight, stale frames dropped and counted).
+``StreamWorker`` is the body of each stream's Ray actor (wrapped with ``ray.remote`` in
+``app.serve.cluster``, so that this module stays Ray-free). It opens the source and writes the
+outputs on the node Ray places it on (one with the stream's ``--on`` resource). The frame policy is
+the pipeline's: a file sends every frame (``batch_size`` in flight), a camera or URL only the newest.
 """
 
 from __future__ import annotations
@@ -54,19 +52,15 @@ class StreamWorker:
 
     Args:
         spec: the stream.
-        submit: ``fn(FramePayload) -> response`` (the deployment handle's ``remote``).
-        transport: "raw" or "jpeg".
-        retryable: exception types meaning "the replica died, send again".
-        retry_for_s: how long a frame keeps being retried.
+        submit, **detector_options: ``RemoteDetector``'s (``transport``, ``retryable``, ``retry_for_s``).
 
     The source is opened by ``app.io.reconnect.open_source``: a camera or URL that drops is reopened
     with backoff where the stream runs, unless the stream turns reconnection off.
     """
 
-    def __init__(self, spec: StreamSpec, submit: Callable, *, transport: str = "raw",
-                 retryable: tuple[type[BaseException], ...] = (), retry_for_s: float = 120.0) -> None:
+    def __init__(self, spec: StreamSpec, submit: Callable, **detector_options) -> None:
         self.spec = spec
-        self.detector = RemoteDetector(submit, transport=transport, retryable=retryable, retry_for_s=retry_for_s)
+        self.detector = RemoteDetector(submit, **detector_options)
         self.pipeline: Pipeline | None = None
         self.node = socket.gethostname()
         self._stopped = False

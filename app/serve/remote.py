@@ -1,14 +1,13 @@
 """``RemoteDetector``: the detector deployment seen through the ``Detector`` interface.
 
-The ingest actor runs the product's own ``Pipeline`` (reader, frame policy, drawing, recording,
-export, stats) with this object in place of a local detector. Every frame of a ``detect`` call
-becomes its own request, so the deployment's ``@serve.batch`` can put frames of several streams in
-one batch; the replies come back in the order of the frames.
+The ingest actor runs the product's own ``Pipeline`` with this object in place of a local detector.
+Every frame of a ``detect`` call is its own request, so ``@serve.batch`` can batch frames of several
+streams; the replies come back in the frames' order.
 
-A replica that dies (killed, out of memory, its node lost) fails the requests it held; Ray Serve
-starts a new one. Those frames are sent again until ``retry_for_s`` has passed, so a file stream
-still gets every frame detected and a live stream carries on. Ray-free: the caller passes the
-submit function and which exceptions mean "the replica is gone".
+A replica that dies (killed, out of memory, its node lost) fails the requests it held and Serve
+starts a new one; those frames are sent again until ``retry_for_s`` has passed, so a file stream
+still gets every frame detected. Ray-free: the caller passes the submit function and the exceptions
+that mean "the replica is gone".
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 
 import numpy as np
 
@@ -66,12 +66,8 @@ class RemoteDetector:
         payloads = [FramePayload.encode(f, self.transport) for f in frames]
         pending = [self.submit(p) for p in payloads]
         replies = [self._reply(response, payload) for response, payload in zip(pending, payloads, strict=True)]
-        total: dict[str, float] = {}
-        for reply in replies:
-            for k, v in reply.times.as_dict().items():
-                if k != "total":
-                    total[k] = total.get(k, 0.0) + v
-            self.recent_batch_sizes.append(reply.batch_size)
+        self.recent_batch_sizes.extend(r.batch_size for r in replies)
+        total = {f.name: sum((getattr(r.times, f.name) for r in replies), 0.0) for f in fields(StageTimes)}
         return Timed([r.detections for r in replies], StageTimes(**total), [r.proposals for r in replies])
 
     def _reply(self, response, payload: FramePayload) -> FrameReply:

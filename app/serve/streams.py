@@ -9,12 +9,11 @@ Each line is written as the ``run`` command's source and output options, so a li
     --name clip   --video assets/sample.mp4       --export clip.json --max-frames 100
     --name replay --video assets/sample.mp4 --live                  # a file played as a camera
 
-Blank lines and ``#`` comments are ignored. Relative paths are relative to the directory that
-``run.py serve`` is started in (the same as for ``run.py``) and are made absolute before a stream
-starts: a stream on another node needs its files at the same absolute paths there. ``--on NAME`` pins the stream to the
-nodes started with ``ray start --resources '{"NAME": 1}'`` — the node a camera is plugged into, or
-the one whose disk holds the file. Model options (``--proposals`` ...) are not stream options:
-every stream shares the one deployment, so they go to ``run.py serve`` itself.
+Blank lines and ``#`` comments are ignored. Relative paths are made absolute against the directory
+``run.py serve`` runs in: a stream on another node needs its files at the same absolute paths there.
+``--on NAME`` pins the stream to the nodes started with ``ray start --resources '{"NAME": 1}'`` (the
+one a camera is plugged into). Model options (``--proposals`` ...) go to ``run.py serve`` itself:
+every stream shares the one deployment.
 
 Nothing here imports Ray: a bad sources file is reported before any cluster is started.
 """
@@ -61,13 +60,11 @@ def _line_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     for kind in SOURCE_OPTIONS:
         src.add_argument(f"--{kind}")
-    p.add_argument("--name")
-    p.add_argument("--record")
-    p.add_argument("--export")
+    for option in ("--name", "--record", "--export", "--on"):
+        p.add_argument(option)
     p.add_argument("--segment", type=float, dest="segment_s")
     p.add_argument("--max-frames", type=int)
     p.add_argument("--live", action="store_true")
-    p.add_argument("--on")
     return p
 
 
@@ -89,9 +86,7 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
                         f"--video clip.mp4 --export clip.csv)") from None
     kind = next(k for k in SOURCE_OPTIONS if getattr(args, k) is not None)
     name = args.name or stream_name(kind, str(getattr(args, kind)))  # the run command's rule (app/io/paths.py)
-    # Paths are made absolute here, against the directory run.py serve runs in: the actor that
-    # opens and writes them may run in another directory, or on another node (which must then
-    # hold the same path).
+    # absolute here: the actor that opens and writes them may run elsewhere (module docstring)
     source = _absolute(getattr(args, kind)) if kind in ("video", "images") else str(getattr(args, kind))
     live_kind = kind in LIVE_KINDS
     if args.live and live_kind:
