@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.errors import first_line
 from app.io import Closing
 
 # Fragmented MP4: the moov first (empty_moov), a fragment at every keyframe and at least every
@@ -185,7 +186,7 @@ class Recorder(Closing):
         fragments and clusters already written play; the trailer is not attempted again."""
         import av
 
-        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+        reason = getattr(exc, "strerror", None) or first_line(exc)
         self.failed = f"recording {self.path} stopped after {self.frames_written} frames: {reason}"
         log.debug("%s", self.failed)
         if not self._closed:

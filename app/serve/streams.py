@@ -25,7 +25,7 @@ import os
 import re
 import shlex
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.cli.multi_run import SOURCE_OPTIONS, read_sources_text
@@ -48,11 +48,13 @@ class StreamSpec:
         name: shown in the status table; unique in a run.
         config: the source, outputs and frame policy (``batch_size`` = frames in flight).
         on: a Ray custom resource that the node running this stream must have; None = any node.
+        named: the line gave ``--name`` (in any spelling argparse takes), so a clash is refused.
     """
 
     name: str
     config: PipelineConfig
     on: str | None = None
+    named: bool = False
 
 
 def _line_parser() -> argparse.ArgumentParser:
@@ -104,7 +106,7 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
         )
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
-    return StreamSpec(name, config, args.on)
+    return StreamSpec(name, config, args.on, named=args.name is not None)
 
 
 def _absolute(path: str | None) -> str | None:
@@ -120,12 +122,11 @@ def parse_streams(lines: Iterable[tuple[str, str]], *, overwrite: bool = False,
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         spec = parse_stream(line, overwrite=overwrite, in_flight=in_flight, where=where)
-        explicit = "--name" in shlex.split(line, comments=True)
         names = {s.name for s in specs}
         if spec.name in names:
-            if explicit:
+            if spec.named:
                 raise UserError(f"{where}: a stream named {spec.name!r} is already listed; names must be unique")
-            spec = StreamSpec(first_free(spec.name, names.__contains__), spec.config, spec.on)
+            spec = replace(spec, name=first_free(spec.name, names.__contains__))
         specs.append(spec)
     _check_outputs_unique(specs)
     if not specs:

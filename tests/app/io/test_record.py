@@ -78,6 +78,24 @@ def test_out_of_order_pts_is_skipped_and_counted(tmp_path):
     assert rec.frames_written == 2 and rec.frames_skipped == 1
 
 
+def test_a_write_error_without_text_still_stops_in_one_line(tmp_path):
+    class Failing:  # the encoder raising an OSError that has neither text nor errno
+        def __init__(self, stream):
+            self.stream = stream
+
+        def encode(self, frame=None):
+            if frame is not None:
+                raise OSError()
+            return self.stream.encode()
+
+    with Recorder(tmp_path / "f.mp4", time_base=Fraction(1, 10)) as rec:
+        assert rec.write(np.zeros((16, 16, 3), np.uint8), 0)
+        rec._stream = Failing(rec._stream)
+        assert not rec.write(np.zeros((16, 16, 3), np.uint8), 1)
+    assert rec.failed == f"recording {tmp_path / 'f.mp4'} stopped after 1 frames: OSError"
+    assert not rec.write(np.zeros((16, 16, 3), np.uint8), 2) and rec.frames_written == 1
+
+
 def test_close_twice_and_never_opened(tmp_path):
     rec = Recorder(tmp_path / "never.mp4", time_base=Fraction(1, 10))
     rec.close()

@@ -58,8 +58,9 @@ def test_bad_lines_name_the_line(tmp_path, line, message):
 
 
 def test_names_and_outputs_must_not_clash():
-    with pytest.raises(UserError, match="a stream named 'a' is already listed"):
-        collect_streams(None, ["--name a --video x.mp4", "--name a --video y.mp4"])
+    for second in ("--name a --video y.mp4", "--name=a --video y.mp4", "--na a --video y.mp4"):
+        with pytest.raises(UserError, match="a stream named 'a' is already listed"):
+            collect_streams(None, ["--name a --video x.mp4", second])
     with pytest.raises(UserError, match="streams 'x' and 'y' both write /.*/out.csv; give each its own file"):
         collect_streams(None, ["--video x.mp4 --export out.csv", "--video y.mp4 --export out.csv"])
     with pytest.raises(UserError, match="no streams"):
