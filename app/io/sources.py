@@ -165,9 +165,8 @@ class FileSource(Source):
                 raise SourceError(f"reading {self.name} failed after {index} frames: {reason}") from None
             except av.error.FFmpegError as exc:
                 # A broken container chunk: count it and resume demuxing after it.
-                self._bad(exc, "demux")
                 bad_in_a_row += 1
-                if bad_in_a_row > MAX_BAD_IN_A_ROW:
+                if self._bad(exc, "demux", bad_in_a_row):
                     break
                 packets = self.container.demux(stream)
                 continue
@@ -176,10 +175,8 @@ class FileSource(Source):
             except av.error.FFmpegError as exc:
                 if self._closed.is_set():
                     break
-                self._bad(exc, "decode")
                 bad_in_a_row += 1
-                if bad_in_a_row > MAX_BAD_IN_A_ROW:
-                    self.notes.append(f"{self.name}: gave up after {MAX_BAD_IN_A_ROW} undecodable packets in a row")
+                if self._bad(exc, "decode", bad_in_a_row):
                     break
                 continue
             for vf in decoded:
@@ -197,10 +194,15 @@ class FileSource(Source):
         if not decoded_any and self.bad_frames and not self._closed.is_set():
             raise SourceError(f"no frame of {self.name} could be decoded ({self.bad_frames} bad packets): the file is corrupt")
 
-    def _bad(self, exc: Exception, where: str) -> None:
+    def _bad(self, exc: Exception, where: str, in_a_row: int) -> bool:
+        """Count a packet that failed to demux or decode; True (with a note) when too many came in a row."""
         self.bad_frames += 1
         if self.bad_frames == 1:
             log.debug("%s: %s error: %s", self.name, where, exc)
+        if in_a_row <= MAX_BAD_IN_A_ROW:
+            return False
+        self.notes.append(f"{self.name}: gave up after {MAX_BAD_IN_A_ROW} bad packets in a row ({where} errors)")
+        return True
 
     def _synthetic_pts(self, index: int) -> int:
         if not any("without timestamps" in n for n in self.notes):

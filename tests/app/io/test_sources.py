@@ -126,6 +126,42 @@ def test_corrupt_file_counts_bad_frames_and_keeps_going(tmp_path):
     assert len(frames) + source.bad_frames <= 150
 
 
+def test_a_file_given_up_on_says_so(tmp_path, monkeypatch):
+    import errno
+
+    import av
+
+    import app.io.sources as sources
+
+    data = bytearray(SAMPLE.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 20000, 7):
+        data[i] ^= 0x5A
+    path = tmp_path / "corrupt.mp4"
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(sources, "MAX_BAD_IN_A_ROW", 0)  # the first bad packet is one too many
+    source = FileSource(str(path))
+    frames = read_all(source)
+    assert source.bad_frames == 1 and 30 < len(frames) < 100
+    assert source.notes[-1] == f"{path}: gave up after 0 bad packets in a row (decode errors)"
+
+    class Broken:  # the real container, but every chunk fails to demux
+        def __init__(self, container):
+            self.container = container
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def demux(self, *streams):
+            raise av.error.InvalidDataError(errno.EINVAL, "bad chunk")
+            yield
+
+    source = FileSource(str(SAMPLE))
+    source.container = Broken(source.container)
+    with pytest.raises(SourceError, match="no frame of .* could be decoded \\(1 bad packets\\)"):
+        read_all(source)
+    assert source.notes[-1] == f"{SAMPLE}: gave up after 0 bad packets in a row (demux errors)"
+
+
 def test_mp4_cut_before_its_index_is_named(tmp_path):
     path = tmp_path / "cut.mp4"
     path.write_bytes(SAMPLE.read_bytes()[: SAMPLE.stat().st_size // 2])
