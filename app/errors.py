@@ -1,12 +1,23 @@
 """Errors the user caused (bad input, bad options): printed as one line, exit status 2."""
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from detector.messages import first_line  # one helper for every layer, re-exported here
 
 
 class UserError(Exception):
     """Bad input or options; ``str(error)`` is the one line shown to the user."""
+
+
+@contextmanager
+def user_errors(*errors: type[Exception], prefix: str = "") -> Iterator[None]:
+    """``errors`` raised in the block become one ``UserError`` line: ``prefix``, then the error's text."""
+    try:
+        yield
+    except errors as exc:
+        raise UserError(f"{prefix}{exc}") from None
 
 
 def one_line(exc: BaseException) -> str:

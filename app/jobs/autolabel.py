@@ -21,8 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.errors import UserError
-from app.jobs import user_errors
+from app.errors import UserError, user_errors
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")

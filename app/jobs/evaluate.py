@@ -28,8 +28,7 @@ from pathlib import Path
 import cv2
 
 from app.bench import int_list
-from app.errors import UserError
-from app.jobs import user_errors
+from app.errors import UserError, user_errors
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 PRECISION_SCORE = 0.5  # precision is also reported here, whatever the model's threshold

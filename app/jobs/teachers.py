@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-from app.errors import UserError
-from app.jobs import user_errors
+from app.errors import UserError, user_errors
 
 TEACHERS = ("yolo", "nanodet", "centernet")
 EVALUATION_ONLY = {"centernet": "its upstream (610265158/mobilenetv3_centernet) has no licence"}

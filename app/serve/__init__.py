@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from app.cli.console import EXIT_INTERRUPTED, EXIT_OK, sigterm_as_interrupt
-from app.errors import UserError, UserErrorParser
+from app.errors import UserError, UserErrorParser, user_errors
 from app.stats import bad_frames_warning
 
 EXIT_STREAM_PROBLEM = 1  # a stream failed, or frames could not be decoded
@@ -168,10 +168,8 @@ def _check_local_sources(specs) -> None:
 
     for spec in specs:
         if spec.config.source_kind in ("video", "images"):
-            try:
+            with user_errors(UserError, prefix=f"stream {spec.name!r}: "):
                 open_source(spec.config).close()
-            except UserError as exc:
-                raise UserError(f"stream {spec.name!r}: {exc}") from None
 
 
 def _check_local_model(detector_config) -> None:

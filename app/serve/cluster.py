@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Sequence
 
-from app.errors import UserError, first_line
+from app.errors import UserError, first_line, user_errors
 from app.serve.batching import Knobs
 from app.serve.config import ServeConfig, check_reachable
 from app.serve.ingest import StreamStatus, StreamWorker
@@ -180,10 +180,8 @@ class ServeSession:
                 raise UserError(f"stream {spec.name!r}: no node has the resource {spec.on!r} "
                                 f"(start that node with ray start --resources '{{\"{spec.on}\": 1}}')")
             if self._owns_cluster:  # one node, this one: refuse bad outputs before any work
-                try:
+                with user_errors(UserError, prefix=f"stream {spec.name!r}: "):
                     spec.config.check_outputs()
-                except UserError as exc:
-                    raise UserError(f"stream {spec.name!r}: {exc}") from None
         actor_class = _stream_actor_class()
         started = {}
         for spec in specs:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from app.cli.multi_run import SOURCE_OPTIONS, read_sources_text
 from app.config import LIVE_KINDS, PipelineConfig
-from app.errors import UserError, UserErrorParser
+from app.errors import UserError, UserErrorParser, user_errors
 from app.io.paths import first_free, stream_name
 
 # Frames a file stream keeps in flight to the deployment: enough for the replicas' batches to fill
@@ -95,7 +95,7 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
         raise UserError(f"{where}: --live is for files and image folders; a {kind} is live already")
     if args.on is not None and not re.fullmatch(r"[A-Za-z0-9_.:/-]+", args.on):
         raise UserError(f"{where}: --on {args.on!r} must be a Ray resource name (letters, digits, _ . : / -)")
-    try:
+    with user_errors(UserError, prefix=f"{where}: "):
         config = PipelineConfig(
             source_kind=kind, source=source, record=_absolute(args.record), export=_absolute(args.export), overwrite=overwrite,
             segment_s=args.segment_s, max_frames=args.max_frames, headless=True,
@@ -104,8 +104,6 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
             realtime=True if args.live else None,
             batch_size=1 if (live_kind or args.live) else in_flight,
         )
-    except UserError as exc:
-        raise UserError(f"{where}: {exc}") from None
     return StreamSpec(name, config, args.on, named=args.name is not None)
 
 
