@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import os
 import shutil
 import socket
@@ -59,39 +60,49 @@ def clip_frames(path: str | Path, n: int) -> list[np.ndarray]:
     return [cycle[i % len(cycle)] for i in range(n)]
 
 
+def _encode(out, frames: Sequence[np.ndarray], fps: int, gop: int, paced: bool = False):
+    """Encode ``frames`` as a camera sends H.264 (a keyframe every ``gop`` frames, no B-frames) and
+    mux them into ``out``; yields each frame's index once its packets are muxed. ``paced``: frame i
+    is encoded at start + i / fps."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    s = out.add_stream("libx264", rate=fps)
+    s.width, s.height, s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+    s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
+    for i, image in enumerate(_paced(frames, fps) if paced else frames):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, fps)
+        out.mux(s.encode(frame))
+        yield i
+    out.mux(s.encode())
+
+
 def make_ts(frames: Sequence[np.ndarray], fps: int = 10, gop: int = 5) -> tuple[bytes, list[int]]:
     """An H.264 MPEG-TS of ``frames`` and the byte offset at which each frame's data ends."""
     import av
 
-    h, w = frames[0].shape[:2]
     buf = io.BytesIO()
-    offsets: list[int] = []
     with av.open(buf, "w", format="mpegts") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in s.encode(frame):
-                c.mux(packet)
-            offsets.append(buf.tell())
-        for packet in s.encode():
-            c.mux(packet)
+        offsets = [buf.tell() for _ in _encode(c, frames, fps, gop)]
     data = buf.getvalue()
     offsets[-1] = len(data)
     return data, offsets
 
 
-def paced_chunks(data: bytes, offsets: Sequence[int], fps: float, stop: threading.Event | None = None):
-    """Yield each frame's bytes at its time (frame i at start + i / fps)."""
-    start, prev, stop = time.monotonic(), 0, stop or threading.Event()
-    for i, end in enumerate(offsets):
+def _paced(items, fps: float, stop: threading.Event | None = None):
+    """Yield each item at its time (item i at start + i / fps), until ``stop`` is set."""
+    start, stop = time.monotonic(), stop or threading.Event()
+    for i, item in enumerate(items):
         delay = start + i / fps - time.monotonic()
         if delay > 0 and stop.wait(delay):
             return
-        yield data[prev:end]
-        prev = end
+        yield item
+
+
+def paced_chunks(data: bytes, offsets: Sequence[int], fps: float, stop: threading.Event | None = None):
+    """Yield each frame's bytes at its time (frame i at start + i / fps)."""
+    return _paced((data[a:b] for a, b in itertools.pairwise((0, *offsets))), fps, stop)
 
 
 def _sent(n: int) -> None:
@@ -139,20 +150,8 @@ def publish_rtsp(port: int, frames: Sequence[np.ndarray], fps: int, gop: int = 5
     RECORD, RTP over UDP: the interleaved TCP mode is one that rtsp-server-perl does not parse)."""
     import av
 
-    h, w = frames[0].shape[:2]
     with av.open(f"rtsp://127.0.0.1:{port}/live", "w", format="rtsp", options={"rtsp_transport": "udp"}) as out:
-        s = out.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
-        start = time.monotonic()
-        for i, image in enumerate(frames):
-            delay = start + i / fps - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in s.encode(frame):
-                out.mux(packet)
+        for i in _encode(out, frames, fps, gop, paced=True):
             if i == 0:
                 print("ready", flush=True)
             _sent(i + 1)
