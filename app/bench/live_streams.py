@@ -90,19 +90,17 @@ def make_ts(frames: Sequence[np.ndarray], fps: int = 10, gop: int = 5) -> tuple[
     return data, offsets
 
 
-def _paced(items, fps: float, stop: threading.Event | None = None):
-    """Yield each item at its time (item i at start + i / fps), until ``stop`` is set."""
-    start, stop = time.monotonic(), stop or threading.Event()
+def _paced(items, fps: float):
+    """Yield each item at its time (item i at start + i / fps)."""
+    start = time.monotonic()
     for i, item in enumerate(items):
-        delay = start + i / fps - time.monotonic()
-        if delay > 0 and stop.wait(delay):
-            return
+        time.sleep(max(0.0, start + i / fps - time.monotonic()))
         yield item
 
 
-def paced_chunks(data: bytes, offsets: Sequence[int], fps: float, stop: threading.Event | None = None):
+def paced_chunks(data: bytes, offsets: Sequence[int], fps: float):
     """Yield each frame's bytes at its time (frame i at start + i / fps)."""
-    return _paced((data[a:b] for a, b in itertools.pairwise((0, *offsets))), fps, stop)
+    return _paced((data[a:b] for a, b in itertools.pairwise((0, *offsets))), fps)
 
 
 def _sent(n: int) -> None:
@@ -135,11 +133,11 @@ def serve_http(port: int, data: bytes, offsets: Sequence[int], fps: float) -> No
         threading.Thread(target=client, args=(conn,), daemon=True).start()
 
 
-def send_udp(port: int, data: bytes, offsets: Sequence[int], fps: float, stop: threading.Event | None = None) -> None:
+def send_udp(port: int, data: bytes, offsets: Sequence[int], fps: float) -> None:
     """Send the stream to udp://127.0.0.1:port in real time, one TS datagram of 7 packets at a time."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         print("ready", flush=True)
-        for i, chunk in enumerate(paced_chunks(data, offsets, fps, stop), 1):
+        for i, chunk in enumerate(paced_chunks(data, offsets, fps), 1):
             for k in range(0, len(chunk), UDP_PAYLOAD):
                 sock.sendto(chunk[k:k + UDP_PAYLOAD], ("127.0.0.1", port))
             _sent(i)
