@@ -135,12 +135,9 @@ def on_worker_thread(fn: Callable[[], T], name: str = "bench-measure") -> T:
     """Run ``fn`` on a fresh thread and return its result (its exception is re-raised here).
 
     The pipeline detects on a worker thread; the detector sweep and the naive loop run on one too,
-    so that all three measure under the same threading. It can matter: on this project's 2-core
-    machine, oversubscribed by other jobs, the same detector driven from the main thread ran up to
-    3–5× slower than from a fresh worker thread in several runs (libgomp's active waiting; with
-    OMP_WAIT_POLICY=passive both matched), which made a main-thread naive loop look far slower.
-    ``app.bench.main`` sets OMP_WAIT_POLICY=PASSIVE as ``run.py`` does; the worker thread keeps the
-    comparison fair also where the policy is not in force (a test, an imported sweep).
+    so that all three measure under the same threading — also where OMP_WAIT_POLICY=PASSIVE is not
+    in force (a test, an imported sweep): with libgomp's active waiting, the same detector driven
+    from an oversubscribed main thread ran up to 3–5× slower than from a fresh worker thread.
     """
     box: dict[str, object] = {}
 
@@ -218,10 +215,10 @@ def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch
     import av
 
     model = model.eval().to(device)
-    first_frames = read_frames(path, 1)
+    (first,) = read_frames(path, 1)
     with torch.inference_mode():
         for _ in range(warmup):
-            model([_to_tensor(first_frames[0].image, device)])
+            model([_to_tensor(first.image, device)])
             tick()
     timestamps: list[Fraction] = []
     detections = 0
