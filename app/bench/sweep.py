@@ -17,8 +17,9 @@ from app.errors import UserError
 from detector.config import DetectorConfig
 from detector.detector import Detector, own_score_threshold, resolve_device
 from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
+from detector.profiles import model_identity
 
-from . import grid, measure, report
+from . import grid, measure, profile, report
 from .accuracy import LabelledFrames, load_labels
 from .defaults import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP
 from .stats import Progress, median_p90, peak_rss_mb, reset_peak_rss
@@ -197,8 +198,6 @@ def _profile(config: BenchConfig, rows: list[dict], labels: LabelledFrames | Non
     identity = next((r.get("model_identity") for r in rows if r.get("model_identity")), None)
     if labels is None or identity is None:
         return {}
-    from . import profile
-
     name = Path(labels.source).name
     found = {"int8": profile.int8_profile(rows, name), "accuracy": profile.accuracy_profile(rows, labels, name)}
     found = {k: v for k, v in found.items() if v is not None}
@@ -319,12 +318,7 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
             metrics = labels.evaluate(run.detections) if labels is not None else None
             row = _row(detector, model_name, weights, proposals, run, pipe, metrics)
             if labels is not None:
-                from .profile import box_weighted_ap50, boxes_per_class
-
-                row["ap50_boxes"] = box_weighted_ap50(row, boxes_per_class(labels))
-            if hasattr(detector, "info") and labels is not None:
-                from detector.profiles import model_identity
-
+                row["ap50_boxes"] = profile.box_weighted_ap50(row, profile.boxes_per_class(labels))
                 row["model_identity"] = model_identity(detector)
             track_ms = measure.measure_tracker(run, frames)  # the tracker on this row's detections
             if track_ms is None:
