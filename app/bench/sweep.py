@@ -17,7 +17,7 @@ from app.errors import UserError
 from detector.config import DetectorConfig
 from detector.detector import Detector, own_score_threshold, resolve_device
 from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
-from detector.profiles import model_identity
+from detector.profiles import model_identity, weights_sha256
 
 from . import grid, measure, profile, report
 from .accuracy import LabelledFrames, load_labels
@@ -208,7 +208,6 @@ def _profile(config: BenchConfig, rows: list[dict], labels: LabelledFrames | Non
 def _weights_files(config: BenchConfig) -> dict[str, dict]:
     """Size, date and sha256 of every weights file measured, so that a result names its checkpoint."""
     import datetime as dt
-    import hashlib
 
     out = {}
     for model, weights in config.models:
@@ -219,7 +218,7 @@ def _weights_files(config: BenchConfig) -> dict[str, dict]:
         stat = path.stat()
         out[model] = {"path": str(path), "bytes": stat.st_size,
                       "modified_utc": dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+                      "sha256": weights_sha256(path)}
     return out
 
 
