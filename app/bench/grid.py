@@ -25,22 +25,20 @@ def _ok(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def mark_pareto(rows: Sequence[dict], speed: str = "detector_fps", accuracy: str | None = None) -> None:
-    """Set ``row["pareto"]`` True/False for rows with both measures (None for the others), per
-    model × weights × precision."""
-    accuracy = accuracy or _accuracy_key(rows)
-    for row in rows:
-        row["pareto"] = None
+def mark_pareto(rows: Sequence[dict]) -> None:
+    """Set ``row["pareto"]`` True/False for rows with both detector fps and accuracy (None for the
+    others), per model × weights × precision."""
+    accuracy = _accuracy_key(rows)
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        if _ok(row.get(speed)) and _ok(row.get(accuracy)):
+        row["pareto"] = None
+        if _ok(row.get("detector_fps")) and _ok(row.get(accuracy)):
             groups.setdefault(_key(row), []).append(row)
     for group in groups.values():
         for row in group:
-            fps, ap = row[speed], row[accuracy]
-            dominated = any(o is not row and o[speed] >= fps and o[accuracy] >= ap and (o[speed] > fps or o[accuracy] > ap)
-                            for o in group)
-            row["pareto"] = not dominated
+            fps, ap = row["detector_fps"], row[accuracy]
+            row["pareto"] = not any(o is not row and o["detector_fps"] >= fps and o[accuracy] >= ap
+                                    and (o["detector_fps"] > fps or o[accuracy] > ap) for o in group)
 
 
 def _accuracy_key(rows: Sequence[dict]) -> str:
