@@ -278,7 +278,7 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
         if failed:
             lines = [f"stream {name}: {first_line(exc)}" for name, exc in failed.items()]
             raise UserError("; ".join(lines))
-        if failures.lines:
+        if failures:
             return EXIT_OUTPUT_FAILED
         warning = bad_frames_warning({f"stream {name}" if several else streams[0].source.name: s
                                       for name, s in stats.streams.items()})
