@@ -2,9 +2,7 @@
 
 Parses the options into a ``PipelineConfig`` and a ``DetectorConfig``, checks the outputs before
 any work, then opens the GUI (with a display) or runs headless with a progress bar and a summary.
-Exit status: 0 done; 1 done but some frames could not be decoded; 2 bad input (one line on
-stderr, from ``app.cli.cli``); 4 done, but an output stopped early (disk full, file too large: one line
-when it happens, the other outputs complete); 130 interrupted (the recording is finalised all the same).
+Exit statuses: 0, 1, 2, 4 and 130, as the --help epilog below says (named in ``app.cli.console``).
 """
 
 from __future__ import annotations
