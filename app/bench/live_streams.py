@@ -10,8 +10,8 @@ one frame's bytes at a time at the stream's frame rate.
 a live HTTP stream; ``ready`` on stdout when listening); ``... udp --port P`` sends the stream to
 ``udp://127.0.0.1:P``; ``... rtsp --port P`` publishes it (RTP over UDP) to an RTSP server's source
 port, ``rtsp://127.0.0.1:P/live`` — Debian's ``rtsp-server-perl`` relays it to its clients.
-``LiveServer`` runs either as a child process (``start``, ``kill``, ``restart``); for RTSP it runs
-the relay too.
+``LiveServer`` runs any of them as a child process (``start``, ``kill``, ``start`` again); for RTSP
+it runs the relay too.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def _encode(out, frames: Sequence[np.ndarray], fps: int, gop: int, paced: bool =
     s.width, s.height, s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
     s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
     for i, image in enumerate(_paced(frames, fps) if paced else frames):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
+        rgb = np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts, frame.time_base = i, Fraction(1, fps)
         out.mux(s.encode(frame))
         yield i
@@ -184,7 +185,7 @@ class LiveServer:
     """A live stream served by a child process, which ``kill()`` ends as a crash would (SIGKILL).
 
     Args:
-        protocol: "http" (a server on ``port``) or "udp" (a sender to ``port``).
+        protocol: "http" (a server on ``port``), "udp" (a sender to ``port``) or "rtsp" (a relay on ``port``).
         frames, fps, size: the synthetic stream; or ``video`` = a clip whose frames are sent.
     """
 
@@ -253,16 +254,6 @@ class LiveServer:
                 process.kill()
                 process.wait(5)
         self.process = self.relay = None
-
-    def restart(self) -> LiveServer:
-        self.kill()
-        return self.start()
-
-    def __enter__(self) -> LiveServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.kill()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
