@@ -34,7 +34,8 @@ __all__ = ["build_parser", "config_from_args", "main"]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run.py bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--video", type=Path, required=True, help="the clip to measure on (e.g. assets/sample.mp4)")
+    p.add_argument("--video", type=Path, required=True,
+                   help="the clip to measure on (e.g. assets/sample.mp4)")
     p.add_argument("--model", default="default", help="model name(s), comma-separated")
     p.add_argument("--weights", default="default",
                    help="weights: one for every model, or one per model (comma-separated): default, random, torchvision or a file")
@@ -84,9 +85,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         models=tuple(zip(models, weights, strict=True)),
         proposals=int_list(args.proposals, "--proposals"),
         precisions=tuple(_split(args.precision, "--precision")) if args.precision else None,
-        **{name: getattr(args, name) for name in ("video", "device", "frames", "warmup", "score_threshold",
-                                                   "min_size", "max_size", "backbone", "annotations", "frame_offset",
-                                                   "out", "overwrite", "note", "profile_file")},
+        **{name: getattr(args, name) for name in (
+            "video", "device", "frames", "warmup", "score_threshold", "min_size", "max_size", "backbone",
+            "annotations", "frame_offset", "out", "overwrite", "note", "profile_file")},
         pipeline=not args.no_pipeline,
         baseline=not args.no_baseline,
         scales=int_list(args.scales, "--scales") if args.scales else None,

@@ -144,8 +144,9 @@ def build_configs(args: argparse.Namespace):
     pipeline = PipelineConfig(
         source_kind=kind,
         source=str(source),
-        **{name: getattr(args, name) for name in ("record", "export", "segment_s", "overwrite", "max_frames",
-                                                   "headless", "trails", "reconnect", "target_fps", "adapt_log")},
+        **{name: getattr(args, name) for name in (
+            "record", "export", "segment_s", "overwrite", "max_frames", "headless", "trails", "reconnect",
+            "target_fps", "adapt_log")},
         track=args.track or bool(events and events.needs_tracking),
         lines=tuple(Shape.parse("line", text).coords for text in args.line),
         zones=tuple(Shape.parse("zone", text).coords for text in args.zone),
