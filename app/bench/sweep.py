@@ -365,17 +365,14 @@ def _steps_per_row(config: BenchConfig, n: int) -> int:
 
 def _row(detector: Detector, model_name: str, weights: str, proposals: int, run: measure.DetectorRun,
          pipe: measure.LoopRun | None, metrics: dict | None) -> dict:
-    stats = run.stage_stats()
     row = {
         "model": model_name, "weights": weights, "trained": detector.info.trained, "device": str(detector.device),
         "precision": detector.precision, "input_size": getattr(detector, "input_size", None), "proposals": proposals,
         "proposals_kept_mean": sum(run.proposals) / len(run.proposals) if run.proposals else None,
         "frames": len(run.wall_ms), "detector_fps": run.fps,
-        "total_ms_median": stats["total"][0], "total_ms_p90": stats["total"][1],
     }
-    for stage, (median, p90) in stats.items():
-        if stage != "total":
-            row[f"{stage}_ms_median"], row[f"{stage}_ms_p90"] = median, p90
+    for stage, (median, p90) in run.stage_stats().items():  # "total" first
+        row[f"{stage}_ms_median"], row[f"{stage}_ms_p90"] = median, p90
     row["detections_mean"] = sum(len(d) for d in run.detections.values()) / max(1, len(run.detections))
     row["pipeline_fps"] = pipe.fps if pipe is not None else None
     row["pipeline_frames"] = pipe.frames if pipe is not None else None
