@@ -260,9 +260,8 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
     """All rows of one model, and its naive-loop record (None with ``--no-baseline``).
 
     With the pipeline measured, the naive loop runs right beside it for every row, in alternating
-    order (naive → pipeline, then pipeline → naive, ...), so that each ratio compares two runs made
-    under the same load even when the machine's load drifts during the sweep (it did: other jobs
-    started and stopped on the shared 2-core box). Without the pipeline it runs once.
+    order (naive → pipeline, then pipeline → naive, ...), so that each ratio compares two runs under
+    the same load even while the machine's load drifts. Without the pipeline it runs once.
     """
     n = len(frames)
     base_runs: list[measure.LoopRun] = []
