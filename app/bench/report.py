@@ -112,11 +112,10 @@ TABLE = (
 
 def format_table(rows: Sequence[dict]) -> str:
     """The results as an aligned text table (ms are medians per frame; empty cells were not measured)."""
-    cells = [[title for title, _, _ in TABLE], *([_cell(row.get(key), fmt) for _, key, fmt in TABLE] for row in rows)]
-    if any(row.get("gpu_peak_mb") is not None for row in rows):
-        cells[0].append("GPU MB")
-        for line, row in zip(cells[1:], rows, strict=True):
-            line.append(_cell(row.get("gpu_peak_mb"), "{:.0f}"))
+    gpu = any(row.get("gpu_peak_mb") is not None for row in rows)
+    table = TABLE + ((("GPU MB", "gpu_peak_mb", "{:.0f}"),) if gpu else ())
+    cells = [[title for title, _, _ in table],
+             *([_cell(row.get(key), fmt) for _, key, fmt in table] for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))) for line in cells]
     lines.insert(1, "-" * len(lines[0]))
