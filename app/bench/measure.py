@@ -8,6 +8,7 @@ ratio is a like-for-like speed-up.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -118,9 +119,7 @@ def _decoded(container, n: int):
     video, the seconds exact; a stream without pts counts frames at its average rate."""
     stream = container.streams.video[0]
     first = None
-    for i, frame in enumerate(container.decode(stream)):
-        if i >= n:
-            break
+    for i, frame in enumerate(itertools.islice(container.decode(stream), n)):
         if frame.pts is not None and frame.time_base is not None:
             ts = frame.pts * Fraction(frame.time_base)
         else:
