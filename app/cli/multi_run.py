@@ -271,13 +271,11 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
         if adapt_log := adapt_log or streams[0].config.adapt_log:
             from app.pipeline.adapt import write_log
 
-            print(f"adaptive log: {write_log(adapt_log, stats)}", file=sys.stdout)
+            print(f"adaptive log: {write_log(adapt_log, stats)}")
         if interrupted:
             return EXIT_INTERRUPTED
-        failed = {**left_out, **pipeline.errors()}
-        if failed:
-            lines = [f"stream {name}: {first_line(exc)}" for name, exc in failed.items()]
-            raise UserError("; ".join(lines))
+        if failed := {**left_out, **pipeline.errors()}:
+            raise UserError("; ".join(f"stream {name}: {first_line(exc)}" for name, exc in failed.items()))
         if failures:
             return EXIT_OUTPUT_FAILED
         warning = bad_frames_warning({f"stream {name}" if several else streams[0].source.name: s
