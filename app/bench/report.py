@@ -178,7 +178,7 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
         ax_fps.axhline(target, color="0.35", linestyle=style, linewidth=1)
         ax_fps.annotate(f"{target} fps target", xy=(0.01, target), xycoords=("axes fraction", "data"),
                         xytext=(0, 3), textcoords="offset points", fontsize=8, color="0.3")
-    finite = [v for v in all_fps if v > 0 and not math.isnan(v)]
+    finite = [v for v in all_fps if v > 0]  # NaN is not > 0
     ax_fps.set_yscale("log")
     low = min(finite + [TARGET_FPS[0]]) / 1.6
     high = max(finite + [TARGET_FPS[-1]]) * 1.6
