@@ -66,7 +66,6 @@ class LoopRun:
 
     wall_s: float
     timestamps: list[Fraction]  # of the frames that were processed, in order, relative to the first
-    detections: int = 0
 
     @property
     def frames(self) -> int:
@@ -218,7 +217,6 @@ def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch
             model([_to_tensor(first.image, device)])
             tick()
     timestamps: list[Fraction] = []
-    detections = 0
     start = time.perf_counter()
     with open_video(path) as container, av.open(str(record), "w") as out:
         encoder = None
@@ -230,7 +228,6 @@ def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch
                 boxes = result["boxes"].float().cpu().numpy()
                 scores = result["scores"].float().cpu().numpy()
                 labels = result["labels"].cpu().numpy()
-                detections += len(boxes)
                 image = _draw(rgb, boxes, scores, labels, class_names)
                 if encoder is None:
                     encoder = _add_h264(out, container.streams.video[0], image.shape[1], image.shape[0])
@@ -242,7 +239,7 @@ def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch
         finally:
             if encoder is not None:
                 out.mux(encoder.encode())
-    return LoopRun(time.perf_counter() - start, timestamps, detections)
+    return LoopRun(time.perf_counter() - start, timestamps)
 
 
 def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -289,16 +286,13 @@ def pipeline_loop(detector: Detector, path: Path, n: int, record: Path,
         raise
 
     timestamps: list[Fraction] = []
-    detections = 0
 
     def on_result(result, annotated) -> None:
-        nonlocal detections
         timestamps.append(Fraction(result.frame.timestamp))
-        detections += len(result.detections)
         tick()
 
     config = PipelineConfig(source_kind="video", source=str(path), record=str(record), overwrite=True,
                             max_frames=n, policy="every_frame", headless=True, **config_changes)
     start = time.perf_counter()
     Pipeline(config, detector, on_result=on_result).run()
-    return LoopRun(time.perf_counter() - start, timestamps, detections)
+    return LoopRun(time.perf_counter() - start, timestamps)
