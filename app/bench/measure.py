@@ -271,19 +271,14 @@ def _add_h264(out, source_stream, width: int, height: int):
 
 # --------------------------------------------------------------------------------- the pipeline
 def pipeline_loop(detector: Detector, path: Path, n: int, record: Path,
-                  tick: Callable[[], None] = lambda: None, **config_changes) -> LoopRun | None:
+                  tick: Callable[[], None] = lambda: None, **config_changes) -> LoopRun:
     """The product's pipeline end to end on the first ``n`` frames of ``path``: its file source
     (every frame, none dropped), inference worker, drawing and H.264 recorder threads, with
     ``detector`` already built and warm. The clock runs from opening the file to the closed
-    recording, as the naive loop's does. None when this checkout has no pipeline. ``config_changes``:
-    other ``PipelineConfig`` fields (decoder / encoder threads, a target fps)."""
-    try:
-        from app.config import PipelineConfig
-        from app.pipeline.pipeline import Pipeline
-    except ModuleNotFoundError as exc:
-        if exc.name in ("app.config", "app.pipeline", "app.pipeline.pipeline"):
-            return None
-        raise
+    recording, as the naive loop's does. ``config_changes``: other ``PipelineConfig`` fields
+    (decoder / encoder threads, a target fps)."""
+    from app.config import PipelineConfig
+    from app.pipeline.pipeline import Pipeline
 
     timestamps: list[Fraction] = []
 

@@ -306,8 +306,6 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                     base = measure.on_worker_thread(naive)
                 progress.set_label(f"{label}: pipeline")
                 pipe = measure.pipeline_loop(detector, config.video, n, scratch / "pipeline.mp4", tick=progress.advance)
-                if pipe is None:
-                    progress.advance(n)
                 if paired and not naive_first:
                     progress.set_label(f"{label}: naive loop")
                     base = measure.on_worker_thread(naive)
@@ -337,8 +335,6 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                                      "(or other timestamps) — the ratio compares different work")
             rows.append(row)
         del detector
-    if config.pipeline and rows and all(r["pipeline_fps"] is None for r in rows):
-        notes.append("the pipeline (app/pipeline/pipeline.py) is not available in this checkout: end-to-end fps not measured")
 
     if naive is None:
         return rows, None
