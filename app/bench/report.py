@@ -69,10 +69,9 @@ def _loadavg() -> list[float] | None:
 # --------------------------------------------------------------------------------- files
 def write_csv(path: Path, rows: Sequence[dict]) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(row.get(k)) for k in COLUMNS})
+        writer.writerows({k: _csv_value(row.get(k)) for k in COLUMNS} for row in rows)
 
 
 def _csv_value(value):
