@@ -317,11 +317,10 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                 row["ap50_boxes"] = profile.box_weighted_ap50(row, profile.boxes_per_class(labels))
                 row["model_identity"] = model_identity(detector)
             track_ms = measure.measure_tracker(run, frames)  # the tracker on this row's detections
-            if track_ms is None:
-                if "tracker not measured: the trackers package is missing" not in notes:
-                    notes.append("tracker not measured: the trackers package is missing")
-            else:
+            if track_ms is not None:
                 row["track_ms_median"], row["track_ms_p90"] = median_p90(track_ms)
+            elif (missing := "tracker not measured: the trackers package is missing") not in notes:
+                notes.append(missing)
             row["peak_rss_mb"] = peak_rss_mb()
             if device.type == "cuda":
                 row["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
