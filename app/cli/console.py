@@ -53,8 +53,10 @@ def sigterm_as_interrupt():
     return signal.signal(signal.SIGTERM, handler)
 
 
-def note(line: str) -> None:
-    print(f"note: {line}", file=sys.stderr)
+def note(*lines: str) -> None:
+    """Each line on stderr as ``note: line``."""
+    for line in lines:
+        print(f"note: {line}", file=sys.stderr)
 
 
 def run_to_end(pipeline, progress, setup) -> tuple[object, bool, list[str]]:
@@ -154,7 +156,5 @@ def build_detector_for(streams, detector_config, *, reprobe: bool = False):
             source.close()
         raise
     logged = getattr(detector.info, "warning", None)  # detector.factory has logged that one already
-    for line in detector.notes:
-        if line != logged:
-            note(line)
+    note(*(line for line in detector.notes if line != logged))
     return detector, setup
