@@ -123,8 +123,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .sweep import run_bench
 
     result = run_bench(config_from_args(args), progress_stream=sys.stderr)
-    print(result.table)
-    for note in result.notes:
-        print(f"note: {note}")
+    print("\n".join([result.table, *(f"note: {note}" for note in result.notes)]))
     print(f"wrote {', '.join(str(p) for p in result.files)}")
     return 0
