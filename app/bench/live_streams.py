@@ -272,9 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames = synthetic_frames(args.frames, (w, h))
     if args.protocol == "rtsp":
         publish_rtsp(args.port, frames, args.fps)
-        return 0
-    data, offsets = make_ts(frames, args.fps)
-    (serve_http if args.protocol == "http" else send_udp)(args.port, data, offsets, args.fps)
+    else:
+        (serve_http if args.protocol == "http" else send_udp)(args.port, *make_ts(frames, args.fps), args.fps)
     return 0
 
 
