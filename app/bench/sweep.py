@@ -151,8 +151,7 @@ def run_bench(config: BenchConfig, progress_stream=None,
             rows += model_rows
             if baseline:
                 baselines.append(baseline)
-            found = _profile(config, model_rows, labels)
-            if found:
+            if found := _profile(config, model_rows, labels):
                 profiles[model_name] = found
             if "int8" in found:
                 gate = found["int8"]
