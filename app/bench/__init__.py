@@ -34,7 +34,8 @@ __all__ = ["build_parser", "config_from_args", "main"]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run.py bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--video", required=True, help="the clip to measure on (e.g. assets/sample.mp4)")
+    p.add_argument("--video", type=Path, required=True,
+                   help="the clip to measure on (e.g. assets/sample.mp4)")
     p.add_argument("--model", default="default", help="model name(s), comma-separated")
     p.add_argument("--weights", default="default",
                    help="weights: one for every model, or one per model (comma-separated): default, random, torchvision or a file")
@@ -53,18 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detections below are dropped (0.05, COCO's convention, so that AP sees the whole precision-recall curve)")
     p.add_argument("--min-size", type=int, default=None, help="resize the short side to this (default: the model's own)")
     p.add_argument("--max-size", type=int, default=None, help="cap the long side at this (default: the model's own)")
-    p.add_argument("--annotations", default=None,
+    p.add_argument("--annotations", type=Path, default=None,
                    help="COCO JSON labelling frames of the clip (images tied to frames by frame_index); "
                         "default for the bundled sample: the held-out teacher "
                         "labels `make model` writes (.cache/data/vtest_heldout.json, offset 650); none otherwise")
     p.add_argument("--frame-offset", type=int, default=0,
                    help="subtract from the labels' frame numbers (labels made on a longer video the clip was cut from)")
-    p.add_argument("--out", default="bench", help="output folder")
+    p.add_argument("--out", type=Path, default="bench", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (replaces the three result files only)")
     p.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end pipeline runs")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive loop")
     p.add_argument("--note", default="", help="a line stored in results.json (e.g. what else ran on the machine)")
-    p.add_argument("--profile-file", default=None,
+    p.add_argument("--profile-file", type=Path, default=None,
                    help="with labels: also write the model's profile here — the int8 verdict (--precision fp32,int8) "
                         "and the accuracy grid (--scales) that --precision auto and --target-fps use; "
                         "assets/model_profiles.json ships the bundled model's. It always goes to the user cache")
@@ -81,17 +82,14 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if len(weights) != len(models):
         raise UserError(f"--weights has {len(weights)} values for {len(models)} models ({args.model}); give one, or one per model")
     return BenchConfig(
-        video=Path(args.video),
         models=tuple(zip(models, weights, strict=True)),
         proposals=int_list(args.proposals, "--proposals"),
         precisions=tuple(_split(args.precision, "--precision")) if args.precision else None,
-        **{name: getattr(args, name) for name in ("device", "frames", "warmup", "score_threshold", "min_size",
-                                                   "max_size", "backbone", "frame_offset", "overwrite", "note")},
-        annotations=Path(args.annotations) if args.annotations else None,
-        out=Path(args.out),
+        **{name: getattr(args, name) for name in (
+            "video", "device", "frames", "warmup", "score_threshold", "min_size", "max_size", "backbone",
+            "annotations", "frame_offset", "out", "overwrite", "note", "profile_file")},
         pipeline=not args.no_pipeline,
         baseline=not args.no_baseline,
-        profile_file=Path(args.profile_file) if args.profile_file else None,
         scales=int_list(args.scales, "--scales") if args.scales else None,
     )
 
@@ -118,16 +116,13 @@ def int_list(text: str, option: str) -> tuple[int, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Measure the product as `run.py` runs it: idle OpenMP threads sleep instead of spinning
-    # (app.cli.run sets the same; see docs/pipeline.md). Must happen before torch loads; a value the
-    # user set is kept, and results.json records it.
+    # Idle OpenMP threads sleep, as app.cli.run sets before torch loads (see there): the product as
+    # run.py runs it. A value the user set is kept, and results.json records it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     from .sweep import run_bench
 
     result = run_bench(config_from_args(args), progress_stream=sys.stderr)
-    print(result.table)
-    for note in result.notes:
-        print(f"note: {note}")
+    print("\n".join([result.table, *(f"note: {note}" for note in result.notes)]))
     print(f"wrote {', '.join(str(p) for p in result.files)}")
     return 0

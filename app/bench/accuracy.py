@@ -47,9 +47,8 @@ class LabelledFrames:
         A labelled frame without detections counts as a frame where nothing was found."""
         from detector.evaluate import evaluate, load_coco
 
-        coco = load_coco(self.dataset)
         predictions = {image: detections[frame] for frame, image in self.image_of_frame.items() if frame in detections}
-        return evaluate(coco, predictions)
+        return evaluate(load_coco(self.dataset), predictions)
 
 
 def load_labels(path: Path, frame_indices: Sequence[int], frame_size: tuple[int, int],

@@ -25,22 +25,20 @@ def _ok(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def mark_pareto(rows: Sequence[dict], speed: str = "detector_fps", accuracy: str | None = None) -> None:
-    """Set ``row["pareto"]`` True/False for rows with both measures (None for the others), per
-    model × weights × precision."""
-    accuracy = accuracy or _accuracy_key(rows)
-    for row in rows:
-        row["pareto"] = None
+def mark_pareto(rows: Sequence[dict]) -> None:
+    """Set ``row["pareto"]`` True/False for rows with both detector fps and accuracy (None for the
+    others), per model × weights × precision."""
+    accuracy = _accuracy_key(rows)
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        if _ok(row.get(speed)) and _ok(row.get(accuracy)):
+        row["pareto"] = None
+        if _ok(row.get("detector_fps")) and _ok(row.get(accuracy)):
             groups.setdefault(_key(row), []).append(row)
     for group in groups.values():
         for row in group:
-            fps, ap = row[speed], row[accuracy]
-            dominated = any(o is not row and o[speed] >= fps and o[accuracy] >= ap and (o[speed] > fps or o[accuracy] > ap)
-                            for o in group)
-            row["pareto"] = not dominated
+            fps, ap = row["detector_fps"], row[accuracy]
+            row["pareto"] = not any(o is not row and o["detector_fps"] >= fps and o[accuracy] >= ap
+                                    and (o["detector_fps"] > fps or o[accuracy] > ap) for o in group)
 
 
 def _accuracy_key(rows: Sequence[dict]) -> str:
@@ -59,16 +57,16 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     key = _accuracy_key(cells)
     has_ap = any(_ok(r.get(key)) for r in cells)
     fig, ax = plt.subplots(figsize=(10, 6.5))
-    scales = sorted({r.get("input_size") for r in cells if r.get("input_size")})
-    proposals = sorted({r["proposals"] for r in cells})
     cmap = plt.get_cmap("viridis")
-    markers = "os^Dv<>P*X"
+    scales = sorted({r.get("input_size") for r in cells if r.get("input_size")})
+    colours = {s: cmap(i / max(1, len(scales) - 1)) for i, s in enumerate(scales)}
+    shapes = "os^Dv<>P*X"
+    markers = {p: shapes[j % len(shapes)] for j, p in enumerate(sorted({r["proposals"] for r in cells}))}
     for row in cells:
-        i = scales.index(row["input_size"]) if row.get("input_size") in scales else 0
-        color = cmap(i / max(1, len(scales) - 1))
         y = row[key] if has_ap and _ok(row.get(key)) else row.get("total_ms_median")
-        ax.scatter(row["detector_fps"], y, color=color, marker=markers[proposals.index(row["proposals"]) % len(markers)],
-                   s=60, edgecolors="black" if row.get("pareto") else "none", linewidths=1.2, zorder=3)
+        ax.scatter(row["detector_fps"], y, color=colours.get(row.get("input_size"), cmap(0)),
+                   marker=markers[row["proposals"]], s=60, linewidths=1.2, zorder=3,
+                   edgecolors="black" if row.get("pareto") else "none")
     groups: dict[tuple, list[dict]] = {}
     for row in cells:
         if row.get("pareto"):
@@ -84,10 +82,10 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
         ax.axvline(target, color="0.5", linestyle=style, linewidth=1)
         ax.annotate(f"{target} fps", xy=(target, 0.02), xycoords=("data", "axes fraction"), xytext=(3, 0),
                     textcoords="offset points", fontsize=8, color="0.35")
-    for i, s in enumerate(scales):
-        ax.scatter([], [], color=cmap(i / max(1, len(scales) - 1)), marker="o", label=f"{s} px short side")
-    for j, p in enumerate(proposals):
-        ax.scatter([], [], color="0.6", marker=markers[j % len(markers)], label=f"{p} proposals")
+    for s, colour in colours.items():
+        ax.scatter([], [], color=colour, marker="o", label=f"{s} px short side")
+    for p, marker in markers.items():
+        ax.scatter([], [], color="0.6", marker=marker, label=f"{p} proposals")
     ax.set_xscale("log")
     ax.set_xlabel("detector fps (batch 1, frames in memory; log)")
     label = "AP50, weighted by labelled boxes per class" if key == "ap50_boxes" else "AP50 (COCO, class mean)"

@@ -10,14 +10,15 @@ one frame's bytes at a time at the stream's frame rate.
 a live HTTP stream; ``ready`` on stdout when listening); ``... udp --port P`` sends the stream to
 ``udp://127.0.0.1:P``; ``... rtsp --port P`` publishes it (RTP over UDP) to an RTSP server's source
 port, ``rtsp://127.0.0.1:P/live`` — Debian's ``rtsp-server-perl`` relays it to its clients.
-``LiveServer`` runs either as a child process (``start``, ``kill``, ``restart``); for RTSP it runs
-the relay too.
+``LiveServer`` runs any of them as a child process (``start``, ``kill``, ``start`` again); for RTSP
+it runs the relay too.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import os
 import shutil
 import socket
@@ -59,39 +60,48 @@ def clip_frames(path: str | Path, n: int) -> list[np.ndarray]:
     return [cycle[i % len(cycle)] for i in range(n)]
 
 
+def _encode(out, frames: Sequence[np.ndarray], fps: int, gop: int, paced: bool = False):
+    """Encode ``frames`` as a camera sends H.264 (a keyframe every ``gop`` frames, no B-frames) and
+    mux them into ``out``; yields each frame's index once its packets are muxed. ``paced``: frame i
+    is encoded at start + i / fps."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    s = out.add_stream("libx264", rate=fps)
+    s.width, s.height, s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+    s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
+    for i, image in enumerate(_paced(frames, fps) if paced else frames):
+        rgb = np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, fps)
+        out.mux(s.encode(frame))
+        yield i
+    out.mux(s.encode())
+
+
 def make_ts(frames: Sequence[np.ndarray], fps: int = 10, gop: int = 5) -> tuple[bytes, list[int]]:
     """An H.264 MPEG-TS of ``frames`` and the byte offset at which each frame's data ends."""
     import av
 
-    h, w = frames[0].shape[:2]
     buf = io.BytesIO()
-    offsets: list[int] = []
     with av.open(buf, "w", format="mpegts") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in s.encode(frame):
-                c.mux(packet)
-            offsets.append(buf.tell())
-        for packet in s.encode():
-            c.mux(packet)
+        offsets = [buf.tell() for _ in _encode(c, frames, fps, gop)]
     data = buf.getvalue()
     offsets[-1] = len(data)
     return data, offsets
 
 
-def paced_chunks(data: bytes, offsets: Sequence[int], fps: float, stop: threading.Event | None = None):
+def _paced(items, fps: float):
+    """Yield each item at its time (item i at start + i / fps)."""
+    start = time.monotonic()
+    for i, item in enumerate(items):
+        time.sleep(max(0.0, start + i / fps - time.monotonic()))
+        yield item
+
+
+def paced_chunks(data: bytes, offsets: Sequence[int], fps: float):
     """Yield each frame's bytes at its time (frame i at start + i / fps)."""
-    start, prev, stop = time.monotonic(), 0, stop or threading.Event()
-    for i, end in enumerate(offsets):
-        delay = start + i / fps - time.monotonic()
-        if delay > 0 and stop.wait(delay):
-            return
-        yield data[prev:end]
-        prev = end
+    return _paced((data[a:b] for a, b in itertools.pairwise((0, *offsets))), fps)
 
 
 def _sent(n: int) -> None:
@@ -124,11 +134,11 @@ def serve_http(port: int, data: bytes, offsets: Sequence[int], fps: float) -> No
         threading.Thread(target=client, args=(conn,), daemon=True).start()
 
 
-def send_udp(port: int, data: bytes, offsets: Sequence[int], fps: float, stop: threading.Event | None = None) -> None:
+def send_udp(port: int, data: bytes, offsets: Sequence[int], fps: float) -> None:
     """Send the stream to udp://127.0.0.1:port in real time, one TS datagram of 7 packets at a time."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         print("ready", flush=True)
-        for i, chunk in enumerate(paced_chunks(data, offsets, fps, stop), 1):
+        for i, chunk in enumerate(paced_chunks(data, offsets, fps), 1):
             for k in range(0, len(chunk), UDP_PAYLOAD):
                 sock.sendto(chunk[k:k + UDP_PAYLOAD], ("127.0.0.1", port))
             _sent(i)
@@ -139,20 +149,8 @@ def publish_rtsp(port: int, frames: Sequence[np.ndarray], fps: int, gop: int = 5
     RECORD, RTP over UDP: the interleaved TCP mode is one that rtsp-server-perl does not parse)."""
     import av
 
-    h, w = frames[0].shape[:2]
     with av.open(f"rtsp://127.0.0.1:{port}/live", "w", format="rtsp", options={"rtsp_transport": "udp"}) as out:
-        s = out.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
-        start = time.monotonic()
-        for i, image in enumerate(frames):
-            delay = start + i / fps - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in s.encode(frame):
-                out.mux(packet)
+        for i in _encode(out, frames, fps, gop, paced=True):
             if i == 0:
                 print("ready", flush=True)
             _sent(i + 1)
@@ -187,7 +185,7 @@ class LiveServer:
     """A live stream served by a child process, which ``kill()`` ends as a crash would (SIGKILL).
 
     Args:
-        protocol: "http" (a server on ``port``) or "udp" (a sender to ``port``).
+        protocol: "http" (a server on ``port``), "udp" (a sender to ``port``) or "rtsp" (a relay on ``port``).
         frames, fps, size: the synthetic stream; or ``video`` = a clip whose frames are sent.
     """
 
@@ -257,16 +255,6 @@ class LiveServer:
                 process.wait(5)
         self.process = self.relay = None
 
-    def restart(self) -> LiveServer:
-        self.kill()
-        return self.start()
-
-    def __enter__(self) -> LiveServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.kill()
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.bench.live_streams", description=__doc__.split("\n\n")[0])
@@ -284,9 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames = synthetic_frames(args.frames, (w, h))
     if args.protocol == "rtsp":
         publish_rtsp(args.port, frames, args.fps)
-        return 0
-    data, offsets = make_ts(frames, args.fps)
-    (serve_http if args.protocol == "http" else send_udp)(args.port, data, offsets, args.fps)
+    else:
+        (serve_http if args.protocol == "http" else send_udp)(args.port, *make_ts(frames, args.fps), args.fps)
     return 0
 
 

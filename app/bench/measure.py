@@ -8,6 +8,7 @@ ratio is a like-for-like speed-up.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -55,10 +56,8 @@ class DetectorRun:
         return 1000.0 * len(self.wall_ms) / total if total > 0 else float("nan")
 
     def stage_stats(self) -> dict[str, tuple[float, float]]:
-        """{stage: (median ms, p90 ms)} for every stage and "total" (the summed stages)."""
-        out = {stage: median_p90([getattr(t, stage) for t in self.times]) for stage in STAGES}
-        out["total"] = median_p90([t.total for t in self.times])
-        return out
+        """{stage: (median ms, p90 ms)} for "total" (the summed stages), then every stage."""
+        return {stage: median_p90([getattr(t, stage) for t in self.times]) for stage in ("total", *STAGES)}
 
 
 @dataclass
@@ -67,7 +66,6 @@ class LoopRun:
 
     wall_s: float
     timestamps: list[Fraction]  # of the frames that were processed, in order, relative to the first
-    detections: int = 0
 
     @property
     def frames(self) -> int:
@@ -120,9 +118,7 @@ def _decoded(container, n: int):
     video, the seconds exact; a stream without pts counts frames at its average rate."""
     stream = container.streams.video[0]
     first = None
-    for i, frame in enumerate(container.decode(stream)):
-        if i >= n:
-            break
+    for i, frame in enumerate(itertools.islice(container.decode(stream), n)):
         if frame.pts is not None and frame.time_base is not None:
             ts = frame.pts * Fraction(frame.time_base)
         else:
@@ -135,12 +131,9 @@ def on_worker_thread(fn: Callable[[], T], name: str = "bench-measure") -> T:
     """Run ``fn`` on a fresh thread and return its result (its exception is re-raised here).
 
     The pipeline detects on a worker thread; the detector sweep and the naive loop run on one too,
-    so that all three measure under the same threading. It can matter: on this project's 2-core
-    machine, oversubscribed by other jobs, the same detector driven from the main thread ran up to
-    3–5× slower than from a fresh worker thread in several runs (libgomp's active waiting; with
-    OMP_WAIT_POLICY=passive both matched), which made a main-thread naive loop look far slower.
-    ``app.bench.main`` sets OMP_WAIT_POLICY=PASSIVE as ``run.py`` does; the worker thread keeps the
-    comparison fair also where the policy is not in force (a test, an imported sweep).
+    so that all three measure under the same threading — also where OMP_WAIT_POLICY=PASSIVE is not
+    in force (a test, an imported sweep): with libgomp's active waiting, the same detector driven
+    from an oversubscribed main thread ran up to 3–5× slower than from a fresh worker thread.
     """
     box: dict[str, object] = {}
 
@@ -218,13 +211,12 @@ def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch
     import av
 
     model = model.eval().to(device)
-    first_frames = read_frames(path, 1)
+    (first,) = read_frames(path, 1)
     with torch.inference_mode():
         for _ in range(warmup):
-            model([_to_tensor(first_frames[0].image, device)])
+            model([_to_tensor(first.image, device)])
             tick()
     timestamps: list[Fraction] = []
-    detections = 0
     start = time.perf_counter()
     with open_video(path) as container, av.open(str(record), "w") as out:
         encoder = None
@@ -236,7 +228,6 @@ def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch
                 boxes = result["boxes"].float().cpu().numpy()
                 scores = result["scores"].float().cpu().numpy()
                 labels = result["labels"].cpu().numpy()
-                detections += len(boxes)
                 image = _draw(rgb, boxes, scores, labels, class_names)
                 if encoder is None:
                     encoder = _add_h264(out, container.streams.video[0], image.shape[1], image.shape[0])
@@ -248,7 +239,7 @@ def naive_loop(model: nn.Module, path: Path, n: int, record: Path, device: torch
         finally:
             if encoder is not None:
                 out.mux(encoder.encode())
-    return LoopRun(time.perf_counter() - start, timestamps, detections)
+    return LoopRun(time.perf_counter() - start, timestamps)
 
 
 def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -280,31 +271,23 @@ def _add_h264(out, source_stream, width: int, height: int):
 
 # --------------------------------------------------------------------------------- the pipeline
 def pipeline_loop(detector: Detector, path: Path, n: int, record: Path,
-                  tick: Callable[[], None] = lambda: None, **config_changes) -> LoopRun | None:
+                  tick: Callable[[], None] = lambda: None, **config_changes) -> LoopRun:
     """The product's pipeline end to end on the first ``n`` frames of ``path``: its file source
     (every frame, none dropped), inference worker, drawing and H.264 recorder threads, with
     ``detector`` already built and warm. The clock runs from opening the file to the closed
-    recording, as the naive loop's does. None when this checkout has no pipeline. ``config_changes``:
-    other ``PipelineConfig`` fields (decoder / encoder threads, a target fps)."""
-    try:
-        from app.config import PipelineConfig
-        from app.pipeline.pipeline import Pipeline
-    except ModuleNotFoundError as exc:
-        if exc.name in ("app.config", "app.pipeline", "app.pipeline.pipeline"):
-            return None
-        raise
+    recording, as the naive loop's does. ``config_changes``: other ``PipelineConfig`` fields
+    (decoder / encoder threads, a target fps)."""
+    from app.config import PipelineConfig
+    from app.pipeline.pipeline import Pipeline
 
     timestamps: list[Fraction] = []
-    detections = 0
 
     def on_result(result, annotated) -> None:
-        nonlocal detections
         timestamps.append(Fraction(result.frame.timestamp))
-        detections += len(result.detections)
         tick()
 
     config = PipelineConfig(source_kind="video", source=str(path), record=str(record), overwrite=True,
                             max_frames=n, policy="every_frame", headless=True, **config_changes)
     start = time.perf_counter()
     Pipeline(config, detector, on_result=on_result).run()
-    return LoopRun(time.perf_counter() - start, timestamps, detections)
+    return LoopRun(time.perf_counter() - start, timestamps)

@@ -40,11 +40,10 @@ def int8_profile(rows: Sequence[dict], labels_name: str, float_layers: Sequence[
     if not pairs:
         return None
     fp32, int8 = min(pairs, key=lambda pair: pair[1]["ap50"] - pair[0]["ap50"])
-    where = f"{labels_name}, {fp32.get('input_size')} px, {fp32.get('ap_images')} frames"
-    sizes = {f.get("input_size") for f, _ in pairs}
-    by_proposals = ({int(f["proposals"]): (f["ap50"], i["ap50"]) for f, i in pairs} if len(sizes) == 1 else None)
-    if not by_proposals:
-        where = f"{labels_name}, {fp32.get('input_size')} px, {fp32['proposals']} proposals, {fp32.get('ap_images')} frames"
+    one_size = len({f.get("input_size") for f, _ in pairs}) == 1  # else the worst cell's proposals are named
+    by_proposals = {int(f["proposals"]): (f["ap50"], i["ap50"]) for f, i in pairs} if one_size else None
+    named = "" if one_size else f"{fp32['proposals']} proposals, "
+    where = f"{labels_name}, {fp32.get('input_size')} px, {named}{fp32.get('ap_images')} frames"
     return int8_record(fp32["ap50"], int8["ap50"], where, by_proposals=by_proposals, float_layers=float_layers)
 
 

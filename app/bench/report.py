@@ -69,10 +69,9 @@ def _loadavg() -> list[float] | None:
 # --------------------------------------------------------------------------------- files
 def write_csv(path: Path, rows: Sequence[dict]) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(row.get(k)) for k in COLUMNS})
+        writer.writerows({k: _csv_value(row.get(k)) for k in COLUMNS} for row in rows)
 
 
 def _csv_value(value):
@@ -112,11 +111,10 @@ TABLE = (
 
 def format_table(rows: Sequence[dict]) -> str:
     """The results as an aligned text table (ms are medians per frame; empty cells were not measured)."""
-    cells = [[title for title, _, _ in TABLE], *([_cell(row.get(key), fmt) for _, key, fmt in TABLE] for row in rows)]
-    if any(row.get("gpu_peak_mb") is not None for row in rows):
-        cells[0].append("GPU MB")
-        for line, row in zip(cells[1:], rows, strict=True):
-            line.append(_cell(row.get("gpu_peak_mb"), "{:.0f}"))
+    gpu = any(row.get("gpu_peak_mb") is not None for row in rows)
+    table = TABLE + ((("GPU MB", "gpu_peak_mb", "{:.0f}"),) if gpu else ())
+    cells = [[title for title, _, _ in table],
+             *([_cell(row.get(key), fmt) for _, key, fmt in table] for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))) for line in cells]
     lines.insert(1, "-" * len(lines[0]))
@@ -179,7 +177,7 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
         ax_fps.axhline(target, color="0.35", linestyle=style, linewidth=1)
         ax_fps.annotate(f"{target} fps target", xy=(0.01, target), xycoords=("axes fraction", "data"),
                         xytext=(0, 3), textcoords="offset points", fontsize=8, color="0.3")
-    finite = [v for v in all_fps if v > 0 and not math.isnan(v)]
+    finite = [v for v in all_fps if v > 0]  # NaN is not > 0
     ax_fps.set_yscale("log")
     low = min(finite + [TARGET_FPS[0]]) / 1.6
     high = max(finite + [TARGET_FPS[-1]]) * 1.6

@@ -34,12 +34,10 @@ def reset_peak_rss() -> None:
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB (VmHWM; ru_maxrss where /proc is missing)."""
-    try:
+    with contextlib.suppress(OSError):
         for line in _STATUS.read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
-    except OSError:
-        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 

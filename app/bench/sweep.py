@@ -17,8 +17,9 @@ from app.errors import UserError
 from detector.config import DetectorConfig
 from detector.detector import Detector, own_score_threshold, resolve_device
 from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
+from detector.profiles import model_identity, weights_sha256
 
-from . import grid, measure, report
+from . import grid, measure, profile, report
 from .accuracy import LabelledFrames, load_labels
 from .defaults import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP
 from .stats import Progress, median_p90, peak_rss_mb, reset_peak_rss
@@ -150,8 +151,7 @@ def run_bench(config: BenchConfig, progress_stream=None,
             rows += model_rows
             if baseline:
                 baselines.append(baseline)
-            found = _profile(config, model_rows, labels)
-            if found:
+            if found := _profile(config, model_rows, labels):
                 profiles[model_name] = found
             if "int8" in found:
                 gate = found["int8"]
@@ -197,8 +197,6 @@ def _profile(config: BenchConfig, rows: list[dict], labels: LabelledFrames | Non
     identity = next((r.get("model_identity") for r in rows if r.get("model_identity")), None)
     if labels is None or identity is None:
         return {}
-    from . import profile
-
     name = Path(labels.source).name
     found = {"int8": profile.int8_profile(rows, name), "accuracy": profile.accuracy_profile(rows, labels, name)}
     found = {k: v for k, v in found.items() if v is not None}
@@ -209,7 +207,6 @@ def _profile(config: BenchConfig, rows: list[dict], labels: LabelledFrames | Non
 def _weights_files(config: BenchConfig) -> dict[str, dict]:
     """Size, date and sha256 of every weights file measured, so that a result names its checkpoint."""
     import datetime as dt
-    import hashlib
 
     out = {}
     for model, weights in config.models:
@@ -220,7 +217,7 @@ def _weights_files(config: BenchConfig) -> dict[str, dict]:
         stat = path.stat()
         out[model] = {"path": str(path), "bytes": stat.st_size,
                       "modified_utc": dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+                      "sha256": weights_sha256(path)}
     return out
 
 
@@ -262,9 +259,8 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
     """All rows of one model, and its naive-loop record (None with ``--no-baseline``).
 
     With the pipeline measured, the naive loop runs right beside it for every row, in alternating
-    order (naive → pipeline, then pipeline → naive, ...), so that each ratio compares two runs made
-    under the same load even when the machine's load drifts during the sweep (it did: other jobs
-    started and stopped on the shared 2-core box). Without the pipeline it runs once.
+    order (naive → pipeline, then pipeline → naive, ...), so that each ratio compares two runs under
+    the same load even while the machine's load drifts. Without the pipeline it runs once.
     """
     n = len(frames)
     base_runs: list[measure.LoopRun] = []
@@ -309,8 +305,6 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                     base = measure.on_worker_thread(naive)
                 progress.set_label(f"{label}: pipeline")
                 pipe = measure.pipeline_loop(detector, config.video, n, scratch / "pipeline.mp4", tick=progress.advance)
-                if pipe is None:
-                    progress.advance(n)
                 if paired and not naive_first:
                     progress.set_label(f"{label}: naive loop")
                     base = measure.on_worker_thread(naive)
@@ -319,19 +313,13 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
             metrics = labels.evaluate(run.detections) if labels is not None else None
             row = _row(detector, model_name, weights, proposals, run, pipe, metrics)
             if labels is not None:
-                from .profile import box_weighted_ap50, boxes_per_class
-
-                row["ap50_boxes"] = box_weighted_ap50(row, boxes_per_class(labels))
-            if hasattr(detector, "info") and labels is not None:
-                from detector.profiles import model_identity
-
+                row["ap50_boxes"] = profile.box_weighted_ap50(row, profile.boxes_per_class(labels))
                 row["model_identity"] = model_identity(detector)
             track_ms = measure.measure_tracker(run, frames)  # the tracker on this row's detections
-            if track_ms is None:
-                if "tracker not measured: the trackers package is missing" not in notes:
-                    notes.append("tracker not measured: the trackers package is missing")
-            else:
+            if track_ms is not None:
                 row["track_ms_median"], row["track_ms_p90"] = median_p90(track_ms)
+            elif (missing := "tracker not measured: the trackers package is missing") not in notes:
+                notes.append(missing)
             row["peak_rss_mb"] = peak_rss_mb()
             if device.type == "cuda":
                 row["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -345,8 +333,6 @@ def _bench_model(config: BenchConfig, model_name: str, weights: str, precisions,
                                      "(or other timestamps) — the ratio compares different work")
             rows.append(row)
         del detector
-    if config.pipeline and rows and all(r["pipeline_fps"] is None for r in rows):
-        notes.append("the pipeline (app/pipeline/pipeline.py) is not available in this checkout: end-to-end fps not measured")
 
     if naive is None:
         return rows, None
@@ -372,17 +358,14 @@ def _steps_per_row(config: BenchConfig, n: int) -> int:
 
 def _row(detector: Detector, model_name: str, weights: str, proposals: int, run: measure.DetectorRun,
          pipe: measure.LoopRun | None, metrics: dict | None) -> dict:
-    stats = run.stage_stats()
     row = {
         "model": model_name, "weights": weights, "trained": detector.info.trained, "device": str(detector.device),
         "precision": detector.precision, "input_size": getattr(detector, "input_size", None), "proposals": proposals,
         "proposals_kept_mean": sum(run.proposals) / len(run.proposals) if run.proposals else None,
         "frames": len(run.wall_ms), "detector_fps": run.fps,
-        "total_ms_median": stats["total"][0], "total_ms_p90": stats["total"][1],
     }
-    for stage, (median, p90) in stats.items():
-        if stage != "total":
-            row[f"{stage}_ms_median"], row[f"{stage}_ms_p90"] = median, p90
+    for stage, (median, p90) in run.stage_stats().items():  # "total" first
+        row[f"{stage}_ms_median"], row[f"{stage}_ms_p90"] = median, p90
     row["detections_mean"] = sum(len(d) for d in run.detections.values()) / max(1, len(run.detections))
     row["pipeline_fps"] = pipe.fps if pipe is not None else None
     row["pipeline_frames"] = pipe.frames if pipe is not None else None

@@ -58,13 +58,10 @@ def report_error(exc: BaseException) -> int:
 
 
 def console_main() -> None:
-    """``run.py`` and the ``frcnn-video`` script: ``main``, then leave at once.
+    """``run.py`` and the ``frcnn-video`` script: ``main``, then flush and ``os._exit`` at once.
 
-    By the time ``main`` returns every output is finalised and closed; what is left is the
-    interpreter's own teardown, which with torch loaded collects ~350k objects and took 5–20 s on a
-    loaded 2-core machine — long after Ctrl-C had stopped everything. So flush and ``os._exit``.
-    A job that ran in this process's other threads past ``main`` would be cut short; none does
-    (every thread is joined before ``main`` returns)."""
+    When ``main`` returns every output is finalised and every thread joined; what is left is the
+    interpreter's teardown, which with torch loaded (~350k objects) took 5–20 s on a loaded machine."""
     status = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing left to say

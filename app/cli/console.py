@@ -30,20 +30,6 @@ def window_runner(headless: bool):
     return None
 
 
-class OutputFailures:
-    """Says each output failure once, when it is first seen: ``error: export k.json stopped after …``."""
-
-    def __init__(self, pipeline, progress) -> None:
-        self.pipeline, self.progress = pipeline, progress
-        self.lines: list[str] = []
-
-    def report(self) -> None:
-        for line in self.pipeline.output_failures():
-            if line not in self.lines:
-                self.lines.append(line)
-                self.progress.message(f"error: {line}; the other outputs go on")
-
-
 def recording_line(rec) -> str:
     """What a recording holds, for the end of a run: its file (or its segments) and frames."""
     extra = f", padded by {rec.padded[0]} column(s) and {rec.padded[1]} row(s) to an even size" if any(rec.padded) else ""
@@ -67,11 +53,13 @@ def sigterm_as_interrupt():
     return signal.signal(signal.SIGTERM, handler)
 
 
-def note(line: str) -> None:
-    print(f"note: {line}", file=sys.stderr)
+def note(*lines: str) -> None:
+    """Each line on stderr as ``note: line``."""
+    for line in lines:
+        print(f"note: {line}", file=sys.stderr)
 
 
-def run_to_end(pipeline, progress, setup) -> tuple[object, bool, OutputFailures]:
+def run_to_end(pipeline, progress, setup) -> tuple[object, bool, list[str]]:
     """The headless run of ``pipeline`` (one stream or many), for the run command.
 
     Starts it and redraws ``progress`` until the end, saying each source's reconnection events, each
@@ -80,13 +68,20 @@ def run_to_end(pipeline, progress, setup) -> tuple[object, bool, OutputFailures]
     an error says what was kept (the summary) and is re-raised. At the end: ``print_summary``, and
     whether it was interrupted. Returns (the final ``MultiStats``, interrupted, the output failures).
     """
-    failures = OutputFailures(pipeline, progress)
+    failures: list[str] = []
+
+    def report_failures() -> None:  # each once, when first seen: "error: export k.json stopped after …"
+        for line in pipeline.output_failures():
+            if line not in failures:
+                failures.append(line)
+                progress.message(f"error: {line}; the other outputs go on")
+
     interrupted = False
     pipeline.start()
     try:
         while not pipeline.wait(0.2):
             _source_events(pipeline, progress)
-            failures.report()
+            report_failures()
             if line := setup.take_announcement():  # --precision auto measured and switched: said once
                 progress.message(f"note: {line}")
             progress.update(pipeline.run_stats())
@@ -107,7 +102,7 @@ def run_to_end(pipeline, progress, setup) -> tuple[object, bool, OutputFailures]
     stats = pipeline.run_stats()
     progress.update(stats, final=True)
     print_summary(pipeline, stats, setup)
-    failures.report()  # one that happened while the outputs were finalised
+    report_failures()  # one that happened while the outputs were finalised
     if interrupted:
         print("interrupted: threads stopped, outputs finalised", file=sys.stderr)
     return stats, interrupted, failures
@@ -161,7 +156,5 @@ def build_detector_for(streams, detector_config, *, reprobe: bool = False):
             source.close()
         raise
     logged = getattr(detector.info, "warning", None)  # detector.factory has logged that one already
-    for line in detector.notes:
-        if line != logged:
-            note(line)
+    note(*(line for line in detector.notes if line != logged))
     return detector, setup

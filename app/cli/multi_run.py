@@ -225,8 +225,7 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
     if run_gui := window_runner(args.headless):
         notes: list[str] = []
         streams, left_out = open_streams(configs, notes)
-        for line in notes:
-            note(line)
+        note(*notes)
         run = base.with_(export=args.export, overwrite=args.overwrite)
         return int(run_gui(run, detector_config, reprobe=args.reprobe, streams=streams) or 0)
     return run_headless(configs, detector_config, export=args.export, overwrite=args.overwrite, events=base.events,
@@ -255,8 +254,7 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
             streams, left_out = [Stream(name, config, open_source(config))], {}
         for stream in streams:
             notes.extend(f"{stream.name}: {line}" if several else line for line in stream.source.notes)
-        for line in notes:
-            note(line)
+        note(*notes)
         detector, setup = build_detector_for([(s.config, s.source) for s in streams], detector_config, reprobe=reprobe)
         if several:  # each stream's encoder threads from the budget, as one stream's
             streams = [Stream(s.name, setup.with_threads(s.config), s.source) for s in streams]
@@ -265,20 +263,17 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
             pipeline = Pipeline(setup.with_threads(config), detector, streams[0].source)
         notes_before = len(streams[0].source.notes)
         stats, interrupted, failures = run_to_end(pipeline, Progress(sys.stderr), setup)
-        if not several:
-            for line in streams[0].source.notes[notes_before:]:  # learnt while decoding (timestamps guessed, ...)
-                note(line)
+        if not several:  # what was learnt while decoding (timestamps guessed, ...)
+            note(*streams[0].source.notes[notes_before:])
         if adapt_log := adapt_log or streams[0].config.adapt_log:
             from app.pipeline.adapt import write_log
 
-            print(f"adaptive log: {write_log(adapt_log, stats)}", file=sys.stdout)
+            print(f"adaptive log: {write_log(adapt_log, stats)}")
         if interrupted:
             return EXIT_INTERRUPTED
-        failed = {**left_out, **pipeline.errors()}
-        if failed:
-            lines = [f"stream {name}: {first_line(exc)}" for name, exc in failed.items()]
-            raise UserError("; ".join(lines))
-        if failures.lines:
+        if failed := {**left_out, **pipeline.errors()}:
+            raise UserError("; ".join(f"stream {name}: {first_line(exc)}" for name, exc in failed.items()))
+        if failures:
             return EXIT_OUTPUT_FAILED
         warning = bad_frames_warning({f"stream {name}" if several else streams[0].source.name: s
                                       for name, s in stats.streams.items()})

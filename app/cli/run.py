@@ -2,9 +2,7 @@
 
 Parses the options into a ``PipelineConfig`` and a ``DetectorConfig``, checks the outputs before
 any work, then opens the GUI (with a display) or runs headless with a progress bar and a summary.
-Exit status: 0 done; 1 done but some frames could not be decoded; 2 bad input (one line on
-stderr, from ``app.cli.cli``); 4 done, but an output stopped early (disk full, file too large: one line
-when it happens, the other outputs complete); 130 interrupted (the recording is finalised all the same).
+Exit statuses: 0, 1, 2, 4 and 130, as the --help epilog below says (named in ``app.cli.console``).
 """
 
 from __future__ import annotations
@@ -146,20 +144,13 @@ def build_configs(args: argparse.Namespace):
     pipeline = PipelineConfig(
         source_kind=kind,
         source=str(source),
-        record=args.record,
-        export=args.export,
-        segment_s=args.segment_s,
-        overwrite=args.overwrite,
-        max_frames=args.max_frames,
-        headless=args.headless,
+        **{name: getattr(args, name) for name in (
+            "record", "export", "segment_s", "overwrite", "max_frames", "headless", "trails", "reconnect",
+            "target_fps", "adapt_log")},
         track=args.track or bool(events and events.needs_tracking),
-        trails=args.trails,
         lines=tuple(Shape.parse("line", text).coords for text in args.line),
         zones=tuple(Shape.parse("zone", text).coords for text in args.zone),
-        reconnect=args.reconnect,
         stall_timeout_s=args.stall_timeout,
-        target_fps=args.target_fps,
-        adapt_log=args.adapt_log,
         events=events,
     )
     return pipeline, detector_config_from_args(args)
@@ -177,15 +168,9 @@ def detector_config_from_args(args: argparse.Namespace):
 
     try:
         return DetectorConfig(
-            model=args.model,
-            weights=args.weights,
-            backbone=args.backbone,
-            device=args.device,
-            precision=args.precision,
+            **{name: getattr(args, name) for name in ("model", "weights", "backbone", "device", "precision",
+                                                       "proposals", "score_threshold", "nms_threshold")},
             memory_format={"auto": "auto", "on": "channels_last", "off": "contiguous"}[args.channels_last],
-            proposals=args.proposals,
-            score_threshold=args.score_threshold,
-            nms_threshold=args.nms_threshold,
             contained_threshold=args.contained,
             classes=tuple(c.strip() for c in args.classes.split(",") if c.strip()),
         )
