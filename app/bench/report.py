@@ -130,6 +130,26 @@ def _cell(value, fmt: str) -> str:
 
 
 # --------------------------------------------------------------------------------- plot
+def lines(rows: Sequence[dict]) -> dict[str, list[dict]]:
+    """The plot's lines: one per model × weights × precision × input size, named by what tells them
+    apart (the weights and the input size only where they vary), each sorted by proposal count."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        key = row["model"], row.get("weights"), row["precision"], row.get("input_size")
+        groups.setdefault(key, []).append(row)
+    weights = {(m, w) for m, w, _, _ in groups}
+    many_sizes = len({size for *_, size in groups}) > 1
+    named = {}
+    for (model, weight, precision, size), group in groups.items():
+        name = model.removeprefix("fasterrcnn_")
+        if sum(m == model for m, _ in weights) > 1:
+            name += f"[{Path(str(weight)).stem}]"
+        name += f" {precision}" + (f" {size}px" if many_sizes else "")
+        name += "" if group[0].get("trained") else " (random weights)"
+        named[name] = sorted(group, key=lambda r: r["proposals"])
+    return named
+
+
 def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     """fps (detector and end to end) and AP / AP50 against the proposal count, log x, with the 30
     and 60 fps targets; the naive loop of each model is a dotted horizontal line."""
@@ -142,17 +162,13 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     has_ap = any(row.get("ap") is not None for row in rows)
     fig, (ax_fps, ax_ap) = plt.subplots(2, 1, figsize=(11, 8.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["model"], row["precision"]), []).append(row)
-    baselines: set[str] = set()
+    baselines: set[tuple] = set()
     all_fps: list[float] = []
-    for i, ((model, precision), group) in enumerate(groups.items()):
+    for i, (name, group) in enumerate(lines(rows).items()):
         color = colors[i % len(colors)]
-        group = sorted(group, key=lambda r: r["proposals"])
         x = [r["proposals"] for r in group]
-        short = model.removeprefix("fasterrcnn_")
-        name = f"{short} {precision}" + ("" if group[0].get("trained") else " (random weights)")
+        model = group[0]["model"], group[0].get("weights")
+        short = name.split(" ")[0]
         det = [_nan(r.get("detector_fps")) for r in group]
         ax_fps.plot(x, det, "o-", color=color, label=f"{name}: detector")
         all_fps += det

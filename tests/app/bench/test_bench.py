@@ -16,7 +16,7 @@ import torch
 
 from app.bench import measure
 from app.bench.accuracy import load_labels
-from app.bench.report import COLUMNS, OUTPUT_NAMES
+from app.bench.report import COLUMNS, OUTPUT_NAMES, lines
 from app.bench.sweep import BenchConfig, build_baseline_model, run_bench
 from app.cli.cli import main as cli_main
 from app.errors import UserError
@@ -262,3 +262,17 @@ def test_progress_is_a_line_every_tenth_in_a_log_and_a_bar_that_stops_on_a_termi
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.getvalue())
     assert " 25% " in text and "m: pipeline" in text and "100%" not in text  # stopped where it was, not filled
     assert terminal.getvalue().endswith("\x1b[?25h")  # the cursor is shown again
+
+
+def test_plot_lines_keep_weights_and_input_sizes_apart():
+    def row(weights, size, proposals, precision="fp32"):
+        return {"model": "fasterrcnn_mobilenet_v3_large_fpn", "weights": weights, "precision": precision,
+                "input_size": size, "proposals": proposals, "trained": True}
+
+    rows = [row(w, s, n) for n in (300, 50, 100) for w in ("a/v6.pt", "b/v7.pt") for s in (320, 480)]
+    named = lines(rows + [row("a/v6.pt", 320, 50, "int8")])
+    assert len(named) == 5 and "mobilenet_v3_large_fpn[v7] fp32 480px" in named
+    for name, group in named.items():  # each line is one setting, in proposal order
+        assert len({(r["weights"], r["input_size"], r["precision"]) for r in group}) == 1, name
+        assert [r["proposals"] for r in group] == sorted(r["proposals"] for r in group)
+    assert list(lines([row("a/v6.pt", 320, 50)])) == ["mobilenet_v3_large_fpn fp32"]
