@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.errors import UserError
+from app.errors import UserError, UserErrorParser
 
 from .defaults import (  # not from .sweep: this module must not load torch
     DEFAULT_FRAMES,
@@ -32,7 +32,7 @@ __all__ = ["build_parser", "config_from_args", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run.py bench", description=__doc__.split("\n\n")[0],
+    p = UserErrorParser(prog="run.py bench", see=" (see run.py bench --help)", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--video", type=Path, required=True,
                    help="the clip to measure on (e.g. assets/sample.mp4)")

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.errors import UserError, user_errors
+from app.errors import UserError, UserErrorParser, user_errors
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
@@ -55,7 +55,7 @@ def iter_images(paths: Sequence[Path]) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run.py autolabel", description=__doc__.split("\n\n")[0],
+    p = UserErrorParser(prog="run.py autolabel", see=" (see run.py autolabel --help)", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("source", help="a video file, a folder of images, or one image")
     p.add_argument("--out", required=True, help="COCO JSON to write")

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 
 from app.bench import int_list
-from app.errors import UserError, user_errors
+from app.errors import UserError, UserErrorParser, user_errors
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 PRECISION_SCORE = 0.5  # precision is also reported here, whatever the model's threshold
@@ -36,7 +36,7 @@ CURVE_SCORES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run.py eval", description=__doc__.split("\n\n")[0],
+    p = UserErrorParser(prog="run.py eval", see=" (see run.py eval --help)", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="COCO JSON with the ground truth (file_name relative to it)")
     p.add_argument("--model", default="default", help="model name (default = the bundled checkpoint)")

@@ -18,14 +18,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.errors import UserError, user_errors
+from app.errors import UserError, UserErrorParser, user_errors
 from app.jobs.teachers import parse_numbers
 
 BACKBONE_WEIGHT_KWARG = {"yolov3_tiny": "darknet_weights", "mobilenet_v2": "imagenet_weights", "nanodet": "tfjs_model"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run.py train", description=__doc__.split("\n\n")[0],
+    p = UserErrorParser(prog="run.py train", see=" (see run.py train --help)", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", "--train", dest="data", required=True, metavar="JSON[:WEIGHT],...",
                    help="COCO JSON(s) of the training images, comma-separated, each with an optional sampling "

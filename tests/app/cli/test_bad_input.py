@@ -40,6 +40,18 @@ def fast(tiny_weights):
     return ["--weights", tiny_weights, "--headless"]
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["bench", "--frames", "x"], "--frames: invalid int value: 'x' (see run.py bench --help)"),
+    (["eval", "--bogus"], "(see run.py eval --help)"),
+    (["train", "--data", "d.json"], "required: --out (see run.py train --help)"),
+    (["autolabel", "--every", "x"], "--every: invalid int value"),
+])
+def test_a_bad_option_of_a_job_is_one_line(capsys, args, needle):
+    rc, out, err = run(capsys, *args)
+    assert rc == 2 and out == "" and "usage:" not in err
+    one_error_line(err, needle)
+
+
 def test_missing_file(capsys, tmp_path, fast):
     rc, _, err = run(capsys, "--video", tmp_path / "nope.mp4", *fast)
     assert rc == 2
