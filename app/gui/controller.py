@@ -13,7 +13,7 @@ Frames take a separate, faster path: the pipeline's sink thread pushes each resu
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +79,6 @@ class PipelineController(QObject):
     knobs_applied = pyqtSignal(dict)
     source_state = pyqtSignal(object)
 
-    _knobs_pending = pyqtSignal()
     _pipeline_done = pyqtSignal(int, object)
 
     KNOBS = ("proposals", "score_threshold", "classes", "precision", "target_fps", "track", "trails", "counters")
@@ -97,14 +96,13 @@ class PipelineController(QObject):
         self.target_fps: float | None = None  # the adaptive controller's target, kept across sources
         self._generation = 0
         self._paused = False
-        self._knob_lock = threading.Lock()
-        self._knobs: dict[str, object] = {}
-        self._knob_event_pending = False
+        self._knobs = FrameBridge(self)  # the newest value of each knob, one queued call at most
         self._timer: QTimer | None = None
         for signal, slot in ((self.open_requested, self._open), (self.pause_requested, self._pause),
                              (self.record_requested, self._start_recording),
                              (self.stop_record_requested, self._stop_recording),
-                             (self.shutdown_requested, self._shutdown), (self._knobs_pending, self._apply_knobs),
+                             (self.shutdown_requested, self._shutdown),
+                             (self._knobs.frame_available, self._apply_knobs),
                              (self._pipeline_done, self._on_pipeline_done)):
             signal.connect(slot, Qt.ConnectionType.QueuedConnection)
 
@@ -113,20 +111,13 @@ class PipelineController(QObject):
         """Ask for a knob change; coalesced, so a dragged slider never builds a backlog."""
         if name not in self.KNOBS:
             raise ValueError(f"knob {name!r} is unknown; expected one of {', '.join(self.KNOBS)}")
-        with self._knob_lock:
-            self._knobs[name] = value
-            notify = not self._knob_event_pending
-            self._knob_event_pending = True
-        if notify:
-            self._knobs_pending.emit()
+        self._knobs.push(value, name)
 
     # ------------------------------------------------------------------ controller thread
     @pyqtSlot()
     def _apply_knobs(self) -> None:
-        with self._knob_lock:
-            knobs, self._knobs, self._knob_event_pending = self._knobs, {}, False
         applied: dict[str, object] = {}
-        for name, value in knobs.items():
+        for name, value in self._knobs.take_all().items():
             try:
                 if name == "proposals":
                     self.detector.set_proposal_count(int(value))
@@ -323,7 +314,5 @@ def start_controller(detector, bridge: FrameBridge) -> tuple[PipelineController,
 
 def default_output_name(folder: Path, stem: str, suffix: str, now: float | None = None) -> Path:
     """``folder/stem-YYYYmmdd-HHMMSS.suffix``, with -2, -3… when that name is taken."""
-    import time
-
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     return folder / (first_free(f"{stem}-{stamp}", lambda name: (folder / f"{name}{suffix}").exists()) + suffix)

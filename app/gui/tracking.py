@@ -14,11 +14,11 @@ a counting line or zone on the video, and the side panel's "Tracking" box.
 from __future__ import annotations
 
 from PyQt6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QPolygonF
+from PyQt6.QtGui import QColor, QFontMetricsF, QPainter, QPen, QPolygonF
 from PyQt6.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 
 from app.analytics.analytics import Overlay
-from app.gui.widgets import box, button, muted_label, set_checked_quietly
+from app.gui.widgets import box, button, muted_label, set_checked_quietly, set_font
 from app.pipeline.overlay import LINE_COLOR, ZONE_COLOR, track_color
 
 DRAFT_COLOR = QColor(255, 235, 59)
@@ -28,20 +28,11 @@ def _map(x: float, y: float, scale: float, offset: QPointF) -> QPointF:
     return QPointF(x * scale + offset.x(), y * scale + offset.y())
 
 
-def set_label_font(painter: QPainter, font_px: float) -> QFontMetricsF:
-    """The painter's font, bold at ``font_px`` (at least 8 px), for labels; returns its metrics."""
-    font = QFont(painter.font())
-    font.setPixelSize(max(8, round(font_px)))
-    font.setBold(True)
-    painter.setFont(font)
-    return QFontMetricsF(font)
-
-
 def draw_overlay(painter: QPainter, overlay: Overlay, scale: float = 1.0, offset: QPointF | None = None,
                  font_px: float = 13.0) -> None:
     """Zones (translucent), trails and lines with their counts; frame pixels → ``target = frame * scale + offset``."""
     offset = offset or QPointF(0.0, 0.0)
-    metrics = set_label_font(painter, font_px)
+    metrics = set_font(painter, font_px, bold=True)
     for zone in overlay.zones:
         poly = QPolygonF([_map(x, y, scale, offset) for x, y in zone.polygon])
         fill = QColor(*ZONE_COLOR, 45)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 from PyQt6.QtCore import QRectF, QSignalBlocker, QSize, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QFont, QPainter, QPen
+from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
 from PyQt6.QtWidgets import (
     QBoxLayout,
     QDoubleSpinBox,
@@ -91,6 +91,15 @@ def muted_label(text: str = "", wrap: bool = False) -> QLabel:
     return label
 
 
+def set_font(painter: QPainter, px: float, bold: bool = False) -> QFontMetricsF:
+    """The painter's font at ``px`` pixels (at least 8), bold or not; returns its metrics."""
+    font = QFont(painter.font())
+    font.setPixelSize(max(8, round(px)))
+    font.setBold(bold)
+    painter.setFont(font)
+    return QFontMetricsF(font)
+
+
 def set_checked_quietly(on: bool, *widgets) -> None:
     """Check or uncheck ``widgets`` without their signals (the state was changed elsewhere)."""
     for widget in widgets:
@@ -121,20 +130,19 @@ class FpsGauge(QWidget):
     def set_fps(self, fps: float) -> None:
         self.fps = max(0.0, float(fps))
         self.statuses = [target_status(self.fps, t) for t in self.targets]
-        self._update_tooltip()
-        self.update()
+        self._refresh()
 
     def set_capacity(self, fps: float | None) -> None:
         """The detector-alone rate (None = unknown)."""
         self.capacity = float(fps) if fps and math.isfinite(fps) and fps > 0 else None
-        self._update_tooltip()
-        self.update()
+        self._refresh()
 
-    def _update_tooltip(self) -> None:
+    def _refresh(self) -> None:
         lines = ["display rate: " + " · ".join(s.text for s in self.statuses)]
         if self.capacity is not None:
             lines.append(f"the detector alone: {self.capacity:.1f} fps (1000 / its ms per frame)")
         self.setToolTip("\n".join(lines))
+        self.update()
 
     def scale_max(self) -> float:
         """The bar's full scale: the top target + 25 %, growing in steps of 30 beyond it (≤ 240)."""
@@ -157,21 +165,14 @@ class FpsGauge(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         w = self.width()
-        big = QFont(self.font())
-        big.setPixelSize(20)
-        big.setBold(True)
-        p.setFont(big)
+        set_font(p, 20, bold=True)
         p.setPen(TEXT)
         p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{self.fps:5.1f} fps")
-        small = QFont(self.font())
-        small.setPixelSize(11)
-        p.setFont(small)
+        set_font(p, 11)
         p.setPen(MUTED)
+        note = "shown, 1 s window"
         if self.capacity is not None:
-            digits = 1 if self.capacity < 10 else 0
-            note = f"detector alone: {self.capacity:.{digits}f} fps"
-        else:
-            note = "shown, 1 s window"
+            note = f"detector alone: {self.capacity:.{1 if self.capacity < 10 else 0}f} fps"
         p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, note)
 
         track = QRectF(0, 32, w, 12)
@@ -232,9 +233,7 @@ class StageBar(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         w = self.width()
-        small = QFont(self.font())
-        small.setPixelSize(11)
-        p.setFont(small)
+        set_font(p, 11)
         p.setPen(TEXT)
         p.drawText(QRectF(0, 0, w, 16), Qt.AlignmentFlag.AlignLeft, f"detector {self.total:.1f} ms / frame")
         if self.budgets_ms:
@@ -468,9 +467,7 @@ class Banner(QFrame):
         close.setAutoRaise(True)
         close.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         close.clicked.connect(self.hide)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 6, 6)
-        layout.addWidget(self.label, 1)
+        layout = box(QHBoxLayout(self), (self.label, 1), margins=(10, 6, 6, 6))
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
 
