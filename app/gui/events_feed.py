@@ -49,12 +49,8 @@ class OutputState:
     dropped: int | None = None
     last_error: str | None = None
 
-    @property
-    def on(self) -> bool:
-        return bool(self.target)
-
     def line(self) -> str:
-        if not self.on:
+        if not self.target:
             return f"{self.name}: off"
         text = f"{self.name}: {self.target}"
         if self.written is not None:
@@ -148,15 +144,13 @@ class EventFeed(QObject):
             heat = events.heatmaps[0].heat if events.heatmaps else None
         else:
             sinks = {lane.name: [] for lane in pipeline.lanes}
-        watch = events_config.alert_classes if events_config is not None else ()
-        min_frames = events_config.min_frames if events_config is not None else 3
+        base = events_config if events_config is not None else EventsConfig()
+        bare = EventsConfig(counting=True, alert_classes=base.alert_classes, min_frames=base.min_frames)
         for lane in pipeline.lanes:
             if not any(isinstance(sink, EventSink) for sink in sinks[lane.name]):  # a sink for the window's list alone
-                if watch:
+                if bare.alert_classes:
                     lane.analytics.set_tracking(True)
-                bare = EventSink(EventsConfig(counting=True, alert_classes=watch, min_frames=min_frames),
-                                 lane.analytics, lane.name)
-                sinks[lane.name].append(lane.add_sink(bare))
+                sinks[lane.name].append(lane.add_sink(EventSink(bare, lane.analytics, lane.name)))
             for sink in sinks[lane.name]:
                 if isinstance(sink, EventSink):
                     sink.add_listener(lambda record, tap=taps[lane.name]: self._on_event(record, tap, pipeline.style))

@@ -24,20 +24,19 @@ from app.pipeline.overlay import LINE_COLOR, ZONE_COLOR, track_color
 DRAFT_COLOR = QColor(255, 235, 59)
 
 
-def _map(x: float, y: float, scale: float, offset: QPointF) -> QPointF:
-    return QPointF(x * scale + offset.x(), y * scale + offset.y())
-
-
 def draw_overlay(painter: QPainter, overlay: Overlay, scale: float = 1.0, offset: QPointF | None = None,
                  font_px: float = 13.0) -> None:
     """Zones (translucent), trails and lines with their counts; frame pixels → ``target = frame * scale + offset``."""
     offset = offset or QPointF(0.0, 0.0)
     metrics = set_font(painter, font_px, bold=True)
+
+    def mapped(points) -> list[QPointF]:
+        return [QPointF(x * scale + offset.x(), y * scale + offset.y()) for x, y in points]
+
     for zone in overlay.zones:
-        poly = QPolygonF([_map(x, y, scale, offset) for x, y in zone.polygon])
-        fill = QColor(*ZONE_COLOR, 45)
+        poly = QPolygonF(mapped(zone.polygon))
         painter.setPen(QPen(QColor(*ZONE_COLOR), 2))
-        painter.setBrush(fill)
+        painter.setBrush(QColor(*ZONE_COLOR, 45))
         painter.drawPolygon(poly)
         box = poly.boundingRect()
         _label(painter, metrics, zone.text(), QPointF(box.left() + 4, box.top() + 4), QColor(*ZONE_COLOR), below=True)
@@ -45,9 +44,9 @@ def draw_overlay(painter: QPainter, overlay: Overlay, scale: float = 1.0, offset
     for tid, points in (overlay.trails or {}).items():
         if len(points) >= 2:
             painter.setPen(QPen(QColor(*track_color(tid)), 2))
-            painter.drawPolyline(QPolygonF([_map(x, y, scale, offset) for x, y in points]))
+            painter.drawPolyline(QPolygonF(mapped(points)))
     for line in overlay.lines:
-        a, b = (_map(x, y, scale, offset) for x, y in line.points)
+        a, b = mapped(line.points)
         painter.setPen(QPen(QColor(*LINE_COLOR), 2.5))
         painter.drawLine(a, b)
         _label(painter, metrics, line.text(), (a + b) / 2, QColor(*LINE_COLOR))
@@ -122,11 +121,11 @@ class ShapeTool(QObject):
         if kind == QEvent.Type.KeyPress:
             if event.key() == Qt.Key.Key_Escape:
                 self.start("")
-                return True
-            if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.mode == "zone":
+            elif event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.mode == "zone":
                 self._finish()
-                return True
-            return False
+            else:
+                return False
+            return True
         if kind not in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease,
                         QEvent.Type.MouseMove, QEvent.Type.MouseButtonDblClick):
             return False
@@ -160,8 +159,7 @@ class ShapeTool(QObject):
 
     def _finish(self) -> None:
         kind, points = self.mode, list(self.points)
-        enough = len(points) == 2 if kind == "line" else len(points) >= 3
-        if not enough:
+        if len(points) < (2 if kind == "line" else 3):
             return  # a zone needs a third corner: keep drawing
         coords = tuple(round(v, 4) for p in points for v in (p.x(), p.y()))
         self.start("")
