@@ -152,16 +152,16 @@ class PipelineController(QObject):
         generation = self._generation
         on_finish = lambda err, g=generation: self._pipeline_done.emit(g, err)  # noqa: E731
         opened: list[Stream] = []
+        events = request.events
         try:
             if isinstance(request, StreamsRun):
                 for s in request.streams:  # a restart gives (name, config) pairs: their sources are opened here
                     opened.append(s if isinstance(s, Stream) else Stream(s[0], s[1], open_source(s[1])))
                 config = opened[0].config
-                pipeline = Pipeline.of_streams(opened, self.detector, export=request.export,
-                                               overwrite=request.overwrite, events=request.events, on_finish=on_finish)
-                events = request.events
+                pipeline = Pipeline.of_streams(opened, self.detector, export=request.export, events=events,
+                                               overwrite=request.overwrite, on_finish=on_finish)
             else:
-                config, events = request, request.events
+                config = request
                 opened.append(Stream("", config, open_source(config)))
                 pipeline = Pipeline(config, self.detector, opened[0].source, on_finish=on_finish)
             self.events_feed.attach(pipeline, events)  # before start: no event is missed
