@@ -1,13 +1,10 @@
 """The one object that drives the pipeline for the window, on its own QThread.
 
 Everything that can block — opening a camera or URL (seconds), stopping a pipeline (waits for a
-``detect`` call), finalising a recording (flushes the encoder), and even a knob change (the
-detector's lock is held for a whole ``detect``) — happens here, never on the GUI thread. The window
-talks to the controller only through queued signals and hears back through signals (Qt for Python's
-worker-object pattern); it never holds the pipeline.
-
-Frames take a separate, faster path: the pipeline's sink thread pushes each result into the
-``FrameBridge``, which keeps only the newest one for the GUI.
+``detect`` call), finalising a recording (flushes the encoder), even a knob change (the detector's
+lock is held for a whole ``detect``) — happens here, never on the GUI thread; the window never holds
+the pipeline and talks to it by queued signals only (Qt's worker-object pattern). Frames take a
+faster path: the sink threads push each result into the ``FrameBridge`` (the newest one only).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ a counting line or zone on the video, and the side panel's "Tracking" box.
   other. "Draw zone": click the corners, double-click (or right-click, or Enter) to close it with
   three or more; Esc cancels. Points are taken as fractions of the frame, so a line drawn once
   fits any source. Emits ``shape_drawn("line" | "zone", (x1, y1, x2, y2, …))``.
-- ``TrackingPanel``: track / trails switches, draw line / draw zone / clear, and the live counts.
-  It only shows; ``TrackingControl`` ties it to the mouse tool and passes its requests to the controller.
+- ``TrackingPanel`` only shows the switches, drawing buttons and counts; ``TrackingControl`` ties it
+  to the mouse tool and passes its requests to the controller.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""The status and control widgets of the side panel.
-
-- ``FpsGauge``: the measured fps as a bar with the 30 and 60 fps targets marked; each mark is green
-  when met, amber when near, red when missed — one glance says where the run stands.
-- ``StageBar``: the per-frame time stacked by stage (backbone / RPN / RoI head / other) against the
-  33 ms and 17 ms budgets of those two targets.
-- ``ProposalControl``, ``ThresholdControl``, ``ClassChecklist``: the live detector knobs.
-
-Widgets only show and emit; they never talk to the pipeline.
+"""The status and control widgets of the side panel: ``FpsGauge`` (fps against the 30/60 targets),
+``StageBar`` (ms per stage against their 33/17 ms budgets), and the live detector knobs
+``ProposalControl``, ``ThresholdControl``, ``ClassChecklist``. They only show and emit; they never
+talk to the pipeline.
 """
 
 from __future__ import annotations
@@ -110,10 +105,10 @@ def set_checked_quietly(on: bool, *widgets) -> None:
 class FpsGauge(QWidget):
     """A horizontal bar 0…scale fps with the target marks; ``set_fps`` from the GUI thread.
 
-    The bar is the measured display rate; the marks at 30 and 60 take the colour of its level
-    against each target. ``set_capacity`` adds a white tick for what the detector alone could do
-    (1000 / its ms per frame): a file paced at 10 fps shows 10 fps, and the tick says whether the
-    detector would keep up with a 30 or 60 fps source.
+    The bar is the measured display rate; each target's mark is green when met, amber when near,
+    red when missed. ``set_capacity`` adds a white tick for what the detector alone could do (1000 /
+    its ms per frame): a file paced at 10 fps shows 10, and the tick says whether the detector
+    would keep up with a 30 or 60 fps source.
     """
 
     SCALE_LIMIT = 240.0  # beyond this the bar would squeeze the targets into its left end
@@ -281,91 +276,87 @@ def position_to_proposals(position: int, steps: int = 1000) -> int:
     return min(max(round(value), PROPOSAL_MIN), PROPOSAL_MAX)
 
 
-class ProposalControl(QWidget):
+class _SliderSpin(QWidget):
+    """A slider and a spin box on one value, each following the other; ``value_changed`` is emitted
+    once per distinct value, whichever moved. Subclasses clamp the value and map it to positions."""
+
+    def _setup(self, value, spin: QSpinBox | QDoubleSpinBox, steps: int, tip: str) -> None:
+        self._value = value
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, steps)
+        self.slider.setToolTip(tip)
+        self.spin = spin
+        self.slider.valueChanged.connect(lambda pos: self.set_value(self._from_slider(pos), from_slider=True))
+        self.spin.valueChanged.connect(self.set_value)
+
+    def value(self):
+        return self._value
+
+    def set_value(self, value, from_slider: bool = False) -> None:
+        value = self._clamp(value)
+        changed = value != self._value
+        self._value = value
+        self._show(value, from_slider)
+        if changed:
+            self.value_changed.emit(value)
+
+    def _show(self, value, from_slider: bool = False) -> None:
+        with QSignalBlocker(self.spin):
+            self.spin.setValue(value)
+        if not from_slider:  # moving the slider under the user's hand would make it jump
+            with QSignalBlocker(self.slider):
+                self.slider.setValue(self._to_slider(value))
+
+
+class ProposalControl(_SliderSpin):
     """RPN proposals kept per frame: a log-scale slider, an exact spin box and presets.
 
     Signal: ``value_changed(int)`` once per distinct value, whichever control moved.
     """
 
     value_changed = pyqtSignal(int)
+    _to_slider = staticmethod(proposals_to_position)
+    _from_slider = staticmethod(position_to_proposals)
+    _clamp = staticmethod(lambda n: min(max(int(n), PROPOSAL_MIN), PROPOSAL_MAX))
 
     def __init__(self, value: int = 300, presets: Sequence[int] = PROPOSAL_PRESETS, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._value = int(value)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(0, 1000)
-        self.slider.setToolTip("RPN proposals kept per frame (log scale)")
-        self.spin = QSpinBox()
-        self.spin.setRange(PROPOSAL_MIN, PROPOSAL_MAX)
-        self.spin.setAccelerated(True)
-        self.spin.setToolTip("RPN proposals kept per frame")
+        spin = QSpinBox()
+        spin.setRange(PROPOSAL_MIN, PROPOSAL_MAX)
+        spin.setAccelerated(True)
+        spin.setToolTip("RPN proposals kept per frame")
+        self._setup(int(value), spin, 1000, "RPN proposals kept per frame (log scale)")
         self.preset_buttons = {n: button(str(n), f"keep {n} proposals", checkable=True) for n in presets}
         for n, b in self.preset_buttons.items():
             b.clicked.connect(lambda _checked=False, n=n: self.set_value(n))
         presets_row = box(QHBoxLayout(), *self.preset_buttons.values())
         presets_row.setSpacing(4)
         box(QVBoxLayout(self), box(QHBoxLayout(), (self.slider, 1), self.spin), presets_row)
-        self.slider.valueChanged.connect(lambda pos: self.set_value(position_to_proposals(pos), from_slider=True))
-        self.spin.valueChanged.connect(self.set_value)
-        self._show(self._value, from_slider=False)
+        self._show(self._value)
 
-    def value(self) -> int:
-        return self._value
-
-    def set_value(self, n: int, from_slider: bool = False) -> None:
-        n = min(max(int(n), PROPOSAL_MIN), PROPOSAL_MAX)
-        changed = n != self._value
-        self._value = n
-        self._show(n, from_slider)
-        if changed:
-            self.value_changed.emit(n)
-
-    def _show(self, n: int, from_slider: bool) -> None:
-        with QSignalBlocker(self.spin):
-            self.spin.setValue(n)
-        if not from_slider:  # moving the slider under the user's hand would make it jump
-            with QSignalBlocker(self.slider):
-                self.slider.setValue(proposals_to_position(n))
-        for preset, button in self.preset_buttons.items():
-            button.setChecked(preset == n)
+    def _show(self, n: int, from_slider: bool = False) -> None:
+        super()._show(n, from_slider)
+        for preset, b in self.preset_buttons.items():
+            b.setChecked(preset == n)
 
 
-class ThresholdControl(QWidget):
+class ThresholdControl(_SliderSpin):
     """Score threshold 0…1: a slider in steps of 0.01 and a spin box. Signal ``value_changed(float)``."""
 
     value_changed = pyqtSignal(float)
+    _to_slider = staticmethod(lambda value: round(value * 100))
+    _from_slider = staticmethod(lambda position: position / 100.0)
+    _clamp = staticmethod(lambda value: min(max(round(float(value), 2), 0.0), 1.0))
 
     def __init__(self, value: float = 0.5, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(0, 100)
-        self.slider.setToolTip("detections scoring below this are hidden")
-        self.spin = QDoubleSpinBox()
-        self.spin.setRange(0.0, 1.0)
-        self.spin.setDecimals(2)
-        self.spin.setSingleStep(0.05)
-        self._value = round(float(value), 2)
+        spin = QDoubleSpinBox()
+        spin.setRange(0.0, 1.0)
+        spin.setDecimals(2)
+        spin.setSingleStep(0.05)
+        self._setup(round(float(value), 2), spin, 100, "detections scoring below this are hidden")
         box(QHBoxLayout(self), (self.slider, 1), self.spin)
-        self.slider.valueChanged.connect(lambda pos: self.set_value(pos / 100.0))
-        self.spin.valueChanged.connect(self.set_value)
         self._show(self._value)
-
-    def value(self) -> float:
-        return self._value
-
-    def set_value(self, value: float) -> None:
-        value = min(max(round(float(value), 2), 0.0), 1.0)
-        changed = value != self._value
-        self._value = value
-        self._show(value)
-        if changed:
-            self.value_changed.emit(value)
-
-    def _show(self, value: float) -> None:
-        with QSignalBlocker(self.slider):
-            self.slider.setValue(round(value * 100))
-        with QSignalBlocker(self.spin):
-            self.spin.setValue(value)
 
 
 class ClassChecklist(QWidget):
