@@ -274,9 +274,7 @@ class PipelineController(QObject):
 
     def _ensure_timer(self) -> None:
         if self._timer is None:  # created here so that it lives on this thread
-            self._timer = QTimer(self)
-            self._timer.setInterval(STATS_INTERVAL_MS)
-            self._timer.timeout.connect(self._emit_stats)
+            self._timer = QTimer(self, interval=STATS_INTERVAL_MS, timeout=self._emit_stats)
         self._timer.start()
 
     @pyqtSlot()

@@ -130,8 +130,7 @@ def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = Fa
     # Ctrl-C and SIGTERM close the window cleanly (headless runs treat them alike).
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Python runs signal handlers only between bytecodes: wake the interpreter while Qt's loop runs.
-    wake = QTimer()
-    wake.timeout.connect(lambda: None)
+    wake = QTimer(timeout=lambda: None)
     wake.start(200)
     try:
         status = app.exec()

@@ -96,9 +96,7 @@ class MainWindow(QMainWindow):
         if notes := [n for n in getattr(detector, "notes", []) if n]:  # e.g. an untrained model
             self.warning_banner.show_message("⚠ " + "\n⚠ ".join(notes))
 
-        self._status_timer = QTimer(self)
-        self._status_timer.setInterval(200)
-        self._status_timer.timeout.connect(self._refresh_fps)
+        self._status_timer = QTimer(self, interval=200, timeout=self._refresh_fps)
         self._status_timer.start()
 
     # ================================================================== layout
