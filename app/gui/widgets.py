@@ -71,19 +71,12 @@ def box(layout: QBoxLayout, *items, margins: tuple[int, int, int, int] = (0, 0, 
 
 def button(text: str, tip: str = "", checkable: bool = False) -> QPushButton:
     """A push button that does not take the keyboard focus (the window's shortcuts keep it)."""
-    b = QPushButton(text)
-    b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-    b.setToolTip(tip)
-    b.setCheckable(checkable)
-    return b
+    return QPushButton(text, focusPolicy=Qt.FocusPolicy.NoFocus, toolTip=tip, checkable=checkable)
 
 
 def muted_label(text: str = "", wrap: bool = False) -> QLabel:
     """A small grey note (the style sheet's ``#muted``)."""
-    label = QLabel(text)
-    label.setObjectName("muted")
-    label.setWordWrap(wrap)
-    return label
+    return QLabel(text, objectName="muted", wordWrap=wrap)
 
 
 def set_font(painter: QPainter, px: float, bold: bool = False) -> QFontMetricsF:
@@ -453,11 +446,7 @@ class Banner(QFrame):
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        close.clicked.connect(self.hide)
+        close = QToolButton(text="✕", autoRaise=True, focusPolicy=Qt.FocusPolicy.NoFocus, clicked=self.hide)
         layout = box(QHBoxLayout(self), (self.label, 1), margins=(10, 6, 6, 6))
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
