@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal, pyqtSlot
 
+from app.analytics.count import Shape
 from app.config import PipelineConfig
 from app.errors import UserError, one_line
 from app.gui.bridge import FrameBridge
@@ -286,8 +287,6 @@ class PipelineController(QObject):
 def apply_analytics(analytics, name: str, value) -> None:
     """Set the tracking knob ``name`` ("track", "trails", or "counters" = (lines, zones)) on a
     pipeline's ``app.analytics.analytics.Analytics``."""
-    from app.analytics.count import Shape
-
     if name == "track":
         analytics.set_tracking(bool(value))
     elif name == "trails":

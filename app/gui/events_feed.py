@@ -17,10 +17,12 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app.analytics.heatmap import Heat
+from app.pipeline.render import annotate
 
 THUMB_PX = 64  # a thumbnail's longer side
 OUTPUTS_INTERVAL_S = 0.5  # the alert counters are sent at most this often (and once at the end)
@@ -202,11 +204,7 @@ def thumbnail(result, annotated: np.ndarray | None, box, style) -> np.ndarray:
 
     ``annotated`` is the frame the pipeline drew for its sinks when one of them wanted it (event
     clips); without it the frame is drawn here — only on frames with an event."""
-    import cv2
-
     if annotated is None:
-        from app.pipeline.render import annotate
-
         annotated = annotate(result.frame.image, result.detections, None, style, result.overlay)
     h, w = annotated.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)

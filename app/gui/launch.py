@@ -15,6 +15,7 @@ from PyQt6.QtWidgets import QApplication
 from app.config import PipelineConfig
 from app.errors import UserError
 from app.gui.main_window import MainWindow
+from app.pipeline.adapt import write_log
 from app.pipeline.pipeline import Stream
 
 # ====================================================================== styling
@@ -144,7 +145,5 @@ def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = Fa
         for name, exc in pipeline.errors().items():
             print(f"stream {name}: {exc}", file=sys.stderr)
     if pipeline_config.adapt_log and pipeline is not None:  # the last source's run, as the window left it
-        from app.pipeline.adapt import write_log
-
         print(f"adaptive log: {write_log(pipeline_config.adapt_log, pipeline.run_stats())}", file=sys.stdout)
     return 130 if interrupted else int(status)
