@@ -286,12 +286,10 @@ class _SliderSpin(QWidget):
         return self._value
 
     def set_value(self, value, from_slider: bool = False) -> None:
-        value = self._clamp(value)
-        changed = value != self._value
-        self._value = value
-        self._show(value, from_slider)
-        if changed:
-            self.value_changed.emit(value)
+        old, self._value = self._value, self._clamp(value)
+        self._show(self._value, from_slider)
+        if self._value != old:
+            self.value_changed.emit(self._value)
 
     def _show(self, value, from_slider: bool = False) -> None:
         with QSignalBlocker(self.spin):

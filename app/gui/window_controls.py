@@ -56,8 +56,7 @@ class ControlPanel(QScrollArea):
         combo.setCurrentText(detector.precision)
         combo.setToolTip(f"compute precision on {detector.device.type} (autocast; weights stay fp32)")
         combo.setEnabled(hasattr(detector, "set_precision"))
-        self.proposals_seen = QLabel("")
-        self.proposals_seen.setObjectName("muted")
+        self.proposals_seen = QLabel("", objectName="muted")
         self.target_control = TargetControl(owns=(self.proposal_control,))  # the controller's knobs while on
         for row in (("Proposals", self.proposal_control), ("", self.proposals_seen),
                     ("Score ≥", self.threshold_control), ("Precision", combo), ("Target", self.target_control)):
