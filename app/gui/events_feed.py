@@ -13,6 +13,7 @@ from it, never from a later one.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -156,22 +157,19 @@ class EventFeed(QObject):
             for sink in sinks[lane.name]:
                 if isinstance(sink, EventSink):
                     sink.add_listener(lambda record, tap=taps[lane.name]: self._on_event(record, tap, pipeline.style))
-        own = heat is None  # else the heat map file's, which its own sink fills
-        heat = Heat() if own else heat
-        pipeline.lanes[0].add_sink(_HeatSink(self, heat if own else None))
+        own = Heat() if heat is None else None  # else the heat map file's, which its own sink fills
+        pipeline.lanes[0].add_sink(_HeatSink(self, own))
         with self._lock:
             self._events, self._config = events, events_config
-        self.heat_changed.emit(heat)
+        self.heat_changed.emit(heat or own)
         self.send_outputs()
 
     def _on_event(self, record: dict, tap: _FrameTap, style) -> None:
         """On the sink thread, inside the EventSink's write: ``tap`` holds this event's frame."""
         thumb = None
         if tap.result is not None and record.get("box"):
-            try:
+            with contextlib.suppress(Exception):  # a thumbnail is decoration: the event is listed without one
                 thumb = thumbnail(tap.result, tap.annotated, record["box"], style)
-            except Exception:  # a thumbnail is decoration: the event is listed without one
-                thumb = None
         self.event_ready.emit(WindowEvent(dict(record), thumb))
 
     def output_states(self) -> list[OutputState]:
