@@ -138,13 +138,8 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         def action(text: str, slot, shortcuts=(), checkable: bool = False, tip: str = "") -> QAction:
-            act = QAction(text, self)
-            if shortcuts:
-                act.setShortcuts([QKeySequence(s) for s in shortcuts])
-            act.setCheckable(checkable)
-            if tip:
-                act.setStatusTip(tip)
-            act.triggered.connect(slot)
+            act = QAction(text, self, checkable=checkable, statusTip=tip, triggered=slot)
+            act.setShortcuts([QKeySequence(s) for s in shortcuts])
             self.addAction(act)  # shortcuts work while the menu is closed
             return act
 
