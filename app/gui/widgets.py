@@ -79,11 +79,14 @@ def muted_label(text: str = "", wrap: bool = False) -> QLabel:
     return QLabel(text, objectName="muted", wordWrap=wrap)
 
 
-def set_font(painter: QPainter, px: float, bold: bool = False) -> QFontMetricsF:
-    """The painter's font at ``px`` pixels (at least 8), bold or not; returns its metrics."""
-    font = QFont(painter.font())
+def set_font(painter: QPainter, px: float, bold: bool | None = None,
+             base: QFont | None = None) -> QFontMetricsF:
+    """The painter's font (or ``base``) at ``px`` pixels (at least 8), made bold or not when ``bold``
+    is given (else its weight stays: a group box's style sheet may set it); returns its metrics."""
+    font = QFont(painter.font() if base is None else base)
     font.setPixelSize(max(8, round(px)))
-    font.setBold(bold)
+    if bold is not None:
+        font.setBold(bold)
     painter.setFont(font)
     return QFontMetricsF(font)
 
@@ -156,7 +159,7 @@ class FpsGauge(QWidget):
         set_font(p, 20, bold=True)
         p.setPen(TEXT)
         p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{self.fps:5.1f} fps")
-        set_font(p, 11)
+        set_font(p, 11, base=self.font())
         p.setPen(MUTED)
         note = "shown, 1 s window"
         if self.capacity is not None:
