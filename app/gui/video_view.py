@@ -130,12 +130,8 @@ class VideoView(QWidget):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.save()
         painter.setClipRect(target)  # boxes, labels and shapes never spill into the letterbox
-        if self.detections is not None:
-            draw_detections(painter, self.detections, scale, target.topLeft(), font_px=font_px, bounds=target)
-        # trails, lines and zones with their counts, and the shape being drawn with the mouse
-        if self.overlay is not None:
-            draw_overlay(painter, self.overlay, scale, target.topLeft(), font_px=font_px)
-        if self.tool is not None:
+        self._draw_results(painter, scale, target.topLeft(), font_px, bounds=target)
+        if self.tool is not None:  # the shape being drawn with the mouse
             self.tool.paint(painter, target)
         painter.restore()
         self._draw_badges(painter, target)
@@ -162,14 +158,16 @@ class VideoView(QWidget):
         if self.image is None or self.image.isNull():
             return None
         out = self.image.convertToFormat(QImage.Format.Format_RGB32)
-        has_boxes = self.detections is not None and len(self.detections)
-        if has_boxes or self.overlay is not None:
-            painter = QPainter(out)
-            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-            font_px = max(12.0, out.height() / 40)
-            if has_boxes:
-                draw_detections(painter, self.detections, 1.0, None, font_px=font_px)
-            if self.overlay is not None:
-                draw_overlay(painter, self.overlay, 1.0, None, font_px=font_px)
-            painter.end()
+        painter = QPainter(out)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        self._draw_results(painter, 1.0, None, max(12.0, out.height() / 40))
+        painter.end()
         return out
+
+    def _draw_results(self, painter: QPainter, scale: float, offset: QPointF | None, font_px: float,
+                      bounds: QRectF | None = None) -> None:
+        """The boxes, then the trails, lines and zones with their counts."""
+        if self.detections is not None:
+            draw_detections(painter, self.detections, scale, offset, font_px=font_px, bounds=bounds)
+        if self.overlay is not None:
+            draw_overlay(painter, self.overlay, scale, offset, font_px=font_px)
