@@ -1,9 +1,7 @@
-"""From the pipeline's threads to the GUI thread: signals, newest-frame-only, zero-copy images.
+"""From the pipeline's threads to the GUI thread: a newest-item-only mailbox, zero-copy images.
 
-The pipeline calls ``FrameBridge.push`` from its sink threads; the bridge keeps only the newest item
-of each key (a stream's name) and emits ``frame_available`` once — a queued signal with no payload —
-until the GUI thread takes them. However slow the display, at most one frame per stream waits: the
-window never shows a backlog, and the items it skipped are counted (``replaced``).
+However slow the display, at most one frame per stream waits in the ``FrameBridge``: the window
+never shows a backlog, and the items it skipped are counted (``replaced``).
 """
 
 from __future__ import annotations
@@ -17,10 +15,11 @@ from PyQt6.QtGui import QImage
 
 
 class FrameBridge(QObject):
-    """A mailbox of one slot per key (a stream) between producer threads and the GUI thread.
+    """A mailbox of one slot per key (a stream; or a controller knob) between producer threads and
+    the GUI thread (or the controller's).
 
-    Signal (connect with ``Qt.ConnectionType.QueuedConnection``; it is emitted from any thread):
-        frame_available(): new items can be taken with ``take_all()``.
+    Signal (connect with ``Qt.ConnectionType.QueuedConnection``; it is emitted from any thread, once
+    until the items are taken): frame_available(): new items can be taken with ``take_all()``.
     """
 
     frame_available = pyqtSignal()

@@ -1,24 +1,22 @@
 """The one object that drives the pipeline for the window, on its own QThread.
 
 Everything that can block — opening a camera or URL (seconds), stopping a pipeline (waits for a
-``detect`` call), finalising a recording (flushes the encoder), and even a knob change (the
-detector's lock is held for a whole ``detect``) — happens here, never on the GUI thread. The window
-talks to the controller only through queued signals and hears back through signals (Qt for Python's
-worker-object pattern); it never holds the pipeline.
-
-Frames take a separate, faster path: the pipeline's sink thread pushes each result into the
-``FrameBridge``, which keeps only the newest one for the GUI.
+``detect`` call), finalising a recording (flushes the encoder), even a knob change (the detector's
+lock is held for a whole ``detect``) — happens here, never on the GUI thread; the window never holds
+the pipeline and talks to it by queued signals only (Qt's worker-object pattern). Frames take a
+faster path: the sink threads push each result into the ``FrameBridge`` (the newest one only).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from PyQt6.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal, pyqtSlot
 
+from app.analytics.count import Shape
 from app.config import PipelineConfig
 from app.errors import UserError, one_line
 from app.gui.bridge import FrameBridge
@@ -79,7 +77,6 @@ class PipelineController(QObject):
     knobs_applied = pyqtSignal(dict)
     source_state = pyqtSignal(object)
 
-    _knobs_pending = pyqtSignal()
     _pipeline_done = pyqtSignal(int, object)
 
     KNOBS = ("proposals", "score_threshold", "classes", "precision", "target_fps", "track", "trails", "counters")
@@ -97,14 +94,13 @@ class PipelineController(QObject):
         self.target_fps: float | None = None  # the adaptive controller's target, kept across sources
         self._generation = 0
         self._paused = False
-        self._knob_lock = threading.Lock()
-        self._knobs: dict[str, object] = {}
-        self._knob_event_pending = False
+        self._knobs = FrameBridge(self)  # the newest value of each knob, one queued call at most
         self._timer: QTimer | None = None
         for signal, slot in ((self.open_requested, self._open), (self.pause_requested, self._pause),
                              (self.record_requested, self._start_recording),
                              (self.stop_record_requested, self._stop_recording),
-                             (self.shutdown_requested, self._shutdown), (self._knobs_pending, self._apply_knobs),
+                             (self.shutdown_requested, self._shutdown),
+                             (self._knobs.frame_available, self._apply_knobs),
                              (self._pipeline_done, self._on_pipeline_done)):
             signal.connect(slot, Qt.ConnectionType.QueuedConnection)
 
@@ -113,20 +109,13 @@ class PipelineController(QObject):
         """Ask for a knob change; coalesced, so a dragged slider never builds a backlog."""
         if name not in self.KNOBS:
             raise ValueError(f"knob {name!r} is unknown; expected one of {', '.join(self.KNOBS)}")
-        with self._knob_lock:
-            self._knobs[name] = value
-            notify = not self._knob_event_pending
-            self._knob_event_pending = True
-        if notify:
-            self._knobs_pending.emit()
+        self._knobs.push(value, name)
 
     # ------------------------------------------------------------------ controller thread
     @pyqtSlot()
     def _apply_knobs(self) -> None:
-        with self._knob_lock:
-            knobs, self._knobs, self._knob_event_pending = self._knobs, {}, False
         applied: dict[str, object] = {}
-        for name, value in knobs.items():
+        for name, value in self._knobs.take_all().items():
             try:
                 if name == "proposals":
                     self.detector.set_proposal_count(int(value))
@@ -161,16 +150,16 @@ class PipelineController(QObject):
         generation = self._generation
         on_finish = lambda err, g=generation: self._pipeline_done.emit(g, err)  # noqa: E731
         opened: list[Stream] = []
+        events = request.events
         try:
             if isinstance(request, StreamsRun):
                 for s in request.streams:  # a restart gives (name, config) pairs: their sources are opened here
                     opened.append(s if isinstance(s, Stream) else Stream(s[0], s[1], open_source(s[1])))
                 config = opened[0].config
-                pipeline = Pipeline.of_streams(opened, self.detector, export=request.export,
-                                               overwrite=request.overwrite, events=request.events, on_finish=on_finish)
-                events = request.events
+                pipeline = Pipeline.of_streams(opened, self.detector, export=request.export, events=events,
+                                               overwrite=request.overwrite, on_finish=on_finish)
             else:
-                config, events = request, request.events
+                config = request
                 opened.append(Stream("", config, open_source(config)))
                 pipeline = Pipeline(config, self.detector, opened[0].source, on_finish=on_finish)
             self.events_feed.attach(pipeline, events)  # before start: no event is missed
@@ -286,9 +275,7 @@ class PipelineController(QObject):
 
     def _ensure_timer(self) -> None:
         if self._timer is None:  # created here so that it lives on this thread
-            self._timer = QTimer(self)
-            self._timer.setInterval(STATS_INTERVAL_MS)
-            self._timer.timeout.connect(self._emit_stats)
+            self._timer = QTimer(self, interval=STATS_INTERVAL_MS, timeout=self._emit_stats)
         self._timer.start()
 
     @pyqtSlot()
@@ -300,8 +287,6 @@ class PipelineController(QObject):
 def apply_analytics(analytics, name: str, value) -> None:
     """Set the tracking knob ``name`` ("track", "trails", or "counters" = (lines, zones)) on a
     pipeline's ``app.analytics.analytics.Analytics``."""
-    from app.analytics.count import Shape
-
     if name == "track":
         analytics.set_tracking(bool(value))
     elif name == "trails":
@@ -323,7 +308,5 @@ def start_controller(detector, bridge: FrameBridge) -> tuple[PipelineController,
 
 def default_output_name(folder: Path, stem: str, suffix: str, now: float | None = None) -> Path:
     """``folder/stem-YYYYmmdd-HHMMSS.suffix``, with -2, -3… when that name is taken."""
-    import time
-
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     return folder / (first_free(f"{stem}-{stamp}", lambda name: (folder / f"{name}{suffix}").exists()) + suffix)

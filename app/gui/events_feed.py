@@ -13,14 +13,17 @@ from it, never from a later one.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app.analytics.heatmap import Heat
+from app.pipeline.render import annotate
 
 THUMB_PX = 64  # a thumbnail's longer side
 OUTPUTS_INTERVAL_S = 0.5  # the alert counters are sent at most this often (and once at the end)
@@ -49,12 +52,8 @@ class OutputState:
     dropped: int | None = None
     last_error: str | None = None
 
-    @property
-    def on(self) -> bool:
-        return bool(self.target)
-
     def line(self) -> str:
-        if not self.on:
+        if not self.target:
             return f"{self.name}: off"
         text = f"{self.name}: {self.target}"
         if self.written is not None:
@@ -148,34 +147,29 @@ class EventFeed(QObject):
             heat = events.heatmaps[0].heat if events.heatmaps else None
         else:
             sinks = {lane.name: [] for lane in pipeline.lanes}
-        watch = events_config.alert_classes if events_config is not None else ()
-        min_frames = events_config.min_frames if events_config is not None else 3
+        base = events_config if events_config is not None else EventsConfig()
+        bare = EventsConfig(counting=True, alert_classes=base.alert_classes, min_frames=base.min_frames)
         for lane in pipeline.lanes:
             if not any(isinstance(sink, EventSink) for sink in sinks[lane.name]):  # a sink for the window's list alone
-                if watch:
+                if bare.alert_classes:
                     lane.analytics.set_tracking(True)
-                bare = EventSink(EventsConfig(counting=True, alert_classes=watch, min_frames=min_frames),
-                                 lane.analytics, lane.name)
-                sinks[lane.name].append(lane.add_sink(bare))
+                sinks[lane.name].append(lane.add_sink(EventSink(bare, lane.analytics, lane.name)))
             for sink in sinks[lane.name]:
                 if isinstance(sink, EventSink):
                     sink.add_listener(lambda record, tap=taps[lane.name]: self._on_event(record, tap, pipeline.style))
-        own = heat is None  # else the heat map file's, which its own sink fills
-        heat = Heat() if own else heat
-        pipeline.lanes[0].add_sink(_HeatSink(self, heat if own else None))
+        own = Heat() if heat is None else None  # else the heat map file's, which its own sink fills
+        pipeline.lanes[0].add_sink(_HeatSink(self, own))
         with self._lock:
             self._events, self._config = events, events_config
-        self.heat_changed.emit(heat)
+        self.heat_changed.emit(heat or own)
         self.send_outputs()
 
     def _on_event(self, record: dict, tap: _FrameTap, style) -> None:
         """On the sink thread, inside the EventSink's write: ``tap`` holds this event's frame."""
         thumb = None
         if tap.result is not None and record.get("box"):
-            try:
+            with contextlib.suppress(Exception):  # a thumbnail is decoration: the event is listed without one
                 thumb = thumbnail(tap.result, tap.annotated, record["box"], style)
-            except Exception:  # a thumbnail is decoration: the event is listed without one
-                thumb = None
         self.event_ready.emit(WindowEvent(dict(record), thumb))
 
     def output_states(self) -> list[OutputState]:
@@ -208,11 +202,7 @@ def thumbnail(result, annotated: np.ndarray | None, box, style) -> np.ndarray:
 
     ``annotated`` is the frame the pipeline drew for its sinks when one of them wanted it (event
     clips); without it the frame is drawn here — only on frames with an event."""
-    import cv2
-
     if annotated is None:
-        from app.pipeline.render import annotate
-
         annotated = annotate(result.frame.image, result.detections, None, style, result.overlay)
     h, w = annotated.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)

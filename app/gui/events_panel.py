@@ -39,12 +39,9 @@ def describe(record: dict) -> str:
 
 
 class EventsPanel(QWidget):
-    """Events list, heat-map toggle and alert outputs.
-
-    Attributes read by the window and the tests: ``list`` (QListWidget), ``heat_check`` (QCheckBox),
-    ``outputs_label`` (QLabel), ``counts`` (Counter of (kind, event)), ``opened`` (the last URL given
-    to the system's player).
-    """
+    """Events list, heat-map toggle and alert outputs; the window and the tests read ``list``,
+    ``heat_check``, ``outputs_label``, ``counts`` (a Counter of (kind, event)) and ``opened`` (the
+    last URL given to the system's player)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -13,7 +13,9 @@ from PyQt6.QtGui import QColor, QPalette
 from PyQt6.QtWidgets import QApplication
 
 from app.config import PipelineConfig
+from app.errors import UserError
 from app.gui.main_window import MainWindow
+from app.pipeline.adapt import write_log
 from app.pipeline.pipeline import Stream
 
 # ====================================================================== styling
@@ -37,21 +39,18 @@ QPushButton#record:checked { background: #c0392b; border-color: #c0392b; }
 QStatusBar { background: #181a1f; color: #aab0ba; }
 QStatusBar QLabel { color: #aab0ba; padding: 0 6px; }
 """
+PALETTE = dict(Window="#1e2127", WindowText="#e6e8ec", Base="#16181d", AlternateBase="#23262d",  # ColorRole
+               Text="#e6e8ec", Button="#2c3038", ButtonText="#e6e8ec", Highlight="#2d6cdf",
+               HighlightedText="#ffffff", ToolTipBase="#2c3038", ToolTipText="#e6e8ec",
+               PlaceholderText="#7c828c")
 
 
 def apply_theme(app: QApplication) -> None:
     """Fusion with a dark palette: video reads best on dark surroundings."""
     app.setStyle("Fusion")
     palette = QPalette()
-    for role, color in (
-        (QPalette.ColorRole.Window, "#1e2127"), (QPalette.ColorRole.WindowText, "#e6e8ec"),
-        (QPalette.ColorRole.Base, "#16181d"), (QPalette.ColorRole.AlternateBase, "#23262d"),
-        (QPalette.ColorRole.Text, "#e6e8ec"), (QPalette.ColorRole.Button, "#2c3038"),
-        (QPalette.ColorRole.ButtonText, "#e6e8ec"), (QPalette.ColorRole.Highlight, "#2d6cdf"),
-        (QPalette.ColorRole.HighlightedText, "#ffffff"), (QPalette.ColorRole.ToolTipBase, "#2c3038"),
-        (QPalette.ColorRole.ToolTipText, "#e6e8ec"), (QPalette.ColorRole.PlaceholderText, "#7c828c"),
-    ):
-        palette.setColor(role, QColor(color))
+    for role, color in PALETTE.items():
+        palette.setColor(getattr(QPalette.ColorRole, role), QColor(color))
     app.setPalette(palette)
     app.setStyleSheet(STYLE_SHEET)
 
@@ -78,8 +77,6 @@ def platform_problem(timeout_s: float = 30.0) -> str | None:
 def qt_application() -> QApplication:
     """The running QApplication, or a new one — once Qt's platform plugin is known to load (else a
     one-line ``UserError``: a missing system library would otherwise abort the process) — themed."""
-    from app.errors import UserError
-
     app = QApplication.instance()
     if app is None:
         problem = platform_problem()
@@ -134,8 +131,7 @@ def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = Fa
     # Ctrl-C and SIGTERM close the window cleanly (headless runs treat them alike).
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Python runs signal handlers only between bytecodes: wake the interpreter while Qt's loop runs.
-    wake = QTimer()
-    wake.timeout.connect(lambda: None)
+    wake = QTimer(timeout=lambda: None)
     wake.start(200)
     try:
         status = app.exec()
@@ -149,7 +145,5 @@ def run_gui(pipeline_config: PipelineConfig, detector_config, reprobe: bool = Fa
         for name, exc in pipeline.errors().items():
             print(f"stream {name}: {exc}", file=sys.stderr)
     if pipeline_config.adapt_log and pipeline is not None:  # the last source's run, as the window left it
-        from app.pipeline.adapt import write_log
-
         print(f"adaptive log: {write_log(pipeline_config.adapt_log, pipeline.run_stats())}", file=sys.stdout)
     return 130 if interrupted else int(status)

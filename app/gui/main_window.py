@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from PyQt6.QtCore import QSignalBlocker, QSize, Qt, QTimer
+from PyQt6.QtCore import QSignalBlocker, Qt, QTimer
 from PyQt6.QtGui import QAction, QKeySequence
 from PyQt6.QtWidgets import (
     QFileDialog,
@@ -96,9 +96,7 @@ class MainWindow(QMainWindow):
         if notes := [n for n in getattr(detector, "notes", []) if n]:  # e.g. an untrained model
             self.warning_banner.show_message("⚠ " + "\n⚠ ".join(notes))
 
-        self._status_timer = QTimer(self)
-        self._status_timer.setInterval(200)
-        self._status_timer.timeout.connect(self._refresh_fps)
+        self._status_timer = QTimer(self, interval=200, timeout=self._refresh_fps)
         self._status_timer.start()
 
     # ================================================================== layout
@@ -140,13 +138,8 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         def action(text: str, slot, shortcuts=(), checkable: bool = False, tip: str = "") -> QAction:
-            act = QAction(text, self)
-            if shortcuts:
-                act.setShortcuts([QKeySequence(s) for s in shortcuts])
-            act.setCheckable(checkable)
-            if tip:
-                act.setStatusTip(tip)
-            act.triggered.connect(slot)
+            act = QAction(text, self, checkable=checkable, statusTip=tip, triggered=slot)
+            act.setShortcuts([QKeySequence(s) for s in shortcuts])
             self.addAction(act)  # shortcuts work while the menu is closed
             return act
 
@@ -211,9 +204,8 @@ class MainWindow(QMainWindow):
     def open_source(self, config: PipelineConfig) -> None:
         """Stop what is playing and play ``config``'s source (the controller opens it off the GUI thread)."""
         if config.source_kind in ("video", "images"):
-            # Play like a player: every frame, at the file's own rate when pacing is on, and a short
-            # queue so that a detector slower than the video does not pile up seconds of frames
-            # between reader and detector (capture-to-display stays a couple of frame times).
+            # Play like a player: every frame, at the file's own rate when pacing is on, with a short
+            # queue so that a detector slower than the video does not pile up seconds of frames.
             config = config.with_(realtime=self.pace_files, queue_size=min(config.queue_size, 2))
         config = self.tracking.adopt(config)  # tracking, lines and zones carry over to every source
         self._opening(config, [stream_name(config.source_kind, config.source)], None)
@@ -239,16 +231,20 @@ class MainWindow(QMainWindow):
         self.error_banner.hide()
         self.source_event = None
 
-    def _menu_config(self, kind: str, source: str) -> PipelineConfig | None:
-        """A config for a source chosen in the window: the run's settings without its outputs."""
+    def _open_chosen(self, kind: str, source: str) -> bool:
+        """Play a source chosen in the window ("" = none) with the run's settings, without its outputs."""
+        if not source:
+            return False
         base = self.config or PipelineConfig(source_kind=kind, source=source)
         try:
             # open_source paces files again; live sources need no pacing
-            return base.with_(source_kind=kind, source=source, record=None, export=None, policy="auto",
-                              realtime=False, events=for_next_source(base.events))
+            config = base.with_(source_kind=kind, source=source, record=None, export=None, policy="auto",
+                                realtime=False, events=for_next_source(base.events))
         except Exception as exc:
             self.show_error(one_line(exc))
-            return None
+            return False
+        self.open_source(config)
+        return True
 
     def _on_tracking_changed(self, state: dict) -> None:
         if self.config is not None:  # F5 and the next source keep the lines, zones and switches
@@ -257,23 +253,18 @@ class MainWindow(QMainWindow):
     def choose_video(self) -> None:
         start = str(Path(self.config.source).parent) if self.config and self.config.source_kind == "video" else ""
         path, _ = QFileDialog.getOpenFileName(self, "Open a video", start, VIDEO_FILTER)
-        if path and (config := self._menu_config("video", path)):
-            self.open_source(config)
+        self._open_chosen("video", path)
 
     def choose_images(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a folder of images")
-        if path and (config := self._menu_config("images", path)):
-            self.open_source(config)
+        self._open_chosen("images", QFileDialog.getExistingDirectory(self, "Open a folder of images"))
 
     def choose_camera(self) -> None:
         index, ok = QInputDialog.getInt(self, "Open a camera", "Camera index (0 = the first camera):", 0, 0, 63)
-        if ok and (config := self._menu_config("camera", str(index))):
-            self.open_source(config)
+        self._open_chosen("camera", str(index) if ok else "")
 
     def choose_url(self) -> None:
         url, ok = QInputDialog.getText(self, "Open a stream", "Stream URL (rtsp://…, http://…):")
-        if ok and url.strip() and (config := self._menu_config("url", url.strip())):
-            self.open_source(config)
+        self._open_chosen("url", url.strip() if ok else "")
 
     def set_pacing(self, on: bool) -> None:
         """Pace files at their frame rate, or run them as fast as the detector allows; a file that
@@ -334,12 +325,8 @@ class MainWindow(QMainWindow):
         return target
 
     def _refilter_shown(self) -> None:
-        """Apply a stricter threshold or class filter to the frame on screen at once.
-
-        The detector applies the knobs from the next frame on; when paused, or when a frame takes
-        seconds, the shown boxes follow the controls now. (A looser setting cannot add boxes the
-        detector did not return; those come with the next frame.)
-        """
+        """Apply a stricter threshold or class filter to the frame on screen now (paused, or a slow
+        frame); a looser one cannot add the boxes the detector dropped: they come with the next frame."""
         if self.last_result is None or self.view.image is None:
             return
         shown = self.last_result.detections.filter(min_score=self.threshold_control.value(),
@@ -481,8 +468,7 @@ class MainWindow(QMainWindow):
     def _show_output_failures(self) -> None:
         """An output that stopped (disk full, file too large): its line in the banner, once; the
         video and the other outputs go on."""
-        pipeline = getattr(self.controller, "pipeline", None)
-        failures = pipeline.output_failures() if pipeline is not None and hasattr(pipeline, "output_failures") else []
+        failures = getattr(getattr(self.controller, "pipeline", None), "output_failures", list)()
         new = [line for line in failures if line not in self._failures_shown]
         if new:
             self._failures_shown.update(new)
@@ -516,10 +502,10 @@ class MainWindow(QMainWindow):
         self.warning_banner.show_message(f"⚠ {e.source}: {e.status(time.monotonic())} — {e.reason}")
 
     def _refresh_fps(self) -> None:
-        now = time.monotonic()
         if self.source_event is not None and self.source_event.state != "gave_up":
             self._show_source_state()  # the countdown to the next attempt
-        self.performance.show_display(self.meter.fps(now) or 0.0, self.latency.mean if len(self.latency) else None)
+        fps = self.meter.fps(time.monotonic()) or 0.0
+        self.performance.show_display(fps, self.latency.mean if len(self.latency) else None)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         if event.mimeData().hasUrls() and event.mimeData().urls()[0].isLocalFile():
@@ -527,9 +513,7 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:  # noqa: N802
         path = Path(event.mimeData().urls()[0].toLocalFile())
-        config = self._menu_config("images" if path.is_dir() else "video", str(path))
-        if config is not None:
-            self.open_source(config)
+        if self._open_chosen("images" if path.is_dir() else "video", str(path)):
             event.acceptProposedAction()
 
     # ================================================================== shutdown
@@ -549,6 +533,3 @@ class MainWindow(QMainWindow):
         if not done:
             log.warning("the pipeline did not stop within %.0f s", timeout_s)
         return done
-
-    def sizeHint(self) -> QSize:
-        return QSize(1180, 720)

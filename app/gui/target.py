@@ -64,12 +64,10 @@ class TargetControl(QWidget):
 
     def _emit(self) -> None:
         self._chosen = True
-        target = self._read()
-        changed = target != self._target
-        self._target = target
+        old, self._target = self._target, self._read()
         self._sync()
-        if changed:
-            self.target_changed.emit(target)
+        if self._target != old:
+            self.target_changed.emit(self._target)
 
     def show_status(self, adapt) -> None:
         """Show an ``app.pipeline.adapt.AdaptStatus`` (or None: no pipeline, or off). A target set elsewhere

@@ -7,46 +7,36 @@ a counting line or zone on the video, and the side panel's "Tracking" box.
   other. "Draw zone": click the corners, double-click (or right-click, or Enter) to close it with
   three or more; Esc cancels. Points are taken as fractions of the frame, so a line drawn once
   fits any source. Emits ``shape_drawn("line" | "zone", (x1, y1, x2, y2, …))``.
-- ``TrackingPanel``: track / trails switches, draw line / draw zone / clear, and the live counts.
-  It only shows; ``TrackingControl`` ties it to the mouse tool and passes its requests to the controller.
+- ``TrackingPanel`` only shows the switches, drawing buttons and counts; ``TrackingControl`` ties it
+  to the mouse tool and passes its requests to the controller.
 """
 
 from __future__ import annotations
 
 from PyQt6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QPolygonF
+from PyQt6.QtGui import QColor, QFontMetricsF, QPainter, QPen, QPolygonF
 from PyQt6.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 
 from app.analytics.analytics import Overlay
-from app.gui.widgets import box, button, muted_label, set_checked_quietly
+from app.gui.widgets import box, button, muted_label, set_checked_quietly, set_font
 from app.pipeline.overlay import LINE_COLOR, ZONE_COLOR, track_color
 
 DRAFT_COLOR = QColor(255, 235, 59)
-
-
-def _map(x: float, y: float, scale: float, offset: QPointF) -> QPointF:
-    return QPointF(x * scale + offset.x(), y * scale + offset.y())
-
-
-def set_label_font(painter: QPainter, font_px: float) -> QFontMetricsF:
-    """The painter's font, bold at ``font_px`` (at least 8 px), for labels; returns its metrics."""
-    font = QFont(painter.font())
-    font.setPixelSize(max(8, round(font_px)))
-    font.setBold(True)
-    painter.setFont(font)
-    return QFontMetricsF(font)
 
 
 def draw_overlay(painter: QPainter, overlay: Overlay, scale: float = 1.0, offset: QPointF | None = None,
                  font_px: float = 13.0) -> None:
     """Zones (translucent), trails and lines with their counts; frame pixels → ``target = frame * scale + offset``."""
     offset = offset or QPointF(0.0, 0.0)
-    metrics = set_label_font(painter, font_px)
+    metrics = set_font(painter, font_px, bold=True)
+
+    def mapped(points) -> list[QPointF]:
+        return [QPointF(x * scale + offset.x(), y * scale + offset.y()) for x, y in points]
+
     for zone in overlay.zones:
-        poly = QPolygonF([_map(x, y, scale, offset) for x, y in zone.polygon])
-        fill = QColor(*ZONE_COLOR, 45)
+        poly = QPolygonF(mapped(zone.polygon))
         painter.setPen(QPen(QColor(*ZONE_COLOR), 2))
-        painter.setBrush(fill)
+        painter.setBrush(QColor(*ZONE_COLOR, 45))
         painter.drawPolygon(poly)
         box = poly.boundingRect()
         _label(painter, metrics, zone.text(), QPointF(box.left() + 4, box.top() + 4), QColor(*ZONE_COLOR), below=True)
@@ -54,9 +44,9 @@ def draw_overlay(painter: QPainter, overlay: Overlay, scale: float = 1.0, offset
     for tid, points in (overlay.trails or {}).items():
         if len(points) >= 2:
             painter.setPen(QPen(QColor(*track_color(tid)), 2))
-            painter.drawPolyline(QPolygonF([_map(x, y, scale, offset) for x, y in points]))
+            painter.drawPolyline(QPolygonF(mapped(points)))
     for line in overlay.lines:
-        a, b = (_map(x, y, scale, offset) for x, y in line.points)
+        a, b = mapped(line.points)
         painter.setPen(QPen(QColor(*LINE_COLOR), 2.5))
         painter.drawLine(a, b)
         _label(painter, metrics, line.text(), (a + b) / 2, QColor(*LINE_COLOR))
@@ -131,11 +121,11 @@ class ShapeTool(QObject):
         if kind == QEvent.Type.KeyPress:
             if event.key() == Qt.Key.Key_Escape:
                 self.start("")
-                return True
-            if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.mode == "zone":
+            elif event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.mode == "zone":
                 self._finish()
-                return True
-            return False
+            else:
+                return False
+            return True
         if kind not in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease,
                         QEvent.Type.MouseMove, QEvent.Type.MouseButtonDblClick):
             return False
@@ -169,8 +159,7 @@ class ShapeTool(QObject):
 
     def _finish(self) -> None:
         kind, points = self.mode, list(self.points)
-        enough = len(points) == 2 if kind == "line" else len(points) >= 3
-        if not enough:
+        if len(points) < (2 if kind == "line" else 3):
             return  # a zone needs a third corner: keep drawing
         coords = tuple(round(v, 4) for p in points for v in (p.x(), p.y()))
         self.start("")

@@ -11,17 +11,13 @@ from PyQt6.QtCore import QPointF, QRectF, QSize, Qt
 from PyQt6.QtGui import QColor, QImage, QPainter, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
-from app.gui.tracking import draw_overlay, set_label_font
+from app.gui.tracking import draw_overlay
+from app.gui.widgets import set_font
 from app.pipeline.overlay import track_color
 from app.pipeline.render import DEFAULT_STYLE
 from detector.detections import Detections
 
 BACKGROUND = QColor(24, 26, 30)
-
-
-def class_color(class_id: int) -> QColor:
-    """The class's colour in the recordings (``app.pipeline.render``), so the window and the files agree."""
-    return QColor(*DEFAULT_STYLE.color(class_id))
 
 
 def draw_detections(painter: QPainter, detections: Detections, scale: float = 1.0,
@@ -39,21 +35,21 @@ def draw_detections(painter: QPainter, detections: Detections, scale: float = 1.
     if not len(detections):
         return
     offset = offset or QPointF(0.0, 0.0)
-    metrics = set_label_font(painter, font_px)
+    metrics = set_font(painter, font_px, bold=True)
     pen_width = max(1.5, 2.0 * min(1.0, scale * 1.5))
     names = detections.class_names
-    # Draw low scores first so that the confident boxes end up on top.
-    order = detections.scores.argsort()
     top_limit = bounds.top() if bounds is not None else 0.0
-    for i in order:
+    for i in detections.scores.argsort():  # low scores first: the confident boxes end up on top
         x1, y1, x2, y2 = (float(v) for v in detections.boxes[i])
         rect = QRectF(x1 * scale + offset.x(), y1 * scale + offset.y(), (x2 - x1) * scale, (y2 - y1) * scale)
+        class_id = int(detections.class_ids[i])
         track_id = int(detections.track_ids[i]) if detections.track_ids is not None else -1
-        color = QColor(*track_color(track_id)) if track_id >= 0 else class_color(int(detections.class_ids[i]))
+        # the colours of the recordings (app.pipeline.render), so the window and the files agree
+        color = QColor(*(track_color(track_id) if track_id >= 0 else DEFAULT_STYLE.color(class_id)))
         painter.setPen(QPen(color, pen_width))
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawRect(rect)
-        label = f"{names[int(detections.class_ids[i])]} {float(detections.scores[i]):.2f}"
+        label = f"{names[class_id]} {float(detections.scores[i]):.2f}"
         if track_id >= 0:
             label += f" #{track_id}"
         text_w, text_h = metrics.horizontalAdvance(label) + 6, metrics.height() + 2
@@ -105,9 +101,7 @@ class VideoView(QWidget):
         self.update()
 
     def sizeHint(self) -> QSize:
-        if self.image is not None:
-            return self.image.size()
-        return QSize(768, 576)
+        return self.image.size() if self.image is not None else QSize(768, 576)
 
     # ------------------------------------------------------------------ geometry
     def image_rect(self) -> QRectF:
@@ -133,19 +127,11 @@ class VideoView(QWidget):
         painter.drawImage(target, self.image)
         scale = target.width() / self.image.width()
         font_px = max(11.0, min(15.0, 13.0 * scale))
-        if self.detections is not None:
-            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-            painter.save()
-            painter.setClipRect(target)  # boxes and labels never spill into the letterbox
-            draw_detections(painter, self.detections, scale, target.topLeft(), font_px=font_px, bounds=target)
-            painter.restore()
-        # Trails, lines and zones with their counts, and the shape being drawn with the mouse.
-        painter.save()
-        painter.setClipRect(target)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        if self.overlay is not None:
-            draw_overlay(painter, self.overlay, scale, target.topLeft(), font_px=font_px)
-        if self.tool is not None:
+        painter.save()
+        painter.setClipRect(target)  # boxes, labels and shapes never spill into the letterbox
+        self._draw_results(painter, scale, target.topLeft(), font_px, bounds=target)
+        if self.tool is not None:  # the shape being drawn with the mouse
             self.tool.paint(painter, target)
         painter.restore()
         self._draw_badges(painter, target)
@@ -153,7 +139,7 @@ class VideoView(QWidget):
 
     def _draw_badges(self, painter: QPainter, target: QRectF) -> None:
         """"PAUSED" and "● REC" in the frame's top corners (window only, never in screenshots)."""
-        metrics = set_label_font(painter, 13)
+        metrics = set_font(painter, 13, bold=True)
         for on, text, color, right in ((self._paused, "❚❚ PAUSED", QColor(45, 108, 223), False),
                                        (self._recording, "● REC", QColor(192, 57, 43), True)):
             if not on:
@@ -172,14 +158,16 @@ class VideoView(QWidget):
         if self.image is None or self.image.isNull():
             return None
         out = self.image.convertToFormat(QImage.Format.Format_RGB32)
-        has_boxes = self.detections is not None and len(self.detections)
-        if has_boxes or self.overlay is not None:
-            painter = QPainter(out)
-            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-            font_px = max(12.0, out.height() / 40)
-            if has_boxes:
-                draw_detections(painter, self.detections, 1.0, None, font_px=font_px)
-            if self.overlay is not None:
-                draw_overlay(painter, self.overlay, 1.0, None, font_px=font_px)
-            painter.end()
+        painter = QPainter(out)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        self._draw_results(painter, 1.0, None, max(12.0, out.height() / 40))
+        painter.end()
         return out
+
+    def _draw_results(self, painter: QPainter, scale: float, offset: QPointF | None, font_px: float,
+                      bounds: QRectF | None = None) -> None:
+        """The boxes, then the trails, lines and zones with their counts."""
+        if self.detections is not None:
+            draw_detections(painter, self.detections, scale, offset, font_px=font_px, bounds=bounds)
+        if self.overlay is not None:
+            draw_overlay(painter, self.overlay, scale, offset, font_px=font_px)

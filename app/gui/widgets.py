@@ -1,12 +1,7 @@
-"""The status and control widgets of the side panel.
-
-- ``FpsGauge``: the measured fps as a bar with the 30 and 60 fps targets marked; each mark is green
-  when met, amber when near, red when missed — one glance says where the run stands.
-- ``StageBar``: the per-frame time stacked by stage (backbone / RPN / RoI head / other) against the
-  33 ms and 17 ms budgets of those two targets.
-- ``ProposalControl``, ``ThresholdControl``, ``ClassChecklist``: the live detector knobs.
-
-Widgets only show and emit; they never talk to the pipeline.
+"""The status and control widgets of the side panel: ``FpsGauge`` (fps against the 30/60 targets),
+``StageBar`` (ms per stage against their 33/17 ms budgets), and the live detector knobs
+``ProposalControl``, ``ThresholdControl``, ``ClassChecklist``. They only show and emit; they never
+talk to the pipeline.
 """
 
 from __future__ import annotations
@@ -16,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 from PyQt6.QtCore import QRectF, QSignalBlocker, QSize, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QFont, QPainter, QPen
+from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
 from PyQt6.QtWidgets import (
     QBoxLayout,
     QDoubleSpinBox,
@@ -76,19 +71,24 @@ def box(layout: QBoxLayout, *items, margins: tuple[int, int, int, int] = (0, 0, 
 
 def button(text: str, tip: str = "", checkable: bool = False) -> QPushButton:
     """A push button that does not take the keyboard focus (the window's shortcuts keep it)."""
-    b = QPushButton(text)
-    b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-    b.setToolTip(tip)
-    b.setCheckable(checkable)
-    return b
+    return QPushButton(text, focusPolicy=Qt.FocusPolicy.NoFocus, toolTip=tip, checkable=checkable)
 
 
 def muted_label(text: str = "", wrap: bool = False) -> QLabel:
     """A small grey note (the style sheet's ``#muted``)."""
-    label = QLabel(text)
-    label.setObjectName("muted")
-    label.setWordWrap(wrap)
-    return label
+    return QLabel(text, objectName="muted", wordWrap=wrap)
+
+
+def set_font(painter: QPainter, px: float, bold: bool | None = None,
+             base: QFont | None = None) -> QFontMetricsF:
+    """The painter's font (or ``base``) at ``px`` pixels (at least 8), made bold or not when ``bold``
+    is given (else its weight stays: a group box's style sheet may set it); returns its metrics."""
+    font = QFont(painter.font() if base is None else base)
+    font.setPixelSize(max(8, round(px)))
+    if bold is not None:
+        font.setBold(bold)
+    painter.setFont(font)
+    return QFontMetricsF(font)
 
 
 def set_checked_quietly(on: bool, *widgets) -> None:
@@ -101,10 +101,10 @@ def set_checked_quietly(on: bool, *widgets) -> None:
 class FpsGauge(QWidget):
     """A horizontal bar 0…scale fps with the target marks; ``set_fps`` from the GUI thread.
 
-    The bar is the measured display rate; the marks at 30 and 60 take the colour of its level
-    against each target. ``set_capacity`` adds a white tick for what the detector alone could do
-    (1000 / its ms per frame): a file paced at 10 fps shows 10 fps, and the tick says whether the
-    detector would keep up with a 30 or 60 fps source.
+    The bar is the measured display rate; each target's mark is green when met, amber when near,
+    red when missed. ``set_capacity`` adds a white tick for what the detector alone could do (1000 /
+    its ms per frame): a file paced at 10 fps shows 10, and the tick says whether the detector
+    would keep up with a 30 or 60 fps source.
     """
 
     SCALE_LIMIT = 240.0  # beyond this the bar would squeeze the targets into its left end
@@ -121,20 +121,19 @@ class FpsGauge(QWidget):
     def set_fps(self, fps: float) -> None:
         self.fps = max(0.0, float(fps))
         self.statuses = [target_status(self.fps, t) for t in self.targets]
-        self._update_tooltip()
-        self.update()
+        self._refresh()
 
     def set_capacity(self, fps: float | None) -> None:
         """The detector-alone rate (None = unknown)."""
         self.capacity = float(fps) if fps and math.isfinite(fps) and fps > 0 else None
-        self._update_tooltip()
-        self.update()
+        self._refresh()
 
-    def _update_tooltip(self) -> None:
+    def _refresh(self) -> None:
         lines = ["display rate: " + " · ".join(s.text for s in self.statuses)]
         if self.capacity is not None:
             lines.append(f"the detector alone: {self.capacity:.1f} fps (1000 / its ms per frame)")
         self.setToolTip("\n".join(lines))
+        self.update()
 
     def scale_max(self) -> float:
         """The bar's full scale: the top target + 25 %, growing in steps of 30 beyond it (≤ 240)."""
@@ -157,21 +156,14 @@ class FpsGauge(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         w = self.width()
-        big = QFont(self.font())
-        big.setPixelSize(20)
-        big.setBold(True)
-        p.setFont(big)
+        set_font(p, 20, bold=True)
         p.setPen(TEXT)
         p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{self.fps:5.1f} fps")
-        small = QFont(self.font())
-        small.setPixelSize(11)
-        p.setFont(small)
+        set_font(p, 11, base=self.font())
         p.setPen(MUTED)
+        note = "shown, 1 s window"
         if self.capacity is not None:
-            digits = 1 if self.capacity < 10 else 0
-            note = f"detector alone: {self.capacity:.{digits}f} fps"
-        else:
-            note = "shown, 1 s window"
+            note = f"detector alone: {self.capacity:.{1 if self.capacity < 10 else 0}f} fps"
         p.drawText(QRectF(0, 0, w, 26), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, note)
 
         track = QRectF(0, 32, w, 12)
@@ -232,9 +224,7 @@ class StageBar(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         w = self.width()
-        small = QFont(self.font())
-        small.setPixelSize(11)
-        p.setFont(small)
+        set_font(p, 11)
         p.setPen(TEXT)
         p.drawText(QRectF(0, 0, w, 16), Qt.AlignmentFlag.AlignLeft, f"detector {self.total:.1f} ms / frame")
         if self.budgets_ms:
@@ -282,91 +272,85 @@ def position_to_proposals(position: int, steps: int = 1000) -> int:
     return min(max(round(value), PROPOSAL_MIN), PROPOSAL_MAX)
 
 
-class ProposalControl(QWidget):
+class _SliderSpin(QWidget):
+    """A slider and a spin box on one value, each following the other; ``value_changed`` is emitted
+    once per distinct value, whichever moved. Subclasses clamp the value and map it to positions."""
+
+    def _setup(self, value, spin: QSpinBox | QDoubleSpinBox, steps: int, tip: str) -> None:
+        self._value = value
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, steps)
+        self.slider.setToolTip(tip)
+        self.spin = spin
+        self.slider.valueChanged.connect(lambda pos: self.set_value(self._from_slider(pos), from_slider=True))
+        self.spin.valueChanged.connect(self.set_value)
+
+    def value(self):
+        return self._value
+
+    def set_value(self, value, from_slider: bool = False) -> None:
+        old, self._value = self._value, self._clamp(value)
+        self._show(self._value, from_slider)
+        if self._value != old:
+            self.value_changed.emit(self._value)
+
+    def _show(self, value, from_slider: bool = False) -> None:
+        with QSignalBlocker(self.spin):
+            self.spin.setValue(value)
+        if not from_slider:  # moving the slider under the user's hand would make it jump
+            with QSignalBlocker(self.slider):
+                self.slider.setValue(self._to_slider(value))
+
+
+class ProposalControl(_SliderSpin):
     """RPN proposals kept per frame: a log-scale slider, an exact spin box and presets.
 
     Signal: ``value_changed(int)`` once per distinct value, whichever control moved.
     """
 
     value_changed = pyqtSignal(int)
+    _to_slider = staticmethod(proposals_to_position)
+    _from_slider = staticmethod(position_to_proposals)
+    _clamp = staticmethod(lambda n: min(max(int(n), PROPOSAL_MIN), PROPOSAL_MAX))
 
     def __init__(self, value: int = 300, presets: Sequence[int] = PROPOSAL_PRESETS, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._value = int(value)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(0, 1000)
-        self.slider.setToolTip("RPN proposals kept per frame (log scale)")
-        self.spin = QSpinBox()
-        self.spin.setRange(PROPOSAL_MIN, PROPOSAL_MAX)
-        self.spin.setAccelerated(True)
-        self.spin.setToolTip("RPN proposals kept per frame")
+        spin = QSpinBox()
+        spin.setRange(PROPOSAL_MIN, PROPOSAL_MAX)
+        spin.setAccelerated(True)
+        spin.setToolTip("RPN proposals kept per frame")
+        self._setup(int(value), spin, 1000, "RPN proposals kept per frame (log scale)")
         self.preset_buttons = {n: button(str(n), f"keep {n} proposals", checkable=True) for n in presets}
         for n, b in self.preset_buttons.items():
             b.clicked.connect(lambda _checked=False, n=n: self.set_value(n))
         presets_row = box(QHBoxLayout(), *self.preset_buttons.values())
         presets_row.setSpacing(4)
         box(QVBoxLayout(self), box(QHBoxLayout(), (self.slider, 1), self.spin), presets_row)
-        self.slider.valueChanged.connect(lambda pos: self.set_value(position_to_proposals(pos), from_slider=True))
-        self.spin.valueChanged.connect(self.set_value)
-        self._show(self._value, from_slider=False)
+        self._show(self._value)
 
-    def value(self) -> int:
-        return self._value
-
-    def set_value(self, n: int, from_slider: bool = False) -> None:
-        n = min(max(int(n), PROPOSAL_MIN), PROPOSAL_MAX)
-        changed = n != self._value
-        self._value = n
-        self._show(n, from_slider)
-        if changed:
-            self.value_changed.emit(n)
-
-    def _show(self, n: int, from_slider: bool) -> None:
-        with QSignalBlocker(self.spin):
-            self.spin.setValue(n)
-        if not from_slider:  # moving the slider under the user's hand would make it jump
-            with QSignalBlocker(self.slider):
-                self.slider.setValue(proposals_to_position(n))
-        for preset, button in self.preset_buttons.items():
-            button.setChecked(preset == n)
+    def _show(self, n: int, from_slider: bool = False) -> None:
+        super()._show(n, from_slider)
+        for preset, b in self.preset_buttons.items():
+            b.setChecked(preset == n)
 
 
-class ThresholdControl(QWidget):
+class ThresholdControl(_SliderSpin):
     """Score threshold 0…1: a slider in steps of 0.01 and a spin box. Signal ``value_changed(float)``."""
 
     value_changed = pyqtSignal(float)
+    _to_slider = staticmethod(lambda value: round(value * 100))
+    _from_slider = staticmethod(lambda position: position / 100.0)
+    _clamp = staticmethod(lambda value: min(max(round(float(value), 2), 0.0), 1.0))
 
     def __init__(self, value: float = 0.5, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(0, 100)
-        self.slider.setToolTip("detections scoring below this are hidden")
-        self.spin = QDoubleSpinBox()
-        self.spin.setRange(0.0, 1.0)
-        self.spin.setDecimals(2)
-        self.spin.setSingleStep(0.05)
-        self._value = round(float(value), 2)
+        spin = QDoubleSpinBox()
+        spin.setRange(0.0, 1.0)
+        spin.setDecimals(2)
+        spin.setSingleStep(0.05)
+        self._setup(round(float(value), 2), spin, 100, "detections scoring below this are hidden")
         box(QHBoxLayout(self), (self.slider, 1), self.spin)
-        self.slider.valueChanged.connect(lambda pos: self.set_value(pos / 100.0))
-        self.spin.valueChanged.connect(self.set_value)
         self._show(self._value)
-
-    def value(self) -> float:
-        return self._value
-
-    def set_value(self, value: float) -> None:
-        value = min(max(round(float(value), 2), 0.0), 1.0)
-        changed = value != self._value
-        self._value = value
-        self._show(value)
-        if changed:
-            self.value_changed.emit(value)
-
-    def _show(self, value: float) -> None:
-        with QSignalBlocker(self.slider):
-            self.slider.setValue(round(value * 100))
-        with QSignalBlocker(self.spin):
-            self.spin.setValue(value)
 
 
 class ClassChecklist(QWidget):
@@ -463,14 +447,8 @@ class Banner(QFrame):
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        close.clicked.connect(self.hide)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 6, 6)
-        layout.addWidget(self.label, 1)
+        close = QToolButton(text="✕", autoRaise=True, focusPolicy=Qt.FocusPolicy.NoFocus, clicked=self.hide)
+        layout = box(QHBoxLayout(self), (self.label, 1), margins=(10, 6, 6, 6))
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
 

@@ -52,28 +52,23 @@ class ControlPanel(QScrollArea):
         self.threshold_control = ThresholdControl(detector.score_threshold)
         self.precision_combo = combo = QComboBox()
         precisions = available_precisions(detector.device, getattr(detector, "int8_available", False))
-        combo.addItems(precisions)
-        if detector.precision not in precisions:
-            combo.addItem(detector.precision)
+        combo.addItems(list(dict.fromkeys([*precisions, detector.precision])))  # and the running one
         combo.setCurrentText(detector.precision)
         combo.setToolTip(f"compute precision on {detector.device.type} (autocast; weights stay fp32)")
         combo.setEnabled(hasattr(detector, "set_precision"))
-        self.proposals_seen = QLabel("")
-        self.proposals_seen.setObjectName("muted")
+        self.proposals_seen = QLabel("", objectName="muted")
         self.target_control = TargetControl(owns=(self.proposal_control,))  # the controller's knobs while on
         for row in (("Proposals", self.proposal_control), ("", self.proposals_seen),
                     ("Score ≥", self.threshold_control), ("Precision", combo), ("Target", self.target_control)):
             form.addRow(*row)
 
-        tracking = QGroupBox("Tracking")
         self.tracking_panel = TrackingPanel()
-        QVBoxLayout(tracking).addWidget(self.tracking_panel)
-        events = QGroupBox("Events")  # the list, the heat-map toggle and the alert outputs (issue #22)
-        self.events_panel = EventsPanel()
-        QVBoxLayout(events).addWidget(self.events_panel)
-        classes = QGroupBox("Classes")
+        self.events_panel = EventsPanel()  # the list, the heat-map toggle and the alert outputs (issue #22)
         self.class_list = ClassChecklist(valid_names(detector.class_names), detector.classes)
-        QVBoxLayout(classes).addWidget(self.class_list)
+        panels = {"Tracking": self.tracking_panel, "Events": self.events_panel, "Classes": self.class_list}
+        tracking, events, classes = (QGroupBox(title) for title in panels)
+        for group, widget in zip((tracking, events, classes), panels.values(), strict=True):
+            QVBoxLayout(group).addWidget(widget)
         box(QVBoxLayout(panel), self.performance, knobs, tracking, events, (classes, 1),
             margins=(10, 10, 10, 10)).setSpacing(10)
 
