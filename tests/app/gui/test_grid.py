@@ -14,7 +14,7 @@ from app.gui.main_window import MainWindow
 from app.io.reconnect import ReconnectingSource, open_source
 from app.io.sources import SourceUnavailable
 from app.pipeline.pipeline import Stream
-from tests.conftest import decode_pts
+from tests.conftest import SAMPLE, decode_pts
 
 WAIT_MS = 30_000
 
@@ -114,13 +114,15 @@ def test_pause_stops_detecting_in_every_cell_and_resume_goes_on(qtbot, gui_detec
     window.close()
 
 
-def test_a_line_drawn_on_the_enlarged_cell_counts_in_every_stream(qtbot, gui_detector, clip10, tmp_path):
+def test_a_line_drawn_on_the_enlarged_cell_counts_in_every_stream(qtbot, gui_detector, tmp_path):
     """The mouse draws on the cell in focus (here the second, enlarged); the line reaches every lane."""
     from tests.app.gui.test_counting_gui import at
 
     streams = []
     for name in ("a", "b"):
-        config = PipelineConfig(source_kind="video", source=str(clip10), realtime=True)
+        # the whole sample at its own pace (15 s): the run must still be on when the line arrives, which
+        # a 1-s clip did not promise on a loaded machine (it could end before the pause took effect)
+        config = PipelineConfig(source_kind="video", source=str(SAMPLE), realtime=True)
         streams.append(Stream(name, config, open_source(config)))
     window = MainWindow(gui_detector, output_dir=tmp_path)
     qtbot.addWidget(window)
