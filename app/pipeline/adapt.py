@@ -289,10 +289,11 @@ class AdaptiveController:
                 self._ceiling = (cur, frame + self._ban_length)
                 self._ban_length *= 2
             aim = target * (1 + self.config.margin)
-            ok = [s for s in grid if (self.predict_fps(s) or 0) >= aim]
-            if ok:  # towards the most accurate setting predicted to reach the aim; the faster knob first
-                step = self._one_knob(cur, max(ok, key=self.accuracy))
-            else:  # out of reach: one knob to its cheapest level, the one that costs the least accuracy first
+            # a frame skip only with the other knobs at their floor (skipping comes last)
+            ok = [s for s in grid if (self.predict_fps(s) or 0) >= aim and (s.skip == 1 or self._at_floor(s))]
+            # towards the most accurate setting predicted to reach the aim; the faster knob first
+            step = self._one_knob(cur, max(ok, key=self.accuracy)) if ok else None
+            if step is None:  # out of reach: one knob to its cheapest level, the one that costs the least accuracy first
                 floors = [s for s in self._floors(cur) if (self.predict_fps(s) or 0) > (self.predict_fps(cur) or 0)]
                 if not floors:
                     self._state, self._reason = "floor", f"{fps:.1f} fps < {target:g}: already the cheapest setting"
@@ -360,13 +361,15 @@ class AdaptiveController:
             out += [replace(cur, **{knob: ordered[j]}) for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
         return out
 
-    def _one_knob(self, cur: Setting, goal: Setting) -> Setting:
-        """A move down towards ``goal`` that changes one knob: the one predicted to gain most."""
+    def _one_knob(self, cur: Setting, goal: Setting) -> Setting | None:
+        """A move down towards ``goal`` that changes one knob: the one predicted to gain most (None
+        when no such move is predicted faster than ``cur``)."""
         options = [replace(cur, **{knob: getattr(goal, knob)}) for knob in ("input_size", "proposals", "skip")
                    if getattr(goal, knob) != getattr(cur, knob)
                    and (knob != "skip" or goal.skip < cur.skip or self._at_floor(cur))]
+        faster = [s for s in options if (self.predict_fps(s) or 0) > (self.predict_fps(cur) or 0)]
         # the knob that gains the most speed first; the next decision takes the other
-        return max(options, key=lambda s: (self.predict_fps(s) or 0, self.accuracy(s)), default=cur)
+        return max(faster, key=lambda s: (self.predict_fps(s) or 0, self.accuracy(s)), default=None)
 
     # ------------------------------------------------------------------ helpers
     def _current_detector_setting(self) -> Setting:
