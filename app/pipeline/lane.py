@@ -80,7 +80,8 @@ class Lane:
         self.stopped_recordings: list[RecordSink] = []  # the GUI's earlier recordings, for output_failures
         self.last: Result | None = None  # the last detected result: shown again for a skipped live frame
         self._ring = ring
-        self._frames: queue.Queue = queue.Queue(maxsize=max(config.queue_size, per_batch))
+        self.capacity = max(config.queue_size, per_batch)  # frames or results waiting: a full batch fits
+        self._frames: queue.Queue = queue.Queue(maxsize=self.capacity)
         self._latest = LatestFrame()
         self._results: queue.Queue = queue.Queue()  # bounded by can_take: only the worker puts
         self._resume = threading.Event()
@@ -181,8 +182,8 @@ class Lane:
     # ------------------------------------------------------------------ the detector worker's side
     def can_take(self, taken: int = 0) -> bool:
         """Whether a frame may be taken, ``taken`` being taken already for this batch: not paused,
-        input not finished and room for its result (at most ``config.queue_size`` results waiting)."""
-        return self._resume.is_set() and not self.input_done and self._results.qsize() + taken < self.config.queue_size
+        input not finished and room for its result (at most ``capacity`` results waiting)."""
+        return self._resume.is_set() and not self.input_done and self._results.qsize() + taken < self.capacity
 
     def take(self):
         """The next frame (files) or the newest one (live), without waiting: a ``Frame``, None

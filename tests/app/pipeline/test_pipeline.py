@@ -109,6 +109,24 @@ def test_pause_and_resume(clip10):
     assert p.stats().frames_written == 10
 
 
+def test_a_batch_size_above_the_queue_size_fills_its_batches(clip10):
+    """--batch-size 12 with the default queue of 8: the frames queue held 12, but a lane let at most
+    8 results wait, so no batch had more than 8 frames — the option was cut in silence."""
+    det = FakeDetector()
+    p = Pipeline(config(SAMPLE, batch_size=12, max_frames=20), det)
+    assert p.lanes[0].config.queue_size == 8
+    p.pause()  # the reader fills the queue meanwhile: 12 frames are waiting when it resumes
+    p.start()
+    deadline = time.monotonic() + 30
+    while p.lanes[0].read < 13 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.resume()
+    p.wait(30)
+    p.stop()
+    assert p.stats().frames_written == 20 and sum(det.calls) == 20
+    assert det.calls[0] == 12, det.calls
+
+
 def test_live_knobs_take_effect_on_the_next_frame(clip10, tiny_detector):
     p = Pipeline(config(clip10), tiny_detector)
     results = collect(p)
