@@ -84,6 +84,8 @@ class Lane:
         self._frames: queue.Queue = queue.Queue(maxsize=self.capacity)
         self._latest = LatestFrame()
         self._results: queue.Queue = queue.Queue()  # bounded by can_take: only the worker puts
+        # results waiting for the sinks: a live stream's one only (a slow sink must not make it late)
+        self._results_room = 1 if self.live else self.capacity
         self._resume = threading.Event()
         self._resume.set()
         self.sinks: list[Sink] = []
@@ -182,8 +184,8 @@ class Lane:
     # ------------------------------------------------------------------ the detector worker's side
     def can_take(self, taken: int = 0) -> bool:
         """Whether a frame may be taken, ``taken`` being taken already for this batch: not paused,
-        input not finished and room for its result (at most ``capacity`` results waiting)."""
-        return self._resume.is_set() and not self.input_done and self._results.qsize() + taken < self.capacity
+        input not finished and room for its result (at most ``capacity`` results waiting; one live)."""
+        return self._resume.is_set() and not self.input_done and self._results.qsize() + taken < self._results_room
 
     def take(self):
         """The next frame (files) or the newest one (live), without waiting: a ``Frame``, None

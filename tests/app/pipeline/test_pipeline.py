@@ -177,6 +177,22 @@ def test_drop_stale_keeps_latency_flat(clip10):
     assert max(latencies) < 2 * 0.3 + 0.25, latencies
 
 
+def test_a_slow_sink_does_not_make_a_live_stream_late():
+    """A live stream (paced at 10 fps) whose sink takes 0.2 s a frame: the detector must not run ahead
+    and queue results for it — up to ``queue_size`` of them waited, each shown ~8 × 0.2 s late."""
+    p = Pipeline(config(SAMPLE, policy="drop_stale", realtime=True, max_frames=25), FakeDetector())
+    waiting = []
+
+    def slow(result, annotated):
+        waiting.append(p.lanes[0]._results.qsize())  # results the detector made while this one was written
+        time.sleep(0.2)
+
+    p.lanes[0].add_sink(CallbackSink(slow, needs_image=False))
+    stats = p.run()
+    assert stats.frames_written >= 3 and stats.frames_dropped > 0
+    assert max(waiting) <= 1, waiting
+
+
 def test_source_error_reaches_the_caller(clip10):
     class Failing(FileSource):
         def frames(self):
