@@ -126,8 +126,12 @@ class PipelineConfig:
             if self.target_fps is None:
                 raise UserError("--adapt-log needs --target-fps (there is nothing to log without a target)")
             _check_extension(self.adapt_log, (".json",), "adaptive log", "a JSON file")
-        if self.record and self.export and Path(self.record).resolve() == Path(self.export).resolve():
-            raise UserError(f"--record and --export name the same file {self.record}")
+        outputs: dict[Path, str] = {}  # each output's own file: one written later would replace another
+        for path, option in ((self.record, "--record"), (self.export, "--export"),
+                             (self.counts_file, "the counts file"), (self.adapt_log, "--adapt-log"),
+                             (getattr(self.events, "events", None), "--events")):
+            if path and (other := outputs.setdefault(Path(path).resolve(), option)) != option:
+                raise UserError(f"{other} and {option} name the same file {path}")
         from app.analytics.count import Shape  # lazily: config is imported everywhere
 
         for kind in ("lines", "zones"):

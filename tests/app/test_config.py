@@ -1,0 +1,29 @@
+"""PipelineConfig's validation: a bad value or a clash is one UserError line naming the option."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.analytics.events import EventsConfig
+from app.config import PipelineConfig
+from app.errors import UserError
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    (dict(export="out.json", target_fps=10.0, adapt_log="out.json"), "--export and --adapt-log name the same file"),
+    (dict(export="d.csv", lines=((0.5, 0, 0.5, 1),), target_fps=10.0, adapt_log="d.counts.json"),
+     "the counts file and --adapt-log name the same file"),
+    (dict(export="out.jsonl", events=EventsConfig(events="out.jsonl", alert_classes=("person",))), "--export and --events name the same file"),
+])
+def test_two_outputs_in_one_file_are_refused(changes, message):
+    """Each output was checked alone, so --export run.json --adapt-log run.json passed and the log,
+    written at the end, replaced the detections (nothing is touched: the paths need not exist)."""
+    with pytest.raises(UserError, match=message):
+        PipelineConfig(source="clip.mp4", **changes)
+
+
+def test_distinct_outputs_are_accepted(tmp_path):
+    config = PipelineConfig(source="clip.mp4", export=str(tmp_path / "d.csv"), lines=((0.5, 0, 0.5, 1),),
+                            target_fps=10.0, adapt_log=str(tmp_path / "log.json"),
+                            events=EventsConfig(events=str(tmp_path / "e.jsonl"), alert_classes=("person",)))
+    assert config.counts_file == str(tmp_path / "d.counts.json")
