@@ -27,3 +27,13 @@ def test_distinct_outputs_are_accepted(tmp_path):
                             target_fps=10.0, adapt_log=str(tmp_path / "log.json"),
                             events=EventsConfig(events=str(tmp_path / "e.jsonl"), alert_classes=("person",)))
     assert config.counts_file == str(tmp_path / "d.counts.json")
+
+
+@pytest.mark.parametrize(("field", "words"), [("stall_timeout_s", "stall timeout (--stall-timeout)"),
+                                              ("open_timeout_s", "open timeout"), ("image_fps", "image fps"),
+                                              ("fps_window_s", "fps window")])
+def test_a_bad_number_is_named_in_words_not_by_its_field(field, words):
+    """'error: stall_timeout_s 0.0 must be ...' answered --stall-timeout 0: a name the user never typed."""
+    with pytest.raises(UserError) as caught:
+        PipelineConfig(source_kind="url", source="rtsp://cam/1", **{field: 0.0})
+    assert str(caught.value).startswith(f"{words} 0.0 ") and "_" not in str(caught.value)
