@@ -127,6 +127,23 @@ def test_bad_stream_lists_are_one_line(tmp_path, clip10, capsys, args, message):
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+def test_an_image_folder_among_several_streams_keeps_its_file_column(tmp_path, clip10, frame_rgb):
+    """One images stream names each row's file; beside another stream that column was left out."""
+    import cv2
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("b.png", "a.jpg"):
+        cv2.imwrite(str(folder / name), frame_rgb[:120, :160, ::-1])
+    images = PipelineConfig(source_kind="images", source=str(folder))
+    streams = [*streams_of({"clip": clip10}), Stream("photos", images, open_source(images))]
+    Pipeline.of_streams(streams, FakeDetector(), export=str(tmp_path / "dets.csv")).run()
+    rows = read_rows(tmp_path / "dets.csv")
+    assert list(rows[0])[0] == "stream" and list(rows[0])[-1] == "file"
+    assert sorted(r["file"] for r in rows if r["stream"] == "photos") == [str(folder / "a.jpg"), str(folder / "b.png")]
+    assert len([r for r in rows if r["stream"] == "clip"]) == 10
+
+
 def test_a_slow_stream_does_not_hold_up_the_others(tmp_path, clip10):
     slow_clip = cut_clip(tmp_path / "slow.mp4", 10)
 
