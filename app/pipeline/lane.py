@@ -104,6 +104,7 @@ class Lane:
         self.started_at: float | None = None
         self.first_frame_at: float | None = None
         self.last_result_at: float | None = None
+        self.ended_at: float | None = None  # when the sink thread ended (the stream's elapsed time stops)
 
     # ------------------------------------------------------------------ outputs
     def open_outputs(self, counts_file: str | None = None) -> None:
@@ -261,6 +262,7 @@ class Lane:
             try:
                 self.close_sinks()
             finally:
+                self.ended_at = time.monotonic()
                 self.finished.set()
 
     def _deliver(self, result: Result) -> None:
@@ -314,7 +316,7 @@ class Lane:
             latency_ms=sum(recent) / len(recent) * 1e3 if recent else None,
             mean_latency_ms=self._latency_sum / self.written * 1e3 if self.written else None,
             proposals=self.proposals,
-            elapsed_s=((self.last_result_at or now) if finished else now) - (self.started_at or now),
+            elapsed_s=((self.last_result_at or self.ended_at or now) if finished else now) - (self.started_at or now),
             paused=self.paused,
             finished=finished,
             done_times=tuple(self._done_times) if finished else (),

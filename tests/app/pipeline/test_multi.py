@@ -144,6 +144,26 @@ def test_an_image_folder_among_several_streams_keeps_its_file_column(tmp_path, c
     assert len([r for r in rows if r["stream"] == "clip"]) == 10
 
 
+def test_a_stream_that_failed_at_once_is_not_said_to_have_run_as_long_as_the_others(tmp_path, clip10):
+    """Its elapsed time stops when it ended; with no result it ran on to the moment the stats were taken."""
+    from app.io.sources import FileSource, SourceError
+
+    class Broken(FileSource):
+        def frames(self):
+            raise SourceError(f"{self.name}: no picture")
+            yield
+
+    long = cut_clip(tmp_path / "long.mp4", 30)
+    cfg = PipelineConfig(source_kind="video", source=str(clip10))
+    streams = [*streams_of({"long": long}, realtime=True), Stream("broken", cfg, Broken(str(clip10)))]
+    pipeline = Pipeline.of_streams(streams, FakeDetector())
+    stats = pipeline.run()
+    run = pipeline.run_stats()
+    assert run.states["broken"].startswith("failed") and run.streams["long"].frames_written == 30
+    assert run.streams["broken"].elapsed_s < 0.5 * run.streams["long"].elapsed_s, run.summary()
+    assert stats.frames_written == 30
+
+
 def test_a_slow_stream_does_not_hold_up_the_others(tmp_path, clip10):
     slow_clip = cut_clip(tmp_path / "slow.mp4", 10)
 
