@@ -110,7 +110,8 @@ class PipelineConfig:
         if not _is_number(self.reconnect, int) or self.reconnect < RECONNECT_FOREVER:
             raise UserError(f"reconnect {self.reconnect!r} must be a number of attempts ≥ 0, or forever")
         for name, words in (("image_fps", "image fps"), ("open_timeout_s", "open timeout"),
-                            ("fps_window_s", "fps window"), ("stall_timeout_s", "stall timeout (--stall-timeout)")):
+                            ("fps_window_s", "fps window"),
+                            ("stall_timeout_s", "stall timeout (--stall-timeout)")):
             value = getattr(self, name)
             if not _is_number(value) or not 0 < value <= 1000:
                 raise UserError(f"{words} {value!r} must be a number in (0, 1000]")

@@ -293,7 +293,7 @@ class AdaptiveController:
             ok = [s for s in grid if (self.predict_fps(s) or 0) >= aim and (s.skip == 1 or self._at_floor(s))]
             # towards the most accurate setting predicted to reach the aim; the faster knob first
             step = self._one_knob(cur, max(ok, key=self.accuracy)) if ok else None
-            if step is None:  # out of reach: one knob to its cheapest level, the one that costs the least accuracy first
+            if step is None:  # out of reach: one knob to its cheapest level, the least loss of accuracy first
                 floors = [s for s in self._floors(cur) if (self.predict_fps(s) or 0) > (self.predict_fps(cur) or 0)]
                 if not floors:
                     self._state, self._reason = "floor", f"{fps:.1f} fps < {target:g}: already the cheapest setting"

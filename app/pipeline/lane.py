@@ -186,7 +186,8 @@ class Lane:
     def can_take(self, taken: int = 0) -> bool:
         """Whether a frame may be taken, ``taken`` being taken already for this batch: not paused,
         input not finished and room for its result (at most ``capacity`` results waiting; one live)."""
-        return self._resume.is_set() and not self.input_done and self._results.qsize() + taken < self._results_room
+        room = self._results_room - self._results.qsize() - taken
+        return self._resume.is_set() and not self.input_done and room > 0
 
     def take(self):
         """The next frame (files) or the newest one (live), without waiting: a ``Frame``, None
@@ -316,7 +317,8 @@ class Lane:
             latency_ms=sum(recent) / len(recent) * 1e3 if recent else None,
             mean_latency_ms=self._latency_sum / self.written * 1e3 if self.written else None,
             proposals=self.proposals,
-            elapsed_s=((self.last_result_at or self.ended_at or now) if finished else now) - (self.started_at or now),
+            elapsed_s=(((self.last_result_at or self.ended_at or now) if finished else now)
+                       - (self.started_at or now)),
             paused=self.paused,
             finished=finished,
             done_times=tuple(self._done_times) if finished else (),

@@ -192,8 +192,9 @@ class Pipeline:
                 lane.open_outputs(counts_file(self.export, lane.name) if several and self.export else lane.config.counts_file)
             if self.export:
                 check_output_path(self.export, "export", overwrite=self.overwrite)
+                images = any(lane.config.source_kind == "images" for lane in self.lanes)  # a 'file' column
                 self.export_sink = ExportSink(self.export, extra_columns=("stream",) if several else (),
-                                              file_column=any(lane.config.source_kind == "images" for lane in self.lanes))
+                                              file_column=images)
                 for lane in self.lanes:
                     lane.add_sink(self.export_sink.rows_of(lane.name) if several else self.export_sink)
             if self.events_config is not None and self.events is None:  # not attached by the window already

@@ -10,10 +10,12 @@ from app.errors import UserError
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    (dict(export="out.json", target_fps=10.0, adapt_log="out.json"), "--export and --adapt-log name the same file"),
+    (dict(export="out.json", target_fps=10.0, adapt_log="out.json"),
+     "--export and --adapt-log name the same file"),
     (dict(export="d.csv", lines=((0.5, 0, 0.5, 1),), target_fps=10.0, adapt_log="d.counts.json"),
      "the counts file and --adapt-log name the same file"),
-    (dict(export="out.jsonl", events=EventsConfig(events="out.jsonl", alert_classes=("person",))), "--export and --events name the same file"),
+    (dict(export="out.jsonl", events=EventsConfig(events="out.jsonl", alert_classes=("person",))),
+     "--export and --events name the same file"),
 ])
 def test_two_outputs_in_one_file_are_refused(changes, message):
     """Each output was checked alone, so --export run.json --adapt-log run.json passed and the log,

@@ -128,7 +128,8 @@ def test_a_live_target_only_frame_skip_reaches_is_lowered_to_never_raised_while_
     large input size; the controller moved towards its size — up, while too slow — then 'lowered
     nothing' every few frames, stuck at ~15 fps and never skipping."""
     detector = FakeDetector(pixel_ms=150.0, roi_ms=0.1)
-    status = simulate_live(detector, AdaptConfig(target_fps=25.0, live=True, source_fps=30.0), frames=120).status()
+    config = AdaptConfig(target_fps=25.0, live=True, source_fps=30.0)
+    status = simulate_live(detector, config, frames=120).status()
     settings = [Setting(480, 300)] + [h[2] for h in status.history]
     trace = [s.describe() for s in settings]
     for before, after, (_, _, _, why) in zip(settings, settings[1:], status.history, strict=False):

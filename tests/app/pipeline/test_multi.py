@@ -140,7 +140,8 @@ def test_an_image_folder_among_several_streams_keeps_its_file_column(tmp_path, c
     Pipeline.of_streams(streams, FakeDetector(), export=str(tmp_path / "dets.csv")).run()
     rows = read_rows(tmp_path / "dets.csv")
     assert list(rows[0])[0] == "stream" and list(rows[0])[-1] == "file"
-    assert sorted(r["file"] for r in rows if r["stream"] == "photos") == [str(folder / "a.jpg"), str(folder / "b.png")]
+    photos = sorted(r["file"] for r in rows if r["stream"] == "photos")
+    assert photos == [str(folder / "a.jpg"), str(folder / "b.png")]
     assert len([r for r in rows if r["stream"] == "clip"]) == 10
 
 
