@@ -107,11 +107,17 @@ class Lane:
         self.ended_at: float | None = None  # when the sink thread ended (the stream's elapsed time stops)
 
     # ------------------------------------------------------------------ outputs
-    def open_outputs(self, counts_file: str | None = None) -> None:
-        """Open the stream's counts file (``counts_file``, when it has lines or zones) and its
-        recording (``config.record``); each checked first, refused untouched."""
+    def check_outputs(self, counts_file: str | None = None) -> None:
+        """Refuse the stream's counts file (``counts_file``, when it has lines or zones) or its
+        recording (``config.record``) if it must not be written; touches nothing."""
         if counts_file and self.config.counting:
             check_output_path(counts_file, "counts", overwrite=self.config.overwrite)
+        if self.config.record:
+            self._check_recording(self.config.record, overwrite=self.config.overwrite)
+
+    def open_outputs(self, counts_file: str | None = None) -> None:
+        """Open the outputs ``check_outputs`` checked (a counts file is written when closed)."""
+        if counts_file and self.config.counting:
             self.counts_sink = self.add_sink(CountsSink(counts_file, self.analytics, stream=self.tag))
         if self.config.record:
             self.start_recording(self.config.record, overwrite=self.config.overwrite)
@@ -133,16 +139,19 @@ class Lane:
             self.sinks.remove(sink)
         sink.close()
 
-    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> None:
-        """Record annotated frames to ``path`` from the next result on; the path is checked first."""
-        if self.record_sink is not None:
-            raise RuntimeError(f"already recording to {self.record_sink.path}")
+    def _check_recording(self, path: str | Path, *, overwrite: bool) -> None:
         if self.config.segment_s:
             from app.io import segments
 
             segments.check_outputs(path, overwrite=overwrite)
         else:
             check_output_path(str(path), "recording", overwrite=overwrite)
+
+    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> None:
+        """Record annotated frames to ``path`` from the next result on; the path is checked first."""
+        if self.record_sink is not None:
+            raise RuntimeError(f"already recording to {self.record_sink.path}")
+        self._check_recording(path, overwrite=overwrite)
         self.record_sink = self.add_sink(RecordSink(path, time_base=self.source.time_base, rate=self.source.rate,
                                                     threads=self.config.encode_threads, segment_s=self.config.segment_s,
                                                     overwrite=overwrite))

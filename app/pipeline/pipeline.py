@@ -187,11 +187,20 @@ class Pipeline:
         if self._threads:
             raise RuntimeError("the pipeline was already started; build a new one to run again")
         several = len(self.lanes) > 1
+        counts = [counts_file(self.export, lane.name) if several and self.export else lane.config.counts_file
+                  for lane in self.lanes]
         try:
-            for lane in self.lanes:  # checked before the export file is opened (and truncated)
-                lane.open_outputs(counts_file(self.export, lane.name) if several and self.export else lane.config.counts_file)
+            # every output checked before any is opened (the export is created at once, a counts file
+            # is written when closed): a refused run leaves nothing behind
+            for lane, path in zip(self.lanes, counts, strict=True):
+                lane.check_outputs(path)
             if self.export:
                 check_output_path(self.export, "export", overwrite=self.overwrite)
+            if self.events_config is not None and self.events is None:
+                self.events_config.check_outputs(self.overwrite)
+            for lane, path in zip(self.lanes, counts, strict=True):
+                lane.open_outputs(path)
+            if self.export:
                 images = any(lane.config.source_kind == "images" for lane in self.lanes)  # a 'file' column
                 self.export_sink = ExportSink(self.export, extra_columns=("stream",) if several else (),
                                               file_column=images)

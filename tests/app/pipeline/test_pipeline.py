@@ -242,6 +242,25 @@ def test_realtime_pacing_follows_timestamps_but_skips_a_jump(tmp_path):
     assert not config(clip).effective_realtime
 
 
+@pytest.mark.parametrize("existing", ["rec.mp4", "events.jsonl"])
+def test_a_refused_output_leaves_no_other_output_behind(tmp_path, clip10, existing):
+    """The outputs were opened one by one as they were checked: a recording or events file that
+    exists was refused after the counts sink (written when closed) or the export (created) was open."""
+    from app.analytics.events import EventsConfig
+    from app.errors import UserError
+
+    (tmp_path / existing).write_bytes(b"keep")
+    cfg = config(clip10, export=str(tmp_path / "dets.csv"), record=str(tmp_path / "rec.mp4"),
+                 lines=((0.5, 0, 0.5, 1),),
+                 events=EventsConfig(events=str(tmp_path / "events.jsonl"), counting=True))
+    p = Pipeline(cfg, FakeDetector())
+    with pytest.raises(UserError, match="exists"):
+        p.start()
+    p.stop()
+    assert sorted(f.name for f in tmp_path.iterdir()) == [existing]
+    assert (tmp_path / existing).read_bytes() == b"keep"
+
+
 def test_recording_cannot_start_after_the_end(tmp_path, clip10):
     p = Pipeline(config(clip10), FakeDetector())
     p.run()
