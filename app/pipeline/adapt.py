@@ -154,8 +154,9 @@ class AdaptiveController:
         base = int(getattr(detector, "base_input_size", getattr(detector, "input_size", 480)))
         measured, size_range = (accuracy, None) if accuracy else accuracy_for(detector)[:2]
         self.accuracy = measured or (lambda s: prior_accuracy(s, base))
-        if size_range is not None:  # do not extrapolate beyond the sizes that were measured
-            self.config = replace(self.config, scales=tuple(s for s in self.config.scales if size_range[0] <= s <= size_range[1]))
+        if size_range is not None:  # not beyond the sizes measured (their ends if no level is inside)
+            inside = tuple(s for s in self.config.scales if size_range[0] <= s <= size_range[1])
+            self.config = replace(self.config, scales=inside or tuple(size_range))
         self._lock = threading.Lock()
         self._user = self._setting = self._current_detector_setting()
         self._skip_counter = 0

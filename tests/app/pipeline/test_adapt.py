@@ -139,6 +139,23 @@ def test_a_live_target_only_frame_skip_reaches_is_lowered_to_never_raised_while_
     assert status.setting.skip > 1 and status.state != "lowering", (status.reason, trace)
 
 
+@pytest.mark.parametrize(("base", "measured"), [(128, (96, 128)), (1024, (900, 1024))])
+def test_a_grid_measured_between_or_beyond_the_levels_steers_within_it(monkeypatch, base, measured):
+    """A model's AP50 grid measured at sizes none of SCALES falls in (a small model at 96 and 128 px,
+    a large one at 900 and 1024): the levels were cut to nothing and the first decision crashed."""
+    from app.pipeline import adapt
+
+    table = {"scales": list(measured), "proposals": [100, 300], "ap50": [[40.0, 41.0], [50.0, 51.0]]}
+    grid = adapt.table_accuracy(table)
+    monkeypatch.setattr(adapt, "accuracy_for", lambda detector: (grid, measured, "measured"))
+    detector = FakeDetector(input_size=base, pixel_ms=95.0 * (base / 480) ** 2)
+    target = 1.5 * default_fps(FakeDetector(input_size=base, pixel_ms=95.0 * (base / 480) ** 2))
+    controller, _, knobs = simulate(detector, AdaptConfig(target_fps=target), frames=40)
+    status = controller.status()
+    assert status.changes and status.state in ("holding", "ceiling", "floor", "lowering"), status.reason
+    assert all(size <= base for size, _ in knobs)
+
+
 def test_turning_the_target_off_restores_the_users_setting():
     detector = FakeDetector()
     controller, _, _ = simulate(detector, AdaptConfig(target_fps=20.0), frames=30)
