@@ -61,7 +61,7 @@ def table_accuracy(table: dict) -> Callable[[Setting], float]:
     props = [math.log(v) for v in table["proposals"]]
     # More proposals never lose a box the fewer found: a dip in the measured row is noise, so each
     # row is made non-decreasing in the proposal count (equal values then rank the cheaper first).
-    values = [[max(row[: j + 1]) for j in range(len(row))] for row in table["ap50"]]
+    values = [list(itertools.accumulate(row, max)) for row in table["ap50"]]
 
     def accuracy(setting: Setting) -> float:  # np.interp clamps at the edges
         by_scale = [np.interp(math.log(setting.proposals), props, row) for row in values]
