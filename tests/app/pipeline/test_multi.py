@@ -165,6 +165,18 @@ def test_a_stream_that_failed_at_once_is_not_said_to_have_run_as_long_as_the_oth
     assert stats.frames_written == 30
 
 
+def test_several_streams_write_their_own_heat_maps_beside_an_old_one(tmp_path, clip10):
+    """--heatmap h.png with two streams writes h-a.png and h-b.png: an h.png left by an earlier run
+    was refused as if it were to be replaced."""
+    from app.analytics.events import EventsConfig
+
+    (tmp_path / "h.png").write_bytes(b"old")
+    streams = streams_of({"a": clip10, "b": clip10}, track=True)
+    Pipeline.of_streams(streams, FakeDetector(), events=EventsConfig(heatmap=str(tmp_path / "h.png"))).run()
+    assert (tmp_path / "h-a.png").is_file() and (tmp_path / "h-b.png").is_file()
+    assert (tmp_path / "h.png").read_bytes() == b"old"
+
+
 def test_a_slow_stream_does_not_hold_up_the_others(tmp_path, clip10):
     slow_clip = cut_clip(tmp_path / "slow.mp4", 10)
 
