@@ -80,12 +80,12 @@ class Lane:
         self.stopped_recordings: list[RecordSink] = []  # the GUI's earlier recordings, for output_failures
         self.last: Result | None = None  # the last detected result: shown again for a skipped live frame
         self._ring = ring
-        self.capacity = max(config.queue_size, per_batch)  # frames or results waiting: a full batch fits
-        self._frames: queue.Queue = queue.Queue(maxsize=self.capacity)
+        capacity = max(config.queue_size, per_batch)  # frames or results waiting: a full batch fits
+        self._frames: queue.Queue = queue.Queue(maxsize=capacity)
         self._latest = LatestFrame()
         self._results: queue.Queue = queue.Queue()  # bounded by can_take: only the worker puts
         # results waiting for the sinks: a live stream's one only (a slow sink must not make it late)
-        self._results_room = 1 if self.live else self.capacity
+        self._results_room = 1 if self.live else capacity
         self._resume = threading.Event()
         self._resume.set()
         self.sinks: list[Sink] = []
@@ -194,7 +194,8 @@ class Lane:
     # ------------------------------------------------------------------ the detector worker's side
     def can_take(self, taken: int = 0) -> bool:
         """Whether a frame may be taken, ``taken`` being taken already for this batch: not paused,
-        input not finished and room for its result (at most ``capacity`` results waiting; one live)."""
+        input not finished and room for its result (at most ``queue_size`` results waiting, a full
+        batch at least; a live stream's one)."""
         room = self._results_room - self._results.qsize() - taken
         return self._resume.is_set() and not self.input_done and room > 0
 
