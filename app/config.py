@@ -109,10 +109,12 @@ class PipelineConfig:
             raise UserError(f"queue size {self.queue_size!r} must be an integer between 1 and 256")
         if not _is_number(self.reconnect, int) or self.reconnect < RECONNECT_FOREVER:
             raise UserError(f"reconnect {self.reconnect!r} must be a number of attempts ≥ 0, or forever")
-        for name in ("image_fps", "open_timeout_s", "fps_window_s", "stall_timeout_s"):
+        for name, words in (("image_fps", "image fps"), ("open_timeout_s", "open timeout"),
+                            ("fps_window_s", "fps window"),
+                            ("stall_timeout_s", "stall timeout (--stall-timeout)")):
             value = getattr(self, name)
             if not _is_number(value) or not 0 < value <= 1000:
-                raise UserError(f"{name} {value!r} must be a number in (0, 1000]")
+                raise UserError(f"{words} {value!r} must be a number in (0, 1000]")
         if self.record is not None:
             _check_extension(self.record, VIDEO_EXTENSIONS, "recording", "a video")
         if self.export is not None:
@@ -126,8 +128,12 @@ class PipelineConfig:
             if self.target_fps is None:
                 raise UserError("--adapt-log needs --target-fps (there is nothing to log without a target)")
             _check_extension(self.adapt_log, (".json",), "adaptive log", "a JSON file")
-        if self.record and self.export and Path(self.record).resolve() == Path(self.export).resolve():
-            raise UserError(f"--record and --export name the same file {self.record}")
+        outputs: dict[Path, str] = {}  # each output's own file: one written later would replace another
+        for path, option in ((self.record, "--record"), (self.export, "--export"),
+                             (self.counts_file, "the counts file"), (self.adapt_log, "--adapt-log"),
+                             (getattr(self.events, "events", None), "--events")):
+            if path and (other := outputs.setdefault(Path(path).resolve(), option)) != option:
+                raise UserError(f"{other} and {option} name the same file {path}")
         from app.analytics.count import Shape  # lazily: config is imported everywhere
 
         for kind in ("lines", "zones"):

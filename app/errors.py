@@ -13,11 +13,12 @@ class UserError(Exception):
 
 @contextmanager
 def user_errors(*errors: type[Exception], prefix: str = "") -> Iterator[None]:
-    """``errors`` raised in the block become one ``UserError`` line: ``prefix``, then the error's text."""
+    """``errors`` raised in the block become one ``UserError`` line: ``prefix``, then the error's
+    first line (its type's name when it has no text)."""
     try:
         yield
     except errors as exc:
-        raise UserError(f"{prefix}{exc}") from None
+        raise UserError(f"{prefix}{first_line(exc)}") from None
 
 
 def one_line(exc: BaseException) -> str:

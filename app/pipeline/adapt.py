@@ -61,7 +61,7 @@ def table_accuracy(table: dict) -> Callable[[Setting], float]:
     props = [math.log(v) for v in table["proposals"]]
     # More proposals never lose a box the fewer found: a dip in the measured row is noise, so each
     # row is made non-decreasing in the proposal count (equal values then rank the cheaper first).
-    values = [[max(row[: j + 1]) for j in range(len(row))] for row in table["ap50"]]
+    values = [list(itertools.accumulate(row, max)) for row in table["ap50"]]
 
     def accuracy(setting: Setting) -> float:  # np.interp clamps at the edges
         by_scale = [np.interp(math.log(setting.proposals), props, row) for row in values]
@@ -154,8 +154,9 @@ class AdaptiveController:
         base = int(getattr(detector, "base_input_size", getattr(detector, "input_size", 480)))
         measured, size_range = (accuracy, None) if accuracy else accuracy_for(detector)[:2]
         self.accuracy = measured or (lambda s: prior_accuracy(s, base))
-        if size_range is not None:  # do not extrapolate beyond the sizes that were measured
-            self.config = replace(self.config, scales=tuple(s for s in self.config.scales if size_range[0] <= s <= size_range[1]))
+        if size_range is not None:  # not beyond the sizes measured (their ends if no level is inside)
+            inside = tuple(s for s in self.config.scales if size_range[0] <= s <= size_range[1])
+            self.config = replace(self.config, scales=inside or tuple(size_range))
         self._lock = threading.Lock()
         self._user = self._setting = self._current_detector_setting()
         self._skip_counter = 0
@@ -289,10 +290,11 @@ class AdaptiveController:
                 self._ceiling = (cur, frame + self._ban_length)
                 self._ban_length *= 2
             aim = target * (1 + self.config.margin)
-            ok = [s for s in grid if (self.predict_fps(s) or 0) >= aim]
-            if ok:  # towards the most accurate setting predicted to reach the aim; the faster knob first
-                step = self._one_knob(cur, max(ok, key=self.accuracy))
-            else:  # out of reach: one knob to its cheapest level, the one that costs the least accuracy first
+            # a frame skip only with the other knobs at their floor (skipping comes last)
+            ok = [s for s in grid if (self.predict_fps(s) or 0) >= aim and (s.skip == 1 or self._at_floor(s))]
+            # towards the most accurate setting predicted to reach the aim; the faster knob first
+            step = self._one_knob(cur, max(ok, key=self.accuracy)) if ok else None
+            if step is None:  # out of reach: one knob to its cheapest level, the least loss of accuracy first
                 floors = [s for s in self._floors(cur) if (self.predict_fps(s) or 0) > (self.predict_fps(cur) or 0)]
                 if not floors:
                     self._state, self._reason = "floor", f"{fps:.1f} fps < {target:g}: already the cheapest setting"
@@ -360,13 +362,15 @@ class AdaptiveController:
             out += [replace(cur, **{knob: ordered[j]}) for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
         return out
 
-    def _one_knob(self, cur: Setting, goal: Setting) -> Setting:
-        """A move down towards ``goal`` that changes one knob: the one predicted to gain most."""
+    def _one_knob(self, cur: Setting, goal: Setting) -> Setting | None:
+        """A move down towards ``goal`` that changes one knob: the one predicted to gain most (None
+        when no such move is predicted faster than ``cur``)."""
         options = [replace(cur, **{knob: getattr(goal, knob)}) for knob in ("input_size", "proposals", "skip")
                    if getattr(goal, knob) != getattr(cur, knob)
                    and (knob != "skip" or goal.skip < cur.skip or self._at_floor(cur))]
+        faster = [s for s in options if (self.predict_fps(s) or 0) > (self.predict_fps(cur) or 0)]
         # the knob that gains the most speed first; the next decision takes the other
-        return max(options, key=lambda s: (self.predict_fps(s) or 0, self.accuracy(s)), default=cur)
+        return max(faster, key=lambda s: (self.predict_fps(s) or 0, self.accuracy(s)), default=None)
 
     # ------------------------------------------------------------------ helpers
     def _current_detector_setting(self) -> Setting:

@@ -80,9 +80,12 @@ class Lane:
         self.stopped_recordings: list[RecordSink] = []  # the GUI's earlier recordings, for output_failures
         self.last: Result | None = None  # the last detected result: shown again for a skipped live frame
         self._ring = ring
-        self._frames: queue.Queue = queue.Queue(maxsize=max(config.queue_size, per_batch))
+        capacity = max(config.queue_size, per_batch)  # frames or results waiting: a full batch fits
+        self._frames: queue.Queue = queue.Queue(maxsize=capacity)
         self._latest = LatestFrame()
         self._results: queue.Queue = queue.Queue()  # bounded by can_take: only the worker puts
+        # results waiting for the sinks: a live stream's one only (a slow sink must not make it late)
+        self._results_room = 1 if self.live else capacity
         self._resume = threading.Event()
         self._resume.set()
         self.sinks: list[Sink] = []
@@ -101,13 +104,20 @@ class Lane:
         self.started_at: float | None = None
         self.first_frame_at: float | None = None
         self.last_result_at: float | None = None
+        self.ended_at: float | None = None  # when the sink thread ended (the stream's elapsed time stops)
 
     # ------------------------------------------------------------------ outputs
-    def open_outputs(self, counts_file: str | None = None) -> None:
-        """Open the stream's counts file (``counts_file``, when it has lines or zones) and its
-        recording (``config.record``); each checked first, refused untouched."""
+    def check_outputs(self, counts_file: str | None = None) -> None:
+        """Refuse the stream's counts file (``counts_file``, when it has lines or zones) or its
+        recording (``config.record``) if it must not be written; touches nothing."""
         if counts_file and self.config.counting:
             check_output_path(counts_file, "counts", overwrite=self.config.overwrite)
+        if self.config.record:
+            self._check_recording(self.config.record, overwrite=self.config.overwrite)
+
+    def open_outputs(self, counts_file: str | None = None) -> None:
+        """Open the outputs ``check_outputs`` checked (a counts file is written when closed)."""
+        if counts_file and self.config.counting:
             self.counts_sink = self.add_sink(CountsSink(counts_file, self.analytics, stream=self.tag))
         if self.config.record:
             self.start_recording(self.config.record, overwrite=self.config.overwrite)
@@ -129,16 +139,19 @@ class Lane:
             self.sinks.remove(sink)
         sink.close()
 
-    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> None:
-        """Record annotated frames to ``path`` from the next result on; the path is checked first."""
-        if self.record_sink is not None:
-            raise RuntimeError(f"already recording to {self.record_sink.path}")
+    def _check_recording(self, path: str | Path, *, overwrite: bool) -> None:
         if self.config.segment_s:
             from app.io import segments
 
             segments.check_outputs(path, overwrite=overwrite)
         else:
             check_output_path(str(path), "recording", overwrite=overwrite)
+
+    def start_recording(self, path: str | Path, *, overwrite: bool = False) -> None:
+        """Record annotated frames to ``path`` from the next result on; the path is checked first."""
+        if self.record_sink is not None:
+            raise RuntimeError(f"already recording to {self.record_sink.path}")
+        self._check_recording(path, overwrite=overwrite)
         self.record_sink = self.add_sink(RecordSink(path, time_base=self.source.time_base, rate=self.source.rate,
                                                     threads=self.config.encode_threads, segment_s=self.config.segment_s,
                                                     overwrite=overwrite))
@@ -181,8 +194,10 @@ class Lane:
     # ------------------------------------------------------------------ the detector worker's side
     def can_take(self, taken: int = 0) -> bool:
         """Whether a frame may be taken, ``taken`` being taken already for this batch: not paused,
-        input not finished and room for its result (at most ``config.queue_size`` results waiting)."""
-        return self._resume.is_set() and not self.input_done and self._results.qsize() + taken < self.config.queue_size
+        input not finished and room for its result (at most ``queue_size`` results waiting, a full
+        batch at least; a live stream's one)."""
+        room = self._results_room - self._results.qsize() - taken
+        return self._resume.is_set() and not self.input_done and room > 0
 
     def take(self):
         """The next frame (files) or the newest one (live), without waiting: a ``Frame``, None
@@ -258,6 +273,7 @@ class Lane:
             try:
                 self.close_sinks()
             finally:
+                self.ended_at = time.monotonic()
                 self.finished.set()
 
     def _deliver(self, result: Result) -> None:
@@ -311,7 +327,8 @@ class Lane:
             latency_ms=sum(recent) / len(recent) * 1e3 if recent else None,
             mean_latency_ms=self._latency_sum / self.written * 1e3 if self.written else None,
             proposals=self.proposals,
-            elapsed_s=((self.last_result_at or now) if finished else now) - (self.started_at or now),
+            elapsed_s=(((self.last_result_at or self.ended_at or now) if finished else now)
+                       - (self.started_at or now)),
             paused=self.paused,
             finished=finished,
             done_times=tuple(self._done_times) if finished else (),

@@ -187,13 +187,26 @@ class Pipeline:
         if self._threads:
             raise RuntimeError("the pipeline was already started; build a new one to run again")
         several = len(self.lanes) > 1
+        counts = [counts_file(self.export, lane.name) if several and self.export else lane.config.counts_file
+                  for lane in self.lanes]
         try:
-            for lane in self.lanes:  # checked before the export file is opened (and truncated)
-                lane.open_outputs(counts_file(self.export, lane.name) if several and self.export else lane.config.counts_file)
+            # every output checked before any is opened (the export is created at once, a counts file
+            # is written when closed): a refused run leaves nothing behind
+            for lane, path in zip(self.lanes, counts, strict=True):
+                lane.check_outputs(path)
             if self.export:
                 check_output_path(self.export, "export", overwrite=self.overwrite)
-                self.export_sink = (ExportSink(self.export, extra_columns=("stream",)) if several else
-                                    ExportSink(self.export, file_column=self.lanes[0].config.source_kind == "images"))
+            if self.events_config is not None and self.events is None:
+                self._run_events(self.events_config).check_outputs(self.overwrite)
+                for lane in self.lanes:
+                    if heatmap := self._heatmap(self.events_config, lane):
+                        check_output_path(heatmap, "heat map", overwrite=self.overwrite)
+            for lane, path in zip(self.lanes, counts, strict=True):
+                lane.open_outputs(path)
+            if self.export:
+                images = any(lane.config.source_kind == "images" for lane in self.lanes)  # a 'file' column
+                self.export_sink = ExportSink(self.export, extra_columns=("stream",) if several else (),
+                                              file_column=images)
                 for lane in self.lanes:
                     lane.add_sink(self.export_sink.rows_of(lane.name) if several else self.export_sink)
             if self.events_config is not None and self.events is None:  # not attached by the window already
@@ -222,15 +235,24 @@ class Pipeline:
 
         if self.events is not None:
             raise RuntimeError("the events are attached already")
-        self.events = Events(config, overwrite=self.overwrite)
+        self.events = Events(self._run_events(config), overwrite=self.overwrite)
         added = {}
         for lane in self.lanes:
             if config.needs_tracking:
                 lane.analytics.set_tracking(True)
-            heatmap = per_stream_path(config.heatmap, lane.name) if config.heatmap and len(self.lanes) > 1 else None
+            heatmap = self._heatmap(config, lane)
             added[lane.name] = [lane.add_sink(sink) for sink in
                                 self.events.sinks_for(lane.name, lane.analytics, lane.source, heatmap_path=heatmap)]
         return added
+
+    def _run_events(self, config):
+        """``config`` as the run's ``Events`` take it: with several streams, without the heat map
+        (each stream writes its own, ``_heatmap``; no ``h.png`` is written, nor checked)."""
+        return replace(config, heatmap=None) if len(self.lanes) > 1 else config
+
+    def _heatmap(self, config, lane: Lane) -> str | None:
+        """``lane``'s own heat map with several streams (``h.png`` → ``h-<stream>.png``), else None."""
+        return per_stream_path(config.heatmap, lane.name) if config.heatmap and len(self.lanes) > 1 else None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every stream has ended or ``timeout`` s pass; True when ended. Re-raises the

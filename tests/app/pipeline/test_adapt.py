@@ -98,24 +98,62 @@ def test_an_unreachable_target_ends_at_the_cheapest_setting_and_says_so():
     assert status.state == "floor" and "cheapest" in status.reason
 
 
-def test_live_sources_skip_frames_only_after_the_other_knobs_are_at_their_floor():
-    detector = FakeDetector(pixel_ms=400.0, roi_ms=0.5)
-    controller = AdaptiveController(detector, AdaptConfig(target_fps=20.0, live=True, source_fps=30.0))
+def simulate_live(detector: FakeDetector, config: AdaptConfig, frames: int = 80) -> AdaptiveController:
+    """A live source: skipped frames cost ~nothing, then one is detected (the worker's calls)."""
+    controller = AdaptiveController(detector, config)
     rng, t = random.Random(0), 0.0
-    for _ in range(80):
+    for _ in range(frames):
         shown = 0
-        while True:  # skipped frames cost ~nothing; then one is detected
+        while True:
             shown += 1
             if controller.detect_next():
                 break
         stages = detector.stage_ms(rng)
         t += (sum(stages.values()) + 3.0 * shown) / 1000
         controller.observe(t, stages, shown=shown, detected=1)
-    status = controller.status()
+    return controller
+
+
+def test_live_sources_skip_frames_only_after_the_other_knobs_are_at_their_floor():
+    detector = FakeDetector(pixel_ms=400.0, roi_ms=0.5)
+    status = simulate_live(detector, AdaptConfig(target_fps=20.0, live=True, source_fps=30.0)).status()
     assert status.setting.skip > 1
     settings = [Setting(480, 300)] + [h[2] for h in status.history]
     first_skip = next(i for i, s in enumerate(settings) if s.skip > 1)
     assert settings[first_skip - 1] == Setting(240, 50, 1), settings  # skipping came last
+
+
+def test_a_live_target_only_frame_skip_reaches_is_lowered_to_never_raised_while_too_slow():
+    """Only frame skip reaches 25 fps here. The most accurate setting that does was one with skip at a
+    large input size; the controller moved towards its size — up, while too slow — then 'lowered
+    nothing' every few frames, stuck at ~15 fps and never skipping."""
+    detector = FakeDetector(pixel_ms=150.0, roi_ms=0.1)
+    config = AdaptConfig(target_fps=25.0, live=True, source_fps=30.0)
+    status = simulate_live(detector, config, frames=120).status()
+    settings = [Setting(480, 300)] + [h[2] for h in status.history]
+    trace = [s.describe() for s in settings]
+    for before, after, (_, _, _, why) in zip(settings, settings[1:], status.history, strict=False):
+        assert after != before, trace  # every recorded move changes a knob
+        if "lower" in why:
+            assert after.input_size <= before.input_size and after.proposals <= before.proposals, (why, trace)
+    assert status.setting.skip > 1 and status.state != "lowering", (status.reason, trace)
+
+
+@pytest.mark.parametrize(("base", "measured"), [(128, (96, 128)), (1024, (900, 1024))])
+def test_a_grid_measured_between_or_beyond_the_levels_steers_within_it(monkeypatch, base, measured):
+    """A model's AP50 grid measured at sizes none of SCALES falls in (a small model at 96 and 128 px,
+    a large one at 900 and 1024): the levels were cut to nothing and the first decision crashed."""
+    from app.pipeline import adapt
+
+    table = {"scales": list(measured), "proposals": [100, 300], "ap50": [[40.0, 41.0], [50.0, 51.0]]}
+    grid = adapt.table_accuracy(table)
+    monkeypatch.setattr(adapt, "accuracy_for", lambda detector: (grid, measured, "measured"))
+    detector = FakeDetector(input_size=base, pixel_ms=95.0 * (base / 480) ** 2)
+    target = 1.5 * default_fps(FakeDetector(input_size=base, pixel_ms=95.0 * (base / 480) ** 2))
+    controller, _, knobs = simulate(detector, AdaptConfig(target_fps=target), frames=40)
+    status = controller.status()
+    assert status.changes and status.state in ("holding", "ceiling", "floor", "lowering"), status.reason
+    assert all(size <= base for size, _ in knobs)
 
 
 def test_turning_the_target_off_restores_the_users_setting():

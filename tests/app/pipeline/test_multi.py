@@ -127,6 +127,56 @@ def test_bad_stream_lists_are_one_line(tmp_path, clip10, capsys, args, message):
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+def test_an_image_folder_among_several_streams_keeps_its_file_column(tmp_path, clip10, frame_rgb):
+    """One images stream names each row's file; beside another stream that column was left out."""
+    import cv2
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("b.png", "a.jpg"):
+        cv2.imwrite(str(folder / name), frame_rgb[:120, :160, ::-1])
+    images = PipelineConfig(source_kind="images", source=str(folder))
+    streams = [*streams_of({"clip": clip10}), Stream("photos", images, open_source(images))]
+    Pipeline.of_streams(streams, FakeDetector(), export=str(tmp_path / "dets.csv")).run()
+    rows = read_rows(tmp_path / "dets.csv")
+    assert list(rows[0])[0] == "stream" and list(rows[0])[-1] == "file"
+    photos = sorted(r["file"] for r in rows if r["stream"] == "photos")
+    assert photos == [str(folder / "a.jpg"), str(folder / "b.png")]
+    assert len([r for r in rows if r["stream"] == "clip"]) == 10
+
+
+def test_a_stream_that_failed_at_once_is_not_said_to_have_run_as_long_as_the_others(tmp_path, clip10):
+    """Its elapsed time stops when it ended; with no result it ran on to the moment the stats were taken."""
+    from app.io.sources import FileSource, SourceError
+
+    class Broken(FileSource):
+        def frames(self):
+            raise SourceError(f"{self.name}: no picture")
+            yield
+
+    long = cut_clip(tmp_path / "long.mp4", 30)
+    cfg = PipelineConfig(source_kind="video", source=str(clip10))
+    streams = [*streams_of({"long": long}, realtime=True), Stream("broken", cfg, Broken(str(clip10)))]
+    pipeline = Pipeline.of_streams(streams, FakeDetector())
+    stats = pipeline.run()
+    run = pipeline.run_stats()
+    assert run.states["broken"].startswith("failed") and run.streams["long"].frames_written == 30
+    assert run.streams["broken"].elapsed_s < 0.5 * run.streams["long"].elapsed_s, run.summary()
+    assert stats.frames_written == 30
+
+
+def test_several_streams_write_their_own_heat_maps_beside_an_old_one(tmp_path, clip10):
+    """--heatmap h.png with two streams writes h-a.png and h-b.png: an h.png left by an earlier run
+    was refused as if it were to be replaced."""
+    from app.analytics.events import EventsConfig
+
+    (tmp_path / "h.png").write_bytes(b"old")
+    streams = streams_of({"a": clip10, "b": clip10}, track=True)
+    Pipeline.of_streams(streams, FakeDetector(), events=EventsConfig(heatmap=str(tmp_path / "h.png"))).run()
+    assert (tmp_path / "h-a.png").is_file() and (tmp_path / "h-b.png").is_file()
+    assert (tmp_path / "h.png").read_bytes() == b"old"
+
+
 def test_a_slow_stream_does_not_hold_up_the_others(tmp_path, clip10):
     slow_clip = cut_clip(tmp_path / "slow.mp4", 10)
 

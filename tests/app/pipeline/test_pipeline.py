@@ -109,6 +109,24 @@ def test_pause_and_resume(clip10):
     assert p.stats().frames_written == 10
 
 
+def test_a_batch_size_above_the_queue_size_fills_its_batches(clip10):
+    """--batch-size 12 with the default queue of 8: the frames queue held 12, but a lane let at most
+    8 results wait, so no batch had more than 8 frames — the option was cut in silence."""
+    det = FakeDetector()
+    p = Pipeline(config(SAMPLE, batch_size=12, max_frames=20), det)
+    assert p.lanes[0].config.queue_size == 8
+    p.pause()  # the reader fills the queue meanwhile: 12 frames are waiting when it resumes
+    p.start()
+    deadline = time.monotonic() + 30
+    while p.lanes[0].read < 13 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.resume()
+    p.wait(30)
+    p.stop()
+    assert p.stats().frames_written == 20 and sum(det.calls) == 20
+    assert det.calls[0] == 12, det.calls
+
+
 def test_live_knobs_take_effect_on_the_next_frame(clip10, tiny_detector):
     p = Pipeline(config(clip10), tiny_detector)
     results = collect(p)
@@ -159,6 +177,22 @@ def test_drop_stale_keeps_latency_flat(clip10):
     assert max(latencies) < 2 * 0.3 + 0.25, latencies
 
 
+def test_a_slow_sink_does_not_make_a_live_stream_late():
+    """A live stream (paced at 10 fps) whose sink takes 0.2 s a frame: the detector must not run ahead
+    and queue results for it — up to ``queue_size`` of them waited, each shown ~8 × 0.2 s late."""
+    p = Pipeline(config(SAMPLE, policy="drop_stale", realtime=True, max_frames=25), FakeDetector())
+    waiting = []
+
+    def slow(result, annotated):
+        waiting.append(p.lanes[0]._results.qsize())  # results the detector made while this one was written
+        time.sleep(0.2)
+
+    p.lanes[0].add_sink(CallbackSink(slow, needs_image=False))
+    stats = p.run()
+    assert stats.frames_written >= 3 and stats.frames_dropped > 0
+    assert max(waiting) <= 1, waiting
+
+
 def test_source_error_reaches_the_caller(clip10):
     class Failing(FileSource):
         def frames(self):
@@ -206,6 +240,25 @@ def test_realtime_pacing_follows_timestamps_but_skips_a_jump(tmp_path):
     assert 0.55 < took < 3.0  # ~0.6 s of paced frames, the jump not waited for
     assert PipelineConfig(source_kind="url", source="rtsp://cam/1").effective_realtime
     assert not config(clip).effective_realtime
+
+
+@pytest.mark.parametrize("existing", ["rec.mp4", "events.jsonl"])
+def test_a_refused_output_leaves_no_other_output_behind(tmp_path, clip10, existing):
+    """The outputs were opened one by one as they were checked: a recording or events file that
+    exists was refused after the counts sink (written when closed) or the export (created) was open."""
+    from app.analytics.events import EventsConfig
+    from app.errors import UserError
+
+    (tmp_path / existing).write_bytes(b"keep")
+    cfg = config(clip10, export=str(tmp_path / "dets.csv"), record=str(tmp_path / "rec.mp4"),
+                 lines=((0.5, 0, 0.5, 1),),
+                 events=EventsConfig(events=str(tmp_path / "events.jsonl"), counting=True))
+    p = Pipeline(cfg, FakeDetector())
+    with pytest.raises(UserError, match="exists"):
+        p.start()
+    p.stop()
+    assert sorted(f.name for f in tmp_path.iterdir()) == [existing]
+    assert (tmp_path / existing).read_bytes() == b"keep"
 
 
 def test_recording_cannot_start_after_the_end(tmp_path, clip10):
