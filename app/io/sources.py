@@ -80,7 +80,8 @@ class FileSource(Source):
 
     Any container and codec FFmpeg decodes; frames are converted to RGB whatever their pixel
     format (4:2:0, 4:4:4, 10-bit). Timestamps are the stream's pts × time_base, relative to the
-    first frame; frames without pts get index / rate (and a note).
+    first frame; frames without pts get index / rate (and a note). A timestamp that does not
+    increase (repeated, or a clock that starts again) is moved to one frame after the last.
     """
 
     _open_error: type[SourceError] = SourceError  # what a failed av.open raises
@@ -150,7 +151,8 @@ class FileSource(Source):
 
     def frames(self) -> Iterator[Frame]:
         av = self._av
-        stream, index, first_pts, last_pts = self.stream, 0, None, None
+        stream, index, shift, last_pts = self.stream, 0, None, None
+        step = max(1, round(1 / (self.rate or Fraction(25)) / self.time_base))  # one frame, in pts units
         bad_in_a_row, decoded_any = 0, False
         packets = self.container.demux(stream)
         while not self._closed.is_set():
@@ -182,11 +184,14 @@ class FileSource(Source):
             for vf in decoded:
                 bad_in_a_row, decoded_any = 0, True
                 pts = self._synthetic_pts(index) if vf.pts is None else vf.pts
-                if first_pts is None:
-                    first_pts = pts
-                pts -= first_pts
+                if shift is None:
+                    shift = -pts  # relative to the first frame
+                pts += shift
                 if last_pts is not None and pts <= last_pts:
-                    pts = last_pts + 1  # a repeated timestamp would break the recording's order
+                    # A repeated timestamp, or a clock that restarts (files joined): one frame after
+                    # the last, and the frames after it keep their own steps from there.
+                    shift += last_pts + step - pts
+                    pts = last_pts + step
                 last_pts = pts
                 image = vf.to_ndarray(format="rgb24")
                 yield Frame(index, int(pts), self.time_base, image, time.monotonic())

@@ -363,3 +363,14 @@ def test_camera_frames_carry_the_capture_clock():
     gaps = [float(b.timestamp - a.timestamp) for a, b in zip(frames, frames[1:], strict=False)]
     assert all(0.005 < g < 0.2 for g in gaps)  # real capture intervals (~10 ms), not a fixed rate
     assert camera.bad_frames > 0
+
+
+def test_a_clock_that_restarts_keeps_the_frame_rate(tmp_path):
+    """Two MPEG-TS files joined (``cat a.ts b.ts``): the second one's clock starts again at 0. Its
+    frames come one nominal frame after the last and keep their own steps — not crammed into a few
+    ticks of 1/90000 s each, which a recording would play in a flash."""
+    one = write_clip(tmp_path / "a.ts", "mpeg2video", "yuv420p", fmt="mpegts").read_bytes()
+    frames = read_all(FileSource(str(put(tmp_path / "joined.ts", one + one))))
+    assert len(frames) == 12
+    steps = [b.timestamp - a.timestamp for a, b in zip(frames, frames[1:], strict=False)]
+    assert steps == [Fraction(1, 25)] * 11
