@@ -286,6 +286,9 @@ class ImageFolderSource(Source):
                 continue
             yield Frame(index, index, self.time_base, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic(), str(path))
             index += 1
+        if index == 0 and self.bad_frames and not self._closed.is_set():
+            raise SourceError(f"none of the {len(self.files)} images in {self.name} could be read "
+                              f"(first: {self.files[0].name})")
 
 
 # --------------------------------------------------------------------------------- cameras

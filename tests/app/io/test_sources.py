@@ -374,3 +374,14 @@ def test_a_clock_that_restarts_keeps_the_frame_rate(tmp_path):
     assert len(frames) == 12
     steps = [b.timestamp - a.timestamp for a, b in zip(frames, frames[1:], strict=False)]
     assert steps == [Fraction(1, 25)] * 11
+
+
+def test_a_folder_of_unreadable_images_is_an_error(tmp_path):
+    """Every image broken: one line saying so, as for a video none of whose frames decodes — not a
+    run that ends after no frame as if the folder had been read."""
+    for i in range(2):
+        (tmp_path / f"f{i}.jpg").write_bytes(b"not a jpeg")
+    source = ImageFolderSource(str(tmp_path))
+    with pytest.raises(SourceError, match="none of the 2 images .* could be read"):
+        read_all(source)
+    assert source.bad_frames == 2
