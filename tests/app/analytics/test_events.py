@@ -168,3 +168,31 @@ def test_an_existing_events_file_is_refused_untouched(rendered, tmp_path):
     with pytest.raises(UserError, match="already exists"):
         config.check_outputs()
     assert out.read_text() == "keep\n"
+
+
+def test_a_clip_whose_writes_fail_says_so(tmp_path, monkeypatch):
+    """A full disk under a clip: the Recorder stops itself (``failed``) without raising; the clip
+    writer must still report it, not count a clip cut short as a whole one."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from app.analytics import clips as clips_module
+
+    class FullDisk(clips_module.Recorder):
+        def write(self, image, pts, time_base=None):
+            if self.frames_written == 2 and self.failed is None:
+                self._fail(OSError(28, "No space left on device"))
+                return False
+            return super().write(image, pts, time_base)
+
+    monkeypatch.setattr(clips_module, "Recorder", FullDisk)
+    writer = clips_module.ClipWriter(tmp_path, stream="s", pre_s=0.0, post_s=1.0, rate=Fraction(10))
+    image = np.zeros((16, 16, 3), np.uint8)
+    for i in range(6):
+        frame = SimpleNamespace(seconds=i / 10, pts=i, time_base=Fraction(1, 10), image=image)
+        if i == 1:
+            writer.on_event(frame.seconds, "line-1-in")
+        writer.add_frame(frame, image)
+    writer.close()
+    assert len(writer.errors) == 1 and "No space left on device" in writer.errors[0]
+    assert "1 error(s)" in writer.summary()
