@@ -169,7 +169,9 @@ def events_config_from_args(args: argparse.Namespace) -> EventsConfig | None:
 
 # ====================================================================== the sink
 class EventLog:
-    """The JSON-lines file, shared by every stream of a run (a lock keeps lines whole)."""
+    """The JSON-lines file, shared by every stream of a run (a lock keeps lines whole). A write that
+    fails (disk full) stops this file only: ``failed`` says why in one line, later events are not
+    written to it (they still go to the clips and alerts)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -179,18 +181,31 @@ class EventLog:
             raise UserError(f"events file {self.path} could not be created: {exc}") from None
         self._lock = threading.Lock()
         self.written = 0
+        self.failed: str | None = None
 
     def write(self, record: dict) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with self._lock:
-            if not self._file.closed:
+            if self._file.closed:
+                return
+            try:
                 self._file.write(line)
                 self._file.flush()
-                self.written += 1
+            except OSError as exc:
+                self.failed = f"events file {self.path} stopped after {self.written} events: {exc.strerror or exc}"
+                self._close()
+                return
+            self.written += 1
 
     def close(self) -> None:
         with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        try:
             self._file.close()
+        except OSError as exc:  # the last line could not be flushed (disk full)
+            self.failed = self.failed or f"events file {self.path}: closing failed: {exc.strerror or exc}"
 
 
 class EventSink(Closing):
@@ -343,10 +358,16 @@ class Events(Closing):
         if self.log is not None:
             self.log.close()
 
+    @property
+    def failed(self) -> str | None:
+        """Why the events file stopped early (one line, for the run's output failures), or None."""
+        return self.log.failed if self.log is not None else None
+
     def summary_lines(self) -> list[str]:
         out = [s.summary() for s in self.sinks]
         if self.log is not None:
-            out.append(f"events file: {self.log.path.resolve()} ({self.log.written} events)")
+            stopped = f"; {self.log.failed}" if self.log.failed else ""
+            out.append(f"events file: {self.log.path.resolve()} ({self.log.written} events{stopped})")
         out += [s.clips.summary() for s in self.sinks if s.clips is not None]
         return out + [x.summary() for x in (*self.publishers, *self.heatmaps)]
 

@@ -196,3 +196,18 @@ def test_a_clip_whose_writes_fail_says_so(tmp_path, monkeypatch):
     writer.close()
     assert len(writer.errors) == 1 and "No space left on device" in writer.errors[0]
     assert "1 error(s)" in writer.summary()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_stops_the_events_file_only():
+    """Writing the events file fails (/dev/full: every write is 'No space left on device'): the file
+    stops with one line in ``failed`` — no exception out of the sink thread, whose other outputs
+    (the recording, the export) must go on."""
+    from app.analytics.events import EventLog
+
+    log = EventLog("/dev/full")
+    log.write({"event": "in"})
+    log.write({"event": "out"})
+    log.close()
+    assert log.written == 0
+    assert log.failed == "events file /dev/full stopped after 0 events: No space left on device"
