@@ -54,7 +54,8 @@ def stream_name(kind: str, value: str) -> str:
         m = re.fullmatch(r"(?:/dev/video)?(\d+)", value)
         raw = f"camera{m.group(1)}" if m else Path(value).name
     elif kind == "url":
-        raw = re.sub(r"^[a-z0-9+.-]+://", "", value, flags=re.I).split("?", 1)[0].rstrip("/")
+        # no "user:password@" and no query (a token): the name goes into files, exports and alerts
+        raw = re.sub(r"^[a-z0-9+.-]+://([^/?#]*@)?", "", value, flags=re.I).split("?", 1)[0].rstrip("/")
         raw = raw.rsplit(".", 1)[0] if "/" in raw and "." in raw.rsplit("/", 1)[-1] else raw
     elif kind == "images":
         raw = Path(value.split("*", 1)[0]).name or "images"
