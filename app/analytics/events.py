@@ -26,6 +26,7 @@ import json
 import math
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import takewhile
@@ -192,7 +193,8 @@ class EventLog:
                 self._file.write(line)
                 self._file.flush()
             except OSError as exc:
-                self.failed = f"events file {self.path} stopped after {self.written} events: {exc.strerror or exc}"
+                reason = exc.strerror or exc
+                self.failed = f"events file {self.path} stopped after {self.written} events: {reason}"
                 self._close()
                 return
             self.written += 1
@@ -230,7 +232,7 @@ class EventSink(Closing):
         self._appeared: set[int] = set()
         self._watch = set(config.alert_classes)
         self._classes_checked = False
-        self.counts: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()  # "line in" → events so far
         self._listeners: list = []
 
     def add_listener(self, fn) -> None:
@@ -292,7 +294,7 @@ class EventSink(Closing):
         record.update({"class": class_name, "track_id": tid, "score": score, "box": box, "clip": None})
         if self.clips is not None:
             record["clip"] = str(self.clips.on_event(frame.seconds, f"{name or class_name}-{what}"))
-        self.counts[f"{kind} {what}"] = self.counts.get(f"{kind} {what}", 0) + 1
+        self.counts[f"{kind} {what}"] += 1
         if self.log is not None:
             self.log.write(record)
         for p in self.publishers:
@@ -305,7 +307,7 @@ class EventSink(Closing):
             self.clips.close()
 
     def summary(self) -> str:
-        total = sum(self.counts.values())
+        total = self.counts.total()
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         return f"events {self.stream}: {total}" + (f" ({parts})" if parts else "")
 

@@ -150,7 +150,7 @@ def test_a_source_that_opens_but_never_delivers_is_given_up():
     reader.join(1)
     assert len(got) == 2 and len(failed) == 1 and "gave up after 3 reconnection attempt" in str(failed[0])
     assert [e.state for e in events] == ["lost", "retrying", "retrying", "gave_up"]
-    assert all(e.reason == "connection reset by peer" for e in events)  # the error itself, not the stall watchdog
+    assert all(e.reason == "connection reset by peer" for e in events)  # the error, not the stall watchdog
 
 def test_close_ends_frames_at_once_even_while_the_source_is_silent():
     stuck = FakeLive(2, "stall", stall_s=0.8)
