@@ -24,6 +24,7 @@ from app.config import PipelineConfig
 from app.errors import UserError
 from app.frames import Frame
 from app.io import Closing
+from app.io.paths import ffmpeg_file
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class FileSource(Source):
         self._av = av
         options = {"timeout": timeout_s} if timeout_s else {}
         try:
-            self.container = av.open(self.name, mode="r", metadata_errors="ignore", **options)
+            target = self.name if self.live else ffmpeg_file(self.name)  # a URL names its protocol
+            self.container = av.open(target, mode="r", metadata_errors="ignore", **options)
         except av.error.FileNotFoundError:
             raise SourceError(f"{self.name} does not exist") from None
         except av.error.FFmpegError as exc:

@@ -385,3 +385,11 @@ def test_a_folder_of_unreadable_images_is_an_error(tmp_path):
     with pytest.raises(SourceError, match="none of the 2 images .* could be read"):
         read_all(source)
     assert source.bad_frames == 2
+
+
+def test_a_file_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch):
+    """A clip named by its time, given relative: "2024-01-01T10:00:00.mkv" is not the protocol
+    "2024-01-01T10" (FFmpeg said "Protocol not found" for a file that exists)."""
+    write_clip(tmp_path / "2024-01-01T10:00:00.mkv", "libx264", "yuv420p")
+    monkeypatch.chdir(tmp_path)
+    assert len(read_all(FileSource("2024-01-01T10:00:00.mkv"))) == 6
