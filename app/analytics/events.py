@@ -34,6 +34,7 @@ from pathlib import Path
 
 from app.errors import UserError
 from app.io import Closing
+from app.io.paths import _writable, check_output_path
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,6 @@ class EventsConfig:
 
     def check_outputs(self, overwrite: bool) -> None:
         """Refuse outputs that cannot or must not be written, before any work; touches nothing."""
-        from app.io.paths import check_output_path
-
         for path, what in ((self.events, "events"), (self.heatmap, "heat map")):
             if path is not None:
                 check_output_path(path, what, overwrite=overwrite)
@@ -119,8 +118,6 @@ class EventsConfig:
 
 def check_folder(path: str, option: str) -> None:
     """A folder that exists and is writable, or whose parent is (it is then created at the start)."""
-    from app.io.paths import _writable
-
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UserError(f"{option} {path} is a file, not a folder")

@@ -25,6 +25,7 @@ import numpy as np
 from app.errors import UserError
 from app.io import Closing
 from app.io.durable import Every, write_atomic
+from app.io.paths import check_output_path
 from app.io.record import Recorder, RecordError, admit
 
 DIGITS = 5
@@ -53,8 +54,6 @@ def existing_outputs(path: str | Path) -> list[Path]:
 def check_outputs(path: str | Path, *, overwrite: bool) -> None:
     """Refuse to start over an earlier run's segments unless ``overwrite`` (they are then removed
     when the recording starts, so that no stale segment sits among the new ones). Touches nothing."""
-    from app.io.paths import check_output_path
-
     check_output_path(str(segment_path(path, 1)), "recording segment", overwrite=True)  # folder exists, writable
     old = existing_outputs(path)
     if old and not overwrite:
