@@ -27,7 +27,7 @@ import math
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import takewhile
 from pathlib import Path
@@ -319,7 +319,7 @@ class Events(Closing):
         from app.analytics.alerts import MqttPublisher, WebhookPublisher
 
         self.config, self.overwrite = config, overwrite
-        config.check_outputs(overwrite)
+        replace(config, heatmap=None).check_outputs(overwrite)  # the heat maps: those written (sinks_for)
         if config.clips:
             Path(config.clips).mkdir(exist_ok=True)
         self.log = EventLog(config.events) if config.events else None
@@ -329,8 +329,12 @@ class Events(Closing):
         self.heatmaps: list = []
 
     def sinks_for(self, stream: str, analytics, source, *, heatmap_path: str | None = None) -> list:
-        """The sinks of one stream (``source``: its time base and rate, for the clips)."""
+        """The sinks of one stream (``source``: its time base and rate, for the clips). Its heat map,
+        ``heatmap_path`` (several streams) or the configured one, is checked first."""
         out: list = []
+        path = heatmap_path or self.config.heatmap
+        if path:
+            check_output_path(path, "heat map", overwrite=self.overwrite)
         if self.config.wants_events:
             clips = None
             if self.config.clips:
@@ -341,7 +345,6 @@ class Events(Closing):
             sink = EventSink(self.config, analytics, stream, log=self.log, publishers=self.publishers, clips=clips)
             self.sinks.append(sink)
             out.append(sink)
-        path = heatmap_path or self.config.heatmap
         if path:
             from app.analytics.heatmap import HeatmapSink
 

@@ -211,3 +211,19 @@ def test_a_full_disk_stops_the_events_file_only():
     log.close()
     assert log.written == 0
     assert log.failed == "events file /dev/full stopped after 0 events: No space left on device"
+
+
+def test_only_the_heat_maps_written_are_refused(tmp_path):
+    """Several streams write h-<stream>.png, not h.png: an h.png of an earlier run must not stop them
+    (it did: "heat map output h.png already exists"); a single stream's h.png is still refused."""
+    from app.analytics.events import Events
+    from app.errors import UserError
+
+    (tmp_path / "h.png").write_bytes(b"earlier run")
+    config = EventsConfig(heatmap=str(tmp_path / "h.png"), counting=True)
+    with Events(config) as events:
+        sinks = events.sinks_for("a", None, None, heatmap_path=str(tmp_path / "h-a.png"))
+        assert [s.path.name for s in sinks] == ["h-a.png"]
+        with pytest.raises(UserError, match="h.png already exists"):
+            events.sinks_for("a", None, None)
+    assert (tmp_path / "h.png").read_bytes() == b"earlier run"
