@@ -120,7 +120,10 @@ class FileSource(Source):
             raise SourceError(f"video file {path} is not readable (permissions)")
 
     def _open_failure(self, reason: str) -> str:
-        head = Path(self.name).read_bytes()[:64] if Path(self.name).is_file() else b""
+        head = b""
+        if Path(self.name).is_file():
+            with open(self.name, "rb") as f:  # its first bytes, not the whole file (gigabytes)
+                head = f.read(64)
         if head and _looks_like_text(head):
             return f"{self.name} is a text file, not a video"
         if head[4:8] == b"ftyp":

@@ -393,3 +393,24 @@ def test_a_file_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch
     write_clip(tmp_path / "2024-01-01T10:00:00.mkv", "libx264", "yuv420p")
     monkeypatch.chdir(tmp_path)
     assert len(read_all(FileSource("2024-01-01T10:00:00.mkv"))) == 6
+
+
+def test_a_huge_unreadable_file_is_one_line_without_reading_it_all(tmp_path):
+    """Saying why FFmpeg refused a file looks at its first bytes only: a 3 GB file (sparse, so it
+    costs no disk) under a 2 GB memory limit gives the one line, not a MemoryError."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.write(bytes(range(1, 200)))  # binary, not text: FFmpeg's own reason is given
+        f.truncate(3 * 2**30)
+    code = ("import resource, sys\n"
+            "from app.io.sources import FileSource, SourceError\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))\n"
+            "try:\n    FileSource(sys.argv[1])\nexcept SourceError as exc:\n    print('error:', exc)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(big)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.startswith(f"error: {big} is not a video FFmpeg can read")
