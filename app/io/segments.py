@@ -46,7 +46,7 @@ def index_path(path: str | Path) -> Path:
 def existing_outputs(path: str | Path) -> list[Path]:
     """The segments and index of an earlier run with this ``path``, sorted."""
     p = Path(path)
-    pattern = re.compile(re.escape(p.stem) + r"-\d{" + str(DIGITS) + ",}" + re.escape(p.suffix) + "$")  # 5 digits or more
+    pattern = re.compile(rf"{re.escape(p.stem)}-\d{{{DIGITS},}}{re.escape(p.suffix)}$")  # 5 digits or more
     found = sorted(f for f in p.parent.iterdir() if pattern.match(f.name))  # not glob: "[" in a name
     return found + ([index_path(p)] if index_path(p).exists() else [])
 

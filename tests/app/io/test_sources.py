@@ -411,6 +411,7 @@ def test_a_huge_unreadable_file_is_one_line_without_reading_it_all(tmp_path):
             "from app.io.sources import FileSource, SourceError\n"
             "resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))\n"
             "try:\n    FileSource(sys.argv[1])\nexcept SourceError as exc:\n    print('error:', exc)\n")
-    done = subprocess.run([sys.executable, "-c", code, str(big)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code, str(big)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.startswith(f"error: {big} is not a video FFmpeg can read")
