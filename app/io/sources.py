@@ -100,6 +100,9 @@ class FileSource(Source):
             self.container = av.open(target, mode="r", metadata_errors="ignore", **options)
         except av.error.FileNotFoundError:
             raise SourceError(f"{self.name} does not exist") from None
+        except av.error.ProtocolNotFoundError:  # a misspelt scheme: bad input, not a stream to retry
+            raise SourceError(f"URL {self.name}: FFmpeg has no protocol {self.name.split(':', 1)[0]!r} "
+                              "(expected rtsp://, rtmp://, http://, https:// or udp://)") from None
         except av.error.FFmpegError as exc:
             raise self._open_error(self._open_failure(getattr(exc, "strerror", None) or str(exc))) from None
         try:

@@ -415,3 +415,15 @@ def test_a_huge_unreadable_file_is_one_line_without_reading_it_all(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.startswith(f"error: {big} is not a video FFmpeg can read")
+
+
+def test_a_misspelt_url_scheme_is_an_error_not_a_stream_to_retry():
+    """"rstp://" (for rtsp): FFmpeg has no such protocol. That is bad input, said at once — not a
+    stream that cannot be reached now, which several streams would retry for ever."""
+    from app.io.reconnect import open_reconnecting
+    from app.io.sources import SourceUnavailable
+
+    config = PipelineConfig(source_kind="url", source="rstp://127.0.0.1/live", open_timeout_s=2)
+    with pytest.raises(SourceError, match="no protocol 'rstp'") as caught:
+        open_reconnecting(config, unreachable_ok=True)
+    assert not isinstance(caught.value, SourceUnavailable)
