@@ -35,10 +35,7 @@ _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9]
 
 def parse_mqtt(text: str) -> tuple[str, int, str]:
     """(host, port, topic) of "HOST[:PORT][/TOPIC]"; ``UserError`` naming the bad part."""
-    raw = str(text).strip()
-    if raw.startswith("mqtt://"):
-        raw = raw[len("mqtt://"):]
-    where, _, topic = raw.partition("/")
+    where, _, topic = str(text).strip().removeprefix("mqtt://").partition("/")
     host, port = where, str(DEFAULT_PORT)
     if where.startswith("["):  # [ipv6]:port
         end = where.find("]")

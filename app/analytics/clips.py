@@ -145,8 +145,12 @@ class ClipWriter(Closing):
                         if recorder is None:  # the clip's time base is its first frame's
                             recorder, first_pts = Recorder(path, time_base=time_base, rate=self.rate), pts
                         recorder.write(image, pts - first_pts)
-                    except Exception as exc:  # a full disk: say so once, keep the run going
-                        self._fail(path, exc)
+                    except Exception as exc:  # the file could not be created: say so once, keep the run going
+                        self._fail(f"clip {path}: {first_line(exc)}")
+                        path = recorder = None
+                        continue
+                    if recorder.failed is not None:  # a full disk: the recorder stopped (and closed) itself
+                        self._fail(f"clip {recorder.failed}")
                         path = recorder = None
                 elif item[0] == "open":
                     self._close_recorder(recorder)
@@ -165,10 +169,11 @@ class ClipWriter(Closing):
         try:
             recorder.close()
         except Exception as exc:
-            self._fail(recorder.path, exc)
+            self._fail(f"clip {recorder.path}: {first_line(exc)}")
+        if recorder.failed is not None:  # finishing the file failed: the recorder says so in ``failed``
+            self._fail(f"clip {recorder.failed}")
 
-    def _fail(self, path: Path, exc: BaseException) -> None:
-        message = f"clip {path}: {first_line(exc)}"
+    def _fail(self, message: str) -> None:
         self.errors.append(message)
         log.warning(message)
 

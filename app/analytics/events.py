@@ -26,13 +26,15 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import takewhile
 from pathlib import Path
 
 from app.errors import UserError
 from app.io import Closing
+from app.io.paths import _writable, check_output_path
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,6 @@ class EventsConfig:
 
     def check_outputs(self, overwrite: bool) -> None:
         """Refuse outputs that cannot or must not be written, before any work; touches nothing."""
-        from app.io.paths import check_output_path
-
         for path, what in ((self.events, "events"), (self.heatmap, "heat map")):
             if path is not None:
                 check_output_path(path, what, overwrite=overwrite)
@@ -118,8 +118,6 @@ class EventsConfig:
 
 def check_folder(path: str, option: str) -> None:
     """A folder that exists and is writable, or whose parent is (it is then created at the start)."""
-    from app.io.paths import _writable
-
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UserError(f"{option} {path} is a file, not a folder")
@@ -169,7 +167,9 @@ def events_config_from_args(args: argparse.Namespace) -> EventsConfig | None:
 
 # ====================================================================== the sink
 class EventLog:
-    """The JSON-lines file, shared by every stream of a run (a lock keeps lines whole)."""
+    """The JSON-lines file, shared by every stream of a run (a lock keeps lines whole). A write that
+    fails (disk full) stops this file only: ``failed`` says why in one line, later events are not
+    written to it (they still go to the clips and alerts)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -179,18 +179,32 @@ class EventLog:
             raise UserError(f"events file {self.path} could not be created: {exc}") from None
         self._lock = threading.Lock()
         self.written = 0
+        self.failed: str | None = None
 
     def write(self, record: dict) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with self._lock:
-            if not self._file.closed:
+            if self._file.closed:
+                return
+            try:
                 self._file.write(line)
                 self._file.flush()
-                self.written += 1
+            except OSError as exc:
+                reason = exc.strerror or exc
+                self.failed = f"events file {self.path} stopped after {self.written} events: {reason}"
+                self._close()
+                return
+            self.written += 1
 
     def close(self) -> None:
         with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        try:
             self._file.close()
+        except OSError as exc:  # the last line could not be flushed (disk full)
+            self.failed = self.failed or f"events file {self.path}: closing failed: {exc.strerror or exc}"
 
 
 class EventSink(Closing):
@@ -215,7 +229,7 @@ class EventSink(Closing):
         self._appeared: set[int] = set()
         self._watch = set(config.alert_classes)
         self._classes_checked = False
-        self.counts: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()  # "line in" → events so far
         self._listeners: list = []
 
     def add_listener(self, fn) -> None:
@@ -277,7 +291,7 @@ class EventSink(Closing):
         record.update({"class": class_name, "track_id": tid, "score": score, "box": box, "clip": None})
         if self.clips is not None:
             record["clip"] = str(self.clips.on_event(frame.seconds, f"{name or class_name}-{what}"))
-        self.counts[f"{kind} {what}"] = self.counts.get(f"{kind} {what}", 0) + 1
+        self.counts[f"{kind} {what}"] += 1
         if self.log is not None:
             self.log.write(record)
         for p in self.publishers:
@@ -290,7 +304,7 @@ class EventSink(Closing):
             self.clips.close()
 
     def summary(self) -> str:
-        total = sum(self.counts.values())
+        total = self.counts.total()
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         return f"events {self.stream}: {total}" + (f" ({parts})" if parts else "")
 
@@ -305,7 +319,7 @@ class Events(Closing):
         from app.analytics.alerts import MqttPublisher, WebhookPublisher
 
         self.config, self.overwrite = config, overwrite
-        config.check_outputs(overwrite)
+        replace(config, heatmap=None).check_outputs(overwrite)  # the heat maps: those written (sinks_for)
         if config.clips:
             Path(config.clips).mkdir(exist_ok=True)
         self.log = EventLog(config.events) if config.events else None
@@ -315,8 +329,12 @@ class Events(Closing):
         self.heatmaps: list = []
 
     def sinks_for(self, stream: str, analytics, source, *, heatmap_path: str | None = None) -> list:
-        """The sinks of one stream (``source``: its time base and rate, for the clips)."""
+        """The sinks of one stream (``source``: its time base and rate, for the clips). Its heat map,
+        ``heatmap_path`` (several streams) or the configured one, is checked first."""
         out: list = []
+        path = heatmap_path or self.config.heatmap
+        if path:
+            check_output_path(path, "heat map", overwrite=self.overwrite)
         if self.config.wants_events:
             clips = None
             if self.config.clips:
@@ -327,7 +345,6 @@ class Events(Closing):
             sink = EventSink(self.config, analytics, stream, log=self.log, publishers=self.publishers, clips=clips)
             self.sinks.append(sink)
             out.append(sink)
-        path = heatmap_path or self.config.heatmap
         if path:
             from app.analytics.heatmap import HeatmapSink
 
@@ -343,10 +360,16 @@ class Events(Closing):
         if self.log is not None:
             self.log.close()
 
+    @property
+    def failed(self) -> str | None:
+        """Why the events file stopped early (one line, for the run's output failures), or None."""
+        return self.log.failed if self.log is not None else None
+
     def summary_lines(self) -> list[str]:
         out = [s.summary() for s in self.sinks]
         if self.log is not None:
-            out.append(f"events file: {self.log.path.resolve()} ({self.log.written} events)")
+            stopped = f"; {self.log.failed}" if self.log.failed else ""
+            out.append(f"events file: {self.log.path.resolve()} ({self.log.written} events{stopped})")
         out += [s.clips.summary() for s in self.sinks if s.clips is not None]
         return out + [x.summary() for x in (*self.publishers, *self.heatmaps)]
 

@@ -19,6 +19,12 @@ def per_stream_path(path: str, name: str) -> str:
     return str(p.with_name(f"{p.stem}-{name}{p.suffix}"))
 
 
+def ffmpeg_file(path: str | Path) -> str:
+    """A local file's name as FFmpeg must be given it: after ``file:``, or a relative name such as
+    ``2024-01-01T10:00.mp4`` reads as the protocol "2024-01-01T10" ("Protocol not found")."""
+    return f"file:{path}"
+
+
 def check_output_path(path: str, what: str, *, overwrite: bool) -> None:
     """Check that ``path`` can be written: its folder exists and is writable, and it is not an
     existing file (unless ``overwrite``) or a directory. Touches nothing."""
@@ -54,7 +60,8 @@ def stream_name(kind: str, value: str) -> str:
         m = re.fullmatch(r"(?:/dev/video)?(\d+)", value)
         raw = f"camera{m.group(1)}" if m else Path(value).name
     elif kind == "url":
-        raw = re.sub(r"^[a-z0-9+.-]+://", "", value, flags=re.I).split("?", 1)[0].rstrip("/")
+        # no "user:password@" and no query (a token): the name goes into files, exports and alerts
+        raw = re.sub(r"^[a-z0-9+.-]+://([^/?#]*@)?", "", value, flags=re.I).split("?", 1)[0].rstrip("/")
         raw = raw.rsplit(".", 1)[0] if "/" in raw and "." in raw.rsplit("/", 1)[-1] else raw
     elif kind == "images":
         raw = Path(value.split("*", 1)[0]).name or "images"

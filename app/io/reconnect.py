@@ -116,7 +116,7 @@ class _Connection:
     def _run(self, open_fn: Callable[[], Source] | None, source: Source | None) -> None:
         # The longest silence just before the end tells a read timeout (a stall) from a real end.
         # The last few gaps count too: at its end a decoder hands out the frames it held at once.
-        last, gaps = None, deque(maxlen=8)
+        last, gaps = None, deque([0.0], maxlen=8)  # never empty: a source may end before its first frame
         try:
             if source is None:
                 source = open_fn()
@@ -302,6 +302,10 @@ class ReconnectingSource(Source):
         for note in source.notes:
             if note not in self.notes:
                 self.notes.append(note)
+
+    def _back(self, now: float) -> None:
+        """A connection's first frame: the source is up again. (Not at its opening: a server that
+        accepts and drops every connection before a frame must use up the attempts, not reset them.)"""
         if self._down_since is not None:
             self._emit(SourceEvent(self.name, "reconnected", attempt=self._attempt, down_s=self._up(now), at=now))
         self._attempt = 0
@@ -309,6 +313,7 @@ class ReconnectingSource(Source):
     def _map(self, frame: Frame, now: float) -> Frame:
         """The frame on this source's one clock: after every frame before it, gaps kept."""
         if self._offset is None:
+            self._back(now)
             if self._last_t is None:
                 self._offset = Fraction(0)
             else:

@@ -24,6 +24,7 @@ import numpy as np
 
 from app.errors import first_line
 from app.io import Closing
+from app.io.paths import ffmpeg_file
 
 # Fragmented MP4: the moov first (empty_moov), a fragment at every keyframe and at least every
 # FRAGMENT_S, tfdt from the frames' own dts (frag_discont: a segment that starts at 300 s plays from
@@ -101,7 +102,7 @@ class Recorder(Closing):
         elif self.path.suffix.lower() == ".mkv":  # a cluster every FRAGMENT_S: a killed .mkv plays to then
             options["cluster_time_limit"] = str(int(FRAGMENT_S * 1000))
         try:
-            self._container = av.open(str(self.path), mode="w", options=options)
+            self._container = av.open(ffmpeg_file(self.path), mode="w", options=options)
         except av.error.FFmpegError as exc:
             raise RecordError(f"cannot create the recording {self.path}: {exc}") from None
         stream = self._container.add_stream("libx264", rate=self.rate)

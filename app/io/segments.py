@@ -25,6 +25,7 @@ import numpy as np
 from app.errors import UserError
 from app.io import Closing
 from app.io.durable import Every, write_atomic
+from app.io.paths import check_output_path
 from app.io.record import Recorder, RecordError, admit
 
 DIGITS = 5
@@ -45,16 +46,14 @@ def index_path(path: str | Path) -> Path:
 def existing_outputs(path: str | Path) -> list[Path]:
     """The segments and index of an earlier run with this ``path``, sorted."""
     p = Path(path)
-    pattern = re.compile(re.escape(p.stem) + r"-\d{" + str(DIGITS) + "}" + re.escape(p.suffix) + "$")
-    found = sorted(f for f in p.parent.glob(f"{p.stem}-*{p.suffix}") if pattern.match(f.name))
+    pattern = re.compile(rf"{re.escape(p.stem)}-\d{{{DIGITS},}}{re.escape(p.suffix)}$")  # 5 digits or more
+    found = sorted(f for f in p.parent.iterdir() if pattern.match(f.name))  # not glob: "[" in a name
     return found + ([index_path(p)] if index_path(p).exists() else [])
 
 
 def check_outputs(path: str | Path, *, overwrite: bool) -> None:
     """Refuse to start over an earlier run's segments unless ``overwrite`` (they are then removed
     when the recording starts, so that no stale segment sits among the new ones). Touches nothing."""
-    from app.io.paths import check_output_path
-
     check_output_path(str(segment_path(path, 1)), "recording segment", overwrite=True)  # folder exists, writable
     old = existing_outputs(path)
     if old and not overwrite:

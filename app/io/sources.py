@@ -24,6 +24,7 @@ from app.config import PipelineConfig
 from app.errors import UserError
 from app.frames import Frame
 from app.io import Closing
+from app.io.paths import ffmpeg_file
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ class FileSource(Source):
 
     Any container and codec FFmpeg decodes; frames are converted to RGB whatever their pixel
     format (4:2:0, 4:4:4, 10-bit). Timestamps are the stream's pts × time_base, relative to the
-    first frame; frames without pts get index / rate (and a note).
+    first frame; frames without pts get index / rate (and a note). A timestamp that does not
+    increase (repeated, or a clock that starts again) is moved to one frame after the last.
     """
 
     _open_error: type[SourceError] = SourceError  # what a failed av.open raises
@@ -94,9 +96,13 @@ class FileSource(Source):
         self._av = av
         options = {"timeout": timeout_s} if timeout_s else {}
         try:
-            self.container = av.open(self.name, mode="r", metadata_errors="ignore", **options)
+            target = self.name if self.live else ffmpeg_file(self.name)  # a URL names its protocol
+            self.container = av.open(target, mode="r", metadata_errors="ignore", **options)
         except av.error.FileNotFoundError:
             raise SourceError(f"{self.name} does not exist") from None
+        except av.error.ProtocolNotFoundError:  # a misspelt scheme: bad input, not a stream to retry
+            raise SourceError(f"URL {self.name}: FFmpeg has no protocol {self.name.split(':', 1)[0]!r} "
+                              "(expected rtsp://, rtmp://, http://, https:// or udp://)") from None
         except av.error.FFmpegError as exc:
             raise self._open_error(self._open_failure(getattr(exc, "strerror", None) or str(exc))) from None
         try:
@@ -117,7 +123,10 @@ class FileSource(Source):
             raise SourceError(f"video file {path} is not readable (permissions)")
 
     def _open_failure(self, reason: str) -> str:
-        head = Path(self.name).read_bytes()[:64] if Path(self.name).is_file() else b""
+        head = b""
+        if Path(self.name).is_file():
+            with open(self.name, "rb") as f:  # its first bytes, not the whole file (gigabytes)
+                head = f.read(64)
         if head and _looks_like_text(head):
             return f"{self.name} is a text file, not a video"
         if head[4:8] == b"ftyp":
@@ -150,7 +159,8 @@ class FileSource(Source):
 
     def frames(self) -> Iterator[Frame]:
         av = self._av
-        stream, index, first_pts, last_pts = self.stream, 0, None, None
+        stream, index, shift, last_pts = self.stream, 0, None, None
+        step = max(1, round(1 / (self.rate or Fraction(25)) / self.time_base))  # one frame, in pts units
         bad_in_a_row, decoded_any = 0, False
         packets = self.container.demux(stream)
         while not self._closed.is_set():
@@ -182,11 +192,14 @@ class FileSource(Source):
             for vf in decoded:
                 bad_in_a_row, decoded_any = 0, True
                 pts = self._synthetic_pts(index) if vf.pts is None else vf.pts
-                if first_pts is None:
-                    first_pts = pts
-                pts -= first_pts
+                if shift is None:
+                    shift = -pts  # relative to the first frame
+                pts += shift
                 if last_pts is not None and pts <= last_pts:
-                    pts = last_pts + 1  # a repeated timestamp would break the recording's order
+                    # A repeated timestamp, or a clock that restarts (files joined): one frame after
+                    # the last, and the frames after it keep their own steps from there.
+                    shift += last_pts + step - pts
+                    pts = last_pts + step
                 last_pts = pts
                 image = vf.to_ndarray(format="rgb24")
                 yield Frame(index, int(pts), self.time_base, image, time.monotonic())
@@ -281,6 +294,9 @@ class ImageFolderSource(Source):
                 continue
             yield Frame(index, index, self.time_base, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic(), str(path))
             index += 1
+        if index == 0 and self.bad_frames and not self._closed.is_set():
+            raise SourceError(f"none of the {len(self.files)} images in {self.name} could be read "
+                              f"(first: {self.files[0].name})")
 
 
 # --------------------------------------------------------------------------------- cameras

@@ -168,3 +168,62 @@ def test_an_existing_events_file_is_refused_untouched(rendered, tmp_path):
     with pytest.raises(UserError, match="already exists"):
         config.check_outputs()
     assert out.read_text() == "keep\n"
+
+
+def test_a_clip_whose_writes_fail_says_so(tmp_path, monkeypatch):
+    """A full disk under a clip: the Recorder stops itself (``failed``) without raising; the clip
+    writer must still report it, not count a clip cut short as a whole one."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from app.analytics import clips as clips_module
+
+    class FullDisk(clips_module.Recorder):
+        def write(self, image, pts, time_base=None):
+            if self.frames_written == 2 and self.failed is None:
+                self._fail(OSError(28, "No space left on device"))
+                return False
+            return super().write(image, pts, time_base)
+
+    monkeypatch.setattr(clips_module, "Recorder", FullDisk)
+    writer = clips_module.ClipWriter(tmp_path, stream="s", pre_s=0.0, post_s=1.0, rate=Fraction(10))
+    image = np.zeros((16, 16, 3), np.uint8)
+    for i in range(6):
+        frame = SimpleNamespace(seconds=i / 10, pts=i, time_base=Fraction(1, 10), image=image)
+        if i == 1:
+            writer.on_event(frame.seconds, "line-1-in")
+        writer.add_frame(frame, image)
+    writer.close()
+    assert len(writer.errors) == 1 and "No space left on device" in writer.errors[0]
+    assert "1 error(s)" in writer.summary()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_stops_the_events_file_only():
+    """Writing the events file fails (/dev/full: every write is 'No space left on device'): the file
+    stops with one line in ``failed`` — no exception out of the sink thread, whose other outputs
+    (the recording, the export) must go on."""
+    from app.analytics.events import EventLog
+
+    log = EventLog("/dev/full")
+    log.write({"event": "in"})
+    log.write({"event": "out"})
+    log.close()
+    assert log.written == 0
+    assert log.failed == "events file /dev/full stopped after 0 events: No space left on device"
+
+
+def test_only_the_heat_maps_written_are_refused(tmp_path):
+    """Several streams write h-<stream>.png, not h.png: an h.png of an earlier run must not stop them
+    (it did: "heat map output h.png already exists"); a single stream's h.png is still refused."""
+    from app.analytics.events import Events
+    from app.errors import UserError
+
+    (tmp_path / "h.png").write_bytes(b"earlier run")
+    config = EventsConfig(heatmap=str(tmp_path / "h.png"), counting=True)
+    with Events(config) as events:
+        sinks = events.sinks_for("a", None, None, heatmap_path=str(tmp_path / "h-a.png"))
+        assert [s.path.name for s in sinks] == ["h-a.png"]
+        with pytest.raises(UserError, match="h.png already exists"):
+            events.sinks_for("a", None, None)
+    assert (tmp_path / "h.png").read_bytes() == b"earlier run"

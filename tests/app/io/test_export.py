@@ -145,3 +145,12 @@ def test_a_cut_last_frame_is_left_out_when_read(tmp_path, ext):
     whole = path.read_bytes()
     path.write_bytes(whole[: whole.rstrip(b"\n").rfind(b"\n") + 1 + 25])  # the last row cut after 25 bytes
     assert [r["frame"] for r in read_rows(path)] == [0, 0, 1, 1]
+
+
+def test_a_url_s_password_stays_out_of_the_stream_name():
+    """The stream's name goes into file names, the export's ``stream`` column, events and alerts:
+    like the query (a token), the user and password of ``rtsp://user:pass@host`` are left out."""
+    from app.io.paths import stream_name
+
+    assert stream_name("url", "rtsp://admin:s3cret@10.0.0.5:554/live") == "10.0.0.5-554-live"
+    assert stream_name("url", "http://me@cam.local/feed.ts?token=x") == "cam.local-feed"

@@ -127,6 +127,31 @@ def test_a_drop_is_reopened_and_the_clock_runs_on(how):
     assert source.take_events() == []
 
 
+
+def test_a_source_that_opens_but_never_delivers_is_given_up():
+    """A server that accepts every connection and drops it before a frame: each attempt counts
+    towards --reconnect N (an opening without a frame is no reconnection), so the stream ends."""
+    source = ReconnectingSource("fake://cam", opener(*[FakeLive(0, "error") for _ in range(5)]),
+                                first=FakeLive(2, "error"), retries=3, backoff=fast, stall_timeout_s=30)
+    events: list[SourceEvent] = []
+    source.add_listener(events.append)
+    got, failed = [], []
+
+    def read():
+        try:
+            got.extend(source.frames())
+        except SourceUnavailable as exc:
+            failed.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(5)
+    source.close()
+    reader.join(1)
+    assert len(got) == 2 and len(failed) == 1 and "gave up after 3 reconnection attempt" in str(failed[0])
+    assert [e.state for e in events] == ["lost", "retrying", "retrying", "gave_up"]
+    assert all(e.reason == "connection reset by peer" for e in events)  # the error, not the stall watchdog
+
 def test_close_ends_frames_at_once_even_while_the_source_is_silent():
     stuck = FakeLive(2, "stall", stall_s=0.8)
     source = ReconnectingSource("fake://cam", opener(), first=stuck, retries=RECONNECT_FOREVER, stall_timeout_s=30)

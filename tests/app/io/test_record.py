@@ -181,3 +181,15 @@ def test_a_frame_of_another_size_is_scaled_and_counted(tmp_path):
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert [f.shape for f in frames] == [(32, 48, 3)] * 2 and frames[1].mean() > 150
+
+
+def test_a_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch):
+    """A recording named by its time, given relative ("2024-01-01T10:00.mp4"): FFmpeg must not read
+    "2024-01-01T10" as a protocol (it said "Protocol not found" and the recording was lost)."""
+    monkeypatch.chdir(tmp_path)
+    with Recorder("2024-01-01T10:00.mp4", time_base=Fraction(1, 10)) as rec:
+        for i in range(3):
+            rec.write(np.full((32, 48, 3), i * 60, np.uint8), i)
+    assert rec.failed is None
+    pts, tb = decode_pts(tmp_path / "2024-01-01T10:00.mp4")
+    assert [p * tb for p in pts] == [Fraction(i, 10) for i in range(3)]

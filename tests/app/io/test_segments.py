@@ -76,6 +76,27 @@ def test_overwrite_replaces_an_earlier_set_and_leaves_no_stale_segment(tmp_path)
     assert sum(s["frames"] for s in json.loads(index_path(out).read_text())["segments"]) == 15
 
 
+
+def test_an_earlier_set_is_found_whatever_the_name_holds(tmp_path):
+    """A name with glob's special characters ("cam[1]"): its segments are still found, so that they
+    are refused without --overwrite (not silently replaced) and removed with it."""
+    out = tmp_path / "cam[1] x.mp4"
+    with SegmentedRecorder(out, time_base=Fraction(1, 10), segment_s=1) as rec:
+        for i, image in enumerate(frames(25)):
+            rec.write(image, i)
+    index_path(out).unlink()  # only the segments are left
+    assert existing_outputs(out) == [segment_path(out, n) for n in (1, 2, 3)]
+    with pytest.raises(UserError, match=r"cam\[1\] x-00001.mp4 and 2 more"):
+        check_outputs(out, overwrite=False)
+
+
+def test_a_segment_past_99999_is_found_too(tmp_path):
+    """A run of days cut into 1 s segments numbers them past 99999 (six digits): those are an earlier
+    run's outputs too, refused without --overwrite."""
+    out = tmp_path / "long.mp4"
+    segment_path(out, 100000).write_bytes(b"segment")
+    assert existing_outputs(out) == [tmp_path / "long-100000.mp4"]
+
 def test_the_index_is_whole_while_a_segment_is_open(tmp_path):
     """What a kill leaves: read before close, the index parses and marks the open segment incomplete."""
     out = tmp_path / "open.mp4"

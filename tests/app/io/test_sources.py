@@ -363,3 +363,67 @@ def test_camera_frames_carry_the_capture_clock():
     gaps = [float(b.timestamp - a.timestamp) for a, b in zip(frames, frames[1:], strict=False)]
     assert all(0.005 < g < 0.2 for g in gaps)  # real capture intervals (~10 ms), not a fixed rate
     assert camera.bad_frames > 0
+
+
+def test_a_clock_that_restarts_keeps_the_frame_rate(tmp_path):
+    """Two MPEG-TS files joined (``cat a.ts b.ts``): the second one's clock starts again at 0. Its
+    frames come one nominal frame after the last and keep their own steps — not crammed into a few
+    ticks of 1/90000 s each, which a recording would play in a flash."""
+    one = write_clip(tmp_path / "a.ts", "mpeg2video", "yuv420p", fmt="mpegts").read_bytes()
+    frames = read_all(FileSource(str(put(tmp_path / "joined.ts", one + one))))
+    assert len(frames) == 12
+    steps = [b.timestamp - a.timestamp for a, b in zip(frames, frames[1:], strict=False)]
+    assert steps == [Fraction(1, 25)] * 11
+
+
+def test_a_folder_of_unreadable_images_is_an_error(tmp_path):
+    """Every image broken: one line saying so, as for a video none of whose frames decodes — not a
+    run that ends after no frame as if the folder had been read."""
+    for i in range(2):
+        (tmp_path / f"f{i}.jpg").write_bytes(b"not a jpeg")
+    source = ImageFolderSource(str(tmp_path))
+    with pytest.raises(SourceError, match="none of the 2 images .* could be read"):
+        read_all(source)
+    assert source.bad_frames == 2
+
+
+def test_a_file_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch):
+    """A clip named by its time, given relative: "2024-01-01T10:00:00.mkv" is not the protocol
+    "2024-01-01T10" (FFmpeg said "Protocol not found" for a file that exists)."""
+    write_clip(tmp_path / "2024-01-01T10:00:00.mkv", "libx264", "yuv420p")
+    monkeypatch.chdir(tmp_path)
+    assert len(read_all(FileSource("2024-01-01T10:00:00.mkv"))) == 6
+
+
+def test_a_huge_unreadable_file_is_one_line_without_reading_it_all(tmp_path):
+    """Saying why FFmpeg refused a file looks at its first bytes only: a 3 GB file (sparse, so it
+    costs no disk) under a 2 GB memory limit gives the one line, not a MemoryError."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.write(bytes(range(1, 200)))  # binary, not text: FFmpeg's own reason is given
+        f.truncate(3 * 2**30)
+    code = ("import resource, sys\n"
+            "from app.io.sources import FileSource, SourceError\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))\n"
+            "try:\n    FileSource(sys.argv[1])\nexcept SourceError as exc:\n    print('error:', exc)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(big)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.startswith(f"error: {big} is not a video FFmpeg can read")
+
+
+def test_a_misspelt_url_scheme_is_an_error_not_a_stream_to_retry():
+    """"rstp://" (for rtsp): FFmpeg has no such protocol. That is bad input, said at once — not a
+    stream that cannot be reached now, which several streams would retry for ever."""
+    from app.io.reconnect import open_reconnecting
+    from app.io.sources import SourceUnavailable
+
+    config = PipelineConfig(source_kind="url", source="rstp://127.0.0.1/live", open_timeout_s=2)
+    with pytest.raises(SourceError, match="no protocol 'rstp'") as caught:
+        open_reconnecting(config, unreachable_ok=True)
+    assert not isinstance(caught.value, SourceUnavailable)
