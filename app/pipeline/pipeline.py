@@ -317,7 +317,7 @@ class Pipeline:
 
     def output_failures(self) -> list[str]:
         """One line per output that stopped early (disk full, file too large); the run went on."""
-        return output_failures([o for lane in self.lanes for o in lane.outputs()] + [self.export_sink])
+        return output_failures([o for lane in self.lanes for o in lane.outputs()] + [self.export_sink, self.events])
 
     # ------------------------------------------------------------------ live controls
     def pause(self) -> None:

@@ -4,6 +4,7 @@ run writes its events file and says what it did in the summary."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,26 @@ def test_a_run_writes_events_clips_and_heatmap_and_says_so(capsys, tmp_path, mon
     assert sorted(str(p) for p in (tmp_path / "clips").iterdir()) == sorted(clips)
     assert f"event clips crossing: {len(clips)} in" in err
     assert (tmp_path / "heat.png").exists() and (tmp_path / "heat-car.png").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_an_events_file_on_a_full_disk_is_an_output_failure(capsys, tmp_path, monkeypatch):
+    """The events file stops alone (one 'error:' line, status 4, like a recording or an export on a full
+    disk); the export beside it is whole."""
+    from types import SimpleNamespace
+
+    import app.pipeline.fastpath
+    from tests.app import crossing_clip as clip
+
+    detector = clip.TruthDetector()
+    detector.notes, detector.info = [], SimpleNamespace(warning=None)
+    setup = app.pipeline.fastpath.DetectorSetup(budget=SimpleNamespace(decode=1, encode=1))
+    monkeypatch.setattr(app.pipeline.fastpath, "build_detector", lambda *a, **k: (detector, setup))
+    video = clip.write_clip(tmp_path / "crossing.mp4")
+    (tmp_path / "e.jsonl").symlink_to("/dev/full")  # every write: 'No space left on device'
+    rc, _, err = run(capsys, "--video", video, "--headless", "--line", clip.LINE, "--events", tmp_path / "e.jsonl",
+                     "--overwrite", "--export", tmp_path / "d.jsonl")
+    assert rc == 4, err
+    assert f"error: events file {tmp_path / 'e.jsonl'} stopped after 0 events: No space left on device" in err
+    rows = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert max(row["frame"] for row in rows) == clip.FRAMES - 1
