@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEFAULT_TIME_BASE = Fraction(1, 90_000)  # MPEG's clock, for sources without their own
+NAMED_BAD_IMAGES = 3  # unreadable images of a folder named one by one in the notes
 MAX_BAD_IN_A_ROW = 250  # consecutive undecodable packets after which a file is given up
 
 
@@ -290,10 +291,13 @@ class ImageFolderSource(Source):
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if bgr is None:
                 self.bad_frames += 1
-                self.notes.append(f"{path} could not be read as an image; skipped")
+                if self.bad_frames <= NAMED_BAD_IMAGES:  # a broken folder of thousands: a few named, then a count
+                    self.notes.append(f"{path} could not be read as an image; skipped")
                 continue
             yield Frame(index, index, self.time_base, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic(), str(path))
             index += 1
+        if self.bad_frames > NAMED_BAD_IMAGES:
+            self.notes.append(f"{self.bad_frames - NAMED_BAD_IMAGES} more images in {self.name} could not be read; skipped")
         if index == 0 and self.bad_frames and not self._closed.is_set():
             raise SourceError(f"none of the {len(self.files)} images in {self.name} could be read "
                               f"(first: {self.files[0].name})")

@@ -387,6 +387,19 @@ def test_a_folder_of_unreadable_images_is_an_error(tmp_path):
     assert source.bad_frames == 2
 
 
+def test_a_folder_of_many_unreadable_images_names_a_few_then_counts(tmp_path, frame_rgb):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), frame_rgb[::4, ::4, ::-1])
+    for i in range(50):
+        (tmp_path / f"b{i:02d}.jpg").write_bytes(b"not a jpeg")
+    source = ImageFolderSource(str(tmp_path))
+    assert len(read_all(source)) == 1 and source.bad_frames == 50
+    assert [n.split("/")[-1] for n in source.notes[:3]] == [f"b0{i}.jpg could not be read as an image; skipped"
+                                                             for i in range(3)]
+    assert source.notes[3:] == [f"47 more images in {source.name} could not be read; skipped"]
+
+
 def test_a_file_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch):
     """A clip named by its time, given relative: "2024-01-01T10:00:00.mkv" is not the protocol
     "2024-01-01T10" (FFmpeg said "Protocol not found" for a file that exists)."""
