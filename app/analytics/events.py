@@ -26,7 +26,7 @@ import json
 import math
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import takewhile
@@ -35,6 +35,8 @@ from pathlib import Path
 from app.errors import UserError
 from app.io import Closing
 from app.io.paths import _writable, check_output_path
+
+TRACKS_KEPT = 4096  # per stream: the track IDs whose box and appear state are kept (Recent)
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,18 @@ class EventLog:
             self.failed = self.failed or f"events file {self.path}: closing failed: {exc.strerror or exc}"
 
 
+class Recent(OrderedDict):
+    """A dict of the last ``TRACKS_KEPT`` track IDs set: setting one makes it the newest, and the one
+    set longest ago goes (a run of days sees millions of IDs; the tracker lets a lost one go in
+    seconds, so a track still in view is always among the recent)."""
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        if len(self) > TRACKS_KEPT:
+            self.popitem(last=False)
+
+
 class EventSink(Closing):
     """Turns each result's new events into records and hands them to the log, the clip writer and
     the alert publishers.
@@ -224,9 +238,9 @@ class EventSink(Closing):
         self.log, self.publishers, self.clips = log, tuple(publishers), clips
         self.needs_image = clips is not None
         self._cursors: dict[object, int] = {}  # counter → how many of its events were taken
-        self._tracks: dict[int, tuple[list[float], float]] = {}  # track id → (box, score), last seen
-        self._seen: dict[int, int] = {}  # track id of a watched class → detected frames seen
-        self._appeared: set[int] = set()
+        self._tracks = Recent()  # track id → (box, score), last seen
+        self._seen = Recent()  # track id of a watched class → detected frames seen
+        self._appeared = Recent()  # track id → True, once its appear event is out
         self._watch = set(config.alert_classes)
         self._classes_checked = False
         self.counts: Counter[str] = Counter()  # "line in" → events so far
@@ -269,11 +283,14 @@ class EventSink(Closing):
     def _appear_events(self, det) -> list[tuple]:
         out = []
         for name, tid in zip(det.labels, det.track_ids.tolist(), strict=True):
-            if tid < 0 or tid in self._appeared or name not in self._watch:
+            if tid < 0 or name not in self._watch:
+                continue
+            if tid in self._appeared:
+                self._appeared[tid] = True  # seen again: kept among the recent
                 continue
             self._seen[tid] = self._seen.get(tid, 0) + 1
             if self._seen[tid] >= self.config.min_frames:
-                self._appeared.add(tid)
+                self._appeared[tid] = True
                 self._seen.pop(tid, None)
                 out.append(("class", None, "appear", name, tid))
         return out

@@ -227,3 +227,28 @@ def test_only_the_heat_maps_written_are_refused(tmp_path):
         with pytest.raises(UserError, match="h.png already exists"):
             events.sinks_for("a", None, None)
     assert (tmp_path / "h.png").read_bytes() == b"earlier run"
+
+
+def test_a_long_run_keeps_a_bounded_set_of_tracks_and_a_parked_car_appears_once(monkeypatch):
+    """Thousands of cars drive past while one stays parked in view: every car appears once, the parked
+    one too (never again as its ID ages), and what the sink keeps per track stays bounded."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    import app.analytics.events as events
+    from app.frames import Frame, Result
+    from detector.detections import Detections
+
+    monkeypatch.setattr(events, "TRACKS_KEPT", 64)
+    sink = events.EventSink(EventsConfig(alert_classes=("car",), min_frames=2), SimpleNamespace(lines=[], zones=[]), "s")
+    out = []
+    sink.add_listener(out.append)
+    image = np.zeros((8, 8, 3), np.uint8)
+    for i in range(2000):
+        passing = 1000 + i // 2  # a new car every second frame, seen in two frames
+        det = Detections(np.array([[0, 0, 4, 4], [2, 2, 6, 6]], np.float32), np.array([0.9, 0.8], np.float32),
+                         np.array([1, 1]), ("__background__", "car"), np.array([1, passing]))
+        sink.write(Result(Frame(i, i, Fraction(1, 10), image, 0.0), det), None)
+    appeared = Counter(r["track_id"] for r in out if r["event"] == "appear")
+    assert appeared[1] == 1 and len(appeared) == 1001 and set(appeared.values()) == {1}
+    assert max(len(sink._tracks), len(sink._seen), len(sink._appeared)) <= 64
