@@ -244,6 +244,24 @@ def _check_prior_classes(class_names: Sequence[str]) -> None:
                         f"got {len(class_names) - 1}: {', '.join(class_names[1:6])}…")
 
 
+def _check_numbers(args) -> None:
+    """The numbers that torch would refuse only mid-run (a traceback) or that were ignored (--threads 0,
+    --time-limit 0): one line before anything is loaded."""
+    lowest = {"--threads": (args.threads, 1), "--iters-per-epoch": (args.iters_per_epoch, 1),
+              "--warmup-iters": (args.warmup_iters, 0), "--rpn-pre-nms-train": (args.rpn_pre_nms_train, 1),
+              "--rpn-post-nms-train": (args.rpn_post_nms_train, 1), "--momentum": (args.momentum, 0),
+              "--weight-decay": (args.weight_decay, 0), "--box-lambda": (args.box_lambda, 0),
+              "--reduce-channels": (args.reduce_channels, 1), "--representation-size": (args.representation_size, 1),
+              "--min-size": (args.min_size, 32), "--max-size": (args.max_size, 32)}
+    for flag, (value, lo) in lowest.items():
+        if value is not None and not (value >= lo and math.isfinite(value)):
+            raise UserError(f"{flag} {value} must be a number ≥ {lo}")
+    if args.min_size > args.max_size:
+        raise UserError(f"--min-size {args.min_size} is larger than --max-size {args.max_size}")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise UserError(f"--time-limit {args.time_limit} must be a number of minutes > 0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -261,6 +279,7 @@ def _run(args) -> int:
     from detector.train_data import CocoDetectionData, category_names
     from detector.weights import save_checkpoint
 
+    _check_numbers(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     sets, val_sets = _data_sets(args.data), _val_sets(args.val)

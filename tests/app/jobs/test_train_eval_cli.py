@@ -245,3 +245,34 @@ def test_fine_tune_trains_the_trunks_last_layers_and_nothing_before_them(tmp_pat
     assert eval_cli.main(["--data", str(one_json), "--weights", str(trained)]) == 0
     first = tmp_path / "a" / "last.pt"
     assert "layer 16 does not split this trunk" in refused(tmp_path, one_json, capsys, first, "--trunk-train-from", "16")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--threads", "0"], "--threads 0 must be"),
+    (["--threads", "-1"], "--threads -1 must be"),
+    (["--time-limit", "0"], "--time-limit 0.0 must be"),
+    (["--time-limit", "-5"], "--time-limit -5.0 must be"),
+    (["--iters-per-epoch", "0"], "--iters-per-epoch 0 must be"),
+    (["--warmup-iters", "-1"], "--warmup-iters -1 must be"),
+    (["--rpn-pre-nms-train", "0"], "--rpn-pre-nms-train 0 must be"),
+    (["--rpn-post-nms-train", "-1"], "--rpn-post-nms-train -1 must be"),
+    (["--momentum", "-1"], "--momentum -1.0 must be"),
+    (["--momentum", "nan"], "--momentum nan must be"),
+    (["--weight-decay", "-1"], "--weight-decay -1.0 must be"),
+    (["--box-lambda", "inf"], "--box-lambda inf must be"),
+    (["--reduce-channels", "0"], "--reduce-channels 0 must be"),
+    (["--representation-size", "0"], "--representation-size 0 must be"),
+    (["--min-size", "0"], "--min-size 0 must be"),
+    (["--max-size", "100"], "--min-size 256 is larger than --max-size 100"),
+])
+def test_bad_numbers_are_refused_before_any_training(tmp_path, one_json, capsys, monkeypatch, extra, message):
+    """A value torch would refuse mid-run (a traceback), or one that was silently ignored (--threads 0,
+    --time-limit 0), is one line before the model is trained."""
+    def unreached(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("detector.train.Trainer", unreached)
+    assert train_cli.main(["--data", str(one_json), "--out", str(tmp_path / "o"), *TINY, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not (tmp_path / "o").exists()
