@@ -313,7 +313,8 @@ def _run(args) -> int:
             roi_fg_iou=args.roi_fg_iou, roi_batch=args.roi_batch,
         )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with user_errors(OSError, prefix=f"--out {out} cannot be a folder: "):
+        out.mkdir(parents=True, exist_ok=True)
     start_epoch, optimizer_state, history = 0, None, []
     if args.resume:
         resume = out / "resume.pt"

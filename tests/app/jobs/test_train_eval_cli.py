@@ -276,3 +276,15 @@ def test_bad_numbers_are_refused_before_any_training(tmp_path, one_json, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_out_that_is_a_file_is_one_line(tmp_path, one_json, capsys, monkeypatch):
+    def unreached(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("detector.train.Trainer", unreached)
+    (tmp_path / "taken").write_text("not a folder")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "sub"):
+        assert train_cli.main(["--data", str(one_json), "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith(f"error: --out {tmp_path / 'taken'}") for line in err), err
