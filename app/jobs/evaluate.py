@@ -113,13 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"AP50 {m['AP50']:.3f}  recall {m['found']}/{m['objects']}  [{m['seconds']:.1f} s]")
         if detector is not None:
             _write_profile(args, rows, detector, coco)
+        if args.json:  # one cell's metrics, each precision's, or every cell
+            out = (rows[0]["metrics"] if len(rows) == 1 else
+                   {row["precision"]: row["metrics"] for row in rows} if len(rows) == len(precisions) else rows)
+            with user_errors(OSError, prefix=f"--json {args.json} cannot be written: "):
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(json.dumps(out, indent=1))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:  # one cell's metrics, each precision's, or every cell
-        out = (rows[0]["metrics"] if len(rows) == 1 else
-               {row["precision"]: row["metrics"] for row in rows} if len(rows) == len(precisions) else rows)
-        Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
 
@@ -185,8 +187,16 @@ def _ground_truth(args):
             raise UserError(f"{name} {value} must be in [0, 1]")
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
+    if args.json and Path(args.json).is_dir():
+        raise UserError(f"--json {args.json} is a folder; give the metrics file's name")
     with user_errors(ValueError, prefix=f"--data {path}: "):
-        return load_coco(path)
+        coco = load_coco(path)
+    if not coco.imgs:
+        raise UserError(f"--data {path} has no images: nothing to score")
+    for image_id, info in coco.imgs.items():
+        if not isinstance(info.get("file_name"), str) or not info["file_name"]:
+            raise UserError(f"--data {path}: image id {image_id} has no file_name")
+    return coco
 
 
 def run(args, coco, detect, predictions: dict | None = None) -> dict:

@@ -288,3 +288,27 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path, one_json, capsys, monkeypat
         assert train_cli.main(["--data", str(one_json), "--out", str(out), *TINY]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith(f"error: --out {tmp_path / 'taken'}") for line in err), err
+
+
+def test_eval_refuses_data_it_cannot_score_in_one_line(tmp_path, one_json, capsys):
+    """No pictures is no score (it printed AP 0.000 and exit 0); a picture without a file_name was a
+    KeyError traceback; a --json that cannot be written failed only after the whole evaluation."""
+    data = json.loads(one_json.read_text())
+    empty, nameless = tmp_path / "empty.json", tmp_path / "nameless.json"
+    empty.write_text(json.dumps({**data, "images": [], "annotations": []}))
+    nameless.write_text(json.dumps({**data, "images": [{"id": 1, "width": 768, "height": 576}]}))
+    (tmp_path / "folder").mkdir()
+    assert eval_cli.main(["--data", str(empty)]) == 2
+    assert eval_cli.main(["--data", str(nameless)]) == 2
+    assert eval_cli.main(["--data", str(one_json), "--json", str(tmp_path / "folder")]) == 2
+    out = capsys.readouterr()
+    err = out.err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
+    assert "has no images" in err[0] and "image id 1 has no file_name" in err[1] and "is a folder" in err[2], err
+    assert "AP" not in out.out
+
+
+def test_eval_json_goes_into_a_new_folder(tmp_path, one_json):
+    out = tmp_path / "new" / "m.json"
+    assert eval_cli.main(["--data", str(one_json), "--proposals", "100", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["images"] == 1
