@@ -74,7 +74,7 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
                  where: str = "stream") -> StreamSpec:
     """One stream from ``line`` (run-command options). Raises ``UserError`` naming ``where``."""
     try:
-        words = shlex.split(line, comments=True)
+        words = _words(line)
     except ValueError as exc:
         raise UserError(f"{where}: {exc} in {line.strip()!r}") from None
     model = [w.split("=")[0] for w in words if w.split("=")[0] in _MODEL_OPTIONS]
@@ -105,6 +105,17 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
             batch_size=1 if (live_kind or args.live) else in_flight,
         )
     return StreamSpec(name, config, args.on, named=args.name is not None)
+
+
+def _words(line: str) -> list[str]:
+    """``line``'s words as a shell splits them: ``#`` starts a comment only at the start of a word
+    (``shlex.split(comments=True)`` also cuts ``take#2.mp4``). Raises ``ValueError`` (open quote)."""
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split, lexer.commenters = True, ""
+    words = []
+    while not line[lexer.instream.tell():].lstrip().startswith("#") and (word := lexer.get_token()) is not None:
+        words.append(word)
+    return words
 
 
 def _absolute(path: str | None) -> str | None:

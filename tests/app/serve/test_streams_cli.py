@@ -253,3 +253,13 @@ def test_a_stream_process_does_not_load_torch():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_hash_inside_a_word_is_no_comment():
+    """As a shell reads the line (and run.py's own --sources file): ``#`` starts a comment only at the
+    start of a word, outside quotes; ``take#2.mp4`` was cut to ``take``."""
+    spec = parse_stream("--video take#2.mp4 --export 'out #1.csv' --name a\\ #b  # --live")
+    assert spec.config.source.endswith("/take#2.mp4") and spec.config.export.endswith("/out #1.csv")
+    assert spec.name == "a #b" and spec.config.effective_policy == "every_frame"
+    assert parse_stream("--url rtsp://cam/s#1 #--live").config.source == "rtsp://cam/s#1"
+    assert parse_stream('--url "rtsp://cam/s" --name "#x"').name == "#x"
