@@ -86,6 +86,8 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
     except UserError as exc:
         raise UserError(f"{where}: {exc} (a line holds run.py's source and output options, e.g. "
                         f"--video clip.mp4 --export clip.csv)") from None
+    if args.name is not None and not args.name.strip():
+        raise UserError(f"{where}: --name is empty; give the stream a name or leave --name out")
     kind = next(k for k in SOURCE_OPTIONS if getattr(args, k) is not None)
     name = args.name or stream_name(kind, str(getattr(args, kind)))  # the run command's rule (app/io/paths.py)
     # absolute here: the actor that opens and writes them may run elsewhere (module docstring)
@@ -119,7 +121,7 @@ def _words(line: str) -> list[str]:
 
 
 def _absolute(path: str | None) -> str | None:
-    return None if path is None else os.path.abspath(os.path.expanduser(path))
+    return path and os.path.abspath(os.path.expanduser(path))  # "" stays "" (PipelineConfig refuses it)
 
 
 def parse_streams(lines: Iterable[tuple[str, str]], *, overwrite: bool = False,

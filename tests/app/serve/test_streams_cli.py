@@ -263,3 +263,15 @@ def test_a_hash_inside_a_word_is_no_comment():
     assert spec.name == "a #b" and spec.config.effective_policy == "every_frame"
     assert parse_stream("--url rtsp://cam/s#1 #--live").config.source == "rtsp://cam/s#1"
     assert parse_stream('--url "rtsp://cam/s" --name "#x"').name == "#x"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--video ''", "no video given"),  # was made absolute: the current folder, read as the video
+    ("--images ''", "no images given"),
+    ("--video a.mp4 --record ''", "recording output  has extension"),  # not the current folder's name
+    ("--video a.mp4 --name ''", "--name is empty"),
+    ("--video a.mp4 --name '  '", "--name is empty"),
+])
+def test_empty_values_are_refused(line, message):
+    with pytest.raises(UserError, match=message):
+        parse_stream(line)
