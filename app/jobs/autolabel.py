@@ -138,6 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"source {source} does not exist")
         if not 0.0 <= args.min_score <= args.label_score <= 1.0:
             raise UserError(f"need 0 ≤ --min-score ({args.min_score}) ≤ --label-score ({args.label_score}) ≤ 1")
+        if source.is_dir() or source.suffix.lower() in IMAGE_SUFFIXES:  # pictures: every one is labelled
+            video_only = {"--start": args.start != 0, "--end": args.end is not None,
+                          "--every": args.every != 1, "--images-dir": args.images_dir is not None}
+            given = [flag for flag, set_ in video_only.items() if set_]
+            if given:
+                raise UserError(f"{given[0]} is for a video; {source} holds pictures, each one labelled")
         if args.every < 1 or args.start < 0 or (args.end is not None and args.end <= args.start):
             raise UserError(f"bad frame range: --start {args.start} --end {args.end} --every {args.every}")
         classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())

@@ -135,3 +135,15 @@ def test_real_yolo_and_nanodet_fused_on_all_classes(tmp_path, three_frames):
     assert "YOLOv3-tiny" in data["info"]["teacher"] and "NanoDet" in data["info"]["teacher"]
     people = [a for a in data["annotations"] if a["category_id"] == 1 and not a["iscrowd"]]
     assert len(people) >= 2 * 4  # at least 4 clearly visible people per frame
+
+
+def test_video_only_options_are_refused_for_pictures(tmp_path, capsys):
+    """--start/--end/--every/--images-dir pick and place a video's frames; on an image folder or one
+    image they were dropped in silence (every picture labelled)."""
+    (tmp_path / "pics").mkdir()
+    cv2.imwrite(str(tmp_path / "pics" / "a.png"), cv2.cvtColor(read_frames(1)[0], cv2.COLOR_RGB2BGR))
+    for source in (tmp_path / "pics", tmp_path / "pics" / "a.png"):
+        for extra in (["--every", "5"], ["--start", "2"], ["--end", "9"], ["--images-dir", str(tmp_path)]):
+            assert autolabel.main([str(source), "--out", str(tmp_path / "x.json"), *extra]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith(f"error: {extra[0]} is for a video"), err
