@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write_profile(args, rows, detector, coco)
         if args.json:  # one cell's metrics, each precision's, or every cell
             out = (rows[0]["metrics"] if len(rows) == 1 else
-                   {row["precision"]: row["metrics"] for row in rows} if len(rows) == len(precisions) else rows)
+                   {row["precision"]: row["metrics"] for row in rows} if len(rows) == len(precisions) else
+                   rows)
             with user_errors(OSError, prefix=f"--json {args.json} cannot be written: "):
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.json).write_text(json.dumps(out, indent=1))

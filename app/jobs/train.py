@@ -251,7 +251,8 @@ def _check_numbers(args) -> None:
               "--warmup-iters": (args.warmup_iters, 0), "--rpn-pre-nms-train": (args.rpn_pre_nms_train, 1),
               "--rpn-post-nms-train": (args.rpn_post_nms_train, 1), "--momentum": (args.momentum, 0),
               "--weight-decay": (args.weight_decay, 0), "--box-lambda": (args.box_lambda, 0),
-              "--reduce-channels": (args.reduce_channels, 1), "--representation-size": (args.representation_size, 1),
+              "--reduce-channels": (args.reduce_channels, 1),
+              "--representation-size": (args.representation_size, 1),
               "--min-size": (args.min_size, 32), "--max-size": (args.max_size, 32)}
     for flag, (value, lo) in lowest.items():
         if value is not None and not (value >= lo and math.isfinite(value)):

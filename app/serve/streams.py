@@ -115,7 +115,9 @@ def _words(line: str) -> list[str]:
     lexer = shlex.shlex(line, posix=True)
     lexer.whitespace_split, lexer.commenters = True, ""
     words = []
-    while not line[lexer.instream.tell():].lstrip().startswith("#") and (word := lexer.get_token()) is not None:
+    while not line[lexer.instream.tell():].lstrip().startswith("#"):  # what is left starts a comment
+        if (word := lexer.get_token()) is None:
+            break
         words.append(word)
     return words
 
