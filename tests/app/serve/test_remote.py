@@ -170,3 +170,22 @@ def test_stop_finalises_and_says_stopped(tiny_detector, clip10, tmp_path):
         assert status.state in ("stopped", "done") and (tmp_path / "x.csv").read_text().startswith("frame,")
     finally:
         slow.close()
+
+
+def test_an_error_in_a_reply_is_raised_for_its_frame_only(tiny_detector, clip10):
+    """``detect_batch`` puts a failed frame's error in its slot: the remote detector raises it for that
+    frame's stream (not retried: the replica is alive), other frames are answered."""
+    frames = frames_of(clip10, 2)
+
+    def submit(payload):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        bad = payload.image is frames[1] or np.array_equal(payload.image, frames[1])
+        future.set_result(ValueError("a 10-byte JPEG payload could not be decoded") if bad else
+                          detect_batch(tiny_detector, [payload])[0])
+        return Response(future)
+
+    remote = RemoteDetector(submit, retryable=(ValueError,))
+    assert same(remote.detect([frames[0]])[0], tiny_detector.detect([frames[0]])[0])
+    with pytest.raises(ValueError, match="could not be decoded"):
+        remote.detect([frames[0], frames[1]])
+    assert remote.retries == 0
