@@ -69,11 +69,14 @@ def parse_address(address: str) -> tuple[str, int] | None:
         return None
     rest = text.removeprefix("ray://")
     default_port = 10001 if text.startswith("ray://") else DEFAULT_RAY_PORT  # Ray Client's port
+    bad = UserError(f"--address {address!r} is not HOST:PORT, auto or ray://HOST:PORT")
     if not rest or "/" in rest or " " in rest:
-        raise UserError(f"--address {address!r} is not HOST:PORT, auto or ray://HOST:PORT")
+        raise bad
     if rest.startswith("["):  # [IPv6]:PORT
-        host, _, port = rest[1:].partition("]")
-        port = port.removeprefix(":") or str(default_port)
+        host, bracket, port = rest[1:].partition("]")
+        if not bracket or port[:1] not in ("", ":"):
+            raise bad
+        port = port[1:] if port else str(default_port)
     elif rest.count(":") == 1:
         host, port = rest.split(":")
     elif ":" not in rest:
@@ -81,7 +84,7 @@ def parse_address(address: str) -> tuple[str, int] | None:
     else:
         raise UserError(f"--address {address!r}: write an IPv6 address as [ADDRESS]:PORT")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"--address {address!r} is not HOST:PORT, auto or ray://HOST:PORT")
+        raise bad
     return host, int(port)
 
 

@@ -95,6 +95,10 @@ def test_serve_config_checks():
     assert parse_address("ray://head:10001") == ("head", 10001) and parse_address("auto") is None
     with pytest.raises(UserError, match="is not HOST:PORT"):
         ServeConfig(address="head:port")
+    assert parse_address("[::1]:7000") == ("::1", 7000) and parse_address("ray://[fe80::1]") == ("fe80::1", 10001)
+    for bad in ("[::1", "[::1]80", "[::1]:", "head:"):  # an unclosed bracket, or a port without its ':'
+        with pytest.raises(UserError, match="is not HOST:PORT"):
+            parse_address(bad)
 
 
 def test_unreachable_address_is_one_line():
