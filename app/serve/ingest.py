@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from app.cli.console import recording_line
 from app.errors import first_line
 from app.io.reconnect import open_source
 from app.pipeline.pipeline import Pipeline
@@ -102,9 +103,10 @@ class StreamWorker:
 
     def _outputs(self) -> tuple[str, ...]:
         p, lines = self.pipeline, []
-        if p.record_sink is not None:
+        if p.record_sink is not None:  # as run.py says it: a segmented recording by its files
             rec = p.record_sink.recorder
-            lines.append(f"recording {rec.path.resolve()} ({rec.frames_written} frames)")
+            written = recording_line(rec) if rec.frames_written else "none written (no frame arrived)"
+            lines.append(f"recording {written}")
         if p.export_sink is not None:
             exp = p.export_sink.exporter
             lines.append(f"detections {exp.path.resolve()} ({exp.rows_written} rows from {exp.frames_written} frames)")

@@ -189,3 +189,17 @@ def test_an_error_in_a_reply_is_raised_for_its_frame_only(tiny_detector, clip10)
     with pytest.raises(ValueError, match="could not be decoded"):
         remote.detect([frames[0], frames[1]])
     assert remote.retries == 0
+
+
+def test_a_segmented_recording_is_reported_by_its_files(deployment, clip10, tmp_path):
+    """--segment writes r-000.mp4 ...: the stream's output line names those files and the index, as
+    run.py's does (it named r.mp4, which does not exist)."""
+    spec = parse_stream(f"--video {clip10} --record {tmp_path / 'r.mp4'} --segment 0.2")
+    worker = StreamWorker(spec, deployment.submit)
+    worker.start()
+    assert worker.pipeline.wait(120)
+    (line,) = worker.status().outputs
+    files = sorted(p for p in tmp_path.iterdir() if p.suffix == ".mp4")
+    assert len(files) > 1 and not (tmp_path / "r.mp4").exists()
+    segments = f"(10 frames in {len(files)} segment(s)"
+    assert line.startswith(f"recording {files[0]} … {files[-1].name} {segments}"), line
