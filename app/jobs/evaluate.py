@@ -31,6 +31,10 @@ from app.bench import int_list
 from app.errors import UserError, UserErrorParser, user_errors
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
+# the options (dests) that only a model's run, or only a teacher's, reads
+MODEL_OPTIONS = ("model", "weights", "proposals", "scales", "score_threshold", "nms_threshold", "contained",
+                 "min_size", "max_size", "device", "precision", "int8_float", "profile_file")
+TEACHER_OPTIONS = ("teacher_dir", "tfjs_dir", "nanodet_sizes", "fuse_weights", "fuse_iou", "fuse_conf")
 PRECISION_SCORE = 0.5  # precision is also reported here, whatever the model's threshold
 CURVE_SCORES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -73,23 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from detector.evaluate import format_metrics
 
     try:
+        _refuse_unused(parser, args)
         precisions = _precisions(args)
         proposals = int_list(args.proposals, "--proposals")
         scales = int_list(args.scales, "--scales") if args.scales else ()  # sizes the detector refuses: one line
         coco = _ground_truth(args)
         detector = None  # a model's, when one is scored
         if args.detections:
-            if args.yolo_sizes or args.teachers or len(proposals) > 1 or scales or len(precisions) > 1:
-                raise UserError("--detections scores an export: it takes no teacher, --scales, --proposals or --precision list")
             exported = _exported(Path(args.detections), coco)
             rows = [{"precision": precisions[0], "metrics": run(args, coco, None, exported)}]
         elif args.yolo_sizes or args.teachers:
-            if len(proposals) > 1 or scales:
-                raise UserError("--scales and several --proposals are for a model, not a teacher")
             teacher = teacher_from_args(args, "evaluate", args.score_threshold)
             rows = [{"precision": precisions[0], "metrics": run(args, coco, teacher.detect_one)}]
         else:
@@ -148,9 +150,24 @@ def _precisions(args) -> list[str]:
         raise UserError(f"--precision {args.precision!r}: expected fp32, fp16, bf16 or int8, comma-separated")
     if args.profile_file and not ({"fp32", "int8"} <= set(found) or args.scales):
         raise UserError("--profile-file writes the int8 verdict or the AP50 grid: it needs --precision fp32,int8 or --scales")
-    if len(found) > 1 and (args.yolo_sizes or args.teachers):
-        raise UserError("--precision with several values is for a model, not a teacher")
     return list(dict.fromkeys(found))
+
+
+def _refuse_unused(parser: argparse.ArgumentParser, args) -> None:
+    """An option of what this run does not score (a model's with a teacher or an export, a teacher's
+    with a model or an export) is one line, never ignored."""
+    options = (*MODEL_OPTIONS, *TEACHER_OPTIONS, "teachers", "yolo_sizes")
+    given = [dest for dest in options if getattr(args, dest) != parser.get_default(dest)]
+    if args.detections:
+        scored, unused = "an export", given
+    elif args.yolo_sizes or args.teachers:
+        scored, unused = "a teacher", [d for d in given if d in MODEL_OPTIONS and d != "score_threshold"]
+    else:
+        scored, unused = "a model", [d for d in given if d in TEACHER_OPTIONS]
+    if unused:
+        flag = "--teacher-sizes" if unused[0] == "yolo_sizes" else f"--{unused[0].replace('_', '-')}"
+        kind = "a model" if unused[0] in MODEL_OPTIONS else "a teacher"
+        raise UserError(f"{flag} is for {kind}; this run scores {scored}")
 
 
 def _write_profile(args, rows: list[dict], detector, coco) -> None:

@@ -313,3 +313,19 @@ def test_eval_json_goes_into_a_new_folder(tmp_path, one_json):
     out = tmp_path / "new" / "m.json"
     assert eval_cli.main(["--data", str(one_json), "--proposals", "100", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["images"] == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--detections", "d.csv", "--weights", "w.pt"], "--weights is for a model; this run scores an export"),
+    (["--detections", "d.csv", "--score-threshold", "0.5"], "--score-threshold is for a model"),
+    (["--detections", "d.csv", "--teachers", "yolo"], "--teachers is for a teacher; this run scores"),
+    (["--teacher-sizes", "416", "--min-size", "320"], "--min-size is for a model; this run scores a teacher"),
+    (["--teachers", "yolo", "--proposals", "100"], "--proposals is for a model; this run scores a teacher"),
+    (["--teacher-dir", "teachers/"], "--teacher-dir is for a teacher; this run scores a model"),
+])
+def test_eval_options_of_what_is_not_scored_are_refused(one_json, capsys, extra, message):
+    """--weights with --detections, --min-size with a teacher, --teacher-dir with a model ... were
+    dropped in silence (the score was not of what the options described)."""
+    assert eval_cli.main(["--data", str(one_json), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
