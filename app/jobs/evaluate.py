@@ -200,9 +200,10 @@ def _ground_truth(args):
     from detector.evaluate import load_coco
 
     path = Path(args.data)
-    for name, value in (("--recall-iou", args.recall_iou), ("--recall-score", args.recall_score)):
-        if not 0.0 <= value <= 1.0:
-            raise UserError(f"{name} {value} must be in [0, 1]")
+    if not 0.0 < args.recall_iou <= 1.0:  # at IoU ≥ 0 a detection anywhere finds an object
+        raise UserError(f"--recall-iou {args.recall_iou} must be in (0, 1]")
+    if not 0.0 <= args.recall_score <= 1.0:
+        raise UserError(f"--recall-score {args.recall_score} must be in [0, 1]")
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
     if args.json and Path(args.json).is_dir():

@@ -329,3 +329,10 @@ def test_eval_options_of_what_is_not_scored_are_refused(one_json, capsys, extra,
     assert eval_cli.main(["--data", str(one_json), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
+
+
+def test_eval_recall_iou_zero_is_refused(one_json, capsys):
+    """At IoU ≥ 0 any detection of a class anywhere in the picture 'found' an object of it."""
+    assert eval_cli.main(["--data", str(one_json), "--recall-iou", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --recall-iou 0.0 must be in (0, 1]"], err
