@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -260,7 +261,8 @@ def _print_precision(reports: list[dict]) -> None:
 
 
 def _exported(path: Path, coco) -> dict:
-    """Image id → Detections from an export of ``run.py --images DIR --export FILE``, matched by file name."""
+    """Image id → Detections from an export of ``run.py --images DIR --export FILE``: a row's picture
+    is the one whose ``file_name`` ends its path in the most parts (``cam1/a.jpg`` vs ``cam2/a.jpg``)."""
     import numpy as np
 
     from app.io.export import read_rows
@@ -272,19 +274,33 @@ def _exported(path: Path, coco) -> dict:
         rows = read_rows(path)
     if rows and "file" not in rows[0]:
         raise UserError(f"--detections {path} has no 'file' column: export an image folder (run.py --images DIR --export FILE)")
-    ids = {Path(info["file_name"]).name: image_id for image_id, info in coco.imgs.items()}
-    unknown = sorted({Path(str(r["file"])).name for r in rows} - set(ids))
+    ids = {file: _picture_of(file, coco, path) for file in {str(r["file"]) for r in rows}}
+    unknown = sorted(Path(file).name for file, image_id in ids.items() if image_id is None)
     if unknown:
         raise UserError(f"--detections {path}: {len(unknown)} picture(s) not in --data, e.g. {unknown[0]!r}")
     names = ("__background__", *sorted({str(r["class"]) for r in rows}))
     index = {n: i for i, n in enumerate(names)}
     out = {}
     for image_id in coco.imgs:
-        mine = [r for r in rows if ids[Path(str(r["file"])).name] == image_id]
+        mine = [r for r in rows if ids[str(r["file"])] == image_id]
         boxes = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2")] for r in mine], np.float32).reshape(-1, 4)
         out[image_id] = Detections(boxes, np.array([float(r["score"]) for r in mine], np.float32),
                                    np.array([index[str(r["class"])] for r in mine], np.int64), names)
     return out
+
+
+def _picture_of(file: str, coco, path: Path) -> int | None:
+    """The id of the image of ``coco`` whose file_name shares the most trailing parts with ``file``
+    (None: not even the name); two equally close is one line."""
+    parts = Path(file).parts[::-1]
+    shared = {image_id: len(os.path.commonprefix([parts, Path(info["file_name"]).parts[::-1]]))
+              for image_id, info in coco.imgs.items()}
+    most = max(shared.values(), default=0)
+    found = [image_id for image_id, n in shared.items() if n == most and n > 0]
+    if len(found) > 1:
+        names = " or ".join(coco.imgs[i]["file_name"] for i in found[:2])
+        raise UserError(f"--detections {path}: picture {file} could be {names} of --data")
+    return found[0] if found else None
 
 
 def _model(args, precision: str, proposals: int):
