@@ -142,12 +142,15 @@ def _data_sets(spec: str) -> list[tuple[Path, float]]:
 
 
 def _val_sets(specs: Sequence[str]) -> list[tuple[str, Path]]:
-    """``--val [NAME=]JSON`` → [(NAME or the file's stem, path)]; each file must exist."""
+    """``--val [NAME=]JSON`` → [(NAME or the file's stem, path)]; each file must exist, each name be
+    unique (the history keeps each epoch's scores by name)."""
     out = []
     for name, _, text in (spec.rpartition("=") for spec in specs):
         if not (path := Path(text)).is_file():
             raise UserError(f"COCO JSON {path} does not exist")
-        out.append((name or path.stem, path))
+        if (name := name or path.stem) in dict(out):
+            raise UserError(f"--val: two sets are named {name!r}; name each one, e.g. --val NAME={path}")
+        out.append((name, path))
     return out
 
 

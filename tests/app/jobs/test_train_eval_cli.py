@@ -336,3 +336,20 @@ def test_eval_recall_iou_zero_is_refused(one_json, capsys):
     assert eval_cli.main(["--data", str(one_json), "--recall-iou", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --recall-iou 0.0 must be in (0, 1]"], err
+
+
+def test_two_val_sets_of_one_name_are_refused(tmp_path, one_json, capsys, monkeypatch):
+    """--val a/val.json --val b/val.json: both were named 'val' and one's scores overwrote the other's
+    in every epoch's history."""
+    def unreached(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("detector.train.Trainer", unreached)
+    other = tmp_path / "b" / one_json.name
+    other.parent.mkdir()
+    other.write_text(one_json.read_text())
+    for vals in ([str(one_json), str(other)], [f"x={one_json}", f"x={other}"]):
+        args = ["--data", str(one_json), "--out", str(tmp_path / "o"), *TINY]
+        assert train_cli.main([*args, *(a for v in vals for a in ("--val", v))]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--val: two sets are named" in err[0], err
