@@ -79,6 +79,7 @@ def autolabel(source: Path, out: Path, teacher, classes: Sequence[str], min_scor
     """Label ``source`` with ``teacher`` (``detect_one(rgb) -> Detections``, e.g. a
     ``detector.teacher.YoloTeacher`` with color="rgb" or a ``detector.fusion.FusedTeacher``) and
     write the COCO JSON ``out``; returns the dataset dict. Boxes are COCO [x, y, w, h] in pixels."""
+    classes = tuple(dict.fromkeys(classes))  # a class named twice is one category
     unknown = sorted(set(classes) - set(teacher.class_names[1:]))
     if unknown:
         raise UserError(f"--classes: {', '.join(unknown)} not among the teacher's COCO names")

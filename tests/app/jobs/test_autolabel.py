@@ -147,3 +147,15 @@ def test_video_only_options_are_refused_for_pictures(tmp_path, capsys):
             assert autolabel.main([str(source), "--out", str(tmp_path / "x.json"), *extra]) == 2
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and err[0].startswith(f"error: {extra[0]} is for a video"), err
+
+
+def test_a_class_named_twice_is_one_category(tmp_path):
+    """--classes person,car,person gave two 'person' categories (ids 1 and 3), only one of them used."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), cv2.cvtColor(read_frames(1)[0], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "twice.json"
+    autolabel.autolabel(folder, out, StubTeacher(), ("person", "car", "person"), min_score=0.25, label_score=0.5)
+    coco = _load(out)
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["person", "car"]
+    assert len(coco.getAnnIds()) == 2
