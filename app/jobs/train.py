@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.errors import UserError, UserErrorParser, user_errors
+from app.errors import UserError, UserErrorParser, first_line, user_errors
 from app.jobs.teachers import parse_numbers
 
 BACKBONE_WEIGHT_KWARG = {"yolov3_tiny": "darknet_weights", "mobilenet_v2": "imagenet_weights", "nanodet": "tfjs_model"}
@@ -324,9 +324,12 @@ def _run(args) -> int:
         resume = out / "resume.pt"
         if not resume.is_file():
             raise UserError(f"--resume: {resume} does not exist")
-        state = torch.load(resume, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        start_epoch, optimizer_state = int(state["epoch"]), state["optimizer"]
+        try:
+            state = torch.load(resume, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            start_epoch, optimizer_state = int(state["epoch"]), state["optimizer"]
+        except Exception as exc:  # not a resume file, or one of another architecture (other options)
+            raise UserError(f"--resume: {resume} does not resume this model ({first_line(exc)})") from None
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
         print(f"resuming after epoch {start_epoch}")
     trainer = Trainer(model, data, config, val=val)

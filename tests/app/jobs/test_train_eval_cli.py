@@ -353,3 +353,21 @@ def test_two_val_sets_of_one_name_are_refused(tmp_path, one_json, capsys, monkey
         assert train_cli.main([*args, *(a for v in vals for a in ("--val", v))]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--val: two sets are named" in err[0], err
+
+
+def test_a_resume_file_of_another_model_is_one_line(tmp_path, one_json, capsys, monkeypatch):
+    """A resume.pt written for another architecture (or not a checkpoint at all) was a torch traceback."""
+    def unreached(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("detector.train.Trainer", unreached)
+    out = tmp_path / "o"
+    out.mkdir()
+    args = ["--data", str(one_json), "--out", str(out), "--resume", *TINY]
+    torch.save({"model": {"fc.weight": torch.zeros(2)}, "optimizer": {}, "epoch": 1}, out / "resume.pt")
+    assert train_cli.main(args) == 2
+    (out / "resume.pt").write_bytes(b"not a checkpoint")
+    assert train_cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    lead = f"error: --resume: {out / 'resume.pt'} does not resume this model ("
+    assert len(err) == 2 and all(line.startswith(lead) for line in err), err
