@@ -197,6 +197,8 @@ def _build_model(args, class_names: tuple[str, ...]):
         return model, arch, class_names
     levels = None if args.anchor_sizes.strip() == "auto" else [
         list(parse_numbers(level, "--anchor-sizes", int)) for level in args.anchor_sizes.split(";") if level.strip()]
+    if any(size < 1 for level in levels or () for size in level):
+        raise UserError(f"--anchor-sizes {args.anchor_sizes!r}: every size must be ≥ 1 px")
     arch = {"backbone": args.backbone, "anchor_sizes": levels,
             "representation_size": args.representation_size, "reduce_channels": args.reduce_channels,
             "min_size": args.min_size, "max_size": args.max_size, "box_head": args.box_head}

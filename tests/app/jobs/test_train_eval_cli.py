@@ -264,6 +264,7 @@ def test_fine_tune_trains_the_trunks_last_layers_and_nothing_before_them(tmp_pat
     (["--representation-size", "0"], "--representation-size 0 must be"),
     (["--min-size", "0"], "--min-size 0 must be"),
     (["--max-size", "100"], "--min-size 256 is larger than --max-size 100"),
+    (["--anchor-sizes", "0,32,64;128,256,512"], "every size must be ≥ 1 px"),
 ])
 def test_bad_numbers_are_refused_before_any_training(tmp_path, one_json, capsys, monkeypatch, extra, message):
     """A value torch would refuse mid-run (a traceback), or one that was silently ignored (--threads 0,
