@@ -156,6 +156,8 @@ def test_serve_bad_input_is_one_line_before_any_cluster(capsys, monkeypatch):
     assert status == 2 and err.strip() == "error: --replicas 0 must be an integer between 1 and 256"
     status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--proposals", "0")
     assert status == 2 and err.strip() == "error: --proposals 0 must be an integer ≥ 1"
+    status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--reprobe")  # was accepted and ignored
+    assert status == 2 and err.startswith("error: --reprobe is not") and err.count("\n") == 1, err
 
 
 def test_serve_unreachable_address_is_one_line_exit_2(capsys):
