@@ -60,6 +60,12 @@ class ServeConfig:
             raise UserError(f"--transport {self.transport!r} is unknown; expected auto, {', '.join(TRANSPORTS)}")
         if self.address is not None:
             parse_address(self.address)
+            local_only = {"--num-cpus": self.num_cpus is not None, "--dashboard": self.dashboard,
+                          "--object-store-mb": self.object_store_mb != ServeConfig.object_store_mb}
+            given = [flag for flag, set_ in local_only.items() if set_]
+            if given:
+                raise UserError(f"{given[0]} is for the local cluster; the one at --address {self.address} "
+                                f"has its own (set by its `ray start`)")
 
 
 def parse_address(address: str) -> tuple[str, int] | None:

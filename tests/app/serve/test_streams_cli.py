@@ -95,6 +95,11 @@ def test_serve_config_checks():
     assert parse_address("ray://head:10001") == ("head", 10001) and parse_address("auto") is None
     with pytest.raises(UserError, match="is not HOST:PORT"):
         ServeConfig(address="head:port")
+    # a joined cluster has its own CPUs, object store and dashboard: these were ignored in silence
+    for local_only, flag in (({"num_cpus": 4}, "--num-cpus"), ({"object_store_mb": 512}, "--object-store-mb"),
+                             ({"dashboard": True}, "--dashboard")):
+        with pytest.raises(UserError, match=f"^{flag} is for the local cluster"):
+            ServeConfig(address="head:6379", **local_only)
     assert parse_address("[::1]:7000") == ("::1", 7000) and parse_address("ray://[fe80::1]") == ("fe80::1", 10001)
     for bad in ("[::1", "[::1]80", "[::1]:", "head:"):  # an unclosed bracket, or a port without its ':'
         with pytest.raises(UserError, match="is not HOST:PORT"):
