@@ -158,12 +158,17 @@ def collect_streams(sources: str | None, streams: Sequence[str], *, overwrite: b
 
 
 def _check_outputs_unique(specs: Sequence[StreamSpec]) -> None:
+    """No two streams write one file, and none writes a stream's video (--overwrite would replace it)."""
+    videos = {Path(s.config.source).resolve(): s.name for s in specs if s.config.source_kind == "video"}
     seen: dict[Path, str] = {}
     for spec in specs:
         for path in (spec.config.record, spec.config.export):
             if path is None:
                 continue
             key = Path(path).expanduser().resolve()
+            if key in videos:
+                raise UserError(f"stream {spec.name!r} would write {path}, "
+                                f"the video of stream {videos[key]!r}")
             if key in seen:
                 raise UserError(f"streams {seen[key]!r} and {spec.name!r} both write {path}; give each its own file")
             seen[key] = spec.name
