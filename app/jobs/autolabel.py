@@ -137,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = Path(args.source)
         if not source.exists():
             raise UserError(f"source {source} does not exist")
+        if Path(args.out).is_dir():
+            raise UserError(f"--out {args.out} is a folder; give the COCO JSON's file name")
         if not 0.0 <= args.min_score <= args.label_score <= 1.0:
             raise UserError(f"need 0 ≤ --min-score ({args.min_score}) ≤ --label-score ({args.label_score}) ≤ 1")
         if source.is_dir() or source.suffix.lower() in IMAGE_SUFFIXES:  # pictures: every one is labelled

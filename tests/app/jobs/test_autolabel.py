@@ -159,3 +159,11 @@ def test_a_class_named_twice_is_one_category(tmp_path):
     coco = _load(out)
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["person", "car"]
     assert len(coco.getAnnIds()) == 2
+
+
+def test_an_out_that_is_a_folder_is_refused_before_labelling(tmp_path, capsys):
+    """--out labels/ failed only when the JSON was written, after every frame had been labelled."""
+    (tmp_path / "labels").mkdir()
+    assert autolabel.main([str(tmp_path), "--out", str(tmp_path / "labels")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --out {tmp_path / 'labels'} is a folder; give the COCO JSON's file name"], err
