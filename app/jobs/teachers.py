@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -103,6 +104,10 @@ def teacher_from_args(args: argparse.Namespace, purpose: str, score_threshold: f
     weights = parse_numbers(args.fuse_weights, "--fuse-weights") if args.fuse_weights else None
     if weights is not None and len(weights) != len(names):
         raise UserError(f"--fuse-weights {args.fuse_weights!r}: {len(weights)} weights for {len(names)} teachers")
+    if weights is not None and not all(0 < w < math.inf for w in weights):
+        raise UserError(f"--fuse-weights {args.fuse_weights!r}: every weight must be a number > 0")
+    if not 0 < args.fuse_iou <= 1:
+        raise UserError(f"--fuse-iou {args.fuse_iou} must be an IoU in (0, 1]")
     return build_teacher(names, score_threshold, yolo_sizes=parse_sizes(args.yolo_sizes or "416,608", "YOLOv3-tiny sizes"),
                          nanodet_sizes=parse_sizes(args.nanodet_sizes, "--nanodet-sizes"), darknet_dir=args.teacher_dir,
                          tfjs_dir=args.tfjs_dir, weights=weights, iou_thr=args.fuse_iou, conf_type=args.fuse_conf)

@@ -167,3 +167,17 @@ def test_an_out_that_is_a_folder_is_refused_before_labelling(tmp_path, capsys):
     assert autolabel.main([str(tmp_path), "--out", str(tmp_path / "labels")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --out {tmp_path / 'labels'} is a folder; give the COCO JSON's file name"], err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--fuse-iou", "5"], "--fuse-iou 5.0 must be an IoU in (0, 1]"),
+    (["--fuse-iou", "nan"], "--fuse-iou nan must be an IoU in (0, 1]"),
+    (["--fuse-weights", "1,-1"], "--fuse-weights '1,-1': every weight must be a number > 0"),
+    (["--fuse-weights", "1,nan"], "--fuse-weights '1,nan': every weight must be a number > 0"),
+])
+def test_bad_fusion_settings_are_one_line_before_any_teacher_loads(tmp_path, capsys, extra, message):
+    """The fusion took any IoU and weights (WBF then merged nonsense); checked before the teachers load."""
+    args = [str(tmp_path), "--out", str(tmp_path / "x.json"), "--teachers", "yolo,nanodet", *extra]
+    assert autolabel.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {message}"], err
