@@ -141,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--out {args.out} is a folder; give the COCO JSON's file name")
         if not 0.0 <= args.min_score <= args.label_score <= 1.0:
             raise UserError(f"need 0 ≤ --min-score ({args.min_score}) ≤ --label-score ({args.label_score}) ≤ 1")
+        if args.teacher_score is not None and not 0.0 <= args.teacher_score <= 1.0:
+            raise UserError(f"--teacher-score {args.teacher_score} must be a score in [0, 1]")
         if source.is_dir() or source.suffix.lower() in IMAGE_SUFFIXES:  # pictures: every one is labelled
             video_only = {"--start": args.start != 0, "--end": args.end is not None,
                           "--every": args.every != 1, "--images-dir": args.images_dir is not None}

@@ -205,6 +205,8 @@ def _ground_truth(args):
         raise UserError(f"--recall-iou {args.recall_iou} must be in (0, 1]")
     if not 0.0 <= args.recall_score <= 1.0:
         raise UserError(f"--recall-score {args.recall_score} must be in [0, 1]")
+    if not 0.0 <= args.score_threshold <= 1.0:  # a model's config says so too; a teacher takes any number
+        raise UserError(f"--score-threshold {args.score_threshold} must be a score in [0, 1]")
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
     if args.json and Path(args.json).is_dir():

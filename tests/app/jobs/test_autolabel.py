@@ -181,3 +181,11 @@ def test_bad_fusion_settings_are_one_line_before_any_teacher_loads(tmp_path, cap
     assert autolabel.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {message}"], err
+
+
+def test_a_teacher_score_out_of_range_is_one_line(tmp_path, capsys):
+    """--teacher-score 2 (or nan) kept no box at all: an empty dataset, with no word."""
+    for bad in ("2", "nan", "-0.1"):
+        assert autolabel.main([str(tmp_path), "--out", str(tmp_path / "x.json"), "--teacher-score", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --teacher-score {float(bad)} must be a score in [0, 1]"], err

@@ -372,3 +372,11 @@ def test_a_resume_file_of_another_model_is_one_line(tmp_path, one_json, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     lead = f"error: --resume: {out / 'resume.pt'} does not resume this model ("
     assert len(err) == 2 and all(line.startswith(lead) for line in err), err
+
+
+def test_eval_a_teachers_score_threshold_out_of_range_is_one_line(one_json, capsys):
+    """A teacher took --score-threshold nan or 2 as it was (no detection kept: AP 0 with no word)."""
+    for bad in ("nan", "2"):
+        assert eval_cli.main(["--data", str(one_json), "--teachers", "yolo", "--score-threshold", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --score-threshold {float(bad)} must be a score in [0, 1]"], err
