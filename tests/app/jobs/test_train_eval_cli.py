@@ -30,6 +30,15 @@ def one_json(tmp_path):
     return path
 
 
+@pytest.fixture()
+def no_training(monkeypatch):
+    """A test of train's refusals fails, rather than trains, when a bad value gets through."""
+    def unreached(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("detector.train.Trainer", unreached)
+
+
 TINY = ["--reduce-channels", "32", "--representation-size", "64", "--min-size", "256", "--max-size", "352",
         "--iters-per-epoch", "2", "--batch-size", "1", "--rpn-pre-nms-train", "200", "--rpn-post-nms-train", "100",
         "--warmup-iters", "1"]
@@ -266,24 +275,16 @@ def test_fine_tune_trains_the_trunks_last_layers_and_nothing_before_them(tmp_pat
     (["--max-size", "100"], "--min-size 256 is larger than --max-size 100"),
     (["--anchor-sizes", "0,32,64;128,256,512"], "every size must be ≥ 1 px"),
 ])
-def test_bad_numbers_are_refused_before_any_training(tmp_path, one_json, capsys, monkeypatch, extra, message):
+def test_bad_numbers_are_refused_before_any_training(tmp_path, one_json, capsys, no_training, extra, message):
     """A value torch would refuse mid-run (a traceback), or one that was silently ignored (--threads 0,
     --time-limit 0), is one line before the model is trained."""
-    def unreached(*args, **kwargs):
-        raise AssertionError("training started")
-
-    monkeypatch.setattr("detector.train.Trainer", unreached)
     assert train_cli.main(["--data", str(one_json), "--out", str(tmp_path / "o"), *TINY, *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "o").exists()
 
 
-def test_an_out_that_is_a_file_is_one_line(tmp_path, one_json, capsys, monkeypatch):
-    def unreached(*args, **kwargs):
-        raise AssertionError("training started")
-
-    monkeypatch.setattr("detector.train.Trainer", unreached)
+def test_an_out_that_is_a_file_is_one_line(tmp_path, one_json, capsys, no_training):
     (tmp_path / "taken").write_text("not a folder")
     for out in (tmp_path / "taken", tmp_path / "taken" / "sub"):
         assert train_cli.main(["--data", str(one_json), "--out", str(out), *TINY]) == 2
@@ -339,13 +340,9 @@ def test_eval_recall_iou_zero_is_refused(one_json, capsys):
     assert err == ["error: --recall-iou 0.0 must be in (0, 1]"], err
 
 
-def test_two_val_sets_of_one_name_are_refused(tmp_path, one_json, capsys, monkeypatch):
+def test_two_val_sets_of_one_name_are_refused(tmp_path, one_json, capsys, no_training):
     """--val a/val.json --val b/val.json: both were named 'val' and one's scores overwrote the other's
     in every epoch's history."""
-    def unreached(*args, **kwargs):
-        raise AssertionError("training started")
-
-    monkeypatch.setattr("detector.train.Trainer", unreached)
     other = tmp_path / "b" / one_json.name
     other.parent.mkdir()
     other.write_text(one_json.read_text())
@@ -356,12 +353,8 @@ def test_two_val_sets_of_one_name_are_refused(tmp_path, one_json, capsys, monkey
         assert len(err) == 1 and "--val: two sets are named" in err[0], err
 
 
-def test_a_resume_file_of_another_model_is_one_line(tmp_path, one_json, capsys, monkeypatch):
+def test_a_resume_file_of_another_model_is_one_line(tmp_path, one_json, capsys, no_training):
     """A resume.pt written for another architecture (or not a checkpoint at all) was a torch traceback."""
-    def unreached(*args, **kwargs):
-        raise AssertionError("training started")
-
-    monkeypatch.setattr("detector.train.Trainer", unreached)
     out = tmp_path / "o"
     out.mkdir()
     args = ["--data", str(one_json), "--out", str(out), "--resume", *TINY]
