@@ -276,29 +276,34 @@ def _exported(path: Path, coco) -> dict:
         rows = read_rows(path)
     if rows and "file" not in rows[0]:
         raise UserError(f"--detections {path} has no 'file' column: export an image folder (run.py --images DIR --export FILE)")
-    ids = {file: _picture_of(file, coco, path) for file in {str(r["file"]) for r in rows}}
+    of_name: dict[str, list[int]] = {}  # a picture's name → the images of that name
+    for image_id, info in coco.imgs.items():
+        of_name.setdefault(Path(info["file_name"]).name, []).append(image_id)
+    ids = {file: _picture_of(file, of_name, coco, path) for file in {str(r["file"]) for r in rows}}
     unknown = sorted(Path(file).name for file, image_id in ids.items() if image_id is None)
     if unknown:
         raise UserError(f"--detections {path}: {len(unknown)} picture(s) not in --data, e.g. {unknown[0]!r}")
     names = ("__background__", *sorted({str(r["class"]) for r in rows}))
     index = {n: i for i, n in enumerate(names)}
+    rows_of: dict[int, list[dict]] = {}
+    for r in rows:
+        rows_of.setdefault(ids[str(r["file"])], []).append(r)
     out = {}
     for image_id in coco.imgs:
-        mine = [r for r in rows if ids[str(r["file"])] == image_id]
+        mine = rows_of.get(image_id, [])
         boxes = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2")] for r in mine], np.float32).reshape(-1, 4)
         out[image_id] = Detections(boxes, np.array([float(r["score"]) for r in mine], np.float32),
                                    np.array([index[str(r["class"])] for r in mine], np.int64), names)
     return out
 
 
-def _picture_of(file: str, coco, path: Path) -> int | None:
-    """The id of the image of ``coco`` whose file_name shares the most trailing parts with ``file``
-    (None: not even the name); two equally close is one line."""
+def _picture_of(file: str, of_name: dict[str, list[int]], coco, path: Path) -> int | None:
+    """Which image of ``file``'s name (``of_name``) is ``file``: the one whose file_name shares the
+    most trailing path parts with it (None: no image of that name); two as close is one line."""
     parts = Path(file).parts[::-1]
-    shared = {image_id: len(os.path.commonprefix([parts, Path(info["file_name"]).parts[::-1]]))
-              for image_id, info in coco.imgs.items()}
-    most = max(shared.values(), default=0)
-    found = [image_id for image_id, n in shared.items() if n == most and n > 0]
+    shared = {i: len(os.path.commonprefix([parts, Path(coco.imgs[i]["file_name"]).parts[::-1]]))
+              for i in of_name.get(Path(file).name, [])}
+    found = [i for i, n in shared.items() if n == max(shared.values())]
     if len(found) > 1:
         names = " or ".join(coco.imgs[i]["file_name"] for i in found[:2])
         raise UserError(f"--detections {path}: picture {file} could be {names} of --data")
