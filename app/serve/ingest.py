@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.cli.console import recording_line
-from app.errors import first_line
+from app.errors import one_line
 from app.io.reconnect import open_source
 from app.pipeline.pipeline import Pipeline
 from app.serve.remote import RemoteDetector
@@ -89,7 +89,7 @@ class StreamWorker:
         return StreamStatus(
             name=self.spec.name, state="failed" if error is not None else ended if p.finished else "running",
             node=self.node, stats=p.stats(), retries=self.detector.retries,
-            batch=sum(sizes) / len(sizes) if sizes else 0.0, error=first_line(error) if error is not None else None,
+            batch=sum(sizes) / len(sizes) if sizes else 0.0, error=one_line(error) if error is not None else None,
             notes=tuple(p.source.notes), outputs=self._outputs() if p.finished else (),
         )
 

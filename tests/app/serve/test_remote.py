@@ -203,3 +203,18 @@ def test_a_segmented_recording_is_reported_by_its_files(deployment, clip10, tmp_
     assert len(files) > 1 and not (tmp_path / "r.mp4").exists()
     segments = f"(10 frames in {len(files)} segment(s)"
     assert line.startswith(f"recording {files[0]} … {files[-1].name} {segments}"), line
+
+
+def test_a_stream_that_fails_on_a_bug_names_the_error_type(clip10, tmp_path):
+    """A stream's one-line error was the exception's bare text: a KeyError('frame') read "'frame'"."""
+    def submit(payload):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_exception(KeyError("frame"))
+        return Response(future)
+
+    worker = StreamWorker(parse_stream(f"--video {clip10}"), submit)
+    worker.start()
+    with pytest.raises(KeyError):
+        worker.pipeline.wait(60)
+    status = worker.status()
+    assert status.state == "failed" and status.error == "KeyError: 'frame'", status.error
