@@ -189,3 +189,17 @@ def test_a_teacher_score_out_of_range_is_one_line(tmp_path, capsys):
         assert autolabel.main([str(tmp_path), "--out", str(tmp_path / "x.json"), "--teacher-score", bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"error: --teacher-score {float(bad)} must be a score in [0, 1]"], err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--teachers", "nanodet", "--sizes", "320"], "YOLOv3-tiny sizes are for the yolo teacher"),
+    (["--nanodet-sizes", "320"], "--nanodet-sizes is for the nanodet teacher"),
+    (["--tfjs-dir", "x", "--teacher-dir", "y"], None),  # folders: scripts give both to any teacher
+    (["--fuse-iou", "0.6"], "--fuse-iou is for several teachers fused"),
+    (["--teachers", "yolo,nanodet", "--fuse-conf", "max"], None),
+])
+def test_teacher_options_of_a_teacher_not_run_are_refused(tmp_path, capsys, extra, message):
+    """--sizes with --teachers nanodet, --fuse-iou with one teacher ... were dropped in silence."""
+    assert autolabel.main([str(tmp_path), "--out", str(tmp_path / "x.json"), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and (message is None and "teacher: " in err[0] or message and message in err[0]), err
