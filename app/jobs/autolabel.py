@@ -79,6 +79,7 @@ def autolabel(source: Path, out: Path, teacher, classes: Sequence[str], min_scor
     """Label ``source`` with ``teacher`` (``detect_one(rgb) -> Detections``, e.g. a
     ``detector.teacher.YoloTeacher`` with color="rgb" or a ``detector.fusion.FusedTeacher``) and
     write the COCO JSON ``out``; returns the dataset dict. Boxes are COCO [x, y, w, h] in pixels."""
+    classes = tuple(dict.fromkeys(classes))  # a class named twice is one category
     unknown = sorted(set(classes) - set(teacher.class_names[1:]))
     if unknown:
         raise UserError(f"--classes: {', '.join(unknown)} not among the teacher's COCO names")
@@ -136,8 +137,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = Path(args.source)
         if not source.exists():
             raise UserError(f"source {source} does not exist")
+        if Path(args.out).is_dir():
+            raise UserError(f"--out {args.out} is a folder; give the COCO JSON's file name")
         if not 0.0 <= args.min_score <= args.label_score <= 1.0:
             raise UserError(f"need 0 ≤ --min-score ({args.min_score}) ≤ --label-score ({args.label_score}) ≤ 1")
+        if args.teacher_score is not None and not 0.0 <= args.teacher_score <= 1.0:
+            raise UserError(f"--teacher-score {args.teacher_score} must be a score in [0, 1]")
+        if source.is_dir() or source.suffix.lower() in IMAGE_SUFFIXES:  # pictures: every one is labelled
+            video_only = {"--start": args.start != 0, "--end": args.end is not None,
+                          "--every": args.every != 1, "--images-dir": args.images_dir is not None}
+            given = [flag for flag, set_ in video_only.items() if set_]
+            if given:
+                raise UserError(f"{given[0]} is for a video; {source} holds pictures, each one labelled")
         if args.every < 1 or args.start < 0 or (args.end is not None and args.end <= args.start):
             raise UserError(f"bad frame range: --start {args.start} --end {args.end} --every {args.every}")
         classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())

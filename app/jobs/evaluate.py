@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +32,10 @@ from app.bench import int_list
 from app.errors import UserError, UserErrorParser, user_errors
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
+# the options (dests) that only a model's run, or only a teacher's, reads
+MODEL_OPTIONS = ("model", "weights", "proposals", "scales", "score_threshold", "nms_threshold", "contained",
+                 "min_size", "max_size", "device", "precision", "int8_float", "profile_file")
+TEACHER_OPTIONS = ("teacher_dir", "tfjs_dir", "nanodet_sizes", "fuse_weights", "fuse_iou", "fuse_conf")
 PRECISION_SCORE = 0.5  # precision is also reported here, whatever the model's threshold
 CURVE_SCORES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -73,23 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from detector.evaluate import format_metrics
 
     try:
+        _refuse_unused(parser, args)
         precisions = _precisions(args)
         proposals = int_list(args.proposals, "--proposals")
         scales = int_list(args.scales, "--scales") if args.scales else ()  # sizes the detector refuses: one line
         coco = _ground_truth(args)
         detector = None  # a model's, when one is scored
         if args.detections:
-            if args.yolo_sizes or args.teachers or len(proposals) > 1 or scales or len(precisions) > 1:
-                raise UserError("--detections scores an export: it takes no teacher, --scales, --proposals or --precision list")
             exported = _exported(Path(args.detections), coco)
             rows = [{"precision": precisions[0], "metrics": run(args, coco, None, exported)}]
         elif args.yolo_sizes or args.teachers:
-            if len(proposals) > 1 or scales:
-                raise UserError("--scales and several --proposals are for a model, not a teacher")
             teacher = teacher_from_args(args, "evaluate", args.score_threshold)
             rows = [{"precision": precisions[0], "metrics": run(args, coco, teacher.detect_one)}]
         else:
@@ -113,13 +116,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"AP50 {m['AP50']:.3f}  recall {m['found']}/{m['objects']}  [{m['seconds']:.1f} s]")
         if detector is not None:
             _write_profile(args, rows, detector, coco)
+        if args.json:  # one cell's metrics, each precision's, or every cell
+            out = (rows[0]["metrics"] if len(rows) == 1 else
+                   {row["precision"]: row["metrics"] for row in rows} if len(rows) == len(precisions) else
+                   rows)
+            with user_errors(OSError, prefix=f"--json {args.json} cannot be written: "):
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(json.dumps(out, indent=1))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:  # one cell's metrics, each precision's, or every cell
-        out = (rows[0]["metrics"] if len(rows) == 1 else
-               {row["precision"]: row["metrics"] for row in rows} if len(rows) == len(precisions) else rows)
-        Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
 
@@ -145,9 +151,24 @@ def _precisions(args) -> list[str]:
         raise UserError(f"--precision {args.precision!r}: expected fp32, fp16, bf16 or int8, comma-separated")
     if args.profile_file and not ({"fp32", "int8"} <= set(found) or args.scales):
         raise UserError("--profile-file writes the int8 verdict or the AP50 grid: it needs --precision fp32,int8 or --scales")
-    if len(found) > 1 and (args.yolo_sizes or args.teachers):
-        raise UserError("--precision with several values is for a model, not a teacher")
     return list(dict.fromkeys(found))
+
+
+def _refuse_unused(parser: argparse.ArgumentParser, args) -> None:
+    """An option of what this run does not score (a model's with a teacher or an export, a teacher's
+    with a model or an export) is one line, never ignored."""
+    options = (*MODEL_OPTIONS, *TEACHER_OPTIONS, "teachers", "yolo_sizes")
+    given = [dest for dest in options if getattr(args, dest) != parser.get_default(dest)]
+    if args.detections:
+        scored, unused = "an export", given
+    elif args.yolo_sizes or args.teachers:
+        scored, unused = "a teacher", [d for d in given if d in MODEL_OPTIONS and d != "score_threshold"]
+    else:
+        scored, unused = "a model", [d for d in given if d in TEACHER_OPTIONS]
+    if unused:
+        flag = "--teacher-sizes" if unused[0] == "yolo_sizes" else f"--{unused[0].replace('_', '-')}"
+        kind = "a model" if unused[0] in MODEL_OPTIONS else "a teacher"
+        raise UserError(f"{flag} is for {kind}; this run scores {scored}")
 
 
 def _write_profile(args, rows: list[dict], detector, coco) -> None:
@@ -180,13 +201,24 @@ def _ground_truth(args):
     from detector.evaluate import load_coco
 
     path = Path(args.data)
-    for name, value in (("--recall-iou", args.recall_iou), ("--recall-score", args.recall_score)):
-        if not 0.0 <= value <= 1.0:
-            raise UserError(f"{name} {value} must be in [0, 1]")
+    if not 0.0 < args.recall_iou <= 1.0:  # at IoU ≥ 0 a detection anywhere finds an object
+        raise UserError(f"--recall-iou {args.recall_iou} must be in (0, 1]")
+    if not 0.0 <= args.recall_score <= 1.0:
+        raise UserError(f"--recall-score {args.recall_score} must be in [0, 1]")
+    if not 0.0 <= args.score_threshold <= 1.0:  # a model's config says so too; a teacher takes any number
+        raise UserError(f"--score-threshold {args.score_threshold} must be a score in [0, 1]")
     if not path.is_file():
         raise UserError(f"--data {path} does not exist")
+    if args.json and Path(args.json).is_dir():
+        raise UserError(f"--json {args.json} is a folder; give the metrics file's name")
     with user_errors(ValueError, prefix=f"--data {path}: "):
-        return load_coco(path)
+        coco = load_coco(path)
+    if not coco.imgs:
+        raise UserError(f"--data {path} has no images: nothing to score")
+    for image_id, info in coco.imgs.items():
+        if not isinstance(info.get("file_name"), str) or not info["file_name"]:
+            raise UserError(f"--data {path}: image id {image_id} has no file_name")
+    return coco
 
 
 def run(args, coco, detect, predictions: dict | None = None) -> dict:
@@ -231,7 +263,8 @@ def _print_precision(reports: list[dict]) -> None:
 
 
 def _exported(path: Path, coco) -> dict:
-    """Image id → Detections from an export of ``run.py --images DIR --export FILE``, matched by file name."""
+    """Image id → Detections from an export of ``run.py --images DIR --export FILE``: a row's picture
+    is the one whose ``file_name`` ends its path in the most parts (``cam1/a.jpg`` vs ``cam2/a.jpg``)."""
     import numpy as np
 
     from app.io.export import read_rows
@@ -243,19 +276,38 @@ def _exported(path: Path, coco) -> dict:
         rows = read_rows(path)
     if rows and "file" not in rows[0]:
         raise UserError(f"--detections {path} has no 'file' column: export an image folder (run.py --images DIR --export FILE)")
-    ids = {Path(info["file_name"]).name: image_id for image_id, info in coco.imgs.items()}
-    unknown = sorted({Path(str(r["file"])).name for r in rows} - set(ids))
+    of_name: dict[str, list[int]] = {}  # a picture's name → the images of that name
+    for image_id, info in coco.imgs.items():
+        of_name.setdefault(Path(info["file_name"]).name, []).append(image_id)
+    ids = {file: _picture_of(file, of_name, coco, path) for file in {str(r["file"]) for r in rows}}
+    unknown = sorted(Path(file).name for file, image_id in ids.items() if image_id is None)
     if unknown:
         raise UserError(f"--detections {path}: {len(unknown)} picture(s) not in --data, e.g. {unknown[0]!r}")
     names = ("__background__", *sorted({str(r["class"]) for r in rows}))
     index = {n: i for i, n in enumerate(names)}
+    rows_of: dict[int, list[dict]] = {}
+    for r in rows:
+        rows_of.setdefault(ids[str(r["file"])], []).append(r)
     out = {}
     for image_id in coco.imgs:
-        mine = [r for r in rows if ids[Path(str(r["file"])).name] == image_id]
+        mine = rows_of.get(image_id, [])
         boxes = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2")] for r in mine], np.float32).reshape(-1, 4)
         out[image_id] = Detections(boxes, np.array([float(r["score"]) for r in mine], np.float32),
                                    np.array([index[str(r["class"])] for r in mine], np.int64), names)
     return out
+
+
+def _picture_of(file: str, of_name: dict[str, list[int]], coco, path: Path) -> int | None:
+    """Which image of ``file``'s name (``of_name``) is ``file``: the one whose file_name shares the
+    most trailing path parts with it (None: no image of that name); two as close is one line."""
+    parts = Path(file).parts[::-1]
+    shared = {i: len(os.path.commonprefix([parts, Path(coco.imgs[i]["file_name"]).parts[::-1]]))
+              for i in of_name.get(Path(file).name, [])}
+    found = [i for i, n in shared.items() if n == max(shared.values())]
+    if len(found) > 1:
+        names = " or ".join(coco.imgs[i]["file_name"] for i in found[:2])
+        raise UserError(f"--detections {path}: picture {file} could be {names} of --data")
+    return found[0] if found else None
 
 
 def _model(args, precision: str, proposals: int):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -20,6 +21,7 @@ TEACHERS = ("yolo", "nanodet", "centernet")
 EVALUATION_ONLY = {"centernet": "its upstream (610265158/mobilenetv3_centernet) has no licence"}
 DEFAULT_DARKNET_DIR = Path(".cache") / "darknet"
 DEFAULT_TFJS_DIR = Path(".cache") / "tfjs"
+NANODET_SIZES, FUSE_IOU, FUSE_CONF = "416", 0.55, "avg"  # the defaults of the options of those names
 
 
 def parse_names(text: str, purpose: str) -> tuple[str, ...]:
@@ -84,10 +86,13 @@ def add_teacher_arguments(p: argparse.ArgumentParser, default_teachers: str | No
     p.add_argument("--tfjs-dir", default=str(DEFAULT_TFJS_DIR), help="folder with NanoDet's and CenterNet's TF.js files")
     p.add_argument(*yolo_sizes_flags, dest="yolo_sizes", default=None,
                    help="YOLOv3-tiny input sizes, merged by per-class NMS (default 416,608)")
-    p.add_argument("--nanodet-sizes", default="416", help="NanoDet input sizes, merged by per-class NMS")
+    p.add_argument("--nanodet-sizes", default=NANODET_SIZES,
+                   help="NanoDet input sizes, merged by per-class NMS")
     p.add_argument("--fuse-weights", default=None, help="one weight per teacher for the fusion (default: equal)")
-    p.add_argument("--fuse-iou", type=float, default=0.55, help="IoU above which the fusion merges same-class boxes")
-    p.add_argument("--fuse-conf", default="avg", help="how fused scores combine (ensemble_boxes conf_type: avg, max, …)")
+    p.add_argument("--fuse-iou", type=float, default=FUSE_IOU,
+                   help="IoU above which the fusion merges same-class boxes")
+    p.add_argument("--fuse-conf", default=FUSE_CONF,
+                   help="how fused scores combine (ensemble_boxes conf_type: avg, max, …)")
 
 
 def parse_sizes(text: str, flag: str) -> tuple[int, ...]:
@@ -100,9 +105,29 @@ def parse_sizes(text: str, flag: str) -> tuple[int, ...]:
 def teacher_from_args(args: argparse.Namespace, purpose: str, score_threshold: float):
     """The teacher that ``add_teacher_arguments``' options describe (``purpose``: "label" or "evaluate")."""
     names = parse_names(args.teachers or "yolo", purpose)
+    _refuse_unused(args, names)
     weights = parse_numbers(args.fuse_weights, "--fuse-weights") if args.fuse_weights else None
     if weights is not None and len(weights) != len(names):
         raise UserError(f"--fuse-weights {args.fuse_weights!r}: {len(weights)} weights for {len(names)} teachers")
+    if weights is not None and not all(0 < w < math.inf for w in weights):
+        raise UserError(f"--fuse-weights {args.fuse_weights!r}: every weight must be a number > 0")
+    if not 0 < args.fuse_iou <= 1:
+        raise UserError(f"--fuse-iou {args.fuse_iou} must be an IoU in (0, 1]")
     return build_teacher(names, score_threshold, yolo_sizes=parse_sizes(args.yolo_sizes or "416,608", "YOLOv3-tiny sizes"),
                          nanodet_sizes=parse_sizes(args.nanodet_sizes, "--nanodet-sizes"), darknet_dir=args.teacher_dir,
                          tfjs_dir=args.tfjs_dir, weights=weights, iou_thr=args.fuse_iou, conf_type=args.fuse_conf)
+
+
+def _refuse_unused(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """A setting of a teacher that does not run, or of the fusion with one teacher, is one line (the
+    folders of the teachers' files may be given for any: scripts pass them all)."""
+    fused = len(names) > 1
+    for what, given, used, whose in (
+            ("YOLOv3-tiny sizes are", args.yolo_sizes is not None, "yolo" in names, "the yolo teacher"),
+            ("--nanodet-sizes is", args.nanodet_sizes != NANODET_SIZES, "nanodet" in names,
+             "the nanodet teacher"),
+            ("--fuse-weights is", args.fuse_weights is not None, fused, "several teachers fused"),
+            ("--fuse-iou is", args.fuse_iou != FUSE_IOU, fused, "several teachers fused"),
+            ("--fuse-conf is", args.fuse_conf != FUSE_CONF, fused, "several teachers fused")):
+        if given and not used:
+            raise UserError(f"{what} for {whose}; this run's teachers: {', '.join(names)}")

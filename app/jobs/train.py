@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.errors import UserError, UserErrorParser, user_errors
+from app.errors import UserError, UserErrorParser, first_line, user_errors
 from app.jobs.teachers import parse_numbers
 
 BACKBONE_WEIGHT_KWARG = {"yolov3_tiny": "darknet_weights", "mobilenet_v2": "imagenet_weights", "nanodet": "tfjs_model"}
@@ -142,12 +142,15 @@ def _data_sets(spec: str) -> list[tuple[Path, float]]:
 
 
 def _val_sets(specs: Sequence[str]) -> list[tuple[str, Path]]:
-    """``--val [NAME=]JSON`` → [(NAME or the file's stem, path)]; each file must exist."""
+    """``--val [NAME=]JSON`` → [(NAME or the file's stem, path)]; each file must exist, each name be
+    unique (the history keeps each epoch's scores by name)."""
     out = []
     for name, _, text in (spec.rpartition("=") for spec in specs):
         if not (path := Path(text)).is_file():
             raise UserError(f"COCO JSON {path} does not exist")
-        out.append((name or path.stem, path))
+        if (name := name or path.stem) in dict(out):
+            raise UserError(f"--val: two sets are named {name!r}; name each one, e.g. --val NAME={path}")
+        out.append((name, path))
     return out
 
 
@@ -194,6 +197,8 @@ def _build_model(args, class_names: tuple[str, ...]):
         return model, arch, class_names
     levels = None if args.anchor_sizes.strip() == "auto" else [
         list(parse_numbers(level, "--anchor-sizes", int)) for level in args.anchor_sizes.split(";") if level.strip()]
+    if any(size < 1 for level in levels or () for size in level):
+        raise UserError(f"--anchor-sizes {args.anchor_sizes!r}: every size must be ≥ 1 px")
     arch = {"backbone": args.backbone, "anchor_sizes": levels,
             "representation_size": args.representation_size, "reduce_channels": args.reduce_channels,
             "min_size": args.min_size, "max_size": args.max_size, "box_head": args.box_head}
@@ -244,6 +249,25 @@ def _check_prior_classes(class_names: Sequence[str]) -> None:
                         f"got {len(class_names) - 1}: {', '.join(class_names[1:6])}…")
 
 
+def _check_numbers(args) -> None:
+    """The numbers that torch would refuse only mid-run (a traceback) or that were ignored (--threads 0,
+    --time-limit 0): one line before anything is loaded."""
+    lowest = {"--threads": (args.threads, 1), "--iters-per-epoch": (args.iters_per_epoch, 1),
+              "--warmup-iters": (args.warmup_iters, 0), "--rpn-pre-nms-train": (args.rpn_pre_nms_train, 1),
+              "--rpn-post-nms-train": (args.rpn_post_nms_train, 1), "--momentum": (args.momentum, 0),
+              "--weight-decay": (args.weight_decay, 0), "--box-lambda": (args.box_lambda, 0),
+              "--reduce-channels": (args.reduce_channels, 1),
+              "--representation-size": (args.representation_size, 1),
+              "--min-size": (args.min_size, 32), "--max-size": (args.max_size, 32)}
+    for flag, (value, lo) in lowest.items():
+        if value is not None and not (value >= lo and math.isfinite(value)):
+            raise UserError(f"{flag} {value} must be a number ≥ {lo}")
+    if args.min_size > args.max_size:
+        raise UserError(f"--min-size {args.min_size} is larger than --max-size {args.max_size}")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise UserError(f"--time-limit {args.time_limit} must be a number of minutes > 0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -261,6 +285,7 @@ def _run(args) -> int:
     from detector.train_data import CocoDetectionData, category_names
     from detector.weights import save_checkpoint
 
+    _check_numbers(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     sets, val_sets = _data_sets(args.data), _val_sets(args.val)
@@ -294,15 +319,19 @@ def _run(args) -> int:
             roi_fg_iou=args.roi_fg_iou, roi_batch=args.roi_batch,
         )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with user_errors(OSError, prefix=f"--out {out} cannot be a folder: "):
+        out.mkdir(parents=True, exist_ok=True)
     start_epoch, optimizer_state, history = 0, None, []
     if args.resume:
         resume = out / "resume.pt"
         if not resume.is_file():
             raise UserError(f"--resume: {resume} does not exist")
-        state = torch.load(resume, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        start_epoch, optimizer_state = int(state["epoch"]), state["optimizer"]
+        try:
+            state = torch.load(resume, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            start_epoch, optimizer_state = int(state["epoch"]), state["optimizer"]
+        except Exception as exc:  # not a resume file, or one of another architecture (other options)
+            raise UserError(f"--resume: {resume} does not resume this model ({first_line(exc)})") from None
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
         print(f"resuming after epoch {start_epoch}")
     trainer = Trainer(model, data, config, val=val)

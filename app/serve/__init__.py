@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = ServeConfig(**{f.name: getattr(args, f.name) for f in fields(ServeConfig)})
     if args.duration is not None and not args.duration > 0:
         raise UserError(f"--duration {args.duration!r} must be > 0 seconds")
+    if args.reprobe:  # a model option of run.py's that the replicas have no way to take
+        raise UserError("--reprobe is not for serve: each replica uses the cached measurement of the "
+                        "CPU fast path, made once when there is none")
     detector_config = detector_config_from_args(args)
     if detector_config.weights_path is not None:  # the replicas may run in another directory or node
         detector_config = detector_config.with_(weights=os.path.abspath(detector_config.weights_path))

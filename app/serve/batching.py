@@ -1,7 +1,8 @@
 """What travels between an ingest actor and a detector replica, and the batch function a replica runs.
 
 Ray-free (tested without a cluster). The replica's ``@serve.batch`` method hands its list of
-``FramePayload`` to ``detect_batch`` and returns one ``FrameReply`` per frame, in the same order.
+``FramePayload`` to ``detect_batch`` and returns one ``FrameReply`` (or the frame's own exception)
+per frame, in the same order.
 
 **Frames of different sizes are never batched together**: torchvision pads a batch's images to the
 largest, which changes a frame's detections slightly, so ``detect_batch`` makes one ``detect`` call
@@ -97,24 +98,39 @@ class FrameReply:
     replica: str = ""
 
 
-def detect_batch(detector, payloads: Sequence[FramePayload], *, replica: str = "") -> list[FrameReply]:
+def detect_batch(detector, payloads: Sequence[FramePayload], *,
+                 replica: str = "") -> list[FrameReply | Exception]:
     """Detect every payload with ``detector`` (a ``detector.Detector``): one ``detect`` call per
-    frame size, replies in the order of ``payloads``."""
+    frame size, replies in the order of ``payloads``.
+
+    A batch holds frames of several streams: a frame that cannot be decoded, or a size whose
+    ``detect`` raises, gets that exception in its slot (``RemoteDetector`` raises it for its
+    stream) and the other frames are still answered."""
     t = time.perf_counter()
-    images = [p.decode() for p in payloads]
-    decode_ms = (time.perf_counter() - t) * 1e3 / max(1, len(images))
+    replies: list[FrameReply | Exception | None] = [None] * len(payloads)
+    images: dict[int, np.ndarray] = {}
     groups: dict[tuple[int, ...], list[int]] = {}
-    for i, image in enumerate(images):
-        groups.setdefault(image.shape, []).append(i)
-    replies: list[FrameReply | None] = [None] * len(images)
+    for i, payload in enumerate(payloads):
+        try:
+            images[i] = payload.decode()
+        except Exception as exc:  # the frame's own error, in its slot
+            replies[i] = exc
+        else:
+            groups.setdefault(images[i].shape, []).append(i)
+    decode_ms = (time.perf_counter() - t) * 1e3 / max(1, len(payloads))
     for indices in groups.values():
-        timed = detect_timed(detector, [images[i] for i in indices])
+        try:
+            timed = detect_timed(detector, [images[i] for i in indices])
+        except Exception as exc:  # this size's frames fail, the other sizes go on
+            for i in indices:
+                replies[i] = exc
+            continue
         share = {k: v / len(indices) for k, v in asdict(timed.times).items()}
         share["preprocess"] += decode_ms
         counts = timed.proposals
         for j, i in enumerate(indices):
             replies[i] = FrameReply(timed.detections[j], StageTimes(**share), counts[j] if j < len(counts) else 0,
-                                    len(images), replica)
+                                    len(payloads), replica)
     return replies  # type: ignore[return-value]  # every slot was filled above
 
 

@@ -60,6 +60,12 @@ class ServeConfig:
             raise UserError(f"--transport {self.transport!r} is unknown; expected auto, {', '.join(TRANSPORTS)}")
         if self.address is not None:
             parse_address(self.address)
+            local_only = {"--num-cpus": self.num_cpus is not None, "--dashboard": self.dashboard,
+                          "--object-store-mb": self.object_store_mb != ServeConfig.object_store_mb}
+            given = [flag for flag, set_ in local_only.items() if set_]
+            if given:
+                raise UserError(f"{given[0]} is for the local cluster; the one at --address {self.address} "
+                                f"has its own (set by its `ray start`)")
 
 
 def parse_address(address: str) -> tuple[str, int] | None:
@@ -69,11 +75,14 @@ def parse_address(address: str) -> tuple[str, int] | None:
         return None
     rest = text.removeprefix("ray://")
     default_port = 10001 if text.startswith("ray://") else DEFAULT_RAY_PORT  # Ray Client's port
+    bad = UserError(f"--address {address!r} is not HOST:PORT, auto or ray://HOST:PORT")
     if not rest or "/" in rest or " " in rest:
-        raise UserError(f"--address {address!r} is not HOST:PORT, auto or ray://HOST:PORT")
+        raise bad
     if rest.startswith("["):  # [IPv6]:PORT
-        host, _, port = rest[1:].partition("]")
-        port = port.removeprefix(":") or str(default_port)
+        host, bracket, port = rest[1:].partition("]")
+        if not bracket or port[:1] not in ("", ":"):
+            raise bad
+        port = port[1:] if port else str(default_port)
     elif rest.count(":") == 1:
         host, port = rest.split(":")
     elif ":" not in rest:
@@ -81,7 +90,7 @@ def parse_address(address: str) -> tuple[str, int] | None:
     else:
         raise UserError(f"--address {address!r}: write an IPv6 address as [ADDRESS]:PORT")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"--address {address!r} is not HOST:PORT, auto or ray://HOST:PORT")
+        raise bad
     return host, int(port)
 
 

@@ -47,7 +47,8 @@ class Board:
 
 
 class DetectorReplica:
-    """One replica: a ``Detector`` behind a batched ``__call__(FramePayload) -> FrameReply``.
+    """One replica: a ``Detector`` behind a batched ``__call__(FramePayload) -> FrameReply`` (or the
+    frame's own exception, returned: ``RemoteDetector`` raises it).
 
     Args:
         config: the detector (model, weights, device, precision, proposals, threshold, classes).
@@ -81,13 +82,13 @@ class DetectorReplica:
             pass
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def detect_frames(self, payloads: list[FramePayload]) -> list[FrameReply]:
+    async def detect_frames(self, payloads: list[FramePayload]) -> list[FrameReply | Exception]:
         start = time.monotonic()
         replies = await asyncio.to_thread(detect_batch, self.detector, payloads, replica=self.replica)
         self.load.add(start, time.monotonic(), len(payloads))
         return replies
 
-    async def __call__(self, payload: FramePayload) -> FrameReply:
+    async def __call__(self, payload: FramePayload) -> FrameReply | Exception:
         return await self.detect_frames(payload)
 
     def set_knobs(self, knobs: Knobs) -> None:

@@ -12,7 +12,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.errors import first_line
+from app.cli.console import recording_line
+from app.errors import one_line
 from app.io.reconnect import open_source
 from app.pipeline.pipeline import Pipeline
 from app.serve.remote import RemoteDetector
@@ -88,7 +89,7 @@ class StreamWorker:
         return StreamStatus(
             name=self.spec.name, state="failed" if error is not None else ended if p.finished else "running",
             node=self.node, stats=p.stats(), retries=self.detector.retries,
-            batch=sum(sizes) / len(sizes) if sizes else 0.0, error=first_line(error) if error is not None else None,
+            batch=sum(sizes) / len(sizes) if sizes else 0.0, error=one_line(error) if error is not None else None,
             notes=tuple(p.source.notes), outputs=self._outputs() if p.finished else (),
         )
 
@@ -102,9 +103,10 @@ class StreamWorker:
 
     def _outputs(self) -> tuple[str, ...]:
         p, lines = self.pipeline, []
-        if p.record_sink is not None:
+        if p.record_sink is not None:  # as run.py says it: a segmented recording by its files
             rec = p.record_sink.recorder
-            lines.append(f"recording {rec.path.resolve()} ({rec.frames_written} frames)")
+            written = recording_line(rec) if rec.frames_written else "none written (no frame arrived)"
+            lines.append(f"recording {written}")
         if p.export_sink is not None:
             exp = p.export_sink.exporter
             lines.append(f"detections {exp.path.resolve()} ({exp.rows_written} rows from {exp.frames_written} frames)")

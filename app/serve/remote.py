@@ -74,7 +74,8 @@ class RemoteDetector:
         deadline = None
         while True:
             try:
-                return response.result(timeout_s=REPLY_TIMEOUT_S)
+                reply = response.result(timeout_s=REPLY_TIMEOUT_S)
+                break
             except TimeoutError:
                 raise DeploymentError(f"the detector deployment gave no reply within {REPLY_TIMEOUT_S:g} s") from None
             except self.retryable as exc:
@@ -87,6 +88,9 @@ class RemoteDetector:
                 log.info("a replica failed (%s); sending the frame again", type(exc).__name__)
                 self._closed.wait(0.2)  # give the controller a moment to route around the dead replica
                 response = self.submit(payload)
+        if isinstance(reply, Exception):  # this frame failed on a live replica (detect_batch): not retried
+            raise reply
+        return reply
 
     def close(self) -> None:
         """Stop retrying (the stream is being stopped)."""

@@ -74,7 +74,7 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
                  where: str = "stream") -> StreamSpec:
     """One stream from ``line`` (run-command options). Raises ``UserError`` naming ``where``."""
     try:
-        words = shlex.split(line, comments=True)
+        words = _words(line)
     except ValueError as exc:
         raise UserError(f"{where}: {exc} in {line.strip()!r}") from None
     model = [w.split("=")[0] for w in words if w.split("=")[0] in _MODEL_OPTIONS]
@@ -86,6 +86,8 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
     except UserError as exc:
         raise UserError(f"{where}: {exc} (a line holds run.py's source and output options, e.g. "
                         f"--video clip.mp4 --export clip.csv)") from None
+    if args.name is not None and not args.name.strip():
+        raise UserError(f"{where}: --name is empty; give the stream a name or leave --name out")
     kind = next(k for k in SOURCE_OPTIONS if getattr(args, k) is not None)
     name = args.name or stream_name(kind, str(getattr(args, kind)))  # the run command's rule (app/io/paths.py)
     # absolute here: the actor that opens and writes them may run elsewhere (module docstring)
@@ -107,8 +109,21 @@ def parse_stream(line: str, *, overwrite: bool = False, in_flight: int = DEFAULT
     return StreamSpec(name, config, args.on, named=args.name is not None)
 
 
+def _words(line: str) -> list[str]:
+    """``line``'s words as a shell splits them: ``#`` starts a comment only at the start of a word
+    (``shlex.split(comments=True)`` also cuts ``take#2.mp4``). Raises ``ValueError`` (open quote)."""
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split, lexer.commenters = True, ""
+    words = []
+    while not line[lexer.instream.tell():].lstrip().startswith("#"):  # what is left starts a comment
+        if (word := lexer.get_token()) is None:
+            break
+        words.append(word)
+    return words
+
+
 def _absolute(path: str | None) -> str | None:
-    return None if path is None else os.path.abspath(os.path.expanduser(path))
+    return path and os.path.abspath(os.path.expanduser(path))  # "" stays "" (PipelineConfig refuses it)
 
 
 def parse_streams(lines: Iterable[tuple[str, str]], *, overwrite: bool = False,
@@ -143,12 +158,17 @@ def collect_streams(sources: str | None, streams: Sequence[str], *, overwrite: b
 
 
 def _check_outputs_unique(specs: Sequence[StreamSpec]) -> None:
+    """No two streams write one file, and none writes a stream's video (--overwrite would replace it)."""
+    videos = {Path(s.config.source).resolve(): s.name for s in specs if s.config.source_kind == "video"}
     seen: dict[Path, str] = {}
     for spec in specs:
         for path in (spec.config.record, spec.config.export):
             if path is None:
                 continue
             key = Path(path).expanduser().resolve()
+            if key in videos:
+                raise UserError(f"stream {spec.name!r} would write {path}, "
+                                f"the video of stream {videos[key]!r}")
             if key in seen:
                 raise UserError(f"streams {seen[key]!r} and {spec.name!r} both write {path}; give each its own file")
             seen[key] = spec.name

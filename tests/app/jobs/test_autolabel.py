@@ -135,3 +135,71 @@ def test_real_yolo_and_nanodet_fused_on_all_classes(tmp_path, three_frames):
     assert "YOLOv3-tiny" in data["info"]["teacher"] and "NanoDet" in data["info"]["teacher"]
     people = [a for a in data["annotations"] if a["category_id"] == 1 and not a["iscrowd"]]
     assert len(people) >= 2 * 4  # at least 4 clearly visible people per frame
+
+
+def test_video_only_options_are_refused_for_pictures(tmp_path, capsys):
+    """--start/--end/--every/--images-dir pick and place a video's frames; on an image folder or one
+    image they were dropped in silence (every picture labelled)."""
+    (tmp_path / "pics").mkdir()
+    cv2.imwrite(str(tmp_path / "pics" / "a.png"), cv2.cvtColor(read_frames(1)[0], cv2.COLOR_RGB2BGR))
+    for source in (tmp_path / "pics", tmp_path / "pics" / "a.png"):
+        for extra in (["--every", "5"], ["--start", "2"], ["--end", "9"], ["--images-dir", str(tmp_path)]):
+            assert autolabel.main([str(source), "--out", str(tmp_path / "x.json"), *extra]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith(f"error: {extra[0]} is for a video"), err
+
+
+def test_a_class_named_twice_is_one_category(tmp_path):
+    """--classes person,car,person gave two 'person' categories (ids 1 and 3), only one of them used."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), cv2.cvtColor(read_frames(1)[0], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "twice.json"
+    autolabel.autolabel(folder, out, StubTeacher(), ("person", "car", "person"), min_score=0.25, label_score=0.5)
+    coco = _load(out)
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["person", "car"]
+    assert len(coco.getAnnIds()) == 2
+
+
+def test_an_out_that_is_a_folder_is_refused_before_labelling(tmp_path, capsys):
+    """--out labels/ failed only when the JSON was written, after every frame had been labelled."""
+    (tmp_path / "labels").mkdir()
+    assert autolabel.main([str(tmp_path), "--out", str(tmp_path / "labels")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --out {tmp_path / 'labels'} is a folder; give the COCO JSON's file name"], err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--fuse-iou", "5"], "--fuse-iou 5.0 must be an IoU in (0, 1]"),
+    (["--fuse-iou", "nan"], "--fuse-iou nan must be an IoU in (0, 1]"),
+    (["--fuse-weights", "1,-1"], "--fuse-weights '1,-1': every weight must be a number > 0"),
+    (["--fuse-weights", "1,nan"], "--fuse-weights '1,nan': every weight must be a number > 0"),
+])
+def test_bad_fusion_settings_are_one_line_before_any_teacher_loads(tmp_path, capsys, extra, message):
+    """The fusion took any IoU and weights (WBF then merged nonsense); checked before the teachers load."""
+    args = [str(tmp_path), "--out", str(tmp_path / "x.json"), "--teachers", "yolo,nanodet", *extra]
+    assert autolabel.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {message}"], err
+
+
+def test_a_teacher_score_out_of_range_is_one_line(tmp_path, capsys):
+    """--teacher-score 2 (or nan) kept no box at all: an empty dataset, with no word."""
+    for bad in ("2", "nan", "-0.1"):
+        assert autolabel.main([str(tmp_path), "--out", str(tmp_path / "x.json"), "--teacher-score", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --teacher-score {float(bad)} must be a score in [0, 1]"], err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--teachers", "nanodet", "--sizes", "320"], "YOLOv3-tiny sizes are for the yolo teacher"),
+    (["--nanodet-sizes", "320"], "--nanodet-sizes is for the nanodet teacher"),
+    (["--tfjs-dir", "x", "--teacher-dir", "y"], None),  # folders: scripts give both to any teacher
+    (["--fuse-iou", "0.6"], "--fuse-iou is for several teachers fused"),
+    (["--teachers", "yolo,nanodet", "--fuse-conf", "max"], None),
+])
+def test_teacher_options_of_a_teacher_not_run_are_refused(tmp_path, capsys, extra, message):
+    """--sizes with --teachers nanodet, --fuse-iou with one teacher ... were dropped in silence."""
+    assert autolabel.main([str(tmp_path), "--out", str(tmp_path / "x.json"), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and (message is None and "teacher: " in err[0] or message and message in err[0]), err

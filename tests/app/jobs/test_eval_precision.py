@@ -61,3 +61,22 @@ def test_eval_refuses_an_export_of_other_pictures(tmp_path, capsys):
     assert eval_cli.main(["--data", str(gt), "--detections", str(dets)]) == 2
     assert "elsewhere.jpg" in capsys.readouterr().err
     assert eval_cli.main(["--data", str(gt), "--detections", str(tmp_path / "none.csv")]) == 2
+
+
+def test_pictures_of_one_name_in_two_folders_are_told_apart(tmp_path, capsys):
+    """cam1/a.jpg and cam2/a.jpg: an export row is matched by as much of its path as the JSON's
+    file_name gives (both rows went to one picture by the bare name, the other had none)."""
+    data = json.loads(_data(tmp_path).read_text())
+    data["images"][0]["file_name"], data["images"][1]["file_name"] = "cam1/a.jpg", "cam2/a.jpg"
+    gt = tmp_path / "two.json"
+    gt.write_text(json.dumps(data))
+    dets = _export(tmp_path, [("cam1/a.jpg", "person", 0.9, (100, 100, 200, 400)),
+                              ("cam2/a.jpg", "car", 0.9, (10, 10, 110, 60))])
+    out = tmp_path / "m.json"
+    assert eval_cli.main(["--data", str(gt), "--detections", str(dets), "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert (metrics["found"], metrics["objects"]) == (2, 2) and metrics["AP50"] == pytest.approx(1.0)
+    ambiguous = _export(tmp_path, [("a.jpg", "person", 0.9, (100, 100, 200, 400))])  # /some/dir/a.jpg
+    assert eval_cli.main(["--data", str(gt), "--detections", str(ambiguous)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/some/dir/a.jpg" in err[0] and "cam1/a.jpg" in err[0], err

@@ -30,6 +30,15 @@ def one_json(tmp_path):
     return path
 
 
+@pytest.fixture()
+def no_training(monkeypatch):
+    """A test of train's refusals fails, rather than trains, when a bad value gets through."""
+    def unreached(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("detector.train.Trainer", unreached)
+
+
 TINY = ["--reduce-channels", "32", "--representation-size", "64", "--min-size", "256", "--max-size", "352",
         "--iters-per-epoch", "2", "--batch-size", "1", "--rpn-pre-nms-train", "200", "--rpn-post-nms-train", "100",
         "--warmup-iters", "1"]
@@ -245,3 +254,122 @@ def test_fine_tune_trains_the_trunks_last_layers_and_nothing_before_them(tmp_pat
     assert eval_cli.main(["--data", str(one_json), "--weights", str(trained)]) == 0
     first = tmp_path / "a" / "last.pt"
     assert "layer 16 does not split this trunk" in refused(tmp_path, one_json, capsys, first, "--trunk-train-from", "16")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--threads", "0"], "--threads 0 must be"),
+    (["--threads", "-1"], "--threads -1 must be"),
+    (["--time-limit", "0"], "--time-limit 0.0 must be"),
+    (["--time-limit", "-5"], "--time-limit -5.0 must be"),
+    (["--iters-per-epoch", "0"], "--iters-per-epoch 0 must be"),
+    (["--warmup-iters", "-1"], "--warmup-iters -1 must be"),
+    (["--rpn-pre-nms-train", "0"], "--rpn-pre-nms-train 0 must be"),
+    (["--rpn-post-nms-train", "-1"], "--rpn-post-nms-train -1 must be"),
+    (["--momentum", "-1"], "--momentum -1.0 must be"),
+    (["--momentum", "nan"], "--momentum nan must be"),
+    (["--weight-decay", "-1"], "--weight-decay -1.0 must be"),
+    (["--box-lambda", "inf"], "--box-lambda inf must be"),
+    (["--reduce-channels", "0"], "--reduce-channels 0 must be"),
+    (["--representation-size", "0"], "--representation-size 0 must be"),
+    (["--min-size", "0"], "--min-size 0 must be"),
+    (["--max-size", "100"], "--min-size 256 is larger than --max-size 100"),
+    (["--anchor-sizes", "0,32,64;128,256,512"], "every size must be ≥ 1 px"),
+])
+def test_bad_numbers_are_refused_before_any_training(tmp_path, one_json, capsys, no_training, extra, message):
+    """A value torch would refuse mid-run (a traceback), or one that was silently ignored (--threads 0,
+    --time-limit 0), is one line before the model is trained."""
+    assert train_cli.main(["--data", str(one_json), "--out", str(tmp_path / "o"), *TINY, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_out_that_is_a_file_is_one_line(tmp_path, one_json, capsys, no_training):
+    (tmp_path / "taken").write_text("not a folder")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "sub"):
+        assert train_cli.main(["--data", str(one_json), "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith(f"error: --out {tmp_path / 'taken'}") for line in err), err
+
+
+def test_eval_refuses_data_it_cannot_score_in_one_line(tmp_path, one_json, capsys):
+    """No pictures is no score (it printed AP 0.000 and exit 0); a picture without a file_name was a
+    KeyError traceback; a --json that cannot be written failed only after the whole evaluation."""
+    data = json.loads(one_json.read_text())
+    empty, nameless = tmp_path / "empty.json", tmp_path / "nameless.json"
+    empty.write_text(json.dumps({**data, "images": [], "annotations": []}))
+    nameless.write_text(json.dumps({**data, "images": [{"id": 1, "width": 768, "height": 576}]}))
+    (tmp_path / "folder").mkdir()
+    assert eval_cli.main(["--data", str(empty)]) == 2
+    assert eval_cli.main(["--data", str(nameless)]) == 2
+    assert eval_cli.main(["--data", str(one_json), "--json", str(tmp_path / "folder")]) == 2
+    out = capsys.readouterr()
+    err = out.err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
+    assert "has no images" in err[0] and "image id 1 has no file_name" in err[1], err
+    assert "is a folder" in err[2], err
+    assert "AP" not in out.out
+
+
+def test_eval_json_goes_into_a_new_folder(tmp_path, one_json):
+    out = tmp_path / "new" / "m.json"
+    assert eval_cli.main(["--data", str(one_json), "--proposals", "100", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["images"] == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--detections", "d.csv", "--weights", "w.pt"], "--weights is for a model; this run scores an export"),
+    (["--detections", "d.csv", "--score-threshold", "0.5"], "--score-threshold is for a model"),
+    (["--detections", "d.csv", "--teachers", "yolo"], "--teachers is for a teacher; this run scores"),
+    (["--teacher-sizes", "416", "--min-size", "320"], "--min-size is for a model; this run scores a teacher"),
+    (["--teachers", "yolo", "--proposals", "100"], "--proposals is for a model; this run scores a teacher"),
+    (["--teacher-dir", "teachers/"], "--teacher-dir is for a teacher; this run scores a model"),
+])
+def test_eval_options_of_what_is_not_scored_are_refused(one_json, capsys, extra, message):
+    """--weights with --detections, --min-size with a teacher, --teacher-dir with a model ... were
+    dropped in silence (the score was not of what the options described)."""
+    assert eval_cli.main(["--data", str(one_json), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
+
+
+def test_eval_recall_iou_zero_is_refused(one_json, capsys):
+    """At IoU ≥ 0 any detection of a class anywhere in the picture 'found' an object of it."""
+    assert eval_cli.main(["--data", str(one_json), "--recall-iou", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --recall-iou 0.0 must be in (0, 1]"], err
+
+
+def test_two_val_sets_of_one_name_are_refused(tmp_path, one_json, capsys, no_training):
+    """--val a/val.json --val b/val.json: both were named 'val' and one's scores overwrote the other's
+    in every epoch's history."""
+    other = tmp_path / "b" / one_json.name
+    other.parent.mkdir()
+    other.write_text(one_json.read_text())
+    for vals in ([str(one_json), str(other)], [f"x={one_json}", f"x={other}"]):
+        args = ["--data", str(one_json), "--out", str(tmp_path / "o"), *TINY]
+        assert train_cli.main([*args, *(a for v in vals for a in ("--val", v))]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--val: two sets are named" in err[0], err
+
+
+def test_a_resume_file_of_another_model_is_one_line(tmp_path, one_json, capsys, no_training):
+    """A resume.pt written for another architecture (or not a checkpoint at all) was a torch traceback."""
+    out = tmp_path / "o"
+    out.mkdir()
+    args = ["--data", str(one_json), "--out", str(out), "--resume", *TINY]
+    torch.save({"model": {"fc.weight": torch.zeros(2)}, "optimizer": {}, "epoch": 1}, out / "resume.pt")
+    assert train_cli.main(args) == 2
+    (out / "resume.pt").write_bytes(b"not a checkpoint")
+    assert train_cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    lead = f"error: --resume: {out / 'resume.pt'} does not resume this model ("
+    assert len(err) == 2 and all(line.startswith(lead) for line in err), err
+
+
+def test_eval_a_teachers_score_threshold_out_of_range_is_one_line(one_json, capsys):
+    """A teacher took --score-threshold nan or 2 as it was (no detection kept: AP 0 with no word)."""
+    for bad in ("nan", "2"):
+        assert eval_cli.main(["--data", str(one_json), "--teachers", "yolo", "--score-threshold", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --score-threshold {float(bad)} must be a score in [0, 1]"], err

@@ -108,3 +108,28 @@ def test_reply_defaults_are_one_frame():
 
     reply = FrameReply(Detections.empty(("__background__", "person")))
     assert reply.batch_size == 1 and reply.times.total == 0.0
+
+
+class FailingOnSize(CountingDetector):
+    """A real detector that fails on frames of one size (a GPU out of memory on the large ones)."""
+
+    def __init__(self, detector, shape) -> None:
+        super().__init__(detector)
+        self.shape = shape
+
+    def detect(self, frames, **kwargs):
+        if frames[0].shape == self.shape:
+            raise RuntimeError("CUDA out of memory")
+        return super().detect(frames, **kwargs)
+
+
+def test_a_failing_frame_fails_alone_not_its_batch(tiny_detector, frame_rgb):
+    """A batch holds frames of several streams: a frame that cannot be decoded, or a frame size the
+    detector fails on, gets its own error in its slot; the other frames still get their detections."""
+    small = cv2.resize(frame_rgb, (320, 240), interpolation=cv2.INTER_AREA)
+    payloads = [FramePayload.encode(small), FramePayload(jpeg=b"not a jpeg"), FramePayload.encode(frame_rgb)]
+    replies = detect_batch(FailingOnSize(tiny_detector, frame_rgb.shape), payloads)
+    assert isinstance(replies[1], ValueError) and "could not be decoded" in str(replies[1])
+    assert isinstance(replies[2], RuntimeError) and "out of memory" in str(replies[2])
+    assert_same(replies[0].detections, tiny_detector.detect([small])[0])
+    assert replies[0].batch_size == 3

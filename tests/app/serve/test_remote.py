@@ -170,3 +170,51 @@ def test_stop_finalises_and_says_stopped(tiny_detector, clip10, tmp_path):
         assert status.state in ("stopped", "done") and (tmp_path / "x.csv").read_text().startswith("frame,")
     finally:
         slow.close()
+
+
+def test_an_error_in_a_reply_is_raised_for_its_frame_only(tiny_detector, clip10):
+    """``detect_batch`` puts a failed frame's error in its slot: the remote detector raises it for that
+    frame's stream (not retried: the replica is alive), other frames are answered."""
+    frames = frames_of(clip10, 2)
+
+    def submit(payload):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        bad = payload.image is frames[1] or np.array_equal(payload.image, frames[1])
+        future.set_result(ValueError("a 10-byte JPEG payload could not be decoded") if bad else
+                          detect_batch(tiny_detector, [payload])[0])
+        return Response(future)
+
+    remote = RemoteDetector(submit, retryable=(ValueError,))
+    assert same(remote.detect([frames[0]])[0], tiny_detector.detect([frames[0]])[0])
+    with pytest.raises(ValueError, match="could not be decoded"):
+        remote.detect([frames[0], frames[1]])
+    assert remote.retries == 0
+
+
+def test_a_segmented_recording_is_reported_by_its_files(deployment, clip10, tmp_path):
+    """--segment writes r-000.mp4 ...: the stream's output line names those files and the index, as
+    run.py's does (it named r.mp4, which does not exist)."""
+    spec = parse_stream(f"--video {clip10} --record {tmp_path / 'r.mp4'} --segment 0.2")
+    worker = StreamWorker(spec, deployment.submit)
+    worker.start()
+    assert worker.pipeline.wait(120)
+    (line,) = worker.status().outputs
+    files = sorted(p for p in tmp_path.iterdir() if p.suffix == ".mp4")
+    assert len(files) > 1 and not (tmp_path / "r.mp4").exists()
+    segments = f"(10 frames in {len(files)} segment(s)"
+    assert line.startswith(f"recording {files[0]} … {files[-1].name} {segments}"), line
+
+
+def test_a_stream_that_fails_on_a_bug_names_the_error_type(clip10, tmp_path):
+    """A stream's one-line error was the exception's bare text: a KeyError('frame') read "'frame'"."""
+    def submit(payload):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_exception(KeyError("frame"))
+        return Response(future)
+
+    worker = StreamWorker(parse_stream(f"--video {clip10}"), submit)
+    worker.start()
+    with pytest.raises(KeyError):
+        worker.pipeline.wait(60)
+    status = worker.status()
+    assert status.state == "failed" and status.error == "KeyError: 'frame'", status.error

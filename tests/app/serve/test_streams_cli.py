@@ -63,6 +63,11 @@ def test_names_and_outputs_must_not_clash():
             collect_streams(None, ["--name a --video x.mp4", second])
     with pytest.raises(UserError, match="streams 'x' and 'y' both write /.*/out.csv; give each its own file"):
         collect_streams(None, ["--video x.mp4 --export out.csv", "--video y.mp4 --export out.csv"])
+    # --overwrite replaced a stream's own video while it was being read
+    other = ["--video a.mp4", "--name b --video b.mp4 --record a.mp4"]
+    for lines in (["--video a.mp4 --record a.mp4"], other):
+        with pytest.raises(UserError, match=r"stream '(a|b)' would write /.*/a.mp4, the video of stream 'a'"):
+            collect_streams(None, lines, overwrite=True)
     with pytest.raises(UserError, match="no streams"):
         collect_streams(None, [])
     with pytest.raises(UserError, match="sources file nope.txt does not exist"):
@@ -95,6 +100,15 @@ def test_serve_config_checks():
     assert parse_address("ray://head:10001") == ("head", 10001) and parse_address("auto") is None
     with pytest.raises(UserError, match="is not HOST:PORT"):
         ServeConfig(address="head:port")
+    # a joined cluster has its own CPUs, object store and dashboard: these were ignored in silence
+    for local_only, flag in (({"num_cpus": 4}, "--num-cpus"), ({"object_store_mb": 512}, "--object-store-mb"),
+                             ({"dashboard": True}, "--dashboard")):
+        with pytest.raises(UserError, match=f"^{flag} is for the local cluster"):
+            ServeConfig(address="head:6379", **local_only)
+    assert parse_address("[::1]:7000") == ("::1", 7000) and parse_address("ray://[fe80::1]") == ("fe80::1", 10001)
+    for bad in ("[::1", "[::1]80", "[::1]:", "head:"):  # an unclosed bracket, or a port without its ':'
+        with pytest.raises(UserError, match="is not HOST:PORT"):
+            parse_address(bad)
 
 
 def test_unreachable_address_is_one_line():
@@ -152,6 +166,8 @@ def test_serve_bad_input_is_one_line_before_any_cluster(capsys, monkeypatch):
     assert status == 2 and err.strip() == "error: --replicas 0 must be an integer between 1 and 256"
     status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--proposals", "0")
     assert status == 2 and err.strip() == "error: --proposals 0 must be an integer ≥ 1"
+    status, err = run_serve(capsys, "--stream", f"--video {SAMPLE}", "--reprobe")  # was accepted and ignored
+    assert status == 2 and err.startswith("error: --reprobe is not") and err.count("\n") == 1, err
 
 
 def test_serve_unreachable_address_is_one_line_exit_2(capsys):
@@ -253,3 +269,25 @@ def test_a_stream_process_does_not_load_torch():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_hash_inside_a_word_is_no_comment():
+    """As a shell reads the line (and run.py's own --sources file): ``#`` starts a comment only at the
+    start of a word, outside quotes; ``take#2.mp4`` was cut to ``take``."""
+    spec = parse_stream("--video take#2.mp4 --export 'out #1.csv' --name a\\ #b  # --live")
+    assert spec.config.source.endswith("/take#2.mp4") and spec.config.export.endswith("/out #1.csv")
+    assert spec.name == "a #b" and spec.config.effective_policy == "every_frame"
+    assert parse_stream("--url rtsp://cam/s#1 #--live").config.source == "rtsp://cam/s#1"
+    assert parse_stream('--url "rtsp://cam/s" --name "#x"').name == "#x"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--video ''", "no video given"),  # was made absolute: the current folder, read as the video
+    ("--images ''", "no images given"),
+    ("--video a.mp4 --record ''", "recording output  has extension"),  # not the current folder's name
+    ("--video a.mp4 --name ''", "--name is empty"),
+    ("--video a.mp4 --name '  '", "--name is empty"),
+])
+def test_empty_values_are_refused(line, message):
+    with pytest.raises(UserError, match=message):
+        parse_stream(line)
