@@ -73,11 +73,12 @@ class StreamWorker:
         config.check_outputs()
         source = open_source(config)
         try:
-            self.pipeline = Pipeline(config, self.detector, source)
-            self.pipeline.start()
+            pipeline = Pipeline(config, self.detector, source)
+            pipeline.start()
         except BaseException:
             source.close()
             raise
+        self.pipeline = pipeline  # only a started one: status() reads it as running
         return self.status()
 
     def status(self) -> StreamStatus:

@@ -160,6 +160,20 @@ def test_a_stream_that_cannot_open_reports_one_line(deployment, tmp_path):
         StreamWorker(spec, deployment.submit).start()
 
 
+def test_a_stream_whose_pipeline_fails_to_start_is_not_said_to_run(deployment, clip10, monkeypatch):
+    from app.pipeline.pipeline import Pipeline
+
+    def refuse(self):
+        raise RuntimeError("no thread could be started")
+
+    monkeypatch.setattr(Pipeline, "start", refuse)
+    worker = StreamWorker(parse_stream(f"--video {clip10}"), deployment.submit)
+    with pytest.raises(RuntimeError, match="no thread"):
+        worker.start()
+    assert worker.status().state == "starting" and worker.pipeline is None
+    assert worker.stop().state == "starting"  # nothing to stop, and no wait on a pipeline that never ran
+
+
 def test_stop_finalises_and_says_stopped(tiny_detector, clip10, tmp_path):
     slow = FakeDeployment(tiny_detector, max_batch=1)
     try:
