@@ -128,8 +128,10 @@ class PipelineConfig:
             if self.target_fps is None:
                 raise UserError("--adapt-log needs --target-fps (there is nothing to log without a target)")
             _check_extension(self.adapt_log, (".json",), "adaptive log", "a JSON file")
-        outputs: dict[Path, str] = {}  # each output's own file: one written later would replace another
-        for path, option in ((self.record, "--record"), (self.export, "--export"),
+        # each output's own file: one written later would replace another (or the video being read)
+        outputs: dict[Path, str] = {Path(self.source).resolve(): "--video"} if self.source_kind == "video" else {}
+        record = self.record if self.segment_s is None else None  # segments are files of their own
+        for path, option in ((record, "--record"), (self.export, "--export"),
                              (self.counts_file, "the counts file"), (self.adapt_log, "--adapt-log"),
                              (getattr(self.events, "events", None), "--events")):
             if path and (other := outputs.setdefault(Path(path).resolve(), option)) != option:

@@ -16,12 +16,19 @@ from app.errors import UserError
      "the counts file and --adapt-log name the same file"),
     (dict(export="out.jsonl", events=EventsConfig(events="out.jsonl", alert_classes=("person",))),
      "--export and --events name the same file"),
+    (dict(record="clip.mp4", overwrite=True), "--video and --record name the same file clip.mp4"),
+    (dict(record="./clip.mp4", export="d.csv"), "--video and --record name the same file"),
 ])
 def test_two_outputs_in_one_file_are_refused(changes, message):
     """Each output was checked alone, so --export run.json --adapt-log run.json passed and the log,
     written at the end, replaced the detections (nothing is touched: the paths need not exist)."""
     with pytest.raises(UserError, match=message):
         PipelineConfig(source="clip.mp4", **changes)
+
+
+def test_segments_named_after_the_video_are_their_own_files():
+    """--segment writes clip-00001.mp4 ... and clip.segments.json, never clip.mp4 itself."""
+    assert PipelineConfig(source="clip.mp4", record="clip.mp4", segment_s=60.0).record == "clip.mp4"
 
 
 def test_distinct_outputs_are_accepted(tmp_path):
