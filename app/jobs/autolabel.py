@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from app.errors import UserError, UserErrorParser, user_errors
+from app.io.paths import ffmpeg_file
 from app.jobs.teachers import add_teacher_arguments, teacher_from_args
 
 DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
@@ -34,7 +35,7 @@ def iter_video(path: Path, start: int = 0, end: int | None = None, every: int = 
     import av
 
     with user_errors(av.error.FFmpegError, OSError, prefix=f"cannot open video {path}: "):
-        container = av.open(str(path))
+        container = av.open(ffmpeg_file(path))
     with container:
         if not container.streams.video:
             raise UserError(f"{path} has no video stream")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.io.paths import ffmpeg_file
 from app.pipeline.threads import ThreadBudget, apply_torch, plan
 from detector.config import DetectorConfig
 from detector.factory import ASSETS_DIR
@@ -27,7 +28,7 @@ def _decode_spread(path: str, n: int) -> tuple[np.ndarray, ...]:
     """``n`` frames spread over the clip; only those are converted to RGB (converting is the slow part)."""
     import av
 
-    with av.open(path) as container:
+    with av.open(ffmpeg_file(path)) as container:
         stream = container.streams.video[0]
         frames = container.decode(stream)
         total = stream.frames or 0

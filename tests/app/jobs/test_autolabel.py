@@ -203,3 +203,15 @@ def test_teacher_options_of_a_teacher_not_run_are_refused(tmp_path, capsys, extr
     assert autolabel.main([str(tmp_path), "--out", str(tmp_path / "x.json"), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and (message is None and "teacher: " in err[0] or message and message in err[0]), err
+
+
+def test_a_video_named_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch):
+    """'2024-01-01T10:00.mp4' given relative: FFmpeg read it as the protocol '2024-01-01T10'."""
+    import shutil
+
+    from app.jobs.autolabel import iter_video
+    from tests.conftest import SAMPLE
+
+    shutil.copy(SAMPLE, tmp_path / "2024-01-01T10:00.mp4")
+    monkeypatch.chdir(tmp_path)
+    assert len(list(iter_video(Path("2024-01-01T10:00.mp4"), 0, 4))) == 4
