@@ -45,13 +45,42 @@ def load_coco(source: str | Path | dict) -> COCO:
             dataset = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    for key in ("images", "annotations", "categories"):
-        if key not in dataset:
-            raise ValueError(f"COCO JSON has no {key!r} list (keys: {', '.join(dataset)})")
+    _check_coco(dataset)
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+def _check_coco(dataset) -> None:
+    """The structure the loaders read, or a ``ValueError`` naming the first entry that breaks it (else
+    pycocotools or the loaders failed later with a bare ``KeyError``/``TypeError``)."""
+    if not isinstance(dataset, dict):
+        raise ValueError(f"a COCO JSON is an object with images, annotations and categories, not a {type(dataset).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(dataset.get(key), list):
+            what = "no" if key not in dataset else f"a {type(dataset[key]).__name__} for its"
+            raise ValueError(f"COCO JSON has {what} {key!r} list (keys: {', '.join(dataset)})")
+    ids: dict[str, set] = {}
+    for key, needs in (("images", ("id", "file_name")), ("categories", ("id", "name")),
+                       ("annotations", ("id", "image_id", "category_id", "bbox"))):
+        seen = ids[key] = set()
+        for i, entry in enumerate(dataset[key]):
+            missing = [n for n in needs if not isinstance(entry, dict) or n not in entry]
+            if missing:
+                raise ValueError(f"COCO JSON {key}[{i}] has no {missing[0]!r}: {str(entry)[:80]}")
+            if not isinstance(entry["id"], int) or isinstance(entry["id"], bool):
+                raise ValueError(f"COCO JSON {key}[{i}] has id {entry['id']!r}; ids are integers")
+            if entry["id"] in seen:
+                raise ValueError(f"COCO JSON {key}[{i}] repeats id {entry['id']}")
+            seen.add(entry["id"])
+    for i, a in enumerate(dataset["annotations"]):
+        for field, key, one in (("image_id", "images", "image"), ("category_id", "categories", "category")):
+            if a[field] not in ids[key]:
+                raise ValueError(f"COCO JSON annotations[{i}] has {field} {a[field]!r}, which no {one} has")
+        box = a["bbox"]
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            raise ValueError(f"COCO JSON annotations[{i}] has bbox {box!r}; expected [x, y, width, height]")
 
 
 def detections_to_results(coco: COCO, predictions: Mapping[int, Detections]) -> list[dict]:

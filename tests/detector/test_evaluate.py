@@ -77,6 +77,24 @@ def test_bad_json_is_named(tmp_path):
         load_coco(bad)
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(images=None), "has a NoneType for its 'images' list"),
+    (lambda d: d["images"][1].pop("file_name"), r"images\[1\] has no 'file_name'"),
+    (lambda d: d["images"][2].update(id="3"), r"images\[2\] has id '3'; ids are integers"),
+    (lambda d: d["images"].append(dict(d["images"][0])), r"images\[3\] repeats id 1"),
+    (lambda d: d["annotations"][4].update(category_id=9), r"annotations\[4\] has category_id 9, which no category has"),
+    (lambda d: d["annotations"][0].update(image_id=7), r"annotations\[0\] has image_id 7, which no image has"),
+    (lambda d: d["annotations"][2].update(bbox=[1, 2, 3]), r"annotations\[2\] has bbox \[1, 2, 3\]"),
+    (lambda d: d["categories"][0].pop("name"), r"categories\[0\] has no 'name'"),
+])
+def test_a_broken_coco_entry_is_named(change, message):
+    """Each of these was a bare KeyError/TypeError from pycocotools or the loaders (train, eval)."""
+    data = _dataset()
+    change(data)
+    with pytest.raises(ValueError, match=message):
+        load_coco(data)
+
+
 def _recall_case() -> tuple[dict, dict]:
     """Ground truth and detections where the objects found are known by construction (see the comments)."""
     def ann(i, image, cat, box, crowd=0):

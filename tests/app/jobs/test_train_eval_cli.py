@@ -306,7 +306,7 @@ def test_eval_refuses_data_it_cannot_score_in_one_line(tmp_path, one_json, capsy
     out = capsys.readouterr()
     err = out.err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
-    assert "has no images" in err[0] and "image id 1 has no file_name" in err[1], err
+    assert "has no images" in err[0] and "images[0] has no 'file_name'" in err[1], err
     assert "is a folder" in err[2], err
     assert "AP" not in out.out
 
