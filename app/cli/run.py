@@ -12,7 +12,13 @@ import os
 from collections.abc import Sequence
 
 from app.cli.console import window_runner
-from app.cli.multi_run import add_source_options, run_headless, run_many, source_list
+from app.cli.multi_run import (
+    add_source_options,
+    refuse_sources_as_outputs,
+    run_headless,
+    run_many,
+    source_list,
+)
 from app.cli.subcommands import subcommand_help
 from app.errors import UserErrorParser
 from app.io.paths import stream_name
@@ -189,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipeline_config, detector_config = build_configs(args)
     if len(sources := source_list(args)) > 1:  # many streams, one detector: app/cli/multi_run.py
         return run_many(args, sources, pipeline_config, detector_config)
+    outputs = ("record", "export", "counts_file", "adapt_log")
+    refuse_sources_as_outputs(sources, [getattr(pipeline_config, name) for name in outputs])
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
 
     if run_gui := window_runner(pipeline_config.headless):

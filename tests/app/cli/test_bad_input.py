@@ -5,6 +5,7 @@ the interpreter start); a few run ``python run.py`` in a subprocess with a timeo
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -175,6 +176,21 @@ def test_existing_output_without_overwrite_is_refused_untouched(capsys, tmp_path
     one_error_line(err, "already exists", "--overwrite")
     assert path.read_bytes() == b"precious" and path.stat().st_mtime == 1_000_000
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing else was written either
+
+
+@pytest.mark.parametrize("args", [
+    ["--video", "{a}", "--record", "{a}"],  # one stream: its recording would truncate it while it is read
+    ["--video", "{a}", "--video", "{b}", "--record", "{dir}/in.mp4"],  # stream "a"'s recording is in-a.mp4 = b
+])
+def test_an_output_that_is_a_source_is_refused_even_with_overwrite(capsys, tmp_path, clip10, fast, args):
+    a, b = tmp_path / "a.mp4", tmp_path / "in-a.mp4"
+    for path in (a, b):
+        shutil.copy(clip10, path)
+    before = {path: path.read_bytes() for path in (a, b)}
+    rc, _, err = run(capsys, *(x.format(a=a, b=b, dir=tmp_path) for x in args), "--overwrite", *fast)
+    assert rc == 2
+    one_error_line(err, "is the source", str(a if len(args) == 4 else b))
+    assert {path: path.read_bytes() for path in (a, b)} == before
 
 
 @pytest.mark.parametrize("option, name", [("--record", "out.txt"), ("--record", "out"), ("--export", "dets.xml")])
