@@ -146,16 +146,17 @@ def run_bench(config: BenchConfig, progress_stream=None,
     with (Progress(per_model * len(config.models), stream=progress_stream) as progress,  # stops even on an error
           tempfile.TemporaryDirectory(prefix="bench-") as scratch):
         for model_name, weights in config.models:
+            key = _model_keys(config.models)[model_name, weights]
             model_rows, baseline = _bench_model(config, model_name, weights, precisions, device, frames, labels,
                                                 Path(scratch), progress, notes, detector_factory)
             rows += model_rows
             if baseline:
                 baselines.append(baseline)
             if found := _profile(config, model_rows, labels):
-                profiles[model_name] = found
+                profiles[key] = found
             if "int8" in found:
                 gate = found["int8"]
-                notes.append(f"{model_name}: int8 AP50 {gate['ap50_int8']:.3f} vs fp32 {gate['ap50_fp32']:.3f} → "
+                notes.append(f"{key}: int8 AP50 {gate['ap50_int8']:.3f} vs fp32 {gate['ap50_fp32']:.3f} → "
                              f"{'passes' if gate['ok'] else 'fails'} the int8 gate (within {gate['tolerance']}): "
                              f"{'auto may pick int8' if gate['ok'] else 'auto will not pick int8'}")
     machine["load_average_at_end"] = report._loadavg()
@@ -204,18 +205,24 @@ def _profile(config: BenchConfig, rows: list[dict], labels: LabelledFrames | Non
     return found
 
 
+def _model_keys(models) -> dict[tuple[str, str], str]:
+    """The name of each (model, weights) in results.json: the model's, with ``[weights]`` when the run
+    measures that model with several weights (so that one does not replace the other)."""
+    return {(m, w): m if sum(name == m for name, _ in models) == 1 else f"{m}[{w}]" for m, w in models}
+
+
 def _weights_files(config: BenchConfig) -> dict[str, dict]:
     """Size, date and sha256 of every weights file measured, so that a result names its checkpoint."""
     import datetime as dt
 
     out = {}
-    for model, weights in config.models:
+    for (model, weights), key in _model_keys(config.models).items():
         cfg = config.detector_config(model, weights)
         path = cfg.weights_path or (DEFAULT_MODEL_PATH if model == "default" and weights == "default" else None)
         if path is None or not path.is_file():
             continue
         stat = path.stat()
-        out[model] = {"path": str(path), "bytes": stat.st_size,
+        out[key] = {"path": str(path), "bytes": stat.st_size,
                       "modified_utc": dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                       "sha256": weights_sha256(path)}
     return out

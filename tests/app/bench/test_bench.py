@@ -276,3 +276,19 @@ def test_plot_lines_keep_weights_and_input_sizes_apart():
         assert len({(r["weights"], r["input_size"], r["precision"]) for r in group}) == 1, name
         assert [r["proposals"] for r in group] == sorted(r["proposals"] for r in group)
     assert list(lines([row("a/v6.pt", 320, 50)])) == ["mobilenet_v3_large_fpn fp32"]
+
+
+def test_two_weights_files_of_one_model_are_both_recorded(clip, tmp_path):
+    """results.json names every checkpoint measured: two of one model were one entry, the last."""
+    files = [tmp_path / "v6.pt", tmp_path / "v7.pt"]
+    for i, path in enumerate(files):
+        path.write_bytes(bytes([i]) * 64)
+    result = run_bench(
+        BenchConfig(video=clip, models=tuple(("paper", str(p)) for p in files), proposals=(5,), frames=2, warmup=0,
+                    out=tmp_path / "out", pipeline=False, baseline=False),
+        detector_factory=lambda cfg: GroundTruthDetector(cfg, None),
+    )
+    recorded = json.loads((tmp_path / "out" / "results.json").read_text())["weights_files"]
+    assert sorted(entry["path"] for entry in recorded.values()) == sorted(str(p) for p in files)
+    assert len({entry["sha256"] for entry in recorded.values()}) == 2
+    assert [r["weights"] for r in result.rows] == [str(p) for p in files]
