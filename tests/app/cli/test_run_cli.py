@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -223,3 +224,50 @@ def test_url_run_is_paced_and_keeps_the_newest_frames(capsys, tmp_path, tiny_wei
     # they do not speed the video up.
     source_times = {(p - src_pts[0]) * src_tb for p in src_pts}
     assert {(p - rec_pts[0]) * rec_tb for p in rec_pts} <= source_times
+
+
+class SignalledPipeline:
+    """A stand-in pipeline: SIGTERM arrives while it runs, and once more while it finalises its outputs."""
+
+    lanes, events, export_sink = [], None, None
+
+    def __init__(self):
+        self.stops, self.finalised = 0, False
+
+    def start(self):
+        pass
+
+    def wait(self, timeout):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return False
+
+    def stop(self):
+        self.stops += 1
+        if self.stops == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # an impatient second `kill`
+            self.finalised = True
+
+    def output_failures(self):
+        return []
+
+    def run_stats(self):
+        return MultiStats(streams={"clip": PipelineStats(frames_written=3)})
+
+    def analytics_lines(self):
+        return []
+
+
+def test_a_second_sigterm_does_not_cut_the_finalising_short(capsys):
+    from app.cli.console import run_to_end, sigterm_as_interrupt
+
+    setup = type("Setup", (), {"take_announcement": lambda self: None, "summary_lines": lambda self: []})()
+    pipeline, previous = SignalledPipeline(), sigterm_as_interrupt()
+    try:
+        stats, interrupted, failures = run_to_end(pipeline, Progress(Stream()), setup)
+    except KeyboardInterrupt:
+        pytest.fail("the second SIGTERM interrupted the finalising")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert interrupted and pipeline.finalised and failures == []
+    assert "interrupted: threads stopped, outputs finalised" in capsys.readouterr().err
