@@ -159,6 +159,9 @@ def run_bench(config: BenchConfig, progress_stream=None,
                 notes.append(f"{key}: int8 AP50 {gate['ap50_int8']:.3f} vs fp32 {gate['ap50_fp32']:.3f} → "
                              f"{'passes' if gate['ok'] else 'fails'} the int8 gate (within {gate['tolerance']}): "
                              f"{'auto may pick int8' if gate['ok'] else 'auto will not pick int8'}")
+    if config.profile_file is not None and not profiles:
+        notes.append(f"--profile-file {config.profile_file} not written: a profile needs labelled frames and "
+                     "--precision fp32,int8 or --scales with two sizes or more")
     machine["load_average_at_end"] = report._loadavg()
     machine["wall_s"] = round(time.monotonic() - started, 1)
 

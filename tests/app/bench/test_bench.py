@@ -292,3 +292,15 @@ def test_two_weights_files_of_one_model_are_both_recorded(clip, tmp_path):
     assert sorted(entry["path"] for entry in recorded.values()) == sorted(str(p) for p in files)
     assert len({entry["sha256"] for entry in recorded.values()}) == 2
     assert [r["weights"] for r in result.rows] == [str(p) for p in files]
+
+
+def test_a_profile_file_that_cannot_be_written_is_said(clip, tmp_path):
+    """--profile-file needs labels and an int8 pair or a scale grid; without them it is a note, not silence."""
+    profile_file = tmp_path / "profiles.json"
+    result = run_bench(
+        BenchConfig(video=clip, models=(("paper", "random"),), proposals=(5,), frames=2, warmup=0,
+                    out=tmp_path / "out", pipeline=False, baseline=False, profile_file=profile_file),
+        detector_factory=lambda cfg: GroundTruthDetector(cfg, None),
+    )
+    assert not profile_file.exists()
+    assert any(f"--profile-file {profile_file} not written" in note for note in result.notes), result.notes
