@@ -264,19 +264,16 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
             (name, config), = configs
             config.check_outputs()
             streams, left_out = [Stream(name, config, open_source(config))], {}
-        for stream in streams:
-            notes.extend(f"{stream.name}: {line}" if several else line for line in stream.source.notes)
-        note(*notes)
+        note(*notes, *_source_notes(streams, several))
         detector, setup = build_detector_for([(s.config, s.source) for s in streams], detector_config, reprobe=reprobe)
         if several:  # each stream's encoder threads from the budget, as one stream's
             streams = [Stream(s.name, setup.with_threads(s.config), s.source) for s in streams]
             pipeline = Pipeline.of_streams(streams, detector, export=export, overwrite=overwrite, events=events)
         else:
             pipeline = Pipeline(setup.with_threads(config), detector, streams[0].source)
-        notes_before = len(streams[0].source.notes)
+        said = {stream.name: len(stream.source.notes) for stream in streams}
         stats, interrupted, failures = run_to_end(pipeline, Progress(sys.stderr), setup)
-        if not several:  # what was learnt while decoding (timestamps guessed, ...)
-            note(*streams[0].source.notes[notes_before:])
+        note(*_source_notes(streams, several, said))  # learnt while decoding (timestamps guessed, ...)
         if adapt_log := adapt_log or streams[0].config.adapt_log:
             from app.pipeline.adapt import write_log
 
@@ -297,3 +294,9 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
             pipeline.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _source_notes(streams, several: bool, said: dict[str, int] | None = None) -> list[str]:
+    """Each stream's source notes after the ``said[name]`` first, led by its name when there are several."""
+    return [f"{stream.name}: {line}" if several else line
+            for stream in streams for line in stream.source.notes[(said or {}).get(stream.name, 0):]]

@@ -271,3 +271,24 @@ def test_a_second_sigterm_does_not_cut_the_finalising_short(capsys):
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert interrupted and pipeline.finalised and failures == []
     assert "interrupted: threads stopped, outputs finalised" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_what_a_source_learns_while_running_is_said_for_every_stream(capsys, tmp_path, frame_rgb, tiny_weights, n):
+    """An unreadable image is skipped with a note naming it — by one stream of several too, led by its name."""
+    import cv2
+
+    from app.cli.cli import main
+
+    folders = [tmp_path / name for name in ("left", "right")[:n]]
+    for folder in folders:
+        folder.mkdir()
+        for i in range(2):
+            cv2.imwrite(str(folder / f"{i:03d}.jpg"), frame_rgb[:120, :160, ::-1])
+        (folder / "001x.jpg").write_text("not an image")
+    rc = main([a for f in folders for a in ("--images", str(f))] + ["--weights", str(tiny_weights), "--headless"])
+    err = capsys.readouterr().err
+    assert rc == 1, err  # done, but a frame could not be decoded
+    for folder in folders:
+        lead = f"{folder.name}: " if n > 1 else ""
+        assert f"note: {lead}{folder / '001x.jpg'} could not be read as an image; skipped" in err.splitlines(), err
