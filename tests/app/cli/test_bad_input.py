@@ -276,3 +276,16 @@ def test_source_failing_mid_run_keeps_what_was_recorded(capsys, monkeypatch, tmp
     assert err.strip().splitlines()[-1] == f"error: reading {clip10} failed after 4 frames: Connection reset by peer"
     assert str(out) in stdout
     assert len(decode_pts(out)[0]) == 4  # the frames before the failure are recorded, the file is finalised
+
+
+@pytest.mark.parametrize("error, said", [(RuntimeError(), "RuntimeError"),
+                                         (RuntimeError("cuda lost\nat frame 5"), "RuntimeError: cuda lost")])
+def test_an_internal_error_is_one_line_that_names_its_type_once(capsys, monkeypatch, error, said):
+    import app.cli.run
+
+    def fails(argv):
+        raise error
+
+    monkeypatch.setattr(app.cli.run, "main", fails)
+    rc, _, err = run(capsys, "--video", "x.mp4")
+    assert rc == 3 and err.splitlines() == [f"internal error: {said} (set FRCNN_DEBUG=1 for the traceback)"]
