@@ -277,7 +277,12 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
         if adapt_log := adapt_log or streams[0].config.adapt_log:
             from app.pipeline.adapt import write_log
 
-            print(f"adaptive log: {write_log(adapt_log, stats)}")
+            try:
+                print(f"adaptive log: {write_log(adapt_log, stats)}")
+            except OSError as exc:  # disk full, ...: an output failure, the others are complete
+                why = exc.strerror or first_line(exc)
+                failures.append(f"adaptive log {adapt_log} could not be written: {why}")
+                print(f"error: {failures[-1]}", file=sys.stderr)
         if interrupted:
             return EXIT_INTERRUPTED
         if failed := {**left_out, **pipeline.errors()}:
