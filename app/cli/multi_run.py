@@ -161,13 +161,18 @@ def check_sources(sources: Sequence[tuple[str, str]]) -> None:
         seen[key] = i
 
 
-def refuse_sources_as_outputs(sources: Sequence[tuple[str, str]], outputs) -> None:
-    """One line for an output (None: not asked for) that is one of the video files read: with
-    --overwrite it would be truncated while it is read, and the run would end early with the file lost."""
+def refuse_sources_as_outputs(sources: Sequence[tuple[str, str]], configs, *others: str | None) -> None:
+    """One line for an output of ``configs`` (PipelineConfig) or ``others`` (None: not asked for) that
+    is one of the video files read: with --overwrite it would be truncated while it is read (or, an
+    earlier run's segment, removed), and the run would end early with the file lost."""
+    from app.io.segments import existing_outputs
+
     inputs = {Path(value).resolve(): value for kind, value in sources if kind == "video"}
-    for path in outputs:
-        if path is not None and (value := inputs.get(Path(path).resolve())) is not None:
-            raise UserError(f"output {path} is the source --video {value}; write it to another file")
+    for c in configs:
+        segments = existing_outputs(c.record) if c.record and c.segment_s else []
+        for path in (c.record, *segments, c.export, c.counts_file, c.adapt_log, *others):
+            if path is not None and (value := inputs.get(Path(path).resolve())) is not None:
+                raise UserError(f"output {path} is the source --video {value}; write it to another file")
 
 
 def stream_configs(base, sources: Sequence[tuple[str, str]]):
@@ -219,8 +224,7 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
     then the window or the headless run. An option that cannot work per stream is refused in one line."""
     configs = stream_configs(base, sources)
     counts = [counts_file(args.export, name) for name, c in configs if args.export and c.counting]
-    records = [config.record for _, config in configs]
-    refuse_sources_as_outputs(sources, [*records, args.export, base.adapt_log, *counts])
+    refuse_sources_as_outputs(sources, [c for _, c in configs], args.export, base.adapt_log, *counts)
     if base.adapt_log:  # the controller is the run's: one log, each stream's fps series in it
         check_output_path(base.adapt_log, "adaptive log", overwrite=args.overwrite)
     for name, config in configs:

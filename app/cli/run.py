@@ -195,8 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipeline_config, detector_config = build_configs(args)
     if len(sources := source_list(args)) > 1:  # many streams, one detector: app/cli/multi_run.py
         return run_many(args, sources, pipeline_config, detector_config)
-    outputs = ("record", "export", "counts_file", "adapt_log")
-    refuse_sources_as_outputs(sources, [getattr(pipeline_config, name) for name in outputs])
+    refuse_sources_as_outputs(sources, [pipeline_config])
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
 
     if run_gui := window_runner(pipeline_config.headless):

@@ -178,19 +178,23 @@ def test_existing_output_without_overwrite_is_refused_untouched(capsys, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing else was written either
 
 
-@pytest.mark.parametrize("args", [
-    ["--video", "{a}", "--record", "{a}"],  # one stream: its recording would truncate it while it is read
-    ["--video", "{a}", "--video", "{b}", "--record", "{dir}/in.mp4"],  # stream "a"'s recording is in-a.mp4 = b
+SOURCES = {"a": "a.mp4", "b": "in-a.mp4", "c": "rec-00001.mp4"}
+
+
+@pytest.mark.parametrize("args, source", [
+    (["--video", "{a}", "--record", "{a}"], "a.mp4"),  # one stream: truncated while it is read
+    (["--video", "{a}", "--video", "{b}", "--record", "{dir}/in.mp4"], "in-a.mp4"),  # a's recording is b
+    (["--video", "{c}", "--record", "{dir}/rec.mp4", "--segment", "1"], "rec-00001.mp4"),  # an old segment
 ])
-def test_an_output_that_is_a_source_is_refused_even_with_overwrite(capsys, tmp_path, clip10, fast, args):
-    a, b = tmp_path / "a.mp4", tmp_path / "in-a.mp4"
-    for path in (a, b):
+def test_an_output_that_is_a_source_is_refused_with_overwrite(capsys, tmp_path, clip10, fast, args, source):
+    files = {key: tmp_path / name for key, name in SOURCES.items()}
+    for path in files.values():
         shutil.copy(clip10, path)
-    before = {path: path.read_bytes() for path in (a, b)}
-    rc, _, err = run(capsys, *(x.format(a=a, b=b, dir=tmp_path) for x in args), "--overwrite", *fast)
+    before = {path: path.read_bytes() for path in files.values()}
+    rc, _, err = run(capsys, *(x.format(dir=tmp_path, **files) for x in args), "--overwrite", *fast)
     assert rc == 2
-    one_error_line(err, "is the source", str(a if len(args) == 4 else b))
-    assert {path: path.read_bytes() for path in (a, b)} == before
+    one_error_line(err, "is the source", str(tmp_path / source))
+    assert {path: path.read_bytes() for path in files.values()} == before
 
 
 @pytest.mark.parametrize("option, name", [("--record", "out.txt"), ("--record", "out"), ("--export", "dets.xml")])
