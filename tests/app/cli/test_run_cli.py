@@ -292,3 +292,13 @@ def test_what_a_source_learns_while_running_is_said_for_every_stream(capsys, tmp
     for folder in folders:
         lead = f"{folder.name}: " if n > 1 else ""
         assert f"note: {lead}{folder / '001x.jpg'} could not be read as an image; skipped" in err.splitlines(), err
+
+
+def test_a_stream_named_all_keeps_its_bar_beside_the_total():
+    streams = {"all": PipelineStats(frames_written=5, total_frames=10, fps=2.5), "b": PipelineStats()}
+    terminal = Stream(tty=True)
+    progress = Progress(terminal)
+    progress.update(MultiStats(streams=streams, fps=2.5, batches=4, batch_sizes={1: 2, 2: 2}), final=True)
+    rows = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.text).replace("\r", "\n").splitlines()
+    assert any(r.startswith("all ") and "5/10 frames" in r for r in rows), rows  # the stream (all.mp4)
+    assert any(r.startswith("all ") and "2.5 fps, batch 1.5" in r for r in rows), rows  # the total
