@@ -14,11 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.cli.console import EXIT_INTERRUPTED
+from app.cli.console import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, EXIT_USER_ERROR
 from app.cli.subcommands import SUBCOMMANDS
-
-EXIT_USER_ERROR = 2
-EXIT_INTERNAL_ERROR = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:

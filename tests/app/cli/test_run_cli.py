@@ -32,6 +32,8 @@ def test_help_describes_every_option_and_the_other_jobs():
     for job in ("bench", "train", "eval", "autolabel"):
         assert f"  {job} " in proc.stdout
     assert "every frame" in proc.stdout and "latest frame" in proc.stdout
+    for status in (0, 1, 2, 3, 4, 130):  # every exit status main() returns is explained
+        assert re.search(rf"\b{status} (done|bad|internal|interrupted)", proc.stdout), status
     # every option has its own help text
     for action in build_parser()._actions:
         assert action.help, action.option_strings
