@@ -142,8 +142,9 @@ def lines(rows: Sequence[dict]) -> dict[str, list[dict]]:
     named = {}
     for (model, weight, precision, size), group in groups.items():
         name = model.removeprefix("fasterrcnn_")
-        if sum(m == model for m, _ in weights) > 1:
-            name += f"[{Path(str(weight)).stem}]"
+        stems = [Path(str(w)).stem for m, w in weights if m == model]
+        if len(stems) > 1:  # the file's stem, or its whole path where two stems are the same (best.pt)
+            name += f"[{Path(str(weight)).stem if len(set(stems)) == len(stems) else weight}]"
         name += f" {precision}" + (f" {size}px" if many_sizes else "")
         name += "" if group[0].get("trained") else " (random weights)"
         named[name] = sorted(group, key=lambda r: r["proposals"])

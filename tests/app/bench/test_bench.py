@@ -304,3 +304,12 @@ def test_a_profile_file_that_cannot_be_written_is_said(clip, tmp_path):
     )
     assert not profile_file.exists()
     assert any(f"--profile-file {profile_file} not written" in note for note in result.notes), result.notes
+
+
+def test_plot_lines_of_two_weights_files_with_one_name_stay_apart():
+    """runs/a/best.pt and runs/b/best.pt: two lines, each named by the path that tells them apart."""
+    rows = [{"model": "paper", "weights": w, "precision": "fp32", "input_size": 320, "proposals": n,
+             "trained": True} for w in ("runs/a/best.pt", "runs/b/best.pt") for n in (50, 300)]
+    named = lines(rows)
+    assert sorted(named) == ["paper[runs/a/best.pt] fp32", "paper[runs/b/best.pt] fp32"]
+    assert all(len(group) == 2 for group in named.values())
