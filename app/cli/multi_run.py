@@ -103,7 +103,7 @@ def read_sources_text(path: str) -> str:
     if not p.is_file():
         raise UserError(f"sources file {path} does not exist" if not p.exists() else f"sources file {path} is not a file")
     try:
-        return p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8-sig")  # a byte order mark (Notepad) is not part of line 1
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"sources file {path} cannot be read as text: {exc}") from None
 

@@ -304,3 +304,12 @@ def test_a_stream_named_all_keeps_its_bar_beside_the_total():
     rows = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.text).replace("\r", "\n").splitlines()
     assert any(r.startswith("all ") and "5/10 frames" in r for r in rows), rows  # the stream (all.mp4)
     assert any(r.startswith("all ") and "2.5 fps, batch 1.5" in r for r in rows), rows  # the total
+
+
+def test_a_sources_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path, clip10):
+    """Notepad's UTF-8 starts the file with U+FEFF: the first line is still 'KIND VALUE'."""
+    from app.cli.multi_run import read_sources_file
+
+    listing = tmp_path / "cams.txt"
+    listing.write_text(f"video {clip10}\n# a comment\nurl rtsp://cam2/s\n", encoding="utf-8-sig")
+    assert read_sources_file(str(listing)) == [("video", str(clip10)), ("url", "rtsp://cam2/s")]
