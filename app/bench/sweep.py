@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 
 from app.errors import UserError
-from detector.config import DetectorConfig
+from detector.config import ConfigError, DetectorConfig
 from detector.detector import Detector, own_score_threshold, resolve_device
 from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
 from detector.profiles import model_identity, weights_sha256
@@ -25,6 +26,7 @@ from .defaults import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP
 from .stats import Progress, median_p90, peak_rss_mb, reset_peak_rss
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+_FIELD = re.compile(r"\b(?:min_size|max_size|score_threshold)\b")  # DetectorConfig's names of bench options
 BUNDLED_SAMPLE = ASSETS_DIR / "sample.mp4"
 # The default model's held-out evaluation set for the bundled sample (vtest.avi frames 650–794):
 # (COCO JSON, frame offset) — the teacher labels that `make model` writes for those frames (their
@@ -76,14 +78,20 @@ class BenchConfig:
         if not isinstance(self.frames, int) or self.frames < 1:
             raise UserError(f"--frames {self.frames!r} must be an integer ≥ 1")
         if self.scales is not None and (not self.scales or any(not isinstance(s, int) or not 32 <= s <= 4096 for s in self.scales)):
-            raise UserError(f"--scales {self.scales!r} must be short sides in pixels, 32..4096")
+            scales = ",".join(map(str, self.scales))
+            raise UserError(f"--scales {scales} must be short sides in pixels, 32..4096")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise UserError(f"--warmup {self.warmup!r} must be an integer ≥ 0")
 
     def detector_config(self, model: str, weights: str, precision: str = "fp32") -> DetectorConfig:
-        return DetectorConfig(model=model, weights=weights, backbone=self.backbone, device=self.device,
-                              precision=precision, proposals=max(self.proposals), score_threshold=self.score_threshold,
-                              min_size=self.min_size, max_size=self.max_size)
+        """The model's ``DetectorConfig``; a bad value is a ``ConfigError`` naming the option (--min-size)."""
+        try:
+            return DetectorConfig(model=model, weights=weights, backbone=self.backbone, device=self.device,
+                                  precision=precision, proposals=max(self.proposals),
+                                  score_threshold=self.score_threshold, min_size=self.min_size,
+                                  max_size=self.max_size)
+        except ConfigError as exc:
+            raise ConfigError(_FIELD.sub(lambda m: "--" + m[0].replace("_", "-"), str(exc))) from None
 
 
 @dataclass

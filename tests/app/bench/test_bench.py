@@ -182,6 +182,9 @@ def test_cli_refuses_bad_input_with_one_line(clip, tmp_path, capsys):
         (["--video", str(clip), "--model", "paper,default", "--weights", "a,b,c"], "--weights has 3 values for 2 models"),
         (["--video", str(clip), "--precision", "fp8"], "precision fp8 is unknown"),
         (["--video", str(clip), "--model", "yolo"], "model 'yolo' is unknown"),
+        (["--video", str(clip), "--min-size", "8"], "error: --min-size 8 must be an integer ≥ 32 pixels"),
+        (["--video", str(clip), "--score-threshold", "2"], "error: --score-threshold 2.0 must be a number"),
+        (["--video", str(clip), "--scales", "240,10"], "error: --scales 10,240 must be short sides"),
     ):
         assert cli_main(["bench", *argv, "--out", str(tmp_path / "new")]) == 2, argv
         err = capsys.readouterr().err
