@@ -161,18 +161,25 @@ def check_sources(sources: Sequence[tuple[str, str]]) -> None:
         seen[key] = i
 
 
-def refuse_sources_as_outputs(sources: Sequence[tuple[str, str]], configs, *others: str | None) -> None:
-    """One line for an output of ``configs`` (PipelineConfig) or ``others`` (None: not asked for) that
-    is one of the video files read: with --overwrite it would be truncated while it is read (or, an
-    earlier run's segment, removed), and the run would end early with the file lost."""
+def refuse_clashing_outputs(sources: Sequence[tuple[str, str]], configs, *others: tuple[str, str | None]):
+    """One line for an output of ``configs`` (PipelineConfig) or ``others`` ((option, path); None: not
+    asked for) that is one of the video files read — with --overwrite it would be truncated while it
+    is read (or, an earlier run's segment, removed) — or that another output names too: one would
+    overwrite the other (--export d.json --adapt-log d.json)."""
     from app.io.segments import existing_outputs
 
-    inputs = {Path(value).resolve(): value for kind, value in sources if kind == "video"}
+    outputs = []
     for c in configs:
         segments = existing_outputs(c.record) if c.record and c.segment_s else []
-        for path in (c.record, *segments, c.export, c.counts_file, c.adapt_log, *others):
-            if path is not None and (value := inputs.get(Path(path).resolve())) is not None:
-                raise UserError(f"output {path} is the source --video {value}; write it to another file")
+        outputs += [("--record", c.record), *(("--record segment", str(p)) for p in segments),
+                    ("--export", c.export), ("counts", c.counts_file), ("--adapt-log", c.adapt_log),
+                    ("--events", c.events and c.events.events), ("--heatmap", c.events and c.events.heatmap)]
+    named = {Path(v).resolve(): f"the source --video {v}" for kind, v in sources if kind == "video"}
+    for option, path in [*outputs, *others]:
+        if path is not None:
+            if (key := Path(path).resolve()) in named:
+                raise UserError(f"{option} {path} is {named[key]}; write it to another file")
+            named[key] = f"the {option} file"
 
 
 def stream_configs(base, sources: Sequence[tuple[str, str]]):
@@ -223,8 +230,15 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
     """The run command with several sources (``base``: the command's ``PipelineConfig``): checks,
     then the window or the headless run. An option that cannot work per stream is refused in one line."""
     configs = stream_configs(base, sources)
-    counts = [counts_file(args.export, name) for name, c in configs if args.export and c.counting]
-    refuse_sources_as_outputs(sources, [c for _, c in configs], args.export, base.adapt_log, *counts)
+    heatmap = base.events.heatmap if base.events else None
+    run_outputs = [("--export", args.export), ("--adapt-log", base.adapt_log),
+                   ("--events", base.events.events if base.events else None)]
+    for name, config in configs:
+        if args.export and config.counting:
+            run_outputs.append(("counts", counts_file(args.export, name)))
+        if heatmap:
+            run_outputs.append(("--heatmap", per_stream_path(heatmap, name)))
+    refuse_clashing_outputs(sources, [c for _, c in configs], *run_outputs)
     if base.adapt_log:  # the controller is the run's: one log, each stream's fps series in it
         check_output_path(base.adapt_log, "adaptive log", overwrite=args.overwrite)
     for name, config in configs:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from app.cli.console import window_runner
 from app.cli.multi_run import (
     add_source_options,
-    refuse_sources_as_outputs,
+    refuse_clashing_outputs,
     run_headless,
     run_many,
     source_list,
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipeline_config, detector_config = build_configs(args)
     if len(sources := source_list(args)) > 1:  # many streams, one detector: app/cli/multi_run.py
         return run_many(args, sources, pipeline_config, detector_config)
-    refuse_sources_as_outputs(sources, [pipeline_config])
+    refuse_clashing_outputs(sources, [pipeline_config])
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
 
     if run_gui := window_runner(pipeline_config.headless):

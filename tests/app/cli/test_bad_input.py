@@ -193,8 +193,22 @@ def test_an_output_that_is_a_source_is_refused_with_overwrite(capsys, tmp_path, 
     before = {path: path.read_bytes() for path in files.values()}
     rc, _, err = run(capsys, *(x.format(dir=tmp_path, **files) for x in args), "--overwrite", *fast)
     assert rc == 2
-    one_error_line(err, "is the source", str(tmp_path / source))
+    one_error_line(err, f"is the source --video {tmp_path / source}")
     assert {path: path.read_bytes() for path in files.values()} == before
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("args, needle", [
+    (["--export", "d.json", "--adapt-log", "d.json", "--target-fps", "5"], "--adapt-log d.json is the"),
+    (["--export", "e.jsonl", "--events", "e.jsonl", "--alert-classes", "person"], "--events e.jsonl is the"),
+])
+def test_two_outputs_naming_a_file_are_refused(capsys, monkeypatch, tmp_path, clip10, fast, n, args, needle):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clip10, tmp_path / "b.mp4")
+    rc, _, err = run(capsys, "--video", clip10, *(["--video", "b.mp4"] if n == 2 else []), *args, *fast)
+    assert rc == 2
+    one_error_line(err, needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mp4"]  # nothing was written
 
 
 @pytest.mark.parametrize("option, name", [("--record", "out.txt"), ("--record", "out"), ("--export", "dets.xml")])
