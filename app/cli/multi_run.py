@@ -230,7 +230,7 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
     """The run command with several sources (``base``: the command's ``PipelineConfig``): checks,
     then the window or the headless run. An option that cannot work per stream is refused in one line."""
     configs = stream_configs(base, sources)
-    heatmap = base.events.heatmap if base.events else None
+    heatmap = base.events.heatmap if base.events else None  # h.png → h-<stream>.png
     run_outputs = [("--export", args.export), ("--adapt-log", base.adapt_log),
                    ("--events", base.events.events if base.events else None)]
     for name, config in configs:
@@ -239,19 +239,17 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
         if heatmap:
             run_outputs.append(("--heatmap", per_stream_path(heatmap, name)))
     refuse_clashing_outputs(sources, [c for _, c in configs], *run_outputs)
-    if base.adapt_log:  # the controller is the run's: one log, each stream's fps series in it
-        check_output_path(base.adapt_log, "adaptive log", overwrite=args.overwrite)
-    for name, config in configs:
+    # the run's own files: one adaptive log (the controller is the run's), each stream's counts and heat map
+    what = {"--adapt-log": "adaptive log", "counts": "counts", "--heatmap": "heat map"}
+    for option, path in run_outputs:
+        if option in what and path is not None:
+            check_output_path(path, what[option], overwrite=args.overwrite)
+    for _, config in configs:
         config.check_outputs()
-        if args.export and config.counting:
-            check_output_path(counts_file(args.export, name), "counts", overwrite=args.overwrite)
     if args.export:  # the single run's rules: a .json, .jsonl or .csv that may be written
         configs[0][1].with_(export=args.export, lines=(), zones=()).check_outputs()
-    if base.events is not None:  # one events file, each stream's heat map (h.png → h-<stream>.png)
+    if base.events is not None:  # one events file (its heat maps are the streams', above)
         replace(base.events, heatmap=None).check_outputs(args.overwrite)
-        for name, _ in configs:
-            if base.events.heatmap:
-                check_output_path(per_stream_path(base.events.heatmap, name), "heat map", overwrite=args.overwrite)
     if run_gui := window_runner(args.headless):
         notes: list[str] = []
         streams, left_out = open_streams(configs, notes)
