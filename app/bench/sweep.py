@@ -233,9 +233,9 @@ def _weights_files(config: BenchConfig) -> dict[str, dict]:
         if path is None or not path.is_file():
             continue
         stat = path.stat()
-        out[key] = {"path": str(path), "bytes": stat.st_size,
-                      "modified_utc": dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      "sha256": weights_sha256(path)}
+        modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out[key] = {"path": str(path), "bytes": stat.st_size, "modified_utc": modified,
+                    "sha256": weights_sha256(path)}
     return out
 
 

@@ -12,13 +12,7 @@ import os
 from collections.abc import Sequence
 
 from app.cli.console import window_runner
-from app.cli.multi_run import (
-    add_source_options,
-    refuse_clashing_outputs,
-    run_headless,
-    run_many,
-    source_list,
-)
+from app.cli.multi_run import add_source_options, refuse_clashing_outputs, run_headless, run_many, source_list
 from app.cli.subcommands import subcommand_help
 from app.errors import UserErrorParser
 from app.io.paths import stream_name
