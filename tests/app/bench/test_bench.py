@@ -316,3 +316,35 @@ def test_plot_lines_of_two_weights_files_with_one_name_stay_apart():
     named = lines(rows)
     assert sorted(named) == ["paper[runs/a/best.pt] fp32", "paper[runs/b/best.pt] fp32"]
     assert all(len(group) == 2 for group in named.values())
+
+
+def test_a_live_stream_of_a_clip_decodes_only_the_frames_it_sends(clip, monkeypatch):
+    """clip_frames(video, n) holds n frames in memory, not the whole clip (a long video would not fit)."""
+    from app.bench import live_streams
+
+    decoded, real_open = [], av.open
+
+    class Counting:  # the container, counting the frames decoded from it
+        def __init__(self, path):
+            self.container = real_open(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.container.close()
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def decode(self, *streams, **kinds):
+            for frame in self.container.decode(*streams, **kinds):
+                decoded.append(frame.pts)
+                yield frame
+
+    monkeypatch.setattr(av, "open", Counting)
+    first = [f.image for f in measure.read_frames(clip, 2)]
+    frames = live_streams.clip_frames(clip, 2)
+    assert len(decoded) == 2 + 2  # read_frames' two, then clip_frames' two of the six
+    assert all(np.array_equal(a, b) for a, b in zip(frames, first, strict=True))
+    assert len(live_streams.clip_frames(clip, 9)) == 9  # longer than the clip: forwards, then backwards
