@@ -348,3 +348,13 @@ def test_a_live_stream_of_a_clip_decodes_only_the_frames_it_sends(clip, monkeypa
     assert len(decoded) == 2 + 2  # read_frames' two, then clip_frames' two of the six
     assert all(np.array_equal(a, b) for a, b in zip(frames, first, strict=True))
     assert len(live_streams.clip_frames(clip, 9)) == 9  # longer than the clip: forwards, then backwards
+
+
+def test_the_table_tells_two_weights_files_of_a_model_apart():
+    from app.bench.report import format_table
+
+    rows = [{"model": "paper", "weights": w, "precision": "fp32", "proposals": 50, "detector_fps": fps}
+            for w, fps in (("runs/v6.pt", 10.0), ("runs/v7.pt", 12.0))]
+    body = format_table(rows).splitlines()[2:]
+    assert [line.split()[0] for line in body] == ["paper[v6]", "paper[v7]"]
+    assert format_table(rows[:1]).splitlines()[2].split()[0] == "paper"  # one weights file: the model alone
