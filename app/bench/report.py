@@ -113,7 +113,7 @@ def format_table(rows: Sequence[dict]) -> str:
     """The results as an aligned text table (ms are medians per frame; empty cells were not measured)."""
     gpu = any(row.get("gpu_peak_mb") is not None for row in rows)
     table = TABLE + ((("GPU MB", "gpu_peak_mb", "{:.0f}"),) if gpu else ())
-    tags = _weights_tags(rows)
+    tags = weights_tags(rows)
     cells = [[title for title, _, _ in table],
              *([_cell(row.get(key), fmt) + (tags[row["model"], row.get("weights")] if key == "model" else "")
                 for _, key, fmt in table] for row in rows)]
@@ -139,7 +139,7 @@ def lines(rows: Sequence[dict]) -> dict[str, list[dict]]:
     for row in rows:
         key = row["model"], row.get("weights"), row["precision"], row.get("input_size")
         groups.setdefault(key, []).append(row)
-    tags = _weights_tags(rows)
+    tags = weights_tags(rows)
     many_sizes = len({size for *_, size in groups}) > 1
     named = {}
     for (model, weight, precision, size), group in groups.items():
@@ -150,9 +150,10 @@ def lines(rows: Sequence[dict]) -> dict[str, list[dict]]:
     return named
 
 
-def _weights_tags(rows: Sequence[dict]) -> dict[tuple, str]:
-    """What tells each (model, weights) apart from the model's other weights: "" when it has one,
-    else "[stem]" of the file — or "[its path]" where two stems are the same (a/best.pt, b/best.pt)."""
+def weights_tags(rows: Sequence[dict]) -> dict[tuple, str]:
+    """What tells each (model, weights) of ``rows`` apart from the model's other weights (in the table,
+    the plot and results.json): "" when it has one, else "[stem]" of the file — or "[its path]" where
+    two stems are the same (a/best.pt, b/best.pt)."""
     weights = {(row["model"], row.get("weights")) for row in rows}
     tags = {}
     for model, weight in weights:

@@ -217,9 +217,10 @@ def _profile(config: BenchConfig, rows: list[dict], labels: LabelledFrames | Non
 
 
 def _model_keys(models) -> dict[tuple[str, str], str]:
-    """The name of each (model, weights) in results.json: the model's, with ``[weights]`` when the run
-    measures that model with several weights (so that one does not replace the other)."""
-    return {(m, w): m if sum(name == m for name, _ in models) == 1 else f"{m}[{w}]" for m, w in models}
+    """The name of each (model, weights) in results.json: the model's, with its weights' tag when the
+    run measures that model with several (so that one does not replace the other)."""
+    tags = report.weights_tags([{"model": m, "weights": w} for m, w in models])
+    return {(m, w): m + tags[m, w] for m, w in models}
 
 
 def _weights_files(config: BenchConfig) -> dict[str, dict]:
