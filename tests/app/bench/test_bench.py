@@ -358,3 +358,27 @@ def test_the_table_tells_two_weights_files_of_a_model_apart():
     body = format_table(rows).splitlines()[2:]
     assert [line.split()[0] for line in body] == ["paper[v6]", "paper[v7]"]
     assert format_table(rows[:1]).splitlines()[2].split()[0] == "paper"  # one weights file: the model alone
+
+
+def test_the_scale_plot_names_each_front_and_keeps_ms_off_its_ap_axis(tmp_path, monkeypatch):
+    """Two weights files: two fronts, each named by its file. A cell without AP is left off the AP axis."""
+    import matplotlib.figure
+
+    from app.bench import grid
+
+    seen = {}
+
+    def capture(fig, path, **options):
+        ax = fig.axes[0]
+        seen["labels"] = ax.get_legend_handles_labels()[1]
+        seen["y"] = [float(y) for points in ax.collections for _, y in points.get_offsets()]
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
+    cells = ((320, 50, 30.0, 0.5), (480, 100, 10.0, 0.7), (640, 300, 5.0, None))  # the last: AP not measured
+    rows = [{"model": "paper", "weights": w, "precision": "fp32", "input_size": s, "proposals": p,
+             "detector_fps": fps, "ap50": ap, "total_ms_median": 1000 / fps}
+            for w in ("a/v6.pt", "a/v7.pt") for s, p, fps, ap in cells]
+    grid.mark_pareto(rows)
+    grid.plot(tmp_path / "grid.png", rows, "two checkpoints")
+    assert {"Pareto front (paper[v6] fp32)", "Pareto front (paper[v7] fp32)"} <= set(seen["labels"])
+    assert seen["y"] and all(0 <= y <= 1 for y in seen["y"])
