@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-offset", type=int, default=0,
                    help="subtract from the labels' frame numbers (labels made on a longer video the clip was cut from)")
     p.add_argument("--out", type=Path, default="bench", help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (replaces the three result files only)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty --out (replaces only the files the bench writes: results.csv, "
+                        "results.json, proposals_vs_fps.png and, with --scales, scale_vs_proposals.png)")
     p.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end pipeline runs")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive loop")
     p.add_argument("--note", default="", help="a line stored in results.json (e.g. what else ran on the machine)")

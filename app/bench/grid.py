@@ -53,6 +53,8 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .report import weights_tags
+
     cells = [r for r in rows if _ok(r.get("detector_fps"))]
     key = _accuracy_key(cells)
     has_ap = any(_ok(r.get(key)) for r in cells)
@@ -63,7 +65,9 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     shapes = "os^Dv<>P*X"
     markers = {p: shapes[j % len(shapes)] for j, p in enumerate(sorted({r["proposals"] for r in cells}))}
     for row in cells:
-        y = row[key] if has_ap and _ok(row.get(key)) else row.get("total_ms_median")
+        if has_ap and not _ok(row.get(key)):
+            continue  # not measured: no place on the AP axis (its ms would be read as AP)
+        y = row[key] if has_ap else row.get("total_ms_median")
         ax.scatter(row["detector_fps"], y, color=colours.get(row.get("input_size"), cmap(0)),
                    marker=markers[row["proposals"]], s=60, linewidths=1.2, zorder=3,
                    edgecolors="black" if row.get("pareto") else "none")
@@ -71,10 +75,11 @@ def plot(path: Path, rows: Sequence[dict], title: str) -> None:
     for row in cells:
         if row.get("pareto"):
             groups.setdefault(_key(row), []).append(row)
-    for group, front in groups.items():
+    tags = weights_tags(cells)  # two weights files of a model: two fronts, each named by its file
+    for (model, weights, precision), front in groups.items():
         front = sorted(front, key=lambda r: r["detector_fps"])
         ax.plot([r["detector_fps"] for r in front], [r[key] for r in front], "-", color="0.25", linewidth=1.2,
-                zorder=2, label=f"Pareto front ({group[0]} {group[2]})")
+                zorder=2, label=f"Pareto front ({model}{tags[model, weights]} {precision})")
         for r in front:
             ax.annotate(f"{r['input_size']}px/{r['proposals']}", (r["detector_fps"], r[key]), xytext=(4, 4),
                         textcoords="offset points", fontsize=7, color="0.2")

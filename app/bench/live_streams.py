@@ -49,11 +49,11 @@ def synthetic_frames(n: int, size: tuple[int, int] = (160, 120)) -> list[np.ndar
 
 def clip_frames(path: str | Path, n: int) -> list[np.ndarray]:
     """The first ``n`` frames of a video, played forwards then backwards as often as needed
-    (so that a short clip makes a long stream without a jump)."""
+    (so that a short clip makes a long stream without a jump). Only those are decoded and held."""
     import av
 
     with av.open(str(path)) as c:
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        frames = [f.to_ndarray(format="rgb24") for f in itertools.islice(c.decode(video=0), n)]
     if not frames:
         raise ValueError(f"{path} has no frames")
     cycle = frames + frames[-2:0:-1] if len(frames) > 2 else frames

@@ -113,8 +113,10 @@ def format_table(rows: Sequence[dict]) -> str:
     """The results as an aligned text table (ms are medians per frame; empty cells were not measured)."""
     gpu = any(row.get("gpu_peak_mb") is not None for row in rows)
     table = TABLE + ((("GPU MB", "gpu_peak_mb", "{:.0f}"),) if gpu else ())
+    tags = weights_tags(rows)
     cells = [[title for title, _, _ in table],
-             *([_cell(row.get(key), fmt) for _, key, fmt in table] for row in rows)]
+             *([_cell(row.get(key), fmt) + (tags[row["model"], row.get("weights")] if key == "model" else "")
+                for _, key, fmt in table] for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))) for line in cells]
     lines.insert(1, "-" * len(lines[0]))
@@ -137,17 +139,28 @@ def lines(rows: Sequence[dict]) -> dict[str, list[dict]]:
     for row in rows:
         key = row["model"], row.get("weights"), row["precision"], row.get("input_size")
         groups.setdefault(key, []).append(row)
-    weights = {(m, w) for m, w, _, _ in groups}
+    tags = weights_tags(rows)
     many_sizes = len({size for *_, size in groups}) > 1
     named = {}
     for (model, weight, precision, size), group in groups.items():
-        name = model.removeprefix("fasterrcnn_")
-        if sum(m == model for m, _ in weights) > 1:
-            name += f"[{Path(str(weight)).stem}]"
+        name = model.removeprefix("fasterrcnn_") + tags[model, weight]
         name += f" {precision}" + (f" {size}px" if many_sizes else "")
         name += "" if group[0].get("trained") else " (random weights)"
         named[name] = sorted(group, key=lambda r: r["proposals"])
     return named
+
+
+def weights_tags(rows: Sequence[dict]) -> dict[tuple, str]:
+    """What tells each (model, weights) of ``rows`` apart from the model's other weights (in the table,
+    the plot and results.json): "" when it has one, else "[stem]" of the file — or "[its path]" where
+    two stems are the same (a/best.pt, b/best.pt)."""
+    weights = {(row["model"], row.get("weights")) for row in rows}
+    tags = {}
+    for model, weight in weights:
+        stems = [Path(str(w)).stem for m, w in weights if m == model]
+        unique = len(set(stems)) == len(stems)
+        tags[model, weight] = "" if len(stems) == 1 else f"[{Path(str(weight)).stem if unique else weight}]"
+    return tags
 
 
 def plot(path: Path, rows: Sequence[dict], title: str) -> None:

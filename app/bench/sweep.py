@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 
 from app.errors import UserError
-from detector.config import DetectorConfig
+from detector.config import ConfigError, DetectorConfig
 from detector.detector import Detector, own_score_threshold, resolve_device
 from detector.factory import ASSETS_DIR, DEFAULT_MODEL_PATH, create_model
 from detector.profiles import model_identity, weights_sha256
@@ -25,6 +26,7 @@ from .defaults import DEFAULT_FRAMES, DEFAULT_PROPOSALS, DEFAULT_WARMUP
 from .stats import Progress, median_p90, peak_rss_mb, reset_peak_rss
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+_FIELD = re.compile(r"\b(?:min_size|max_size|score_threshold)\b")  # DetectorConfig's names of bench options
 BUNDLED_SAMPLE = ASSETS_DIR / "sample.mp4"
 # The default model's held-out evaluation set for the bundled sample (vtest.avi frames 650–794):
 # (COCO JSON, frame offset) — the teacher labels that `make model` writes for those frames (their
@@ -76,14 +78,20 @@ class BenchConfig:
         if not isinstance(self.frames, int) or self.frames < 1:
             raise UserError(f"--frames {self.frames!r} must be an integer ≥ 1")
         if self.scales is not None and (not self.scales or any(not isinstance(s, int) or not 32 <= s <= 4096 for s in self.scales)):
-            raise UserError(f"--scales {self.scales!r} must be short sides in pixels, 32..4096")
+            scales = ",".join(map(str, self.scales))
+            raise UserError(f"--scales {scales} must be short sides in pixels, 32..4096")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise UserError(f"--warmup {self.warmup!r} must be an integer ≥ 0")
 
     def detector_config(self, model: str, weights: str, precision: str = "fp32") -> DetectorConfig:
-        return DetectorConfig(model=model, weights=weights, backbone=self.backbone, device=self.device,
-                              precision=precision, proposals=max(self.proposals), score_threshold=self.score_threshold,
-                              min_size=self.min_size, max_size=self.max_size)
+        """The model's ``DetectorConfig``; a bad value is a ``ConfigError`` naming the option (--min-size)."""
+        try:
+            return DetectorConfig(model=model, weights=weights, backbone=self.backbone, device=self.device,
+                                  precision=precision, proposals=max(self.proposals),
+                                  score_threshold=self.score_threshold, min_size=self.min_size,
+                                  max_size=self.max_size)
+        except ConfigError as exc:
+            raise ConfigError(_FIELD.sub(lambda m: "--" + m[0].replace("_", "-"), str(exc))) from None
 
 
 @dataclass
@@ -146,18 +154,22 @@ def run_bench(config: BenchConfig, progress_stream=None,
     with (Progress(per_model * len(config.models), stream=progress_stream) as progress,  # stops even on an error
           tempfile.TemporaryDirectory(prefix="bench-") as scratch):
         for model_name, weights in config.models:
+            key = _model_keys(config.models)[model_name, weights]
             model_rows, baseline = _bench_model(config, model_name, weights, precisions, device, frames, labels,
                                                 Path(scratch), progress, notes, detector_factory)
             rows += model_rows
             if baseline:
                 baselines.append(baseline)
             if found := _profile(config, model_rows, labels):
-                profiles[model_name] = found
+                profiles[key] = found
             if "int8" in found:
                 gate = found["int8"]
-                notes.append(f"{model_name}: int8 AP50 {gate['ap50_int8']:.3f} vs fp32 {gate['ap50_fp32']:.3f} → "
+                notes.append(f"{key}: int8 AP50 {gate['ap50_int8']:.3f} vs fp32 {gate['ap50_fp32']:.3f} → "
                              f"{'passes' if gate['ok'] else 'fails'} the int8 gate (within {gate['tolerance']}): "
                              f"{'auto may pick int8' if gate['ok'] else 'auto will not pick int8'}")
+    if config.profile_file is not None and not profiles:
+        notes.append(f"--profile-file {config.profile_file} not written: a profile needs labelled frames and "
+                     "--precision fp32,int8 or --scales with two sizes or more")
     machine["load_average_at_end"] = report._loadavg()
     machine["wall_s"] = round(time.monotonic() - started, 1)
 
@@ -204,20 +216,27 @@ def _profile(config: BenchConfig, rows: list[dict], labels: LabelledFrames | Non
     return found
 
 
+def _model_keys(models) -> dict[tuple[str, str], str]:
+    """The name of each (model, weights) in results.json: the model's, with its weights' tag when the
+    run measures that model with several (so that one does not replace the other)."""
+    tags = report.weights_tags([{"model": m, "weights": w} for m, w in models])
+    return {(m, w): m + tags[m, w] for m, w in models}
+
+
 def _weights_files(config: BenchConfig) -> dict[str, dict]:
     """Size, date and sha256 of every weights file measured, so that a result names its checkpoint."""
     import datetime as dt
 
     out = {}
-    for model, weights in config.models:
+    for (model, weights), key in _model_keys(config.models).items():
         cfg = config.detector_config(model, weights)
         path = cfg.weights_path or (DEFAULT_MODEL_PATH if model == "default" and weights == "default" else None)
         if path is None or not path.is_file():
             continue
         stat = path.stat()
-        out[model] = {"path": str(path), "bytes": stat.st_size,
-                      "modified_utc": dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      "sha256": weights_sha256(path)}
+        modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out[key] = {"path": str(path), "bytes": stat.st_size, "modified_utc": modified,
+                    "sha256": weights_sha256(path)}
     return out
 
 

@@ -14,11 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.cli.console import EXIT_INTERRUPTED
+from app.cli.console import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, EXIT_USER_ERROR
 from app.cli.subcommands import SUBCOMMANDS
-
-EXIT_USER_ERROR = 2
-EXIT_INTERNAL_ERROR = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def report_error(exc: BaseException) -> int:
     """Print one line for ``exc`` and return the exit status."""
-    from app.errors import UserError, first_line
+    from app.errors import UserError, first_line, one_line
     from detector.config import ConfigError
     from detector.detector import DeviceError
     from detector.weights import WeightsError
@@ -49,11 +46,10 @@ def report_error(exc: BaseException) -> int:
         import traceback
 
         traceback.print_exception(exc)
-    message = first_line(exc)
     if isinstance(exc, (UserError, ConfigError, WeightsError, DeviceError)):
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    print(f"internal error: {type(exc).__name__}: {message} (set FRCNN_DEBUG=1 for the traceback)", file=sys.stderr)
+    print(f"internal error: {one_line(exc)} (set FRCNN_DEBUG=1 for the traceback)", file=sys.stderr)
     return EXIT_INTERNAL_ERROR
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 EXIT_OK = 0
 EXIT_BAD_FRAMES = 1
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 3
 EXIT_OUTPUT_FAILED = 4
 EXIT_INTERRUPTED = 130
 
@@ -64,7 +66,7 @@ def run_to_end(pipeline, progress, setup) -> tuple[object, bool, list[str]]:
 
     Starts it and redraws ``progress`` until the end, saying each source's reconnection events, each
     output failure (once) and what ``--precision auto`` switched to (``setup``). Ctrl-C or SIGTERM
-    stops it within about a second with every output finalised (a second Ctrl-C is ignored meanwhile);
+    stops it within about a second with every output finalised (a second one is ignored meanwhile);
     an error says what was kept (the summary) and is re-raised. At the end: ``print_summary``, and
     whether it was interrupted. Returns (the final ``MultiStats``, interrupted, the output failures).
     """
@@ -87,7 +89,8 @@ def run_to_end(pipeline, progress, setup) -> tuple[object, bool, list[str]]:
             progress.update(pipeline.run_stats())
     except KeyboardInterrupt:
         interrupted = True
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the finalising short
+        # a second Ctrl-C or SIGTERM (sigterm_as_interrupt) must not cut the finalising short
+        handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     except Exception:  # say what was kept, then re-raise: the CLI prints the one error line
         pipeline.stop()
         progress.close()
@@ -97,7 +100,8 @@ def run_to_end(pipeline, progress, setup) -> tuple[object, bool, list[str]]:
     finally:
         pipeline.stop()
     if interrupted:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     _source_events(pipeline, progress)
     stats = pipeline.run_stats()
     progress.update(stats, final=True)

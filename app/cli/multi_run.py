@@ -103,7 +103,7 @@ def read_sources_text(path: str) -> str:
     if not p.is_file():
         raise UserError(f"sources file {path} does not exist" if not p.exists() else f"sources file {path} is not a file")
     try:
-        return p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8-sig")  # a byte order mark (Notepad) is not part of line 1
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"sources file {path} cannot be read as text: {exc}") from None
 
@@ -161,6 +161,27 @@ def check_sources(sources: Sequence[tuple[str, str]]) -> None:
         seen[key] = i
 
 
+def refuse_clashing_outputs(sources: Sequence[tuple[str, str]], configs, *others: tuple[str, str | None]):
+    """One line for an output of ``configs`` (PipelineConfig) or ``others`` ((option, path); None: not
+    asked for) that is one of the video files read — with --overwrite it would be truncated while it
+    is read (or, an earlier run's segment, removed) — or that another output names too: one would
+    overwrite the other (--export d.json --adapt-log d.json)."""
+    from app.io.segments import existing_outputs
+
+    outputs = []
+    for c in configs:
+        segments = existing_outputs(c.record) if c.record and c.segment_s else []
+        outputs += [("--record", c.record), *(("--record segment", str(p)) for p in segments),
+                    ("--export", c.export), ("counts", c.counts_file), ("--adapt-log", c.adapt_log),
+                    ("--events", c.events and c.events.events), ("--heatmap", c.events and c.events.heatmap)]
+    named = {Path(v).resolve(): f"the source --video {v}" for kind, v in sources if kind == "video"}
+    for option, path in [*outputs, *others]:
+        if path is not None:
+            if (key := Path(path).resolve()) in named:
+                raise UserError(f"{option} {path} is {named[key]}; write it to another file")
+            named[key] = f"the {option} file"
+
+
 def stream_configs(base, sources: Sequence[tuple[str, str]]):
     """(name, PipelineConfig) per stream: the run's ``base`` config — every option of the command
     (tracking, lines, zones, target fps, ...) — with the stream's source and its own recording; the
@@ -209,19 +230,26 @@ def run_many(args: argparse.Namespace, sources: Sequence[tuple[str, str]], base,
     """The run command with several sources (``base``: the command's ``PipelineConfig``): checks,
     then the window or the headless run. An option that cannot work per stream is refused in one line."""
     configs = stream_configs(base, sources)
-    if base.adapt_log:  # the controller is the run's: one log, each stream's fps series in it
-        check_output_path(base.adapt_log, "adaptive log", overwrite=args.overwrite)
+    heatmap = base.events.heatmap if base.events else None  # h.png → h-<stream>.png
+    run_outputs = [("--export", args.export), ("--adapt-log", base.adapt_log),
+                   ("--events", base.events.events if base.events else None)]
     for name, config in configs:
-        config.check_outputs()
         if args.export and config.counting:
-            check_output_path(counts_file(args.export, name), "counts", overwrite=args.overwrite)
+            run_outputs.append(("counts", counts_file(args.export, name)))
+        if heatmap:
+            run_outputs.append(("--heatmap", per_stream_path(heatmap, name)))
+    refuse_clashing_outputs(sources, [c for _, c in configs], *run_outputs)
+    # the run's own files: one adaptive log (the controller is the run's), each stream's counts and heat map
+    what = {"--adapt-log": "adaptive log", "counts": "counts", "--heatmap": "heat map"}
+    for option, path in run_outputs:
+        if option in what and path is not None:
+            check_output_path(path, what[option], overwrite=args.overwrite)
+    for _, config in configs:
+        config.check_outputs()
     if args.export:  # the single run's rules: a .json, .jsonl or .csv that may be written
         configs[0][1].with_(export=args.export, lines=(), zones=()).check_outputs()
-    if base.events is not None:  # one events file, each stream's heat map (h.png → h-<stream>.png)
+    if base.events is not None:  # one events file (its heat maps are the streams', above)
         replace(base.events, heatmap=None).check_outputs(args.overwrite)
-        for name, _ in configs:
-            if base.events.heatmap:
-                check_output_path(per_stream_path(base.events.heatmap, name), "heat map", overwrite=args.overwrite)
     if run_gui := window_runner(args.headless):
         notes: list[str] = []
         streams, left_out = open_streams(configs, notes)
@@ -252,23 +280,25 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
             (name, config), = configs
             config.check_outputs()
             streams, left_out = [Stream(name, config, open_source(config))], {}
-        for stream in streams:
-            notes.extend(f"{stream.name}: {line}" if several else line for line in stream.source.notes)
-        note(*notes)
+        note(*notes, *_source_notes(streams, several))
         detector, setup = build_detector_for([(s.config, s.source) for s in streams], detector_config, reprobe=reprobe)
         if several:  # each stream's encoder threads from the budget, as one stream's
             streams = [Stream(s.name, setup.with_threads(s.config), s.source) for s in streams]
             pipeline = Pipeline.of_streams(streams, detector, export=export, overwrite=overwrite, events=events)
         else:
             pipeline = Pipeline(setup.with_threads(config), detector, streams[0].source)
-        notes_before = len(streams[0].source.notes)
+        said = {stream.name: len(stream.source.notes) for stream in streams}
         stats, interrupted, failures = run_to_end(pipeline, Progress(sys.stderr), setup)
-        if not several:  # what was learnt while decoding (timestamps guessed, ...)
-            note(*streams[0].source.notes[notes_before:])
+        note(*_source_notes(streams, several, said))  # learnt while decoding (timestamps guessed, ...)
         if adapt_log := adapt_log or streams[0].config.adapt_log:
             from app.pipeline.adapt import write_log
 
-            print(f"adaptive log: {write_log(adapt_log, stats)}")
+            try:
+                print(f"adaptive log: {write_log(adapt_log, stats)}")
+            except OSError as exc:  # disk full, ...: an output failure, the others are complete
+                why = exc.strerror or first_line(exc)
+                failures.append(f"adaptive log {adapt_log} could not be written: {why}")
+                print(f"error: {failures[-1]}", file=sys.stderr)
         if interrupted:
             return EXIT_INTERRUPTED
         if failed := {**left_out, **pipeline.errors()}:
@@ -285,3 +315,9 @@ def run_headless(configs, detector_config, *, export: str | None = None, overwri
             pipeline.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _source_notes(streams, several: bool, said: dict[str, int] | None = None) -> list[str]:
+    """Each stream's source notes after the ``said[name]`` first, led by its name when there are several."""
+    return [f"{stream.name}: {line}" if several else line
+            for stream in streams for line in stream.source.notes[(said or {}).get(stream.name, 0):]]

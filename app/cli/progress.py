@@ -82,14 +82,16 @@ class Progress:
                 for name, s in stats.streams.items()}
         if len(rows) > 1:
             totals = [s.total_frames for s in stats.streams.values()]
-            rows["all"] = (sum(totals) if all(totals) else None, stats.frames_written, _total_text(stats))
+            # the total, drawn as "all": keyed None, since a stream may be named "all" (all.mp4)
+            rows[None] = (sum(totals) if all(totals) else None, stats.frames_written, _total_text(stats))
         if self._bars is None:
             from rich import console, progress
 
             name, text = (progress.TextColumn(f"{{task.{k}}}", markup=False) for k in ("description", "fields[text]"))
             self._bars = progress.Progress(name, progress.BarColumn(bar_width=20), text, auto_refresh=False,
                                            console=console.Console(file=self.stream), redirect_stdout=False)
-            self._tasks = {name: self._bars.add_task(name, total=total, text="") for name, (total, _, _) in rows.items()}
+            self._tasks = {name: self._bars.add_task(name or "all", total=total, text="")
+                           for name, (total, _, _) in rows.items()}
             self._bars.start()
         for name, (total, done, text) in rows.items():  # at the end a stream of unknown length shows as done
             self._bars.update(self._tasks[name], total=total or (max(1, done) if final else None), completed=done, text=text)

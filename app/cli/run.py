@@ -2,7 +2,7 @@
 
 Parses the options into a ``PipelineConfig`` and a ``DetectorConfig``, checks the outputs before
 any work, then opens the GUI (with a display) or runs headless with a progress bar and a summary.
-Exit statuses: 0, 1, 2, 4 and 130, as the --help epilog below says (named in ``app.cli.console``).
+Exit statuses: 0, 1, 2, 3, 4 and 130, as the --help epilog below says (named in ``app.cli.console``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 from app.cli.console import window_runner
-from app.cli.multi_run import add_source_options, run_headless, run_many, source_list
+from app.cli.multi_run import add_source_options, refuse_clashing_outputs, run_headless, run_many, source_list
 from app.cli.subcommands import subcommand_help
 from app.errors import UserErrorParser
 from app.io.paths import stream_name
@@ -30,9 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
             "  cameras and URLs: latest frame — when the detector is slower than the source, stale frames\n"
             "  are dropped (and counted) so that latency never builds up.\n\n"
             "exit status: 0 done; 1 done, but some frames could not be decoded (skipped and counted);\n"
-            "  2 bad input or options (one line on stderr); 4 done, but an output stopped early (disk full, file\n"
-            "  too large: one line when it happened; what it wrote before is kept, the other outputs are complete);\n"
-            "  130 interrupted by Ctrl-C or SIGTERM (outputs finalised).\n\n"
+            "  2 bad input or options (one line on stderr); 3 internal error (a bug: one line, and the\n"
+            "  traceback with FRCNN_DEBUG=1); 4 done, but an output stopped early (disk full, file too\n"
+            "  large: one line when it happened; what it wrote before is kept, the other outputs are\n"
+            "  complete); 130 interrupted by Ctrl-C or SIGTERM (outputs finalised).\n\n"
             "after a crash: a recording (.mp4/.mov/.m4v fragmented, .mkv in clusters) plays to about a second\n"
             "  before the kill; .jsonl, .csv and .json exports hold every frame written (a .json stays a valid\n"
             "  array); the counts file and the segments index are rewritten whole every second.\n\n"
@@ -189,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipeline_config, detector_config = build_configs(args)
     if len(sources := source_list(args)) > 1:  # many streams, one detector: app/cli/multi_run.py
         return run_many(args, sources, pipeline_config, detector_config)
+    refuse_clashing_outputs(sources, [pipeline_config])
     pipeline_config.check_outputs()  # before any work: refuse, and touch nothing
 
     if run_gui := window_runner(pipeline_config.headless):

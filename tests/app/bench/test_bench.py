@@ -182,6 +182,9 @@ def test_cli_refuses_bad_input_with_one_line(clip, tmp_path, capsys):
         (["--video", str(clip), "--model", "paper,default", "--weights", "a,b,c"], "--weights has 3 values for 2 models"),
         (["--video", str(clip), "--precision", "fp8"], "precision fp8 is unknown"),
         (["--video", str(clip), "--model", "yolo"], "model 'yolo' is unknown"),
+        (["--video", str(clip), "--min-size", "8"], "error: --min-size 8 must be an integer ≥ 32 pixels"),
+        (["--video", str(clip), "--score-threshold", "2"], "error: --score-threshold 2.0 must be a number"),
+        (["--video", str(clip), "--scales", "240,10"], "error: --scales 10,240 must be short sides"),
     ):
         assert cli_main(["bench", *argv, "--out", str(tmp_path / "new")]) == 2, argv
         err = capsys.readouterr().err
@@ -276,3 +279,106 @@ def test_plot_lines_keep_weights_and_input_sizes_apart():
         assert len({(r["weights"], r["input_size"], r["precision"]) for r in group}) == 1, name
         assert [r["proposals"] for r in group] == sorted(r["proposals"] for r in group)
     assert list(lines([row("a/v6.pt", 320, 50)])) == ["mobilenet_v3_large_fpn fp32"]
+
+
+def test_two_weights_files_of_one_model_are_both_recorded(clip, tmp_path):
+    """results.json names every checkpoint measured: two of one model were one entry, the last."""
+    files = [tmp_path / "v6.pt", tmp_path / "v7.pt"]
+    for i, path in enumerate(files):
+        path.write_bytes(bytes([i]) * 64)
+    result = run_bench(
+        BenchConfig(video=clip, models=tuple(("paper", str(p)) for p in files), proposals=(5,), frames=2, warmup=0,
+                    out=tmp_path / "out", pipeline=False, baseline=False),
+        detector_factory=lambda cfg: GroundTruthDetector(cfg, None),
+    )
+    recorded = json.loads((tmp_path / "out" / "results.json").read_text())["weights_files"]
+    assert sorted(entry["path"] for entry in recorded.values()) == sorted(str(p) for p in files)
+    assert len({entry["sha256"] for entry in recorded.values()}) == 2
+    assert [r["weights"] for r in result.rows] == [str(p) for p in files]
+
+
+def test_a_profile_file_that_cannot_be_written_is_said(clip, tmp_path):
+    """--profile-file needs labels and an int8 pair or a scale grid; without them it is a note, not silence."""
+    profile_file = tmp_path / "profiles.json"
+    result = run_bench(
+        BenchConfig(video=clip, models=(("paper", "random"),), proposals=(5,), frames=2, warmup=0,
+                    out=tmp_path / "out", pipeline=False, baseline=False, profile_file=profile_file),
+        detector_factory=lambda cfg: GroundTruthDetector(cfg, None),
+    )
+    assert not profile_file.exists()
+    assert any(f"--profile-file {profile_file} not written" in note for note in result.notes), result.notes
+
+
+def test_plot_lines_of_two_weights_files_with_one_name_stay_apart():
+    """runs/a/best.pt and runs/b/best.pt: two lines, each named by the path that tells them apart."""
+    rows = [{"model": "paper", "weights": w, "precision": "fp32", "input_size": 320, "proposals": n,
+             "trained": True} for w in ("runs/a/best.pt", "runs/b/best.pt") for n in (50, 300)]
+    named = lines(rows)
+    assert sorted(named) == ["paper[runs/a/best.pt] fp32", "paper[runs/b/best.pt] fp32"]
+    assert all(len(group) == 2 for group in named.values())
+
+
+def test_a_live_stream_of_a_clip_decodes_only_the_frames_it_sends(clip, monkeypatch):
+    """clip_frames(video, n) holds n frames in memory, not the whole clip (a long video would not fit)."""
+    from app.bench import live_streams
+
+    decoded, real_open = [], av.open
+
+    class Counting:  # the container, counting the frames decoded from it
+        def __init__(self, path):
+            self.container = real_open(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.container.close()
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def decode(self, *streams, **kinds):
+            for frame in self.container.decode(*streams, **kinds):
+                decoded.append(frame.pts)
+                yield frame
+
+    monkeypatch.setattr(av, "open", Counting)
+    first = [f.image for f in measure.read_frames(clip, 2)]
+    frames = live_streams.clip_frames(clip, 2)
+    assert len(decoded) == 2 + 2  # read_frames' two, then clip_frames' two of the six
+    assert all(np.array_equal(a, b) for a, b in zip(frames, first, strict=True))
+    assert len(live_streams.clip_frames(clip, 9)) == 9  # longer than the clip: forwards, then backwards
+
+
+def test_the_table_tells_two_weights_files_of_a_model_apart():
+    from app.bench.report import format_table
+
+    rows = [{"model": "paper", "weights": w, "precision": "fp32", "proposals": 50, "detector_fps": fps}
+            for w, fps in (("runs/v6.pt", 10.0), ("runs/v7.pt", 12.0))]
+    body = format_table(rows).splitlines()[2:]
+    assert [line.split()[0] for line in body] == ["paper[v6]", "paper[v7]"]
+    assert format_table(rows[:1]).splitlines()[2].split()[0] == "paper"  # one weights file: the model alone
+
+
+def test_the_scale_plot_names_each_front_and_keeps_ms_off_its_ap_axis(tmp_path, monkeypatch):
+    """Two weights files: two fronts, each named by its file. A cell without AP is left off the AP axis."""
+    import matplotlib.figure
+
+    from app.bench import grid
+
+    seen = {}
+
+    def capture(fig, path, **options):
+        ax = fig.axes[0]
+        seen["labels"] = ax.get_legend_handles_labels()[1]
+        seen["y"] = [float(y) for points in ax.collections for _, y in points.get_offsets()]
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
+    cells = ((320, 50, 30.0, 0.5), (480, 100, 10.0, 0.7), (640, 300, 5.0, None))  # the last: AP not measured
+    rows = [{"model": "paper", "weights": w, "precision": "fp32", "input_size": s, "proposals": p,
+             "detector_fps": fps, "ap50": ap, "total_ms_median": 1000 / fps}
+            for w in ("a/v6.pt", "a/v7.pt") for s, p, fps, ap in cells]
+    grid.mark_pareto(rows)
+    grid.plot(tmp_path / "grid.png", rows, "two checkpoints")
+    assert {"Pareto front (paper[v6] fp32)", "Pareto front (paper[v7] fp32)"} <= set(seen["labels"])
+    assert seen["y"] and all(0 <= y <= 1 for y in seen["y"])

@@ -5,6 +5,7 @@ the interpreter start); a few run ``python run.py`` in a subprocess with a timeo
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -177,6 +178,39 @@ def test_existing_output_without_overwrite_is_refused_untouched(capsys, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing else was written either
 
 
+SOURCES = {"a": "a.mp4", "b": "in-a.mp4", "c": "rec-00001.mp4"}
+
+
+@pytest.mark.parametrize("args, source", [
+    (["--video", "{a}", "--record", "{a}"], "a.mp4"),  # one stream: truncated while it is read
+    (["--video", "{a}", "--video", "{b}", "--record", "{dir}/in.mp4"], "in-a.mp4"),  # a's recording is b
+    (["--video", "{c}", "--record", "{dir}/rec.mp4", "--segment", "1"], "rec-00001.mp4"),  # an old segment
+])
+def test_an_output_that_is_a_source_is_refused_with_overwrite(capsys, tmp_path, clip10, fast, args, source):
+    files = {key: tmp_path / name for key, name in SOURCES.items()}
+    for path in files.values():
+        shutil.copy(clip10, path)
+    before = {path: path.read_bytes() for path in files.values()}
+    rc, _, err = run(capsys, *(x.format(dir=tmp_path, **files) for x in args), "--overwrite", *fast)
+    assert rc == 2
+    one_error_line(err, f"is the source --video {tmp_path / source}")
+    assert {path: path.read_bytes() for path in files.values()} == before
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("args, needle", [
+    (["--export", "d.json", "--adapt-log", "d.json", "--target-fps", "5"], "--adapt-log d.json is the"),
+    (["--export", "e.jsonl", "--events", "e.jsonl", "--alert-classes", "person"], "--events e.jsonl is the"),
+])
+def test_two_outputs_naming_a_file_are_refused(capsys, monkeypatch, tmp_path, clip10, fast, n, args, needle):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clip10, tmp_path / "b.mp4")
+    rc, _, err = run(capsys, "--video", clip10, *(["--video", "b.mp4"] if n == 2 else []), *args, *fast)
+    assert rc == 2
+    one_error_line(err, needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mp4"]  # nothing was written
+
+
 @pytest.mark.parametrize("option, name", [("--record", "out.txt"), ("--record", "out"), ("--export", "dets.xml")])
 def test_output_extension(capsys, tmp_path, clip10, fast, option, name):
     rc, _, err = run(capsys, "--video", clip10, option, tmp_path / name, *fast)
@@ -260,3 +294,16 @@ def test_source_failing_mid_run_keeps_what_was_recorded(capsys, monkeypatch, tmp
     assert err.strip().splitlines()[-1] == f"error: reading {clip10} failed after 4 frames: Connection reset by peer"
     assert str(out) in stdout
     assert len(decode_pts(out)[0]) == 4  # the frames before the failure are recorded, the file is finalised
+
+
+@pytest.mark.parametrize("error, said", [(RuntimeError(), "RuntimeError"),
+                                         (RuntimeError("cuda lost\nat frame 5"), "RuntimeError: cuda lost")])
+def test_an_internal_error_is_one_line_that_names_its_type_once(capsys, monkeypatch, error, said):
+    import app.cli.run
+
+    def fails(argv):
+        raise error
+
+    monkeypatch.setattr(app.cli.run, "main", fails)
+    rc, _, err = run(capsys, "--video", "x.mp4")
+    assert rc == 3 and err.splitlines() == [f"internal error: {said} (set FRCNN_DEBUG=1 for the traceback)"]

@@ -155,3 +155,23 @@ def test_adapt_log_is_written_for_every_stream(capsys, tmp_path, clips, tiny, n)
         assert {name: s["frames"] for name, s in record["streams"].items()} == {name: FRAMES for name in NAMES}
     else:
         assert "streams" not in record
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_an_unwritable_adapt_log_is_an_output_failure(capsys, monkeypatch, tmp_path, clips, tiny, n):
+    """Disk full at the end: one 'error:' line naming the log, the other outputs complete, status 4."""
+    import errno
+
+    import app.pipeline.adapt
+
+    def disk_full(path, stats):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(app.pipeline.adapt, "write_log", disk_full)
+    rc, out, err = run(capsys, clips, n, "--adapt-log", tmp_path / "a.json", "--target-fps", "500",
+                       "--record", tmp_path / "r.mp4", *tiny)
+    assert rc == 4, err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: adaptive log {tmp_path / 'a.json'} could not be written: No space left on device"]
+    records = [tmp_path / "r.mp4"] if n == 1 else [tmp_path / f"r-{name}.mp4" for name in NAMES]
+    assert all(len(decode_pts(path)[0]) == FRAMES for path in records)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -31,6 +32,8 @@ def test_help_describes_every_option_and_the_other_jobs():
     for job in ("bench", "train", "eval", "autolabel"):
         assert f"  {job} " in proc.stdout
     assert "every frame" in proc.stdout and "latest frame" in proc.stdout
+    for status in (0, 1, 2, 3, 4, 130):  # every exit status main() returns is explained
+        assert re.search(rf"\b{status} (done|bad|internal|interrupted)", proc.stdout), status
     # every option has its own help text
     for action in build_parser()._actions:
         assert action.help, action.option_strings
@@ -223,3 +226,90 @@ def test_url_run_is_paced_and_keeps_the_newest_frames(capsys, tmp_path, tiny_wei
     # they do not speed the video up.
     source_times = {(p - src_pts[0]) * src_tb for p in src_pts}
     assert {(p - rec_pts[0]) * rec_tb for p in rec_pts} <= source_times
+
+
+class SignalledPipeline:
+    """A stand-in pipeline: SIGTERM arrives while it runs, and once more while it finalises its outputs."""
+
+    lanes, events, export_sink = [], None, None
+
+    def __init__(self):
+        self.stops, self.finalised = 0, False
+
+    def start(self):
+        pass
+
+    def wait(self, timeout):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return False
+
+    def stop(self):
+        self.stops += 1
+        if self.stops == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # an impatient second `kill`
+            self.finalised = True
+
+    def output_failures(self):
+        return []
+
+    def run_stats(self):
+        return MultiStats(streams={"clip": PipelineStats(frames_written=3)})
+
+    def analytics_lines(self):
+        return []
+
+
+def test_a_second_sigterm_does_not_cut_the_finalising_short(capsys):
+    from app.cli.console import run_to_end, sigterm_as_interrupt
+
+    setup = type("Setup", (), {"take_announcement": lambda self: None, "summary_lines": lambda self: []})()
+    pipeline, previous = SignalledPipeline(), sigterm_as_interrupt()
+    try:
+        stats, interrupted, failures = run_to_end(pipeline, Progress(Stream()), setup)
+    except KeyboardInterrupt:
+        pytest.fail("the second SIGTERM interrupted the finalising")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert interrupted and pipeline.finalised and failures == []
+    assert "interrupted: threads stopped, outputs finalised" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_what_a_source_learns_while_running_is_said_for_every_stream(capsys, tmp_path, frame_rgb, tiny_weights, n):
+    """An unreadable image is skipped with a note naming it — by one stream of several too, led by its name."""
+    import cv2
+
+    from app.cli.cli import main
+
+    folders = [tmp_path / name for name in ("left", "right")[:n]]
+    for folder in folders:
+        folder.mkdir()
+        for i in range(2):
+            cv2.imwrite(str(folder / f"{i:03d}.jpg"), frame_rgb[:120, :160, ::-1])
+        (folder / "001x.jpg").write_text("not an image")
+    rc = main([a for f in folders for a in ("--images", str(f))] + ["--weights", str(tiny_weights), "--headless"])
+    err = capsys.readouterr().err
+    assert rc == 1, err  # done, but a frame could not be decoded
+    for folder in folders:
+        lead = f"{folder.name}: " if n > 1 else ""
+        assert f"note: {lead}{folder / '001x.jpg'} could not be read as an image; skipped" in err.splitlines(), err
+
+
+def test_a_stream_named_all_keeps_its_bar_beside_the_total():
+    streams = {"all": PipelineStats(frames_written=5, total_frames=10, fps=2.5), "b": PipelineStats()}
+    terminal = Stream(tty=True)
+    progress = Progress(terminal)
+    progress.update(MultiStats(streams=streams, fps=2.5, batches=4, batch_sizes={1: 2, 2: 2}), final=True)
+    rows = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.text).replace("\r", "\n").splitlines()
+    assert any(r.startswith("all ") and "5/10 frames" in r for r in rows), rows  # the stream (all.mp4)
+    assert any(r.startswith("all ") and "2.5 fps, batch 1.5" in r for r in rows), rows  # the total
+
+
+def test_a_sources_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path, clip10):
+    """Notepad's UTF-8 starts the file with U+FEFF: the first line is still 'KIND VALUE'."""
+    from app.cli.multi_run import read_sources_file
+
+    listing = tmp_path / "cams.txt"
+    listing.write_text(f"video {clip10}\n# a comment\nurl rtsp://cam2/s\n", encoding="utf-8-sig")
+    assert read_sources_file(str(listing)) == [("video", str(clip10)), ("url", "rtsp://cam2/s")]
