@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import UserError
-from app.io.paths import check_output_path  # the outputs' rules (imported from here too)
+from app.io.paths import check_output_path, refuse_clashes  # the outputs' rules (imported from here too)
 
 SOURCE_KINDS = ("video", "camera", "images", "url")
 # every_frame: files and image folders — frames in = frames out, none lost, order kept.
@@ -129,13 +129,11 @@ class PipelineConfig:
                 raise UserError("--adapt-log needs --target-fps (there is nothing to log without a target)")
             _check_extension(self.adapt_log, (".json",), "adaptive log", "a JSON file")
         # each output's own file: one written later would replace another (or the video being read)
-        outputs: dict[Path, str] = {Path(self.source).resolve(): "--video"} if self.source_kind == "video" else {}
+        video = f"the source --video {self.source}"
         record = self.record if self.segment_s is None else None  # segments are files of their own
-        for path, option in ((record, "--record"), (self.export, "--export"),
-                             (self.counts_file, "the counts file"), (self.adapt_log, "--adapt-log"),
-                             (getattr(self.events, "events", None), "--events")):
-            if path and (other := outputs.setdefault(Path(path).resolve(), option)) != option:
-                raise UserError(f"{other} and {option} name the same file {path}")
+        refuse_clashes([("--record", record), ("--export", self.export), ("counts", self.counts_file),
+                        ("--adapt-log", self.adapt_log), ("--events", getattr(self.events, "events", None))],
+                       {Path(self.source).resolve(): video} if self.source_kind == "video" else {})
         from app.analytics.count import Shape  # lazily: config is imported everywhere
 
         for kind in ("lines", "zones"):

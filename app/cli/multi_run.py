@@ -37,7 +37,7 @@ from app.cli.console import (
 from app.cli.progress import Progress
 from app.config import MAX_STREAMS, RECONNECT_FOREVER, check_output_path, counts_file
 from app.errors import UserError, first_line
-from app.io.paths import per_stream_path, unique_names
+from app.io.paths import per_stream_path, refuse_clashes, unique_names
 from app.stats import bad_frames_warning
 
 SOURCE_OPTIONS = ("video", "camera", "images", "url")
@@ -174,12 +174,8 @@ def refuse_clashing_outputs(sources: Sequence[tuple[str, str]], configs, *others
         outputs += [("--record", c.record), *(("--record segment", str(p)) for p in segments),
                     ("--export", c.export), ("counts", c.counts_file), ("--adapt-log", c.adapt_log),
                     ("--events", c.events and c.events.events), ("--heatmap", c.events and c.events.heatmap)]
-    named = {Path(v).resolve(): f"the source --video {v}" for kind, v in sources if kind == "video"}
-    for option, path in [*outputs, *others]:
-        if path is not None:
-            if (key := Path(path).resolve()) in named:
-                raise UserError(f"{option} {path} is {named[key]}; write it to another file")
-            named[key] = f"the {option} file"
+    videos = {Path(v).resolve(): f"the source --video {v}" for kind, v in sources if kind == "video"}
+    refuse_clashes([*outputs, *others], videos)
 
 
 def stream_configs(base, sources: Sequence[tuple[str, str]]):

@@ -25,6 +25,18 @@ def ffmpeg_file(path: str | Path) -> str:
     return f"file:{path}"
 
 
+def refuse_clashes(outputs: Sequence[tuple[str, str | None]], named: dict[Path, str] | None = None) -> None:
+    """One ``UserError`` line for an output ((option, path); None: not asked for) whose file is already
+    ``named`` (resolved path → what it is: a video being read, or an output before it) — one would
+    replace the other (--export d.json --adapt-log d.json; --record in.mp4 over --video in.mp4)."""
+    named = dict(named or {})
+    for option, path in outputs:
+        if path is not None:
+            if (key := Path(path).resolve()) in named:
+                raise UserError(f"{option} {path} is {named[key]}; write it to another file")
+            named[key] = f"the {option} file"
+
+
 def check_output_path(path: str, what: str, *, overwrite: bool) -> None:
     """Check that ``path`` can be written: its folder exists and is writable, and it is not an
     existing file (unless ``overwrite``) or a directory. Touches nothing."""

@@ -11,13 +11,13 @@ from app.errors import UserError
 
 @pytest.mark.parametrize(("changes", "message"), [
     (dict(export="out.json", target_fps=10.0, adapt_log="out.json"),
-     "--export and --adapt-log name the same file"),
+     "--adapt-log out.json is the --export file"),
     (dict(export="d.csv", lines=((0.5, 0, 0.5, 1),), target_fps=10.0, adapt_log="d.counts.json"),
-     "the counts file and --adapt-log name the same file"),
+     "--adapt-log d.counts.json is the counts file"),
     (dict(export="out.jsonl", events=EventsConfig(events="out.jsonl", alert_classes=("person",))),
-     "--export and --events name the same file"),
-    (dict(record="clip.mp4", overwrite=True), "--video and --record name the same file clip.mp4"),
-    (dict(record="./clip.mp4", export="d.csv"), "--video and --record name the same file"),
+     "--events out.jsonl is the --export file"),
+    (dict(record="clip.mp4", overwrite=True), "--record clip.mp4 is the source --video clip.mp4; write it to another file"),
+    (dict(record="./clip.mp4", export="d.csv"), "--record ./clip.mp4 is the source --video clip.mp4"),
 ])
 def test_two_outputs_in_one_file_are_refused(changes, message):
     """Each output was checked alone, so --export run.json --adapt-log run.json passed and the log,
