@@ -71,6 +71,7 @@ class MainWindow(QMainWindow):
         self.recording_paths: list[Path] = []  # one per stream while recording
         self.last_screenshot: Path | None = None
         self.is_paused = self._pause_wanted = False
+        self._record_wanted = False  # the last record request (on / off), until the controller answers
         self.is_running = False
         self.frames_displayed = 0
         self.last_result = None
@@ -292,9 +293,10 @@ class MainWindow(QMainWindow):
         self.set_paused(not self._pause_wanted)
 
     def toggle_recording(self) -> None:
-        """R: stop the running recording, or start one under a default timestamped name."""
-        if self.recording_paths:
-            self.controller.stop_record_requested.emit()
+        """R: stop the running recording, or start one under a default timestamped name — from the
+        last request, as Space does: a second R before the answer stops what the first started."""
+        if self._record_wanted:
+            self.stop_recording()
         else:
             self.start_recording(default_output_name(self.output_dir, "recording", ".mp4"))
         self._sync_record_controls()  # until the controller confirms
@@ -303,12 +305,17 @@ class MainWindow(QMainWindow):
         suggestion = str(default_output_name(self.output_dir, "recording", ".mp4"))
         path, _ = QFileDialog.getSaveFileName(self, "Record to", suggestion, "MP4 video (*.mp4);;Matroska (*.mkv)")
         if path:
-            if self.recording_paths:
-                self.controller.stop_record_requested.emit()
+            if self._record_wanted:
+                self.stop_recording()
             self.start_recording(Path(path), overwrite=True)  # the dialog asked about overwriting
 
     def start_recording(self, path: Path, overwrite: bool = False) -> None:
+        self._record_wanted = True
         self.controller.record_requested.emit(str(path), overwrite)
+
+    def stop_recording(self) -> None:
+        self._record_wanted = False
+        self.controller.stop_record_requested.emit()
 
     def take_screenshot(self, path: str | Path | None = None) -> Path | None:
         """Save the current frame with its boxes at the frame's own resolution (PNG)."""
@@ -422,6 +429,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"recording saved: {', '.join(saved)}" if saved else
                                              "recording stopped before any frame arrived: no file written", 8000)
             self.recording_paths = []
+        self._record_wanted = bool(self.recording_paths)
         self._sync_record_controls()
 
     def _sync_record_controls(self) -> None:

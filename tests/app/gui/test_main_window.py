@@ -352,3 +352,30 @@ def test_two_quick_pause_toggles_ask_for_pause_then_resume(qtbot, gui_detector, 
     assert asked == [True, False]
     qtbot.waitUntil(lambda: not window.is_paused and window.pause_button.text() == "❚❚ Pause", timeout=5000)
     window.close()
+
+
+def test_two_quick_record_toggles_start_then_stop_and_the_window_agrees(qtbot, gui_detector, tmp_path):
+    """R twice before the controller's answer: the second asks to stop (not to start again, which
+    was refused as 'already recording' and made the window forget the recording that ran on)."""
+    from tests.conftest import SAMPLE
+
+    window = MainWindow(gui_detector, output_dir=tmp_path, pace_files=True)  # paced: still running
+    qtbot.addWidget(window)
+    window.show()
+    window.open_source(PipelineConfig(source_kind="video", source=str(SAMPLE)))
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    window.set_paused(True)
+    qtbot.waitUntil(lambda: window.is_paused, timeout=WAIT_MS)
+    answers: list[bool] = []
+    window.controller.recording.connect(lambda _paths, on: answers.append(on))  # on the controller's thread
+    window.toggle_recording()
+    window.toggle_recording()  # no event processed in between: no answer yet
+    qtbot.waitUntil(lambda: len(answers) >= 2, timeout=WAIT_MS)
+    QApplication.processEvents()  # the answers queued for the window
+    pipeline = window.controller.pipeline
+    assert answers == [True, False] and not pipeline.record_sinks() and not window.recording_paths
+    assert not window.error_banner.isVisible() and not window.record_button.isChecked()
+    qtbot.keyClick(window, Qt.Key.Key_R)  # and R records again
+    qtbot.waitUntil(lambda: bool(window.recording_paths), timeout=WAIT_MS)
+    assert [Path(s.path) for s in pipeline.record_sinks()] == window.recording_paths
+    window.close()
