@@ -92,6 +92,7 @@ class PipelineController(QObject):
         self.last_pipeline: Pipeline | None = None  # the newest one started, kept after it ended (its errors, lanes)
         self.events_feed = EventFeed()  # the events, heat map and alert counters, for the window (by signals)
         self.target_fps: float | None = None  # the adaptive controller's target, kept across sources
+        self._target_chosen = False  # set by the window's selector: then it beats the sources' --target-fps
         self._generation = 0
         self._paused = False
         self._knobs = FrameBridge(self)  # the newest value of each knob, one queued call at most
@@ -125,6 +126,7 @@ class PipelineController(QObject):
                     self.detector.set_classes(tuple(value))
                 elif name == "target_fps":
                     self.target_fps = None if value is None else float(value)
+                    self._target_chosen = True
                     if self.pipeline is not None:
                         self.pipeline.adapt.set_target(self.target_fps)
                 elif name == "precision":
@@ -166,8 +168,9 @@ class PipelineController(QObject):
             for lane in pipeline.lanes:  # each stream's newest result, for its cell of the grid
                 lane.add_sink(CallbackSink(lambda result, _a, name=lane.name: self.bridge.push(result, name),
                                            needs_image=False))
-            if self.target_fps is not None or config.target_fps is not None:  # the window's target goes on
-                self.target_fps = self.target_fps if self.target_fps is not None else config.target_fps
+            if not self._target_chosen:  # the source's own (--target-fps), which the pipeline starts with
+                self.target_fps = config.target_fps
+            elif self.target_fps != config.target_fps:  # the window's choice goes on, "off" included
                 pipeline.adapt.set_target(self.target_fps)
             if self._paused:
                 pipeline.pause()

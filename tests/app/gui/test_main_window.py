@@ -379,3 +379,20 @@ def test_two_quick_record_toggles_start_then_stop_and_the_window_agrees(qtbot, g
     qtbot.waitUntil(lambda: bool(window.recording_paths), timeout=WAIT_MS)
     assert [Path(s.path) for s in pipeline.record_sinks()] == window.recording_paths
     window.close()
+
+
+def test_a_target_turned_off_in_the_window_stays_off_on_f5(qtbot, window, gui_detector, clip10):
+    """--target-fps on the command line, then "off" in the selector: F5 (or the next source) runs
+    without a target, as the selector says — the source's config still carries the command line's."""
+    try:
+        play(window, clip10, target_fps=25.0)
+        qtbot.waitUntil(lambda: window.controller.last_pipeline is not None, timeout=WAIT_MS)
+        first = window.controller.last_pipeline
+        window.target_control.combo.setCurrentText("off")
+        qtbot.waitUntil(lambda: first.adapt.config.target_fps is None, timeout=WAIT_MS)
+        qtbot.keyClick(window, Qt.Key.Key_F5)
+        qtbot.waitUntil(lambda: window.controller.last_pipeline is not first, timeout=WAIT_MS)
+        assert window.controller.last_pipeline.adapt.config.target_fps is None
+        assert window.target_control.combo.currentText() == "off"
+    finally:
+        gui_detector.set_input_size(gui_detector.base_input_size)
