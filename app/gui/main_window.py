@@ -307,7 +307,8 @@ class MainWindow(QMainWindow):
         if path:
             if self._record_wanted:
                 self.stop_recording()
-            self.start_recording(Path(path), overwrite=True)  # the dialog asked about overwriting
+            # the dialog asked about overwriting path; several streams write path-<name>, which it did not
+            self.start_recording(Path(path), overwrite=len(self.grid.names) == 1)
 
     def start_recording(self, path: Path, overwrite: bool = False) -> None:
         self._record_wanted = True

@@ -149,3 +149,41 @@ def test_a_line_drawn_on_the_enlarged_cell_counts_in_every_stream(qtbot, gui_det
     assert all(lane.analytics.tracking for lane in pipeline.lanes)
     window.close()
     assert window.control_thread.isFinished()
+
+
+def paused_streams(qtbot, gui_detector, clip, tmp_path, names=("a", "b")) -> MainWindow:
+    """A shown window playing ``names`` (each the clip), paused before the first frame; and a list
+    of the controller's recording answers (on), in ``window.answers``."""
+    streams = []
+    for name in names:
+        config = PipelineConfig(source_kind="video", source=str(clip))
+        streams.append(Stream(name, config, open_source(config)))
+    window = MainWindow(gui_detector, output_dir=tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    window.toggle_pause()
+    window.open_streams(streams)
+    qtbot.waitUntil(lambda: window.controller.pipeline is not None, timeout=WAIT_MS)
+    window.answers = []
+    window.controller.recording.connect(lambda _paths, on: window.answers.append(on))  # controller's thread
+    return window
+
+
+def test_record_to_with_several_streams_never_overwrites_their_files(qtbot, gui_detector, clip10, tmp_path,
+                                                                     monkeypatch):
+    """Record to… asks about the file it shows (rec.mp4); several streams write rec-<name>.mp4, which
+    it never asked about: an existing one is refused in one line, and none of the streams records."""
+    from PyQt6.QtWidgets import QFileDialog
+
+    kept = tmp_path / "rec-a.mp4"
+    kept.write_bytes(b"an earlier recording")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *_a, **_k: (str(tmp_path / "rec.mp4"), ""))
+    window = paused_streams(qtbot, gui_detector, clip10, tmp_path)
+    window.choose_recording()
+    qtbot.waitUntil(lambda: bool(window.answers), timeout=WAIT_MS)
+    assert window.answers == [False] and not window.controller.pipeline.record_sinks()
+    qtbot.waitUntil(lambda: "rec-a.mp4" in window.error_banner.label.text(), timeout=WAIT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished, timeout=WAIT_MS)
+    window.close()
+    assert kept.read_bytes() == b"an earlier recording" and not (tmp_path / "rec-b.mp4").exists()
