@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from app.config import PipelineConfig
 from app.errors import UserError, one_line
 from app.gui.bridge import FrameBridge
 from app.gui.events_feed import EventFeed
-from app.io.paths import first_free
+from app.io.paths import first_free, per_stream_path
 from app.io.reconnect import open_source
 from app.pipeline.pipeline import Pipeline, Stream
 from app.pipeline.sinks import CallbackSink
@@ -309,7 +310,14 @@ def start_controller(detector, bridge: FrameBridge) -> tuple[PipelineController,
     return controller, thread
 
 
-def default_output_name(folder: Path, stem: str, suffix: str, now: float | None = None) -> Path:
-    """``folder/stem-YYYYmmdd-HHMMSS.suffix``, with -2, -3… when that name is taken."""
+def default_output_name(folder: Path, stem: str, suffix: str, now: float | None = None,
+                        streams: Sequence[str] = ()) -> Path:
+    """``folder/stem-YYYYmmdd-HHMMSS.suffix``, with -2, -3… when that name is taken — or, for several
+    ``streams`` (each written to ``per_stream_path``), when one of theirs is."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return folder / (first_free(f"{stem}-{stamp}", lambda name: (folder / f"{name}{suffix}").exists()) + suffix)
+
+    def taken(name: str) -> bool:
+        path = str(folder / f"{name}{suffix}")
+        return any(Path(p).exists() for p in (path, *(per_stream_path(path, s) for s in streams)))
+
+    return folder / (first_free(f"{stem}-{stamp}", taken) + suffix)

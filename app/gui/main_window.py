@@ -298,17 +298,22 @@ class MainWindow(QMainWindow):
         if self._record_wanted:
             self.stop_recording()
         else:
-            self.start_recording(default_output_name(self.output_dir, "recording", ".mp4"))
+            self.start_recording(self._recording_name())
         self._sync_record_controls()  # until the controller confirms
 
     def choose_recording(self) -> None:
-        suggestion = str(default_output_name(self.output_dir, "recording", ".mp4"))
+        suggestion = str(self._recording_name())
         path, _ = QFileDialog.getSaveFileName(self, "Record to", suggestion, "MP4 video (*.mp4);;Matroska (*.mkv)")
         if path:
             if self._record_wanted:
                 self.stop_recording()
             # the dialog asked about overwriting path; several streams write path-<name>, which it did not
             self.start_recording(Path(path), overwrite=len(self.grid.names) == 1)
+
+    def _recording_name(self) -> Path:
+        """A free timestamped name; with several streams, free for each one's file (name-<stream>)."""
+        several = self.grid.names if len(self.grid.names) > 1 else ()
+        return default_output_name(self.output_dir, "recording", ".mp4", streams=several)
 
     def start_recording(self, path: Path, overwrite: bool = False) -> None:
         self._record_wanted = True

@@ -187,3 +187,22 @@ def test_record_to_with_several_streams_never_overwrites_their_files(qtbot, gui_
     qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished, timeout=WAIT_MS)
     window.close()
     assert kept.read_bytes() == b"an earlier recording" and not (tmp_path / "rec-b.mp4").exists()
+
+
+def test_r_with_several_streams_picks_a_name_free_for_every_stream(qtbot, gui_detector, clip10, tmp_path):
+    """R's timestamped name is recording-<time>.mp4, and several streams write recording-<time>-<name>.mp4:
+    when those are taken (an earlier recording of the same second), R takes the next free name
+    rather than being refused."""
+    import time
+
+    now = int(time.time())
+    for t in range(now - 2, now + 300):  # every name R could pick in the next minutes is taken for stream a
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(t))
+        (tmp_path / f"recording-{stamp}-a.mp4").write_bytes(b"earlier")
+    window = paused_streams(qtbot, gui_detector, clip10, tmp_path)
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: bool(window.answers), timeout=WAIT_MS)
+    assert window.answers == [True] and not window.error_banner.isVisible()
+    qtbot.waitUntil(lambda: len(window.recording_paths) == 2, timeout=WAIT_MS)
+    assert all(p.stem.endswith(("-2-a", "-2-b")) for p in window.recording_paths), window.recording_paths
+    window.close()
