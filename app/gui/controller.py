@@ -141,6 +141,8 @@ class PipelineController(QObject):
                 applied[name] = value
             except Exception as exc:  # a refused value is shown; the other knobs still apply
                 self.error.emit(f"{name}: {one_line(exc)}")
+                if name == "precision":  # the selector goes back to the precision that runs
+                    applied[name] = self.detector.precision
         if applied:
             self.knobs_applied.emit(applied)
 

@@ -396,3 +396,23 @@ def test_a_target_turned_off_in_the_window_stays_off_on_f5(qtbot, window, gui_de
         assert window.target_control.combo.currentText() == "off"
     finally:
         gui_detector.set_input_size(gui_detector.base_input_size)
+
+
+def test_a_refused_precision_is_one_line_and_the_selector_shows_what_runs(qtbot, window, gui_detector, monkeypatch):
+    """int8 without its calibration, say: the detector refuses; the banner says why in one line and the
+    selector goes back to the precision that runs (it kept showing the refused one)."""
+    from app.errors import UserError
+
+    real = gui_detector.set_precision
+
+    def refuse_bf16(precision):
+        if precision == "bf16":
+            raise UserError("bf16 is not available on this machine")
+        return real(precision)
+
+    monkeypatch.setattr(gui_detector, "set_precision", refuse_bf16)
+    window.precision_combo.setCurrentText("bf16")
+    qtbot.waitUntil(lambda: "bf16 is not available" in window.error_banner.label.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.precision_combo.currentText() == "fp32", timeout=WAIT_MS)
+    assert gui_detector.precision == "fp32" and window.model_label.text().endswith("· fp32")
+    assert "\n" not in window.error_banner.label.text()
