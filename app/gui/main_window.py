@@ -474,8 +474,7 @@ class MainWindow(QMainWindow):
         stats = self.last_stats = replace(run.streams.get(self.focus) or next(iter(run.streams.values())), adapt=run.adapt)
         self.target_control.show_status(stats.adapt)
         self.performance.show_stats(stats, self.bridge.replaced)
-        if stats.proposals:
-            self.proposals_seen.setText(f"RPN kept {stats.proposals} on the last frame")
+        self.proposals_seen.setText(f"RPN kept {stats.proposals} on the last frame" if stats.proposals else "")
         self._show_setup_change()
         self._show_output_failures()
 

@@ -416,3 +416,20 @@ def test_a_refused_precision_is_one_line_and_the_selector_shows_what_runs(qtbot,
     qtbot.waitUntil(lambda: window.precision_combo.currentText() == "fp32", timeout=WAIT_MS)
     assert gui_detector.precision == "fp32" and window.model_label.text().endswith("· fp32")
     assert "\n" not in window.error_banner.label.text()
+
+
+def test_the_next_source_with_no_frame_yet_shows_no_stage_times_of_the_last(qtbot, window, clip10):
+    """The stage bar, the detector-alone tick and the proposals line are the source's own: a source
+    that has not detected a frame yet (paused before its first) shows none, not the last run's."""
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.last_stats is not None and window.last_stats.finished, timeout=WAIT_MS)
+    assert window.performance.stage_bar.total > 0 and window.performance.fps_gauge.capacity is not None
+    assert window.proposals_seen.text()
+    window.set_paused(True)
+    qtbot.waitUntil(lambda: window.is_paused, timeout=WAIT_MS)
+    window.restart()
+    qtbot.waitUntil(lambda: window.last_stats is not None and not window.last_stats.finished
+                    and window.last_stats.frames_read >= 1, timeout=WAIT_MS)
+    assert window.last_stats.frames_processed == 0
+    assert window.performance.stage_bar.total == 0 and window.performance.fps_gauge.capacity is None
+    assert window.proposals_seen.text() == ""
