@@ -230,6 +230,8 @@ class MainWindow(QMainWindow):
         self.grid.set_names(names)
         self._on_focus_changed(self.grid.enlarged)  # (which also forgets the last result and the meters)
         self.error_banner.hide()
+        if self.source_event is not None:  # the countdown of a source that no longer plays
+            self.warning_banner.hide()
         self.source_event = None
 
     def _open_chosen(self, kind: str, source: str) -> bool:

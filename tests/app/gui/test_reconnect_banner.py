@@ -48,3 +48,18 @@ def test_a_killed_server_is_reported_and_frames_resume(qtbot, gui_detector, tmp_
     finally:
         window.close()
         server.kill()
+
+
+def test_opening_another_source_takes_the_last_ones_countdown_away(qtbot, gui_detector, tmp_path, clip10):
+    """The stream is down and the banner counts down; the user opens a file instead: the banner no
+    longer speaks of the stream that is gone (it stayed, frozen, over the file's frames)."""
+    window = MainWindow(gui_detector, output_dir=tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    now = time.monotonic()
+    window._on_source_state(SourceEvent("rtsp://cam/1", "lost", "connection reset", 2, now + 4.0, 1.0, now))
+    assert window.warning_banner.isVisible()
+    window.open_source(PipelineConfig(source_kind="video", source=str(clip10)))
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    assert not window.warning_banner.isVisible() or "rtsp://cam/1" not in window.warning_banner.label.text()
+    window.close()
