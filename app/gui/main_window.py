@@ -340,13 +340,12 @@ class MainWindow(QMainWindow):
         return target
 
     def _refilter_shown(self) -> None:
-        """Apply a stricter threshold or class filter to the frame on screen now (paused, or a slow
-        frame); a looser one cannot add the boxes the detector dropped: they come with the next frame."""
-        if self.last_result is None or self.view.image is None:
-            return
-        shown = self.last_result.detections.filter(min_score=self.threshold_control.value(),
-                                                   classes=self.class_list.selection() or None)
-        self.view.set_detections(shown)
+        """Apply a stricter threshold or class filter to the frames on screen now, in every cell (paused,
+        or a slow frame); a looser one cannot add the boxes the detector dropped: they come with the next frame."""
+        keep = {"min_score": self.threshold_control.value(), "classes": self.class_list.selection() or None}
+        for tile in self.grid.tiles.values():
+            if tile.result is not None and tile.view.image is not None:
+                tile.view.set_detections(tile.result.detections.filter(**keep))
 
     def show_error(self, message: str) -> None:
         log.warning("%s", message)

@@ -206,3 +206,25 @@ def test_r_with_several_streams_picks_a_name_free_for_every_stream(qtbot, gui_de
     qtbot.waitUntil(lambda: len(window.recording_paths) == 2, timeout=WAIT_MS)
     assert all(p.stem.endswith(("-2-a", "-2-b")) for p in window.recording_paths), window.recording_paths
     window.close()
+
+
+def test_a_stricter_threshold_applies_to_every_cell_on_screen(qtbot, gui_detector, clip10, tmp_path):
+    """Paused or ended, the frames on screen are refiltered at once by a stricter threshold or class
+    filter — in every cell, not only the one in focus (the others kept their boxes)."""
+    streams = []
+    for name in ("a", "b"):
+        config = PipelineConfig(source_kind="video", source=str(clip10))
+        streams.append(Stream(name, config, open_source(config)))
+    window = MainWindow(gui_detector, output_dir=tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    window.open_streams(streams)
+    qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished, timeout=WAIT_MS)
+    views = [window.grid.tiles[name].view for name in ("a", "b")]
+    qtbot.waitUntil(lambda: all(v.detections is not None and len(v.detections) > 0 for v in views), timeout=WAIT_MS)
+    top = max(float(v.detections.scores.max()) for v in views)
+    window.threshold_control.set_value(min(1.0, top + 0.01))
+    assert [len(v.detections) for v in views] == [0, 0]
+    window.threshold_control.set_value(0.0)  # looser again: the boxes the detector gave come back
+    assert all(len(v.detections) > 0 for v in views)
+    window.close()
