@@ -482,7 +482,8 @@ class MainWindow(QMainWindow):
     def _show_output_failures(self) -> None:
         """An output that stopped (disk full, file too large): its line in the banner, once; the
         video and the other outputs go on."""
-        failures = getattr(getattr(self.controller, "pipeline", None), "output_failures", list)()
+        # the newest run, also once it ended: its last stats come after the controller let go of it
+        failures = getattr(getattr(self.controller, "last_pipeline", None), "output_failures", list)()
         new = [line for line in failures if line not in self._failures_shown]
         if new:
             self._failures_shown.update(new)

@@ -433,3 +433,20 @@ def test_the_next_source_with_no_frame_yet_shows_no_stage_times_of_the_last(qtbo
     assert window.last_stats.frames_processed == 0
     assert window.performance.stage_bar.total == 0 and window.performance.fps_gauge.capacity is None
     assert window.proposals_seen.text() == ""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_an_output_that_failed_before_the_end_is_shown_after_it(qtbot, gui_detector, clip10, tmp_path, monkeypatch):
+    """A run over before any periodic stats arrived (a fast machine, a short file): its output's
+    failure is still in the banner — the run's last stats come when the controller holds no
+    pipeline any more, and the window looked for failures only in the running one."""
+    monkeypatch.setattr("app.gui.controller.STATS_INTERVAL_MS", 600_000)  # only the first and the last stats
+    window = MainWindow(gui_detector, output_dir=tmp_path, pace_files=False)
+    qtbot.addWidget(window)
+    window.show()
+    full = tmp_path / "rec.mp4"  # the recording opens its file with the first frame: it fails mid-run
+    full.symlink_to("/dev/full")
+    play(window, clip10, record=str(full), overwrite=True)
+    qtbot.waitUntil(lambda: window.last_stats is not None and window.last_stats.finished, timeout=WAIT_MS)
+    assert window.warning_banner.isVisible() and str(full) in window.warning_banner.label.text()
+    window.close()
