@@ -444,14 +444,14 @@ class MainWindow(QMainWindow):
         set_checked_quietly(on, self.record_button, self.record_action)
         self.record_button.setText("■ Stop recording" if on else "● Record")
         for tile in self.grid.tiles.values():  # every stream records
-            tile.view.set_recording(on)
+            tile.view.set_badge("recording", on)
 
     def _on_paused(self, on: bool) -> None:
         self.is_paused = self._pause_wanted = on
         set_checked_quietly(on, self.pause_button, self.pause_action)
         self.pause_button.setText("▶ Resume" if on else "❚❚ Pause")
         for tile in self.grid.tiles.values():  # the pause holds every stream
-            tile.view.set_paused(on)
+            tile.view.set_badge("paused", on)
 
     def _on_knobs_applied(self, knobs: dict) -> None:
         if "precision" in knobs:
