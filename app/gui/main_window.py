@@ -387,8 +387,8 @@ class MainWindow(QMainWindow):
         return self.events_panel.decorate(result.frame.image) if len(self.grid.names) == 1 else result.frame.image
 
     def _redraw(self, result) -> None:
-        if result is not None:
-            self.view.set_frame(rgb_to_qimage(self._decorated(result)), result.detections, result.overlay)
+        if result is not None:  # the boxes as shown (a stricter threshold may have hidden some since)
+            self.view.set_frame(rgb_to_qimage(self._decorated(result)), self.view.detections, result.overlay)
 
     def _show_newest_frames(self) -> None:
         """Each stream's newest result into its cell; the one in focus also feeds the panel."""

@@ -450,3 +450,15 @@ def test_an_output_that_failed_before_the_end_is_shown_after_it(qtbot, gui_detec
     qtbot.waitUntil(lambda: window.last_stats is not None and window.last_stats.finished, timeout=WAIT_MS)
     assert window.warning_banner.isVisible() and str(full) in window.warning_banner.label.text()
     window.close()
+
+
+def test_the_heat_map_toggle_keeps_the_threshold_of_the_frame_on_screen(qtbot, window, clip10):
+    """Ended (or paused), a stricter threshold hides boxes of the frame on screen; turning the heat
+    map on redraws that frame — still without the boxes the threshold hides."""
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.last_stats is not None and window.last_stats.finished, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.view.detections is not None and len(window.view.detections) > 0, timeout=WAIT_MS)
+    window.threshold_control.set_value(min(1.0, float(window.view.detections.scores.max()) + 0.01))
+    assert len(window.view.detections) == 0
+    window.events_panel.heat_check.setChecked(True)
+    assert len(window.view.detections) == 0
