@@ -80,7 +80,7 @@ class MainWindow(QMainWindow):
         self.stream_pairs: list[tuple[str, PipelineConfig]] | None = None  # (name, config) of several streams
         self.streams_events = None
         self._failures_shown: set[str] = set()  # output failures already in the banner
-        self.source_event = None  # the live source's latest drop while it is down (app/io/reconnect.py)
+        self.down: dict[str, object] = {}  # each live source down now: its latest event (app/io/reconnect.py)
         self._closed = False
 
         self.meter = FpsMeter(window_s=1.0)
@@ -230,9 +230,9 @@ class MainWindow(QMainWindow):
         self.grid.set_names(names)
         self._on_focus_changed(self.grid.enlarged)  # (which also forgets the last result and the meters)
         self.error_banner.hide()
-        if self.source_event is not None:  # the countdown of a source that no longer plays
+        if self.down:  # the countdown of a source that no longer plays
             self.warning_banner.hide()
-        self.source_event = None
+        self.down.clear()
 
     def _open_chosen(self, kind: str, source: str) -> bool:
         """Play a source chosen in the window ("" = none) with the run's settings, without its outputs."""
@@ -341,7 +341,8 @@ class MainWindow(QMainWindow):
 
     def _refilter_shown(self) -> None:
         """Apply a stricter threshold or class filter to the frames on screen now, in every cell (paused,
-        or a slow frame); a looser one cannot add the boxes the detector dropped: they come with the next frame."""
+        or a slow frame); a looser one cannot add the boxes the detector dropped: they come with the
+        next frame."""
         keep = {"min_score": self.threshold_control.value(), "classes": self.class_list.selection() or None}
         for tile in self.grid.tiles.values():
             if tile.result is not None and tile.view.image is not None:
@@ -475,7 +476,8 @@ class MainWindow(QMainWindow):
         stats = self.last_stats = replace(run.streams.get(self.focus) or next(iter(run.streams.values())), adapt=run.adapt)
         self.target_control.show_status(stats.adapt)
         self.performance.show_stats(stats, self.bridge.replaced)
-        self.proposals_seen.setText(f"RPN kept {stats.proposals} on the last frame" if stats.proposals else "")
+        kept = f"RPN kept {stats.proposals} on the last frame" if stats.proposals else ""
+        self.proposals_seen.setText(kept)
         self._show_setup_change()
         self._show_output_failures()
 
@@ -503,21 +505,30 @@ class MainWindow(QMainWindow):
             self.precision_combo.setCurrentText(self.detector.precision)
         self.model_label.setText(model_text(self.detector))
 
+    @property
+    def source_event(self):
+        """The latest event of a live source still down, or None."""
+        return next(reversed(self.down.values()), None)
+
     def _on_source_state(self, event) -> None:
-        """A live source dropped (the banner counts down to the next attempt) or is back."""
-        self.source_event = None if event.state == "reconnected" else event
-        if self.source_event is None:
-            self.warning_banner.hide()
+        """A live source dropped (the banner counts down to its next attempt, a line per source
+        down) or is back."""
+        self.down.pop(event.source, None)  # (a new event goes last: the latest)
+        if event.state == "reconnected":
             self.statusBar().showMessage(event.line(), 8000)
         else:
-            self._show_source_state()
+            self.down[event.source] = event
+        self._show_source_state()
 
     def _show_source_state(self) -> None:
-        e = self.source_event
-        self.warning_banner.show_message(f"⚠ {e.source}: {e.status(time.monotonic())} — {e.reason}")
+        now = time.monotonic()
+        if lines := [f"⚠ {e.source}: {e.status(now)} — {e.reason}" for e in self.down.values()]:
+            self.warning_banner.show_message("\n".join(lines))
+        else:
+            self.warning_banner.hide()
 
     def _refresh_fps(self) -> None:
-        if self.source_event is not None and self.source_event.state != "gave_up":
+        if any(e.state != "gave_up" for e in self.down.values()):
             self._show_source_state()  # the countdown to the next attempt
         fps = self.meter.fps(time.monotonic()) or 0.0
         self.performance.show_display(fps, self.latency.mean if len(self.latency) else None)

@@ -184,7 +184,8 @@ def test_record_to_with_several_streams_never_overwrites_their_files(qtbot, gui_
     assert window.answers == [False] and not window.controller.pipeline.record_sinks()
     qtbot.waitUntil(lambda: "rec-a.mp4" in window.error_banner.label.text(), timeout=WAIT_MS)
     qtbot.keyClick(window, Qt.Key.Key_Space)
-    qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished,
+                    timeout=WAIT_MS)
     window.close()
     assert kept.read_bytes() == b"an earlier recording" and not (tmp_path / "rec-b.mp4").exists()
 
@@ -219,9 +220,11 @@ def test_a_stricter_threshold_applies_to_every_cell_on_screen(qtbot, gui_detecto
     qtbot.addWidget(window)
     window.show()
     window.open_streams(streams)
-    qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished,
+                    timeout=WAIT_MS)
     views = [window.grid.tiles[name].view for name in ("a", "b")]
-    qtbot.waitUntil(lambda: all(v.detections is not None and len(v.detections) > 0 for v in views), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: all(v.detections is not None and len(v.detections) > 0 for v in views),
+                    timeout=WAIT_MS)
     top = max(float(v.detections.scores.max()) for v in views)
     window.threshold_control.set_value(min(1.0, top + 0.01))
     assert [len(v.detections) for v in views] == [0, 0]

@@ -398,7 +398,8 @@ def test_a_target_turned_off_in_the_window_stays_off_on_f5(qtbot, window, gui_de
         gui_detector.set_input_size(gui_detector.base_input_size)
 
 
-def test_a_refused_precision_is_one_line_and_the_selector_shows_what_runs(qtbot, window, gui_detector, monkeypatch):
+def test_a_refused_precision_is_one_line_and_the_selector_shows_what_runs(qtbot, window, gui_detector,
+                                                                          monkeypatch):
     """int8 without its calibration, say: the detector refuses; the banner says why in one line and the
     selector goes back to the precision that runs (it kept showing the refused one)."""
     from app.errors import UserError
@@ -436,7 +437,8 @@ def test_the_next_source_with_no_frame_yet_shows_no_stage_times_of_the_last(qtbo
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
-def test_an_output_that_failed_before_the_end_is_shown_after_it(qtbot, gui_detector, clip10, tmp_path, monkeypatch):
+def test_an_output_that_failed_before_the_end_is_shown_after_it(qtbot, gui_detector, clip10, tmp_path,
+                                                                monkeypatch):
     """A run over before any periodic stats arrived (a fast machine, a short file): its output's
     failure is still in the banner — the run's last stats come when the controller holds no
     pipeline any more, and the window looked for failures only in the running one."""
@@ -457,7 +459,8 @@ def test_the_heat_map_toggle_keeps_the_threshold_of_the_frame_on_screen(qtbot, w
     map on redraws that frame — still without the boxes the threshold hides."""
     play(window, clip10)
     qtbot.waitUntil(lambda: window.last_stats is not None and window.last_stats.finished, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: window.view.detections is not None and len(window.view.detections) > 0, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.view.detections is not None and len(window.view.detections) > 0,
+                    timeout=WAIT_MS)
     window.threshold_control.set_value(min(1.0, float(window.view.detections.scores.max()) + 0.01))
     assert len(window.view.detections) == 0
     window.events_panel.heat_check.setChecked(True)
