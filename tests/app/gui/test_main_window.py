@@ -386,10 +386,10 @@ def test_a_target_turned_off_in_the_window_stays_off_on_f5(qtbot, window, gui_de
     without a target, as the selector says — the source's config still carries the command line's."""
     try:
         play(window, clip10, target_fps=25.0)
-        qtbot.waitUntil(lambda: window.controller.last_pipeline is not None, timeout=WAIT_MS)
-        first = window.controller.last_pipeline
+        qtbot.waitUntil(lambda: window.target_control.combo.currentText() == "custom", timeout=WAIT_MS)
+        first = window.controller.last_pipeline  # the selector shows the command line's target
         window.target_control.combo.setCurrentText("off")
-        qtbot.waitUntil(lambda: first.adapt.config.target_fps is None, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: window.controller.target_fps is None, timeout=WAIT_MS)
         qtbot.keyClick(window, Qt.Key.Key_F5)
         qtbot.waitUntil(lambda: window.controller.last_pipeline is not first, timeout=WAIT_MS)
         assert window.controller.last_pipeline.adapt.config.target_fps is None
