@@ -28,7 +28,8 @@ import app.gui.events_panel as events_panel
 from app.analytics.count import Shape
 from app.analytics.events import EventsConfig
 from app.config import PipelineConfig
-from app.gui.events_panel import CLIP_ROLE, RECORD_ROLE
+from app.gui.events_feed import WindowEvent
+from app.gui.events_panel import CLIP_ROLE, MAX_ROWS, RECORD_ROLE, EventsPanel
 from app.gui.main_window import MainWindow
 from tests.app import crossing_clip as clip
 from tests.app.gui.images import qimage_to_array
@@ -276,9 +277,6 @@ def test_without_tracking_nothing_is_listed_and_nothing_fails(qtbot, tmp_path, r
 
 
 def test_the_list_keeps_the_last_500_events(qtbot):
-    from app.gui.events_feed import WindowEvent
-    from app.gui.events_panel import MAX_ROWS, EventsPanel
-
     panel = EventsPanel()
     qtbot.addWidget(panel)
     thumb = np.zeros((40, 64, 3), np.uint8)
@@ -295,9 +293,6 @@ def test_a_full_list_keeps_the_row_being_read_in_place(qtbot):
     the oldest rows, and the row under the mouse stays where it is rather than sliding up by one a
     row each event (a double-click could then open another event's clip)."""
     from PyQt6.QtWidgets import QAbstractItemView
-
-    from app.gui.events_feed import WindowEvent
-    from app.gui.events_panel import MAX_ROWS, EventsPanel
 
     panel = EventsPanel()
     qtbot.addWidget(panel)

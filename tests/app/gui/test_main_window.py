@@ -19,6 +19,7 @@ from app.gui.launch import run_gui
 from app.gui.main_window import MainWindow
 from app.gui.widgets import proposals_to_position
 from tests.app.gui.images import qimage_to_array
+from tests.conftest import SAMPLE
 
 WAIT_MS = 30_000  # generous: 2 slow CI cores; the waits end as soon as the condition holds
 
@@ -341,8 +342,6 @@ def test_an_output_that_fails_is_one_line_in_the_window_which_plays_on(qtbot, wi
 def test_two_quick_pause_toggles_ask_for_pause_then_resume(qtbot, gui_detector, tmp_path):
     """Space twice before the controller's answer comes back: the second asks to resume (it toggles
     the last request, not the confirmed state, which would ask to pause twice and stay paused)."""
-    from app.gui.main_window import MainWindow
-
     window = MainWindow(gui_detector, output_dir=tmp_path)
     qtbot.addWidget(window)
     asked: list[bool] = []
@@ -357,8 +356,6 @@ def test_two_quick_pause_toggles_ask_for_pause_then_resume(qtbot, gui_detector, 
 def test_two_quick_record_toggles_start_then_stop_and_the_window_agrees(qtbot, gui_detector, tmp_path):
     """R twice before the controller's answer: the second asks to stop (not to start again, which
     was refused as 'already recording' and made the window forget the recording that ran on)."""
-    from tests.conftest import SAMPLE
-
     window = MainWindow(gui_detector, output_dir=tmp_path, pace_files=True)  # paced: still running
     qtbot.addWidget(window)
     window.show()
