@@ -212,14 +212,8 @@ def test_r_with_several_streams_picks_a_name_free_for_every_stream(qtbot, gui_de
 def test_a_stricter_threshold_applies_to_every_cell_on_screen(qtbot, gui_detector, clip10, tmp_path):
     """Paused or ended, the frames on screen are refiltered at once by a stricter threshold or class
     filter — in every cell, not only the one in focus (the others kept their boxes)."""
-    streams = []
-    for name in ("a", "b"):
-        config = PipelineConfig(source_kind="video", source=str(clip10))
-        streams.append(Stream(name, config, open_source(config)))
-    window = MainWindow(gui_detector, output_dir=tmp_path)
-    qtbot.addWidget(window)
-    window.show()
-    window.open_streams(streams)
+    window = paused_streams(qtbot, gui_detector, clip10, tmp_path)
+    window.set_paused(False)
     qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished,
                     timeout=WAIT_MS)
     views = [window.grid.tiles[name].view for name in ("a", "b")]
