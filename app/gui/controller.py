@@ -55,7 +55,8 @@ class PipelineController(QObject):
     Reports (to the GUI thread, queued):
         opened(dict): the sources started — names (one per stream), and the first one's name, kind,
             rate, total_frames; notes.
-        stats_ready(MultiStats): a snapshot of every stream, 4 × a second while a pipeline exists.
+        stats_ready(MultiStats): a snapshot of every stream, 4 × a second while a pipeline runs, and its
+            last when it ends by itself (not when stopped for another source).
         finished(str): the run ended; the text says how ("" when it simply reached its end).
         error(str): one line to show; the window stays usable.
         recording(list, bool): (paths, on) — recordings started (one per stream), or were finalised.
@@ -216,14 +217,15 @@ class PipelineController(QObject):
         """The pipeline reached its end (or failed) by itself."""
         if generation == self._generation and self.pipeline is not None:
             stats, error = self._end(error)
+            self.stats_ready.emit(stats)  # (not for a run stopped for another: the window has moved on)
             lanes = self.last_pipeline.lanes
             what = f"all {len(lanes)} streams" if len(lanes) > 1 else lanes[0].source.name or "source"
             self.finished.emit(f"stopped by an error after {stats.frames_written} frames" if error is not None else
                                f"end of {what}: {stats.frames_written} frames")
 
     def _end(self, error: BaseException | None):
-        """Stop the running pipeline (joins its threads, finalises its outputs) and report: its
-        error, its recording finalised, its last stats. Returns (stats, error)."""
+        """Stop the running pipeline (joins its threads, finalises its outputs) and report its error
+        and its recording finalised. Returns (its last stats, error)."""
         pipeline, self.pipeline = self.pipeline, None
         recording = [str(sink.path) for sink in pipeline.record_sinks()]
         try:
@@ -236,9 +238,7 @@ class PipelineController(QObject):
             self.error.emit(one_line(error))
         if recording:
             self.recording.emit(recording, False)
-        stats = pipeline.run_stats()
-        self.stats_ready.emit(stats)
-        return stats, error
+        return pipeline.run_stats(), error
 
     @pyqtSlot(bool)
     def _pause(self, on: bool) -> None:

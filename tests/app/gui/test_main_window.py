@@ -462,3 +462,21 @@ def test_the_heat_map_toggle_keeps_the_threshold_of_the_frame_on_screen(qtbot, w
     assert len(window.view.detections) == 0
     window.events_panel.heat_check.setChecked(True)
     assert len(window.view.detections) == 0
+
+
+def test_replacing_a_running_source_sends_no_stats_of_the_old_one_after(qtbot, gui_detector, tmp_path):
+    """F5 (or another source) while a file plays: the window has already switched to the new run, so
+    the old run's last stats ('ended', 'finished') must not come after — its tiles said 'ended' while
+    the new source was still opening, and the totals 'all streams ended'."""
+    window = MainWindow(gui_detector, output_dir=tmp_path, pace_files=True)  # paced: still running
+    qtbot.addWidget(window)
+    window.show()
+    window.open_source(PipelineConfig(source_kind="video", source=str(SAMPLE)))
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    first = window.controller.last_pipeline
+    finished: list[bool] = []
+    window.controller.stats_ready.connect(lambda run: finished.append(run.finished))  # controller's thread
+    window.restart()
+    qtbot.waitUntil(lambda: window.controller.last_pipeline is not first and len(finished) >= 2, timeout=WAIT_MS)
+    assert not any(finished), finished
+    window.close()
