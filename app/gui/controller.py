@@ -57,7 +57,7 @@ class PipelineController(QObject):
             rate, total_frames; notes.
         stats_ready(MultiStats): a snapshot of every stream, 4 × a second while a pipeline runs, and its
             last when it ends by itself (not when stopped for another source).
-        finished(str): the run ended; the text says how ("" when it simply reached its end).
+        finished(str): the run ended by itself; the text says how ("end of …: N frames", or an error).
         error(str): one line to show; the window stays usable.
         recording(list, bool): (paths, on) — recordings started (one per stream), or were finalised.
         paused(bool), knobs_applied(dict).
