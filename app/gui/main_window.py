@@ -366,8 +366,8 @@ class MainWindow(QMainWindow):
             self.grid.toggle(self.grid.names[index])
 
     def _escape(self) -> None:
-        """Esc (and Q): all streams again when one is enlarged, else quit."""
-        if self.grid.enlarged is not None:
+        """Esc (and Q): all streams again when one of several is enlarged, else quit."""
+        if self.grid.enlarged is not None and len(self.grid.names) > 1:  # (one stream looks the same)
             self.grid.enlarge(None)
         else:
             self.close()

@@ -480,3 +480,14 @@ def test_replacing_a_running_source_sends_no_stats_of_the_old_one_after(qtbot, g
     qtbot.waitUntil(lambda: window.controller.last_pipeline is not first and len(finished) >= 2, timeout=WAIT_MS)
     assert not any(finished), finished
     window.close()
+
+
+def test_esc_quits_a_single_stream_window_even_after_a_click_on_the_video(qtbot, window, clip10):
+    """A click on the video enlarges its cell; with one stream that changes nothing on screen, so Esc
+    must not spend itself on 'all streams again' (it took two presses to quit)."""
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    (tile,) = window.grid.tiles.values()
+    qtbot.mouseClick(tile, Qt.MouseButton.LeftButton)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert not window.isVisible()
