@@ -183,7 +183,7 @@ def test_record_to_with_several_streams_never_overwrites_their_files(qtbot, gui_
     qtbot.waitUntil(lambda: bool(window.answers), timeout=WAIT_MS)
     assert window.answers == [False] and not window.controller.pipeline.record_sinks()
     qtbot.waitUntil(lambda: "rec-a.mp4" in window.error_banner.label.text(), timeout=WAIT_MS)
-    qtbot.keyClick(window, Qt.Key.Key_Space)
+    window.set_paused(False)
     qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished,
                     timeout=WAIT_MS)
     window.close()
@@ -201,7 +201,7 @@ def test_r_with_several_streams_picks_a_name_free_for_every_stream(qtbot, gui_de
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(t))
         (tmp_path / f"recording-{stamp}-a.mp4").write_bytes(b"earlier")
     window = paused_streams(qtbot, gui_detector, clip10, tmp_path)
-    qtbot.keyClick(window, Qt.Key.Key_R)
+    window.toggle_recording()  # R
     qtbot.waitUntil(lambda: bool(window.answers), timeout=WAIT_MS)
     assert window.answers == [True] and not window.error_banner.isVisible()
     qtbot.waitUntil(lambda: len(window.recording_paths) == 2, timeout=WAIT_MS)

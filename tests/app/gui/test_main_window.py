@@ -372,7 +372,7 @@ def test_two_quick_record_toggles_start_then_stop_and_the_window_agrees(qtbot, g
     pipeline = window.controller.pipeline
     assert answers == [True, False] and not pipeline.record_sinks() and not window.recording_paths
     assert not window.error_banner.isVisible() and not window.record_button.isChecked()
-    qtbot.keyClick(window, Qt.Key.Key_R)  # and R records again
+    window.toggle_recording()  # and R records again
     qtbot.waitUntil(lambda: bool(window.recording_paths), timeout=WAIT_MS)
     assert [Path(s.path) for s in pipeline.record_sinks()] == window.recording_paths
     window.close()
@@ -387,7 +387,7 @@ def test_a_target_turned_off_in_the_window_stays_off_on_f5(qtbot, window, gui_de
         first = window.controller.last_pipeline  # the selector shows the command line's target
         window.target_control.combo.setCurrentText("off")
         qtbot.waitUntil(lambda: window.controller.target_fps is None, timeout=WAIT_MS)
-        qtbot.keyClick(window, Qt.Key.Key_F5)
+        window.restart()  # F5
         qtbot.waitUntil(lambda: window.controller.last_pipeline is not first, timeout=WAIT_MS)
         assert window.controller.last_pipeline.adapt.config.target_fps is None
         assert window.target_control.combo.currentText() == "off"
