@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from app.config import PipelineConfig
 from app.errors import UserError, one_line
 from app.gui.bridge import FrameBridge
 from app.gui.events_feed import EventFeed
-from app.io.paths import first_free
+from app.io.paths import first_free, per_stream_path
 from app.io.reconnect import open_source
 from app.pipeline.pipeline import Pipeline, Stream
 from app.pipeline.sinks import CallbackSink
@@ -54,8 +55,9 @@ class PipelineController(QObject):
     Reports (to the GUI thread, queued):
         opened(dict): the sources started — names (one per stream), and the first one's name, kind,
             rate, total_frames; notes.
-        stats_ready(MultiStats): a snapshot of every stream, 4 × a second while a pipeline exists.
-        finished(str): the run ended; the text says how ("" when it simply reached its end).
+        stats_ready(MultiStats): a snapshot of every stream, 4 × a second while a pipeline runs, and its
+            last when it ends by itself (not when stopped for another source).
+        finished(str): the run ended by itself; the text says how ("end of …: N frames", or an error).
         error(str): one line to show; the window stays usable.
         recording(list, bool): (paths, on) — recordings started (one per stream), or were finalised.
         paused(bool), knobs_applied(dict).
@@ -92,6 +94,7 @@ class PipelineController(QObject):
         self.last_pipeline: Pipeline | None = None  # the newest one started, kept after it ended (its errors, lanes)
         self.events_feed = EventFeed()  # the events, heat map and alert counters, for the window (by signals)
         self.target_fps: float | None = None  # the adaptive controller's target, kept across sources
+        self._target_chosen = False  # set by the window's selector: then it beats the sources' --target-fps
         self._generation = 0
         self._paused = False
         self._knobs = FrameBridge(self)  # the newest value of each knob, one queued call at most
@@ -125,6 +128,7 @@ class PipelineController(QObject):
                     self.detector.set_classes(tuple(value))
                 elif name == "target_fps":
                     self.target_fps = None if value is None else float(value)
+                    self._target_chosen = True
                     if self.pipeline is not None:
                         self.pipeline.adapt.set_target(self.target_fps)
                 elif name == "precision":
@@ -138,6 +142,8 @@ class PipelineController(QObject):
                 applied[name] = value
             except Exception as exc:  # a refused value is shown; the other knobs still apply
                 self.error.emit(f"{name}: {one_line(exc)}")
+                if name == "precision":  # the selector goes back to the precision that runs
+                    applied[name] = self.detector.precision
         if applied:
             self.knobs_applied.emit(applied)
 
@@ -166,8 +172,9 @@ class PipelineController(QObject):
             for lane in pipeline.lanes:  # each stream's newest result, for its cell of the grid
                 lane.add_sink(CallbackSink(lambda result, _a, name=lane.name: self.bridge.push(result, name),
                                            needs_image=False))
-            if self.target_fps is not None or config.target_fps is not None:  # the window's target goes on
-                self.target_fps = self.target_fps if self.target_fps is not None else config.target_fps
+            if not self._target_chosen:  # the source's own (--target-fps), which the pipeline starts with
+                self.target_fps = config.target_fps
+            elif self.target_fps != config.target_fps:  # the window's choice goes on, "off" included
                 pipeline.adapt.set_target(self.target_fps)
             if self._paused:
                 pipeline.pause()
@@ -210,14 +217,15 @@ class PipelineController(QObject):
         """The pipeline reached its end (or failed) by itself."""
         if generation == self._generation and self.pipeline is not None:
             stats, error = self._end(error)
+            self.stats_ready.emit(stats)  # (not for a run stopped for another: the window has moved on)
             lanes = self.last_pipeline.lanes
             what = f"all {len(lanes)} streams" if len(lanes) > 1 else lanes[0].source.name or "source"
             self.finished.emit(f"stopped by an error after {stats.frames_written} frames" if error is not None else
                                f"end of {what}: {stats.frames_written} frames")
 
     def _end(self, error: BaseException | None):
-        """Stop the running pipeline (joins its threads, finalises its outputs) and report: its
-        error, its recording finalised, its last stats. Returns (stats, error)."""
+        """Stop the running pipeline (joins its threads, finalises its outputs) and report its error
+        and its recording finalised. Returns (its last stats, error)."""
         pipeline, self.pipeline = self.pipeline, None
         recording = [str(sink.path) for sink in pipeline.record_sinks()]
         try:
@@ -230,9 +238,7 @@ class PipelineController(QObject):
             self.error.emit(one_line(error))
         if recording:
             self.recording.emit(recording, False)
-        stats = pipeline.run_stats()
-        self.stats_ready.emit(stats)
-        return stats, error
+        return pipeline.run_stats(), error
 
     @pyqtSlot(bool)
     def _pause(self, on: bool) -> None:
@@ -306,7 +312,14 @@ def start_controller(detector, bridge: FrameBridge) -> tuple[PipelineController,
     return controller, thread
 
 
-def default_output_name(folder: Path, stem: str, suffix: str, now: float | None = None) -> Path:
-    """``folder/stem-YYYYmmdd-HHMMSS.suffix``, with -2, -3… when that name is taken."""
+def default_output_name(folder: Path, stem: str, suffix: str, now: float | None = None,
+                        streams: Sequence[str] = ()) -> Path:
+    """``folder/stem-YYYYmmdd-HHMMSS.suffix``, with -2, -3… when that name is taken — or, for several
+    ``streams`` (each written to ``per_stream_path``), when one of theirs is."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return folder / (first_free(f"{stem}-{stamp}", lambda name: (folder / f"{name}{suffix}").exists()) + suffix)
+
+    def taken(name: str) -> bool:
+        path = str(folder / f"{name}{suffix}")
+        return any(Path(p).exists() for p in (path, *(per_stream_path(path, s) for s in streams)))
+
+    return folder / (first_free(f"{stem}-{stamp}", taken) + suffix)

@@ -14,6 +14,7 @@ import numpy as np
 from PyQt6.QtCore import QSize, Qt, QUrl
 from PyQt6.QtGui import QDesktopServices, QIcon, QPixmap
 from PyQt6.QtWidgets import (
+    QAbstractItemView,
     QCheckBox,
     QHBoxLayout,
     QListWidget,
@@ -83,11 +84,14 @@ class EventsPanel(QWidget):
         item.setToolTip(f"{r.get('stream', '')} frame {r.get('frame')} · score {r.get('score')}\n"
                         + (f"clip: {clip} (Enter plays it)" if clip else "no clip (run with --event-clips DIR)"))
         at_end = self.list.verticalScrollBar().value() >= self.list.verticalScrollBar().maximum() - 2
+        reading = None if at_end else self.list.itemAt(4, 4)  # the row at the top, scrolled up to
         self.list.addItem(item)
         while self.list.count() > MAX_ROWS:
             self.list.takeItem(0)
         if at_end:
             self.list.scrollToBottom()
+        elif reading is not None and self.list.row(reading) >= 0:  # it stays put as older rows go
+            self.list.scrollToItem(reading, QAbstractItemView.ScrollHint.PositionAtTop)
         self.counts[(r.get("kind"), r.get("event"))] += 1
         total = sum(self.counts.values())
         parts = ", ".join(f"{k} {e} {n}" for (k, e), n in sorted(self.counts.items(), key=str))

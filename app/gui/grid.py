@@ -45,6 +45,7 @@ class StreamTile(QFrame):
     def rename(self, name: str) -> None:
         """Show another stream from now on (its first frame is awaited)."""
         self.name = name
+        self.result = None  # the newest result shown (its detections unfiltered by the window)
         self.view.clear(f"{name}: waiting for the first frame")
         self.caption.setText(name)
         self.setToolTip(f"{name} — click to enlarge, click again for all streams")
@@ -52,6 +53,7 @@ class StreamTile(QFrame):
     def show_result(self, result, image: np.ndarray) -> None:
         """The newest result of this stream (GUI thread) over ``image``: its frame, uint8 RGB [H, W, 3],
         as it is or decorated (with the heat map under the boxes)."""
+        self.result = result
         self.view.set_frame(rgb_to_qimage(image), result.detections, result.overlay)  # trails, lines, zones
 
     def set_stats(self, stats: PipelineStats | None, state: str) -> None:

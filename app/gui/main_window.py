@@ -71,6 +71,7 @@ class MainWindow(QMainWindow):
         self.recording_paths: list[Path] = []  # one per stream while recording
         self.last_screenshot: Path | None = None
         self.is_paused = self._pause_wanted = False
+        self._record_wanted = False  # the last record request (on / off), until the controller answers
         self.is_running = False
         self.frames_displayed = 0
         self.last_result = None
@@ -79,7 +80,7 @@ class MainWindow(QMainWindow):
         self.stream_pairs: list[tuple[str, PipelineConfig]] | None = None  # (name, config) of several streams
         self.streams_events = None
         self._failures_shown: set[str] = set()  # output failures already in the banner
-        self.source_event = None  # the live source's latest drop while it is down (app/io/reconnect.py)
+        self.down: dict[str, object] = {}  # each live source down now: its latest event (app/io/reconnect.py)
         self._closed = False
 
         self.meter = FpsMeter(window_s=1.0)
@@ -229,7 +230,9 @@ class MainWindow(QMainWindow):
         self.grid.set_names(names)
         self._on_focus_changed(self.grid.enlarged)  # (which also forgets the last result and the meters)
         self.error_banner.hide()
-        self.source_event = None
+        if self.down:  # the countdown of a source that no longer plays
+            self.warning_banner.hide()
+        self.down.clear()
 
     def _open_chosen(self, kind: str, source: str) -> bool:
         """Play a source chosen in the window ("" = none) with the run's settings, without its outputs."""
@@ -292,23 +295,35 @@ class MainWindow(QMainWindow):
         self.set_paused(not self._pause_wanted)
 
     def toggle_recording(self) -> None:
-        """R: stop the running recording, or start one under a default timestamped name."""
-        if self.recording_paths:
-            self.controller.stop_record_requested.emit()
+        """R: stop the running recording, or start one under a default timestamped name — from the
+        last request, as Space does: a second R before the answer stops what the first started."""
+        if self._record_wanted:
+            self.stop_recording()
         else:
-            self.start_recording(default_output_name(self.output_dir, "recording", ".mp4"))
+            self.start_recording(self._recording_name())
         self._sync_record_controls()  # until the controller confirms
 
     def choose_recording(self) -> None:
-        suggestion = str(default_output_name(self.output_dir, "recording", ".mp4"))
+        suggestion = str(self._recording_name())
         path, _ = QFileDialog.getSaveFileName(self, "Record to", suggestion, "MP4 video (*.mp4);;Matroska (*.mkv)")
         if path:
-            if self.recording_paths:
-                self.controller.stop_record_requested.emit()
-            self.start_recording(Path(path), overwrite=True)  # the dialog asked about overwriting
+            if self._record_wanted:
+                self.stop_recording()
+            # the dialog asked about overwriting path; several streams write path-<name>, which it did not
+            self.start_recording(Path(path), overwrite=len(self.grid.names) == 1)
+
+    def _recording_name(self) -> Path:
+        """A free timestamped name; with several streams, free for each one's file (name-<stream>)."""
+        several = self.grid.names if len(self.grid.names) > 1 else ()
+        return default_output_name(self.output_dir, "recording", ".mp4", streams=several)
 
     def start_recording(self, path: Path, overwrite: bool = False) -> None:
+        self._record_wanted = True
         self.controller.record_requested.emit(str(path), overwrite)
+
+    def stop_recording(self) -> None:
+        self._record_wanted = False
+        self.controller.stop_record_requested.emit()
 
     def take_screenshot(self, path: str | Path | None = None) -> Path | None:
         """Save the current frame with its boxes at the frame's own resolution (PNG)."""
@@ -325,13 +340,13 @@ class MainWindow(QMainWindow):
         return target
 
     def _refilter_shown(self) -> None:
-        """Apply a stricter threshold or class filter to the frame on screen now (paused, or a slow
-        frame); a looser one cannot add the boxes the detector dropped: they come with the next frame."""
-        if self.last_result is None or self.view.image is None:
-            return
-        shown = self.last_result.detections.filter(min_score=self.threshold_control.value(),
-                                                   classes=self.class_list.selection() or None)
-        self.view.set_detections(shown)
+        """Apply a stricter threshold or class filter to the frames on screen now, in every cell (paused,
+        or a slow frame); a looser one cannot add the boxes the detector dropped: they come with the
+        next frame."""
+        keep = {"min_score": self.threshold_control.value(), "classes": self.class_list.selection() or None}
+        for tile in self.grid.tiles.values():
+            if tile.result is not None and tile.view.image is not None:
+                tile.view.set_detections(tile.result.detections.filter(**keep))
 
     def show_error(self, message: str) -> None:
         log.warning("%s", message)
@@ -351,8 +366,8 @@ class MainWindow(QMainWindow):
             self.grid.toggle(self.grid.names[index])
 
     def _escape(self) -> None:
-        """Esc (and Q): all streams again when one is enlarged, else quit."""
-        if self.grid.enlarged is not None:
+        """Esc (and Q): all streams again when one of several is enlarged, else quit."""
+        if self.grid.enlarged is not None and len(self.grid.names) > 1:  # (one stream looks the same)
             self.grid.enlarge(None)
         else:
             self.close()
@@ -373,8 +388,8 @@ class MainWindow(QMainWindow):
         return self.events_panel.decorate(result.frame.image) if len(self.grid.names) == 1 else result.frame.image
 
     def _redraw(self, result) -> None:
-        if result is not None:
-            self.view.set_frame(rgb_to_qimage(self._decorated(result)), result.detections, result.overlay)
+        if result is not None:  # the boxes as shown (a stricter threshold may have hidden some since)
+            self.view.set_frame(rgb_to_qimage(self._decorated(result)), self.view.detections, result.overlay)
 
     def _show_newest_frames(self) -> None:
         """Each stream's newest result into its cell; the one in focus also feeds the panel."""
@@ -422,6 +437,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"recording saved: {', '.join(saved)}" if saved else
                                              "recording stopped before any frame arrived: no file written", 8000)
             self.recording_paths = []
+        self._record_wanted = bool(self.recording_paths)
         self._sync_record_controls()
 
     def _sync_record_controls(self) -> None:
@@ -429,14 +445,14 @@ class MainWindow(QMainWindow):
         set_checked_quietly(on, self.record_button, self.record_action)
         self.record_button.setText("■ Stop recording" if on else "● Record")
         for tile in self.grid.tiles.values():  # every stream records
-            tile.view.set_recording(on)
+            tile.view.set_badge("recording", on)
 
     def _on_paused(self, on: bool) -> None:
         self.is_paused = self._pause_wanted = on
         set_checked_quietly(on, self.pause_button, self.pause_action)
         self.pause_button.setText("▶ Resume" if on else "❚❚ Pause")
         for tile in self.grid.tiles.values():  # the pause holds every stream
-            tile.view.set_paused(on)
+            tile.view.set_badge("paused", on)
 
     def _on_knobs_applied(self, knobs: dict) -> None:
         if "precision" in knobs:
@@ -460,15 +476,16 @@ class MainWindow(QMainWindow):
         stats = self.last_stats = replace(run.streams.get(self.focus) or next(iter(run.streams.values())), adapt=run.adapt)
         self.target_control.show_status(stats.adapt)
         self.performance.show_stats(stats, self.bridge.replaced)
-        if stats.proposals:
-            self.proposals_seen.setText(f"RPN kept {stats.proposals} on the last frame")
+        kept = f"RPN kept {stats.proposals} on the last frame" if stats.proposals else ""
+        self.proposals_seen.setText(kept)
         self._show_setup_change()
         self._show_output_failures()
 
     def _show_output_failures(self) -> None:
         """An output that stopped (disk full, file too large): its line in the banner, once; the
         video and the other outputs go on."""
-        failures = getattr(getattr(self.controller, "pipeline", None), "output_failures", list)()
+        # the newest run, also once it ended: its last stats come after the controller let go of it
+        failures = getattr(getattr(self.controller, "last_pipeline", None), "output_failures", list)()
         new = [line for line in failures if line not in self._failures_shown]
         if new:
             self._failures_shown.update(new)
@@ -488,21 +505,30 @@ class MainWindow(QMainWindow):
             self.precision_combo.setCurrentText(self.detector.precision)
         self.model_label.setText(model_text(self.detector))
 
+    @property
+    def source_event(self):
+        """The latest event of a live source still down, or None."""
+        return next(reversed(self.down.values()), None)
+
     def _on_source_state(self, event) -> None:
-        """A live source dropped (the banner counts down to the next attempt) or is back."""
-        self.source_event = None if event.state == "reconnected" else event
-        if self.source_event is None:
-            self.warning_banner.hide()
+        """A live source dropped (the banner counts down to its next attempt, a line per source
+        down) or is back."""
+        self.down.pop(event.source, None)  # (a new event goes last: the latest)
+        if event.state == "reconnected":
             self.statusBar().showMessage(event.line(), 8000)
         else:
-            self._show_source_state()
+            self.down[event.source] = event
+        self._show_source_state()
 
     def _show_source_state(self) -> None:
-        e = self.source_event
-        self.warning_banner.show_message(f"⚠ {e.source}: {e.status(time.monotonic())} — {e.reason}")
+        now = time.monotonic()
+        if lines := [f"⚠ {e.source}: {e.status(now)} — {e.reason}" for e in self.down.values()]:
+            self.warning_banner.show_message("\n".join(lines))
+        else:
+            self.warning_banner.hide()
 
     def _refresh_fps(self) -> None:
-        if self.source_event is not None and self.source_event.state != "gave_up":
+        if any(e.state != "gave_up" for e in self.down.values()):
             self._show_source_state()  # the countdown to the next attempt
         fps = self.meter.fps(time.monotonic()) or 0.0
         self.performance.show_display(fps, self.latency.mean if len(self.latency) else None)

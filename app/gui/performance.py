@@ -33,12 +33,10 @@ class PerformancePanel(QGroupBox):
 
     def show_stats(self, stats: PipelineStats, not_shown: int) -> None:
         """The pipeline's figures; ``not_shown``: results the window replaced before painting them."""
-        ms = stats.stage_ms or {}
-        if ms.get("total"):
-            self.fps_gauge.set_capacity(1000.0 / ms["total"])
-        if ms:
-            self.stage_bar.set_times(ms.get("backbone", 0.0), ms.get("rpn", 0.0), ms.get("roi_heads", 0.0),
-                                     ms.get("preprocess", 0.0) + ms.get("postprocess", 0.0))
+        ms = stats.stage_ms or {}  # none before the first detected frame: no figures of a former source
+        self.fps_gauge.set_capacity(1000.0 / ms["total"] if ms.get("total") else None)
+        self.stage_bar.set_times(ms.get("backbone", 0.0), ms.get("rpn", 0.0), ms.get("roi_heads", 0.0),
+                                 ms.get("preprocess", 0.0) + ms.get("postprocess", 0.0))
         now = f"{stats.fps:.1f}" if stats.fps else "--"
         mean = f"{stats.mean_fps:.1f}" if stats.mean_fps else "--"
         self.pipeline_label.setText(f"pipeline: {now} fps now · {mean} mean")

@@ -31,7 +31,7 @@ class TargetControl(QWidget):
         self.combo.setToolTip("hold this rate by lowering or raising the input size and the proposal count\n"
                               "(and, for a camera or stream, skipping frames); files never lose a frame")
         self.spin = QSpinBox()
-        self.spin.setRange(1, 240)
+        self.spin.setRange(1, 1000)  # as --target-fps (app.pipeline.adapt.AdaptConfig)
         self.spin.setSuffix(" fps")
         self.spin.setValue(15)
         self.status = muted_label(wrap=True)

@@ -118,13 +118,17 @@ class ShapeTool(QObject):
         if obj is not self.view or not self.mode:
             return False
         kind = event.type()
-        if kind == QEvent.Type.KeyPress:
-            if event.key() == Qt.Key.Key_Escape:
-                self.start("")
-            elif event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.mode == "zone":
+        if kind in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride):
+            key = event.key()
+            closes = key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.mode == "zone"
+            if key != Qt.Key.Key_Escape and not closes:
+                return False
+            if kind == QEvent.Type.ShortcutOverride:
+                event.accept()  # the key comes to us as a key press, not to the window's Esc (quit)
+            elif closes:
                 self._finish()
             else:
-                return False
+                self.start("")
             return True
         if kind not in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease,
                         QEvent.Type.MouseMove, QEvent.Type.MouseButtonDblClick):

@@ -73,8 +73,7 @@ class VideoView(QWidget):
         self.overlay = None  # app.analytics.analytics.Overlay: trails, lines and zones with their counts
         self.tool = None  # app.gui.tracking.ShapeTool: paints the line or zone being drawn
         self._placeholder = "No video — open a file or a camera from the File menu"
-        self._paused = False
-        self._recording = False
+        self._badges = {"paused": False, "recording": False}
 
     # ------------------------------------------------------------------ state
     def set_frame(self, image: QImage, detections: Detections | None = None, overlay=None) -> None:
@@ -86,12 +85,9 @@ class VideoView(QWidget):
         self.detections = detections
         self.update()
 
-    def set_paused(self, on: bool) -> None:
-        self._paused = bool(on)
-        self.update()
-
-    def set_recording(self, on: bool) -> None:
-        self._recording = bool(on)
+    def set_badge(self, name: str, on: bool) -> None:
+        """Show or hide the "paused" or the "recording" badge."""
+        self._badges[name] = bool(on)
         self.update()
 
     def clear(self, placeholder: str | None = None) -> None:
@@ -140,9 +136,9 @@ class VideoView(QWidget):
     def _draw_badges(self, painter: QPainter, target: QRectF) -> None:
         """"PAUSED" and "● REC" in the frame's top corners (window only, never in screenshots)."""
         metrics = set_font(painter, 13, bold=True)
-        for on, text, color, right in ((self._paused, "❚❚ PAUSED", QColor(45, 108, 223), False),
-                                       (self._recording, "● REC", QColor(192, 57, 43), True)):
-            if not on:
+        for name, text, color, right in (("paused", "❚❚ PAUSED", QColor(45, 108, 223), False),
+                                         ("recording", "● REC", QColor(192, 57, 43), True)):
+            if not self._badges[name]:
                 continue
             w, h = metrics.horizontalAdvance(text) + 16, metrics.height() + 8
             x = target.right() - w - 10 if right else target.left() + 10

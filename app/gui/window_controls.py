@@ -88,8 +88,8 @@ class ControlStrip(QFrame):
         self.setObjectName("strip")
         self.open_button = button("Open…", "open a video file (Ctrl+O); cameras and streams are in the File menu")
         self.pause_button = button("❚❚ Pause", "pause / resume every stream (Space)", checkable=True)
-        self.record_button = button("● Record", "record the first stream's annotated video to a timestamped file (R)",
-                                    checkable=True)
+        self.record_button = button("● Record", "record every stream's annotated video to a timestamped "
+                                    "file (R)", checkable=True)
         self.record_button.setObjectName("record")
         self.screenshot_button = button("Screenshot", "save the frame in focus with its boxes as PNG (S)")
         box(QHBoxLayout(self), self.open_button, 1, self.pause_button, self.record_button, self.screenshot_button,

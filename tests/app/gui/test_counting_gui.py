@@ -139,3 +139,18 @@ def test_a_click_is_not_a_line_and_esc_cancels(qtbot, frame_rgb):
     qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=at(view, 0.5, 0.6))
     qtbot.keyClick(view, Qt.Key.Key_Return)
     assert [k for k, _ in drawn] == ["zone"] and len(drawn[0][1]) == 6
+
+
+def test_esc_while_drawing_in_the_window_cancels_the_shape_not_the_window(qtbot, window, frame_rgb):
+    """Esc is also the window's quit shortcut: while a zone is being drawn it cancels the drawing
+    (as the tool's docstring says), and the window stays open."""
+    view = window.view
+    view.set_frame(rgb_to_qimage(frame_rgb))
+    qtbot.mouseClick(window.tracking_panel.zone_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=at(view, 0.2, 0.2))
+    assert window.shape_tool.mode == "zone" and len(window.shape_tool.points) == 1
+    qtbot.keyClick(view, Qt.Key.Key_Escape)
+    assert window.shape_tool.mode == "" and not window.tracking_panel.zone_button.isChecked()
+    assert window.isVisible() and window.control_thread.isRunning()
+    qtbot.keyClick(view, Qt.Key.Key_Escape)  # nothing is drawn now: Esc quits, as before
+    assert not window.isVisible()

@@ -28,7 +28,8 @@ import app.gui.events_panel as events_panel
 from app.analytics.count import Shape
 from app.analytics.events import EventsConfig
 from app.config import PipelineConfig
-from app.gui.events_panel import CLIP_ROLE, RECORD_ROLE
+from app.gui.events_feed import WindowEvent
+from app.gui.events_panel import CLIP_ROLE, MAX_ROWS, RECORD_ROLE, EventsPanel
 from app.gui.main_window import MainWindow
 from tests.app import crossing_clip as clip
 from tests.app.gui.images import qimage_to_array
@@ -276,9 +277,6 @@ def test_without_tracking_nothing_is_listed_and_nothing_fails(qtbot, tmp_path, r
 
 
 def test_the_list_keeps_the_last_500_events(qtbot):
-    from app.gui.events_feed import WindowEvent
-    from app.gui.events_panel import MAX_ROWS, EventsPanel
-
     panel = EventsPanel()
     qtbot.addWidget(panel)
     thumb = np.zeros((40, 64, 3), np.uint8)
@@ -288,6 +286,36 @@ def test_the_list_keeps_the_last_500_events(qtbot):
     assert MAX_ROWS == 500 and panel.list.count() == MAX_ROWS
     assert panel.list.item(0).data(RECORD_ROLE)["track_id"] == 10  # the oldest went first
     assert "510 events: zone enter 510" in panel.summary_label.text()
+
+
+def test_a_full_list_keeps_the_row_being_read_in_place(qtbot):
+    """The list is full and the user has scrolled up to read (or double-click) a row: new events drop
+    the oldest rows, and the row under the mouse stays where it is rather than sliding up by one a
+    row each event (a double-click could then open another event's clip)."""
+    from PyQt6.QtWidgets import QAbstractItemView
+
+    panel = EventsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(320, 420)
+    panel.show()
+    qtbot.waitExposed(panel)
+
+    def add(k: int) -> None:
+        panel.add_event(WindowEvent({"time_s": k / 10, "kind": "line", "line": "line 1", "event": "in",
+                                     "class": "car", "track_id": k, "clip": None}))
+
+    def top_row() -> int | None:  # the row at the top of the list's viewport (None until laid out)
+        item = panel.list.itemAt(4, 4)
+        return None if item is None else item.data(RECORD_ROLE)["track_id"]
+
+    for k in range(MAX_ROWS):
+        add(k)
+    panel.list.scrollToItem(panel.list.item(200), QAbstractItemView.ScrollHint.PositionAtTop)
+    qtbot.waitUntil(lambda: top_row() == 200)
+    for k in range(MAX_ROWS, MAX_ROWS + 5):
+        add(k)
+    assert panel.list.item(0).data(RECORD_ROLE)["track_id"] == 5
+    qtbot.waitUntil(lambda: top_row() == 200, timeout=2000)
 
 
 DRIVER = """

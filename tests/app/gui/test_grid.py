@@ -149,3 +149,79 @@ def test_a_line_drawn_on_the_enlarged_cell_counts_in_every_stream(qtbot, gui_det
     assert all(lane.analytics.tracking for lane in pipeline.lanes)
     window.close()
     assert window.control_thread.isFinished()
+
+
+def paused_streams(qtbot, gui_detector, clip, tmp_path, names=("a", "b")) -> MainWindow:
+    """A shown window playing ``names`` (each the clip), paused before the first frame; and a list
+    of the controller's recording answers (on), in ``window.answers``."""
+    streams = []
+    for name in names:
+        config = PipelineConfig(source_kind="video", source=str(clip))
+        streams.append(Stream(name, config, open_source(config)))
+    window = MainWindow(gui_detector, output_dir=tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    window.toggle_pause()
+    window.open_streams(streams)
+    qtbot.waitUntil(lambda: window.controller.pipeline is not None, timeout=WAIT_MS)
+    window.answers = []
+    window.controller.recording.connect(lambda _paths, on: window.answers.append(on))  # controller's thread
+    return window
+
+
+def test_record_to_with_several_streams_never_overwrites_their_files(qtbot, gui_detector, clip10, tmp_path,
+                                                                     monkeypatch):
+    """Record to… asks about the file it shows (rec.mp4); several streams write rec-<name>.mp4, which
+    it never asked about: an existing one is refused in one line, and none of the streams records."""
+    from PyQt6.QtWidgets import QFileDialog
+
+    kept = tmp_path / "rec-a.mp4"
+    kept.write_bytes(b"an earlier recording")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *_a, **_k: (str(tmp_path / "rec.mp4"), ""))
+    window = paused_streams(qtbot, gui_detector, clip10, tmp_path)
+    window.choose_recording()
+    qtbot.waitUntil(lambda: bool(window.answers), timeout=WAIT_MS)
+    assert window.answers == [False] and not window.controller.pipeline.record_sinks()
+    qtbot.waitUntil(lambda: "rec-a.mp4" in window.error_banner.label.text(), timeout=WAIT_MS)
+    window.set_paused(False)
+    qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished,
+                    timeout=WAIT_MS)
+    window.close()
+    assert kept.read_bytes() == b"an earlier recording" and not (tmp_path / "rec-b.mp4").exists()
+
+
+def test_r_with_several_streams_picks_a_name_free_for_every_stream(qtbot, gui_detector, clip10, tmp_path):
+    """R's timestamped name is recording-<time>.mp4, and several streams write recording-<time>-<name>.mp4:
+    when those are taken (an earlier recording of the same second), R takes the next free name
+    rather than being refused."""
+    import time
+
+    now = int(time.time())
+    for t in range(now - 2, now + 300):  # every name R could pick in the next minutes is taken for stream a
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(t))
+        (tmp_path / f"recording-{stamp}-a.mp4").write_bytes(b"earlier")
+    window = paused_streams(qtbot, gui_detector, clip10, tmp_path)
+    window.toggle_recording()  # R
+    qtbot.waitUntil(lambda: bool(window.answers), timeout=WAIT_MS)
+    assert window.answers == [True] and not window.error_banner.isVisible()
+    qtbot.waitUntil(lambda: len(window.recording_paths) == 2, timeout=WAIT_MS)
+    assert all(p.stem.endswith(("-2-a", "-2-b")) for p in window.recording_paths), window.recording_paths
+    window.close()
+
+
+def test_a_stricter_threshold_applies_to_every_cell_on_screen(qtbot, gui_detector, clip10, tmp_path):
+    """Paused or ended, the frames on screen are refiltered at once by a stricter threshold or class
+    filter — in every cell, not only the one in focus (the others kept their boxes)."""
+    window = paused_streams(qtbot, gui_detector, clip10, tmp_path)
+    window.set_paused(False)
+    qtbot.waitUntil(lambda: window.last_run_stats is not None and window.last_run_stats.finished,
+                    timeout=WAIT_MS)
+    views = [window.grid.tiles[name].view for name in ("a", "b")]
+    qtbot.waitUntil(lambda: all(v.detections is not None and len(v.detections) > 0 for v in views),
+                    timeout=WAIT_MS)
+    top = max(float(v.detections.scores.max()) for v in views)
+    window.threshold_control.set_value(min(1.0, top + 0.01))
+    assert [len(v.detections) for v in views] == [0, 0]
+    window.threshold_control.set_value(0.0)  # looser again: the boxes the detector gave come back
+    assert all(len(v.detections) > 0 for v in views)
+    window.close()

@@ -19,6 +19,7 @@ from app.gui.launch import run_gui
 from app.gui.main_window import MainWindow
 from app.gui.widgets import proposals_to_position
 from tests.app.gui.images import qimage_to_array
+from tests.conftest import SAMPLE
 
 WAIT_MS = 30_000  # generous: 2 slow CI cores; the waits end as soon as the condition holds
 
@@ -341,8 +342,6 @@ def test_an_output_that_fails_is_one_line_in_the_window_which_plays_on(qtbot, wi
 def test_two_quick_pause_toggles_ask_for_pause_then_resume(qtbot, gui_detector, tmp_path):
     """Space twice before the controller's answer comes back: the second asks to resume (it toggles
     the last request, not the confirmed state, which would ask to pause twice and stay paused)."""
-    from app.gui.main_window import MainWindow
-
     window = MainWindow(gui_detector, output_dir=tmp_path)
     qtbot.addWidget(window)
     asked: list[bool] = []
@@ -352,3 +351,143 @@ def test_two_quick_pause_toggles_ask_for_pause_then_resume(qtbot, gui_detector, 
     assert asked == [True, False]
     qtbot.waitUntil(lambda: not window.is_paused and window.pause_button.text() == "❚❚ Pause", timeout=5000)
     window.close()
+
+
+def test_two_quick_record_toggles_start_then_stop_and_the_window_agrees(qtbot, gui_detector, tmp_path):
+    """R twice before the controller's answer: the second asks to stop (not to start again, which
+    was refused as 'already recording' and made the window forget the recording that ran on)."""
+    window = MainWindow(gui_detector, output_dir=tmp_path, pace_files=True)  # paced: still running
+    qtbot.addWidget(window)
+    window.show()
+    window.open_source(PipelineConfig(source_kind="video", source=str(SAMPLE)))
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    window.set_paused(True)
+    qtbot.waitUntil(lambda: window.is_paused, timeout=WAIT_MS)
+    answers: list[bool] = []
+    window.controller.recording.connect(lambda _paths, on: answers.append(on))  # on the controller's thread
+    window.toggle_recording()
+    window.toggle_recording()  # no event processed in between: no answer yet
+    qtbot.waitUntil(lambda: len(answers) >= 2, timeout=WAIT_MS)
+    QApplication.processEvents()  # the answers queued for the window
+    pipeline = window.controller.pipeline
+    assert answers == [True, False] and not pipeline.record_sinks() and not window.recording_paths
+    assert not window.error_banner.isVisible() and not window.record_button.isChecked()
+    window.toggle_recording()  # and R records again
+    qtbot.waitUntil(lambda: bool(window.recording_paths), timeout=WAIT_MS)
+    assert [Path(s.path) for s in pipeline.record_sinks()] == window.recording_paths
+    window.close()
+
+
+def test_a_target_turned_off_in_the_window_stays_off_on_f5(qtbot, window, gui_detector, clip10):
+    """--target-fps on the command line, then "off" in the selector: F5 (or the next source) runs
+    without a target, as the selector says — the source's config still carries the command line's."""
+    try:
+        play(window, clip10, target_fps=25.0)
+        qtbot.waitUntil(lambda: window.target_control.combo.currentText() == "custom", timeout=WAIT_MS)
+        first = window.controller.last_pipeline  # the selector shows the command line's target
+        window.target_control.combo.setCurrentText("off")
+        qtbot.waitUntil(lambda: window.controller.target_fps is None, timeout=WAIT_MS)
+        window.restart()  # F5
+        qtbot.waitUntil(lambda: window.controller.last_pipeline is not first, timeout=WAIT_MS)
+        assert window.controller.last_pipeline.adapt.config.target_fps is None
+        assert window.target_control.combo.currentText() == "off"
+    finally:
+        gui_detector.set_input_size(gui_detector.base_input_size)
+
+
+def test_a_refused_precision_is_one_line_and_the_selector_shows_what_runs(qtbot, window, gui_detector,
+                                                                          monkeypatch):
+    """int8 without its calibration, say: the detector refuses; the banner says why in one line and the
+    selector goes back to the precision that runs (it kept showing the refused one)."""
+    from app.errors import UserError
+
+    real = gui_detector.set_precision
+
+    def refuse_bf16(precision):
+        if precision == "bf16":
+            raise UserError("bf16 is not available on this machine")
+        return real(precision)
+
+    monkeypatch.setattr(gui_detector, "set_precision", refuse_bf16)
+    window.precision_combo.setCurrentText("bf16")
+    qtbot.waitUntil(lambda: "bf16 is not available" in window.error_banner.label.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.precision_combo.currentText() == "fp32", timeout=WAIT_MS)
+    assert gui_detector.precision == "fp32" and window.model_label.text().endswith("· fp32")
+    assert "\n" not in window.error_banner.label.text()
+
+
+def test_the_next_source_with_no_frame_yet_shows_no_stage_times_of_the_last(qtbot, window, clip10):
+    """The stage bar, the detector-alone tick and the proposals line are the source's own: a source
+    that has not detected a frame yet (paused before its first) shows none, not the last run's."""
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.last_stats is not None and window.last_stats.finished, timeout=WAIT_MS)
+    assert window.performance.stage_bar.total > 0 and window.performance.fps_gauge.capacity is not None
+    assert window.proposals_seen.text()
+    window.set_paused(True)
+    qtbot.waitUntil(lambda: window.is_paused, timeout=WAIT_MS)
+    window.restart()
+    qtbot.waitUntil(lambda: window.last_stats is not None and not window.last_stats.finished
+                    and window.last_stats.frames_read >= 1, timeout=WAIT_MS)
+    assert window.last_stats.frames_processed == 0
+    assert window.performance.stage_bar.total == 0 and window.performance.fps_gauge.capacity is None
+    assert window.proposals_seen.text() == ""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_an_output_that_failed_before_the_end_is_shown_after_it(qtbot, gui_detector, clip10, tmp_path,
+                                                                monkeypatch):
+    """A run over before any periodic stats arrived (a fast machine, a short file): its output's
+    failure is still in the banner — the run's last stats come when the controller holds no
+    pipeline any more, and the window looked for failures only in the running one."""
+    monkeypatch.setattr("app.gui.controller.STATS_INTERVAL_MS", 600_000)  # only the first and the last stats
+    window = MainWindow(gui_detector, output_dir=tmp_path, pace_files=False)
+    qtbot.addWidget(window)
+    window.show()
+    full = tmp_path / "rec.mp4"  # the recording opens its file with the first frame: it fails mid-run
+    full.symlink_to("/dev/full")
+    play(window, clip10, record=str(full), overwrite=True)
+    qtbot.waitUntil(lambda: window.last_stats is not None and window.last_stats.finished, timeout=WAIT_MS)
+    assert window.warning_banner.isVisible() and str(full) in window.warning_banner.label.text()
+    window.close()
+
+
+def test_the_heat_map_toggle_keeps_the_threshold_of_the_frame_on_screen(qtbot, window, clip10):
+    """Ended (or paused), a stricter threshold hides boxes of the frame on screen; turning the heat
+    map on redraws that frame — still without the boxes the threshold hides."""
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.last_stats is not None and window.last_stats.finished, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.view.detections is not None and len(window.view.detections) > 0,
+                    timeout=WAIT_MS)
+    window.threshold_control.set_value(min(1.0, float(window.view.detections.scores.max()) + 0.01))
+    assert len(window.view.detections) == 0
+    window.events_panel.heat_check.setChecked(True)
+    assert len(window.view.detections) == 0
+
+
+def test_replacing_a_running_source_sends_no_stats_of_the_old_one_after(qtbot, gui_detector, tmp_path):
+    """F5 (or another source) while a file plays: the window has already switched to the new run, so
+    the old run's last stats ('ended', 'finished') must not come after — its tiles said 'ended' while
+    the new source was still opening, and the totals 'all streams ended'."""
+    window = MainWindow(gui_detector, output_dir=tmp_path, pace_files=True)  # paced: still running
+    qtbot.addWidget(window)
+    window.show()
+    window.open_source(PipelineConfig(source_kind="video", source=str(SAMPLE)))
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    first = window.controller.last_pipeline
+    finished: list[bool] = []
+    window.controller.stats_ready.connect(lambda run: finished.append(run.finished))  # controller's thread
+    window.restart()
+    qtbot.waitUntil(lambda: window.controller.last_pipeline is not first and len(finished) >= 2, timeout=WAIT_MS)
+    assert not any(finished), finished
+    window.close()
+
+
+def test_esc_quits_a_single_stream_window_even_after_a_click_on_the_video(qtbot, window, clip10):
+    """A click on the video enlarges its cell; with one stream that changes nothing on screen, so Esc
+    must not spend itself on 'all streams again' (it took two presses to quit)."""
+    play(window, clip10)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    (tile,) = window.grid.tiles.values()
+    qtbot.mouseClick(tile, Qt.MouseButton.LeftButton)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert not window.isVisible()

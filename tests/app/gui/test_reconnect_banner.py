@@ -48,3 +48,36 @@ def test_a_killed_server_is_reported_and_frames_resume(qtbot, gui_detector, tmp_
     finally:
         window.close()
         server.kill()
+
+
+def test_opening_another_source_takes_the_last_ones_countdown_away(qtbot, gui_detector, tmp_path, clip10):
+    """The stream is down and the banner counts down; the user opens a file instead: the banner no
+    longer speaks of the stream that is gone (it stayed, frozen, over the file's frames)."""
+    window = MainWindow(gui_detector, output_dir=tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    now = time.monotonic()
+    window._on_source_state(SourceEvent("rtsp://cam/1", "lost", "connection reset", 2, now + 4.0, 1.0, now))
+    assert window.warning_banner.isVisible()
+    window.open_source(PipelineConfig(source_kind="video", source=str(clip10)))
+    qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
+    assert not window.warning_banner.isVisible() or "rtsp://cam/1" not in window.warning_banner.label.text()
+    window.close()
+
+
+def test_one_stream_back_leaves_the_banner_of_another_still_down(qtbot, gui_detector, tmp_path):
+    """Several live streams: two drop, one comes back — the banner goes on counting down for the
+    other (it was hidden, as if every stream were back), and the one back is no longer in it."""
+    window = MainWindow(gui_detector, output_dir=tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    now = time.monotonic()
+    window._on_source_state(SourceEvent("rtsp://cam/1", "lost", "connection reset", 1, now + 4.0, 1.0, now))
+    window._on_source_state(SourceEvent("rtsp://cam/2", "lost", "refused", 1, now + 4.0, 1.0, now))
+    assert "rtsp://cam/1" in window.warning_banner.label.text()
+    window._on_source_state(SourceEvent("rtsp://cam/1", "reconnected", "", 1, None, 2.0, now + 2))
+    text = window.warning_banner.label.text()
+    assert window.warning_banner.isVisible() and "rtsp://cam/2: reconnecting" in text and "cam/1" not in text
+    window._on_source_state(SourceEvent("rtsp://cam/2", "reconnected", "", 1, None, 3.0, now + 3))
+    assert not window.warning_banner.isVisible() and window.source_event is None
+    window.close()
