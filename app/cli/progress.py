@@ -14,8 +14,8 @@ def stream_text(s, adapt=None, state: str = "running") -> str:
     done, total, fps = s.frames_written, s.total_frames, s.fps or s.mean_fps
     frames = f"{done}/{total} frames {min(1.0, done / total):4.0%}" if total else f"{done} frames"
     eta = ""
-    if total and fps and not s.finished:
-        left = max(0, total - done) / fps
+    if total and s.fps and not s.finished:  # not from mean_fps: one frame's latency, warm-up included
+        left = max(0, total - done) / s.fps
         eta = f" | ETA {int(left // 60)}:{int(left % 60):02d}"
     dropped = f" | {s.frames_dropped} dropped" if s.frames_dropped else ""
     knobs = f" | {adapt.setting.describe()} ({adapt.state})" if adapt is not None and adapt.target_fps else ""

@@ -76,6 +76,8 @@ def test_progress_line_has_frames_fps_and_eta():
     text = line(MultiStats(streams={"clip": stats}))
     assert text.startswith("[######              ] 50/150 frames") and "10.0 fps" in text and "ETA 0:10" in text
     assert "ETA" not in line(MultiStats(streams={"clip": PipelineStats(frames_written=5, fps=4.0)}))  # total unknown
+    first = PipelineStats(frames_written=1, total_frames=150, mean_fps=0.2)  # one frame, after the warm-up
+    assert "ETA" not in line(MultiStats(streams={"clip": first})) and "0.2 fps" in line(MultiStats(streams={"clip": first}))
     stream = Stream()
     progress = Progress(stream, every_s=60)
     progress.update(MultiStats(streams={"clip": stats}))
