@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.cli.console import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, EXIT_USER_ERROR
+from app.cli.console import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, EXIT_STDOUT_CLOSED, EXIT_USER_ERROR
 from app.cli.subcommands import SUBCOMMANDS
 
 
@@ -31,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout left (| head): say nothing more there
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_STDOUT_CLOSED
     except Exception as exc:  # the last line of defence: one line, never a traceback
         return report_error(exc)
 

@@ -2,7 +2,7 @@
 
 Parses the options into a ``PipelineConfig`` and a ``DetectorConfig``, checks the outputs before
 any work, then opens the GUI (with a display) or runs headless with a progress bar and a summary.
-Exit statuses: 0, 1, 2, 3, 4 and 130, as the --help epilog below says (named in ``app.cli.console``).
+Exit statuses: 0, 1, 2, 3, 4, 130 and 141, as the --help epilog below says (named in ``app.cli.console``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  2 bad input or options (one line on stderr); 3 internal error (a bug: one line, and the\n"
             "  traceback with FRCNN_DEBUG=1); 4 done, but an output stopped early (disk full, file too\n"
             "  large: one line when it happened; what it wrote before is kept, the other outputs are\n"
-            "  complete); 130 interrupted by Ctrl-C or SIGTERM (outputs finalised).\n\n"
+            "  complete); 130 interrupted by Ctrl-C or SIGTERM (outputs finalised); 141 standard output\n"
+            "  closed by its reader (run.py bench ... | head): the files were written, nothing more is said.\n\n"
             "after a crash: a recording (.mp4/.mov/.m4v fragmented, .mkv in clusters) plays to about a second\n"
             "  before the kill; .jsonl, .csv and .json exports hold every frame written (a .json stays a valid\n"
             "  array); the counts file and the segments index are rewritten whole every second.\n\n"

@@ -315,3 +315,14 @@ def test_a_sources_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path, 
     listing = tmp_path / "cams.txt"
     listing.write_text(f"video {clip10}\n# a comment\nurl rtsp://cam2/s\n", encoding="utf-8-sig")
     assert read_sources_file(str(listing)) == [("video", str(clip10)), ("url", "rtsp://cam2/s")]
+
+
+def test_stdout_closed_by_its_reader_is_status_141_and_no_internal_error(tmp_path):
+    """run.py bench ... | head: the reader leaves; that was 'internal error: BrokenPipeError', status 3."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "bench", "--video", str(ROOT / "assets" / "sample.mp4"),
+                             "--frames", "1", "--warmup", "0", "--proposals", "50", "--no-pipeline", "--no-baseline",
+                             "--out", str(tmp_path / "b")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the child writes its table
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and "error" not in err, err
+    assert (tmp_path / "b" / "results.csv").is_file()  # the files were written before the table was printed
