@@ -13,13 +13,19 @@ from app.io.reconnect import SourceEvent
 WAIT_MS = 30_000  # generous: 2 shared CI cores; the waits end as soon as the condition holds
 
 
-def test_the_banner_counts_down_and_goes_when_the_source_is_back(qtbot, gui_detector, tmp_path):
+def window_with_a_stream_down(qtbot, gui_detector, tmp_path) -> tuple[MainWindow, float]:
+    """A window whose stream rtsp://cam/1 was lost at ``now`` (attempt 2, next in 4 s): the banner shows."""
     window = MainWindow(gui_detector, output_dir=tmp_path)
     qtbot.addWidget(window)
     window.show()
     now = time.monotonic()
     window._on_source_state(SourceEvent("rtsp://cam/1", "lost", "connection reset", 2, now + 4.0, 1.0, now))
     assert window.warning_banner.isVisible()
+    return window, now
+
+
+def test_the_banner_counts_down_and_goes_when_the_source_is_back(qtbot, gui_detector, tmp_path):
+    window, now = window_with_a_stream_down(qtbot, gui_detector, tmp_path)
     assert window.warning_banner.label.text() == (
         "⚠ rtsp://cam/1: reconnecting (attempt 2, next in 4 s) — connection reset")
     window._on_source_state(SourceEvent("rtsp://cam/1", "reconnected", "", 2, None, 5.0, now + 5))
@@ -53,12 +59,7 @@ def test_a_killed_server_is_reported_and_frames_resume(qtbot, gui_detector, tmp_
 def test_opening_another_source_takes_the_last_ones_countdown_away(qtbot, gui_detector, tmp_path, clip10):
     """The stream is down and the banner counts down; the user opens a file instead: the banner no
     longer speaks of the stream that is gone (it stayed, frozen, over the file's frames)."""
-    window = MainWindow(gui_detector, output_dir=tmp_path)
-    qtbot.addWidget(window)
-    window.show()
-    now = time.monotonic()
-    window._on_source_state(SourceEvent("rtsp://cam/1", "lost", "connection reset", 2, now + 4.0, 1.0, now))
-    assert window.warning_banner.isVisible()
+    window, _ = window_with_a_stream_down(qtbot, gui_detector, tmp_path)
     window.open_source(PipelineConfig(source_kind="video", source=str(clip10)))
     qtbot.waitUntil(lambda: window.frames_displayed >= 1, timeout=WAIT_MS)
     assert not window.warning_banner.isVisible() or "rtsp://cam/1" not in window.warning_banner.label.text()
