@@ -184,8 +184,8 @@ class Pipeline:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Pipeline:
         """Open every output (recordings, counts, the export, events) and start the threads. Returns self."""
-        if self._threads:
-            raise RuntimeError("the pipeline was already started; build a new one to run again")
+        if self._threads or self._finish_called:
+            raise RuntimeError("the pipeline was already started or stopped; build a new one to run again")
         several = len(self.lanes) > 1
         counts = [counts_file(self.export, lane.name) if several and self.export else lane.config.counts_file
                   for lane in self.lanes]
@@ -481,8 +481,7 @@ class Pipeline:
             if self._finish_called:
                 return
             self._finish_called = True
-        if self._threads:
-            self._finished.set()
+        self._finished.set()  # stopped before it started too: wait() must not wait for threads that never run
         if self.on_finish is not None:
             try:
                 self.on_finish(self.error)

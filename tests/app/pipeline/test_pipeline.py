@@ -96,6 +96,16 @@ def test_stop_within_a_second_with_a_slow_detector():
     assert stats.finished and stats.frames_written < 145
 
 
+def test_stopped_before_it_started_is_finished_and_cannot_start(clip10):
+    """stop() before start() (a window closed while a source opened): wait() returned never — the
+    pipeline was not 'finished' — and a start() after it ran threads that no end could finish."""
+    pipeline = Pipeline(PipelineConfig(source=str(clip10)), FakeDetector())
+    pipeline.stop()
+    assert pipeline.finished and pipeline.wait(timeout=5)
+    with pytest.raises(RuntimeError, match="already started or stopped"):
+        pipeline.start()
+
+
 def test_pause_and_resume(clip10):
     p = Pipeline(config(clip10), FakeDetector(delay_s=0.02)).start()
     p.pause()
