@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from app.cli.console import EXIT_INTERRUPTED, EXIT_OK, sigterm_as_interrupt
-from app.errors import UserError, UserErrorParser, user_errors
+from app.errors import UserError, UserErrorParser, one_line, user_errors
 from app.stats import bad_frames_warning
 
 EXIT_STREAM_PROBLEM = 1  # a stream failed, or frames could not be decoded
@@ -241,6 +241,8 @@ def _start_knob_reader(session, out) -> threading.Thread | None:
                 _say(out, f"deployment: proposals {knobs.proposals}, score threshold {threshold}")
             except (ValueError, UserError) as exc:
                 _say(out, f"error: {exc}")
+            except Exception as exc:  # a Ray timeout, a dead board actor: said, and the next command is read
+                _say(out, f"error: the knobs could not be set: {one_line(exc)}")
 
     thread = threading.Thread(target=loop, name="serve-knobs", daemon=True)
     thread.start()

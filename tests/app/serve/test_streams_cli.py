@@ -231,6 +231,24 @@ def test_knob_commands_typed_on_a_terminal(monkeypatch):
     ]
 
 
+def test_a_knob_command_the_cluster_fails_is_said_and_the_reader_goes_on(monkeypatch):
+    """A Ray timeout (or a dead board actor) raised out of the reader thread: a traceback on the
+    status screen and no more commands read."""
+    from app.serve import _start_knob_reader
+
+    class Session:
+        def set_knobs(self, proposals=None, score_threshold=None):
+            raise TimeoutError("Get timed out: some object(s) not ready.")
+
+    monkeypatch.setattr(sys, "stdin", FakeTerminal("proposals 100\nbogus\n"))
+    out = io.StringIO()
+    _start_knob_reader(Session(), out).join(10)
+    assert out.getvalue().splitlines() == [
+        "error: the knobs could not be set: TimeoutError: Get timed out: some object(s) not ready.",
+        "commands: proposals N | threshold X   (Ctrl-C stops every stream)",
+    ]
+
+
 def test_a_replica_that_cannot_start_is_reported_by_its_own_error():
     from app.serve.cluster import _cause_line
 
