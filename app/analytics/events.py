@@ -74,7 +74,8 @@ class EventsConfig:
         if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or not 1 <= self.min_frames <= 1000:
             raise UserError(f"--alert-min-frames {self.min_frames!r}: expected a whole number of frames, 1 to 1000")
         object.__setattr__(self, "alert_classes", tuple(str(c) for c in self.alert_classes))
-        if self.events is not None and Path(self.events).suffix.lower() not in (".jsonl", ".ndjson", ".json"):
+        if self.events is not None and Path(self.events).suffix.lower() not in (".jsonl", ".ndjson"):
+            # not .json: one object per line, appended as each event happens, is not one JSON document
             raise UserError(f"--events {self.events}: expected a .jsonl file (one JSON object per line)")
         if self.heatmap is not None and Path(self.heatmap).suffix.lower() != ".png":
             raise UserError(f"--heatmap {self.heatmap}: expected a .png file")

@@ -26,6 +26,7 @@ def fast(tiny_weights):
     (["--mqtt", "broker/a/#"], ["--mqtt", "may not hold + or #"]),
     (["--webhook", "ftp://host/x"], ["--webhook", "http:// or https://"]),
     (["--events", "EV.txt"], ["--events", ".jsonl"]),
+    (["--events", "EV.json"], ["--events", "expected a .jsonl file (one JSON object per line)"]),  # not one JSON document
     (["--heatmap", "HEAT.jpg"], ["--heatmap", ".png"]),
     (["--event-clips", "/proc/frcnn-clips"], ["--event-clips /proc/frcnn-clips", "not writable"]),
     (["--event-clips", "FILE/clips"], ["--event-clips", "neither it nor its parent"]),
@@ -33,7 +34,7 @@ def fast(tiny_weights):
 ])
 def test_bad_values_are_one_line(capsys, tmp_path, clip10, fast, args, needles):
     (tmp_path / "FILE").write_text("x")
-    args = [a.replace("EV.txt", str(tmp_path / "ev.txt")).replace("HEAT.jpg", str(tmp_path / "h.jpg"))
+    args = [a.replace("EV.txt", str(tmp_path / "ev.txt")).replace("EV.json", str(tmp_path / "ev.json")).replace("HEAT.jpg", str(tmp_path / "h.jpg"))
             .replace("FILE", str(tmp_path / "FILE")) for a in args]
     rc, out, err = run(capsys, "--video", clip10, "--line", "0.5,0,0.5,1", "--events", tmp_path / "e.jsonl",
                        *args, *fast)
