@@ -211,14 +211,23 @@ def ground_truth_as_detections(coco: COCO, class_names: tuple[str, ...]) -> dict
     return out
 
 
+def share_text(value: float, defined: bool, digits: int = 3) -> str:
+    """``value`` with ``digits`` decimals, or "n/a" where it is undefined (a share of nothing: AP or
+    recall without a labelled object, precision without a box), so that it never reads as a 0."""
+    return f"{value:.{digits}f}" if defined else "n/a"
+
+
 def format_metrics(metrics: dict) -> str:
-    """One line: AP / AP50 / AP75, the per-class AP50, and the recall (all objects, persons)."""
+    """One line: AP / AP50 / AP75, the per-class AP50, and the recall (all objects, persons); "n/a"
+    where the ground truth has no (non-crowd) object."""
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in metrics["per_class_AP50"].items())
-    line = (f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}"
-            f"  (AP50 per class: {per_class or 'none'})")
+    labelled = bool(metrics["per_class_AP50"])  # a class per labelled object's class
+    line = (f"AP {share_text(metrics['AP'], labelled)}  AP50 {share_text(metrics['AP50'], labelled)}"
+            f"  AP75 {share_text(metrics['AP75'], labelled)}  (AP50 per class: {per_class or 'none'})")
     if "recall" in metrics:
         person = metrics["per_class_found"].get("person")
-        line += (f"  recall@IoU{metrics['recall_iou']:g}/score{metrics['recall_score']:g} {metrics['recall']:.3f}"
+        found = share_text(metrics["recall"], metrics["objects"] > 0)
+        line += (f"  recall@IoU{metrics['recall_iou']:g}/score{metrics['recall_score']:g} {found}"
                  f" ({metrics['found']}/{metrics['objects']}"
                  + (f"; persons {person[0]}/{person[1]}" if person else "") + ")")
     return line

@@ -33,6 +33,7 @@ from pycocotools.coco import COCO
 from torchvision.ops import box_iou
 
 from detector.detections import Detections
+from detector.evaluate import share_text
 
 KINDS = ("duplicate", "part", "wrong_class", "loose", "background")
 MATCH_IOU = 0.5
@@ -143,11 +144,13 @@ def false_boxes(coco: COCO, predictions: Mapping[int, Detections], score_thresho
 
 
 def format_precision(report: dict) -> str:
-    """One line: precision, true and false boxes by kind, recall."""
+    """One line: precision, true and false boxes by kind, recall ("n/a": no box, no labelled object)."""
     kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in report["false_by_kind"].items())
-    return (f"score ≥ {report['score']:g}: precision {report['precision']:.2f} ({report['true']} true, "
+    precision = share_text(report["precision"], report["true"] + report["false"] > 0, 2)
+    found = share_text(report["recall"], report["objects"] > 0, 2)
+    return (f"score ≥ {report['score']:g}: precision {precision} ({report['true']} true, "
             f"{report['false']} false: {kinds}; {report['ignored']} on ignore regions), "
-            f"recall {report['recall']:.2f} ({report['found']}/{report['objects']}) at IoU {report['iou']:g}")
+            f"recall {found} ({report['found']}/{report['objects']}) at IoU {report['iou']:g}")
 
 
 def per_picture_table(reports: Sequence[dict]) -> str:
