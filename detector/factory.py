@@ -107,8 +107,8 @@ def _from_checkpoint(obj: dict, source: str) -> tuple[nn.Module, tuple[str, ...]
             continue
         value = obj[key]
         if not isinstance(value, kind) or kind is not dict and not all(isinstance(n, str) for n in value):
-            what = type(value).__name__
-            raise WeightsError(f"{source} is a broken checkpoint: its {key!r} is a {what}, expected {expected}")
+            what = f"its {key!r} is a {type(value).__name__}, expected {expected}"
+            raise WeightsError(f"{source} is a broken checkpoint: {what}")
     name, arch, names = obj.get("model"), dict(obj.get("arch", {})), tuple(obj.get("class_names", ()))
     if not names:
         raise WeightsError(f"{source} has no class_names")

@@ -158,7 +158,7 @@ def test_untrained_weights_are_said_clearly():
     ("class_names", [1, 2], "its 'class_names' is a list, expected a list of names"),
     ("meta", [0.5], "its 'meta' is a list, expected a dict"),
 ])
-def test_a_checkpoint_with_a_broken_field_is_one_line_naming_it(tmp_path, tiny_weights, field, value, message):
+def test_a_broken_checkpoint_field_is_one_line_naming_it(tmp_path, tiny_weights, field, value, message):
     """Our checkpoint format with a field missing or of the wrong type: one WeightsError line naming
     the file and the field (it was a bare KeyError, ValueError or TypeError from deep in the factory)."""
     obj = load_checkpoint(tiny_weights)
