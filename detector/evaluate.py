@@ -83,6 +83,11 @@ def _check_coco(dataset) -> None:
             raise ValueError(f"COCO JSON annotations[{i}] has bbox {box!r}; expected [x, y, width, height]")
 
 
+def coco_xyxy(anns: list[dict], dtype: type = np.float32) -> np.ndarray:
+    """[N, 4] (x1, y1, x2, y2) pixels of COCO annotations (whose bbox is [x, y, width, height])."""
+    return np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], dtype).reshape(-1, 4)
+
+
 def detections_to_results(coco: COCO, predictions: Mapping[int, Detections]) -> list[dict]:
     """COCO result rows ({image_id, category_id, bbox [x, y, w, h], score}) for the categories of
     ``coco``; detections of classes the ground truth does not have are dropped."""
@@ -120,7 +125,7 @@ def recall(coco: COCO, predictions: Mapping[int, Detections], iou_threshold: flo
         anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
         det = predictions.get(image_id)
         for name in sorted({names[a["category_id"]] for a in anns}):
-            gt = [a["bbox"] for a in anns if names[a["category_id"]] == name]
+            gt = [a for a in anns if names[a["category_id"]] == name]
             objects[name] = objects.get(name, 0) + len(gt)
             found.setdefault(name, 0)
             if det is None or len(det) == 0:
@@ -130,7 +135,7 @@ def recall(coco: COCO, predictions: Mapping[int, Detections], iou_threshold: flo
                 continue
             order = np.argsort(-det.scores[mask], kind="stable")
             boxes = torch.as_tensor(det.boxes[mask][order], dtype=torch.float64)
-            gt_xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in gt], dtype=torch.float64)
+            gt_xyxy = torch.as_tensor(coco_xyxy(gt, np.float64))
             iou = box_iou(boxes, gt_xyxy)  # [D, G], detections by descending score
             taken = torch.zeros(len(gt), dtype=torch.bool)
             for row in iou:
@@ -204,10 +209,8 @@ def ground_truth_as_detections(coco: COCO, class_names: tuple[str, ...]) -> dict
     out: dict[int, Detections] = {}
     for image_id in coco.imgs:
         anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0) and names[a["category_id"]] in index]
-        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                          for a in anns], np.float32).reshape(-1, 4)
         ids = np.array([index[names[a["category_id"]]] for a in anns], np.int64)
-        out[image_id] = Detections(boxes, np.ones(len(anns), np.float32), ids, class_names)
+        out[image_id] = Detections(coco_xyxy(anns), np.ones(len(anns), np.float32), ids, class_names)
     return out
 
 
