@@ -45,6 +45,8 @@ def load_coco(source: str | Path | dict) -> COCO:
             dataset = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path} is not a UTF-8 JSON text ({exc.reason} at byte {exc.start})") from None
     _check_coco(dataset)
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):

@@ -75,6 +75,10 @@ def test_bad_json_is_named(tmp_path):
     bad.write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_coco(bad)
+    # a file that is not text (a picture given as --data): it was the bare codec error, naming no file
+    bad.write_bytes(b"\xff\xd8\xff\xe0 a JPEG")
+    with pytest.raises(ValueError, match=r"bad.json is not a UTF-8 JSON text \(invalid start byte at byte 0\)"):
+        load_coco(bad)
 
 
 @pytest.mark.parametrize("change, message", [
