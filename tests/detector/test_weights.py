@@ -171,3 +171,13 @@ def test_a_broken_checkpoint_field_is_one_line_naming_it(tmp_path, tiny_weights,
     with pytest.raises(WeightsError, match=message) as info:
         create_model(DetectorConfig(weights=str(path), device="cpu"))
     assert "broken ckpt.pt" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_unreadable_file_is_said_so_not_called_a_bad_file(tmp_path, tiny_weights, monkeypatch):
+    """A read error (permissions, a disk error) said 'is not a PyTorch weights file'."""
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(torch, "load", denied)
+    with pytest.raises(WeightsError, match=r"weights file .*tiny.pt cannot be read \(Permission denied\)$"):
+        create_model(DetectorConfig(weights=str(tiny_weights), device="cpu"))
