@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -90,7 +91,7 @@ class DetectorConfig:
             raise ConfigError(f"precision {self.precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
         if self.memory_format not in MEMORY_FORMATS:
             raise ConfigError(f"memory format {self.memory_format!r} is unknown; expected one of {', '.join(MEMORY_FORMATS)}")
-        if not (self.device in DEVICES or self.device.startswith("cuda:")):
+        if not (self.device in DEVICES or isinstance(self.device, str) and re.fullmatch(r"cuda:\d+", self.device)):
             raise ConfigError(f"device {self.device!r} is unknown; expected auto, cpu, cuda or cuda:N")
         check_proposals(self.proposals, "proposals")
         if self.pre_nms_proposals is not None:

@@ -32,7 +32,11 @@ class Detections:
             raise ValueError(f"boxes must have shape [N, 4]; got {np.shape(self.boxes)}")
         boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
+        class_ids = np.asarray(self.class_ids)
+        if np.issubdtype(class_ids.dtype, np.floating) and not np.all(np.mod(class_ids, 1) == 0):
+            bad = class_ids[np.mod(class_ids, 1) != 0].flat[0]
+            raise ValueError(f"class ids must be whole numbers; got {bad:g}")
+        class_ids = class_ids.astype(np.int64).reshape(-1)
         if not (len(boxes) == len(scores) == len(class_ids)):
             raise ValueError(
                 f"boxes, scores and class_ids must have the same length; got {len(boxes)}, {len(scores)}, {len(class_ids)}"

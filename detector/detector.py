@@ -372,7 +372,7 @@ class Detector:
         """``detect``, with this call's stage times (ms, the whole batch) and proposals per frame:
         ``Timed(detections, times, proposals)`` — not read afterwards from ``last_times``, which
         another thread's call may already have replaced."""
-        if isinstance(frames, np.ndarray) and frames.ndim == 3:
+        if isinstance(frames, np.ndarray) and frames.ndim != 4:  # one frame (a bad one is named whole below)
             frames = [frames]
         frames = list(frames)
         if not frames:

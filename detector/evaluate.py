@@ -45,6 +45,8 @@ def load_coco(source: str | Path | dict) -> COCO:
             dataset = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path} is not a UTF-8 JSON text ({exc.reason} at byte {exc.start})") from None
     _check_coco(dataset)
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
@@ -81,6 +83,11 @@ def _check_coco(dataset) -> None:
         box = a["bbox"]
         if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
             raise ValueError(f"COCO JSON annotations[{i}] has bbox {box!r}; expected [x, y, width, height]")
+
+
+def coco_xyxy(anns: list[dict], dtype: type = np.float32) -> np.ndarray:
+    """[N, 4] (x1, y1, x2, y2) pixels of COCO annotations (whose bbox is [x, y, width, height])."""
+    return np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], dtype).reshape(-1, 4)
 
 
 def detections_to_results(coco: COCO, predictions: Mapping[int, Detections]) -> list[dict]:
@@ -120,7 +127,7 @@ def recall(coco: COCO, predictions: Mapping[int, Detections], iou_threshold: flo
         anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
         det = predictions.get(image_id)
         for name in sorted({names[a["category_id"]] for a in anns}):
-            gt = [a["bbox"] for a in anns if names[a["category_id"]] == name]
+            gt = [a for a in anns if names[a["category_id"]] == name]
             objects[name] = objects.get(name, 0) + len(gt)
             found.setdefault(name, 0)
             if det is None or len(det) == 0:
@@ -130,7 +137,7 @@ def recall(coco: COCO, predictions: Mapping[int, Detections], iou_threshold: flo
                 continue
             order = np.argsort(-det.scores[mask], kind="stable")
             boxes = torch.as_tensor(det.boxes[mask][order], dtype=torch.float64)
-            gt_xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in gt], dtype=torch.float64)
+            gt_xyxy = torch.as_tensor(coco_xyxy(gt, np.float64))
             iou = box_iou(boxes, gt_xyxy)  # [D, G], detections by descending score
             taken = torch.zeros(len(gt), dtype=torch.bool)
             for row in iou:
@@ -204,21 +211,28 @@ def ground_truth_as_detections(coco: COCO, class_names: tuple[str, ...]) -> dict
     out: dict[int, Detections] = {}
     for image_id in coco.imgs:
         anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0) and names[a["category_id"]] in index]
-        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                          for a in anns], np.float32).reshape(-1, 4)
         ids = np.array([index[names[a["category_id"]]] for a in anns], np.int64)
-        out[image_id] = Detections(boxes, np.ones(len(anns), np.float32), ids, class_names)
+        out[image_id] = Detections(coco_xyxy(anns), np.ones(len(anns), np.float32), ids, class_names)
     return out
 
 
+def share_text(value: float, defined: bool, digits: int = 3) -> str:
+    """``value`` with ``digits`` decimals, or "n/a" where it is undefined (a share of nothing: AP or
+    recall without a labelled object, precision without a box), so that it never reads as a 0."""
+    return f"{value:.{digits}f}" if defined else "n/a"
+
+
 def format_metrics(metrics: dict) -> str:
-    """One line: AP / AP50 / AP75, the per-class AP50, and the recall (all objects, persons)."""
+    """One line: AP / AP50 / AP75, the per-class AP50, and the recall (all objects, persons); "n/a"
+    where the ground truth has no (non-crowd) object."""
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in metrics["per_class_AP50"].items())
-    line = (f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}"
-            f"  (AP50 per class: {per_class or 'none'})")
+    labelled = bool(metrics["per_class_AP50"])  # a class per labelled object's class
+    line = (f"AP {share_text(metrics['AP'], labelled)}  AP50 {share_text(metrics['AP50'], labelled)}"
+            f"  AP75 {share_text(metrics['AP75'], labelled)}  (AP50 per class: {per_class or 'none'})")
     if "recall" in metrics:
         person = metrics["per_class_found"].get("person")
-        line += (f"  recall@IoU{metrics['recall_iou']:g}/score{metrics['recall_score']:g} {metrics['recall']:.3f}"
+        found = share_text(metrics["recall"], metrics["objects"] > 0)
+        line += (f"  recall@IoU{metrics['recall_iou']:g}/score{metrics['recall_score']:g} {found}"
                  f" ({metrics['found']}/{metrics['objects']}"
                  + (f"; persons {person[0]}/{person[1]}" if person else "") + ")")
     return line

@@ -100,6 +100,15 @@ def create_model(config: DetectorConfig) -> tuple[nn.Module, tuple[str, ...], Mo
 
 
 def _from_checkpoint(obj: dict, source: str) -> tuple[nn.Module, tuple[str, ...], ModelInfo]:
+    state, _ = split_checkpoint(obj, source)
+    for key, kind, expected in (("arch", dict, "a dict"), ("class_names", (list, tuple), "a list of names"),
+                                ("meta", dict, "a dict")):
+        if key not in obj:  # no arch, no meta: none; no class_names: refused below
+            continue
+        value = obj[key]
+        if not isinstance(value, kind) or kind is not dict and not all(isinstance(n, str) for n in value):
+            what = f"its {key!r} is a {type(value).__name__}, expected {expected}"
+            raise WeightsError(f"{source} is a broken checkpoint: {what}")
     name, arch, names = obj.get("model"), dict(obj.get("arch", {})), tuple(obj.get("class_names", ()))
     if not names:
         raise WeightsError(f"{source} has no class_names")
@@ -112,7 +121,7 @@ def _from_checkpoint(obj: dict, source: str) -> tuple[nn.Module, tuple[str, ...]
             raise WeightsError(f"{source} names model {name!r}, expected 'paper' or a torchvision builder")
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"{source} has an architecture this version cannot build: {exc}") from None
-    load_into(model, obj["state_dict"], source)
+    load_into(model, state, source)
     return model.eval(), names, ModelInfo(name, source, True, arch, dict(obj.get("meta", {})))
 
 

@@ -33,6 +33,7 @@ from pycocotools.coco import COCO
 from torchvision.ops import box_iou
 
 from detector.detections import Detections
+from detector.evaluate import coco_xyxy, share_text
 
 KINDS = ("duplicate", "part", "wrong_class", "loose", "background")
 MATCH_IOU = 0.5
@@ -95,11 +96,6 @@ def judge(labels: np.ndarray, label_names: Sequence[str], regions: np.ndarray, r
     return verdicts
 
 
-def _xyxy(anns: list[dict]) -> np.ndarray:
-    return np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                     for a in anns], np.float64).reshape(-1, 4)
-
-
 def false_boxes(coco: COCO, predictions: Mapping[int, Detections], score_threshold: float,
                 iou: float = MATCH_IOU) -> dict:
     """Precision and false boxes by kind of the detections scoring ≥ ``score_threshold``.
@@ -122,8 +118,8 @@ def false_boxes(coco: COCO, predictions: Mapping[int, Detections], score_thresho
         else:
             det_names = list(det.labels)
             keep = (det.scores >= score_threshold) & np.array([n in known for n in det_names], bool)
-        verdicts = judge(_xyxy(objs), [names[a["category_id"]] for a in objs],
-                         _xyxy(crowd), [names[a["category_id"]] for a in crowd],
+        verdicts = judge(coco_xyxy(objs, np.float64), [names[a["category_id"]] for a in objs],
+                         coco_xyxy(crowd, np.float64), [names[a["category_id"]] for a in crowd],
                          det.boxes[keep] if keep.any() else np.zeros((0, 4)),
                          det.scores[keep] if keep.any() else np.zeros(0),
                          [n for n, k in zip(det_names, keep, strict=True) if k], iou)
@@ -143,11 +139,13 @@ def false_boxes(coco: COCO, predictions: Mapping[int, Detections], score_thresho
 
 
 def format_precision(report: dict) -> str:
-    """One line: precision, true and false boxes by kind, recall."""
+    """One line: precision, true and false boxes by kind, recall ("n/a": no box, no labelled object)."""
     kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in report["false_by_kind"].items())
-    return (f"score ≥ {report['score']:g}: precision {report['precision']:.2f} ({report['true']} true, "
+    precision = share_text(report["precision"], report["true"] + report["false"] > 0, 2)
+    found = share_text(report["recall"], report["objects"] > 0, 2)
+    return (f"score ≥ {report['score']:g}: precision {precision} ({report['true']} true, "
             f"{report['false']} false: {kinds}; {report['ignored']} on ignore regions), "
-            f"recall {report['recall']:.2f} ({report['found']}/{report['objects']}) at IoU {report['iou']:g}")
+            f"recall {found} ({report['found']}/{report['objects']}) at IoU {report['iou']:g}")
 
 
 def per_picture_table(reports: Sequence[dict]) -> str:

@@ -42,6 +42,13 @@ def darknet_files(directory: str | Path) -> tuple[Path, Path, Path]:
     return files
 
 
+def check_frame(frame: np.ndarray) -> None:
+    """A ``ValueError`` naming what arrived unless ``frame`` is uint8 [H, W, 3] (every teacher's input)."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise ValueError(f"the teacher expects uint8 HxWx3 frames; got {got}")
+
+
 class YoloTeacher:
     """YOLOv3-tiny through ``cv2.dnn``, multi-size, merged by per-class NMS.
 
@@ -101,9 +108,7 @@ class YoloTeacher:
     def detect_one(self, frame: np.ndarray) -> Detections:
         """Detections of one uint8 HxWx3 frame (channel order ``self.color``); class_ids index
         ``self.class_names`` (0 = background, 1.. = COCO's 80 names)."""
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-            raise ValueError(f"the teacher expects uint8 HxWx3 frames; got {got}")
+        check_frame(frame)
         parts = [self._run(frame, s) for s in self.sizes]
         boxes = torch.from_numpy(np.concatenate([p[0] for p in parts]))
         scores = torch.from_numpy(np.concatenate([p[1] for p in parts]))

@@ -26,7 +26,7 @@ from torchvision.ops import batched_nms
 
 from detector.builders import COCO_CLASS_NAMES
 from detector.detections import Detections
-from detector.teacher import BACKGROUND, COLOR_ORDERS, TeacherError
+from detector.teacher import BACKGROUND, COLOR_ORDERS, TeacherError, check_frame
 
 # COCO's 80 detection classes in their usual order (torchvision's names without the 'N/A' gaps)
 COCO80: tuple[str, ...] = tuple(n for n in COCO_CLASS_NAMES[1:] if n != "N/A")
@@ -53,12 +53,6 @@ def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
     canvas = np.zeros((size, size, 3), np.uint8)
     canvas[dy:dy + nh, dx:dx + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return canvas, scale, dx, dy
-
-
-def _check_frame(frame: np.ndarray) -> None:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise ValueError(f"the teacher expects uint8 HxWx3 frames; got {got}")
 
 
 def _to_frame(boxes: torch.Tensor, scale: float, dx: int, dy: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -129,7 +123,7 @@ class NanoDetTeacher:
     def detect_one(self, frame: np.ndarray) -> Detections:
         """Detections of one uint8 HxWx3 frame (channel order ``self.color``); class_ids index
         ``self.class_names`` (0 = background, 1.. = COCO's 80 names)."""
-        _check_frame(frame)
+        check_frame(frame)
         parts = [self._run(frame, s) for s in self.sizes]
         return _merge(*(torch.cat([p[i] for p in parts]) for i in range(3)), self.nms_threshold, self.class_names)
 
@@ -176,7 +170,7 @@ class CenterNetTeacher:
 
     def detect_one(self, frame: np.ndarray) -> Detections:
         """Detections of one uint8 HxWx3 frame; class_ids index ``self.class_names``."""
-        _check_frame(frame)
+        check_frame(frame)
         x, scale, dx, dy = self.preprocess(frame)
         rows = self.raw(x)
         rows = rows[rows[:, 4] >= self.score_threshold]

@@ -20,12 +20,7 @@ from torchvision.ops import box_iou
 
 from detector.augment import Annotated
 from detector.boxes import pairwise_ioa
-from detector.evaluate import load_coco
-
-
-def _xyxy(anns: list[dict]) -> np.ndarray:
-    return np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                     for a in anns], np.float32).reshape(-1, 4)
+from detector.evaluate import coco_xyxy, load_coco
 
 
 @dataclass
@@ -103,8 +98,8 @@ class CocoDetectionData:
             labels = np.array([cat_to_label[a["category_id"]] for a in labelled], np.int64)
             path = Path(info["file_name"])
             scores = np.array([a.get("score", 1.0) for a in labelled], np.float32)
-            self.samples.append(Sample(image_id, path if path.is_absolute() else root / path, _xyxy(labelled), labels,
-                                       _xyxy(crowd), scores))
+            path = path if path.is_absolute() else root / path
+            self.samples.append(Sample(image_id, path, coco_xyxy(labelled), labels, coco_xyxy(crowd), scores))
         if not self.samples:
             raise ValueError(f"{self.json_path} has no images")
 
@@ -155,8 +150,8 @@ def still_annotations(coco, share: float) -> set[int]:
         anns = [a for i in frames for a in coco.imgToAnns.get(i, []) if a["category_id"] in moving]
         if len(frames) < 2 or not anns:
             continue
-        overlap = box_iou(torch.as_tensor(_xyxy(anns), dtype=torch.float64),
-                          torch.as_tensor(_xyxy(anns), dtype=torch.float64)) >= STILL_IOU
+        overlap = box_iou(torch.as_tensor(coco_xyxy(anns), dtype=torch.float64),
+                          torch.as_tensor(coco_xyxy(anns), dtype=torch.float64)) >= STILL_IOU
         frame_of = torch.as_tensor([a["image_id"] for a in anns])
         for k, a in enumerate(anns):
             if len(set(frame_of[overlap[k]].tolist())) >= max(2, share * len(frames)):  # itself and another at least
@@ -169,8 +164,8 @@ def _inside_own_class(region: dict, labelled: Sequence[dict]) -> float:
     own = [a for a in labelled if a["category_id"] == region["category_id"]]
     if not own:
         return 0.0
-    return float(pairwise_ioa(torch.as_tensor(_xyxy([region]), dtype=torch.float64),
-                              torch.as_tensor(_xyxy(own), dtype=torch.float64)).max())
+    return float(pairwise_ioa(torch.as_tensor(coco_xyxy([region]), dtype=torch.float64),
+                              torch.as_tensor(coco_xyxy(own), dtype=torch.float64)).max())
 
 
 class WeightedMix:

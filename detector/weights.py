@@ -37,6 +37,8 @@ def read_weights_file(path: str | Path) -> dict:
                 f"weights file {path} was refused: it holds pickled Python objects, not only tensors ({first[:160]})"
             ) from None
         raise WeightsError(f"weights file {path} is not a PyTorch weights file ({first[:160]})") from None
+    except OSError as exc:  # permissions, a disk or network-share error: the file may be fine
+        raise WeightsError(f"weights file {path} cannot be read ({exc.strerror or first_line(exc)})") from None
     except Exception as exc:  # torch.load raises many types on garbage (KeyError, EOFError, ...): report it
         first = first_line(exc)
         raise WeightsError(f"weights file {path} is not a PyTorch weights file ({first[:160]})") from None

@@ -20,6 +20,9 @@ def test_defaults_are_valid():
         ("nms_threshold", -0.1, "nms_threshold -0.1"),
         ("precision", "fp8", "precision 'fp8'"),
         ("device", "tpu", "device 'tpu'"),
+        ("device", "cuda:x", "device 'cuda:x'"),  # torch.device's own RuntimeError on a GPU machine
+        ("device", "cuda:-1", "device 'cuda:-1'"),
+        ("device", None, "device None"),  # an AttributeError ('NoneType' has no startswith)
         ("model", "yolo", "model 'yolo'"),
         ("min_size", 8, "min_size 8"),
         ("classes", "person", "classes 'person'"),

@@ -77,3 +77,12 @@ def test_track_ids_follow_the_rows_and_are_validated():
         make().with_track_ids([1.5, 2.0, 3.0])
     with pytest.raises(ValueError, match="track id -2 is invalid"):
         make().with_track_ids([1, -2, 3])
+
+
+def test_fractional_class_ids_are_refused_not_truncated():
+    """A class id of 1.7 was cut to 1 in silence (a 'person' that was never one); whole floats stay fine."""
+    with pytest.raises(ValueError, match="class ids must be whole numbers; got 1.7"):
+        Detections(np.zeros((2, 4)), [0.5, 0.5], [2.0, 1.7], NAMES)
+    with pytest.raises(ValueError, match="whole numbers; got nan"):
+        Detections(np.zeros((1, 4)), [0.5], [np.nan], NAMES)
+    assert Detections(np.zeros((1, 4)), [0.5], np.array([2.0]), NAMES).labels == ["car"]

@@ -103,6 +103,11 @@ def test_bad_frames_are_refused_with_what_arrived(paper_detector):
         paper_detector.detect([np.zeros((4, 4, 3), np.float32)])
     with pytest.raises(ValueError, match=r"frame 1 .* got uint8 \(4, 4\)"):
         paper_detector.detect([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8)])
+    # one grey or 4-channel frame alone: named as it arrived, not as its first row (it said "got uint8 (5,)")
+    with pytest.raises(ValueError, match=r"frame 0 .* got uint8 \(4, 5\)$"):
+        paper_detector.detect(np.zeros((4, 5), np.uint8))
+    with pytest.raises(ValueError, match=r"frame 0 .* got uint8 \(4, 5, 4\)$"):
+        paper_detector.detect(np.zeros((4, 5, 4), np.uint8))
 
 
 def test_fp16_on_cpu_falls_back_with_a_clear_message(small_frame):

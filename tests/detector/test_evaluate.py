@@ -75,6 +75,10 @@ def test_bad_json_is_named(tmp_path):
     bad.write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_coco(bad)
+    # a file that is not text (a picture given as --data): it was the bare codec error, naming no file
+    bad.write_bytes(b"\xff\xd8\xff\xe0 a JPEG")
+    with pytest.raises(ValueError, match=r"bad.json is not a UTF-8 JSON text \(invalid start byte at byte 0\)"):
+        load_coco(bad)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -155,3 +159,17 @@ def test_recall_is_greedy_by_score_and_one_to_one():
     assert recall(coco, {1: dup})["found"] == 1
     assert recall(load_coco({**data, "annotations": []}), {1: two}) == {
         "recall": 0.0, "found": 0, "objects": 0, "per_class_recall": {}, "per_class_found": {}}
+
+
+def test_undefined_scores_read_n_a_not_zero():
+    """Without ground truth AP and recall are undefined (no object to find), not 0.000 — a run that
+    found nothing reads differently from a set with nothing to find."""
+    unlabelled = {**_dataset(), "annotations": []}
+    coco = load_coco(unlabelled)
+    m = evaluate(coco, {i: Detections(np.array([[0, 0, 10, 10]]), [0.9], [1], NAMES) for i in coco.imgs})
+    line = format_metrics(m)
+    assert "AP n/a" in line and "AP50 n/a" in line and "0.000" not in line
+    assert "recall@IoU0.5/score0.3 n/a (0/0)" in line
+    coco = load_coco(_dataset())  # labelled, nothing found: AP and recall are a real 0
+    line = format_metrics(evaluate(coco, {i: Detections.empty(NAMES) for i in coco.imgs}))
+    assert "AP 0.000" in line and "n/a" not in line

@@ -102,3 +102,15 @@ def test_reports_read_as_a_line_and_a_table():
     assert table[2] == "| desk.jpg | 3 | 2 | 5 (1/1/1/1/1) | 1 | 5 (1/1/1/1/1) |"
     assert table[-1].startswith("| **all** | 4 | 2 | 5 (")
     assert len(KINDS) == 5
+
+
+def test_precision_without_boxes_and_recall_without_labels_read_n_a():
+    """No box shown: precision is undefined (n/a), not 0.00; no labelled object: recall likewise."""
+    coco = _coco()
+    none = {i: Detections.empty(NAMES) for i in coco.imgs}
+    line = format_precision(false_boxes(coco, none, 0.5))
+    assert "precision n/a (0 true, 0 false" in line and "recall 0.00 (0/4)" in line
+    unlabelled = load_coco({**coco.dataset, "annotations": []})
+    one = {1: Detections(np.array([P], np.float32), [0.9], [1], NAMES)}
+    line = format_precision(false_boxes(unlabelled, one, 0.5))
+    assert "precision 0.00 (0 true, 1 false" in line and "recall n/a (0/0)" in line

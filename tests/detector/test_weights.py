@@ -148,3 +148,36 @@ def test_untrained_weights_are_said_clearly():
     det = Detector(DetectorConfig(model="paper", backbone="resnet18", weights="random", device="cpu"))
     assert not det.info.trained
     assert any("UNTRAINED" in n for n in det.notes)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("state_dict", "DELETE", "holds no state dict of tensors"),
+    ("state_dict", {"w": 1}, "holds no state dict of tensors"),
+    ("arch", "resnet18", "its 'arch' is a str, expected a dict"),
+    ("class_names", 3, "its 'class_names' is a int, expected a list of names"),
+    ("class_names", [1, 2], "its 'class_names' is a list, expected a list of names"),
+    ("meta", [0.5], "its 'meta' is a list, expected a dict"),
+])
+def test_a_broken_checkpoint_field_is_one_line_naming_it(tmp_path, tiny_weights, field, value, message):
+    """Our checkpoint format with a field missing or of the wrong type: one WeightsError line naming
+    the file and the field (it was a bare KeyError, ValueError or TypeError from deep in the factory)."""
+    obj = load_checkpoint(tiny_weights)
+    if value == "DELETE":
+        del obj[field]
+    else:
+        obj[field] = value
+    path = tmp_path / "broken ckpt.pt"
+    torch.save(obj, path)
+    with pytest.raises(WeightsError, match=message) as info:
+        create_model(DetectorConfig(weights=str(path), device="cpu"))
+    assert "broken ckpt.pt" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_unreadable_file_is_said_so_not_called_a_bad_file(tmp_path, tiny_weights, monkeypatch):
+    """A read error (permissions, a disk error) said 'is not a PyTorch weights file'."""
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(torch, "load", denied)
+    with pytest.raises(WeightsError, match=r"weights file .*tiny.pt cannot be read \(Permission denied\)$"):
+        create_model(DetectorConfig(weights=str(tiny_weights), device="cpu"))
