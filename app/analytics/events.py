@@ -352,7 +352,8 @@ class Events(Closing):
         path = heatmap_path or self.config.heatmap
         if path:
             check_output_path(path, "heat map", overwrite=self.overwrite)
-        if self.config.wants_events:
+        # --alert-classes alone: the sink checks the classes and counts the events for the summary
+        if self.config.wants_events or self.config.alert_classes:
             clips = None
             if self.config.clips:
                 from app.analytics.clips import ClipWriter

@@ -64,6 +64,18 @@ def test_an_unknown_alert_class_is_one_line(capsys, tmp_path, clip10, fast):
     assert "error: --alert-classes: 'unicorn' is not a class of this model" in err and "Traceback" not in err
 
 
+def test_alert_classes_alone_are_checked_and_counted(capsys, tmp_path, clip10, fast):
+    """--alert-classes with no events file, clips or alerts: an unknown class is still refused (it was
+    taken in silence, exit 0, while the same option with --events was refused), and a known one's
+    appearances are counted in the summary instead of dropped."""
+    rc, _, err = run(capsys, "--video", clip10, "--alert-classes", "unicorn", "--max-frames", "2", *fast)
+    assert rc == 2
+    assert "error: --alert-classes: 'unicorn' is not a class of this model" in err and "Traceback" not in err
+    rc, _, err = run(capsys, "--video", clip10, "--alert-classes", "person", "--max-frames", "2", *fast)
+    assert rc == 0
+    assert "events clip10: " in err
+
+
 def test_a_run_writes_events_clips_and_heatmap_and_says_so(capsys, tmp_path, monkeypatch):
     """run.py end to end on the rendered crossing clip (decoded by PyAV); only the model is the
     clip's true boxes (tests/app/crossing_clip.py), so the crossings are known."""
