@@ -207,6 +207,10 @@ class FileSource(Source):
                 index += 1
         if not decoded_any and self.bad_frames and not self._closed.is_set():
             raise SourceError(f"no frame of {self.name} could be decoded ({self.bad_frames} bad packets): the file is corrupt")
+        stated = 0 if self.live or self._closed.is_set() else stream.frames  # the header's count (0: none)
+        if stated and index < stated - max(2, stated // 100):  # a file cut off: not the frames it promised
+            self.notes.append(f"{self.name} ended after {index} of the {stated} frames its header states "
+                              "(the file may be cut off)")
 
     def _bad(self, exc: Exception, where: str, in_a_row: int) -> bool:
         """Count a packet that failed to demux or decode; True (with a note) when too many came in a row."""
