@@ -208,7 +208,7 @@ class FileSource(Source):
         if not decoded_any and self.bad_frames and not self._closed.is_set():
             raise SourceError(f"no frame of {self.name} could be decoded ({self.bad_frames} bad packets): the file is corrupt")
         stated = 0 if self.live or self._closed.is_set() or gave_up else stream.frames  # the header's count
-        if stated and index + self.bad_frames < stated - max(2, stated // 100):  # cut off: not the frames it promised
+        if stated and index + self.bad_frames < stated - max(2, stated // 100):  # cut off: frames missing
             self.notes.append(f"{self.name} ended after {index} of the {stated} frames its header states "
                               "(the file may be cut off)")
 
