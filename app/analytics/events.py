@@ -143,8 +143,10 @@ def add_event_options(parser: argparse.ArgumentParser) -> None:
                        help="write an annotated H.264 mp4 per event to DIR (created if missing): --pre seconds "
                             "before it, --post after; overlapping events share a clip")
     # no argparse default for these three: one given without the option it qualifies is refused
-    group.add_argument("--pre", type=float, metavar="S", help="seconds before an event in its clip (default: 3.0)")
-    group.add_argument("--post", type=float, metavar="S", help="seconds after an event in its clip (default: 5.0)")
+    group.add_argument("--pre", type=float, metavar="S",
+                       help="seconds before an event in its clip (default: 3.0)")
+    group.add_argument("--post", type=float, metavar="S",
+                       help="seconds after an event in its clip (default: 5.0)")
     group.add_argument("--alert-classes", default="", metavar="A,B",
                        help="an object of these classes appearing is an event (e.g. person,car), once per track")
     group.add_argument("--alert-min-frames", type=int, metavar="N",

@@ -319,7 +319,7 @@ def test_a_video_cut_short_says_so(capsys, tmp_path, fast):
 
     whole = tmp_path / "whole.avi"
     noise = np.random.default_rng(0)
-    with av.open(str(whole), "w") as c:  # noise: every frame's packet is large, so half the bytes is a few frames
+    with av.open(str(whole), "w") as c:  # noise: every frame's packet is large, half the bytes = a few frames
         s = c.add_stream("mpeg4", rate=10)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
         for _ in range(30):
@@ -333,7 +333,7 @@ def test_a_video_cut_short_says_so(capsys, tmp_path, fast):
     read = int(re.search(r"frames: (\d+) read", err).group(1))
     assert 0 < read < 30
     said = [line for line in err.splitlines() if "frames its header states" in line]
-    assert rc == 0 and said == [f"note: {cut} ended after {read} of the 30 frames its header states (the file may be "
-                                "cut off)"], err
+    assert rc == 0 and said == [f"note: {cut} ended after {read} of the 30 frames its header states "
+                                "(the file may be cut off)"], err
     rc, out, err = run(capsys, "--video", whole, "--export", tmp_path / "w.csv", *fast)
     assert rc == 0 and "frames its header states" not in err
