@@ -143,13 +143,16 @@ def add_event_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--event-clips", metavar="DIR",
                        help="write an annotated H.264 mp4 per event to DIR (created if missing): --pre seconds "
                             "before it, --post after; overlapping events share a clip")
-    group.add_argument("--pre", type=float, default=3.0, metavar="S", help="seconds before an event in its clip (default: %(default)s)")
-    group.add_argument("--post", type=float, default=5.0, metavar="S", help="seconds after an event in its clip (default: %(default)s)")
+    # no argparse default for these three: one given without the option it qualifies is refused
+    group.add_argument("--pre", type=float, metavar="S",
+                       help="seconds before an event in its clip (default: 3.0)")
+    group.add_argument("--post", type=float, metavar="S",
+                       help="seconds after an event in its clip (default: 5.0)")
     group.add_argument("--alert-classes", default="", metavar="A,B",
                        help="an object of these classes appearing is an event (e.g. person,car), once per track")
-    group.add_argument("--alert-min-frames", type=int, default=3, metavar="N",
+    group.add_argument("--alert-min-frames", type=int, metavar="N",
                        help="detected frames a track must be seen in before its appearance counts, so that one "
-                            "flicker is not an event (default: %(default)s)")
+                            "flicker is not an event (default: 3)")
     group.add_argument("--mqtt", metavar="HOST[:PORT][/TOPIC]",
                        help="publish each event to this MQTT broker (QoS 1; port 1883, topic frcnn-video/events by "
                             "default); a broker that is down is retried with backoff, the run never waits on it")
@@ -160,11 +163,19 @@ def add_event_options(parser: argparse.ArgumentParser) -> None:
 
 
 def events_config_from_args(args: argparse.Namespace) -> EventsConfig | None:
-    """The ``EventsConfig`` of the parsed options; None when none of them was used."""
+    """The ``EventsConfig`` of the parsed options; None when none of them was used. ``--pre``/``--post``
+    without ``--event-clips`` or ``--alert-min-frames`` without ``--alert-classes`` (they would change
+    nothing) raise ``UserError``."""
     classes = tuple(c.strip() for c in (args.alert_classes or "").split(",") if c.strip())
-    config = EventsConfig(events=args.events, clips=args.event_clips, pre_s=args.pre, post_s=args.post,
-                          alert_classes=classes, min_frames=args.alert_min_frames, mqtt=args.mqtt,
-                          webhook=args.webhook, heatmap=args.heatmap, counting=bool(args.line or args.zone))
+    qualifiers = (("pre_s", "--pre", args.pre, "--event-clips", args.event_clips),
+                  ("post_s", "--post", args.post, "--event-clips", args.event_clips),
+                  ("min_frames", "--alert-min-frames", args.alert_min_frames, "--alert-classes", classes))
+    config = EventsConfig(events=args.events, clips=args.event_clips, alert_classes=classes, mqtt=args.mqtt,
+                          webhook=args.webhook, heatmap=args.heatmap, counting=bool(args.line or args.zone),
+                          **{field: value for field, _, value, _, _ in qualifiers if value is not None})
+    for _, option, value, needs, given in qualifiers:  # after the values' own checks
+        if value is not None and not given:
+            raise UserError(f"{option} needs {needs} (alone it changes nothing)")
     return config if config.active or classes else None
 
 
@@ -353,7 +364,8 @@ class Events(Closing):
         path = heatmap_path or self.config.heatmap
         if path:
             check_output_path(path, "heat map", overwrite=self.overwrite)
-        if self.config.wants_events:
+        # --alert-classes alone: the sink checks the classes and counts the events for the summary
+        if self.config.wants_events or self.config.alert_classes:
             clips = None
             if self.config.clips:
                 from app.analytics.clips import ClipWriter

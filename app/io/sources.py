@@ -162,7 +162,7 @@ class FileSource(Source):
         av = self._av
         stream, index, shift, last_pts = self.stream, 0, None, None
         step = max(1, round(1 / (self.rate or Fraction(25)) / self.time_base))  # one frame, in pts units
-        bad_in_a_row, decoded_any = 0, False
+        bad_in_a_row, decoded_any, gave_up = 0, False, False
         packets = self.container.demux(stream)
         while not self._closed.is_set():
             try:
@@ -177,7 +177,7 @@ class FileSource(Source):
             except av.error.FFmpegError as exc:
                 # A broken container chunk: count it and resume demuxing after it.
                 bad_in_a_row += 1
-                if self._bad(exc, "demux", bad_in_a_row):
+                if gave_up := self._bad(exc, "demux", bad_in_a_row):
                     break
                 packets = self.container.demux(stream)
                 continue
@@ -187,7 +187,7 @@ class FileSource(Source):
                 if self._closed.is_set():
                     break
                 bad_in_a_row += 1
-                if self._bad(exc, "decode", bad_in_a_row):
+                if gave_up := self._bad(exc, "decode", bad_in_a_row):
                     break
                 continue
             for vf in decoded:
@@ -207,6 +207,10 @@ class FileSource(Source):
                 index += 1
         if not decoded_any and self.bad_frames and not self._closed.is_set():
             raise SourceError(f"no frame of {self.name} could be decoded ({self.bad_frames} bad packets): the file is corrupt")
+        stated = 0 if self.live or self._closed.is_set() or gave_up else stream.frames  # the header's count
+        if stated and index + self.bad_frames < stated - max(2, stated // 100):  # cut off: frames missing
+            self.notes.append(f"{self.name} ended after {index} of the {stated} frames its header states "
+                              "(the file may be cut off)")
 
     def _bad(self, exc: Exception, where: str, in_a_row: int) -> bool:
         """Count a packet that failed to demux or decode; True (with a note) when too many came in a row."""

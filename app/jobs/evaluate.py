@@ -234,6 +234,8 @@ def run(args, coco, detect, predictions: dict | None = None) -> dict:
         predictions = {}
         for image_id, info in sorted(coco.imgs.items()):
             file = path.parent / info["file_name"]  # an absolute file_name stays as it is
+            if not file.is_file():  # before imread, which says so itself on stderr (a WARN line)
+                raise UserError(f"image {file} (id {image_id}) of {path} does not exist")
             bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise UserError(f"image {file} (id {image_id}) of {path} cannot be read")

@@ -5,6 +5,7 @@ the interpreter start); a few run ``python run.py`` in a subprocess with a timeo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -307,3 +308,32 @@ def test_an_internal_error_is_one_line_that_names_its_type_once(capsys, monkeypa
     monkeypatch.setattr(app.cli.run, "main", fails)
     rc, _, err = run(capsys, "--video", "x.mp4")
     assert rc == 3 and err.splitlines() == [f"internal error: {said} (set FRCNN_DEBUG=1 for the traceback)"]
+
+
+def test_a_video_cut_short_says_so(capsys, tmp_path, fast):
+    """A file cut off (a copy that stopped, a disk that filled) whose header states its frame count:
+    the run ended after the frames that were there with exit 0 and no word, the progress bar stuck at
+    a few per cent; the frames its header promised and that never came are now named in a note."""
+    import av
+    import numpy as np
+
+    whole = tmp_path / "whole.avi"
+    noise = np.random.default_rng(0)
+    with av.open(str(whole), "w") as c:  # noise: every frame's packet is large, half the bytes = a few frames
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(30):
+            for packet in s.encode(av.VideoFrame.from_ndarray(noise.integers(0, 255, (48, 64, 3), np.uint8))):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    rc, out, err = run(capsys, "--video", cut, "--export", tmp_path / "d.csv", *fast)
+    read = int(re.search(r"frames: (\d+) read", err).group(1))
+    assert 0 < read < 30
+    said = [line for line in err.splitlines() if "frames its header states" in line]
+    assert rc == 0 and said == [f"note: {cut} ended after {read} of the 30 frames its header states "
+                                "(the file may be cut off)"], err
+    rc, out, err = run(capsys, "--video", whole, "--export", tmp_path / "w.csv", *fast)
+    assert rc == 0 and "frames its header states" not in err

@@ -50,6 +50,21 @@ def test_events_without_anything_to_report_are_refused(capsys, tmp_path, clip10,
     one_error_line(err, "--events", "nothing to report")
 
 
+@pytest.mark.parametrize("args, needles", [
+    (["--pre", "2"], ["--pre", "needs --event-clips"]),
+    (["--post", "1"], ["--post", "needs --event-clips"]),
+    (["--alert-min-frames", "5"], ["--alert-min-frames", "needs --alert-classes"]),
+])
+def test_an_option_without_the_one_it_qualifies_is_refused(capsys, tmp_path, clip10, fast, args, needles):
+    """--pre/--post without --event-clips and --alert-min-frames without --alert-classes changed
+    nothing and were taken in silence (exit 0); they are refused as --segment without --record is."""
+    rc, out, err = run(capsys, "--video", clip10, "--line", "0.5,0,0.5,1", "--events", tmp_path / "e.jsonl",
+                       "--max-frames", "1", *args, *fast)
+    assert rc == 2 and out == ""
+    one_error_line(err, *needles)
+    assert not (tmp_path / "e.jsonl").exists()
+
+
 def test_an_existing_events_file_is_refused_untouched(capsys, tmp_path, clip10, fast):
     out = tmp_path / "e.jsonl"
     out.write_text("old\n")
@@ -63,6 +78,18 @@ def test_an_unknown_alert_class_is_one_line(capsys, tmp_path, clip10, fast):
     rc, _, err = run(capsys, "--video", clip10, "--alert-classes", "unicorn", "--events", tmp_path / "e.jsonl", *fast)
     assert rc == 2
     assert "error: --alert-classes: 'unicorn' is not a class of this model" in err and "Traceback" not in err
+
+
+def test_alert_classes_alone_are_checked_and_counted(capsys, tmp_path, clip10, fast):
+    """--alert-classes with no events file, clips or alerts: an unknown class is still refused (it was
+    taken in silence, exit 0, while the same option with --events was refused), and a known one's
+    appearances are counted in the summary instead of dropped."""
+    rc, _, err = run(capsys, "--video", clip10, "--alert-classes", "unicorn", "--max-frames", "2", *fast)
+    assert rc == 2
+    assert "error: --alert-classes: 'unicorn' is not a class of this model" in err and "Traceback" not in err
+    rc, _, err = run(capsys, "--video", clip10, "--alert-classes", "person", "--max-frames", "2", *fast)
+    assert rc == 0
+    assert "events clip10: " in err
 
 
 def test_a_run_writes_events_clips_and_heatmap_and_says_so(capsys, tmp_path, monkeypatch):

@@ -373,3 +373,15 @@ def test_eval_a_teachers_score_threshold_out_of_range_is_one_line(one_json, caps
         assert eval_cli.main(["--data", str(one_json), "--teachers", "yolo", "--score-threshold", bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"error: --score-threshold {float(bad)} must be a score in [0, 1]"], err
+
+
+def test_eval_a_missing_picture_is_one_line(tmp_path, one_json, capfd):
+    """A file_name that is not there: OpenCV's own 'WARN ... can't open/read file' line came out on
+    the process's stderr before the error, so the refusal was not one line."""
+    data = json.loads(one_json.read_text())
+    gone = tmp_path / "gone.json"
+    gone.write_text(json.dumps({**data, "images": [{**data["images"][0], "file_name": "nope.jpg"}]}))
+    assert eval_cli.main(["--data", str(gone), "--precision", "fp32"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "nope.jpg" in err[0], err
+    assert "does not exist" in err[0], err
