@@ -58,7 +58,8 @@ def _check_coco(dataset) -> None:
     """The structure the loaders read, or a ``ValueError`` naming the first entry that breaks it (else
     pycocotools or the loaders failed later with a bare ``KeyError``/``TypeError``)."""
     if not isinstance(dataset, dict):
-        raise ValueError(f"a COCO JSON is an object with images, annotations and categories, not a {type(dataset).__name__}")
+        raise ValueError("a COCO JSON is an object with images, annotations and categories, "
+                         f"not a {type(dataset).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(dataset.get(key), list):
             what = "no" if key not in dataset else f"a {type(dataset[key]).__name__} for its"

@@ -33,7 +33,7 @@ __all__ = ["build_parser", "config_from_args", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     p = UserErrorParser(prog="run.py bench", see=" (see run.py bench --help)", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--video", type=Path, required=True,
                    help="the clip to measure on (e.g. assets/sample.mp4)")
     p.add_argument("--model", default="default", help="model name(s), comma-separated")

@@ -301,7 +301,8 @@ class ImageFolderSource(Source):
             yield Frame(index, index, self.time_base, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic(), str(path))
             index += 1
         if self.bad_frames > NAMED_BAD_IMAGES:
-            self.notes.append(f"{self.bad_frames - NAMED_BAD_IMAGES} more images in {self.name} could not be read; skipped")
+            more = self.bad_frames - NAMED_BAD_IMAGES
+            self.notes.append(f"{more} more images in {self.name} could not be read; skipped")
         if index == 0 and self.bad_frames and not self._closed.is_set():
             raise SourceError(f"none of the {len(self.files)} images in {self.name} could be read "
                               f"(first: {self.files[0].name})")

@@ -56,8 +56,9 @@ def iter_images(paths: Sequence[Path]) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = UserErrorParser(prog="run.py autolabel", see=" (see run.py autolabel --help)", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = UserErrorParser(prog="run.py autolabel", see=" (see run.py autolabel --help)",
+                        description=__doc__.split("\n\n")[0],
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("source", help="a video file, a folder of images, or one image")
     p.add_argument("--out", required=True, help="COCO JSON to write")
     add_teacher_arguments(p, "yolo", ("--sizes",))

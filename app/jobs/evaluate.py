@@ -42,7 +42,7 @@ CURVE_SCORES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 def build_parser() -> argparse.ArgumentParser:
     p = UserErrorParser(prog="run.py eval", see=" (see run.py eval --help)", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="COCO JSON with the ground truth (file_name relative to it)")
     p.add_argument("--model", default="default", help="model name (default = the bundled checkpoint)")
     p.add_argument("--weights", default="default", help="'default', 'torchvision', or a weights/checkpoint file")

@@ -26,7 +26,7 @@ BACKBONE_WEIGHT_KWARG = {"yolov3_tiny": "darknet_weights", "mobilenet_v2": "imag
 
 def build_parser() -> argparse.ArgumentParser:
     p = UserErrorParser(prog="run.py train", see=" (see run.py train --help)", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", "--train", dest="data", required=True, metavar="JSON[:WEIGHT],...",
                    help="COCO JSON(s) of the training images, comma-separated, each with an optional sampling "
                         "weight (default 1), e.g. a.json:1.0,b.json:0.5")
