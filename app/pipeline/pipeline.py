@@ -197,7 +197,8 @@ class Pipeline:
             if self.export:
                 check_output_path(self.export, "export", overwrite=self.overwrite)
             if self.events_config is not None and self.events is None:
-                self._run_events(self.events_config).check_outputs(self.overwrite)
+                # the heat maps checked are those written: h-<stream>.png with several streams, not h.png
+                replace(self.events_config, heatmap=None).check_outputs(self.overwrite)
                 for lane in self.lanes:
                     if heatmap := self._heatmap(self.events_config, lane):
                         check_output_path(heatmap, "heat map", overwrite=self.overwrite)
@@ -235,7 +236,7 @@ class Pipeline:
 
         if self.events is not None:
             raise RuntimeError("the events are attached already")
-        self.events = Events(self._run_events(config), overwrite=self.overwrite)
+        self.events = Events(config, overwrite=self.overwrite)  # it checks the heat maps of sinks_for
         added = {}
         for lane in self.lanes:
             if config.needs_tracking:
@@ -245,14 +246,12 @@ class Pipeline:
                                 self.events.sinks_for(lane.name, lane.analytics, lane.source, heatmap_path=heatmap)]
         return added
 
-    def _run_events(self, config):
-        """``config`` as the run's ``Events`` take it: with several streams, without the heat map
-        (each stream writes its own, ``_heatmap``; no ``h.png`` is written, nor checked)."""
-        return replace(config, heatmap=None) if len(self.lanes) > 1 else config
-
     def _heatmap(self, config, lane: Lane) -> str | None:
-        """``lane``'s own heat map with several streams (``h.png`` → ``h-<stream>.png``), else None."""
-        return per_stream_path(config.heatmap, lane.name) if config.heatmap and len(self.lanes) > 1 else None
+        """The heat map ``lane`` writes: the configured one, or with several streams its own
+        (``h.png`` → ``h-<stream>.png``); None without one."""
+        if config.heatmap and len(self.lanes) > 1:
+            return per_stream_path(config.heatmap, lane.name)
+        return config.heatmap
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every stream has ended or ``timeout`` s pass; True when ended. Re-raises the
