@@ -84,6 +84,8 @@ def test_bad_json_is_named(tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.update(images=None), "has a NoneType for its 'images' list"),
     (lambda d: d["images"][1].pop("file_name"), r"images\[1\] has no 'file_name'"),
+    (lambda d: d["images"][1].update(file_name=""), r"images\[1\] has file_name ''; expected a picture's path"),
+    (lambda d: d["images"][0].update(file_name=7), r"images\[0\] has file_name 7"),
     (lambda d: d["images"][2].update(id="3"), r"images\[2\] has id '3'; ids are integers"),
     (lambda d: d["images"].append(dict(d["images"][0])), r"images\[3\] repeats id 1"),
     (lambda d: d["annotations"][4].update(category_id=9), r"annotations\[4\] has category_id 9, which no category has"),
