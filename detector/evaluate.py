@@ -77,7 +77,8 @@ def _check_coco(dataset) -> None:
             if entry["id"] in seen:
                 raise ValueError(f"COCO JSON {key}[{i}] repeats id {entry['id']}")
             if key == "images" and not (isinstance(entry["file_name"], str) and entry["file_name"]):
-                raise ValueError(f"COCO JSON images[{i}] has file_name {entry['file_name']!r}; expected a picture's path")
+                raise ValueError(f"COCO JSON images[{i}] has file_name {entry['file_name']!r}; "
+                                 "expected a picture's path")
             seen.add(entry["id"])
     for i, a in enumerate(dataset["annotations"]):
         for field, key, one in (("image_id", "images", "image"), ("category_id", "categories", "category")):
